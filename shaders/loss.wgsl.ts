@@ -1,0 +1,118 @@
+import { wgsl } from 'wgsl-preprocessor';
+import { ELEMENTWISE_WG } from './common';
+
+/**
+ * The VAE loss, fused: binary cross-entropy summed over pixels plus the KL term, reduced to
+ * one scalar per batch on the GPU, together with the gradients that start the backward pass.
+ *
+ *   bce  = −Σ [x·max(log σ(l), −100) + (1−x)·max(log(1−σ(l)), −100)]
+ *   kl   = −½·Σ (1 + logvar − mu² − exp(logvar))
+ *   dl   = σ(l) − x                       (d bce / d logit)
+ *   dmu  = mu,  dlogvar = ½(exp(logvar) − 1)   (d kl / d mu, d kl / d logvar)
+ *
+ * Numerics: the decoder works on logits, and log σ(l) = −softplus(−l), log(1−σ(l)) = −softplus(l)
+ * with softplus(t) = max(t,0) + log(1 + exp(−|t|)), whose exp never overflows. The −100 clamp
+ * is PyTorch's binary_cross_entropy; unlike PyTorch's float32 σ, which rounds to exactly 1 from
+ * l ≈ 17 on and then reports the clamp value, this form stays exact until the clamp binds.
+ * σ clamps its argument to ±88 so exp never overflows; σ(±88) is already 0 or 1 in float32.
+ *
+ * Reduction (deterministic, no atomics): `bce_kl` runs LOSS_GROUPS workgroups that
+ * grid-stride over the batch, tree-reduce in workgroup memory and write one partial each;
+ * `loss_finalize` (one workgroup) adds the partials in a fixed order, stores the batch loss at
+ * out[state[1]] and advances the GPU-resident step state (t, batch) for the next step.
+ */
+export const LOSS_GROUPS = 64;
+const WG = ELEMENTWISE_WG;
+
+export type LossEntry = 'bce_kl' | 'loss_finalize';
+
+export function lossBindings(entry: LossEntry): ('uniform' | 'read' | 'storage')[] {
+  return entry === 'bce_kl'
+    ? ['uniform', 'read', 'read', 'read', 'storage', 'storage', 'storage'] // dims, logits, x, mulv, dlogits, dmulv, partials
+    : ['storage', 'read', 'storage']; // state, partials, out
+}
+
+export function lossWorkgroups(entry: LossEntry): [number, number, number] {
+  return entry === 'bce_kl' ? [LOSS_GROUPS, 1, 1] : [1, 1, 1];
+}
+
+export function lossWGSL(entry: LossEntry): string {
+  if (LOSS_GROUPS > WG) throw new Error('loss_finalize reduces LOSS_GROUPS partials with one workgroup');
+  return wgsl`
+var<workgroup> scratch: array<f32, ${WG}>;
+
+// Sums scratch[0..${WG}) into scratch[0]; every invocation of the workgroup must call it.
+fn reduceWorkgroup(lid: u32, value: f32) -> f32 {
+  scratch[lid] = value;
+  workgroupBarrier();
+  for (var width = ${WG / 2}u; width > 0u; width >>= 1u) {
+    if (lid < width) { scratch[lid] += scratch[lid + width]; }
+    workgroupBarrier();
+  }
+  return scratch[0];
+}
+
+#if ${entry === 'bce_kl'}
+struct Dims { rows: u32, D: u32, L: u32 }
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;        // (rows, D)
+@group(0) @binding(2) var<storage, read> x: array<f32>;             // (rows, D)
+@group(0) @binding(3) var<storage, read> mulv: array<f32>;          // (rows, 2L)
+@group(0) @binding(4) var<storage, read_write> dlogits: array<f32>; // (rows, D)
+@group(0) @binding(5) var<storage, read_write> dmulv: array<f32>;   // (rows, 2L)
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>; // (${LOSS_GROUPS})
+
+fn softplus(t: f32) -> f32 {
+  return max(t, 0.0) + log(1.0 + exp(-abs(t)));
+}
+
+fn sigmoid(t: f32) -> f32 {
+  return 1.0 / (1.0 + exp(-clamp(t, -88.0, 88.0)));
+}
+
+@compute @workgroup_size(${WG})
+fn bce_kl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let stride = ${LOSS_GROUPS * WG}u;
+  var sum = 0.0;
+  let pixels = dims.rows * dims.D;
+  for (var i = gid.x; i < pixels; i += stride) {
+    let l = logits[i];
+    let t = x[i];
+    let logP = max(-softplus(-l), -100.0);
+    let log1mP = max(-softplus(l), -100.0);
+    sum -= t * logP + (1.0 - t) * log1mP;
+    dlogits[i] = sigmoid(l) - t;
+  }
+  let latents = dims.rows * dims.L;
+  for (var e = gid.x; e < latents; e += stride) {
+    let at = (e / dims.L) * 2u * dims.L + e % dims.L;
+    let mu = mulv[at];
+    let logvar = mulv[at + dims.L];
+    let variance = exp(logvar);
+    sum -= 0.5 * (1.0 + logvar - mu * mu - variance);
+    dmulv[at] = mu;
+    dmulv[at + dims.L] = 0.5 * (variance - 1.0);
+  }
+  let total = reduceWorkgroup(lid, sum);
+  if (lid == 0u) { partials[gid.x / ${WG}u] = total; }
+}
+#endif
+
+#if ${entry === 'loss_finalize'}
+@group(0) @binding(0) var<storage, read_write> state: array<u32>;   // (t, batch)
+@group(0) @binding(1) var<storage, read> partials: array<f32>;      // (${LOSS_GROUPS})
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;     // one loss per batch
+
+@compute @workgroup_size(${WG})
+fn loss_finalize(@builtin(local_invocation_index) lid: u32) {
+  let value = select(0.0, partials[lid], lid < ${LOSS_GROUPS}u);
+  let total = reduceWorkgroup(lid, value);
+  if (lid == 0u) {
+    out[state[1]] = total;
+    state[0] += 1u;
+    state[1] += 1u;
+  }
+}
+#endif
+`;
+}

@@ -1,0 +1,303 @@
+/**
+ * The WebGPU runtime: device acquisition, kernel compilation with a pipeline cache keyed by
+ * the generated WGSL itself, explicit bind-group layouts, labelled buffers and asynchronous
+ * readback. It knows nothing about VAEs.
+ */
+import type { BindingKind } from '../../shaders/common';
+
+export type { BindingKind };
+
+/** Raised for everything the runtime refuses or the device reports; `message` says what to do. */
+export class GpuError extends Error {
+  constructor(message: string, readonly kind: 'unsupported' | 'compile' | 'validation' | 'lost' | 'limits' = 'validation') {
+    super(message);
+    this.name = 'GpuError';
+  }
+}
+
+/** What a kernel's WGSL module must say about itself. */
+export interface KernelSource {
+  label: string;
+  code: string;
+  entryPoint: string;
+  /** One entry per @binding in group 0, in binding order. */
+  bindings: readonly BindingKind[];
+}
+
+export interface Kernel {
+  label: string;
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  /** A bind group over `resources` in binding order; made once, when the model is built. */
+  bind(label: string, resources: readonly (GPUBuffer | GPUBufferBinding)[]): GPUBindGroup;
+}
+
+/** One recorded dispatch: a training step is a fixed list of these. */
+export interface Dispatch {
+  kernel: Kernel;
+  bindGroup: GPUBindGroup;
+  workgroups: readonly [number, number, number];
+}
+
+/** Limits the engine needs beyond WebGPU's defaults: the MNIST training set is 47 MB of bytes. */
+const NEEDED_LIMITS = {
+  maxStorageBuffersPerShaderStage: 8,
+  maxStorageBufferBindingSize: 128 * 1024 * 1024,
+  maxBufferSize: 256 * 1024 * 1024,
+  maxComputeInvocationsPerWorkgroup: 256,
+} as const;
+
+export interface GpuOptions {
+  /** An existing device (the engine then shares it with the caller); one is requested otherwise. */
+  device?: GPUDevice;
+  /** Called once if the device is lost; the engine's operations then reject with GpuError('lost'). */
+  onLost?: (error: GpuError) => void;
+  /** Called for validation or out-of-memory errors nobody captured. */
+  onUncapturedError?: (error: GpuError) => void;
+}
+
+export class Gpu {
+  readonly device: GPUDevice;
+  readonly hasTimestamps: boolean;
+  readonly hasSubgroups: boolean;
+  /** Set once the device is lost; every later operation throws it. */
+  lostError: GpuError | null = null;
+  private readonly pipelines = new Map<string, Promise<Kernel>>();
+  private readonly stagingPool = new Map<number, GPUBuffer[]>();
+  /** Every buffer made through this runtime, so destroy() can free them all. */
+  private readonly owned = new Set<GPUBuffer>();
+
+  private constructor(device: GPUDevice, options: GpuOptions) {
+    this.device = device;
+    this.hasTimestamps = device.features.has('timestamp-query');
+    this.hasSubgroups = device.features.has('subgroups');
+    device.lost.then((info) => {
+      if (info.reason === 'destroyed' && this.lostError) return; // our own destroy()
+      this.lostError = new GpuError(
+        `The GPU device was lost (${info.reason}: ${info.message || 'no message'}). ` +
+          'Work since the last checkpoint is gone; create the model again on a new device and load the checkpoint.',
+        'lost',
+      );
+      options.onLost?.(this.lostError);
+    });
+    device.addEventListener('uncapturederror', (event) => {
+      const error = new GpuError(`Uncaptured WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`);
+      if (options.onUncapturedError) options.onUncapturedError(error);
+      else console.error(error.message);
+    });
+  }
+
+  /** Requests an adapter and a device with the limits the engine needs (or adopts `options.device`). */
+  static async create(options: GpuOptions = {}): Promise<Gpu> {
+    if (options.device) return new Gpu(options.device, options);
+    if (typeof navigator === 'undefined' || !('gpu' in navigator)) {
+      throw new GpuError(
+        'WebGPU is not available here: navigator.gpu is undefined. Use Chrome or Edge 113+ (on Linux start it with ' +
+          '--enable-unsafe-webgpu), Safari 26+, or Firefox 141+ on Windows, and serve the page from https or localhost.',
+        'unsupported',
+      );
+    }
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) {
+      throw new GpuError(
+        'navigator.gpu.requestAdapter() returned no adapter: WebGPU is present but disabled or blocklisted. ' +
+          'Check chrome://gpu; on Linux enable it with --enable-unsafe-webgpu --enable-features=Vulkan.',
+        'unsupported',
+      );
+    }
+    const requiredLimits: Record<string, number> = {};
+    for (const [name, needed] of Object.entries(NEEDED_LIMITS)) {
+      const available = adapter.limits[name as keyof GPUSupportedLimits] as number;
+      if (available < needed) {
+        throw new GpuError(`This adapter's ${name} is ${available}; the engine needs ${needed}.`, 'limits');
+      }
+      requiredLimits[name] = needed;
+    }
+    const requiredFeatures = (['timestamp-query', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
+    const device = await adapter.requestDevice({ label: 'webgpu-vae', requiredLimits, requiredFeatures });
+    return new Gpu(device, options);
+  }
+
+  /** Throws the loss error if the device is gone; called before any work is submitted. */
+  assertAlive(): void {
+    if (this.lostError) throw this.lostError;
+  }
+
+  /**
+   * Compiles `source` once: the cache key is the WGSL text, the entry point and the binding
+   * kinds, so two kernels share a pipeline exactly when they would compile to the same one.
+   */
+  kernel(source: KernelSource): Promise<Kernel> {
+    const key = `${source.entryPoint}|${source.bindings.join(',')}|${source.code}`;
+    let kernel = this.pipelines.get(key);
+    if (!kernel) {
+      kernel = this.compile(source);
+      kernel.catch(() => this.pipelines.delete(key)); // a failed compile is not cached
+      this.pipelines.set(key, kernel);
+    }
+    return kernel;
+  }
+
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  private async compile(source: KernelSource): Promise<Kernel> {
+    this.assertAlive();
+    const { device } = this;
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({ label: source.label, code: source.code });
+    const info = await module.getCompilationInfo();
+    const moduleError = await device.popErrorScope();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (errors.length > 0 || moduleError) {
+      throw new GpuError(formatCompileErrors(source, errors, moduleError?.message), 'compile');
+    }
+    const layout = device.createBindGroupLayout({
+      label: `${source.label} layout`,
+      entries: source.bindings.map((kind, binding) => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: kind === 'uniform' ? 'uniform' : kind === 'read' ? 'read-only-storage' : 'storage' },
+      })),
+    });
+    let pipeline: GPUComputePipeline;
+    try {
+      pipeline = await device.createComputePipelineAsync({
+        label: source.label,
+        layout: device.createPipelineLayout({ label: `${source.label} pipeline layout`, bindGroupLayouts: [layout] }),
+        compute: { module, entryPoint: source.entryPoint },
+      });
+    } catch (e) {
+      throw new GpuError(`Pipeline "${source.label}" failed: ${(e as Error).message}`, 'compile');
+    }
+    return {
+      label: source.label,
+      pipeline,
+      layout,
+      bind: (label, resources) =>
+        device.createBindGroup({
+          label,
+          layout,
+          entries: resources.map((r, binding) => ({ binding, resource: 'buffer' in r ? r : { buffer: r } })),
+        }),
+    };
+  }
+
+  buffer(label: string, byteLength: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST): GPUBuffer {
+    this.assertAlive();
+    // Zero-sized bindings are invalid; round to 16 bytes so vec4 views of any buffer are whole.
+    const size = Math.max(16, Math.ceil(byteLength / 16) * 16);
+    const buffer = this.device.createBuffer({ label, size, usage });
+    this.owned.add(buffer);
+    return buffer;
+  }
+
+  /** A storage buffer holding `data`. */
+  bufferWith(label: string, data: ArrayBufferView, usage?: number): GPUBuffer {
+    const buffer = this.buffer(label, data.byteLength, usage);
+    this.write(buffer, data);
+    return buffer;
+  }
+
+  /** A uniform buffer holding `data` (made once; sizes that change per run live here). */
+  uniform(label: string, data: ArrayBufferView): GPUBuffer {
+    return this.bufferWith(label, data, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+  }
+
+  write(buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
+    this.assertAlive();
+    // writeBuffer wants a multiple of 4 bytes; pad a copy when needed (only byte datasets are odd-sized).
+    let view = data;
+    if (data.byteLength % 4 !== 0) {
+      const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
+      padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      view = padded;
+    }
+    this.device.queue.writeBuffer(buffer, offset, view.buffer, view.byteOffset, view.byteLength);
+  }
+
+  /** Records `dispatches` into one compute pass. */
+  encode(encoder: GPUCommandEncoder, dispatches: readonly Dispatch[], label = 'compute'): void {
+    const pass = encoder.beginComputePass({ label });
+    for (const d of dispatches) {
+      pass.setPipeline(d.kernel.pipeline);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+    }
+    pass.end();
+  }
+
+  /** Encodes and submits `dispatches` in one pass. */
+  run(dispatches: readonly Dispatch[], label = 'compute'): void {
+    this.assertAlive();
+    const encoder = this.device.createCommandEncoder({ label });
+    this.encode(encoder, dispatches, label);
+    this.device.queue.submit([encoder.finish()]);
+  }
+
+  /**
+   * Copies `byteLength` bytes of `source` into a staging buffer (from a pool, reused) and
+   * resolves with them once the GPU is done. Never awaited inside a training step.
+   */
+  async read(source: GPUBuffer, byteOffset = 0, byteLength = source.size - byteOffset, encoder?: GPUCommandEncoder): Promise<ArrayBuffer> {
+    this.assertAlive();
+    const size = Math.ceil(byteLength / 4) * 4;
+    const staging = this.stagingPool.get(size)?.pop() ??
+      this.device.createBuffer({ label: `readback ${size} B`, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const own = !encoder;
+    const enc = encoder ?? this.device.createCommandEncoder({ label: 'readback' });
+    enc.copyBufferToBuffer(source, byteOffset, staging, 0, size);
+    if (own) this.device.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      staging.destroy();
+      throw this.lostError ?? new GpuError(`Reading back "${source.label}" failed: ${(e as Error).message}`);
+    }
+    const bytes = staging.getMappedRange().slice(0, byteLength);
+    staging.unmap();
+    const pool = this.stagingPool.get(size) ?? [];
+    pool.push(staging);
+    this.stagingPool.set(size, pool);
+    return bytes;
+  }
+
+  async readFloats(source: GPUBuffer, offsetFloats = 0, count = source.size / 4 - offsetFloats): Promise<Float32Array> {
+    return new Float32Array(await this.read(source, offsetFloats * 4, count * 4));
+  }
+
+  /** Number of live buffers this runtime made (staging included): a leak check for tests. */
+  get liveBuffers(): number {
+    let staging = 0;
+    for (const pool of this.stagingPool.values()) staging += pool.length;
+    return this.owned.size + staging;
+  }
+
+  /** Frees one buffer made by this runtime. */
+  release(buffer: GPUBuffer): void {
+    if (this.owned.delete(buffer)) buffer.destroy();
+  }
+
+  /** Frees every buffer this runtime made. The device itself stays (it may be the caller's). */
+  destroy(): void {
+    for (const b of this.owned) b.destroy();
+    this.owned.clear();
+    for (const pool of this.stagingPool.values()) for (const b of pool) b.destroy();
+    this.stagingPool.clear();
+  }
+}
+
+function formatCompileErrors(source: KernelSource, messages: readonly GPUCompilationMessage[], scopeMessage?: string): string {
+  const lines = source.code.split('\n');
+  const parts = messages.map((m) => {
+    const context = lines
+      .slice(Math.max(0, m.lineNum - 3), m.lineNum + 1)
+      .map((text, i) => `${String(Math.max(1, m.lineNum - 2) + i).padStart(4)} | ${text}`)
+      .join('\n');
+    return `${source.label}:${m.lineNum}:${m.linePos}: ${m.message}\n${context}`;
+  });
+  if (parts.length === 0 && scopeMessage) parts.push(scopeMessage);
+  return `WGSL compile error in kernel "${source.label}" (entry ${source.entryPoint}):\n${parts.join('\n')}\n` +
+    `--- full source ---\n${lines.map((t, i) => `${String(i + 1).padStart(4)} | ${t}`).join('\n')}`;
+}

@@ -1,0 +1,121 @@
+/**
+ * Kernel instances: each function compiles (or reuses) a kernel, writes its sizes into a
+ * uniform buffer and binds its buffers, returning a Dispatch to record as often as needed.
+ * Everything here happens when a model is built, never inside a step.
+ */
+import { ELEMENTWISE_WG, linearWorkgroups } from '../../shaders/common';
+import { matmulBindings, matmulWGSL, matmulWorkgroups, type MatmulOptions } from '../../shaders/matmul.wgsl';
+import { activationBindings, activationWGSL, type ActivationEntry } from '../../shaders/activations.wgsl';
+import { adamBindings, adamWGSL, adamWorkgroupsFor } from '../../shaders/adam.wgsl';
+import { gatherBindings, gatherWGSL } from '../../shaders/gather.wgsl';
+import { lossBindings, lossWGSL, lossWorkgroups } from '../../shaders/loss.wgsl';
+import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
+import type { Dispatch, Gpu } from './device';
+
+export type Binding = GPUBuffer | GPUBufferBinding;
+
+const u32s = (...values: number[]) => new Uint32Array(values);
+
+async function instance(
+  gpu: Gpu, label: string, code: string, entryPoint: string, bindings: readonly ('uniform' | 'read' | 'storage')[],
+  resources: readonly Binding[], workgroups: readonly [number, number, number],
+): Promise<Dispatch> {
+  // Pipelines are shared by every instance with the same WGSL, so they carry the entry point's
+  // name; the bind group carries the instance's.
+  const kernel = await gpu.kernel({ label: entryPoint, code, entryPoint, bindings });
+  if (resources.length !== bindings.length) {
+    throw new Error(`${label}: ${resources.length} buffers for ${bindings.length} bindings`);
+  }
+  return { kernel, bindGroup: kernel.bind(label, resources), workgroups };
+}
+
+export interface MatmulBuffers {
+  A: Binding;
+  B: Binding;
+  C: Binding;
+  bias?: Binding;
+  mask?: Binding;
+  rowSum?: Binding;
+}
+
+/** C[M,N] = op(A)·op(B) with the epilogues in `options`; vec4 is chosen from the shape. */
+export async function matmulOp(
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
+  options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
+): Promise<Dispatch> {
+  const o: MatmulOptions = {
+    vec4: dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0,
+    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, tileM: 4,
+    ...options,
+  };
+  const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), buffers.A, buffers.B, buffers.C];
+  if (o.bias) resources.push(buffers.bias!);
+  if (o.reluMask) resources.push(buffers.mask!);
+  if (o.rowSum) resources.push(buffers.rowSum!);
+  return instance(gpu, label, matmulWGSL(o), 'matmul', matmulBindings(o), resources, matmulWorkgroups(o, dims));
+}
+
+export async function activationOp(
+  gpu: Gpu, label: string, entry: ActivationEntry, count: number, inputs: Binding[], out: Binding,
+): Promise<Dispatch> {
+  return instance(gpu, label, activationWGSL(entry), entry, activationBindings(entry),
+    [gpu.uniform(`${label} dims`, u32s(count)), ...inputs, out], linearWorkgroups(count));
+}
+
+export async function gatherOp(
+  gpu: Gpu, label: string, dims: { rows: number; D: number; batchSize: number },
+  b: { state: Binding; data: Binding; perm: Binding; X: Binding },
+): Promise<Dispatch> {
+  return instance(gpu, label, gatherWGSL(), 'gather', gatherBindings,
+    [gpu.uniform(`${label} dims`, u32s(dims.rows, dims.D, dims.batchSize)), b.state, b.data, b.perm, b.X],
+    linearWorkgroups(dims.rows * dims.D));
+}
+
+/** Uniform fields: (rows, latent, seed, stream) for reparam; (count, step, seed, stream) for randn. */
+export async function reparamOp(
+  gpu: Gpu, label: string, entry: ReparamEntry, params: [number, number, number, number], buffers: Binding[],
+): Promise<Dispatch> {
+  const elements = entry === 'randn' ? params[0] : params[0] * params[1];
+  return instance(gpu, label, reparamWGSL(entry), entry, reparamBindings(entry),
+    [gpu.uniform(`${label} params`, u32s(...params)), ...buffers],
+    linearWorkgroups(reparamWorkgroups(entry, elements)));
+}
+
+export async function bceKlOp(
+  gpu: Gpu, label: string, dims: { rows: number; D: number; L: number },
+  b: { logits: Binding; x: Binding; mulv: Binding; dlogits: Binding; dmulv: Binding; partials: Binding },
+): Promise<Dispatch> {
+  return instance(gpu, label, lossWGSL('bce_kl'), 'bce_kl', lossBindings('bce_kl'),
+    [gpu.uniform(`${label} dims`, u32s(dims.rows, dims.D, dims.L)), b.logits, b.x, b.mulv, b.dlogits, b.dmulv, b.partials],
+    lossWorkgroups('bce_kl'));
+}
+
+export async function lossFinalizeOp(
+  gpu: Gpu, label: string, b: { state: Binding; partials: Binding; out: Binding },
+): Promise<Dispatch> {
+  return instance(gpu, label, lossWGSL('loss_finalize'), 'loss_finalize', lossBindings('loss_finalize'),
+    [b.state, b.partials, b.out], lossWorkgroups('loss_finalize'));
+}
+
+export interface AdamHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+}
+
+/** Adam over `length` floats (a multiple of 4) of the arena buffers. */
+export async function adamOp(
+  gpu: Gpu, label: string, length: number, hyper: AdamHyper,
+  b: { state: Binding; params: Binding; grads: Binding; m: Binding; v: Binding },
+): Promise<Dispatch> {
+  if (length % 4 !== 0) throw new Error(`adam: arena length ${length} is not a multiple of 4`);
+  const uniform = new ArrayBuffer(32);
+  new Float32Array(uniform, 0, 4).set([hyper.lr, hyper.beta1, hyper.beta2, hyper.eps]);
+  new Uint32Array(uniform, 16, 1)[0] = length / 4;
+  return instance(gpu, label, adamWGSL(), 'adam_step', adamBindings,
+    [gpu.uniform(`${label} hyper`, new Uint8Array(uniform)), b.state, b.params, b.grads, b.m, b.v],
+    linearWorkgroups(adamWorkgroupsFor(length)));
+}
+
+export { ELEMENTWISE_WG };

@@ -1,0 +1,94 @@
+/**
+ * Node side of the GPU tests: a page of the shared headless browser with the kernel harness
+ * loaded, plus the comparison helper every kernel test uses.
+ */
+import puppeteer, { type Browser, type Page } from 'puppeteer';
+import { expect, inject } from 'vitest';
+import type { RunRequest } from './harness/harness';
+
+export interface GpuPage {
+  page: Page;
+  browser: Browser;
+  run(request: Omit<RunRequest, 'buffers'> & { buffers: Record<string, ArrayBufferView | number> }): Promise<Record<string, Uint8Array>>;
+  close(): Promise<void>;
+}
+
+export async function openHarness(path = '/test/harness/index.html'): Promise<GpuPage> {
+  const browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
+  const page = await browser.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') console.error(`[browser] ${m.text()}`); });
+  page.on('pageerror', (e) => console.error(`[browser] ${e}`));
+  await page.goto(`${inject('serverUrl')}${path}`);
+  await page.waitForFunction(() => 'harness' in window, { timeout: 60_000 });
+  return {
+    page,
+    browser,
+    async run(request) {
+      const buffers: RunRequest['buffers'] = {};
+      for (const [name, v] of Object.entries(request.buffers)) {
+        buffers[name] = typeof v === 'number'
+          ? { bytes: v }
+          : { data: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
+      }
+      const out = await page.evaluate((r: RunRequest) => window.harness.run(r), { ...request, buffers });
+      return Object.fromEntries(Object.entries(out).map(([k, b64]) => [k, new Uint8Array(Buffer.from(b64, 'base64'))]));
+    },
+    async close() {
+      await page.close();
+      browser.disconnect();
+    },
+  };
+}
+
+export const f32 = (bytes: Uint8Array, count?: number) =>
+  new Float32Array(bytes.buffer, bytes.byteOffset, count ?? bytes.byteLength / 4);
+
+export interface Closeness {
+  maxAbs: number;
+  maxRel: number;
+}
+
+/**
+ * |actual − expected| ≤ atol + rtol·|expected| elementwise; NaN or Inf never passes. On
+ * failure the message lists the first mismatches and the largest error.
+ */
+export function expectClose(name: string, actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number): Closeness {
+  expect(actual.length, `${name}: length`).toBeGreaterThanOrEqual(expected.length);
+  let maxAbs = 0;
+  let maxRel = 0;
+  const bad: string[] = [];
+  let badCount = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    const err = Math.abs(a - e);
+    if (!Number.isFinite(a) || !(err <= atol + rtol * Math.abs(e))) {
+      badCount++;
+      if (bad.length < 8) bad.push(`  [${i}] gpu ${a} ref ${e} (err ${err.toExponential(2)})`);
+    }
+    if (Number.isFinite(err)) {
+      maxAbs = Math.max(maxAbs, err);
+      if (e !== 0) maxRel = Math.max(maxRel, err / Math.abs(e));
+    } else maxAbs = Infinity;
+  }
+  if (badCount > 0) {
+    expect.fail(`${name}: ${badCount} of ${expected.length} outside atol ${atol} + rtol ${rtol}·|ref|; max abs err ${maxAbs.toExponential(3)}\n${bad.join('\n')}`);
+  }
+  return { maxAbs, maxRel };
+}
+
+/** Deterministic test inputs (mulberry32), so a failure reproduces. */
+export function rng(seed: number) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    next,
+    uniform: (n: number, lo = -1, hi = 1) => Float32Array.from({ length: n }, () => lo + (hi - lo) * next()),
+  };
+}

@@ -1,0 +1,122 @@
+import * as zlib from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { makeGrid } from '../src/io/grid';
+import { encodePngGray } from '../src/node/png';
+
+/** n images of h×w, image k filled with the constant value (k+1)/n. */
+function constantImages(n: number, h: number, w: number): Float32Array {
+  const out = new Float32Array(n * h * w);
+  for (let k = 0; k < n; k++) out.fill((k + 1) / n, k * h * w, (k + 1) * h * w);
+  return out;
+}
+
+const byteOf = (x: number) => Math.min(255, Math.max(0, Math.trunc(Math.fround(Math.fround(x * 255) + 0.5))));
+
+describe('makeGrid layout (torchvision make_grid, padding=2)', () => {
+  it.each([
+    [16, 8, 242, 62],
+    [64, 8, 242, 242],
+    [3, 8, 92, 32], // fewer images than nrow: only 3 columns
+    [10, 4, 122, 92], // 4 columns, 3 rows, last row partly empty
+    [1, 8, 32, 32],
+  ])('n=%i nrow=%i of 28×28 → %i×%i', (n, nrow, width, height) => {
+    const g = makeGrid(constantImages(n, 28, 28), n, 28, 28, nrow);
+    expect([g.width, g.height]).toEqual([width, height]);
+    expect(g.pixels.length).toBe(width * height);
+  });
+
+  it('places image k at row k/xmaps, column k%xmaps with zero padding around', () => {
+    const n = 10, h = 3, w = 4, nrow = 4;
+    const g = makeGrid(constantImages(n, h, w), n, h, w, nrow);
+    const expected = new Uint8Array(g.width * g.height);
+    for (let k = 0; k < n; k++) {
+      const top = Math.floor(k / nrow) * (h + 2) + 2;
+      const left = (k % nrow) * (w + 2) + 2;
+      for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) expected[(top + r) * g.width + left + c] = byteOf((k + 1) / n);
+    }
+    expect(Array.from(g.pixels)).toEqual(Array.from(expected));
+    expect(g.pixels[0]).toBe(0);
+    expect(g.pixels[2 * g.width + 2]).toBe(byteOf(0.1));
+  });
+
+  it('keeps row-major order inside each image', () => {
+    const img = Float32Array.from({ length: 6 }, (_, i) => i / 255);
+    const g = makeGrid(img, 1, 2, 3, 8);
+    expect([g.width, g.height]).toEqual([7, 6]);
+    expect(Array.from(g.pixels.subarray(2 * 7 + 2, 2 * 7 + 5))).toEqual([0, 1, 2]);
+    expect(Array.from(g.pixels.subarray(3 * 7 + 2, 3 * 7 + 5))).toEqual([3, 4, 5]);
+  });
+
+  it('supports padding 0', () => {
+    const g = makeGrid(constantImages(4, 2, 2), 4, 2, 2, 2, 0);
+    expect([g.width, g.height]).toEqual([4, 4]);
+    expect(Array.from(g.pixels)).toEqual([64, 64, 128, 128, 64, 64, 128, 128, 191, 191, 255, 255, 191, 191, 255, 255]);
+  });
+
+  it('converts like save_image: clamp(x*255+0.5, 0, 255), truncated; NaN → 0', () => {
+    const xs = [0, 1, 0.5, 1 / 255, 0.4 / 255, 0.6 / 255, 127.49 / 255, -1, 2, NaN, Infinity, -Infinity, 254.4 / 255, 254.6 / 255];
+    const want = [0, 255, 128, 1, 0, 1, 127, 0, 255, 0, 255, 0, 254, 255];
+    const g = makeGrid(Float32Array.from(xs), 1, 1, xs.length, 1, 0);
+    expect(Array.from(g.pixels)).toEqual(want);
+  });
+
+  it('rejects inconsistent arguments', () => {
+    expect(() => makeGrid(new Float32Array(10), 2, 2, 3, 8)).toThrow(RangeError);
+    expect(() => makeGrid(new Float32Array(4), 0, 2, 2, 8)).toThrow(/n must be a positive integer/);
+    expect(() => makeGrid(new Float32Array(4), 1, 2, 2, 0)).toThrow(/nrow/);
+  });
+});
+
+/** A small PNG reader: checks the signature and every CRC, inflates IDAT and undoes filter type 0. */
+function decodePngGray(png: Uint8Array): { width: number; height: number; pixels: Uint8Array; chunks: string[] } {
+  expect(Array.from(png.subarray(0, 8))).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  const chunks: string[] = [];
+  const idat: Uint8Array[] = [];
+  let width = 0, height = 0;
+  for (let at = 8; at < png.length; ) {
+    const len = view.getUint32(at);
+    const type = String.fromCharCode(...png.subarray(at + 4, at + 8));
+    const data = png.subarray(at + 8, at + 8 + len);
+    expect(view.getUint32(at + 8 + len), `CRC of ${type}`).toBe(zlib.crc32(png.subarray(at + 4, at + 8 + len)));
+    chunks.push(type);
+    if (type === 'IHDR') {
+      width = view.getUint32(at + 8);
+      height = view.getUint32(at + 12);
+      expect(Array.from(data.subarray(8))).toEqual([8, 0, 0, 0, 0]);
+    }
+    if (type === 'IDAT') idat.push(data);
+    at += 12 + len;
+  }
+  const raw = zlib.inflateSync(Buffer.concat(idat));
+  expect(raw.length).toBe(height * (width + 1));
+  const pixels = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    expect(raw[y * (width + 1)]).toBe(0);
+    pixels.set(raw.subarray(y * (width + 1) + 1, (y + 1) * (width + 1)), y * width);
+  }
+  return { width, height, pixels, chunks };
+}
+
+describe('encodePngGray', () => {
+  it('round-trips a grid through a PNG decoder', () => {
+    const g = makeGrid(constantImages(16, 28, 28), 16, 28, 28, 8);
+    const png = decodePngGray(encodePngGray(g.width, g.height, g.pixels));
+    expect(png.chunks).toEqual(['IHDR', 'IDAT', 'IEND']);
+    expect([png.width, png.height]).toEqual([242, 62]);
+    expect(png.pixels).toEqual(g.pixels);
+  });
+
+  it('round-trips every byte value in an odd shape', () => {
+    const pixels = Uint8Array.from({ length: 256 * 3 }, (_, i) => (i * 37) & 0xff);
+    const png = decodePngGray(encodePngGray(256, 3, pixels));
+    expect(png.pixels).toEqual(pixels);
+    const one = decodePngGray(encodePngGray(1, 1, Uint8Array.of(200)));
+    expect(Array.from(one.pixels)).toEqual([200]);
+  });
+
+  it('rejects a pixel count that does not match the size', () => {
+    expect(() => encodePngGray(2, 2, new Uint8Array(3))).toThrow(/needs 4 pixels, got 3/);
+    expect(() => encodePngGray(0, 2, new Uint8Array(0))).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * Runs inside headless Chromium: builds GPU buffers from the test's data, records the
+ * requested kernels with the engine's own ops, runs them inside validation and
+ * out-of-memory error scopes, and returns the buffers the test wants to see.
+ * Data crosses puppeteer as base64 so Float32 bits arrive exactly.
+ */
+import { Gpu } from '../../src/gpu/device';
+import * as ops from '../../src/gpu/ops';
+import type { Dispatch } from '../../src/gpu/device';
+import { fromBase64, toBase64 } from './base64';
+
+export interface BufferSpec {
+  /** base64 of the initial bytes; or `bytes` for a zeroed buffer. */
+  data?: string;
+  bytes?: number;
+}
+
+export type OpSpec =
+  | { op: 'matmul'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string }
+  | { op: 'activation'; entry: Parameters<typeof ops.activationOp>[2]; count: number; inputs: string[]; out: string }
+  | { op: 'gather'; dims: { rows: number; D: number; batchSize: number }; state: string; data: string; perm: string; X: string }
+  | { op: 'reparam'; entry: Parameters<typeof ops.reparamOp>[2]; params: [number, number, number, number]; buffers: string[] }
+  | { op: 'bceKl'; dims: { rows: number; D: number; L: number }; logits: string; x: string; mulv: string; dlogits: string; dmulv: string; partials: string }
+  | { op: 'lossFinalize'; state: string; partials: string; out: string }
+  | { op: 'adam'; length: number; hyper: ops.AdamHyper; state: string; params: string; grads: string; m: string; v: string };
+
+export interface RunRequest {
+  buffers: Record<string, BufferSpec>;
+  ops: OpSpec[];
+  /** Run the whole op list this many times, one submit each (default 1). */
+  repeat?: number;
+  read: string[];
+}
+
+let gpuPromise: Promise<Gpu> | null = null;
+const gpu = () => (gpuPromise ??= Gpu.create());
+
+async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promise<Dispatch> {
+  const label = `test ${spec.op}`;
+  switch (spec.op) {
+    case 'matmul':
+      return ops.matmulOp(g, label, spec.dims, spec.options, {
+        A: b[spec.A], B: b[spec.B], C: b[spec.C],
+        bias: spec.bias ? b[spec.bias] : undefined, mask: spec.mask ? b[spec.mask] : undefined,
+        rowSum: spec.rowSum ? b[spec.rowSum] : undefined,
+      });
+    case 'activation':
+      return ops.activationOp(g, label, spec.entry, spec.count, spec.inputs.map((n) => b[n]), b[spec.out]);
+    case 'gather':
+      return ops.gatherOp(g, label, spec.dims, { state: b[spec.state], data: b[spec.data], perm: b[spec.perm], X: b[spec.X] });
+    case 'reparam':
+      return ops.reparamOp(g, label, spec.entry, spec.params, spec.buffers.map((n) => b[n]));
+    case 'bceKl':
+      return ops.bceKlOp(g, label, spec.dims, {
+        logits: b[spec.logits], x: b[spec.x], mulv: b[spec.mulv], dlogits: b[spec.dlogits], dmulv: b[spec.dmulv], partials: b[spec.partials],
+      });
+    case 'lossFinalize':
+      return ops.lossFinalizeOp(g, label, { state: b[spec.state], partials: b[spec.partials], out: b[spec.out] });
+    case 'adam':
+      return ops.adamOp(g, label, spec.length, spec.hyper, {
+        state: b[spec.state], params: b[spec.params], grads: b[spec.grads], m: b[spec.m], v: b[spec.v],
+      });
+  }
+}
+
+async function run(request: RunRequest): Promise<Record<string, string>> {
+  const g = await gpu();
+  const { device } = g;
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  const buffers: Record<string, GPUBuffer> = {};
+  try {
+    for (const [name, spec] of Object.entries(request.buffers)) {
+      buffers[name] = spec.data !== undefined
+        ? g.bufferWith(`test ${name}`, fromBase64(spec.data))
+        : g.buffer(`test ${name}`, spec.bytes ?? 16);
+    }
+    const dispatches = [];
+    for (const spec of request.ops) dispatches.push(await build(g, spec, buffers));
+    for (let i = 0; i < (request.repeat ?? 1); i++) g.run(dispatches, 'test');
+    const out: Record<string, string> = {};
+    for (const name of request.read) out[name] = toBase64(new Uint8Array(await g.read(buffers[name])));
+    return out;
+  } finally {
+    const validation = await device.popErrorScope();
+    const oom = await device.popErrorScope();
+    g.destroy();
+    const error = validation ?? oom;
+    if (error) throw new Error(`WebGPU ${validation ? 'validation' : 'out-of-memory'} error: ${error.message}`);
+  }
+}
+
+async function adapter() {
+  const g = await gpu();
+  return { features: [...g.device.features], hasTimestamps: g.hasTimestamps };
+}
+
+declare global {
+  interface Window {
+    harness: { run: typeof run; adapter: typeof adapter };
+  }
+}
+window.harness = { run, adapter };
