@@ -11,7 +11,8 @@
  * Counter layout (shared with the CPU reference and the PyTorch fixture script):
  *   counter = (element / 4, step, stream, 0), key = (seed, 0); element e uses lane e % 4.
  */
-export const PHILOX_STREAM = { train: 0, eval: 1, sample: 2 } as const;
+/** Streams keep the generator's uses apart; the CPU streams (init, shuffle) share the counter layout. */
+export const PHILOX_STREAM = { train: 0, eval: 1, sample: 2, init: 3, shuffle: 4 } as const;
 
 export const philoxWGSL = /* wgsl */ `
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {

@@ -62,6 +62,8 @@ export class Gpu {
   readonly hasSubgroups: boolean;
   /** Set once the device is lost; every later operation throws it. */
   lostError: GpuError | null = null;
+  /** The first validation or out-of-memory error nobody captured; every later operation throws it. */
+  uncapturedError: GpuError | null = null;
   private readonly pipelines = new Map<string, Promise<Kernel>>();
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
   /** Every buffer made through this runtime, so destroy() can free them all. */
@@ -82,6 +84,7 @@ export class Gpu {
     });
     device.addEventListener('uncapturederror', (event) => {
       const error = new GpuError(`Uncaptured WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`);
+      this.uncapturedError ??= error;
       if (options.onUncapturedError) options.onUncapturedError(error);
       else console.error(error.message);
     });
@@ -118,9 +121,13 @@ export class Gpu {
     return new Gpu(device, options);
   }
 
-  /** Throws the loss error if the device is gone; called before any work is submitted. */
+  /**
+   * Throws if the device is gone or has reported an error: results computed after a failed
+   * command are garbage, so nothing may continue past one. Called before any work is submitted.
+   */
   assertAlive(): void {
     if (this.lostError) throw this.lostError;
+    if (this.uncapturedError) throw this.uncapturedError;
   }
 
   /**

@@ -11,16 +11,16 @@ export const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface PageServer {
   url: string;
-  /** Makes `path` on disk available at `${url}/files/${name}`. */
-  serveFile(name: string, path: string): string;
+  /** Makes a file on disk (a path) or bytes in memory available at `${url}/files/${name}`. */
+  serveFile(name: string, source: string | Uint8Array): string;
   close(): Promise<void>;
 }
 
 export async function startServer(): Promise<PageServer> {
-  const files = new Map<string, string>();
+  const files = new Map<string, string | Uint8Array>();
   const server: ViteDevServer = await createServer({
     root: projectRoot,
-    configFile: false,
+    configFile: fileURLToPath(new URL('../../vite.config.ts', import.meta.url)),
     logLevel: 'error',
     clearScreen: false,
     server: { host: '127.0.0.1', port: 0, hmr: false, watch: null },
@@ -31,11 +31,16 @@ export async function startServer(): Promise<PageServer> {
         configureServer(s) {
           s.middlewares.use((req, res, next) => {
             const match = /^\/files\/([^?]+)/.exec(req.url ?? '');
-            const path = match && files.get(decodeURIComponent(match[1]));
-            if (!path) return next();
+            const source = match && files.get(decodeURIComponent(match[1]));
+            if (!source) return next();
             res.setHeader('Content-Type', 'application/octet-stream');
-            res.setHeader('Content-Length', String(statSync(path).size));
-            createReadStream(path).pipe(res);
+            if (typeof source === 'string') {
+              res.setHeader('Content-Length', String(statSync(source).size));
+              createReadStream(source).pipe(res);
+            } else {
+              res.setHeader('Content-Length', String(source.byteLength));
+              res.end(source);
+            }
           });
         },
       },
@@ -47,8 +52,8 @@ export async function startServer(): Promise<PageServer> {
   const url = `http://127.0.0.1:${address.port}`;
   return {
     url,
-    serveFile(name, path) {
-      files.set(name, path);
+    serveFile(name, source) {
+      files.set(name, source);
       return `${url}/files/${encodeURIComponent(name)}`;
     },
     close: () => server.close(),

@@ -7,7 +7,7 @@
 import { Gpu } from '../../src/gpu/device';
 import * as ops from '../../src/gpu/ops';
 import type { Dispatch } from '../../src/gpu/device';
-import { fromBase64, toBase64 } from './base64';
+import { fromBase64, toBase64 } from '../../src/io/base64';
 
 export interface BufferSpec {
   /** base64 of the initial bytes; or `bytes` for a zeroed buffer. */

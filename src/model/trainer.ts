@@ -1,0 +1,138 @@
+/**
+ * Runs epochs: uploads the epoch's shuffle, records training steps into submits of
+ * `stepsPerSubmit` steps, and reads the per-batch losses back asynchronously. The only time
+ * the CPU waits for the GPU inside an epoch is for a loss readback, and then only when more
+ * than `maxInFlight` submits are queued — which keeps progress reports current and lets a
+ * pause or stop take effect within a few steps.
+ */
+import { shuffled } from './random';
+import { RECON_COUNT, VaeModel } from './vae';
+
+export interface TrainerOptions {
+  /** Training steps recorded into one submit (default 16). */
+  stepsPerSubmit?: number;
+  /** Submits queued before waiting for the oldest one's losses (default 2). */
+  maxInFlight?: number;
+}
+
+export interface BatchLosses {
+  epoch: number;
+  /** Index of the first batch these losses belong to. */
+  firstBatch: number;
+  /** The summed (not averaged) loss of each batch, as the reference's `loss.item()`. */
+  losses: Float32Array;
+}
+
+export interface EpochResult {
+  epoch: number;
+  /** Sum of the batch losses ÷ images: the reference's "Average loss". */
+  averageLoss: number;
+  batches: number;
+  seconds: number;
+  /** False when `shouldStop` ended the epoch early. */
+  completed: boolean;
+}
+
+export interface Counters {
+  dispatchesPerStep: number;
+  submits: number;
+  bytesUploaded: number;
+  bytesReadBack: number;
+}
+
+export class Trainer {
+  readonly stepsPerSubmit: number;
+  readonly maxInFlight: number;
+  /** Traffic counters since construction: what the scheduler promises, measured. */
+  readonly counters: Counters;
+
+  constructor(readonly model: VaeModel, options: TrainerOptions = {}) {
+    this.stepsPerSubmit = options.stepsPerSubmit ?? 16;
+    this.maxInFlight = options.maxInFlight ?? 2;
+    this.counters = { dispatchesPerStep: model.trainStep(model.config.batchSize).length, submits: 0, bytesUploaded: 0, bytesReadBack: 0 };
+  }
+
+  /**
+   * Trains one epoch (1-based `epoch` seeds its shuffle). `onLosses` receives the batch losses
+   * in order as they come back; `shouldStop` is polled between submits.
+   */
+  async trainEpoch(epoch: number, onLosses?: (l: BatchLosses) => void, shouldStop?: () => boolean): Promise<EpochResult> {
+    const { model } = this;
+    const { gpu } = model;
+    const started = performance.now();
+    const n = model.train.count;
+    const perm = shuffled(n, model.config.seed, epoch);
+    gpu.write(model.train.order, perm);
+    gpu.write(model.trainState, new Uint32Array([0]), 4); // batch index ← 0; t keeps counting
+    this.counters.bytesUploaded += perm.byteLength + 4;
+
+    const batches = model.trainBatches;
+    const pending: Promise<void>[] = [];
+    let lossSum = 0;
+    let done = 0;
+    for (let first = 0; first < batches; first += this.stepsPerSubmit) {
+      if (shouldStop?.()) break;
+      gpu.assertAlive();
+      const last = Math.min(batches, first + this.stepsPerSubmit);
+      const dispatches = [];
+      for (let b = first; b < last; b++) dispatches.push(...model.trainStep(model.rowsOf(b, n)));
+      gpu.run(dispatches, `epoch ${epoch} steps ${first}-${last - 1}`);
+      this.counters.submits += 2; // the steps, and the copy for their losses
+      this.counters.bytesReadBack += (last - first) * 4;
+      pending.push(gpu.readFloats(model.trainLoss, first, last - first).then((losses) => {
+        for (const l of losses) lossSum += l;
+        done = last;
+        onLosses?.({ epoch, firstBatch: first, losses });
+      }));
+      if (pending.length > this.maxInFlight) await pending.shift();
+    }
+    await Promise.all(pending);
+    return {
+      epoch,
+      averageLoss: lossSum / Math.min(n, done * model.config.batchSize),
+      batches: done,
+      seconds: (performance.now() - started) / 1000,
+      completed: done === batches,
+    };
+  }
+
+  /**
+   * The reference's test(): the average loss over the test set, with z sampled as in
+   * training. The first batch's first RECON_COUNT inputs and reconstructions are kept in
+   * `model.recon` for `images()`.
+   */
+  async testPass(): Promise<{ averageLoss: number; seconds: number }> {
+    const { model } = this;
+    const { gpu } = model;
+    const started = performance.now();
+    const n = model.test.count;
+    const D = model.config.sizes.D;
+    const keep = Math.min(RECON_COUNT, n) * D * 4;
+    gpu.write(model.evalState, new Uint32Array([0]), 4);
+    const encoder = gpu.device.createCommandEncoder({ label: 'test pass' });
+    gpu.encode(encoder, model.evalStep(model.rowsOf(0, n)), 'test batch 0');
+    encoder.copyBufferToBuffer(model.activation('X'), 0, model.recon, 0, keep);
+    encoder.copyBufferToBuffer(model.activation('LOGITS'), 0, model.activation('reconLOGITS'), 0, keep);
+    const rest = [];
+    for (let b = 1; b < model.testBatches; b++) rest.push(...model.evalStep(model.rowsOf(b, n)));
+    rest.push(...model.reconSigmoid());
+    gpu.encode(encoder, rest, 'test batches');
+    gpu.device.queue.submit([encoder.finish()]);
+    const losses = await gpu.readFloats(model.testLoss, 0, model.testBatches);
+    this.counters.submits += 2;
+    this.counters.bytesReadBack += losses.byteLength;
+    let sum = 0;
+    for (const l of losses) sum += l;
+    return { averageLoss: sum / n, seconds: (performance.now() - started) / 1000 };
+  }
+
+  /** The last test pass's reconstruction pairs and 64 fresh decodes of the fixed prior draw. */
+  async images(): Promise<{ recon: Float32Array; samples: Float32Array }> {
+    const { model } = this;
+    model.gpu.run(model.sampleProgram(), 'samples');
+    const [recon, samples] = await Promise.all([model.gpu.readFloats(model.recon), model.gpu.readFloats(model.samples)]);
+    this.counters.submits += 3;
+    this.counters.bytesReadBack += recon.byteLength + samples.byteLength;
+    return { recon, samples };
+  }
+}
