@@ -5,7 +5,11 @@ import { ELEMENTWISE_WG, linearIndexWGSL } from './common';
  *   m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²
  *   p −= (lr / (1 − β1ᵗ)) · m / (sqrt(v) / sqrt(1 − β2ᵗ) + eps)
  * t = state[0] + 1: the step counter lives on the GPU (loss_finalize advances it after this
- * dispatch), so steps recorded into one submit need no uploads. One invocation per vec4: the
+ * dispatch), so steps recorded into one submit need no uploads.
+ *
+ * Numerics: 1 − β arrives from the CPU (computed in float64, as PyTorch does) because 1 − 0.999
+ * in float32 is off by 1.3e-5 relative. The bias corrections 1 − βᵗ = −expm1(t·ln β) use ln β
+ * from the CPU and a series for small arguments, avoiding the cancellation of 1 − pow(β, t). One invocation per vec4: the
  * arena's length is a multiple of 4 (its tensors are padded for binding alignment).
  */
 export const adamBindings = ['uniform', 'read', 'storage', 'read', 'storage', 'storage'] as const; // hyper, state, params, grads, m, v
@@ -16,7 +20,11 @@ export function adamWorkgroupsFor(arenaLength: number) {
 
 export function adamWGSL(): string {
   return /* wgsl */ `
-struct Hyper { lr: f32, beta1: f32, beta2: f32, eps: f32, count4: u32 }
+struct Hyper {
+  lr: f32, beta1: f32, beta2: f32, eps: f32,
+  oneMinusBeta1: f32, oneMinusBeta2: f32, lnBeta1: f32, lnBeta2: f32,
+  count4: u32,
+}
 @group(0) @binding(0) var<uniform> hyper: Hyper;
 @group(0) @binding(1) var<storage, read> state: array<u32>;
 @group(0) @binding(2) var<storage, read_write> params: array<vec4<f32>>;
@@ -25,16 +33,25 @@ struct Hyper { lr: f32, beta1: f32, beta2: f32, eps: f32, count4: u32 }
 @group(0) @binding(5) var<storage, read_write> v: array<vec4<f32>>;
 ${linearIndexWGSL()}
 
+// 1 − exp(x) for x ≤ 0, accurate to float32 precision near 0 and beyond.
+fn oneMinusExp(x: f32) -> f32 {
+  if (x < -0.5) { return 1.0 - exp(x); }
+  // −expm1(x) = −x·(1 + x/2·(1 + x/3·(1 + …)))
+  var series = 1.0;
+  for (var k = 10.0; k >= 2.0; k -= 1.0) { series = 1.0 + x / k * series; }
+  return -x * series;
+}
+
 @compute @workgroup_size(${ELEMENTWISE_WG})
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let i = linearIndex(gid, groups);
   if (i >= hyper.count4) { return; }
   let t = f32(state[0] + 1u);
-  let stepSize = hyper.lr / (1.0 - pow(hyper.beta1, t));
-  let sqrtBc2 = sqrt(1.0 - pow(hyper.beta2, t));
+  let stepSize = hyper.lr / oneMinusExp(t * hyper.lnBeta1);
+  let sqrtBc2 = sqrt(oneMinusExp(t * hyper.lnBeta2));
   let g = grads[i];
-  let mi = hyper.beta1 * m[i] + (1.0 - hyper.beta1) * g;
-  let vi = hyper.beta2 * v[i] + (1.0 - hyper.beta2) * g * g;
+  let mi = hyper.beta1 * m[i] + hyper.oneMinusBeta1 * g;
+  let vi = hyper.beta2 * v[i] + hyper.oneMinusBeta2 * g * g;
   m[i] = mi;
   v[i] = vi;
   params[i] -= stepSize * mi / (sqrt(vi) / sqrtBc2 + hyper.eps);

@@ -110,9 +110,11 @@ export async function adamOp(
   b: { state: Binding; params: Binding; grads: Binding; m: Binding; v: Binding },
 ): Promise<Dispatch> {
   if (length % 4 !== 0) throw new Error(`adam: arena length ${length} is not a multiple of 4`);
-  const uniform = new ArrayBuffer(32);
-  new Float32Array(uniform, 0, 4).set([hyper.lr, hyper.beta1, hyper.beta2, hyper.eps]);
-  new Uint32Array(uniform, 16, 1)[0] = length / 4;
+  const uniform = new ArrayBuffer(48);
+  const { lr, beta1, beta2, eps } = hyper;
+  // 1 − β and ln β in float64 here: see the numerics note in adam.wgsl.ts.
+  new Float32Array(uniform, 0, 8).set([lr, beta1, beta2, eps, 1 - beta1, 1 - beta2, Math.log(beta1), Math.log(beta2)]);
+  new Uint32Array(uniform, 32, 1)[0] = length / 4;
   return instance(gpu, label, adamWGSL(), 'adam_step', adamBindings,
     [gpu.uniform(`${label} hyper`, new Uint8Array(uniform)), b.state, b.params, b.grads, b.m, b.v],
     linearWorkgroups(adamWorkgroupsFor(length)));

@@ -99,7 +99,7 @@ export class Trainer {
   /**
    * The reference's test(): the average loss over the test set, with z sampled as in
    * training. The first batch's first RECON_COUNT inputs and reconstructions are kept in
-   * `model.recon` for `images()`.
+   * `model.reconInputs` / `reconOutputs` for `images()`.
    */
   async testPass(): Promise<{ averageLoss: number; seconds: number }> {
     const { model } = this;
@@ -111,7 +111,7 @@ export class Trainer {
     gpu.write(model.evalState, new Uint32Array([0]), 4);
     const encoder = gpu.device.createCommandEncoder({ label: 'test pass' });
     gpu.encode(encoder, model.evalStep(model.rowsOf(0, n)), 'test batch 0');
-    encoder.copyBufferToBuffer(model.activation('X'), 0, model.recon, 0, keep);
+    encoder.copyBufferToBuffer(model.activation('X'), 0, model.reconInputs, 0, keep);
     encoder.copyBufferToBuffer(model.activation('LOGITS'), 0, model.activation('reconLOGITS'), 0, keep);
     const rest = [];
     for (let b = 1; b < model.testBatches; b++) rest.push(...model.evalStep(model.rowsOf(b, n)));
@@ -126,12 +126,21 @@ export class Trainer {
     return { averageLoss: sum / n, seconds: (performance.now() - started) / 1000 };
   }
 
-  /** The last test pass's reconstruction pairs and 64 fresh decodes of the fixed prior draw. */
+  /**
+   * The last test pass's inputs above their reconstructions, (2·RECON_COUNT, D), and the
+   * decodes of the fixed prior draw, (SAMPLE_COUNT, D).
+   */
   async images(): Promise<{ recon: Float32Array; samples: Float32Array }> {
     const { model } = this;
-    model.gpu.run(model.sampleProgram(), 'samples');
-    const [recon, samples] = await Promise.all([model.gpu.readFloats(model.recon), model.gpu.readFloats(model.samples)]);
-    this.counters.submits += 3;
+    const { gpu } = model;
+    gpu.run(model.sampleProgram(), 'samples');
+    const [inputs, outputs, samples] = await Promise.all([
+      gpu.readFloats(model.reconInputs), gpu.readFloats(model.reconOutputs), gpu.readFloats(model.samples),
+    ]);
+    const recon = new Float32Array(inputs.length + outputs.length);
+    recon.set(inputs);
+    recon.set(outputs, inputs.length);
+    this.counters.submits += 4;
     this.counters.bytesReadBack += recon.byteLength + samples.byteLength;
     return { recon, samples };
   }

@@ -49,8 +49,9 @@ export class VaeModel {
   readonly evalState: GPUBuffer;
   readonly trainLoss: GPUBuffer;
   readonly testLoss: GPUBuffer;
-  /** RECON_COUNT inputs then their RECON_COUNT reconstructions, (2·RECON_COUNT, D). */
-  readonly recon: GPUBuffer;
+  /** The first RECON_COUNT test inputs and their reconstructions, each (RECON_COUNT, D). */
+  readonly reconInputs: GPUBuffer;
+  readonly reconOutputs: GPUBuffer;
   /** (SAMPLE_COUNT, D) decoded prior samples. */
   readonly samples: GPUBuffer;
   private readonly act: Record<string, GPUBuffer> = {};
@@ -69,7 +70,8 @@ export class VaeModel {
     this.evalState = gpu.buffer('eval state', 16);
     this.trainLoss = gpu.buffer('train loss per batch', this.trainBatches * 4);
     this.testLoss = gpu.buffer('test loss per batch', this.testBatches * 4);
-    this.recon = gpu.buffer('reconstructions', 2 * RECON_COUNT * D * 4);
+    this.reconInputs = gpu.buffer('reconstruction inputs', RECON_COUNT * D * 4);
+    this.reconOutputs = gpu.buffer('reconstructions', RECON_COUNT * D * 4);
     this.samples = gpu.buffer('samples', SAMPLE_COUNT * D * 4);
     const shapes: Record<string, number> = {
       X: B * D, H1: B * H, MULV: B * 2 * L, Z: B * L, EPS: B * L, H3: B * H, LOGITS: B * D,
@@ -123,7 +125,7 @@ export class VaeModel {
     return this.program('sample');
   }
 
-  /** Sigmoid of the logits staged in `activation('reconLOGITS')`, into `recon`'s second half. */
+  /** Sigmoid of the logits staged in `activation('reconLOGITS')`, into `reconOutputs`. */
   reconSigmoid(): readonly Dispatch[] {
     return this.program('recon sigmoid');
   }
@@ -152,9 +154,8 @@ export class VaeModel {
     for (const rows of rowsSet(this.test.count)) this.programs.set(`eval ${rows}`, await this.buildEval(rows));
     this.programs.set('sample', await this.buildSample());
     const { D } = this.config.sizes;
-    const second = { buffer: this.recon, offset: RECON_COUNT * D * 4, size: RECON_COUNT * D * 4 };
     this.programs.set('recon sigmoid',
-      [await activationOp(this.gpu, 'recon sigmoid', 'sigmoid_forward', RECON_COUNT * D, [this.act.reconLOGITS], second)]);
+      [await activationOp(this.gpu, 'recon sigmoid', 'sigmoid_forward', RECON_COUNT * D, [this.act.reconLOGITS], this.reconOutputs)]);
   }
 
   /** gather → encoder → reparameterize → decoder → loss: shared by training and evaluation. */

@@ -5,6 +5,7 @@
  * Data crosses puppeteer as base64 so Float32 bits arrive exactly.
  */
 import { Gpu } from '../../src/gpu/device';
+import { uploadImages, VaeModel } from '../../src/model/vae';
 import * as ops from '../../src/gpu/ops';
 import type { Dispatch } from '../../src/gpu/device';
 import { fromBase64, toBase64 } from '../../src/io/base64';
@@ -90,6 +91,52 @@ async function run(request: RunRequest): Promise<Record<string, string>> {
   }
 }
 
+export interface TrainStepsRequest {
+  sizes: { D: number; H: number; L: number };
+  batchSize: number;
+  seed: number;
+  lr: number;
+  /** (count, D) bytes */
+  images: string;
+  count: number;
+  /** Arena-layout initial weights (base64 f32). */
+  params: string;
+  steps: number;
+  /** Rewind the batch index before each step, so every step sees batch 0 (the fixtures' setup). */
+  sameBatch: boolean;
+}
+
+/** Runs real training steps of the model and returns what each step produced. */
+async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[]> {
+  const g = await Gpu.create();
+  g.device.pushErrorScope('validation');
+  try {
+    const images = uploadImages(g, 'images', fromBase64(r.images), r.count);
+    const model = await VaeModel.create(g, {
+      sizes: r.sizes, batchSize: r.batchSize, seed: r.seed, adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+    }, images, images);
+    const p = fromBase64(r.params);
+    model.importState({ params: new Float32Array(p.buffer, p.byteOffset, p.byteLength / 4) });
+    const out: Record<string, string>[] = [];
+    const bytes = async (b: GPUBuffer) => toBase64(new Uint8Array(await g.read(b)));
+    for (let step = 0; step < r.steps; step++) {
+      if (r.sameBatch) g.write(model.trainState, new Uint32Array([0]), 4);
+      g.run(model.trainStep(model.rowsOf(r.sameBatch ? 0 : step, r.count)), 'parity step');
+      out.push({
+        loss: await bytes(model.trainLoss), grads: await bytes(model.grads), params: await bytes(model.params),
+        m: await bytes(model.m), v: await bytes(model.v), mulv: await bytes(model.activation('MULV')),
+        logits: await bytes(model.activation('LOGITS')), eps: await bytes(model.activation('EPS')),
+        state: await bytes(model.trainState),
+      });
+    }
+    return out;
+  } finally {
+    const error = await g.device.popErrorScope();
+    g.destroy();
+    if (error) throw new Error(`WebGPU validation error: ${error.message}`);
+  }
+}
+
 async function adapter() {
   const g = await gpu();
   return { features: [...g.device.features], hasTimestamps: g.hasTimestamps };
@@ -97,7 +144,7 @@ async function adapter() {
 
 declare global {
   interface Window {
-    harness: { run: typeof run; adapter: typeof adapter };
+    harness: { run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps };
   }
 }
-window.harness = { run, adapter };
+window.harness = { run, adapter, trainSteps };

@@ -1,0 +1,73 @@
+/**
+ * Parity with PyTorch: the engine's real training step (all 17 dispatches), started from the
+ * fixture's initial weights, reproduces what the reference program computed in PyTorch
+ * (scripts/pytorch_parity.py) for three Adam steps on one batch: the ε its generator draws,
+ * mu/logvar, logits, the loss, every gradient, the Adam moments and the updated weights.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readSafetensors, type Tensor } from '../src/io/safetensors';
+import { arenaLayout } from '../src/model/params';
+import { expectClose, f32, openHarness, type GpuPage } from './gpu';
+
+let gpu: GpuPage;
+beforeAll(async () => { gpu = await openHarness(); });
+afterAll(async () => { await gpu?.close(); });
+
+const report: string[] = [];
+afterAll(() => console.log(`parity with PyTorch (max abs error / largest |ref|):\n${report.join('\n')}`));
+
+describe.each(['aligned', 'odd'])('%s fixture', (name) => {
+  const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
+  const t = (key: string) => {
+    const v = tensors.get(key);
+    if (!v) throw new Error(`fixture ${name} lacks ${key}`);
+    return v.data as Float32Array;
+  };
+  const [B, D, H, L] = ['B', 'D', 'H', 'L'].map((k) => Number(metadata[k]));
+  const steps = Number(metadata.steps);
+  const layout = arenaLayout({ D, H, L });
+  const toArena = (prefix: string) => {
+    const arena = new Float32Array(layout.length);
+    for (const p of layout.params) arena.set(t(prefix + p.name), p.offset);
+    return arena;
+  };
+  const fromArena = (arena: Float32Array, p: (typeof layout.params)[number]) => arena.subarray(p.offset, p.offset + p.length);
+  /** Columns [from, from+width) of a (rows, cols) matrix. */
+  const cols = (m: Float32Array, rows: number, stride: number, from: number, width: number) =>
+    Float32Array.from({ length: rows * width }, (_, i) => m[Math.floor(i / width) * stride + from + (i % width)]);
+  const scale = (ref: Float32Array) => ref.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
+
+  it(`reproduces ${steps} training steps`, async () => {
+    const images = tensors.get('data_u8') as Tensor;
+    const out = await gpu.page.evaluate((r) => window.harness.trainSteps(r), {
+      sizes: { D, H, L }, batchSize: B, seed: Number(metadata.seed), lr: Number(metadata.lr),
+      images: Buffer.from(images.data.buffer, images.data.byteOffset, images.data.byteLength).toString('base64'),
+      count: B, params: Buffer.from(toArena('init.').buffer).toString('base64'), steps, sameBatch: true,
+    });
+    expect(out).toHaveLength(steps);
+    for (let s = 0; s < steps; s++) {
+      const o = Object.fromEntries(Object.entries(out[s]).map(([k, v]) => [k, f32(new Uint8Array(Buffer.from(v, 'base64')))]));
+      const check = (what: string, gpuValues: Float32Array, ref: Float32Array, rtol: number, atolScale: number) => {
+        const atol = atolScale * scale(ref);
+        const e = expectClose(`${name} step ${s} ${what}`, gpuValues, ref, rtol, atol);
+        report.push(`  ${name} step ${s} ${what.padEnd(26)} ${(e.maxAbs / (scale(ref) || 1)).toExponential(2)}`);
+      };
+      // ε: the same Philox words; float32 Box–Muller on the GPU vs float64 rounded to float32.
+      check('eps', o.eps, t(`step${s}.eps`), 1e-5, 1e-6);
+      check('mu', cols(o.mulv, B, 2 * L, 0, L), t(`step${s}.mu`), 2e-5, 2e-6);
+      check('logvar', cols(o.mulv, B, 2 * L, L, L), t(`step${s}.logvar`), 2e-5, 2e-6);
+      check('logits', o.logits.subarray(0, B * D), t(`step${s}.logits`), 2e-5, 2e-6);
+      check('loss', o.loss.subarray(0, 1), t(`step${s}.loss`), 1e-5, 0);
+      for (const p of layout.params) {
+        // Gradients are sums over the batch of products of forward values; cancellation
+        // makes small entries relatively noisy, hence an absolute floor at 1e-5 of the largest.
+        check(`grad ${p.name}`, fromArena(o.grads, p), t(`step${s}.grad.${p.name}`), 1e-4, 1e-5);
+        check(`adam m ${p.name}`, fromArena(o.m, p), t(`step${s}.adam_m.${p.name}`), 1e-4, 1e-5);
+        check(`adam v ${p.name}`, fromArena(o.v, p), t(`step${s}.adam_v.${p.name}`), 1e-4, 1e-5);
+        check(`param ${p.name}`, fromArena(o.params, p), t(`step${s}.param.${p.name}`), 1e-5, 1e-6);
+      }
+      expect(Array.from(new Uint32Array(o.state.buffer, 0, 2)), 'state (t, batch) after the step').toEqual([s + 1, 1]);
+    }
+  });
+});
