@@ -33,15 +33,15 @@ export interface MatmulOptions {
   reluMask: boolean;
   /** Also write rowSum[m] = Σ_k A(m,k): the bias gradient when A = dYᵀ. */
   rowSum: boolean;
-  /** Rows of C per invocation: 4 or 8. */
+  /** Rows of C per invocation: a multiple of 4. */
   tileM: number;
+  /** Columns of C per invocation: a multiple of 4 (whole vec4s). */
+  tileN: number;
 }
 
 /** Invocations per workgroup along N (columns) and M (rows). */
 export const MATMUL_WG_X = 8;
 export const MATMUL_WG_Y = 8;
-/** Columns per invocation: one vec4. */
-const TILE_N = 4;
 
 export interface MatmulDims {
   M: number;
@@ -59,11 +59,11 @@ export function matmulBindings(o: MatmulOptions): ('uniform' | 'read' | 'storage
 }
 
 export function matmulWorkgroups(o: MatmulOptions, d: MatmulDims): [number, number, number] {
-  return [Math.ceil(d.N / (TILE_N * MATMUL_WG_X)), Math.ceil(d.M / (o.tileM * MATMUL_WG_Y)), 1];
+  return [Math.ceil(d.N / (o.tileN * MATMUL_WG_X)), Math.ceil(d.M / (o.tileM * MATMUL_WG_Y)), 1];
 }
 
 export function matmulWGSL(o: MatmulOptions): string {
-  if (o.tileM % 4 !== 0) throw new Error(`matmul tileM must be a multiple of 4, got ${o.tileM}`);
+  if (o.tileM % 4 !== 0 || o.tileN % 4 !== 0) throw new Error(`matmul tiles must be multiples of 4, got ${o.tileM}×${o.tileN}`);
   if (o.relu && o.reluMask) throw new Error('matmul: relu (forward) and reluMask (backward) exclude each other');
   const T = o.vec4 ? 'vec4<f32>' : 'f32';
   let binding = 4;
@@ -72,6 +72,11 @@ export function matmulWGSL(o: MatmulOptions): string {
   const rowSumBinding = o.rowSum ? binding++ : -1;
   const vecTransA = o.vec4 && o.transA;
   const vecTransB = o.vec4 && o.transB;
+  // The tile's rows are unrolled here rather than looped over in WGSL: compilers (SwiftShader's
+  // above all) keep named vec4 accumulators in registers, but a dynamically indexed array in memory.
+  const rows = Array.from({ length: o.tileM }, (_, i) => i);
+  const cols = Array.from({ length: o.tileN / 4 }, (_, c) => c);
+  const quads = rows.filter((i) => i % 4 === 0);
   return wgsl`
 struct Dims { M: u32, N: u32, K: u32 }
 @group(0) @binding(0) var<uniform> dims: Dims;
@@ -88,7 +93,6 @@ struct Dims { M: u32, N: u32, K: u32 }
 @group(0) @binding(${rowSumBinding}) var<storage, read_write> rowSum: array<f32>;
 #endif
 
-const TILE_M: u32 = ${o.tileM}u;
 
 #if ${o.vec4}
 // vec4 storage: M, N, K are multiples of 4, so a vec4 whose first element is in range is
@@ -139,80 +143,71 @@ fn rowB(k: u32, n: u32) -> vec4<f32> {
 }
 #endif
 
-@compute @workgroup_size(${MATMUL_WG_X}, ${MATMUL_WG_Y})
-fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = gid.x * ${TILE_N}u;
-  let m0 = gid.y * TILE_M;
-  if (n0 >= dims.N || m0 >= dims.M) { return; }
-
-  var acc: array<vec4<f32>, TILE_M>;
+// The epilogue for one row of the tile: bias, ReLU or ReLU mask, then the store.
+fn store(m: u32, n0: u32, acc: vec4<f32>${o.rowSum ? ', sum: f32, writeSum: bool' : ''}) {
+  if (m >= dims.M) { return; }
 #if ${o.rowSum}
-  var sumA: array<f32, TILE_M>;
-#endif
-  for (var k = 0u; k < dims.K; k += 4u) {
-    // a[i] = A(m0+i, k..k+3)
-    var a: array<vec4<f32>, TILE_M>;
-#if ${vecTransA}
-    for (var i = 0u; i < TILE_M; i += 4u) {
-      let t = transpose(mat4x4<f32>(colA(k, m0 + i), colA(k + 1u, m0 + i), colA(k + 2u, m0 + i), colA(k + 3u, m0 + i)));
-      a[i] = t[0]; a[i + 1u] = t[1]; a[i + 2u] = t[2]; a[i + 3u] = t[3];
-    }
-#else
-    for (var i = 0u; i < TILE_M; i++) { a[i] = rowA(m0 + i, k); }
-#endif
-    // b[j] = B(k+j, n0..n0+3)
-#if ${vecTransB}
-    let b = transpose(mat4x4<f32>(colB(k, n0), colB(k, n0 + 1u), colB(k, n0 + 2u), colB(k, n0 + 3u)));
-#else
-    let b = mat4x4<f32>(rowB(k, n0), rowB(k + 1u, n0), rowB(k + 2u, n0), rowB(k + 3u, n0));
-#endif
-    for (var i = 0u; i < TILE_M; i++) {
-      acc[i] += a[i].x * b[0] + a[i].y * b[1] + a[i].z * b[2] + a[i].w * b[3];
-#if ${o.rowSum}
-      sumA[i] += (a[i].x + a[i].y) + (a[i].z + a[i].w);
-#endif
-    }
-  }
-
-  for (var i = 0u; i < TILE_M; i++) {
-    let m = m0 + i;
-    if (m >= dims.M) { break; }
-#if ${o.rowSum}
-    // Every column block computed the same sums; the first one writes them.
-    if (gid.x == 0u) { rowSum[m] = sumA[i]; }
+  // Every column block computed the same row sums; the first one writes them.
+  if (writeSum) { rowSum[m] = sum; }
 #endif
 #if ${o.vec4}
-    let at = (m * dims.N + n0) / 4u;
-    var v = acc[i];
+  let at = (m * dims.N + n0) / 4u;
+  var v = acc;
 #if ${o.bias}
-    v += bias[n0 / 4u];
+  v += bias[n0 / 4u];
 #endif
 #if ${o.relu}
-    v = max(v, vec4<f32>(0.0));
+  v = max(v, vec4<f32>(0.0));
 #endif
 #if ${o.reluMask}
-    v = select(vec4<f32>(0.0), v, mask[at] > vec4<f32>(0.0));
+  v = select(vec4<f32>(0.0), v, mask[at] > vec4<f32>(0.0));
+#endif
+  C[at] = v;
+#else
+  for (var j = 0u; j < 4u; j++) {
+    let n = n0 + j;
+    if (n >= dims.N) { return; }
+    let at = m * dims.N + n;
+    var v = acc[j];
+#if ${o.bias}
+    v += bias[n];
+#endif
+#if ${o.relu}
+    v = max(v, 0.0);
+#endif
+#if ${o.reluMask}
+    v = select(0.0, v, mask[at] > 0.0);
 #endif
     C[at] = v;
-#else
-    for (var j = 0u; j < ${TILE_N}u; j++) {
-      let n = n0 + j;
-      if (n >= dims.N) { break; }
-      let at = m * dims.N + n;
-      var v = acc[i][j];
-#if ${o.bias}
-      v += bias[n];
+  }
 #endif
-#if ${o.relu}
-      v = max(v, 0.0);
+}
+
+@compute @workgroup_size(${MATMUL_WG_X}, ${MATMUL_WG_Y})
+fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = gid.x * ${o.tileN}u;
+  let m0 = gid.y * ${o.tileM}u;
+  if (n0 >= dims.N || m0 >= dims.M) { return; }
+${rows.map((i) => cols.map((c) => `  var acc${i}_${c} = vec4<f32>(0.0);`).join(' ')).join('\n')}
+#if ${o.rowSum}
+${rows.map((i) => `  var sum${i} = 0.0;`).join('\n')}
 #endif
-#if ${o.reluMask}
-      v = select(0.0, v, mask[at] > 0.0);
-#endif
-      C[at] = v;
-    }
+  for (var k = 0u; k < dims.K; k += 4u) {
+    // b{c}[j] = B(k+j, n0+4c .. n0+4c+3)
+${cols.map((c) => vecTransB
+    ? `    let b${c} = transpose(mat4x4<f32>(colB(k, n0 + ${4 * c}u), colB(k, n0 + ${4 * c + 1}u), colB(k, n0 + ${4 * c + 2}u), colB(k, n0 + ${4 * c + 3}u)));`
+    : `    let b${c} = mat4x4<f32>(rowB(k, n0 + ${4 * c}u), rowB(k + 1u, n0 + ${4 * c}u), rowB(k + 2u, n0 + ${4 * c}u), rowB(k + 3u, n0 + ${4 * c}u));`).join('\n')}
+    // a{i} = A(m0+i, k..k+3)
+${vecTransA
+    ? quads.map((q) => `    let t${q} = transpose(mat4x4<f32>(colA(k, m0 + ${q}u), colA(k + 1u, m0 + ${q}u), colA(k + 2u, m0 + ${q}u), colA(k + 3u, m0 + ${q}u)));
+    let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`).join('\n')
+    : rows.map((i) => `    let a${i} = rowA(m0 + ${i}u, k);`).join('\n')}
+${rows.map((i) => cols.map((c) => `    acc${i}_${c} += a${i}.x * b${c}[0] + a${i}.y * b${c}[1] + a${i}.z * b${c}[2] + a${i}.w * b${c}[3];`).join('\n')).join('\n')}
+#if ${o.rowSum}
+${rows.map((i) => `    sum${i} += (a${i}.x + a${i}.y) + (a${i}.z + a${i}.w);`).join('\n')}
 #endif
   }
+${rows.map((i) => cols.map((c) => `  store(m0 + ${i}u, n0 + ${4 * c}u, acc${i}_${c}${o.rowSum ? `, sum${i}, ${c === 0 ? 'gid.x == 0u' : 'false'}` : ''});`).join('\n')).join('\n')}
 }
 `;
 }

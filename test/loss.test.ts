@@ -1,0 +1,220 @@
+/**
+ * The fused loss (shaders/loss.wgsl.ts): `bce_kl` (BCE on logits + KL, with dlogits and the KL
+ * part of dmulv) followed by `loss_finalize` (fixed-order sum of the 64 partials into
+ * out[state[1]], then state (t, batch) → (t + 1, batch + 1)), against the float64 `bceKl`.
+ * Shapes: 1×1, odd ones, the VAE's batches (128 and 96 rows of 784 pixels, L = 20), and one
+ * whose latents (rows·L = 18,000) exceed the kernel's grid stride of 64·256. Extreme inputs:
+ * logits ±200, ±1e30 and 0, pixels exactly 0 and 1 and fractional, logvar ±20, mu ±10.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bceKl, sigmoid } from '../src/reference/ops';
+import { LOSS_GROUPS } from '../shaders/loss.wgsl';
+import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+
+let gpu: GpuPage;
+beforeAll(async () => { gpu = await openHarness(); });
+afterAll(async () => { await gpu?.close(); });
+
+const ULP = 2 ** -24; // relative error of one correctly rounded float32 operation
+const SENTINEL = -4.75;
+
+/**
+ * Loss: rtol 1e-5. Every BCE and KL term is ≥ 0, so the float32 sum cannot cancel: the
+ * reduction (≤ 7 terms per invocation at 128×784, an 8-level tree in workgroup memory, then
+ * 64 partials) rounds ~21 times, ≤ 1.3e-6 of the total. The terms themselves carry WGSL's
+ * log error of 2^-21 absolute near 1 (log(1 + e^−|l|)), two per pixel: relative to a batch
+ * whose BCE averages 0.13 per pixel (a trained MNIST VAE, ~100 nats per image) that is up to
+ * 2·2^-21 / 0.13 = 7e-6. exp(logvar) at logvar = 20 adds 43 ulp = 2.6e-6 to its KL term.
+ */
+const LOSS_RTOL = 1e-5;
+/**
+ * dlogits = σ(l) − x, relative to σ(l) + |x|: exp's error (WGSL: 3 + 2|l| ulp; ulp taken as
+ * 2^-24, its relative size at the top of a binade) enters σ = 1/(1 + e) scaled by 1 − σ ≤ 1,
+ * then 1 +, 1 / and the subtraction round once each: (6 + 2|l|) ulp, in two bands of |l|
+ * (the argument is clamped to ±88). SwiftShader's exp does lose ~9 ulp at l ≈ −8.
+ */
+const dlogitsTol = (maxAbsLogit: number) => (6 + 2 * Math.min(maxAbsLogit, 88)) * ULP;
+/** dlogvar = ½(exp(logvar) − 1), relative to ½(exp(logvar) + 1): exp's 3 + 2|logvar| ulp + 2 roundings. */
+const dlogvarTol = (maxAbsLogvar: number) => (5 + 2 * maxAbsLogvar) * ULP;
+
+const figures: Record<string, { err: number; tol: number; runs: number }> = {};
+function record(name: string, err: number, tol: number) {
+  const f = (figures[name] ??= { err: 0, tol, runs: 0 });
+  f.err = Math.max(f.err, err);
+  f.tol = Math.max(f.tol, tol);
+  f.runs++;
+}
+afterAll(() => console.log(`loss max errors:\n${Object.entries(figures)
+  .map(([name, f]) => `  ${name}: ${f.err.toExponential(2)} (tol ${f.tol.toExponential(2)}) over ${f.runs} runs`).join('\n')}`));
+
+/** expectClose on values divided by the magnitudes the result was computed from. */
+function expectCloseScaled(name: string, gpuValues: ArrayLike<number>, ref: ArrayLike<number>, scale: ArrayLike<number>, tol: number) {
+  return expectClose(name, Array.from(ref, (_, i) => gpuValues[i]! / scale[i]!), Array.from(ref, (v, i) => v / scale[i]!), 0, tol).maxAbs;
+}
+
+interface Inputs { rows: number; D: number; L: number; logits: Float32Array; x: Float32Array; mulv: Float32Array }
+
+/** Runs bce_kl then loss_finalize with state (t, batch); checks what finalize must and must not touch. */
+async function runLoss({ rows, D, L, logits, x, mulv }: Inputs, t = 41, batch = 5) {
+  const outLength = batch + 4;
+  const out = await gpu.run({
+    buffers: {
+      logits, x, mulv,
+      dlogits: new Float32Array(rows * D + 4).fill(SENTINEL),
+      dmulv: new Float32Array(rows * 2 * L + 4).fill(SENTINEL),
+      partials: new Float32Array(LOSS_GROUPS).fill(SENTINEL),
+      state: Uint32Array.from([t, batch, 0, 0]),
+      out: new Float32Array(outLength).fill(SENTINEL),
+    },
+    ops: [
+      { op: 'bceKl', dims: { rows, D, L }, logits: 'logits', x: 'x', mulv: 'mulv', dlogits: 'dlogits', dmulv: 'dmulv', partials: 'partials' },
+      { op: 'lossFinalize', state: 'state', partials: 'partials', out: 'out' },
+    ],
+    read: ['dlogits', 'dmulv', 'partials', 'state', 'out'],
+  });
+  const dlogits = f32(out.dlogits, rows * D + 4);
+  const dmulv = f32(out.dmulv, rows * 2 * L + 4);
+  const partials = f32(out.partials, LOSS_GROUPS);
+  const lossOut = f32(out.out, outLength);
+  expect([...dlogits.subarray(rows * D)], 'dlogits written past rows·D').toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
+  expect([...dmulv.subarray(rows * 2 * L)], 'dmulv written past rows·2L').toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
+  expect([...new Uint32Array(out.state.buffer, out.state.byteOffset, 4)], 'state').toEqual([t + 1, batch + 1, 0, 0]);
+  expect([...lossOut].map((v, i) => (i === batch ? 'loss' : v)), 'out: only out[batch] written')
+    .toEqual([...lossOut].map((_, i) => (i === batch ? 'loss' : SENTINEL)));
+  for (const [name, values] of [['dlogits', dlogits], ['dmulv', dmulv], ['partials', partials], ['out', lossOut]] as const) {
+    const bad = values.findIndex((v) => !Number.isFinite(v));
+    expect(bad, `${name}[${bad}] = ${values[bad]}`).toBe(-1);
+  }
+  return { loss: lossOut[batch]!, dlogits: dlogits.subarray(0, rows * D), dmulv: dmulv.subarray(0, rows * 2 * L), partials };
+}
+
+function check(label: string, inputs: Inputs, got: Awaited<ReturnType<typeof runLoss>>) {
+  const { rows, D, L, logits, x, mulv } = inputs;
+  const ref = bceKl(logits, x, mulv, rows, D, L);
+  const lossErr = expectClose(`${label} loss`, [got.loss], [ref.loss], LOSS_RTOL, 0);
+  record('loss (relative)', lossErr.maxRel, LOSS_RTOL);
+
+  const pick = (a: ArrayLike<number>, at: number[]) => at.map((i) => a[i]!);
+  for (const [band, inBand, bound] of [['|l| ≤ 8', (v: number) => Math.abs(v) <= 8, 8], ['|l| > 8', (v: number) => Math.abs(v) > 8, 88]] as const) {
+    const at = [...logits.keys()].filter((i) => inBand(logits[i]!));
+    if (at.length === 0) continue;
+    const tol = dlogitsTol(bound);
+    // Below 2^-100 the only difference is σ's clamp at −88 and denormal flushing (≤ FLT_MIN).
+    const scale = at.map((i) => Math.max(sigmoid(logits[i]!) + Math.abs(x[i]!), 2 ** -100));
+    record(`dlogits ${band} (relative to σ + |x|)`, expectCloseScaled(`${label} dlogits ${band}`, pick(got.dlogits, at), pick(ref.dlogits, at), scale, tol), tol);
+  }
+
+  // dmu = mu is a copy: exact. dlogvar in two bands of |logvar|.
+  const mu = [...mulv.keys()].filter((i) => i % (2 * L) < L);
+  expectClose(`${label} dmu`, pick(got.dmulv, mu), pick(ref.dmulv, mu), 0, 0);
+  const lv = [...mulv.keys()].filter((i) => i % (2 * L) >= L);
+  for (const [band, inBand, bound] of [['|logvar| ≤ 4', (v: number) => Math.abs(v) <= 4, 4], ['|logvar| > 4', (v: number) => Math.abs(v) > 4, 20]] as const) {
+    const at = lv.filter((i) => inBand(mulv[i]!));
+    if (at.length === 0) continue;
+    const tol = dlogvarTol(bound);
+    const scale = at.map((i) => 0.5 * (Math.exp(mulv[i]!) + 1));
+    record(`dlogvar ${band} (relative to ½(e^lv + 1))`, expectCloseScaled(`${label} dlogvar ${band}`, pick(got.dmulv, at), pick(ref.dmulv, at), scale, tol), tol);
+  }
+  return ref;
+}
+
+/** MNIST-like pixels (60% exactly 0, 10% exactly 1, the rest k/255), logits in [−8, 8], mu, logvar in [−3, 3], [−4, 4]. */
+function makeInputs(rows: number, D: number, L: number, seed: number): Inputs {
+  const r = rng(seed);
+  const x = Float32Array.from({ length: rows * D }, () => {
+    const u = r.next();
+    return u < 0.6 ? 0 : u < 0.7 ? 1 : Math.floor(r.next() * 256) / 255;
+  });
+  const logits = r.uniform(rows * D, -8, 8);
+  const mulv = new Float32Array(rows * 2 * L);
+  for (let row = 0; row < rows; row++) {
+    mulv.set(r.uniform(L, -3, 3), row * 2 * L);
+    mulv.set(r.uniform(L, -4, 4), row * 2 * L + L);
+  }
+  return { rows, D, L, logits, x, mulv };
+}
+
+const SHAPES: [rows: number, D: number, L: number][] = [
+  [1, 1, 1], [5, 3, 2], [3, 13, 5], [45, 65, 7], [128, 784, 20], [96, 784, 20], [900, 5, 20],
+];
+
+describe.each(SHAPES)('bce_kl + loss_finalize %i×%i, L = %i', (rows, D, L) => {
+  it('matches bceKl: loss, dlogits, dmulv; finalize writes out[batch] and advances state', async () => {
+    const inputs = makeInputs(rows, D, L, rows * 7 + D * 3 + L);
+    check(`${rows}×${D}`, inputs, await runLoss(inputs));
+  });
+});
+
+describe('a nearly converged batch', () => {
+  it('128×784, every logit confidently right (|l| ∈ [4, 20]): a loss of ~0.9 per image still within rtol', async () => {
+    // Each term is then log(1 + e^−|l|) with e^−|l| ≤ 0.018, where float32's 1 + e rounds
+    // away up to 6e-8 per term (WGSL has no log1p): relative to this small loss that is the
+    // largest error the kernel's BCE form can show (measured ~2e-6; at |l| ∈ [8, 20], ~0.02 per
+    // image, it reaches ~1e-4 — a regime a training run never gets near).
+    const rows = 128, D = 784, L = 20;
+    const r = rng(5);
+    const x = Float32Array.from({ length: rows * D }, () => (r.next() < 0.8 ? 0 : 1));
+    const logits = Float32Array.from(x, (t) => (t ? 1 : -1) * (4 + 16 * r.next()));
+    const mulv = new Float32Array(rows * 2 * L); // mu = logvar = 0: KL = 0
+    const inputs = { rows, D, L, logits, x, mulv };
+    const got = await runLoss(inputs);
+    const ref = check('converged', inputs, got);
+    console.log(`loss, nearly converged: gpu ${got.loss} ref ${ref.loss} (rel ${(Math.abs(got.loss - ref.loss) / ref.loss).toExponential(2)})`);
+  });
+});
+
+describe('extreme inputs', () => {
+  const LOGITS = [200, -200, 1e30, -1e30, 0, 88, -88, 100, -100, 17, -17];
+  const PIXELS = [0, 1, 0.5, 0.3, 1 / 255];
+  const LATENTS: [mu: number, logvar: number][] = [[0, 20], [0, -20], [10, 0], [-10, 20], [10, -20], [0, 0], [1e-3, 1e-3]];
+
+  /** Row r has pixel PIXELS[r] at every logit of LOGITS; every row has the latents given. */
+  function grid(latents: [number, number][]): Inputs {
+    const D = LOGITS.length;
+    const rows = PIXELS.length;
+    const L = latents.length;
+    const logits = Float32Array.from({ length: rows * D }, (_, i) => LOGITS[i % D]!);
+    const x = Float32Array.from({ length: rows * D }, (_, i) => PIXELS[Math.floor(i / D)]!);
+    const mulv = new Float32Array(rows * 2 * L);
+    for (let row = 0; row < rows; row++) {
+      latents.forEach(([mu, logvar], j) => {
+        mulv[row * 2 * L + j] = mu;
+        mulv[row * 2 * L + L + j] = logvar;
+      });
+    }
+    return { rows, D, L, logits, x, mulv };
+  }
+
+  it('every (logit, pixel) pair, KL zero: finite everywhere, the loss is the clamped BCE', async () => {
+    const inputs = grid([[0, 0]]); // KL(N(0, 1) ‖ N(0, 1)) = 0, so the loss is all BCE
+    const got = await runLoss(inputs, 0, 0);
+    const ref = check('extreme logits', inputs, got);
+    expect(ref.kl).toBe(0);
+    // The clamp binds: a confidently wrong pixel costs exactly 100, and the reference agrees.
+    expect(bceKl([-1e30], [1], [0, 0], 1, 1, 1).bce).toBe(100);
+    // Row 0 has x = 0: dlogits = σ(l), which saturates at exactly 1 for l = 200 and 1e30.
+    expect(got.dlogits[0]).toBe(1);
+    expect(got.dlogits[2]).toBe(1);
+    console.log(`loss, extreme logits: gpu ${got.loss} ref ${ref.loss} (rel ${(Math.abs(got.loss - ref.loss) / ref.loss).toExponential(2)})`);
+  });
+
+  it('every (logit, pixel) pair with mu ±10, logvar ±20: finite everywhere, matches', async () => {
+    const inputs = grid(LATENTS);
+    const got = await runLoss(inputs, 0, 0);
+    const ref = check('extreme latents', inputs, got);
+    console.log(`loss, extreme latents: gpu ${got.loss} ref ${ref.loss} (bce ${ref.bce}, kl ${ref.kl}; rel ${(Math.abs(got.loss - ref.loss) / ref.loss).toExponential(2)})`);
+  });
+
+  it('a real-shape batch with extremes sprinkled in: logits ±200, ±1e30, 0; logvar ±20; mu ±10', async () => {
+    const inputs = makeInputs(128, 784, 20, 4242);
+    const r = rng(99);
+    for (let k = 0; k < 2000; k++) inputs.logits[Math.floor(r.next() * inputs.logits.length)] = LOGITS[k % LOGITS.length]!;
+    for (let k = 0; k < 200; k++) {
+      const [mu, logvar] = LATENTS[k % LATENTS.length]!;
+      const at = Math.floor(r.next() * 128) * 40 + Math.floor(r.next() * 20);
+      inputs.mulv[at] = mu;
+      inputs.mulv[at + 20] = logvar;
+    }
+    check('128×784 extremes', inputs, await runLoss(inputs, 1000, 467));
+  });
+});
