@@ -2,10 +2,6 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   server: { host: '127.0.0.1' },
-  resolve: {
-    // wgsl-preprocessor's package.json names no entry point; point at its one module.
-    alias: { 'wgsl-preprocessor': 'wgsl-preprocessor/wgsl-preprocessor.js' },
-  },
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/setup/global.ts'],

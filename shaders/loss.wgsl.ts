@@ -1,4 +1,4 @@
-import { wgsl } from 'wgsl-preprocessor';
+import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import { ELEMENTWISE_WG } from './common';
 
 /**

@@ -1,24 +1,28 @@
-import { wgsl } from 'wgsl-preprocessor';
+import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 
 /**
  * Register-tiled matmul: C[M,N] = op(A)·op(B), with the epilogues a Linear layer needs.
  *
- * Each invocation owns a TILE_M×4 block of C: TILE_M rows, one vec4 of columns. The K loop
- * steps by 4: it loads a TILE_M×4 block of A and a 4×4 block of B into registers and does
- * 4·TILE_M vec4 FMAs, so each loaded value is used 4 or TILE_M times. No workgroup memory:
- * on SwiftShader (and on many GPUs for these small K) the barriers cost more than the reuse
- * they buy, and neighbouring invocations share their loads through the cache anyway.
+ * Each invocation owns a tileM×tileN block of C held in scalar registers: rows m0..m0+tileM−1
+ * and the columns n = nBase + lane + j·WG_X, strided by the workgroup's width. The stride
+ * makes neighbouring invocations read neighbouring columns of B, so a row of B is one
+ * contiguous (coalesced) read across the workgroup, while A is read as vec4s along k that
+ * every invocation of a row shares (a broadcast). The K loop steps by 4: it loads tileM vec4s
+ * of A and 4·tileN values of B and does 4·tileM·tileN FMAs. No workgroup memory: measured on
+ * SwiftShader this beat both a workgroup-memory tiled kernel and a vec4-per-invocation tiling
+ * (bench/README.md has the figures).
  *
  * Operand layouts (row-major storage):
  *   A(m,k) = transA ? A[k·M + m] : A[m·K + k]
  *   B(k,n) = transB ? B[n·K + k] : B[k·N + n]
  * The three products of a Linear layer with W stored (out, in) as PyTorch does:
- *   forward   Y  = X·Wᵀ   A = X (B×in),  B = W, transB
- *   input grad dX = dY·W  A = dY (B×out), B = W
- *   weight grad dW = dYᵀ·X A = dY, transA, B = X; and db = Σ_b dY[b,:] = the row sums of op(A)
+ *   forward    Y  = X·Wᵀ   A = X (B×in),  B = W, transB
+ *   input grad dX = dY·W   A = dY (B×out), B = W
+ *   weight grad dW = dYᵀ·X  A = dY, transA, B = X; and db = Σ_b dY[b,:] = the row sums of op(A)
  *
- * `vec4` storage (every one of M, N, K a multiple of 4) loads whole vec4s; otherwise every
- * scalar load is bounds-checked, which makes any shape correct.
+ * `vec4` (every one of M, N, K a multiple of 4) reads A — and B when transposed — as vec4s,
+ * clamping out-of-range rows and columns to valid ones whose results are never stored;
+ * otherwise every scalar load is bounds-checked, which makes any shape correct.
  */
 export interface MatmulOptions {
   transA: boolean;
@@ -35,7 +39,7 @@ export interface MatmulOptions {
   rowSum: boolean;
   /** Rows of C per invocation: a multiple of 4. */
   tileM: number;
-  /** Columns of C per invocation: a multiple of 4 (whole vec4s). */
+  /** Columns of C per invocation (strided by the workgroup width). */
   tileN: number;
 }
 
@@ -63,151 +67,126 @@ export function matmulWorkgroups(o: MatmulOptions, d: MatmulDims): [number, numb
 }
 
 export function matmulWGSL(o: MatmulOptions): string {
-  if (o.tileM % 4 !== 0 || o.tileN % 4 !== 0) throw new Error(`matmul tiles must be multiples of 4, got ${o.tileM}×${o.tileN}`);
+  if (o.tileM % 4 !== 0 || o.tileN < 1) throw new Error(`matmul: tileM must be a multiple of 4 and tileN ≥ 1, got ${o.tileM}×${o.tileN}`);
   if (o.relu && o.reluMask) throw new Error('matmul: relu (forward) and reluMask (backward) exclude each other');
-  const T = o.vec4 ? 'vec4<f32>' : 'f32';
   let binding = 4;
   const biasBinding = o.bias ? binding++ : -1;
   const maskBinding = o.reluMask ? binding++ : -1;
   const rowSumBinding = o.rowSum ? binding++ : -1;
-  const vecTransA = o.vec4 && o.transA;
-  const vecTransB = o.vec4 && o.transB;
-  // The tile's rows are unrolled here rather than looped over in WGSL: compilers (SwiftShader's
-  // above all) keep named vec4 accumulators in registers, but a dynamically indexed array in memory.
+  const aType = o.vec4 ? 'vec4<f32>' : 'f32';
+  const bType = o.vec4 && o.transB ? 'vec4<f32>' : 'f32';
+  // The tile is unrolled here rather than looped over in WGSL: compilers (SwiftShader's above
+  // all) keep named scalars in registers, but a dynamically indexed array in memory.
   const rows = Array.from({ length: o.tileM }, (_, i) => i);
-  const cols = Array.from({ length: o.tileN / 4 }, (_, c) => c);
+  const cols = Array.from({ length: o.tileN }, (_, j) => j);
   const quads = rows.filter((i) => i % 4 === 0);
+  const each = (f: (i: number, j: number) => string, sep = '\n') => rows.map((i) => cols.map((j) => f(i, j)).join(sep)).join(sep);
+
+  let loadA: string;
+  if (o.vec4 && o.transA) {
+    // A is (K, M): four vec4 rows along m make a 4×4 block; its transpose gives rows along k.
+    loadA = quads.map((q) => `    let t${q} = transpose(mat4x4<f32>(A[(k * dims.M + m${q}) / 4u], A[((k + 1u) * dims.M + m${q}) / 4u], A[((k + 2u) * dims.M + m${q}) / 4u], A[((k + 3u) * dims.M + m${q}) / 4u]));
+    let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`).join('\n');
+  } else if (o.vec4) {
+    loadA = rows.map((i) => `    let a${i} = A[(m${i} * dims.K + k) / 4u];`).join('\n');
+  } else {
+    // Any shape: one k per iteration, bounds-checked scalar loads.
+    loadA = rows.map((i) => `    let a${i} = atA(m${i}, k);`).join('\n');
+  }
+  let loadB: string;
+  if (o.vec4 && o.transB) {
+    loadB = cols.map((j) => `    let b${j} = B[(n${j} * dims.K + k) / 4u];`).join('\n');
+  } else if (o.vec4) {
+    loadB = cols.map((j) => `    let b${j} = vec4<f32>(B[k * dims.N + n${j}], B[(k + 1u) * dims.N + n${j}], B[(k + 2u) * dims.N + n${j}], B[(k + 3u) * dims.N + n${j}]);`).join('\n');
+  } else {
+    loadB = cols.map((j) => `    let b${j} = atB(k, n${j});`).join('\n');
+  }
+  const fma = o.vec4
+    ? (i: number, j: number) => `    c${i}_${j} += a${i}.x * b${j}.x + a${i}.y * b${j}.y + a${i}.z * b${j}.z + a${i}.w * b${j}.w;`
+    : (i: number, j: number) => `    c${i}_${j} += a${i} * b${j};`;
+  const rowSumOf = (i: number) => (o.vec4 ? `(a${i}.x + a${i}.y) + (a${i}.z + a${i}.w)` : `a${i}`);
+
   return wgsl`
 struct Dims { M: u32, N: u32, K: u32 }
 @group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read> A: array<${T}>;
-@group(0) @binding(2) var<storage, read> B: array<${T}>;
-@group(0) @binding(3) var<storage, read_write> C: array<${T}>;
+@group(0) @binding(1) var<storage, read> A: array<${aType}>;
+@group(0) @binding(2) var<storage, read> B: array<${bType}>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
 #if ${o.bias}
-@group(0) @binding(${biasBinding}) var<storage, read> bias: array<${T}>;
+@group(0) @binding(${biasBinding}) var<storage, read> bias: array<f32>;
 #endif
 #if ${o.reluMask}
-@group(0) @binding(${maskBinding}) var<storage, read> mask: array<${T}>;
+@group(0) @binding(${maskBinding}) var<storage, read> mask: array<f32>;
 #endif
 #if ${o.rowSum}
 @group(0) @binding(${rowSumBinding}) var<storage, read_write> rowSum: array<f32>;
 #endif
 
-
-#if ${o.vec4}
-// vec4 storage: M, N, K are multiples of 4, so a vec4 whose first element is in range is
-// entirely in range, and only the first element's index needs a check.
-
-// A(m, k..k+3)
-fn rowA(m: u32, k: u32) -> vec4<f32> {
-  if (m >= dims.M) { return vec4<f32>(0.0); }
-  return A[(m * dims.K + k) / 4u];
-}
-// A(m..m+3, k) when A is stored transposed (K×M)
-fn colA(k: u32, m: u32) -> vec4<f32> {
-  if (m >= dims.M) { return vec4<f32>(0.0); }
-  return A[(k * dims.M + m) / 4u];
-}
-// B(k, n..n+3)
-fn rowB(k: u32, n: u32) -> vec4<f32> {
-  if (n >= dims.N) { return vec4<f32>(0.0); }
-  return B[(k * dims.N + n) / 4u];
-}
-// B(k..k+3, n) when B is stored transposed (N×K)
-fn colB(k: u32, n: u32) -> vec4<f32> {
-  if (n >= dims.N) { return vec4<f32>(0.0); }
-  return B[(n * dims.K + k) / 4u];
-}
-#else
+#if ${!o.vec4}
+// Bounds-checked loads, branch-free: the index is clamped to the array and the value masked.
+// (With an early return instead, Chromium 156's SwiftShader crashed compiling this kernel.)
 fn atA(m: u32, k: u32) -> f32 {
-  if (m >= dims.M || k >= dims.K) { return 0.0; }
 #if ${o.transA}
-  return A[k * dims.M + m];
+  let v = A[min(k * dims.M + m, arrayLength(&A) - 1u)];
 #else
-  return A[m * dims.K + k];
+  let v = A[min(m * dims.K + k, arrayLength(&A) - 1u)];
 #endif
+  return select(0.0, v, m < dims.M && k < dims.K);
 }
 fn atB(k: u32, n: u32) -> f32 {
-  if (k >= dims.K || n >= dims.N) { return 0.0; }
 #if ${o.transB}
-  return B[n * dims.K + k];
+  let v = B[min(n * dims.K + k, arrayLength(&B) - 1u)];
 #else
-  return B[k * dims.N + n];
+  let v = B[min(k * dims.N + n, arrayLength(&B) - 1u)];
 #endif
-}
-fn rowA(m: u32, k: u32) -> vec4<f32> {
-  return vec4<f32>(atA(m, k), atA(m, k + 1u), atA(m, k + 2u), atA(m, k + 3u));
-}
-fn rowB(k: u32, n: u32) -> vec4<f32> {
-  return vec4<f32>(atB(k, n), atB(k, n + 1u), atB(k, n + 2u), atB(k, n + 3u));
+  return select(0.0, v, k < dims.K && n < dims.N);
 }
 #endif
 
-// The epilogue for one row of the tile: bias, ReLU or ReLU mask, then the store.
-fn store(m: u32, n0: u32, acc: vec4<f32>${o.rowSum ? ', sum: f32, writeSum: bool' : ''}) {
-  if (m >= dims.M) { return; }
-#if ${o.rowSum}
-  // Every column block computed the same row sums; the first one writes them.
-  if (writeSum) { rowSum[m] = sum; }
-#endif
-#if ${o.vec4}
-  let at = (m * dims.N + n0) / 4u;
+// The epilogue for one element: bias, then ReLU or the ReLU mask, then the store.
+fn store(m: u32, n: u32, acc: f32) {
+  if (m >= dims.M || n >= dims.N) { return; }
+  let at = m * dims.N + n;
   var v = acc;
 #if ${o.bias}
-  v += bias[n0 / 4u];
+  v += bias[n];
 #endif
 #if ${o.relu}
-  v = max(v, vec4<f32>(0.0));
+  v = max(v, 0.0);
 #endif
 #if ${o.reluMask}
-  v = select(vec4<f32>(0.0), v, mask[at] > vec4<f32>(0.0));
+  v = select(0.0, v, mask[at] > 0.0);
 #endif
   C[at] = v;
-#else
-  for (var j = 0u; j < 4u; j++) {
-    let n = n0 + j;
-    if (n >= dims.N) { return; }
-    let at = m * dims.N + n;
-    var v = acc[j];
-#if ${o.bias}
-    v += bias[n];
-#endif
-#if ${o.relu}
-    v = max(v, 0.0);
-#endif
-#if ${o.reluMask}
-    v = select(0.0, v, mask[at] > 0.0);
-#endif
-    C[at] = v;
-  }
-#endif
 }
 
 @compute @workgroup_size(${MATMUL_WG_X}, ${MATMUL_WG_Y})
-fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = gid.x * ${o.tileN}u;
-  let m0 = gid.y * ${o.tileM}u;
-  if (n0 >= dims.N || m0 >= dims.M) { return; }
-${rows.map((i) => cols.map((c) => `  var acc${i}_${c} = vec4<f32>(0.0);`).join(' ')).join('\n')}
+fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row0 = (wg.y * ${MATMUL_WG_Y}u + lid.y) * ${o.tileM}u;
+  let col0 = wg.x * ${MATMUL_WG_X * o.tileN}u + lid.x;
+  if (row0 >= dims.M) { return; }
+  // Out-of-range rows and columns read row M−1 / column N−1 (valid memory); store() drops them.
+${rows.map((i) => `  let m${i} = min(row0 + ${i}u, dims.M - 1u);`).join('\n')}
+${cols.map((j) => `  let n${j} = min(col0 + ${j * MATMUL_WG_X}u, dims.N - 1u);`).join('\n')}
+${each((i, j) => `  var c${i}_${j} = 0.0;`, ' ')}
 #if ${o.rowSum}
 ${rows.map((i) => `  var sum${i} = 0.0;`).join('\n')}
 #endif
-  for (var k = 0u; k < dims.K; k += 4u) {
-    // b{c}[j] = B(k+j, n0+4c .. n0+4c+3)
-${cols.map((c) => vecTransB
-    ? `    let b${c} = transpose(mat4x4<f32>(colB(k, n0 + ${4 * c}u), colB(k, n0 + ${4 * c + 1}u), colB(k, n0 + ${4 * c + 2}u), colB(k, n0 + ${4 * c + 3}u)));`
-    : `    let b${c} = mat4x4<f32>(rowB(k, n0 + ${4 * c}u), rowB(k + 1u, n0 + ${4 * c}u), rowB(k + 2u, n0 + ${4 * c}u), rowB(k + 3u, n0 + ${4 * c}u));`).join('\n')}
-    // a{i} = A(m0+i, k..k+3)
-${vecTransA
-    ? quads.map((q) => `    let t${q} = transpose(mat4x4<f32>(colA(k, m0 + ${q}u), colA(k + 1u, m0 + ${q}u), colA(k + 2u, m0 + ${q}u), colA(k + 3u, m0 + ${q}u)));
-    let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`).join('\n')
-    : rows.map((i) => `    let a${i} = rowA(m0 + ${i}u, k);`).join('\n')}
-${rows.map((i) => cols.map((c) => `    acc${i}_${c} += a${i}.x * b${c}[0] + a${i}.y * b${c}[1] + a${i}.z * b${c}[2] + a${i}.w * b${c}[3];`).join('\n')).join('\n')}
+  for (var k = 0u; k < dims.K; k += ${o.vec4 ? 4 : 1}u) {
+${loadA}
+${loadB}
+${each(fma)}
 #if ${o.rowSum}
-${rows.map((i) => `    sum${i} += (a${i}.x + a${i}.y) + (a${i}.z + a${i}.w);`).join('\n')}
+${rows.map((i) => `    sum${i} += ${rowSumOf(i)};`).join('\n')}
 #endif
   }
-${rows.map((i) => cols.map((c) => `  store(m0 + ${i}u, n0 + ${4 * c}u, acc${i}_${c}${o.rowSum ? `, sum${i}, ${c === 0 ? 'gid.x == 0u' : 'false'}` : ''});`).join('\n')).join('\n')}
+${each((i, j) => `  store(row0 + ${i}u, col0 + ${j * MATMUL_WG_X}u, c${i}_${j});`)}
+#if ${o.rowSum}
+  // Every column block computed the same row sums; the first invocation of the row writes them.
+  if (col0 == 0u) {
+${rows.map((i) => `    if (row0 + ${i}u < dims.M) { rowSum[row0 + ${i}u] = sum${i}; }`).join('\n')}
+  }
+#endif
 }
 `;
 }

@@ -1,4 +1,4 @@
-import { wgsl } from 'wgsl-preprocessor';
+import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import { ELEMENTWISE_WG, linearIndexWGSL } from './common';
 import { philoxWGSL } from './philox.wgsl';
 

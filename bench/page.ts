@@ -1,0 +1,106 @@
+/**
+ * Benchmarks inside the browser: GPU time from timestamp queries (pass begin/end around
+ * `reps` copies of a dispatch), falling back to wall time over the same repetitions when the
+ * adapter lacks timestamp-query. Results go back to Node as JSON.
+ */
+import { Gpu, type Dispatch } from '../src/gpu/device';
+import { matmulOp } from '../src/gpu/ops';
+import type { MatmulOptions } from '../shaders/matmul.wgsl';
+
+export interface Timing {
+  /** Milliseconds per repetition: median, and the 10th/90th percentiles over the samples. */
+  median: number;
+  p10: number;
+  p90: number;
+  source: 'timestamp' | 'wall';
+}
+
+let gpuPromise: Promise<Gpu> | null = null;
+const gpu = () => (gpuPromise ??= Gpu.create());
+
+function summarize(samples: number[], source: Timing['source']): Timing {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
+  return { median: at(0.5), p10: at(0.1), p90: at(0.9), source };
+}
+
+/** Times `dispatches` (one repetition) `samples` times, `reps` repetitions per sample, after a warm-up. */
+export async function time(g: Gpu, dispatches: readonly Dispatch[], reps: number, samples: number): Promise<Timing> {
+  const { device } = g;
+  const run = async (query?: GPUQuerySet) => {
+    const encoder = device.createCommandEncoder({ label: 'bench' });
+    const pass = encoder.beginComputePass({
+      label: 'bench', timestampWrites: query ? { querySet: query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } : undefined,
+    });
+    for (let r = 0; r < reps; r++) {
+      for (const d of dispatches) {
+        pass.setPipeline(d.kernel.pipeline);
+        pass.setBindGroup(0, d.bindGroup);
+        pass.dispatchWorkgroups(...d.workgroups);
+      }
+    }
+    pass.end();
+    return encoder;
+  };
+  await g.readFloats(g.buffer('bench warm-up', 4)); // settle the queue
+  device.queue.submit([(await run()).finish()]);
+  await device.queue.onSubmittedWorkDone();
+  const times: number[] = [];
+  if (g.hasTimestamps) {
+    const query = device.createQuerySet({ label: 'bench timestamps', type: 'timestamp', count: 2 });
+    const resolve = g.buffer('bench timestamps', 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
+    for (let i = 0; i < samples; i++) {
+      const encoder = await run(query);
+      encoder.resolveQuerySet(query, 0, 2, resolve, 0);
+      device.queue.submit([encoder.finish()]);
+      const ns = new BigUint64Array(await g.read(resolve, 0, 16));
+      times.push(Number(ns[1] - ns[0]) / 1e6 / reps);
+    }
+    query.destroy();
+    return summarize(times, 'timestamp');
+  }
+  for (let i = 0; i < samples; i++) {
+    const t0 = performance.now();
+    device.queue.submit([(await run()).finish()]);
+    await device.queue.onSubmittedWorkDone();
+    times.push((performance.now() - t0) / reps);
+  }
+  return summarize(times, 'wall');
+}
+
+export interface MatmulCase {
+  M: number;
+  N: number;
+  K: number;
+  options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>;
+}
+
+async function matmul(c: MatmulCase, reps = 20, samples = 7): Promise<Timing & { gflops: number }> {
+  const g = await gpu();
+  const { M, N, K } = c;
+  const A = g.buffer('A', M * K * 4);
+  const B = g.buffer('B', K * N * 4);
+  const C = g.buffer('C', M * N * 4);
+  const d = await matmulOp(g, 'bench matmul', { M, N, K }, c.options, { A, B, C });
+  const t = await time(g, [d], reps, samples);
+  g.destroy();
+  return { ...t, gflops: (2 * M * N * K) / (t.median * 1e6) };
+}
+
+import { expWGSL } from './exp.tmp';
+async function exp(c: { M: number; N: number; K: number; TM: number; TN: number; WGX: number; WGY: number }) {
+  const g = await gpu();
+  const { M, N, K, TM, TN, WGX, WGY } = c;
+  const A = g.buffer('A', M * K * 4), B = g.buffer('B', K * N * 4), C = g.buffer('C', M * N * 4);
+  const kernel = await g.kernel({ label: 'exp', code: expWGSL(TM, TN, WGX, WGY), entryPoint: 'matmul', bindings: ['uniform', 'read', 'read', 'storage'] });
+  const d = { kernel, bindGroup: kernel.bind('exp', [g.uniform('d', new Uint32Array([M, N, K])), A, B, C]), workgroups: [Math.ceil(N / (WGX * TN)), Math.ceil(M / (WGY * TM)), 1] as [number, number, number] };
+  const t = await time(g, [d], 20, 7);
+  g.destroy();
+  return { ...t, gflops: (2 * M * N * K) / (t.median * 1e6) };
+}
+declare global {
+  interface Window {
+    bench: { matmul: typeof matmul; exp: typeof exp };
+  }
+}
+window.bench = { matmul, exp };
