@@ -4,9 +4,15 @@ import { ELEMENTWISE_WG, linearIndexWGSL } from './common';
  * Batch gather: X[r, k] = data[perm[start + r], k] / 255, from a dataset that stays on the
  * GPU as bytes (4 pixels per u32, as the idx file stores them) through the epoch's index
  * permutation, so a training step uploads nothing. start = state[1]·batchSize, read from
- * the GPU-resident step state. Dividing (not multiplying by 1/255) matches torchvision's
- * ToTensor exactly.
+ * the GPU-resident step state. The 256 values byte/255 come from a table of float32 bit
+ * patterns computed on the CPU: WGSL division need not be correctly rounded (SwiftShader's is
+ * 1 ulp off for half the bytes), and this way every adapter gets torchvision's ToTensor values
+ * exactly.
  */
+const BYTE_TO_UNIT = Array.from({ length: 256 }, (_, b) => {
+  const bits = new Uint32Array(new Float32Array([b / 255]).buffer)[0];
+  return `0x${bits.toString(16)}u`;
+});
 export const gatherBindings = ['uniform', 'read', 'read', 'read', 'storage'] as const; // dims, state, data, perm, X
 
 export function gatherWGSL(): string {
@@ -18,6 +24,7 @@ struct Dims { rows: u32, D: u32, batchSize: u32 }
 @group(0) @binding(3) var<storage, read> perm: array<u32>;   // image order for the epoch
 @group(0) @binding(4) var<storage, read_write> X: array<f32>; // (rows, D)
 ${linearIndexWGSL()}
+const BYTE_TO_UNIT = array<u32, 256>(${BYTE_TO_UNIT.join(', ')});
 
 @compute @workgroup_size(${ELEMENTWISE_WG})
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -27,7 +34,7 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let image = perm[state[1] * dims.batchSize + row];
   let byteAt = image * dims.D + i % dims.D;
   let byte = (data[byteAt / 4u] >> (8u * (byteAt % 4u))) & 0xffu;
-  X[i] = f32(byte) / 255.0;
+  X[i] = bitcast<f32>(BYTE_TO_UNIT[byte]);
 }
 `;
 }

@@ -38,14 +38,23 @@ export interface MatmulBuffers {
   rowSum?: Binding;
 }
 
-/** C[M,N] = op(A)·op(B) with the epilogues in `options`; vec4 is chosen from the shape. */
+/**
+ * Tile shape per product, from measurements (bench/README.md): 8×4 wins where K is long
+ * (forward and dX); the weight-gradient products (transA: K is the batch, the output large)
+ * do best at 4×4, where fewer rows per invocation spread the output's stores wider.
+ */
+export function chooseTiles(transA: boolean): Pick<MatmulOptions, 'tileM' | 'tileN'> {
+  return transA ? { tileM: 4, tileN: 4 } : { tileM: 8, tileN: 4 };
+}
+
+/** C[M,N] = op(A)·op(B) with the epilogues in `options`; vec4 and tiles are chosen from the shape. */
 export async function matmulOp(
   gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
   options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
 ): Promise<Dispatch> {
   const o: MatmulOptions = {
     vec4: dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0,
-    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, tileM: 4, tileN: 4,
+    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, ...chooseTiles(options.transA),
     ...options,
   };
   const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), buffers.A, buffers.B, buffers.C];
