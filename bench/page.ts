@@ -5,6 +5,7 @@
  */
 import { Gpu, type Dispatch } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
+import { uploadImages, VaeModel } from '../src/model/vae';
 import type { MatmulOptions } from '../shaders/matmul.wgsl';
 
 export interface Timing {
@@ -98,9 +99,34 @@ async function exp(c: { M: number; N: number; K: number; TM: number; TN: number;
   g.destroy();
   return { ...t, gflops: (2 * M * N * K) / (t.median * 1e6) };
 }
+/** Per-dispatch GPU time of one training step, and the whole step, on synthetic images. */
+async function step(c: { batchSize: number; reps: number; samples: number }) {
+  const g = await gpu();
+  const D = 784;
+  const count = c.batchSize * 4;
+  const pixels = new Uint8Array(count * D);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+  const images = uploadImages(g, 'bench images', pixels, count);
+  const model = await VaeModel.create(g, {
+    sizes: { D, H: 400, L: 20 }, batchSize: c.batchSize, seed: 1, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+  }, images, images);
+  const dispatches = model.trainStep(c.batchSize);
+  const perDispatch = [];
+  for (const d of dispatches) {
+    g.write(model.trainState, new Uint32Array([0, 0]));
+    perDispatch.push({ label: d.bindGroup.label, ...(await time(g, [d], c.reps, c.samples)) });
+  }
+  // The whole step, many per pass, rewinding the batch index is unnecessary: 4 batches exist
+  // and the loss ring has room; reps stays within them.
+  g.write(model.trainState, new Uint32Array([0, 0]));
+  const whole = await time(g, dispatches, 1, c.samples);
+  model.destroy();
+  return { perDispatch, whole, dispatchesPerStep: dispatches.length };
+}
+
 declare global {
   interface Window {
-    bench: { matmul: typeof matmul; exp: typeof exp };
+    bench: { matmul: typeof matmul; exp: typeof exp; step: typeof step };
   }
 }
-window.bench = { matmul, exp };
+window.bench = { matmul, exp, step };

