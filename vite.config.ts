@@ -1,7 +1,11 @@
 import { defineConfig } from 'vitest/config';
+import { mnistPlugin } from './src/page/vite-plugin-mnist';
 
 export default defineConfig({
   server: { host: '127.0.0.1' },
+  // The training page (index.html) as a static site; the plugin ships MNIST beside it as .gz.
+  plugins: [mnistPlugin()],
+  build: { target: 'es2022', outDir: 'dist', emptyOutDir: true },
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/setup/global.ts'],

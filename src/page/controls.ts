@@ -1,0 +1,102 @@
+/**
+ * The run's settings fields. Each is checked as it is typed: an invalid value is marked at
+ * the input with the reason (and through setCustomValidity for assistive technology), and
+ * the page refuses to start until every field is valid.
+ */
+export interface Settings {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  hidden: number;
+  latent: number;
+  seed: number;
+}
+
+type Parse = (text: string) => number | { reason: string };
+
+function integer(min: number, max: number, why = ''): Parse {
+  return (text) => {
+    const v = Number(text);
+    if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(v) || v < min || v > max) {
+      return { reason: `must be a whole number from ${min} to ${max}${why}` };
+    }
+    return v;
+  };
+}
+
+const positive: Parse = (text) => {
+  const v = Number(text);
+  if (text.trim() === '' || !Number.isFinite(v) || v <= 0 || v > 1) return { reason: 'must be a number above 0 and at most 1, e.g. 0.001 or 1e-3' };
+  return v;
+};
+
+/** Defaults are the reference program's. */
+const FIELDS: Record<keyof Settings, { parse: Parse; initial: number }> = {
+  epochs: { parse: integer(1, 10_000), initial: 10 },
+  batchSize: { parse: integer(1, 4096), initial: 128 },
+  lr: { parse: positive, initial: 1e-3 },
+  hidden: { parse: integer(1, 4096), initial: 400 },
+  latent: { parse: integer(2, 512, ' (the explorer needs two axes)'), initial: 20 },
+  seed: { parse: integer(0, 0xffffffff), initial: 1 },
+};
+
+const NAMES = Object.keys(FIELDS) as (keyof Settings)[];
+
+export class Controls {
+  private readonly inputs = {} as Record<keyof Settings, HTMLInputElement>;
+  private readonly reasons = {} as Record<keyof Settings, HTMLElement>;
+
+  /** `onChange` runs after every edit, so the caller can enable or disable Start. */
+  constructor(onChange: () => void) {
+    for (const name of NAMES) {
+      this.inputs[name] = document.getElementById(name) as HTMLInputElement;
+      this.reasons[name] = document.getElementById(`${name}-reason`)!;
+      this.inputs[name].value = String(FIELDS[name].initial);
+      this.inputs[name].addEventListener('input', () => {
+        this.check(name);
+        onChange();
+      });
+    }
+  }
+
+  /** Marks the field and returns its value, or null when it is invalid. */
+  private check(name: keyof Settings): number | null {
+    const input = this.inputs[name];
+    const result = FIELDS[name].parse(input.value);
+    const reason = typeof result === 'number' ? '' : result.reason;
+    input.setCustomValidity(reason);
+    input.setAttribute('aria-invalid', String(reason !== ''));
+    this.reasons[name].textContent = reason;
+    return typeof result === 'number' ? result : null;
+  }
+
+  get valid(): boolean {
+    return NAMES.every((n) => this.check(n) !== null);
+  }
+
+  /** The settings, or null (with every bad field marked) when any is invalid. */
+  read(): Settings | null {
+    const values = {} as Settings;
+    let ok = true;
+    for (const name of NAMES) {
+      const v = this.check(name);
+      if (v === null) ok = false;
+      else values[name] = v;
+    }
+    return ok ? values : null;
+  }
+
+  set(values: Partial<Settings>): void {
+    for (const name of NAMES) {
+      if (values[name] !== undefined) {
+        this.inputs[name].value = String(values[name]);
+        this.check(name);
+      }
+    }
+  }
+
+  /** While a model exists its shape and optimiser are fixed; only the epoch target stays editable. */
+  setLocked(locked: boolean): void {
+    for (const name of NAMES) if (name !== 'epochs') this.inputs[name].disabled = locked;
+  }
+}

