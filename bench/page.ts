@@ -88,17 +88,6 @@ async function matmul(c: MatmulCase, reps = 20, samples = 7): Promise<Timing & {
   return { ...t, gflops: (2 * M * N * K) / (t.median * 1e6) };
 }
 
-import { expWGSL } from './exp.tmp';
-async function exp(c: { M: number; N: number; K: number; TM: number; TN: number; WGX: number; WGY: number }) {
-  const g = await gpu();
-  const { M, N, K, TM, TN, WGX, WGY } = c;
-  const A = g.buffer('A', M * K * 4), B = g.buffer('B', K * N * 4), C = g.buffer('C', M * N * 4);
-  const kernel = await g.kernel({ label: 'exp', code: expWGSL(TM, TN, WGX, WGY), entryPoint: 'matmul', bindings: ['uniform', 'read', 'read', 'storage'] });
-  const d = { kernel, bindGroup: kernel.bind('exp', [g.uniform('d', new Uint32Array([M, N, K])), A, B, C]), workgroups: [Math.ceil(N / (WGX * TN)), Math.ceil(M / (WGY * TM)), 1] as [number, number, number] };
-  const t = await time(g, [d], 20, 7);
-  g.destroy();
-  return { ...t, gflops: (2 * M * N * K) / (t.median * 1e6) };
-}
 /** Per-dispatch GPU time of one training step, and the whole step, on synthetic images. */
 async function step(c: { batchSize: number; reps: number; samples: number }) {
   const g = await gpu();
@@ -126,7 +115,7 @@ async function step(c: { batchSize: number; reps: number; samples: number }) {
 
 declare global {
   interface Window {
-    bench: { matmul: typeof matmul; exp: typeof exp; step: typeof step };
+    bench: { matmul: typeof matmul; step: typeof step };
   }
 }
-window.bench = { matmul, exp, step };
+window.bench = { matmul, step };

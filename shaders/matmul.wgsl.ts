@@ -37,6 +37,12 @@ export interface MatmulOptions {
   reluMask: boolean;
   /** Also write rowSum[m] = Σ_k A(m,k): the bias gradient when A = dYᵀ. */
   rowSum: boolean;
+  /**
+   * The product is dz (rows, L) = dh3·W3, and instead of storing it the epilogue continues the
+   * backward pass through the reparameterization: C is dmulv (rows, 2L) and gets
+   * += [dz, dz·ε·½·exp(½·logvar)], reading [mu ‖ logvar] and ε. Saves a dispatch and dz's buffer.
+   */
+  reparamBackward?: boolean;
   /** Rows of C per invocation: a multiple of 4. */
   tileM: number;
   /** Columns of C per invocation (strided by the workgroup width). */
@@ -53,12 +59,13 @@ export interface MatmulDims {
   K: number;
 }
 
-/** Binding order: 0 dims (uniform), 1 A, 2 B, 3 C, then bias, mask, rowSum as enabled. */
+/** Binding order: 0 dims (uniform), 1 A, 2 B, 3 C, then bias, mask, rowSum, (mulv, eps) as enabled. */
 export function matmulBindings(o: MatmulOptions): ('uniform' | 'read' | 'storage')[] {
   const b: ('uniform' | 'read' | 'storage')[] = ['uniform', 'read', 'read', 'storage'];
   if (o.bias) b.push('read');
   if (o.reluMask) b.push('read');
   if (o.rowSum) b.push('storage');
+  if (o.reparamBackward) b.push('read', 'read');
   return b;
 }
 
@@ -73,6 +80,9 @@ export function matmulWGSL(o: MatmulOptions): string {
   const biasBinding = o.bias ? binding++ : -1;
   const maskBinding = o.reluMask ? binding++ : -1;
   const rowSumBinding = o.rowSum ? binding++ : -1;
+  const mulvBinding = o.reparamBackward ? binding++ : -1;
+  const epsBinding = o.reparamBackward ? binding++ : -1;
+  if (o.reparamBackward && (o.bias || o.relu || o.reluMask)) throw new Error('matmul: reparamBackward takes no other epilogue');
   const aType = o.vec4 ? 'vec4<f32>' : 'f32';
   const bType = o.vec4 && o.transB ? 'vec4<f32>' : 'f32';
   // The tile is unrolled here rather than looped over in WGSL: compilers (SwiftShader's above
@@ -121,6 +131,10 @@ struct Dims { M: u32, N: u32, K: u32 }
 #if ${o.rowSum}
 @group(0) @binding(${rowSumBinding}) var<storage, read_write> rowSum: array<f32>;
 #endif
+#if ${!!o.reparamBackward}
+@group(0) @binding(${mulvBinding}) var<storage, read> mulv: array<f32>; // (M, 2N)
+@group(0) @binding(${epsBinding}) var<storage, read> eps: array<f32>;   // (M, N)
+#endif
 
 #if ${!o.vec4}
 // Bounds-checked loads, branch-free: the index is clamped to the array and the value masked.
@@ -146,6 +160,12 @@ fn atB(k: u32, n: u32) -> f32 {
 // The epilogue for one element: bias, then ReLU or the ReLU mask, then the store.
 fn store(m: u32, n: u32, acc: f32) {
   if (m >= dims.M || n >= dims.N) { return; }
+#if ${!!o.reparamBackward}
+  // acc is dz[m, n]; C is dmulv (M, 2N), already holding the KL gradient.
+  let muAt = m * 2u * dims.N + n;
+  C[muAt] += acc;
+  C[muAt + dims.N] += acc * eps[m * dims.N + n] * 0.5 * exp(0.5 * mulv[muAt + dims.N]);
+#else
   let at = m * dims.N + n;
   var v = acc;
 #if ${o.bias}
@@ -158,6 +178,7 @@ fn store(m: u32, n: u32, acc: f32) {
   v = select(0.0, v, mask[at] > 0.0);
 #endif
   C[at] = v;
+#endif
 }
 
 @compute @workgroup_size(${MATMUL_WG_X}, ${MATMUL_WG_Y})

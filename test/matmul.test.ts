@@ -5,7 +5,7 @@
  * vec4 path, the others the bounds-checked scalar path; both are covered.
  */
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { linearBackward, linearForward, matmul } from '../src/reference/ops';
+import { linearBackward, linearForward, matmul, reparamBackward } from '../src/reference/ops';
 import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
 
 let gpu: GpuPage;
@@ -92,5 +92,24 @@ describe('tile heights', () => {
       const { rtol, atol } = tolerance(K);
       expectClose(`C ${M}×${N}×${K}`, f32(out.C, M * N), matmul(A, B, M, N, K, { transA: false, transB: false }), rtol, atol);
     }
+  });
+});
+
+describe('dz epilogue continuing through the reparameterization', () => {
+  it.each([[128, 400, 20], [96, 400, 20], [5, 7, 3], [1, 1, 1]])('rows %i, H %i, L %i', async (rows, H, L) => {
+    const r = rng(rows + H + L);
+    const dH3 = r.uniform(rows * H);
+    const W3 = r.uniform(H * L);
+    const mulv = r.uniform(rows * 2 * L, -3, 3);
+    const eps = r.uniform(rows * L, -2, 2);
+    const dmulvIn = r.uniform(rows * 2 * L);
+    const out = await gpu.run({
+      buffers: { dH3, W3, dmulv: dmulvIn, mulv, eps },
+      ops: [{ op: 'matmul', dims: { M: rows, N: L, K: H }, options: { transA: false, transB: false }, A: 'dH3', B: 'W3', C: 'dmulv', mulv: 'mulv', eps: 'eps' }],
+      read: ['dmulv'],
+    });
+    const dz = matmul(dH3, W3, rows, L, H, { transA: false, transB: false });
+    const { rtol, atol } = tolerance(H);
+    expectClose('dmulv', f32(out.dmulv, rows * 2 * L), reparamBackward(mulv, eps, dz, dmulvIn, rows, L), rtol, atol * 10);
   });
 });

@@ -37,6 +37,8 @@ export interface Dispatch {
   kernel: Kernel;
   bindGroup: GPUBindGroup;
   workgroups: readonly [number, number, number];
+  /** What the dispatch does, for benchmarks: floating-point operations, or bytes it must move. */
+  cost: { flops?: number; bytes?: number };
 }
 
 /** Limits the engine needs beyond WebGPU's defaults: the MNIST training set is 47 MB of bytes. */

@@ -8,7 +8,7 @@ import { matmulBindings, matmulWGSL, matmulWorkgroups, type MatmulOptions } from
 import { activationBindings, activationWGSL, type ActivationEntry } from '../../shaders/activations.wgsl';
 import { adamBindings, adamInvocations, adamWGSL } from '../../shaders/adam.wgsl';
 import { byteToUnitTable, gatherBindings, gatherWGSL } from '../../shaders/gather.wgsl';
-import { lossBindings, lossWGSL, lossWorkgroups } from '../../shaders/loss.wgsl';
+import { LOSS_GROUPS, lossBindings, lossWGSL, lossWorkgroups } from '../../shaders/loss.wgsl';
 import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
 import type { Dispatch, Gpu } from './device';
 
@@ -18,7 +18,7 @@ const u32s = (...values: number[]) => new Uint32Array(values);
 
 async function instance(
   gpu: Gpu, label: string, code: string, entryPoint: string, bindings: readonly ('uniform' | 'read' | 'storage')[],
-  resources: readonly Binding[], workgroups: readonly [number, number, number],
+  resources: readonly Binding[], workgroups: readonly [number, number, number], cost: Dispatch['cost'],
 ): Promise<Dispatch> {
   // Pipelines are shared by every instance with the same WGSL, so they carry the entry point's
   // name; the bind group carries the instance's.
@@ -26,7 +26,7 @@ async function instance(
   if (resources.length !== bindings.length) {
     throw new Error(`${label}: ${resources.length} buffers for ${bindings.length} bindings`);
   }
-  return { kernel, bindGroup: kernel.bind(label, resources), workgroups };
+  return { kernel, bindGroup: kernel.bind(label, resources), workgroups, cost };
 }
 
 export interface MatmulBuffers {
@@ -36,6 +36,9 @@ export interface MatmulBuffers {
   bias?: Binding;
   mask?: Binding;
   rowSum?: Binding;
+  /** With the reparamBackward epilogue: [mu ‖ logvar] and ε of the forward pass. */
+  mulv?: Binding;
+  eps?: Binding;
 }
 
 /**
@@ -54,21 +57,23 @@ export async function matmulOp(
 ): Promise<Dispatch> {
   const o: MatmulOptions = {
     vec4: dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0,
-    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, ...chooseTiles(options.transA),
+    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv, ...chooseTiles(options.transA),
     ...options,
   };
   const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), buffers.A, buffers.B, buffers.C];
   if (o.bias) resources.push(buffers.bias!);
   if (o.reluMask) resources.push(buffers.mask!);
   if (o.rowSum) resources.push(buffers.rowSum!);
-  return instance(gpu, label, matmulWGSL(o), 'matmul', matmulBindings(o), resources, matmulWorkgroups(o, dims));
+  if (o.reparamBackward) resources.push(buffers.mulv!, buffers.eps!);
+  return instance(gpu, label, matmulWGSL(o), 'matmul', matmulBindings(o), resources, matmulWorkgroups(o, dims),
+    { flops: 2 * dims.M * dims.N * dims.K });
 }
 
 export async function activationOp(
   gpu: Gpu, label: string, entry: ActivationEntry, count: number, inputs: Binding[], out: Binding,
 ): Promise<Dispatch> {
   return instance(gpu, label, activationWGSL(entry), entry, activationBindings(entry),
-    [gpu.uniform(`${label} dims`, u32s(count)), ...inputs, out], linearWorkgroups(count));
+    [gpu.uniform(`${label} dims`, u32s(count)), ...inputs, out], linearWorkgroups(count), { bytes: 4 * count * (inputs.length + 1) });
 }
 
 export async function gatherOp(
@@ -78,7 +83,7 @@ export async function gatherOp(
   return instance(gpu, label, gatherWGSL(), 'gather', gatherBindings,
     [gpu.uniform(`${label} dims`, u32s(dims.rows, dims.D, dims.batchSize)), b.state, b.data, b.perm,
       gpu.bufferWith(`${label} byte/255 table`, byteToUnitTable()), b.X],
-    linearWorkgroups(dims.rows * dims.D));
+    linearWorkgroups(dims.rows * dims.D), { bytes: 5 * dims.rows * dims.D });
 }
 
 /** Uniform fields: (rows, latent, seed, stream) for reparam; (count, step, seed, stream) for randn. */
@@ -88,7 +93,7 @@ export async function reparamOp(
   const elements = entry === 'randn' ? params[0] : params[0] * params[1];
   return instance(gpu, label, reparamWGSL(entry), entry, reparamBindings(entry),
     [gpu.uniform(`${label} params`, u32s(...params)), ...buffers],
-    linearWorkgroups(reparamWorkgroups(entry, elements)));
+    linearWorkgroups(reparamWorkgroups(entry, elements)), { bytes: 4 * elements * (entry === 'randn' ? 1 : 4) });
 }
 
 export async function bceKlOp(
@@ -97,14 +102,14 @@ export async function bceKlOp(
 ): Promise<Dispatch> {
   return instance(gpu, label, lossWGSL('bce_kl'), 'bce_kl', lossBindings('bce_kl'),
     [gpu.uniform(`${label} dims`, u32s(dims.rows, dims.D, dims.L)), b.logits, b.x, b.mulv, b.dlogits, b.dmulv, b.partials],
-    lossWorkgroups('bce_kl'));
+    lossWorkgroups('bce_kl'), { bytes: 4 * dims.rows * (3 * dims.D + 4 * dims.L) });
 }
 
 export async function lossFinalizeOp(
   gpu: Gpu, label: string, b: { state: Binding; partials: Binding; out: Binding },
 ): Promise<Dispatch> {
   return instance(gpu, label, lossWGSL('loss_finalize'), 'loss_finalize', lossBindings('loss_finalize'),
-    [b.state, b.partials, b.out], lossWorkgroups('loss_finalize'));
+    [b.state, b.partials, b.out], lossWorkgroups('loss_finalize'), { bytes: 4 * (LOSS_GROUPS + 5) });
 }
 
 export interface AdamHyper {
@@ -127,7 +132,7 @@ export async function adamOp(
   new Uint32Array(uniform, 32, 1)[0] = length / 4;
   return instance(gpu, label, adamWGSL(), 'adam_step', adamBindings,
     [gpu.uniform(`${label} hyper`, new Uint8Array(uniform)), b.state, b.params, b.grads, b.m, b.v],
-    linearWorkgroups(adamInvocations(length)));
+    linearWorkgroups(adamInvocations(length)), { bytes: 4 * length * 7 });
 }
 
 export { ELEMENTWISE_WG };

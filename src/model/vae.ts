@@ -5,7 +5,7 @@
  * A training step (rows = batch size, or the smaller last batch):
  *   gather X → fc1 (+b, ReLU) → fc21‖fc22 → reparameterize → fc3 (+b, ReLU) → fc4 (+b)
  *   → BCE+KL (loss partials, dlogits, KL part of dmulv)
- *   → dW4,db4 → dh3 → dW3,db3 → dz → reparam backward → dW2,db2 → dh1 → dW1,db1
+ *   → dW4,db4 → dh3 → dW3,db3 → dz (its epilogue: reparam backward) → dW2,db2 → dh1 → dW1,db1
  *   → Adam over the arena → loss finalize (loss[batch], advances the step state)
  * The step state (t, batch) lives on the GPU, so any number of steps share one submit.
  */
@@ -75,7 +75,7 @@ export class VaeModel {
     this.samples = gpu.buffer('samples', SAMPLE_COUNT * D * 4);
     const shapes: Record<string, number> = {
       X: B * D, H1: B * H, MULV: B * 2 * L, Z: B * L, EPS: B * L, H3: B * H, LOGITS: B * D,
-      dLOGITS: B * D, dMULV: B * 2 * L, dH3: B * H, dZ: B * L, dH1: B * H, partials: LOSS_GROUPS,
+      dLOGITS: B * D, dMULV: B * 2 * L, dH3: B * H, dH1: B * H, partials: LOSS_GROUPS,
       reconLOGITS: RECON_COUNT * D, sampleZ: SAMPLE_COUNT * L, sampleH3: SAMPLE_COUNT * H, sampleLOGITS: SAMPLE_COUNT * D,
     };
     for (const [name, floats] of Object.entries(shapes)) this.act[name] = gpu.buffer(name, floats * 4);
@@ -198,10 +198,9 @@ export class VaeModel {
       await matmulOp(gpu, `${tag} dh3`, { M: rows, N: H, K: D }, { transA: false, transB: false },
         { A: a.dLOGITS, B: P('W4'), C: a.dH3, mask: a.H3 }),
       await dW('dW3', H, L, a.dH3, a.Z, 'W3', 'b3'),
-      await matmulOp(gpu, `${tag} dz`, { M: rows, N: L, K: H }, { transA: false, transB: false },
-        { A: a.dH3, B: P('W3'), C: a.dZ }),
-      await reparamOp(gpu, `${tag} reparam backward`, 'reparam_backward', [rows, L, 0, 0],
-        [a.MULV, a.EPS, a.dZ, a.dMULV]),
+      // dz = dh3·W3, continued through the reparameterization in the epilogue: dmulv += [dz, dz·ε·½σ].
+      await matmulOp(gpu, `${tag} dz→dmulv`, { M: rows, N: L, K: H }, { transA: false, transB: false },
+        { A: a.dH3, B: P('W3'), C: a.dMULV, mulv: a.MULV, eps: a.EPS }),
       await dW('dW2', 2 * L, H, a.dMULV, a.H1, 'W2', 'b2'),
       await matmulOp(gpu, `${tag} dh1`, { M: rows, N: H, K: 2 * L }, { transA: false, transB: false },
         { A: a.dMULV, B: P('W2'), C: a.dH1, mask: a.H1 }),

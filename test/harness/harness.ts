@@ -17,7 +17,7 @@ export interface BufferSpec {
 }
 
 export type OpSpec =
-  | { op: 'matmul'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string }
+  | { op: 'matmul'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
   | { op: 'activation'; entry: Parameters<typeof ops.activationOp>[2]; count: number; inputs: string[]; out: string }
   | { op: 'gather'; dims: { rows: number; D: number; batchSize: number }; state: string; data: string; perm: string; X: string }
   | { op: 'reparam'; entry: Parameters<typeof ops.reparamOp>[2]; params: [number, number, number, number]; buffers: string[] }
@@ -44,6 +44,7 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
         A: b[spec.A], B: b[spec.B], C: b[spec.C],
         bias: spec.bias ? b[spec.bias] : undefined, mask: spec.mask ? b[spec.mask] : undefined,
         rowSum: spec.rowSum ? b[spec.rowSum] : undefined,
+        mulv: spec.mulv ? b[spec.mulv] : undefined, eps: spec.eps ? b[spec.eps] : undefined,
       });
     case 'activation':
       return ops.activationOp(g, label, spec.entry, spec.count, spec.inputs.map((n) => b[n]), b[spec.out]);
