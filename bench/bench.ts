@@ -1,0 +1,181 @@
+/**
+ * `npm run bench`: the engine's kernels and training measured in headless Chromium, printed as a
+ * table and written as JSON with the adapter, the browser and the date. With `--compare`, peers
+ * (TensorFlow.js, PyTorch) run in the same sitting and are reported as ratios to this engine.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { describeAdapter, launchBrowser, reportAdapter, type AdapterReport } from '../src/node/browser';
+import { findDataset, loadDataset, verifyMnist } from '../src/node/datasets';
+import { startServer } from '../src/node/server';
+import type { Timing } from './page';
+
+const HELP = `Usage: npm run bench -- [options]
+
+  --kernel NAME     only kernels whose label contains NAME (e.g. fc1, dW1, adam, bce)
+  --shape MxKxN     also time the three matmul variants at this shape (M rows, K inner, N columns)
+  --steps N         end-to-end training steps to time (default: one epoch, 469); 0 skips it
+  --repeat N        timing samples per kernel (default 7); the median and 10–90% spread are reported
+  --compare         also run the peers (TensorFlow.js WebGPU/WASM, PyTorch) and report ratios
+  --out FILE        where the JSON goes (default bench/results/<date>.json)
+  -h, --help        this text`;
+
+/** Limits every run checks: the scheduler's promises to real GPUs. */
+export const LIMITS = { dispatchesPerStep: 16, bytesUploadedPerStep: 0, cpuWaitsPerEpoch: 'loss readbacks only' } as const;
+
+interface KernelRow {
+  label: string;
+  cost: { flops?: number; bytes?: number };
+  median: number;
+  p10: number;
+  p90: number;
+  source: Timing['source'];
+}
+
+function parse(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv, strict: true, options: {
+      kernel: { type: 'string' }, shape: { type: 'string' }, steps: { type: 'string' }, repeat: { type: 'string' },
+      compare: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const int = (name: string, text: string | undefined, fallback: number, min: number) => {
+    if (text === undefined) return fallback;
+    if (!/^\d+$/.test(text) || Number(text) < min) throw new Error(`--${name} must be an integer ≥ ${min}, got "${text}"`);
+    return Number(text);
+  };
+  let shape: { M: number; K: number; N: number } | undefined;
+  if (values.shape) {
+    const m = /^(\d+)x(\d+)x(\d+)$/.exec(values.shape);
+    if (!m) throw new Error(`--shape must look like 128x784x400 (M x K x N), got "${values.shape}"`);
+    shape = { M: Number(m[1]), K: Number(m[2]), N: Number(m[3]) };
+  }
+  return {
+    help: !!values.help, kernel: values.kernel, shape, compare: !!values.compare, out: values.out,
+    steps: int('steps', values.steps, 469, 0), repeat: int('repeat', values.repeat, 7, 1),
+  };
+}
+
+const fmt = (v: number, digits = 2) => v.toFixed(digits);
+
+async function main() {
+  let o: ReturnType<typeof parse>;
+  try {
+    o = parse(process.argv.slice(2));
+  } catch (e) {
+    console.error(`webgpu-vae bench: ${(e as Error).message}`);
+    process.exit(2);
+  }
+  if (o.help) {
+    console.log(HELP);
+    return;
+  }
+  const batchSize = 128;
+  const files = findDataset({ dataset: 'mnist' });
+  verifyMnist(files);
+  const data = await loadDataset(files);
+
+  const browser = await launchBrowser();
+  const server = await startServer();
+  try {
+    const page = await browser.browser.newPage();
+    page.on('pageerror', (e) => console.error(`[browser] ${e}`));
+    await page.goto(`${server.url}/bench/page.html`);
+    await page.waitForFunction(() => 'bench' in window, { timeout: 60_000 });
+    const adapter: AdapterReport = await reportAdapter(page);
+    console.log(`webgpu-vae bench on ${describeAdapter(adapter)}`);
+    const result: Record<string, unknown> = {
+      date: new Date().toISOString(),
+      adapter: { vendor: adapter.vendor, architecture: adapter.architecture, device: adapter.device, description: adapter.description, isFallbackAdapter: adapter.isFallbackAdapter },
+      browser: adapter.browserVersion,
+      node: process.version,
+    };
+
+    // 1. Every kernel of one training step at the VAE's real shapes.
+    console.log(`\nkernels of one training step (batch ${batchSize}), ${o.repeat} samples each…`);
+    const step = await page.evaluate((c) => window.bench.step(c), { batchSize, reps: 5, samples: o.repeat });
+    const rows: KernelRow[] = step.perDispatch.filter((d) => !o.kernel || d.label.includes(o.kernel));
+    const total = step.perDispatch.reduce((s, d) => s + d.median, 0);
+    console.log(`${'kernel'.padEnd(28)} ${'median ms'.padStart(10)} ${'p10–p90'.padStart(16)} ${'share'.padStart(6)}  rate`);
+    for (const d of rows) {
+      const rate = d.cost.flops ? `${fmt(d.cost.flops / d.median / 1e6)} GFLOP/s` : d.cost.bytes ? `${fmt(d.cost.bytes / d.median / 1e6)} GB/s` : '';
+      console.log(`${d.label.padEnd(28)} ${fmt(d.median, 3).padStart(10)} ${`${fmt(d.p10, 3)}–${fmt(d.p90, 3)}`.padStart(16)} ${`${fmt((100 * d.median) / total, 1)}%`.padStart(6)}  ${rate}${d.source === 'wall' ? ' (wall time)' : ''}`);
+    }
+    console.log(`${'one step, recorded whole'.padEnd(28)} ${fmt(step.whole.median, 3).padStart(10)} ${`${fmt(step.whole.p10, 3)}–${fmt(step.whole.p90, 3)}`.padStart(16)}  (${step.dispatchesPerStep} dispatches)`);
+    const matmuls = step.perDispatch.filter((d) => d.cost.flops);
+    const bestGflops = Math.max(...matmuls.map((d) => d.cost.flops! / d.median / 1e6));
+    const stepFlops = matmuls.reduce((s, d) => s + d.cost.flops!, 0);
+    result.kernels = step.perDispatch.map((d) => ({
+      ...d, share: d.median / total,
+      gflops: d.cost.flops ? d.cost.flops / d.median / 1e6 : undefined,
+      gbps: d.cost.bytes ? d.cost.bytes / d.median / 1e6 : undefined,
+    }));
+    result.step = { ...step.whole, dispatchesPerStep: step.dispatchesPerStep, flops: stepFlops };
+    result.timing = step.whole.source === 'timestamp' ? 'GPU timestamp queries' : 'wall time (no timestamp-query)';
+
+    // 2. A matmul shape of the caller's choosing, in all three variants.
+    if (o.shape) {
+      const { M, K, N } = o.shape;
+      const variants = [
+        { name: 'X·Wᵀ (forward)', M, N, K, options: { transA: false, transB: true } },
+        { name: 'dY·W (input grad)', M, N, K, options: { transA: false, transB: false } },
+        { name: 'dYᵀ·X (weight grad)', M, N, K, options: { transA: true, transB: false } },
+      ];
+      result.shape = [];
+      for (const v of variants) {
+        const t = await page.evaluate((c) => window.bench.matmul(c, 10, o.repeat), v);
+        console.log(`${M}x${K}x${N} ${v.name.padEnd(22)} ${fmt(t.median, 3)} ms  ${fmt(t.gflops)} GFLOP/s`);
+        (result.shape as unknown[]).push({ ...v, ...t });
+      }
+    }
+
+    // 3. End to end on real MNIST.
+    if (o.steps > 0) {
+      const trainCount = Math.min(data.train.count, o.steps * batchSize);
+      console.log(`\nend to end: ${o.steps} training steps on MNIST, then the test pass…`);
+      const e = await page.evaluate((c) => window.bench.endToEnd(c), {
+        trainUrl: server.serveFile('train', data.train.pixels.subarray(0, trainCount * 784)), trainCount,
+        testUrl: server.serveFile('test', data.test.pixels), testCount: data.test.count, batchSize, stepsPerSubmit: 16,
+      });
+      const msPerStep = (1000 * e.trainSeconds) / e.steps;
+      const epochSeconds = (msPerStep * Math.ceil(data.train.count / batchSize)) / 1000;
+      const epochFlops = (stepFlops * data.train.count) / batchSize;
+      const efficiency = epochFlops / epochSeconds / 1e9 / bestGflops;
+      console.log(`training: ${fmt(msPerStep, 1)} ms/step, ${fmt(1000 / msPerStep, 2)} steps/s, ${fmt((batchSize * 1000) / msPerStep, 0)} images/s`);
+      console.log(`epoch (60,000 images): ${fmt(epochSeconds, 1)} s${e.steps < 469 ? ' (extrapolated)' : ''}; test pass (10,000): ${fmt(e.testSeconds, 2)} s`);
+      console.log(`adapter efficiency: ${fmt(epochFlops / epochSeconds / 1e9)} GFLOP/s achieved ÷ ${fmt(bestGflops)} best matmul = ${fmt(efficiency)}`);
+      const counts = {
+        dispatchesPerStep: e.counters.dispatchesPerStep,
+        submitsPerEpoch: e.counters.submits,
+        bytesUploadedPerStep: (e.counters.bytesUploaded - 4 * trainCount - 4) / e.steps, // the per-epoch shuffle is not a step's
+        bytesUploadedPerEpoch: e.counters.bytesUploaded,
+        bytesReadBackPerEpoch: e.counters.bytesReadBack,
+      };
+      const within = counts.dispatchesPerStep <= LIMITS.dispatchesPerStep && counts.bytesUploadedPerStep === LIMITS.bytesUploadedPerStep;
+      console.log(`scheduler: ${counts.dispatchesPerStep} dispatches/step (limit ${LIMITS.dispatchesPerStep}), ${counts.submitsPerEpoch} submits/epoch, ` +
+        `${counts.bytesUploadedPerStep} B uploaded/step, ${counts.bytesReadBackPerEpoch} B read back/epoch — ${within ? 'within limits' : 'OVER LIMITS'}`);
+      result.endToEnd = { ...e, msPerStep, imagesPerSecond: (batchSize * 1000) / msPerStep, epochSeconds, epochFlops, bestMatmulGflops: bestGflops, efficiency };
+      result.counts = { ...counts, limits: LIMITS, withinLimits: within };
+    }
+
+    // 4. Peers, in the same sitting.
+    if (o.compare) {
+      const { runPeers } = await import('./peers/index');
+      result.peers = await runPeers({ page, server, data, batchSize, engine: result });
+    }
+
+    const out = o.out ?? join('bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, JSON.stringify(result, null, 2));
+    console.log(`\nwrote ${out}`);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+}
+
+void main().catch((e) => {
+  console.error(`webgpu-vae bench: ${(e as Error).message}`);
+  process.exit(1);
+});
