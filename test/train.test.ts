@@ -3,11 +3,12 @@
  * the GPU, prints the reference's log and writes images and a checkpoint. Also its refusals:
  * bad options and bad data files fail before anything starts, with the reason.
  */
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readSafetensors } from '../src/io/safetensors';
 import { decodePngGray } from './png';
 
 const tsx = join('node_modules', '.bin', 'tsx');
@@ -77,6 +78,38 @@ describe('npm run train', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^Train Epoch: 2 \[0\/512 \(0%\)\]/m);
     expect(r.stdout).not.toMatch(/^Train Epoch: 1 /m);
+  });
+
+  it('stops cleanly on Ctrl-C, keeping the last completed epoch\'s checkpoint', async () => {
+    const out = tempDir();
+    // One step per submit, so the stop lands inside epoch 2.
+    const child = spawn(tsx, ['src/cli/train.ts', '--epochs', '5', '--train-limit', '1280', '--log-interval', '2', '--steps-per-submit', '1', '--out', out]);
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr += d; });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    await new Promise<void>((resolve) => child.stdout.on('data', (d) => {
+      stdout += d;
+      if (stdout.includes('Train Epoch: 2 ')) resolve();
+    }));
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/stopped during epoch 2/);
+    expect(stdout).not.toMatch(/Train Epoch: 3 /);
+    const ckpt = readSafetensors(readFileSync(join(out, 'checkpoint.safetensors')));
+    expect(ckpt.metadata.epoch).toBe('1');
+    expect(ckpt.metadata.step).toBe('10');
+  });
+
+  it('trains on Fashion-MNIST from Debian\'s dataset-fashion-mnist', () => {
+    if (!existsSync('/usr/share/datasets/fashion-mnist')) {
+      // Only the optional dataset is missing, not the adapter: say so loudly rather than pass silently.
+      expect.fail('/usr/share/datasets/fashion-mnist is missing: apt install dataset-fashion-mnist (.ci/run does)');
+    }
+    const r = train(['--dataset', 'fashion-mnist', '--epochs', '1', '--train-limit', '512', '--out', tempDir()]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^webgpu-vae: \/usr\/share\/datasets\/fashion-mnist/m);
+    expect(r.stdout).toMatch(/^====> Test set loss: \d+\.\d{4}$/m);
   });
 
   it.each([

@@ -10,7 +10,7 @@
  */
 import { VaeError } from './errors';
 
-/** Images as the API accepts them: n × inputSize values, row-major. See {@link VAE.fit}. */
+/** Images as the API accepts them: n × inputSize values, row-major. See `VAE.fit`. */
 export type ImageArray = Float32Array | Uint8Array | Uint8ClampedArray;
 
 /** Latent vectors as the API accepts them: n × latentSize values, row-major. */

@@ -106,6 +106,9 @@ export async function launchBrowser(options: { webgpu?: boolean } = {}): Promise
     headless: true,
     args,
     protocolTimeout: 0, // a training run keeps one evaluate() open for minutes
+    // Ctrl-C belongs to the host: the CLI stops after the current submit and keeps its checkpoint
+    // (puppeteer's own handler would kill the browser and exit at once).
+    handleSIGINT: false,
   });
   return {
     browser,

@@ -42,6 +42,8 @@ const FIELDS: Record<keyof Settings, { parse: Parse; initial: number }> = {
 
 const NAMES = Object.keys(FIELDS) as (keyof Settings)[];
 
+export const DEFAULT_SETTINGS = Object.fromEntries(NAMES.map((n) => [n, FIELDS[n].initial])) as unknown as Settings;
+
 export class Controls {
   private readonly inputs = {} as Record<keyof Settings, HTMLInputElement>;
   private readonly reasons = {} as Record<keyof Settings, HTMLElement>;

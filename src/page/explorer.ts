@@ -137,13 +137,12 @@ export class Explorer {
       [this.u, this.v] = principalDirections(this.means, this.n, L, centroid);
       this.center = centroid;
     }
-    const spread: number[] = [];
+    let spread = 0;
     for (let r = 0; r < this.n; r++) {
       const [a, b] = this.project(r);
-      spread.push(Math.abs(a), Math.abs(b));
+      spread = Math.max(spread, Math.abs(a), Math.abs(b));
     }
-    spread.sort((x, y) => x - y);
-    this.extent = Math.max(1, 1.15 * spread[Math.floor(0.99 * (spread.length - 1))]);
+    this.extent = Math.max(1, 1.05 * spread);
     this.drawPlane();
     await this.decodePoint();
   }

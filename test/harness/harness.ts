@@ -138,6 +138,40 @@ async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[
   }
 }
 
+/** Observations of the runtime's own behaviour: compile errors, the cache, loss, leaks. */
+async function runtime() {
+  const g = await Gpu.create();
+  const out: Record<string, unknown> = {};
+  try {
+    await g.kernel({ label: 'broken', entryPoint: 'main', bindings: [], code: '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = 1u;\n}\n' });
+    out.compileError = null;
+  } catch (e) {
+    out.compileError = { name: (e as Error).name, kind: (e as { kind?: string }).kind, message: (e as Error).message };
+  }
+  const source = { label: 'ok', entryPoint: 'main', bindings: ['storage'] as const, code: '@group(0) @binding(0) var<storage, read_write> b: array<f32>;\n@compute @workgroup_size(1)\nfn main() { b[0] = 1.0; }\n' };
+  const before = g.pipelineCount;
+  const k1 = await g.kernel(source);
+  const k2 = await g.kernel({ ...source, label: 'same code, other label' });
+  out.cache = { added: g.pipelineCount - before, same: k1 === k2 };
+  const buffer = g.buffer('runtime test', 16);
+  g.run([{ kernel: k1, bindGroup: k1.bind('runtime test', [buffer]), workgroups: [1, 1, 1], cost: {} }]);
+  out.value = (await g.readFloats(buffer, 0, 1))[0];
+  out.liveBefore = g.liveBuffers;
+  g.destroy();
+  out.liveAfter = g.liveBuffers;
+  // A lost device: every later operation says so.
+  const lost = await Gpu.create();
+  lost.device.destroy();
+  await new Promise((r) => setTimeout(r, 50));
+  try {
+    lost.buffer('after loss', 16);
+    out.lost = null;
+  } catch (e) {
+    out.lost = { kind: (e as { kind?: string }).kind, message: (e as Error).message };
+  }
+  return out;
+}
+
 async function adapter() {
   const g = await gpu();
   return { features: [...g.device.features], hasTimestamps: g.hasTimestamps };
@@ -145,7 +179,7 @@ async function adapter() {
 
 declare global {
   interface Window {
-    harness: { run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps };
+    harness: { run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps; runtime: typeof runtime };
   }
 }
-window.harness = { run, adapter, trainSteps };
+window.harness = { run, adapter, trainSteps, runtime };

@@ -1,0 +1,41 @@
+/**
+ * Reading MNIST-format image files (idx3-ubyte, plain or gzip) into the byte arrays the API
+ * trains on, in a page or a Worker: gzip goes through the platform's DecompressionStream.
+ */
+import { isGzip, parseIdxImages } from '../data/idx';
+import { VaeError } from './errors';
+
+/** Images from an idx file: `count` images of rows × cols bytes, row-major (what `VAE.fit` takes). */
+export interface IdxImageSet {
+  /** Number of images. */
+  count: number;
+  /** Pixel rows per image (28 for MNIST). */
+  rows: number;
+  /** Pixel columns per image (28 for MNIST). */
+  cols: number;
+  /** count × rows × cols bytes, 0..255. */
+  pixels: Uint8Array;
+}
+
+/**
+ * Parses an idx3-ubyte images file such as MNIST's `train-images-idx3-ubyte` (or its `.gz`),
+ * checking the header against the length. Rejects with an `invalid-input` VaeError naming
+ * what is wrong (gzip without DecompressionStream, a labels file, a truncated download …).
+ */
+export async function readIdxImages(bytes: Uint8Array | ArrayBuffer, name = 'idx file'): Promise<IdxImageSet> {
+  let data = bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : bytes;
+  if (!(data instanceof Uint8Array)) throw new VaeError('invalid-input', `readIdxImages: ${name} must be a Uint8Array or ArrayBuffer`);
+  try {
+    if (isGzip(data)) {
+      if (typeof DecompressionStream === 'undefined') {
+        throw new VaeError('invalid-input', `readIdxImages: ${name} is gzip-compressed and this platform has no DecompressionStream: decompress it first`);
+      }
+      const stream = new Blob([data as BlobPart]).stream().pipeThrough(new DecompressionStream('gzip'));
+      data = new Uint8Array(await new Response(stream).arrayBuffer());
+    }
+    return parseIdxImages(data, name);
+  } catch (error) {
+    if (error instanceof VaeError) throw error;
+    throw new VaeError('invalid-input', `readIdxImages: ${(error as Error).message}`, { cause: error });
+  }
+}

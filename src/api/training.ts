@@ -1,0 +1,167 @@
+/**
+ * The handle `VAE.fit` returns: a promise of the result that can also pause, resume and stop
+ * the run. Control takes effect between GPU submits, i.e. every `stepsPerSubmit` steps: the
+ * steps already queued on the GPU finish (their losses are still reported), then the loop
+ * waits (pause) or ends (stop, abort). The weights are always those after a whole step.
+ */
+import type { ImageArray } from './inputs';
+
+/** One training step's loss, reported as the losses come back from the GPU (in order, a few steps behind). */
+export interface StepEvent {
+  /** 1-based epoch number, counted over the model's life (it seeds the epoch's shuffle). */
+  epoch: number;
+  /** 0-based batch index within the epoch. */
+  batch: number;
+  /** Batches in an epoch. */
+  batches: number;
+  /** Adam steps taken by the model, this one included (PyTorch's optimizer `step`). */
+  step: number;
+  /** The batch's loss divided by its number of images, as the reference prints `loss.item() / len(data)`. */
+  loss: number;
+}
+
+/** An epoch's summary. */
+export interface EpochEvent {
+  /** 1-based epoch number, counted over the model's life. */
+  epoch: number;
+  /** Summed loss over the epoch's batches ÷ images trained on: the reference's "Average loss". */
+  trainLoss: number;
+  /** The reference's "Test set loss" on `testImages` after the epoch (z sampled), when given. */
+  testLoss?: number;
+  /** Steps taken in this epoch. */
+  steps: number;
+  /** Wall time of the epoch's training, in seconds (the test pass excluded). */
+  seconds: number;
+  /** False when the run was stopped or aborted during the epoch. */
+  completed: boolean;
+}
+
+/** What a finished `fit` resolves with. */
+export interface FitResult {
+  /** One entry per epoch begun, the last one possibly incomplete. */
+  epochs: EpochEvent[];
+  /** True when `stop()` ended the run before its last epoch was complete. */
+  stopped: boolean;
+  /** Adam steps taken by the model in total after the run. */
+  step: number;
+}
+
+/** Options of `VAE.fit`. Defaults are the PyTorch example's. */
+export interface FitOptions {
+  /** Epochs to train (default 1). Epoch numbers continue from earlier runs and checkpoints. */
+  epochs?: number;
+  /** Images per step (default 128; a smaller last batch is kept, like DataLoader with drop_last=False). */
+  batchSize?: number;
+  /** Adam learning rate (default 1e-3). */
+  lr?: number;
+  /** Adam (beta1, beta2) (default [0.9, 0.999]). */
+  betas?: readonly [number, number];
+  /** Adam epsilon (default 1e-8). */
+  eps?: number;
+  /** Images to compute the test loss on after each epoch (reported in {@link EpochEvent.testLoss}). */
+  testImages?: ImageArray;
+  /** Aborting stops training between submits; `fit` then rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Called for every step's loss as it comes back from the GPU. */
+  onStep?: (event: StepEvent) => void;
+  /** Called after every epoch (and its test pass); a returned promise is awaited before the next epoch. */
+  onEpoch?: (event: EpochEvent) => void | Promise<void>;
+  /**
+   * Steps recorded into one GPU submit (default 8): larger is slightly faster, smaller makes
+   * pause and stop (which act between submits) and loss reports more immediate.
+   */
+  stepsPerSubmit?: number;
+}
+
+/** Where a training run is: `stopping` lasts until the queued steps are done. */
+export type TrainingState = 'running' | 'paused' | 'stopping' | 'finished';
+
+/**
+ * A training run: `await` it for the {@link FitResult}, or control it while it runs.
+ * Pause, resume and stop act between GPU submits (every `stepsPerSubmit` steps).
+ */
+export interface TrainingRun extends PromiseLike<FitResult> {
+  /** Where the run is now. */
+  readonly state: TrainingState;
+  /** The same promise as awaiting the run itself. */
+  readonly finished: Promise<FitResult>;
+  /** Holds training after the steps already queued; the model can be used (encode, sample, save …) meanwhile. */
+  pause(): void;
+  /** Continues a paused run. */
+  resume(): void;
+  /** Ends the run after the steps already queued; it then resolves with `stopped: true`. */
+  stop(): void;
+  /** Attaches a rejection handler, as on a promise. */
+  catch<T = never>(onRejected?: ((reason: unknown) => T | PromiseLike<T>) | null): Promise<FitResult | T>;
+}
+
+/** The run's control state, shared by the handle (the caller's side) and the training loop. */
+export class RunControl implements TrainingRun {
+  private current: TrainingState = 'running';
+  private wake: (() => void) | null = null;
+  readonly finished: Promise<FitResult>;
+
+  constructor(private readonly signal: AbortSignal | undefined, body: (control: RunControl) => Promise<FitResult>) {
+    signal?.addEventListener('abort', () => this.wakeUp(), { once: true });
+    // Start on a later tick, so the caller holds the handle before any callback runs.
+    this.finished = Promise.resolve().then(() => body(this)).finally(() => {
+      this.current = 'finished';
+    });
+  }
+
+  get state(): TrainingState {
+    return this.current;
+  }
+
+  pause(): void {
+    if (this.current === 'running') this.current = 'paused';
+  }
+
+  resume(): void {
+    if (this.current === 'paused') {
+      this.current = 'running';
+      this.wakeUp();
+    }
+  }
+
+  stop(): void {
+    if (this.current === 'running' || this.current === 'paused') {
+      this.current = 'stopping';
+      this.wakeUp();
+    }
+  }
+
+  then<A = FitResult, B = never>(
+    onFulfilled?: ((value: FitResult) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    return this.finished.then(onFulfilled, onRejected);
+  }
+
+  catch<T = never>(onRejected?: ((reason: unknown) => T | PromiseLike<T>) | null): Promise<FitResult | T> {
+    return this.finished.catch(onRejected);
+  }
+
+  /** True once the run should end: stopped, aborted, or `extraStop()` (the model was destroyed). */
+  shouldEnd(extraStop: () => boolean): boolean {
+    return this.current === 'stopping' || !!this.signal?.aborted || extraStop();
+  }
+
+  /**
+   * The training loop's gate between submits: waits while paused, then says whether to end.
+   * `extraStop` is polled too, so destroying the model ends a paused run.
+   */
+  async gate(extraStop: () => boolean): Promise<boolean> {
+    while (this.current === 'paused' && !this.shouldEnd(extraStop)) {
+      await new Promise<void>((resolve) => { this.wake = resolve; });
+    }
+    return this.shouldEnd(extraStop);
+  }
+
+  /** Wakes a paused gate (used on resume, stop, abort and destroy). */
+  wakeUp(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+}

@@ -1,0 +1,624 @@
+/**
+ * The library's front door: the PyTorch-examples MNIST VAE as one object that trains on the
+ * GPU through WebGPU. Written for someone who knows the PyTorch program:
+ *
+ *   PyTorch                                  here
+ *   model = VAE(); opt = Adam(lr=1e-3)        const vae = await VAE.create({ seed: 1 })
+ *   for epoch: train(epoch); test()           await vae.fit(train, { epochs: 10, testImages: test })
+ *   model.encode(x) → (mu, logvar)            await vae.encode(x) → { mu, logvar }
+ *   model.decode(z)                           await vae.decode(z)
+ *   torch.save(model.state_dict(), f)         const bytes = await vae.save()   (safetensors)
+ *   model.load_state_dict(...)                await vae.load(bytes) / VAE.load(bytes)
+ *
+ * Arrays are flat and row-major: n images are n × inputSize values (a (n, 784) tensor), n
+ * latent vectors n × latentSize. Everything runs on the GPU except the importance-weighted
+ * log-likelihood's final sums (see `logLikelihood`). Nothing here touches the DOM, so the
+ * library runs on a page's main thread and in a dedicated Worker alike.
+ */
+import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
+import { Gpu, type GpuError } from '../gpu/device';
+import { readSafetensors } from '../io/safetensors';
+import { decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
+import { arenaLayout, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/params';
+import { normals } from '../reference/philox';
+import { fromEngineError, VaeError } from './errors';
+import { Generation, type GenerationConfig } from './generation';
+import {
+  imagesAsBytes, imagesAsFloats, integerOption, latentsAsFloats, numberOption, splitMuLogvar,
+  type ImageArray, type LatentArray,
+} from './inputs';
+import { bernoulliLogLikelihood, logMeanExp, priorMinusPosterior } from './likelihood';
+import { RunControl, type EpochEvent, type FitOptions, type FitResult, type TrainingRun } from './training';
+
+/** Options of `VAE.create`. Sizes default to the PyTorch example's 784-400-20. */
+export interface VAEOptions {
+  /** Pixels per image, fc1's in_features (default 784). */
+  inputSize?: number;
+  /** Hidden units, fc1's out_features (default 400). */
+  hiddenSize?: number;
+  /** Latent dimensions, fc21's and fc22's out_features (default 20). */
+  latentSize?: number;
+  /**
+   * Seeds everything random (default 1): the initial weights (PyTorch's default Linear
+   * init), each epoch's shuffle, the reparameterization noise, evaluation and sampling noise.
+   * The same seed on the same adapter gives the same run, bit for bit.
+   */
+  seed?: number;
+  /**
+   * A device to run on, shared with the caller (who keeps owning it). Without one the
+   * library requests a device with the limits it needs, and destroys it in `destroy()`.
+   */
+  device?: GPUDevice;
+  /** Called once if the device is lost; every later call then rejects with a `device-lost` VaeError. */
+  onDeviceLost?: (error: VaeError) => void;
+}
+
+/** Options of the static `VAE.load`: the sizes come from the checkpoint. */
+export interface LoadOptions {
+  /** Overrides the seed stored in the checkpoint (default: the stored one, else 1). */
+  seed?: number;
+  /** As in {@link VAEOptions.device}. */
+  device?: GPUDevice;
+  /** As in {@link VAEOptions.onDeviceLost}. */
+  onDeviceLost?: (error: VaeError) => void;
+}
+
+/** Options of `VAE.evaluate`. */
+export interface EvaluateOptions {
+  /** Images per GPU batch (default 128, as the reference's test loader). The result does not depend on it beyond noise. */
+  batchSize?: number;
+}
+
+/** Options of `VAE.logLikelihood`. */
+export interface LogLikelihoodOptions {
+  /** Importance samples per image (default 64). More is tighter and slower: the cost is k decoder passes per image. */
+  k?: number;
+}
+
+/** Options of `VAE.save`. */
+export interface SaveOptions {
+  /** Extra string entries for the safetensors `__metadata__` (the library's own keys win). */
+  metadata?: Record<string, string>;
+}
+
+/** The seed, epoch and step a checkpoint carries besides the tensors (all in `__metadata__`). */
+const META = { seed: 'seed', epoch: 'epoch' } as const;
+
+/** Philox stream of the importance-sampling noise: apart from every stream the engine uses. */
+const IWAE_STREAM = 8;
+if ((Object.values(PHILOX_STREAM) as number[]).includes(IWAE_STREAM)) throw new Error('IWAE_STREAM collides with an engine stream');
+
+/** Decoder rows per GPU round trip in `logLikelihood`: 4096 × 784 floats = 12.8 MB read back at a time. */
+const IWAE_ROWS = 4096;
+
+const ADAM_DEFAULTS = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+const DEFAULT_BATCH = 128;
+const MAX_SIZE = 65536;
+
+/** Serializes GPU work that shares buffers (the inference buffers, a generation switch). */
+class Lock {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(work);
+    this.tail = result.catch(() => {});
+    return result;
+  }
+}
+
+function checkpointBytes(checkpoint: unknown): Uint8Array {
+  if (checkpoint instanceof Uint8Array) return checkpoint;
+  if (checkpoint instanceof ArrayBuffer) return new Uint8Array(checkpoint);
+  throw new VaeError('invalid-input', 'a checkpoint must be a Uint8Array or ArrayBuffer of safetensors bytes');
+}
+
+/** The model sizes a checkpoint's tensors imply (fc1.weight is (H, D), fc21.weight (L, H)). */
+function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata: Record<string, string> } {
+  let parsed;
+  try {
+    parsed = readSafetensors(bytes);
+  } catch (error) {
+    throw fromEngineError(error, 'VAE.load');
+  }
+  const fc1 = parsed.tensors.get('fc1.weight');
+  const fc21 = parsed.tensors.get('fc21.weight');
+  if (!fc1 || !fc21 || fc1.shape.length !== 2 || fc21.shape.length !== 2) {
+    throw new VaeError('checkpoint', 'VAE.load: this safetensors file is not a VAE state_dict: it needs 2-D tensors fc1.weight and fc21.weight');
+  }
+  return { sizes: { D: fc1.shape[1], H: fc1.shape[0], L: fc21.shape[0] }, metadata: parsed.metadata };
+}
+
+function metadataInteger(metadata: Record<string, string>, key: string, fallback: number, max: number): number {
+  const text = metadata[key];
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value > max) {
+    throw new VaeError('checkpoint', `checkpoint metadata "${key}" is "${text}", not an integer from 0 to ${max}`);
+  }
+  return value;
+}
+
+/**
+ * A variational autoencoder (PyTorch examples' MNIST VAE: fc1 → (fc21, fc22) → fc3 → fc4)
+ * whose training and inference run on the GPU. Create one with `VAE.create` or `VAE.load`;
+ * free its GPU memory with `destroy()`.
+ *
+ * Calls may overlap: inference (encode, decode, reconstruct, sample, logLikelihood) and
+ * `save` queue behind each other and work during a `fit`, between its steps. `fit`,
+ * `evaluate` and `load` change what the GPU holds, so they reject with a `busy` VaeError
+ * while a fit runs or is paused.
+ */
+export class VAE {
+  /** Pixels per image (fc1.in_features). */
+  readonly inputSize: number;
+  /** Hidden units (fc1.out_features). */
+  readonly hiddenSize: number;
+  /** Latent dimensions (fc21.out_features). */
+  readonly latentSize: number;
+  /** The seed of every random draw (see {@link VAEOptions.seed}). */
+  readonly seed: number;
+  /** The GPU device the model lives on. */
+  readonly device: GPUDevice;
+
+  private readonly layout: ArenaLayout;
+  private readonly ownsDevice: boolean;
+  private readonly onDeviceLost?: (error: VaeError) => void;
+  private readonly lock = new Lock();
+  private current!: Generation;
+  private activeRun: RunControl | null = null;
+  private destroyedFlag = false;
+  private lostError: VaeError | null = null;
+  private steps = 0;
+  private epochs = 0;
+  private sampleDraws = 0;
+
+  private constructor(device: GPUDevice, ownsDevice: boolean, sizes: VaeSizes, seed: number, onDeviceLost?: (error: VaeError) => void) {
+    this.device = device;
+    this.ownsDevice = ownsDevice;
+    this.inputSize = sizes.D;
+    this.hiddenSize = sizes.H;
+    this.latentSize = sizes.L;
+    this.seed = seed;
+    this.layout = arenaLayout(sizes);
+    this.onDeviceLost = onDeviceLost;
+  }
+
+  /**
+   * A new model with PyTorch's default initialization drawn from `seed`, on `options.device`
+   * or on a device the library requests. Rejects with a `gpu` VaeError when WebGPU is
+   * missing or the adapter lacks a limit the engine needs (the message says which).
+   */
+  static async create(options: VAEOptions = {}): Promise<VAE> {
+    const sizes: VaeSizes = {
+      D: integerOption('inputSize', options.inputSize, REFERENCE_SIZES.D, 1, MAX_SIZE),
+      H: integerOption('hiddenSize', options.hiddenSize, REFERENCE_SIZES.H, 1, MAX_SIZE),
+      L: integerOption('latentSize', options.latentSize, REFERENCE_SIZES.L, 1, MAX_SIZE),
+    };
+    const seed = integerOption('seed', options.seed, 1, 0, 0xffffffff);
+    if (options.device !== undefined && typeof (options.device as Partial<GPUDevice>)?.createBuffer !== 'function') {
+      throw new VaeError('invalid-option', 'device must be a GPUDevice (from adapter.requestDevice())');
+    }
+    let device = options.device;
+    const ownsDevice = !device;
+    if (!device) {
+      try {
+        // A runtime only to request the device with the engine's limits; each generation adopts it.
+        device = (await Gpu.create({ onUncapturedError: () => {} })).device;
+      } catch (error) {
+        throw fromEngineError(error, 'VAE.create');
+      }
+    }
+    const vae = new VAE(device, ownsDevice, sizes, seed, options.onDeviceLost);
+    try {
+      const arenaBytes = vae.layout.length * 4;
+      if (arenaBytes > device.limits.maxStorageBufferBindingSize) {
+        throw new VaeError('invalid-option',
+          `a ${sizes.D}-${sizes.H}-${sizes.L} model needs ${arenaBytes} bytes per parameter buffer; ` +
+            `this device binds at most ${device.limits.maxStorageBufferBindingSize}: use smaller sizes`);
+      }
+      vae.current = await vae.newGeneration({ batchSize: DEFAULT_BATCH, adam: ADAM_DEFAULTS });
+      vae.assertUsable('VAE.create'); // a device that was lost already
+    } catch (error) {
+      vae.destroy();
+      throw fromEngineError(error, 'VAE.create');
+    }
+    return vae;
+  }
+
+  /**
+   * A model created from a checkpoint (as written by `save`, by the engine's CLI, or by
+   * scripts/export_checkpoint.py from a PyTorch state_dict): sizes from its tensor shapes,
+   * seed from its metadata, weights, Adam moments, step and epoch counters from its contents.
+   * Rejects with a `checkpoint` VaeError (and creates nothing) for a bad file.
+   */
+  static async load(checkpoint: Uint8Array | ArrayBuffer, options: LoadOptions = {}): Promise<VAE> {
+    const bytes = checkpointBytes(checkpoint);
+    const { sizes, metadata } = checkpointSizes(bytes);
+    const seed = options.seed ?? metadataInteger(metadata, META.seed, 1, 0xffffffff);
+    const vae = await VAE.create({
+      inputSize: sizes.D, hiddenSize: sizes.H, latentSize: sizes.L, seed, device: options.device, onDeviceLost: options.onDeviceLost,
+    });
+    try {
+      await vae.load(bytes);
+    } catch (error) {
+      vae.destroy();
+      throw error;
+    }
+    return vae;
+  }
+
+  /** Adam steps taken so far (PyTorch's optimizer `step`); during a fit, those whose losses have come back. */
+  get step(): number {
+    return this.steps;
+  }
+
+  /** Epochs begun so far, over the model's life; the next `fit` starts at `epoch + 1`. */
+  get epoch(): number {
+    return this.epochs;
+  }
+
+  /** Trainable parameters: PyTorch's `sum(p.numel() for p in model.parameters())`. */
+  get parameterCount(): number {
+    return parameterCount(this.layout);
+  }
+
+  /** GPU buffers the model holds now (0 after `destroy()`): for leak checks. */
+  get liveBuffers(): number {
+    return this.current.gpu.liveBuffers;
+  }
+
+  /** True after `destroy()`. */
+  get destroyed(): boolean {
+    return this.destroyedFlag;
+  }
+
+  /** True while a `fit` runs or is paused. */
+  get training(): boolean {
+    return this.activeRun !== null;
+  }
+
+  /**
+   * Trains with Adam on `images` (shuffled each epoch, like a DataLoader with shuffle=True),
+   * minimizing the reference's loss: BCE(reconstruction, x) + KL(q(z|x) ‖ N(0, I)), summed.
+   * Returns at once with a handle: `await` it for the result, or `pause()`, `resume()`,
+   * `stop()` it; an `AbortSignal` in the options works too. Pixels are bytes on the GPU:
+   * Float32Array inputs are rounded to the nearest 1/255 (MNIST's values are exact).
+   *
+   * The images are uploaded once per call, so prefer one call with many epochs to many calls
+   * with one. The learning rate, betas and batch size hold for this call; the optimizer state
+   * carries over from earlier calls and from checkpoints, so training resumes exactly.
+   */
+  fit(images: ImageArray, options: FitOptions = {}): TrainingRun {
+    const run = new RunControl(options.signal, (control) => this.runFit(images, options, control));
+    if (!this.destroyedFlag && !this.lostError && !this.activeRun) this.activeRun = run;
+    return run;
+  }
+
+  private async runFit(images: ImageArray, options: FitOptions, control: RunControl): Promise<FitResult> {
+    const context = 'VAE.fit';
+    this.assertUsable(context);
+    if (this.activeRun !== control) {
+      throw new VaeError('busy', `${context}: another fit() is running or paused on this model: await it or stop() it first`);
+    }
+    try {
+      const epochs = integerOption('epochs', options.epochs, 1, 1, 1_000_000);
+      const train = imagesAsBytes(images, this.inputSize, 'images');
+      const test = options.testImages === undefined ? undefined : imagesAsBytes(options.testImages, this.inputSize, 'testImages');
+      const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, 1, 4096), train.count);
+      const [beta1, beta2] = options.betas ?? [ADAM_DEFAULTS.beta1, ADAM_DEFAULTS.beta2];
+      const adam = {
+        lr: numberOption('lr', options.lr, ADAM_DEFAULTS.lr, 0, 10),
+        beta1: numberOption('betas[0]', beta1, 0, 0, 1, true),
+        beta2: numberOption('betas[1]', beta2, 0, 0, 1, true),
+        eps: numberOption('eps', options.eps, ADAM_DEFAULTS.eps, 0, 1),
+      };
+      if (adam.beta1 >= 1 || adam.beta2 >= 1) throw new VaeError('invalid-option', `betas must lie in [0, 1), got [${beta1}, ${beta2}]`);
+      const stepsPerSubmit = integerOption('stepsPerSubmit', options.stepsPerSubmit, 8, 1, 4096);
+      this.checkDatasetSize(train.bytes, 'images');
+      if (test) this.checkDatasetSize(test.bytes, 'testImages');
+      if (options.signal?.aborted) throw options.signal.reason;
+
+      const generation = await this.lock.run(() => this.replaceGeneration({ batchSize, adam, train, test, stepsPerSubmit }));
+      try {
+        return await this.trainEpochs(generation, epochs, train.count, !!test, options, control);
+      } finally {
+        generation.releaseDatasets();
+      }
+    } catch (error) {
+      throw this.explain(error, context);
+    } finally {
+      this.activeRun = null;
+    }
+  }
+
+  private async trainEpochs(
+    generation: Generation, epochs: number, count: number, hasTest: boolean, options: FitOptions, control: RunControl,
+  ): Promise<FitResult> {
+    const { model, trainer } = generation;
+    const batches = model.trainBatches;
+    const isDestroyed = () => this.destroyedFlag;
+    const done: EpochEvent[] = [];
+    for (let e = 0; e < epochs; e++) {
+      if (await control.gate(isDestroyed)) break;
+      const epoch = this.epochs + 1;
+      const firstStep = this.steps;
+      const result = await trainer.trainEpoch(
+        epoch,
+        (l) => {
+          for (let i = 0; i < l.losses.length; i++) {
+            const batch = l.firstBatch + i;
+            this.steps = firstStep + batch + 1;
+            options.onStep?.({ epoch, batch, batches, step: this.steps, loss: l.losses[i] / model.rowsOf(batch, count) });
+          }
+        },
+        () => control.gate(isDestroyed),
+      );
+      if (result.batches === 0) break; // stopped before the epoch's first step: it never began
+      this.epochs = epoch;
+      this.steps = firstStep + result.batches;
+      const testLoss = hasTest && result.completed && !isDestroyed() ? (await trainer.testPass()).averageLoss : undefined;
+      const summary: EpochEvent = {
+        epoch, trainLoss: result.averageLoss, testLoss, steps: result.batches, seconds: result.seconds, completed: result.completed,
+      };
+      done.push(summary);
+      await options.onEpoch?.(summary);
+      if (!result.completed) break;
+    }
+    if (this.destroyedFlag) throw new VaeError('destroyed', 'the model was destroyed during fit()');
+    if (options.signal?.aborted) throw options.signal.reason;
+    const completedAll = done.length === epochs && done.every((d) => d.completed);
+    return { epochs: done, stopped: !completedAll, step: this.steps };
+  }
+
+  /**
+   * The average loss per image over `images` — the reference's "Test set loss": summed
+   * BCE + KL with z sampled from q(z|x), divided by the number of images. The noise is keyed
+   * by the seed and the batch index, so the same call gives the same figure.
+   */
+  async evaluate(images: ImageArray, options: EvaluateOptions = {}): Promise<number> {
+    return this.guarded('VAE.evaluate', async () => {
+      this.assertNotTraining('evaluate');
+      const test = imagesAsBytes(images, this.inputSize, 'images');
+      const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, 1, 4096), test.count);
+      this.checkDatasetSize(test.bytes, 'images');
+      return this.lock.run(async () => {
+        const generation = await this.replaceGeneration({ batchSize, adam: ADAM_DEFAULTS, test });
+        try {
+          return (await generation.trainer.testPass()).averageLoss;
+        } finally {
+          generation.releaseDatasets();
+        }
+      });
+    });
+  }
+
+  /**
+   * The importance-weighted estimate of the average log-likelihood log p(x) per image, in
+   * nats, with `k` samples per image (Burda et al.'s IWAE bound, the figure VAE papers
+   * report; k = 1 gives the ELBO, i.e. minus the loss with sampled z):
+   *   log p(x) ≈ logsumexp_j [log p(x|z_j) + log p(z_j) − log q(z_j|x)] − log k,  z_j ~ q(z|x).
+   * p(x|z) is the Bernoulli likelihood of the training loss (PyTorch's BCE, logs clamped at −100).
+   *
+   * Where it runs: the encoder and the k decoder passes per image run on the GPU; the noise,
+   * the log-densities and the log-sum-exp run on the CPU in float64. That needs the decoder's
+   * outputs on the CPU, so this reads back k × inputSize floats per image (in chunks of
+   * 4096 rows, 12.8 MB for MNIST) — the dominant cost after the decoder itself. The noise is
+   * keyed by the seed and the image's index, so the same call gives the same figure.
+   */
+  async logLikelihood(images: ImageArray, options: LogLikelihoodOptions = {}): Promise<number> {
+    return this.guarded('VAE.logLikelihood', async () => {
+      const { floats: x, count } = imagesAsFloats(images, this.inputSize, 'images');
+      const k = integerOption('k', options.k, 64, 1, 1_000_000);
+      const D = this.inputSize;
+      const L = this.latentSize;
+      return this.lock.run(async () => {
+        const { inference } = this.current;
+        const mulv = await inference.encode(x, count); // (count, 2L)
+        const imagesPerChunk = Math.max(1, Math.floor(IWAE_ROWS / k));
+        const logWeights = new Float64Array(k);
+        let total = 0;
+        for (let first = 0; first < count; first += imagesPerChunk) {
+          const n = Math.min(imagesPerChunk, count - first);
+          const z = new Float32Array(n * k * L);
+          const eps = new Float64Array(n * k * L);
+          for (let i = 0; i < n; i++) {
+            eps.set(normals(k * L, this.seed, first + i, IWAE_STREAM), i * k * L);
+            const row = (first + i) * 2 * L;
+            for (let j = 0; j < k * L; j++) {
+              const l = j % L;
+              z[i * k * L + j] = mulv[row + l] + Math.exp(0.5 * mulv[row + L + l]) * eps[i * k * L + j];
+            }
+          }
+          const p = await inference.decode(z, n * k); // (n·k, D)
+          for (let i = 0; i < n; i++) {
+            for (let j = 0; j < k; j++) {
+              const r = i * k + j;
+              logWeights[j] = bernoulliLogLikelihood(x, (first + i) * D, p, r * D, D) +
+                priorMinusPosterior(z, eps, mulv, r * L, (first + i) * 2 * L + L, L);
+            }
+            total += logMeanExp(logWeights);
+          }
+        }
+        return total / count;
+      });
+    });
+  }
+
+  /** q(z|x)'s parameters for each image: `mu` and `logvar`, each n × latentSize (fc21 and fc22 of the reference). */
+  async encode(images: ImageArray): Promise<{ mu: Float32Array; logvar: Float32Array }> {
+    return this.guarded('VAE.encode', async () => {
+      const { floats, count } = imagesAsFloats(images, this.inputSize, 'images');
+      return this.lock.run(async () => splitMuLogvar(await this.current.inference.encode(floats, count), count, this.latentSize));
+    });
+  }
+
+  /** The decoder's pixel probabilities for n × latentSize latents: n × inputSize values in [0, 1]. */
+  async decode(latents: LatentArray): Promise<Float32Array> {
+    return this.guarded('VAE.decode', async () => {
+      const { floats, count } = latentsAsFloats(latents, this.latentSize, 'latents');
+      return this.lock.run(() => this.current.inference.decode(floats, count));
+    });
+  }
+
+  /** decode(mu): each image through the encoder's mean and back, n × inputSize values in [0, 1] (no sampling). */
+  async reconstruct(images: ImageArray): Promise<Float32Array> {
+    return this.guarded('VAE.reconstruct', async () => {
+      const { floats, count } = imagesAsFloats(images, this.inputSize, 'images');
+      return this.lock.run(async () => {
+        const { mu } = splitMuLogvar(await this.current.inference.encode(floats, count), count, this.latentSize);
+        return this.current.inference.decode(mu, count);
+      });
+    });
+  }
+
+  /**
+   * `n` new images: decodes of z ~ N(0, I), n × inputSize values in [0, 1]. Each call draws
+   * fresh latents (a counter keyed by the seed), so successive calls differ and a run repeats.
+   */
+  async sample(n: number): Promise<Float32Array> {
+    return this.guarded('VAE.sample', async () => {
+      const count = integerOption('n', n, 0, 1, 1_000_000);
+      const z = Float32Array.from(normals(count * this.latentSize, this.seed, ++this.sampleDraws, PHILOX_STREAM.sample));
+      return this.lock.run(() => this.current.inference.decode(z, count));
+    });
+  }
+
+  /**
+   * The model as safetensors bytes: PyTorch's names and shapes (`fc1.weight` [400, 784] …, so
+   * scripts/load_checkpoint.py can `load_state_dict` it), the Adam moments as
+   * `optimizer.exp_avg.<name>` / `optimizer.exp_avg_sq.<name>`, and the step, epoch and seed
+   * in the metadata, so `VAE.load` resumes exactly. Saved during a fit, it holds the weights
+   * after the last step the GPU finished; for an exact resume save between epochs.
+   */
+  async save(options: SaveOptions = {}): Promise<Uint8Array> {
+    return this.guarded('VAE.save', async () => {
+      const extra = options.metadata ?? {};
+      for (const [key, value] of Object.entries(extra)) {
+        if (typeof value !== 'string') throw new VaeError('invalid-option', `metadata["${key}"] must be a string, got ${typeof value}`);
+      }
+      return this.lock.run(async () => {
+        const state = await this.current.model.exportState();
+        return encodeCheckpoint(this.layout, {
+          ...state,
+          metadata: { ...extra, [META.seed]: String(this.seed), [META.epoch]: String(this.epochs) },
+        });
+      });
+    });
+  }
+
+  /**
+   * Replaces the weights (and, when the file has them, the Adam moments; otherwise they are
+   * zeroed as for a fresh optimizer), the step and the epoch counters with a checkpoint's.
+   * The file is checked completely first: a malformed, truncated or mismatched one rejects
+   * with a `checkpoint` VaeError and the model is left exactly as it was. The model keeps its
+   * own seed; `VAE.load` takes the checkpoint's.
+   */
+  async load(checkpoint: Uint8Array | ArrayBuffer): Promise<void> {
+    return this.guarded('VAE.load', async () => {
+      this.assertNotTraining('load');
+      const bytes = checkpointBytes(checkpoint);
+      await this.lock.run(async () => {
+        let data: CheckpointData;
+        let epoch: number;
+        try {
+          data = decodeCheckpoint(bytes, this.layout);
+          epoch = metadataInteger(data.metadata, META.epoch, 0, 1e9);
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          throw new VaeError('checkpoint', `${message} (nothing was loaded: the model is unchanged)`, { cause: error });
+        }
+        this.current.model.importState(data);
+        this.steps = data.step;
+        this.epochs = epoch;
+      });
+    });
+  }
+
+  /**
+   * Frees every GPU buffer the model made (and the device, if the library requested it).
+   * A running fit ends and rejects with a `destroyed` VaeError; so do later calls. Idempotent.
+   */
+  destroy(): void {
+    if (this.destroyedFlag) return;
+    this.destroyedFlag = true;
+    this.activeRun?.wakeUp();
+    this.current?.destroy();
+    if (this.ownsDevice) this.device.destroy();
+  }
+
+  // —— internals ——
+
+  private generationConfig(job: Partial<GenerationConfig> & Pick<GenerationConfig, 'batchSize' | 'adam'>): GenerationConfig {
+    return { sizes: { D: this.inputSize, H: this.hiddenSize, L: this.latentSize }, seed: this.seed, ...job };
+  }
+
+  private newGeneration(job: Partial<GenerationConfig> & Pick<GenerationConfig, 'batchSize' | 'adam'>): Promise<Generation> {
+    return Generation.create(this.device, this.generationConfig(job), {
+      onLost: (error) => this.deviceLost(error),
+      // The runtime keeps the first such error and every later call throws it; nothing to log.
+      onUncapturedError: () => {},
+    });
+  }
+
+  /** Builds a generation for a new job, moves the model state into it and frees the old one. Call under the lock. */
+  private async replaceGeneration(job: Partial<GenerationConfig> & Pick<GenerationConfig, 'batchSize' | 'adam'>): Promise<Generation> {
+    this.current.gpu.assertAlive(); // an error the old runtime caught must not be forgotten by the new one
+    const next = await this.newGeneration(job);
+    if (this.destroyedFlag) {
+      next.destroy();
+      throw new VaeError('destroyed', 'the model was destroyed');
+    }
+    next.copyStateFrom(this.current);
+    this.current.destroy();
+    this.current = next;
+    return next;
+  }
+
+  private deviceLost(error: GpuError): void {
+    if (this.destroyedFlag || this.lostError) return;
+    this.lostError = new VaeError('device-lost', error.message, { cause: error });
+    this.activeRun?.wakeUp();
+    this.onDeviceLost?.(this.lostError);
+  }
+
+  private checkDatasetSize(bytes: Uint8Array, what: string): void {
+    const limit = Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
+    if (bytes.length > limit) {
+      throw new VaeError('invalid-input',
+        `${what} holds ${bytes.length} bytes of pixels; this device binds at most ${limit} bytes per buffer: ` +
+          `pass at most ${Math.floor(limit / this.inputSize)} images per call`);
+    }
+  }
+
+  private assertUsable(context: string): void {
+    if (this.destroyedFlag) throw new VaeError('destroyed', `${context}: this model was destroyed; create a new one (or VAE.load a checkpoint)`);
+    if (this.lostError) throw new VaeError('device-lost', `${context}: ${this.lostError.message}`, { cause: this.lostError });
+  }
+
+  private assertNotTraining(what: string): void {
+    if (this.activeRun) {
+      throw new VaeError('busy', `VAE.${what}: fit() is running or paused on this model; await it or call stop() on it first`);
+    }
+  }
+
+  /** Runs `work` after the destroyed/lost checks, turning engine errors into VaeErrors. */
+  private async guarded<T>(context: string, work: () => Promise<T>): Promise<T> {
+    this.assertUsable(context);
+    try {
+      return await work();
+    } catch (error) {
+      throw this.explain(error, context);
+    }
+  }
+
+  /** The error a caller should see: destruction and device loss explain whatever failed after them. */
+  private explain(error: unknown, context: string): unknown {
+    const failed = !(error instanceof VaeError) || error.code === 'gpu' || error.code === 'device-lost';
+    if (failed && this.destroyedFlag) return new VaeError('destroyed', `${context}: the model was destroyed while this call ran`, { cause: error });
+    if (failed && this.lostError) return new VaeError('device-lost', `${context}: ${this.lostError.message}`, { cause: error });
+    const e = fromEngineError(error, context);
+    // Checks deep inside do not know which method they serve: name it in front.
+    if (e instanceof VaeError && !e.message.startsWith('VAE.')) return new VaeError(e.code, `${context}: ${e.message}`, { cause: e.cause });
+    return e;
+  }
+}

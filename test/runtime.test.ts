@@ -1,0 +1,34 @@
+/** The GPU runtime's own promises: readable compile errors, a cache keyed by WGSL, no leaks, loud loss. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openHarness, type GpuPage } from './gpu';
+
+let gpu: GpuPage;
+let seen: Record<string, any>;
+beforeAll(async () => {
+  gpu = await openHarness();
+  seen = await gpu.page.evaluate(() => window.harness.runtime());
+});
+afterAll(async () => { await gpu?.close(); });
+
+describe('GPU runtime', () => {
+  it('reports a WGSL compile error with line:col and the source', () => {
+    expect(seen.compileError).toMatchObject({ name: 'GpuError', kind: 'compile' });
+    expect(seen.compileError.message).toMatch(/broken:3:\d+: /); // the bad line is line 3
+    expect(seen.compileError.message).toContain('let x: f32 = 1u;');
+  });
+
+  it('compiles the same WGSL once, whatever the label', () => {
+    expect(seen.cache).toEqual({ added: 1, same: true });
+    expect(seen.value).toBe(1);
+  });
+
+  it('frees every buffer it made', () => {
+    expect(seen.liveBefore).toBeGreaterThan(0);
+    expect(seen.liveAfter).toBe(0);
+  });
+
+  it('turns a lost device into an error that says what to do', () => {
+    expect(seen.lost).toMatchObject({ kind: 'lost' });
+    expect(seen.lost.message).toMatch(/device was lost.*load the checkpoint/s);
+  });
+});
