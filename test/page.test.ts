@@ -1,0 +1,409 @@
+/**
+ * End to end: build the training page with Vite, serve the static site from a plain file
+ * server, and use it in the shared headless Chromium like a person would — refuse bad input,
+ * train a short run on a subset, check the loss and the images' pixels, drive the latent
+ * explorer, download / restore / re-load a checkpoint, survive malformed files — and open it
+ * in a Chromium without WebGPU. Screenshots go to test/artifacts/.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import puppeteer, { type Browser, type BrowserContext, type ElementHandle, type Page } from 'puppeteer';
+import { build } from 'vite';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { decodeCheckpoint } from '../src/model/checkpoint';
+import { arenaLayout } from '../src/model/params';
+import { launchBrowser } from '../src/node/browser';
+import { mnistDir } from '../src/node/datasets';
+import { projectRoot } from '../src/node/server';
+import { serveStatic, type StaticServer } from './page/static-server';
+
+// A CI-sized run: 4096 images in batches of 64 for 3 epochs is 192 steps, which the
+// software adapter trains in well under a minute, and enough to draw recognisable digits.
+const RUN = { limit: 4096, testLimit: 1000, epochs: '3', batchSize: '64', lr: '0.002' };
+const ARTIFACTS = join(projectRoot, 'test/artifacts');
+
+type Gray = { width: number; height: number; pixels: number[] };
+
+let work: string;
+let site: StaticServer;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'webgpu-vae-page-'));
+  mkdirSync(ARTIFACTS, { recursive: true });
+  mkdirSync(join(work, 'downloads'));
+  await build({
+    root: projectRoot,
+    configFile: join(projectRoot, 'vite.config.ts'),
+    logLevel: 'warn',
+    build: { outDir: join(work, 'dist'), emptyOutDir: true },
+  });
+  site = await serveStatic(join(work, 'dist'));
+  browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
+  // Its own context: empty browser storage, and downloads into our folder.
+  context = await browser.createBrowserContext({ downloadBehavior: { policy: 'allow', downloadPath: join(work, 'downloads') } });
+  page = await context.newPage();
+  await page.setViewport({ width: 1200, height: 1000 });
+  page.on('pageerror', (e) => console.error(`[page] ${e}`));
+  page.on('console', (m) => { if (m.type() === 'error') console.error(`[page console] ${m.text()}`); });
+}, 120_000);
+
+afterAll(async () => {
+  await context?.close().catch(() => {});
+  browser?.disconnect();
+  await site?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+// ---- helpers -----------------------------------------------------------------------------------
+
+const state = () => page.evaluate(() => {
+  const p = (window as unknown as { vaePage: { phase: string; epochsDone: number } }).vaePage;
+  return { phase: p.phase, epochsDone: p.epochsDone };
+});
+
+async function waitReady(epochsDone?: number, timeout = 240_000): Promise<void> {
+  await page.waitForFunction((n) => {
+    const p = (window as unknown as { vaePage?: { phase: string; epochsDone: number } }).vaePage;
+    return p?.phase === 'ready' && (n === null || p.epochsDone === n);
+  }, { timeout, polling: 250 }, epochsDone ?? null);
+}
+
+const text = (selector: string) => page.$eval(selector, (e) => e.textContent ?? '');
+
+async function type(id: string, value: string): Promise<void> {
+  await page.click(`#${id}`, { count: 3 });
+  await page.keyboard.press('Backspace');
+  await page.type(`#${id}`, value);
+}
+
+async function canvas(id: string): Promise<Gray> {
+  return page.$eval(`#${id}`, (c) => {
+    const el = c as HTMLCanvasElement;
+    const data = el.getContext('2d')!.getImageData(0, 0, el.width, el.height).data;
+    const pixels: number[] = [];
+    for (let i = 0; i < data.length; i += 4) pixels.push(data[i]);
+    return { width: el.width, height: el.height, pixels };
+  });
+}
+
+/** Image k (28×28, in [0, 1]) of a torchvision-style grid `nrow` wide with 2-pixel padding. */
+function cell(g: Gray, k: number, nrow: number): number[] {
+  const top = Math.floor(k / nrow) * 30 + 2;
+  const left = (k % nrow) * 30 + 2;
+  const out: number[] = [];
+  for (let r = 0; r < 28; r++) for (let c = 0; c < 28; c++) out.push(g.pixels[(top + r) * g.width + left + c] / 255);
+  return out;
+}
+
+function corr(a: number[], b: number[]): number {
+  const mean = (x: number[]) => x.reduce((s, v) => s + v, 0) / x.length;
+  const ma = mean(a), mb = mean(b);
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += (a[i] - ma) * (b[i] - mb);
+    aa += (a[i] - ma) ** 2;
+    bb += (b[i] - mb) ** 2;
+  }
+  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
+}
+
+/**
+ * What separates a digit from noise or a blank: ink (some bright pixels), a dark border,
+ * and smoothness (a pixel correlates with its right neighbour).
+ */
+function digitLike(img: number[]): { ink: number; border: number; smooth: number } {
+  let ink = 0, border = 0, borderN = 0;
+  const left: number[] = [], right: number[] = [];
+  for (let r = 0; r < 28; r++) {
+    for (let c = 0; c < 28; c++) {
+      const v = img[r * 28 + c];
+      if (v > 0.5) ink++;
+      if (r < 3 || r > 24 || c < 3 || c > 24) { border += v; borderN++; }
+      if (c < 27) { left.push(v); right.push(img[r * 28 + c + 1]); }
+    }
+  }
+  return { ink: ink / 784, border: border / borderN, smooth: corr(left, right) };
+}
+
+function expectDigit(img: number[], what: string): void {
+  const d = digitLike(img);
+  expect(d.ink, `${what}: bright pixels`).toBeGreaterThan(0.03);
+  expect(d.border, `${what}: dark border`).toBeLessThan(0.08);
+  expect(d.smooth, `${what}: smooth strokes, not noise`).toBeGreaterThan(0.6);
+}
+
+const shot = (name: string, element?: ElementHandle | null) =>
+  (element ?? page).screenshot({ path: join(ARTIFACTS, `page-${name}.png`), ...(element ? {} : { fullPage: true }) });
+
+/** A small idx file: the first `count` records of an MNIST file. */
+function idxSlice(file: string, count: number, recordBytes: number, headerBytes: number): Buffer {
+  const bytes = readFileSync(join(mnistDir(), file));
+  const out = Buffer.from(bytes.subarray(0, headerBytes + count * recordBytes));
+  out.writeUInt32BE(count, 4);
+  return out;
+}
+
+// ---- the tests (in order: they share one page) -------------------------------------------------
+
+describe('training page (built static site)', () => {
+  it('reports the adapter, refuses invalid settings with a reason, and checks picked dataset files', async () => {
+    await page.goto(`${site.url}/?limit=${RUN.limit}&testLimit=${RUN.testLimit}`);
+    await waitReady(0, 60_000);
+    expect(await text('#adapter')).toMatch(/^WebGPU adapter: .+/);
+    expect(await text('#adapter')).toMatch(/software \(fallback\) adapter/); // SwiftShader on CI
+
+    await type('lr', 'fast');
+    expect(await text('#lr-reason')).toMatch(/must be a number above 0/);
+    expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(true);
+    await type('epochs', '0');
+    expect(await text('#epochs-reason')).toMatch(/whole number from 1/);
+    await type('latent', '1');
+    expect(await text('#latent-reason')).toMatch(/explorer needs two axes/);
+    await shot('invalid-settings');
+    await type('epochs', RUN.epochs);
+    await type('lr', RUN.lr);
+    await type('batchSize', RUN.batchSize);
+    await type('latent', '20');
+    expect(await text('#lr-reason')).toBe('');
+    expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
+
+    // Own idx files: a valid pick, then a malformed one — a clear error, and the valid pick stays.
+    const files = join(work, 'files');
+    mkdirSync(files);
+    writeFileSync(join(files, 'train-images-idx3-ubyte'), idxSlice('train-images-idx3-ubyte', 300, 784, 16));
+    writeFileSync(join(files, 'train-labels-idx1-ubyte'), idxSlice('train-labels-idx1-ubyte', 300, 1, 8));
+    writeFileSync(join(files, 't10k-images-idx3-ubyte'), idxSlice('t10k-images-idx3-ubyte', 100, 784, 16));
+    writeFileSync(join(files, 'broken-images-idx3-ubyte'), idxSlice('t10k-images-idx3-ubyte', 100, 784, 16).subarray(0, 5000));
+    await page.select('#dataset', 'files');
+    expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(true); // no files yet
+    const input = (await page.$('#dataset-files')) as ElementHandle<HTMLInputElement>;
+    await input.uploadFile(...['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte'].map((f) => join(files, f)));
+    await page.waitForFunction(() => /300 training and 100 test images/.test(document.getElementById('dataset-status')!.textContent!));
+    await input.uploadFile(join(files, 'train-images-idx3-ubyte'), join(files, 'broken-images-idx3-ubyte'));
+    await page.waitForFunction(() => /Not loaded/.test(document.getElementById('dataset-status')!.textContent!));
+    const status = await text('#dataset-status');
+    expect(status).toMatch(/broken-images-idx3-ubyte: truncated: the header declares 78416 bytes in total but the file has only 5000/);
+    expect(status).toMatch(/files chosen before are still in use: train-images-idx3-ubyte: 300 training and 100 test images/);
+    await shot('malformed-dataset', await page.$('#setup'));
+    await page.select('#dataset', 'mnist');
+  });
+
+  it('trains a short run: the loss falls and the grids show real digits', async () => {
+    const started = Date.now();
+    await page.click('#start');
+    await page.waitForFunction(() => document.getElementById('pause')!.textContent === 'Pause' &&
+      !(document.getElementById('pause') as HTMLButtonElement).disabled, { timeout: 60_000 });
+    // Pause and resume once mid-run: the page must come back to training.
+    await page.waitForFunction(() => (window as unknown as { vaePage: { lossHistory: { train: number[] } } }).vaePage.lossHistory.train.length >= 2 * 16, { timeout: 120_000, polling: 200 });
+    await page.click('#pause');
+    await page.waitForFunction(() => /^Paused/.test(document.getElementById('message')!.textContent!), { timeout: 60_000 });
+    // Paused means nothing more is submitted to the GPU.
+    const submits = () => page.evaluate(() => (window as unknown as { vaePage: { submits: number } }).vaePage.submits);
+    const atPause = await submits();
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await submits()).toBe(atPause);
+    expect(await text('#pause')).toBe('Resume');
+    await page.click('#pause');
+    await waitReady(Number(RUN.epochs));
+    const seconds = (Date.now() - started) / 1000;
+    const speed = await page.evaluate(() => (window as unknown as { vaePage: { imagesPerSecond: number } }).vaePage.imagesPerSecond);
+    console.log(`page: ${RUN.epochs} epochs of ${RUN.limit} images in ${seconds.toFixed(1)} s; training ran at ${speed.toFixed(0)} images/s`);
+    await new Promise((r) => setTimeout(r, 600)); // the chart's throttled redraw
+    await shot('trained');
+
+    // The loss falls: the last steps are far below the first ones, and the test loss drops every epoch.
+    const history = await page.evaluate(() => (window as unknown as { vaePage: { lossHistory: { train: number[]; test: number[] } } }).vaePage.lossHistory);
+    const train = history.train.filter((_, i) => i % 2 === 1);
+    const test = history.test.filter((_, i) => i % 2 === 1);
+    expect(train.length).toBe(3 * (RUN.limit / 64));
+    expect(test.length).toBe(3);
+    const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / x.length;
+    expect(mean(train.slice(-5))).toBeLessThan(0.4 * mean(train.slice(0, 3)));
+    expect(test[2]).toBeLessThan(test[1]);
+    expect(test[1]).toBeLessThan(test[0]);
+    expect(test[2]).toBeLessThan(170);
+
+    // Reconstructions: each bottom image is a digit and matches the test digit above it better
+    // than it matches the other test digits.
+    const recon = await canvas('recon');
+    expect([recon.width, recon.height]).toEqual([242, 62]);
+    let matched = 0, mismatched = 0;
+    for (let k = 0; k < 8; k++) {
+      const input = cell(recon, k, 8);
+      const output = cell(recon, 8 + k, 8);
+      expectDigit(input, `test digit ${k}`);
+      expectDigit(output, `reconstruction ${k}`);
+      matched += corr(input, output) / 8;
+      for (let j = 0; j < 8; j++) if (j !== k) mismatched += corr(cell(recon, j, 8), output) / 56;
+    }
+    console.log(`reconstruction vs its input: mean correlation ${matched.toFixed(2)}; vs the other inputs ${mismatched.toFixed(2)}`);
+    expect(matched).toBeGreaterThan(0.6);
+    expect(matched).toBeGreaterThan(mismatched + 0.2);
+
+    // Samples: 64 digit-like images that are not all the same.
+    const samples = await canvas('samples');
+    expect([samples.width, samples.height]).toEqual([242, 242]);
+    const images = Array.from({ length: 64 }, (_, k) => cell(samples, k, 8));
+    images.forEach((img, k) => expectDigit(img, `sample ${k}`));
+    let pairs = 0;
+    for (let k = 1; k < 64; k++) pairs += corr(images[0], images[k]) / 63;
+    expect(pairs).toBeLessThan(0.8);
+  });
+
+  it('explores the latent space: scatter by label, dragging decodes, interpolation between two digits', async () => {
+    expect(await page.$eval('#explorer-body', (e) => (e as HTMLElement).hidden)).toBe(false);
+    // The scatter: dots in (nearly) every label's colour.
+    const colours = await page.$eval('#plane', (c) => {
+      const el = c as HTMLCanvasElement;
+      const d = el.getContext('2d')!.getImageData(0, 0, el.width, el.height).data;
+      const seen = new Set<string>();
+      for (let i = 0; i < d.length; i += 4) {
+        const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
+        if (Math.max(r, g, b) - Math.min(r, g, b) > 60) seen.add(`${r >> 4},${g >> 4},${b >> 4}`);
+      }
+      return seen.size;
+    });
+    expect(colours).toBeGreaterThanOrEqual(8);
+
+    // Drag from one side of the plane to the other: the decoded image follows the pointer.
+    const plane = (await page.$('#plane'))!;
+    const box = (await plane.boundingBox())!;
+    const decodedAt = async (fx: number, fy: number, down: boolean) => {
+      const before = await canvas('decoded');
+      await page.mouse.move(box.x + fx * box.width, box.y + fy * box.height, { steps: 4 });
+      if (down) await page.mouse.down();
+      await page.waitForFunction((b) => {
+        const el = document.getElementById('decoded') as HTMLCanvasElement;
+        const d = el.getContext('2d')!.getImageData(0, 0, el.width, el.height).data;
+        for (let i = 0; i < d.length; i += 4) if (d[i] !== b[i / 4]) return true;
+        return false;
+      }, { timeout: 60_000, polling: 100 }, before.pixels);
+      await new Promise((r) => setTimeout(r, 300)); // let a coalesced decode of the final point land
+      return (await canvas('decoded')).pixels.map((v) => v / 255);
+    };
+    const a = await decodedAt(0.2, 0.5, true);
+    const b = await decodedAt(0.8, 0.5, false);
+    await page.mouse.up();
+    expect(await text('#plane-readout')).toMatch(/^pc1 = [\d.-]+, pc2 = [\d.-]+$/);
+    expectDigit(a, 'decoded point A');
+    expectDigit(b, 'decoded point B');
+    expect(corr(a, b)).toBeLessThan(0.9);
+    await shot('explorer', await page.$('#explorer-panel'));
+
+    // Two latent axes instead of principal directions.
+    await page.select('#plane-mode', 'axes');
+    await page.select('#axis-x', '3');
+    await page.waitForFunction(() => /^z3 = /.test(document.getElementById('plane-readout')!.textContent!));
+
+    // Interpolation from test digit 0 (a 7) to test digit 1 (a 2): the decodes near each end resemble that end.
+    await type('interp-a', '0');
+    await type('interp-b', '1');
+    await page.$eval('#interp-b', (e) => e.dispatchEvent(new Event('change')));
+    await new Promise((r) => setTimeout(r, 1000));
+    const strip = await canvas('interp-strip');
+    expect(strip.width).toBe(12 * 30 + 2);
+    const [start, first, last, end] = [0, 1, 10, 11].map((k) => cell(strip, k, 12));
+    expect(corr(first, start)).toBeGreaterThan(corr(first, end));
+    expect(corr(last, end)).toBeGreaterThan(corr(last, start));
+    for (let k = 1; k <= 10; k++) expect(digitLike(cell(strip, k, 12)).smooth).toBeGreaterThan(0.6);
+  });
+
+  it('downloads a checkpoint, restores the run after a reload, and loads the file after Reset', async () => {
+    const samples = await canvas('samples');
+    await page.click('#download');
+    const downloads = join(work, 'downloads');
+    const deadline = Date.now() + 30_000;
+    let file: string | undefined;
+    while (!file && Date.now() < deadline) {
+      file = readdirSync(downloads).find((f) => f.endsWith('.safetensors'));
+      if (!file) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(file).toBe('vae-mnist-784-400-20-epoch3.safetensors');
+    const bytes = readFileSync(join(downloads, file!));
+    const ckpt = decodeCheckpoint(bytes, arenaLayout({ D: 784, H: 400, L: 20 }));
+    expect(ckpt.metadata.epoch).toBe('3');
+    expect(ckpt.step).toBe(3 * (RUN.limit / 64));
+    expect(ckpt.m).toBeDefined();
+
+    // Reload: the latest epoch comes back from browser storage, with identical weights.
+    await page.reload();
+    await waitReady(3);
+    expect(await text('#message')).toMatch(/Restored the run saved after epoch 3/);
+    expect(await text('#start')).toBe('Continue');
+    expect((await canvas('samples')).pixels).toEqual(samples.pixels);
+    expect((await page.evaluate(() => (window as unknown as { vaePage: { lossHistory: { test: number[] } } }).vaePage.lossHistory)).test.length).toBe(6);
+    await new Promise((r) => setTimeout(r, 600));
+    await shot('restored');
+
+    // Reset, then load the downloaded file: the same model again.
+    await page.click('#reset');
+    await waitReady(0);
+    expect(await text('#start')).toBe('Start');
+    const input = (await page.$('#checkpoint-file')) as ElementHandle<HTMLInputElement>;
+    await input.uploadFile(join(downloads, file!));
+    await page.waitForFunction(() => /^Loaded /.test(document.getElementById('message')!.textContent!), { timeout: 120_000 });
+    await waitReady(3);
+    expect(await text('#message')).toMatch(/Loaded vae-mnist-784-400-20-epoch3\.safetensors: a 784-400-20 model after 3 epochs \(192 steps\)/);
+    expect((await canvas('samples')).pixels).toEqual(samples.pixels);
+  });
+
+  it('a malformed checkpoint file gives a clear error and loses nothing', async () => {
+    const samples = await canvas('samples');
+    const bad = join(work, 'not-a-checkpoint.safetensors');
+    writeFileSync(bad, Buffer.concat([Buffer.from([40, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{"fc1.weight": {"dtype": "F32", "shape": [400, 784], "data_offsets": [0, 99]}}'.slice(0, 40))]));
+    const input = (await page.$('#checkpoint-file')) as ElementHandle<HTMLInputElement>;
+    await input.uploadFile(bad);
+    await page.waitForFunction(() => /^Could not load/.test(document.getElementById('message')!.textContent!), { timeout: 30_000 });
+    await waitReady(3);
+    const message = await text('#message');
+    expect(message).toMatch(/^Could not load not-a-checkpoint\.safetensors: .*header.*Nothing was changed\.$/);
+    expect(await page.$eval('#message', (e) => e.className)).toMatch(/error/);
+    await shot('malformed-checkpoint', await page.$('#setup'));
+    // Still the same model, still saved.
+    expect((await canvas('samples')).pixels).toEqual(samples.pixels);
+    const saved = await page.evaluate(() => new Promise<number>((resolve, reject) => {
+      const open = indexedDB.open('webgpu-vae');
+      open.onsuccess = () => {
+        const get = open.result.transaction('saves').objectStore('saves').get('latest');
+        get.onsuccess = () => resolve(get.result.epoch);
+        get.onerror = () => reject(get.error);
+      };
+    }));
+    expect(saved).toBe(3);
+    expect(await page.$eval('#download', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
+  });
+
+  it('without WebGPU the page says what to do', async () => {
+    const plain = await launchBrowser({ webgpu: false });
+    try {
+      const p = await plain.browser.newPage();
+      await p.goto(site.url);
+      await p.waitForFunction(() => !document.getElementById('no-webgpu')!.hidden, { timeout: 30_000 });
+      const message = await p.$eval('#no-webgpu', (e) => e.textContent ?? '');
+      expect(message).toMatch(/does not offer WebGPU/);
+      expect(message).toMatch(/Chrome or Edge 113/);
+      expect(message).toMatch(/--enable-unsafe-webgpu/);
+      expect(await p.$eval('#no-webgpu-detail', (e) => e.textContent)).toMatch(/navigator\.gpu|requestAdapter/);
+      expect(await p.$eval('#app', (e) => (e as HTMLElement).hidden)).toBe(true);
+      await p.screenshot({ path: join(ARTIFACTS, 'page-no-webgpu.png'), fullPage: true });
+    } finally {
+      await plain.close();
+    }
+  });
+});
+
+describe('static site', () => {
+  it('ships MNIST compressed beside the page, with relative URLs', () => {
+    const dist = join(work, 'dist');
+    for (const f of ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) {
+      const gz = readFileSync(join(dist, 'mnist', `${f}.gz`));
+      expect([gz[0], gz[1]]).toEqual([0x1f, 0x8b]);
+    }
+    expect(existsSync(join(dist, 'index.html'))).toBe(true);
+    expect(readFileSync(join(dist, 'index.html'), 'utf8')).toMatch(/src="\.\/assets\/index-[\w-]+\.js"/);
+  });
+});
