@@ -142,7 +142,7 @@ async function endToEnd(c: { trainUrl: string; trainCount: number; testUrl: stri
     bytesUploaded: trainer.counters.bytesUploaded - before.bytesUploaded,
     bytesReadBack: trainer.counters.bytesReadBack - before.bytesReadBack,
   };
-  const testPass = await trainer.testPass();
+  const testPass = await trainer.testPass(1);
   model.destroy();
   return { steps: epoch.batches, trainSeconds: epoch.seconds, averageLoss: epoch.averageLoss, testSeconds: testPass.seconds, counters };
 }

@@ -50,7 +50,7 @@ window.vaeRun = async (c: RunConfig) => {
       break;
     }
     await window.vaeEvent({ type: 'epoch', epoch, averageLoss: result.averageLoss, seconds: result.seconds });
-    const t = await trainer.testPass();
+    const t = await trainer.testPass(epoch);
     await window.vaeEvent({ type: 'test', epoch, averageLoss: t.averageLoss, seconds: t.seconds });
     const images = await trainer.images();
     await window.vaeEvent({

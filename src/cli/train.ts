@@ -233,7 +233,10 @@ async function main() {
     await train(options);
     process.exit(0);
   } catch (e) {
-    console.error(`webgpu-vae train: ${(e as Error).message}`);
+    // Errors thrown in the page arrive wrapped by puppeteer; the engine's message is what matters.
+    const message = (e as Error).message.replace(/^Error: /, '');
+    console.error(`webgpu-vae train: ${message}`);
+    if (/diverged/.test(message)) console.error('webgpu-vae train: nothing was written after the divergence; the last checkpoint is the last good epoch.');
     process.exit(1);
   }
 }

@@ -33,6 +33,17 @@ export interface EpochResult {
   completed: boolean;
 }
 
+/** A non-finite batch loss: the run stops there and writes nothing after it. */
+export class DivergenceError extends Error {
+  constructor(readonly epoch: number, readonly batch: number, readonly loss: number, lr: number) {
+    super(
+      `the loss became ${loss} at epoch ${epoch}, batch ${batch}: training diverged. The learning rate ` +
+        `(${lr}) is the likely cause; try a smaller one (the reference uses 1e-3).`,
+    );
+    this.name = 'DivergenceError';
+  }
+}
+
 export interface Counters {
   dispatchesPerStep: number;
   submits: number;
@@ -73,7 +84,9 @@ export class Trainer {
     const pending: Promise<void>[] = [];
     let lossSum = 0;
     let done = 0;
+    let diverged: DivergenceError | null = null;
     for (let first = 0; first < batches; first += this.stepsPerSubmit) {
+      if (diverged) break;
       if (await shouldStop?.()) break;
       gpu.assertAlive();
       const last = Math.min(batches, first + this.stepsPerSubmit);
@@ -83,6 +96,8 @@ export class Trainer {
       this.counters.submits += 2; // the steps, and the copy for their losses
       this.counters.bytesReadBack += (last - first) * 4;
       pending.push(gpu.readFloats(model.trainLoss, first, last - first).then((losses) => {
+        const bad = losses.findIndex((l) => !Number.isFinite(l));
+        if (bad >= 0) diverged ??= new DivergenceError(epoch, first + bad, losses[bad], model.config.adam.lr);
         for (const l of losses) lossSum += l;
         done = last;
         onLosses?.({ epoch, firstBatch: first, losses });
@@ -90,6 +105,7 @@ export class Trainer {
       if (pending.length > this.maxInFlight) await pending.shift();
     }
     await Promise.all(pending);
+    if (diverged) throw diverged;
     return {
       epoch,
       averageLoss: lossSum / Math.min(n, done * model.config.batchSize),
@@ -101,17 +117,18 @@ export class Trainer {
 
   /**
    * The reference's test(): the average loss over the test set, with z sampled as in
-   * training. The first batch's first RECON_COUNT inputs and reconstructions are kept in
-   * `model.reconInputs` / `reconOutputs` for `images()`.
+   * training. The draws are keyed by `epoch`, so a resumed run evaluates exactly as an
+   * uninterrupted one. The first batch's first RECON_COUNT inputs and reconstructions are kept
+   * in `model.reconInputs` / `reconOutputs` for `images()`.
    */
-  async testPass(): Promise<{ averageLoss: number; seconds: number }> {
+  async testPass(epoch = 0): Promise<{ averageLoss: number; seconds: number }> {
     const { model } = this;
     const { gpu } = model;
     const started = performance.now();
     const n = model.test.count;
     const D = model.config.sizes.D;
     const keep = Math.min(RECON_COUNT, n) * D * 4;
-    gpu.write(model.evalState, new Uint32Array([0]), 4);
+    gpu.write(model.evalState, new Uint32Array([epoch * model.testBatches, 0]));
     const encoder = gpu.device.createCommandEncoder({ label: 'test pass' });
     gpu.encode(encoder, model.evalStep(model.rowsOf(0, n)), 'test batch 0');
     encoder.copyBufferToBuffer(model.activation('X'), 0, model.reconInputs, 0, keep);
