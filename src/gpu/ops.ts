@@ -3,7 +3,7 @@
  * uniform buffer and binds its buffers, returning a Dispatch to record as often as needed.
  * Everything here happens when a model is built, never inside a step.
  */
-import { ELEMENTWISE_WG, linearWorkgroups } from '../../shaders/common';
+import { linearWorkgroups } from '../../shaders/common';
 import { matmulBindings, matmulWGSL, matmulWorkgroups, type MatmulOptions } from '../../shaders/matmul.wgsl';
 import { activationBindings, activationWGSL, type ActivationEntry } from '../../shaders/activations.wgsl';
 import { adamBindings, adamInvocations, adamWGSL } from '../../shaders/adam.wgsl';
@@ -135,4 +135,3 @@ export async function adamOp(
     linearWorkgroups(adamInvocations(length)), { bytes: 4 * length * 7 });
 }
 
-export { ELEMENTWISE_WG };
