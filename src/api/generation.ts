@@ -18,10 +18,13 @@ import type { VaeSizes } from '../model/params';
 import { Trainer } from '../model/trainer';
 import { uploadImages, VaeModel, type GpuImages } from '../model/vae';
 
+/** What a generation is built for: its programs bake these in. */
 export interface GenerationConfig {
   sizes: VaeSizes;
   seed: number;
+  /** Rows per training and evaluation step. */
   batchSize: number;
+  /** Adam's hyperparameters (a uniform of the Adam dispatch). */
   adam: AdamHyper;
   /** (count, D) bytes to train on; none for a generation that only evaluates or infers. */
   train?: { bytes: Uint8Array; count: number };
@@ -30,6 +33,7 @@ export interface GenerationConfig {
   stepsPerSubmit?: number;
 }
 
+/** Where the generation's runtime reports a lost device and uncaptured WebGPU errors. */
 export interface GenerationHandlers {
   onLost(error: GpuError): void;
   onUncapturedError(error: GpuError): void;
@@ -37,6 +41,7 @@ export interface GenerationHandlers {
 
 const NO_IMAGES = { bytes: new Uint8Array(0), count: 0 };
 
+/** One VaeModel (with its Inference and Trainer) on a runtime of its own; see the file comment. */
 export class Generation {
   private constructor(
     readonly gpu: Gpu,
@@ -46,6 +51,7 @@ export class Generation {
     private readonly datasets: GpuImages[],
   ) {}
 
+  /** Uploads the images, builds every program and initializes fresh weights (which `copyStateFrom` then replaces). */
   static async create(device: GPUDevice, config: GenerationConfig, handlers: GenerationHandlers): Promise<Generation> {
     const gpu = await Gpu.create({ device, ...handlers });
     try {

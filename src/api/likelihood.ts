@@ -15,6 +15,15 @@
  * probabilities, each log clamped at −100 as it does. The bound is the ELBO for k = 1 and
  * tightens towards log p(x) as k grows.
  */
+import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
+import { normals } from '../reference/philox';
+
+/** Philox stream of the importance-sampling noise ε: apart from every stream the engine uses. */
+export const IWAE_STREAM = 8;
+if ((Object.values(PHILOX_STREAM) as number[]).includes(IWAE_STREAM)) throw new Error('IWAE_STREAM collides with an engine stream');
+
+/** Decoder rows per GPU round trip: 4096 × 784 floats = 12.8 MB read back at a time. */
+const ROWS_PER_DECODE = 4096;
 
 /** PyTorch's binary_cross_entropy clamps each log at −100, so a pixel costs at most 100 nats. */
 const LOG_CLAMP = -100;
@@ -32,13 +41,18 @@ export function bernoulliLogLikelihood(x: ArrayLike<number>, xOffset: number, p:
   return sum;
 }
 
-/** log N(z; 0, I) − log N(z; mu, diag exp(logvar)) for z = mu + exp(½·logvar)·ε. */
-export function priorMinusPosterior(z: ArrayLike<number>, eps: ArrayLike<number>, logvar: ArrayLike<number>, offset: number, latentOffset: number, L: number): number {
+/**
+ * log N(z; 0, I) − log N(z; mu, diag exp(logvar)) for z = mu + exp(½·logvar)·ε: z and ε at
+ * `offset`, logvar at `logvarOffset` (both L values).
+ */
+export function priorMinusPosterior(
+  z: ArrayLike<number>, eps: ArrayLike<number>, logvar: ArrayLike<number>, offset: number, logvarOffset: number, L: number,
+): number {
   let sum = 0;
   for (let j = 0; j < L; j++) {
     const zj = z[offset + j];
     const e = eps[offset + j];
-    sum += e * e - zj * zj + logvar[latentOffset + j];
+    sum += e * e - zj * zj + logvar[logvarOffset + j];
   }
   return 0.5 * sum;
 }
@@ -51,4 +65,54 @@ export function logMeanExp(values: ArrayLike<number>): number {
   let sum = 0;
   for (let i = 0; i < values.length; i++) sum += Math.exp(values[i] - max);
   return max + Math.log(sum / values.length);
+}
+
+export interface ImportanceSamplingInput {
+  /** (count, D) pixels in [0, 1]. */
+  x: Float32Array;
+  /** (count, 2L) encoder outputs [mu ‖ logvar]. */
+  mulv: Float32Array;
+  count: number;
+  /** Samples per image. */
+  k: number;
+  D: number;
+  L: number;
+  /** ε for image i is Philox (seed, step i, IWAE_STREAM), so the estimate is reproducible. */
+  seed: number;
+  /** The decoder on the GPU: (rows, L) latents → (rows, D) probabilities. */
+  decode: (z: Float32Array, rows: number) => Promise<Float32Array>;
+}
+
+/**
+ * The average over images of log (1/k) Σ_j w_j. Images go to the decoder in groups of up to
+ * ROWS_PER_DECODE / k, each group's k·D probabilities per image coming back to the CPU.
+ */
+export async function importanceWeightedLogLikelihood(input: ImportanceSamplingInput): Promise<number> {
+  const { x, mulv, count, k, D, L, seed } = input;
+  const imagesPerGroup = Math.max(1, Math.floor(ROWS_PER_DECODE / k));
+  const logWeights = new Float64Array(k);
+  let total = 0;
+  for (let first = 0; first < count; first += imagesPerGroup) {
+    const n = Math.min(imagesPerGroup, count - first);
+    const z = new Float32Array(n * k * L); // (n·k, L): image i's samples are rows i·k … i·k + k − 1
+    const eps = new Float64Array(n * k * L);
+    for (let i = 0; i < n; i++) {
+      eps.set(normals(k * L, seed, first + i, IWAE_STREAM), i * k * L);
+      const row = (first + i) * 2 * L;
+      for (let e = 0; e < k * L; e++) {
+        const l = e % L;
+        z[i * k * L + e] = mulv[row + l] + Math.exp(0.5 * mulv[row + L + l]) * eps[i * k * L + e];
+      }
+    }
+    const p = await input.decode(z, n * k);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < k; j++) {
+        const r = i * k + j;
+        logWeights[j] = bernoulliLogLikelihood(x, (first + i) * D, p, r * D, D) +
+          priorMinusPosterior(z, eps, mulv, r * L, (first + i) * 2 * L + L, L);
+      }
+      total += logMeanExp(logWeights);
+    }
+  }
+  return total / count;
 }

@@ -99,24 +99,31 @@ export interface TrainingRun extends PromiseLike<FitResult> {
 export class RunControl implements TrainingRun {
   private current: TrainingState = 'running';
   private wake: (() => void) | null = null;
+  /** The training loop's promise (see {@link TrainingRun.finished}). */
   readonly finished: Promise<FitResult>;
 
+  /** Starts `body` (the training loop) on a later tick; `signal` wakes a paused run when it aborts. */
   constructor(private readonly signal: AbortSignal | undefined, body: (control: RunControl) => Promise<FitResult>) {
-    signal?.addEventListener('abort', () => this.wakeUp(), { once: true });
+    const onAbort = () => this.wakeUp();
+    signal?.addEventListener('abort', onAbort, { once: true });
     // Start on a later tick, so the caller holds the handle before any callback runs.
     this.finished = Promise.resolve().then(() => body(this)).finally(() => {
       this.current = 'finished';
+      signal?.removeEventListener('abort', onAbort);
     });
   }
 
+  /** See {@link TrainingRun.state}. */
   get state(): TrainingState {
     return this.current;
   }
 
+  /** See {@link TrainingRun.pause}. */
   pause(): void {
     if (this.current === 'running') this.current = 'paused';
   }
 
+  /** See {@link TrainingRun.resume}. */
   resume(): void {
     if (this.current === 'paused') {
       this.current = 'running';
@@ -124,6 +131,7 @@ export class RunControl implements TrainingRun {
     }
   }
 
+  /** See {@link TrainingRun.stop}. */
   stop(): void {
     if (this.current === 'running' || this.current === 'paused') {
       this.current = 'stopping';
@@ -131,6 +139,7 @@ export class RunControl implements TrainingRun {
     }
   }
 
+  /** Awaiting the run awaits {@link RunControl.finished}. */
   then<A = FitResult, B = never>(
     onFulfilled?: ((value: FitResult) => A | PromiseLike<A>) | null,
     onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
@@ -138,6 +147,7 @@ export class RunControl implements TrainingRun {
     return this.finished.then(onFulfilled, onRejected);
   }
 
+  /** See {@link TrainingRun.catch}. */
   catch<T = never>(onRejected?: ((reason: unknown) => T | PromiseLike<T>) | null): Promise<FitResult | T> {
     return this.finished.catch(onRejected);
   }

@@ -27,7 +27,7 @@ import {
   imagesAsBytes, imagesAsFloats, integerOption, latentsAsFloats, numberOption, splitMuLogvar,
   type ImageArray, type LatentArray,
 } from './inputs';
-import { bernoulliLogLikelihood, logMeanExp, priorMinusPosterior } from './likelihood';
+import { importanceWeightedLogLikelihood } from './likelihood';
 import { RunControl, type EpochEvent, type FitOptions, type FitResult, type TrainingRun } from './training';
 
 /** Options of `VAE.create`. Sizes default to the PyTorch example's 784-400-20. */
@@ -83,13 +83,6 @@ export interface SaveOptions {
 
 /** The seed, epoch and step a checkpoint carries besides the tensors (all in `__metadata__`). */
 const META = { seed: 'seed', epoch: 'epoch' } as const;
-
-/** Philox stream of the importance-sampling noise: apart from every stream the engine uses. */
-const IWAE_STREAM = 8;
-if ((Object.values(PHILOX_STREAM) as number[]).includes(IWAE_STREAM)) throw new Error('IWAE_STREAM collides with an engine stream');
-
-/** Decoder rows per GPU round trip in `logLikelihood`: 4096 × 784 floats = 12.8 MB read back at a time. */
-const IWAE_ROWS = 4096;
 
 const ADAM_DEFAULTS = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
 const DEFAULT_BATCH = 128;
@@ -234,7 +227,12 @@ export class VAE {
   static async load(checkpoint: Uint8Array | ArrayBuffer, options: LoadOptions = {}): Promise<VAE> {
     const bytes = checkpointBytes(checkpoint);
     const { sizes, metadata } = checkpointSizes(bytes);
-    const seed = options.seed ?? metadataInteger(metadata, META.seed, 1, 0xffffffff);
+    let seed = options.seed;
+    try {
+      seed ??= metadataInteger(metadata, META.seed, 1, 0xffffffff);
+    } catch (error) {
+      throw new VaeError('checkpoint', `VAE.load: ${(error as Error).message}`, { cause: error });
+    }
     const vae = await VAE.create({
       inputSize: sizes.D, hiddenSize: sizes.H, latentSize: sizes.L, seed, device: options.device, onDeviceLost: options.onDeviceLost,
     });
@@ -409,37 +407,13 @@ export class VAE {
     return this.guarded('VAE.logLikelihood', async () => {
       const { floats: x, count } = imagesAsFloats(images, this.inputSize, 'images');
       const k = integerOption('k', options.k, 64, 1, 1_000_000);
-      const D = this.inputSize;
-      const L = this.latentSize;
       return this.lock.run(async () => {
         const { inference } = this.current;
-        const mulv = await inference.encode(x, count); // (count, 2L)
-        const imagesPerChunk = Math.max(1, Math.floor(IWAE_ROWS / k));
-        const logWeights = new Float64Array(k);
-        let total = 0;
-        for (let first = 0; first < count; first += imagesPerChunk) {
-          const n = Math.min(imagesPerChunk, count - first);
-          const z = new Float32Array(n * k * L);
-          const eps = new Float64Array(n * k * L);
-          for (let i = 0; i < n; i++) {
-            eps.set(normals(k * L, this.seed, first + i, IWAE_STREAM), i * k * L);
-            const row = (first + i) * 2 * L;
-            for (let j = 0; j < k * L; j++) {
-              const l = j % L;
-              z[i * k * L + j] = mulv[row + l] + Math.exp(0.5 * mulv[row + L + l]) * eps[i * k * L + j];
-            }
-          }
-          const p = await inference.decode(z, n * k); // (n·k, D)
-          for (let i = 0; i < n; i++) {
-            for (let j = 0; j < k; j++) {
-              const r = i * k + j;
-              logWeights[j] = bernoulliLogLikelihood(x, (first + i) * D, p, r * D, D) +
-                priorMinusPosterior(z, eps, mulv, r * L, (first + i) * 2 * L + L, L);
-            }
-            total += logMeanExp(logWeights);
-          }
-        }
-        return total / count;
+        const mulv = await inference.encode(x, count);
+        return importanceWeightedLogLikelihood({
+          x, mulv, count, k, D: this.inputSize, L: this.latentSize, seed: this.seed,
+          decode: (z, rows) => inference.decode(z, rows),
+        });
       });
     });
   }

@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+"""Export a PyTorch VAE state_dict (and optionally its Adam state) for webgpu-vae to load.
+
+Input: a file written by torch.save(), holding either
+  - model.state_dict() of the reference VAE (fc1, fc21, fc22, fc3, fc4), or
+  - a dict {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": N}
+    (the optimizer and epoch are optional).
+Output: safetensors in the engine's checkpoint format — the model tensors under their PyTorch
+names and shapes as float32, Adam's moments as optimizer.exp_avg.<name> and
+optimizer.exp_avg_sq.<name>, and metadata (format, sizes, step, epoch, seed) — which
+`VAE.load(bytes)` or `npm run train -- --resume FILE` accept.
+
+Usage:
+    /usr/bin/python3 scripts/export_checkpoint.py model.pt model.safetensors [--seed 1] [--epoch 10]
+
+The engine's Adam has one step counter for all tensors and no weight decay or amsgrad;
+an optimizer state that needs those is refused rather than silently changed.
+"""
+
+import argparse
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from load_checkpoint import OPT_PREFIXES, PARAM_NAMES  # noqa: E402
+
+FORMAT = "webgpu-vae/1"  # src/model/checkpoint.ts CHECKPOINT_FORMAT
+
+
+SAFETENSORS_DTYPES = {np.dtype(np.float32): ("F32", "<f4"), np.dtype(np.uint8): ("U8", "u1")}
+
+
+def write_safetensors(path, tensors, metadata):
+    """float32 (or uint8) tensors, names sorted and packed back to back, header padded to 8 bytes."""
+    header = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        tag, little_endian = SAFETENSORS_DTYPES[np.asarray(tensors[name]).dtype]
+        array = np.ascontiguousarray(tensors[name], dtype=little_endian)
+        raw = array.tobytes()
+        header[name] = {"dtype": tag, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for raw in blobs:
+            f.write(raw)
+    os.replace(tmp, path)
+
+
+def engine_tensors(model_state, optimizer_state=None):
+    """({name: float32 array}, step) in the engine's layout from PyTorch state dicts."""
+    missing = [n for n in PARAM_NAMES if n not in model_state]
+    extra = [n for n in model_state if n not in PARAM_NAMES]
+    if missing or extra:
+        raise ValueError("not the reference VAE's state_dict: missing %s, unexpected %s" % (missing, extra))
+    tensors = {n: model_state[n].detach().cpu().float().numpy() for n in PARAM_NAMES}
+    step = 0
+    if optimizer_state is not None:
+        groups = optimizer_state["param_groups"]
+        if len(groups) != 1 or groups[0].get("weight_decay", 0) != 0 or groups[0].get("amsgrad", False):
+            raise ValueError("the engine's Adam has one parameter group, no weight decay and no amsgrad")
+        order = groups[0]["params"]  # state keys, in model.parameters() order
+        if len(order) != len(PARAM_NAMES):
+            raise ValueError("optimizer has %d parameters, the VAE %d" % (len(order), len(PARAM_NAMES)))
+        states = [optimizer_state["state"].get(key) for key in order]
+        if all(s is None for s in states):
+            return tensors, 0  # an optimizer that never stepped
+        if any(s is None for s in states):
+            raise ValueError("some parameters have Adam state and some do not")
+        steps = {int(float(s["step"])) for s in states}
+        if len(steps) != 1:
+            raise ValueError("Adam step counts differ between tensors (%s); the engine keeps one" % sorted(steps))
+        step = steps.pop()
+        for name, s in zip(PARAM_NAMES, states):
+            tensors[OPT_PREFIXES[0] + name] = s["exp_avg"].detach().cpu().float().numpy()
+            tensors[OPT_PREFIXES[1] + name] = s["exp_avg_sq"].detach().cpu().float().numpy()
+    return tensors, step
+
+
+def export(path, model_state, optimizer_state=None, epoch=0, seed=1, extra_metadata=None):
+    """Writes the engine checkpoint; returns the metadata written."""
+    tensors, step = engine_tensors(model_state, optimizer_state)
+    hidden, input_dim = tensors["fc1.weight"].shape
+    latent = tensors["fc21.weight"].shape[0]
+    metadata = dict(extra_metadata or {})
+    metadata.update({
+        "format": FORMAT, "input_dim": input_dim, "hidden_dim": hidden, "latent_dim": latent,
+        "step": step, "epoch": epoch, "seed": seed, "exported_by": "torch %s" % torch.__version__,
+    })
+    write_safetensors(path, tensors, metadata)
+    return metadata
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("input", help="torch.save() file: a state_dict, or {'model', 'optimizer', 'epoch'}")
+    parser.add_argument("output", help="the .safetensors file to write")
+    parser.add_argument("--seed", type=int, default=1, help="seed the engine continues with (default 1)")
+    parser.add_argument("--epoch", type=int, default=None, help="epochs done (default: the file's 'epoch', else 0)")
+    args = parser.parse_args()
+
+    saved = torch.load(args.input, map_location="cpu")
+    if "model" in saved:
+        model_state, optimizer_state, epoch = saved["model"], saved.get("optimizer"), saved.get("epoch", 0)
+    else:
+        model_state, optimizer_state, epoch = saved, None, 0
+    if args.epoch is not None:
+        epoch = args.epoch
+    metadata = export(args.output, model_state, optimizer_state, epoch=epoch, seed=args.seed)
+    print("wrote %s: %s-%s-%s, step %s, epoch %s, %s" % (
+        args.output, metadata["input_dim"], metadata["hidden_dim"], metadata["latent_dim"], metadata["step"],
+        metadata["epoch"], "with Adam state" if optimizer_state is not None and metadata["step"] else "weights only"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

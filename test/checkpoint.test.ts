@@ -1,0 +1,191 @@
+/**
+ * Checkpoints that travel between PyTorch and the engine, proven on committed fixtures
+ * (scripts/checkpoint_fixtures.py; PyTorch is not needed here):
+ *   PyTorch → engine: a state_dict + Adam state exported by scripts/export_checkpoint.py loads
+ *     with `VAE.load`, encodes and decodes as PyTorch did, and saves back tensor-for-tensor.
+ *   engine → PyTorch: a checkpoint the engine wrote loaded in PyTorch with
+ *     load_state_dict(strict=True); the engine computes what PyTorch computed with it, and what
+ *     `save()` writes today has that file's layout (names, dtypes, shapes, metadata keys).
+ *   Refusals: malformed, truncated and mismatched files reject with a `checkpoint` VaeError
+ *     and leave the model exactly as it was.
+ */
+import { readFileSync } from 'node:fs';
+import puppeteer, { type Browser, type Page } from 'puppeteer';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readSafetensors, writeSafetensors, type Tensor } from '../src/io/safetensors';
+import { expectClose } from './gpu';
+
+const DIR = 'test/fixtures/checkpoint';
+const file = (name: string) => new Uint8Array(readFileSync(`${DIR}/${name}`));
+const b64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+const floats = (s: string) => {
+  const b = Buffer.from(s, 'base64');
+  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+};
+const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+
+let browser: Browser;
+let page: Page;
+
+beforeAll(async () => {
+  browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
+  page = await browser.newPage();
+  page.on('pageerror', (e) => console.error(`[browser] ${e}`));
+  await page.goto(`${inject('serverUrl')}/test/harness/api.html`);
+  await page.waitForFunction(() => 'vaeTest' in window, { timeout: 60_000 });
+});
+afterAll(async () => {
+  await page?.close();
+  browser?.disconnect();
+});
+
+/** Loads `checkpoint` in the page and returns encode(x_u8) and decode(z) of the expected-outputs file. */
+async function engineOutputs(checkpoint: Uint8Array, expected: Map<string, Tensor>) {
+  const x = expected.get('x_u8')!.data as Uint8Array;
+  const z = expected.get('z')!.data as Float32Array;
+  return page.evaluate(async (ckpt: string, x: string, z: string) => {
+    const t = window.vaeTest;
+    const vae = await t.lib.VAE.load(t.fromBase64(ckpt));
+    const { mu, logvar } = await vae.encode(t.fromBase64(x));
+    const decoded = await vae.decode(t.base64f32(z));
+    const saved = t.toBase64(await vae.save());
+    const info = { step: vae.step, epoch: vae.epoch, seed: vae.seed, sizes: [vae.inputSize, vae.hiddenSize, vae.latentSize] };
+    vae.destroy();
+    return { mu: t.f32base64(mu), logvar: t.f32base64(logvar), decoded: t.f32base64(decoded), saved, info };
+  }, b64(checkpoint), b64(x), b64(new Uint8Array(z.buffer, z.byteOffset, z.byteLength)));
+}
+
+/** Engine vs PyTorch float32: the same products summed in another order. */
+function expectSameOutputs(label: string, out: { mu: string; logvar: string; decoded: string }, expected: Map<string, Tensor>) {
+  for (const name of ['mu', 'logvar', 'decoded'] as const) {
+    const ref = expected.get(name)!.data as Float32Array;
+    expectClose(`${label} ${name}`, floats(out[name]), ref, 1e-5, 1e-6 * maxAbs(ref));
+  }
+}
+
+describe('PyTorch → engine', () => {
+  const checkpoint = file('pytorch-784-16-4.safetensors');
+  const expected = readSafetensors(file('pytorch-784-16-4.expected.safetensors')).tensors;
+
+  it('loads a state_dict exported by scripts/export_checkpoint.py and computes what PyTorch computed', async () => {
+    const out = await engineOutputs(checkpoint, expected);
+    expect(out.info).toEqual({ step: 8, epoch: 1, seed: 1, sizes: [784, 16, 4] });
+    expectSameOutputs('pytorch fixture', out, expected);
+
+    // Saving it again gives every tensor back bit for bit, Adam moments included, and the step.
+    const original = readSafetensors(checkpoint);
+    const saved = readSafetensors(new Uint8Array(Buffer.from(out.saved, 'base64')));
+    expect([...saved.tensors.keys()].sort()).toEqual([...original.tensors.keys()].sort());
+    expect(saved.tensors.size).toBe(30);
+    for (const [name, t] of original.tensors) {
+      const s = saved.tensors.get(name)!;
+      expect(s.shape, name).toEqual(t.shape);
+      expect(Buffer.from(s.data.buffer).equals(Buffer.from(t.data.buffer)), `${name} bits`).toBe(true);
+    }
+    expect(saved.metadata).toMatchObject({ step: '8', epoch: '1', seed: '1', format: 'webgpu-vae/1' });
+  });
+});
+
+describe('engine → PyTorch', () => {
+  const checkpoint = file('engine-784-16-4.safetensors');
+  const pytorch = readSafetensors(file('engine-784-16-4.pytorch.safetensors'));
+
+  it('computes what PyTorch computed after load_state_dict(strict=True) of an engine checkpoint', async () => {
+    expect(pytorch.metadata).toMatchObject({ strict: 'true', adam_tensors_loaded: '10', step: '8' });
+    const out = await engineOutputs(checkpoint, pytorch.tensors);
+    expect(out.info).toMatchObject({ step: 8, epoch: 1, seed: 7 });
+    expectSameOutputs('engine fixture', out, pytorch.tensors);
+  });
+
+  it('writes today the layout PyTorch loaded: names, dtypes, shapes and metadata keys', async () => {
+    const fresh = await page.evaluate(async () => {
+      const t = window.vaeTest;
+      const vae = await t.lib.VAE.create({ inputSize: 784, hiddenSize: 16, latentSize: 4 });
+      const bytes = t.toBase64(await vae.save());
+      vae.destroy();
+      return bytes;
+    });
+    const layout = (bytes: Uint8Array) => {
+      const { tensors, metadata } = readSafetensors(bytes);
+      return {
+        tensors: Object.fromEntries([...tensors].map(([name, t]) => [name, `${t.dtype}[${t.shape}]`])),
+        keys: Object.keys(metadata).filter((k) => !['lr', 'dataset'].includes(k)).sort(), // the CLI adds lr and dataset
+      };
+    };
+    const committed = layout(checkpoint);
+    expect(committed.tensors['fc1.weight']).toBe('F32[16,784]');
+    expect(committed.tensors['optimizer.exp_avg_sq.fc4.bias']).toBe('F32[784]');
+    expect(layout(new Uint8Array(Buffer.from(fresh, 'base64')))).toEqual(committed);
+  });
+});
+
+describe('refusing bad checkpoints', () => {
+  it('rejects malformed, truncated and mismatched files with a clear message and leaves the model untouched', async () => {
+    const good = file('pytorch-784-16-4.safetensors');
+    const { tensors, metadata } = readSafetensors(good);
+    const rewrite = (edit: (t: Map<string, Tensor>, m: Record<string, string>) => void) => {
+      const t = new Map(tensors);
+      const m = { ...metadata };
+      edit(t, m);
+      return writeSafetensors(t, m);
+    };
+    const nan = Float32Array.from(tensors.get('fc3.bias')!.data as Float32Array);
+    nan[5] = NaN;
+    const header = new Uint8Array(good.slice(0, 64));
+    header[12] = 0x7b; // '{' in the middle of the JSON header
+    const bad: Record<string, Uint8Array> = {
+      empty: new Uint8Array(0),
+      truncatedBody: good.slice(0, good.length - 1000),
+      truncatedHeader: good.slice(0, 40),
+      garbageHeader: header,
+      notJson: new TextEncoder().encode('\x10\0\0\0\0\0\0\0not json at all!'),
+      otherSizes: rewrite((t) => {
+        t.set('fc1.weight', { dtype: 'F32', shape: [32, 784], data: new Float32Array(32 * 784) });
+      }),
+      missingTensor: rewrite((t) => { t.delete('fc4.bias'); }),
+      wrongShape: rewrite((t) => { t.set('fc3.bias', { dtype: 'F32', shape: [4, 4], data: new Float32Array(16) }); }),
+      wrongDtype: rewrite((t) => { t.set('fc3.bias', { dtype: 'F64', shape: [16], data: new Float64Array(16) }); }),
+      nanWeight: rewrite((t) => { t.set('fc3.bias', { dtype: 'F32', shape: [16], data: nan }); }),
+      halfOptimizer: rewrite((t) => { t.delete('optimizer.exp_avg_sq.fc1.weight'); }),
+      badStep: rewrite((_, m) => { m.step = '-3'; }),
+      badEpoch: rewrite((_, m) => { m.epoch = 'ten'; }),
+    };
+    const r = await page.evaluate(async (good: string, bad: Record<string, string>) => {
+      const t = window.vaeTest;
+      const vae = await t.lib.VAE.load(t.fromBase64(good));
+      const x = new Float32Array(4 * 784).map((_, i) => (i % 97) / 96);
+      const before = await vae.encode(x);
+      const stateBefore = [vae.step, vae.epoch];
+      const errors: Record<string, { code?: string; message: string } | null> = {};
+      for (const [name, bytes] of Object.entries(bad)) errors[name] = await t.failure(() => vae.load(t.fromBase64(bytes)));
+      const staticLoad = await t.failure(() => t.lib.VAE.load(t.fromBase64(bad.truncatedBody)));
+      const notBytes = await t.failure(() => vae.load('checkpoint.safetensors' as unknown as Uint8Array));
+      const after = await vae.encode(x);
+      const untouched = t.sameBits(before.mu, after.mu) && t.sameBits(before.logvar, after.logvar) &&
+        [vae.step, vae.epoch].join() === stateBefore.join();
+      vae.destroy();
+      return { errors, staticLoad, notBytes, untouched };
+    }, b64(good), Object.fromEntries(Object.entries(bad).map(([k, v]) => [k, b64(v)])));
+
+    for (const [name, error] of Object.entries(r.errors)) {
+      expect(error, name).toMatchObject({ code: 'checkpoint' });
+      expect(error!.message, name).toMatch(/^VAE\.load: .*nothing was loaded: the model is unchanged/);
+    }
+    const m = (name: string) => r.errors[name]!.message;
+    expect(m('empty')).toMatch(/truncated: file has 0 bytes/);
+    expect(m('truncatedBody')).toMatch(/truncated: tensor .* ends at byte \d+ but the data section has \d+ bytes/);
+    expect(m('truncatedHeader')).toMatch(/truncated: header declares \d+ bytes but only 32 bytes follow/);
+    expect(m('notJson')).toMatch(/header is not valid JSON/);
+    expect(m('otherSizes')).toMatch(/checkpoint is for a 784-32-\d+ model, this model is 784-16-4/);
+    expect(m('missingTensor')).toMatch(/missing tensor "fc4.bias"/);
+    expect(m('wrongShape')).toMatch(/"fc3.bias" has shape \[4,4\], expected \[16\]/);
+    expect(m('wrongDtype')).toMatch(/"fc3.bias" is F64, expected F32/);
+    expect(m('nanWeight')).toMatch(/"fc3.bias" holds a non-finite value/);
+    expect(m('halfOptimizer')).toMatch(/missing tensor "optimizer.exp_avg_sq.fc1.weight"/);
+    expect(m('badStep')).toMatch(/step "-3" is not a step count/);
+    expect(m('badEpoch')).toMatch(/metadata "epoch" is "ten"/);
+    expect(r.staticLoad).toMatchObject({ code: 'checkpoint' });
+    expect(r.notBytes).toMatchObject({ code: 'invalid-input' });
+    expect(r.untouched).toBe(true);
+  });
+});
