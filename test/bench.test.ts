@@ -1,0 +1,129 @@
+/**
+ * `npm run bench` exercised with tiny runs, so the benchmark's own code cannot rot: the JSON
+ * records the adapter, every kernel's timing, the scheduler counts within their limits and,
+ * with --compare, an entry per peer (or an explicit skip notice).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const tsx = join('node_modules', '.bin', 'tsx');
+
+function bench(args: string[], env: Record<string, string> = {}, timeoutMs = 240_000) {
+  const out = join(mkdtempSync(join(tmpdir(), 'webgpu-vae-bench-')), 'bench.json');
+  return new Promise<{ code: number | null; stdout: string; stderr: string; json: Record<string, any> }>((resolve, reject) => {
+    const child = spawn(tsx, ['bench/bench.ts', ...args, '--out', out], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      let json: Record<string, any> = {};
+      try {
+        json = JSON.parse(readFileSync(out, 'utf8'));
+      } catch {
+        // asserted below through the exit code and stderr
+      }
+      resolve({ code, stdout, stderr, json });
+    });
+  });
+}
+
+function expectEngineResults(json: Record<string, any>, steps: number) {
+  expect(typeof json.adapter.vendor).toBe('string');
+  expect(typeof json.adapter.architecture).toBe('string');
+  expect(typeof json.adapter.isFallbackAdapter).toBe('boolean');
+  expect(json.browser).toMatch(/Chrom/);
+  expect(Number.isNaN(Date.parse(json.date))).toBe(false);
+
+  const kernels = json.kernels as { label: string; median: number; p10: number; p90: number; share: number; gflops?: number; gbps?: number }[];
+  expect(kernels.length).toBeGreaterThanOrEqual(8);
+  for (const k of kernels) {
+    expect(k.median, k.label).toBeGreaterThan(0);
+    expect(k.p10).toBeLessThanOrEqual(k.median);
+    expect(k.p90).toBeGreaterThanOrEqual(k.median);
+    expect(k.gflops ?? k.gbps ?? 1, k.label).toBeGreaterThan(0);
+  }
+  expect(kernels.filter((k) => k.gflops !== undefined).length).toBeGreaterThanOrEqual(8); // the matmuls
+  expect(kernels.reduce((s, k) => s + k.share, 0)).toBeCloseTo(1, 5);
+  expect(json.step.median).toBeGreaterThan(0);
+  expect(json.step.dispatchesPerStep).toBeLessThanOrEqual(16);
+
+  expect(json.endToEnd.steps).toBe(steps);
+  expect(json.endToEnd.msPerStep).toBeGreaterThan(0);
+  expect(json.endToEnd.testSeconds).toBeGreaterThan(0);
+  expect(Number.isFinite(json.endToEnd.averageLoss)).toBe(true);
+  expect(json.endToEnd.efficiency).toBeGreaterThan(0);
+  expect(json.counts.dispatchesPerStep).toBeLessThanOrEqual(16);
+  expect(json.counts.bytesUploadedPerStep).toBe(0);
+  expect(json.counts.withinLimits).toBe(true);
+}
+
+describe('npm run bench', () => {
+  it('--steps 5 --repeat 1: adapter, kernel timings and scheduler counts within limits in the JSON', async () => {
+    const r = await bench(['--steps', '5', '--repeat', '1']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/webgpu-vae bench on /);
+    expect(r.stdout).toMatch(/one step, recorded whole/);
+    expect(r.stdout).toMatch(/within limits/);
+    expectEngineResults(r.json, 5);
+    expect(r.json.peers).toBeUndefined();
+  }, 300_000);
+
+  it('--compare with tiny peers: an entry for every peer, with ratios to the engine, or a skip notice', async () => {
+    // One timed tfjs step per backend, one sample per matMul shape, two PyTorch batches.
+    const r = await bench(['--steps', '5', '--repeat', '1', '--kernel', 'fc1', '--compare'], { WEBGPU_VAE_PEER_STEPS: '2' });
+    expect(r.code, r.stderr).toBe(0);
+    expectEngineResults(r.json, 5);
+    expect(r.stdout).toMatch(/engine ×faster/);
+
+    const peers = r.json.peers as Record<string, any>[];
+    const named = (pattern: RegExp) => peers.filter((p) => pattern.test(p.name));
+    for (const [pattern, backend] of [[/^tfjs WebGPU VAE$/, 'webgpu'], [/^tfjs WASM .*VAE$/, 'wasm']] as const) {
+      const [vae] = named(pattern);
+      expect(vae, `${pattern}: ${JSON.stringify(peers.filter((p) => p.skipped))}`).toBeDefined();
+      expect(vae.skipped).toBeUndefined();
+      expect(vae.backend.backend).toBe(backend);
+      expect(vae.timedSteps).toBe(2);
+      expect(vae.msPerStep).toBeGreaterThan(0);
+      expect(vae.epochSeconds).toBeCloseTo((vae.msPerStep * 469) / 1000, 6);
+      expect(vae.engineTimesFaster).toBeCloseTo(vae.msPerStep / r.json.endToEnd.msPerStep, 6);
+      // The same model and loss as the reference: an untrained VAE starts near 550 per image.
+      expect(vae.lossFirst).toBeGreaterThan(450);
+      expect(vae.lossFirst).toBeLessThan(650);
+      expect(vae.lossLast).toBeLessThan(vae.lossFirst);
+    }
+    const [wasm] = named(/^tfjs WASM/);
+    expect(typeof wasm.backend.wasm.simd).toBe('boolean');
+    expect(wasm.backend.wasm.variant).toMatch(/SIMD|plain/);
+
+    // tf.matMul at every VAE product, each matched to the engine's kernel of the same name.
+    const matmuls = named(/^tfjs WebGPU matMul /);
+    expect(matmuls).toHaveLength(11);
+    for (const m of matmuls) {
+      expect(m.gflops, m.name).toBeGreaterThan(0);
+      expect(m.engineKernel, `${m.name} has no engine kernel to compare with`).toMatch(/^train\[128\] /);
+      expect(m.engineTimesFaster, m.name).toBeGreaterThan(0);
+    }
+
+    // PyTorch with both BLAS libraries, or a notice saying why not.
+    const torch = named(/^PyTorch reference program/);
+    expect(torch.length).toBeGreaterThanOrEqual(1);
+    for (const t of torch) {
+      if (t.skipped) {
+        expect(t.skipped).toMatch(/\w/);
+        continue;
+      }
+      expect(t.trainBatches).toBe(2);
+      expect(t.extrapolated).toBe(true);
+      expect(t.epochSeconds).toBeGreaterThan(0);
+      expect(t.testPassSeconds).toBeGreaterThan(0);
+      expect(t.blasVerified, `${t.name}: ${t.blasLibraries}`).toBe(true);
+    }
+  }, 300_000);
+});
