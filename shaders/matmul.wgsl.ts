@@ -47,6 +47,12 @@ export interface MatmulOptions {
   tileM: number;
   /** Columns of C per invocation (strided by the workgroup width). */
   tileN: number;
+  /**
+   * Share A's loads within quads of invocations (needs the `subgroups` feature): the four
+   * invocations of a quad need the same rows of A, so each loads a quarter and quadBroadcast
+   * hands the values round, instead of all four loading everything.
+   */
+  quad?: boolean;
 }
 
 /** Invocations per workgroup along N (columns) and M (rows). */
@@ -83,7 +89,9 @@ export function matmulWGSL(o: MatmulOptions): string {
   const mulvBinding = o.reparamBackward ? binding++ : -1;
   const epsBinding = o.reparamBackward ? binding++ : -1;
   if (o.reparamBackward && (o.bias || o.relu || o.reluMask)) throw new Error('matmul: reparamBackward takes no other epilogue');
-  const aType = o.vec4 ? 'vec4<f32>' : 'f32';
+  if (o.quad && (!o.vec4 || MATMUL_WG_X % 4 !== 0)) throw new Error('matmul: quad sharing needs vec4 shapes and whole quads along x');
+  // Quad-shared loads of a non-transposed A read scalars; everything else reads A as vec4s.
+  const aType = o.vec4 && !(o.quad && !o.transA) ? 'vec4<f32>' : 'f32';
   const bType = o.vec4 && o.transB ? 'vec4<f32>' : 'f32';
   // The tile is unrolled here rather than looped over in WGSL: compilers (SwiftShader's above
   // all) keep named scalars in registers, but a dynamically indexed array in memory.
@@ -93,7 +101,16 @@ export function matmulWGSL(o: MatmulOptions): string {
   const each = (f: (i: number, j: number) => string, sep = '\n') => rows.map((i) => cols.map((j) => f(i, j)).join(sep)).join(sep);
 
   let loadA: string;
-  if (o.vec4 && o.transA) {
+  if (o.quad && o.vec4 && o.transA) {
+    // Quad lane q loads A's row k+q (along m) for the 4×4 block; broadcasts assemble it.
+    loadA = quads.map((q) => `    let c${q} = A[((k + quadLane) * dims.M + m${q}) / 4u];
+    let t${q} = transpose(mat4x4<f32>(quadBroadcast(c${q}, 0u), quadBroadcast(c${q}, 1u), quadBroadcast(c${q}, 2u), quadBroadcast(c${q}, 3u)));
+    let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`).join('\n');
+  } else if (o.quad && o.vec4) {
+    // Quad lane q loads A(m, k+q); broadcasts give every lane the vec4 A(m, k..k+3).
+    loadA = rows.map((i) => `    let v${i} = A[m${i} * dims.K + k + quadLane];
+    let a${i} = vec4<f32>(quadBroadcast(v${i}, 0u), quadBroadcast(v${i}, 1u), quadBroadcast(v${i}, 2u), quadBroadcast(v${i}, 3u));`).join('\n');
+  } else if (o.vec4 && o.transA) {
     // A is (K, M): four vec4 rows along m make a 4×4 block; its transpose gives rows along k.
     loadA = quads.map((q) => `    let t${q} = transpose(mat4x4<f32>(A[(k * dims.M + m${q}) / 4u], A[((k + 1u) * dims.M + m${q}) / 4u], A[((k + 2u) * dims.M + m${q}) / 4u], A[((k + 3u) * dims.M + m${q}) / 4u]));
     let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`).join('\n');
@@ -117,6 +134,9 @@ export function matmulWGSL(o: MatmulOptions): string {
   const rowSumOf = (i: number) => (o.vec4 ? `(a${i}.x + a${i}.y) + (a${i}.z + a${i}.w)` : `a${i}`);
 
   return wgsl`
+#if ${!!o.quad}
+enable subgroups;
+#endif
 struct Dims { M: u32, N: u32, K: u32 }
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> A: array<${aType}>;
@@ -185,7 +205,12 @@ fn store(m: u32, n: u32, acc: f32) {
 fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row0 = (wg.y * ${MATMUL_WG_Y}u + lid.y) * ${o.tileM}u;
   let col0 = wg.x * ${MATMUL_WG_X * o.tileN}u + lid.x;
+#if ${!!o.quad}
+  // No early return: quad operations need all four invocations, and the rows are clamped anyway.
+  let quadLane = lid.x % 4u;
+#else
   if (row0 >= dims.M) { return; }
+#endif
   // Out-of-range rows and columns read row M−1 / column N−1 (valid memory); store() drops them.
 ${rows.map((i) => `  let m${i} = min(row0 + ${i}u, dims.M - 1u);`).join('\n')}
 ${cols.map((j) => `  let n${j} = min(col0 + ${j * MATMUL_WG_X}u, dims.N - 1u);`).join('\n')}

@@ -113,3 +113,24 @@ describe('dz epilogue continuing through the reparameterization', () => {
     expectClose('dmulv', f32(out.dmulv, rows * 2 * L), reparamBackward(mulv, eps, dz, dmulvIn, rows, L), rtol, atol * 10);
   });
 });
+
+describe('the path for adapters without subgroups (no quad sharing of A)', () => {
+  it.each([[128, 784, 400], [96, 400, 784], [128, 400, 40]])('%i×%i→%i, all three products', async (rows, inF, outF) => {
+    const r = rng(rows * 31 + inF);
+    const X = r.uniform(rows * inF);
+    const W = r.uniform(outF * inF);
+    const dY = r.uniform(rows * outF);
+    const out = await gpu.run({
+      buffers: { X, W, dY, Y: rows * outF * 4, dX: rows * inF * 4, dW: outF * inF * 4 },
+      ops: [
+        { op: 'matmul', dims: { M: rows, N: outF, K: inF }, options: { transA: false, transB: true, quad: false }, A: 'X', B: 'W', C: 'Y' },
+        { op: 'matmul', dims: { M: rows, N: inF, K: outF }, options: { transA: false, transB: false, quad: false }, A: 'dY', B: 'W', C: 'dX' },
+        { op: 'matmul', dims: { M: outF, N: inF, K: rows }, options: { transA: true, transB: false, quad: false }, A: 'dY', B: 'X', C: 'dW' },
+      ],
+      read: ['Y', 'dX', 'dW'],
+    });
+    expectClose('Y', f32(out.Y, rows * outF), matmul(X, W, rows, outF, inF, { transA: false, transB: true }), tolerance(inF).rtol, tolerance(inF).atol);
+    expectClose('dX', f32(out.dX, rows * inF), matmul(dY, W, rows, inF, outF, { transA: false, transB: false }), tolerance(outF).rtol, tolerance(outF).atol);
+    expectClose('dW', f32(out.dW, outF * inF), matmul(dY, X, outF, inF, rows, { transA: true, transB: false }), tolerance(rows).rtol, tolerance(rows).atol);
+  });
+});

@@ -58,6 +58,7 @@ export async function matmulOp(
   const o: MatmulOptions = {
     vec4: dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0,
     bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv, ...chooseTiles(options.transA),
+    quad: gpu.hasSubgroups && dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0,
     ...options,
   };
   const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), buffers.A, buffers.B, buffers.C];
