@@ -42,12 +42,12 @@ export interface MatmulBuffers {
 }
 
 /**
- * Tile shape per product, from measurements (bench/README.md): 8×4 wins where K is long
- * (forward and dX); the weight-gradient products (transA: K is the batch, the output large)
- * do best at 4×4, where fewer rows per invocation spread the output's stores wider.
+ * Tile shape per product, from measurements (bench/README.md): with quad-shared loads of A,
+ * 8×4 wins for every product; without them the weight-gradient products (transA: K is the
+ * batch, the output large) do best at 4×4, where fewer rows per invocation spread the stores.
  */
-export function chooseTiles(transA: boolean): Pick<MatmulOptions, 'tileM' | 'tileN'> {
-  return transA ? { tileM: 4, tileN: 4 } : { tileM: 8, tileN: 4 };
+export function chooseTiles(transA: boolean, quad: boolean): Pick<MatmulOptions, 'tileM' | 'tileN'> {
+  return transA && !quad ? { tileM: 4, tileN: 4 } : { tileM: 8, tileN: 4 };
 }
 
 /** C[M,N] = op(A)·op(B) with the epilogues in `options`; vec4 and tiles are chosen from the shape. */
@@ -55,10 +55,11 @@ export async function matmulOp(
   gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
   options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
 ): Promise<Dispatch> {
+  const vec4 = dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0;
+  const quad = options.quad ?? (vec4 && gpu.hasSubgroups);
   const o: MatmulOptions = {
-    vec4: dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0,
-    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv, ...chooseTiles(options.transA),
-    quad: gpu.hasSubgroups && dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0,
+    vec4, quad, ...chooseTiles(options.transA, quad),
+    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv,
     ...options,
   };
   const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), buffers.A, buffers.B, buffers.C];
