@@ -1,5 +1,5 @@
 import { defineConfig } from 'vitest/config';
-import { mnistPlugin } from './src/page/vite-plugin-mnist';
+import { mnistPlugin } from './src/page/vite-plugin-mnist.js';
 
 export default defineConfig({
   server: { host: '127.0.0.1' },

@@ -46,7 +46,7 @@ export class Explorer {
   private decodeBusy = false;
   private decodeAgain = false;
   private readonly el: Record<'plane' | 'decoded' | 'strip', HTMLCanvasElement> & Record<'mode' | 'axisX' | 'axisY', HTMLSelectElement> &
-    Record<'interpA' | 'interpB', HTMLInputElement> & Record<'legend' | 'readout' | 'panel' | 'placeholder', HTMLElement>;
+    Record<'interpA' | 'interpB', HTMLInputElement> & Record<'legend' | 'readout' | 'count' | 'panel' | 'placeholder', HTMLElement>;
 
   constructor(private readonly onError: (e: Error) => void) {
     const $ = (id: string) => document.getElementById(id)!;
@@ -54,7 +54,7 @@ export class Explorer {
       plane: $('plane') as HTMLCanvasElement, decoded: $('decoded') as HTMLCanvasElement, strip: $('interp-strip') as HTMLCanvasElement,
       mode: $('plane-mode') as HTMLSelectElement, axisX: $('axis-x') as HTMLSelectElement, axisY: $('axis-y') as HTMLSelectElement,
       interpA: $('interp-a') as HTMLInputElement, interpB: $('interp-b') as HTMLInputElement,
-      legend: $('legend'), readout: $('plane-readout'), panel: $('explorer-body'), placeholder: $('explorer-placeholder'),
+      legend: $('legend'), readout: $('plane-readout'), count: $('scatter-count'), panel: $('explorer-body'), placeholder: $('explorer-placeholder'),
     };
     const { plane } = this.el;
     const pick = (e: PointerEvent) => {
@@ -113,6 +113,7 @@ export class Explorer {
     this.means = new Float32Array(n * L);
     for (let r = 0; r < n; r++) this.means.set(mulv.subarray(r * 2 * L, r * 2 * L + L), r * L);
     this.n = n;
+    this.el.count.textContent = n.toLocaleString('en');
     this.el.panel.hidden = false;
     this.el.placeholder.hidden = true;
     await this.refreshPlane();

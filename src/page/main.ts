@@ -19,12 +19,11 @@ import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
 import { Controls, DEFAULT_SETTINGS, type Settings } from './controls';
 import { describeDataset, limitDataset, loadMnist, loadPicked, type Dataset, type DatasetKind, type PickedFile } from './data';
 import { Explorer } from './explorer';
+import { ProgressView } from './progress';
 import { storage } from './storage';
 
 /** As the headless CLI's default, so the page and the CLI measure the same schedule. */
 const STEPS_PER_SUBMIT = 16;
-/** Progress text and bars redraw at most this often. */
-const PROGRESS_MS = 250;
 
 /** The browser-storage record of the latest completed epoch. */
 interface SavedRun {
@@ -53,13 +52,11 @@ type Phase = 'booting' | 'ready' | 'busy' | 'running' | 'failed';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const el = {
-  adapter: $('adapter'), noWebgpu: $('no-webgpu'), noWebgpuDetail: $('no-webgpu-detail'), app: $('app'),
+  adapter: $('adapter'), noWebgpu: $('no-webgpu'), noWebgpuTitle: $('no-webgpu-title'), noWebgpuDetail: $('no-webgpu-detail'), app: $('app'),
   dataset: $<HTMLSelectElement>('dataset'), datasetFilesRow: $('dataset-files-row'), datasetFiles: $<HTMLInputElement>('dataset-files'),
   datasetHint: $('dataset-hint'), datasetStatus: $('dataset-status'),
   start: $<HTMLButtonElement>('start'), pause: $<HTMLButtonElement>('pause'), stop: $<HTMLButtonElement>('stop'), reset: $<HTMLButtonElement>('reset'),
   message: $('message'),
-  epochBar: $<HTMLProgressElement>('epoch-bar'), epochLabel: $('epoch-label'), runBar: $<HTMLProgressElement>('run-bar'), runLabel: $('run-label'),
-  speed: $('speed'), eta: $('eta'),
   recon: $<HTMLCanvasElement>('recon'), samples: $<HTMLCanvasElement>('samples'), imagesEpoch: $('images-epoch'),
   download: $<HTMLButtonElement>('download'), checkpointFile: $<HTMLInputElement>('checkpoint-file'), saved: $('saved'),
 };
@@ -76,9 +73,12 @@ let mnist: Promise<Dataset> | null = null;
 let paused = false;
 let stopRequested = false;
 let resumeTraining: (() => void) | null = null;
+/** Images per second of each completed epoch this page trained. */
+const epochRates: number[] = [];
 
 const controls = new Controls(() => updateButtons());
 const chart = new LossChart($<HTMLCanvasElement>('loss-chart'));
+const progress = new ProgressView();
 const explorer = new Explorer((e) => say(`Latent explorer: ${e.message}`, 'error'));
 
 function positiveInteger(text: string | null): number | undefined {
@@ -120,7 +120,9 @@ async function boot(): Promise<void> {
       onUncapturedError: (e) => fail(e),
     });
   } catch (e) {
-    el.adapter.textContent = 'No WebGPU adapter.';
+    // WebGPU is there but the adapter falls short of the model's limits: a different headline.
+    if (e instanceof GpuError && e.kind === 'limits') el.noWebgpuTitle.textContent = 'This WebGPU adapter cannot hold the model';
+    else el.adapter.textContent = 'No WebGPU adapter.';
     el.noWebgpuDetail.textContent = (e as Error).message;
     el.noWebgpu.hidden = false;
     el.app.hidden = true;
@@ -172,12 +174,18 @@ const HINTS: Record<'fashion' | 'files', string> = {
   files: 'Pick two idx images files (training and test; the larger set trains) and, for a coloured scatter, their labels files. Plain or gzipped.',
 };
 
+/** The URL's cut of the dataset, in words. */
+function limits(): string {
+  const parts = [TRAIN_LIMIT && `the first ${TRAIN_LIMIT} training`, TEST_LIMIT && `the first ${TEST_LIMIT} test`].filter(Boolean);
+  return parts.length ? ` (this address uses only ${parts.join(' and ')} images)` : '';
+}
+
 function showDatasetChoice(): void {
   const kind = el.dataset.value as DatasetKind;
   el.datasetFilesRow.hidden = kind === 'mnist';
   if (kind !== 'mnist') el.datasetHint.textContent = HINTS[kind];
   el.datasetStatus.textContent = session ? describeDataset(session.dataset)
-    : kind === 'mnist' ? 'MNIST: 60,000 training and 10,000 test digits, fetched from this site when you press Start.'
+    : kind === 'mnist' ? `MNIST: 60,000 training and 10,000 test digits, fetched from this site when you press Start${limits()}.`
     : picked?.kind === kind ? describeDataset(picked.dataset) : 'No files chosen yet.';
   el.datasetStatus.classList.remove('error');
   updateButtons();
@@ -268,57 +276,6 @@ function dropSession(): void {
 
 // ---- Training ------------------------------------------------------------------------------
 
-/** Seconds of training (pauses and test passes excluded) and the images trained in them. */
-class RateMeter {
-  private ms = 0;
-  private since: number | null = null;
-  images = 0;
-  start(): void { this.since ??= performance.now(); }
-  stop(): void {
-    if (this.since !== null) this.ms += performance.now() - this.since;
-    this.since = null;
-  }
-  get seconds(): number {
-    return (this.ms + (this.since === null ? 0 : performance.now() - this.since)) / 1000;
-  }
-  get rate(): number {
-    return this.seconds > 0 ? this.images / this.seconds : 0;
-  }
-}
-
-const progress = { epoch: 0, target: 0, batch: 0, batches: 0, imagesInEpoch: 0, count: 0, testSeconds: 0, meter: new RateMeter(), scheduled: false };
-
-function renderProgress(): void {
-  progress.scheduled = false;
-  const p = progress;
-  if (p.target === 0) return;
-  const epochFraction = p.count ? p.imagesInEpoch / p.count : 0;
-  el.epochBar.value = epochFraction;
-  el.epochLabel.textContent = `epoch ${p.epoch} of ${p.target} · batch ${p.batch} of ${p.batches}`;
-  const runFraction = Math.min(1, (p.epoch - 1 + epochFraction) / p.target);
-  el.runBar.value = runFraction;
-  el.runLabel.textContent = `${(100 * runFraction).toFixed(0)}% of ${p.target} epochs`;
-  const rate = p.meter.rate;
-  el.speed.textContent = rate > 0 ? `${Math.round(rate).toLocaleString('en')} images/s` : '– images/s';
-  if (rate > 0) {
-    const images = (p.target - p.epoch) * p.count + (p.count - p.imagesInEpoch);
-    el.eta.textContent = `about ${duration(images / rate + (p.target - p.epoch + 1) * p.testSeconds)} left`;
-  }
-}
-
-function scheduleProgress(): void {
-  if (progress.scheduled) return;
-  progress.scheduled = true;
-  setTimeout(() => requestAnimationFrame(renderProgress), PROGRESS_MS);
-}
-
-function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '–';
-  if (seconds < 60) return `${Math.ceil(seconds)} s`;
-  const m = Math.floor(seconds / 60);
-  return m < 60 ? `${m} min ${Math.round(seconds % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
-}
-
 /** Polled by the trainer between submits: true stops; while paused it returns a promise settled on Resume or Stop. */
 function shouldStop(): boolean | Promise<boolean> {
   if (stopRequested) return true;
@@ -342,27 +299,22 @@ async function train(s: Session): Promise<void> {
   const n = s.dataset.train.count;
   const batches = s.model.trainBatches;
   chart.truncate(s.epochsDone); // a stopped epoch's steps are trained again
-  progress.meter = new RateMeter();
+  progress.startRun();
   let stoppedInEpoch = 0;
   for (;;) {
     const target = controls.read()?.epochs ?? s.settings.epochs;
     if (stopRequested || s.epochsDone >= target) break;
     const epoch = s.epochsDone + 1;
     chart.setEpochs(target);
-    Object.assign(progress, { epoch, target, batch: 0, batches, imagesInEpoch: 0, count: n });
-    scheduleProgress();
+    progress.startEpoch(epoch, target, batches, n);
     say(`Training epoch ${epoch} of ${target}…`);
-    progress.meter.start();
     const result = await s.trainer.trainEpoch(epoch, (l) => {
       l.losses.forEach((loss, i) => {
         const batch = l.firstBatch + i;
         const rows = s.model.rowsOf(batch, n);
         chart.addTrain(epoch - 1 + (batch + 1) / batches, loss / rows);
-        progress.imagesInEpoch += rows;
-        progress.meter.images += rows;
-        progress.batch = batch + 1;
+        progress.addBatch(batch, rows);
       });
-      scheduleProgress();
     }, shouldStop);
     progress.meter.stop();
     if (!result.completed) {
@@ -376,6 +328,8 @@ async function train(s: Session): Promise<void> {
     chart.addTest(epoch, test.averageLoss);
     await showModel(s);
     await saveLatest(s);
+    // The trainer's own clock over the whole epoch: the figure the headless CLI's epoch time gives too.
+    epochRates.push(n / result.seconds);
     say(`Epoch ${epoch}: training loss ${result.averageLoss.toFixed(2)}, test loss ${test.averageLoss.toFixed(2)} per image; ` +
       `${Math.round(n / result.seconds).toLocaleString('en')} images/s.`);
   }
@@ -385,7 +339,8 @@ async function train(s: Session): Promise<void> {
     await showModel(s);
     say(`Stopped during epoch ${stoppedInEpoch}. Continue repeats it; browser storage holds epoch ${s.epochsDone}.`);
   } else if (!stopRequested) {
-    say(`Done: ${s.epochsDone} epochs. Raise Epochs and press Continue to train further.`);
+    progress.finish();
+    say(`Done: ${s.epochsDone} epoch${s.epochsDone === 1 ? '' : 's'}. Raise Epochs and press Continue to train further.`);
   }
 }
 
@@ -412,6 +367,16 @@ async function checkpointBytes(s: Session): Promise<Uint8Array> {
       batch_size: String(s.settings.batchSize), dataset: s.dataset.name,
     },
   });
+}
+
+/** A reload rebuilds a picked dataset from storage (MNIST comes from the site). */
+async function rememberPickedFiles(dataset: Dataset): Promise<void> {
+  if (dataset.kind === 'mnist' || !picked) return;
+  try {
+    await storage.put(PICKED_FILES, { kind: picked.kind, files: picked.files });
+  } catch (e) {
+    el.saved.textContent = `The dataset files could not be kept in browser storage (${(e as Error).message}): after a reload, pick them again and load a downloaded checkpoint.`;
+  }
 }
 
 async function saveLatest(s: Session): Promise<void> {
@@ -443,8 +408,7 @@ el.start.addEventListener('click', async () => {
       say(`Compiling the kernels and uploading ${dataset.name}…`);
       session = await createSession(dataset, settings, null, 0);
       chart.clear();
-      // A reload rebuilds a picked dataset from storage; MNIST comes from the site.
-      if (picked && dataset.kind !== 'mnist') await storage.put(PICKED_FILES, { kind: picked.kind, files: picked.files }).catch(() => {});
+      await rememberPickedFiles(dataset);
       showDatasetChoice();
     }
     if (session.epochsDone >= settings.epochs) {
@@ -483,18 +447,17 @@ el.stop.addEventListener('click', () => {
 
 el.reset.addEventListener('click', async () => {
   if (phase !== 'ready') return;
+  phase = 'busy';
   dropSession();
   chart.clear();
   clearCanvas(el.recon);
   clearCanvas(el.samples);
   el.imagesEpoch.textContent = '';
-  Object.assign(progress, { epoch: 0, target: 0 });
-  el.epochBar.value = el.runBar.value = 0;
-  el.epochLabel.textContent = el.runLabel.textContent = el.eta.textContent = '–';
-  el.speed.textContent = '– images/s';
+  progress.clear();
   await Promise.all([storage.remove(LATEST), storage.remove(PICKED_FILES)]).catch(() => {});
   el.saved.textContent = 'Nothing is saved in this browser.';
   say('Reset: the model and its saved checkpoint are gone. Change the settings and press Start.');
+  phase = 'ready';
   showDatasetChoice();
 });
 
@@ -566,6 +529,7 @@ el.checkpointFile.addEventListener('change', async () => {
     }
     const epoch = epochOf(ckpt);
     session = await createSession(dataset, settingsFor(ckpt), ckpt, epoch);
+    await rememberPickedFiles(dataset);
     chart.clear();
     await session.trainer.testPass();
     await showModel(session);
@@ -617,15 +581,34 @@ async function restoreLatest(): Promise<void> {
   }
 }
 
-// For the end-to-end test and the curious: the page's state, read-only.
-Object.assign(window, {
-  vaePage: {
-    get phase() { return phase; },
-    get epochsDone() { return session?.epochsDone ?? 0; },
-    get imagesPerSecond() { return progress.meter.rate; },
-    get lossHistory() { return chart.data; },
-  },
-});
+/** The page's state, read-only: for the end-to-end test and the curious (`vaePage` in the console). */
+export interface PageState {
+  readonly phase: Phase;
+  /** Completed epochs of the current model (0 without one). */
+  readonly epochsDone: number;
+  /** Training rate of the current run (pauses and test passes excluded). */
+  readonly imagesPerSecond: number;
+  /** Images per second of each epoch completed since the page loaded, by the trainer's clock. */
+  readonly epochRates: number[];
+  /** GPU submits of the current model's trainer. */
+  readonly submits: number;
+  readonly lossHistory: LossHistory;
+}
+
+declare global {
+  interface Window {
+    vaePage?: PageState;
+  }
+}
+
+window.vaePage = {
+  get phase() { return phase; },
+  get epochsDone() { return session?.epochsDone ?? 0; },
+  get imagesPerSecond() { return progress.meter.rate; },
+  get epochRates() { return [...epochRates]; },
+  get submits() { return session?.trainer.counters.submits ?? 0; },
+  get lossHistory() { return chart.data; },
+};
 
 void boot().catch((e) => {
   if (e instanceof GpuError) fail(e);
