@@ -13,9 +13,10 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import puppeteer, { type Browser, type Page } from 'puppeteer';
+import type { Browser, Page } from 'puppeteer';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { openHarness, type GpuPage } from './gpu';
 import { PHILOX_STREAM } from '../shaders/philox.wgsl';
 import { IWAE_STREAM, logMeanExp } from '../src/api/likelihood';
 import { readSafetensors } from '../src/io/safetensors';
@@ -23,20 +24,15 @@ import { bceKl, linearForward, sigmoid } from '../src/reference/ops';
 import { normals } from '../src/reference/philox';
 import { projectRoot } from '../src/node/server';
 
-let browser: Browser;
+let harness: GpuPage;
 let page: Page;
+let browser: Browser;
 
 beforeAll(async () => {
-  browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.error(`[browser] ${e}`));
-  await page.goto(`${inject('serverUrl')}/test/harness/api.html`);
-  await page.waitForFunction(() => 'vaeTest' in window, { timeout: 60_000 });
+  harness = await openHarness('/test/harness/api.html', 'vaeTest');
+  ({ page, browser } = harness);
 });
-afterAll(async () => {
-  await page?.close();
-  browser?.disconnect();
-});
+afterAll(async () => { await harness?.close(); });
 
 const fromB64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
 

@@ -10,10 +10,10 @@
  *     and leave the model exactly as it was.
  */
 import { readFileSync } from 'node:fs';
-import puppeteer, { type Browser, type Page } from 'puppeteer';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Page } from 'puppeteer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensors, writeSafetensors, type Tensor } from '../src/io/safetensors';
-import { expectClose } from './gpu';
+import { expectClose, openHarness, type GpuPage } from './gpu';
 
 const DIR = 'test/fixtures/checkpoint';
 const file = (name: string) => new Uint8Array(readFileSync(`${DIR}/${name}`));
@@ -24,20 +24,14 @@ const floats = (s: string) => {
 };
 const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
-let browser: Browser;
+let harness: GpuPage;
 let page: Page;
 
 beforeAll(async () => {
-  browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.error(`[browser] ${e}`));
-  await page.goto(`${inject('serverUrl')}/test/harness/api.html`);
-  await page.waitForFunction(() => 'vaeTest' in window, { timeout: 60_000 });
+  harness = await openHarness('/test/harness/api.html', 'vaeTest');
+  ({ page } = harness);
 });
-afterAll(async () => {
-  await page?.close();
-  browser?.disconnect();
-});
+afterAll(async () => { await harness?.close(); });
 
 /** Loads `checkpoint` in the page and returns encode(x_u8) and decode(z) of the expected-outputs file. */
 async function engineOutputs(checkpoint: Uint8Array, expected: Map<string, Tensor>) {

@@ -13,13 +13,14 @@ export interface GpuPage {
   close(): Promise<void>;
 }
 
-export async function openHarness(path = '/test/harness/index.html'): Promise<GpuPage> {
+/** A page of the shared browser at `path`, once the page has defined `window[ready]`. */
+export async function openHarness(path = '/test/harness/index.html', ready = 'harness'): Promise<GpuPage> {
   const browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
   const page = await browser.newPage();
   page.on('console', (m) => { if (m.type() === 'error') console.error(`[browser] ${m.text()}`); });
   page.on('pageerror', (e) => console.error(`[browser] ${e}`));
   await page.goto(`${inject('serverUrl')}${path}`);
-  await page.waitForFunction(() => 'harness' in window, { timeout: 60_000 });
+  await page.waitForFunction((name) => name in window, { timeout: 60_000 }, ready);
   return {
     page,
     browser,
