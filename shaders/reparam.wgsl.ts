@@ -11,7 +11,9 @@ import { philoxWGSL } from './philox.wgsl';
  * Entry points (one per generated module):
  *   reparam_forward   one invocation per 4 latents (one Philox call): z and ε
  *   reparam_backward  dmulv += [dz, dz·ε·½·exp(½·logvar)] — added to the KL gradient
- *                     that the loss kernel already wrote into dmulv
+ *                     that the loss kernel already wrote into dmulv. A training step does the
+ *                     same in the dz matmul's epilogue (one dispatch fewer); this standalone
+ *                     form is the kernel's reference-tested statement of the math.
  *   randn             out[e] = ε(seed, step, stream, e): samples from the prior, and the
  *                     generator's statistics tests
  * `step` comes from the GPU-resident state (state[0]) for training and evaluation, so many
