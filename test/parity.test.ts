@@ -1,5 +1,5 @@
 /**
- * Parity with PyTorch: the engine's real training step (all 17 dispatches), started from the
+ * Parity with PyTorch: the engine's real training step (all 16 dispatches), started from the
  * fixture's initial weights, reproduces what the reference program computed in PyTorch
  * (scripts/pytorch_parity.py) for three Adam steps on one batch: the ε its generator draws,
  * mu/logvar, logits, the loss, every gradient, the Adam moments and the updated weights.
