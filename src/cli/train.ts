@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { makeGrid } from '../io/grid';
 import { decodeCheckpoint } from '../model/checkpoint';
 import { arenaLayout } from '../model/params';
+import { DEFAULT_SETTINGS as D, LR_MAX, SETTING_RANGES as R, type RunSettings } from '../model/settings';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
 import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
 import { encodePngGray } from '../node/png';
@@ -45,13 +46,7 @@ Ctrl-C stops after the current submit; the last completed epoch's checkpoint is 
 
 export class UsageError extends Error {}
 
-export interface TrainOptions {
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  hidden: number;
-  latent: number;
-  seed: number;
+export interface TrainOptions extends RunSettings {
   dataset: DatasetName;
   data?: string;
   trainLimit?: number;
@@ -91,19 +86,19 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   }
   if (values.help) return 'help';
   const lrText = values.lr;
-  const lr = lrText === undefined ? 1e-3 : Number(lrText);
-  if (!Number.isFinite(lr) || lr <= 0 || lr > 10) throw new UsageError(`--lr must be a number in (0, 10], got "${lrText}"`);
+  const lr = lrText === undefined ? D.lr : Number(lrText);
+  if (!Number.isFinite(lr) || lr <= 0 || lr > LR_MAX) throw new UsageError(`--lr must be a number in (0, ${LR_MAX}], got "${lrText}"`);
   const dataset = values.dataset ?? 'mnist';
   if (dataset !== 'mnist' && dataset !== 'fashion-mnist') {
     throw new UsageError(`--dataset must be mnist or fashion-mnist, got "${dataset}" (use --data DIR for other idx files)`);
   }
   return {
-    epochs: integer('epochs', values.epochs, 10, 1, 100_000),
-    batchSize: integer('batch-size', values['batch-size'], 128, 1, 4096),
+    epochs: integer('epochs', values.epochs, D.epochs, ...R.epochs),
+    batchSize: integer('batch-size', values['batch-size'], D.batchSize, ...R.batchSize),
     lr,
-    hidden: integer('hidden', values.hidden, 400, 1, 8192),
-    latent: integer('latent', values.latent, 20, 1, 1024),
-    seed: integer('seed', values.seed, 1, 0, 0xffffffff),
+    hidden: integer('hidden', values.hidden, D.hidden, ...R.hidden),
+    latent: integer('latent', values.latent, D.latent, ...R.latent),
+    seed: integer('seed', values.seed, D.seed, ...R.seed),
     dataset,
     data: values.data,
     trainLimit: values['train-limit'] === undefined ? undefined : integer('train-limit', values['train-limit'], 0, 1, 1e8),

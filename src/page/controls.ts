@@ -3,14 +3,9 @@
  * the input with the reason (and through setCustomValidity for assistive technology), and
  * the page refuses to start until every field is valid.
  */
-export interface Settings {
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  hidden: number;
-  latent: number;
-  seed: number;
-}
+import { DEFAULT_SETTINGS as D, SETTING_RANGES as R, type RunSettings } from '../model/settings';
+
+export type Settings = RunSettings;
 
 type Parse = (text: string) => number | { reason: string };
 
@@ -24,25 +19,26 @@ function integer(min: number, max: number, why = ''): Parse {
   };
 }
 
+// Stricter than the CLI's bound (LR_MAX): in the page a learning rate above 1 is a typo.
 const positive: Parse = (text) => {
   const v = Number(text);
   if (text.trim() === '' || !Number.isFinite(v) || v <= 0 || v > 1) return { reason: 'must be a number above 0 and at most 1, e.g. 0.001 or 1e-3' };
   return v;
 };
 
-/** Defaults are the reference program's. */
+/** Defaults are the reference program's; ranges are every host's (src/model/settings.ts). */
 const FIELDS: Record<keyof Settings, { parse: Parse; initial: number }> = {
-  epochs: { parse: integer(1, 10_000), initial: 10 },
-  batchSize: { parse: integer(1, 4096), initial: 128 },
-  lr: { parse: positive, initial: 1e-3 },
-  hidden: { parse: integer(1, 4096), initial: 400 },
-  latent: { parse: integer(2, 512, ' (the explorer needs two axes)'), initial: 20 },
-  seed: { parse: integer(0, 0xffffffff), initial: 1 },
+  epochs: { parse: integer(...R.epochs), initial: D.epochs },
+  batchSize: { parse: integer(...R.batchSize), initial: D.batchSize },
+  lr: { parse: positive, initial: D.lr },
+  hidden: { parse: integer(...R.hidden), initial: D.hidden },
+  latent: { parse: integer(2, R.latent[1], ' (the explorer needs two axes)'), initial: D.latent },
+  seed: { parse: integer(...R.seed), initial: D.seed },
 };
 
 const NAMES = Object.keys(FIELDS) as (keyof Settings)[];
 
-export const DEFAULT_SETTINGS = Object.fromEntries(NAMES.map((n) => [n, FIELDS[n].initial])) as unknown as Settings;
+export { DEFAULT_SETTINGS } from '../model/settings';
 
 export class Controls {
   private readonly inputs = {} as Record<keyof Settings, HTMLInputElement>;
