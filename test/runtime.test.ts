@@ -27,6 +27,14 @@ describe('GPU runtime', () => {
     expect(seen.liveAfter).toBe(0);
   });
 
+  it('loses the device mid-epoch, says so, and resumes from the last checkpoint on a new device exactly', async () => {
+    const r = await gpu.page.evaluate(() => window.harness.lostDevice());
+    expect(r.error).toMatchObject({ name: 'GpuError', kind: 'lost' });
+    expect(r.error!.message).toMatch(/device was lost/);
+    expect(Number.isFinite(r.resumed)).toBe(true);
+    expect(r.resumed).toBe(r.straight); // bit for bit: same weights, moments, step, shuffle and draws
+  });
+
   it('turns a lost device into an error that says what to do', () => {
     expect(seen.lost).toMatchObject({ kind: 'lost' });
     expect(seen.lost.message).toMatch(/device was lost.*load the checkpoint/s);

@@ -262,6 +262,9 @@ export class Gpu {
       await staging.mapAsync(GPUMapMode.READ);
     } catch (e) {
       staging.destroy();
+      // A lost device fails pending maps before device.lost settles; give it a moment, so the
+      // caller hears "the device was lost" rather than a confusing mapping error.
+      await Promise.race([this.device.lost, new Promise((r) => setTimeout(r, 100))]);
       throw this.lostError ?? new GpuError(`Reading back "${source.label}" failed: ${(e as Error).message}`);
     }
     const bytes = staging.getMappedRange().slice(0, byteLength);

@@ -85,24 +85,29 @@ export class Trainer {
     let lossSum = 0;
     let done = 0;
     let diverged: DivergenceError | null = null;
-    for (let first = 0; first < batches; first += this.stepsPerSubmit) {
-      if (diverged) break;
-      if (await shouldStop?.()) break;
-      gpu.assertAlive();
-      const last = Math.min(batches, first + this.stepsPerSubmit);
-      const dispatches = [];
-      for (let b = first; b < last; b++) dispatches.push(...model.trainStep(model.rowsOf(b, n)));
-      gpu.run(dispatches, `epoch ${epoch} steps ${first}-${last - 1}`);
-      this.counters.submits += 2; // the steps, and the copy for their losses
-      this.counters.bytesReadBack += (last - first) * 4;
-      pending.push(gpu.readFloats(model.trainLoss, first, last - first).then((losses) => {
-        const bad = losses.findIndex((l) => !Number.isFinite(l));
-        if (bad >= 0) diverged ??= new DivergenceError(epoch, first + bad, losses[bad], model.config.adam.lr);
-        for (const l of losses) lossSum += l;
-        done = last;
-        onLosses?.({ epoch, firstBatch: first, losses });
-      }));
-      if (pending.length > this.maxInFlight) await pending.shift();
+    try {
+      for (let first = 0; first < batches; first += this.stepsPerSubmit) {
+        if (diverged) break;
+        if (await shouldStop?.()) break;
+        gpu.assertAlive();
+        const last = Math.min(batches, first + this.stepsPerSubmit);
+        const dispatches = [];
+        for (let b = first; b < last; b++) dispatches.push(...model.trainStep(model.rowsOf(b, n)));
+        gpu.run(dispatches, `epoch ${epoch} steps ${first}-${last - 1}`);
+        this.counters.submits += 2; // the steps, and the copy for their losses
+        this.counters.bytesReadBack += (last - first) * 4;
+        pending.push(gpu.readFloats(model.trainLoss, first, last - first).then((losses) => {
+          const bad = losses.findIndex((l) => !Number.isFinite(l));
+          if (bad >= 0) diverged ??= new DivergenceError(epoch, first + bad, losses[bad], model.config.adam.lr);
+          for (const l of losses) lossSum += l;
+          done = last;
+          onLosses?.({ epoch, firstBatch: first, losses });
+        }));
+        if (pending.length > this.maxInFlight) await pending.shift();
+      }
+    } catch (e) {
+      await Promise.allSettled(pending); // nothing left to reject unobserved
+      throw e;
     }
     await Promise.all(pending);
     if (diverged) throw diverged;

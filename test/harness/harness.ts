@@ -5,6 +5,8 @@
  * Data crosses puppeteer as base64 so Float32 bits arrive exactly.
  */
 import { Gpu } from '../../src/gpu/device';
+import { decodeCheckpoint, encodeCheckpoint } from '../../src/model/checkpoint';
+import { Trainer } from '../../src/model/trainer';
 import { uploadImages, VaeModel } from '../../src/model/vae';
 import * as ops from '../../src/gpu/ops';
 import type { Dispatch } from '../../src/gpu/device';
@@ -172,6 +174,48 @@ async function runtime() {
   return out;
 }
 
+/**
+ * A device lost in the middle of an epoch: the trainer must reject with GpuError('lost'), and
+ * the last epoch's checkpoint must resume on a new device exactly as an uninterrupted run.
+ */
+async function lostDevice() {
+  const count = 640;
+  const pixels = new Uint8Array(count * 784);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+  const config = { sizes: { D: 784, H: 64, L: 8 }, batchSize: 64, seed: 5, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 } };
+  const fresh = async () => {
+    const g = await Gpu.create();
+    const images = uploadImages(g, 'images', pixels, count);
+    const model = await VaeModel.create(g, config, images, images);
+    return { g, model, trainer: new Trainer(model, { stepsPerSubmit: 1 }) };
+  };
+  // Uninterrupted: epochs 1 and 2.
+  const straight = await fresh();
+  await straight.trainer.trainEpoch(1);
+  const straightEpoch2 = await straight.trainer.trainEpoch(2);
+  straight.model.destroy();
+  // Interrupted: epoch 1, a checkpoint, then the device dies three submits into epoch 2.
+  const a = await fresh();
+  await a.trainer.trainEpoch(1);
+  const checkpoint = encodeCheckpoint(a.model.layout, { ...(await a.model.exportState()), metadata: { epoch: '1' } });
+  let polls = 0;
+  let error: { name: string; kind?: string; message: string } | null = null;
+  try {
+    await a.trainer.trainEpoch(2, undefined, () => {
+      if (++polls === 3) a.g.device.destroy();
+      return false;
+    });
+  } catch (e) {
+    error = { name: (e as Error).name, kind: (e as { kind?: string }).kind, message: (e as Error).message };
+  }
+  // Resume on a new device from the checkpoint.
+  const b = await fresh();
+  b.model.importState(decodeCheckpoint(checkpoint, b.model.layout));
+  const resumedEpoch2 = await b.trainer.trainEpoch(2);
+  b.model.destroy();
+  return { error, straight: straightEpoch2.averageLoss, resumed: resumedEpoch2.averageLoss };
+}
+
 async function adapter() {
   const g = await gpu();
   return { features: [...g.device.features], hasTimestamps: g.hasTimestamps };
@@ -179,7 +223,7 @@ async function adapter() {
 
 declare global {
   interface Window {
-    harness: { run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps; runtime: typeof runtime };
+    harness: { run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps; runtime: typeof runtime; lostDevice: typeof lostDevice };
   }
 }
-window.harness = { run, adapter, trainSteps, runtime };
+window.harness = { run, adapter, trainSteps, runtime, lostDevice };
