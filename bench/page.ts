@@ -44,7 +44,7 @@ export async function time(g: Gpu, dispatches: readonly Dispatch[], reps: number
     pass.end();
     return encoder;
   };
-  await g.readFloats(g.buffer('bench warm-up', 4)); // settle the queue
+  await device.queue.onSubmittedWorkDone(); // start from an idle queue
   device.queue.submit([(await run()).finish()]);
   await device.queue.onSubmittedWorkDone();
   const times: number[] = [];

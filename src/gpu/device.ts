@@ -249,15 +249,15 @@ export class Gpu {
    * Copies `byteLength` bytes of `source` into a staging buffer (from a pool, reused) and
    * resolves with them once the GPU is done. Never awaited inside a training step.
    */
-  async read(source: GPUBuffer, byteOffset = 0, byteLength = source.size - byteOffset, encoder?: GPUCommandEncoder): Promise<ArrayBuffer> {
+  async read(source: GPUBuffer, byteOffset = 0, byteLength = source.size - byteOffset): Promise<ArrayBuffer> {
     this.assertAlive();
     const size = Math.ceil(byteLength / 4) * 4;
     const staging = this.stagingPool.get(size)?.pop() ??
       this.device.createBuffer({ label: `readback ${size} B`, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const own = !encoder;
-    const enc = encoder ?? this.device.createCommandEncoder({ label: 'readback' });
-    enc.copyBufferToBuffer(source, byteOffset, staging, 0, size);
-    if (own) this.device.queue.submit([enc.finish()]);
+    // The copy gets its own submit: mapAsync may only start once the copy is submitted.
+    const encoder = this.device.createCommandEncoder({ label: 'readback' });
+    encoder.copyBufferToBuffer(source, byteOffset, staging, 0, size);
+    this.device.queue.submit([encoder.finish()]);
     try {
       await staging.mapAsync(GPUMapMode.READ);
     } catch (e) {
