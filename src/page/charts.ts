@@ -2,12 +2,12 @@
  * Drawing on canvases: the loss chart (hand-drawn: two series on a log axis need no library)
  * and image grids in torchvision's layout.
  */
+import { throttledRedraw } from './redraw';
 import { makeGrid } from '../io/grid';
 
 const COLORS = { train: '#2f6fdf', test: '#e8590c', axis: '#667', grid: '#e3e5ea', text: '#333' };
 
 /** Redraws at most this often, however fast the losses arrive. */
-const REDRAW_MS = 250;
 
 export interface LossHistory {
   /** Flat (x, y) pairs: x in epochs (fractional for steps), y the loss per image. */
@@ -18,7 +18,7 @@ export interface LossHistory {
 export class LossChart {
   private history: LossHistory = { train: [], test: [] };
   private epochs = 1;
-  private pending = false;
+  private readonly schedule = throttledRedraw(() => this.draw());
 
   constructor(private readonly canvas: HTMLCanvasElement) {
     new ResizeObserver(() => this.draw()).observe(canvas);
@@ -63,15 +63,6 @@ export class LossChart {
   clear(): void {
     this.history = { train: [], test: [] };
     this.schedule();
-  }
-
-  private schedule(): void {
-    if (this.pending) return;
-    this.pending = true;
-    setTimeout(() => requestAnimationFrame(() => {
-      this.pending = false;
-      this.draw();
-    }), REDRAW_MS);
   }
 
   draw(): void {

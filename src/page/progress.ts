@@ -2,7 +2,7 @@
  * The progress panel: epoch and run bars, images per second and time left. Counts are
  * updated as losses come back; the panel redraws at most every REDRAW_MS.
  */
-const REDRAW_MS = 250;
+import { throttledRedraw } from './redraw';
 
 /** Seconds spent training (pauses and test passes excluded) and the images trained in them. */
 class RateMeter {
@@ -35,7 +35,7 @@ export class ProgressView {
   private count = 0;
   /** The last test pass's duration, for the time left. */
   testSeconds = 0;
-  private scheduled = false;
+  private readonly schedule = throttledRedraw(() => this.render());
   private finished = false;
   private readonly el = {
     epochBar: document.getElementById('epoch-bar') as HTMLProgressElement,
@@ -77,15 +77,6 @@ export class ProgressView {
     this.el.epochBar.value = this.el.runBar.value = 0;
     this.el.epochLabel.textContent = this.el.runLabel.textContent = this.el.eta.textContent = '–';
     this.el.speed.textContent = '– images/s';
-  }
-
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setTimeout(() => requestAnimationFrame(() => {
-      this.scheduled = false;
-      this.render();
-    }), REDRAW_MS);
   }
 
   private render(): void {
