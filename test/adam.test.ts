@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adam } from '../src/reference/ops';
 import { LOSS_GROUPS } from '../shaders/loss.wgsl';
-import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { expectClose, f32, openHarness, rng, type GpuPage, errorReport } from './gpu';
 
 let gpu: GpuPage;
 beforeAll(async () => { gpu = await openHarness(); });
@@ -41,14 +41,7 @@ const MOMENT_RTOL = 20 * ULP;
 const UPDATE_REL = 40 * ULP;
 const paramTol = (lr: number) => ({ rtol: STEPS * ULP, atol: STEPS * lr * UPDATE_REL });
 
-const figures: Record<string, { err: number; tol: string; runs: number }> = {};
-function record(name: string, err: number, tol: string) {
-  const f = (figures[name] ??= { err: 0, tol, runs: 0 });
-  f.err = Math.max(f.err, err);
-  f.runs++;
-}
-afterAll(() => console.log(`adam max errors:\n${Object.entries(figures)
-  .map(([name, f]) => `  ${name}: ${f.err.toExponential(2)} (${f.tol}) over ${f.runs} runs`).join('\n')}`));
+const record = errorReport('adam');
 
 /** Largest relative error where |ref| ≥ FLT_MIN (below it, underflow to 0 is expected). */
 function maxRel(gpuValues: ArrayLike<number>, ref: ArrayLike<number>): number {

@@ -3,7 +3,7 @@
  * loaded, plus the comparison helper every kernel test uses.
  */
 import puppeteer, { type Browser, type Page } from 'puppeteer';
-import { expect, inject } from 'vitest';
+import { afterAll, expect, inject } from 'vitest';
 import type { RunRequest } from './harness/harness';
 
 export interface GpuPage {
@@ -91,5 +91,23 @@ export function rng(seed: number) {
   return {
     next,
     uniform: (n: number, lo = -1, hi = 1) => Float32Array.from({ length: n }, () => lo + (hi - lo) * next()),
+  };
+}
+
+/**
+ * Collects the largest error seen per check and logs them after the file's tests, so the
+ * figures (and the tolerance each was held to) can be quoted. Returns `record`.
+ */
+export function errorReport(title: string): (name: string, err: number, tol: number | string) => void {
+  const figures = new Map<string, { err: number; tol: number | string; runs: number }>();
+  afterAll(() => console.log(`${title} max errors:\n${[...figures]
+    .map(([name, f]) => `  ${name}: ${f.err.toExponential(2)} (${typeof f.tol === 'number' ? `tol ${f.tol.toExponential(2)}` : f.tol}) over ${f.runs} runs`)
+    .join('\n')}`));
+  return (name, err, tol) => {
+    const f = figures.get(name) ?? { err: 0, tol, runs: 0 };
+    f.err = Math.max(f.err, err);
+    if (typeof tol === 'number' && typeof f.tol === 'number') f.tol = Math.max(f.tol, tol);
+    f.runs++;
+    figures.set(name, f);
   };
 }

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bceKl, sigmoid } from '../src/reference/ops';
 import { LOSS_GROUPS } from '../shaders/loss.wgsl';
-import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { expectClose, f32, openHarness, rng, type GpuPage, errorReport } from './gpu';
 
 let gpu: GpuPage;
 beforeAll(async () => { gpu = await openHarness(); });
@@ -39,15 +39,7 @@ const dlogitsTol = (maxAbsLogit: number) => (6 + 2 * Math.min(maxAbsLogit, 88)) 
 /** dlogvar = ½(exp(logvar) − 1), relative to ½(exp(logvar) + 1): exp's 3 + 2|logvar| ulp + 2 roundings. */
 const dlogvarTol = (maxAbsLogvar: number) => (5 + 2 * maxAbsLogvar) * ULP;
 
-const figures: Record<string, { err: number; tol: number; runs: number }> = {};
-function record(name: string, err: number, tol: number) {
-  const f = (figures[name] ??= { err: 0, tol, runs: 0 });
-  f.err = Math.max(f.err, err);
-  f.tol = Math.max(f.tol, tol);
-  f.runs++;
-}
-afterAll(() => console.log(`loss max errors:\n${Object.entries(figures)
-  .map(([name, f]) => `  ${name}: ${f.err.toExponential(2)} (tol ${f.tol.toExponential(2)}) over ${f.runs} runs`).join('\n')}`));
+const record = errorReport('loss');
 
 /** expectClose on values divided by the magnitudes the result was computed from. */
 function expectCloseScaled(name: string, gpuValues: ArrayLike<number>, ref: ArrayLike<number>, scale: ArrayLike<number>, tol: number) {

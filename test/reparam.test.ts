@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reparamBackward, reparamForward } from '../src/reference/ops';
 import { normal, normals } from '../src/reference/philox';
-import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { expectClose, f32, openHarness, rng, type GpuPage, errorReport } from './gpu';
 
 let gpu: GpuPage;
 beforeAll(async () => { gpu = await openHarness(); });
@@ -41,14 +41,7 @@ const EPS_RTOL = 1e-6;
  */
 const SUM_TOL = (6 + 2 * 10) * ULP;
 
-const figures: Record<string, { err: number; tol: string; runs: number }> = {};
-function record(name: string, err: number, tol: string) {
-  const f = (figures[name] ??= { err: 0, tol, runs: 0 });
-  f.err = Math.max(f.err, err);
-  f.runs++;
-}
-afterAll(() => console.log(`reparam max errors:\n${Object.entries(figures)
-  .map(([name, f]) => `  ${name}: ${f.err.toExponential(2)} (${f.tol}) over ${f.runs} runs`).join('\n')}`));
+const record = errorReport('reparam');
 
 /** expectClose on values divided by the magnitudes that were summed, so one tolerance fits every element. */
 function expectCloseScaled(name: string, gpuValues: ArrayLike<number>, ref: ArrayLike<number>, scale: ArrayLike<number>, tol: number) {
