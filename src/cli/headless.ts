@@ -14,11 +14,15 @@ declare global {
     vaeEvent(event: RunEvent): Promise<void>;
     vaeRun(config: RunConfig): Promise<void>;
     vaeStop(): void;
+    /** The run's GPU buffers now (for `npm run soak`); zeros before a run starts. */
+    vaeMemory(): { liveBuffers: number; liveBytes: number };
   }
 }
 
 let stopRequested = false;
+let current: Gpu | null = null;
 window.vaeStop = () => { stopRequested = true; };
+window.vaeMemory = () => ({ liveBuffers: current?.liveBuffers ?? 0, liveBytes: current?.liveBytes ?? 0 });
 
 async function fetchBytes(url: string): Promise<Uint8Array> {
   const response = await fetch(url);
@@ -27,7 +31,7 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
 }
 
 window.vaeRun = async (c: RunConfig) => {
-  const gpu = await Gpu.create();
+  const gpu = (current = await Gpu.create());
   const [trainPixels, testPixels] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
   const train = uploadImages(gpu, 'train', trainPixels, c.trainCount);
   const test = uploadImages(gpu, 'test', testPixels, c.testCount);

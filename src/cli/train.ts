@@ -6,6 +6,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { Page } from 'puppeteer';
 import { makeGrid } from '../io/grid';
 import { decodeCheckpoint } from '../model/checkpoint';
 import { arenaLayout } from '../model/params';
@@ -116,7 +117,13 @@ function writeAtomic(path: string, bytes: Uint8Array): void {
   renameSync(tmp, path);
 }
 
-export async function train(o: TrainOptions): Promise<void> {
+/** Seams for tools built on the CLI (`npm run soak`). */
+export interface TrainHooks {
+  /** Awaited after each epoch's checkpoint is on disk, while the page waits. */
+  afterEpoch?(page: Page, epoch: number): Promise<void>;
+}
+
+export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<void> {
   const files = findDataset({ dataset: o.dataset, dataDir: o.data });
   if (o.dataset === 'mnist' && !o.data) verifyMnist(files);
   const data = await loadDataset(files);
@@ -148,7 +155,7 @@ export async function train(o: TrainOptions): Promise<void> {
 
     const started = Date.now();
     let done: Extract<RunEvent, { type: 'done' }>['counters'] | undefined;
-    await page.exposeFunction('vaeEvent', (e: RunEvent) => {
+    await page.exposeFunction('vaeEvent', async (e: RunEvent) => {
       switch (e.type) {
         case 'losses':
           e.losses.forEach((loss, i) => {
@@ -177,6 +184,7 @@ export async function train(o: TrainOptions): Promise<void> {
         }
         case 'checkpoint':
           writeAtomic(join(o.out, 'checkpoint.safetensors'), Buffer.from(e.data, 'base64'));
+          await hooks.afterEpoch?.(page, e.epoch);
           break;
         case 'stopped':
           console.error(`webgpu-vae: stopped during epoch ${e.epoch}; ${resolve(o.out, 'checkpoint.safetensors')} holds the last completed epoch`);

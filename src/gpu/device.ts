@@ -286,6 +286,14 @@ export class Gpu {
     return this.owned.size + staging;
   }
 
+  /** Bytes held by the live buffers this runtime made (staging included): for leak checks and soak reports. */
+  get liveBytes(): number {
+    let bytes = 0;
+    for (const b of this.owned) bytes += b.size;
+    for (const pool of this.stagingPool.values()) for (const b of pool) bytes += b.size;
+    return bytes;
+  }
+
   /** Frees one buffer made by this runtime. */
   release(buffer: GPUBuffer): void {
     if (this.owned.delete(buffer)) buffer.destroy();
