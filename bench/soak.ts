@@ -14,6 +14,7 @@
  *                        GPU memory lives in the gpu-process, so its PSS is the "VRAM" figure
  *   nodeHeap             this Node process's used heap (the CLI side)
  * The report fits a line to the samples after the first tenth (warm-up) and prints its slope.
+ * It is rewritten after every sample, so a run stopped early still leaves its figures.
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -110,11 +111,13 @@ function summarize(samples: Sample[], unit: string) {
     name, first: y[0], last: y.at(-1)!, min: Math.min(...y), max: Math.max(...y),
     [`slope per ${unit} after warm-up`]: slope(x, y.slice(warm)),
   }));
-  console.table(rows);
   return rows;
 }
 
-async function soakEpochs(epochs: number, adapterLine: (line: string) => void): Promise<Sample[]> {
+/** Called after every sample: the report is rewritten each time, so a run cut short keeps its figures. */
+type OnSample = (samples: Sample[]) => void;
+
+async function soakEpochs(epochs: number, adapterLine: (line: string) => void, onSample: OnSample): Promise<Sample[]> {
   const out = mkdtempSync(join(tmpdir(), 'webgpu-vae-soak-'));
   const samples: Sample[] = [];
   const started = Date.now();
@@ -135,6 +138,7 @@ async function soakEpochs(epochs: number, adapterLine: (line: string) => void): 
           console.error(`soak: epoch ${epoch}: ${s.gpuBuffers} buffers, ${(s.gpuBytes / MB).toFixed(1)} MB GPU, ` +
             `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process PSS ${((s.pss['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
             `renderer PSS ${((s.pss.renderer ?? 0) / MB).toFixed(1)} MB, ${s.seconds.toFixed(0)} s`);
+          onSample(samples);
         },
       },
     );
@@ -144,7 +148,7 @@ async function soakEpochs(epochs: number, adapterLine: (line: string) => void): 
   return samples;
 }
 
-async function soakCycles(cycles: number, every: number, images: number, adapterLine: (line: string) => void): Promise<Sample[]> {
+async function soakCycles(cycles: number, every: number, images: number, adapterLine: (line: string) => void, onSample: OnSample): Promise<Sample[]> {
   const browser = await launchBrowser();
   const server = await startServer();
   const samples: Sample[] = [];
@@ -166,6 +170,7 @@ async function soakCycles(cycles: number, every: number, images: number, adapter
       console.error(`soak: cycle ${c.cycle}: ${c.liveBuffersAlive} buffers alive → ${c.liveBuffersAfterDestroy} after destroy, ` +
         `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process PSS ${((s.pss['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
         `renderer PSS ${((s.pss.renderer ?? 0) / MB).toFixed(1)} MB, ${c.msPerCycle.toFixed(0)} ms/cycle`);
+      onSample(samples);
     });
     await page.evaluate((n, e, k) => window.soakCycles(n, e, k), cycles, every, images);
   } finally {
@@ -197,12 +202,17 @@ async function main() {
   let adapter = '';
   const onAdapter = (line: string) => { adapter = line; console.error(`soak: ${line}`); };
   const started = new Date();
-  const samples = epochs ? await soakEpochs(epochs, onAdapter) : await soakCycles(cycles!, every, images, onAdapter);
-  const summary = summarize(samples, mode === 'epochs' ? 'epoch' : 'cycle');
   const out = values.out ?? join('bench', 'results', `soak-${mode}-${started.toISOString().slice(0, 10)}.json`);
   mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, JSON.stringify({ mode, count: epochs ?? cycles, every: mode === 'cycles' ? every : 1, images: mode === 'cycles' ? images : undefined,
-    adapter, date: started.toISOString(), seconds: (Date.now() - started.getTime()) / 1000, summary, samples }, null, 1));
+  const unit = mode === 'epochs' ? 'epoch' : 'cycle';
+  const write = (samples: Sample[]) => writeFileSync(out, JSON.stringify({
+    mode, requested: epochs ?? cycles, done: samples.at(-1)?.index ?? 0, every: mode === 'cycles' ? every : 1,
+    images: mode === 'cycles' ? images : undefined, adapter, date: started.toISOString(),
+    seconds: (Date.now() - started.getTime()) / 1000, summary: summarize(samples, unit), samples,
+  }, null, 1));
+  const samples = epochs ? await soakEpochs(epochs, onAdapter, write) : await soakCycles(cycles!, every, images, onAdapter, write);
+  write(samples);
+  console.table(summarize(samples, unit));
   console.error(`soak: wrote ${out}`);
   process.exit(0);
 }

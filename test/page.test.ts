@@ -394,6 +394,48 @@ describe('training page (built static site)', () => {
     expect(await page.$eval('#download', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
   });
 
+  it('a device lost mid-epoch: the page says so and keeps the saved epoch; a reload continues from it', async () => {
+    // Keep a handle on every device the page makes, to lose it from outside as a driver reset would.
+    const grab = await page.evaluateOnNewDocument(() => {
+      const devices: GPUDevice[] = ((window as unknown as { devices: GPUDevice[] }).devices = []);
+      const request = GPUAdapter.prototype.requestDevice;
+      GPUAdapter.prototype.requestDevice = async function (this: GPUAdapter, descriptor?: GPUDeviceDescriptor) {
+        const device = await request.call(this, descriptor);
+        devices.push(device);
+        return device;
+      };
+    });
+    await page.reload();
+    await waitReady(3);
+    await type('epochs', '4');
+    const steps = () => page.evaluate(() => window.vaePage!.lossHistory.train.length / 2);
+    const before = await steps(); // the restored history (its steps depend on how epoch 3 was reached)
+    await page.click('#start');
+    await page.waitForFunction((n) => window.vaePage!.lossHistory.train.length / 2 >= n + 8, { timeout: 120_000, polling: 100 }, before);
+    await page.evaluate(() => (window as unknown as { devices: GPUDevice[] }).devices.forEach((d) => d.destroy()));
+    await page.waitForFunction(() => window.vaePage!.phase === 'failed', { timeout: 60_000 });
+    expect(await steps()).toBeLessThan(before + 64); // lost inside epoch 4 (64 steps)
+    const message = await text('#message');
+    console.log(`page, device lost: ${message}`);
+    expect(message).toMatch(/^The GPU device was lost \(destroyed: .*\)\. Training stopped; reload the page: epoch 3, saved in this browser, is restored\.$/s);
+    expect(await page.$eval('#message', (e) => e.className)).toMatch(/error/);
+    for (const id of ['start', 'pause', 'stop', 'reset', 'download']) {
+      expect(await page.$eval(`#${id}`, (b) => (b as HTMLButtonElement).disabled), id).toBe(true);
+    }
+    await shot('device-lost', await page.$('#setup'));
+
+    // A reload: a new device, epoch 3 from browser storage, and Continue trains epoch 4 through.
+    await page.removeScriptToEvaluateOnNewDocument(grab.identifier);
+    await page.reload();
+    await waitReady(3);
+    expect(await text('#message')).toMatch(/Restored the run saved after epoch 3/);
+    await type('epochs', '4');
+    await page.click('#start');
+    await waitReady(4);
+    const test = (await page.evaluate(() => window.vaePage!.lossHistory.test)).filter((_, i) => i % 2 === 1);
+    expect(test.at(-1)).toBeLessThan(170);
+  });
+
   it('without WebGPU the page says what to do', async () => {
     const plain = await launchBrowser({ webgpu: false });
     try {

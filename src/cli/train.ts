@@ -3,7 +3,7 @@
  * Chromium with WebGPU, runs the engine inside the page (src/cli/headless.ts), prints the
  * reference program's log line for line, and writes the images and checkpoints it produces.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Page } from 'puppeteer';
@@ -117,6 +117,19 @@ function writeAtomic(path: string, bytes: Uint8Array): void {
   renameSync(tmp, path);
 }
 
+/** Deletes the half-written temporary files of runs that were killed (their process is gone). */
+function removeStaleTemporaries(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const pid = Number(/\.tmp-(\d+)$/.exec(name)?.[1]);
+    if (!pid) continue;
+    try {
+      process.kill(pid, 0); // still running (another run writing here): leave its file alone
+    } catch {
+      rmSync(join(dir, name), { force: true });
+    }
+  }
+}
+
 /** Seams for tools built on the CLI (`npm run soak`). */
 export interface TrainHooks {
   /** Awaited after each epoch's checkpoint is on disk, while the page waits. */
@@ -140,9 +153,12 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
     resume = Buffer.from(bytes).toString('base64');
   }
   mkdirSync(o.out, { recursive: true });
+  removeStaleTemporaries(o.out);
 
   const browser = await launchBrowser();
   const server = await startServer();
+  const checkpointPath = resolve(o.out, 'checkpoint.safetensors');
+  let savedEpoch = 0; // the epoch whose checkpoint this run last wrote
   let interrupted = 0;
   try {
     const page = await browser.browser.newPage();
@@ -183,11 +199,12 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
           break;
         }
         case 'checkpoint':
-          writeAtomic(join(o.out, 'checkpoint.safetensors'), Buffer.from(e.data, 'base64'));
+          writeAtomic(checkpointPath, Buffer.from(e.data, 'base64'));
+          savedEpoch = e.epoch;
           await hooks.afterEpoch?.(page, e.epoch);
           break;
         case 'stopped':
-          console.error(`webgpu-vae: stopped during epoch ${e.epoch}; ${resolve(o.out, 'checkpoint.safetensors')} holds the last completed epoch`);
+          console.error(`webgpu-vae: stopped during epoch ${e.epoch}; ${checkpointPath} holds the last completed epoch`);
           break;
         case 'done':
           done = e.counters;
@@ -207,7 +224,19 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       hidden: o.hidden, latent: o.latent, batchSize: o.batchSize, lr: o.lr, epochs: o.epochs, seed: o.seed,
       stepsPerSubmit: o.stepsPerSubmit, dataset: o.data ?? o.dataset, resume, firstEpoch,
     };
-    await page.evaluate((c: RunConfig) => window.vaeRun(c), config);
+    try {
+      await page.evaluate((c: RunConfig) => window.vaeRun(c), config);
+    } catch (error) {
+      // Errors thrown in the page arrive wrapped by puppeteer; the engine's message is what matters.
+      const message = (error as Error).message.replace(/^Error: /, '');
+      if (!/device was lost/.test(message)) throw new Error(message);
+      // The engine's advice is for library users; a CLI user needs the file and the flag.
+      const kept = savedEpoch > 0 ? `${checkpointPath} holds epoch ${savedEpoch}, intact`
+        : o.resume ? `no epoch finished; ${resolve(o.resume)} is unchanged` : null;
+      throw new Error(`${message.replace(/ Work since the last checkpoint.*$/s, '')} ` + (kept
+        ? `Training stopped; ${kept}: run the same command with --resume ${savedEpoch > 0 ? checkpointPath : resolve(o.resume!)} to continue from it.`
+        : 'No epoch had finished, so there is no checkpoint yet: run the command again.'));
+    }
     if (done) {
       console.error(
         `webgpu-vae: ${((Date.now() - started) / 1000).toFixed(1)} s; ${done.dispatchesPerStep} dispatches per step, ` +
@@ -236,7 +265,6 @@ async function main() {
     await train(options);
     process.exit(0);
   } catch (e) {
-    // Errors thrown in the page arrive wrapped by puppeteer; the engine's message is what matters.
     const message = (e as Error).message.replace(/^Error: /, '');
     console.error(`webgpu-vae train: ${message}`);
     if (/diverged/.test(message)) console.error('webgpu-vae train: nothing was written after the divergence; the last checkpoint is the last good epoch.');

@@ -78,7 +78,7 @@ export class Gpu {
     device.lost.then((info) => {
       if (info.reason === 'destroyed' && this.lostError) return; // our own destroy()
       this.lostError = new GpuError(
-        `The GPU device was lost (${info.reason}: ${info.message || 'no message'}). ` +
+        `The GPU device was lost (${info.reason}: ${info.message.replace(/\.$/, '') || 'no message'}). ` +
           'Work since the last checkpoint is gone; create the model again on a new device and load the checkpoint.',
         'lost',
       );
@@ -105,8 +105,9 @@ export class Gpu {
     const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) {
       throw new GpuError(
-        'navigator.gpu.requestAdapter() returned no adapter: WebGPU is present but disabled or blocklisted. ' +
-          'Check chrome://gpu; on Linux enable it with --enable-unsafe-webgpu --enable-features=Vulkan.',
+        'navigator.gpu.requestAdapter() returned no adapter: WebGPU is present but disabled or blocklisted, or the GPU ' +
+          'crashed earlier in this browser session (Chrome then withholds WebGPU until it is restarted). Check chrome://gpu; ' +
+          'on Linux enable it with --enable-unsafe-webgpu --enable-features=Vulkan.',
         'unsupported',
       );
     }

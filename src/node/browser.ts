@@ -80,7 +80,7 @@ export interface HeadlessBrowser {
 }
 
 /** Launches the browser headless with WebGPU on; software WebGPU (SwiftShader) is allowed. */
-export async function launchBrowser(options: { webgpu?: boolean } = {}): Promise<HeadlessBrowser> {
+export async function launchBrowser(options: { webgpu?: boolean; shared?: boolean } = {}): Promise<HeadlessBrowser> {
   const executablePath = findChrome();
   const userDataDir = mkdtempSync(join(tmpdir(), 'webgpu-vae-chrome-'));
   const args = [
@@ -106,6 +106,10 @@ export async function launchBrowser(options: { webgpu?: boolean } = {}): Promise
     headless: true,
     args,
     protocolTimeout: 0, // a training run keeps one evaluate() open for minutes
+    // Talk over a pipe, not a port: if this process dies (even by SIGKILL) the pipe closes and
+    // Chromium exits with it instead of lingering headless. A browser that other processes
+    // connect to (`shared`, the test run's) needs the WebSocket port instead.
+    pipe: !options.shared,
     // Ctrl-C belongs to the host: the CLI stops after the current submit and keeps its checkpoint
     // (puppeteer's own handler would kill the browser and exit at once).
     handleSIGINT: false,

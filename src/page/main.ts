@@ -162,7 +162,10 @@ function fail(e: Error): void {
   paused = false;
   stopRequested = true;
   resumeTraining?.();
-  say(`${e.message} Reload the page: the checkpoint of the last completed epoch is restored from browser storage.`, 'error');
+  // The engine's advice (load the checkpoint on a new device) is what a reload does here.
+  const what = e.message.replace(/ Work since the last checkpoint.*$/s, '');
+  const saved = session?.epochsDone ? `epoch ${session.epochsDone}, saved in this browser, is restored` : 'nothing had been saved yet';
+  say(`${what} Training stopped; reload the page: ${saved}.`, 'error');
   updateButtons();
 }
 

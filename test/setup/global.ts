@@ -15,7 +15,7 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject) {
-  const browser = await launchBrowser();
+  const browser = await launchBrowser({ shared: true }); // test files connect by WebSocket
   const server = await startServer();
   const page = await browser.browser.newPage();
   await page.goto(`${server.url}/test/harness/index.html`);

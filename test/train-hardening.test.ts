@@ -1,0 +1,138 @@
+/**
+ * `npm run train` when things go wrong: a diverging loss, a GPU that crashes mid-epoch, a kill
+ * during a checkpoint save. Each must leave the last good checkpoint intact and resumable, and
+ * resuming must be exact.
+ */
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, statSync, watch } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { parseOptions, train as trainInProcess, type TrainOptions } from '../src/cli/train';
+import { readSafetensors } from '../src/io/safetensors';
+
+const tsx = join('node_modules', '.bin', 'tsx');
+
+function train(args: string[], timeoutMs = 900_000): SpawnSyncReturns<string> {
+  return spawnSync(tsx, ['src/cli/train.ts', ...args], { encoding: 'utf8', timeout: timeoutMs });
+}
+
+const tempDir = () => mkdtempSync(join(tmpdir(), 'webgpu-vae-train-'));
+/** The lines that must match between two runs from epoch `from` on. */
+const logFrom = (from: number, text: string) => text.split('\n').filter((l) => {
+  const m = /^Train Epoch: (\d+) /.exec(l);
+  return m ? Number(m[1]) >= from : l.startsWith('====>');
+});
+
+describe('npm run train, hardening', () => {
+  it('stops on a diverging loss, names the step and the likely cause, and keeps the last good checkpoint', () => {
+    const out = tempDir();
+    expect(train(['--epochs', '1', '--train-limit', '256', '--out', out]).status).toBe(0);
+    const good = readFileSync(join(out, 'checkpoint.safetensors'));
+    const r = train(['--epochs', '3', '--train-limit', '2560', '--lr', '10', '--resume', join(out, 'checkpoint.safetensors'), '--out', out]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/the loss became (NaN|Infinity|-Infinity) at epoch \d+, batch \d+: training diverged\. The learning rate \(10\) is the likely cause/);
+    expect(Buffer.compare(readFileSync(join(out, 'checkpoint.safetensors')), good)).toBe(0);
+  });
+
+  it('resumes exactly: 2 epochs straight equal 1 epoch, a resume, and 1 more, bit for bit', () => {
+    const straight = tempDir();
+    const split = tempDir();
+    const args = ['--train-limit', '640', '--log-interval', '1', '--seed', '3'];
+    const a = train([...args, '--epochs', '2', '--out', straight]);
+    expect(train([...args, '--epochs', '1', '--out', split]).status).toBe(0);
+    const b = train([...args, '--epochs', '2', '--resume', join(split, 'checkpoint.safetensors'), '--out', split]);
+    const epoch2 = (s: string) => s.split('\n').filter((l) => /^Train Epoch: 2 |^====>/.test(l)).slice(-7);
+    expect(epoch2(b.stdout)).toEqual(epoch2(a.stdout));
+    expect(Buffer.compare(readFileSync(join(straight, 'checkpoint.safetensors')), readFileSync(join(split, 'checkpoint.safetensors')))).toBe(0);
+  });
+
+  it('survives the GPU process crashing mid-epoch: says so, keeps epoch 1\'s checkpoint, and resumes from it exactly', async () => {
+    const args = ['--train-limit', '2560', '--log-interval', '1', '--seed', '5', '--steps-per-submit', '1'];
+    const straight = train([...args, '--epochs', '3', '--out', tempDir()]);
+    expect(straight.status, straight.stderr).toBe(0);
+
+    const out = tempDir();
+    const checkpoint = join(out, 'checkpoint.safetensors');
+    let afterEpoch1: Buffer | undefined;
+    let crash: (() => Promise<void>) | undefined;
+    const logged: string[] = [];
+    let epoch2Lines = 0;
+    const log = vi.spyOn(console, 'log').mockImplementation((line: string) => {
+      logged.push(line);
+      // A real crash of Chromium's GPU process (what a driver reset looks like to a page), three batches into epoch 2.
+      if (line.startsWith('Train Epoch: 2 ') && ++epoch2Lines === 3) void crash?.();
+    });
+    let error: Error | undefined;
+    try {
+      await trainInProcess(parseOptions([...args, '--epochs', '3', '--out', out]) as TrainOptions, {
+        async afterEpoch(page, epoch) {
+          if (epoch !== 1) return;
+          afterEpoch1 = readFileSync(checkpoint);
+          crash = async () => {
+            const cdp = await page.browser().target().createCDPSession();
+            await cdp.send('Browser.crashGpuProcess');
+          };
+        },
+      });
+    } catch (e) {
+      error = e as Error;
+    } finally {
+      log.mockRestore();
+    }
+    expect(epoch2Lines).toBeGreaterThanOrEqual(3);
+    expect(logged.join('\n')).not.toMatch(/====> Epoch: 2/); // it died inside epoch 2
+    expect(error?.message).toMatch(/The GPU device was lost .*holds epoch 1, intact: run the same command with --resume .*checkpoint\.safetensors to continue from it\./s);
+    expect(Buffer.compare(readFileSync(checkpoint), afterEpoch1!)).toBe(0);
+    console.log(`GPU crash in epoch 2: ${error!.message}`);
+
+    // A new process, a new browser, a new device: epochs 2 and 3 as if nothing had happened.
+    const resumed = train([...args, '--epochs', '3', '--resume', checkpoint, '--out', out]);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(logFrom(2, resumed.stdout)).toEqual(logFrom(2, straight.stdout).slice(2)); // epoch 1's two summaries are not repeated
+  });
+
+  it('a kill at any moment of a checkpoint save leaves the old or the new checkpoint, never a torn one', async () => {
+    const outcomes: string[] = [];
+    let torn: { out: string; epoch: number } | undefined; // a run that left a half-written temporary file
+    // Kill the whole process group (tsx, node; Chromium follows through its pipe) the moment the
+    // temporary file of save number `save` appears, and a little later, to land in every phase.
+    for (const [save, delayMs] of [[1, 0], [2, 0], [2, 3], [2, 10], [3, 1]] as const) {
+      const out = tempDir();
+      const child = spawn(tsx, ['src/cli/train.ts', '--epochs', '5', '--train-limit', '128', '--out', out], { detached: true, stdio: 'ignore' });
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+      let completed = 0;
+      let killed = false;
+      const watcher = watch(out, (_event, name) => {
+        if (name === 'checkpoint.safetensors') completed++;
+        else if (name?.startsWith('checkpoint.safetensors.tmp-') && completed >= save - 1 && !killed) {
+          killed = true;
+          setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), delayMs);
+        }
+      });
+      expect(await exited).toBe('SIGKILL');
+      watcher.close();
+      const files = readdirSync(out);
+      const tmp = files.find((f) => f.includes('.tmp-'));
+      const left = tmp ? `a ${statSync(join(out, tmp)).size}-byte temporary file left` : 'no temporary file left';
+      if (!files.includes('checkpoint.safetensors')) {
+        expect(save).toBe(1); // before the first save completes there is nothing to keep
+        outcomes.push(`save ${save} +${delayMs} ms: no checkpoint yet, ${left}`);
+        continue;
+      }
+      const bytes = readFileSync(join(out, 'checkpoint.safetensors'));
+      const epoch = Number(readSafetensors(bytes).metadata.epoch); // checks it whole: header, shapes, every offset within the file
+      expect([save - 1, save]).toContain(epoch); // the old one or the new one
+      outcomes.push(`save ${save} +${delayMs} ms: checkpoint of epoch ${epoch} intact, ${left}`);
+      if (tmp) torn ??= { out, epoch };
+    }
+    console.log(`kill during save:\n  ${outcomes.join('\n  ')}`);
+    // The survivor resumes, and the killed run's half-written file is cleared away.
+    const { out, epoch } = torn ?? { out: '', epoch: 0 };
+    expect(out, 'no kill landed inside a write').not.toBe('');
+    const r = train(['--epochs', String(epoch + 1), '--train-limit', '128', '--resume', join(out, 'checkpoint.safetensors'), '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^====> Epoch: ${epoch + 1} `, 'm'));
+    expect(readdirSync(out).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+});
