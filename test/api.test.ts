@@ -419,6 +419,48 @@ describe('VAE API', () => {
     expect(r.liveAtEnd).toBe(0);
   });
 
+  it('a device lost mid-epoch rejects the fit with device-lost; the epoch-1 checkpoint resumes on a new device exactly', async () => {
+    const r = await page.evaluate(async () => {
+      const { lib, mnistTest, failure } = window.vaeTest;
+      const images = await mnistTest(512);
+      const sizes = { inputSize: 784, hiddenSize: 16, latentSize: 4, seed: 9 };
+      const fit = { epochs: 2, batchSize: 64, stepsPerSubmit: 1 };
+      const straight = await lib.VAE.create(sizes);
+      const straightLosses = (await straight.fit(images, fit)).epochs.map((e) => e.trainLoss);
+      straight.destroy();
+
+      const adapter = await navigator.gpu.requestAdapter();
+      const device = await adapter!.requestDevice();
+      const reports: string[] = [];
+      const doomed = await lib.VAE.create({ ...sizes, device, onDeviceLost: (e) => reports.push(e.code) });
+      let saved: Uint8Array | undefined;
+      let lostAtBatch = -1;
+      const error = await failure(() => doomed.fit(images, {
+        ...fit,
+        onEpoch: async () => { saved = await doomed.save(); },
+        onStep: ({ epoch, batch }) => {
+          if (epoch === 2 && batch === 2) {
+            lostAtBatch = batch;
+            device.destroy();
+          }
+        },
+      }));
+      doomed.destroy();
+
+      const resumed = await lib.VAE.load(saved!); // its own, new device
+      const resumedLosses = (await resumed.fit(images, { ...fit, epochs: 1 })).epochs.map((e) => e.trainLoss);
+      const epoch = resumed.epoch;
+      resumed.destroy();
+      return { straightLosses, error, reports, lostAtBatch, resumedLosses, epoch };
+    });
+    expect(r.lostAtBatch).toBe(2);
+    expect(r.error).toMatchObject({ code: 'device-lost' });
+    expect(r.error!.message).toMatch(/device was lost/);
+    expect(r.reports).toEqual(['device-lost']);
+    expect(r.epoch).toBe(2);
+    expect(r.resumedLosses).toEqual([r.straightLosses[1]]); // bit for bit
+  });
+
   it('runs in a dedicated Worker (no DOM in the engine or the API)', async () => {
     const r = await page.evaluate(async () => {
       const worker = new Worker(new URL('/test/harness/api-worker.ts', location.href), { type: 'module' });
