@@ -10,8 +10,10 @@
  * Memory sampled each time, after a forced garbage collection in the page:
  *   gpuBuffers/gpuBytes  the engine's live GPU buffers (tracked by src/gpu/device.ts)
  *   jsHeap               the page's used JS heap (CDP Performance.getMetrics)
- *   pss.*                proportional set size of each Chromium process type; with SwiftShader
- *                        GPU memory lives in the gpu-process, so its PSS is the "VRAM" figure
+ *   private.*            private memory (Private_Clean + Private_Dirty) of each Chromium process
+ *                        type; with SwiftShader GPU memory lives in the gpu-process, so its figure
+ *                        is the "VRAM" one. (PSS and RSS move whenever another Chromium on the
+ *                        machine maps the same libraries; private memory does not.)
  *   nodeHeap             this Node process's used heap (the CLI side)
  * The report fits a line to the samples after the first tenth (warm-up) and prints its slope.
  * It is rewritten after every sample, so a run stopped early still leaves its figures.
@@ -35,7 +37,7 @@ const HELP = `Usage: npm run soak -- (--epochs N | --cycles N) [--every N] [--im
   --images N   training images per cycle (default 256: 2 steps of 128)
   --out FILE   JSON report (default bench/results/soak-<mode>-<date>.json)`;
 
-type Pss = Record<string, number>;
+type ByProcess = Record<string, number>;
 
 interface Sample {
   index: number;
@@ -43,13 +45,13 @@ interface Sample {
   gpuBuffers: number;
   gpuBytes: number;
   jsHeap: number;
-  pss: Pss;
+  private: ByProcess;
   nodeHeap: number;
   extra?: Record<string, number>;
 }
 
-/** PSS in bytes of the browser and its children, summed by Chromium process type. */
-function chromiumPss(rootPid: number): Pss {
+/** Private memory in bytes of the browser and its children, summed by Chromium process type. */
+function chromiumPrivate(rootPid: number): ByProcess {
   const children = new Map<number, number[]>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -59,18 +61,19 @@ function chromiumPss(rootPid: number): Pss {
       children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
     } catch { /* the process ended meanwhile */ }
   }
-  const pss: Pss = {};
+  const bytes: ByProcess = {};
   const visit = (pid: number) => {
     try {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       const type = /--type=([\w-]+)/.exec(cmdline)?.[1] ?? 'browser';
-      const kb = Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
-      pss[type] = (pss[type] ?? 0) + kb * 1024;
+      const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+      const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0);
+      bytes[type] = (bytes[type] ?? 0) + (kb('Private_Clean') + kb('Private_Dirty')) * 1024;
     } catch { /* ended */ }
     for (const child of children.get(pid) ?? []) visit(child);
   };
   visit(rootPid);
-  return pss;
+  return bytes;
 }
 
 async function jsHeapAfterGc(page: Page): Promise<number> {
@@ -104,7 +107,7 @@ function summarize(samples: Sample[], unit: string) {
     'jsHeap (MB)': samples.map((s) => s.jsHeap / MB),
     'nodeHeap (MB)': samples.map((s) => s.nodeHeap / MB),
   };
-  for (const type of Object.keys(samples.at(-1)!.pss)) series[`pss ${type} (MB)`] = samples.map((s) => (s.pss[type] ?? 0) / MB);
+  for (const type of Object.keys(samples.at(-1)!.private)) series[`private ${type} (MB)`] = samples.map((s) => (s.private[type] ?? 0) / MB);
   const warm = Math.floor(samples.length / 10);
   const x = samples.slice(warm).map((s) => s.index);
   const rows = Object.entries(series).map(([name, y]) => ({
@@ -132,12 +135,12 @@ async function soakEpochs(epochs: number, adapterLine: (line: string) => void, o
           const pid = page.browser().process()?.pid;
           samples.push({
             index: epoch, seconds: (Date.now() - started) / 1000, gpuBuffers: memory.liveBuffers, gpuBytes: memory.liveBytes,
-            jsHeap, pss: pid ? chromiumPss(pid) : {}, nodeHeap: process.memoryUsage().heapUsed,
+            jsHeap, private: pid ? chromiumPrivate(pid) : {}, nodeHeap: process.memoryUsage().heapUsed,
           });
           const s = samples.at(-1)!;
           console.error(`soak: epoch ${epoch}: ${s.gpuBuffers} buffers, ${(s.gpuBytes / MB).toFixed(1)} MB GPU, ` +
-            `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process PSS ${((s.pss['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
-            `renderer PSS ${((s.pss.renderer ?? 0) / MB).toFixed(1)} MB, ${s.seconds.toFixed(0)} s`);
+            `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process ${((s.private['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
+            `renderer ${((s.private.renderer ?? 0) / MB).toFixed(1)} MB private, ${s.seconds.toFixed(0)} s`);
           onSample(samples);
         },
       },
@@ -163,13 +166,13 @@ async function soakCycles(cycles: number, every: number, images: number, adapter
     await page.exposeFunction('soakSample', async (c: CycleSample) => {
       samples.push({
         index: c.cycle, seconds: (Date.now() - started) / 1000, gpuBuffers: c.liveBuffersAfterDestroy, gpuBytes: 0,
-        jsHeap: await jsHeapAfterGc(page), pss: chromiumPss(pid), nodeHeap: process.memoryUsage().heapUsed,
+        jsHeap: await jsHeapAfterGc(page), private: chromiumPrivate(pid), nodeHeap: process.memoryUsage().heapUsed,
         extra: { liveBuffersAlive: c.liveBuffersAlive, lastLoss: c.lastLoss, msPerCycle: c.msPerCycle },
       });
       const s = samples.at(-1)!;
       console.error(`soak: cycle ${c.cycle}: ${c.liveBuffersAlive} buffers alive → ${c.liveBuffersAfterDestroy} after destroy, ` +
-        `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process PSS ${((s.pss['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
-        `renderer PSS ${((s.pss.renderer ?? 0) / MB).toFixed(1)} MB, ${c.msPerCycle.toFixed(0)} ms/cycle`);
+        `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process ${((s.private['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
+        `renderer ${((s.private.renderer ?? 0) / MB).toFixed(1)} MB private, ${c.msPerCycle.toFixed(0)} ms/cycle`);
       onSample(samples);
     });
     await page.evaluate((n, e, k) => window.soakCycles(n, e, k), cycles, every, images);
