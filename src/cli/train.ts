@@ -7,6 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Page } from 'puppeteer';
+import { LOST_DEVICE_ADVICE } from '../gpu/device';
 import { makeGrid } from '../io/grid';
 import { decodeCheckpoint } from '../model/checkpoint';
 import { arenaLayout } from '../model/params';
@@ -231,11 +232,10 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       const message = (error as Error).message.replace(/^Error: /, '');
       if (!/device was lost/.test(message)) throw new Error(message);
       // The engine's advice is for library users; a CLI user needs the file and the flag.
-      const kept = savedEpoch > 0 ? `${checkpointPath} holds epoch ${savedEpoch}, intact`
-        : o.resume ? `no epoch finished; ${resolve(o.resume)} is unchanged` : null;
-      throw new Error(`${message.replace(/ Work since the last checkpoint.*$/s, '')} ` + (kept
-        ? `Training stopped; ${kept}: run the same command with --resume ${savedEpoch > 0 ? checkpointPath : resolve(o.resume!)} to continue from it.`
-        : 'No epoch had finished, so there is no checkpoint yet: run the command again.'));
+      const from = savedEpoch > 0 ? checkpointPath : o.resume && resolve(o.resume);
+      throw new Error(`${message.replace(` ${LOST_DEVICE_ADVICE}`, '')} Training stopped; ` + (from
+        ? `${from} holds epoch ${savedEpoch || firstEpoch - 1}, intact: run the same command with --resume ${from} to continue from it.`
+        : 'no epoch had finished, so there is no checkpoint yet: run the command again.'));
     }
     if (done) {
       console.error(

@@ -8,6 +8,9 @@ import type { BindingKind } from '../../shaders/common';
 export type { BindingKind };
 
 /** Raised for everything the runtime refuses or the device reports; `message` says what to do. */
+/** What a lost device's message advises a library user; hosts with their own advice remove it. */
+export const LOST_DEVICE_ADVICE = 'Work since the last checkpoint is gone; create the model again on a new device and load the checkpoint.';
+
 export class GpuError extends Error {
   constructor(message: string, readonly kind: 'unsupported' | 'compile' | 'validation' | 'lost' | 'limits' = 'validation') {
     super(message);
@@ -78,8 +81,7 @@ export class Gpu {
     device.lost.then((info) => {
       if (info.reason === 'destroyed' && this.lostError) return; // our own destroy()
       this.lostError = new GpuError(
-        `The GPU device was lost (${info.reason}: ${info.message.replace(/\.$/, '') || 'no message'}). ` +
-          'Work since the last checkpoint is gone; create the model again on a new device and load the checkpoint.',
+        `The GPU device was lost (${info.reason}: ${info.message.replace(/\.$/, '') || 'no message'}). ${LOST_DEVICE_ADVICE}`,
         'lost',
       );
       options.onLost?.(this.lostError);

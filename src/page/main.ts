@@ -8,7 +8,7 @@
  * dataset are fixed until Reset; the epoch target stays editable, and Start continues a
  * stopped, finished or restored run up to it.
  */
-import { Gpu, GpuError } from '../gpu/device';
+import { Gpu, GpuError, LOST_DEVICE_ADVICE } from '../gpu/device';
 import { readSafetensors, SafetensorsError } from '../io/safetensors';
 import { decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
 import { Inference } from '../model/inference';
@@ -163,7 +163,7 @@ function fail(e: Error): void {
   stopRequested = true;
   resumeTraining?.();
   // The engine's advice (load the checkpoint on a new device) is what a reload does here.
-  const what = e.message.replace(/ Work since the last checkpoint.*$/s, '');
+  const what = e.message.replace(` ${LOST_DEVICE_ADVICE}`, '');
   const saved = session?.epochsDone ? `epoch ${session.epochsDone}, saved in this browser, is restored` : 'nothing had been saved yet';
   say(`${what} Training stopped; reload the page: ${saved}.`, 'error');
   updateButtons();
