@@ -18,7 +18,7 @@
  * The report fits a line to the samples after the first tenth (warm-up) and prints its slope.
  * It is rewritten after every sample, so a run stopped early still leaves its figures.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -52,6 +52,7 @@ interface Sample {
 
 /** Private memory in bytes of the browser and its children, summed by Chromium process type. */
 function chromiumPrivate(rootPid: number): ByProcess {
+  if (!existsSync('/proc')) return {}; // Linux only; elsewhere the GPU and JS figures still stand
   const children = new Map<number, number[]>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -107,7 +108,7 @@ function summarize(samples: Sample[], unit: string) {
     'jsHeap (MB)': samples.map((s) => s.jsHeap / MB),
     'nodeHeap (MB)': samples.map((s) => s.nodeHeap / MB),
   };
-  for (const type of Object.keys(samples.at(-1)!.private)) series[`private ${type} (MB)`] = samples.map((s) => (s.private[type] ?? 0) / MB);
+  for (const type of Object.keys(samples.at(-1)?.private ?? {})) series[`private ${type} (MB)`] = samples.map((s) => (s.private[type] ?? 0) / MB);
   const warm = Math.floor(samples.length / 10);
   const x = samples.slice(warm).map((s) => s.index);
   const rows = Object.entries(series).map(([name, y]) => ({
