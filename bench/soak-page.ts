@@ -25,6 +25,7 @@ window.soakCycles = async (cycles, every, count) => {
   const bytes = await (await fetch('/mnist/t10k-images-idx3-ubyte.gz')).arrayBuffer();
   const images = (await readIdxImages(bytes, 't10k-images-idx3-ubyte')).pixels.slice(0, count * 784);
   let started = performance.now();
+  let sampled = 0; // the cycle of the last sample
   for (let cycle = 1; cycle <= cycles; cycle++) {
     // Its own device each time, as an embedding page that makes and drops models would.
     const vae = await VAE.create({ seed: cycle });
@@ -35,9 +36,10 @@ window.soakCycles = async (cycles, every, count) => {
     if (cycle % every === 0 || cycle === 1) {
       await window.soakSample({
         cycle, liveBuffersAfterDestroy: vae.liveBuffers, liveBuffersAlive: alive,
-        lastLoss: fit.epochs[0].trainLoss, msPerCycle: (performance.now() - started) / (cycle === 1 ? 1 : every),
+        lastLoss: fit.epochs[0].trainLoss, msPerCycle: (performance.now() - started) / (cycle - sampled),
       });
       started = performance.now();
+      sampled = cycle;
     }
   }
 };

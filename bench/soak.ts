@@ -111,11 +111,10 @@ function summarize(samples: Sample[], unit: string) {
   for (const type of Object.keys(samples.at(-1)?.private ?? {})) series[`private ${type} (MB)`] = samples.map((s) => (s.private[type] ?? 0) / MB);
   const warm = Math.floor(samples.length / 10);
   const x = samples.slice(warm).map((s) => s.index);
-  const rows = Object.entries(series).map(([name, y]) => ({
+  return Object.entries(series).map(([name, y]) => ({
     name, first: y[0], last: y.at(-1)!, min: Math.min(...y), max: Math.max(...y),
     [`slope per ${unit} after warm-up`]: slope(x, y.slice(warm)),
   }));
-  return rows;
 }
 
 /** Called after every sample: the report is rewritten each time, so a run cut short keeps its figures. */
