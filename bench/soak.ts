@@ -15,6 +15,8 @@
  *                        is the "VRAM" one. (PSS and RSS move whenever another Chromium on the
  *                        machine maps the same libraries; private memory does not.)
  *   nodeHeap             this Node process's used heap (the CLI side)
+ *   GPUDevice, GPUBuffer…  (cycles) how many WebGPU objects the page's JS can still reach
+ *                        (CDP queryObjects): the just-destroyed model's while it is in scope, no more
  * The report fits a line to the samples after the first tenth (warm-up) and prints its slope.
  * It is rewritten after every sample, so a run stopped early still leaves its figures.
  */
@@ -75,6 +77,19 @@ function chromiumPrivate(rootPid: number): ByProcess {
   };
   visit(rootPid);
   return bytes;
+}
+
+/** JS wrappers of WebGPU objects the page can still reach (call after a GC): a retained model shows here. */
+async function gpuObjectCensus(page: Page): Promise<Record<string, number>> {
+  const census: Record<string, number> = {};
+  for (const name of ['GPUDevice', 'GPUBuffer', 'GPUComputePipeline', 'GPUBindGroup']) {
+    const prototype = await page.evaluateHandle((n) => (globalThis as unknown as Record<string, { prototype: object }>)[n].prototype, name);
+    const objects = await page.queryObjects(prototype);
+    census[name] = await page.evaluate((a) => (a as unknown as unknown[]).length, objects);
+    await objects.dispose(); // an undisposed handle would itself keep them alive
+    await prototype.dispose();
+  }
+  return census;
 }
 
 async function jsHeapAfterGc(page: Page): Promise<number> {
@@ -164,15 +179,17 @@ async function soakCycles(cycles: number, every: number, images: number, adapter
     adapterLine(describeAdapter(await reportAdapter(page)));
     const pid = browser.browser.process()!.pid!;
     await page.exposeFunction('soakSample', async (c: CycleSample) => {
+      const jsHeap = await jsHeapAfterGc(page);
       samples.push({
         index: c.cycle, seconds: (Date.now() - started) / 1000, gpuBuffers: c.liveBuffersAfterDestroy, gpuBytes: 0,
-        jsHeap: await jsHeapAfterGc(page), private: chromiumPrivate(pid), nodeHeap: process.memoryUsage().heapUsed,
-        extra: { liveBuffersAlive: c.liveBuffersAlive, lastLoss: c.lastLoss, msPerCycle: c.msPerCycle },
+        jsHeap, private: chromiumPrivate(pid), nodeHeap: process.memoryUsage().heapUsed,
+        extra: { liveBuffersAlive: c.liveBuffersAlive, lastLoss: c.lastLoss, msPerCycle: c.msPerCycle, ...(await gpuObjectCensus(page)) },
       });
       const s = samples.at(-1)!;
       console.error(`soak: cycle ${c.cycle}: ${c.liveBuffersAlive} buffers alive → ${c.liveBuffersAfterDestroy} after destroy, ` +
         `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process ${((s.private['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
-        `renderer ${((s.private.renderer ?? 0) / MB).toFixed(1)} MB private, ${c.msPerCycle.toFixed(0)} ms/cycle`);
+        `renderer ${((s.private.renderer ?? 0) / MB).toFixed(1)} MB private, reachable ${s.extra!.GPUDevice} GPUDevice / ` +
+        `${s.extra!.GPUBuffer} GPUBuffer objects, ${c.msPerCycle.toFixed(0)} ms/cycle`);
       onSample(samples);
     });
     await page.evaluate((n, e, k) => window.soakCycles(n, e, k), cycles, every, images);
