@@ -8,8 +8,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-
-const tsx = join('node_modules', '.bin', 'tsx');
+import { tsx } from './cli';
 
 function bench(args: string[], env: Record<string, string> = {}, timeoutMs = 240_000) {
   const out = join(mkdtempSync(join(tmpdir(), 'webgpu-vae-bench-')), 'bench.json');

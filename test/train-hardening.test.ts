@@ -3,21 +3,14 @@
  * during a checkpoint save. Each must leave the last good checkpoint intact and resumable, and
  * resuming must be exact.
  */
-import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, statSync, watch } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { parseOptions, train as trainInProcess, type TrainOptions } from '../src/cli/train';
 import { readSafetensors } from '../src/io/safetensors';
+import { tempDir, train, tsx } from './cli';
 
-const tsx = join('node_modules', '.bin', 'tsx');
-
-function train(args: string[], timeoutMs = 900_000): SpawnSyncReturns<string> {
-  return spawnSync(tsx, ['src/cli/train.ts', ...args], { encoding: 'utf8', timeout: timeoutMs });
-}
-
-const tempDir = () => mkdtempSync(join(tmpdir(), 'webgpu-vae-train-'));
 /** The lines that must match between two runs from epoch `from` on. */
 const logFrom = (from: number, text: string) => text.split('\n').filter((l) => {
   const m = /^Train Epoch: (\d+) /.exec(l);

@@ -3,21 +3,14 @@
  * the GPU, prints the reference's log and writes images and a checkpoint. Also its refusals:
  * bad options and bad data files fail before anything starts, with the reason.
  */
-import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync, copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../src/io/safetensors';
+import { tempDir, train, tsx } from './cli';
 import { decodePngGray } from './png';
 
-const tsx = join('node_modules', '.bin', 'tsx');
-
-function train(args: string[], timeoutMs = 900_000): SpawnSyncReturns<string> {
-  return spawnSync(tsx, ['src/cli/train.ts', ...args], { encoding: 'utf8', timeout: timeoutMs });
-}
-
-const tempDir = () => mkdtempSync(join(tmpdir(), 'webgpu-vae-train-'));
 
 describe('npm run train', () => {
   it('trains one epoch on full MNIST to a test loss ≤ 130 and writes what the reference writes', () => {
