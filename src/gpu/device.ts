@@ -282,19 +282,20 @@ export class Gpu {
     return new Float32Array(await this.read(source, offsetFloats * 4, count * 4));
   }
 
+  /** Every live buffer this runtime made: the tracked ones and the idle staging buffers. */
+  private *liveBufferList(): Generator<GPUBuffer> {
+    yield* this.owned;
+    for (const pool of this.stagingPool.values()) yield* pool;
+  }
+
   /** Number of live buffers this runtime made (staging included): a leak check for tests. */
   get liveBuffers(): number {
-    let staging = 0;
-    for (const pool of this.stagingPool.values()) staging += pool.length;
-    return this.owned.size + staging;
+    return [...this.liveBufferList()].length;
   }
 
   /** Bytes held by the live buffers this runtime made (staging included): for leak checks and soak reports. */
   get liveBytes(): number {
-    let bytes = 0;
-    for (const b of this.owned) bytes += b.size;
-    for (const pool of this.stagingPool.values()) for (const b of pool) bytes += b.size;
-    return bytes;
+    return [...this.liveBufferList()].reduce((bytes, b) => bytes + b.size, 0);
   }
 
   /** Frees one buffer made by this runtime. */
@@ -304,9 +305,8 @@ export class Gpu {
 
   /** Frees every buffer this runtime made. The device itself stays (it may be the caller's). */
   destroy(): void {
-    for (const b of this.owned) b.destroy();
+    for (const b of this.liveBufferList()) b.destroy();
     this.owned.clear();
-    for (const pool of this.stagingPool.values()) for (const b of pool) b.destroy();
     this.stagingPool.clear();
   }
 }
