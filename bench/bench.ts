@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { describeAdapter, launchBrowser, reportAdapter, type AdapterReport } from '../src/node/browser';
 import { findDataset, loadDataset, verifyMnist } from '../src/node/datasets';
+import { integerOption } from '../src/node/options';
 import { startServer } from '../src/node/server';
 import type { Timing } from './page';
 
@@ -40,11 +41,6 @@ function parse(argv: string[]) {
       compare: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
-  const int = (name: string, text: string | undefined, fallback: number, min: number) => {
-    if (text === undefined) return fallback;
-    if (!/^\d+$/.test(text) || Number(text) < min) throw new Error(`--${name} must be an integer ≥ ${min}, got "${text}"`);
-    return Number(text);
-  };
   let shape: { M: number; K: number; N: number } | undefined;
   if (values.shape) {
     const m = /^(\d+)x(\d+)x(\d+)$/.exec(values.shape);
@@ -53,7 +49,7 @@ function parse(argv: string[]) {
   }
   return {
     help: !!values.help, kernel: values.kernel, shape, compare: !!values.compare, out: values.out,
-    steps: int('steps', values.steps, 469, 0), repeat: int('repeat', values.repeat, 7, 1),
+    steps: integerOption('steps', values.steps, 469, 0, 1e7), repeat: integerOption('repeat', values.repeat, 7, 1, 1e4),
   };
 }
 

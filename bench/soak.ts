@@ -28,6 +28,7 @@ import type { Page } from 'puppeteer';
 import { train } from '../src/cli/train';
 import { DEFAULT_SETTINGS } from '../src/model/settings';
 import { describeAdapter, launchBrowser, reportAdapter } from '../src/node/browser';
+import { integerOption, UsageError } from '../src/node/options';
 import { startServer } from '../src/node/server';
 import type { CycleSample } from './soak-page';
 
@@ -36,7 +37,7 @@ const HELP = `Usage: npm run soak -- (--epochs N | --cycles N) [--every N] [--im
   --epochs N   train N epochs headlessly (the CLI's path) and sample memory after each
   --cycles N   N library create → fit → destroy cycles in one page
   --every N    cycles between samples (default 50)
-  --images N   training images per cycle (default 256: 2 steps of 128)
+  --images N   training images per cycle, from MNIST's test set (default 256: 2 steps of 128)
   --out FILE   JSON report (default bench/results/soak-<mode>-<date>.json)`;
 
 type ByProcess = Record<string, number>;
@@ -115,6 +116,10 @@ function slope(x: number[], y: number[]): number {
 
 const MB = 2 ** 20;
 
+/** The figures a person watches while a soak runs. */
+const memoryLine = (s: Sample) => `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process ${((s.private['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
+  `renderer ${((s.private.renderer ?? 0) / MB).toFixed(1)} MB private`;
+
 /** Per series: first, last, min, max, and the slope after warm-up (per sample index unit). */
 function summarize(samples: Sample[], unit: string) {
   const series: Record<string, number[]> = {
@@ -153,9 +158,7 @@ async function soakEpochs(epochs: number, adapterLine: (line: string) => void, o
             jsHeap, private: pid ? chromiumPrivate(pid) : {}, nodeHeap: process.memoryUsage().heapUsed,
           });
           const s = samples.at(-1)!;
-          console.error(`soak: epoch ${epoch}: ${s.gpuBuffers} buffers, ${(s.gpuBytes / MB).toFixed(1)} MB GPU, ` +
-            `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process ${((s.private['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
-            `renderer ${((s.private.renderer ?? 0) / MB).toFixed(1)} MB private, ${s.seconds.toFixed(0)} s`);
+          console.error(`soak: epoch ${epoch}: ${s.gpuBuffers} buffers, ${(s.gpuBytes / MB).toFixed(1)} MB GPU, ${memoryLine(s)}, ${s.seconds.toFixed(0)} s`);
           onSample(samples);
         },
       },
@@ -187,9 +190,7 @@ async function soakCycles(cycles: number, every: number, images: number, adapter
       });
       const s = samples.at(-1)!;
       console.error(`soak: cycle ${c.cycle}: ${c.liveBuffersAlive} buffers alive → ${c.liveBuffersAfterDestroy} after destroy, ` +
-        `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process ${((s.private['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
-        `renderer ${((s.private.renderer ?? 0) / MB).toFixed(1)} MB private, reachable ${s.extra!.GPUDevice} GPUDevice / ` +
-        `${s.extra!.GPUBuffer} GPUBuffer objects, ${c.msPerCycle.toFixed(0)} ms/cycle`);
+        `${memoryLine(s)}, reachable ${s.extra!.GPUDevice} GPUDevice / ${s.extra!.GPUBuffer} GPUBuffer objects, ${c.msPerCycle.toFixed(0)} ms/cycle`);
       onSample(samples);
     });
     await page.evaluate((n, e, k) => window.soakCycles(n, e, k), cycles, every, images);
@@ -205,20 +206,16 @@ async function main() {
     args: process.argv.slice(2), strict: true,
     options: { epochs: { type: 'string' }, cycles: { type: 'string' }, every: { type: 'string' }, images: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   });
-  const int = (name: string, text: string | undefined, fallback?: number) => {
-    if (text === undefined) return fallback;
-    if (!/^\d+$/.test(text) || Number(text) < 1) throw new Error(`--${name} must be a positive integer, got "${text}"`);
-    return Number(text);
-  };
-  const epochs = int('epochs', values.epochs);
-  const cycles = int('cycles', values.cycles);
+  const count = (name: 'epochs' | 'cycles') => values[name] === undefined ? undefined : integerOption(name, values[name], 0, 1, 1e6);
+  const epochs = count('epochs');
+  const cycles = count('cycles');
   if (values.help || (epochs === undefined) === (cycles === undefined)) {
     console.log(HELP);
     process.exit(values.help ? 0 : 2);
   }
   const mode = epochs ? 'epochs' : 'cycles';
-  const every = int('every', values.every, 50)!;
-  const images = int('images', values.images, 256)!;
+  const every = integerOption('every', values.every, 50, 1, 1e6);
+  const images = integerOption('images', values.images, 256, 1, 10_000);
   let adapter = '';
   const onAdapter = (line: string) => { adapter = line; console.error(`soak: ${line}`); };
   const started = new Date();
@@ -239,5 +236,5 @@ async function main() {
 
 main().catch((e) => {
   console.error(`webgpu-vae soak: ${(e as Error).message}`);
-  process.exit(1);
+  process.exit(e instanceof UsageError ? 2 : 1);
 });

@@ -14,6 +14,7 @@ import { arenaLayout } from '../model/params';
 import { DEFAULT_SETTINGS as D, LR_MAX, SETTING_RANGES as R, type RunSettings } from '../model/settings';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
 import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
+import { integerOption, UsageError } from '../node/options';
 import { encodePngGray } from '../node/png';
 import { startServer } from '../node/server';
 import type { RunConfig, RunEvent } from './protocol';
@@ -46,8 +47,6 @@ Options:
 Environment: WEBGPU_VAE_CHROME=/path/to/chrome picks the browser.
 Ctrl-C stops after the current submit; the last completed epoch's checkpoint is kept.`;
 
-export class UsageError extends Error {}
-
 export interface TrainOptions extends RunSettings {
   dataset: DatasetName;
   data?: string;
@@ -56,15 +55,6 @@ export interface TrainOptions extends RunSettings {
   resume?: string;
   logInterval: number;
   stepsPerSubmit: number;
-}
-
-function integer(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
-  if (text === undefined) return fallback;
-  const v = Number(text);
-  if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(v) || v < min || v > max) {
-    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${text}"`);
-  }
-  return v;
 }
 
 /** Parses and checks every option before anything starts; throws UsageError with the reason. */
@@ -95,19 +85,19 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     throw new UsageError(`--dataset must be mnist or fashion-mnist, got "${dataset}" (use --data DIR for other idx files)`);
   }
   return {
-    epochs: integer('epochs', values.epochs, D.epochs, ...R.epochs),
-    batchSize: integer('batch-size', values['batch-size'], D.batchSize, ...R.batchSize),
+    epochs: integerOption('epochs', values.epochs, D.epochs, ...R.epochs),
+    batchSize: integerOption('batch-size', values['batch-size'], D.batchSize, ...R.batchSize),
     lr,
-    hidden: integer('hidden', values.hidden, D.hidden, ...R.hidden),
-    latent: integer('latent', values.latent, D.latent, ...R.latent),
-    seed: integer('seed', values.seed, D.seed, ...R.seed),
+    hidden: integerOption('hidden', values.hidden, D.hidden, ...R.hidden),
+    latent: integerOption('latent', values.latent, D.latent, ...R.latent),
+    seed: integerOption('seed', values.seed, D.seed, ...R.seed),
     dataset,
     data: values.data,
-    trainLimit: values['train-limit'] === undefined ? undefined : integer('train-limit', values['train-limit'], 0, 1, 1e8),
+    trainLimit: values['train-limit'] === undefined ? undefined : integerOption('train-limit', values['train-limit'], 0, 1, 1e8),
     out: values.out ?? 'results',
     resume: values.resume,
-    logInterval: integer('log-interval', values['log-interval'], 100, 1, 1e9),
-    stepsPerSubmit: integer('steps-per-submit', values['steps-per-submit'], 16, 1, 4096),
+    logInterval: integerOption('log-interval', values['log-interval'], 100, 1, 1e9),
+    stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], 16, 1, 4096),
   };
 }
 
