@@ -108,6 +108,9 @@ function writeAtomic(path: string, bytes: Uint8Array): void {
   renameSync(tmp, path);
 }
 
+/** Errors thrown in the page arrive wrapped by puppeteer ("Error: …"); the engine's message is what matters. */
+const pageMessage = (error: unknown) => (error as Error).message.replace(/^Error: /, '');
+
 /** Deletes the half-written temporary files of runs that were killed (their process is gone). */
 function removeStaleTemporaries(dir: string): void {
   for (const name of readdirSync(dir)) {
@@ -218,9 +221,8 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
     try {
       await page.evaluate((c: RunConfig) => window.vaeRun(c), config);
     } catch (error) {
-      // Errors thrown in the page arrive wrapped by puppeteer; the engine's message is what matters.
-      const message = (error as Error).message.replace(/^Error: /, '');
-      if (!/device was lost/.test(message)) throw new Error(message);
+      const message = pageMessage(error);
+      if (!/device was lost/.test(message)) throw error;
       // The engine's advice is for library users; a CLI user needs the file and the flag.
       const from = savedEpoch > 0 ? checkpointPath : o.resume && resolve(o.resume);
       throw new Error(`${message.replace(` ${LOST_DEVICE_ADVICE}`, '')} Training stopped; ` + (from
@@ -255,7 +257,7 @@ async function main() {
     await train(options);
     process.exit(0);
   } catch (e) {
-    const message = (e as Error).message.replace(/^Error: /, '');
+    const message = pageMessage(e);
     console.error(`webgpu-vae train: ${message}`);
     if (/diverged/.test(message)) console.error('webgpu-vae train: nothing was written after the divergence; the last checkpoint is the last good epoch.');
     process.exit(1);
