@@ -17,8 +17,7 @@
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import { Gpu, type GpuError } from '../gpu/device';
-import { readSafetensors } from '../io/safetensors';
-import { decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
+import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
 import { arenaLayout, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/params';
 import { normals } from '../reference/philox';
 import { fromEngineError, VaeError } from './errors';
@@ -105,20 +104,13 @@ function checkpointBytes(checkpoint: unknown): Uint8Array {
   throw new VaeError('invalid-input', 'a checkpoint must be a Uint8Array or ArrayBuffer of safetensors bytes');
 }
 
-/** The model sizes a checkpoint's tensors imply (fc1.weight is (H, D), fc21.weight (L, H)). */
-function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata: Record<string, string> } {
-  let parsed;
+/** The model sizes a checkpoint's tensors imply, as a `checkpoint` VaeError when it is not a VAE's. */
+function sizesOf(bytes: Uint8Array): { sizes: VaeSizes; metadata: Record<string, string> } {
   try {
-    parsed = readSafetensors(bytes);
+    return checkpointSizes(bytes);
   } catch (error) {
     throw fromEngineError(error, 'VAE.load');
   }
-  const fc1 = parsed.tensors.get('fc1.weight');
-  const fc21 = parsed.tensors.get('fc21.weight');
-  if (!fc1 || !fc21 || fc1.shape.length !== 2 || fc21.shape.length !== 2) {
-    throw new VaeError('checkpoint', 'VAE.load: this safetensors file is not a VAE state_dict: it needs 2-D tensors fc1.weight and fc21.weight');
-  }
-  return { sizes: { D: fc1.shape[1], H: fc1.shape[0], L: fc21.shape[0] }, metadata: parsed.metadata };
 }
 
 function metadataInteger(metadata: Record<string, string>, key: string, fallback: number, max: number): number {
@@ -226,7 +218,7 @@ export class VAE {
    */
   static async load(checkpoint: Uint8Array | ArrayBuffer, options: LoadOptions = {}): Promise<VAE> {
     const bytes = checkpointBytes(checkpoint);
-    const { sizes, metadata } = checkpointSizes(bytes);
+    const { sizes, metadata } = sizesOf(bytes);
     let seed = options.seed;
     try {
       seed ??= metadataInteger(metadata, META.seed, 1, 0xffffffff);

@@ -41,6 +41,22 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
   });
 }
 
+/** The sizes a VAE state_dict's tensors imply: fc1.weight is (H, D), fc21.weight (L, H). */
+function impliedSizes(tensors: Map<string, Tensor>): VaeSizes {
+  const fc1 = tensors.get('fc1.weight');
+  const fc21 = tensors.get('fc21.weight');
+  if (fc1?.shape.length !== 2 || fc21?.shape.length !== 2) {
+    throw new SafetensorsError('this safetensors file is not a VAE checkpoint: it needs 2-D tensors fc1.weight and fc21.weight');
+  }
+  return { D: fc1.shape[1], H: fc1.shape[0], L: fc21.shape[0] };
+}
+
+/** A checkpoint file's model sizes and metadata, to make a model that can load it; throws SafetensorsError. */
+export function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata: Record<string, string> } {
+  const { tensors, metadata } = readSafetensors(bytes);
+  return { sizes: impliedSizes(tensors), metadata };
+}
+
 /**
  * Reads a checkpoint for a model laid out as `layout`. Everything is checked before anything
  * is returned, so a bad file never leaves a model half-loaded.
@@ -48,10 +64,7 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
 export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): CheckpointData {
   const { tensors, metadata } = readSafetensors(bytes);
   const { D, H, L } = layout.sizes;
-  const fc1 = tensors.get('fc1.weight');
-  const fc21 = tensors.get('fc21.weight');
-  if (!fc1 || !fc21) throw new SafetensorsError('checkpoint is not a VAE state_dict: fc1.weight or fc21.weight is missing');
-  const found = { D: fc1.shape[1], H: fc1.shape[0], L: fc21.shape[0] };
+  const found = impliedSizes(tensors);
   if (found.D !== D || found.H !== H || found.L !== L) {
     throw new SafetensorsError(
       `checkpoint is for a ${found.D}-${found.H}-${found.L} model, this model is ${D}-${H}-${L}: ` +

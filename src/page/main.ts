@@ -9,8 +9,7 @@
  * stopped, finished or restored run up to it.
  */
 import { Gpu, GpuError, LOST_DEVICE_ADVICE } from '../gpu/device';
-import { readSafetensors, SafetensorsError } from '../io/safetensors';
-import { decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
+import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
 import { Inference } from '../model/inference';
 import { arenaLayout } from '../model/params';
 import { Trainer } from '../model/trainer';
@@ -468,13 +467,7 @@ el.reset.addEventListener('click', async () => {
 
 /** Checks the whole file before anything changes: the sizes come from its tensors. */
 function readCheckpoint(bytes: Uint8Array): CheckpointData {
-  const { tensors } = readSafetensors(bytes);
-  const fc1 = tensors.get('fc1.weight');
-  const fc21 = tensors.get('fc21.weight');
-  if (fc1?.shape.length !== 2 || fc21?.shape.length !== 2) {
-    throw new SafetensorsError('this is a safetensors file but not a VAE checkpoint: fc1.weight or fc21.weight is missing or not a matrix');
-  }
-  return decodeCheckpoint(bytes, arenaLayout({ D: fc1.shape[1], H: fc1.shape[0], L: fc21.shape[0] }));
+  return decodeCheckpoint(bytes, arenaLayout(checkpointSizes(bytes).sizes));
 }
 
 /** Settings for a loaded checkpoint: its sizes, and its optimiser settings when it names them. */
