@@ -98,7 +98,7 @@ export async function launchBrowser(options: { webgpu?: boolean; shared?: boolea
   ];
   if (options.webgpu ?? true) {
     // Linux Chromium ships WebGPU behind this flag; Vulkan lets it use SwiftShader when no GPU is present.
-    args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=vulkan');
+    args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan');
   }
   if (isRoot()) args.push('--no-sandbox'); // Chromium refuses to run as root with its sandbox.
   const browser = await puppeteer.launch({
