@@ -4,6 +4,7 @@
  * readback. It knows nothing about VAEs.
  */
 import type { BindingKind } from '../../shaders/common';
+import { acquireAdapter, adapterName, isSoftwareInfo, type AdapterSummary } from './adapter';
 
 export type { BindingKind };
 
@@ -59,12 +60,18 @@ export interface GpuOptions {
   onLost?: (error: GpuError) => void;
   /** Called for validation or out-of-memory errors nobody captured. */
   onUncapturedError?: (error: GpuError) => void;
+  /** With `device`: whether it came from a software adapter (default: what `device.adapterInfo` says). */
+  software?: boolean;
 }
 
 export class Gpu {
   readonly device: GPUDevice;
   readonly hasTimestamps: boolean;
   readonly hasSubgroups: boolean;
+  /** The adapter this runtime requested (undefined when the caller brought its own device). */
+  readonly adapter: AdapterSummary | undefined;
+  /** A software adapter: kernels take the variants measured fastest on SwiftShader. */
+  readonly software: boolean;
   /** Set once the device is lost; every later operation throws it. */
   lostError: GpuError | null = null;
   /** The first validation or out-of-memory error nobody captured; every later operation throws it. */
@@ -74,8 +81,13 @@ export class Gpu {
   /** Every buffer made through this runtime, so destroy() can free them all. */
   private readonly owned = new Set<GPUBuffer>();
 
-  private constructor(device: GPUDevice, options: GpuOptions) {
+  private constructor(device: GPUDevice, options: GpuOptions, adapter?: AdapterSummary) {
     this.device = device;
+    this.adapter = adapter;
+    // A device the caller brought comes without its adapter: its adapterInfo (Chrome 132+) says
+    // what it was; without that it counts as hardware unless the caller says otherwise.
+    const info = (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    this.software = options.software ?? adapter?.software ?? (info ? isSoftwareInfo(info) : false);
     this.hasTimestamps = device.features.has('timestamp-query');
     this.hasSubgroups = device.features.has('subgroups');
     device.lost.then((info) => {
@@ -97,33 +109,18 @@ export class Gpu {
   /** Requests an adapter and a device with the limits the engine needs (or adopts `options.device`). */
   static async create(options: GpuOptions = {}): Promise<Gpu> {
     if (options.device) return new Gpu(options.device, options);
-    if (typeof navigator === 'undefined' || !('gpu' in navigator)) {
-      throw new GpuError(
-        'WebGPU is not available here: navigator.gpu is undefined. Use Chrome or Edge 113+ (on Linux start it with ' +
-          '--enable-unsafe-webgpu), Safari 26+, or Firefox 141+ on Windows, and serve the page from https or localhost.',
-        'unsupported',
-      );
-    }
-    const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (!adapter) {
-      throw new GpuError(
-        'navigator.gpu.requestAdapter() returned no adapter: WebGPU is present but disabled or blocklisted, or the GPU ' +
-          'crashed earlier in this browser session (Chrome then withholds WebGPU until it is restarted). Check chrome://gpu; ' +
-          'on Linux enable it with --enable-unsafe-webgpu --enable-features=Vulkan.',
-        'unsupported',
-      );
-    }
+    const { adapter, summary } = await acquireAdapter();
     const requiredLimits: Record<string, number> = {};
     for (const [name, needed] of Object.entries(NEEDED_LIMITS)) {
       const available = adapter.limits[name as keyof GPUSupportedLimits] as number;
       if (available < needed) {
-        throw new GpuError(`This adapter's ${name} is ${available}; the engine needs ${needed}.`, 'limits');
+        throw new GpuError(`This adapter's (${adapterName(summary)}) ${name} is ${available}; the engine needs ${needed}.`, 'limits');
       }
       requiredLimits[name] = needed;
     }
     const requiredFeatures = (['timestamp-query', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
     const device = await adapter.requestDevice({ label: 'webgpu-vae', requiredLimits, requiredFeatures });
-    return new Gpu(device, options);
+    return new Gpu(device, options, summary);
   }
 
   /**

@@ -8,16 +8,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer';
+import { adapterName, type AdapterSummary } from '../gpu/adapter';
 
-/** What the page's `navigator.gpu.requestAdapter()` returned. */
-export interface AdapterReport {
-  vendor: string;
-  architecture: string;
-  device: string;
-  description: string;
-  /** True for software adapters (SwiftShader): figures measured on them are not a GPU's. */
-  isFallbackAdapter: boolean;
-  features: string[];
+/** The adapter the page's engine acquired (src/gpu/adapter.ts), and the browser it runs in. */
+export interface AdapterReport extends AdapterSummary {
   browserVersion: string;
 }
 
@@ -73,6 +67,9 @@ export function findChrome(options: { install?: boolean } = {}): string {
   );
 }
 
+/** The flags each browser was launched with, for the no-adapter error. */
+const launchFlags = new WeakMap<Browser, string[]>();
+
 export interface HeadlessBrowser {
   browser: Browser;
   executablePath: string;
@@ -97,8 +94,10 @@ export async function launchBrowser(options: { webgpu?: boolean; shared?: boolea
     '--disable-backgrounding-occluded-windows',
   ];
   if (options.webgpu ?? true) {
-    // Linux Chromium ships WebGPU behind this flag; Vulkan lets it use SwiftShader when no GPU is present.
-    args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan');
+    // Linux Chromium ships WebGPU behind --enable-unsafe-webgpu; Vulkan lets it use SwiftShader when
+    // no GPU is present, and --enable-unsafe-swiftshader lets it hand SwiftShader out as the fallback
+    // adapter. Not --use-angle=vulkan: with it Chromium 156.0.8078.114 gives no adapter at all.
+    args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--enable-unsafe-swiftshader');
   }
   if (isRoot()) args.push('--no-sandbox'); // Chromium refuses to run as root with its sandbox.
   const browser = await puppeteer.launch({
@@ -114,6 +113,7 @@ export async function launchBrowser(options: { webgpu?: boolean; shared?: boolea
     // (puppeteer's own handler would kill the browser and exit at once).
     handleSIGINT: false,
   });
+  launchFlags.set(browser, args.filter((a) => !a.startsWith('--user-data-dir')));
   return {
     browser,
     executablePath,
@@ -124,38 +124,35 @@ export async function launchBrowser(options: { webgpu?: boolean; shared?: boolea
   };
 }
 
-/** Asks the page for its adapter; throws with the flags to check when there is none. */
+/**
+ * Asks the page for its adapter through the engine's own acquisition (default adapter, then the
+ * fallback one), so the hosts report the adapter the engine will use. The page must be served by
+ * src/node/server.ts, which serves the engine's modules. Throws with what was tried, the flags
+ * and the browser's version when there is none.
+ */
 export async function reportAdapter(page: Page): Promise<AdapterReport> {
-  const info = await page.evaluate(async () => {
-    if (!('gpu' in navigator)) return { error: 'navigator.gpu is undefined' };
-    const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (!adapter) return { error: 'requestAdapter() returned null' };
-    const i = adapter.info;
-    return {
-      vendor: i.vendor,
-      architecture: i.architecture,
-      device: i.device,
-      description: i.description,
-      // Chrome exposes the fallback flag on info (newer) or on the adapter (older).
-      isFallbackAdapter: Boolean((i as { isFallbackAdapter?: boolean }).isFallbackAdapter ??
-        (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter),
-      features: [...adapter.features].sort(),
-    };
-  });
-  if ('error' in info) {
+  // A string, not a function: the test runner rewrites a function's import() into its own loader.
+  const result = await page.evaluate(`import(${JSON.stringify(ADAPTER_MODULE)}).then((m) => m.adapterReport())`) as
+    { summary: AdapterSummary } | { error: string };
+  const browserVersion = await page.browser().version();
+  if ('error' in result) {
+    const flags = launchFlags.get(page.browser());
     throw new BrowserHostError(
-      `The browser has no WebGPU adapter (${info.error}). Check that it runs with --enable-unsafe-webgpu ` +
-        '(and --enable-features=Vulkan on Linux), that chrome://gpu lists WebGPU as enabled, and that the ' +
-        'page is served from localhost or https (WebGPU needs a secure context).',
+      `${result.error} Launched ${browserVersion} with ${flags ? flags.join(' ') : 'flags this process did not set'}. ` +
+        'A WebGPU that worked before and stopped after a browser update is a change in that browser: see chrome://gpu ' +
+        'in a window, or try the flags in src/node/browser.ts by hand. The page must come from localhost or https.',
     );
   }
-  const browserVersion = await page.browser().version();
-  return { ...(info as Omit<AdapterReport, 'browserVersion'>), browserVersion };
+  return { ...result.summary, browserVersion };
 }
+
+/** The engine's adapter module as the Vite server serves it. */
+const ADAPTER_MODULE = '/src/gpu/adapter.ts';
 
 /** One line naming the adapter, for logs and benchmark headers. */
 export function describeAdapter(a: AdapterReport): string {
-  const name = [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ');
-  const kind = a.isFallbackAdapter ? 'software (fallback) adapter: figures are not a GPU\'s' : 'hardware adapter';
-  return `${name || 'unknown adapter'} [${kind}; ${a.browserVersion}]`;
+  const kind = a.software
+    ? `software (fallback) adapter${a.forcedFallback ? ', the only one the browser offered' : ''}: figures are not a GPU's`
+    : 'hardware adapter';
+  return `${adapterName(a)} [${kind}; ${a.browserVersion}]`;
 }

@@ -8,6 +8,7 @@
  * dataset are fixed until Reset; the epoch target stays editable, and Start continues a
  * stopped, finished or restored run up to it.
  */
+import { adapterName } from '../gpu/adapter';
 import { Gpu, GpuError, LOST_DEVICE_ADVICE } from '../gpu/device';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
 import { Inference } from '../model/inference';
@@ -113,7 +114,6 @@ function updateButtons(): void {
 
 async function boot(): Promise<void> {
   try {
-    await reportAdapter();
     gpu = await Gpu.create({
       onLost: (e) => fail(e),
       onUncapturedError: (e) => fail(e),
@@ -128,26 +128,21 @@ async function boot(): Promise<void> {
     phase = 'failed';
     return;
   }
+  reportAdapter(gpu);
   phase = 'ready';
   showDatasetChoice();
   updateButtons();
   await restoreLatest();
 }
 
-/** Names the adapter and says plainly when it is a software one. */
-async function reportAdapter(): Promise<void> {
-  if (!('gpu' in navigator)) return; // Gpu.create() explains
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) return;
-  const info = adapter.info;
-  const name = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'an unnamed adapter';
-  // Chrome reports the flag on info (newer) or on the adapter (older).
-  const fallback = Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter);
-  const software = fallback || /swiftshader|llvmpipe|lavapipe|warp|software/i.test(name);
-  el.adapter.textContent = `WebGPU adapter: ${name}. ` + (software
-    ? 'This is a software (fallback) adapter: the GPU work runs on the CPU, so training is far slower than on a real GPU and its speeds are not a GPU\'s.'
+/** Names the adapter the engine acquired and says plainly when it is a software one. */
+function reportAdapter(g: Gpu): void {
+  const a = g.adapter!; // Gpu.create() requested it
+  el.adapter.textContent = `WebGPU adapter: ${adapterName(a)}. ` + (a.software
+    ? (a.forcedFallback ? 'The browser offered no GPU adapter, only its fallback: ' : '') +
+      'This is a software (fallback) adapter: the GPU work runs on the CPU, so training is far slower than on a real GPU and its speeds are not a GPU\'s.'
     : 'A hardware adapter.');
-  el.adapter.classList.toggle('software', software);
+  el.adapter.classList.toggle('software', a.software);
 }
 
 /** Read through a call: `phase` changes under awaits (device loss), which TypeScript's narrowing cannot see. */
