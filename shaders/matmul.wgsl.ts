@@ -23,6 +23,15 @@ import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
  * `vec4` (every one of M, N, K a multiple of 4) reads A — and B when transposed — as vec4s,
  * clamping out-of-range rows and columns to valid ones whose results are never stored;
  * otherwise every scalar load is bounds-checked, which makes any shape correct.
+ *
+ * Workgroups are 1-D (MATMUL_WG_X·MATMUL_WG_Y invocations) and an invocation's column x and row
+ * y come from local_invocation_index, x fastest. With `quad` (software adapters with subgroups,
+ * after the start-up self-check in src/gpu/quads.ts) the four invocations of a quad share their
+ * loads of A, and WGSL defines a quad by subgroup_invocation_id, not by the local id: the lane
+ * is subgroup_invocation_id % 4, and the sharing is right only when a quad's four invocations
+ * lie in one row. Nothing in WGSL promises that (D3D12 before SM 6.6 leaves compute quads to the
+ * driver; 6.6 makes them 2×2 blocks of a 2-D workgroup, two rows), so the self-check compares
+ * the quad path with the plain one on the real adapter and turns quads off when they differ.
  */
 export interface MatmulOptions {
   transA: boolean;
@@ -53,9 +62,17 @@ export interface MatmulOptions {
    * hands the values round, instead of all four loading everything.
    */
   quad?: boolean;
+  /**
+   * Tests only: where the quads fall. 'subgroup' (the default) is the real layout. 'blocks2x2'
+   * deliberately lays (x, y) out the way D3D12 SM 6.6 lays out a 2-D workgroup's quads — each
+   * quad a 2×2 block, so two rows of A get mixed — to show the self-check catches it.
+   */
+  quadLayout?: QuadLayout;
 }
 
-/** Invocations per workgroup along N (columns) and M (rows). */
+export type QuadLayout = 'subgroup' | 'blocks2x2';
+
+/** Invocations per workgroup along N (columns) and M (rows), in one 1-D workgroup of WG_X·WG_Y. */
 export const MATMUL_WG_X = 8;
 export const MATMUL_WG_Y = 8;
 
@@ -89,6 +106,7 @@ export function matmulWGSL(o: MatmulOptions): string {
   const mulvBinding = o.reparamBackward ? binding++ : -1;
   const epsBinding = o.reparamBackward ? binding++ : -1;
   if (o.reparamBackward && (o.bias || o.relu || o.reluMask)) throw new Error('matmul: reparamBackward takes no other epilogue');
+  // A quad of consecutive indices must lie in one row: whole quads along x.
   if (o.quad && (!o.vec4 || MATMUL_WG_X % 4 !== 0)) throw new Error('matmul: quad sharing needs vec4 shapes and whole quads along x');
   // Quad-shared loads of a non-transposed A read scalars; everything else reads A as vec4s.
   const aType = o.vec4 && !(o.quad && !o.transA) ? 'vec4<f32>' : 'f32';
@@ -201,13 +219,23 @@ fn store(m: u32, n: u32, acc: f32) {
 #endif
 }
 
-@compute @workgroup_size(${MATMUL_WG_X}, ${MATMUL_WG_Y})
-fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row0 = (wg.y * ${MATMUL_WG_Y}u + lid.y) * ${o.tileM}u;
-  let col0 = wg.x * ${MATMUL_WG_X * o.tileN}u + lid.x;
+@compute @workgroup_size(${MATMUL_WG_X * MATMUL_WG_Y})
+fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) index: u32${o.quad ? ', @builtin(subgroup_invocation_id) subgroupLane: u32' : ''}) {
+#if ${o.quadLayout === 'blocks2x2'}
+  // The wrong layout, for the self-check's test: invocations 4j..4j+3 (a quad on SwiftShader)
+  // take a 2×2 block of (x, y).
+  let block = index / 4u;
+  let x = (block % ${MATMUL_WG_X / 2}u) * 2u + index % 2u;
+  let y = (block / ${MATMUL_WG_X / 2}u) * 2u + (index / 2u) % 2u;
+#else
+  let x = index % ${MATMUL_WG_X}u;
+  let y = index / ${MATMUL_WG_X}u;
+#endif
+  let row0 = (wg.y * ${MATMUL_WG_Y}u + y) * ${o.tileM}u;
+  let col0 = wg.x * ${MATMUL_WG_X * o.tileN}u + x;
 #if ${!!o.quad}
   // No early return: quad operations need all four invocations, and the rows are clamped anyway.
-  let quadLane = lid.x % 4u;
+  let quadLane = subgroupLane % 4u;
 #else
   if (row0 >= dims.M) { return; }
 #endif
