@@ -9,6 +9,8 @@ import { decodeCheckpoint, encodeCheckpoint } from '../../src/model/checkpoint';
 import { Trainer } from '../../src/model/trainer';
 import { uploadImages, VaeModel } from '../../src/model/vae';
 import * as ops from '../../src/gpu/ops';
+import { quadSharingWorks } from '../../src/gpu/quads';
+import type { QuadLayout } from '../../shaders/matmul.wgsl';
 import type { Dispatch } from '../../src/gpu/device';
 import { fromBase64, toBase64 } from '../../src/io/base64';
 
@@ -32,6 +34,11 @@ export interface RunRequest {
   ops: OpSpec[];
   /** Run the whole op list this many times, one submit each (default 1). */
   repeat?: number;
+  /**
+   * On a Gpu of its own, made for this request: for what the runtime decides once per Gpu (the
+   * quad self-check). `software: false` makes it act as on a hardware adapter.
+   */
+  freshGpu?: { software?: boolean };
   read: string[];
 }
 
@@ -67,8 +74,13 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
   }
 }
 
+async function freshGpu(software?: boolean): Promise<Gpu> {
+  const g = await Gpu.create();
+  return software === undefined ? g : Gpu.create({ device: g.device, software });
+}
+
 async function run(request: RunRequest): Promise<Record<string, string>> {
-  const g = await gpu();
+  const g = request.freshGpu ? await freshGpu(request.freshGpu.software) : await gpu();
   const { device } = g;
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
@@ -89,6 +101,7 @@ async function run(request: RunRequest): Promise<Record<string, string>> {
     const validation = await device.popErrorScope();
     const oom = await device.popErrorScope();
     g.destroy();
+    if (request.freshGpu) g.device.destroy();
     const error = validation ?? oom;
     if (error) throw new Error(`WebGPU ${validation ? 'validation' : 'out-of-memory'} error: ${error.message}`);
   }
@@ -216,6 +229,17 @@ async function lostDevice() {
   return { error, straight: straightEpoch2.averageLoss, resumed: resumedEpoch2.averageLoss };
 }
 
+/** The quad self-check with `layout`, on a Gpu of its own so nothing is cached from earlier tests. */
+async function quadCheck(layout: QuadLayout): Promise<boolean> {
+  const g = await Gpu.create();
+  try {
+    return await quadSharingWorks(g, layout);
+  } finally {
+    g.destroy();
+    g.device.destroy();
+  }
+}
+
 async function adapter() {
   const g = await gpu();
   return { features: [...g.device.features], hasTimestamps: g.hasTimestamps };
@@ -223,7 +247,10 @@ async function adapter() {
 
 declare global {
   interface Window {
-    harness: { run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps; runtime: typeof runtime; lostDevice: typeof lostDevice };
+    harness: {
+      run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps; runtime: typeof runtime; lostDevice: typeof lostDevice;
+      quadCheck: typeof quadCheck;
+    };
   }
 }
-window.harness = { run, adapter, trainSteps, runtime, lostDevice };
+window.harness = { run, adapter, trainSteps, runtime, lostDevice, quadCheck };
