@@ -1,5 +1,9 @@
+import { once } from 'node:events';
+import { createGzip, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { checkPair, IdxError, isGzip, parseIdxImages, parseIdxLabels } from '../src/data/idx';
+import { readIdxImages } from '../src/api/data';
+import { checkPair, gunzipBounded, IdxError, isGzip, MAX_IDX_FILE_BYTES, parseIdxImages, parseIdxLabels } from '../src/data/idx';
+import { gunzipIfNeeded } from '../src/page/data';
 
 /** Builds an idx file: type code, dims and data bytes as given (no validation, so tests can lie). */
 function idx(type: number, dims: number[], data: ArrayLike<number> = []): Uint8Array {
@@ -141,5 +145,76 @@ describe('malformed files', () => {
         }
       }
     }
+  });
+});
+
+describe('gzip, inflated up to a bound', () => {
+  /** The gzip of `n` zero bytes, compressed as it streams so the test never holds them. */
+  async function gzipOfZeros(n: number): Promise<Uint8Array> {
+    const gz = createGzip({ level: 9 });
+    const out: Buffer[] = [];
+    gz.on('data', (c: Buffer) => out.push(c));
+    const ended = once(gz, 'end');
+    const zeros = Buffer.alloc(1 << 20);
+    for (let left = n; left > 0; left -= zeros.length) {
+      if (!gz.write(zeros.subarray(0, Math.min(left, zeros.length)))) await once(gz, 'drain');
+    }
+    gz.end();
+    await ended;
+    return new Uint8Array(Buffer.concat(out));
+  }
+
+  /** Runs `read` with a DecompressionStream that counts the bytes it inflates for the reader. */
+  async function inflatedBy(read: () => Promise<unknown>): Promise<{ inflated: number; error: unknown }> {
+    const Real = globalThis.DecompressionStream;
+    let inflated = 0;
+    class Counting {
+      readonly writable: WritableStream<BufferSource>;
+      readonly readable: ReadableStream<Uint8Array>;
+      constructor(format: CompressionFormat) {
+        const real = new Real(format);
+        this.writable = real.writable;
+        this.readable = real.readable.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, out) {
+            inflated += chunk.length;
+            out.enqueue(chunk);
+          },
+        }));
+      }
+    }
+    globalThis.DecompressionStream = Counting as unknown as typeof DecompressionStream;
+    try {
+      await read();
+      return { inflated, error: undefined };
+    } catch (error) {
+      return { inflated, error };
+    } finally {
+      globalThis.DecompressionStream = Real;
+    }
+  }
+
+  it('inflates a gzipped idx file, refusing it once it passes the limit', async () => {
+    const file = images(3, 4, 5);
+    const gz = new Uint8Array(gzipSync(file));
+    expect(await gunzipBounded(gz, 'img.gz', file.length)).toEqual(file);
+    await expect(gunzipBounded(gz, 'img.gz', file.length - 1)).rejects.toThrow(/^img\.gz: decompresses to more than 75 bytes/);
+    await expect(gunzipBounded(gz.subarray(0, gz.length - 6), 'cut.gz')).rejects.toThrow(/^cut\.gz: corrupt gzip data/);
+    expect((await readIdxImages(gz, 'img.gz')).pixels).toEqual(file.subarray(16));
+  });
+
+  it('a gzip bomb is refused by the page and by readIdxImages without being inflated', async () => {
+    // 8 MB past the bound, in about 200 KB of gzip (deflate packs zeros about 1000:1).
+    const bomb = await gzipOfZeros(MAX_IDX_FILE_BYTES + 8 * 2 ** 20);
+    expect(bomb.length).toBeLessThan(MAX_IDX_FILE_BYTES / 500);
+    // A few chunks of read-ahead past the bound at most, never the whole file.
+    const slack = 2 ** 20;
+    const page = await inflatedBy(() => gunzipIfNeeded(bomb, 'bomb.gz'));
+    expect(page.inflated, 'bytes the page inflated').toBeLessThanOrEqual(MAX_IDX_FILE_BYTES + slack);
+    expect(page.error).toBeInstanceOf(IdxError);
+    expect((page.error as Error).message).toBe(
+      `bomb.gz: decompresses to more than ${MAX_IDX_FILE_BYTES} bytes; refusing it: it is not an MNIST-sized idx file (corrupt, or a gzip bomb)`);
+    const library = await inflatedBy(() => readIdxImages(bomb, 'bomb.gz'));
+    expect(library.inflated, 'bytes readIdxImages inflated').toBeLessThanOrEqual(MAX_IDX_FILE_BYTES + slack);
+    expect(library.error).toMatchObject({ code: 'invalid-input', message: expect.stringMatching(/^readIdxImages: bomb\.gz: decompresses to more than 209715200 bytes/) });
   });
 });

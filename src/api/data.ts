@@ -1,8 +1,9 @@
 /**
  * Reading MNIST-format image files (idx3-ubyte, plain or gzip) into the byte arrays the API
- * trains on, in a page or a Worker: gzip goes through the platform's DecompressionStream.
+ * trains on, in a page or a Worker: gzip goes through the platform's DecompressionStream, and
+ * stops at MAX_IDX_FILE_BYTES (the bound the CLI uses) however much the file claims.
  */
-import { isGzip, parseIdxImages } from '../data/idx';
+import { gunzipBounded, isGzip, parseIdxImages } from '../data/idx';
 import { VaeError } from './errors';
 
 /** Images from an idx file: `count` images of rows × cols bytes, row-major (what `VAE.fit` takes). */
@@ -30,8 +31,7 @@ export async function readIdxImages(bytes: Uint8Array | ArrayBuffer, name = 'idx
       if (typeof DecompressionStream === 'undefined') {
         throw new VaeError('invalid-input', `readIdxImages: ${name} is gzip-compressed and this platform has no DecompressionStream: decompress it first`);
       }
-      const stream = new Blob([data as BlobPart]).stream().pipeThrough(new DecompressionStream('gzip'));
-      data = new Uint8Array(await new Response(stream).arrayBuffer());
+      data = await gunzipBounded(data, name);
     }
     return parseIdxImages(data, name);
   } catch (error) {

@@ -41,6 +41,45 @@ export function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }
 
+/**
+ * The most bytes an idx file may hold, compressed or inflated, in every host (the Node CLI,
+ * the page, the library). The real training set is 47 MB; a file past this is not MNIST-sized.
+ */
+export const MAX_IDX_FILE_BYTES = 200 * 1024 * 1024;
+
+/**
+ * Inflates gzip bytes with the platform's DecompressionStream (browsers, Workers, Node 18+),
+ * refusing once the output passes `limit`: a few hundred KB of gzip can claim gigabytes, so
+ * the output is counted as it streams and the rest is never inflated.
+ */
+export async function gunzipBounded(bytes: Uint8Array, name: string, limit = MAX_IDX_FILE_BYTES): Promise<Uint8Array> {
+  const reader = new Blob([bytes as BlobPart]).stream().pipeThrough(new DecompressionStream('gzip')).getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > limit) {
+        void reader.cancel().catch(() => {});
+        throw new IdxError(`${name}: decompresses to more than ${limit} bytes; refusing it: it is not an MNIST-sized idx file (corrupt, or a gzip bomb)`);
+      }
+      chunks.push(value);
+    }
+  } catch (e) {
+    if (e instanceof IdxError) throw e;
+    throw new IdxError(`${name}: corrupt gzip data (${(e as Error).message}); download or copy the file again`);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
 // Manual big-endian read: a Node Buffer may sit at any byteOffset of a shared
 // pool, so a DataView over bytes.buffer would need extra care.
 function u32(bytes: Uint8Array, at: number): number {

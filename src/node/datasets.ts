@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { checkPair, isGzip, parseIdxImages, parseIdxLabels, type IdxImages, type IdxLabels } from '../data/idx';
+import { checkPair, isGzip, MAX_IDX_FILE_BYTES as MAX_FILE_BYTES, parseIdxImages, parseIdxLabels, type IdxImages, type IdxLabels } from '../data/idx';
 
 export type DatasetName = 'mnist' | 'fashion-mnist';
 
@@ -26,9 +26,6 @@ export class DatasetError extends Error {
 }
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
-
-// The real training set is 47 MB; anything that inflates past this is not MNIST.
-const MAX_FILE_BYTES = 200 * 1024 * 1024;
 
 type Role = 'trainImages' | 'trainLabels' | 'testImages' | 'testLabels';
 

@@ -3,7 +3,7 @@
  * or idx files the user picks from disk (Fashion-MNIST or their own), plain or gzipped.
  * Everything is checked before it is returned, so a bad file changes nothing.
  */
-import { IdxError, isGzip, parseIdxImages, parseIdxLabels, type IdxImages, type IdxLabels } from '../data/idx';
+import { gunzipBounded, IdxError, isGzip, parseIdxImages, parseIdxLabels, type IdxImages, type IdxLabels } from '../data/idx';
 
 export type DatasetKind = 'mnist' | 'fashion' | 'files';
 
@@ -36,15 +36,9 @@ export interface PickedFile {
 const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
 const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
-/** Inflates gzip bytes; other bytes are returned as they are (a host may have inflated them already). */
+/** Inflates gzip bytes (up to MAX_IDX_FILE_BYTES); other bytes are returned as they are (a host may have inflated them already). */
 export async function gunzipIfNeeded(bytes: Uint8Array, name: string): Promise<Uint8Array> {
-  if (!isGzip(bytes)) return bytes;
-  try {
-    const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(new DecompressionStream('gzip'));
-    return new Uint8Array(await new Response(stream).arrayBuffer());
-  } catch (e) {
-    throw new IdxError(`${name}: corrupt gzip data (${(e as Error).message}); download or copy the file again`);
-  }
+  return isGzip(bytes) ? gunzipBounded(bytes, name) : bytes;
 }
 
 async function fetchBytes(url: string): Promise<Uint8Array> {
