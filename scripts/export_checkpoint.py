@@ -15,11 +15,17 @@ Usage:
 
 The engine's Adam has one step counter for all tensors and no weight decay or amsgrad;
 an optimizer state that needs those is refused rather than silently changed.
+
+Unpickling a .pt file can call anything the file names, so it is read with
+torch.load(weights_only=True): only tensors and plain containers (dicts, lists, numbers, strings)
+are built, and a file that names anything else is refused before anything it names is called.
 """
 
 import argparse
+import io
 import json
 import os
+import pickle
 import struct
 import sys
 
@@ -102,6 +108,34 @@ def export(path, model_state, optimizer_state=None, epoch=0, seed=1, extra_metad
     return metadata
 
 
+def load_state_dicts(path):
+    """torch.load(path, weights_only=True): builds only tensors and plain containers (dicts, lists,
+    numbers, strings); a file that names anything else raises pickle.UnpicklingError unrun."""
+    weights_only = torch._weights_only_unpickler
+    try:
+        weights_only.load(io.BytesIO(pickle.dumps(0.5, protocol=2)))
+    except RuntimeError:
+        # torch 1.13's (Debian 12's) weights-only unpickler cannot read a float (pickle opcode
+        # BINFLOAT: "Unsupported operand 71"), so it refuses every optimizer state_dict (lr, betas).
+        # For this load it is replaced by Python's own unpickler restricted to the same globals:
+        # every way a pickle reaches code goes through find_class.
+        allowed = weights_only._get_allowed_globals()
+
+        class Unpickler(pickle.Unpickler):
+            def find_class(self, module, name):
+                if "%s.%s" % (module, name) not in allowed:
+                    raise pickle.UnpicklingError("Unsupported global %s.%s" % (module, name))
+                return allowed["%s.%s" % (module, name)]
+
+        original = weights_only.Unpickler, weights_only.load
+        weights_only.Unpickler, weights_only.load = Unpickler, lambda f, **kw: Unpickler(f, **kw).load()
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        finally:
+            weights_only.Unpickler, weights_only.load = original
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("input", help="torch.save() file: a state_dict, or {'model', 'optimizer', 'epoch'}")
@@ -110,7 +144,19 @@ def main():
     parser.add_argument("--epoch", type=int, default=None, help="epochs done (default: the file's 'epoch', else 0)")
     args = parser.parse_args()
 
-    saved = torch.load(args.input, map_location="cpu")
+    try:
+        saved = load_state_dicts(args.input)
+    except pickle.UnpicklingError as e:
+        # torch's own text goes on to suggest weights_only=False, which would run the file's code.
+        reason = str(e).split("WeightsUnpickler error:")[-1].strip().split(". ")[0].rstrip(".")
+        print("export_checkpoint.py: refused %s: it holds more than tensors and plain containers (%s), and "
+              "unpickling it could run code. Save only state dicts: torch.save({'model': model.state_dict(), "
+              "'optimizer': optimizer.state_dict(), 'epoch': N}, path)." % (args.input, reason), file=sys.stderr)
+        return 2
+    if not isinstance(saved, dict):
+        print("export_checkpoint.py: %s holds a %s, not a state_dict or {'model': state_dict, ...}"
+              % (args.input, type(saved).__name__), file=sys.stderr)
+        return 2
     if "model" in saved:
         model_state, optimizer_state, epoch = saved["model"], saved.get("optimizer"), saved.get("epoch", 0)
     else:

@@ -3,12 +3,14 @@
  * during a checkpoint save. Each must leave the last good checkpoint intact and resumable, and
  * resuming must be exact.
  */
-import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, statSync, watch } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { parseOptions, train as trainInProcess, type TrainOptions } from '../src/cli/train';
 import { readSafetensors } from '../src/io/safetensors';
+import { decodeCheckpoint } from '../src/model/checkpoint';
+import { arenaLayout } from '../src/model/params';
 import { tempDir, train, tsx } from './cli';
 
 /** The lines that must match between two runs from epoch `from` on. */
@@ -126,5 +128,59 @@ describe('npm run train, hardening', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^====> Epoch: ${epoch + 1} `, 'm'));
     expect(readdirSync(out).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+});
+
+/** Python with PyTorch (Debian's python3-torch), as the README runs the scripts. */
+function python(args: string[]) {
+  const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', timeout: 120_000 });
+  if (/No module named 'torch'/.test(r.stderr)) expect.fail('PyTorch is missing for /usr/bin/python3: apt install python3-torch');
+  return r;
+}
+
+describe('scripts/export_checkpoint.py', () => {
+  it('refuses a .pt file whose unpickling would run code, without running it', () => {
+    const dir = tempDir();
+    const pt = join(dir, 'hostile.pt');
+    const marker = join(dir, 'code-ran');
+    // A pickle whose __reduce__ makes torch.load call open(marker, "w"): loading it creates the marker.
+    const made = python(['-c', [
+      'import sys, torch',
+      'class Hostile:',
+      '    def __reduce__(self): return (open, (sys.argv[2], "w"))',
+      'torch.save({"fc1.weight": Hostile()}, sys.argv[1])',
+    ].join('\n'), pt, marker]);
+    expect(made.status, made.stderr).toBe(0);
+    expect(existsSync(marker)).toBe(false);
+
+    const r = python(['scripts/export_checkpoint.py', pt, join(dir, 'out.safetensors')]);
+    expect(existsSync(marker), 'the file\'s code ran').toBe(false);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/export_checkpoint\.py: refused .*hostile\.pt: it holds more than tensors and plain containers \(.*io\.open.*\), and unpickling it could run code/);
+    expect(existsSync(join(dir, 'out.safetensors'))).toBe(false);
+  });
+
+  it('still exports a state_dict, and a {model, optimizer, epoch} dict with Adam state', () => {
+    const dir = tempDir();
+    // The reference VAE's layers at 784-16-4, one Adam step taken.
+    const made = python(['-c', [
+      'import sys, torch',
+      'torch.manual_seed(0)',
+      'layers = {"fc1": (784, 16), "fc21": (16, 4), "fc22": (16, 4), "fc3": (4, 16), "fc4": (16, 784)}',
+      'model = torch.nn.ModuleDict({k: torch.nn.Linear(*v) for k, v in layers.items()})',
+      'opt = torch.optim.Adam(model.parameters(), lr=1e-3)',
+      'sum(p.sum() for p in model.parameters()).backward()',
+      'opt.step()',
+      'torch.save(model.state_dict(), sys.argv[1] + "/plain.pt")',
+      'torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}, sys.argv[1] + "/full.pt")',
+    ].join('\n'), dir]);
+    expect(made.status, made.stderr).toBe(0);
+    const layout = arenaLayout({ D: 784, H: 16, L: 4 });
+    for (const [name, step, epoch, hasAdam] of [['plain', 0, '0', false], ['full', 1, '3', true]] as const) {
+      const r = python(['scripts/export_checkpoint.py', join(dir, `${name}.pt`), join(dir, `${name}.safetensors`)]);
+      expect(r.status, r.stderr).toBe(0);
+      const ckpt = decodeCheckpoint(readFileSync(join(dir, `${name}.safetensors`)), layout);
+      expect([ckpt.step, ckpt.metadata.epoch, ckpt.m !== undefined], name).toEqual([step, epoch, hasAdam]);
+    }
   });
 });
