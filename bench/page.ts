@@ -98,7 +98,7 @@ async function step(c: { batchSize: number; reps: number; samples: number }) {
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
   const images = uploadImages(g, 'bench images', pixels, count);
   const model = await VaeModel.create(g, {
-    sizes: { D, H: 400, L: 20 }, batchSize: c.batchSize, seed: 1, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+    sizes: { D, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
   }, images, images);
   const dispatches = model.trainStep(c.batchSize);
   const perDispatch = [];
@@ -128,7 +128,7 @@ async function endToEnd(c: { trainUrl: string; trainCount: number; testUrl: stri
   const g = await gpu();
   const [train, test] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
   const model = await VaeModel.create(g, {
-    sizes: { D: 784, H: 400, L: 20 }, batchSize: c.batchSize, seed: 1, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+    sizes: { D: 784, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
   }, uploadImages(g, 'train', train, c.trainCount), uploadImages(g, 'test', test, c.testCount));
   const trainer = new Trainer(model, { stepsPerSubmit: c.stepsPerSubmit });
   // Warm-up: one submit's worth of steps, so first-use costs (pipeline creation in the driver,

@@ -69,7 +69,7 @@ describe('VAE API', () => {
       const { lib, mnistTest, stats } = window.vaeTest;
       const images = await mnistTest(512);
       const vae = await lib.VAE.create({ seed: 1 });
-      const created = { sizes: [vae.inputSize, vae.hiddenSize, vae.latentSize], parameters: vae.parameterCount, step: vae.step };
+      const created = { sizes: [vae.inputSize, vae.hiddenSizes, vae.latentSize], parameters: vae.parameterCount, step: vae.step };
       const steps: { epoch: number; batch: number; batches: number; step: number; loss: number }[] = [];
       const epochs: { epoch: number; trainLoss: number; testLoss?: number; steps: number; completed: boolean }[] = [];
       const run = vae.fit(images, {
@@ -96,7 +96,7 @@ describe('VAE API', () => {
         recon: stats(recon), reconSame: window.vaeTest.sameBits(recon, reconX), live, liveAfterDestroy: vae.liveBuffers,
       };
     });
-    expect(r.created).toEqual({ sizes: [784, 400, 20], parameters: 652824, step: 0 });
+    expect(r.created).toEqual({ sizes: [784, [400], 20], parameters: 652824, step: 0 });
     expect(r.stateWhileRunning).toBe('running');
     expect(r.stateAfter).toBe('finished');
     expect(r.steps.map((s) => [s.epoch, s.batch, s.batches, s.step])).toEqual([[1, 0, 4, 1], [1, 1, 4, 2], [1, 2, 4, 3], [1, 3, 4, 4]]);
@@ -206,7 +206,7 @@ describe('VAE API', () => {
       await first.fit(images, { ...train, epochs: 1 });
       const saved = await first.save({ metadata: { note: 'half way' } });
       const resumed = await lib.VAE.load(saved);
-      const loadedState = { seed: resumed.seed, step: resumed.step, epoch: resumed.epoch, sizes: [resumed.inputSize, resumed.hiddenSize, resumed.latentSize] };
+      const loadedState = { seed: resumed.seed, step: resumed.step, epoch: resumed.epoch, sizes: [resumed.inputSize, resumed.hiddenSizes, resumed.latentSize] };
       const x = images.subarray(0, 16 * 784);
       const z = new Float32Array(4 * 8).map((_, i) => Math.cos(i));
       const [a, b] = [await first.encode(x), await resumed.encode(x)];
@@ -223,7 +223,7 @@ describe('VAE API', () => {
       for (const m of [straight, first, resumed, other]) m.destroy();
       return { loadedState, sameOutputs, sameAfterInstanceLoad, resumeExact, steps };
     });
-    expect(r.loadedState).toEqual({ seed: 5, step: 4, epoch: 1, sizes: [784, 64, 8] });
+    expect(r.loadedState).toEqual({ seed: 5, step: 4, epoch: 1, sizes: [784, [64], 8] });
     expect(r.sameOutputs).toBe(true);
     expect(r.sameAfterInstanceLoad).toBe(true);
     expect(r.steps).toEqual([8, 8, 2, 2]);

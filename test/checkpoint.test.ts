@@ -43,7 +43,7 @@ async function engineOutputs(checkpoint: Uint8Array, expected: Map<string, Tenso
     const { mu, logvar } = await vae.encode(t.fromBase64(x));
     const decoded = await vae.decode(t.base64f32(z));
     const saved = t.toBase64(await vae.save());
-    const info = { step: vae.step, epoch: vae.epoch, seed: vae.seed, sizes: [vae.inputSize, vae.hiddenSize, vae.latentSize] };
+    const info = { step: vae.step, epoch: vae.epoch, seed: vae.seed, sizes: [vae.inputSize, vae.hiddenSizes, vae.latentSize] };
     vae.destroy();
     return { mu: t.f32base64(mu), logvar: t.f32base64(logvar), decoded: t.f32base64(decoded), saved, info };
   }, b64(checkpoint), b64(x), b64(new Uint8Array(z.buffer, z.byteOffset, z.byteLength)));
@@ -63,7 +63,7 @@ describe('PyTorch → engine', () => {
 
   it('loads a state_dict exported by scripts/export_checkpoint.py and computes what PyTorch computed', async () => {
     const out = await engineOutputs(checkpoint, expected);
-    expect(out.info).toEqual({ step: 8, epoch: 1, seed: 1, sizes: [784, 16, 4] });
+    expect(out.info).toEqual({ step: 8, epoch: 1, seed: 1, sizes: [784, [16], 4] });
     expectSameOutputs('pytorch fixture', out, expected);
 
     // Saving it again gives every tensor back bit for bit, Adam moments included, and the step.

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { IdxError, parseIdxImages, parseIdxLabels } from '../src/data/idx';
 import { SafetensorsError } from '../src/io/safetensors';
 import { decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
-import { arenaLayout, initArena } from '../src/model/params';
+import { arenaLayout, initArena } from '../src/model/graph';
 import { rng } from './gpu';
 
 type Reader = (bytes: Uint8Array) => { byteLength: number };
@@ -88,7 +88,7 @@ describe('fuzzing the idx reader', () => {
 });
 
 describe('fuzzing the checkpoint reader', () => {
-  const layout = arenaLayout({ D: 13, H: 7, L: 3 });
+  const layout = arenaLayout({ D: 13, hidden: [7], L: 3 });
   const r = rng(3);
   const params = initArena(layout, r.next);
   const valid = encodeCheckpoint(layout, { params, m: params.map((v) => v / 10), v: params.map((v) => v * v), step: 12, metadata: { epoch: '2' } });

@@ -12,7 +12,7 @@ import puppeteer, { type Browser, type BrowserContext, type ElementHandle, type 
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { decodeCheckpoint } from '../src/model/checkpoint';
-import { arenaLayout } from '../src/model/params';
+import { arenaLayout } from '../src/model/graph';
 import { launchBrowser } from '../src/node/browser';
 import { mnistDir } from '../src/node/datasets';
 import { projectRoot } from '../src/node/server';
@@ -343,7 +343,7 @@ describe('training page (built static site)', () => {
     }
     expect(file).toBe('vae-mnist-784-400-20-epoch3.safetensors');
     const bytes = readFileSync(join(downloads, file!));
-    const ckpt = decodeCheckpoint(bytes, arenaLayout({ D: 784, H: 400, L: 20 }));
+    const ckpt = decodeCheckpoint(bytes, arenaLayout({ D: 784, hidden: [400], L: 20 }));
     expect(ckpt.metadata.epoch).toBe('3');
     expect(ckpt.step).toBe(3 * (RUN.limit / 64));
     expect(ckpt.m).toBeDefined();

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensors, type Tensor } from '../src/io/safetensors';
-import { arenaLayout } from '../src/model/params';
+import { arenaLayout } from '../src/model/graph';
 import { expectClose, f32, openHarness, type GpuPage } from './gpu';
 
 let gpu: GpuPage;
@@ -24,9 +24,10 @@ describe.each(['aligned', 'odd'])('%s fixture', (name) => {
     if (!v) throw new Error(`fixture ${name} lacks ${key}`);
     return v.data as Float32Array;
   };
-  const [B, D, H, L] = ['B', 'D', 'H', 'L'].map((k) => Number(metadata[k]));
+  const [B, D, L] = ['B', 'D', 'L'].map((k) => Number(metadata[k]));
+  const hidden = (metadata.hidden ?? metadata.H).split(',').map(Number);
   const steps = Number(metadata.steps);
-  const layout = arenaLayout({ D, H, L });
+  const layout = arenaLayout({ D, hidden, L });
   const toArena = (prefix: string) => {
     const arena = new Float32Array(layout.length);
     for (const p of layout.params) arena.set(t(prefix + p.name), p.offset);
@@ -41,7 +42,7 @@ describe.each(['aligned', 'odd'])('%s fixture', (name) => {
   it(`reproduces ${steps} training steps`, async () => {
     const images = tensors.get('data_u8') as Tensor;
     const out = await gpu.page.evaluate((r) => window.harness.trainSteps(r), {
-      sizes: { D, H, L }, batchSize: B, seed: Number(metadata.seed), lr: Number(metadata.lr),
+      sizes: { D, hidden, L }, batchSize: B, seed: Number(metadata.seed), lr: Number(metadata.lr),
       images: Buffer.from(images.data.buffer, images.data.byteOffset, images.data.byteLength).toString('base64'),
       count: B, params: Buffer.from(toArena('init.').buffer).toString('base64'), steps, sameBatch: true,
     });

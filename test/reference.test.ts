@@ -24,7 +24,7 @@ import {
   sigmoidForward,
 } from '../src/reference/ops';
 import { normal, normals, philox4x32_10 } from '../src/reference/philox';
-import { PARAM_NAMES, paramShapes, vaeForwardBackward, vaeLoss, type VaeParams, type VaeSizes } from '../src/reference/vae';
+import { paramNames, paramShapes, vaeForwardBackward, vaeLoss, type VaeParams, type VaeSizes } from '../src/reference/vae';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'parity');
 
@@ -241,32 +241,27 @@ describe('op references', () => {
   });
 });
 
-describe('VAE reference', () => {
-  const sizes: VaeSizes = { D: 13, H: 7, L: 3 };
+describe.each([
+  { D: 13, hidden: [7], L: 3 },
+  { D: 11, hidden: [9, 6], L: 3 }, // a deeper MLP: two encoder layers, their mirror in the decoder
+] as VaeSizes[])('VAE reference %o', (sizes) => {
   const rows = 5;
+  const names = paramNames(sizes);
 
   function tinyModel(seed: number): VaeParams {
     const shapes = paramShapes(sizes);
-    const p = {} as VaeParams;
-    PARAM_NAMES.forEach((name, i) => {
+    const p: VaeParams = {};
+    names.forEach((name, i) => {
       const shape = shapes[name];
-      const fanIn = name.endsWith('.weight') ? shape[1]! : shapes[name.replace('bias', 'weight') as keyof VaeParams][1]!;
+      const fanIn = shapes[name.replace(/bias$/, 'weight')][1]!;
       const bound = 1 / Math.sqrt(fanIn); // PyTorch's nn.Linear init range
       p[name] = uniforms(shape.reduce((a, b) => a * b, 1), seed * 100 + i, -bound, bound);
     });
     return p;
   }
 
-  it('paramShapes follow PyTorch', () => {
-    expect(paramShapes({ D: 784, H: 400, L: 20 })).toEqual({
-      'fc1.weight': [400, 784], 'fc1.bias': [400], 'fc21.weight': [20, 400], 'fc21.bias': [20],
-      'fc22.weight': [20, 400], 'fc22.bias': [20], 'fc3.weight': [400, 20], 'fc3.bias': [400],
-      'fc4.weight': [784, 400], 'fc4.bias': [784],
-    });
-  });
-
   it('gradients of the whole loss match central differences for every parameter entry', () => {
-    const p = tinyModel(3);
+    const p = tinyModel(7);
     const x = uniforms(rows * sizes.D, 21, 0, 1);
     x[0] = 0;
     x[sizes.D - 1] = 1;
@@ -276,13 +271,13 @@ describe('VAE reference', () => {
     // Away from the −100 clamp (|logit| < 100) and from the ReLU kinks, the loss is smooth
     // enough in a ±h box for central differences to be accurate to ~1e-9.
     expect(Math.max(...r.logits.map(Math.abs))).toBeLessThan(50);
-    const pre1 = linearForward(x, p['fc1.weight'], p['fc1.bias'], rows, sizes.D, sizes.H, false);
-    const pre3 = linearForward(r.z, p['fc3.weight'], p['fc3.bias'], rows, sizes.L, sizes.H, false);
-    expect(Math.min(...pre1.map(Math.abs), ...pre3.map(Math.abs))).toBeGreaterThan(1e-3);
-    expect(pre1.some((v) => v < 0) && pre3.some((v) => v < 0)).toBe(true); // the masks do cut
+    const H = sizes.hidden[0]!;
+    const pre1 = linearForward(x, p['fc1.weight'], p['fc1.bias'], rows, sizes.D, H, false);
+    expect(Math.min(...pre1.map(Math.abs))).toBeGreaterThan(1e-3);
+    expect(pre1.some((v) => v < 0)).toBe(true); // the mask does cut
 
     const report: string[] = [];
-    for (const name of PARAM_NAMES) {
+    for (const name of names) {
       const fd = centralDiff(() => vaeLoss(p, sizes, x, eps, rows), p[name], 1e-5);
       const err = worstRel(r.grads[name], fd);
       report.push(`${name} ${err.toExponential(2)}`);
@@ -292,6 +287,27 @@ describe('VAE reference', () => {
   });
 });
 
+describe('parameter names', () => {
+  it('follow PyTorch for the example, and the fc numbering for a deeper MLP', () => {
+    expect(paramShapes({ D: 784, hidden: [400], L: 20 })).toEqual({
+      'fc1.weight': [400, 784], 'fc1.bias': [400], 'fc21.weight': [20, 400], 'fc21.bias': [20],
+      'fc22.weight': [20, 400], 'fc22.bias': [20], 'fc3.weight': [400, 20], 'fc3.bias': [400],
+      'fc4.weight': [784, 400], 'fc4.bias': [784],
+    });
+    expect(paramShapes({ D: 784, hidden: [512, 256], L: 20 })).toEqual({
+      'fc1.weight': [512, 784], 'fc1.bias': [512], 'fc2.weight': [256, 512], 'fc2.bias': [256],
+      'fc31.weight': [20, 256], 'fc31.bias': [20], 'fc32.weight': [20, 256], 'fc32.bias': [20],
+      'fc4.weight': [256, 20], 'fc4.bias': [256], 'fc5.weight': [512, 256], 'fc5.bias': [512],
+      'fc6.weight': [784, 512], 'fc6.bias': [784],
+    });
+  });
+});
+
+/** A parity fixture's sizes: `hidden` ("512,256") in newer fixtures, `H` in the first ones. */
+function fixtureSizes(metadata: Record<string, string>): VaeSizes {
+  return { D: Number(metadata.D), hidden: (metadata.hidden ?? metadata.H).split(',').map(Number), L: Number(metadata.L) };
+}
+
 function loadFixture(name: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   const buf = readFileSync(join(FIXTURES, `${name}.safetensors`));
   return readSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
@@ -299,7 +315,7 @@ function loadFixture(name: string): { tensors: Map<string, Tensor>; metadata: Re
 
 describe.each(['odd', 'aligned'])('PyTorch parity: %s fixture, three chained Adam steps', (name) => {
   const { tensors, metadata } = loadFixture(name);
-  const sizes: VaeSizes = { D: Number(metadata.D), H: Number(metadata.H), L: Number(metadata.L) };
+  const sizes = fixtureSizes(metadata);
   const rows = Number(metadata.B);
   const lr = Number(metadata.lr);
   const get = (key: string) => {
@@ -340,10 +356,10 @@ describe.each(['odd', 'aligned'])('PyTorch parity: %s fixture, three chained Ada
 
   it('reproduces loss, activations, gradients and the Adam update at each step', () => {
     const x = gather(get('data_u8'), sizes.D, Array.from({ length: rows }, (_, i) => i), 0, rows);
-    const p = {} as VaeParams;
-    const m = {} as VaeParams;
-    const v = {} as VaeParams;
-    for (const n of PARAM_NAMES) {
+    const p: VaeParams = {};
+    const m: VaeParams = {};
+    const v: VaeParams = {};
+    for (const n of paramNames(sizes)) {
       p[n] = get(`init.${n}`);
       m[n] = new Float64Array(p[n].length);
       v[n] = new Float64Array(p[n].length);
@@ -357,8 +373,8 @@ describe.each(['odd', 'aligned'])('PyTorch parity: %s fixture, three chained Ada
       check(`${pre}mu`, r.mu, get(`${pre}mu`));
       check(`${pre}logvar`, r.logvar, get(`${pre}logvar`));
       check(`${pre}logits`, r.logits, get(`${pre}logits`));
-      for (const n of PARAM_NAMES) check(`${pre}grad.${n}`, r.grads[n], get(`${pre}grad.${n}`));
-      for (const n of PARAM_NAMES) {
+      for (const n of paramNames(sizes)) check(`${pre}grad.${n}`, r.grads[n], get(`${pre}grad.${n}`));
+      for (const n of paramNames(sizes)) {
         adam(p[n], r.grads[n], m[n], v[n], step + 1, { lr });
         check(`${pre}param.${n}`, p[n], get(`${pre}param.${n}`));
         if (tensors.has(`${pre}adam_m.${n}`)) {

@@ -10,7 +10,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { parseOptions, train as trainInProcess, type TrainOptions } from '../src/cli/train';
 import { readSafetensors } from '../src/io/safetensors';
 import { decodeCheckpoint } from '../src/model/checkpoint';
-import { arenaLayout } from '../src/model/params';
+import { arenaLayout } from '../src/model/graph';
 import { tempDir, train, tsx } from './cli';
 
 /** The lines that must match between two runs from epoch `from` on. */
@@ -175,7 +175,7 @@ describe('scripts/export_checkpoint.py', () => {
       'torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}, sys.argv[1] + "/full.pt")',
     ].join('\n'), dir]);
     expect(made.status, made.stderr).toBe(0);
-    const layout = arenaLayout({ D: 784, H: 16, L: 4 });
+    const layout = arenaLayout({ D: 784, hidden: [16], L: 4 });
     for (const [name, step, epoch, hasAdam] of [['plain', 0, '0', false], ['full', 1, '3', true]] as const) {
       const r = python(['scripts/export_checkpoint.py', join(dir, `${name}.pt`), join(dir, `${name}.safetensors`)]);
       expect(r.status, r.stderr).toBe(0);

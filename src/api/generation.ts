@@ -14,7 +14,7 @@
 import { Gpu, type GpuError } from '../gpu/device';
 import type { AdamHyper } from '../gpu/ops';
 import { Inference } from '../model/inference';
-import type { VaeSizes } from '../model/params';
+import type { VaeSizes } from '../model/graph';
 import { Trainer } from '../model/trainer';
 import { uploadImages, VaeModel, type GpuImages } from '../model/vae';
 

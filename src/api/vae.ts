@@ -18,7 +18,7 @@
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import { Gpu, type GpuError } from '../gpu/device';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
-import { arenaLayout, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/params';
+import { arenaLayout, parameterCount, REFERENCE_SIZES, sizesName, type ArenaLayout, type VaeSizes } from '../model/graph';
 import { normals } from '../reference/philox';
 import { fromEngineError, VaeError } from './errors';
 import { Generation, type GenerationConfig } from './generation';
@@ -33,8 +33,11 @@ import { RunControl, type EpochEvent, type FitOptions, type FitResult, type Trai
 export interface VAEOptions {
   /** Pixels per image, fc1's in_features (default 784). */
   inputSize?: number;
-  /** Hidden units, fc1's out_features (default 400). */
-  hiddenSize?: number;
+  /**
+   * Hidden units (default 400): one width, or the encoder's widths input side first for a
+   * deeper MLP ([512, 256] is 784-512-256-20 with the mirror-image decoder).
+   */
+  hiddenSize?: number | readonly number[];
   /** Latent dimensions, fc21's and fc22's out_features (default 20). */
   latentSize?: number;
   /**
@@ -86,6 +89,7 @@ const META = { seed: 'seed', epoch: 'epoch' } as const;
 const ADAM_DEFAULTS = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
 const DEFAULT_BATCH = 128;
 const MAX_SIZE = 65536;
+const MAX_DEPTH = 8;
 
 /** Serializes GPU work that shares buffers (the inference buffers, a generation switch). */
 class Lock {
@@ -113,6 +117,16 @@ function sizesOf(bytes: Uint8Array): { sizes: VaeSizes; metadata: Record<string,
   }
 }
 
+/** `hiddenSize` as a list of widths: one number, or a non-empty list of at most MAX_DEPTH. */
+function hiddenOption(value: unknown): number[] {
+  if (value === undefined) return [...REFERENCE_SIZES.hidden];
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length < 1 || list.length > MAX_DEPTH) {
+    throw new VaeError('invalid-option', `hiddenSize must be a width or a list of 1 to ${MAX_DEPTH} widths, got ${JSON.stringify(value)}`);
+  }
+  return list.map((h, i) => integerOption(Array.isArray(value) ? `hiddenSize[${i}]` : 'hiddenSize', h, 0, 1, MAX_SIZE));
+}
+
 function metadataInteger(metadata: Record<string, string>, key: string, fallback: number, max: number): number {
   const text = metadata[key];
   if (text === undefined) return fallback;
@@ -136,8 +150,8 @@ function metadataInteger(metadata: Record<string, string>, key: string, fallback
 export class VAE {
   /** Pixels per image (fc1.in_features). */
   readonly inputSize: number;
-  /** Hidden units (fc1.out_features). */
-  readonly hiddenSize: number;
+  /** The encoder's hidden widths, input side first ([400]: fc1.out_features); the decoder mirrors them. */
+  readonly hiddenSizes: readonly number[];
   /** Latent dimensions (fc21.out_features). */
   readonly latentSize: number;
   /** The seed of every random draw (see {@link VAEOptions.seed}). */
@@ -161,7 +175,7 @@ export class VAE {
     this.device = device;
     this.ownsDevice = ownsDevice;
     this.inputSize = sizes.D;
-    this.hiddenSize = sizes.H;
+    this.hiddenSizes = sizes.hidden;
     this.latentSize = sizes.L;
     this.seed = seed;
     this.layout = arenaLayout(sizes);
@@ -176,7 +190,7 @@ export class VAE {
   static async create(options: VAEOptions = {}): Promise<VAE> {
     const sizes: VaeSizes = {
       D: integerOption('inputSize', options.inputSize, REFERENCE_SIZES.D, 1, MAX_SIZE),
-      H: integerOption('hiddenSize', options.hiddenSize, REFERENCE_SIZES.H, 1, MAX_SIZE),
+      hidden: hiddenOption(options.hiddenSize),
       L: integerOption('latentSize', options.latentSize, REFERENCE_SIZES.L, 1, MAX_SIZE),
     };
     const seed = integerOption('seed', options.seed, 1, 0, 0xffffffff);
@@ -198,7 +212,7 @@ export class VAE {
       const arenaBytes = vae.layout.length * 4;
       if (arenaBytes > device.limits.maxStorageBufferBindingSize) {
         throw new VaeError('invalid-option',
-          `a ${sizes.D}-${sizes.H}-${sizes.L} model needs ${arenaBytes} bytes per parameter buffer; ` +
+          `a ${sizesName(sizes)} model needs ${arenaBytes} bytes per parameter buffer; ` +
             `this device binds at most ${device.limits.maxStorageBufferBindingSize}: use smaller sizes`);
       }
       vae.current = await vae.newGeneration({ batchSize: DEFAULT_BATCH, adam: ADAM_DEFAULTS });
@@ -226,7 +240,7 @@ export class VAE {
       throw new VaeError('checkpoint', `VAE.load: ${(error as Error).message}`, { cause: error });
     }
     const vae = await VAE.create({
-      inputSize: sizes.D, hiddenSize: sizes.H, latentSize: sizes.L, seed, device: options.device, onDeviceLost: options.onDeviceLost,
+      inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, seed, device: options.device, onDeviceLost: options.onDeviceLost,
     });
     try {
       await vae.load(bytes);
@@ -515,7 +529,7 @@ export class VAE {
   // —— internals ——
 
   private generationConfig(job: Partial<GenerationConfig> & Pick<GenerationConfig, 'batchSize' | 'adam'>): GenerationConfig {
-    return { sizes: { D: this.inputSize, H: this.hiddenSize, L: this.latentSize }, seed: this.seed, ...job };
+    return { sizes: { D: this.inputSize, hidden: this.hiddenSizes, L: this.latentSize }, seed: this.seed, ...job };
   }
 
   private newGeneration(job: Partial<GenerationConfig> & Pick<GenerationConfig, 'batchSize' | 'adam'>): Promise<Generation> {

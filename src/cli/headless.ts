@@ -36,7 +36,7 @@ window.vaeRun = async (c: RunConfig) => {
   const train = uploadImages(gpu, 'train', trainPixels, c.trainCount);
   const test = uploadImages(gpu, 'test', testPixels, c.testCount);
   const model = await VaeModel.create(gpu, {
-    sizes: { D: c.pixels, H: c.hidden, L: c.latent },
+    sizes: { D: c.pixels, hidden: [c.hidden], L: c.latent },
     batchSize: c.batchSize,
     seed: c.seed,
     adam: { lr: c.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },

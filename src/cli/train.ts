@@ -10,7 +10,7 @@ import type { Page } from 'puppeteer';
 import { LOST_DEVICE_ADVICE } from '../gpu/device';
 import { makeGrid } from '../io/grid';
 import { decodeCheckpoint } from '../model/checkpoint';
-import { arenaLayout } from '../model/params';
+import { arenaLayout } from '../model/graph';
 import { DEFAULT_SETTINGS as D, LR_MAX, SETTING_RANGES as R, type RunSettings } from '../model/settings';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
 import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
@@ -142,7 +142,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
   if (o.resume) {
     const bytes = readFileSync(o.resume);
     // Check it here, before launching anything, for a clear error.
-    const ckpt = decodeCheckpoint(bytes, arenaLayout({ D: pixels, H: o.hidden, L: o.latent }));
+    const ckpt = decodeCheckpoint(bytes, arenaLayout({ D: pixels, hidden: [o.hidden], L: o.latent }));
     firstEpoch = Number(ckpt.metadata.epoch ?? 0) + 1;
     resume = Buffer.from(bytes).toString('base64');
   }

@@ -5,7 +5,7 @@
  * Adam moments and the step count travel too, so a run resumes exactly.
  */
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
-import type { ArenaLayout, VaeSizes } from './params';
+import { impliedSizes, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
 
@@ -32,29 +32,31 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
     put('optimizer.exp_avg.', data.m);
     put('optimizer.exp_avg_sq.', data.v);
   }
-  const { D, H, L } = layout.sizes;
+  const { D, hidden, L } = layout.sizes;
   return writeSafetensors(tensors, {
     ...data.metadata,
     format: CHECKPOINT_FORMAT,
-    input_dim: String(D), hidden_dim: String(H), latent_dim: String(L),
+    input_dim: String(D), hidden_dim: hidden.join(','), latent_dim: String(L),
     step: String(data.step),
   });
 }
 
-/** The sizes a VAE state_dict's tensors imply: fc1.weight is (H, D), fc21.weight (L, H). */
-function impliedSizes(tensors: Map<string, Tensor>): VaeSizes {
-  const fc1 = tensors.get('fc1.weight');
-  const fc21 = tensors.get('fc21.weight');
-  if (fc1?.shape.length !== 2 || fc21?.shape.length !== 2) {
-    throw new SafetensorsError('this safetensors file is not a VAE checkpoint: it needs 2-D tensors fc1.weight and fc21.weight');
+/** The sizes a VAE state_dict's names and shapes imply (see impliedSizes in ./graph). */
+function sizesOf(tensors: Map<string, Tensor>): VaeSizes {
+  const sizes = impliedSizes(new Map([...tensors].map(([name, t]) => [name, t.shape])));
+  if (!sizes) {
+    throw new SafetensorsError(
+      'this safetensors file is not a VAE checkpoint: it needs 2-D tensors fc1.weight … fcN.weight, then the heads ' +
+        'fc(N+1)1.weight and fc(N+1)2.weight (fc1, fc21 and fc22 for the PyTorch example)',
+    );
   }
-  return { D: fc1.shape[1], H: fc1.shape[0], L: fc21.shape[0] };
+  return sizes;
 }
 
 /** A checkpoint file's model sizes and metadata, to make a model that can load it; throws SafetensorsError. */
 export function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata: Record<string, string> } {
   const { tensors, metadata } = readSafetensors(bytes);
-  return { sizes: impliedSizes(tensors), metadata };
+  return { sizes: sizesOf(tensors), metadata };
 }
 
 /**
@@ -63,11 +65,10 @@ export function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata:
  */
 export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): CheckpointData {
   const { tensors, metadata } = readSafetensors(bytes);
-  const { D, H, L } = layout.sizes;
-  const found = impliedSizes(tensors);
-  if (found.D !== D || found.H !== H || found.L !== L) {
+  const found = sizesOf(tensors);
+  if (!sameSizes(found, layout.sizes)) {
     throw new SafetensorsError(
-      `checkpoint is for a ${found.D}-${found.H}-${found.L} model, this model is ${D}-${H}-${L}: ` +
+      `checkpoint is for a ${sizesName(found)} model, this model is ${sizesName(layout.sizes)}: ` +
         'create the model with the checkpoint\'s sizes (input, hidden, latent) to load it',
     );
   }

@@ -136,8 +136,8 @@ export class Trainer {
     gpu.write(model.evalState, new Uint32Array([epoch * model.testBatches, 0]));
     const encoder = gpu.device.createCommandEncoder({ label: 'test pass' });
     gpu.encode(encoder, model.evalStep(model.rowsOf(0, n)), 'test batch 0');
-    encoder.copyBufferToBuffer(model.activation('X'), 0, model.reconInputs, 0, keep);
-    encoder.copyBufferToBuffer(model.activation('LOGITS'), 0, model.activation('reconLOGITS'), 0, keep);
+    encoder.copyBufferToBuffer(model.act.x, 0, model.reconInputs, 0, keep);
+    encoder.copyBufferToBuffer(model.act.logits, 0, model.reconLogits, 0, keep);
     const rest = [];
     for (let b = 1; b < model.testBatches; b++) rest.push(...model.evalStep(model.rowsOf(b, n)));
     rest.push(...model.reconSigmoid());

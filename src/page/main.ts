@@ -12,7 +12,7 @@ import { adapterName } from '../gpu/adapter';
 import { Gpu, GpuError, LOST_DEVICE_ADVICE } from '../gpu/device';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
 import { Inference } from '../model/inference';
-import { arenaLayout } from '../model/params';
+import { arenaLayout, sizesName } from '../model/graph';
 import { Trainer } from '../model/trainer';
 import { RECON_COUNT, SAMPLE_COUNT, uploadImages, VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
@@ -244,7 +244,7 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
     const train = uploadImages(g, 'train', dataset.train.pixels, dataset.train.count);
     const test = uploadImages(g, 'test', dataset.test.pixels, dataset.test.count);
     const model = await VaeModel.create(g, {
-      sizes: { D: dataset.rows * dataset.cols, H: settings.hidden, L: settings.latent },
+      sizes: { D: dataset.rows * dataset.cols, hidden: [settings.hidden], L: settings.latent },
       batchSize: settings.batchSize,
       seed: settings.seed,
       adam: { lr: settings.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
@@ -474,7 +474,7 @@ function settingsFor(ckpt: CheckpointData): Settings {
   };
   return {
     ...base,
-    hidden: ckpt.sizes.H,
+    hidden: ckpt.sizes.hidden[0],
     latent: ckpt.sizes.L,
     seed: meta('seed', (v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, base.seed),
     lr: meta('lr', (v) => v > 0 && v <= 1, base.lr),
@@ -492,8 +492,7 @@ el.download.addEventListener('click', async () => {
   if (!s) return;
   try {
     const bytes = await checkpointBytes(s);
-    const { D, H, L } = s.model.config.sizes;
-    const name = `vae-${s.dataset.name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${D}-${H}-${L}-epoch${s.epochsDone}.safetensors`;
+    const name = `vae-${s.dataset.name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${sizesName(s.model.config.sizes)}-epoch${s.epochsDone}.safetensors`;
     const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
     const a = Object.assign(document.createElement('a'), { href: url, download: name });
     a.click();
@@ -526,7 +525,7 @@ el.checkpointFile.addEventListener('change', async () => {
     await showModel(session);
     await saveLatest(session);
     showDatasetChoice();
-    say(`Loaded ${file.name}: a ${ckpt.sizes.D}-${ckpt.sizes.H}-${ckpt.sizes.L} model after ${epoch} epochs (${ckpt.step} steps). Continue trains it further.`);
+    say(`Loaded ${file.name}: a ${sizesName(ckpt.sizes)} model after ${epoch} epochs (${ckpt.step} steps). Continue trains it further.`);
   } catch (e) {
     say(`Could not load ${file.name}: ${(e as Error).message}. Nothing was changed.`, 'error');
   } finally {

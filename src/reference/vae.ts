@@ -1,69 +1,58 @@
 /**
- * The whole VAE (PyTorch examples: D → H → (L, L) → H → D) on the CPU in float64, composed
- * from the kernel references in ./ops exactly as the GPU composes its kernels, so a mismatch
- * on the GPU can be narrowed to one kernel by comparing intermediates.
+ * The whole VAE on the CPU in float64, walked from the same layer graph as the GPU programs
+ * (src/model/graph.ts) and composed from the kernel references in ./ops exactly as the GPU
+ * composes its kernels, so a mismatch on the GPU can be narrowed to one kernel by comparing
+ * intermediates.
  *
- * fc21 and fc22 run as one layer with their weights stacked into a (2L, H) matrix, which
- * yields the [mu ‖ logvar] rows the reparameterization and loss kernels read.
+ * A linear layer with several names (the heads fc21 ‖ fc22) runs as one product with its
+ * weights stacked, which yields the [mu ‖ logvar] rows the reparameterization and loss read.
  */
+import { arenaLayout, splitGraph, vaeGraph, type LinearLayer, type VaeSizes } from '../model/graph';
 import { bceKl, linearBackward, linearForward, reparamBackward, reparamForward } from './ops';
 
-export interface VaeSizes {
-  D: number;
-  H: number;
-  L: number;
-}
+export type { VaeSizes };
 
 /** Parameters under their PyTorch names, row-major in PyTorch's shapes (weight = (out, in)). */
-export interface VaeParams {
-  'fc1.weight': Float64Array;
-  'fc1.bias': Float64Array;
-  'fc21.weight': Float64Array;
-  'fc21.bias': Float64Array;
-  'fc22.weight': Float64Array;
-  'fc22.bias': Float64Array;
-  'fc3.weight': Float64Array;
-  'fc3.bias': Float64Array;
-  'fc4.weight': Float64Array;
-  'fc4.bias': Float64Array;
-}
+export type VaeParams = Record<string, Float64Array>;
 
 /** model.named_parameters() order, which checkpoints and the optimizer state follow. */
-export const PARAM_NAMES: readonly (keyof VaeParams)[] = [
-  'fc1.weight', 'fc1.bias',
-  'fc21.weight', 'fc21.bias',
-  'fc22.weight', 'fc22.bias',
-  'fc3.weight', 'fc3.bias',
-  'fc4.weight', 'fc4.bias',
-];
-
-export function paramShapes({ D, H, L }: VaeSizes): Record<keyof VaeParams, number[]> {
-  return {
-    'fc1.weight': [H, D], 'fc1.bias': [H],
-    'fc21.weight': [L, H], 'fc21.bias': [L],
-    'fc22.weight': [L, H], 'fc22.bias': [L],
-    'fc3.weight': [H, L], 'fc3.bias': [H],
-    'fc4.weight': [D, H], 'fc4.bias': [D],
-  };
+export function paramNames(sizes: VaeSizes): string[] {
+  return arenaLayout(sizes).params.map((p) => p.name);
 }
 
-function concat(a: Float64Array, b: Float64Array): Float64Array {
-  const out = new Float64Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
+export function paramShapes(sizes: VaeSizes): Record<string, number[]> {
+  return Object.fromEntries(arenaLayout(sizes).params.map((p) => [p.name, p.shape]));
+}
+
+function stacked(p: VaeParams, layer: LinearLayer, kind: 'weight' | 'bias'): Float64Array {
+  const parts = layer.names.map((n) => p[`${n}.${kind}`]!);
+  const out = new Float64Array(parts.reduce((a, b) => a + b.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
   return out;
 }
 
-function forward(p: VaeParams, { D, H, L }: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number) {
-  const W2 = concat(p['fc21.weight'], p['fc22.weight']);
-  const b2 = concat(p['fc21.bias'], p['fc22.bias']);
-  const h1 = linearForward(x, p['fc1.weight'], p['fc1.bias'], rows, D, H, true);
-  const mulv = linearForward(h1, W2, b2, rows, H, 2 * L, false);
-  const z = reparamForward(mulv, rows, L, eps);
-  const h3 = linearForward(z, p['fc3.weight'], p['fc3.bias'], rows, L, H, true);
-  const logits = linearForward(h3, p['fc4.weight'], p['fc4.bias'], rows, H, D, false);
-  const loss = bceKl(logits, x, mulv, rows, D, L);
-  return { W2, h1, mulv, z, h3, logits, loss };
+function forward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number) {
+  const { encoder, decoder } = splitGraph(vaeGraph(s));
+  // inputs[i] is what layer i read; outputs[i] what it wrote.
+  const chain = (layers: LinearLayer[], input: ArrayLike<number>) => {
+    const inputs: ArrayLike<number>[] = [];
+    for (const layer of layers) {
+      inputs.push(input);
+      input = linearForward(input, stacked(p, layer, 'weight'), stacked(p, layer, 'bias'), rows, layer.in, layer.out, layer.relu);
+    }
+    return { inputs, output: input as Float64Array };
+  };
+  const enc = chain(encoder, x);
+  const mulv = enc.output;
+  const z = reparamForward(mulv, rows, s.L, eps);
+  const dec = chain(decoder, z);
+  const logits = dec.output;
+  const loss = bceKl(logits, x, mulv, rows, s.D, s.L);
+  return { encoder, decoder, enc, dec, mulv, z, logits, loss };
 }
 
 function splitMulv(mulv: Float64Array, rows: number, L: number) {
@@ -79,13 +68,7 @@ function splitMulv(mulv: Float64Array, rows: number, L: number) {
 }
 
 /** Forward and backward for one batch x (rows, D) with noise eps (rows, L); loss is summed. */
-export function vaeForwardBackward(
-  p: VaeParams,
-  s: VaeSizes,
-  x: ArrayLike<number>,
-  eps: ArrayLike<number>,
-  rows: number,
-): {
+export function vaeForwardBackward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number): {
   loss: number;
   bce: number;
   kl: number;
@@ -95,34 +78,38 @@ export function vaeForwardBackward(
   z: Float64Array;
   grads: VaeParams;
 } {
-  const { D, H, L } = s;
   const f = forward(p, s, x, eps, rows);
-  // Each layer's own ReLU is folded into the next layer's dX through `reluOutput`.
-  const g4 = linearBackward(f.loss.dlogits, f.h3, p['fc4.weight'], rows, H, D, f.h3);
-  const g3 = linearBackward(g4.dX, f.z, p['fc3.weight'], rows, L, H);
-  const dmulv = reparamBackward(f.mulv, eps, g3.dX, f.loss.dmulv, rows, L);
-  const g2 = linearBackward(dmulv, f.h1, f.W2, rows, H, 2 * L, f.h1);
-  const g1 = linearBackward(g2.dX, x, p['fc1.weight'], rows, D, H);
-  const grads: VaeParams = {
-    'fc1.weight': g1.dW,
-    'fc1.bias': g1.db,
-    'fc21.weight': g2.dW.slice(0, L * H),
-    'fc21.bias': g2.db.slice(0, L),
-    'fc22.weight': g2.dW.slice(L * H),
-    'fc22.bias': g2.db.slice(L),
-    'fc3.weight': g3.dW,
-    'fc3.bias': g3.db,
-    'fc4.weight': g4.dW,
-    'fc4.bias': g4.db,
+  const grads: VaeParams = {};
+  // Walks a chain back from dY of its last layer; each layer's input ReLU is folded into its
+  // dX through `reluOutput`, as the GPU's masked matmul does. Returns dX of the first layer.
+  const back = (layers: LinearLayer[], inputs: ArrayLike<number>[], dY: ArrayLike<number>): Float64Array => {
+    let d: Float64Array = Float64Array.from(dY);
+    for (let i = layers.length - 1; i >= 0; i--) {
+      const layer = layers[i];
+      const g = linearBackward(d, inputs[i]!, stacked(p, layer, 'weight'), rows, layer.in, layer.out, i > 0 ? inputs[i] : undefined);
+      const part = layer.out / layer.names.length;
+      layer.names.forEach((n, j) => {
+        grads[`${n}.weight`] = g.dW.slice(j * part * layer.in, (j + 1) * part * layer.in);
+        grads[`${n}.bias`] = g.db.slice(j * part, (j + 1) * part);
+      });
+      d = g.dX;
+    }
+    return d;
   };
+  const dz = back(f.decoder, f.dec.inputs, f.loss.dlogits);
+  const dmulv = reparamBackward(f.mulv, eps, dz, f.loss.dmulv, f.z.length / s.L, s.L);
+  back(f.encoder, f.enc.inputs, dmulv);
+  // named_parameters() order.
+  const ordered: VaeParams = {};
+  for (const name of paramNames(s)) ordered[name] = grads[name]!;
   return {
     loss: f.loss.loss,
     bce: f.loss.bce,
     kl: f.loss.kl,
-    ...splitMulv(f.mulv, rows, L),
+    ...splitMulv(f.mulv, rows, s.L),
     logits: f.logits,
     z: f.z,
-    grads,
+    grads: ordered,
   };
 }
 

@@ -6,6 +6,7 @@
  */
 import { Gpu } from '../../src/gpu/device';
 import { decodeCheckpoint, encodeCheckpoint } from '../../src/model/checkpoint';
+import type { VaeSizes } from '../../src/model/graph';
 import { Trainer } from '../../src/model/trainer';
 import { uploadImages, VaeModel } from '../../src/model/vae';
 import * as ops from '../../src/gpu/ops';
@@ -108,7 +109,7 @@ async function run(request: RunRequest): Promise<Record<string, string>> {
 }
 
 export interface TrainStepsRequest {
-  sizes: { D: number; H: number; L: number };
+  sizes: VaeSizes;
   batchSize: number;
   seed: number;
   lr: number;
@@ -140,8 +141,8 @@ async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[
       g.run(model.trainStep(model.rowsOf(r.sameBatch ? 0 : step, r.count)), 'parity step');
       out.push({
         loss: await bytes(model.trainLoss), grads: await bytes(model.grads), params: await bytes(model.params),
-        m: await bytes(model.m), v: await bytes(model.v), mulv: await bytes(model.activation('MULV')),
-        logits: await bytes(model.activation('LOGITS')), eps: await bytes(model.activation('EPS')),
+        m: await bytes(model.m), v: await bytes(model.v), mulv: await bytes(model.act.mulv),
+        logits: await bytes(model.act.logits), eps: await bytes(model.act.eps),
         state: await bytes(model.trainState),
       });
     }
@@ -195,7 +196,7 @@ async function lostDevice() {
   const count = 640;
   const pixels = new Uint8Array(count * 784);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
-  const config = { sizes: { D: 784, H: 64, L: 8 }, batchSize: 64, seed: 5, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 } };
+  const config = { sizes: { D: 784, hidden: [64], L: 8 }, batchSize: 64, seed: 5, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 } };
   const fresh = async () => {
     const g = await Gpu.create();
     const images = uploadImages(g, 'images', pixels, count);

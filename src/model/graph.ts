@@ -1,0 +1,198 @@
+/**
+ * The layer graph: a VAE is a list of layers, and everything else is derived from that list —
+ * the parameter arena and its PyTorch names (here), every dispatch list (./programs.ts), the
+ * float64 reference (src/reference/vae.ts) and the checkpoint's names and shapes
+ * (./checkpoint.ts).
+ *
+ * An MLP VAE with encoder widths h1…hn (input side first) and latent size L is
+ *
+ *   encoder  fc1: D→h1, ReLU  …  fcn: h(n−1)→hn, ReLU
+ *   heads    fc(n+1)1 ‖ fc(n+1)2: hn→2L         (mu and logvar, one product)
+ *   reparameterize  z = mu + exp(½·logvar)·ε
+ *   decoder  fc(n+2): L→hn, ReLU  …  fc(2n+1): h2→h1, ReLU,  fc(2n+2): h1→D
+ *   likelihood  Bernoulli on the logits: BCE summed + KL
+ *
+ * so the PyTorch example (n = 1, h1 = 400) keeps its names fc1, fc21, fc22, fc3, fc4.
+ */
+
+/** The sizes of an MLP VAE. */
+export interface VaeSizes {
+  /** Pixels per image (784 for MNIST). */
+  D: number;
+  /** Encoder widths, input side first ([400] for the PyTorch example); the decoder mirrors them. */
+  hidden: readonly number[];
+  /** Latent dimensions (20). */
+  L: number;
+}
+
+export const REFERENCE_SIZES: VaeSizes = { D: 784, hidden: [400], L: 20 };
+
+/**
+ * Y = X·Wᵀ + b, W stored (out, in) as PyTorch does. A layer with several `names` is that many
+ * PyTorch Linears of out/names.length outputs each, stacked along `out` so they run as one
+ * product (the mu and logvar heads).
+ */
+export interface LinearLayer {
+  kind: 'linear';
+  names: readonly string[];
+  in: number;
+  out: number;
+  /** A ReLU follows (fused into the product's epilogue; its backward masks the next dX). */
+  relu: boolean;
+}
+
+export interface ReparamLayer {
+  kind: 'reparameterize';
+  latent: number;
+}
+
+export interface BernoulliLayer {
+  kind: 'bernoulli';
+}
+
+export type Layer = LinearLayer | ReparamLayer | BernoulliLayer;
+
+/** The graph of `sizes`, checked. */
+export function vaeGraph(sizes: VaeSizes): Layer[] {
+  const { D, hidden, L } = checkSizes(sizes);
+  const n = hidden.length;
+  const widths = [D, ...hidden];
+  const layers: Layer[] = [];
+  for (let i = 0; i < n; i++) {
+    layers.push({ kind: 'linear', names: [`fc${i + 1}`], in: widths[i], out: widths[i + 1], relu: true });
+  }
+  layers.push({ kind: 'linear', names: [`fc${n + 1}1`, `fc${n + 1}2`], in: hidden[n - 1], out: 2 * L, relu: false });
+  layers.push({ kind: 'reparameterize', latent: L });
+  const back = [L, ...[...hidden].reverse(), D];
+  for (let i = 0; i <= n; i++) {
+    layers.push({ kind: 'linear', names: [`fc${n + 2 + i}`], in: back[i], out: back[i + 1], relu: i < n });
+  }
+  layers.push({ kind: 'bernoulli' });
+  return layers;
+}
+
+/** The encoder's layers (through the heads) and the decoder's, as `vaeGraph` orders them. */
+export function splitGraph(layers: readonly Layer[]): { encoder: LinearLayer[]; decoder: LinearLayer[] } {
+  const at = layers.findIndex((l) => l.kind === 'reparameterize');
+  const linears = (ls: readonly Layer[]) => ls.filter((l): l is LinearLayer => l.kind === 'linear');
+  return { encoder: linears(layers.slice(0, at)), decoder: linears(layers.slice(at + 1)) };
+}
+
+export function checkSizes(sizes: VaeSizes): VaeSizes {
+  const all = [['D', sizes.D], ['L', sizes.L], ...sizes.hidden.map((h, i) => [`hidden[${i}]`, h] as const)] as const;
+  for (const [k, v] of all) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`size ${k} must be a positive integer, got ${v}`);
+  }
+  if (sizes.hidden.length < 1) throw new RangeError('a VAE needs at least one hidden layer');
+  return sizes;
+}
+
+/** "784-400-20", or "784-512-256-20". */
+export function sizesName(s: VaeSizes): string {
+  return [s.D, ...s.hidden, s.L].join('-');
+}
+
+export function sameSizes(a: VaeSizes, b: VaeSizes): boolean {
+  return sizesName(a) === sizesName(b);
+}
+
+// ---- The parameter arena ------------------------------------------------------------------------
+
+/**
+ * Weights, gradients and both Adam moments are four buffers of one layout: each linear layer
+ * has a weight piece (out, in) and a bias piece (out), each starting on a 256-byte boundary
+ * (WebGPU's storage-binding offset alignment). The gaps stay zero, and Adam leaves zeros at
+ * zero. PyTorch's parameters are named views into the pieces.
+ */
+export interface Span {
+  /** In floats from the start of the arena. */
+  offset: number;
+  length: number;
+}
+
+export interface ParamView extends Span {
+  /** PyTorch's name: `fc1.weight`, `fc21.bias` … */
+  name: string;
+  shape: number[];
+  /** Inputs of the layer: PyTorch's default init draws from U(±1/√fanIn). */
+  fanIn: number;
+}
+
+export interface ArenaLayout {
+  sizes: VaeSizes;
+  layers: Layer[];
+  /** Floats in the arena (a multiple of 64). */
+  length: number;
+  /** The weight and bias pieces of each linear layer, keyed by the layer. */
+  pieces: Map<LinearLayer, { W: Span; b: Span }>;
+  /** In PyTorch's `named_parameters()` order. */
+  params: ParamView[];
+}
+
+/** 256 bytes: minStorageBufferOffsetAlignment's default and largest allowed value. */
+export const ARENA_ALIGN_FLOATS = 64;
+
+export function arenaLayout(sizes: VaeSizes): ArenaLayout {
+  const layers = vaeGraph(sizes);
+  const pieces = new Map<LinearLayer, { W: Span; b: Span }>();
+  const params: ParamView[] = [];
+  let at = 0;
+  const take = (length: number): Span => {
+    const span = { offset: at, length };
+    at += Math.ceil(length / ARENA_ALIGN_FLOATS) * ARENA_ALIGN_FLOATS;
+    return span;
+  };
+  for (const layer of layers) {
+    if (layer.kind !== 'linear') continue;
+    const W = take(layer.out * layer.in);
+    const b = take(layer.out);
+    pieces.set(layer, { W, b });
+    const part = layer.out / layer.names.length;
+    layer.names.forEach((name, j) => {
+      params.push({ name: `${name}.weight`, shape: [part, layer.in], fanIn: layer.in, offset: W.offset + j * part * layer.in, length: part * layer.in });
+      params.push({ name: `${name}.bias`, shape: [part], fanIn: layer.in, offset: b.offset + j * part, length: part });
+    });
+  }
+  return { sizes, layers, length: at, pieces, params };
+}
+
+/** Floats in the model (what PyTorch's `sum(p.numel())` reports). */
+export function parameterCount(layout: ArenaLayout): number {
+  return layout.params.reduce((n, p) => n + p.length, 0);
+}
+
+/**
+ * PyTorch's default nn.Linear initialisation: weights and biases uniform in ±1/√fan_in
+ * (kaiming_uniform with a = √5 reduces to exactly that bound). Draws come from `uniform01`.
+ */
+export function initArena(layout: ArenaLayout, uniform01: () => number): Float32Array {
+  const arena = new Float32Array(layout.length);
+  for (const p of layout.params) {
+    const bound = 1 / Math.sqrt(p.fanIn);
+    for (let i = 0; i < p.length; i++) arena[p.offset + i] = (2 * uniform01() - 1) * bound;
+  }
+  return arena;
+}
+
+/**
+ * The sizes a state_dict's names and shapes imply: encoder layers fc1…fcn, then the heads
+ * fc(n+1)1 and fc(n+1)2. Returns null when the names are not those of such a VAE; the caller
+ * still checks every tensor against `arenaLayout` of the result.
+ */
+export function impliedSizes(shapes: ReadonlyMap<string, readonly number[]>): VaeSizes | null {
+  const shape = (name: string) => shapes.get(name);
+  const hidden: number[] = [];
+  let D = 0;
+  for (let i = 1; ; i++) {
+    const w = shape(`fc${i}.weight`);
+    const head = shape(`fc${i}1.weight`);
+    if (head && !w && i > 1) {
+      if (head.length !== 2) return null;
+      return { D, hidden, L: head[0] };
+    }
+    if (!w || w.length !== 2) return null;
+    if (i === 1) D = w[1];
+    hidden.push(w[0]);
+    if (i > 64) return null; // no such file is a VAE of ours
+  }
+}

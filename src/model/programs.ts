@@ -1,0 +1,179 @@
+/**
+ * Dispatch lists derived from the layer graph (./graph.ts). Each layer kind has a `…Forward`
+ * and, where it has one, a `…Backward` emitter, as llm.c pairs its `_forward`/`_backward`
+ * functions; a program is the graph walked forward (and for training, back again).
+ *
+ * A training step (rows = batch size, or the smaller last batch):
+ *   gather X → encoder linears → heads [mu ‖ logvar] → reparameterize → decoder linears
+ *   → BCE+KL (loss partials, dlogits, the KL part of dmulv)
+ *   → for each linear, last first: dW, db (one product), then dX masked by the ReLU that made
+ *     its input; the first decoder layer's dX is dz, which its epilogue continues through the
+ *     reparameterization into dmulv
+ *   → Adam over the arena → loss finalize (loss[batch], advances the step state)
+ */
+import type { Dispatch, Gpu } from '../gpu/device';
+import { bceKlOp, gatherOp, matmulOp, reparamOp, type Binding } from '../gpu/ops';
+import { splitGraph, type ArenaLayout, type LinearLayer, type Span } from './graph';
+
+/** The arena buffers a program binds. */
+export interface Arena {
+  layout: ArenaLayout;
+  params: GPUBuffer;
+  grads: GPUBuffer;
+  m: GPUBuffer;
+  v: GPUBuffer;
+}
+
+const view = (buffer: GPUBuffer, span: Span): GPUBufferBinding => ({ buffer, offset: span.offset * 4, size: span.length * 4 });
+
+/**
+ * The buffers of one pass over up to `rows` rows: the input x, each linear layer's output (the
+ * heads' is [mu ‖ logvar], the last layer's the logits), z and ε, and for training each
+ * output's gradient (the heads' is dmulv, the last layer's dlogits).
+ */
+export class Activations {
+  readonly x: GPUBuffer;
+  readonly z: GPUBuffer;
+  readonly eps: GPUBuffer;
+  readonly out = new Map<LinearLayer, GPUBuffer>();
+  readonly grad = new Map<LinearLayer, GPUBuffer>();
+  readonly encoder: LinearLayer[];
+  readonly decoder: LinearLayer[];
+
+  constructor(gpu: Gpu, tag: string, layout: ArenaLayout, readonly rows: number, options: { gradients: boolean }) {
+    ({ encoder: this.encoder, decoder: this.decoder } = splitGraph(layout.layers));
+    const { D, L } = layout.sizes;
+    this.x = gpu.buffer(`${tag} x`, rows * D * 4);
+    this.z = gpu.buffer(`${tag} z`, rows * L * 4);
+    this.eps = gpu.buffer(`${tag} eps`, rows * L * 4);
+    for (const layer of layout.pieces.keys()) {
+      const name = layer.names.join('‖');
+      this.out.set(layer, gpu.buffer(`${tag} ${name}`, rows * layer.out * 4));
+      if (options.gradients) this.grad.set(layer, gpu.buffer(`${tag} d${name}`, rows * layer.out * 4));
+    }
+  }
+
+  /** (rows, 2L) [mu ‖ logvar]. */
+  get mulv(): GPUBuffer { return this.out.get(this.encoder.at(-1)!)!; }
+  /** (rows, D) logits of the decoder. */
+  get logits(): GPUBuffer { return this.out.get(this.decoder.at(-1)!)!; }
+  get dmulv(): GPUBuffer { return this.grad.get(this.encoder.at(-1)!)!; }
+  get dlogits(): GPUBuffer { return this.grad.get(this.decoder.at(-1)!)!; }
+}
+
+// ---- Layer emitters -----------------------------------------------------------------------------
+
+/** Y (rows, out) = X·Wᵀ + b, with the layer's ReLU in the epilogue. */
+export function linearForward(gpu: Gpu, tag: string, arena: Arena, layer: LinearLayer, rows: number, X: Binding, Y: Binding) {
+  const p = arena.layout.pieces.get(layer)!;
+  return matmulOp(gpu, `${tag} ${layer.names.join('‖')}`, { M: rows, N: layer.out, K: layer.in },
+    { transA: false, transB: true, relu: layer.relu }, { A: X, B: view(arena.params, p.W), C: Y, bias: view(arena.params, p.b) });
+}
+
+/**
+ * dW = dYᵀ·X with db = the row sums of dYᵀ (one product), then dX = dY·W: masked by the ReLU
+ * that produced X (`mask`, X itself), or — when X is z — continued through the
+ * reparameterization into dmulv (`reparam`). No dX for the first layer (`dX` absent).
+ */
+export async function linearBackward(
+  gpu: Gpu, tag: string, arena: Arena, layer: LinearLayer, rows: number,
+  b: { X: Binding; dY: Binding; dX?: Binding; mask?: Binding; reparam?: { mulv: Binding; eps: Binding } },
+): Promise<Dispatch[]> {
+  const p = arena.layout.pieces.get(layer)!;
+  const name = layer.names.join('‖');
+  const out = [await matmulOp(gpu, `${tag} d${name}.weight`, { M: layer.out, N: layer.in, K: rows }, { transA: true, transB: false },
+    { A: b.dY, B: b.X, C: view(arena.grads, p.W), rowSum: view(arena.grads, p.b) })];
+  if (b.dX) {
+    out.push(await matmulOp(gpu, `${tag} d${name}.input`, { M: rows, N: layer.in, K: layer.out }, { transA: false, transB: false },
+      { A: b.dY, B: view(arena.params, p.W), C: b.dX, mask: b.mask, mulv: b.reparam?.mulv, eps: b.reparam?.eps }));
+  }
+  return out;
+}
+
+/** z = mu + exp(½·logvar)·ε with ε drawn from (seed, step in `state`, stream); its backward lives in linearBackward. */
+export function reparamForward(gpu: Gpu, tag: string, rows: number, L: number, seed: number, stream: number,
+  b: { state: Binding; mulv: Binding; z: Binding; eps: Binding }) {
+  return reparamOp(gpu, `${tag} reparameterize`, 'reparam_forward', [rows, L, seed, stream], [b.state, b.mulv, b.z, b.eps]);
+}
+
+/** The Bernoulli likelihood: BCE on the logits + KL, writing the gradients that start the backward pass. */
+export function bernoulliForward(gpu: Gpu, tag: string, rows: number, D: number, L: number,
+  b: { logits: Binding; x: Binding; mulv: Binding; dlogits: Binding; dmulv: Binding; partials: Binding }) {
+  return bceKlOp(gpu, `${tag} bce+kl`, { rows, D, L }, b);
+}
+
+// ---- Programs -----------------------------------------------------------------------------------
+
+/** Images as bytes on the GPU (4 pixels per u32, as in the idx file), visited in `order`. */
+export interface GpuImages {
+  data: GPUBuffer;
+  count: number;
+  order: GPUBuffer;
+}
+
+export interface PassConfig {
+  seed: number;
+  batchSize: number;
+}
+
+/** The encoder: x → … → [mu ‖ logvar]. */
+export async function encoderForward(gpu: Gpu, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+  return chainForward(gpu, tag, arena, act, act.encoder, rows, act.x);
+}
+
+/** The decoder: z → … → logits. */
+export async function decoderForward(gpu: Gpu, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+  return chainForward(gpu, tag, arena, act, act.decoder, rows, act.z);
+}
+
+async function chainForward(
+  gpu: Gpu, tag: string, arena: Arena, act: Activations, layers: LinearLayer[], rows: number, input: GPUBuffer,
+): Promise<Dispatch[]> {
+  const out: Dispatch[] = [];
+  for (const layer of layers) {
+    out.push(await linearForward(gpu, tag, arena, layer, rows, input, act.out.get(layer)!));
+    input = act.out.get(layer)!;
+  }
+  return out;
+}
+
+/** gather → encoder → reparameterize → decoder → loss: shared by training and evaluation. */
+export async function lossForward(
+  gpu: Gpu, tag: string, arena: Arena, act: Activations, config: PassConfig, rows: number,
+  b: { images: GpuImages; state: GPUBuffer; partials: GPUBuffer; stream: number },
+): Promise<Dispatch[]> {
+  const { D, L } = arena.layout.sizes;
+  return [
+    await gatherOp(gpu, `${tag} gather`, { rows, D, batchSize: config.batchSize },
+      { state: b.state, data: b.images.data, perm: b.images.order, X: act.x }),
+    ...(await encoderForward(gpu, tag, arena, act, rows)),
+    await reparamForward(gpu, tag, rows, L, config.seed, b.stream, { state: b.state, mulv: act.mulv, z: act.z, eps: act.eps }),
+    ...(await decoderForward(gpu, tag, arena, act, rows)),
+    await bernoulliForward(gpu, tag, rows, D, L,
+      { logits: act.logits, x: act.x, mulv: act.mulv, dlogits: act.dlogits, dmulv: act.dmulv, partials: b.partials }),
+  ];
+}
+
+/** The backward pass: every linear layer, last first (see the file comment). */
+export async function lossBackward(gpu: Gpu, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+  const out: Dispatch[] = [];
+  // Walks one chain backwards: `first` is what the chain's first layer read (z or x).
+  const chain = async (layers: LinearLayer[], firstInput: GPUBuffer, firstDX: 'reparam' | 'none') => {
+    for (let i = layers.length - 1; i >= 0; i--) {
+      const layer = layers[i];
+      const dY = act.grad.get(layer)!;
+      if (i > 0) {
+        const X = act.out.get(layers[i - 1])!;
+        out.push(...(await linearBackward(gpu, tag, arena, layer, rows, { X, dY, dX: act.grad.get(layers[i - 1])!, mask: X })));
+      } else if (firstDX === 'reparam') {
+        out.push(...(await linearBackward(gpu, tag, arena, layer, rows,
+          { X: firstInput, dY, dX: act.dmulv, reparam: { mulv: act.mulv, eps: act.eps } })));
+      } else {
+        out.push(...(await linearBackward(gpu, tag, arena, layer, rows, { X: firstInput, dY })));
+      }
+    }
+  };
+  await chain(act.decoder, act.z, 'reparam');
+  await chain(act.encoder, act.x, 'none');
+  return out;
+}
