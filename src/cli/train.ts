@@ -3,7 +3,7 @@
  * Chromium with WebGPU, runs the engine inside the page (src/cli/headless.ts), prints the
  * reference program's log line for line, and writes the images and checkpoints it produces.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Page } from 'puppeteer';
@@ -14,6 +14,7 @@ import { arenaLayout } from '../model/params';
 import { DEFAULT_SETTINGS as D, LR_MAX, SETTING_RANGES as R, type RunSettings } from '../model/settings';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
 import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
+import { removeStaleTemporaries, writeAtomic } from '../node/files';
 import { integerOption, UsageError } from '../node/options';
 import { encodePngGray } from '../node/png';
 import { startServer } from '../node/server';
@@ -101,28 +102,11 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   };
 }
 
-/** Writes via a temporary file and a rename, so a kill leaves the old or the new file, never half of one. */
-function writeAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, bytes);
-  renameSync(tmp, path);
-}
+/** The files a run writes in --out. */
+export const RUN_FILES = /^(checkpoint\.safetensors|(reconstruction|sample)_\d+\.png)$/;
 
 /** Errors thrown in the page arrive wrapped by puppeteer ("Error: …"); the engine's message is what matters. */
 const pageMessage = (error: unknown) => (error as Error).message.replace(/^Error: /, '');
-
-/** Deletes the half-written temporary files of runs that were killed (their process is gone). */
-function removeStaleTemporaries(dir: string): void {
-  for (const name of readdirSync(dir)) {
-    const pid = Number(/\.tmp-(\d+)$/.exec(name)?.[1]);
-    if (!pid) continue;
-    try {
-      process.kill(pid, 0); // still running (another run writing here): leave its file alone
-    } catch {
-      rmSync(join(dir, name), { force: true });
-    }
-  }
-}
 
 /** Seams for tools built on the CLI (`npm run soak`). */
 export interface TrainHooks {
@@ -147,7 +131,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
     resume = Buffer.from(bytes).toString('base64');
   }
   mkdirSync(o.out, { recursive: true });
-  removeStaleTemporaries(o.out);
+  removeStaleTemporaries(o.out, RUN_FILES); // a killed run's half-written files
 
   const browser = await launchBrowser();
   const server = await startServer();
