@@ -3,7 +3,7 @@
  * Chromium with WebGPU, runs the engine inside the page (src/cli/headless.ts), prints the
  * reference program's log line for line, and writes the images and checkpoints it produces.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Page } from 'puppeteer';
@@ -39,8 +39,12 @@ Options:
                         (/usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist)
   --data DIR            a folder of MNIST-format idx files (plain or .gz) instead
   --train-limit N       use only the first N training images (quick runs)
-  --out DIR             where images and checkpoints go (default results)
+  --out DIR             where images and checkpoints go (default results). A folder that holds
+                        an earlier run (its checkpoint or images) is refused unless --resume
+                        names its checkpoint.safetensors or --overwrite is given
   --resume FILE         continue from a checkpoint written by this program
+  --overwrite           train into an --out that holds an earlier run, replacing its checkpoint
+                        and images epoch by epoch (images of epochs this run does not reach stay)
   --log-interval N      batches between "Train Epoch" lines (default 100)
   --steps-per-submit N  training steps per GPU submit (default 16)
   -h, --help            this text
@@ -54,6 +58,8 @@ export interface TrainOptions extends RunSettings {
   trainLimit?: number;
   out: string;
   resume?: string;
+  /** Train into an --out that holds an earlier run, replacing it. */
+  overwrite?: boolean;
   logInterval: number;
   stepsPerSubmit: number;
 }
@@ -70,7 +76,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         epochs: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
         hidden: { type: 'string' }, latent: { type: 'string' }, seed: { type: 'string' },
         dataset: { type: 'string' }, data: { type: 'string' }, 'train-limit': { type: 'string' },
-        out: { type: 'string' }, resume: { type: 'string' }, 'log-interval': { type: 'string' },
+        out: { type: 'string' }, resume: { type: 'string' }, overwrite: { type: 'boolean' }, 'log-interval': { type: 'string' },
         'steps-per-submit': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -97,6 +103,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     trainLimit: values['train-limit'] === undefined ? undefined : integerOption('train-limit', values['train-limit'], 0, 1, 1e8),
     out: values.out ?? 'results',
     resume: values.resume,
+    overwrite: values.overwrite,
     logInterval: integerOption('log-interval', values['log-interval'], 100, 1, 1e9),
     stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], 16, 1, 4096),
   };
@@ -108,6 +115,38 @@ export const RUN_FILES = /^(checkpoint\.safetensors|(reconstruction|sample)_\d+\
 /** Errors thrown in the page arrive wrapped by puppeteer ("Error: …"); the engine's message is what matters. */
 const pageMessage = (error: unknown) => (error as Error).message.replace(/^Error: /, '');
 
+/** Whether two paths name one file (so a folder's checkpoint is the one being resumed). */
+function sameFile(a: string, b: string): boolean {
+  const [x, y] = [statSync(a), statSync(b)];
+  return x.dev === y.dev && x.ino === y.ino;
+}
+
+/**
+ * An earlier run in --out is only continued (--resume its checkpoint) or replaced (--overwrite):
+ * otherwise the new run would overwrite its checkpoint after one epoch, and nothing could bring
+ * it back. Throws UsageError (exit 2) naming the folder and the ways on.
+ */
+function checkOutFolder(o: TrainOptions): void {
+  if (o.overwrite) return;
+  let earlier: string[];
+  try {
+    earlier = readdirSync(o.out).filter((name) => RUN_FILES.test(name));
+  } catch {
+    return; // no folder yet
+  }
+  if (earlier.length === 0) return;
+  const checkpoint = join(o.out, 'checkpoint.safetensors');
+  const hasCheckpoint = earlier.includes('checkpoint.safetensors');
+  if (o.resume && hasCheckpoint && sameFile(o.resume, checkpoint)) return;
+  const images = earlier.length - (hasCheckpoint ? 1 : 0);
+  const held = [hasCheckpoint && 'checkpoint.safetensors', images > 0 && `${images} image${images > 1 ? 's' : ''}`].filter(Boolean).join(' and ');
+  throw new UsageError(
+    `--out ${o.out} already holds an earlier run (${held})` +
+      (o.resume ? `, not the one in ${o.resume}` : '') + ', and this run would overwrite it. Pass ' +
+      (hasCheckpoint ? `--resume ${checkpoint} to continue it, ` : '') + '--overwrite to replace it, or another --out.',
+  );
+}
+
 /** Seams for tools built on the CLI (`npm run soak`). */
 export interface TrainHooks {
   /** Awaited after each epoch's checkpoint is on disk, while the page waits. */
@@ -115,6 +154,7 @@ export interface TrainHooks {
 }
 
 export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<void> {
+  checkOutFolder(o);
   const files = findDataset({ dataset: o.dataset, dataDir: o.data });
   if (o.dataset === 'mnist' && !o.data) verifyMnist(files);
   const data = await loadDataset(files);
@@ -241,6 +281,10 @@ async function main() {
     await train(options);
     process.exit(0);
   } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`webgpu-vae train: ${e.message}`);
+      process.exit(2);
+    }
     const message = pageMessage(e);
     console.error(`webgpu-vae train: ${message}`);
     if (/diverged/.test(message)) console.error('webgpu-vae train: nothing was written after the divergence; the last checkpoint is the last good epoch.');
