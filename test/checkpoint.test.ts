@@ -24,6 +24,15 @@ const floats = (s: string) => {
 };
 const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
+/** A safetensors file of zero-filled F32 tensors with these shapes, each taking the bytes its shape needs. */
+function safetensors(shapes: Record<string, number[]>): Uint8Array {
+  const tensors = Object.fromEntries(Object.entries(shapes).map(([name, shape]) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return [name, { dtype: 'F32', shape, data: new Float32Array(n) } as Tensor];
+  }));
+  return writeSafetensors(tensors);
+}
+
 let harness: GpuPage;
 let page: Page;
 
@@ -123,8 +132,12 @@ describe('refusing bad checkpoints', () => {
       edit(t, m);
       return writeSafetensors(t, m);
     };
-    const nan = Float32Array.from(tensors.get('fc3.bias')!.data as Float32Array);
-    nan[5] = NaN;
+    const withValue = (t: Tensor, at: number, value: number) => {
+      const data = Float32Array.from(t.data as Float32Array);
+      data[at] = value;
+      return data;
+    };
+    const nan = withValue(tensors.get('fc3.bias')!, 5, NaN);
     const header = new Uint8Array(good.slice(0, 64));
     header[12] = 0x7b; // '{' in the middle of the JSON header
     const bad: Record<string, Uint8Array> = {
@@ -141,10 +154,20 @@ describe('refusing bad checkpoints', () => {
       wrongDtype: rewrite((t) => { t.set('fc3.bias', { dtype: 'F64', shape: [16], data: new Float64Array(16) }); }),
       nanWeight: rewrite((t) => { t.set('fc3.bias', { dtype: 'F32', shape: [16], data: nan }); }),
       halfOptimizer: rewrite((t) => { t.delete('optimizer.exp_avg_sq.fc1.weight'); }),
+      oneFirstMomentMissing: rewrite((t) => { t.delete('optimizer.exp_avg.fc4.bias'); }),
+      negativeSecondMoment: rewrite((t) => { t.set('optimizer.exp_avg_sq.fc3.bias', { dtype: 'F32', shape: [16], data: withValue(t.get('optimizer.exp_avg_sq.fc3.bias')!, 2, -0.5) }); }),
+      infiniteFirstMoment: rewrite((t) => { t.set('optimizer.exp_avg.fc3.bias', { dtype: 'F32', shape: [16], data: withValue(t.get('optimizer.exp_avg.fc3.bias')!, 0, Infinity) }); }),
       badStep: rewrite((_, m) => { m.step = '-3'; }),
+      stepPastU32: rewrite((_, m) => { m.step = String(2 ** 32); }),
       badEpoch: rewrite((_, m) => { m.epoch = 'ten'; }),
     };
-    const r = await page.evaluate(async (good: string, bad: Record<string, string>) => {
+    // Headers whose sizes the bytes cannot back: 150 bytes that imply a 1-1-2^31 model, and a
+    // 1-1-1024 model's fc1 and fc21 without the rest of its weights.
+    const lying = {
+      zeroWidthFc21: safetensors({ 'fc1.weight': [1, 1], 'fc21.weight': [2 ** 31, 0] }),
+      weightsMissing: safetensors({ 'fc1.weight': [1, 1], 'fc21.weight': [1024, 1] }),
+    };
+    const r = await page.evaluate(async (good: string, bad: Record<string, string>, lying: Record<string, string>) => {
       const t = window.vaeTest;
       const vae = await t.lib.VAE.load(t.fromBase64(good));
       const x = new Float32Array(4 * 784).map((_, i) => (i % 97) / 96);
@@ -153,13 +176,16 @@ describe('refusing bad checkpoints', () => {
       const errors: Record<string, { code?: string; message: string } | null> = {};
       for (const [name, bytes] of Object.entries(bad)) errors[name] = await t.failure(() => vae.load(t.fromBase64(bytes)));
       const staticLoad = await t.failure(() => t.lib.VAE.load(t.fromBase64(bad.truncatedBody)));
+      // What VAE.load would make a model of before it reads the tensors.
+      const implied: Record<string, unknown> = {};
+      for (const [name, bytes] of Object.entries(lying)) implied[name] = await t.failure(() => t.lib.VAE.load(t.fromBase64(bytes)));
       const notBytes = await t.failure(() => vae.load('checkpoint.safetensors' as unknown as Uint8Array));
       const after = await vae.encode(x);
       const untouched = t.sameBits(before.mu, after.mu) && t.sameBits(before.logvar, after.logvar) &&
         [vae.step, vae.epoch].join() === stateBefore.join();
       vae.destroy();
-      return { errors, staticLoad, notBytes, untouched };
-    }, b64(good), Object.fromEntries(Object.entries(bad).map(([k, v]) => [k, b64(v)])));
+      return { errors, staticLoad, implied, notBytes, untouched };
+    }, b64(good), Object.fromEntries(Object.entries(bad).map(([k, v]) => [k, b64(v)])), Object.fromEntries(Object.entries(lying).map(([k, v]) => [k, b64(v)])));
 
     for (const [name, error] of Object.entries(r.errors)) {
       expect(error, name).toMatchObject({ code: 'checkpoint' });
@@ -175,10 +201,20 @@ describe('refusing bad checkpoints', () => {
     expect(m('wrongShape')).toMatch(/"fc3.bias" has shape \[4,4\], expected \[16\]/);
     expect(m('wrongDtype')).toMatch(/"fc3.bias" is F64, expected F32/);
     expect(m('nanWeight')).toMatch(/"fc3.bias" holds a non-finite value/);
-    expect(m('halfOptimizer')).toMatch(/missing tensor "optimizer.exp_avg_sq.fc1.weight"/);
+    expect(m('halfOptimizer')).toMatch(/has 19 of the 20 Adam moment tensors, missing "optimizer.exp_avg_sq.fc1.weight": a resumable checkpoint holds every/);
+    expect(m('oneFirstMomentMissing')).toMatch(/has 19 of the 20 Adam moment tensors, missing "optimizer.exp_avg.fc4.bias"/);
+    expect(m('negativeSecondMoment')).toMatch(/"optimizer.exp_avg_sq.fc3.bias" holds -0.5 at index 2: a second moment \(a mean of squares\) cannot be negative/);
+    expect(m('infiniteFirstMoment')).toMatch(/"optimizer.exp_avg.fc3.bias" holds a non-finite value/);
     expect(m('badStep')).toMatch(/step "-3" is not a step count/);
+    expect(m('stepPastU32')).toMatch(/step "4294967296" is not a step count \(an integer from 0 to 4294967295\)/);
     expect(m('badEpoch')).toMatch(/metadata "epoch" is "ten"/);
     expect(r.staticLoad).toMatchObject({ code: 'checkpoint' });
+    expect(r.implied.zeroWidthFc21).toMatchObject({
+      code: 'checkpoint', message: expect.stringMatching(/^VAE\.load: checkpoint declares fc1\.weight \[1,1\] and fc21\.weight \[2147483648,0\]; a VAE's are \(hidden, input\) and \(latent, hidden\)/),
+    });
+    expect(r.implied.weightsMissing).toMatchObject({
+      code: 'checkpoint', message: expect.stringMatching(/^VAE\.load: checkpoint declares a 1-1-1024 model, whose weights take 20500 bytes, but the file holds only \d+:/),
+    });
     expect(r.notBytes).toMatchObject({ code: 'invalid-input' });
     expect(r.untouched).toBe(true);
   });

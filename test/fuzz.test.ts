@@ -7,8 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { IdxError, parseIdxImages, parseIdxLabels } from '../src/data/idx';
 import { SafetensorsError } from '../src/io/safetensors';
-import { decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
-import { arenaLayout, initArena } from '../src/model/graph';
+import { checkpointSizes, decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
+import { arenaLayout, initArena, parameterCount } from '../src/model/graph';
 import { rng } from './gpu';
 
 type Reader = (bytes: Uint8Array) => { byteLength: number };
@@ -111,6 +111,24 @@ describe('fuzzing the checkpoint reader', () => {
       ['negative shape', header('{"fc1.weight":{"dtype":"F32","shape":[-7,13],"data_offsets":[0,0]}}')],
       ['not JSON', header('{"fc1.weight":')],
       ['an empty state_dict', header('{}')],
+    ]);
+  });
+
+  it('the sizes a checkpoint implies', () => {
+    // The "result" is the model a caller would allocate before reading the tensors: its weights
+    // must fit in the file, however the header lies.
+    const implied: Reader = (b) => ({ byteLength: 4 * parameterCount(arenaLayout(checkpointSizes(b).sizes)) });
+    const fc = (fc1: string, fc21: string, fc21Bytes: number) => {
+      const json = header(`{"fc1.weight":{"dtype":"F32","shape":${fc1},"data_offsets":[0,4]},"fc21.weight":{"dtype":"F32","shape":${fc21},"data_offsets":[4,${4 + fc21Bytes}]}}`);
+      const file = new Uint8Array(json.length + 4 + fc21Bytes); // zeros after the header: the tensors' bytes
+      file.set(json);
+      return file;
+    };
+    fuzz('checkpoint sizes', valid, implied, SafetensorsError, [
+      ['fc21.weight of 2^31 × 0', fc('[1,1]', '[2147483648,0]', 0)],
+      ['fc21.weight of 0 × 1', fc('[1,1]', '[0,1]', 0)],
+      ['fc21.weight of 1024 × 1 and nothing else', fc('[1,1]', '[1024,1]', 4096)],
+      ['fc1.weight of 0 × 2^40', header('{"fc1.weight":{"dtype":"F32","shape":[0,1099511627776],"data_offsets":[0,0]},"fc21.weight":{"dtype":"F32","shape":[1,0],"data_offsets":[0,0]}}')],
     ]);
   });
 });

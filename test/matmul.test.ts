@@ -6,6 +6,7 @@
  */
 import type { ConsoleMessage } from 'puppeteer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QUAD_CHECK_DIMS } from '../src/gpu/quads';
 import { linearBackward, linearForward, matmul, reparamBackward } from '../src/reference/ops';
 import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
 
@@ -156,6 +157,10 @@ describe('the quad self-check (src/gpu/quads.ts)', () => {
     expect(wrong.result, 'the self-check missed quads spanning two rows').toBe(false);
     expect(wrong.warnings).toHaveLength(1);
     expect(wrong.warnings[0]).toMatch(/quad-shared matmul loads gave a different product .* so matmuls use plain loads/);
+    // Every output of both products (A transposed and not) was compared, and most were wrong.
+    const [, differ, outputs] = wrong.warnings[0].match(/\((\d+) of (\d+) outputs/)!.map(Number);
+    expect(outputs).toBe(2 * QUAD_CHECK_DIMS.M * QUAD_CHECK_DIMS.N);
+    expect(differ).toBeGreaterThan(outputs / 2);
   });
 
   // Forward (quad loads of A along k) and weight grad (transA: quad loads of A's rows along m).

@@ -4,8 +4,8 @@
  * resuming must be exact.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync, watch } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, readFileSync, readdirSync, statSync, watch, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { parseOptions, train as trainInProcess, type TrainOptions } from '../src/cli/train';
 import { readSafetensors } from '../src/io/safetensors';
@@ -128,6 +128,82 @@ describe('npm run train, hardening', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^====> Epoch: ${epoch + 1} `, 'm'));
     expect(readdirSync(out).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+});
+
+/**
+ * The renames into `out` in one process's strace log, each with whether the renamed file had
+ * been fsynced since it was opened, and whether `out` itself was fsynced after the rename.
+ */
+function renamesInto(out: string, log: string): string[] {
+  const found: string[] = [];
+  const paths = new Map<string, string>(); // fd → the path it was opened on
+  const synced = new Set<string>(); // paths fsynced since they were opened
+  let waiting: string | undefined; // a rename whose folder fsync has not come yet
+  const close = (folder: string) => { if (waiting) found.push(`${waiting}, folder ${folder} after`); waiting = undefined; };
+  for (const line of log.split('\n')) {
+    let m;
+    if ((m = /^openat\(AT_FDCWD, "([^"]+)", [^)]*\)\s*=\s*(\d+)$/.exec(line))) {
+      paths.set(m[2], m[1]);
+      synced.delete(m[1]);
+    } else if ((m = /^f(?:data)?sync\((\d+)\)\s*=\s*0$/.exec(line))) {
+      const path = paths.get(m[1]);
+      if (path === out) close('fsynced');
+      else if (path) synced.add(path);
+    } else if ((m = /^rename\w*\((?:AT_FDCWD, )?"([^"]+)", (?:AT_FDCWD, )?"([^"]+)"[^)]*\)\s*=\s*0$/.exec(line)) && dirname(m[2]) === out) {
+      close('NOT fsynced');
+      waiting = `${basename(m[2])}: ${synced.has(m[1]) ? 'fsynced' : 'NOT fsynced'} before the rename`;
+    }
+  }
+  close('NOT fsynced');
+  return found;
+}
+
+describe('npm run train, files', () => {
+  it('fsyncs each checkpoint and image before renaming it into place, and the folder after (strace)', () => {
+    const out = tempDir();
+    const trace = tempDir();
+    // One trace file per process (-ff), so no line is split by another thread's; only these calls stop the process.
+    const r = spawnSync('strace', ['-f', '-ff', '--seccomp-bpf', '-e', 'trace=openat,fsync,fdatasync,rename,renameat,renameat2',
+      '-o', join(trace, 't'), tsx, 'src/cli/train.ts', '--epochs', '1', '--train-limit', '128', '--out', out], { encoding: 'utf8', timeout: 600_000 });
+    if (r.error) expect.fail(`strace did not run (${r.error.message}): apt install strace`);
+    expect(r.status, r.stderr).toBe(0);
+    const found = readdirSync(trace).flatMap((file) => renamesInto(out, readFileSync(join(trace, file), 'utf8')));
+    expect(found.sort()).toEqual(['checkpoint.safetensors', 'reconstruction_1.png', 'sample_1.png']
+      .map((name) => `${name}: fsynced before the rename, folder fsynced after`));
+  });
+
+  it('clears only its own temporaries whose writer is gone (ESRCH), not one whose writer exists as another user (EPERM)', () => {
+    // kill(pid, 0) says EPERM only to an unprivileged caller, so as root the cleanup runs as nobody.
+    const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const cleanerUid = asUser.uid ?? process.getuid!();
+    const initUid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync('/proc/1/status', 'utf8'))![1]);
+    if (initUid === cleanerUid) expect.fail(`pid 1 belongs to uid ${cleanerUid}, the cleaner's: no process to get EPERM from`);
+    const dead = spawnSync('true').pid!; // exited and reaped: kill(dead, 0) is ESRCH
+    const alive = spawn('sleep', ['60'], asUser);
+    try {
+      const out = tempDir();
+      chmodSync(out, 0o777);
+      const names = [
+        `checkpoint.safetensors.tmp-${dead}`, // a killed run's: removed
+        `sample_3.png.tmp-${dead}`, // removed
+        'checkpoint.safetensors.tmp-1', // its writer exists, another user's (EPERM): kept
+        `reconstruction_2.png.tmp-${alive.pid}`, // its writer is running: kept
+        `notes.txt.tmp-${dead}`, // not a name this program writes: kept
+        `checkpoint.safetensors.tmp-${dead}.part`, // not the pattern: kept
+        'checkpoint.safetensors',
+      ];
+      for (const name of names) writeFileSync(join(out, name), 'x');
+      const r = spawnSync(tsx, ['-e', [
+        "import { RUN_FILES } from './src/cli/train.ts';",
+        "import { removeStaleTemporaries } from './src/node/files.ts';",
+        'removeStaleTemporaries(process.argv.at(-1), RUN_FILES);',
+      ].join('\n'), out], { encoding: 'utf8', ...asUser, env: { ...process.env, HOME: '/tmp' } });
+      expect(r.status, r.stderr).toBe(0);
+      expect(readdirSync(out).sort()).toEqual(names.slice(2).sort());
+    } finally {
+      alive.kill();
+    }
   });
 });
 

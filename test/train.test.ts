@@ -124,7 +124,7 @@ describe('npm run train', () => {
   it('--help documents every option', () => {
     const r = train(['--help'], 60_000);
     expect(r.status).toBe(0);
-    for (const o of ['--epochs', '--batch-size', '--lr', '--hidden', '--latent', '--seed', '--dataset', '--data', '--out', '--resume']) {
+    for (const o of ['--epochs', '--batch-size', '--lr', '--hidden', '--latent', '--seed', '--dataset', '--data', '--out', '--resume', '--overwrite']) {
       expect(r.stdout).toContain(o);
     }
   });
@@ -142,10 +142,36 @@ describe('npm run train', () => {
     expect(r.stderr).toMatch(/train-images-idx3-ubyte.*truncated/i);
   });
 
+  it('never silently replaces an earlier run: refuses its --out before launching anything, unless --resume or --overwrite', () => {
+    const out = tempDir();
+    const checkpoint = join(out, 'checkpoint.safetensors');
+    expect(train(['--epochs', '1', '--train-limit', '128', '--out', out]).status).toBe(0);
+    const first = readFileSync(checkpoint);
+
+    const again = train(['--epochs', '1', '--train-limit', '128', '--out', out], 60_000);
+    expect(again.status).toBe(2);
+    expect(again.stderr).toContain(`webgpu-vae train: --out ${out} already holds an earlier run (checkpoint.safetensors and 2 images), ` +
+      `and this run would overwrite it. Pass --resume ${checkpoint} to continue it, --overwrite to replace it, or another --out.`);
+    expect(again.stdout).not.toMatch(/webgpu-vae: MNIST on/); // the browser never started
+    expect(Buffer.compare(readFileSync(checkpoint), first)).toBe(0);
+
+    // Images alone are a run too; and resuming another run's checkpoint into this folder would replace it.
+    const images = tempDir();
+    writeFileSync(join(images, 'sample_1.png'), 'x');
+    const onImages = train(['--epochs', '2', '--train-limit', '128', '--resume', checkpoint, '--out', images], 60_000);
+    expect(onImages.status).toBe(2);
+    expect(onImages.stderr).toContain(`--out ${images} already holds an earlier run (1 image), not the one in ${checkpoint}, ` +
+      'and this run would overwrite it. Pass --overwrite to replace it, or another --out.');
+
+    const replaced = train(['--epochs', '1', '--train-limit', '128', '--seed', '2', '--overwrite', '--out', out]);
+    expect(replaced.status, replaced.stderr).toBe(0);
+    expect(Buffer.compare(readFileSync(checkpoint), first)).not.toBe(0);
+  });
+
   it('refuses a checkpoint for another model size', () => {
     const out = tempDir();
     expect(train(['--epochs', '1', '--train-limit', '256', '--hidden', '32', '--out', out]).status).toBe(0);
-    const r = train(['--epochs', '2', '--resume', join(out, 'checkpoint.safetensors')], 60_000);
+    const r = train(['--epochs', '2', '--resume', join(out, 'checkpoint.safetensors'), '--out', out], 60_000);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/checkpoint is for a 784-32-20 model, this model is 784-400-20/);
   });

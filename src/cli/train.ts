@@ -3,7 +3,7 @@
  * Chromium with WebGPU, runs the engine inside the page (src/cli/headless.ts), prints the
  * reference program's log line for line, and writes the images and checkpoints it produces.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Page } from 'puppeteer';
@@ -14,6 +14,7 @@ import { arenaLayout } from '../model/graph';
 import { DEFAULT_SETTINGS as D, LR_MAX, SETTING_RANGES as R, type RunSettings } from '../model/settings';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
 import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
+import { removeStaleTemporaries, writeAtomic } from '../node/files';
 import { integerOption, UsageError } from '../node/options';
 import { encodePngGray } from '../node/png';
 import { startServer } from '../node/server';
@@ -38,8 +39,12 @@ Options:
                         (/usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist)
   --data DIR            a folder of MNIST-format idx files (plain or .gz) instead
   --train-limit N       use only the first N training images (quick runs)
-  --out DIR             where images and checkpoints go (default results)
+  --out DIR             where images and checkpoints go (default results). A folder that holds
+                        an earlier run (its checkpoint or images) is refused unless --resume
+                        names its checkpoint.safetensors or --overwrite is given
   --resume FILE         continue from a checkpoint written by this program
+  --overwrite           train into an --out that holds an earlier run, replacing its checkpoint
+                        and images epoch by epoch (images of epochs this run does not reach stay)
   --log-interval N      batches between "Train Epoch" lines (default 100)
   --steps-per-submit N  training steps per GPU submit (default 16)
   -h, --help            this text
@@ -53,6 +58,8 @@ export interface TrainOptions extends RunSettings {
   trainLimit?: number;
   out: string;
   resume?: string;
+  /** Train into an --out that holds an earlier run, replacing it. */
+  overwrite?: boolean;
   logInterval: number;
   stepsPerSubmit: number;
 }
@@ -69,7 +76,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         epochs: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
         hidden: { type: 'string' }, latent: { type: 'string' }, seed: { type: 'string' },
         dataset: { type: 'string' }, data: { type: 'string' }, 'train-limit': { type: 'string' },
-        out: { type: 'string' }, resume: { type: 'string' }, 'log-interval': { type: 'string' },
+        out: { type: 'string' }, resume: { type: 'string' }, overwrite: { type: 'boolean' }, 'log-interval': { type: 'string' },
         'steps-per-submit': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -96,32 +103,48 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     trainLimit: values['train-limit'] === undefined ? undefined : integerOption('train-limit', values['train-limit'], 0, 1, 1e8),
     out: values.out ?? 'results',
     resume: values.resume,
+    overwrite: values.overwrite,
     logInterval: integerOption('log-interval', values['log-interval'], 100, 1, 1e9),
     stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], 16, 1, 4096),
   };
 }
 
-/** Writes via a temporary file and a rename, so a kill leaves the old or the new file, never half of one. */
-function writeAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, bytes);
-  renameSync(tmp, path);
-}
+/** The files a run writes in --out. */
+export const RUN_FILES = /^(checkpoint\.safetensors|(reconstruction|sample)_\d+\.png)$/;
 
 /** Errors thrown in the page arrive wrapped by puppeteer ("Error: …"); the engine's message is what matters. */
 const pageMessage = (error: unknown) => (error as Error).message.replace(/^Error: /, '');
 
-/** Deletes the half-written temporary files of runs that were killed (their process is gone). */
-function removeStaleTemporaries(dir: string): void {
-  for (const name of readdirSync(dir)) {
-    const pid = Number(/\.tmp-(\d+)$/.exec(name)?.[1]);
-    if (!pid) continue;
-    try {
-      process.kill(pid, 0); // still running (another run writing here): leave its file alone
-    } catch {
-      rmSync(join(dir, name), { force: true });
-    }
+/** Whether two paths name one file (so a folder's checkpoint is the one being resumed). */
+function sameFile(a: string, b: string): boolean {
+  const [x, y] = [statSync(a), statSync(b)];
+  return x.dev === y.dev && x.ino === y.ino;
+}
+
+/**
+ * An earlier run in --out is only continued (--resume its checkpoint) or replaced (--overwrite):
+ * otherwise the new run would overwrite its checkpoint after one epoch, and nothing could bring
+ * it back. Throws UsageError (exit 2) naming the folder and the ways on.
+ */
+function checkOutFolder(o: TrainOptions): void {
+  if (o.overwrite) return;
+  let earlier: string[];
+  try {
+    earlier = readdirSync(o.out).filter((name) => RUN_FILES.test(name));
+  } catch {
+    return; // no folder yet
   }
+  if (earlier.length === 0) return;
+  const checkpoint = join(o.out, 'checkpoint.safetensors');
+  const hasCheckpoint = earlier.includes('checkpoint.safetensors');
+  if (o.resume && hasCheckpoint && sameFile(o.resume, checkpoint)) return;
+  const images = earlier.length - (hasCheckpoint ? 1 : 0);
+  const held = [hasCheckpoint && 'checkpoint.safetensors', images > 0 && `${images} image${images > 1 ? 's' : ''}`].filter(Boolean).join(' and ');
+  throw new UsageError(
+    `--out ${o.out} already holds an earlier run (${held})` +
+      (o.resume ? `, not the one in ${o.resume}` : '') + ', and this run would overwrite it. Pass ' +
+      (hasCheckpoint ? `--resume ${checkpoint} to continue it, ` : '') + '--overwrite to replace it, or another --out.',
+  );
 }
 
 /** Seams for tools built on the CLI (`npm run soak`). */
@@ -131,6 +154,7 @@ export interface TrainHooks {
 }
 
 export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<void> {
+  checkOutFolder(o);
   const files = findDataset({ dataset: o.dataset, dataDir: o.data });
   if (o.dataset === 'mnist' && !o.data) verifyMnist(files);
   const data = await loadDataset(files);
@@ -147,7 +171,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
     resume = Buffer.from(bytes).toString('base64');
   }
   mkdirSync(o.out, { recursive: true });
-  removeStaleTemporaries(o.out);
+  removeStaleTemporaries(o.out, RUN_FILES); // a killed run's half-written files
 
   const browser = await launchBrowser();
   const server = await startServer();
@@ -257,6 +281,10 @@ async function main() {
     await train(options);
     process.exit(0);
   } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`webgpu-vae train: ${e.message}`);
+      process.exit(2);
+    }
     const message = pageMessage(e);
     console.error(`webgpu-vae train: ${message}`);
     if (/diverged/.test(message)) console.error('webgpu-vae train: nothing was written after the divergence; the last checkpoint is the last good epoch.');

@@ -5,9 +5,15 @@
  * Adam moments and the step count travel too, so a run resumes exactly.
  */
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
-import { impliedSizes, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
+import { arenaLayout, impliedSizes, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
+
+/** PyTorch's names for Adam's state: torch.optim.Adam's exp_avg (m) and exp_avg_sq (v). */
+const ADAM_M = 'optimizer.exp_avg.';
+const ADAM_V = 'optimizer.exp_avg_sq.';
+/** The step count lives in a u32 on the GPU (the step-state buffer). */
+const MAX_STEP = 0xffffffff;
 
 export interface CheckpointData {
   sizes: VaeSizes;
@@ -29,8 +35,8 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
   };
   put('', data.params);
   if (data.m && data.v) {
-    put('optimizer.exp_avg.', data.m);
-    put('optimizer.exp_avg_sq.', data.v);
+    put(ADAM_M, data.m);
+    put(ADAM_V, data.v);
   }
   const { D, hidden, L } = layout.sizes;
   return writeSafetensors(tensors, {
@@ -53,10 +59,36 @@ function sizesOf(tensors: Map<string, Tensor>): VaeSizes {
   return sizes;
 }
 
-/** A checkpoint file's model sizes and metadata, to make a model that can load it; throws SafetensorsError. */
+/**
+ * A checkpoint file's model sizes and metadata, to make a model that can load it; throws
+ * SafetensorsError. The sizes must agree with each other and with the bytes the file holds:
+ * a header may declare fc21.weight as (10^9, 0), which takes no bytes yet implies a model of
+ * gigabytes, and callers allocate the model before they read its tensors.
+ */
 export function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata: Record<string, string> } {
   const { tensors, metadata } = readSafetensors(bytes);
-  return { sizes: sizesOf(tensors), metadata };
+  const sizes = sizesOf(tensors);
+  let layout: ArenaLayout;
+  try {
+    layout = arenaLayout(sizes);
+  } catch (e) {
+    throw new SafetensorsError(`checkpoint declares a ${sizesName(sizes)} model: ${(e as Error).message}; the file is corrupt or not a VAE checkpoint`);
+  }
+  const wrong = layout.params.find((p) => tensors.has(p.name) && tensors.get(p.name)!.shape.join() !== p.shape.join());
+  if (wrong) {
+    throw new SafetensorsError(
+      `checkpoint tensor "${wrong.name}" is [${tensors.get(wrong.name)!.shape}], but its fc1 and heads imply a ${sizesName(sizes)} ` +
+        `model, whose ${wrong.name} is [${wrong.shape}]: the file is corrupt or not a VAE checkpoint`,
+    );
+  }
+  const needed = 4 * parameterCount(layout); // float32 weights alone, without the Adam moments
+  if (needed > bytes.length) {
+    throw new SafetensorsError(
+      `checkpoint declares a ${sizesName(sizes)} model, whose weights take ${needed} bytes, but the file holds only ${bytes.length}: ` +
+        'it is truncated or not a checkpoint of that model',
+    );
+  }
+  return { sizes, metadata };
 }
 
 /**
@@ -72,30 +104,67 @@ export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): Checkp
         'create the model with the checkpoint\'s sizes (input, hidden, latent) to load it',
     );
   }
-  const gather = (prefix: string, required: boolean): Float32Array | undefined => {
-    const arena = new Float32Array(layout.length);
-    for (const p of layout.params) {
-      const t = tensors.get(prefix + p.name);
-      if (!t) {
-        if (required) throw new SafetensorsError(`checkpoint is missing tensor "${prefix + p.name}"`);
-        return undefined;
-      }
-      if (t.dtype !== 'F32') throw new SafetensorsError(`checkpoint tensor "${prefix + p.name}" is ${t.dtype}, expected F32`);
-      if (t.shape.join() !== p.shape.join()) {
-        throw new SafetensorsError(`checkpoint tensor "${prefix + p.name}" has shape [${t.shape}], expected [${p.shape}]`);
-      }
-      const values = t.data as Float32Array;
-      for (const x of values) {
-        if (!Number.isFinite(x)) throw new SafetensorsError(`checkpoint tensor "${prefix + p.name}" holds a non-finite value`);
-      }
-      arena.set(values, p.offset);
+  // Every tensor is checked before an arena is allocated, so a bad file costs no memory.
+  const read = (prefix: string): (Float32Array | undefined)[] => layout.params.map((p) => {
+    const name = prefix + p.name;
+    const t = tensors.get(name);
+    if (!t) return undefined;
+    if (t.dtype !== 'F32') throw new SafetensorsError(`checkpoint tensor "${name}" is ${t.dtype}, expected F32`);
+    if (t.shape.join() !== p.shape.join()) {
+      throw new SafetensorsError(`checkpoint tensor "${name}" has shape [${t.shape}], expected [${p.shape}]`);
     }
-    return arena;
+    const values = t.data as Float32Array;
+    for (const x of values) {
+      if (!Number.isFinite(x)) throw new SafetensorsError(`checkpoint tensor "${name}" holds a non-finite value`);
+    }
+    return values;
+  });
+  const absent = (prefix: string, found: (Float32Array | undefined)[]) =>
+    layout.params.filter((_, i) => !found[i]).map((p) => `"${prefix + p.name}"`);
+  const arena = (found: (Float32Array | undefined)[]): Float32Array => {
+    const out = new Float32Array(layout.length);
+    layout.params.forEach((p, i) => out.set(found[i]!, p.offset));
+    return out;
   };
-  const params = gather('', true)!;
-  const m = gather('optimizer.exp_avg.', false);
-  const v = m && gather('optimizer.exp_avg_sq.', true);
-  const step = metadata.step === undefined ? 0 : Number(metadata.step);
-  if (!Number.isSafeInteger(step) || step < 0) throw new SafetensorsError(`checkpoint metadata step "${metadata.step}" is not a step count`);
+
+  const weights = read('');
+  const missingWeights = absent('', weights);
+  if (missingWeights.length > 0) throw new SafetensorsError(`checkpoint is missing tensor ${list(missingWeights)}`);
+
+  // Adam's moments come all together or not at all: resuming with some of them zeroed would
+  // train differently from the run that wrote the file, and nothing would say so.
+  const mTensors = read(ADAM_M);
+  const vTensors = read(ADAM_V);
+  const missingMoments = [...absent(ADAM_M, mTensors), ...absent(ADAM_V, vTensors)];
+  const momentCount = 2 * layout.params.length;
+  const hasMoments = missingMoments.length < momentCount;
+  if (hasMoments && missingMoments.length > 0) {
+    throw new SafetensorsError(
+      `checkpoint has ${momentCount - missingMoments.length} of the ${momentCount} Adam moment tensors, missing ${list(missingMoments)}: ` +
+        `a resumable checkpoint holds every ${ADAM_M}* and ${ADAM_V}* tensor; remove them all to load the weights alone`,
+    );
+  }
+  vTensors.forEach((values, i) => {
+    // Adam divides by sqrt(v): a negative second moment turns the weights to NaN on the first step.
+    const at = values ? values.findIndex((x) => x < 0) : -1;
+    if (at >= 0) {
+      throw new SafetensorsError(
+        `checkpoint tensor "${ADAM_V + layout.params[i].name}" holds ${values![at]} at index ${at}: a second moment (a mean of squares) cannot be negative`,
+      );
+    }
+  });
+
+  const step = metadata.step === undefined ? 0 : /^\d+$/.test(metadata.step) ? Number(metadata.step) : NaN;
+  if (!(step <= MAX_STEP)) {
+    throw new SafetensorsError(`checkpoint metadata step "${metadata.step}" is not a step count (an integer from 0 to ${MAX_STEP})`);
+  }
+  const params = arena(weights);
+  const m = hasMoments ? arena(mTensors) : undefined;
+  const v = hasMoments ? arena(vTensors) : undefined;
   return { sizes: layout.sizes, params, m, v, step, metadata };
+}
+
+/** The first few quoted names of a list, and how many more. */
+function list(names: string[]): string {
+  return names.slice(0, 3).join(', ') + (names.length > 3 ? ` and ${names.length - 3} more` : '');
 }
