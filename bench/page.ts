@@ -5,6 +5,7 @@
  */
 import { Gpu, type Dispatch } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
+import { adamAt } from '../src/model/settings';
 import { Trainer } from '../src/model/trainer';
 import { uploadImages, VaeModel } from '../src/model/vae';
 import type { MatmulOptions } from '../shaders/matmul.wgsl';
@@ -85,7 +86,7 @@ async function matmul(c: MatmulCase, reps = 20, samples = 7): Promise<Timing & {
   const C = g.buffer('C', M * N * 4);
   const d = await matmulOp(g, 'bench matmul', { M, N, K }, c.options, { A, B, C });
   const t = await time(g, [d], reps, samples);
-  g.destroy();
+  g.freeBuffers();
   return { ...t, gflops: (2 * M * N * K) / (t.median * 1e6) };
 }
 
@@ -98,8 +99,8 @@ async function step(c: { batchSize: number; reps: number; samples: number }) {
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
   const images = uploadImages(g, 'bench images', pixels, count);
   const model = await VaeModel.create(g, {
-    sizes: { D, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-  }, images, images);
+    sizes: { D, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, adam: adamAt(1e-3), train: images, test: images,
+  });
   const dispatches = model.trainStep(c.batchSize);
   const perDispatch = [];
   for (const d of dispatches) {
@@ -128,8 +129,9 @@ async function endToEnd(c: { trainUrl: string; trainCount: number; testUrl: stri
   const g = await gpu();
   const [train, test] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
   const model = await VaeModel.create(g, {
-    sizes: { D: 784, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-  }, uploadImages(g, 'train', train, c.trainCount), uploadImages(g, 'test', test, c.testCount));
+    sizes: { D: 784, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, adam: adamAt(1e-3),
+    train: uploadImages(g, 'train', train, c.trainCount), test: uploadImages(g, 'test', test, c.testCount),
+  });
   const trainer = new Trainer(model, { stepsPerSubmit: c.stepsPerSubmit });
   // Warm-up: one submit's worth of steps, so first-use costs (pipeline creation in the driver,
   // page faults on the dataset) are not billed to the epoch.

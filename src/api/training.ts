@@ -4,6 +4,7 @@
  * steps already queued on the GPU finish (their losses are still reported), then the loop
  * waits (pause) or ends (stop, abort). The weights are always those after a whole step.
  */
+import { RunGate, type RunState } from '../model/driver';
 import type { ImageArray } from './inputs';
 
 /** One training step's loss, reported as the losses come back from the GPU (in order, a few steps behind). */
@@ -67,14 +68,14 @@ export interface FitOptions {
   /** Called after every epoch (and its test pass); a returned promise is awaited before the next epoch. */
   onEpoch?: (event: EpochEvent) => void | Promise<void>;
   /**
-   * Steps recorded into one GPU submit (default 8): larger is slightly faster, smaller makes
-   * pause and stop (which act between submits) and loss reports more immediate.
+   * Steps recorded into one GPU submit (default 16, as every host): larger is slightly faster,
+   * smaller makes pause and stop (which act between submits) and loss reports more immediate.
    */
   stepsPerSubmit?: number;
 }
 
 /** Where a training run is: `stopping` lasts until the queued steps are done. */
-export type TrainingState = 'running' | 'paused' | 'stopping' | 'finished';
+export type TrainingState = RunState;
 
 /**
  * A training run: `await` it for the {@link FitResult}, or control it while it runs.
@@ -95,48 +96,47 @@ export interface TrainingRun extends PromiseLike<FitResult> {
   catch<T = never>(onRejected?: ((reason: unknown) => T | PromiseLike<T>) | null): Promise<FitResult | T>;
 }
 
-/** The run's control state, shared by the handle (the caller's side) and the training loop. */
+/**
+ * The handle's side of a run: a promise of its result, with the engine's RunGate (the one
+ * pause/stop every host uses) behind pause, resume and stop. An aborted `signal` ends it too.
+ */
 export class RunControl implements TrainingRun {
-  private current: TrainingState = 'running';
-  private wake: (() => void) | null = null;
+  /** The gate the training loop polls; `extraStop` (the model was destroyed) is set by the model. */
+  readonly gate: RunGate;
   /** The training loop's promise (see {@link TrainingRun.finished}). */
   readonly finished: Promise<FitResult>;
+  extraStop: () => boolean = () => false;
 
   /** Starts `body` (the training loop) on a later tick; `signal` wakes a paused run when it aborts. */
-  constructor(private readonly signal: AbortSignal | undefined, body: (control: RunControl) => Promise<FitResult>) {
-    const onAbort = () => this.wakeUp();
+  constructor(signal: AbortSignal | undefined, body: (control: RunControl) => Promise<FitResult>) {
+    this.gate = new RunGate(() => !!signal?.aborted || this.extraStop());
+    const onAbort = () => this.gate.wakeUp();
     signal?.addEventListener('abort', onAbort, { once: true });
     // Start on a later tick, so the caller holds the handle before any callback runs.
     this.finished = Promise.resolve().then(() => body(this)).finally(() => {
-      this.current = 'finished';
+      this.gate.finish();
       signal?.removeEventListener('abort', onAbort);
     });
   }
 
   /** See {@link TrainingRun.state}. */
   get state(): TrainingState {
-    return this.current;
+    return this.gate.state;
   }
 
   /** See {@link TrainingRun.pause}. */
   pause(): void {
-    if (this.current === 'running') this.current = 'paused';
+    this.gate.pause();
   }
 
   /** See {@link TrainingRun.resume}. */
   resume(): void {
-    if (this.current === 'paused') {
-      this.current = 'running';
-      this.wakeUp();
-    }
+    this.gate.resume();
   }
 
   /** See {@link TrainingRun.stop}. */
   stop(): void {
-    if (this.current === 'running' || this.current === 'paused') {
-      this.current = 'stopping';
-      this.wakeUp();
-    }
+    this.gate.stop();
   }
 
   /** Awaiting the run awaits {@link RunControl.finished}. */
@@ -150,28 +150,5 @@ export class RunControl implements TrainingRun {
   /** See {@link TrainingRun.catch}. */
   catch<T = never>(onRejected?: ((reason: unknown) => T | PromiseLike<T>) | null): Promise<FitResult | T> {
     return this.finished.catch(onRejected);
-  }
-
-  /** True once the run should end: stopped, aborted, or `extraStop()` (the model was destroyed). */
-  shouldEnd(extraStop: () => boolean): boolean {
-    return this.current === 'stopping' || !!this.signal?.aborted || extraStop();
-  }
-
-  /**
-   * The training loop's gate between submits: waits while paused, then says whether to end.
-   * `extraStop` is polled too, so destroying the model ends a paused run.
-   */
-  async gate(extraStop: () => boolean): Promise<boolean> {
-    while (this.current === 'paused' && !this.shouldEnd(extraStop)) {
-      await new Promise<void>((resolve) => { this.wake = resolve; });
-    }
-    return this.shouldEnd(extraStop);
-  }
-
-  /** Wakes a paused gate (used on resume, stop, abort and destroy). */
-  wakeUp(): void {
-    const wake = this.wake;
-    this.wake = null;
-    wake?.();
   }
 }

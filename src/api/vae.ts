@@ -16,12 +16,14 @@
  * library runs on a page's main thread and in a dedicated Worker alike.
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
-import { Gpu, type GpuError } from '../gpu/device';
-import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
-import { arenaLayout, parameterCount, REFERENCE_SIZES, sizesName, type ArenaLayout, type VaeSizes } from '../model/graph';
+import type { GpuError } from '../gpu/device';
+import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
+import { runTraining } from '../model/driver';
+import { adamAt, DEFAULT_SETTINGS, LR_MAX, MAX_DEPTH, STEPS_PER_SUBMIT } from '../model/settings';
+import { arenaLayout, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/graph';
 import { normals } from '../reference/philox';
 import { fromEngineError, VaeError } from './errors';
-import { Generation, type GenerationConfig } from './generation';
+import { Runtime } from './runtime';
 import {
   imagesAsBytes, imagesAsFloats, integerOption, latentsAsFloats, numberOption, splitMuLogvar,
   type ImageArray, type LatentArray,
@@ -83,15 +85,11 @@ export interface SaveOptions {
   metadata?: Record<string, string>;
 }
 
-/** The seed, epoch and step a checkpoint carries besides the tensors (all in `__metadata__`). */
-const META = { seed: 'seed', epoch: 'epoch' } as const;
-
-const ADAM_DEFAULTS = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-const DEFAULT_BATCH = 128;
+const ADAM_DEFAULTS = adamAt(DEFAULT_SETTINGS.lr);
+const DEFAULT_BATCH = DEFAULT_SETTINGS.batchSize;
 const MAX_SIZE = 65536;
-const MAX_DEPTH = 8;
 
-/** Serializes GPU work that shares buffers (the inference buffers, a generation switch). */
+/** Serializes GPU work that shares buffers (the inference buffers, a reconfiguration). */
 class Lock {
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -127,14 +125,13 @@ function hiddenOption(value: unknown): number[] {
   return list.map((h, i) => integerOption(Array.isArray(value) ? `hiddenSize[${i}]` : 'hiddenSize', h, 0, 1, MAX_SIZE));
 }
 
-function metadataInteger(metadata: Record<string, string>, key: string, fallback: number, max: number): number {
-  const text = metadata[key];
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value > max) {
-    throw new VaeError('checkpoint', `checkpoint metadata "${key}" is "${text}", not an integer from 0 to ${max}`);
+/** A checkpoint's run metadata, as a `checkpoint` VaeError when it is malformed. */
+function runMetadataOf(metadata: Record<string, string>, context: string) {
+  try {
+    return readRunMetadata(metadata);
+  } catch (error) {
+    throw new VaeError('checkpoint', `${context}: ${(error as Error).message}`, { cause: error });
   }
-  return value;
 }
 
 /**
@@ -160,10 +157,10 @@ export class VAE {
   readonly device: GPUDevice;
 
   private readonly layout: ArenaLayout;
+  private runtime!: Runtime;
   private readonly ownsDevice: boolean;
   private readonly onDeviceLost?: (error: VaeError) => void;
   private readonly lock = new Lock();
-  private current!: Generation;
   private activeRun: RunControl | null = null;
   private destroyedFlag = false;
   private lostError: VaeError | null = null;
@@ -171,8 +168,9 @@ export class VAE {
   private epochs = 0;
   private sampleDraws = 0;
 
-  private constructor(device: GPUDevice, ownsDevice: boolean, sizes: VaeSizes, seed: number, onDeviceLost?: (error: VaeError) => void) {
-    this.device = device;
+  private constructor(runtime: Runtime, ownsDevice: boolean, sizes: VaeSizes, seed: number, onDeviceLost?: (error: VaeError) => void) {
+    this.runtime = runtime;
+    this.device = runtime.gpu.device;
     this.ownsDevice = ownsDevice;
     this.inputSize = sizes.D;
     this.hiddenSizes = sizes.hidden;
@@ -197,25 +195,20 @@ export class VAE {
     if (options.device !== undefined && typeof (options.device as Partial<GPUDevice>)?.createBuffer !== 'function') {
       throw new VaeError('invalid-option', 'device must be a GPUDevice (from adapter.requestDevice())');
     }
-    let device = options.device;
-    const ownsDevice = !device;
-    if (!device) {
-      try {
-        // A runtime only to request the device with the engine's limits; each generation adopts it.
-        device = (await Gpu.create({ onUncapturedError: () => {} })).device;
-      } catch (error) {
-        throw fromEngineError(error, 'VAE.create');
-      }
-    }
-    const vae = new VAE(device, ownsDevice, sizes, seed, options.onDeviceLost);
+    // The handlers reach the model once it exists; a loss before that rejects create() itself.
+    let vae: VAE | null = null;
+    let runtime: Runtime;
     try {
-      const arenaBytes = vae.layout.length * 4;
-      if (arenaBytes > device.limits.maxStorageBufferBindingSize) {
-        throw new VaeError('invalid-option',
-          `a ${sizesName(sizes)} model needs ${arenaBytes} bytes per parameter buffer; ` +
-            `this device binds at most ${device.limits.maxStorageBufferBindingSize}: use smaller sizes`);
-      }
-      vae.current = await vae.newGeneration({ batchSize: DEFAULT_BATCH, adam: ADAM_DEFAULTS });
+      runtime = await Runtime.create(options.device, { sizes, seed, batchSize: DEFAULT_BATCH, adam: ADAM_DEFAULTS }, {
+        onLost: (error) => vae?.deviceLost(error),
+        // The runtime keeps the first such error and every later call throws it; nothing to log.
+        onUncapturedError: () => {},
+      });
+    } catch (error) {
+      throw fromEngineError(error, 'VAE.create');
+    }
+    vae = new VAE(runtime, !options.device, sizes, seed, options.onDeviceLost);
+    try {
       vae.assertUsable('VAE.create'); // a device that was lost already
     } catch (error) {
       vae.destroy();
@@ -233,12 +226,7 @@ export class VAE {
   static async load(checkpoint: Uint8Array | ArrayBuffer, options: LoadOptions = {}): Promise<VAE> {
     const bytes = checkpointBytes(checkpoint);
     const { sizes, metadata } = sizesOf(bytes);
-    let seed = options.seed;
-    try {
-      seed ??= metadataInteger(metadata, META.seed, 1, 0xffffffff);
-    } catch (error) {
-      throw new VaeError('checkpoint', `VAE.load: ${(error as Error).message}`, { cause: error });
-    }
+    const seed = options.seed ?? runMetadataOf(metadata, 'VAE.load').seed ?? DEFAULT_SETTINGS.seed;
     const vae = await VAE.create({
       inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, seed, device: options.device, onDeviceLost: options.onDeviceLost,
     });
@@ -268,7 +256,7 @@ export class VAE {
 
   /** GPU buffers the model holds now (0 after `destroy()`): for leak checks. */
   get liveBuffers(): number {
-    return this.current.gpu.liveBuffers;
+    return this.runtime.gpu.liveBuffers;
   }
 
   /** True after `destroy()`. */
@@ -311,23 +299,19 @@ export class VAE {
       const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, 1, 4096), train.count);
       const [beta1, beta2] = options.betas ?? [ADAM_DEFAULTS.beta1, ADAM_DEFAULTS.beta2];
       const adam = {
-        lr: numberOption('lr', options.lr, ADAM_DEFAULTS.lr, 0, 10),
+        lr: numberOption('lr', options.lr, ADAM_DEFAULTS.lr, 0, LR_MAX),
         beta1: numberOption('betas[0]', beta1, 0, 0, 1, true),
         beta2: numberOption('betas[1]', beta2, 0, 0, 1, true),
         eps: numberOption('eps', options.eps, ADAM_DEFAULTS.eps, 0, 1),
       };
       if (adam.beta1 >= 1 || adam.beta2 >= 1) throw new VaeError('invalid-option', `betas must lie in [0, 1), got [${beta1}, ${beta2}]`);
-      const stepsPerSubmit = integerOption('stepsPerSubmit', options.stepsPerSubmit, 8, 1, 4096);
+      const stepsPerSubmit = integerOption('stepsPerSubmit', options.stepsPerSubmit, STEPS_PER_SUBMIT, 1, 4096);
       this.checkDatasetSize(train.bytes, 'images');
       if (test) this.checkDatasetSize(test.bytes, 'testImages');
       if (options.signal?.aborted) throw options.signal.reason;
 
-      const generation = await this.lock.run(() => this.replaceGeneration({ batchSize, adam, train, test, stepsPerSubmit }));
-      try {
-        return await this.trainEpochs(generation, epochs, train.count, !!test, options, control);
-      } finally {
-        generation.releaseDatasets();
-      }
+      await this.lock.run(() => this.runtime.configure({ batchSize, adam, train, test, stepsPerSubmit }));
+      return await this.trainEpochs(epochs, !!test, options, control);
     } catch (error) {
       throw this.explain(error, context);
     } finally {
@@ -335,41 +319,35 @@ export class VAE {
     }
   }
 
-  private async trainEpochs(
-    generation: Generation, epochs: number, count: number, hasTest: boolean, options: FitOptions, control: RunControl,
-  ): Promise<FitResult> {
-    const { model, trainer } = generation;
+  /** The epochs of a fit, through the engine's one training driver. */
+  private async trainEpochs(epochs: number, hasTest: boolean, options: FitOptions, control: RunControl): Promise<FitResult> {
+    const { model, trainer } = this.runtime;
     const batches = model.trainBatches;
-    const isDestroyed = () => this.destroyedFlag;
-    const done: EpochEvent[] = [];
-    for (let e = 0; e < epochs; e++) {
-      if (await control.gate(isDestroyed)) break;
-      const epoch = this.epochs + 1;
-      const firstStep = this.steps;
-      const result = await trainer.trainEpoch(
-        epoch,
-        (l) => {
-          for (let i = 0; i < l.losses.length; i++) {
-            const batch = l.firstBatch + i;
-            this.steps = firstStep + batch + 1;
-            options.onStep?.({ epoch, batch, batches, step: this.steps, loss: l.losses[i] / model.rowsOf(batch, count) });
-          }
-        },
-        () => control.gate(isDestroyed),
-      );
-      if (result.batches === 0) break; // stopped before the epoch's first step: it never began
-      this.epochs = epoch;
-      this.steps = firstStep + result.batches;
-      const testLoss = hasTest && result.completed && !isDestroyed() ? (await trainer.testPass()).averageLoss : undefined;
-      const summary: EpochEvent = {
-        epoch, trainLoss: result.averageLoss, testLoss, steps: result.batches, seconds: result.seconds, completed: result.completed,
-      };
-      done.push(summary);
-      await options.onEpoch?.(summary);
-      if (!result.completed) break;
-    }
+    const count = model.train.count;
+    control.extraStop = () => this.destroyedFlag;
+    let firstStep = this.steps;
+    const result = await runTraining(trainer, { firstEpoch: this.epochs + 1, lastEpoch: this.epochs + epochs, test: hasTest, images: false }, control.gate, {
+      onEpochStart: () => { firstStep = this.steps; },
+      onLosses: (l) => {
+        for (let i = 0; i < l.losses.length; i++) {
+          const batch = l.firstBatch + i;
+          this.steps = firstStep + batch + 1;
+          options.onStep?.({ epoch: l.epoch, batch, batches, step: this.steps, loss: l.losses[i] / model.rowsOf(batch, count) });
+        }
+      },
+      onEpoch: async (r) => {
+        this.epochs = r.epoch;
+        this.steps = firstStep + r.batches;
+        await options.onEpoch?.({
+          epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test?.loss, steps: r.batches, seconds: r.seconds, completed: r.completed,
+        });
+      },
+    });
     if (this.destroyedFlag) throw new VaeError('destroyed', 'the model was destroyed during fit()');
     if (options.signal?.aborted) throw options.signal.reason;
+    const done: EpochEvent[] = result.epochs.map((r) => ({
+      epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test?.loss, steps: r.batches, seconds: r.seconds, completed: r.completed,
+    }));
     const completedAll = done.length === epochs && done.every((d) => d.completed);
     return { epochs: done, stopped: !completedAll, step: this.steps };
   }
@@ -386,12 +364,8 @@ export class VAE {
       const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, 1, 4096), test.count);
       this.checkDatasetSize(test.bytes, 'images');
       return this.lock.run(async () => {
-        const generation = await this.replaceGeneration({ batchSize, adam: ADAM_DEFAULTS, test });
-        try {
-          return (await generation.trainer.testPass()).averageLoss;
-        } finally {
-          generation.releaseDatasets();
-        }
+        await this.runtime.configure({ batchSize, adam: this.runtime.model.config.adam, test });
+        return (await this.runtime.trainer.testPass()).averageLoss;
       });
     });
   }
@@ -414,7 +388,7 @@ export class VAE {
       const { floats: x, count } = imagesAsFloats(images, this.inputSize, 'images');
       const k = integerOption('k', options.k, 64, 1, 1_000_000);
       return this.lock.run(async () => {
-        const { inference } = this.current;
+        const { inference } = this.runtime;
         const mulv = await inference.encode(x, count);
         return importanceWeightedLogLikelihood({
           x, mulv, count, k, D: this.inputSize, L: this.latentSize, seed: this.seed,
@@ -428,7 +402,7 @@ export class VAE {
   async encode(images: ImageArray): Promise<{ mu: Float32Array; logvar: Float32Array }> {
     return this.guarded('VAE.encode', async () => {
       const { floats, count } = imagesAsFloats(images, this.inputSize, 'images');
-      return this.lock.run(async () => splitMuLogvar(await this.current.inference.encode(floats, count), count, this.latentSize));
+      return this.lock.run(async () => splitMuLogvar(await this.runtime.inference.encode(floats, count), count, this.latentSize));
     });
   }
 
@@ -436,7 +410,7 @@ export class VAE {
   async decode(latents: LatentArray): Promise<Float32Array> {
     return this.guarded('VAE.decode', async () => {
       const { floats, count } = latentsAsFloats(latents, this.latentSize, 'latents');
-      return this.lock.run(() => this.current.inference.decode(floats, count));
+      return this.lock.run(() => this.runtime.inference.decode(floats, count));
     });
   }
 
@@ -445,8 +419,8 @@ export class VAE {
     return this.guarded('VAE.reconstruct', async () => {
       const { floats, count } = imagesAsFloats(images, this.inputSize, 'images');
       return this.lock.run(async () => {
-        const { mu } = splitMuLogvar(await this.current.inference.encode(floats, count), count, this.latentSize);
-        return this.current.inference.decode(mu, count);
+        const { mu } = splitMuLogvar(await this.runtime.inference.encode(floats, count), count, this.latentSize);
+        return this.runtime.inference.decode(mu, count);
       });
     });
   }
@@ -459,7 +433,7 @@ export class VAE {
     return this.guarded('VAE.sample', async () => {
       const count = integerOption('n', n, 0, 1, 1_000_000);
       const z = Float32Array.from(normals(count * this.latentSize, this.seed, ++this.sampleDraws, PHILOX_STREAM.sample));
-      return this.lock.run(() => this.current.inference.decode(z, count));
+      return this.lock.run(() => this.runtime.inference.decode(z, count));
     });
   }
 
@@ -477,11 +451,8 @@ export class VAE {
         if (typeof value !== 'string') throw new VaeError('invalid-option', `metadata["${key}"] must be a string, got ${typeof value}`);
       }
       return this.lock.run(async () => {
-        const state = await this.current.model.exportState();
-        return encodeCheckpoint(this.layout, {
-          ...state,
-          metadata: { ...extra, [META.seed]: String(this.seed), [META.epoch]: String(this.epochs) },
-        });
+        const state = await this.runtime.model.exportState();
+        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra });
       });
     });
   }
@@ -502,12 +473,12 @@ export class VAE {
         let epoch: number;
         try {
           data = decodeCheckpoint(bytes, this.layout);
-          epoch = metadataInteger(data.metadata, META.epoch, 0, 1e9);
+          epoch = readRunMetadata(data.metadata).epoch;
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
           throw new VaeError('checkpoint', `${message} (nothing was loaded: the model is unchanged)`, { cause: error });
         }
-        this.current.model.importState(data);
+        this.runtime.model.importState(data);
         this.steps = data.step;
         this.epochs = epoch;
       });
@@ -521,43 +492,17 @@ export class VAE {
   destroy(): void {
     if (this.destroyedFlag) return;
     this.destroyedFlag = true;
-    this.activeRun?.wakeUp();
-    this.current?.destroy();
+    this.activeRun?.gate.wakeUp();
+    this.runtime.destroy();
     if (this.ownsDevice) this.device.destroy();
   }
 
   // —— internals ——
 
-  private generationConfig(job: Partial<GenerationConfig> & Pick<GenerationConfig, 'batchSize' | 'adam'>): GenerationConfig {
-    return { sizes: { D: this.inputSize, hidden: this.hiddenSizes, L: this.latentSize }, seed: this.seed, ...job };
-  }
-
-  private newGeneration(job: Partial<GenerationConfig> & Pick<GenerationConfig, 'batchSize' | 'adam'>): Promise<Generation> {
-    return Generation.create(this.device, this.generationConfig(job), {
-      onLost: (error) => this.deviceLost(error),
-      // The runtime keeps the first such error and every later call throws it; nothing to log.
-      onUncapturedError: () => {},
-    });
-  }
-
-  /** Builds a generation for a new job, moves the model state into it and frees the old one. Call under the lock. */
-  private async replaceGeneration(job: Partial<GenerationConfig> & Pick<GenerationConfig, 'batchSize' | 'adam'>): Promise<Generation> {
-    this.current.gpu.assertAlive(); // an error the old runtime caught must not be forgotten by the new one
-    const next = await this.newGeneration(job);
-    if (this.destroyedFlag) {
-      next.destroy();
-      throw new VaeError('destroyed', 'the model was destroyed');
-    }
-    next.copyStateFrom(this.current);
-    this.current.destroy();
-    this.current = next;
-    return next;
-  }
-
   private deviceLost(error: GpuError): void {
     if (this.destroyedFlag || this.lostError) return;
     this.lostError = new VaeError('device-lost', error.message, { cause: error });
-    this.activeRun?.wakeUp();
+    this.activeRun?.gate.wakeUp();
     this.onDeviceLost?.(this.lostError);
   }
 

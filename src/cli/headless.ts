@@ -4,7 +4,9 @@
  */
 import { Gpu } from '../gpu/device';
 import { toBase64, fromBase64 } from '../io/base64';
-import { decodeCheckpoint, encodeCheckpoint } from '../model/checkpoint';
+import { decodeCheckpoint } from '../model/checkpoint';
+import { RunGate, runTraining } from '../model/driver';
+import { adamAt } from '../model/settings';
 import { Trainer } from '../model/trainer';
 import { uploadImages, VaeModel } from '../model/vae';
 import type { RunConfig, RunEvent } from './protocol';
@@ -19,9 +21,9 @@ declare global {
   }
 }
 
-let stopRequested = false;
+const gate = new RunGate();
 let current: Gpu | null = null;
-window.vaeStop = () => { stopRequested = true; };
+window.vaeStop = () => gate.stop();
 window.vaeMemory = () => ({ liveBuffers: current?.liveBuffers ?? 0, liveBytes: current?.liveBytes ?? 0 });
 
 async function fetchBytes(url: string): Promise<Uint8Array> {
@@ -33,42 +35,34 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
 window.vaeRun = async (c: RunConfig) => {
   const gpu = (current = await Gpu.create());
   const [trainPixels, testPixels] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
-  const train = uploadImages(gpu, 'train', trainPixels, c.trainCount);
-  const test = uploadImages(gpu, 'test', testPixels, c.testCount);
   const model = await VaeModel.create(gpu, {
-    sizes: { D: c.pixels, hidden: [c.hidden], L: c.latent },
+    sizes: { D: c.pixels, hidden: c.hidden, L: c.latent },
     batchSize: c.batchSize,
     seed: c.seed,
-    adam: { lr: c.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-  }, train, test);
+    adam: adamAt(c.lr),
+    train: uploadImages(gpu, 'train', trainPixels, c.trainCount),
+    test: uploadImages(gpu, 'test', testPixels, c.testCount),
+  });
   if (c.resume) model.importState(decodeCheckpoint(fromBase64(c.resume), model.layout));
   const trainer = new Trainer(model, { stepsPerSubmit: c.stepsPerSubmit });
-  for (let epoch = c.firstEpoch; epoch <= c.epochs; epoch++) {
-    const result = await trainer.trainEpoch(
-      epoch,
-      (l) => void window.vaeEvent({ type: 'losses', epoch, firstBatch: l.firstBatch, losses: [...l.losses] }),
-      () => stopRequested,
-    );
-    if (!result.completed) {
-      await window.vaeEvent({ type: 'stopped', epoch });
-      break;
-    }
-    await window.vaeEvent({ type: 'epoch', epoch, averageLoss: result.averageLoss, seconds: result.seconds });
-    const t = await trainer.testPass(epoch);
-    await window.vaeEvent({ type: 'test', epoch, averageLoss: t.averageLoss, seconds: t.seconds });
-    const images = await trainer.images();
-    await window.vaeEvent({
-      type: 'images', epoch,
-      recon: toBase64(new Uint8Array(images.recon.buffer)), samples: toBase64(new Uint8Array(images.samples.buffer)),
-    });
-    const state = await model.exportState();
-    const bytes = encodeCheckpoint(model.layout, { ...state, metadata: { epoch: String(epoch), seed: String(c.seed), lr: String(c.lr), dataset: c.dataset } });
-    await window.vaeEvent({ type: 'checkpoint', epoch, data: toBase64(bytes) });
-    if (stopRequested) {
-      await window.vaeEvent({ type: 'stopped', epoch });
-      break;
-    }
-  }
+  const result = await runTraining(trainer, {
+    firstEpoch: c.firstEpoch, lastEpoch: c.epochs, test: true, images: true,
+    checkpoint: { seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset },
+  }, gate, {
+    onLosses: (l) => void window.vaeEvent({ type: 'losses', epoch: l.epoch, firstBatch: l.firstBatch, losses: [...l.losses] }),
+    async onEpoch(r) {
+      if (!r.completed) return;
+      await window.vaeEvent({ type: 'epoch', epoch: r.epoch, averageLoss: r.trainLoss, seconds: r.seconds });
+      await window.vaeEvent({ type: 'test', epoch: r.epoch, averageLoss: r.test!.loss, seconds: r.test!.seconds });
+      const { recon, samples } = r.images!;
+      await window.vaeEvent({
+        type: 'images', epoch: r.epoch,
+        recon: toBase64(new Uint8Array(recon.buffer)), samples: toBase64(new Uint8Array(samples.buffer)),
+      });
+      await window.vaeEvent({ type: 'checkpoint', epoch: r.epoch, data: toBase64(r.checkpoint!) });
+    },
+  });
+  if (result.stopped) await window.vaeEvent({ type: 'stopped', epoch: result.epochs.at(-1)?.epoch ?? c.firstEpoch });
   await window.vaeEvent({ type: 'done', counters: trainer.counters });
   model.destroy();
 };

@@ -5,7 +5,8 @@ export interface RunConfig {
   trainCount: number;
   testCount: number;
   pixels: number;
-  hidden: number;
+  /** Encoder widths, input side first. */
+  hidden: number[];
   latent: number;
   batchSize: number;
   lr: number;

@@ -80,6 +80,10 @@ export class Gpu {
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
   /** Every buffer made through this runtime, so destroy() can free them all. */
   private readonly owned = new Set<GPUBuffer>();
+  private readonly collectors = new Set<GPUBuffer[]>();
+  private readonly onUncaptured: (event: Event) => void;
+  /** Set by destroy(): the runtime no longer listens to the device. */
+  private detached = false;
 
   private constructor(device: GPUDevice, options: GpuOptions, adapter?: AdapterSummary) {
     this.device = device;
@@ -91,19 +95,21 @@ export class Gpu {
     this.hasTimestamps = device.features.has('timestamp-query');
     this.hasSubgroups = device.features.has('subgroups');
     device.lost.then((info) => {
-      if (info.reason === 'destroyed' && this.lostError) return; // our own destroy()
+      if (this.detached) return; // destroy() ended this runtime; the device may live on with its owner
+      if (info.reason === 'destroyed' && this.lostError) return;
       this.lostError = new GpuError(
         `The GPU device was lost (${info.reason}: ${info.message.replace(/\.$/, '') || 'no message'}). ${LOST_DEVICE_ADVICE}`,
         'lost',
       );
       options.onLost?.(this.lostError);
     });
-    device.addEventListener('uncapturederror', (event) => {
+    this.onUncaptured = (event) => {
       const error = new GpuError(`Uncaptured WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`);
       this.uncapturedError ??= error;
       if (options.onUncapturedError) options.onUncapturedError(error);
       else console.error(error.message);
-    });
+    };
+    device.addEventListener('uncapturederror', this.onUncaptured);
   }
 
   /** Requests an adapter and a device with the limits the engine needs (or adopts `options.device`). */
@@ -199,7 +205,22 @@ export class Gpu {
     const size = Math.max(16, Math.ceil(byteLength / 16) * 16);
     const buffer = this.device.createBuffer({ label, size, usage });
     this.owned.add(buffer);
+    for (const list of this.collectors) list.push(buffer);
     return buffer;
+  }
+
+  /**
+   * Runs `work` and appends to `into` every buffer made meanwhile, so that a part of a model
+   * rebuilt later (a job's programs and their uniforms) can be freed exactly. Callers keep other
+   * GPU work off the runtime while it runs (the library's lock does).
+   */
+  async collecting<T>(into: GPUBuffer[], work: () => Promise<T>): Promise<T> {
+    this.collectors.add(into);
+    try {
+      return await work();
+    } finally {
+      this.collectors.delete(into);
+    }
   }
 
   /** A storage buffer holding `data`. */
@@ -300,11 +321,21 @@ export class Gpu {
     if (this.owned.delete(buffer)) buffer.destroy();
   }
 
-  /** Frees every buffer this runtime made. The device itself stays (it may be the caller's). */
-  destroy(): void {
+  /** Frees every buffer this runtime made; the runtime stays usable. */
+  freeBuffers(): void {
     for (const b of this.liveBufferList()) b.destroy();
     this.owned.clear();
     this.stagingPool.clear();
+  }
+
+  /**
+   * Frees every buffer and stops listening to the device, which itself stays (it may be the
+   * caller's, who destroys it when done).
+   */
+  destroy(): void {
+    this.freeBuffers();
+    this.detached = true;
+    this.device.removeEventListener('uncapturederror', this.onUncaptured);
   }
 }
 

@@ -168,3 +168,59 @@ export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): Checkp
 function list(names: string[]): string {
   return names.slice(0, 3).join(', ') + (names.length > 3 ? ` and ${names.length - 3} more` : '');
 }
+
+// ---- A training run's metadata: one writer, one reader -------------------------------------------
+
+/** What a checkpoint says about the run that wrote it (in `__metadata__`, as strings). */
+export interface RunMetadata {
+  /** Epochs completed. */
+  epoch: number;
+  seed: number;
+  lr?: number;
+  batchSize?: number;
+  /** `mnist`, `fashion-mnist`, a --data folder, or a page's dataset name. */
+  dataset?: string;
+  /** The caller's own entries (the library's `save({ metadata })`); the run's keys win. */
+  extra?: Record<string, string>;
+}
+
+/** Keys in `__metadata__`. */
+const RUN_KEYS = { epoch: 'epoch', seed: 'seed', lr: 'lr', batchSize: 'batch_size', dataset: 'dataset' } as const;
+
+/** A checkpoint of `state` with the run's metadata. */
+export function encodeRunCheckpoint(
+  layout: ArenaLayout, state: { params: Float32Array; m?: Float32Array; v?: Float32Array; step: number }, run: RunMetadata,
+): Uint8Array {
+  const metadata: Record<string, string> = { ...run.extra, [RUN_KEYS.epoch]: String(run.epoch), [RUN_KEYS.seed]: String(run.seed) };
+  if (run.lr !== undefined) metadata[RUN_KEYS.lr] = String(run.lr);
+  if (run.batchSize !== undefined) metadata[RUN_KEYS.batchSize] = String(run.batchSize);
+  if (run.dataset !== undefined) metadata[RUN_KEYS.dataset] = run.dataset;
+  return encodeCheckpoint(layout, { ...state, metadata });
+}
+
+/**
+ * The run metadata of a checkpoint, checked: absent keys are absent (a PyTorch export has
+ * none; its epoch is 0), present ones must be what the writer writes. Throws SafetensorsError.
+ */
+export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetadata, 'seed' | 'extra'> & { seed?: number } {
+  const integer = (key: string, max: number): number | undefined => {
+    const text = metadata[key];
+    if (text === undefined) return undefined;
+    if (!/^\d+$/.test(text) || Number(text) > max) {
+      throw new SafetensorsError(`checkpoint metadata "${key}" is "${text}", not an integer from 0 to ${max}: the file was not written by webgpu-vae, or was edited`);
+    }
+    return Number(text);
+  };
+  const lrText = metadata[RUN_KEYS.lr];
+  const lr = lrText === undefined ? undefined : Number(lrText);
+  if (lr !== undefined && !(Number.isFinite(lr) && lr > 0)) {
+    throw new SafetensorsError(`checkpoint metadata "lr" is "${lrText}", not a positive learning rate`);
+  }
+  return {
+    epoch: integer(RUN_KEYS.epoch, 1e9) ?? 0,
+    seed: integer(RUN_KEYS.seed, 0xffffffff),
+    lr,
+    batchSize: integer(RUN_KEYS.batchSize, 1e9),
+    dataset: metadata[RUN_KEYS.dataset],
+  };
+}

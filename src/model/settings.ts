@@ -1,20 +1,33 @@
 /**
- * A training run's settings: the reference program's defaults and the ranges every host (the
- * CLI, the page) accepts. One source, so the hosts cannot drift apart.
+ * A training run's settings: the reference program's defaults, the ranges every host (the
+ * CLI, the page, the library) accepts, and Adam's hyper-parameters. One source, so the hosts
+ * cannot drift apart.
  */
+import type { AdamHyper } from '../gpu/ops';
+
 export interface RunSettings {
   epochs: number;
   batchSize: number;
   lr: number;
-  hidden: number;
+  /** Encoder widths, input side first; the decoder mirrors them. */
+  hidden: number[];
   latent: number;
   seed: number;
 }
 
 /** The reference program: 10 epochs, batch 128, Adam lr 1e-3, 784-400-20; seed of our choosing. */
-export const DEFAULT_SETTINGS: RunSettings = { epochs: 10, batchSize: 128, lr: 1e-3, hidden: 400, latent: 20, seed: 1 };
+export const DEFAULT_SETTINGS: Readonly<RunSettings> = { epochs: 10, batchSize: 128, lr: 1e-3, hidden: [400], latent: 20, seed: 1 };
 
-/** Inclusive integer ranges; the learning rate must lie in (0, LR_MAX]. */
+/** torch.optim.Adam's defaults, which the reference program keeps. */
+export const ADAM_BETAS = { beta1: 0.9, beta2: 0.999 } as const;
+export const ADAM_EPS = 1e-8;
+
+/** Adam at learning rate `lr` with the reference's betas and eps. */
+export function adamAt(lr: number): AdamHyper {
+  return { lr, ...ADAM_BETAS, eps: ADAM_EPS };
+}
+
+/** Inclusive integer ranges; `hidden` bounds each width. */
 export const SETTING_RANGES = {
   epochs: [1, 100_000],
   batchSize: [1, 4096],
@@ -23,5 +36,30 @@ export const SETTING_RANGES = {
   seed: [0, 0xffffffff],
 } as const satisfies Record<Exclude<keyof RunSettings, 'lr'>, readonly [number, number]>;
 
+/** Hidden layers at most (the encoder's; the decoder has as many). */
+export const MAX_DEPTH = 8;
+
 /** Above this, Adam diverges on MNIST at once; refusing it early is kinder than a NaN later. */
 export const LR_MAX = 10;
+
+/**
+ * Training steps recorded into one GPU submit. More is slightly faster on a software adapter;
+ * fewer makes pause, stop and loss reports more immediate. Every host uses this.
+ */
+export const STEPS_PER_SUBMIT = 16;
+
+/** The reason `text` is not a width list ("400", "512,256"), or the widths. */
+export function parseHidden(text: string): number[] | { reason: string } {
+  const parts = text.split(',').map((p) => p.trim());
+  const [min, max] = SETTING_RANGES.hidden;
+  const widths = parts.map(Number);
+  if (parts.length > MAX_DEPTH || parts.some((p, i) => !/^\d+$/.test(p) || widths[i] < min || widths[i] > max)) {
+    return { reason: `must be 1 to ${MAX_DEPTH} comma-separated widths, each a whole number from ${min} to ${max} (e.g. 400, or 512,256)` };
+  }
+  return widths;
+}
+
+/** The reason `lr` is not an accepted learning rate, or null. */
+export function lrReason(lr: number): string | null {
+  return Number.isFinite(lr) && lr > 0 && lr <= LR_MAX ? null : `must be a number above 0 and at most ${LR_MAX}, e.g. 0.001 or 1e-3`;
+}

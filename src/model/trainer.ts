@@ -52,7 +52,8 @@ export interface Counters {
 }
 
 export class Trainer {
-  readonly stepsPerSubmit: number;
+  /** Training steps recorded into one submit (the library sets it per fit). */
+  stepsPerSubmit: number;
   readonly maxInFlight: number;
   /** Traffic counters since construction: what the scheduler promises, measured. */
   readonly counters: Counters;

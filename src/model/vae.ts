@@ -14,19 +14,38 @@ import { uniformStream } from './random';
 
 export type { GpuImages };
 
-export interface VaeConfig {
+export interface VaeConfig extends VaeJob {
   sizes: VaeSizes;
-  batchSize: number;
   seed: number;
+}
+
+/** What the training and evaluation programs are built for; `configure` rebuilds them when it changes. */
+export interface VaeJob {
+  /** Rows per training and evaluation step. */
+  batchSize: number;
   adam: AdamHyper;
+  train: GpuImages;
+  test: GpuImages;
 }
 
 /** Images per sample grid and per reconstruction row, as the reference saves them. */
 export const SAMPLE_COUNT = 64;
 export const RECON_COUNT = 8;
 
+/** The buffers and programs of one job; freed when another job replaces it. */
+interface Built extends VaeJob {
+  act: Activations;
+  trainLoss: GPUBuffer;
+  testLoss: GPUBuffer;
+  programs: Map<string, Dispatch[]>;
+  /** Every buffer made for this job (activations, loss rings, uniforms), to free on replacement. */
+  made: GPUBuffer[];
+}
+
 export class VaeModel {
   readonly layout: ArenaLayout;
+  readonly sizes: VaeSizes;
+  readonly seed: number;
   readonly params: GPUBuffer;
   readonly grads: GPUBuffer;
   readonly m: GPUBuffer;
@@ -35,26 +54,25 @@ export class VaeModel {
   readonly trainState: GPUBuffer;
   /** (evaluation batches drawn so far — the RNG step, batch index within the pass). */
   readonly evalState: GPUBuffer;
-  readonly trainLoss: GPUBuffer;
-  readonly testLoss: GPUBuffer;
   /** The first RECON_COUNT test inputs and their reconstructions, each (RECON_COUNT, D). */
   readonly reconInputs: GPUBuffer;
   readonly reconOutputs: GPUBuffer;
+  /** The reconstructions' logits before the sigmoid, (RECON_COUNT, D). */
+  readonly reconLogits: GPUBuffer;
   /** (SAMPLE_COUNT, D) decoded prior samples. */
   readonly samples: GPUBuffer;
   /** Loss partials of the pass in flight, one per loss workgroup. */
   readonly partials: GPUBuffer;
-  /** The training and evaluation pass's buffers, (batchSize, ·). */
-  readonly act: Activations;
   /** The sample pass's buffers, (SAMPLE_COUNT, ·). */
   private readonly sampleAct: Activations;
-  /** The reconstructions' logits before the sigmoid, (RECON_COUNT, D). */
-  readonly reconLogits: GPUBuffer;
-  private programs = new Map<string, Dispatch[]>();
+  private readonly fixedPrograms = new Map<string, Dispatch[]>();
+  private built!: Built;
 
-  private constructor(readonly gpu: Gpu, readonly config: VaeConfig, readonly train: GpuImages, readonly test: GpuImages) {
-    const { D } = config.sizes;
-    this.layout = arenaLayout(config.sizes);
+  private constructor(readonly gpu: Gpu, sizes: VaeSizes, seed: number) {
+    this.sizes = sizes;
+    this.seed = seed;
+    const { D } = sizes;
+    this.layout = arenaLayout(sizes);
     const arenaBytes = this.layout.length * 4;
     this.params = gpu.buffer('params', arenaBytes);
     this.grads = gpu.buffer('grads', arenaBytes);
@@ -62,44 +80,98 @@ export class VaeModel {
     this.v = gpu.buffer('adam v', arenaBytes);
     this.trainState = gpu.buffer('train state', 16);
     this.evalState = gpu.buffer('eval state', 16);
-    this.trainLoss = gpu.buffer('train loss per batch', this.trainBatches * 4);
-    this.testLoss = gpu.buffer('test loss per batch', this.testBatches * 4);
     this.reconInputs = gpu.buffer('reconstruction inputs', RECON_COUNT * D * 4);
     this.reconOutputs = gpu.buffer('reconstructions', RECON_COUNT * D * 4);
     this.reconLogits = gpu.buffer('reconstruction logits', RECON_COUNT * D * 4);
     this.samples = gpu.buffer('samples', SAMPLE_COUNT * D * 4);
     this.partials = gpu.buffer('loss partials', LOSS_GROUPS * 4);
-    this.act = new Activations(gpu, 'batch', this.layout, config.batchSize, { gradients: true });
     this.sampleAct = new Activations(gpu, 'sample', this.layout, SAMPLE_COUNT, { gradients: false });
+  }
+
+  /** A model with fresh weights (PyTorch's default init from the seed), built for `config`'s job. */
+  static async create(gpu: Gpu, config: VaeConfig): Promise<VaeModel> {
+    const model = new VaeModel(gpu, config.sizes, config.seed);
+    model.initialize();
+    await model.buildFixed();
+    await model.configure(config);
+    return model;
+  }
+
+  /** The sizes, seed and current job. */
+  get config(): VaeConfig {
+    const { batchSize, adam, train, test } = this.built;
+    return { sizes: this.sizes, seed: this.seed, batchSize, adam, train, test };
+  }
+
+  get train(): GpuImages {
+    return this.built.train;
+  }
+
+  get test(): GpuImages {
+    return this.built.test;
+  }
+
+  /** The training and evaluation pass's buffers, (batchSize, ·). */
+  get act(): Activations {
+    return this.built.act;
+  }
+
+  get trainLoss(): GPUBuffer {
+    return this.built.trainLoss;
+  }
+
+  get testLoss(): GPUBuffer {
+    return this.built.testLoss;
   }
 
   get arena(): Arena {
     return { layout: this.layout, params: this.params, grads: this.grads, m: this.m, v: this.v };
   }
 
-  static async create(gpu: Gpu, config: VaeConfig, train: GpuImages, test: GpuImages): Promise<VaeModel> {
-    const model = new VaeModel(gpu, config, train, test);
-    model.initialize();
-    await model.build();
-    return model;
+  /**
+   * Rebuilds the training and evaluation programs for another job (batch size, Adam settings
+   * or images), keeping the weights, moments and step. Nothing is rebuilt for the same job;
+   * pipelines come from the runtime's cache, so a new job compiles nothing.
+   */
+  async configure(job: VaeJob): Promise<void> {
+    const old = this.built as Built | undefined;
+    const same = old && old.batchSize === job.batchSize && old.train === job.train && old.test === job.test &&
+      JSON.stringify(old.adam) === JSON.stringify(job.adam);
+    if (same) return;
+    const made: GPUBuffer[] = [];
+    const built = await this.gpu.collecting(made, async () => {
+      const b: Built = {
+        ...job, made,
+        act: new Activations(this.gpu, 'batch', this.layout, job.batchSize, { gradients: true }),
+        trainLoss: this.gpu.buffer('train loss per batch', Math.ceil(job.train.count / job.batchSize) * 4),
+        testLoss: this.gpu.buffer('test loss per batch', Math.ceil(job.test.count / job.batchSize) * 4),
+        programs: new Map(),
+      };
+      const rowsSet = (count: number) => new Set([job.batchSize, count % job.batchSize || job.batchSize]);
+      for (const rows of rowsSet(job.train.count)) b.programs.set(`train ${rows}`, await this.buildTrain(b, rows));
+      for (const rows of rowsSet(job.test.count)) b.programs.set(`eval ${rows}`, await this.buildEval(b, rows));
+      return b;
+    });
+    this.built = built;
+    for (const buffer of old?.made ?? []) this.gpu.release(buffer);
   }
 
   get trainBatches(): number {
-    return Math.ceil(this.train.count / this.config.batchSize);
+    return Math.ceil(this.train.count / this.built.batchSize);
   }
 
   get testBatches(): number {
-    return Math.ceil(this.test.count / this.config.batchSize);
+    return Math.ceil(this.test.count / this.built.batchSize);
   }
 
   /** Rows in batch `i` of a pass over `count` images: the last one may be smaller. */
   rowsOf(i: number, count: number): number {
-    return Math.min(this.config.batchSize, count - i * this.config.batchSize);
+    return Math.min(this.built.batchSize, count - i * this.built.batchSize);
   }
 
   /** Fresh weights (PyTorch's default init from the seed), zero moments, step 0. */
   initialize(): void {
-    const arena = initArena(this.layout, uniformStream(this.config.seed, PHILOX_STREAM.init, 0));
+    const arena = initArena(this.layout, uniformStream(this.seed, PHILOX_STREAM.init, 0));
     this.gpu.write(this.params, arena);
     const zeros = new Float32Array(this.layout.length);
     for (const b of [this.grads, this.m, this.v]) this.gpu.write(b, zeros);
@@ -109,73 +181,64 @@ export class VaeModel {
 
   /** The dispatches of one training step over `rows` images. */
   trainStep(rows: number): readonly Dispatch[] {
-    return this.program(`train ${rows}`);
+    return this.program(this.built.programs, `train ${rows}`);
   }
 
   evalStep(rows: number): readonly Dispatch[] {
-    return this.program(`eval ${rows}`);
+    return this.program(this.built.programs, `eval ${rows}`);
   }
 
-  /** randn → fc3 → fc4 → sigmoid into `samples`, with the prior draw keyed by `step`. */
+  /** randn → decoder → sigmoid into `samples`, always the same prior draw. */
   sampleProgram(): readonly Dispatch[] {
-    return this.program('sample');
+    return this.program(this.fixedPrograms, 'sample');
   }
 
   /** Sigmoid of the logits staged in `reconLogits`, into `reconOutputs`. */
   reconSigmoid(): readonly Dispatch[] {
-    return this.program('recon sigmoid');
+    return this.program(this.fixedPrograms, 'recon sigmoid');
   }
 
-  private program(key: string): Dispatch[] {
-    const p = this.programs.get(key);
+  private program(programs: Map<string, Dispatch[]>, key: string): Dispatch[] {
+    const p = programs.get(key);
     if (!p) throw new Error(`no program "${key}"`);
     return p;
   }
 
-  /** Builds every program once: bind groups and uniforms for each distinct batch size. */
-  private async build(): Promise<void> {
-    const B = this.config.batchSize;
-    const rowsSet = (count: number) => new Set([B, count % B || B]);
-    for (const rows of rowsSet(this.train.count)) this.programs.set(`train ${rows}`, await this.buildTrain(rows));
-    for (const rows of rowsSet(this.test.count)) this.programs.set(`eval ${rows}`, await this.buildEval(rows));
-    this.programs.set('sample', await this.buildSample());
-    const { D } = this.config.sizes;
-    this.programs.set('recon sigmoid',
-      [await activationOp(this.gpu, 'recon sigmoid', 'sigmoid_forward', RECON_COUNT * D, [this.reconLogits], this.reconOutputs)]);
-  }
-
-  private async buildTrain(rows: number): Promise<Dispatch[]> {
-    const { gpu, arena, act } = this;
-    const tag = `train[${rows}]`;
-    return [
-      ...(await lossForward(gpu, tag, arena, act, this.config, rows,
-        { images: this.train, state: this.trainState, partials: this.partials, stream: PHILOX_STREAM.train })),
-      ...(await lossBackward(gpu, tag, arena, act, rows)),
-      await adamOp(gpu, `${tag} adam`, this.layout.length, this.config.adam,
-        { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v }),
-      await lossFinalizeOp(gpu, `${tag} loss`, { state: this.trainState, partials: this.partials, out: this.trainLoss }),
-    ];
-  }
-
-  private async buildEval(rows: number): Promise<Dispatch[]> {
-    const tag = `eval[${rows}]`;
-    return [
-      ...(await lossForward(this.gpu, tag, this.arena, this.act, this.config, rows,
-        { images: this.test, state: this.evalState, partials: this.partials, stream: PHILOX_STREAM.eval })),
-      await lossFinalizeOp(this.gpu, `${tag} loss`, { state: this.evalState, partials: this.partials, out: this.testLoss }),
-    ];
-  }
-
-  private async buildSample(): Promise<Dispatch[]> {
+  /** The programs that do not depend on the job: sampling and the reconstructions' sigmoid. */
+  private async buildFixed(): Promise<void> {
     const { gpu, sampleAct: act } = this;
-    const { D, L } = this.config.sizes;
+    const { D, L } = this.sizes;
     const n = SAMPLE_COUNT;
-    return [
+    this.fixedPrograms.set('sample', [
       // The prior draw is keyed by step 0 of the sample stream: the same z every epoch, so the
       // grids show one set of latents improving.
-      await reparamOp(gpu, 'sample z', 'randn', [n * L, 0, this.config.seed, PHILOX_STREAM.sample], [act.z]),
+      await reparamOp(gpu, 'sample z', 'randn', [n * L, 0, this.seed, PHILOX_STREAM.sample], [act.z]),
       ...(await decoderForward(gpu, 'sample', this.arena, act, n)),
       await activationOp(gpu, 'sample sigmoid', 'sigmoid_forward', n * D, [act.logits], this.samples),
+    ]);
+    this.fixedPrograms.set('recon sigmoid',
+      [await activationOp(gpu, 'recon sigmoid', 'sigmoid_forward', RECON_COUNT * D, [this.reconLogits], this.reconOutputs)]);
+  }
+
+  private async buildTrain(b: Built, rows: number): Promise<Dispatch[]> {
+    const { gpu, arena } = this;
+    const tag = `train[${rows}]`;
+    return [
+      ...(await lossForward(gpu, tag, arena, b.act, { seed: this.seed, batchSize: b.batchSize }, rows,
+        { images: b.train, state: this.trainState, partials: this.partials, stream: PHILOX_STREAM.train })),
+      ...(await lossBackward(gpu, tag, arena, b.act, rows)),
+      await adamOp(gpu, `${tag} adam`, this.layout.length, b.adam,
+        { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v }),
+      await lossFinalizeOp(gpu, `${tag} loss`, { state: this.trainState, partials: this.partials, out: b.trainLoss }),
+    ];
+  }
+
+  private async buildEval(b: Built, rows: number): Promise<Dispatch[]> {
+    const tag = `eval[${rows}]`;
+    return [
+      ...(await lossForward(this.gpu, tag, this.arena, b.act, { seed: this.seed, batchSize: b.batchSize }, rows,
+        { images: b.test, state: this.evalState, partials: this.partials, stream: PHILOX_STREAM.eval })),
+      await lossFinalizeOp(this.gpu, `${tag} loss`, { state: this.evalState, partials: this.partials, out: b.testLoss }),
     ];
   }
 
@@ -198,9 +261,9 @@ export class VaeModel {
     gpu.write(this.trainState, new Uint32Array([state.step ?? 0, 0]));
   }
 
-  /** Frees every buffer the model made (datasets included when they came from `uploadImages`). */
+  /** Frees every buffer of the model's runtime (datasets included when they came from `uploadImages`); the runtime stays. */
   destroy(): void {
-    this.gpu.destroy();
+    this.gpu.freeBuffers();
   }
 }
 

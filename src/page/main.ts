@@ -259,7 +259,7 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
     controls.set(settings);
     return s;
   } catch (e) {
-    g.destroy(); // whatever was made before the failure
+    g.freeBuffers(); // whatever was made before the failure
     throw e;
   }
 }

@@ -101,8 +101,12 @@ async function run(request: RunRequest): Promise<Record<string, string>> {
   } finally {
     const validation = await device.popErrorScope();
     const oom = await device.popErrorScope();
-    g.destroy();
-    if (request.freshGpu) g.device.destroy();
+    if (request.freshGpu) {
+      g.destroy();
+      g.device.destroy();
+    } else {
+      g.freeBuffers(); // the shared runtime stays for the next request
+    }
     const error = validation ?? oom;
     if (error) throw new Error(`WebGPU ${validation ? 'validation' : 'out-of-memory'} error: ${error.message}`);
   }
@@ -131,7 +135,8 @@ async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[
     const images = uploadImages(g, 'images', fromBase64(r.images), r.count);
     const model = await VaeModel.create(g, {
       sizes: r.sizes, batchSize: r.batchSize, seed: r.seed, adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-    }, images, images);
+    train: images, test: images,
+    });
     const p = fromBase64(r.params);
     model.importState({ params: new Float32Array(p.buffer, p.byteOffset, p.byteLength / 4) });
     const out: Record<string, string>[] = [];
@@ -200,7 +205,7 @@ async function lostDevice() {
   const fresh = async () => {
     const g = await Gpu.create();
     const images = uploadImages(g, 'images', pixels, count);
-    const model = await VaeModel.create(g, config, images, images);
+    const model = await VaeModel.create(g, { ...config, train: images, test: images });
     return { g, model, trainer: new Trainer(model, { stepsPerSubmit: 1 }) };
   };
   // Uninterrupted: epochs 1 and 2.

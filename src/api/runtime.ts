@@ -1,0 +1,126 @@
+/**
+ * The engine objects behind one VAE, made once and kept for its whole life: one `Gpu` runtime
+ * (pipelines, uniforms, bind groups), one VaeModel (weights, Adam moments, step), its Inference
+ * and Trainer, and the images it was last given.
+ *
+ * A `fit` or `evaluate` on other images or another batch size reconfigures the model's
+ * training and evaluation programs (new bind groups; pipelines come from the runtime's cache, so
+ * nothing compiles). Images are uploaded once: the same bytes passed again are recognised by a
+ * hash and not sent a second time, so a second `fit` on the same data uploads only its shuffles.
+ */
+import { Gpu, type GpuError } from '../gpu/device';
+import type { AdamHyper } from '../gpu/ops';
+import { arenaLayout, sizesName, type VaeSizes } from '../model/graph';
+import { VaeError } from './errors';
+import { Inference } from '../model/inference';
+import { STEPS_PER_SUBMIT } from '../model/settings';
+import { Trainer } from '../model/trainer';
+import { uploadImages, VaeModel, type GpuImages } from '../model/vae';
+
+/** Where the runtime reports a lost device and uncaptured WebGPU errors. */
+export interface RuntimeHandlers {
+  onLost(error: GpuError): void;
+  onUncapturedError(error: GpuError): void;
+}
+
+export interface Images {
+  bytes: Uint8Array;
+  count: number;
+}
+
+const NO_IMAGES: Images = { bytes: new Uint8Array(0), count: 0 };
+
+/** One image set on the GPU, and what it holds (so the same bytes are not uploaded twice). */
+interface Uploaded {
+  images: GpuImages;
+  count: number;
+  hash: number;
+}
+
+/** A 32-bit hash of the bytes (FNV-1a over 32-bit words, then the tail): cheap next to the upload it saves. */
+function hashBytes(bytes: Uint8Array): number {
+  let h = 0x811c9dc5 ^ bytes.length;
+  const words = Math.floor(bytes.length / 4);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let i = 0; i < words; i++) h = Math.imul(h ^ view.getUint32(4 * i, true), 0x01000193);
+  for (let i = 4 * words; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  return h >>> 0;
+}
+
+export class Runtime {
+  private uploads: { train: Uploaded; test: Uploaded };
+
+  private constructor(
+    readonly gpu: Gpu,
+    readonly model: VaeModel,
+    readonly inference: Inference,
+    readonly trainer: Trainer,
+    uploads: { train: Uploaded; test: Uploaded },
+  ) {
+    this.uploads = uploads;
+  }
+
+  /** On `device`, or on a device requested with the engine's limits when there is none. */
+  static async create(
+    device: GPUDevice | undefined, config: { sizes: VaeSizes; seed: number; batchSize: number; adam: AdamHyper }, handlers: RuntimeHandlers,
+  ): Promise<Runtime> {
+    const gpu = await Gpu.create({ device, ...handlers });
+    try {
+      const arenaBytes = arenaLayout(config.sizes).length * 4;
+      const limit = gpu.device.limits.maxStorageBufferBindingSize;
+      if (arenaBytes > limit) {
+        throw new VaeError('invalid-option',
+          `a ${sizesName(config.sizes)} model needs ${arenaBytes} bytes per parameter buffer; this device binds at most ${limit}: use smaller sizes`);
+      }
+      const empty = (label: string): Uploaded => ({ images: uploadImages(gpu, label, NO_IMAGES.bytes, 0), count: 0, hash: hashBytes(NO_IMAGES.bytes) });
+      const uploads = { train: empty('train'), test: empty('test') };
+      const model = await VaeModel.create(gpu, { ...config, train: uploads.train.images, test: uploads.test.images });
+      return new Runtime(gpu, model, new Inference(model), new Trainer(model, { stepsPerSubmit: STEPS_PER_SUBMIT }), uploads);
+    } catch (error) {
+      gpu.destroy();
+      if (!device) gpu.device.destroy(); // the one requested here
+      throw error;
+    }
+  }
+
+  /**
+   * Makes the training and evaluation programs fit this job: uploads images that differ from
+   * the ones on the GPU (a set not given keeps what is there) and rebuilds programs only when
+   * something changed. The weights, moments and step stay.
+   */
+  async configure(job: { batchSize: number; adam: AdamHyper; train?: Images; test?: Images; stepsPerSubmit?: number }): Promise<void> {
+    this.gpu.assertAlive();
+    const next = { ...this.uploads };
+    for (const which of ['train', 'test'] as const) {
+      const images = job[which];
+      if (!images) continue;
+      const hash = hashBytes(images.bytes);
+      if (hash === next[which].hash && images.count === next[which].count) continue;
+      next[which] = { images: uploadImages(this.gpu, which, images.bytes, images.count), count: images.count, hash };
+    }
+    // Whichever set of images no program binds afterwards is freed: the old ones on success, the new on failure.
+    const unused = (keep: typeof next, drop: typeof next) => (['train', 'test'] as const)
+      .filter((w) => keep[w] !== drop[w]).map((w) => drop[w].images);
+    let dropped: GpuImages[];
+    try {
+      await this.model.configure({ batchSize: job.batchSize, adam: job.adam, train: next.train.images, test: next.test.images });
+      dropped = unused(next, this.uploads);
+      this.uploads = next;
+    } catch (error) {
+      for (const images of unused(this.uploads, next)) this.release(images);
+      throw error;
+    }
+    for (const images of dropped) this.release(images);
+    this.trainer.stepsPerSubmit = job.stepsPerSubmit ?? STEPS_PER_SUBMIT;
+  }
+
+  private release(images: GpuImages): void {
+    this.gpu.release(images.data);
+    this.gpu.release(images.order);
+  }
+
+  /** Frees every buffer this runtime made and detaches it from the device. */
+  destroy(): void {
+    this.gpu.destroy();
+  }
+}
