@@ -420,6 +420,52 @@ describe('VAE API', () => {
     expect(r.liveAtEnd).toBe(0);
   });
 
+  it('keeps one runtime: a second fit on the same images compiles nothing and uploads only its shuffle; destroy leaves no listener', async () => {
+    const r = await page.evaluate(async () => {
+      const { lib, mnistTest } = window.vaeTest;
+      const count = 192;
+      const images = await mnistTest(count);
+      const adapter = await navigator.gpu.requestAdapter();
+      const device = await adapter!.requestDevice();
+      // Measured on the device itself, outside the engine: pipelines created, bytes written, listeners held.
+      const seen = { pipelines: 0, written: 0, listeners: 0 };
+      const createAsync = device.createComputePipelineAsync.bind(device);
+      const create = device.createComputePipeline.bind(device);
+      device.createComputePipelineAsync = (d) => { seen.pipelines++; return createAsync(d); };
+      device.createComputePipeline = (d) => { seen.pipelines++; return create(d); };
+      const write = device.queue.writeBuffer.bind(device.queue);
+      device.queue.writeBuffer = ((buffer: GPUBuffer, offset: number, data: BufferSource, dataOffset?: number, size?: number) => {
+        // The engine always passes an ArrayBuffer with a byte count.
+        seen.written += size ?? data.byteLength;
+        return write(buffer, offset, data, dataOffset, size);
+      }) as GPUQueue['writeBuffer'];
+      const add = device.addEventListener.bind(device);
+      const remove = device.removeEventListener.bind(device);
+      device.addEventListener = ((type: string, l: EventListener, o?: AddEventListenerOptions) => { seen.listeners++; add(type, l, o); }) as GPUDevice['addEventListener'];
+      device.removeEventListener = ((type: string, l: EventListener, o?: EventListenerOptions) => { seen.listeners--; remove(type, l, o); }) as GPUDevice['removeEventListener'];
+
+      const vae = await lib.VAE.create({ inputSize: 784, hiddenSize: 16, latentSize: 4, seed: 3, device });
+      const listenersWhileAlive = seen.listeners;
+      const fit = { epochs: 1, batchSize: 64, lr: 2e-3 };
+      await vae.fit(images, fit);
+      const first = { ...seen };
+      await vae.fit(images.slice(), fit); // the same bytes in another array
+      const second = { pipelines: seen.pipelines - first.pipelines, written: seen.written - first.written };
+      const before = seen.pipelines;
+      await vae.fit(images, { ...fit, batchSize: 32, lr: 1e-3 }); // another job: new programs, old pipelines
+      const otherJob = seen.pipelines - before;
+      vae.destroy();
+      return { count, firstPipelines: first.pipelines, second, otherJob, listenersWhileAlive, listenersAfter: seen.listeners };
+    });
+    expect(r.firstPipelines).toBeGreaterThan(5);
+    expect(r.second.pipelines).toBe(0);
+    // The epoch's permutation (4 bytes an image) and the 4-byte reset of the batch index, nothing else.
+    expect(r.second.written).toBe(4 * r.count + 4);
+    expect(r.otherJob).toBe(0);
+    expect(r.listenersWhileAlive).toBeGreaterThan(0);
+    expect(r.listenersAfter).toBe(0);
+  });
+
   it('a device lost mid-epoch rejects the fit with device-lost; the epoch-1 checkpoint resumes on a new device exactly', async () => {
     const r = await page.evaluate(async () => {
       const { lib, mnistTest, failure } = window.vaeTest;
