@@ -1,8 +1,9 @@
 /**
- * Parity with PyTorch: the engine's real training step (all 16 dispatches), started from the
+ * Parity with PyTorch: the engine's real training step (every dispatch of it), started from the
  * fixture's initial weights, reproduces what the reference program computed in PyTorch
  * (scripts/pytorch_parity.py) for three Adam steps on one batch: the ε its generator draws,
  * mu/logvar, logits, the loss, every gradient, the Adam moments and the updated weights.
+ * Fixtures: aligned (784-16-4), odd (13-7-3) and deep (21-24-12-5, two encoder layers).
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +18,7 @@ afterAll(async () => { await gpu?.close(); });
 const report: string[] = [];
 afterAll(() => console.log(`parity with PyTorch (max abs error / largest |ref|):\n${report.join('\n')}`));
 
-describe.each(['aligned', 'odd'])('%s fixture', (name) => {
+describe.each(['aligned', 'odd', 'deep'])('%s fixture', (name) => {
   const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
   const t = (key: string) => {
     const v = tensors.get(key);

@@ -313,7 +313,7 @@ function loadFixture(name: string): { tensors: Map<string, Tensor>; metadata: Re
   return readSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
 }
 
-describe.each(['odd', 'aligned'])('PyTorch parity: %s fixture, three chained Adam steps', (name) => {
+describe.each(['odd', 'aligned', 'deep'])('PyTorch parity: %s fixture, three chained Adam steps', (name) => {
   const { tensors, metadata } = loadFixture(name);
   const sizes = fixtureSizes(metadata);
   const rows = Number(metadata.B);
