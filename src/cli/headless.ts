@@ -45,6 +45,9 @@ window.vaeRun = async (c: RunConfig) => {
   });
   if (c.resume) model.importState(decodeCheckpoint(fromBase64(c.resume), model.layout));
   const trainer = new Trainer(model, { stepsPerSubmit: c.stepsPerSubmit });
+  // The run's traffic as the runtime measured it, from here on: the datasets, the initial
+  // weights and a resumed checkpoint are set-up, not the run.
+  const before = gpu.counters();
   const result = await runTraining(trainer, {
     firstEpoch: c.firstEpoch, lastEpoch: c.epochs, test: true, images: true,
     checkpoint: { seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset },
@@ -63,6 +66,15 @@ window.vaeRun = async (c: RunConfig) => {
     },
   });
   if (result.stopped) await window.vaeEvent({ type: 'stopped', epoch: result.epochs.at(-1)?.epoch ?? c.firstEpoch });
-  await window.vaeEvent({ type: 'done', counters: trainer.counters });
+  const run = gpu.countersSince(before);
+  await window.vaeEvent({
+    type: 'done',
+    counters: {
+      dispatchesPerStep: model.trainStep(model.config.batchSize).length, // a fact of the program, not a count
+      submits: run.submits,
+      bytesUploaded: run.bytesWritten,
+      bytesReadBack: run.bytesRead,
+    },
+  });
   model.destroy();
 };

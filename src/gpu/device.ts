@@ -53,6 +53,26 @@ const NEEDED_LIMITS = {
   maxComputeInvocationsPerWorkgroup: 256,
 } as const;
 
+/**
+ * What a runtime has asked of WebGPU since it was made. Each figure is counted by the runtime
+ * at the one place it makes that call, so it is a measurement of the program, not a promise
+ * kept by hand: a submit made elsewhere, or an upload nobody meant, shows up.
+ */
+export interface GpuCounters {
+  /** queue.submit calls: work, test passes and readback copies alike. */
+  submits: number;
+  /** dispatchWorkgroups calls recorded by encode() (and so by run()). */
+  dispatches: number;
+  /** Bytes handed to queue.writeBuffer by write(), bufferWith() and uniform(); odd sizes count their padding. */
+  bytesWritten: number;
+  /** Bytes copied into staging buffers and mapped by read(). */
+  bytesRead: number;
+  /** createBuffer calls, staging buffers included. */
+  buffersCreated: number;
+  /** destroy calls on buffers this runtime made. */
+  buffersDestroyed: number;
+}
+
 export interface GpuOptions {
   /** An existing device (the engine then shares it with the caller); one is requested otherwise. */
   device?: GPUDevice;
@@ -81,6 +101,8 @@ export class Gpu {
   /** Every buffer made through this runtime, so destroy() can free them all. */
   private readonly owned = new Set<GPUBuffer>();
   private readonly collectors = new Set<GPUBuffer[]>();
+  /** Incremented only beside the WebGPU call each one counts; read through counters(). */
+  private readonly tally: GpuCounters = { submits: 0, dispatches: 0, bytesWritten: 0, bytesRead: 0, buffersCreated: 0, buffersDestroyed: 0 };
   private readonly onUncaptured: (event: Event) => void;
   /** Set by destroy(): the runtime no longer listens to the device. */
   private detached = false;
@@ -153,6 +175,24 @@ export class Gpu {
     return kernel;
   }
 
+  /** A snapshot of what this runtime has asked of WebGPU so far. */
+  counters(): Readonly<GpuCounters> {
+    return { ...this.tally };
+  }
+
+  /** What this runtime has asked of WebGPU since `before` (an earlier counters() snapshot). */
+  countersSince(before: Readonly<GpuCounters>): GpuCounters {
+    const now = this.tally;
+    return {
+      submits: now.submits - before.submits,
+      dispatches: now.dispatches - before.dispatches,
+      bytesWritten: now.bytesWritten - before.bytesWritten,
+      bytesRead: now.bytesRead - before.bytesRead,
+      buffersCreated: now.buffersCreated - before.buffersCreated,
+      buffersDestroyed: now.buffersDestroyed - before.buffersDestroyed,
+    };
+  }
+
   get pipelineCount(): number {
     return this.pipelines.size;
   }
@@ -203,7 +243,7 @@ export class Gpu {
     this.assertAlive();
     // Zero-sized bindings are invalid; round to 16 bytes so vec4 views of any buffer are whole.
     const size = Math.max(16, Math.ceil(byteLength / 16) * 16);
-    const buffer = this.device.createBuffer({ label, size, usage });
+    const buffer = this.createBuffer({ label, size, usage });
     this.owned.add(buffer);
     for (const list of this.collectors) list.push(buffer);
     return buffer;
@@ -245,6 +285,26 @@ export class Gpu {
       view = padded;
     }
     this.device.queue.writeBuffer(buffer, offset, view.buffer, view.byteOffset, view.byteLength);
+    this.tally.bytesWritten += view.byteLength;
+  }
+
+  /** Submits `commands`: every submit the engine makes goes through here, so it is counted. */
+  submit(commands: GPUCommandBuffer[]): void {
+    this.device.queue.submit(commands);
+    this.tally.submits++;
+  }
+
+  /** The one place this runtime creates a buffer. */
+  private createBuffer(descriptor: GPUBufferDescriptor): GPUBuffer {
+    const buffer = this.device.createBuffer(descriptor);
+    this.tally.buffersCreated++;
+    return buffer;
+  }
+
+  /** The one place this runtime destroys a buffer. */
+  private destroyBuffer(buffer: GPUBuffer): void {
+    buffer.destroy();
+    this.tally.buffersDestroyed++;
   }
 
   /** Records `dispatches` into one compute pass. */
@@ -254,6 +314,7 @@ export class Gpu {
       pass.setPipeline(d.kernel.pipeline);
       pass.setBindGroup(0, d.bindGroup);
       pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+      this.tally.dispatches++;
     }
     pass.end();
   }
@@ -263,7 +324,7 @@ export class Gpu {
     this.assertAlive();
     const encoder = this.device.createCommandEncoder({ label });
     this.encode(encoder, dispatches, label);
-    this.device.queue.submit([encoder.finish()]);
+    this.submit([encoder.finish()]);
   }
 
   /**
@@ -274,21 +335,23 @@ export class Gpu {
     this.assertAlive();
     const size = Math.ceil(byteLength / 4) * 4;
     const staging = this.stagingPool.get(size)?.pop() ??
-      this.device.createBuffer({ label: `readback ${size} B`, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      this.createBuffer({ label: `readback ${size} B`, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     // The copy gets its own submit: mapAsync may only start once the copy is submitted.
     const encoder = this.device.createCommandEncoder({ label: 'readback' });
     encoder.copyBufferToBuffer(source, byteOffset, staging, 0, size);
-    this.device.queue.submit([encoder.finish()]);
+    this.submit([encoder.finish()]);
     try {
       await staging.mapAsync(GPUMapMode.READ);
     } catch (e) {
-      staging.destroy();
+      this.destroyBuffer(staging);
       // A lost device fails pending maps before device.lost settles; give it a moment, so the
       // caller hears "the device was lost" rather than a confusing mapping error.
       await Promise.race([this.device.lost, new Promise((r) => setTimeout(r, 100))]);
       throw this.lostError ?? new GpuError(`Reading back "${source.label}" failed: ${(e as Error).message}`);
     }
-    const bytes = staging.getMappedRange().slice(0, byteLength);
+    const mapped = staging.getMappedRange();
+    this.tally.bytesRead += mapped.byteLength;
+    const bytes = mapped.slice(0, byteLength);
     staging.unmap();
     const pool = this.stagingPool.get(size) ?? [];
     pool.push(staging);
@@ -318,12 +381,12 @@ export class Gpu {
 
   /** Frees one buffer made by this runtime. */
   release(buffer: GPUBuffer): void {
-    if (this.owned.delete(buffer)) buffer.destroy();
+    if (this.owned.delete(buffer)) this.destroyBuffer(buffer);
   }
 
   /** Frees every buffer this runtime made; the runtime stays usable. */
   freeBuffers(): void {
-    for (const b of this.liveBufferList()) b.destroy();
+    for (const b of this.liveBufferList()) this.destroyBuffer(b);
     this.owned.clear();
     this.stagingPool.clear();
   }

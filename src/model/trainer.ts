@@ -44,24 +44,14 @@ export class DivergenceError extends Error {
   }
 }
 
-export interface Counters {
-  dispatchesPerStep: number;
-  submits: number;
-  bytesUploaded: number;
-  bytesReadBack: number;
-}
-
 export class Trainer {
   /** Training steps recorded into one submit (the library sets it per fit). */
   stepsPerSubmit: number;
   readonly maxInFlight: number;
-  /** Traffic counters since construction: what the scheduler promises, measured. */
-  readonly counters: Counters;
 
   constructor(readonly model: VaeModel, options: TrainerOptions = {}) {
     this.stepsPerSubmit = options.stepsPerSubmit ?? 16;
     this.maxInFlight = options.maxInFlight ?? 2;
-    this.counters = { dispatchesPerStep: model.trainStep(model.config.batchSize).length, submits: 0, bytesUploaded: 0, bytesReadBack: 0 };
   }
 
   /**
@@ -79,7 +69,6 @@ export class Trainer {
     const perm = shuffled(n, model.config.seed, epoch);
     gpu.write(model.train.order, perm);
     gpu.write(model.trainState, new Uint32Array([0]), 4); // batch index ← 0; t keeps counting
-    this.counters.bytesUploaded += perm.byteLength + 4;
 
     const batches = model.trainBatches;
     const pending: Promise<void>[] = [];
@@ -95,8 +84,6 @@ export class Trainer {
         const dispatches = [];
         for (let b = first; b < last; b++) dispatches.push(...model.trainStep(model.rowsOf(b, n)));
         gpu.run(dispatches, `epoch ${epoch} steps ${first}-${last - 1}`);
-        this.counters.submits += 2; // the steps, and the copy for their losses
-        this.counters.bytesReadBack += (last - first) * 4;
         pending.push(gpu.readFloats(model.trainLoss, first, last - first).then((losses) => {
           const bad = losses.findIndex((l) => !Number.isFinite(l));
           if (bad >= 0) diverged ??= new DivergenceError(epoch, first + bad, losses[bad], model.config.adam.lr);
@@ -143,10 +130,8 @@ export class Trainer {
     for (let b = 1; b < model.testBatches; b++) rest.push(...model.evalStep(model.rowsOf(b, n)));
     rest.push(...model.reconSigmoid());
     gpu.encode(encoder, rest, 'test batches');
-    gpu.device.queue.submit([encoder.finish()]);
+    gpu.submit([encoder.finish()]); // through the runtime, which counts it
     const losses = await gpu.readFloats(model.testLoss, 0, model.testBatches);
-    this.counters.submits += 2;
-    this.counters.bytesReadBack += losses.byteLength;
     let sum = 0;
     for (const l of losses) sum += l;
     return { averageLoss: sum / n, seconds: (performance.now() - started) / 1000 };
@@ -166,8 +151,6 @@ export class Trainer {
     const recon = new Float32Array(inputs.length + outputs.length);
     recon.set(inputs);
     recon.set(outputs, inputs.length);
-    this.counters.submits += 4;
-    this.counters.bytesReadBack += recon.byteLength + samples.byteLength;
     return { recon, samples };
   }
 }
