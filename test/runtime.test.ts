@@ -1,4 +1,8 @@
-/** The GPU runtime's own promises: readable compile errors, a cache keyed by WGSL, no leaks, loud loss. */
+/**
+ * The GPU runtime's own promises: readable compile errors, a cache keyed by WGSL, loud loss,
+ * and — measured from outside the runtime, on a device whose calls are wrapped — no leaked
+ * buffers or listeners and counters that match what the device saw.
+ */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHarness, type GpuPage } from './gpu';
 
@@ -22,9 +26,44 @@ describe('GPU runtime', () => {
     expect(seen.value).toBe(1);
   });
 
-  it('frees every buffer it made', () => {
-    expect(seen.liveBefore).toBeGreaterThan(0);
-    expect(seen.liveAfter).toBe(0);
+  describe('a real model\'s life on a caller\'s device, counted from outside (wrapped createBuffer, destroy, queue, passes, listeners)', () => {
+    let life: Record<string, any>;
+    beforeAll(async () => {
+      life = await gpu.page.evaluate(() => window.harness.lifecycle());
+    });
+
+    it('trained, tested, drew images, changed job, encoded and decoded', () => {
+      expect(life.work).toMatchObject({ batches: 4, mulv: 3 * 2 * 4, decoded: 3 * 784 });
+      expect(Number.isFinite(life.work.loss)).toBe(true);
+    });
+
+    it('leaves as many live GPUBuffers as there were before it, the caller\'s own untouched', () => {
+      expect(life.before).toEqual({ buffers: 1, listeners: 0 });
+      // While alive: the datasets, the arena, the job's buffers and the pooled staging buffers.
+      expect(life.alive.buffers).toBeGreaterThan(20);
+      expect(life.afterModelDestroy.buffers, 'live after model.destroy()').toBe(life.before.buffers);
+      expect(life.afterGpuDestroy.buffers, 'live after gpu.destroy()').toBe(life.before.buffers);
+      expect(life.deviceUsable).toBe(true);
+      // And the runtime's own tally (what the library's liveBuffers reports) agrees with the device.
+      expect(life.alive.runtimeSays).toBe(life.alive.buffers - life.before.buffers);
+    });
+
+    it('removes its uncapturederror listener on destroy, and hears nothing after', () => {
+      expect(life.adopted.listeners).toBe(1);
+      expect(life.afterGpuDestroy.listeners).toBe(0);
+      expect(life.heardAfterDestroy).toEqual({ callbacks: 0, recorded: null });
+    });
+
+    it('counts every submit, dispatch, byte written and read, and buffer made and freed exactly as the device saw them', () => {
+      const { runtime, device } = life.measured;
+      for (const figure of ['submits', 'dispatches', 'bytesWritten', 'bytesRead', 'buffersCreated', 'buffersDestroyed']) {
+        expect(runtime[figure], figure).toBe(device[figure]);
+      }
+      expect(runtime.submits).toBeGreaterThan(0);
+      expect(runtime.dispatches).toBeGreaterThan(0);
+      expect(runtime.bytesRead).toBeGreaterThan(0);
+      expect(runtime.buffersDestroyed).toBeGreaterThan(0); // the first job's buffers, freed on the change of job
+    });
   });
 
   it('loses the device mid-epoch, says so, and resumes from the last checkpoint on a new device exactly', async () => {

@@ -52,16 +52,24 @@ describe('npm run train', () => {
   });
 
   it('is deterministic: the same seed on the same adapter gives bit-identical weights and losses', () => {
-    const runs = [tempDir(), tempDir()].map((out) => {
-      const r = train(['--epochs', '1', '--train-limit', '1000', '--log-interval', '1', '--seed', '7', '--out', out]);
-      expect(r.status, r.stderr).toBe(0);
-      return { log: r.stdout.split('\n').filter((l) => l.startsWith('Train') || l.startsWith('====>')), ckpt: readFileSync(join(out, 'checkpoint.safetensors')) };
-    });
-    expect(runs[0].log.length).toBe(8 + 2); // ceil(1000 / 128) batches, then the summaries
+    // Every run must finish and write its checkpoint: a crashed run has no log to compare, and
+    // "differs from seed 7" would hold for it trivially.
+    const run = (seed: number) => {
+      const out = tempDir();
+      const r = train(['--epochs', '1', '--train-limit', '1000', '--log-interval', '1', '--seed', String(seed), '--out', out]);
+      expect(r.status, `seed ${seed}: ${r.stderr}`).toBe(0);
+      const checkpoint = join(out, 'checkpoint.safetensors');
+      expect(existsSync(checkpoint), `seed ${seed} wrote no ${checkpoint}`).toBe(true);
+      const log = r.stdout.split('\n').filter((l) => l.startsWith('Train') || l.startsWith('====>'));
+      expect(log.length, `seed ${seed}'s log`).toBe(8 + 2); // ceil(1000 / 128) batches, then the summaries
+      return { log, ckpt: readFileSync(checkpoint) };
+    };
+    const runs = [run(7), run(7)];
     expect(runs[1].log).toEqual(runs[0].log);
     expect(Buffer.compare(runs[0].ckpt, runs[1].ckpt)).toBe(0);
-    const other = train(['--epochs', '1', '--train-limit', '1000', '--log-interval', '1', '--seed', '8', '--out', tempDir()]);
-    expect(other.stdout.split('\n').filter((l) => l.startsWith('====>'))).not.toEqual(runs[0].log.slice(-2));
+    const other = run(8);
+    expect(other.log.slice(-2)).not.toEqual(runs[0].log.slice(-2));
+    expect(Buffer.compare(other.ckpt, runs[0].ckpt)).not.toBe(0);
   });
 
   it('resumes from its checkpoint where it stopped', () => {

@@ -7,6 +7,8 @@
 import { Gpu } from '../../src/gpu/device';
 import { decodeCheckpoint, encodeCheckpoint } from '../../src/model/checkpoint';
 import type { VaeSizes } from '../../src/model/graph';
+import { Inference } from '../../src/model/inference';
+import { adamAt } from '../../src/model/settings';
 import { Trainer } from '../../src/model/trainer';
 import { uploadImages, VaeModel } from '../../src/model/vae';
 import * as ops from '../../src/gpu/ops';
@@ -159,7 +161,164 @@ async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[
   }
 }
 
-/** Observations of the runtime's own behaviour: compile errors, the cache, loss, leaks. */
+/**
+ * What a device saw, counted by wrapping its methods before a runtime adopts it: the runtime's
+ * own bookkeeping is not asked, so a buffer it forgets, a submit it makes behind its counters or
+ * a listener it leaves behind shows up here.
+ */
+export interface DeviceCensus {
+  /** GPUBuffers created and not yet destroyed. */
+  live: Set<GPUBuffer>;
+  buffersCreated: number;
+  buffersDestroyed: number;
+  submits: number;
+  dispatches: number;
+  bytesWritten: number;
+  bytesRead: number;
+  /** 'uncapturederror' listeners added and not removed. */
+  uncapturedListeners: Set<unknown>;
+}
+
+/** Wraps `device` (createBuffer and each buffer's destroy and getMappedRange, the queue, passes, listeners) to count what reaches it. */
+function censusOf(device: GPUDevice): DeviceCensus {
+  const census: DeviceCensus = {
+    live: new Set(), buffersCreated: 0, buffersDestroyed: 0, submits: 0, dispatches: 0, bytesWritten: 0, bytesRead: 0,
+    uncapturedListeners: new Set(),
+  };
+  const createBuffer = device.createBuffer.bind(device);
+  device.createBuffer = (descriptor) => {
+    const buffer = createBuffer(descriptor);
+    census.buffersCreated++;
+    census.live.add(buffer);
+    const destroy = buffer.destroy.bind(buffer);
+    buffer.destroy = () => {
+      census.buffersDestroyed++;
+      census.live.delete(buffer);
+      destroy();
+    };
+    const getMappedRange = buffer.getMappedRange.bind(buffer);
+    buffer.getMappedRange = (...args) => {
+      const range = getMappedRange(...args);
+      census.bytesRead += range.byteLength;
+      return range;
+    };
+    return buffer;
+  };
+  const { queue } = device;
+  const submit = queue.submit.bind(queue);
+  queue.submit = (commands) => {
+    census.submits++;
+    submit(commands);
+  };
+  const writeBuffer = queue.writeBuffer.bind(queue) as (...args: unknown[]) => void;
+  queue.writeBuffer = ((buffer: GPUBuffer, offset: number, data: ArrayBufferLike | ArrayBufferView, dataOffset = 0, size?: number) => {
+    // Sizes are in bytes for an ArrayBuffer source, in elements for a typed array.
+    const unit = ArrayBuffer.isView(data) ? (data as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1 : 1;
+    const elements = ArrayBuffer.isView(data) ? data.byteLength / unit : data.byteLength;
+    census.bytesWritten += (size ?? elements - dataOffset) * unit;
+    writeBuffer(buffer, offset, data, dataOffset, size);
+  }) as GPUQueue['writeBuffer'];
+  const createCommandEncoder = device.createCommandEncoder.bind(device);
+  device.createCommandEncoder = (descriptor) => {
+    const encoder = createCommandEncoder(descriptor);
+    const beginComputePass = encoder.beginComputePass.bind(encoder);
+    encoder.beginComputePass = (passDescriptor) => {
+      const pass = beginComputePass(passDescriptor);
+      const dispatch = pass.dispatchWorkgroups.bind(pass);
+      pass.dispatchWorkgroups = (x, y, z) => {
+        census.dispatches++;
+        dispatch(x, y, z);
+      };
+      return pass;
+    };
+    return encoder;
+  };
+  const add = device.addEventListener.bind(device) as (...args: unknown[]) => void;
+  const remove = device.removeEventListener.bind(device) as (...args: unknown[]) => void;
+  device.addEventListener = ((type: string, listener: unknown, options?: unknown) => {
+    if (type === 'uncapturederror') census.uncapturedListeners.add(listener);
+    add(type, listener, options);
+  }) as GPUDevice['addEventListener'];
+  device.removeEventListener = ((type: string, listener: unknown, options?: unknown) => {
+    if (type === 'uncapturederror') census.uncapturedListeners.delete(listener);
+    remove(type, listener, options);
+  }) as GPUDevice['removeEventListener'];
+  return census;
+}
+
+/** The census's counts in GpuCounters' terms, to compare with the runtime's own. */
+const countsOf = (c: DeviceCensus) => ({
+  submits: c.submits, dispatches: c.dispatches, bytesWritten: c.bytesWritten, bytesRead: c.bytesRead,
+  buffersCreated: c.buffersCreated, buffersDestroyed: c.buffersDestroyed,
+});
+
+/**
+ * A real model's whole life on a caller-owned device whose calls are counted from outside:
+ * training, a test pass, images, a checkpoint read, another job (which releases the first
+ * job's buffers), encode and decode. Returns the live GPUBuffers and 'uncapturederror'
+ * listeners at each point, and the runtime's counters beside the census's.
+ */
+async function lifecycle() {
+  // A device with the engine's limits, from a runtime that lets go of it at once.
+  const lender = await Gpu.create();
+  const { device, software } = lender;
+  lender.destroy();
+  const census = censusOf(device);
+  // The caller's own buffer: the runtime must neither count it as its own nor free it.
+  const callers = device.createBuffer({ label: 'caller before', size: 16, usage: GPUBufferUsage.STORAGE });
+  const at = () => ({ buffers: census.live.size, listeners: census.uncapturedListeners.size });
+  const out: Record<string, unknown> = { before: at() };
+
+  const uncaptured: string[] = [];
+  const g = await Gpu.create({ device, software, onUncapturedError: (e) => uncaptured.push(e.message) });
+  const start = g.counters();
+  const counted = countsOf(census);
+  out.adopted = at();
+  const count = 200;
+  const D = 784;
+  const pixels = new Uint8Array(count * D);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+  const images = uploadImages(g, 'census images', pixels, count);
+  g.bufferWith('odd-sized bytes', new Uint8Array(5)); // writeBuffer takes whole words: 8 bytes cross
+  const model = await VaeModel.create(g, { sizes: { D, hidden: [32, 16], L: 4 }, batchSize: 64, seed: 3, adam: adamAt(1e-3), train: images, test: images });
+  const trainer = new Trainer(model, { stepsPerSubmit: 2 });
+  const epoch = await trainer.trainEpoch(1);
+  await trainer.testPass(1);
+  await trainer.images();
+  await model.exportState();
+  await model.configure({ ...model.config, batchSize: 48 }); // frees the first job's buffers
+  await trainer.trainEpoch(2);
+  const inference = new Inference(model);
+  const mulv = await inference.encode(new Float32Array(3 * D).fill(0.5), 3);
+  const decoded = await inference.decode(new Float32Array(3 * 4), 3);
+  out.work = { batches: epoch.batches, loss: epoch.averageLoss, mulv: mulv.length, decoded: decoded.length };
+  out.alive = { ...at(), runtimeSays: g.liveBuffers };
+  const census0 = countsOf(census);
+  out.measured = {
+    runtime: g.countersSince(start),
+    device: Object.fromEntries(Object.entries(census0).map(([k, v]) => [k, v - counted[k as keyof typeof counted]])),
+  };
+  model.destroy();
+  out.afterModelDestroy = at();
+  g.destroy();
+  out.afterGpuDestroy = at();
+  // A detached runtime hears nothing more from the device it was lent.
+  try {
+    device.dispatchEvent(new GPUUncapturedErrorEvent('uncapturederror', { error: new GPUValidationError('after destroy') }));
+    out.heardAfterDestroy = { callbacks: uncaptured.length, recorded: g.uncapturedError?.message ?? null };
+  } catch (e) {
+    out.heardAfterDestroy = { error: (e as Error).message };
+  }
+  // The caller's device outlives the runtime.
+  const own = device.createBuffer({ label: 'caller after', size: 16, usage: GPUBufferUsage.STORAGE });
+  out.deviceUsable = own.size === 16 && census.live.has(callers) && !g.lostError;
+  own.destroy();
+  callers.destroy();
+  device.destroy();
+  return out;
+}
+
+/** Observations of the runtime's own behaviour: compile errors, the cache, loss. */
 async function runtime() {
   const g = await Gpu.create();
   const out: Record<string, unknown> = {};
@@ -177,9 +336,8 @@ async function runtime() {
   const buffer = g.buffer('runtime test', 16);
   g.run([{ kernel: k1, bindGroup: k1.bind('runtime test', [buffer]), workgroups: [1, 1, 1], cost: {} }]);
   out.value = (await g.readFloats(buffer, 0, 1))[0];
-  out.liveBefore = g.liveBuffers;
   g.destroy();
-  out.liveAfter = g.liveBuffers;
+  g.device.destroy();
   // A lost device: every later operation says so.
   const lost = await Gpu.create();
   lost.device.destroy();
@@ -255,8 +413,8 @@ declare global {
   interface Window {
     harness: {
       run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps; runtime: typeof runtime; lostDevice: typeof lostDevice;
-      quadCheck: typeof quadCheck;
+      quadCheck: typeof quadCheck; lifecycle: typeof lifecycle;
     };
   }
 }
-window.harness = { run, adapter, trainSteps, runtime, lostDevice, quadCheck };
+window.harness = { run, adapter, trainSteps, runtime, lostDevice, quadCheck, lifecycle };
