@@ -71,6 +71,7 @@ describe('npm run train', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^Train Epoch: 2 \[0\/512 \(0%\)\]/m);
     expect(r.stdout).not.toMatch(/^Train Epoch: 1 /m);
+    expect(r.stderr).not.toMatch(/warning/); // the same options as the run it continues
   });
 
   it('stops cleanly on Ctrl-C, keeping the last completed epoch\'s checkpoint', async () => {

@@ -19,6 +19,7 @@ import { integerOption, UsageError } from '../node/options';
 import { encodePngGray } from '../node/png';
 import { startServer } from '../node/server';
 import type { RunConfig, RunEvent } from './protocol';
+import { checkResume } from './resume';
 
 const HELP = `Usage: npm run train -- [options]
 
@@ -42,7 +43,11 @@ Options:
   --out DIR             where images and checkpoints go (default results). A folder that holds
                         an earlier run (its checkpoint or images) is refused unless --resume
                         names its checkpoint.safetensors or --overwrite is given
-  --resume FILE         continue from a checkpoint written by this program
+  --resume FILE         continue from a checkpoint written by this program (or exported by
+                        scripts/export_checkpoint.py). Its epoch must be an integer and its
+                        step fit Adam's 32-bit counter, or it is refused. A seed, --lr or dataset
+                        other than the checkpoint's is used as given, after a warning naming both
+                        (so is a step count that other batch sizes or image counts explain)
   --overwrite           train into an --out that holds an earlier run, replacing its checkpoint
                         and images epoch by epoch (images of epochs this run does not reach stay)
   --log-interval N      batches between "Train Epoch" lines (default 100)
@@ -161,13 +166,22 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
   const { rows, cols } = data.train;
   const trainCount = Math.min(data.train.count, o.trainLimit ?? Infinity);
   const pixels = rows * cols;
+  // What checkpoints record as their dataset, and warnings compare: an absolute path, valid from any folder.
+  const dataset = o.data ? resolve(o.data) : o.dataset;
   let resume: string | undefined;
   let firstEpoch = 1;
   if (o.resume) {
     const bytes = readFileSync(o.resume);
     // Check it here, before launching anything, for a clear error.
-    const ckpt = decodeCheckpoint(bytes, arenaLayout({ D: pixels, H: o.hidden, L: o.latent }));
-    firstEpoch = Number(ckpt.metadata.epoch ?? 0) + 1;
+    let ckpt;
+    try {
+      ckpt = decodeCheckpoint(bytes, arenaLayout({ D: pixels, H: o.hidden, L: o.latent }));
+    } catch (e) {
+      throw new Error(`${o.resume}: ${(e as Error).message}`, { cause: e });
+    }
+    const { epoch, warnings } = checkResume(o.resume, ckpt, { ...o, dataset, trainCount });
+    for (const w of warnings) console.error(`webgpu-vae train: ${w}`);
+    firstEpoch = epoch + 1;
     resume = Buffer.from(bytes).toString('base64');
   }
   mkdirSync(o.out, { recursive: true });
@@ -240,7 +254,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       testUrl: server.serveFile('test', data.test.pixels),
       trainCount, testCount: data.test.count, pixels,
       hidden: o.hidden, latent: o.latent, batchSize: o.batchSize, lr: o.lr, epochs: o.epochs, seed: o.seed,
-      stepsPerSubmit: o.stepsPerSubmit, dataset: o.data ?? o.dataset, resume, firstEpoch,
+      stepsPerSubmit: o.stepsPerSubmit, dataset, resume, firstEpoch,
     };
     try {
       await page.evaluate((c: RunConfig) => window.vaeRun(c), config);
