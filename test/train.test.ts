@@ -128,6 +128,8 @@ describe('npm run train', () => {
     for (const o of ['--epochs', '--batch-size', '--lr', '--hidden', '--latent', '--seed', '--dataset', '--data', '--out', '--resume', '--overwrite']) {
       expect(r.stdout).toContain(o);
     }
+    // What --epochs means on a resume: the epoch to reach, counting the checkpoint's.
+    expect(r.stdout).toMatch(/--epochs N +the epoch to train up to \(default 10\)\. With --resume the checkpoint's\s+epochs count: from an epoch-10 checkpoint, --epochs 15 trains 5 more/);
   });
 
   it('refuses a data folder with a truncated or missing file, naming it', () => {

@@ -30,7 +30,9 @@ Chromium and prints the reference program's log. Every epoch writes, in --out:
   checkpoint.safetensors weights (PyTorch names), Adam state and step of the last completed epoch
 
 Options:
-  --epochs N            epochs to train (default 10)
+  --epochs N            the epoch to train up to (default 10). With --resume the checkpoint's
+                        epochs count: from an epoch-10 checkpoint, --epochs 15 trains 5 more,
+                        and --epochs 10 or less trains nothing (it says so, and exits 0)
   --batch-size N        images per step (default 128; the last partial batch is kept)
   --lr X                Adam learning rate (default 1e-3; betas 0.9, 0.999, eps 1e-8)
   --hidden N            hidden units (default 400)
@@ -44,10 +46,10 @@ Options:
                         an earlier run (its checkpoint or images) is refused unless --resume
                         names its checkpoint.safetensors or --overwrite is given
   --resume FILE         continue from a checkpoint written by this program (or exported by
-                        scripts/export_checkpoint.py). Its epoch must be an integer and its
-                        step fit Adam's 32-bit counter, or it is refused. A seed, --lr or dataset
-                        other than the checkpoint's is used as given, after a warning naming both
-                        (so is a step count that other batch sizes or image counts explain)
+                        scripts/export_checkpoint.py); refused unless its epoch is an integer
+                        and its step fits Adam's 32-bit counter. Trained with another --seed,
+                        --lr, dataset or batches per epoch, it continues with the options
+                        given, after a warning that names both values
   --overwrite           train into an --out that holds an earlier run, replacing its checkpoint
                         and images epoch by epoch (images of epochs this run does not reach stay)
   --log-interval N      batches between "Train Epoch" lines (default 100)
@@ -180,6 +182,10 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       throw new Error(`${o.resume}: ${(e as Error).message}`, { cause: e });
     }
     const { epoch, warnings } = checkResume(o.resume, ckpt, { ...o, dataset, trainCount });
+    if (epoch >= o.epochs) {
+      console.log(`Nothing to do: the checkpoint is at epoch ${epoch}; pass --epochs ${epoch + o.epochs} to train ${o.epochs} more.`);
+      return;
+    }
     for (const w of warnings) console.error(`webgpu-vae train: ${w}`);
     firstEpoch = epoch + 1;
     resume = Buffer.from(bytes).toString('base64');
