@@ -1,7 +1,9 @@
 /**
  * `npm run train` when things go wrong: a diverging loss, a GPU that crashes mid-epoch, a kill
  * during a checkpoint save. Each must leave the last good checkpoint intact and resumable, and
- * resuming must be exact.
+ * resuming must be exact. Also what guards the files: --resume's checks of a checkpoint's
+ * metadata, fsync before rename, the cleanup of killed runs' temporaries, and
+ * scripts/export_checkpoint.py refusing a .pt file that would run code.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, readdirSync, statSync, watch, writeFileSync } from 'node:fs';
