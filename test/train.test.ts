@@ -117,7 +117,7 @@ describe('npm run train', () => {
   it.each([
     [['--epochs', '0'], /--epochs must be an integer from 1/],
     [['--epochs', 'ten'], /--epochs must be an integer/],
-    [['--lr=-1'], /--lr must be a number in \(0, 10\]/],
+    [['--lr=-1'], /--lr must be a number above 0 and at most 10/],
     [['--lr', 'NaN'], /--lr must be a number/],
     [['--batch-size', '1.5'], /--batch-size must be an integer/],
     [['--dataset', 'cifar'], /--dataset must be mnist or fashion-mnist/],
