@@ -14,7 +14,7 @@ import type { Timing } from './page';
 
 const HELP = `Usage: npm run bench -- [options]
 
-  --kernel NAME     only kernels whose label contains NAME (e.g. fc1, dW1, adam, bce)
+  --kernel NAME     only kernels whose label contains NAME (e.g. fc1, fc1 dW, adam, bce)
   --shape MxKxN     also time the three matmul variants at this shape (M rows, K inner, N columns)
   --steps N         end-to-end training steps to time (default: one epoch, 469); 0 skips it
   --repeat N        timing samples per kernel (default 7); the median and 10–90% spread are reported

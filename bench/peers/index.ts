@@ -67,8 +67,8 @@ function vaeMatmuls(B: number): (MatmulCase & { kind: string })[] {
   const dw = (name: string, M: number, N: number) => ({ name, kind: 'dYᵀ·X', M, K: B, N, transA: true, transB: false });
   return [
     fwd('fc1', 784, 400), fwd('fc21‖fc22', 400, 40), fwd('fc3', 20, 400), fwd('fc4', 400, 784),
-    dw('dW4', 784, 400), dx('dh3', 784, 400), dw('dW3', 400, 20), dx('dz→dmulv', 400, 20),
-    dw('dW2', 40, 400), dx('dh1', 40, 400), dw('dW1', 400, 784),
+    dw('fc4 dW', 784, 400), dx('fc4 dX', 784, 400), dw('fc3 dW', 400, 20), dx('fc3 dX→dmulv', 400, 20),
+    dw('fc21‖fc22 dW', 40, 400), dx('fc21‖fc22 dX', 40, 400), dw('fc1 dW', 400, 784),
   ];
 }
 

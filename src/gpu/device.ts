@@ -353,6 +353,11 @@ export class Gpu {
     this.tally.bytesRead += mapped.byteLength;
     const bytes = mapped.slice(0, byteLength);
     staging.unmap();
+    // A read that finishes after destroy() must not refill the pool it emptied.
+    if (this.detached) {
+      this.destroyBuffer(staging);
+      return bytes;
+    }
     const pool = this.stagingPool.get(size) ?? [];
     pool.push(staging);
     this.stagingPool.set(size, pool);

@@ -81,10 +81,10 @@ export async function linearBackward(
 ): Promise<Dispatch[]> {
   const p = arena.layout.pieces.get(layer)!;
   const name = layer.names.join('‖');
-  const out = [await matmulOp(gpu, `${tag} d${name}.weight`, { M: layer.out, N: layer.in, K: rows }, { transA: true, transB: false },
+  const out = [await matmulOp(gpu, `${tag} ${name} dW`, { M: layer.out, N: layer.in, K: rows }, { transA: true, transB: false },
     { A: b.dY, B: b.X, C: view(arena.grads, p.W), rowSum: view(arena.grads, p.b) })];
   if (b.dX) {
-    out.push(await matmulOp(gpu, `${tag} d${name}.input`, { M: rows, N: layer.in, K: layer.out }, { transA: false, transB: false },
+    out.push(await matmulOp(gpu, `${tag} ${name} dX${b.reparam ? '→dmulv' : ''}`, { M: rows, N: layer.in, K: layer.out }, { transA: false, transB: false },
       { A: b.dY, B: view(arena.params, p.W), C: b.dX, mask: b.mask, mulv: b.reparam?.mulv, eps: b.reparam?.eps }));
   }
   return out;
