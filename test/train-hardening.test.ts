@@ -37,9 +37,15 @@ describe('npm run train, hardening', () => {
     const split = tempDir();
     const args = ['--train-limit', '640', '--log-interval', '1', '--seed', '3'];
     const a = train([...args, '--epochs', '2', '--out', straight]);
-    expect(train([...args, '--epochs', '1', '--out', split]).status).toBe(0);
+    expect(a.status, a.stderr).toBe(0);
+    const first = train([...args, '--epochs', '1', '--out', split]);
+    expect(first.status, first.stderr).toBe(0);
     const b = train([...args, '--epochs', '2', '--resume', join(split, 'checkpoint.safetensors'), '--out', split]);
+    expect(b.status, b.stderr).toBe(0);
     expect(logFrom(2, b.stdout)).toEqual(logFrom(2, a.stdout).slice(2)); // epoch 1's two summaries are not repeated
+    expect(logFrom(2, a.stdout).filter((line) => line.startsWith('====>'))).toHaveLength(4); // both epochs' summaries
+    // metrics.jsonl: the resumed run keeps epoch 1's line and adds epoch 2's, as the straight run wrote them.
+    expect(readFileSync(join(split, 'metrics.jsonl'), 'utf8')).toBe(readFileSync(join(straight, 'metrics.jsonl'), 'utf8'));
     expect(Buffer.compare(readFileSync(join(straight, 'checkpoint.safetensors')), readFileSync(join(split, 'checkpoint.safetensors')))).toBe(0);
   });
 

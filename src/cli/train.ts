@@ -3,7 +3,7 @@
  * Chromium with WebGPU, runs the engine inside the page (src/cli/headless.ts), prints the
  * reference program's log line for line, and writes the images and checkpoints it produces.
  */
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Page } from 'puppeteer';
@@ -28,6 +28,7 @@ WebGPU in headless Chromium and prints the reference program's log. Every epoch 
   reconstruction_N.png   8 test digits (top) above their reconstructions (bottom)
   sample_N.png           64 decodes of one fixed draw z ~ N(0, I), 8×8
   checkpoint.safetensors weights (PyTorch names), Adam state and step of the last completed epoch
+  metrics.jsonl          one line per epoch: {"epoch", "trainLoss", "testLoss"} at full precision
 
 Options:
   --epochs N            the epoch to train up to (default 10). With --resume the checkpoint's
@@ -124,7 +125,23 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
 }
 
 /** The files a run writes in --out. */
-export const RUN_FILES = /^(checkpoint\.safetensors|(reconstruction|sample)_\d+\.png)$/;
+export const RUN_FILES = /^(checkpoint\.safetensors|metrics\.jsonl|(reconstruction|sample)_\d+\.png)$/;
+
+/**
+ * metrics.jsonl: one JSON line per completed epoch, {"epoch", "trainLoss", "testLoss"}, at full
+ * precision (the log rounds to 4 decimals). Rewritten with each checkpoint, so the two agree; a
+ * resume keeps the lines of the epochs before it.
+ */
+function earlierMetrics(path: string, firstEpoch: number): string[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter((line) => {
+    try {
+      return line !== '' && (JSON.parse(line) as { epoch: number }).epoch < firstEpoch;
+    } catch {
+      return false; // a line this program did not write
+    }
+  });
+}
 
 /** Errors thrown in the page arrive wrapped by puppeteer ("Error: …"); the engine's message is what matters. */
 const pageMessage = (error: unknown) => (error as Error).message.replace(/^Error: /, '');
@@ -204,6 +221,9 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
   const browser = await launchBrowser();
   const server = await startServer();
   const checkpointPath = resolve(o.out, 'checkpoint.safetensors');
+  const metricsPath = resolve(o.out, 'metrics.jsonl');
+  const metrics = earlierMetrics(metricsPath, firstEpoch);
+  let trainLoss = NaN;
   let savedEpoch = 0; // the epoch whose checkpoint this run last wrote
   let interrupted = 0;
   try {
@@ -230,9 +250,11 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
           break;
         case 'epoch':
           console.log(`====> Epoch: ${e.epoch} Average loss: ${e.averageLoss.toFixed(4)}`);
+          trainLoss = e.averageLoss;
           break;
         case 'test':
           console.log(`====> Test set loss: ${e.averageLoss.toFixed(4)}`);
+          metrics.push(JSON.stringify({ epoch: e.epoch, trainLoss, testLoss: e.averageLoss }));
           break;
         case 'images': {
           const save = (name: string, b64: string, n: number) => {
@@ -246,6 +268,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
         }
         case 'checkpoint':
           writeAtomic(checkpointPath, Buffer.from(e.data, 'base64'));
+          writeAtomic(metricsPath, new TextEncoder().encode(metrics.map((line) => `${line}\n`).join('')));
           savedEpoch = e.epoch;
           await hooks.afterEpoch?.(page, e.epoch);
           break;
