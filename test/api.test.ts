@@ -138,11 +138,12 @@ describe('VAE API', () => {
       const test = images.subarray(0, n * D);
       const loss = await vae.evaluate(test, { batchSize: 64 });
       const lossAgain = await vae.evaluate(test, { batchSize: 64 });
+      const smallBatches = await vae.evaluate(test, { batchSize: 4 }); // fewer rows than the reconstruction keeps
       const iwae = await vae.logLikelihood(test.subarray(0, 6 * D), { k });
       const elbo = await vae.logLikelihood(test.subarray(0, 6 * D), { k: 1 });
       const checkpoint = toBase64(await vae.save());
       vae.destroy();
-      return { loss, lossAgain, iwae, elbo, checkpoint, images: toBase64(test) };
+      return { loss, lossAgain, smallBatches, iwae, elbo, checkpoint, images: toBase64(test) };
     }, D, H, L, seed, n, k);
     const w = weightsOf(fromB64(r.checkpoint));
     const x = Float64Array.from(fromB64(r.images), (v) => v / 255);
@@ -162,6 +163,7 @@ describe('VAE API', () => {
       sum += bceKl(logitsRef(w, z, rows, D, H, L), xb, mulv, rows, D, L).loss;
     }
     expect(r.loss).toBe(r.lossAgain);
+    expect(Math.abs(r.smallBatches - r.loss) / r.loss).toBeLessThan(0.05); // other noise draws, the same model
     expect(Math.abs(r.loss - sum / n)).toBeLessThan(2e-6 * Math.abs(sum / n));
 
     // logLikelihood(): image i draws its k·L values of ε from (seed, step i, IWAE stream).

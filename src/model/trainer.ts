@@ -120,7 +120,8 @@ export class Trainer {
     const started = performance.now();
     const n = model.test.count;
     const D = model.config.sizes.D;
-    const keep = Math.min(RECON_COUNT, n) * D * 4;
+    // The first batch holds min(batch size, n) images: a batch smaller than RECON_COUNT keeps what there is.
+    const keep = Math.min(RECON_COUNT, model.rowsOf(0, n)) * D * 4;
     gpu.write(model.evalState, new Uint32Array([epoch * model.testBatches, 0]));
     const encoder = gpu.device.createCommandEncoder({ label: 'test pass' });
     gpu.encode(encoder, model.evalStep(model.rowsOf(0, n)), 'test batch 0');
