@@ -242,7 +242,7 @@ describe('npm run train, files', () => {
     if (r.error) expect.fail(`strace did not run (${r.error.message}): apt install strace`);
     expect(r.status, r.stderr).toBe(0);
     const found = readdirSync(trace).flatMap((file) => renamesInto(out, readFileSync(join(trace, file), 'utf8')));
-    expect(found.sort()).toEqual(['checkpoint.safetensors', 'reconstruction_1.png', 'sample_1.png']
+    expect(found.sort()).toEqual(['checkpoint.safetensors', 'metrics.jsonl', 'reconstruction_1.png', 'sample_1.png']
       .map((name) => `${name}: fsynced before the rename, folder fsynced after`));
   });
 

@@ -161,7 +161,7 @@ describe('npm run train', () => {
 
     const again = train(['--epochs', '1', '--train-limit', '128', '--out', out], 60_000);
     expect(again.status).toBe(2);
-    expect(again.stderr).toContain(`webgpu-vae train: --out ${out} already holds an earlier run (checkpoint.safetensors and 2 images), ` +
+    expect(again.stderr).toContain(`webgpu-vae train: --out ${out} already holds an earlier run (checkpoint.safetensors, metrics.jsonl and 2 images), ` +
       `and this run would overwrite it. Pass --resume ${checkpoint} to continue it, --overwrite to replace it, or another --out.`);
     expect(again.stdout).not.toMatch(/webgpu-vae: MNIST on/); // the browser never started
     expect(Buffer.compare(readFileSync(checkpoint), first)).toBe(0);

@@ -169,8 +169,9 @@ function checkOutFolder(o: TrainOptions): void {
   const checkpoint = join(o.out, 'checkpoint.safetensors');
   const hasCheckpoint = earlier.includes('checkpoint.safetensors');
   if (o.resume && hasCheckpoint && sameFile(o.resume, checkpoint)) return;
-  const images = earlier.length - (hasCheckpoint ? 1 : 0);
-  const held = [hasCheckpoint && 'checkpoint.safetensors', images > 0 && `${images} image${images > 1 ? 's' : ''}`].filter(Boolean).join(' and ');
+  const images = earlier.filter((name) => name.endsWith('.png')).length;
+  const parts = [...earlier.filter((name) => !name.endsWith('.png')).sort(), ...(images > 0 ? [`${images} image${images > 1 ? 's' : ''}`] : [])];
+  const held = parts.length > 1 ? `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}` : parts[0];
   throw new UsageError(
     `--out ${o.out} already holds an earlier run (${held})` +
       (o.resume ? `, not the one in ${o.resume}` : '') + ', and this run would overwrite it. Pass ' +
