@@ -36,7 +36,8 @@ const FIELDS: Record<keyof Settings, { parse: Parse; initial: number }> = {
   seed: { parse: integer(...R.seed), initial: D.seed },
 };
 
-const NAMES = Object.keys(FIELDS) as (keyof Settings)[];
+/** Every settings field, in the page's order. */
+export const SETTING_NAMES = Object.keys(FIELDS) as (keyof Settings)[];
 
 export { DEFAULT_SETTINGS } from '../model/settings';
 
@@ -46,7 +47,7 @@ export class Controls {
 
   /** `onChange` runs after every edit, so the caller can enable or disable Start. */
   constructor(onChange: () => void) {
-    for (const name of NAMES) {
+    for (const name of SETTING_NAMES) {
       this.inputs[name] = document.getElementById(name) as HTMLInputElement;
       this.reasons[name] = document.getElementById(`${name}-reason`)!;
       this.inputs[name].value = String(FIELDS[name].initial);
@@ -68,15 +69,25 @@ export class Controls {
     return typeof result === 'number' ? result : null;
   }
 
+  /**
+   * Why `value` is not acceptable in the field `name`, or '' when it is: the same ranges
+   * applied to what a checkpoint file or browser storage brings in.
+   */
+  reasonAgainst(name: keyof Settings, value: unknown): string {
+    if (typeof value !== 'number') return `must be a number, not ${value === undefined ? 'missing' : typeof value}`;
+    const result = FIELDS[name].parse(String(value));
+    return typeof result === 'number' ? '' : result.reason;
+  }
+
   get valid(): boolean {
-    return NAMES.every((n) => this.check(n) !== null);
+    return SETTING_NAMES.every((n) => this.check(n) !== null);
   }
 
   /** The settings, or null (with every bad field marked) when any is invalid. */
   read(): Settings | null {
     const values = {} as Settings;
     let ok = true;
-    for (const name of NAMES) {
+    for (const name of SETTING_NAMES) {
       const v = this.check(name);
       if (v === null) ok = false;
       else values[name] = v;
@@ -85,7 +96,7 @@ export class Controls {
   }
 
   set(values: Partial<Settings>): void {
-    for (const name of NAMES) {
+    for (const name of SETTING_NAMES) {
       if (values[name] !== undefined) {
         this.inputs[name].value = String(values[name]);
         this.check(name);
@@ -95,6 +106,6 @@ export class Controls {
 
   /** While a model exists its shape and optimiser are fixed; only the epoch target stays editable. */
   setLocked(locked: boolean): void {
-    for (const name of NAMES) if (name !== 'epochs') this.inputs[name].disabled = locked;
+    for (const name of SETTING_NAMES) if (name !== 'epochs') this.inputs[name].disabled = locked;
   }
 }

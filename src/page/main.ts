@@ -9,6 +9,7 @@
  * stopped, finished or restored run up to it.
  */
 import { adapterName } from '../gpu/adapter';
+import { IdxError, MAX_IDX_FILE_BYTES } from '../data/idx';
 import { Gpu, GpuError, LOST_DEVICE_ADVICE } from '../gpu/device';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
 import { Inference } from '../model/inference';
@@ -199,6 +200,8 @@ el.datasetFiles.addEventListener('change', async () => {
   updateButtons();
   el.datasetStatus.textContent = `Reading ${chosen.length} file${chosen.length === 1 ? '' : 's'}…`;
   try {
+    const big = chosen.find((f) => f.size > MAX_IDX_FILE_BYTES);
+    if (big) throw new IdxError(`${big.name}: ${big.size} bytes is more than ${MAX_IDX_FILE_BYTES}; it is not an MNIST-sized idx file`);
     const files = await Promise.all(chosen.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
     const dataset = await loadPicked(kind, files);
     picked = { kind, files, dataset };
@@ -460,25 +463,39 @@ el.reset.addEventListener('click', async () => {
 
 // ---- Checkpoints: download, load from a file, restore on reload ------------------------------
 
-/** Checks the whole file before anything changes: the sizes come from its tensors. */
-function readCheckpoint(bytes: Uint8Array): CheckpointData {
-  return decodeCheckpoint(bytes, arenaLayout(checkpointSizes(bytes).sizes));
+/**
+ * A checkpoint file and the dataset it trains on, checked before anything is allocated for
+ * the file: the sizes its header declares against the bytes it holds (checkpointSizes) and
+ * this page's ranges (the settings fields'), then against the dataset, then its tensors.
+ */
+async function readCheckpoint(bytes: Uint8Array, dataset: () => Promise<Dataset>): Promise<{ ckpt: CheckpointData; dataset: Dataset }> {
+  const { sizes } = checkpointSizes(bytes);
+  for (const [field, what, value] of [['hidden', 'hidden units', sizes.H], ['latent', 'latent size', sizes.L]] as const) {
+    const reason = controls.reasonAgainst(field, value);
+    if (reason) throw new Error(`its ${what} is ${value}, and this page's ${what} ${reason}`);
+  }
+  const d = await dataset();
+  const D = d.rows * d.cols;
+  if (sizes.D !== D) {
+    throw new Error(`it is for images of ${sizes.D} pixels, but ${d.name} has ${d.rows}×${d.cols} = ${D}; choose its dataset first`);
+  }
+  return { ckpt: decodeCheckpoint(bytes, arenaLayout(sizes)), dataset: d };
 }
 
-/** Settings for a loaded checkpoint: its sizes, and its optimiser settings when it names them. */
+/** Settings for a loaded checkpoint: its sizes, and its optimiser settings when it names them within the page's ranges. */
 function settingsFor(ckpt: CheckpointData): Settings {
   const base = controls.read() ?? DEFAULT_SETTINGS;
-  const meta = (key: string, ok: (v: number) => boolean, fallback: number) => {
+  const meta = (key: string, field: keyof Settings) => {
     const v = Number(ckpt.metadata[key]);
-    return ckpt.metadata[key] !== undefined && ok(v) ? v : fallback;
+    return ckpt.metadata[key] !== undefined && controls.reasonAgainst(field, v) === '' ? v : base[field];
   };
   return {
     ...base,
     hidden: ckpt.sizes.H,
     latent: ckpt.sizes.L,
-    seed: meta('seed', (v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, base.seed),
-    lr: meta('lr', (v) => v > 0 && v <= 1, base.lr),
-    batchSize: meta('batch_size', (v) => Number.isInteger(v) && v >= 1 && v <= 4096, base.batchSize),
+    seed: meta('seed', 'seed'),
+    lr: meta('lr', 'lr'),
+    batchSize: meta('batch_size', 'batchSize'),
   };
 }
 
@@ -512,12 +529,8 @@ el.checkpointFile.addEventListener('change', async () => {
   updateButtons();
   say(`Reading ${file.name}…`);
   try {
-    const ckpt = readCheckpoint(new Uint8Array(await file.arrayBuffer()));
-    const dataset = session?.dataset ?? (await chosenDataset());
-    const D = dataset.rows * dataset.cols;
-    if (ckpt.sizes.D !== D) {
-      throw new Error(`it is for images of ${ckpt.sizes.D} pixels, but ${dataset.name} has ${dataset.rows}×${dataset.cols} = ${D}; choose its dataset first`);
-    }
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const { ckpt, dataset } = await readCheckpoint(bytes, async () => session?.dataset ?? chosenDataset());
     const epoch = epochOf(ckpt);
     session = await createSession(dataset, settingsFor(ckpt), ckpt, epoch);
     await rememberPickedFiles(dataset);
@@ -554,8 +567,11 @@ async function restoreLatest(): Promise<void> {
       if (!files) throw new Error('its dataset files are no longer in browser storage; pick them again, then load a downloaded checkpoint');
       picked = { ...files, dataset: await loadPicked(files.kind, files.files) };
     }
-    const ckpt = readCheckpoint(saved.checkpoint);
-    session = await createSession(await chosenDataset(), saved.settings, ckpt, saved.epoch);
+    const { ckpt, dataset } = await readCheckpoint(saved.checkpoint, chosenDataset);
+    if (ckpt.sizes.H !== saved.settings.hidden || ckpt.sizes.L !== saved.settings.latent) {
+      throw new Error(`its settings (${saved.settings.hidden} hidden units, latent size ${saved.settings.latent}) do not match its checkpoint's ${ckpt.sizes.D}-${ckpt.sizes.H}-${ckpt.sizes.L} model`);
+    }
+    session = await createSession(dataset, saved.settings, ckpt, saved.epoch);
     controls.set({ epochs: saved.settings.epochs });
     chart.data = saved.history;
     chart.setEpochs(saved.settings.epochs);
