@@ -487,6 +487,27 @@ describe('training page (built static site)', () => {
     expect(await storedRun()).toEqual(before);
   });
 
+  it('loading a file to look at it keeps the stored run, and says so; a reload restores that run', async () => {
+    const samples = await canvas('samples');
+    const before = await storedRun();
+    expect(before?.epoch).toBe(3);
+    // Another run's checkpoint: fresh weights, as after one epoch.
+    const layout = arenaLayout({ D: 784, H: 400, L: 20 });
+    writeFileSync(join(work, 'other-run.safetensors'), encodeCheckpoint(layout, { params: initArena(layout, Math.random), step: 64, metadata: { epoch: '1' } }));
+    const message = await loadCheckpointFile(join(work, 'other-run.safetensors'));
+    expect(message).toBe('Loaded other-run.safetensors: a 784-400-20 model after 1 epoch (64 steps). ' +
+      'It is not saved in this browser: storage keeps the run saved after epoch 3 until Continue completes an epoch of this model.');
+    expect(await text('#saved')).toMatch(/^other-run\.safetensors is not saved in this browser: storage keeps the run saved after epoch 3, which a reload restores/);
+    expect(await page.evaluate(() => window.vaePage!.epochsDone)).toBe(1);
+    expect((await canvas('samples')).pixels).not.toEqual(samples.pixels);
+    expect(await storedRun()).toEqual(before);
+
+    await page.reload();
+    await waitReady(3);
+    expect(await text('#message')).toMatch(/^Restored the run saved after epoch 3/);
+    expect((await canvas('samples')).pixels).toEqual(samples.pixels);
+  });
+
   it('a device lost mid-epoch: the page says so and keeps the saved epoch; a reload continues from it', async () => {
     // Keep a handle on every device the page makes, to lose it from outside as a driver reset would.
     const grab = await page.evaluateOnNewDocument(() => {
@@ -527,6 +548,64 @@ describe('training page (built static site)', () => {
     await waitReady(4);
     const test = (await page.evaluate(() => window.vaePage!.lossHistory.test)).filter((_, i) => i % 2 === 1);
     expect(test.at(-1)).toBeLessThan(170);
+  });
+
+  it('asks for persistent storage; a stored record of an older page or a damaged one is reported, and Reset clears it with no model loaded', async () => {
+    // Count the page's requests for persistent storage, and refuse them, as a browser may.
+    const stub = await page.evaluateOnNewDocument(() => {
+      const w = window as unknown as { persistCalls: number };
+      w.persistCalls = 0;
+      navigator.storage.persist = async () => { w.persistCalls++; return false; };
+    });
+    await page.reload();
+    await waitReady(4);
+    expect(await page.evaluate(() => (window as unknown as { persistCalls: number }).persistCalls)).toBe(1);
+    await page.waitForFunction(() => /did not grant persistent storage/.test(document.getElementById('saved')!.textContent!));
+    expect(await text('#saved')).toMatch(/^Restored epoch 4 from this browser's storage\. The browser did not grant persistent storage, so it may clear this when disk space runs low: download checkpoints you want to keep\.$/);
+    await page.removeScriptToEvaluateOnNewDocument(stub.identifier);
+
+    /** Rewrites the stored record in the page (as another version of it, or a damaged disk, would) and reloads. */
+    const rewriteAndReload = async (edit: string) => {
+      await page.evaluate((edit) => new Promise<void>((resolve, reject) => {
+        const open = indexedDB.open('webgpu-vae');
+        open.onsuccess = () => {
+          const store = open.result.transaction('saves', 'readwrite').objectStore('saves');
+          const get = store.get('latest');
+          get.onsuccess = () => {
+            const record = get.result;
+            new Function('record', edit)(record);
+            const put = store.put(record, 'latest');
+            put.onsuccess = () => { open.result.close(); resolve(); };
+            put.onerror = () => reject(put.error);
+          };
+        };
+        open.onerror = () => reject(open.error);
+      }), edit);
+      await page.reload();
+      await page.waitForFunction(() => /cannot be restored/.test(document.getElementById('message')!.textContent!), { timeout: 60_000 });
+      await waitReady(0);
+      expect(await page.$eval('#message', (e) => e.className)).toMatch(/error/);
+      expect(await text('#saved')).toBe('Browser storage holds a run this page cannot restore; Reset deletes it.');
+      expect(await page.$eval('#reset', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
+      expect(await page.$eval('#download', (b) => (b as HTMLButtonElement).disabled)).toBe(true);
+      return text('#message');
+    };
+    // The previous page's format had no version field.
+    expect(await rewriteAndReload('delete record.version;')).toBe('The run saved in this browser cannot be restored: it was saved by an older version ' +
+      'of this page (format 1; this page reads format 2). Reset deletes it; a model you train replaces it after its first epoch.');
+    expect(await rewriteAndReload('record.version = 2; record.history = null;')).toMatch(/^The run saved in this browser cannot be restored: its loss history is damaged\./);
+    expect(await rewriteAndReload('record.history = { train: [], test: [] }; record.checkpoint = record.checkpoint.slice(0, 100);')).toMatch(
+      /^The run saved in this browser cannot be restored: checkpoint is truncated: .*\. Reset deletes it;/);
+    await shot('unrestorable-run', await page.$('#setup'));
+
+    await page.click('#reset');
+    await page.waitForFunction(() => /^Reset: /.test(document.getElementById('message')!.textContent!));
+    await waitReady(0);
+    expect(await storedRun()).toBeNull();
+    await page.reload();
+    await waitReady(0);
+    expect(await text('#message')).toBe('');
+    expect(await text('#start')).toBe('Start');
   });
 
   it('without WebGPU the page says what to do', async () => {

@@ -17,7 +17,7 @@ import { arenaLayout } from '../model/params';
 import { Trainer } from '../model/trainer';
 import { RECON_COUNT, SAMPLE_COUNT, uploadImages, VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
-import { Controls, DEFAULT_SETTINGS, type Settings } from './controls';
+import { Controls, DEFAULT_SETTINGS, SETTING_NAMES, type Settings } from './controls';
 import { describeDataset, limitDataset, loadMnist, loadPicked, type Dataset, type DatasetKind, type PickedFile } from './data';
 import { Explorer } from './explorer';
 import { ProgressView } from './progress';
@@ -26,8 +26,15 @@ import { storage } from './storage';
 /** As the headless CLI's default, so the page and the CLI measure the same schedule. */
 const STEPS_PER_SUBMIT = 16;
 
+/**
+ * The format of SavedRun: raise it whenever the record changes, so a record written by
+ * another version of the page is reported as such instead of being misread.
+ */
+const SAVE_VERSION = 2;
+
 /** The browser-storage record of the latest completed epoch. */
 interface SavedRun {
+  version: typeof SAVE_VERSION;
   checkpoint: Uint8Array;
   settings: Settings;
   datasetKind: DatasetKind;
@@ -38,6 +45,7 @@ interface SavedRun {
 const LATEST = 'latest';
 /** Files picked from disk for the saved run, so a reload can rebuild its dataset. */
 const PICKED_FILES = 'dataset-files';
+const DATASET_KINDS: readonly DatasetKind[] = ['mnist', 'fashion', 'files'];
 
 interface Session {
   dataset: Dataset;
@@ -47,6 +55,8 @@ interface Session {
   inference: Inference;
   /** Completed epochs (a stopped epoch does not count; Start repeats it). */
   epochsDone: number;
+  /** The picked files the dataset came from (null for MNIST), stored beside the run. */
+  files: PickedFile[] | null;
 }
 
 type Phase = 'booting' | 'ready' | 'busy' | 'running' | 'failed';
@@ -76,6 +86,12 @@ let stopRequested = false;
 let resumeTraining: (() => void) | null = null;
 /** Images per second of each completed epoch this page trained. */
 const epochRates: number[] = [];
+/** What browser storage holds: nothing, a run (and the session that saved or restored it), or a record this page could not restore. */
+let stored: { epoch: number; owner: Session } | 'unrestorable' | null = null;
+/** The picked files in storage (null: none; undefined: not known yet). */
+let storedFiles: PickedFile[] | null | undefined;
+/** Whether the browser promised to keep our storage under disk pressure; asked once, when there is first something to keep. */
+let persistence: Promise<boolean> | null = null;
 
 const controls = new Controls(() => updateButtons());
 const chart = new LossChart($<HTMLCanvasElement>('loss-chart'));
@@ -104,7 +120,7 @@ function updateButtons(): void {
   el.pause.disabled = !training;
   el.pause.textContent = paused ? 'Resume' : 'Pause';
   el.stop.disabled = !training;
-  el.reset.disabled = !ready || !session;
+  el.reset.disabled = !ready; // with no model too: it also clears storage, which may hold a run that cannot be restored
   el.download.disabled = !session || phase === 'busy' || phase === 'failed';
   el.checkpointFile.disabled = !ready;
   el.dataset.disabled = el.datasetFiles.disabled = !ready || session !== null;
@@ -255,6 +271,7 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
     if (checkpoint) model.importState(checkpoint);
     const s: Session = {
       dataset, settings, model, epochsDone,
+      files: dataset.kind === 'mnist' ? null : picked!.files, // chosenDataset() made it from `picked`
       trainer: new Trainer(model, { stepsPerSubmit: STEPS_PER_SUBMIT }),
       inference: new Inference(model),
     };
@@ -369,19 +386,15 @@ async function checkpointBytes(s: Session): Promise<Uint8Array> {
   });
 }
 
-/** A reload rebuilds a picked dataset from storage (MNIST comes from the site). */
-async function rememberPickedFiles(dataset: Dataset): Promise<void> {
-  if (dataset.kind === 'mnist' || !picked) return;
-  try {
-    await storage.put(PICKED_FILES, { kind: picked.kind, files: picked.files });
-  } catch (e) {
-    el.saved.textContent = `The dataset files could not be kept in browser storage (${(e as Error).message}): after a reload, pick them again and load a downloaded checkpoint.`;
-  }
-}
-
+/**
+ * Saves the session's latest epoch in browser storage, in place of whatever is there, with the
+ * picked files its dataset came from (a reload rebuilds the dataset from them; MNIST comes from
+ * the site) in the same transaction, so the stored run and its files always belong together.
+ */
 async function saveLatest(s: Session): Promise<void> {
   try {
     const record: SavedRun = {
+      version: SAVE_VERSION,
       checkpoint: await checkpointBytes(s),
       settings: { ...s.settings, epochs: controls.read()?.epochs ?? s.settings.epochs },
       datasetKind: s.dataset.kind,
@@ -389,11 +402,29 @@ async function saveLatest(s: Session): Promise<void> {
       savedAt: Date.now(),
       history: chart.data,
     };
-    await storage.put(LATEST, record);
-    el.saved.textContent = `Epoch ${s.epochsDone} is saved in this browser (${new Date(record.savedAt).toLocaleTimeString()}); it is restored when the page is opened again.`;
+    const records: Record<string, unknown> = { [LATEST]: record };
+    if (s.files !== storedFiles) records[PICKED_FILES] = s.files ? { kind: s.dataset.kind, files: s.files } : undefined;
+    await storage.write(records);
+    const replaced = stored === 'unrestorable' ? ' in place of the record this page could not restore'
+      : stored && stored.owner !== s ? ` in place of the run saved after epoch ${stored.epoch}` : '';
+    stored = { epoch: s.epochsDone, owner: s };
+    storedFiles = s.files;
+    showSaved(`Epoch ${s.epochsDone} is saved in this browser${replaced} (${new Date(record.savedAt).toLocaleTimeString()}); it is restored when the page is opened again.`);
   } catch (e) {
     say(`Could not save the checkpoint in browser storage: ${(e as Error).message}. Download it to keep it.`, 'error');
   }
+}
+
+/** Shows what storage holds, then whether the browser promised to keep it. */
+function showSaved(text: string): void {
+  el.saved.textContent = text;
+  persistence ??= (navigator.storage?.persist?.() ?? Promise.resolve(false)).catch(() => false);
+  void persistence.then((kept) => {
+    if (el.saved.textContent !== text) return; // something newer is shown
+    el.saved.textContent = `${text} ${kept
+      ? 'The browser granted persistent storage: it will not clear this on its own.'
+      : 'The browser did not grant persistent storage, so it may clear this when disk space runs low: download checkpoints you want to keep.'}`;
+  });
 }
 
 el.start.addEventListener('click', async () => {
@@ -408,7 +439,6 @@ el.start.addEventListener('click', async () => {
       say(`Compiling the kernels and uploading ${dataset.name}…`);
       session = await createSession(dataset, settings, null, 0);
       chart.clear();
-      await rememberPickedFiles(dataset);
       showDatasetChoice();
     }
     if (session.epochsDone >= settings.epochs) {
@@ -448,15 +478,22 @@ el.stop.addEventListener('click', () => {
 el.reset.addEventListener('click', async () => {
   if (phase !== 'ready') return;
   phase = 'busy';
+  updateButtons();
   dropSession();
   chart.clear();
   clearCanvas(el.recon);
   clearCanvas(el.samples);
   el.imagesEpoch.textContent = '';
   progress.clear();
-  await Promise.all([storage.remove(LATEST), storage.remove(PICKED_FILES)]).catch(() => {});
-  el.saved.textContent = 'Nothing is saved in this browser.';
-  say('Reset: the model and its saved checkpoint are gone. Change the settings and press Start.');
+  try {
+    await storage.clear();
+    stored = null;
+    storedFiles = null;
+    el.saved.textContent = 'Nothing is saved in this browser.';
+    say('Reset: no model is loaded and nothing is saved in this browser. Change the settings and press Start.');
+  } catch (e) {
+    say(`Reset: the model is gone, but browser storage could not be cleared (${(e as Error).message}); a reload may bring the saved run back.`, 'error');
+  }
   phase = 'ready';
   showDatasetChoice();
 });
@@ -533,13 +570,22 @@ el.checkpointFile.addEventListener('change', async () => {
     const { ckpt, dataset } = await readCheckpoint(bytes, async () => session?.dataset ?? chosenDataset());
     const epoch = epochOf(ckpt);
     session = await createSession(dataset, settingsFor(ckpt), ckpt, epoch);
-    await rememberPickedFiles(dataset);
     chart.clear();
     await session.trainer.testPass();
     await showModel(session);
-    await saveLatest(session);
     showDatasetChoice();
-    say(`Loaded ${file.name}: a ${ckpt.sizes.D}-${ckpt.sizes.H}-${ckpt.sizes.L} model after ${epoch} epochs (${ckpt.step} steps). Continue trains it further.`);
+    const loaded = `Loaded ${file.name}: a ${ckpt.sizes.D}-${ckpt.sizes.H}-${ckpt.sizes.L} model after ${epoch} epoch${epoch === 1 ? '' : 's'} (${ckpt.step} steps).`;
+    if (stored === null) {
+      say(`${loaded} Continue trains it further.`);
+      await saveLatest(session); // into empty storage: nothing is replaced
+    } else {
+      // Opening a file to look at it must not replace the run kept in storage: the loaded model
+      // takes its place only when it completes an epoch, and the page says so.
+      const kept = stored === 'unrestorable' ? 'the record this page could not restore' : `the run saved after epoch ${stored.epoch}`;
+      el.saved.textContent = `${file.name} is not saved in this browser: storage keeps ${kept}` +
+        `${stored === 'unrestorable' ? ' (Reset deletes it)' : ', which a reload restores,'} until this model completes an epoch.`;
+      say(`${loaded} It is not saved in this browser: storage keeps ${kept} until Continue completes an epoch of this model.`);
+    }
   } catch (e) {
     say(`Could not load ${file.name}: ${(e as Error).message}. Nothing was changed.`, 'error');
   } finally {
@@ -549,14 +595,20 @@ el.checkpointFile.addEventListener('change', async () => {
 });
 
 async function restoreLatest(): Promise<void> {
-  let saved: SavedRun | undefined;
+  let record: unknown;
   try {
-    saved = await storage.get<SavedRun>(LATEST);
+    record = await storage.get(LATEST);
   } catch (e) {
     say(`${(e as Error).message}: runs will not be kept across reloads.`, 'error');
     return;
   }
-  if (!saved) return;
+  if (record === undefined) return;
+  const problem = savedRunProblem(record);
+  if (problem) {
+    unrestorable(problem);
+    return;
+  }
+  const saved = record as SavedRun;
   phase = 'busy';
   updateButtons();
   say(`Restoring the run saved after epoch ${saved.epoch} (${new Date(saved.savedAt).toLocaleString()})…`);
@@ -572,20 +624,54 @@ async function restoreLatest(): Promise<void> {
       throw new Error(`its settings (${saved.settings.hidden} hidden units, latent size ${saved.settings.latent}) do not match its checkpoint's ${ckpt.sizes.D}-${ckpt.sizes.H}-${ckpt.sizes.L} model`);
     }
     session = await createSession(dataset, saved.settings, ckpt, saved.epoch);
+    stored = { epoch: saved.epoch, owner: session };
+    storedFiles = session.files;
     controls.set({ epochs: saved.settings.epochs });
     chart.data = saved.history;
     chart.setEpochs(saved.settings.epochs);
     await session.trainer.testPass();
     await showModel(session);
     showDatasetChoice();
-    el.saved.textContent = `Restored epoch ${saved.epoch} from this browser's storage.`;
+    showSaved(`Restored epoch ${saved.epoch} from this browser's storage.`);
     say(`Restored the run saved after epoch ${saved.epoch}. Continue trains further; Reset starts over.`);
   } catch (e) {
-    say(`Could not restore the saved run: ${(e as Error).message}`, 'error');
+    if (!failed()) unrestorable((e as Error).message);
   } finally {
     if (!failed()) phase = 'ready';
     updateButtons();
   }
+}
+
+/** Why a stored record is not a run this page can restore (written by another version of the page, or damaged), or ''. */
+function savedRunProblem(record: unknown): string {
+  if (typeof record !== 'object' || record === null) return 'the record is not a saved run';
+  const r = record as Partial<Record<keyof SavedRun, unknown>>;
+  if (r.version !== SAVE_VERSION) {
+    // Records before the version field are format 1.
+    const version = r.version ?? 1;
+    const which = typeof version === 'number' && version > SAVE_VERSION ? 'a newer' : 'an older';
+    return `it was saved by ${which} version of this page (format ${String(version)}; this page reads format ${SAVE_VERSION})`;
+  }
+  if (!(r.checkpoint instanceof Uint8Array)) return 'its checkpoint is missing';
+  if (!DATASET_KINDS.includes(r.datasetKind as DatasetKind)) return `its dataset kind ${JSON.stringify(r.datasetKind)} is not one this page knows`;
+  if (!Number.isSafeInteger(r.epoch) || (r.epoch as number) < 0) return `its epoch count ${JSON.stringify(r.epoch)} is not a count`;
+  if (typeof r.savedAt !== 'number') return 'its date is missing';
+  const settings = (r.settings ?? {}) as Record<string, unknown>;
+  for (const name of SETTING_NAMES) {
+    const reason = controls.reasonAgainst(name, settings[name]);
+    if (reason) return `its setting ${name} is ${JSON.stringify(settings[name])}, which ${reason}`;
+  }
+  const h = r.history as Partial<LossHistory> | undefined;
+  const points = (a: unknown) => Array.isArray(a) && a.length % 2 === 0 && a.every((v) => typeof v === 'number');
+  if (!points(h?.train) || !points(h?.test)) return 'its loss history is damaged';
+  return '';
+}
+
+/** Says why the stored run cannot be restored, once, at start-up; Reset deletes it, and nothing replaces it unasked. */
+function unrestorable(why: string): void {
+  stored = 'unrestorable';
+  say(`The run saved in this browser cannot be restored: ${why}. Reset deletes it; a model you train replaces it after its first epoch.`, 'error');
+  el.saved.textContent = 'Browser storage holds a run this page cannot restore; Reset deletes it.';
 }
 
 /** The page's state, read-only: for the end-to-end test and the curious (`vaePage` in the console). */
