@@ -11,8 +11,12 @@ import { join } from 'node:path';
 import puppeteer, { type Browser, type BrowserContext, type ElementHandle, type Page } from 'puppeteer';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { decodeCheckpoint } from '../src/model/checkpoint';
-import { arenaLayout } from '../src/model/graph';
+import { once } from 'node:events';
+import { createGzip } from 'node:zlib';
+import { MAX_IDX_FILE_BYTES } from '../src/data/idx';
+import { writeSafetensors } from '../src/io/safetensors';
+import { decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
+import { arenaLayout, initArena } from '../src/model/graph';
 import { launchBrowser } from '../src/node/browser';
 import { mnistDir } from '../src/node/datasets';
 import { projectRoot } from '../src/node/server';
@@ -143,6 +147,46 @@ function idxSlice(file: string, count: number, recordBytes: number, headerBytes:
   return out;
 }
 
+/** The gzip of `n` zero bytes, compressed as it streams (about 1 KB per MB). */
+async function gzipOfZeros(n: number): Promise<Buffer> {
+  const gz = createGzip({ level: 9 });
+  const out: Buffer[] = [];
+  gz.on('data', (c: Buffer) => out.push(c));
+  const ended = once(gz, 'end');
+  const zeros = Buffer.alloc(1 << 20);
+  for (let left = n; left > 0; left -= zeros.length) {
+    if (!gz.write(zeros.subarray(0, Math.min(left, zeros.length)))) await once(gz, 'drain');
+  }
+  gz.end();
+  await ended;
+  return Buffer.concat(out);
+}
+
+/** Picks a checkpoint file and waits for the page's verdict on it. */
+async function loadCheckpointFile(path: string): Promise<string> {
+  const name = path.split('/').pop()!;
+  const input = (await page.$('#checkpoint-file')) as ElementHandle<HTMLInputElement>;
+  await input.uploadFile(path);
+  await page.waitForFunction((n) => new RegExp(`^(Loaded|Could not load) ${n.replace(/\./g, '\\.')}`).test(document.getElementById('message')!.textContent!),
+    { timeout: 120_000 }, name);
+  await waitReady();
+  return text('#message');
+}
+
+/** The run the page keeps in IndexedDB, read from outside the page's code. */
+const storedRun = () => page.evaluate(() => new Promise<{ epoch: number; checkpoint: number[] } | null>((resolve, reject) => {
+  const open = indexedDB.open('webgpu-vae');
+  open.onsuccess = () => {
+    const get = open.result.transaction('saves').objectStore('saves').get('latest');
+    get.onsuccess = () => {
+      open.result.close();
+      resolve(get.result ? { epoch: get.result.epoch, checkpoint: [...(get.result.checkpoint as Uint8Array).subarray(0, 4096)] } : null);
+    };
+    get.onerror = () => reject(get.error);
+  };
+  open.onerror = () => reject(open.error);
+}));
+
 // ---- the tests (in order: they share one page) -------------------------------------------------
 
 describe('training page (built static site)', () => {
@@ -186,6 +230,12 @@ describe('training page (built static site)', () => {
     const status = await text('#dataset-status');
     expect(status).toMatch(/broken-images-idx3-ubyte: truncated: the header declares 78416 bytes in total but the file has only 5000/);
     expect(status).toMatch(/files chosen before are still in use: train-images-idx3-ubyte: 300 training and 100 test images/);
+    // A gzip bomb: a few hundred KB that claim more than any idx file may hold, refused as it inflates.
+    writeFileSync(join(files, 'bomb-images-idx3-ubyte.gz'), await gzipOfZeros(MAX_IDX_FILE_BYTES + 2 ** 20));
+    await input.uploadFile(join(files, 'train-images-idx3-ubyte'), join(files, 'bomb-images-idx3-ubyte.gz'));
+    await page.waitForFunction(() => /bomb/.test(document.getElementById('dataset-status')!.textContent!), { timeout: 60_000 });
+    expect(await text('#dataset-status')).toMatch(/^Not loaded: bomb-images-idx3-ubyte\.gz: decompresses to more than 209715200 bytes; refusing it/);
+    expect(await text('#dataset-status')).toMatch(/files chosen before are still in use: train-images-idx3-ubyte: 300 training/);
     await shot('malformed-dataset', await page.$('#setup'));
     await page.select('#dataset', 'mnist');
   });
@@ -396,6 +446,68 @@ describe('training page (built static site)', () => {
     expect(await page.$eval('#download', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
   });
 
+  it('a checkpoint whose header declares sizes its bytes or this page cannot hold is refused before anything is allocated', async () => {
+    const samples = await canvas('samples');
+    const before = await storedRun();
+    const zeros = (shapes: Record<string, number[]>) => writeSafetensors(Object.fromEntries(Object.entries(shapes).map(
+      ([name, shape]) => [name, { dtype: 'F32' as const, shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) }])));
+    const files = {
+      // 150 bytes whose fc21.weight of 2^31 × 0 takes no bytes but implies a model of 40 GB.
+      'huge-sizes.safetensors': zeros({ 'fc1.weight': [1, 1], 'fc21.weight': [2 ** 31, 0] }),
+      // fc1 and fc21 of a 784-1-1024 model, without the rest of its weights.
+      'thin.safetensors': zeros({ 'fc1.weight': [1, 784], 'fc21.weight': [1024, 1] }),
+      // A whole, valid checkpoint of a 784-1-1025 model: one latent more than the page trains.
+      'latent-1025.safetensors': (() => {
+        const layout = arenaLayout({ D: 784, hidden: [1], L: 1025 });
+        return encodeCheckpoint(layout, { params: initArena(layout, Math.random), step: 0, metadata: {} });
+      })(),
+    };
+    expect(files['huge-sizes.safetensors'].length).toBeLessThan(160);
+    const messages: Record<string, string> = {};
+    const kinds: Record<string, string> = {};
+    for (const [name, bytes] of Object.entries(files)) {
+      writeFileSync(join(work, name), bytes);
+      messages[name] = await loadCheckpointFile(join(work, name));
+      kinds[name] = await page.$eval('#message', (e) => e.className);
+    }
+    console.log(`page, lying checkpoints:\n  ${Object.values(messages).join('\n  ')}`);
+    for (const name of Object.keys(files)) {
+      expect(kinds[name], name).toMatch(/error/);
+      expect(messages[name], name).toMatch(/Nothing was changed\.$/);
+    }
+    expect(messages['huge-sizes.safetensors']).toMatch(
+      /^Could not load huge-sizes\.safetensors: checkpoint tensor "fc21\.weight" is \[2147483648,0\], but its fc1 and heads imply a 1-1-2147483648 model/);
+    expect(messages['thin.safetensors']).toMatch(
+      /^Could not load thin\.safetensors: checkpoint declares a 784-1-1024 model, whose weights take \d+ bytes, but the file holds only \d+/);
+    expect(messages['latent-1025.safetensors']).toMatch(
+      /^Could not load latent-1025\.safetensors: its latent size is 1025, and this page's latent size must be a whole number from 2 to 1024/);
+    // The model, its images and the stored run are as they were.
+    expect(await page.evaluate(() => window.vaePage!.epochsDone)).toBe(3);
+    expect((await canvas('samples')).pixels).toEqual(samples.pixels);
+    expect(await storedRun()).toEqual(before);
+  });
+
+  it('loading a file to look at it keeps the stored run, and says so; a reload restores that run', async () => {
+    const samples = await canvas('samples');
+    const before = await storedRun();
+    expect(before?.epoch).toBe(3);
+    // Another run's checkpoint: fresh weights, as after one epoch.
+    const layout = arenaLayout({ D: 784, hidden: [400], L: 20 });
+    writeFileSync(join(work, 'other-run.safetensors'), encodeCheckpoint(layout, { params: initArena(layout, Math.random), step: 64, metadata: { epoch: '1' } }));
+    const message = await loadCheckpointFile(join(work, 'other-run.safetensors'));
+    expect(message).toBe('Loaded other-run.safetensors: a 784-400-20 model after 1 epoch (64 steps). ' +
+      'It is not saved in this browser: storage keeps the run saved after epoch 3 until Continue completes an epoch of this model.');
+    expect(await text('#saved')).toMatch(/^other-run\.safetensors is not saved in this browser: storage keeps the run saved after epoch 3, which a reload restores/);
+    expect(await page.evaluate(() => window.vaePage!.epochsDone)).toBe(1);
+    expect((await canvas('samples')).pixels).not.toEqual(samples.pixels);
+    expect(await storedRun()).toEqual(before);
+
+    await page.reload();
+    await waitReady(3);
+    expect(await text('#message')).toMatch(/^Restored the run saved after epoch 3/);
+    expect((await canvas('samples')).pixels).toEqual(samples.pixels);
+  });
+
   it('a device lost mid-epoch: the page says so and keeps the saved epoch; a reload continues from it', async () => {
     // Keep a handle on every device the page makes, to lose it from outside as a driver reset would.
     const grab = await page.evaluateOnNewDocument(() => {
@@ -436,6 +548,64 @@ describe('training page (built static site)', () => {
     await waitReady(4);
     const test = (await page.evaluate(() => window.vaePage!.lossHistory.test)).filter((_, i) => i % 2 === 1);
     expect(test.at(-1)).toBeLessThan(170);
+  });
+
+  it('asks for persistent storage; a stored record of an older page or a damaged one is reported, and Reset clears it with no model loaded', async () => {
+    // Count the page's requests for persistent storage, and refuse them, as a browser may.
+    const stub = await page.evaluateOnNewDocument(() => {
+      const w = window as unknown as { persistCalls: number };
+      w.persistCalls = 0;
+      navigator.storage.persist = async () => { w.persistCalls++; return false; };
+    });
+    await page.reload();
+    await waitReady(4);
+    expect(await page.evaluate(() => (window as unknown as { persistCalls: number }).persistCalls)).toBe(1);
+    await page.waitForFunction(() => /did not grant persistent storage/.test(document.getElementById('saved')!.textContent!));
+    expect(await text('#saved')).toMatch(/^Restored epoch 4 from this browser's storage\. The browser did not grant persistent storage, so it may clear this when disk space runs low: download checkpoints you want to keep\.$/);
+    await page.removeScriptToEvaluateOnNewDocument(stub.identifier);
+
+    /** Rewrites the stored record in the page (as another version of it, or a damaged disk, would) and reloads. */
+    const rewriteAndReload = async (edit: string) => {
+      await page.evaluate((edit) => new Promise<void>((resolve, reject) => {
+        const open = indexedDB.open('webgpu-vae');
+        open.onsuccess = () => {
+          const store = open.result.transaction('saves', 'readwrite').objectStore('saves');
+          const get = store.get('latest');
+          get.onsuccess = () => {
+            const record = get.result;
+            new Function('record', edit)(record);
+            const put = store.put(record, 'latest');
+            put.onsuccess = () => { open.result.close(); resolve(); };
+            put.onerror = () => reject(put.error);
+          };
+        };
+        open.onerror = () => reject(open.error);
+      }), edit);
+      await page.reload();
+      await page.waitForFunction(() => /cannot be restored/.test(document.getElementById('message')!.textContent!), { timeout: 60_000 });
+      await waitReady(0);
+      expect(await page.$eval('#message', (e) => e.className)).toMatch(/error/);
+      expect(await text('#saved')).toBe('Browser storage holds a run this page cannot restore; Reset deletes it.');
+      expect(await page.$eval('#reset', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
+      expect(await page.$eval('#download', (b) => (b as HTMLButtonElement).disabled)).toBe(true);
+      return text('#message');
+    };
+    // The previous page's format had no version field.
+    expect(await rewriteAndReload('delete record.version;')).toBe('The run saved in this browser cannot be restored: it was saved by an older version ' +
+      'of this page (format 1; this page reads format 3). Reset deletes it; a model you train replaces it after its first epoch.');
+    expect(await rewriteAndReload('record.version = 3; record.history = null;')).toMatch(/^The run saved in this browser cannot be restored: its loss history is damaged\./);
+    expect(await rewriteAndReload('record.history = { train: [], test: [] }; record.checkpoint = record.checkpoint.slice(0, 100);')).toMatch(
+      /^The run saved in this browser cannot be restored: checkpoint is truncated: .*\. Reset deletes it;/);
+    await shot('unrestorable-run', await page.$('#setup'));
+
+    await page.click('#reset');
+    await page.waitForFunction(() => /^Reset: /.test(document.getElementById('message')!.textContent!));
+    await waitReady(0);
+    expect(await storedRun()).toBeNull();
+    await page.reload();
+    await waitReady(0);
+    expect(await text('#message')).toBe('');
+    expect(await text('#start')).toBe('Start');
   });
 
   it('without WebGPU the page says what to do', async () => {

@@ -3,13 +3,15 @@
  * the input with the reason (and through setCustomValidity for assistive technology), and
  * the page refuses to start until every field is valid.
  */
-import { DEFAULT_SETTINGS as D, SETTING_RANGES as R, type RunSettings } from '../model/settings';
+import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, type RunSettings } from '../model/settings';
 
 export type Settings = RunSettings;
 
-type Parse = (text: string) => number | { reason: string };
+type Reason = { reason: string };
+type Parse<T> = (text: string) => T | Reason;
+const isReason = (v: unknown): v is Reason => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-function integer(min: number, max: number, why = ''): Parse {
+function integer(min: number, max: number, why = ''): Parse<number> {
   return (text) => {
     const v = Number(text);
     if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(v) || v < min || v > max) {
@@ -19,24 +21,29 @@ function integer(min: number, max: number, why = ''): Parse {
   };
 }
 
-// Stricter than the CLI's bound (LR_MAX): in the page a learning rate above 1 is a typo.
-const positive: Parse = (text) => {
-  const v = Number(text);
-  if (text.trim() === '' || !Number.isFinite(v) || v <= 0 || v > 1) return { reason: 'must be a number above 0 and at most 1, e.g. 0.001 or 1e-3' };
-  return v;
+const learningRate: Parse<number> = (text) => {
+  const v = text.trim() === '' ? NaN : Number(text);
+  const reason = lrReason(v);
+  return reason ? { reason } : v;
 };
 
-/** Defaults are the reference program's; ranges are every host's (src/model/settings.ts). */
-const FIELDS: Record<keyof Settings, { parse: Parse; initial: number }> = {
+const widths: Parse<number[]> = (text) => parseHidden(text);
+
+/** Defaults are the reference program's; ranges and parsers are every host's (src/model/settings.ts). */
+const FIELDS: { [K in keyof Settings]: { parse: Parse<Settings[K]>; initial: Settings[K] } } = {
   epochs: { parse: integer(...R.epochs), initial: D.epochs },
   batchSize: { parse: integer(...R.batchSize), initial: D.batchSize },
-  lr: { parse: positive, initial: D.lr },
-  hidden: { parse: integer(...R.hidden), initial: D.hidden },
+  lr: { parse: learningRate, initial: D.lr },
+  hidden: { parse: widths, initial: [...D.hidden] },
   latent: { parse: integer(2, R.latent[1], ' (the explorer needs two axes)'), initial: D.latent },
   seed: { parse: integer(...R.seed), initial: D.seed },
 };
 
-const NAMES = Object.keys(FIELDS) as (keyof Settings)[];
+/** A value as its field shows it ("512,256" for widths). */
+const format = (value: number | readonly number[]) => (Array.isArray(value) ? value.join(',') : String(value));
+
+/** Every settings field, in the page's order. */
+export const SETTING_NAMES = Object.keys(FIELDS) as (keyof Settings)[];
 
 export { DEFAULT_SETTINGS } from '../model/settings';
 
@@ -46,10 +53,10 @@ export class Controls {
 
   /** `onChange` runs after every edit, so the caller can enable or disable Start. */
   constructor(onChange: () => void) {
-    for (const name of NAMES) {
+    for (const name of SETTING_NAMES) {
       this.inputs[name] = document.getElementById(name) as HTMLInputElement;
       this.reasons[name] = document.getElementById(`${name}-reason`)!;
-      this.inputs[name].value = String(FIELDS[name].initial);
+      this.inputs[name].value = format(FIELDS[name].initial);
       this.inputs[name].addEventListener('input', () => {
         this.check(name);
         onChange();
@@ -58,36 +65,49 @@ export class Controls {
   }
 
   /** Marks the field and returns its value, or null when it is invalid. */
-  private check(name: keyof Settings): number | null {
+  private check<K extends keyof Settings>(name: K): Settings[K] | null {
     const input = this.inputs[name];
     const result = FIELDS[name].parse(input.value);
-    const reason = typeof result === 'number' ? '' : result.reason;
+    const reason = isReason(result) ? result.reason : '';
     input.setCustomValidity(reason);
     input.setAttribute('aria-invalid', String(reason !== ''));
     this.reasons[name].textContent = reason;
-    return typeof result === 'number' ? result : null;
+    return isReason(result) ? null : result;
+  }
+
+  /**
+   * Why `value` is not acceptable in the field `name`, or '' when it is: the same ranges
+   * applied to what a checkpoint file or browser storage brings in.
+   */
+  reasonAgainst(name: keyof Settings, value: unknown): string {
+    const wanted = name === 'hidden' ? 'a list of widths' : 'a number';
+    const ok = name === 'hidden' ? Array.isArray(value) && value.every((v) => typeof v === 'number') : typeof value === 'number';
+    if (!ok) return `must be ${wanted}, not ${value === undefined ? 'missing' : JSON.stringify(value)}`;
+    const result = FIELDS[name].parse(format(value as number | number[]));
+    return isReason(result) ? result.reason : '';
   }
 
   get valid(): boolean {
-    return NAMES.every((n) => this.check(n) !== null);
+    return SETTING_NAMES.every((n) => this.check(n) !== null);
   }
 
   /** The settings, or null (with every bad field marked) when any is invalid. */
   read(): Settings | null {
-    const values = {} as Settings;
+    const values: Partial<Record<keyof Settings, unknown>> = {};
     let ok = true;
-    for (const name of NAMES) {
+    for (const name of SETTING_NAMES) {
       const v = this.check(name);
       if (v === null) ok = false;
       else values[name] = v;
     }
-    return ok ? values : null;
+    return ok ? (values as Settings) : null;
   }
 
   set(values: Partial<Settings>): void {
-    for (const name of NAMES) {
-      if (values[name] !== undefined) {
-        this.inputs[name].value = String(values[name]);
+    for (const name of SETTING_NAMES) {
+      const value = values[name];
+      if (value !== undefined) {
+        this.inputs[name].value = format(value);
         this.check(name);
       }
     }
@@ -95,6 +115,6 @@ export class Controls {
 
   /** While a model exists its shape and optimiser are fixed; only the epoch target stays editable. */
   setLocked(locked: boolean): void {
-    for (const name of NAMES) if (name !== 'epochs') this.inputs[name].disabled = locked;
+    for (const name of SETTING_NAMES) if (name !== 'epochs') this.inputs[name].disabled = locked;
   }
 }

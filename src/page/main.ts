@@ -9,24 +9,32 @@
  * stopped, finished or restored run up to it.
  */
 import { adapterName } from '../gpu/adapter';
+import { IdxError, MAX_IDX_FILE_BYTES } from '../data/idx';
 import { Gpu, GpuError, LOST_DEVICE_ADVICE } from '../gpu/device';
-import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, type CheckpointData } from '../model/checkpoint';
+import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
+import { RunGate, runTraining, type EpochReport } from '../model/driver';
 import { Inference } from '../model/inference';
-import { arenaLayout, sizesName } from '../model/graph';
+import { arenaLayout, sameSizes, sizesName } from '../model/graph';
+import { adamAt, STEPS_PER_SUBMIT } from '../model/settings';
 import { Trainer } from '../model/trainer';
 import { RECON_COUNT, SAMPLE_COUNT, uploadImages, VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
-import { Controls, DEFAULT_SETTINGS, type Settings } from './controls';
+import { Controls, DEFAULT_SETTINGS, SETTING_NAMES, type Settings } from './controls';
 import { describeDataset, limitDataset, loadMnist, loadPicked, type Dataset, type DatasetKind, type PickedFile } from './data';
 import { Explorer } from './explorer';
 import { ProgressView } from './progress';
 import { storage } from './storage';
 
-/** As the headless CLI's default, so the page and the CLI measure the same schedule. */
-const STEPS_PER_SUBMIT = 16;
+
+/**
+ * The format of SavedRun: raise it whenever the record changes, so a record written by
+ * another version of the page is reported as such instead of being misread.
+ */
+const SAVE_VERSION = 3; // 3: settings.hidden is a list of widths
 
 /** The browser-storage record of the latest completed epoch. */
 interface SavedRun {
+  version: typeof SAVE_VERSION;
   checkpoint: Uint8Array;
   settings: Settings;
   datasetKind: DatasetKind;
@@ -37,6 +45,7 @@ interface SavedRun {
 const LATEST = 'latest';
 /** Files picked from disk for the saved run, so a reload can rebuild its dataset. */
 const PICKED_FILES = 'dataset-files';
+const DATASET_KINDS: readonly DatasetKind[] = ['mnist', 'fashion', 'files'];
 
 interface Session {
   dataset: Dataset;
@@ -46,6 +55,8 @@ interface Session {
   inference: Inference;
   /** Completed epochs (a stopped epoch does not count; Start repeats it). */
   epochsDone: number;
+  /** The picked files the dataset came from (null for MNIST), stored beside the run. */
+  files: PickedFile[] | null;
 }
 
 type Phase = 'booting' | 'ready' | 'busy' | 'running' | 'failed';
@@ -70,11 +81,18 @@ let session: Session | null = null;
 let phase: Phase = 'booting';
 let picked: { kind: 'fashion' | 'files'; files: PickedFile[]; dataset: Dataset } | null = null;
 let mnist: Promise<Dataset> | null = null;
-let paused = false;
-let stopRequested = false;
-let resumeTraining: (() => void) | null = null;
+/** The running training's pause and stop (null when nothing trains). */
+let gate: RunGate | null = null;
+/** Every epoch this page completed, as the driver reported it (for tests, and the same figures the CLI writes to metrics.jsonl). */
+const epochReports: { epoch: number; trainLoss: number; testLoss: number }[] = [];
 /** Images per second of each completed epoch this page trained. */
 const epochRates: number[] = [];
+/** What browser storage holds: nothing, a run (and the session that saved or restored it), or a record this page could not restore. */
+let stored: { epoch: number; owner: Session } | 'unrestorable' | null = null;
+/** The picked files in storage (null: none; undefined: not known yet). */
+let storedFiles: PickedFile[] | null | undefined;
+/** Whether the browser promised to keep our storage under disk pressure; asked once, when there is first something to keep. */
+let persistence: Promise<boolean> | null = null;
 
 const controls = new Controls(() => updateButtons());
 const chart = new LossChart($<HTMLCanvasElement>('loss-chart'));
@@ -101,9 +119,9 @@ function updateButtons(): void {
   el.start.disabled = !ready || !controls.valid || !datasetChosen;
   el.start.textContent = session ? 'Continue' : 'Start';
   el.pause.disabled = !training;
-  el.pause.textContent = paused ? 'Resume' : 'Pause';
+  el.pause.textContent = gate?.state === 'paused' ? 'Resume' : 'Pause';
   el.stop.disabled = !training;
-  el.reset.disabled = !ready || !session;
+  el.reset.disabled = !ready; // with no model too: it also clears storage, which may hold a run that cannot be restored
   el.download.disabled = !session || phase === 'busy' || phase === 'failed';
   el.checkpointFile.disabled = !ready;
   el.dataset.disabled = el.datasetFiles.disabled = !ready || session !== null;
@@ -153,9 +171,7 @@ function failed(): boolean {
 function fail(e: Error): void {
   if (phase === 'failed') return;
   phase = 'failed';
-  paused = false;
-  stopRequested = true;
-  resumeTraining?.();
+  gate?.stop();
   // The engine's advice (load the checkpoint on a new device) is what a reload does here.
   const what = e.message.replace(` ${LOST_DEVICE_ADVICE}`, '');
   const saved = session?.epochsDone ? `epoch ${session.epochsDone}, saved in this browser, is restored` : 'nothing had been saved yet';
@@ -199,6 +215,8 @@ el.datasetFiles.addEventListener('change', async () => {
   updateButtons();
   el.datasetStatus.textContent = `Reading ${chosen.length} file${chosen.length === 1 ? '' : 's'}…`;
   try {
+    const big = chosen.find((f) => f.size > MAX_IDX_FILE_BYTES);
+    if (big) throw new IdxError(`${big.name}: ${big.size} bytes is more than ${MAX_IDX_FILE_BYTES}; it is not an MNIST-sized idx file`);
     const files = await Promise.all(chosen.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
     const dataset = await loadPicked(kind, files);
     picked = { kind, files, dataset };
@@ -244,14 +262,16 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
     const train = uploadImages(g, 'train', dataset.train.pixels, dataset.train.count);
     const test = uploadImages(g, 'test', dataset.test.pixels, dataset.test.count);
     const model = await VaeModel.create(g, {
-      sizes: { D: dataset.rows * dataset.cols, hidden: [settings.hidden], L: settings.latent },
+      sizes: { D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent },
       batchSize: settings.batchSize,
       seed: settings.seed,
-      adam: { lr: settings.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-    }, train, test);
+      adam: adamAt(settings.lr),
+      train, test,
+    });
     if (checkpoint) model.importState(checkpoint);
     const s: Session = {
       dataset, settings, model, epochsDone,
+      files: dataset.kind === 'mnist' ? null : picked!.files, // chosenDataset() made it from `picked`
       trainer: new Trainer(model, { stepsPerSubmit: STEPS_PER_SUBMIT }),
       inference: new Inference(model),
     };
@@ -273,77 +293,75 @@ function dropSession(): void {
 
 // ---- Training ------------------------------------------------------------------------------
 
-/** Polled by the trainer between submits: true stops; while paused it returns a promise settled on Resume or Stop. */
-function shouldStop(): boolean | Promise<boolean> {
-  if (stopRequested) return true;
-  if (!paused) return false;
-  progress.meter.stop();
-  say('Paused. Resume continues where training stopped; the explorer and Download work meanwhile.');
-  return new Promise((resolve) => {
-    resumeTraining = () => {
-      resumeTraining = null;
-      progress.meter.start();
-      resolve(stopRequested);
-    };
-  });
-}
-
 async function train(s: Session): Promise<void> {
   phase = 'running';
-  paused = false;
-  stopRequested = false;
+  const run = (gate = new RunGate(() => failed(), (paused) => {
+    if (paused) {
+      progress.meter.stop();
+      say('Paused. Resume continues where training stopped; the explorer and Download work meanwhile.');
+    } else {
+      progress.meter.start();
+    }
+    updateButtons();
+  }));
   updateButtons();
   const n = s.dataset.train.count;
   const batches = s.model.trainBatches;
+  const target = () => controls.read()?.epochs ?? s.settings.epochs;
   chart.truncate(s.epochsDone); // a stopped epoch's steps are trained again
   progress.startRun();
-  let stoppedInEpoch = 0;
-  for (;;) {
-    const target = controls.read()?.epochs ?? s.settings.epochs;
-    if (stopRequested || s.epochsDone >= target) break;
-    const epoch = s.epochsDone + 1;
-    chart.setEpochs(target);
-    progress.startEpoch(epoch, target, batches, n);
-    say(`Training epoch ${epoch} of ${target}…`);
-    const result = await s.trainer.trainEpoch(epoch, (l) => {
-      l.losses.forEach((loss, i) => {
-        const batch = l.firstBatch + i;
-        const rows = s.model.rowsOf(batch, n);
-        chart.addTrain(epoch - 1 + (batch + 1) / batches, loss / rows);
-        progress.addBatch(batch, rows);
-      });
-    }, shouldStop);
-    progress.meter.stop();
-    if (!result.completed) {
-      stoppedInEpoch = epoch;
-      break;
+  try {
+    const result = await runTraining(s.trainer, { firstEpoch: s.epochsDone + 1, lastEpoch: target, test: true, images: true }, run, {
+      onEpochStart(epoch, last) {
+        chart.setEpochs(last);
+        progress.startEpoch(epoch, last, batches, n);
+        say(`Training epoch ${epoch} of ${last}…`);
+      },
+      onLosses(l) {
+        l.losses.forEach((loss, i) => {
+          const batch = l.firstBatch + i;
+          const rows = s.model.rowsOf(batch, n);
+          chart.addTrain(l.epoch - 1 + (batch + 1) / batches, loss / rows);
+          progress.addBatch(batch, rows);
+        });
+      },
+      async onEpoch(r) {
+        progress.meter.stop();
+        if (!r.completed) return;
+        s.epochsDone = r.epoch;
+        epochReports.push({ epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test!.loss });
+        progress.testSeconds = r.test!.seconds;
+        chart.addTest(r.epoch, r.test!.loss);
+        await showModel(s, r);
+        await saveLatest(s);
+        // The trainer's own clock over the whole epoch: the figure the headless CLI's epoch time gives too.
+        epochRates.push(n / r.seconds);
+        say(`Epoch ${r.epoch}: training loss ${r.trainLoss.toFixed(2)}, test loss ${r.test!.loss.toFixed(2)} per image; ` +
+          `${Math.round(n / r.seconds).toLocaleString('en')} images/s.`);
+      },
+    });
+    const last = result.epochs.at(-1);
+    if (failed()) return;
+    if (last && !last.completed) {
+      // Show what the partly trained weights do (a display only: noise of epoch 0); storage keeps the last completed epoch.
+      await s.trainer.testPass();
+      await showModel(s);
+      say(`Stopped during epoch ${last.epoch}. Continue repeats it; browser storage holds epoch ${s.epochsDone}.`);
+    } else if (!result.stopped) {
+      progress.finish();
+      say(`Done: ${s.epochsDone} epoch${s.epochsDone === 1 ? '' : 's'}. Raise Epochs and press Continue to train further.`);
     }
-    s.epochsDone = epoch;
-    say(`Epoch ${epoch}: average training loss ${result.averageLoss.toFixed(2)}; testing…`);
-    const test = await s.trainer.testPass();
-    progress.testSeconds = test.seconds;
-    chart.addTest(epoch, test.averageLoss);
-    await showModel(s);
-    await saveLatest(s);
-    // The trainer's own clock over the whole epoch: the figure the headless CLI's epoch time gives too.
-    epochRates.push(n / result.seconds);
-    say(`Epoch ${epoch}: training loss ${result.averageLoss.toFixed(2)}, test loss ${test.averageLoss.toFixed(2)} per image; ` +
-      `${Math.round(n / result.seconds).toLocaleString('en')} images/s.`);
-  }
-  if (stoppedInEpoch) {
-    // Show what the partly trained weights do; storage keeps the last completed epoch.
-    await s.trainer.testPass();
-    await showModel(s);
-    say(`Stopped during epoch ${stoppedInEpoch}. Continue repeats it; browser storage holds epoch ${s.epochsDone}.`);
-  } else if (!stopRequested) {
-    progress.finish();
-    say(`Done: ${s.epochsDone} epoch${s.epochsDone === 1 ? '' : 's'}. Raise Epochs and press Continue to train further.`);
+  } finally {
+    gate = null;
   }
 }
 
-/** Grids from the last test pass and the fixed prior draw, and the explorer, for the current weights. */
-async function showModel(s: Session): Promise<void> {
-  const { recon, samples } = await s.trainer.images();
+/**
+ * Grids from the last test pass and the fixed prior draw (read now, or the ones an epoch's
+ * report brought), and the explorer, for the current weights.
+ */
+async function showModel(s: Session, report?: EpochReport): Promise<void> {
+  const { recon, samples } = report?.images ?? await s.trainer.images();
   const { rows, cols } = s.dataset;
   drawGrid(el.recon, recon, 2 * RECON_COUNT, rows, cols, RECON_COUNT);
   drawGrid(el.samples, samples, SAMPLE_COUNT, rows, cols, 8);
@@ -356,29 +374,20 @@ async function showModel(s: Session): Promise<void> {
 }
 
 async function checkpointBytes(s: Session): Promise<Uint8Array> {
-  const state = await s.model.exportState();
-  return encodeCheckpoint(s.model.layout, {
-    ...state,
-    metadata: {
-      epoch: String(s.epochsDone), seed: String(s.settings.seed), lr: String(s.settings.lr),
-      batch_size: String(s.settings.batchSize), dataset: s.dataset.name,
-    },
+  return encodeRunCheckpoint(s.model.layout, await s.model.exportState(), {
+    epoch: s.epochsDone, seed: s.settings.seed, lr: s.settings.lr, batchSize: s.settings.batchSize, dataset: s.dataset.name,
   });
 }
 
-/** A reload rebuilds a picked dataset from storage (MNIST comes from the site). */
-async function rememberPickedFiles(dataset: Dataset): Promise<void> {
-  if (dataset.kind === 'mnist' || !picked) return;
-  try {
-    await storage.put(PICKED_FILES, { kind: picked.kind, files: picked.files });
-  } catch (e) {
-    el.saved.textContent = `The dataset files could not be kept in browser storage (${(e as Error).message}): after a reload, pick them again and load a downloaded checkpoint.`;
-  }
-}
-
+/**
+ * Saves the session's latest epoch in browser storage, in place of whatever is there, with the
+ * picked files its dataset came from (a reload rebuilds the dataset from them; MNIST comes from
+ * the site) in the same transaction, so the stored run and its files always belong together.
+ */
 async function saveLatest(s: Session): Promise<void> {
   try {
     const record: SavedRun = {
+      version: SAVE_VERSION,
       checkpoint: await checkpointBytes(s),
       settings: { ...s.settings, epochs: controls.read()?.epochs ?? s.settings.epochs },
       datasetKind: s.dataset.kind,
@@ -386,11 +395,29 @@ async function saveLatest(s: Session): Promise<void> {
       savedAt: Date.now(),
       history: chart.data,
     };
-    await storage.put(LATEST, record);
-    el.saved.textContent = `Epoch ${s.epochsDone} is saved in this browser (${new Date(record.savedAt).toLocaleTimeString()}); it is restored when the page is opened again.`;
+    const records: Record<string, unknown> = { [LATEST]: record };
+    if (s.files !== storedFiles) records[PICKED_FILES] = s.files ? { kind: s.dataset.kind, files: s.files } : undefined;
+    await storage.write(records);
+    const replaced = stored === 'unrestorable' ? ' in place of the record this page could not restore'
+      : stored && stored.owner !== s ? ` in place of the run saved after epoch ${stored.epoch}` : '';
+    stored = { epoch: s.epochsDone, owner: s };
+    storedFiles = s.files;
+    showSaved(`Epoch ${s.epochsDone} is saved in this browser${replaced} (${new Date(record.savedAt).toLocaleTimeString()}); it is restored when the page is opened again.`);
   } catch (e) {
     say(`Could not save the checkpoint in browser storage: ${(e as Error).message}. Download it to keep it.`, 'error');
   }
+}
+
+/** Shows what storage holds, then whether the browser promised to keep it. */
+function showSaved(text: string): void {
+  el.saved.textContent = text;
+  persistence ??= (navigator.storage?.persist?.() ?? Promise.resolve(false)).catch(() => false);
+  void persistence.then((kept) => {
+    if (el.saved.textContent !== text) return; // something newer is shown
+    el.saved.textContent = `${text} ${kept
+      ? 'The browser granted persistent storage: it will not clear this on its own.'
+      : 'The browser did not grant persistent storage, so it may clear this when disk space runs low: download checkpoints you want to keep.'}`;
+  });
 }
 
 el.start.addEventListener('click', async () => {
@@ -405,7 +432,6 @@ el.start.addEventListener('click', async () => {
       say(`Compiling the kernels and uploading ${dataset.name}…`);
       session = await createSession(dataset, settings, null, 0);
       chart.clear();
-      await rememberPickedFiles(dataset);
       showDatasetChoice();
     }
     if (session.epochsDone >= settings.epochs) {
@@ -416,75 +442,87 @@ el.start.addEventListener('click', async () => {
   } catch (e) {
     if (!failed()) say(`Training failed: ${(e as Error).message}`, 'error');
   } finally {
-    paused = false;
     if (!failed()) phase = 'ready';
     updateButtons();
   }
 });
 
 el.pause.addEventListener('click', () => {
-  if (phase !== 'running') return;
-  paused = !paused;
-  if (paused) say('Pausing after the steps already queued…');
-  else {
+  if (phase !== 'running' || !gate) return;
+  if (gate.state === 'paused') {
+    gate.resume();
     say('Resumed.');
-    resumeTraining?.();
+  } else {
+    gate.pause();
+    say('Pausing after the steps already queued…');
   }
   updateButtons();
 });
 
 el.stop.addEventListener('click', () => {
-  if (phase !== 'running') return;
-  stopRequested = true;
-  paused = false;
+  if (phase !== 'running' || !gate) return;
+  gate.stop();
   say('Stopping after the steps already queued…');
-  resumeTraining?.();
   updateButtons();
 });
 
 el.reset.addEventListener('click', async () => {
   if (phase !== 'ready') return;
   phase = 'busy';
+  updateButtons();
   dropSession();
   chart.clear();
   clearCanvas(el.recon);
   clearCanvas(el.samples);
   el.imagesEpoch.textContent = '';
   progress.clear();
-  await Promise.all([storage.remove(LATEST), storage.remove(PICKED_FILES)]).catch(() => {});
-  el.saved.textContent = 'Nothing is saved in this browser.';
-  say('Reset: the model and its saved checkpoint are gone. Change the settings and press Start.');
+  try {
+    await storage.clear();
+    stored = null;
+    storedFiles = null;
+    el.saved.textContent = 'Nothing is saved in this browser.';
+    say('Reset: no model is loaded and nothing is saved in this browser. Change the settings and press Start.');
+  } catch (e) {
+    say(`Reset: the model is gone, but browser storage could not be cleared (${(e as Error).message}); a reload may bring the saved run back.`, 'error');
+  }
   phase = 'ready';
   showDatasetChoice();
 });
 
 // ---- Checkpoints: download, load from a file, restore on reload ------------------------------
 
-/** Checks the whole file before anything changes: the sizes come from its tensors. */
-function readCheckpoint(bytes: Uint8Array): CheckpointData {
-  return decodeCheckpoint(bytes, arenaLayout(checkpointSizes(bytes).sizes));
+/**
+ * A checkpoint file and the dataset it trains on, checked before anything is allocated for
+ * the file: the sizes its header declares against the bytes it holds (checkpointSizes) and
+ * this page's ranges (the settings fields'), then against the dataset, then its tensors.
+ */
+async function readCheckpoint(bytes: Uint8Array, dataset: () => Promise<Dataset>): Promise<{ ckpt: CheckpointData; dataset: Dataset }> {
+  const { sizes } = checkpointSizes(bytes);
+  for (const [field, what, value] of [['hidden', 'hidden widths', sizes.hidden], ['latent', 'latent size', sizes.L]] as const) {
+    const reason = controls.reasonAgainst(field, value);
+    if (reason) throw new Error(`its ${what} ${Array.isArray(value) ? 'are' : 'is'} ${value}, and this page's ${what} ${reason}`);
+  }
+  const d = await dataset();
+  const D = d.rows * d.cols;
+  if (sizes.D !== D) {
+    throw new Error(`it is for images of ${sizes.D} pixels, but ${d.name} has ${d.rows}×${d.cols} = ${D}; choose its dataset first`);
+  }
+  return { ckpt: decodeCheckpoint(bytes, arenaLayout(sizes)), dataset: d };
 }
 
-/** Settings for a loaded checkpoint: its sizes, and its optimiser settings when it names them. */
+/** Settings for a loaded checkpoint: its sizes, and its optimiser settings when it names them within the page's ranges. */
 function settingsFor(ckpt: CheckpointData): Settings {
   const base = controls.read() ?? DEFAULT_SETTINGS;
-  const meta = (key: string, ok: (v: number) => boolean, fallback: number) => {
-    const v = Number(ckpt.metadata[key]);
-    return ckpt.metadata[key] !== undefined && ok(v) ? v : fallback;
+  const run = readRunMetadata(ckpt.metadata);
+  const pick = (field: 'seed' | 'lr' | 'batchSize') => {
+    const v = run[field];
+    return v !== undefined && controls.reasonAgainst(field, v) === '' ? v : base[field];
   };
-  return {
-    ...base,
-    hidden: ckpt.sizes.hidden[0],
-    latent: ckpt.sizes.L,
-    seed: meta('seed', (v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, base.seed),
-    lr: meta('lr', (v) => v > 0 && v <= 1, base.lr),
-    batchSize: meta('batch_size', (v) => Number.isInteger(v) && v >= 1 && v <= 4096, base.batchSize),
-  };
+  return { ...base, hidden: [...ckpt.sizes.hidden], latent: ckpt.sizes.L, seed: pick('seed'), lr: pick('lr'), batchSize: pick('batchSize') };
 }
 
 function epochOf(ckpt: CheckpointData): number {
-  const e = Number(ckpt.metadata.epoch);
-  return Number.isSafeInteger(e) && e >= 0 ? e : 0;
+  return readRunMetadata(ckpt.metadata).epoch;
 }
 
 el.download.addEventListener('click', async () => {
@@ -511,21 +549,26 @@ el.checkpointFile.addEventListener('change', async () => {
   updateButtons();
   say(`Reading ${file.name}…`);
   try {
-    const ckpt = readCheckpoint(new Uint8Array(await file.arrayBuffer()));
-    const dataset = session?.dataset ?? (await chosenDataset());
-    const D = dataset.rows * dataset.cols;
-    if (ckpt.sizes.D !== D) {
-      throw new Error(`it is for images of ${ckpt.sizes.D} pixels, but ${dataset.name} has ${dataset.rows}×${dataset.cols} = ${D}; choose its dataset first`);
-    }
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const { ckpt, dataset } = await readCheckpoint(bytes, async () => session?.dataset ?? chosenDataset());
     const epoch = epochOf(ckpt);
     session = await createSession(dataset, settingsFor(ckpt), ckpt, epoch);
-    await rememberPickedFiles(dataset);
     chart.clear();
     await session.trainer.testPass();
     await showModel(session);
-    await saveLatest(session);
     showDatasetChoice();
-    say(`Loaded ${file.name}: a ${sizesName(ckpt.sizes)} model after ${epoch} epochs (${ckpt.step} steps). Continue trains it further.`);
+    const loaded = `Loaded ${file.name}: a ${sizesName(ckpt.sizes)} model after ${epoch} epoch${epoch === 1 ? '' : 's'} (${ckpt.step} steps).`;
+    if (stored === null) {
+      say(`${loaded} Continue trains it further.`);
+      await saveLatest(session); // into empty storage: nothing is replaced
+    } else {
+      // Opening a file to look at it must not replace the run kept in storage: the loaded model
+      // takes its place only when it completes an epoch, and the page says so.
+      const kept = stored === 'unrestorable' ? 'the record this page could not restore' : `the run saved after epoch ${stored.epoch}`;
+      el.saved.textContent = `${file.name} is not saved in this browser: storage keeps ${kept}` +
+        `${stored === 'unrestorable' ? ' (Reset deletes it)' : ', which a reload restores,'} until this model completes an epoch.`;
+      say(`${loaded} It is not saved in this browser: storage keeps ${kept} until Continue completes an epoch of this model.`);
+    }
   } catch (e) {
     say(`Could not load ${file.name}: ${(e as Error).message}. Nothing was changed.`, 'error');
   } finally {
@@ -535,14 +578,20 @@ el.checkpointFile.addEventListener('change', async () => {
 });
 
 async function restoreLatest(): Promise<void> {
-  let saved: SavedRun | undefined;
+  let record: unknown;
   try {
-    saved = await storage.get<SavedRun>(LATEST);
+    record = await storage.get(LATEST);
   } catch (e) {
     say(`${(e as Error).message}: runs will not be kept across reloads.`, 'error');
     return;
   }
-  if (!saved) return;
+  if (record === undefined) return;
+  const problem = savedRunProblem(record);
+  if (problem) {
+    unrestorable(problem);
+    return;
+  }
+  const saved = record as SavedRun;
   phase = 'busy';
   updateButtons();
   say(`Restoring the run saved after epoch ${saved.epoch} (${new Date(saved.savedAt).toLocaleString()})…`);
@@ -553,22 +602,59 @@ async function restoreLatest(): Promise<void> {
       if (!files) throw new Error('its dataset files are no longer in browser storage; pick them again, then load a downloaded checkpoint');
       picked = { ...files, dataset: await loadPicked(files.kind, files.files) };
     }
-    const ckpt = readCheckpoint(saved.checkpoint);
-    session = await createSession(await chosenDataset(), saved.settings, ckpt, saved.epoch);
+    const { ckpt, dataset } = await readCheckpoint(saved.checkpoint, chosenDataset);
+    if (!sameSizes(ckpt.sizes, { D: ckpt.sizes.D, hidden: saved.settings.hidden, L: saved.settings.latent })) {
+      throw new Error(`its settings (hidden widths ${saved.settings.hidden}, latent size ${saved.settings.latent}) do not match its checkpoint's ${sizesName(ckpt.sizes)} model`);
+    }
+    session = await createSession(dataset, saved.settings, ckpt, saved.epoch);
+    stored = { epoch: saved.epoch, owner: session };
+    storedFiles = session.files;
     controls.set({ epochs: saved.settings.epochs });
     chart.data = saved.history;
     chart.setEpochs(saved.settings.epochs);
     await session.trainer.testPass();
     await showModel(session);
     showDatasetChoice();
-    el.saved.textContent = `Restored epoch ${saved.epoch} from this browser's storage.`;
+    showSaved(`Restored epoch ${saved.epoch} from this browser's storage.`);
     say(`Restored the run saved after epoch ${saved.epoch}. Continue trains further; Reset starts over.`);
   } catch (e) {
-    say(`Could not restore the saved run: ${(e as Error).message}`, 'error');
+    if (!failed()) unrestorable((e as Error).message);
   } finally {
     if (!failed()) phase = 'ready';
     updateButtons();
   }
+}
+
+/** Why a stored record is not a run this page can restore (written by another version of the page, or damaged), or ''. */
+function savedRunProblem(record: unknown): string {
+  if (typeof record !== 'object' || record === null) return 'the record is not a saved run';
+  const r = record as Partial<Record<keyof SavedRun, unknown>>;
+  if (r.version !== SAVE_VERSION) {
+    // Records before the version field are format 1.
+    const version = r.version ?? 1;
+    const which = typeof version === 'number' && version > SAVE_VERSION ? 'a newer' : 'an older';
+    return `it was saved by ${which} version of this page (format ${String(version)}; this page reads format ${SAVE_VERSION})`;
+  }
+  if (!(r.checkpoint instanceof Uint8Array)) return 'its checkpoint is missing';
+  if (!DATASET_KINDS.includes(r.datasetKind as DatasetKind)) return `its dataset kind ${JSON.stringify(r.datasetKind)} is not one this page knows`;
+  if (!Number.isSafeInteger(r.epoch) || (r.epoch as number) < 0) return `its epoch count ${JSON.stringify(r.epoch)} is not a count`;
+  if (typeof r.savedAt !== 'number') return 'its date is missing';
+  const settings = (r.settings ?? {}) as Record<string, unknown>;
+  for (const name of SETTING_NAMES) {
+    const reason = controls.reasonAgainst(name, settings[name]);
+    if (reason) return `its setting ${name} is ${JSON.stringify(settings[name])}, which ${reason}`;
+  }
+  const h = r.history as Partial<LossHistory> | undefined;
+  const points = (a: unknown) => Array.isArray(a) && a.length % 2 === 0 && a.every((v) => typeof v === 'number');
+  if (!points(h?.train) || !points(h?.test)) return 'its loss history is damaged';
+  return '';
+}
+
+/** Says why the stored run cannot be restored, once, at start-up; Reset deletes it, and nothing replaces it unasked. */
+function unrestorable(why: string): void {
+  stored = 'unrestorable';
+  say(`The run saved in this browser cannot be restored: ${why}. Reset deletes it; a model you train replaces it after its first epoch.`, 'error');
+  el.saved.textContent = 'Browser storage holds a run this page cannot restore; Reset deletes it.';
 }
 
 /** The page's state, read-only: for the end-to-end test and the curious (`vaePage` in the console). */
@@ -580,8 +666,10 @@ export interface PageState {
   readonly imagesPerSecond: number;
   /** Images per second of each epoch completed since the page loaded, by the trainer's clock. */
   readonly epochRates: number[];
-  /** GPU submits of the current model's trainer. */
+  /** GPU submits of the page's runtime, as it counts them at queue.submit. */
   readonly submits: number;
+  /** Every epoch completed since the page loaded: the driver's train and test losses. */
+  readonly epochReports: { epoch: number; trainLoss: number; testLoss: number }[];
   readonly lossHistory: LossHistory;
 }
 
@@ -596,7 +684,8 @@ window.vaePage = {
   get epochsDone() { return session?.epochsDone ?? 0; },
   get imagesPerSecond() { return progress.meter.rate; },
   get epochRates() { return [...epochRates]; },
-  get submits() { return session?.trainer.counters.submits ?? 0; },
+  get submits() { return gpu?.counters().submits ?? 0; },
+  get epochReports() { return [...epochReports]; },
   get lossHistory() { return chart.data; },
 };
 

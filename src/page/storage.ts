@@ -18,13 +18,14 @@ function open(): Promise<IDBDatabase> {
   return opened;
 }
 
-async function transact<T>(mode: IDBTransactionMode, body: (store: IDBObjectStore) => IDBRequest): Promise<T> {
+/** Runs `body`'s requests in one transaction: all of them are stored, or none. */
+async function transact<T>(mode: IDBTransactionMode, body: (store: IDBObjectStore) => IDBRequest | void): Promise<T> {
   const db = await open();
   return new Promise((resolve, reject) => {
     const tx = db.transaction(STORE, mode);
     const request = body(tx.objectStore(STORE));
     // Resolve on commit, not on the request's success: only then is the record on disk.
-    tx.oncomplete = () => resolve(request.result as T);
+    tx.oncomplete = () => resolve(request?.result as T);
     tx.onerror = () => reject(new Error(`browser storage: ${tx.error?.message ?? 'transaction failed'}`));
     tx.onabort = () => reject(new Error(`browser storage: ${tx.error?.message ?? 'transaction aborted'} (is the disk or quota full?)`));
   });
@@ -32,6 +33,13 @@ async function transact<T>(mode: IDBTransactionMode, body: (store: IDBObjectStor
 
 export const storage = {
   get: <T>(key: string) => transact<T | undefined>('readonly', (s) => s.get(key)),
-  put: (key: string, value: unknown) => transact<IDBValidKey>('readwrite', (s) => s.put(value, key)).then(() => {}),
-  remove: (key: string) => transact<undefined>('readwrite', (s) => s.delete(key)),
+  /** Puts each record, deleting those given as undefined, in one transaction. */
+  write: (records: Record<string, unknown>) => transact<void>('readwrite', (s) => {
+    for (const [key, value] of Object.entries(records)) {
+      if (value === undefined) s.delete(key);
+      else s.put(value, key);
+    }
+  }),
+  /** Deletes every record. */
+  clear: () => transact<void>('readwrite', (s) => { s.clear(); }),
 };
