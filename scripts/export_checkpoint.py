@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from load_checkpoint import OPT_PREFIXES, PARAM_NAMES  # noqa: E402
+from load_checkpoint import OPT_PREFIXES, param_names  # noqa: E402
 
 FORMAT = "webgpu-vae/1"  # src/model/checkpoint.ts CHECKPOINT_FORMAT
 
@@ -64,21 +64,30 @@ def write_safetensors(path, tensors, metadata):
     os.replace(tmp, path)
 
 
+def encoder_depth(model_state):
+    """How many encoder layers fc1..fcn come before the heads fc(n+1)1 / fc(n+1)2 (1 for the example)."""
+    for n in range(1, 65):
+        if "fc%d1.weight" % (n + 1) in model_state and "fc%d.weight" % (n + 1) not in model_state:
+            return n
+    raise ValueError("not a VAE state_dict of the engine's family: no heads fc<n>1 / fc<n>2 after fc1 ... fc<n-1>")
+
+
 def engine_tensors(model_state, optimizer_state=None):
     """({name: float32 array}, step) in the engine's layout from PyTorch state dicts."""
-    missing = [n for n in PARAM_NAMES if n not in model_state]
-    extra = [n for n in model_state if n not in PARAM_NAMES]
+    names = param_names(encoder_depth(model_state))
+    missing = [n for n in names if n not in model_state]
+    extra = [n for n in model_state if n not in names]
     if missing or extra:
         raise ValueError("not the reference VAE's state_dict: missing %s, unexpected %s" % (missing, extra))
-    tensors = {n: model_state[n].detach().cpu().float().numpy() for n in PARAM_NAMES}
+    tensors = {n: model_state[n].detach().cpu().float().numpy() for n in names}
     step = 0
     if optimizer_state is not None:
         groups = optimizer_state["param_groups"]
         if len(groups) != 1 or groups[0].get("weight_decay", 0) != 0 or groups[0].get("amsgrad", False):
             raise ValueError("the engine's Adam has one parameter group, no weight decay and no amsgrad")
         order = groups[0]["params"]  # state keys, in model.parameters() order
-        if len(order) != len(PARAM_NAMES):
-            raise ValueError("optimizer has %d parameters, the VAE %d" % (len(order), len(PARAM_NAMES)))
+        if len(order) != len(names):
+            raise ValueError("optimizer has %d parameters, the VAE %d" % (len(order), len(names)))
         states = [optimizer_state["state"].get(key) for key in order]
         if all(s is None for s in states):
             return tensors, 0  # an optimizer that never stepped
@@ -88,7 +97,7 @@ def engine_tensors(model_state, optimizer_state=None):
         if len(steps) != 1:
             raise ValueError("Adam step counts differ between tensors (%s); the engine keeps one" % sorted(steps))
         step = steps.pop()
-        for name, s in zip(PARAM_NAMES, states):
+        for name, s in zip(names, states):
             tensors[OPT_PREFIXES[0] + name] = s["exp_avg"].detach().cpu().float().numpy()
             tensors[OPT_PREFIXES[1] + name] = s["exp_avg_sq"].detach().cpu().float().numpy()
     return tensors, step
@@ -97,8 +106,10 @@ def engine_tensors(model_state, optimizer_state=None):
 def export(path, model_state, optimizer_state=None, epoch=0, seed=1, extra_metadata=None):
     """Writes the engine checkpoint; returns the metadata written."""
     tensors, step = engine_tensors(model_state, optimizer_state)
-    hidden, input_dim = tensors["fc1.weight"].shape
-    latent = tensors["fc21.weight"].shape[0]
+    depth = encoder_depth(model_state)
+    input_dim = tensors["fc1.weight"].shape[1]
+    hidden = ",".join(str(tensors["fc%d.weight" % (i + 1)].shape[0]) for i in range(depth))
+    latent = tensors["fc%d1.weight" % (depth + 1)].shape[0]
     metadata = dict(extra_metadata or {})
     metadata.update({
         "format": FORMAT, "input_dim": input_dim, "hidden_dim": hidden, "latent_dim": latent,

@@ -11,7 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { parseOptions, train as trainInProcess, type TrainOptions } from '../src/cli/train';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors';
-import { decodeCheckpoint } from '../src/model/checkpoint';
+import { checkpointSizes, decodeCheckpoint } from '../src/model/checkpoint';
 import { arenaLayout } from '../src/model/graph';
 import { tempDir, train, tsx } from './cli';
 
@@ -331,5 +331,23 @@ describe('scripts/export_checkpoint.py', () => {
       const ckpt = decodeCheckpoint(readFileSync(join(dir, `${name}.safetensors`)), layout);
       expect([ckpt.step, ckpt.metadata.epoch, ckpt.m !== undefined], name).toEqual([step, epoch, hasAdam]);
     }
+  });
+
+  it('exports a deeper MLP VAE (fc1, fc2, fc31/fc32, fc4…fc6) that the engine reads as 784-32-16-4', () => {
+    const dir = tempDir();
+    const made = python(['-c', [
+      'import sys, torch',
+      'sys.path.insert(0, "scripts")',
+      'from load_checkpoint import VAE',
+      'torch.manual_seed(0)',
+      'torch.save(VAE(784, [32, 16], 4).state_dict(), sys.argv[1] + "/deep.pt")',
+    ].join('\n'), dir]);
+    expect(made.status, made.stderr).toBe(0);
+    const r = python(['scripts/export_checkpoint.py', join(dir, 'deep.pt'), join(dir, 'deep.safetensors')]);
+    expect(r.status, r.stderr).toBe(0);
+    const bytes = readFileSync(join(dir, 'deep.safetensors'));
+    const { sizes, metadata } = checkpointSizes(bytes);
+    expect([sizes, metadata.hidden_dim]).toEqual([{ D: 784, hidden: [32, 16], L: 4 }, '32,16']);
+    expect(decodeCheckpoint(bytes, arenaLayout(sizes)).params.length).toBe(arenaLayout(sizes).length);
   });
 });
