@@ -289,7 +289,7 @@ describe('refusing bad checkpoints', () => {
     expect(m('infiniteFirstMoment')).toMatch(/"optimizer.exp_avg.fc3.bias" holds a non-finite value/);
     expect(m('badStep')).toMatch(/step "-3" is not a step count/);
     expect(m('stepPastU32')).toMatch(/step "4294967296" is not a step count \(an integer from 0 to 4294967295\)/);
-    expect(m('badEpoch')).toMatch(/metadata "epoch" is "ten"/);
+    expect(m('badEpoch')).toMatch(/metadata epoch "ten" is not an epoch count/);
     expect(r.staticLoad).toMatchObject({ code: 'checkpoint' });
     expect(r.implied.zeroWidthFc21).toMatchObject({
       code: 'checkpoint', message: expect.stringMatching(/^VAE\.load: checkpoint tensor "fc21\.weight" is \[2147483648,0\], but its fc1 and heads imply a 1-1-2147483648 model/),

@@ -19,7 +19,7 @@ import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { GpuError } from '../gpu/device';
 import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
-import { adamAt, DEFAULT_SETTINGS, LR_MAX, MAX_DEPTH, STEPS_PER_SUBMIT } from '../model/settings';
+import { adamAt, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
 import { arenaLayout, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/graph';
 import { normals } from '../reference/philox';
 import { fromEngineError, VaeError } from './errors';
@@ -87,7 +87,6 @@ export interface SaveOptions {
 
 const ADAM_DEFAULTS = adamAt(DEFAULT_SETTINGS.lr);
 const DEFAULT_BATCH = DEFAULT_SETTINGS.batchSize;
-const MAX_SIZE = 65536;
 
 /** Serializes GPU work that shares buffers (the inference buffers, a reconfiguration). */
 class Lock {
@@ -122,7 +121,7 @@ function hiddenOption(value: unknown): number[] {
   if (list.length < 1 || list.length > MAX_DEPTH) {
     throw new VaeError('invalid-option', `hiddenSize must be a width or a list of 1 to ${MAX_DEPTH} widths, got ${JSON.stringify(value)}`);
   }
-  return list.map((h, i) => integerOption(Array.isArray(value) ? `hiddenSize[${i}]` : 'hiddenSize', h, 0, 1, MAX_SIZE));
+  return list.map((h, i) => integerOption(Array.isArray(value) ? `hiddenSize[${i}]` : 'hiddenSize', h, 0, ...SETTING_RANGES.hidden));
 }
 
 /** A checkpoint's run metadata, as a `checkpoint` VaeError when it is malformed. */
@@ -187,11 +186,11 @@ export class VAE {
    */
   static async create(options: VAEOptions = {}): Promise<VAE> {
     const sizes: VaeSizes = {
-      D: integerOption('inputSize', options.inputSize, REFERENCE_SIZES.D, 1, MAX_SIZE),
+      D: integerOption('inputSize', options.inputSize, REFERENCE_SIZES.D, 1, INPUT_SIZE_MAX),
       hidden: hiddenOption(options.hiddenSize),
-      L: integerOption('latentSize', options.latentSize, REFERENCE_SIZES.L, 1, MAX_SIZE),
+      L: integerOption('latentSize', options.latentSize, REFERENCE_SIZES.L, ...SETTING_RANGES.latent),
     };
-    const seed = integerOption('seed', options.seed, 1, 0, 0xffffffff);
+    const seed = integerOption('seed', options.seed, DEFAULT_SETTINGS.seed, ...SETTING_RANGES.seed);
     if (options.device !== undefined && typeof (options.device as Partial<GPUDevice>)?.createBuffer !== 'function') {
       throw new VaeError('invalid-option', 'device must be a GPUDevice (from adapter.requestDevice())');
     }
@@ -293,10 +292,10 @@ export class VAE {
       throw new VaeError('busy', `${context}: another fit() is running or paused on this model: await it or stop() it first`);
     }
     try {
-      const epochs = integerOption('epochs', options.epochs, 1, 1, 1_000_000);
+      const epochs = integerOption('epochs', options.epochs, 1, ...SETTING_RANGES.epochs);
       const train = imagesAsBytes(images, this.inputSize, 'images');
       const test = options.testImages === undefined ? undefined : imagesAsBytes(options.testImages, this.inputSize, 'testImages');
-      const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, 1, 4096), train.count);
+      const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, ...SETTING_RANGES.batchSize), train.count);
       const [beta1, beta2] = options.betas ?? [ADAM_DEFAULTS.beta1, ADAM_DEFAULTS.beta2];
       const adam = {
         lr: numberOption('lr', options.lr, ADAM_DEFAULTS.lr, 0, LR_MAX),
@@ -361,7 +360,7 @@ export class VAE {
     return this.guarded('VAE.evaluate', async () => {
       this.assertNotTraining('evaluate');
       const test = imagesAsBytes(images, this.inputSize, 'images');
-      const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, 1, 4096), test.count);
+      const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, ...SETTING_RANGES.batchSize), test.count);
       this.checkDatasetSize(test.bytes, 'images');
       return this.lock.run(async () => {
         await this.runtime.configure({ batchSize, adam: this.runtime.model.config.adam, test });

@@ -3,7 +3,7 @@
  * counts the run can carry on from, and a seed, learning rate or dataset other than the one it
  * was trained with is said out loud (it is allowed: fine-tuning at a lower rate, say).
  */
-import { SETTING_RANGES } from '../model/settings';
+import { readRunMetadata } from '../model/checkpoint';
 
 /** The GPU keeps Adam's step count as a u32 (the trainer's state buffer): past this it would wrap. */
 const MAX_STEP = 0xffffffff;
@@ -29,16 +29,13 @@ const datasetFlag = (dataset: string) => (dataset === 'mnist' || dataset === 'fa
  */
 export function checkResume(file: string, checkpoint: { metadata: Record<string, string>; step: number }, run: ResumeRun): { epoch: number; warnings: string[] } {
   const { metadata, step } = checkpoint;
-  const epochText = metadata.epoch ?? '0';
-  const epoch = Number(epochText);
-  const maxEpoch = SETTING_RANGES.epochs[1];
-  if (!/^\d+$/.test(epochText) || epoch > maxEpoch) {
-    throw new Error(`${file}: checkpoint metadata epoch "${epochText}" is not an epoch count (an integer from 0 to ${maxEpoch}); the file was not written by this program, or was edited`);
+  let was: ReturnType<typeof readRunMetadata>;
+  try {
+    was = readRunMetadata(metadata);
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`, { cause: e });
   }
-  // decodeCheckpoint refuses this too; repeated so that the wrap the CLI must prevent is checked where it is prevented.
-  if (step > MAX_STEP) {
-    throw new Error(`${file}: checkpoint metadata step "${step}" is not a step count (an integer from 0 to ${MAX_STEP})`);
-  }
+  const { epoch } = was;
   const batches = Math.ceil(run.trainCount / run.batchSize);
   const lastStep = step + Math.max(0, run.epochs - epoch) * batches;
   if (lastStep > MAX_STEP) {
@@ -48,12 +45,12 @@ export function checkResume(file: string, checkpoint: { metadata: Record<string,
   const warnings: string[] = [];
   const warn = (was: string, is: string, why: string) =>
     warnings.push(`warning: ${file} was trained with ${was}; this run uses ${is}${why} (pass ${was} to continue it as it was)`);
-  if (metadata.seed !== undefined && metadata.seed !== String(run.seed)) {
-    warn(`--seed ${metadata.seed}`, `--seed ${run.seed}`, ', so its shuffles and noise differ from the original run\'s');
+  if (was.seed !== undefined && was.seed !== run.seed) {
+    warn(`--seed ${was.seed}`, `--seed ${run.seed}`, ', so its shuffles and noise differ from the original run\'s');
   }
-  if (metadata.lr !== undefined && Number(metadata.lr) !== run.lr) warn(`--lr ${metadata.lr}`, `--lr ${run.lr}`, '');
-  if (metadata.dataset !== undefined && metadata.dataset !== run.dataset) {
-    warn(datasetFlag(metadata.dataset), datasetFlag(run.dataset), '');
+  if (was.lr !== undefined && was.lr !== run.lr) warn(`--lr ${was.lr}`, `--lr ${run.lr}`, '');
+  if (was.dataset !== undefined && was.dataset !== run.dataset) {
+    warn(datasetFlag(was.dataset), datasetFlag(run.dataset), '');
   }
   // Every epoch of one run takes the same number of steps; when the count does not fit, the
   // checkpoint came from other batch sizes or image counts (or was saved mid-epoch): allowed, but said.

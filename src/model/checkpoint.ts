@@ -5,6 +5,7 @@
  * Adam moments and the step count travel too, so a run resumes exactly.
  */
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
+import { SETTING_RANGES } from './settings';
 import { arenaLayout, impliedSizes, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
@@ -203,24 +204,25 @@ export function encodeRunCheckpoint(
  * none; its epoch is 0), present ones must be what the writer writes. Throws SafetensorsError.
  */
 export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetadata, 'seed' | 'extra'> & { seed?: number } {
-  const integer = (key: string, max: number): number | undefined => {
+  const integer = (key: string, what: string, max: number): number | undefined => {
     const text = metadata[key];
     if (text === undefined) return undefined;
     if (!/^\d+$/.test(text) || Number(text) > max) {
-      throw new SafetensorsError(`checkpoint metadata "${key}" is "${text}", not an integer from 0 to ${max}: the file was not written by webgpu-vae, or was edited`);
+      throw new SafetensorsError(
+        `checkpoint metadata ${key} "${text}" is not ${what} (an integer from 0 to ${max}); the file was not written by webgpu-vae, or was edited`);
     }
     return Number(text);
   };
   const lrText = metadata[RUN_KEYS.lr];
   const lr = lrText === undefined ? undefined : Number(lrText);
   if (lr !== undefined && !(Number.isFinite(lr) && lr > 0)) {
-    throw new SafetensorsError(`checkpoint metadata "lr" is "${lrText}", not a positive learning rate`);
+    throw new SafetensorsError(`checkpoint metadata lr "${lrText}" is not a learning rate (a number above 0)`);
   }
   return {
-    epoch: integer(RUN_KEYS.epoch, 1e9) ?? 0,
-    seed: integer(RUN_KEYS.seed, 0xffffffff),
+    epoch: integer(RUN_KEYS.epoch, 'an epoch count', SETTING_RANGES.epochs[1]) ?? 0,
+    seed: integer(RUN_KEYS.seed, 'a seed', SETTING_RANGES.seed[1]),
     lr,
-    batchSize: integer(RUN_KEYS.batchSize, 1e9),
+    batchSize: integer(RUN_KEYS.batchSize, 'a batch size', SETTING_RANGES.batchSize[1]),
     dataset: metadata[RUN_KEYS.dataset],
   };
 }

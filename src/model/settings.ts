@@ -36,6 +36,9 @@ export const SETTING_RANGES = {
   seed: [0, 0xffffffff],
 } as const satisfies Record<Exclude<keyof RunSettings, 'lr'>, readonly [number, number]>;
 
+/** Pixels per image at most (a 256×256 grayscale image). */
+export const INPUT_SIZE_MAX = 65536;
+
 /** Hidden layers at most (the encoder's; the decoder has as many). */
 export const MAX_DEPTH = 8;
 
