@@ -275,9 +275,10 @@ export class VAE {
    * `stop()` it; an `AbortSignal` in the options works too. Pixels are bytes on the GPU:
    * Float32Array inputs are rounded to the nearest 1/255 (MNIST's values are exact).
    *
-   * The images are uploaded once per call, so prefer one call with many epochs to many calls
-   * with one. The learning rate, betas and batch size hold for this call; the optimizer state
-   * carries over from earlier calls and from checkpoints, so training resumes exactly.
+   * The model keeps its GPU runtime: images are uploaded once, and a later call with the same
+   * bytes reuses them (it uploads only each epoch's shuffle and compiles nothing). The learning
+   * rate, betas and batch size hold for this call; the optimizer state carries over from earlier
+   * calls and from checkpoints, so training resumes exactly.
    */
   fit(images: ImageArray, options: FitOptions = {}): TrainingRun {
     const run = new RunControl(options.signal, (control) => this.runFit(images, options, control));

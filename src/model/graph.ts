@@ -15,6 +15,8 @@
  * so the PyTorch example (n = 1, h1 = 400) keeps its names fc1, fc21, fc22, fc3, fc4.
  */
 
+import { DEFAULT_SETTINGS } from './settings';
+
 /** The sizes of an MLP VAE. */
 export interface VaeSizes {
   /** Pixels per image (784 for MNIST). */
@@ -25,7 +27,8 @@ export interface VaeSizes {
   L: number;
 }
 
-export const REFERENCE_SIZES: VaeSizes = { D: 784, hidden: [400], L: 20 };
+/** The PyTorch example's sizes: MNIST's 784 pixels and the default settings' widths. */
+export const REFERENCE_SIZES: VaeSizes = { D: 784, hidden: DEFAULT_SETTINGS.hidden, L: DEFAULT_SETTINGS.latent };
 
 /**
  * Y = X·Wᵀ + b, W stored (out, in) as PyTorch does. A layer with several `names` is that many
