@@ -5,6 +5,7 @@
  */
 import type { BindingKind } from '../../shaders/common';
 import { acquireAdapter, adapterName, isSoftwareInfo, type AdapterSummary } from './adapter';
+import { planFor, type KernelPlan } from './plan';
 
 export type { BindingKind };
 
@@ -92,6 +93,11 @@ export class Gpu {
   readonly adapter: AdapterSummary | undefined;
   /** A software adapter: kernels take the variants measured fastest on SwiftShader. */
   readonly software: boolean;
+  /**
+   * Which kernel variant and tile each matmul uses (src/gpu/plan.ts): the software or the
+   * hardware default, or one a checkpoint recorded. Set it before building programs.
+   */
+  plan: KernelPlan;
   /** Set once the device is lost; every later operation throws it. */
   lostError: GpuError | null = null;
   /** The first validation or out-of-memory error nobody captured; every later operation throws it. */
@@ -114,6 +120,7 @@ export class Gpu {
     // what it was; without that it counts as hardware unless the caller says otherwise.
     const info = (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
     this.software = options.software ?? adapter?.software ?? (info ? isSoftwareInfo(info) : false);
+    this.plan = planFor(this.software);
     this.hasTimestamps = device.features.has('timestamp-query');
     this.hasSubgroups = device.features.has('subgroups');
     device.lost.then((info) => {

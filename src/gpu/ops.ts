@@ -11,6 +11,7 @@ import { byteToUnitTable, gatherBindings, gatherWGSL } from '../../shaders/gathe
 import { LOSS_GROUPS, lossBindings, lossWGSL, lossWorkgroups } from '../../shaders/loss.wgsl';
 import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
 import type { Dispatch, Gpu } from './device';
+import { chooseMatmul } from './plan';
 import { quadSharingWorks } from './quads';
 
 export type Binding = GPUBuffer | GPUBufferBinding;
@@ -43,16 +44,6 @@ export interface MatmulBuffers {
 }
 
 /**
- * Tile shape per product, from measurements (bench/README.md): with quad-shared loads of A
- * (software adapters with subgroups, after the self-check in quads.ts), 8×4 wins for every
- * product; without them the weight-gradient products (transA: K is the batch, the output large)
- * do best at 4×4, where fewer rows per invocation spread the stores.
- */
-export function chooseTiles(transA: boolean, quad: boolean): Pick<MatmulOptions, 'tileM' | 'tileN'> {
-  return transA && !quad ? { tileM: 4, tileN: 4 } : { tileM: 8, tileN: 4 };
-}
-
-/**
  * C[M,N] = op(A)·op(B) with the epilogues in `options`; vec4, quads and tiles are chosen from
  * the shape and the adapter. Quads are for software adapters only: on a GPU a load every lane
  * makes from one address is already a broadcast. They also need the self-check to pass.
@@ -63,8 +54,9 @@ export async function matmulOp(
 ): Promise<Dispatch> {
   const vec4 = dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0;
   const quad = options.quad ?? (vec4 && gpu.hasSubgroups && gpu.software && (await quadSharingWorks(gpu, options.quadLayout)));
+  const { tileM, tileN } = chooseMatmul(gpu.plan, { ...dims, transA: options.transA, transB: options.transB }, quad);
   const o: MatmulOptions = {
-    vec4, quad, ...chooseTiles(options.transA, quad),
+    vec4, quad, tileM, tileN,
     bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv,
     ...options,
   };

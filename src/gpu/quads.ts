@@ -61,7 +61,7 @@ async function compareQuadWithPlain(gpu: Gpu, quadLayout: QuadLayout): Promise<{
       for (const quad of [true, false]) {
         const o: MatmulOptions = {
           transA, transB: !transA, vec4: true, bias: false, relu: false, reluMask: false, rowSum: false,
-          tileM: 8, tileN: 4, // matmulOp's tile with quads (chooseTiles)
+          tileM: 8, tileN: 4, // the software plan's tile with quads (src/gpu/plan.ts)
           quad, quadLayout: quad ? quadLayout : undefined,
         };
         const C = gpu.buffer('quad check C', dims.M * dims.N * 4);

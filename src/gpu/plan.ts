@@ -1,0 +1,99 @@
+/**
+ * The per-adapter kernel plan: for each matmul of every program, which variant and tile it
+ * runs. One source for those choices (matmulOp asks the plan; the bench prints it).
+ *
+ * - `software`: today's measured plan for SwiftShader — register-tiled 8×4 outputs per
+ *   invocation (4×4 for the weight gradients without quads), quads where the self-check passed.
+ *   On a CPU a dispatch is cheap and few invocations with more work each win (bench/README.md).
+ * - `hardware`: a GPU needs thousands of resident threads to hide memory latency, so each
+ *   matmul takes the most work per invocation that still launches at least
+ *   HARDWARE_MIN_INVOCATIONS invocations, or, when even one output per invocation falls short,
+ *   as many as its outputs allow.
+ *
+ * A plan is data (serializable), so it can be recorded in a checkpoint and reused on resume:
+ * different plans may sum in different orders, and an exact resume needs the same one.
+ */
+import { MATMUL_WG_X, MATMUL_WG_Y, type MatmulOptions } from '../../shaders/matmul.wgsl';
+
+export type PlanKind = 'software' | 'hardware';
+
+/** Register-tiled matmul: tileM×tileN outputs per invocation. */
+export interface RegisterTile {
+  variant: 'register';
+  tileM: number;
+  tileN: number;
+}
+
+export type MatmulChoice = RegisterTile;
+
+export interface KernelPlan {
+  kind: PlanKind;
+  /** Choices that replace the rule's, keyed by `matmulKey` (a tuner's or a checkpoint's). */
+  overrides: Record<string, MatmulChoice>;
+}
+
+/** What the hardware rule aims for per matmul at the VAE's real shapes (batch 128). */
+export const HARDWARE_MIN_INVOCATIONS = 8192;
+
+/** The register tiles the hardware rule tries, most work per invocation first (tileM a multiple of 4). */
+const HARDWARE_TILES: readonly [number, number][] = [[8, 4], [4, 4], [4, 2], [4, 1]];
+
+export interface MatmulShape {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+/** "NT 128×400×784": the key of a product in a plan. */
+export function matmulKey(s: MatmulShape): string {
+  return `${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'} ${s.M}×${s.N}×${s.K}`;
+}
+
+export function planFor(software: boolean): KernelPlan {
+  return { kind: software ? 'software' : 'hardware', overrides: {} };
+}
+
+/** Invocations a register-tiled matmul launches. */
+export function registerInvocations(tile: Pick<MatmulOptions, 'tileM' | 'tileN'>, s: Pick<MatmulShape, 'M' | 'N'>): number {
+  return Math.ceil(s.N / (tile.tileN * MATMUL_WG_X)) * Math.ceil(s.M / (tile.tileM * MATMUL_WG_Y)) * MATMUL_WG_X * MATMUL_WG_Y;
+}
+
+/**
+ * The plan's choice for one product. `quad` says whether quad-shared loads are on (software
+ * adapters only), which changes the software plan's best tile.
+ */
+export function chooseMatmul(plan: KernelPlan, s: MatmulShape, quad: boolean): MatmulChoice {
+  const override = plan.overrides[matmulKey(s)];
+  if (override) return override;
+  if (plan.kind === 'software') {
+    // Measured on SwiftShader (bench/README.md): with quad-shared loads of A 8×4 wins for every
+    // product; without them the weight gradients (transA: K is the batch, the output large) do
+    // best at 4×4, where fewer rows per invocation spread the stores.
+    return s.transA && !quad ? { variant: 'register', tileM: 4, tileN: 4 } : { variant: 'register', tileM: 8, tileN: 4 };
+  }
+  for (const [tileM, tileN] of HARDWARE_TILES) {
+    if (registerInvocations({ tileM, tileN }, s) >= HARDWARE_MIN_INVOCATIONS) return { variant: 'register', tileM, tileN };
+  }
+  // Too few outputs for the target even at the smallest tile: launch as many as they allow.
+  const [tileM, tileN] = HARDWARE_TILES.at(-1)!;
+  return { variant: 'register', tileM, tileN };
+}
+
+/** A plan as text for a checkpoint's metadata, and back (null when it is not one). */
+export function encodePlan(plan: KernelPlan): string {
+  return JSON.stringify(plan);
+}
+
+export function decodePlan(text: string): KernelPlan | null {
+  try {
+    const p = JSON.parse(text) as KernelPlan;
+    const tileOk = (c: MatmulChoice) => c?.variant === 'register' && Number.isInteger(c.tileM) && c.tileM > 0 && c.tileM % 4 === 0 &&
+      Number.isInteger(c.tileN) && c.tileN > 0;
+    if ((p.kind !== 'software' && p.kind !== 'hardware') || typeof p.overrides !== 'object' || p.overrides === null) return null;
+    return Object.values(p.overrides).every(tileOk) ? p : null;
+  } catch {
+    return null;
+  }
+}
