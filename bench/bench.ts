@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { HARDWARE_MIN_INVOCATIONS } from '../src/gpu/plan';
 import { describeAdapter, launchBrowser, reportAdapter, type AdapterReport } from '../src/node/browser';
 import { findDataset, loadDataset, verifyMnist } from '../src/node/datasets';
 import { integerOption } from '../src/node/options';
@@ -112,6 +113,19 @@ async function main() {
     }));
     result.step = { ...step.whole, dispatchesPerStep: step.dispatchesPerStep, flops: stepFlops };
     result.timing = step.whole.source === 'timestamp' ? 'GPU timestamp queries' : 'wall time (no timestamp-query)';
+
+    // Occupancy: what each dispatch launches under the plan in use and under the hardware default.
+    // A GPU wants ≥ HARDWARE_MIN_INVOCATIONS per matmul to hide memory latency; a software adapter
+    // cannot measure that, so the launch sizes are the evidence it can give.
+    console.log(`\nlaunch sizes: the ${step.plan} plan in use, and the hardware plan (workgroups → invocations)`);
+    console.log(`${'dispatch'.padEnd(28)} ${`${step.plan} plan`.padStart(24)} ${'hardware plan'.padStart(24)}`);
+    const launch = (l: { workgroups: readonly number[]; invocations: number }) => `${l.workgroups.join('×')} → ${l.invocations}`;
+    step.perDispatch.forEach((d, i) => {
+      const h = step.hardwarePlan[i];
+      const short = d.cost.flops && h.invocations < HARDWARE_MIN_INVOCATIONS ? '  (all its outputs allow)' : '';
+      console.log(`${d.label.padEnd(28)} ${launch(d).padStart(24)} ${launch(h).padStart(24)}${short}`);
+    });
+    result.occupancy = { plan: step.plan, inUse: step.perDispatch.map((d) => ({ label: d.label, workgroups: d.workgroups, invocations: d.invocations })), hardware: step.hardwarePlan };
 
     // 2. A matmul shape of the caller's choosing, in all three variants.
     if (o.shape) {

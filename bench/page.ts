@@ -5,6 +5,7 @@
  */
 import { Gpu, type Dispatch } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
+import { planFor } from '../src/gpu/plan';
 import { RunGate, runTraining } from '../src/model/driver';
 import { adamAt } from '../src/model/settings';
 import { Trainer } from '../src/model/trainer';
@@ -106,14 +107,28 @@ async function step(c: { batchSize: number; reps: number; samples: number }) {
   const perDispatch = [];
   for (const d of dispatches) {
     g.write(model.trainState, new Uint32Array([0, 0]));
-    perDispatch.push({ label: d.bindGroup.label, cost: d.cost, ...(await time(g, [d], c.reps, c.samples)) });
+    perDispatch.push({ label: d.bindGroup.label, cost: d.cost, ...occupancy(d), ...(await time(g, [d], c.reps, c.samples)) });
   }
+  // The same step under the hardware plan, built but not timed: its launch sizes are the
+  // occupancy evidence a software adapter can give for a GPU.
+  const plan = g.plan;
+  g.plan = planFor(false);
+  const hardware = await VaeModel.create(g, {
+    sizes: { D, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, adam: adamAt(1e-3), train: images, test: images,
+  });
+  g.plan = plan;
+  const hardwarePlan = hardware.trainStep(c.batchSize).map((d) => ({ label: d.bindGroup.label, ...occupancy(d) }));
   // The whole step as training records it. (Each repetition advances the batch index past the
   // four synthetic batches; the reads stay in bounds through robust buffer access.)
   g.write(model.trainState, new Uint32Array([0, 0]));
   const whole = await time(g, dispatches, 1, c.samples);
   model.destroy();
-  return { perDispatch, whole, dispatchesPerStep: dispatches.length };
+  return { plan: plan.kind, perDispatch, hardwarePlan, whole, dispatchesPerStep: dispatches.length };
+}
+
+/** A dispatch's launch: its workgroups and the invocations they hold. */
+function occupancy(d: Dispatch): { workgroups: readonly number[]; invocations: number } {
+  return { workgroups: d.workgroups, invocations: d.workgroups[0] * d.workgroups[1] * d.workgroups[2] * d.kernel.workgroupSize };
 }
 
 async function fetchBytes(url: string): Promise<Uint8Array> {

@@ -33,6 +33,8 @@ export interface Kernel {
   label: string;
   pipeline: GPUComputePipeline;
   layout: GPUBindGroupLayout;
+  /** Invocations per workgroup, read from the entry point's @workgroup_size (for occupancy reports). */
+  workgroupSize: number;
   /** A bind group over `resources` in binding order; made once, when the model is built. */
   bind(label: string, resources: readonly (GPUBuffer | GPUBufferBinding)[]): GPUBindGroup;
 }
@@ -237,6 +239,7 @@ export class Gpu {
       label: source.label,
       pipeline,
       layout,
+      workgroupSize: workgroupSizeOf(source),
       bind: (label, resources) =>
         device.createBindGroup({
           label,
@@ -412,6 +415,14 @@ export class Gpu {
     this.detached = true;
     this.device.removeEventListener('uncapturederror', this.onUncaptured);
   }
+}
+
+/** The product of the entry point's @workgroup_size, from the WGSL itself (its one source). */
+function workgroupSizeOf(source: KernelSource): number {
+  const at = source.code.indexOf(`fn ${source.entryPoint}(`);
+  const attrs = [...source.code.slice(0, at).matchAll(/@workgroup_size\(([^)]*)\)/g)].at(-1);
+  if (!attrs) return 0;
+  return attrs[1].split(',').map((t) => Number(t.trim().replace(/u$/, ''))).reduce((a, b) => a * b, 1);
 }
 
 function formatCompileErrors(source: KernelSource, messages: readonly GPUCompilationMessage[], scopeMessage?: string): string {

@@ -97,7 +97,9 @@ export async function launchBrowser(options: { webgpu?: boolean; shared?: boolea
     // Linux Chromium ships WebGPU behind --enable-unsafe-webgpu; Vulkan lets it use SwiftShader when
     // no GPU is present, and --enable-unsafe-swiftshader lets it hand SwiftShader out as the fallback
     // adapter. Not --use-angle=vulkan: with it Chromium 156.0.8078.114 gives no adapter at all.
-    args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--enable-unsafe-swiftshader');
+    // WebGPU developer features turn off Chrome's 100 µs quantization of timestamp queries, so
+    // the bench can time a GPU's 20 µs kernels (it still times spans of at least 2 ms).
+    args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--enable-unsafe-swiftshader', '--enable-webgpu-developer-features');
   }
   if (isRoot()) args.push('--no-sandbox'); // Chromium refuses to run as root with its sandbox.
   const browser = await puppeteer.launch({
