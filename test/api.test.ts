@@ -483,6 +483,44 @@ describe('VAE API', () => {
     expect(r.listenersAfter).toBe(0);
   });
 
+  it('records its kernel plan in checkpoints, and a loaded checkpoint keeps the plan it trained with', async () => {
+    const r = await page.evaluate(async () => {
+      const { lib, mnistTest, failure } = window.vaeTest;
+      const images = await mnistTest(128);
+      const vae = await lib.VAE.create({ inputSize: 784, hiddenSize: 16, latentSize: 4, seed: 2 });
+      await vae.fit(images, { batchSize: 64 });
+      const saved = await vae.save();
+      vae.destroy();
+      const metaOf = async (bytes: Uint8Array) => {
+        const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+        return JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))).__metadata__ as Record<string, string>;
+      };
+      const own = JSON.parse((await metaOf(saved)).kernel_plan);
+      // The same checkpoint as if a GPU (the hardware plan) had written it, and one whose plan is garbage.
+      const withPlan = async (text: string) => {
+        const n = Number(new DataView(saved.buffer, saved.byteOffset).getBigUint64(0, true));
+        const header = JSON.parse(new TextDecoder().decode(saved.subarray(8, 8 + n)));
+        header.__metadata__.kernel_plan = text;
+        const json = new TextEncoder().encode(JSON.stringify(header).padEnd(n, ' '));
+        if (json.length !== n) throw new Error('the header grew');
+        const out = saved.slice();
+        out.set(json, 8);
+        return out;
+      };
+      const hardware = JSON.stringify({ kind: 'hardware', overrides: {} });
+      const loaded = await lib.VAE.load(await withPlan(hardware));
+      const resaved = JSON.parse((await metaOf(await loaded.save())).kernel_plan);
+      loaded.destroy();
+      const badBytes = await withPlan('{"kind":"fastest"}');
+      const bad = await failure(() => lib.VAE.load(badBytes));
+      return { own, resaved, bad };
+    });
+    expect(r.own).toEqual({ kind: /\[software/.test(inject('adapter')) ? 'software' : 'hardware', overrides: {} });
+    expect(r.resaved).toEqual({ kind: 'hardware', overrides: {} });
+    expect(r.bad).toMatchObject({ code: 'checkpoint' });
+    expect(r.bad!.message).toMatch(/kernel_plan is not a kernel plan/);
+  });
+
   it('a device lost mid-epoch rejects the fit with device-lost; the epoch-1 checkpoint resumes on a new device exactly', async () => {
     const r = await page.evaluate(async () => {
       const { lib, mnistTest, failure } = window.vaeTest;

@@ -10,6 +10,7 @@
  */
 import { Gpu, type GpuError } from '../gpu/device';
 import type { AdamHyper } from '../gpu/ops';
+import type { KernelPlan } from '../gpu/plan';
 import { arenaLayout, sizesName, type VaeSizes } from '../model/graph';
 import { VaeError } from './errors';
 import { Inference } from '../model/inference';
@@ -62,9 +63,11 @@ export class Runtime {
 
   /** On `device`, or on a device requested with the engine's limits when there is none. */
   static async create(
-    device: GPUDevice | undefined, config: { sizes: VaeSizes; seed: number; batchSize: number; adam: AdamHyper }, handlers: RuntimeHandlers,
+    device: GPUDevice | undefined, config: { sizes: VaeSizes; seed: number; batchSize: number; adam: AdamHyper; plan?: KernelPlan },
+    handlers: RuntimeHandlers,
   ): Promise<Runtime> {
     const gpu = await Gpu.create({ device, ...handlers });
+    if (config.plan) gpu.plan = config.plan;
     try {
       const arenaBytes = arenaLayout(config.sizes).length * 4;
       const limit = gpu.device.limits.maxStorageBufferBindingSize;

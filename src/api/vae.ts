@@ -17,6 +17,7 @@
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { GpuError } from '../gpu/device';
+import type { KernelPlan } from '../gpu/plan';
 import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
 import { adamAt, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
@@ -185,6 +186,11 @@ export class VAE {
    * missing or the adapter lacks a limit the engine needs (the message says which).
    */
   static async create(options: VAEOptions = {}): Promise<VAE> {
+    return VAE.build(options);
+  }
+
+  /** `create`, with the kernel plan a checkpoint recorded (the adapter's default otherwise). */
+  private static async build(options: VAEOptions, plan?: KernelPlan): Promise<VAE> {
     const sizes: VaeSizes = {
       D: integerOption('inputSize', options.inputSize, REFERENCE_SIZES.D, 1, INPUT_SIZE_MAX),
       hidden: hiddenOption(options.hiddenSize),
@@ -198,7 +204,7 @@ export class VAE {
     let vae: VAE | null = null;
     let runtime: Runtime;
     try {
-      runtime = await Runtime.create(options.device, { sizes, seed, batchSize: DEFAULT_BATCH, adam: ADAM_DEFAULTS }, {
+      runtime = await Runtime.create(options.device, { sizes, seed, batchSize: DEFAULT_BATCH, adam: ADAM_DEFAULTS, plan }, {
         onLost: (error) => vae?.deviceLost(error),
         // The runtime keeps the first such error and every later call throws it; nothing to log.
         onUncapturedError: () => {},
@@ -225,10 +231,11 @@ export class VAE {
   static async load(checkpoint: Uint8Array | ArrayBuffer, options: LoadOptions = {}): Promise<VAE> {
     const bytes = checkpointBytes(checkpoint);
     const { sizes, metadata } = sizesOf(bytes);
-    const seed = options.seed ?? runMetadataOf(metadata, 'VAE.load').seed ?? DEFAULT_SETTINGS.seed;
-    const vae = await VAE.create({
+    const run = runMetadataOf(metadata, 'VAE.load');
+    const seed = options.seed ?? run.seed ?? DEFAULT_SETTINGS.seed;
+    const vae = await VAE.build({
       inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, seed, device: options.device, onDeviceLost: options.onDeviceLost,
-    });
+    }, run.plan);
     try {
       await vae.load(bytes);
     } catch (error) {
@@ -452,7 +459,7 @@ export class VAE {
       }
       return this.lock.run(async () => {
         const state = await this.runtime.model.exportState();
-        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra });
+        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra, plan: this.runtime.gpu.plan });
       });
     });
   }

@@ -4,7 +4,7 @@
  */
 import { Gpu } from '../gpu/device';
 import { toBase64, fromBase64 } from '../io/base64';
-import { decodeCheckpoint } from '../model/checkpoint';
+import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
 import { RunGate, runTraining } from '../model/driver';
 import { adamAt } from '../model/settings';
 import { Trainer } from '../model/trainer';
@@ -34,6 +34,9 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
 
 window.vaeRun = async (c: RunConfig) => {
   const gpu = (current = await Gpu.create());
+  const checkpoint = c.resume ? fromBase64(c.resume) : null;
+  // A resumed run keeps the kernel plan it trained with, so it sums in the same order.
+  if (checkpoint) gpu.plan = readRunMetadata(checkpointSizes(checkpoint).metadata).plan ?? gpu.plan;
   const [trainPixels, testPixels] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
   const model = await VaeModel.create(gpu, {
     sizes: { D: c.pixels, hidden: c.hidden, L: c.latent },
@@ -43,7 +46,7 @@ window.vaeRun = async (c: RunConfig) => {
     train: uploadImages(gpu, 'train', trainPixels, c.trainCount),
     test: uploadImages(gpu, 'test', testPixels, c.testCount),
   });
-  if (c.resume) model.importState(decodeCheckpoint(fromBase64(c.resume), model.layout));
+  if (checkpoint) model.importState(decodeCheckpoint(checkpoint, model.layout));
   const trainer = new Trainer(model, { stepsPerSubmit: c.stepsPerSubmit });
   // The run's traffic as the runtime measured it, from here on: the datasets, the initial
   // weights and a resumed checkpoint are set-up, not the run.

@@ -5,6 +5,7 @@
  * Adam moments and the step count travel too, so a run resumes exactly.
  */
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
+import { decodePlan, encodePlan, type KernelPlan } from '../gpu/plan';
 import { SETTING_RANGES } from './settings';
 import { arenaLayout, impliedSizes, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
 
@@ -181,12 +182,14 @@ export interface RunMetadata {
   batchSize?: number;
   /** `mnist`, `fashion-mnist`, a --data folder, or a page's dataset name. */
   dataset?: string;
+  /** The kernel plan it trained with: a resume reuses it, so that it sums in the same order. */
+  plan?: KernelPlan;
   /** The caller's own entries (the library's `save({ metadata })`); the run's keys win. */
   extra?: Record<string, string>;
 }
 
 /** Keys in `__metadata__`. */
-const RUN_KEYS = { epoch: 'epoch', seed: 'seed', lr: 'lr', batchSize: 'batch_size', dataset: 'dataset' } as const;
+const RUN_KEYS = { epoch: 'epoch', seed: 'seed', lr: 'lr', batchSize: 'batch_size', dataset: 'dataset', plan: 'kernel_plan' } as const;
 
 /** A checkpoint of `state` with the run's metadata. */
 export function encodeRunCheckpoint(
@@ -196,6 +199,7 @@ export function encodeRunCheckpoint(
   if (run.lr !== undefined) metadata[RUN_KEYS.lr] = String(run.lr);
   if (run.batchSize !== undefined) metadata[RUN_KEYS.batchSize] = String(run.batchSize);
   if (run.dataset !== undefined) metadata[RUN_KEYS.dataset] = run.dataset;
+  if (run.plan !== undefined) metadata[RUN_KEYS.plan] = encodePlan(run.plan);
   return encodeCheckpoint(layout, { ...state, metadata });
 }
 
@@ -218,7 +222,11 @@ export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetad
   if (lr !== undefined && !(Number.isFinite(lr) && lr > 0)) {
     throw new SafetensorsError(`checkpoint metadata lr "${lrText}" is not a learning rate (a number above 0)`);
   }
+  const planText = metadata[RUN_KEYS.plan];
+  const plan = planText === undefined ? undefined : decodePlan(planText);
+  if (plan === null) throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.plan} is not a kernel plan: ${planText.slice(0, 80)}`);
   return {
+    plan,
     epoch: integer(RUN_KEYS.epoch, 'an epoch count', SETTING_RANGES.epochs[1]) ?? 0,
     seed: integer(RUN_KEYS.seed, 'a seed', SETTING_RANGES.seed[1]),
     lr,

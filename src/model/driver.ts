@@ -83,7 +83,7 @@ export interface RunPlan {
   /** Read back the reconstruction and sample images after each completed epoch (after the test pass, whose batch they show). */
   images: boolean;
   /** Write a checkpoint after each completed epoch, with this run's metadata. */
-  checkpoint?: Omit<RunMetadata, 'epoch'>;
+  checkpoint?: Omit<RunMetadata, 'epoch' | 'plan'>;
 }
 
 /** What one epoch produced. */
@@ -143,7 +143,9 @@ export async function runTraining(trainer: Trainer, plan: RunPlan, gate: RunGate
         report.test = { loss: t.averageLoss, seconds: t.seconds };
       }
       if (plan.images) report.images = await trainer.images();
-      if (plan.checkpoint) report.checkpoint = encodeRunCheckpoint(model.layout, await model.exportState(), { ...plan.checkpoint, epoch });
+      if (plan.checkpoint) {
+        report.checkpoint = encodeRunCheckpoint(model.layout, await model.exportState(), { ...plan.checkpoint, epoch, plan: model.gpu.plan });
+      }
     }
     epochs.push(report);
     await events.onEpoch?.(report);

@@ -11,6 +11,7 @@
 import { adapterName } from '../gpu/adapter';
 import { IdxError, MAX_IDX_FILE_BYTES } from '../data/idx';
 import { Gpu, GpuError, LOST_DEVICE_ADVICE } from '../gpu/device';
+import { planFor } from '../gpu/plan';
 import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { RunGate, runTraining, type EpochReport } from '../model/driver';
 import { Inference } from '../model/inference';
@@ -259,6 +260,8 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
   dropSession();
   const g = gpu!;
   try {
+    // A checkpoint's model keeps the kernel plan it trained with (it sums in that order); a new one takes the adapter's.
+    g.plan = (checkpoint && readRunMetadata(checkpoint.metadata).plan) || planFor(g.software);
     const train = uploadImages(g, 'train', dataset.train.pixels, dataset.train.count);
     const test = uploadImages(g, 'test', dataset.test.pixels, dataset.test.count);
     const model = await VaeModel.create(g, {
@@ -375,7 +378,7 @@ async function showModel(s: Session, report?: EpochReport): Promise<void> {
 
 async function checkpointBytes(s: Session): Promise<Uint8Array> {
   return encodeRunCheckpoint(s.model.layout, await s.model.exportState(), {
-    epoch: s.epochsDone, seed: s.settings.seed, lr: s.settings.lr, batchSize: s.settings.batchSize, dataset: s.dataset.name,
+    epoch: s.epochsDone, seed: s.settings.seed, lr: s.settings.lr, batchSize: s.settings.batchSize, dataset: s.dataset.name, plan: s.model.gpu.plan,
   });
 }
 

@@ -1,0 +1,56 @@
+/** The per-adapter kernel plan (src/gpu/plan.ts): the software plan is today's, the hardware plan fills a GPU. */
+import { describe, expect, it } from 'vitest';
+import { chooseMatmul, decodePlan, encodePlan, HARDWARE_MIN_INVOCATIONS, matmulKey, planFor, registerInvocations, type MatmulShape } from '../src/gpu/plan';
+
+/** Every product of a training step of the PyTorch example at batch 128 (as src/model/programs.ts emits them). */
+const B = 128;
+const STEP: (MatmulShape & { name: string })[] = [
+  { name: 'fc1', M: B, N: 400, K: 784, transA: false, transB: true },
+  { name: 'fc21‖fc22', M: B, N: 40, K: 400, transA: false, transB: true },
+  { name: 'fc3', M: B, N: 400, K: 20, transA: false, transB: true },
+  { name: 'fc4', M: B, N: 784, K: 400, transA: false, transB: true },
+  { name: 'fc4 dW', M: 784, N: 400, K: B, transA: true, transB: false },
+  { name: 'fc4 dX', M: B, N: 400, K: 784, transA: false, transB: false },
+  { name: 'fc3 dW', M: 400, N: 20, K: B, transA: true, transB: false },
+  { name: 'fc3 dX→dmulv', M: B, N: 20, K: 400, transA: false, transB: false },
+  { name: 'fc21‖fc22 dW', M: 40, N: 400, K: B, transA: true, transB: false },
+  { name: 'fc21‖fc22 dX', M: B, N: 400, K: 40, transA: false, transB: false },
+  { name: 'fc1 dW', M: 400, N: 784, K: B, transA: true, transB: false },
+];
+
+describe('kernel plan', () => {
+  it('software: today\'s measured tiles (8×4; 4×4 for weight gradients without quads)', () => {
+    const plan = planFor(true);
+    for (const s of STEP) {
+      expect(chooseMatmul(plan, s, true), s.name).toEqual({ variant: 'register', tileM: 8, tileN: 4 });
+      expect(chooseMatmul(plan, s, false), s.name).toEqual({ variant: 'register', tileM: s.transA ? 4 : 8, tileN: 4 });
+    }
+  });
+
+  it(`hardware: every matmul of the step launches ≥ ${HARDWARE_MIN_INVOCATIONS} invocations, or as many as its outputs allow`, () => {
+    const plan = planFor(false);
+    const rows: string[] = [];
+    for (const s of STEP) {
+      const choice = chooseMatmul(plan, s, false);
+      const invocations = registerInvocations(choice, s);
+      const most = registerInvocations({ tileM: 4, tileN: 1 }, s); // one register tile of the fewest outputs
+      rows.push(`${s.name.padEnd(14)} ${choice.tileM}×${choice.tileN} → ${invocations}`);
+      expect(invocations >= HARDWARE_MIN_INVOCATIONS || invocations === most, s.name).toBe(true);
+      // And no smaller tile than needed: the next larger one would fall short.
+      if (choice.tileM === 4 && choice.tileN < 4) {
+        expect(registerInvocations({ tileM: 4, tileN: choice.tileN * 2 }, s)).toBeLessThan(HARDWARE_MIN_INVOCATIONS);
+      }
+    }
+    console.log(`hardware plan at batch ${B}:\n  ${rows.join('\n  ')}`);
+  });
+
+  it('overrides win, and a plan survives its text form; anything else is refused', () => {
+    const s = STEP[0];
+    const plan = { ...planFor(false), overrides: { [matmulKey(s)]: { variant: 'register' as const, tileM: 8, tileN: 2 } } };
+    expect(chooseMatmul(plan, s, false)).toEqual({ variant: 'register', tileM: 8, tileN: 2 });
+    expect(decodePlan(encodePlan(plan))).toEqual(plan);
+    for (const bad of ['', '{}', '{"kind":"gpu","overrides":{}}', '{"kind":"hardware","overrides":{"x":{"variant":"register","tileM":3,"tileN":1}}}']) {
+      expect(decodePlan(bad), bad).toBeNull();
+    }
+  });
+});
