@@ -1,7 +1,8 @@
 /**
  * Benchmarks inside the browser: GPU time from timestamp queries (pass begin/end around
- * `reps` copies of a dispatch), falling back to wall time over the same repetitions when the
- * adapter lacks timestamp-query. Results go back to Node as JSON.
+ * back-to-back copies of a dispatch, as many as make a span of MIN_SPAN_MS), falling back to
+ * wall time over the same repetitions when the adapter lacks timestamp-query. Results go back
+ * to Node as JSON.
  */
 import { Gpu, type Dispatch } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
@@ -18,20 +19,32 @@ export interface Timing {
   p10: number;
   p90: number;
   source: 'timestamp' | 'wall';
+  /** Repetitions per timed span (grown until a span lasts MIN_SPAN_MS). */
+  reps: number;
 }
 
 let gpuPromise: Promise<Gpu> | null = null;
 const gpu = () => (gpuPromise ??= Gpu.create());
 
-function summarize(samples: number[], source: Timing['source']): Timing {
+function summarize(samples: number[], source: Timing['source']): Omit<Timing, 'reps'> {
   const s = [...samples].sort((a, b) => a - b);
   const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
   return { median: at(0.5), p10: at(0.1), p90: at(0.9), source };
 }
 
-/** Times `dispatches` (one repetition) `samples` times, `reps` repetitions per sample, after a warm-up. */
-export async function time(g: Gpu, dispatches: readonly Dispatch[], reps: number, samples: number): Promise<Timing> {
+/**
+ * A timed span lasts at least this long: Chrome's timestamps are exact only with WebGPU developer
+ * features on (100 µs steps otherwise), and wall clocks jitter, so a span is never near either.
+ */
+export const MIN_SPAN_MS = 2;
+
+/**
+ * Times `dispatches` (one repetition) `samples` times after a warm-up, each sample a span of
+ * back-to-back repetitions: `reps` at least, doubled until a span lasts MIN_SPAN_MS.
+ */
+export async function time(g: Gpu, dispatches: readonly Dispatch[], minReps: number, samples: number): Promise<Timing> {
   const { device } = g;
+  let reps = minReps;
   const run = async (query?: GPUQuerySet) => {
     const encoder = device.createCommandEncoder({ label: 'bench' });
     const pass = encoder.beginComputePass({
@@ -50,27 +63,28 @@ export async function time(g: Gpu, dispatches: readonly Dispatch[], reps: number
   await device.queue.onSubmittedWorkDone(); // start from an idle queue
   device.queue.submit([(await run()).finish()]);
   await device.queue.onSubmittedWorkDone();
-  const times: number[] = [];
-  if (g.hasTimestamps) {
-    const query = device.createQuerySet({ label: 'bench timestamps', type: 'timestamp', count: 2 });
-    const resolve = g.buffer('bench timestamps', 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
-    for (let i = 0; i < samples; i++) {
-      const encoder = await run(query);
-      encoder.resolveQuerySet(query, 0, 2, resolve, 0);
-      device.queue.submit([encoder.finish()]);
-      const ns = new BigUint64Array(await g.read(resolve, 0, 16));
-      times.push(Number(ns[1] - ns[0]) / 1e6 / reps);
-    }
-    query.destroy();
-    return summarize(times, 'timestamp');
-  }
-  for (let i = 0; i < samples; i++) {
+  const query = g.hasTimestamps ? device.createQuerySet({ label: 'bench timestamps', type: 'timestamp', count: 2 }) : undefined;
+  const resolve = query && g.buffer('bench timestamps', 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
+  /** One span of `reps` repetitions, in ms: GPU timestamps when the adapter has them, else the wall clock. */
+  const span = async (): Promise<number> => {
     const t0 = performance.now();
-    device.queue.submit([(await run()).finish()]);
-    await device.queue.onSubmittedWorkDone();
-    times.push((performance.now() - t0) / reps);
-  }
-  return summarize(times, 'wall');
+    const encoder = await run(query);
+    if (query) encoder.resolveQuerySet(query, 0, 2, resolve!, 0);
+    device.queue.submit([encoder.finish()]);
+    if (!query) {
+      await device.queue.onSubmittedWorkDone();
+      return performance.now() - t0;
+    }
+    const ns = new BigUint64Array(await g.read(resolve!, 0, 16));
+    return Number(ns[1] - ns[0]) / 1e6;
+  };
+  // Grow the span, on the clock that times it, until it is long enough; then keep that count.
+  while ((await span()) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
+  const times: number[] = [];
+  for (let i = 0; i < samples; i++) times.push((await span()) / reps);
+  query?.destroy();
+  if (resolve) g.release(resolve);
+  return { ...summarize(times, query ? 'timestamp' : 'wall'), reps };
 }
 
 export interface MatmulCase {

@@ -51,6 +51,18 @@ function expectEngineResults(json: Record<string, any>, steps: number) {
   }
   expect(kernels.filter((k) => k.gflops !== undefined).length).toBeGreaterThanOrEqual(8); // the matmuls
   expect(kernels.reduce((s, k) => s + k.share, 0)).toBeCloseTo(1, 5);
+  // No time below the timer's resolution: every kernel was timed over spans of ≥ 2 ms
+  // (MIN_SPAN_MS, checked with the span's own clock; samples after the probe may run a little faster).
+  for (const k of kernels as { label: string; median: number; reps: number }[]) {
+    expect(k.reps * k.median, `${k.label}: ${k.reps} × ${k.median} ms`).toBeGreaterThanOrEqual(0.75 * 2);
+  }
+  // The occupancy table: every dispatch of the step, under the plan in use and the hardware plan.
+  expect(json.occupancy.inUse.map((d: { label: string }) => d.label)).toEqual(kernels.map((k) => k.label));
+  expect(json.occupancy.hardware).toHaveLength(kernels.length);
+  for (const d of json.occupancy.hardware as { label: string; workgroups: number[]; invocations: number }[]) {
+    expect(d.invocations, d.label).toBeGreaterThan(0);
+    expect(d.workgroups.every((w) => Number.isInteger(w) && w >= 1 && w <= 65_535), d.label).toBe(true);
+  }
   expect(json.step.median).toBeGreaterThan(0);
   expect(json.step.dispatchesPerStep).toBeLessThanOrEqual(16);
 
