@@ -41,7 +41,7 @@ function expectEngineResults(json: Record<string, any>, steps: number) {
   expect(json.browser).toMatch(/Chrom/);
   expect(Number.isNaN(Date.parse(json.date))).toBe(false);
 
-  const kernels = json.kernels as { label: string; median: number; p10: number; p90: number; share: number; gflops?: number; gbps?: number }[];
+  const kernels = json.kernels as { label: string; median: number; p10: number; p90: number; share: number; reps: number; gflops?: number; gbps?: number }[];
   expect(kernels.length).toBeGreaterThanOrEqual(8);
   for (const k of kernels) {
     expect(k.median, k.label).toBeGreaterThan(0);
@@ -53,7 +53,7 @@ function expectEngineResults(json: Record<string, any>, steps: number) {
   expect(kernels.reduce((s, k) => s + k.share, 0)).toBeCloseTo(1, 5);
   // No time below the timer's resolution: every kernel was timed over spans of ≥ 2 ms
   // (MIN_SPAN_MS, checked with the span's own clock; samples after the probe may run a little faster).
-  for (const k of kernels as { label: string; median: number; reps: number }[]) {
+  for (const k of kernels) {
     expect(k.reps * k.median, `${k.label}: ${k.reps} × ${k.median} ms`).toBeGreaterThanOrEqual(0.75 * 2);
   }
   // The occupancy table: every dispatch of the step, under the plan in use and the hardware plan.
