@@ -1,4 +1,4 @@
-import { ELEMENTWISE_WG, linearIndexWGSL } from './common';
+import { ELEMENTWISE_WG, linearIndexWGSL, linearWorkgroups } from './common';
 
 /**
  * Adam over the whole parameter arena in one dispatch, as PyTorch 1.13 computes it:
@@ -9,8 +9,20 @@ import { ELEMENTWISE_WG, linearIndexWGSL } from './common';
  *
  * Numerics: 1 − β arrives from the CPU (computed in float64, as PyTorch does) because 1 − 0.999
  * in float32 is off by 1.3e-5 relative. The bias corrections 1 − βᵗ = −expm1(t·ln β) use ln β
- * from the CPU and a series for small arguments, avoiding the cancellation of 1 − pow(β, t). One invocation per vec4: the
- * arena's length is a multiple of 4 (its tensors are padded for binding alignment).
+ * from the CPU and a series for small arguments, avoiding the cancellation of 1 − pow(β, t). The
+ * arena is read as vec4s: its length is a multiple of 4 (its tensors are padded for binding alignment).
+ *
+ * Two layouts of the arena's vec4s over the invocations, with the same per-vec4 arithmetic
+ * (one WGSL text, `BIAS_CORRECTIONS` and `UPDATE` below, in both), so they give identical bits:
+ * - 'blocked' (the default, the software-adapter choice): invocation k updates the
+ *   ADAM_VEC4_PER_INVOCATION consecutive vec4s from 16k on; the dispatch follows the arena's
+ *   length. On a CPU lane that walks its own run of memory, and the bias corrections are
+ *   paid once per 16 vec4s.
+ * - 'gridStride' (for GPUs): lane i of G = workgroups × ELEMENTWISE_WG updates vec4s i, i + G,
+ *   i + 2G, …, so in each iteration consecutive lanes touch consecutive addresses (coalesced),
+ *   and the number of workgroups is chosen for occupancy (`adamWorkgroups`), not by the arena.
+ *   The kernel takes G from `num_workgroups`, so the stride is whatever was launched: the one
+ *   number lives in `adamWorkgroups`, and WGSL and dispatch cannot disagree.
  */
 export const adamBindings = ['uniform', 'read', 'storage', 'read', 'storage', 'storage'] as const; // hyper, state, params, grads, m, v
 
@@ -21,12 +33,87 @@ export const adamBindings = ['uniform', 'read', 'storage', 'read', 'storage', 's
  */
 export const ADAM_VEC4_PER_INVOCATION = 16;
 
-/** Invocations for an arena of `arenaLength` floats. */
+/**
+ * gridStride's default cap on workgroups: 1024 × 256 lanes keep any current GPU's cores busy
+ * (a few hundred resident lanes per core); below it, one vec4 per lane.
+ */
+export const ADAM_GRID_MAX_WORKGROUPS = 1024;
+/** One dimension of a dispatch (gridStride launches a single row of workgroups). */
+const MAX_WORKGROUPS_PER_DIM = 65535;
+
+export type AdamLayout = 'blocked' | 'gridStride';
+
+export interface AdamOptions {
+  layout: AdamLayout;
+  /**
+   * gridStride only: workgroups to launch. Default min(ceil(count4 / ELEMENTWISE_WG),
+   * ADAM_GRID_MAX_WORKGROUPS), count4 = arena length / 4.
+   */
+  workgroups?: number;
+}
+
+/** Today's kernel: what the engine runs unless a plan says otherwise (bit-identical to before the variant). */
+export const ADAM_DEFAULT: AdamOptions = { layout: 'blocked' };
+
+/** Invocations for an arena of `arenaLength` floats, blocked layout. */
 export function adamInvocations(arenaLength: number) {
   return Math.ceil(arenaLength / (4 * ADAM_VEC4_PER_INVOCATION));
 }
 
-export function adamWGSL(): string {
+function checkOptions(options: AdamOptions) {
+  if (options.layout !== 'blocked' && options.layout !== 'gridStride') throw new Error(`adam: unknown layout '${String(options.layout)}'`);
+  if (options.workgroups === undefined) return;
+  if (options.layout !== 'gridStride') throw new Error('adam: workgroups is an option of the gridStride layout');
+  if (!Number.isInteger(options.workgroups) || options.workgroups < 1 || options.workgroups > MAX_WORKGROUPS_PER_DIM) {
+    throw new Error(`adam: workgroups ${options.workgroups} is not an integer in [1, ${MAX_WORKGROUPS_PER_DIM}]`);
+  }
+}
+
+/** The dispatch for an arena of `arenaLength` floats (a multiple of 4). */
+export function adamWorkgroups(options: AdamOptions, arenaLength: number): [number, number, number] {
+  checkOptions(options);
+  if (options.layout === 'blocked') return linearWorkgroups(adamInvocations(arenaLength));
+  const count4 = arenaLength / 4;
+  return [options.workgroups ?? Math.max(1, Math.min(Math.ceil(count4 / ELEMENTWISE_WG), ADAM_GRID_MAX_WORKGROUPS)), 1, 1];
+}
+
+// Shared by both layouts, text for text: the numerics of the two are one source.
+const BIAS_CORRECTIONS = `  let t = f32(state[0] + 1u);
+  let stepSize = hyper.lr / oneMinusExp(t * hyper.lnBeta1);
+  let sqrtBc2 = sqrt(oneMinusExp(t * hyper.lnBeta2));`;
+const UPDATE = `    let g = grads[i];
+    let mi = hyper.beta1 * m[i] + hyper.oneMinusBeta1 * g;
+    let vi = hyper.beta2 * v[i] + hyper.oneMinusBeta2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    params[i] -= stepSize * mi / (sqrt(vi) / sqrtBc2 + hyper.eps);`;
+
+function blockedEntry(): string {
+  return `@compute @workgroup_size(${ELEMENTWISE_WG})
+fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let first = linearIndex(gid, groups) * ${ADAM_VEC4_PER_INVOCATION}u;
+  if (first >= hyper.count4) { return; }
+${BIAS_CORRECTIONS}
+  for (var i = first; i < min(first + ${ADAM_VEC4_PER_INVOCATION}u, hyper.count4); i++) {
+${UPDATE}
+  }
+}`;
+}
+
+function gridStrideEntry(): string {
+  return `@compute @workgroup_size(${ELEMENTWISE_WG})
+fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+${BIAS_CORRECTIONS}
+  // G = every lane launched (one row of workgroups): lane gid.x takes vec4s gid.x, gid.x + G, …
+  let stride = groups.x * ${ELEMENTWISE_WG}u;
+  for (var i = gid.x; i < hyper.count4; i += stride) {
+${UPDATE}
+  }
+}`;
+}
+
+export function adamWGSL(options: AdamOptions = ADAM_DEFAULT): string {
+  checkOptions(options);
   return /* wgsl */ `
 struct Hyper {
   lr: f32, beta1: f32, beta2: f32, eps: f32,
@@ -50,21 +137,6 @@ fn oneMinusExp(x: f32) -> f32 {
   return -x * series;
 }
 
-@compute @workgroup_size(${ELEMENTWISE_WG})
-fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let first = linearIndex(gid, groups) * ${ADAM_VEC4_PER_INVOCATION}u;
-  if (first >= hyper.count4) { return; }
-  let t = f32(state[0] + 1u);
-  let stepSize = hyper.lr / oneMinusExp(t * hyper.lnBeta1);
-  let sqrtBc2 = sqrt(oneMinusExp(t * hyper.lnBeta2));
-  for (var i = first; i < min(first + ${ADAM_VEC4_PER_INVOCATION}u, hyper.count4); i++) {
-    let g = grads[i];
-    let mi = hyper.beta1 * m[i] + hyper.oneMinusBeta1 * g;
-    let vi = hyper.beta2 * v[i] + hyper.oneMinusBeta2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    params[i] -= stepSize * mi / (sqrt(vi) / sqrtBc2 + hyper.eps);
-  }
-}
+${options.layout === 'blocked' ? blockedEntry() : gridStrideEntry()}
 `;
 }

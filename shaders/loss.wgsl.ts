@@ -17,13 +17,35 @@ import { ELEMENTWISE_WG } from './common';
  * float32 σ, which rounds to exactly 1 from l ≈ 17 on and then reports the clamp value, this
  * form stays exact until the clamp binds.
  *
- * Reduction (deterministic, no atomics): `bce_kl` runs LOSS_GROUPS workgroups that
- * grid-stride over the batch, tree-reduce in workgroup memory and write one partial each;
- * `loss_finalize` (one workgroup) adds the partials in a fixed order, stores the batch loss at
- * out[state[1]] and advances the GPU-resident step state (t, batch) for the next step.
+ * Reduction (deterministic, no atomics): `bce_kl` runs `groups` workgroups that grid-stride
+ * over the batch (a stride of groups × WG elements), tree-reduce in workgroup memory and write
+ * one partial each, partials[g] for workgroup g; `loss_finalize` (one workgroup) tree-reduces
+ * the `groups` partials in a fixed order (lane k starts with partials[k], the rest with 0),
+ * stores the batch loss at out[state[1]] and advances the GPU-resident step state (t, batch)
+ * for the next step. The order depends only on `groups` and the batch's shape, never on
+ * scheduling, so a given plan gives the same bits every run.
+ *
+ * `groups` is a compile-time option of both entries (the partials buffer holds `groups`
+ * floats). The default, LOSS_GROUPS, is the software-adapter choice (few cores, few long
+ * groups); a GPU plan wants enough groups to fill its cores (64, 128).
+ * At most WG, since loss_finalize gives each partial a lane of its one workgroup.
  */
 export const LOSS_GROUPS = 8;
 const WG = ELEMENTWISE_WG;
+
+export interface LossOptions {
+  /** Workgroups of bce_kl = partials loss_finalize sums; default LOSS_GROUPS. */
+  groups?: number;
+}
+
+/** The options' group count, checked: an integer in [1, WG]. */
+export function lossGroups(options: LossOptions = {}): number {
+  const groups = options.groups ?? LOSS_GROUPS;
+  if (!Number.isInteger(groups) || groups < 1 || groups > WG) {
+    throw new Error(`loss: groups ${groups} is not an integer in [1, ${WG}] (loss_finalize reduces the partials with one workgroup of ${WG})`);
+  }
+  return groups;
+}
 
 export type LossEntry = 'bce_kl' | 'loss_finalize';
 
@@ -33,12 +55,13 @@ export function lossBindings(entry: LossEntry): ('uniform' | 'read' | 'storage')
     : ['storage', 'read', 'storage']; // state, partials, out
 }
 
-export function lossWorkgroups(entry: LossEntry): [number, number, number] {
-  return entry === 'bce_kl' ? [LOSS_GROUPS, 1, 1] : [1, 1, 1];
+export function lossWorkgroups(entry: LossEntry, options: LossOptions = {}): [number, number, number] {
+  const groups = lossGroups(options);
+  return entry === 'bce_kl' ? [groups, 1, 1] : [1, 1, 1];
 }
 
-export function lossWGSL(entry: LossEntry): string {
-  if (LOSS_GROUPS > WG) throw new Error('loss_finalize reduces LOSS_GROUPS partials with one workgroup');
+export function lossWGSL(entry: LossEntry, options: LossOptions = {}): string {
+  const groups = lossGroups(options);
   return wgsl`
 var<workgroup> scratch: array<f32, ${WG}>;
 
@@ -61,7 +84,7 @@ struct Dims { rows: u32, D: u32, L: u32 }
 @group(0) @binding(3) var<storage, read> mulv: array<f32>;          // (rows, 2L)
 @group(0) @binding(4) var<storage, read_write> dlogits: array<f32>; // (rows, D)
 @group(0) @binding(5) var<storage, read_write> dmulv: array<f32>;   // (rows, 2L)
-@group(0) @binding(6) var<storage, read_write> partials: array<f32>; // (${LOSS_GROUPS})
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>; // (${groups})
 
 // log(1 + e) for e in [0, 1] as 2·atanh(s), s = e/(2 + e) ≤ 1/3: a polynomial, accurate to
 // float32 precision relative to the result. WGSL's log near 1 is only bounded absolutely (2⁻²¹),
@@ -74,7 +97,7 @@ fn log1pUnit(e: f32) -> f32 {
 
 @compute @workgroup_size(${WG})
 fn bce_kl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let stride = ${LOSS_GROUPS * WG}u;
+  let stride = ${groups * WG}u;
   var sum = 0.0;
   let pixels = dims.rows * dims.D;
   for (var i = gid.x; i < pixels; i += stride) {
@@ -105,12 +128,12 @@ fn bce_kl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocati
 
 #if ${entry === 'loss_finalize'}
 @group(0) @binding(0) var<storage, read_write> state: array<u32>;   // (t, batch)
-@group(0) @binding(1) var<storage, read> partials: array<f32>;      // (${LOSS_GROUPS})
+@group(0) @binding(1) var<storage, read> partials: array<f32>;      // (${groups})
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;     // one loss per batch
 
 @compute @workgroup_size(${WG})
 fn loss_finalize(@builtin(local_invocation_index) lid: u32) {
-  let value = select(0.0, partials[lid], lid < ${LOSS_GROUPS}u);
+  let value = select(0.0, partials[lid], lid < ${groups}u);
   let total = reduceWorkgroup(lid, value);
   if (lid == 0u) {
     out[state[1]] = total;

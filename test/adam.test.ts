@@ -7,9 +7,19 @@
  * Gradients include 0, ±1e-30 and ±1e20; learning rates 1e-3 and 1e-2; runs resuming with
  * non-zero moments at t = 1000, across t = 500 and at t = 200,000. Each of params, m and v has
  * a sentinel vec4 past `length`.
+ *
+ * Both layouts (adam.wgsl.ts): every case runs the default ('blocked', called with no options,
+ * as the engine calls it) and 'gridStride' with its own workgroup count and with a few given
+ * ones, each against the reference, and gridStride's bits must equal blocked's. Arena lengths
+ * are chosen off both strides: 1, 15, 17, 257 and 773 vec4s, and the real 163,216. The
+ * default is pinned to the kernel from before the variant: its WGSL text (by SHA-256) and its
+ * dispatch.
  */
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adam } from '../src/reference/ops';
+import { ELEMENTWISE_WG, linearWorkgroups } from '../shaders/common';
+import { ADAM_DEFAULT, ADAM_GRID_MAX_WORKGROUPS, ADAM_VEC4_PER_INVOCATION, adamWGSL, adamWorkgroups, type AdamOptions } from '../shaders/adam.wgsl';
 import { LOSS_GROUPS } from '../shaders/loss.wgsl';
 import { expectClose, f32, openHarness, rng, type GpuPage, errorReport } from './gpu';
 
@@ -52,7 +62,11 @@ function maxRel(gpuValues: ArrayLike<number>, ref: ArrayLike<number>): number {
   return worst;
 }
 
-interface Case { length: number; lr: number; t0: number; warm: boolean }
+interface Case {
+  length: number; lr: number; t0: number; warm: boolean;
+  /** gridStride workgroup counts to run besides its own choice. */
+  workgroups?: number[];
+}
 
 /**
  * Parameters in [−0.05, 0.05] (the VAE's initial scale, 1/√400), every eighth exactly 0 so the
@@ -73,7 +87,8 @@ function makeInputs({ length, warm }: Case, seed: number) {
 
 const withSentinel = (a: Float32Array) => Float32Array.from([...a, SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
 
-async function adamGpu(c: Case, inputs: ReturnType<typeof makeInputs>) {
+/** `options` undefined: the op's default, as the engine calls it. */
+async function adamGpu(c: Case, inputs: ReturnType<typeof makeInputs>, options?: AdamOptions) {
   const { length, lr, t0 } = c;
   const out = await gpu.run({
     buffers: {
@@ -86,7 +101,7 @@ async function adamGpu(c: Case, inputs: ReturnType<typeof makeInputs>) {
       out: new Float32Array(STEPS + 3),
     },
     ops: [
-      { op: 'adam', length, hyper: { lr, beta1: BETA1, beta2: BETA2, eps: EPS }, state: 'state', params: 'params', grads: 'grads', m: 'm', v: 'v' },
+      { op: 'adam', length, hyper: { lr, beta1: BETA1, beta2: BETA2, eps: EPS }, state: 'state', params: 'params', grads: 'grads', m: 'm', v: 'v', options },
       { op: 'lossFinalize', state: 'state', partials: 'partials', out: 'out' },
     ],
     repeat: STEPS,
@@ -111,46 +126,134 @@ function adamRef(c: Case, inputs: ReturnType<typeof makeInputs>, hyper: { beta1:
 }
 
 const CASES: Case[] = [
-  { length: 4, lr: 1e-3, t0: 0, warm: false },
+  { length: 4, lr: 1e-3, t0: 0, warm: false, workgroups: [1, 3] },
   { length: 64, lr: 1e-3, t0: 0, warm: false },
   { length: 64, lr: 1e-2, t0: 0, warm: false },
-  { length: 652_864, lr: 1e-3, t0: 0, warm: false },
+  // 15 and 17 vec4s: one blocked invocation short of its 16, and one past it.
+  { length: 60, lr: 1e-3, t0: 0, warm: true, workgroups: [1] },
+  { length: 68, lr: 1e-3, t0: 0, warm: false, workgroups: [1] },
+  // 257 vec4s: gridStride's own choice is 2 groups, 255 lanes idle; with 1 group lane 0 loops twice.
+  { length: 1028, lr: 1e-3, t0: 0, warm: false, workgroups: [1] },
+  // 773 = 3·256 + 5 vec4s over one group: lanes 0–4 loop 4 times, the rest 3.
+  { length: 4 * 773, lr: 1e-2, t0: 0, warm: true, workgroups: [1, 2] },
+  { length: 652_864, lr: 1e-3, t0: 0, warm: false, workgroups: [7] },
   { length: 652_864, lr: 1e-2, t0: 0, warm: false },
-  { length: 652_864, lr: 1e-3, t0: 1000, warm: true },
+  { length: 652_864, lr: 1e-3, t0: 1000, warm: true, workgroups: [1000] },
   // t·ln β2 crosses −0.5 between t = 499 and 500: the bias correction switches from its
   // series to 1 − exp; and a step count where β2ᵗ underflows.
-  { length: 64, lr: 1e-3, t0: 497, warm: true },
+  { length: 64, lr: 1e-3, t0: 497, warm: true, workgroups: [1] },
   { length: 64, lr: 1e-2, t0: 200_000, warm: true },
 ];
 
-describe.each(CASES)('adam, arena of $length, lr $lr, from t = $t0', (c) => {
-  it(`${STEPS} steps of [adam, loss_finalize] match ${STEPS} reference steps`, async () => {
-    const inputs = makeInputs(c, c.length + c.t0 + Math.round(1 / c.lr));
-    const got = await adamGpu(c, inputs);
+type AdamResult = Awaited<ReturnType<typeof adamGpu>>;
 
-    const exact = adamRef(c, inputs, { beta1: BETA1, beta2: BETA2, eps: EPS });
-    const { rtol, atol } = paramTol(c.lr);
-    const p = expectClose('params', got.params, exact.params, rtol, atol);
-    record('params (abs)', p.maxAbs, `atol ${UPDATE_REL.toExponential(2)}·${STEPS}·lr + rtol ${rtol.toExponential(1)}·|p|`);
-    // Where a parameter started at 0 its final value is the sum of the 5 updates alone.
-    let update = 0;
-    for (let i = 7; i < c.length; i += 8) update = Math.max(update, Math.abs(got.params[i]! - exact.params[i]!) / (STEPS * c.lr));
-    record(`update error, relative to ${STEPS}·lr (params from 0)`, update, `atol ${UPDATE_REL.toExponential(2)}`);
+/** Everything a layout's result must satisfy against the reference. */
+function checkAgainstReference(c: Case, inputs: ReturnType<typeof makeInputs>, got: AdamResult, exact: ReturnType<typeof adamRef>, layout: string) {
+  const { rtol, atol } = paramTol(c.lr);
+  const p = expectClose(`${layout} params`, got.params, exact.params, rtol, atol);
+  record(`${layout} params (abs)`, p.maxAbs, `atol ${UPDATE_REL.toExponential(2)}·${STEPS}·lr + rtol ${rtol.toExponential(1)}·|p|`);
+  // Where a parameter started at 0 its final value is the sum of the 5 updates alone.
+  let update = 0;
+  for (let i = 7; i < c.length; i += 8) update = Math.max(update, Math.abs(got.params[i]! - exact.params[i]!) / (STEPS * c.lr));
+  record(`${layout} update error, relative to ${STEPS}·lr (params from 0)`, update, `atol ${UPDATE_REL.toExponential(2)}`);
 
-    expectClose('m', got.m, exact.m, MOMENT_RTOL, 0);
-    expectClose('v', got.v, exact.v, MOMENT_RTOL, FLT_MIN);
-    record('m (rel)', maxRel(got.m, exact.m), `rtol ${MOMENT_RTOL.toExponential(2)}`);
-    record('v (rel, |v| ≥ FLT_MIN)', maxRel(got.v, exact.v), `rtol ${MOMENT_RTOL.toExponential(2)}`);
+  expectClose(`${layout} m`, got.m, exact.m, MOMENT_RTOL, 0);
+  expectClose(`${layout} v`, got.v, exact.v, MOMENT_RTOL, FLT_MIN);
+  record(`${layout} m (rel)`, maxRel(got.m, exact.m), `rtol ${MOMENT_RTOL.toExponential(2)}`);
+  record(`${layout} v (rel, |v| ≥ FLT_MIN)`, maxRel(got.v, exact.v), `rtol ${MOMENT_RTOL.toExponential(2)}`);
 
-    // The special gradients: 0 leaves everything alone; ±1e20 moves its parameter by ≈ lr per step.
-    if (c.length >= 8 && c.t0 === 0) {
-      expect(got.params[0]).toBe(inputs.params[0]);
-      expect(got.m[0]).toBe(0);
-      expect(got.v[0]).toBe(0);
-      for (const at of [3, 4]) {
-        const moved = (inputs.params[at]! - got.params[at]!) / (STEPS * c.lr);
-        expect(Math.abs(moved - Math.sign(inputs.grads[at]!)), `huge grad at ${at} moved the parameter by ${moved}·${STEPS}·lr`).toBeLessThan(1e-3);
-      }
+  // The special gradients, from zero moments: 0 leaves everything alone; ±1e20 moves its parameter by ≈ lr per step.
+  if (c.length >= 8 && c.t0 === 0 && !c.warm) {
+    expect(got.params[0]).toBe(inputs.params[0]);
+    expect(got.m[0]).toBe(0);
+    expect(got.v[0]).toBe(0);
+    for (const at of [3, 4]) {
+      const moved = (inputs.params[at]! - got.params[at]!) / (STEPS * c.lr);
+      expect(Math.abs(moved - Math.sign(inputs.grads[at]!)), `${layout}: huge grad at ${at} moved the parameter by ${moved}·${STEPS}·lr`).toBeLessThan(1e-3);
     }
+  }
+}
+
+/** Bit for bit (compared as u32, so −0 ≠ 0 and NaN payloads count); names the first differences. */
+function expectSameBits(name: string, actual: Float32Array, expected: Float32Array) {
+  expect(actual.length, `${name}: length`).toBe(expected.length);
+  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
+  const e = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
+  const differ: number[] = [];
+  for (let i = 0; i < e.length; i++) if (a[i] !== e[i]) differ.push(i);
+  expect(differ.length, `${name}: ${differ.length} of ${e.length} differ in bits, first ${differ.slice(0, 6).map((i) => `[${i}] ${actual[i]} vs ${expected[i]}`).join(', ')}`).toBe(0);
+}
+
+const describeOptions = (o: AdamOptions) => (o.layout === 'blocked' ? 'blocked' : `gridStride ${o.workgroups ?? 'auto'}`);
+
+describe.each(CASES)('adam, arena of $length, lr $lr, from t = $t0', (c) => {
+  // The inputs, the reference and the default's run are shared by this case's tests (run in order).
+  let shared: Promise<{ inputs: ReturnType<typeof makeInputs>; exact: ReturnType<typeof adamRef>; blocked: AdamResult }> | undefined;
+  const setup = () => (shared ??= (async () => {
+    const inputs = makeInputs(c, c.length + c.t0 + Math.round(1 / c.lr));
+    const exact = adamRef(c, inputs, { beta1: BETA1, beta2: BETA2, eps: EPS });
+    return { inputs, exact, blocked: await adamGpu(c, inputs) };
+  })());
+
+  it(`blocked (the default): ${STEPS} steps of [adam, loss_finalize] match ${STEPS} reference steps`, async () => {
+    const { inputs, exact, blocked } = await setup();
+    checkAgainstReference(c, inputs, blocked, exact, 'blocked');
+  });
+
+  const variants: AdamOptions[] = [{ layout: 'gridStride' }, ...(c.workgroups ?? []).map((workgroups) => ({ layout: 'gridStride' as const, workgroups }))];
+  it.each(variants.map((options) => [describeOptions(options), options] as const))('%s: matches the reference, and blocked bit for bit', async (name, options) => {
+    const { inputs, exact, blocked } = await setup();
+    const got = await adamGpu(c, inputs, options);
+    checkAgainstReference(c, inputs, got, exact, 'gridStride');
+    for (const k of ['params', 'm', 'v'] as const) expectSameBits(`${name} ${k} vs blocked`, got[k], blocked[k]);
+  });
+});
+
+describe('adam launch sizes', () => {
+  const ARENA = 652_864; // the VAE's arena, 163,216 vec4s
+
+  it('the default is the kernel from before the gridStride variant: same WGSL text, same dispatch', () => {
+    // SHA-256 of adamWGSL() at 2f140eb. The project's seed numbers depend on these bits: change
+    // the default kernel only on purpose, and re-pin after checking them.
+    const BEFORE = 'd9b1fb078e2f52dbf7df387552719bb22cf5ffcca56f41a22f5d2dd171d254b1';
+    const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+    expect(sha(adamWGSL()), 'adamWGSL() changed').toBe(BEFORE);
+    expect(sha(adamWGSL({ layout: 'blocked' }))).toBe(BEFORE);
+    expect(ADAM_DEFAULT).toEqual({ layout: 'blocked' });
+    // The dispatch before: linearWorkgroups(ceil(length / 64)).
+    for (const length of [4, 60, 68, 1028, 4 * 773, 4 * 16 * 256 * 70_000, ARENA]) {
+      expect(adamWorkgroups(ADAM_DEFAULT, length), `length ${length}`).toEqual(linearWorkgroups(Math.ceil(length / 64)));
+    }
+    expect(adamWorkgroups(ADAM_DEFAULT, ARENA)).toEqual([40, 1, 1]);
+    expect(sha(adamWGSL({ layout: 'gridStride' })), 'the variant is a different kernel').not.toBe(BEFORE);
+  });
+
+  it('gridStride: one row of min(ceil(count4 / 256), 1024) workgroups, or the number given; bad options throw', () => {
+    expect(adamWorkgroups({ layout: 'gridStride' }, 4)).toEqual([1, 1, 1]);
+    expect(adamWorkgroups({ layout: 'gridStride' }, 4 * 256)).toEqual([1, 1, 1]);
+    expect(adamWorkgroups({ layout: 'gridStride' }, 4 * 257)).toEqual([2, 1, 1]);
+    expect(adamWorkgroups({ layout: 'gridStride' }, ARENA)).toEqual([638, 1, 1]);
+    expect(adamWorkgroups({ layout: 'gridStride' }, 4 * 256 * 5000)).toEqual([ADAM_GRID_MAX_WORKGROUPS, 1, 1]);
+    expect(adamWorkgroups({ layout: 'gridStride', workgroups: 7 }, ARENA)).toEqual([7, 1, 1]);
+    for (const workgroups of [0, -1, 2.5, 65536, NaN]) {
+      expect(() => adamWorkgroups({ layout: 'gridStride', workgroups }, ARENA), `workgroups ${workgroups}`).toThrow(/workgroups/);
+      expect(() => adamWGSL({ layout: 'gridStride', workgroups })).toThrow(/workgroups/);
+    }
+    expect(() => adamWorkgroups({ layout: 'blocked', workgroups: 8 }, ARENA)).toThrow(/gridStride/);
+    expect(() => adamWGSL({ layout: 'strided' as AdamOptions['layout'] })).toThrow(/layout/);
+  });
+
+  it(`prints what each layout launches for the real arena (${ARENA.toLocaleString('en')} floats)`, () => {
+    const count4 = ARENA / 4;
+    const lines = [ADAM_DEFAULT, { layout: 'gridStride' as const }, { layout: 'gridStride' as const, workgroups: 7 }].map((o) => {
+      const [x, y, z] = adamWorkgroups(o, ARENA);
+      const invocations = x * y * z * ELEMENTWISE_WG;
+      const perLane = o.layout === 'blocked' ? ADAM_VEC4_PER_INVOCATION : Math.ceil(count4 / invocations);
+      const active = o.layout === 'blocked' ? Math.ceil(count4 / ADAM_VEC4_PER_INVOCATION) : Math.min(invocations, count4);
+      return `  ${describeOptions(o).padEnd(16)} ${x}×${y}×${z} workgroups × ${ELEMENTWISE_WG} = ${invocations.toLocaleString('en')} invocations `
+        + `(${active.toLocaleString('en')} with work, ≤ ${perLane} vec4 each)`;
+    });
+    console.log(`adam launches for ${ARENA.toLocaleString('en')} floats = ${count4.toLocaleString('en')} vec4s:\n${lines.join('\n')}`);
+    expect(lines).toHaveLength(3);
   });
 });

@@ -6,7 +6,7 @@
 import { linearWorkgroups } from '../../shaders/common';
 import { matmulBindings, matmulWGSL, matmulWorkgroups, type MatmulOptions } from '../../shaders/matmul.wgsl';
 import { activationBindings, activationWGSL, type ActivationEntry } from '../../shaders/activations.wgsl';
-import { adamBindings, adamInvocations, adamWGSL } from '../../shaders/adam.wgsl';
+import { ADAM_DEFAULT, adamBindings, adamWGSL, adamWorkgroups, type AdamOptions } from '../../shaders/adam.wgsl';
 import { byteToUnitTable, gatherBindings, gatherWGSL } from '../../shaders/gather.wgsl';
 import { LOSS_GROUPS, lossBindings, lossWGSL, lossWorkgroups } from '../../shaders/loss.wgsl';
 import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
@@ -96,20 +96,37 @@ export async function reparamOp(
     linearWorkgroups(reparamWorkgroups(entry, elements)), { bytes: 4 * elements * (entry === 'randn' ? 1 : 4) });
 }
 
+/** Bytes a binding exposes to the shader. */
+const bindingBytes = (b: Binding) => ('buffer' in b ? b.size ?? b.buffer.size - (b.offset ?? 0) : b.size);
+
+/**
+ * A partials buffer too small for `groups` would not fail: out-of-bounds writes are dropped or
+ * clamped by robust buffer access, and the loss would quietly be wrong.
+ */
+function checkPartials(label: string, partials: Binding, groups: number) {
+  if (bindingBytes(partials) < 4 * groups) {
+    throw new Error(`${label}: the partials buffer holds ${bindingBytes(partials) / 4} floats; ${groups} loss groups write ${groups}`);
+  }
+}
+
+/** `groups`: workgroups of the reduction (= partials, `groups` floats); loss_finalize must be given the same number. */
 export async function bceKlOp(
   gpu: Gpu, label: string, dims: { rows: number; D: number; L: number },
   b: { logits: Binding; x: Binding; mulv: Binding; dlogits: Binding; dmulv: Binding; partials: Binding },
+  groups = LOSS_GROUPS,
 ): Promise<Dispatch> {
-  return instance(gpu, label, lossWGSL('bce_kl'), 'bce_kl', lossBindings('bce_kl'),
+  checkPartials(label, b.partials, groups);
+  return instance(gpu, label, lossWGSL('bce_kl', { groups }), 'bce_kl', lossBindings('bce_kl'),
     [gpu.uniform(`${label} dims`, u32s(dims.rows, dims.D, dims.L)), b.logits, b.x, b.mulv, b.dlogits, b.dmulv, b.partials],
-    lossWorkgroups('bce_kl'), { bytes: 4 * dims.rows * (3 * dims.D + 4 * dims.L) });
+    lossWorkgroups('bce_kl', { groups }), { bytes: 4 * dims.rows * (3 * dims.D + 4 * dims.L) });
 }
 
 export async function lossFinalizeOp(
-  gpu: Gpu, label: string, b: { state: Binding; partials: Binding; out: Binding },
+  gpu: Gpu, label: string, b: { state: Binding; partials: Binding; out: Binding }, groups = LOSS_GROUPS,
 ): Promise<Dispatch> {
-  return instance(gpu, label, lossWGSL('loss_finalize'), 'loss_finalize', lossBindings('loss_finalize'),
-    [b.state, b.partials, b.out], lossWorkgroups('loss_finalize'), { bytes: 4 * (LOSS_GROUPS + 5) });
+  checkPartials(label, b.partials, groups);
+  return instance(gpu, label, lossWGSL('loss_finalize', { groups }), 'loss_finalize', lossBindings('loss_finalize'),
+    [b.state, b.partials, b.out], lossWorkgroups('loss_finalize', { groups }), { bytes: 4 * (groups + 5) });
 }
 
 export interface AdamHyper {
@@ -119,10 +136,10 @@ export interface AdamHyper {
   eps: number;
 }
 
-/** Adam over `length` floats (a multiple of 4) of the arena buffers. */
+/** Adam over `length` floats (a multiple of 4) of the arena buffers; `options`: the layout (adam.wgsl.ts). */
 export async function adamOp(
   gpu: Gpu, label: string, length: number, hyper: AdamHyper,
-  b: { state: Binding; params: Binding; grads: Binding; m: Binding; v: Binding },
+  b: { state: Binding; params: Binding; grads: Binding; m: Binding; v: Binding }, options: AdamOptions = ADAM_DEFAULT,
 ): Promise<Dispatch> {
   if (length % 4 !== 0) throw new Error(`adam: arena length ${length} is not a multiple of 4`);
   const uniform = new ArrayBuffer(48);
@@ -130,8 +147,8 @@ export async function adamOp(
   // 1 − β and ln β in float64 here: see the numerics note in adam.wgsl.ts.
   new Float32Array(uniform, 0, 8).set([lr, beta1, beta2, eps, 1 - beta1, 1 - beta2, Math.log(beta1), Math.log(beta2)]);
   new Uint32Array(uniform, 32, 1)[0] = length / 4;
-  return instance(gpu, label, adamWGSL(), 'adam_step', adamBindings,
+  return instance(gpu, label, adamWGSL(options), 'adam_step', adamBindings,
     [gpu.uniform(`${label} hyper`, new Uint8Array(uniform)), b.state, b.params, b.grads, b.m, b.v],
-    linearWorkgroups(adamInvocations(length)), { bytes: 4 * length * 7 });
+    adamWorkgroups(options, length), { bytes: 4 * length * 7 });
 }
 

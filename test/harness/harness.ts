@@ -28,9 +28,9 @@ export type OpSpec =
   | { op: 'activation'; entry: Parameters<typeof ops.activationOp>[2]; count: number; inputs: string[]; out: string }
   | { op: 'gather'; dims: { rows: number; D: number; batchSize: number }; state: string; data: string; perm: string; X: string }
   | { op: 'reparam'; entry: Parameters<typeof ops.reparamOp>[2]; params: [number, number, number, number]; buffers: string[] }
-  | { op: 'bceKl'; dims: { rows: number; D: number; L: number }; logits: string; x: string; mulv: string; dlogits: string; dmulv: string; partials: string }
-  | { op: 'lossFinalize'; state: string; partials: string; out: string }
-  | { op: 'adam'; length: number; hyper: ops.AdamHyper; state: string; params: string; grads: string; m: string; v: string };
+  | { op: 'bceKl'; dims: { rows: number; D: number; L: number }; logits: string; x: string; mulv: string; dlogits: string; dmulv: string; partials: string; groups?: number }
+  | { op: 'lossFinalize'; state: string; partials: string; out: string; groups?: number }
+  | { op: 'adam'; length: number; hyper: ops.AdamHyper; state: string; params: string; grads: string; m: string; v: string; options?: Parameters<typeof ops.adamOp>[5] };
 
 export interface RunRequest {
   buffers: Record<string, BufferSpec>;
@@ -67,13 +67,13 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
     case 'bceKl':
       return ops.bceKlOp(g, label, spec.dims, {
         logits: b[spec.logits], x: b[spec.x], mulv: b[spec.mulv], dlogits: b[spec.dlogits], dmulv: b[spec.dmulv], partials: b[spec.partials],
-      });
+      }, spec.groups);
     case 'lossFinalize':
-      return ops.lossFinalizeOp(g, label, { state: b[spec.state], partials: b[spec.partials], out: b[spec.out] });
+      return ops.lossFinalizeOp(g, label, { state: b[spec.state], partials: b[spec.partials], out: b[spec.out] }, spec.groups);
     case 'adam':
       return ops.adamOp(g, label, spec.length, spec.hyper, {
         state: b[spec.state], params: b[spec.params], grads: b[spec.grads], m: b[spec.m], v: b[spec.v],
-      });
+      }, spec.options);
   }
 }
 
