@@ -18,7 +18,12 @@ afterAll(async () => { await gpu?.close(); });
 const report: string[] = [];
 afterAll(() => console.log(`parity with PyTorch (max abs error / largest |ref|):\n${report.join('\n')}`));
 
-describe.each(['aligned', 'odd', 'deep'])('%s fixture', (name) => {
+// Each fixture under both default plans: the software one (SwiftShader's tiles and quads) and the
+// hardware one (small register tiles, grid-stride Adam, 64 loss groups), which must be as right.
+describe.each([
+  ...['aligned', 'odd', 'deep'].map((name) => [name, 'software'] as const),
+  ...['aligned', 'odd', 'deep'].map((name) => [name, 'hardware'] as const),
+])('%s fixture, %s plan', (name, plan) => {
   const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
   const t = (key: string) => {
     const v = tensors.get(key);
@@ -45,7 +50,7 @@ describe.each(['aligned', 'odd', 'deep'])('%s fixture', (name) => {
     const out = await gpu.page.evaluate((r) => window.harness.trainSteps(r), {
       sizes: { D, hidden, L }, batchSize: B, seed: Number(metadata.seed), lr: Number(metadata.lr),
       images: Buffer.from(images.data.buffer, images.data.byteOffset, images.data.byteLength).toString('base64'),
-      count: B, params: Buffer.from(toArena('init.').buffer).toString('base64'), steps, sameBatch: true,
+      count: B, params: Buffer.from(toArena('init.').buffer).toString('base64'), steps, sameBatch: true, plan,
     });
     expect(out).toHaveLength(steps);
     for (let s = 0; s < steps; s++) {
@@ -53,7 +58,7 @@ describe.each(['aligned', 'odd', 'deep'])('%s fixture', (name) => {
       const check = (what: string, gpuValues: Float32Array, ref: Float32Array, rtol: number, atolScale: number) => {
         const atol = atolScale * scale(ref);
         const e = expectClose(`${name} step ${s} ${what}`, gpuValues, ref, rtol, atol);
-        report.push(`  ${name} step ${s} ${what.padEnd(26)} ${(e.maxAbs / (scale(ref) || 1)).toExponential(2)}`);
+        report.push(`  ${name}/${plan} step ${s} ${what.padEnd(26)} ${(e.maxAbs / (scale(ref) || 1)).toExponential(2)}`);
       };
       // ε: the same Philox words; float32 Box–Muller on the GPU vs float64 rounded to float32.
       check('eps', o.eps, t(`step${s}.eps`), 1e-5, 1e-6);

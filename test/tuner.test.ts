@@ -162,7 +162,7 @@ describe('tuner: the end-to-end check', () => {
     const failing = vi.fn(async (_plan: KernelPlan) => false);
     const kept = await tunePlan(input(clock(), [{ key: FC1, candidates: [T84, T44] }], { check: failing }));
     expect(failing).toHaveBeenCalledTimes(1);
-    expect(failing.mock.calls[0][0]).toEqual({ kind: base.kind, overrides: { [FC1]: T44 } }); // it checked the tuned plan
+    expect(failing.mock.calls[0][0]).toEqual({ ...base, overrides: { [FC1]: T44 } }); // it checked the tuned plan
     expect(kept.plan).toEqual(base);
     expect(kept.report.accepted).toBe(false);
     expect(kept.report.checkPassed).toBe(false);
@@ -172,7 +172,7 @@ describe('tuner: the end-to-end check', () => {
 
     const passing = vi.fn(async () => true);
     const tuned = await tunePlan(input(clock(), [{ key: FC1, candidates: [T84, T44] }], { check: passing }));
-    expect(tuned.plan).toEqual({ kind: base.kind, overrides: { [FC1]: T44 } });
+    expect(tuned.plan).toEqual({ ...base, overrides: { [FC1]: T44 } });
     expect(tuned.report.accepted).toBe(true);
     expect(tuned.report.reason).toMatch(/check passed/);
   });
@@ -198,7 +198,7 @@ describe('tuner: the base choice is candidates[0]', () => {
 
   it('refuses candidates[0] that is not the base plan\'s override, duplicates and empty lists', async () => {
     const { time } = fakeClock({ [FC1]: { '8×4': 2, '4×4': 2 } });
-    const overridden: KernelPlan = { kind: 'hardware', overrides: { [FC1]: T44 } };
+    const overridden: KernelPlan = { ...planFor(false), overrides: { [FC1]: T44 } };
     await expect(tunePlan(input(time, [{ key: FC1, candidates: [T84, T44] }], { base: overridden }))).rejects.toThrow(/candidates\[0\] must be/);
     await expect(tunePlan(input(time, [{ key: FC1, candidates: [T84, T84] }]))).rejects.toThrow(/twice/);
     await expect(tunePlan(input(time, [{ key: FC1, candidates: [] }]))).rejects.toThrow(/no candidates/);
@@ -206,7 +206,7 @@ describe('tuner: the base choice is candidates[0]', () => {
   });
 
   it("keeps the base plan's own overrides beside the changes", async () => {
-    const overridden: KernelPlan = { kind: 'hardware', overrides: { [FC4]: T42 } };
+    const overridden: KernelPlan = { ...planFor(false), overrides: { [FC4]: T42 } };
     const { time } = fakeClock({ [FC1]: { '8×4': 2, '4×4': 1 } });
     const { plan } = await tunePlan(input(time, [{ key: FC1, candidates: [T84, T44] }], { base: overridden }));
     expect(plan.overrides).toEqual({ [FC4]: T42, [FC1]: T44 });
@@ -221,7 +221,7 @@ describe('tuner: it only receives time and check', () => {
       if (x && typeof x === 'object') { Object.values(x).forEach(deepFreeze); Object.freeze(x); }
       return x;
     };
-    const frozenBase = deepFreeze<KernelPlan>({ kind: 'hardware', overrides: { [FC4]: T42 } });
+    const frozenBase = deepFreeze<KernelPlan>({ ...planFor(false), overrides: { [FC4]: T42 } });
     const products = deepFreeze([{ key: FC1, candidates: [tile(8, 4), tile(4, 4)] }]);
     const { time } = fakeClock({ [FC1]: { '8×4': 2, '4×4': 1 } });
     const check = vi.fn(async (_plan: KernelPlan) => true);
@@ -245,7 +245,7 @@ describe('tuner: it only receives time and check', () => {
     expect(now).not.toHaveBeenCalled(); // the caller's `time` is the only clock
     expect(dateNow).not.toHaveBeenCalled();
     expect(timeout).not.toHaveBeenCalled();
-    expect(frozenBase).toEqual({ kind: 'hardware', overrides: { [FC4]: T42 } }); // frozen: a write would have thrown
+    expect(frozenBase).toEqual({ ...planFor(false), overrides: { [FC4]: T42 } }); // frozen: a write would have thrown
     expect(plan.overrides).not.toBe(frozenBase.overrides);
   });
 });
@@ -283,7 +283,7 @@ describe('tuner: cache', () => {
       const key = tuneCacheKey(parts);
       const cache = fileCache(join(dir, 'nested'));
       expect(await cache.get(key)).toBeUndefined();
-      const tunedPlan: KernelPlan = { kind: 'software', overrides: { [FC1]: T44 } };
+      const tunedPlan: KernelPlan = { ...planFor(true), overrides: { [FC1]: T44 } };
       let runs = 0;
       const run = vi.fn(async (): Promise<TuneResult> => {
         runs++;

@@ -8,11 +8,13 @@
  * - `hardware`: a GPU needs thousands of resident threads to hide memory latency, so each
  *   matmul takes the most work per invocation that still launches at least
  *   HARDWARE_MIN_INVOCATIONS invocations, or, when even one output per invocation falls short,
- *   as many as its outputs allow.
+ *   as many as its outputs allow; Adam runs grid-stride and the loss in HARDWARE_LOSS_GROUPS.
  *
  * A plan is data (serializable), so it can be recorded in a checkpoint and reused on resume:
  * different plans may sum in different orders, and an exact resume needs the same one.
  */
+import { ADAM_DEFAULT, type AdamOptions } from '../../shaders/adam.wgsl';
+import { LOSS_GROUPS } from '../../shaders/loss.wgsl';
 import { MATMUL_WG_X, MATMUL_WG_Y, type MatmulOptions } from '../../shaders/matmul.wgsl';
 
 export type PlanKind = 'software' | 'hardware';
@@ -28,6 +30,13 @@ export type MatmulChoice = RegisterTile;
 
 export interface KernelPlan {
   kind: PlanKind;
+  /**
+   * Adam's layout: `blocked` (16 consecutive vec4s per invocation, ~40 workgroups: measured best
+   * on SwiftShader) or `gridStride` (one vec4 per lane per iteration, coalesced, sized for a GPU).
+   */
+  adam: AdamOptions;
+  /** Workgroups of the loss reduction (8 today; more lanes for a GPU). */
+  lossGroups: number;
   /** Choices that replace the rule's, keyed by `matmulKey` (a tuner's or a checkpoint's). */
   overrides: Record<string, MatmulChoice>;
 }
@@ -51,8 +60,13 @@ export function matmulKey(s: MatmulShape): string {
   return `${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'} ${s.M}×${s.N}×${s.K}`;
 }
 
+/** Loss groups of the hardware plan: 64 × 256 lanes = 16,384 over a batch of 128 × 784 pixels. */
+export const HARDWARE_LOSS_GROUPS = 64;
+
 export function planFor(software: boolean): KernelPlan {
-  return { kind: software ? 'software' : 'hardware', overrides: {} };
+  return software
+    ? { kind: 'software', adam: ADAM_DEFAULT, lossGroups: LOSS_GROUPS, overrides: {} }
+    : { kind: 'hardware', adam: { layout: 'gridStride' }, lossGroups: HARDWARE_LOSS_GROUPS, overrides: {} };
 }
 
 /** Invocations a register-tiled matmul launches. */
@@ -92,6 +106,8 @@ export function decodePlan(text: string): KernelPlan | null {
     const tileOk = (c: MatmulChoice) => c?.variant === 'register' && Number.isInteger(c.tileM) && c.tileM > 0 && c.tileM % 4 === 0 &&
       Number.isInteger(c.tileN) && c.tileN > 0;
     if ((p.kind !== 'software' && p.kind !== 'hardware') || typeof p.overrides !== 'object' || p.overrides === null) return null;
+    if (p.adam?.layout !== 'blocked' && p.adam?.layout !== 'gridStride') return null;
+    if (!Number.isInteger(p.lossGroups) || p.lossGroups < 1 || p.lossGroups > 256) return null;
     return Object.values(p.overrides).every(tileOk) ? p : null;
   } catch {
     return null;

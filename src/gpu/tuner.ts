@@ -233,7 +233,7 @@ export async function tunePlan(input: TuneInput): Promise<TuneResult> {
 
   const changedProducts = products.filter((p) => p.changed);
   const changed = changedProducts.map((p) => p.key);
-  const basePlan: KernelPlan = { kind: base.kind, overrides: { ...base.overrides } };
+  const basePlan: KernelPlan = { ...base, overrides: { ...base.overrides } };
   const report = (accepted: boolean, checkPassed: boolean | null, reason: string): TuneReport =>
     ({ clock: input.clock, timing: TIMING[input.clock], products, changed, accepted, checkPassed, reason });
 
@@ -244,7 +244,7 @@ export async function tunePlan(input: TuneInput): Promise<TuneResult> {
         `${products.length} products: the base plan is kept (no end-to-end check needed)`),
     };
   }
-  const tuned: KernelPlan = { kind: base.kind, overrides: { ...base.overrides } };
+  const tuned: KernelPlan = { ...base, overrides: { ...base.overrides } };
   for (const p of changedProducts) tuned.overrides[p.key] = p.chosen;
   const changes = changedProducts.map((p) =>
     `${p.key}: ${describeChoice(p.candidates[0].choice)} → ${describeChoice(p.chosen)} (${(p.gain * 100).toFixed(1)} % faster)`).join('; ');

@@ -99,7 +99,7 @@ export function reparamForward(gpu: Gpu, tag: string, rows: number, L: number, s
 /** The Bernoulli likelihood: BCE on the logits + KL, writing the gradients that start the backward pass. */
 export function bernoulliForward(gpu: Gpu, tag: string, rows: number, D: number, L: number,
   b: { logits: Binding; x: Binding; mulv: Binding; dlogits: Binding; dmulv: Binding; partials: Binding }) {
-  return bceKlOp(gpu, `${tag} bce+kl`, { rows, D, L }, b);
+  return bceKlOp(gpu, `${tag} bce+kl`, { rows, D, L }, b, gpu.plan.lossGroups);
 }
 
 // ---- Programs -----------------------------------------------------------------------------------

@@ -4,7 +4,6 @@
  * the step's anatomy). Nothing here allocates, compiles or uploads per step. The step state
  * (t, batch) lives on the GPU, so any number of steps share one submit.
  */
-import { LOSS_GROUPS } from '../../shaders/loss.wgsl';
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { Dispatch, Gpu } from '../gpu/device';
 import { activationOp, adamOp, lossFinalizeOp, reparamOp, type AdamHyper } from '../gpu/ops';
@@ -84,7 +83,7 @@ export class VaeModel {
     this.reconOutputs = gpu.buffer('reconstructions', RECON_COUNT * D * 4);
     this.reconLogits = gpu.buffer('reconstruction logits', RECON_COUNT * D * 4);
     this.samples = gpu.buffer('samples', SAMPLE_COUNT * D * 4);
-    this.partials = gpu.buffer('loss partials', LOSS_GROUPS * 4);
+    this.partials = gpu.buffer('loss partials', gpu.plan.lossGroups * 4);
     this.sampleAct = new Activations(gpu, 'sample', this.layout, SAMPLE_COUNT, { gradients: false });
   }
 
@@ -228,8 +227,8 @@ export class VaeModel {
         { images: b.train, state: this.trainState, partials: this.partials, stream: PHILOX_STREAM.train })),
       ...(await lossBackward(gpu, tag, arena, b.act, rows)),
       await adamOp(gpu, `${tag} adam`, this.layout.length, b.adam,
-        { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v }),
-      await lossFinalizeOp(gpu, `${tag} loss`, { state: this.trainState, partials: this.partials, out: b.trainLoss }),
+        { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v }, gpu.plan.adam),
+      await lossFinalizeOp(gpu, `${tag} loss`, { state: this.trainState, partials: this.partials, out: b.trainLoss }, gpu.plan.lossGroups),
     ];
   }
 
@@ -238,7 +237,7 @@ export class VaeModel {
     return [
       ...(await lossForward(this.gpu, tag, this.arena, b.act, { seed: this.seed, batchSize: b.batchSize }, rows,
         { images: b.test, state: this.evalState, partials: this.partials, stream: PHILOX_STREAM.eval })),
-      await lossFinalizeOp(this.gpu, `${tag} loss`, { state: this.evalState, partials: this.partials, out: b.testLoss }),
+      await lossFinalizeOp(this.gpu, `${tag} loss`, { state: this.evalState, partials: this.partials, out: b.testLoss }, this.gpu.plan.lossGroups),
     ];
   }
 

@@ -5,6 +5,7 @@
  * Data crosses puppeteer as base64 so Float32 bits arrive exactly.
  */
 import { Gpu } from '../../src/gpu/device';
+import { planFor } from '../../src/gpu/plan';
 import { decodeCheckpoint, encodeCheckpoint } from '../../src/model/checkpoint';
 import type { VaeSizes } from '../../src/model/graph';
 import { Inference } from '../../src/model/inference';
@@ -127,11 +128,14 @@ export interface TrainStepsRequest {
   steps: number;
   /** Rewind the batch index before each step, so every step sees batch 0 (the fixtures' setup). */
   sameBatch: boolean;
+  /** Run under this adapter kind's default kernel plan (default: the adapter's own). */
+  plan?: 'software' | 'hardware';
 }
 
 /** Runs real training steps of the model and returns what each step produced. */
 async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[]> {
   const g = await Gpu.create();
+  if (r.plan) g.plan = planFor(r.plan === 'software');
   g.device.pushErrorScope('validation');
   try {
     const images = uploadImages(g, 'images', fromBase64(r.images), r.count);
