@@ -79,3 +79,15 @@ describe('GPU runtime', () => {
     expect(seen.lost.message).toMatch(/device was lost.*load the checkpoint/s);
   });
 });
+
+describe('kernel plan across a resume', () => {
+  it('a checkpoint carries its plan, and resuming under it is exact', async () => {
+    const r = await gpu.page.evaluate(() => window.harness.resumeUnderPlan());
+    expect(r.recordedKind).toBe('hardware');
+    expect(r.adopted.kind).toBe('hardware'); // a new runtime on this adapter would have taken the software plan
+    expect(r.adopted.loss).toBe(r.straightEpoch2); // bit for bit
+    // The plans' register tiles keep each output's order of summation; only the loss partials
+    // are grouped differently, which here rounded to the same bits. A split-K plan would not.
+    console.log(`epoch 2 under the hardware plan ${r.straightEpoch2}; resumed under the software plan ${r.ignored.loss}`);
+  });
+});

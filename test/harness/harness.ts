@@ -5,8 +5,8 @@
  * Data crosses puppeteer as base64 so Float32 bits arrive exactly.
  */
 import { Gpu } from '../../src/gpu/device';
-import { planFor } from '../../src/gpu/plan';
-import { decodeCheckpoint, encodeCheckpoint } from '../../src/model/checkpoint';
+import { planFor, type KernelPlan } from '../../src/gpu/plan';
+import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, encodeRunCheckpoint, readRunMetadata } from '../../src/model/checkpoint';
 import type { VaeSizes } from '../../src/model/graph';
 import { Inference } from '../../src/model/inference';
 import { adamAt } from '../../src/model/settings';
@@ -359,6 +359,43 @@ async function runtime() {
  * A device lost in the middle of an epoch: the trainer must reject with GpuError('lost'), and
  * the last epoch's checkpoint must resume on a new device exactly as an uninterrupted run.
  */
+/**
+ * Exact resume under the hardware plan: epochs 1 and 2 straight, against epoch 1, a checkpoint,
+ * and epoch 2 on a new runtime that takes the checkpoint's plan — and one that ignores it.
+ */
+async function resumeUnderPlan() {
+  const count = 384;
+  const pixels = new Uint8Array(count * 784);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+  const config = { sizes: { D: 784, hidden: [32], L: 4 }, batchSize: 64, seed: 6, adam: adamAt(1e-3) };
+  const fresh = async (plan: KernelPlan | null) => {
+    const g = await Gpu.create();
+    if (plan) g.plan = plan;
+    const images = uploadImages(g, 'images', pixels, count);
+    const model = await VaeModel.create(g, { ...config, train: images, test: images });
+    return { g, model, trainer: new Trainer(model, { stepsPerSubmit: 2 }) };
+  };
+  const hardware = planFor(false);
+  const straight = await fresh(hardware);
+  await straight.trainer.trainEpoch(1);
+  const straightEpoch2 = (await straight.trainer.trainEpoch(2)).averageLoss;
+  straight.g.destroy();
+  const first = await fresh(hardware);
+  await first.trainer.trainEpoch(1);
+  const checkpoint = encodeRunCheckpoint(first.model.layout, await first.model.exportState(), { epoch: 1, seed: config.seed, plan: first.g.plan });
+  first.g.destroy();
+  const resumeWith = async (plan: KernelPlan | null) => {
+    const r = await fresh(plan);
+    r.model.importState(decodeCheckpoint(checkpoint, r.model.layout));
+    const loss = (await r.trainer.trainEpoch(2)).averageLoss;
+    const kind = r.g.plan.kind;
+    r.g.destroy();
+    return { loss, kind };
+  };
+  const recorded = readRunMetadata(checkpointSizes(checkpoint).metadata).plan ?? null;
+  return { straightEpoch2, adopted: await resumeWith(recorded), ignored: await resumeWith(null), recordedKind: recorded?.kind };
+}
+
 async function lostDevice() {
   const count = 640;
   const pixels = new Uint8Array(count * 784);
@@ -417,8 +454,8 @@ declare global {
   interface Window {
     harness: {
       run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps; runtime: typeof runtime; lostDevice: typeof lostDevice;
-      quadCheck: typeof quadCheck; lifecycle: typeof lifecycle;
+      quadCheck: typeof quadCheck; lifecycle: typeof lifecycle; resumeUnderPlan: typeof resumeUnderPlan;
     };
   }
 }
-window.harness = { run, adapter, trainSteps, runtime, lostDevice, quadCheck, lifecycle };
+window.harness = { run, adapter, trainSteps, runtime, lostDevice, quadCheck, lifecycle, resumeUnderPlan };
