@@ -152,3 +152,28 @@ export async function adamOp(
     adamWorkgroups(options, length), { bytes: 4 * length * 7 });
 }
 
+// The split-K matmul, imported here beside its one op so the op stays one block.
+import { SPLITK_SIZES, splitKWGSL, splitKWorkgroups, type SplitKOptions } from '../../shaders/matmul-splitk.wgsl';
+
+/**
+ * matmulOp's product and epilogues through the split-K kernel (shaders/matmul-splitk.wgsl.ts),
+ * for products with too few outputs to fill a GPU: same dims, buffers and binding order; the
+ * sizes are SPLITK_SIZES unless `options` names others, vec4 when M, N and K are multiples of 4.
+ */
+export async function matmulSplitKOp(
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
+  options: Partial<SplitKOptions> & Pick<SplitKOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
+): Promise<Dispatch> {
+  const o: SplitKOptions = {
+    ...SPLITK_SIZES, vec4: dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0,
+    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv,
+    ...options,
+  };
+  const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), buffers.A, buffers.B, buffers.C];
+  if (o.bias) resources.push(buffers.bias!);
+  if (o.reluMask) resources.push(buffers.mask!);
+  if (o.rowSum) resources.push(buffers.rowSum!);
+  if (o.reparamBackward) resources.push(buffers.mulv!, buffers.eps!);
+  return instance(gpu, label, splitKWGSL(o), 'matmul_splitk', matmulBindings(o), resources, splitKWorkgroups(o, dims),
+    { flops: 2 * dims.M * dims.N * dims.K });
+}

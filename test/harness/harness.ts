@@ -26,6 +26,7 @@ export interface BufferSpec {
 
 export type OpSpec =
   | { op: 'matmul'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
+  | { op: 'matmulSplitK'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulSplitKOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
   | { op: 'activation'; entry: Parameters<typeof ops.activationOp>[2]; count: number; inputs: string[]; out: string }
   | { op: 'gather'; dims: { rows: number; D: number; batchSize: number }; state: string; data: string; perm: string; X: string }
   | { op: 'reparam'; entry: Parameters<typeof ops.reparamOp>[2]; params: [number, number, number, number]; buffers: string[] }
@@ -54,6 +55,13 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
   switch (spec.op) {
     case 'matmul':
       return ops.matmulOp(g, label, spec.dims, spec.options, {
+        A: b[spec.A], B: b[spec.B], C: b[spec.C],
+        bias: spec.bias ? b[spec.bias] : undefined, mask: spec.mask ? b[spec.mask] : undefined,
+        rowSum: spec.rowSum ? b[spec.rowSum] : undefined,
+        mulv: spec.mulv ? b[spec.mulv] : undefined, eps: spec.eps ? b[spec.eps] : undefined,
+      });
+    case 'matmulSplitK':
+      return ops.matmulSplitKOp(g, label, spec.dims, spec.options, {
         A: b[spec.A], B: b[spec.B], C: b[spec.C],
         bias: spec.bias ? b[spec.bias] : undefined, mask: spec.mask ? b[spec.mask] : undefined,
         rowSum: spec.rowSum ? b[spec.rowSum] : undefined,
