@@ -88,6 +88,6 @@ describe('kernel plan across a resume', () => {
     expect(r.adopted.loss).toBe(r.straightEpoch2); // bit for bit
     // The plans' register tiles keep each output's order of summation; only the loss partials
     // are grouped differently, which here rounded to the same bits. A split-K plan would not.
-    console.log(`epoch 2 under the hardware plan ${r.straightEpoch2}; resumed under the software plan ${r.ignored.loss}`);
+    console.log(`epoch 2 under the hardware plan ${r.straightEpoch2}; resumed under the ${r.ignored.kind} plan ${r.ignored.loss}`);
   });
 });

@@ -54,7 +54,11 @@ export async function matmulOp(
 ): Promise<Dispatch> {
   const vec4 = dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0;
   const quad = options.quad ?? (vec4 && gpu.hasSubgroups && gpu.software && (await quadSharingWorks(gpu, options.quadLayout)));
-  const { tileM, tileN } = chooseMatmul(gpu.plan, { ...dims, transA: options.transA, transB: options.transB }, quad);
+  const choice = chooseMatmul(gpu.plan, { ...dims, transA: options.transA, transB: options.transB }, quad);
+  if (choice.variant === 'splitK' && options.quad === undefined) {
+    return matmulSplitKOp(gpu, label, dims, { ...options, tileM: choice.tileM, tileN: choice.tileN }, buffers);
+  }
+  const { tileM, tileN } = choice;
   const o: MatmulOptions = {
     vec4, quad, tileM, tileN,
     bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv,

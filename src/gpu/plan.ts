@@ -7,8 +7,9 @@
  *   On a CPU a dispatch is cheap and few invocations with more work each win (bench/README.md).
  * - `hardware`: a GPU needs thousands of resident threads to hide memory latency, so each
  *   matmul takes the most work per invocation that still launches at least
- *   HARDWARE_MIN_INVOCATIONS invocations, or, when even one output per invocation falls short,
- *   as many as its outputs allow; Adam runs grid-stride and the loss in HARDWARE_LOSS_GROUPS.
+ *   HARDWARE_MIN_INVOCATIONS invocations; when even 4 outputs per invocation fall short,
+ *   split-K (K shared among the invocations of a workgroup) takes over; Adam runs grid-stride
+ *   and the loss in HARDWARE_LOSS_GROUPS.
  *
  * A plan is data (serializable), so it can be recorded in a checkpoint and reused on resume:
  * different plans may sum in different orders, and an exact resume needs the same one.
@@ -16,6 +17,7 @@
 import { ADAM_DEFAULT, type AdamOptions } from '../../shaders/adam.wgsl';
 import { LOSS_GROUPS } from '../../shaders/loss.wgsl';
 import { MATMUL_WG_X, MATMUL_WG_Y, type MatmulOptions } from '../../shaders/matmul.wgsl';
+import { SPLITK_SIZES, splitKWorkgroups } from '../../shaders/matmul-splitk.wgsl';
 
 export type PlanKind = 'software' | 'hardware';
 
@@ -26,7 +28,18 @@ export interface RegisterTile {
   tileN: number;
 }
 
-export type MatmulChoice = RegisterTile;
+/**
+ * Split-K matmul (shaders/matmul-splitk.wgsl.ts): the workgroup's SPLITK_SIZES slices each sum a
+ * share of K for a tileM×tileN block per invocation, added in a fixed order. For products with too
+ * few outputs to fill a GPU (the heads, dz, small weight gradients).
+ */
+export interface SplitKTile {
+  variant: 'splitK';
+  tileM: number;
+  tileN: number;
+}
+
+export type MatmulChoice = RegisterTile | SplitKTile;
 
 export interface KernelPlan {
   kind: PlanKind;
@@ -46,6 +59,8 @@ export const HARDWARE_MIN_INVOCATIONS = 8192;
 
 /** The register tiles the hardware rule tries, most work per invocation first (tileM a multiple of 4). */
 const HARDWARE_TILES: readonly [number, number][] = [[8, 4], [4, 4], [4, 2], [4, 1]];
+/** Then the split-K tiles, most work per invocation first. */
+const SPLITK_TILES: readonly [number, number][] = [[4, 1], [2, 1], [1, 1]];
 
 export interface MatmulShape {
   M: number;
@@ -69,6 +84,18 @@ export function planFor(software: boolean): KernelPlan {
     : { kind: 'hardware', adam: { layout: 'gridStride' }, lossGroups: HARDWARE_LOSS_GROUPS, overrides: {} };
 }
 
+/** Invocations a split-K matmul launches. */
+export function splitKInvocations(tile: Pick<SplitKTile, 'tileM' | 'tileN'>, s: Pick<MatmulShape, 'M' | 'N' | 'K'>): number {
+  const sizes = { ...SPLITK_SIZES, ...tile };
+  const [x, y, z] = splitKWorkgroups(sizes, s);
+  return x * y * z * sizes.slices * sizes.wgX * sizes.wgY;
+}
+
+/** Invocations a matmul launches under `choice`. */
+export function invocationsOf(choice: MatmulChoice, s: MatmulShape): number {
+  return choice.variant === 'register' ? registerInvocations(choice, s) : splitKInvocations(choice, s);
+}
+
 /** Invocations a register-tiled matmul launches. */
 export function registerInvocations(tile: Pick<MatmulOptions, 'tileM' | 'tileN'>, s: Pick<MatmulShape, 'M' | 'N'>): number {
   return Math.ceil(s.N / (tile.tileN * MATMUL_WG_X)) * Math.ceil(s.M / (tile.tileM * MATMUL_WG_Y)) * MATMUL_WG_X * MATMUL_WG_Y;
@@ -90,9 +117,13 @@ export function chooseMatmul(plan: KernelPlan, s: MatmulShape, quad: boolean): M
   for (const [tileM, tileN] of HARDWARE_TILES) {
     if (registerInvocations({ tileM, tileN }, s) >= HARDWARE_MIN_INVOCATIONS) return { variant: 'register', tileM, tileN };
   }
-  // Too few outputs for the target even at the smallest tile: launch as many as they allow.
-  const [tileM, tileN] = HARDWARE_TILES.at(-1)!;
-  return { variant: 'register', tileM, tileN };
+  // Too few outputs for the target at one small register tile each: split K among invocations too.
+  for (const [tileM, tileN] of SPLITK_TILES) {
+    if (splitKInvocations({ tileM, tileN }, s) >= HARDWARE_MIN_INVOCATIONS) return { variant: 'splitK', tileM, tileN };
+  }
+  // Still short: launch as many as the outputs and K allow.
+  const [tileM, tileN] = SPLITK_TILES.at(-1)!;
+  return { variant: 'splitK', tileM, tileN };
 }
 
 /** A plan as text for a checkpoint's metadata, and back (null when it is not one). */
@@ -103,8 +134,8 @@ export function encodePlan(plan: KernelPlan): string {
 export function decodePlan(text: string): KernelPlan | null {
   try {
     const p = JSON.parse(text) as KernelPlan;
-    const tileOk = (c: MatmulChoice) => c?.variant === 'register' && Number.isInteger(c.tileM) && c.tileM > 0 && c.tileM % 4 === 0 &&
-      Number.isInteger(c.tileN) && c.tileN > 0;
+    const tileOk = (c: MatmulChoice) => Number.isInteger(c?.tileM) && c.tileM > 0 && Number.isInteger(c.tileN) && c.tileN > 0 &&
+      (c.variant === 'splitK' || (c.variant === 'register' && c.tileM % 4 === 0));
     if ((p.kind !== 'software' && p.kind !== 'hardware') || typeof p.overrides !== 'object' || p.overrides === null) return null;
     if (p.adam?.layout !== 'blocked' && p.adam?.layout !== 'gridStride') return null;
     if (!Number.isInteger(p.lossGroups) || p.lossGroups < 1 || p.lossGroups > 256) return null;
