@@ -78,10 +78,16 @@ export async function time(g: Gpu, dispatches: readonly Dispatch[], minReps: num
     const ns = new BigUint64Array(await g.read(resolve!, 0, 16));
     return Number(ns[1] - ns[0]) / 1e6;
   };
-  // Grow the span, on the clock that times it, until it is long enough; then keep that count.
+  // Grow the span, on the clock that times it, until it is long enough; then sample at that count,
+  // and start over at twice the count if the samples' median span still falls short.
   while ((await span()) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
-  const times: number[] = [];
-  for (let i = 0; i < samples; i++) times.push((await span()) / reps);
+  let times: number[] = [];
+  for (;;) {
+    times = [];
+    for (let i = 0; i < samples; i++) times.push((await span()) / reps);
+    if (summarize(times, 'wall').median * reps >= MIN_SPAN_MS || reps >= 1 << 14) break;
+    reps *= 2;
+  }
   query?.destroy();
   if (resolve) g.release(resolve);
   return { ...summarize(times, query ? 'timestamp' : 'wall'), reps };

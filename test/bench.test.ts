@@ -51,10 +51,9 @@ function expectEngineResults(json: Record<string, any>, steps: number) {
   }
   expect(kernels.filter((k) => k.gflops !== undefined).length).toBeGreaterThanOrEqual(8); // the matmuls
   expect(kernels.reduce((s, k) => s + k.share, 0)).toBeCloseTo(1, 5);
-  // No time below the timer's resolution: every kernel was timed over spans of ≥ 2 ms
-  // (MIN_SPAN_MS, checked with the span's own clock; samples after the probe may run a little faster).
+  // No time below the timer's resolution: every kernel's median span lasted ≥ 2 ms (MIN_SPAN_MS).
   for (const k of kernels) {
-    expect(k.reps * k.median, `${k.label}: ${k.reps} × ${k.median} ms`).toBeGreaterThanOrEqual(0.75 * 2);
+    expect(k.reps * k.median, `${k.label}: ${k.reps} × ${k.median} ms`).toBeGreaterThanOrEqual(2 - 1e-9);
   }
   // The occupancy table: every dispatch of the step, under the plan in use and the hardware plan.
   expect(json.occupancy.inUse.map((d: { label: string }) => d.label)).toEqual(kernels.map((k) => k.label));
