@@ -156,6 +156,32 @@ export async function adamOp(
     adamWorkgroups(options, length), { bytes: 4 * length * 7 });
 }
 
+// The workgroup-memory tiled matmul, imported here beside its one op so the op stays one block.
+import { chooseTiledTile, tiledBindings, tiledWGSL, tiledWorkgroups, type TiledMatmulOptions } from '../../shaders/matmul-tiled.wgsl';
+
+/**
+ * matmulOp's product and epilogues through the workgroup-memory tiled kernel
+ * (shaders/matmul-tiled.wgsl.ts): same dims, buffers and binding order; the tile is
+ * chooseTiledTile's (64×64, or 32×32 for small outputs) unless `options.tile` names one.
+ */
+export async function matmulTiledOp(
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
+  options: Partial<TiledMatmulOptions> & Pick<TiledMatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
+): Promise<Dispatch> {
+  const o: TiledMatmulOptions = {
+    tile: chooseTiledTile(dims),
+    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv,
+    ...options,
+  };
+  const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), buffers.A, buffers.B, buffers.C];
+  if (o.bias) resources.push(buffers.bias!);
+  if (o.reluMask) resources.push(buffers.mask!);
+  if (o.rowSum) resources.push(buffers.rowSum!);
+  if (o.reparamBackward) resources.push(buffers.mulv!, buffers.eps!);
+  return instance(gpu, label, tiledWGSL(o), 'matmul_tiled', tiledBindings(o), resources, tiledWorkgroups(o, dims),
+    { flops: 2 * dims.M * dims.N * dims.K });
+}
+
 // The split-K matmul, imported here beside its one op so the op stays one block.
 import { SPLITK_SIZES, splitKWGSL, splitKWorkgroups, type SplitKOptions } from '../../shaders/matmul-splitk.wgsl';
 

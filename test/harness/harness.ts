@@ -26,6 +26,7 @@ export interface BufferSpec {
 
 export type OpSpec =
   | { op: 'matmul'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
+  | { op: 'matmulTiled'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulTiledOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
   | { op: 'matmulSplitK'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulSplitKOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
   | { op: 'activation'; entry: Parameters<typeof ops.activationOp>[2]; count: number; inputs: string[]; out: string }
   | { op: 'gather'; dims: { rows: number; D: number; batchSize: number }; state: string; data: string; perm: string; X: string }
@@ -62,6 +63,13 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
       });
     case 'matmulSplitK':
       return ops.matmulSplitKOp(g, label, spec.dims, spec.options, {
+        A: b[spec.A], B: b[spec.B], C: b[spec.C],
+        bias: spec.bias ? b[spec.bias] : undefined, mask: spec.mask ? b[spec.mask] : undefined,
+        rowSum: spec.rowSum ? b[spec.rowSum] : undefined,
+        mulv: spec.mulv ? b[spec.mulv] : undefined, eps: spec.eps ? b[spec.eps] : undefined,
+      });
+    case 'matmulTiled':
+      return ops.matmulTiledOp(g, label, spec.dims, spec.options, {
         A: b[spec.A], B: b[spec.B], C: b[spec.C],
         bias: spec.bias ? b[spec.bias] : undefined, mask: spec.mask ? b[spec.mask] : undefined,
         rowSum: spec.rowSum ? b[spec.rowSum] : undefined,
