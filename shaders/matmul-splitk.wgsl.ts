@@ -1,6 +1,6 @@
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import { linearWorkgroups } from './common';
-import type { MatmulDims, MatmulOptions } from './matmul.wgsl';
+import { boundedLoadsWGSL, checkEpilogues, matmulDeclarationsWGSL, matmulEpilogueWGSL, type MatmulDims, type MatmulOptions } from './matmul.wgsl';
 
 /**
  * Split-K matmul: C[M,N] = op(A)·op(B) with K divided among the invocations of one workgroup,
@@ -99,14 +99,7 @@ export function splitKWorkgroups(o: SplitKSizes, d: MatmulDims): [number, number
 
 export function splitKWGSL(o: SplitKOptions): string {
   check(o);
-  if (o.relu && o.reluMask) throw new Error('matmul split-K: relu (forward) and reluMask (backward) exclude each other');
-  if (o.reparamBackward && (o.bias || o.relu || o.reluMask)) throw new Error('matmul split-K: reparamBackward takes no other epilogue');
-  let binding = 4;
-  const biasBinding = o.bias ? binding++ : -1;
-  const maskBinding = o.reluMask ? binding++ : -1;
-  const rowSumBinding = o.rowSum ? binding++ : -1;
-  const mulvBinding = o.reparamBackward ? binding++ : -1;
-  const epsBinding = o.reparamBackward ? binding++ : -1;
+  checkEpilogues(o, 'matmul split-K');
 
   const { slices: S, wgX, wgY, tileM, tileN } = o;
   const { invocations, tileRows, tileCols, tileOutputs } = splitKShape(o);
@@ -152,25 +145,7 @@ export function splitKWGSL(o: SplitKOptions): string {
   const lastRoundPartial = tileOutputs % invocations !== 0;
 
   return wgsl`
-struct Dims { M: u32, N: u32, K: u32 }
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read> A: array<${aVec4 ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(2) var<storage, read> B: array<${bVec4 ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-#if ${o.bias}
-@group(0) @binding(${biasBinding}) var<storage, read> bias: array<f32>;
-#endif
-#if ${o.reluMask}
-@group(0) @binding(${maskBinding}) var<storage, read> mask: array<f32>;
-#endif
-#if ${o.rowSum}
-@group(0) @binding(${rowSumBinding}) var<storage, read_write> rowSum: array<f32>;
-#endif
-#if ${!!o.reparamBackward}
-@group(0) @binding(${mulvBinding}) var<storage, read> mulv: array<f32>; // (M, 2N)
-@group(0) @binding(${epsBinding}) var<storage, read> eps: array<f32>;   // (M, N)
-#endif
-
+${matmulDeclarationsWGSL(o, aVec4 ? 'vec4<f32>' : 'f32', bVec4 ? 'vec4<f32>' : 'f32')}
 // Each slice's partial sums of the workgroup's tile: (S, TILE_M, TILE_N).
 var<workgroup> partials: array<f32, ${S * tileOutputs}>;
 #if ${o.rowSum}
@@ -178,51 +153,9 @@ var<workgroup> partials: array<f32, ${S * tileOutputs}>;
 var<workgroup> rowPartials: array<f32, ${S * tileRows}>;
 #endif
 
-#if ${!o.vec4}
-// Bounds-checked loads, branch-free: the index is clamped to the array and the value masked.
-fn atA(m: u32, k: u32) -> f32 {
-#if ${o.transA}
-  let v = A[min(k * dims.M + m, arrayLength(&A) - 1u)];
-#else
-  let v = A[min(m * dims.K + k, arrayLength(&A) - 1u)];
-#endif
-  return select(0.0, v, m < dims.M && k < dims.K);
-}
-fn atB(k: u32, n: u32) -> f32 {
-#if ${o.transB}
-  let v = B[min(n * dims.K + k, arrayLength(&B) - 1u)];
-#else
-  let v = B[min(k * dims.N + n, arrayLength(&B) - 1u)];
-#endif
-  return select(0.0, v, k < dims.K && n < dims.N);
-}
-#endif
-
-// The epilogue for one element, as in matmul.wgsl.ts: bias, then ReLU or the mask, then the store.
-fn store(m: u32, n: u32, acc: f32) {
-  if (m >= dims.M || n >= dims.N) { return; }
-#if ${!!o.reparamBackward}
-  // acc is dz[m, n]; C is dmulv (M, 2N), already holding the KL gradient.
-  let muAt = m * 2u * dims.N + n;
-  C[muAt] += acc;
-  C[muAt + dims.N] += acc * eps[m * dims.N + n] * 0.5 * exp(0.5 * mulv[muAt + dims.N]);
-#else
-  let at = m * dims.N + n;
-  var v = acc;
-#if ${o.bias}
-  v += bias[n];
-#endif
-#if ${o.relu}
-  v = max(v, 0.0);
-#endif
-#if ${o.reluMask}
-  v = select(0.0, v, mask[at] > 0.0);
-#endif
-  C[at] = v;
-#endif
-}
-
-@compute @workgroup_size(${invocations})
+${o.vec4 ? '' : `${boundedLoadsWGSL(o)}
+`}
+${matmulEpilogueWGSL(o)}@compute @workgroup_size(${invocations})
 fn matmul_splitk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                  @builtin(local_invocation_index) index: u32) {
   // This workgroup's tile (uniform across the workgroup, so returning is allowed before the barrier).

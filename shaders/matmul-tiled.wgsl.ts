@@ -1,5 +1,7 @@
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { matmulBindings, type MatmulDims, type MatmulOptions } from './matmul.wgsl';
+import {
+  boundedLoadsWGSL, checkEpilogues, matmulBindings, matmulDeclarationsWGSL, matmulEpilogueWGSL, type MatmulDims, type MatmulOptions,
+} from './matmul.wgsl';
 
 /**
  * Workgroup-memory tiled matmul: C[M,N] = op(A)·op(B), the classic GPU kernel (tfjs-backend-webgpu's
@@ -121,8 +123,7 @@ function checkTile(o: TiledMatmulOptions, strideA: number, strideB: number) {
 }
 
 export function tiledWGSL(o: TiledMatmulOptions): string {
-  if (o.relu && o.reluMask) throw new Error('matmul-tiled: relu (forward) and reluMask (backward) exclude each other');
-  if (o.reparamBackward && (o.bias || o.relu || o.reluMask)) throw new Error('matmul-tiled: reparamBackward takes no other epilogue');
+  checkEpilogues(o, 'matmul-tiled');
   const { BM, BN, BK, TM, TN } = o.tile;
   // Tiles written along k get a padded row (see the top comment).
   const strideA = BM + (o.transA ? 0 : 1);
@@ -131,14 +132,6 @@ export function tiledWGSL(o: TiledMatmulOptions): string {
   const WG = tiledInvocations(o.tile);
   const WGX = BN / TN; // invocations along n
   const WGY = BM / TM; // invocations along m
-  // Bindings in matmulBindings' order.
-  let binding = 4;
-  const biasBinding = o.bias ? binding++ : -1;
-  const maskBinding = o.reluMask ? binding++ : -1;
-  const rowSumBinding = o.rowSum ? binding++ : -1;
-  const mulvBinding = o.reparamBackward ? binding++ : -1;
-  const epsBinding = o.reparamBackward ? binding++ : -1;
-  if (binding !== tiledBindings(o).length) throw new Error('matmul-tiled: bindings out of step with matmulBindings');
 
   // The micro-tile is unrolled into named scalars: compilers (SwiftShader's above all) keep
   // those in registers, but may put a dynamically indexed array in memory.
@@ -152,72 +145,13 @@ export function tiledWGSL(o: TiledMatmulOptions): string {
   const placeB = o.transB ? `let n = i / ${BK}u; let k = i % ${BK}u;` : `let k = i / ${BN}u; let n = i % ${BN}u;`;
 
   return wgsl`
-struct Dims { M: u32, N: u32, K: u32 }
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-#if ${o.bias}
-@group(0) @binding(${biasBinding}) var<storage, read> bias: array<f32>;
-#endif
-#if ${o.reluMask}
-@group(0) @binding(${maskBinding}) var<storage, read> mask: array<f32>;
-#endif
-#if ${o.rowSum}
-@group(0) @binding(${rowSumBinding}) var<storage, read_write> rowSum: array<f32>;
-#endif
-#if ${!!o.reparamBackward}
-@group(0) @binding(${mulvBinding}) var<storage, read> mulv: array<f32>; // (M, 2N)
-@group(0) @binding(${epsBinding}) var<storage, read> eps: array<f32>;   // (M, N)
-#endif
-
+${matmulDeclarationsWGSL(o, 'f32', 'f32')}
 var<workgroup> tileA: array<f32, ${BK * strideA}>; // (BK, BM + pad): op(A)'s tile, k-major
 var<workgroup> tileB: array<f32, ${BK * strideB}>; // (BK, BN + pad): op(B)'s tile, k-major
 
-// Bounds-checked loads, branch-free: the index is clamped to the array and the value masked.
-// (With an early return instead, Chromium 156's SwiftShader crashed compiling matmul.wgsl.ts.)
-fn atA(m: u32, k: u32) -> f32 {
-#if ${o.transA}
-  let v = A[min(k * dims.M + m, arrayLength(&A) - 1u)];
-#else
-  let v = A[min(m * dims.K + k, arrayLength(&A) - 1u)];
-#endif
-  return select(0.0, v, m < dims.M && k < dims.K);
-}
-fn atB(k: u32, n: u32) -> f32 {
-#if ${o.transB}
-  let v = B[min(n * dims.K + k, arrayLength(&B) - 1u)];
-#else
-  let v = B[min(k * dims.N + n, arrayLength(&B) - 1u)];
-#endif
-  return select(0.0, v, k < dims.K && n < dims.N);
-}
+${boundedLoadsWGSL(o)}
 
-// The epilogue for one element, as in matmul.wgsl.ts: bias, then ReLU or the ReLU mask, then the store.
-fn store(m: u32, n: u32, acc: f32) {
-  if (m >= dims.M || n >= dims.N) { return; }
-#if ${!!o.reparamBackward}
-  // acc is dz[m, n]; C is dmulv (M, 2N), already holding the KL gradient.
-  let muAt = m * 2u * dims.N + n;
-  C[muAt] += acc;
-  C[muAt + dims.N] += acc * eps[m * dims.N + n] * 0.5 * exp(0.5 * mulv[muAt + dims.N]);
-#else
-  let at = m * dims.N + n;
-  var v = acc;
-#if ${o.bias}
-  v += bias[n];
-#endif
-#if ${o.relu}
-  v = max(v, 0.0);
-#endif
-#if ${o.reluMask}
-  v = select(0.0, v, mask[at] > 0.0);
-#endif
-  C[at] = v;
-#endif
-}
-
-@compute @workgroup_size(${WG})
+${matmulEpilogueWGSL(o)}@compute @workgroup_size(${WG})
 fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                 @builtin(local_invocation_index) index: u32) {
   // This workgroup's tile of C; the fold past 65,535 workgroups leaves a few with none.

@@ -98,14 +98,7 @@ export function matmulWorkgroups(o: MatmulOptions, d: MatmulDims): [number, numb
 
 export function matmulWGSL(o: MatmulOptions): string {
   if (o.tileM % 4 !== 0 || o.tileN < 1) throw new Error(`matmul: tileM must be a multiple of 4 and tileN ≥ 1, got ${o.tileM}×${o.tileN}`);
-  if (o.relu && o.reluMask) throw new Error('matmul: relu (forward) and reluMask (backward) exclude each other');
-  let binding = 4;
-  const biasBinding = o.bias ? binding++ : -1;
-  const maskBinding = o.reluMask ? binding++ : -1;
-  const rowSumBinding = o.rowSum ? binding++ : -1;
-  const mulvBinding = o.reparamBackward ? binding++ : -1;
-  const epsBinding = o.reparamBackward ? binding++ : -1;
-  if (o.reparamBackward && (o.bias || o.relu || o.reluMask)) throw new Error('matmul: reparamBackward takes no other epilogue');
+  checkEpilogues(o, 'matmul');
   // A quad of consecutive indices must lie in one row: whole quads along x.
   if (o.quad && (!o.vec4 || MATMUL_WG_X % 4 !== 0)) throw new Error('matmul: quad sharing needs vec4 shapes and whole quads along x');
   // Quad-shared loads of a non-transposed A read scalars; everything else reads A as vec4s.
@@ -155,71 +148,10 @@ export function matmulWGSL(o: MatmulOptions): string {
 #if ${!!o.quad}
 enable subgroups;
 #endif
-struct Dims { M: u32, N: u32, K: u32 }
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read> A: array<${aType}>;
-@group(0) @binding(2) var<storage, read> B: array<${bType}>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-#if ${o.bias}
-@group(0) @binding(${biasBinding}) var<storage, read> bias: array<f32>;
-#endif
-#if ${o.reluMask}
-@group(0) @binding(${maskBinding}) var<storage, read> mask: array<f32>;
-#endif
-#if ${o.rowSum}
-@group(0) @binding(${rowSumBinding}) var<storage, read_write> rowSum: array<f32>;
-#endif
-#if ${!!o.reparamBackward}
-@group(0) @binding(${mulvBinding}) var<storage, read> mulv: array<f32>; // (M, 2N)
-@group(0) @binding(${epsBinding}) var<storage, read> eps: array<f32>;   // (M, N)
-#endif
-
-#if ${!o.vec4}
-// Bounds-checked loads, branch-free: the index is clamped to the array and the value masked.
-// (With an early return instead, Chromium 156's SwiftShader crashed compiling this kernel.)
-fn atA(m: u32, k: u32) -> f32 {
-#if ${o.transA}
-  let v = A[min(k * dims.M + m, arrayLength(&A) - 1u)];
-#else
-  let v = A[min(m * dims.K + k, arrayLength(&A) - 1u)];
-#endif
-  return select(0.0, v, m < dims.M && k < dims.K);
-}
-fn atB(k: u32, n: u32) -> f32 {
-#if ${o.transB}
-  let v = B[min(n * dims.K + k, arrayLength(&B) - 1u)];
-#else
-  let v = B[min(k * dims.N + n, arrayLength(&B) - 1u)];
-#endif
-  return select(0.0, v, k < dims.K && n < dims.N);
-}
-#endif
-
-// The epilogue for one element: bias, then ReLU or the ReLU mask, then the store.
-fn store(m: u32, n: u32, acc: f32) {
-  if (m >= dims.M || n >= dims.N) { return; }
-#if ${!!o.reparamBackward}
-  // acc is dz[m, n]; C is dmulv (M, 2N), already holding the KL gradient.
-  let muAt = m * 2u * dims.N + n;
-  C[muAt] += acc;
-  C[muAt + dims.N] += acc * eps[m * dims.N + n] * 0.5 * exp(0.5 * mulv[muAt + dims.N]);
-#else
-  let at = m * dims.N + n;
-  var v = acc;
-#if ${o.bias}
-  v += bias[n];
-#endif
-#if ${o.relu}
-  v = max(v, 0.0);
-#endif
-#if ${o.reluMask}
-  v = select(0.0, v, mask[at] > 0.0);
-#endif
-  C[at] = v;
-#endif
-}
-
-@compute @workgroup_size(${MATMUL_WG_X * MATMUL_WG_Y})
+${matmulDeclarationsWGSL(o, aType, bType)}
+${o.vec4 ? '' : `${boundedLoadsWGSL(o)}
+`}
+${matmulEpilogueWGSL(o)}@compute @workgroup_size(${MATMUL_WG_X * MATMUL_WG_Y})
 fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) index: u32${o.quad ? ', @builtin(subgroup_invocation_id) subgroupLane: u32' : ''}) {
 #if ${o.quadLayout === 'blocks2x2'}
   // The wrong layout, for the self-check's test: invocations 4j..4j+3 (a quad on SwiftShader)
@@ -262,5 +194,96 @@ ${rows.map((i) => `    if (row0 + ${i}u < dims.M) { rowSum[row0 + ${i}u] = sum${
   }
 #endif
 }
+`;
+}
+
+/** The epilogue flags and layouts every matmul kernel shares (the register, split-K and tiled ones). */
+type Epilogues = Pick<MatmulOptions, 'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward'>;
+
+/** Throws for epilogues that exclude each other, naming the kernel. */
+export function checkEpilogues(o: Epilogues, kernel: string): void {
+  if (o.relu && o.reluMask) throw new Error(`${kernel}: relu (forward) and reluMask (backward) exclude each other`);
+  if (o.reparamBackward && (o.bias || o.relu || o.reluMask)) throw new Error(`${kernel}: reparamBackward takes no other epilogue`);
+}
+
+/** The bindings of a matmul kernel, in matmulBindings' order, with A and B read as `aType` / `bType`. */
+export function matmulDeclarationsWGSL(o: Epilogues, aType: string, bType: string): string {
+  let binding = 4;
+  const biasBinding = o.bias ? binding++ : -1;
+  const maskBinding = o.reluMask ? binding++ : -1;
+  const rowSumBinding = o.rowSum ? binding++ : -1;
+  const mulvBinding = o.reparamBackward ? binding++ : -1;
+  const epsBinding = o.reparamBackward ? binding++ : -1;
+  return wgsl`struct Dims { M: u32, N: u32, K: u32 }
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> A: array<${aType}>;
+@group(0) @binding(2) var<storage, read> B: array<${bType}>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+#if ${o.bias}
+@group(0) @binding(${biasBinding}) var<storage, read> bias: array<f32>;
+#endif
+#if ${o.reluMask}
+@group(0) @binding(${maskBinding}) var<storage, read> mask: array<f32>;
+#endif
+#if ${o.rowSum}
+@group(0) @binding(${rowSumBinding}) var<storage, read_write> rowSum: array<f32>;
+#endif
+#if ${!!o.reparamBackward}
+@group(0) @binding(${mulvBinding}) var<storage, read> mulv: array<f32>; // (M, 2N)
+@group(0) @binding(${epsBinding}) var<storage, read> eps: array<f32>;   // (M, N)
+#endif
+
+`;
+}
+
+/** atA / atB: bounds-checked scalar loads of op(A) and op(B), for shapes that are not vec4. */
+export function boundedLoadsWGSL(o: Epilogues): string {
+  return wgsl`// Bounds-checked loads, branch-free: the index is clamped to the array and the value masked.
+// (With an early return instead, Chromium 156's SwiftShader crashed compiling this kernel.)
+fn atA(m: u32, k: u32) -> f32 {
+#if ${o.transA}
+  let v = A[min(k * dims.M + m, arrayLength(&A) - 1u)];
+#else
+  let v = A[min(m * dims.K + k, arrayLength(&A) - 1u)];
+#endif
+  return select(0.0, v, m < dims.M && k < dims.K);
+}
+fn atB(k: u32, n: u32) -> f32 {
+#if ${o.transB}
+  let v = B[min(n * dims.K + k, arrayLength(&B) - 1u)];
+#else
+  let v = B[min(k * dims.N + n, arrayLength(&B) - 1u)];
+#endif
+  return select(0.0, v, k < dims.K && n < dims.N);
+}
+`;
+}
+
+/** store(): the epilogue for one element, then the store. */
+export function matmulEpilogueWGSL(o: Epilogues): string {
+  return wgsl`// The epilogue for one element: bias, then ReLU or the ReLU mask, then the store.
+fn store(m: u32, n: u32, acc: f32) {
+  if (m >= dims.M || n >= dims.N) { return; }
+#if ${!!o.reparamBackward}
+  // acc is dz[m, n]; C is dmulv (M, 2N), already holding the KL gradient.
+  let muAt = m * 2u * dims.N + n;
+  C[muAt] += acc;
+  C[muAt + dims.N] += acc * eps[m * dims.N + n] * 0.5 * exp(0.5 * mulv[muAt + dims.N]);
+#else
+  let at = m * dims.N + n;
+  var v = acc;
+#if ${o.bias}
+  v += bias[n];
+#endif
+#if ${o.relu}
+  v = max(v, 0.0);
+#endif
+#if ${o.reluMask}
+  v = select(0.0, v, mask[at] > 0.0);
+#endif
+  C[at] = v;
+#endif
+}
+
 `;
 }

@@ -5,6 +5,8 @@
  */
 import { linearWorkgroups } from '../../shaders/common';
 import { matmulBindings, matmulWGSL, matmulWorkgroups, type MatmulOptions } from '../../shaders/matmul.wgsl';
+import { SPLITK_SIZES, splitKWGSL, splitKWorkgroups, type SplitKOptions } from '../../shaders/matmul-splitk.wgsl';
+import { chooseTiledTile, tiledBindings, tiledWGSL, tiledWorkgroups, type TiledMatmulOptions } from '../../shaders/matmul-tiled.wgsl';
 import { activationBindings, activationWGSL, type ActivationEntry } from '../../shaders/activations.wgsl';
 import { ADAM_DEFAULT, adamBindings, adamWGSL, adamWorkgroups, type AdamOptions } from '../../shaders/adam.wgsl';
 import { byteToUnitTable, gatherBindings, gatherWGSL } from '../../shaders/gather.wgsl';
@@ -43,6 +45,24 @@ export interface MatmulBuffers {
   eps?: Binding;
 }
 
+/** The epilogues the given buffers ask for (a kernel's options may add relu, which has no buffer). */
+function epiloguesOf(b: MatmulBuffers): Pick<MatmulOptions, 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward'> {
+  return { bias: !!b.bias, relu: false, reluMask: !!b.mask, rowSum: !!b.rowSum, reparamBackward: !!b.mulv };
+}
+
+/** Every matmul kernel's resources, in matmulBindings' order: dims, A, B, C, then the epilogues' buffers. */
+function matmulResources(
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
+  o: Pick<MatmulOptions, 'bias' | 'reluMask' | 'rowSum' | 'reparamBackward'>, b: MatmulBuffers,
+): Binding[] {
+  const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), b.A, b.B, b.C];
+  if (o.bias) resources.push(b.bias!);
+  if (o.reluMask) resources.push(b.mask!);
+  if (o.rowSum) resources.push(b.rowSum!);
+  if (o.reparamBackward) resources.push(b.mulv!, b.eps!);
+  return resources;
+}
+
 /**
  * C[M,N] = op(A)·op(B) with the epilogues in `options`; vec4, quads and tiles are chosen from
  * the shape and the adapter. Quads are for software adapters only: on a GPU a load every lane
@@ -61,14 +81,10 @@ export async function matmulOp(
   const { tileM, tileN } = choice;
   const o: MatmulOptions = {
     vec4, quad, tileM, tileN,
-    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv,
+    ...epiloguesOf(buffers),
     ...options,
   };
-  const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), buffers.A, buffers.B, buffers.C];
-  if (o.bias) resources.push(buffers.bias!);
-  if (o.reluMask) resources.push(buffers.mask!);
-  if (o.rowSum) resources.push(buffers.rowSum!);
-  if (o.reparamBackward) resources.push(buffers.mulv!, buffers.eps!);
+  const resources = matmulResources(gpu, label, dims, o, buffers);
   return instance(gpu, label, matmulWGSL(o), 'matmul', matmulBindings(o), resources, matmulWorkgroups(o, dims),
     { flops: 2 * dims.M * dims.N * dims.K });
 }
@@ -156,9 +172,6 @@ export async function adamOp(
     adamWorkgroups(options, length), { bytes: 4 * length * 7 });
 }
 
-// The workgroup-memory tiled matmul, imported here beside its one op so the op stays one block.
-import { chooseTiledTile, tiledBindings, tiledWGSL, tiledWorkgroups, type TiledMatmulOptions } from '../../shaders/matmul-tiled.wgsl';
-
 /**
  * matmulOp's product and epilogues through the workgroup-memory tiled kernel
  * (shaders/matmul-tiled.wgsl.ts): same dims, buffers and binding order; the tile is
@@ -170,20 +183,13 @@ export async function matmulTiledOp(
 ): Promise<Dispatch> {
   const o: TiledMatmulOptions = {
     tile: chooseTiledTile(dims),
-    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv,
+    ...epiloguesOf(buffers),
     ...options,
   };
-  const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), buffers.A, buffers.B, buffers.C];
-  if (o.bias) resources.push(buffers.bias!);
-  if (o.reluMask) resources.push(buffers.mask!);
-  if (o.rowSum) resources.push(buffers.rowSum!);
-  if (o.reparamBackward) resources.push(buffers.mulv!, buffers.eps!);
+  const resources = matmulResources(gpu, label, dims, o, buffers);
   return instance(gpu, label, tiledWGSL(o), 'matmul_tiled', tiledBindings(o), resources, tiledWorkgroups(o, dims),
     { flops: 2 * dims.M * dims.N * dims.K });
 }
-
-// The split-K matmul, imported here beside its one op so the op stays one block.
-import { SPLITK_SIZES, splitKWGSL, splitKWorkgroups, type SplitKOptions } from '../../shaders/matmul-splitk.wgsl';
 
 /**
  * matmulOp's product and epilogues through the split-K kernel (shaders/matmul-splitk.wgsl.ts),
@@ -196,14 +202,10 @@ export async function matmulSplitKOp(
 ): Promise<Dispatch> {
   const o: SplitKOptions = {
     ...SPLITK_SIZES, vec4: dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0,
-    bias: !!buffers.bias, relu: false, reluMask: !!buffers.mask, rowSum: !!buffers.rowSum, reparamBackward: !!buffers.mulv,
+    ...epiloguesOf(buffers),
     ...options,
   };
-  const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), buffers.A, buffers.B, buffers.C];
-  if (o.bias) resources.push(buffers.bias!);
-  if (o.reluMask) resources.push(buffers.mask!);
-  if (o.rowSum) resources.push(buffers.rowSum!);
-  if (o.reparamBackward) resources.push(buffers.mulv!, buffers.eps!);
+  const resources = matmulResources(gpu, label, dims, o, buffers);
   return instance(gpu, label, splitKWGSL(o), 'matmul_splitk', matmulBindings(o), resources, splitKWorkgroups(o, dims),
     { flops: 2 * dims.M * dims.N * dims.K });
 }

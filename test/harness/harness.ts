@@ -51,30 +51,24 @@ export interface RunRequest {
 let gpuPromise: Promise<Gpu> | null = null;
 const gpu = () => (gpuPromise ??= Gpu.create());
 
+/** A matmul spec's named buffers, for any of the three matmul kernels. */
+function matmulBuffers(spec: Extract<OpSpec, { A: string }>, b: Record<string, GPUBuffer>): ops.MatmulBuffers {
+  const named = (name?: string) => (name ? b[name] : undefined);
+  return {
+    A: b[spec.A], B: b[spec.B], C: b[spec.C],
+    bias: named(spec.bias), mask: named(spec.mask), rowSum: named(spec.rowSum), mulv: named(spec.mulv), eps: named(spec.eps),
+  };
+}
+
 async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promise<Dispatch> {
   const label = `test ${spec.op}`;
   switch (spec.op) {
     case 'matmul':
-      return ops.matmulOp(g, label, spec.dims, spec.options, {
-        A: b[spec.A], B: b[spec.B], C: b[spec.C],
-        bias: spec.bias ? b[spec.bias] : undefined, mask: spec.mask ? b[spec.mask] : undefined,
-        rowSum: spec.rowSum ? b[spec.rowSum] : undefined,
-        mulv: spec.mulv ? b[spec.mulv] : undefined, eps: spec.eps ? b[spec.eps] : undefined,
-      });
+      return ops.matmulOp(g, label, spec.dims, spec.options, matmulBuffers(spec, b));
     case 'matmulSplitK':
-      return ops.matmulSplitKOp(g, label, spec.dims, spec.options, {
-        A: b[spec.A], B: b[spec.B], C: b[spec.C],
-        bias: spec.bias ? b[spec.bias] : undefined, mask: spec.mask ? b[spec.mask] : undefined,
-        rowSum: spec.rowSum ? b[spec.rowSum] : undefined,
-        mulv: spec.mulv ? b[spec.mulv] : undefined, eps: spec.eps ? b[spec.eps] : undefined,
-      });
+      return ops.matmulSplitKOp(g, label, spec.dims, spec.options, matmulBuffers(spec, b));
     case 'matmulTiled':
-      return ops.matmulTiledOp(g, label, spec.dims, spec.options, {
-        A: b[spec.A], B: b[spec.B], C: b[spec.C],
-        bias: spec.bias ? b[spec.bias] : undefined, mask: spec.mask ? b[spec.mask] : undefined,
-        rowSum: spec.rowSum ? b[spec.rowSum] : undefined,
-        mulv: spec.mulv ? b[spec.mulv] : undefined, eps: spec.eps ? b[spec.eps] : undefined,
-      });
+      return ops.matmulTiledOp(g, label, spec.dims, spec.options, matmulBuffers(spec, b));
     case 'activation':
       return ops.activationOp(g, label, spec.entry, spec.count, spec.inputs.map((n) => b[n]), b[spec.out]);
     case 'gather':
