@@ -66,3 +66,20 @@ export function parseHidden(text: string): number[] | { reason: string } {
 export function lrReason(lr: number): string | null {
   return Number.isFinite(lr) && lr > 0 && lr <= LR_MAX ? null : `must be a number above 0 and at most ${LR_MAX}, e.g. 0.001 or 1e-3`;
 }
+
+/**
+ * Image folders (the CLI's `--images DIR`, the page's folder picker) are decoded to square
+ * grayscale images of this many pixels a side: 28 (MNIST's) by default, at most 256 (256² is
+ * INPUT_SIZE_MAX).
+ */
+export const IMAGE_SIZE_DEFAULT = 28;
+export const IMAGE_SIZE_RANGE = [4, 256] as const;
+
+/**
+ * How an image becomes a square: `center-crop` scales the short side to the size and keeps the
+ * centre (torchvision's Resize + CenterCrop), `fit` scales the long side to the size and pads
+ * the rest with black, `stretch` scales each side on its own.
+ */
+export const FIT_RULES = ['center-crop', 'fit', 'stretch'] as const;
+export type FitRule = (typeof FIT_RULES)[number];
+export const FIT_DEFAULT: FitRule = 'center-crop';

@@ -1,0 +1,70 @@
+/**
+ * ImageFolder-style datasets, the browser part: decodes PNG and JPEG files with the browser's
+ * own decoders (createImageBitmap), draws each into a size×size OffscreenCanvas by the fit rule
+ * and reads it back as grayscale. The page and the CLI's headless page both call
+ * `decodeImageFolder`, so an image becomes the same bytes in either. Needs a browser (a Worker
+ * will do); the rules themselves are in image-folder.ts.
+ */
+import type { FitRule } from '../model/settings';
+import { assembleImageFolder, imageBytesProblem, luma, placement, planImageFolder, type ImageFolderData } from './image-folder';
+
+/** A file of the folder: its path relative to the folder ('/'-separated) and its bytes. */
+export interface FolderFile {
+  path: string;
+  bytes: Uint8Array;
+}
+
+export interface DecodeOptions {
+  size: number;
+  fit: FitRule;
+}
+
+/**
+ * One image to size² grayscale bytes. The canvas is filled black first, so padding (`fit`) and
+ * transparent pixels are black. Colour profiles are not applied (colorSpaceConversion 'none'),
+ * so a pixel's stored value is the value read, as PIL reads it.
+ */
+async function decodeOne(bytes: Uint8Array, { size, fit }: DecodeOptions, ctx: OffscreenCanvasRenderingContext2D): Promise<Uint8Array> {
+  const bitmap = await createImageBitmap(new Blob([bytes as BlobPart]), { colorSpaceConversion: 'none' });
+  try {
+    const p = placement(bitmap.width, bitmap.height, size, fit);
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, size, size);
+    ctx.drawImage(bitmap, p.sx, p.sy, p.sw, p.sh, p.dx, p.dy, p.dw, p.dh);
+  } finally {
+    bitmap.close();
+  }
+  const rgba = ctx.getImageData(0, 0, size, size).data;
+  const gray = new Uint8Array(size * size);
+  for (let i = 0; i < gray.length; i++) gray[i] = luma(rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2]);
+  return gray;
+}
+
+/**
+ * The folder's files as a dataset (classes from the subfolders, see image-folder.ts). A file
+ * that is not an image, is truncated or does not decode is skipped and listed in `skipped`
+ * with the reason; `where` names the folder in errors.
+ */
+export async function decodeImageFolder(files: readonly FolderFile[], options: DecodeOptions, where: string): Promise<ImageFolderData> {
+  const plan = planImageFolder(files.map((f) => f.path));
+  const bytes = new Map(files.map((f) => [f.path, f.bytes]));
+  const canvas = new OffscreenCanvas(options.size, options.size);
+  const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = 'high'; // downscaling a photo to 28×28 aliases badly without it
+  const decoded = new Map<string, Uint8Array | string>();
+  for (const { path } of [...plan.train, ...plan.test]) {
+    const b = bytes.get(path)!;
+    const problem = imageBytesProblem(b);
+    if (problem) {
+      decoded.set(path, problem);
+      continue;
+    }
+    try {
+      decoded.set(path, await decodeOne(b, options, ctx));
+    } catch (e) {
+      decoded.set(path, `the browser could not decode it (${(e as Error).message || (e as Error).name}); it is corrupt or not really a PNG or JPEG`);
+    }
+  }
+  return assembleImageFolder(plan, decoded, options.size, where);
+}
