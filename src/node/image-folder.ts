@@ -1,0 +1,106 @@
+/**
+ * `--images DIR` (Node side): lists and reads the folder's files, then has the headless page
+ * decode them (src/cli/headless.ts → src/data/image-decode.ts: the browser's own PNG and JPEG
+ * decoders, no native image library here) and returns the dataset in the shapes the idx
+ * reader gives, with the class names and the files it skipped.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { ImageFolderReply, ImageFolderRequest } from '../cli/protocol';
+import { ImageFolderError, MAX_IMAGE_FILE_BYTES, type SkippedFile } from '../data/image-folder';
+import type { IdxImages, IdxLabels } from '../data/idx';
+import type { FitRule } from '../model/settings';
+import { launchBrowser } from './browser';
+import { startServer } from './server';
+
+export interface ImageFolderDataset {
+  train: IdxImages;
+  trainLabels: IdxLabels;
+  test: IdxImages;
+  testLabels: IdxLabels;
+  classNames: string[];
+  layout: ImageFolderReply['layout'];
+  /** Files not used, each with the reason: those Node could not read, then the page's. */
+  skipped: SkippedFile[];
+}
+
+/** Every file under `dir` ('/'-separated paths relative to it), names starting with "." left out as the reader ignores them. */
+function listFiles(dir: string, skipped: SkippedFile[]): { path: string; size: number }[] {
+  const out: { path: string; size: number }[] = [];
+  const walk = (rel: string) => {
+    for (const entry of readdirSync(join(dir, rel), { withFileTypes: true })) {
+      if (entry.name.startsWith('.')) continue;
+      const path = rel ? `${rel}/${entry.name}` : entry.name;
+      let st;
+      try {
+        st = statSync(join(dir, path)); // follows symbolic links
+      } catch (e) {
+        skipped.push({ path, reason: `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` });
+        continue;
+      }
+      if (st.isDirectory()) walk(path);
+      else if (st.isFile()) out.push({ path, size: st.size });
+    }
+  };
+  walk('');
+  return out;
+}
+
+export async function loadImageFolder(dir: string, options: { size: number; fit: FitRule }): Promise<ImageFolderDataset> {
+  const where = resolve(dir);
+  try {
+    if (!statSync(where).isDirectory()) throw new Error('not a folder');
+  } catch (e) {
+    throw new ImageFolderError(`--images ${dir}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such folder' : (e as Error).message}; ` +
+      'pass a folder with one subfolder of PNG or JPEG images per class');
+  }
+  const skipped: SkippedFile[] = [];
+  const parts: Uint8Array[] = [];
+  const files: ImageFolderRequest['files'] = [];
+  let offset = 0;
+  for (const f of listFiles(where, skipped)) {
+    if (f.size > MAX_IMAGE_FILE_BYTES) {
+      skipped.push({ path: f.path, reason: `${f.size} bytes is more than ${MAX_IMAGE_FILE_BYTES}` });
+      continue;
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = readFileSync(join(where, f.path));
+    } catch (e) {
+      skipped.push({ path: f.path, reason: `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` });
+      continue;
+    }
+    parts.push(bytes);
+    files.push({ path: f.path, offset, length: bytes.length });
+    offset += bytes.length;
+  }
+  const all = Buffer.concat(parts);
+
+  // A browser of its own, closed before training launches one: decoding needs no GPU.
+  const browser = await launchBrowser({ webgpu: false });
+  const server = await startServer();
+  let reply: ImageFolderReply;
+  try {
+    const page = await browser.browser.newPage();
+    await page.goto(`${server.url}/src/cli/headless.html`);
+    await page.waitForFunction(() => 'vaeDecodeImages' in window, { timeout: 60_000 });
+    const request: ImageFolderRequest = { url: server.serveFile('images', all), files, size: options.size, fit: options.fit, where };
+    try {
+      reply = await page.evaluate((r: ImageFolderRequest) => window.vaeDecodeImages(r), request);
+    } catch (e) {
+      // The page's ImageFolderError arrives as puppeteer's "Error: …" text: the reason is what matters.
+      const lines = (e as Error).message.replace(/^(Error|ImageFolderError): /, '').split('\n');
+      throw new ImageFolderError(lines.filter((l) => !/^\s+at /.test(l)).join('\n'));
+    }
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+  const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
+  const images = (s: ImageFolderReply['train']): IdxImages => ({ count: s.count, rows: options.size, cols: options.size, pixels: bytes(s.pixels) });
+  const labels = (s: ImageFolderReply['train']): IdxLabels => ({ count: s.count, labels: bytes(s.labels) });
+  return {
+    train: images(reply.train), trainLabels: labels(reply.train), test: images(reply.test), testLabels: labels(reply.test),
+    classNames: reply.classNames, layout: reply.layout, skipped: [...skipped, ...reply.skipped],
+  };
+}

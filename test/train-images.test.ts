@@ -1,0 +1,109 @@
+/**
+ * `npm run train -- --images DIR` end to end, as a user runs it: a folder of drawn shapes (three
+ * classes, with bad files among them) decoded in the headless page, trained for an epoch, the
+ * bad files named on stderr and the counts on stdout, the images written at the chosen size. And
+ * its refusals: bad options, a missing folder, a folder with nothing usable or one class.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readSafetensors } from '../src/io/safetensors';
+import { tempDir, train } from './cli';
+import { decodePngGray } from './png';
+import { BAD_FILES, writeShapeFolder } from './shapes';
+
+describe('npm run train -- --images DIR', () => {
+  it('trains an epoch on a folder of shapes, naming each bad file and counting what it used', () => {
+    const dir = join(tempDir(), 'shapes');
+    writeShapeFolder(dir, 40);
+    const out = tempDir();
+    const r = train(['--images', dir, '--image-size', '16', '--fit', 'fit', '--epochs', '1', '--batch-size', '32', '--log-interval', '1', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    // 40 per class, every 10th held out: 36 + 4 each.
+    expect(r.stdout).toContain(`webgpu-vae: ${dir}: 108 training and 12 test images of 16×16 (fit), 3 classes (train+test: circle 36+4, cross 36+4, square 36+4)`);
+    expect(r.stdout).toMatch(/split: every 10th image of each class held out for testing; 5 files skipped/);
+    for (const [path, bad] of Object.entries(BAD_FILES)) {
+      const line = r.stderr.split('\n').find((l) => l.startsWith(`webgpu-vae: skipped ${join(dir, path)}: `));
+      expect(line, `${path} named in:\n${r.stderr}`).toBeDefined();
+      expect(line).toMatch(bad.reason);
+    }
+    expect(r.stderr).not.toMatch(/DS_Store/);
+    // The reference's log over 108 images in batches of 32: 4 batches, the last partial.
+    expect(r.stdout).toMatch(/^Train Epoch: 1 \[0\/108 \(0%\)\]\tLoss: /m);
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('Train Epoch'))).toHaveLength(4);
+    const first = Number(/Loss: ([\d.]+)/.exec(r.stdout)![1]);
+    const average = Number(/Average loss: ([\d.]+)/.exec(r.stdout)![1]);
+    const test = Number(/Test set loss: ([\d.]+)/.exec(r.stdout)![1]);
+    // 256 pixels: an untrained decoder's BCE is about 256·ln 2 ≈ 177; the epoch learns from there.
+    expect(first).toBeGreaterThan(150);
+    expect(average).toBeLessThan(first);
+    expect(Number.isFinite(test) && test > 0).toBe(true);
+
+    // Grids of 16×16 cells with 2-pixel padding: 8 wide.
+    const recon = decodePngGray(readFileSync(join(out, 'reconstruction_1.png')));
+    expect([recon.width, recon.height]).toEqual([2 + 8 * 18, 2 + 2 * 18]);
+    const samples = decodePngGray(readFileSync(join(out, 'sample_1.png')));
+    expect([samples.width, samples.height]).toEqual([2 + 8 * 18, 2 + 8 * 18]);
+    // The top row is the first 8 test images, round-robin over the classes: each drawn, so not blank.
+    for (let k = 0; k < 8; k++) {
+      let ink = 0;
+      for (let y = 0; y < 16; y++) for (let x = 0; x < 16; x++) ink += Number(recon.pixels[(2 + y) * recon.width + 2 + k * 18 + x] > 128);
+      expect(ink, `test image ${k}`).toBeGreaterThan(3);
+    }
+    const ckpt = readSafetensors(readFileSync(join(out, 'checkpoint.safetensors')));
+    expect(ckpt.tensors.get('fc1.weight')?.shape).toEqual([400, 256]);
+    expect(ckpt.metadata.dataset).toBe(dir);
+  });
+
+  it('uses train/ and test/ subfolders as the splits, and names a class folder with no usable image', () => {
+    const dir = join(tempDir(), 'split');
+    writeShapeFolder(join(dir, 'train'), 12, false);
+    writeShapeFolder(join(dir, 'test'), 3, false);
+    mkdirSync(join(dir, 'test', 'blank'));
+    writeFileSync(join(dir, 'test', 'blank', 'x.png'), new Uint8Array(0));
+    const out = tempDir();
+    const r = train(['--images', dir, '--epochs', '1', '--batch-size', '16', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('36 training and 9 test images of 28×28 (center-crop), 3 classes');
+    expect(r.stdout).toContain('split: train/ and test/ subfolders; 1 file skipped');
+    expect(r.stderr).toContain(`skipped ${join(dir, 'test/blank/x.png')}: empty file`);
+    expect(decodePngGray(readFileSync(join(out, 'sample_1.png'))).width).toBe(242);
+  });
+
+  it('refuses a folder it cannot train on, saying why', () => {
+    const missing = train(['--images', '/nonexistent/images', '--epochs', '1', '--out', tempDir()]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/--images \/nonexistent\/images: no such folder; pass a folder with one subfolder of PNG or JPEG images per class/);
+
+    const bad = join(tempDir(), 'bad');
+    for (const [path, b] of Object.entries(BAD_FILES)) {
+      mkdirSync(join(bad, path, '..'), { recursive: true });
+      writeFileSync(join(bad, path), b.bytes());
+    }
+    const none = train(['--images', bad, '--epochs', '1', '--out', tempDir()]);
+    expect(none.status).toBe(1);
+    expect(none.stderr).toMatch(/no usable image \(5 files skipped\); put the images in one subfolder per class/);
+    // Each bad file named in the refusal, with its reason.
+    for (const [path, b] of Object.entries(BAD_FILES)) expect(none.stderr).toMatch(new RegExp(`\n  skipped ${path}: .*${b.reason.source}`));
+
+    const one = join(tempDir(), 'one');
+    writeShapeFolder(one, 4, false);
+    for (const shape of ['cross', 'square']) for (let i = 0; i < 4; i++) writeFileSync(join(one, shape, `00${i}.png`), 'oops');
+    const single = train(['--images', one, '--epochs', '1', '--out', tempDir()]);
+    expect(single.status).toBe(1);
+    expect(single.stderr).toMatch(/only one class has usable images \("circle"\); a dataset needs at least two classes/);
+  });
+
+  it('refuses bad options before starting', () => {
+    for (const [args, message] of [
+      [['--images', 'x', '--data', 'y'], /--images replaces --dataset and --data/],
+      [['--image-size', '28'], /--image-size and --fit apply to --images DIR only/],
+      [['--images', 'x', '--fit', 'zoom'], /--fit must be center-crop, fit, stretch, got "zoom"/],
+      [['--images', 'x', '--image-size', '300'], /--image-size must be an integer from 4 to 256, got "300"/],
+    ] as const) {
+      const r = train([...args, '--out', tempDir()]);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+});
