@@ -3,9 +3,12 @@
  * or idx files the user picks from disk (Fashion-MNIST or their own), plain or gzipped.
  * Everything is checked before it is returned, so a bad file changes nothing.
  */
+import { decodeImageFolder } from '../data/image-decode';
+import { describeImageFolder, type SkippedFile } from '../data/image-folder';
+import type { FitRule } from '../model/settings';
 import { gunzipBounded, IdxError, isGzip, parseIdxImages, parseIdxLabels, type IdxImages, type IdxLabels } from '../data/idx';
 
-export type DatasetKind = 'mnist' | 'fashion' | 'files';
+export type DatasetKind = 'mnist' | 'fashion' | 'files' | 'images';
 
 export interface Split {
   count: number;
@@ -25,6 +28,8 @@ export interface Dataset {
   test: Split;
   /** Names of the label values, for the scatter's legend. */
   classNames: string[];
+  /** An image folder ('images'): how it was decoded, the files it skipped and the line that says what it became. */
+  images?: { size: number; fit: FitRule; skipped: SkippedFile[]; summary: string };
 }
 
 /** A file as picked (kept in browser storage so a reload can rebuild the dataset). */
@@ -120,6 +125,21 @@ function assemble(kind: DatasetKind, name: string, train: IdxImages, trainLabels
   };
 }
 
+/**
+ * An ImageFolder-style dataset from a folder's files (`name`: paths relative to the folder),
+ * decoded by this browser to size×size grayscale (src/data/image-decode.ts, which the CLI's
+ * headless page runs too). `skipped` are files refused before reading (too large).
+ */
+export async function loadImages(folder: string, files: readonly PickedFile[], options: { size: number; fit: FitRule }, skipped: readonly SkippedFile[] = []): Promise<Dataset> {
+  const d = await decodeImageFolder(files.map((f) => ({ path: f.name, bytes: f.bytes })), options, folder);
+  const all = { ...d, skipped: [...skipped, ...d.skipped] };
+  return {
+    kind: 'images', name: folder, rows: d.rows, cols: d.cols, classNames: d.classNames,
+    train: d.train, test: d.test,
+    images: { ...options, skipped: all.skipped, summary: describeImageFolder(all, options.fit) },
+  };
+}
+
 /** The first `trainLimit` / `testLimit` images (quick runs; the URL's `?limit=` and `?testLimit=`). */
 export function limitDataset(d: Dataset, trainLimit?: number, testLimit?: number): Dataset {
   const cut = (s: Split, limit?: number): Split => {
@@ -133,6 +153,10 @@ export function limitDataset(d: Dataset, trainLimit?: number, testLimit?: number
 
 /** One line about a dataset, for the status area. */
 export function describeDataset(d: Dataset): string {
+  if (d.images) {
+    const skipped = d.images.skipped.map((f) => `skipped ${f.path}: ${f.reason}`);
+    return [`${d.name}: ${d.images.summary}.`, ...skipped].join('\n');
+  }
   const labels = d.train.labels && d.test.labels ? 'with labels' : d.test.labels ? 'test labels only' : 'no labels';
   return `${d.name}: ${d.train.count.toLocaleString('en')} training and ${d.test.count.toLocaleString('en')} test images of ${d.rows}×${d.cols}, ${labels}`;
 }

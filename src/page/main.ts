@@ -22,6 +22,9 @@ import { RECON_COUNT, SAMPLE_COUNT, uploadImages, VaeModel } from '../model/vae'
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
 import { Controls, DEFAULT_SETTINGS, SETTING_NAMES, type Settings } from './controls';
 import { describeDataset, limitDataset, loadMnist, loadPicked, type Dataset, type DatasetKind, type PickedFile } from './data';
+import { loadImages } from './data';
+import { gatherDropped, gatherPicked, type GatheredFolder } from './image-folder';
+import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
 import { Explorer } from './explorer';
 import { ProgressView } from './progress';
 import { storage } from './storage';
@@ -46,7 +49,7 @@ interface SavedRun {
 const LATEST = 'latest';
 /** Files picked from disk for the saved run, so a reload can rebuild its dataset. */
 const PICKED_FILES = 'dataset-files';
-const DATASET_KINDS: readonly DatasetKind[] = ['mnist', 'fashion', 'files'];
+const DATASET_KINDS: readonly DatasetKind[] = ['mnist', 'fashion', 'files', 'images'];
 
 interface Session {
   dataset: Dataset;
@@ -70,6 +73,8 @@ const el = {
   start: $<HTMLButtonElement>('start'), pause: $<HTMLButtonElement>('pause'), stop: $<HTMLButtonElement>('stop'), reset: $<HTMLButtonElement>('reset'),
   message: $('message'),
   recon: $<HTMLCanvasElement>('recon'), samples: $<HTMLCanvasElement>('samples'), imagesEpoch: $('images-epoch'),
+  imagesRow: $('dataset-images-row'), folder: $<HTMLInputElement>('dataset-folder'),
+  imageSize: $<HTMLInputElement>('image-size'), imageSizeReason: $('image-size-reason'), imageFit: $<HTMLSelectElement>('image-fit'),
   download: $<HTMLButtonElement>('download'), checkpointFile: $<HTMLInputElement>('checkpoint-file'), saved: $('saved'),
 };
 
@@ -80,7 +85,9 @@ const TEST_LIMIT = positiveInteger(query.get('testLimit'));
 let gpu: Gpu | null = null;
 let session: Session | null = null;
 let phase: Phase = 'booting';
-let picked: { kind: 'fashion' | 'files'; files: PickedFile[]; dataset: Dataset } | null = null;
+let picked: { kind: 'fashion' | 'files' | 'images'; files: PickedFile[]; dataset: Dataset } | null = null;
+/** The image folder last picked or dropped, kept so another size or fit rule decodes it again. */
+let pickedFolder: GatheredFolder | null = null;
 let mnist: Promise<Dataset> | null = null;
 /** The running training's pause and stop (null when nothing trains). */
 let gate: RunGate | null = null;
@@ -117,7 +124,7 @@ function updateButtons(): void {
   const training = phase === 'running';
   const kind = el.dataset.value as DatasetKind;
   const datasetChosen = kind === 'mnist' || picked?.kind === kind || session !== null;
-  el.start.disabled = !ready || !controls.valid || !datasetChosen;
+  el.start.disabled = !ready || !controls.valid || !datasetChosen || (kind === 'images' && !imageOptions());
   el.start.textContent = session ? 'Continue' : 'Start';
   el.pause.disabled = !training;
   el.pause.textContent = gate?.state === 'paused' ? 'Resume' : 'Pause';
@@ -126,6 +133,7 @@ function updateButtons(): void {
   el.download.disabled = !session || phase === 'busy' || phase === 'failed';
   el.checkpointFile.disabled = !ready;
   el.dataset.disabled = el.datasetFiles.disabled = !ready || session !== null;
+  el.folder.disabled = el.imageSize.disabled = el.imageFit.disabled = !ready || session !== null;
   controls.setLocked(session !== null || !(ready || training));
 }
 
@@ -196,8 +204,9 @@ function limits(): string {
 
 function showDatasetChoice(): void {
   const kind = el.dataset.value as DatasetKind;
-  el.datasetFilesRow.hidden = kind === 'mnist';
-  if (kind !== 'mnist') el.datasetHint.textContent = HINTS[kind];
+  el.datasetFilesRow.hidden = kind === 'mnist' || kind === 'images';
+  el.imagesRow.hidden = kind !== 'images';
+  if (kind !== 'mnist' && kind !== 'images') el.datasetHint.textContent = HINTS[kind];
   el.datasetStatus.textContent = session ? describeDataset(session.dataset)
     : kind === 'mnist' ? `MNIST: 60,000 training and 10,000 test digits, fetched from this site when you press Start${limits()}.`
     : picked?.kind === kind ? describeDataset(picked.dataset) : 'No files chosen yet.';
@@ -232,6 +241,76 @@ el.datasetFiles.addEventListener('change', async () => {
   updateButtons();
 });
 
+// ---- Image folders: picked with the folder input or dropped on the page, decoded by this browser ----
+
+el.imageSize.value = String(IMAGE_SIZE_DEFAULT);
+for (const rule of FIT_RULES) el.imageFit.add(new Option(rule, rule, rule === FIT_DEFAULT, rule === FIT_DEFAULT));
+
+/** The size and fit fields, or null (with the reason shown) when the size is not one the engine takes. */
+function imageOptions(): { size: number; fit: FitRule } | null {
+  const [min, max] = IMAGE_SIZE_RANGE;
+  const size = Number(el.imageSize.value);
+  const reason = /^\s*\d+\s*$/.test(el.imageSize.value) && size >= min && size <= max ? '' : `must be a whole number from ${min} to ${max}`;
+  el.imageSize.setCustomValidity(reason);
+  el.imageSizeReason.textContent = reason;
+  return reason ? null : { size, fit: el.imageFit.value as FitRule };
+}
+
+async function decodeFolder(folder: GatheredFolder, options: { size: number; fit: FitRule }): Promise<Dataset> {
+  const dataset = await loadImages(folder.name, folder.files, options, folder.skipped);
+  pickedFolder = folder;
+  // A new array for each decoding: saveLatest stores the files (and their size and fit) when the array changes.
+  picked = { kind: 'images', files: [...folder.files], dataset };
+  return dataset;
+}
+
+/** Decodes the folder with the current size and fit into `picked`; on failure the earlier choice stays. */
+async function useFolder(folder: GatheredFolder | null): Promise<void> {
+  const options = imageOptions();
+  if (!folder || !options || phase !== 'ready' || session) return;
+  phase = 'busy';
+  updateButtons();
+  el.datasetStatus.classList.remove('error');
+  el.datasetStatus.textContent = `Decoding ${folder.files.length} files of ${folder.name} to ${options.size}×${options.size}…`;
+  try {
+    await decodeFolder(folder, options);
+    phase = 'ready';
+    showDatasetChoice();
+  } catch (e) {
+    const kept = picked?.kind === 'images' ? ` The folder chosen before is still in use: ${describeDataset(picked.dataset)}` : '';
+    el.datasetStatus.textContent = `Not loaded: ${(e as Error).message}${kept}`;
+    el.datasetStatus.classList.add('error');
+    phase = 'ready';
+  }
+  updateButtons();
+}
+
+el.folder.addEventListener('change', async () => {
+  const chosen = [...(el.folder.files ?? [])];
+  el.folder.value = '';
+  if (chosen.length > 0) await useFolder(await gatherPicked(chosen));
+});
+// On change (Enter or leaving the field), not on each keystroke: "64" typed is not a decode at 6, then one at 64.
+el.imageSize.addEventListener('input', () => { imageOptions(); updateButtons(); });
+el.imageSize.addEventListener('change', () => void useFolder(pickedFolder));
+el.imageFit.addEventListener('change', () => void useFolder(pickedFolder));
+
+// A file dropped anywhere must not navigate away from a training page; a folder dropped while no
+// model exists becomes the image dataset.
+window.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  el.imagesRow.classList.toggle('dragging', phase === 'ready' && !session);
+});
+window.addEventListener('dragleave', () => el.imagesRow.classList.remove('dragging'));
+window.addEventListener('drop', async (e) => {
+  e.preventDefault();
+  el.imagesRow.classList.remove('dragging');
+  if (!e.dataTransfer || phase !== 'ready' || session) return;
+  el.dataset.value = 'images';
+  showDatasetChoice();
+  await useFolder(await gatherDropped(e.dataTransfer));
+});
+
 /** The chosen dataset, cut to the URL's limits. */
 async function chosenDataset(): Promise<Dataset> {
   const kind = el.dataset.value as DatasetKind;
@@ -247,6 +326,10 @@ async function chosenDataset(): Promise<Dataset> {
   } else {
     if (picked?.kind !== kind) throw new Error('choose the dataset files first');
     full = picked.dataset;
+    // A size or fit changed since the folder was decoded (the field not yet left): decode it again now.
+    const options = kind === 'images' ? imageOptions() : null;
+    if (kind === 'images' && !options) throw new Error(`the image size ${el.imageSizeReason.textContent}`);
+    if (options && pickedFolder && (options.size !== full.images?.size || options.fit !== full.images?.fit)) full = await decodeFolder(pickedFolder, options);
   }
   return limitDataset(full, TRAIN_LIMIT, TEST_LIMIT);
 }
@@ -399,7 +482,10 @@ async function saveLatest(s: Session): Promise<void> {
       history: chart.data,
     };
     const records: Record<string, unknown> = { [LATEST]: record };
-    if (s.files !== storedFiles) records[PICKED_FILES] = s.files ? { kind: s.dataset.kind, files: s.files } : undefined;
+    if (s.files !== storedFiles) {
+      const images = s.dataset.images && { size: s.dataset.images.size, fit: s.dataset.images.fit, folder: s.dataset.name };
+      records[PICKED_FILES] = s.files ? { kind: s.dataset.kind, files: s.files, images } : undefined;
+    }
     await storage.write(records);
     const replaced = stored === 'unrestorable' ? ' in place of the record this page could not restore'
       : stored && stored.owner !== s ? ` in place of the run saved after epoch ${stored.epoch}` : '';
@@ -601,9 +687,17 @@ async function restoreLatest(): Promise<void> {
   try {
     el.dataset.value = saved.datasetKind;
     if (saved.datasetKind !== 'mnist') {
-      const files = await storage.get<{ kind: 'fashion' | 'files'; files: PickedFile[] }>(PICKED_FILES);
+      const files = await storage.get<{ kind: 'fashion' | 'files' | 'images'; files: PickedFile[]; images?: { size: number; fit: FitRule; folder: string } }>(PICKED_FILES);
       if (!files) throw new Error('its dataset files are no longer in browser storage; pick them again, then load a downloaded checkpoint');
-      picked = { ...files, dataset: await loadPicked(files.kind, files.files) };
+      if (files.kind === 'images' && files.images) {
+        el.imageSize.value = String(files.images.size);
+        el.imageFit.value = files.images.fit;
+        picked = { kind: 'images', files: files.files, dataset: await loadImages(files.images.folder, files.files, files.images) };
+        pickedFolder = { name: files.images.folder, files: files.files, skipped: [] };
+      } else {
+        if (files.kind === 'images') throw new Error('its image folder\'s size and fit are not in browser storage; pick the folder again');
+        picked = { kind: files.kind, files: files.files, dataset: await loadPicked(files.kind, files.files) };
+      }
     }
     const { ckpt, dataset } = await readCheckpoint(saved.checkpoint, chosenDataset);
     if (!sameSizes(ckpt.sizes, { D: ckpt.sizes.D, hidden: saved.settings.hidden, L: saved.settings.latent })) {

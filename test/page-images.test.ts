@@ -1,0 +1,103 @@
+/**
+ * The training page with an image folder, used as a person would: choose "Your own images", set
+ * the size and fit, pick a folder of drawn shapes (with bad files among them) through the folder
+ * input, read what the page says it used and skipped, train an epoch, look at the grids and the
+ * legend, and reload: the run and its folder come back from browser storage. Runs against the
+ * shared Vite server (the page's own modules, no build).
+ */
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import puppeteer, { type Browser, type BrowserContext, type ElementHandle, type Page } from 'puppeteer';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { projectRoot } from '../src/node/server';
+import { tempDir } from './cli';
+import { BAD_FILES, writeShapeFolder } from './shapes';
+
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let dir: string;
+
+beforeAll(async () => {
+  dir = join(tempDir(), 'shapes');
+  writeShapeFolder(dir, 40);
+  browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
+  context = await browser.createBrowserContext(); // empty browser storage
+  page = await context.newPage();
+  page.on('pageerror', (e) => console.error(`[page] ${e}`));
+  await page.goto(`${inject('serverUrl')}/index.html`);
+  await ready();
+}, 120_000);
+
+afterAll(async () => {
+  await context?.close().catch(() => {});
+  browser?.disconnect();
+});
+
+async function ready(epochsDone?: number): Promise<void> {
+  await page.waitForFunction((n) => window.vaePage?.phase === 'ready' && (n === null || window.vaePage.epochsDone === n),
+    { timeout: 240_000, polling: 250 }, epochsDone ?? null);
+}
+
+const text = (selector: string) => page.$eval(selector, (e) => (e as HTMLElement).innerText ?? '');
+
+async function type(id: string, value: string): Promise<void> {
+  await page.click(`#${id}`, { count: 3 });
+  await page.keyboard.press('Backspace');
+  await page.type(`#${id}`, value);
+}
+
+describe('the page with an image folder', () => {
+  it('decodes a picked folder, names the bad files, trains an epoch on it and restores it after a reload', async () => {
+    await page.select('#dataset', 'images');
+    expect(await page.$eval('#dataset-images-row', (e) => (e as HTMLElement).hidden)).toBe(false);
+    await type('image-size', '3');
+    expect(await text('#image-size-reason')).toMatch(/from 4 to 256/);
+    await type('image-size', '16');
+    await page.select('#image-fit', 'fit');
+    const input = (await page.$('#dataset-folder')) as ElementHandle<HTMLInputElement>;
+    await input.uploadFile(dir); // a folder, as the folder picker hands it over (webkitRelativePath "shapes/…")
+    await page.waitForFunction(() => /training and/.test(document.getElementById('dataset-status')!.textContent ?? '') || /Not loaded/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
+    const status = await text('#dataset-status');
+    expect(status).toContain('shapes: 108 training and 12 test images of 16×16 (fit), 3 classes (train+test: circle 36+4, cross 36+4, square 36+4)');
+    for (const [path, bad] of Object.entries(BAD_FILES)) {
+      const line = status.split('\n').find((l) => l.startsWith(`skipped ${path}: `));
+      expect(line, `${path} named in:\n${status}`).toBeDefined();
+      expect(line).toMatch(bad.reason);
+    }
+
+    await type('epochs', '1');
+    await type('batchSize', '32');
+    await page.click('#start');
+    await ready(1);
+    const reports = await page.evaluate(() => window.vaePage!.epochReports);
+    expect(reports).toHaveLength(1);
+    expect(Number.isFinite(reports[0].trainLoss) && Number.isFinite(reports[0].testLoss)).toBe(true);
+    expect(reports[0].testLoss).toBeLessThan(16 * 16 * Math.LN2 * 1.2); // learned past an untrained decoder's ≈ 177
+    // Grids of 16×16 cells: 8 wide with 2-pixel padding.
+    const size = (id: string) => page.$eval(`#${id}`, (c) => [(c as HTMLCanvasElement).width, (c as HTMLCanvasElement).height]);
+    expect(await size('recon')).toEqual([146, 38]);
+    expect(await size('samples')).toEqual([146, 146]);
+    // The top row of the reconstruction grid is 8 test images: drawn shapes, not blank cells.
+    const inks = await page.$eval('#recon', (c) => {
+      const data = (c as HTMLCanvasElement).getContext('2d')!.getImageData(0, 0, 146, 38).data;
+      return Array.from({ length: 8 }, (_, k) => {
+        let ink = 0;
+        for (let y = 0; y < 16; y++) for (let x = 0; x < 16; x++) ink += Number(data[4 * ((2 + y) * 146 + 2 + k * 18 + x)] > 128);
+        return ink;
+      });
+    });
+    for (const [k, ink] of inks.entries()) expect(ink, `test image ${k}`).toBeGreaterThan(3);
+    expect(await text('#legend')).toMatch(/circle.*cross.*square/s);
+    mkdirSync(join(projectRoot, 'test/artifacts'), { recursive: true });
+    await page.screenshot({ path: join(projectRoot, 'test/artifacts/page-images.png'), fullPage: true });
+
+    // A reload restores the run, decoding the stored files again at the stored size and fit.
+    await page.reload();
+    await ready(1);
+    expect(await text('#message')).toMatch(/Restored the run saved after epoch 1/);
+    expect(await page.$eval('#image-size', (e) => (e as HTMLInputElement).value)).toBe('16');
+    expect(await text('#dataset-status')).toContain('108 training and 12 test images of 16×16 (fit)');
+    expect(await size('recon')).toEqual([146, 38]);
+  }, 300_000);
+});
