@@ -63,7 +63,7 @@ describe('imageBytesProblem', () => {
   const png = encodePngGray(5, 3, new Uint8Array(15));
   it('passes whole PNGs and JPEG signatures', () => {
     expect(imageBytesProblem(png)).toBeNull();
-    expect(imageBytesProblem(new Uint8Array([0xff, 0xd8, 0xff, 0xe0]))).toBeNull();
+    expect(imageBytesProblem(new Uint8Array([0xff, 0xd8, 0xff, 0xe0]))).toMatch(/truncated JPEG/); // a signature alone is not a JPEG
   });
   it('names each kind of bad file', () => {
     for (const [path, bad] of Object.entries(BAD_FILES)) {
@@ -212,6 +212,31 @@ describe('decodeImageFolder in the browser', () => {
     expect([c[0], c[7], c[63]]).toEqual([255, 100, 100]);
     // No black padding anywhere (the high-quality filter rings a little at the step: 96 beside 100).
     expect(c.every((v) => v >= 90), 'no padding').toBe(true);
+  });
+
+  it('decodes a JPEG the browser encoded, and names it truncated at every cut', async () => {
+    // A 12×12 JPEG of a white square on black, from the browser's own encoder.
+    const jpeg = new Uint8Array(await h.page.evaluate(async () => {
+      const c = new OffscreenCanvas(12, 12);
+      const ctx = c.getContext('2d')!;
+      ctx.fillStyle = '#000';
+      ctx.fillRect(0, 0, 12, 12);
+      ctx.fillStyle = '#fff';
+      ctx.fillRect(3, 3, 6, 6);
+      return [...new Uint8Array(await (await c.convertToBlob({ type: 'image/jpeg', quality: 0.95 })).arrayBuffer())];
+    }));
+    expect(imageBytesProblem(jpeg)).toBeNull();
+    for (let cut = 3; cut < jpeg.length; cut++) expect(imageBytesProblem(jpeg.subarray(0, cut)), `cut at ${cut} of ${jpeg.length}`).toMatch(/truncated JPEG/);
+    const withVideo = new Uint8Array([...jpeg, 0, 0, 0, 0x18, 0x66, 0x74, 0x79, 0x70]); // bytes after the end, as a motion photo has
+    expect(imageBytesProblem(withVideo)).toBeNull();
+    const d = await decode([{ path: 'a/1.jpg', bytes: jpeg }, { path: 'a/2.jpeg', bytes: withVideo }, { path: 'b/1.JPG', bytes: jpeg },
+      { path: 'b/2.jpg', bytes: jpeg.subarray(0, jpeg.length - 40) }, { path: 'b/3.jpg', bytes: jpeg }], 12, 'center-crop');
+    if ('error' in d) throw new Error(d.error);
+    expect(d.skipped).toEqual([{ path: 'b/2.jpg', reason: expect.stringMatching(/truncated JPEG/) }]);
+    const img = d.train.slice(0, 144);
+    // JPEG is lossy: the square's inside bright, the corners dark.
+    expect(img[6 * 12 + 6]).toBeGreaterThan(200);
+    expect(img[0]).toBeLessThan(40);
   });
 
   it('names every bad file with its reason and decodes the rest', async () => {

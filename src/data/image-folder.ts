@@ -125,14 +125,44 @@ export function planImageFolder(paths: readonly string[]): FolderPlan {
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
 /**
+ * A JPEG's problem, walking its marker segments (each FF xx with a 2-byte length, so an EXIF
+ * thumbnail inside APP1 is stepped over) to the first start-of-scan: its frame size must be
+ * within the limit, and an end-of-image marker (FF D9) must follow the scan data (stuffed with
+ * FF 00, so FF D9 there is only the end). Bytes after the end (a motion photo's video) are fine.
+ */
+function jpegProblem(bytes: Uint8Array): string | null {
+  const u16 = (at: number) => (bytes[at] << 8) | bytes[at + 1];
+  for (let at = 2; ; ) {
+    if (at + 4 > bytes.length) return 'truncated JPEG (it ends before its image data)';
+    if (bytes[at] !== 0xff) return 'corrupt JPEG (a marker segment is out of place)';
+    const marker = bytes[at + 1];
+    if (marker === 0xff) { at += 1; continue; } // fill byte
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { at += 2; continue; } // no length
+    const end = at + 2 + u16(at + 2);
+    if (end > bytes.length) return 'truncated JPEG (a marker segment runs past the end of the file)';
+    // SOF0…SOF15 (not DHT C4, JPG C8, DAC CC): height, then width.
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      const [h, w] = [u16(at + 5), u16(at + 7)];
+      if (w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE) return `${w}×${h} pixels is larger than ${MAX_IMAGE_SIDE} a side`;
+    }
+    if (marker === 0xda) {
+      for (let i = end; i + 1 < bytes.length; i++) if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return null;
+      return 'truncated JPEG (it ends inside its image data, with no end-of-image marker)';
+    }
+    at = end;
+  }
+}
+
+/**
  * Why these bytes are not an image to decode, or null: empty, too large, neither PNG nor JPEG by
- * their first bytes, or a PNG whose chunks run past the end of the file or that has no IEND
- * (truncated: a browser would decode its top rows and leave the rest blank, silently).
+ * their first bytes, or truncated — a PNG whose chunks run past the end of the file or that has
+ * no IEND, a JPEG with no end after its image data (a browser would decode the top rows and
+ * leave the rest grey or blank, silently).
  */
 export function imageBytesProblem(bytes: Uint8Array): string | null {
   if (bytes.length === 0) return 'empty file (0 bytes)';
   if (bytes.length > MAX_IMAGE_FILE_BYTES) return `${bytes.length} bytes is more than ${MAX_IMAGE_FILE_BYTES}`;
-  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return null; // JPEG: the browser checks the rest
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return jpegProblem(bytes);
   if (!PNG_SIGNATURE.every((b, i) => bytes[i] === b)) {
     const head = [...bytes.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
     return `not a PNG or JPEG file (it starts with bytes ${head})`;

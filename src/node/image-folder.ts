@@ -28,7 +28,14 @@ export interface ImageFolderDataset {
 function listFiles(dir: string, skipped: SkippedFile[]): { path: string; size: number }[] {
   const out: { path: string; size: number }[] = [];
   const walk = (rel: string) => {
-    for (const entry of readdirSync(join(dir, rel), { withFileTypes: true })) {
+    let entries;
+    try {
+      entries = readdirSync(join(dir, rel), { withFileTypes: true });
+    } catch (e) {
+      skipped.push({ path: rel || '.', reason: `cannot list this folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` });
+      return;
+    }
+    for (const entry of entries) {
       if (entry.name.startsWith('.')) continue;
       const path = rel ? `${rel}/${entry.name}` : entry.name;
       let st;
