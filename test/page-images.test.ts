@@ -6,11 +6,11 @@
  * shared Vite server (the page's own modules, no build).
  */
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import puppeteer, { type Browser, type BrowserContext, type ElementHandle, type Page } from 'puppeteer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { projectRoot } from '../src/node/server';
-import { tempDir } from './cli';
+import { tempDir, train } from './cli';
 import { BAD_FILES, writeShapeFolder } from './shapes';
 
 let browser: Browser;
@@ -48,7 +48,7 @@ async function type(id: string, value: string): Promise<void> {
 }
 
 describe('the page with an image folder', () => {
-  it('decodes a picked folder, names the bad files, trains an epoch on it and restores it after a reload', async () => {
+  it('decodes a picked folder, names the bad files, trains an epoch on it, restores it after a reload, and matches the CLI bit for bit', async () => {
     await page.select('#dataset', 'images');
     expect(await page.$eval('#dataset-images-row', (e) => (e as HTMLElement).hidden)).toBe(false);
     await type('image-size', '3');
@@ -99,5 +99,13 @@ describe('the page with an image folder', () => {
     expect(await page.$eval('#image-size', (e) => (e as HTMLInputElement).value)).toBe('16');
     expect(await text('#dataset-status')).toContain('108 training and 12 test images of 16×16 (fit)');
     expect(await size('recon')).toEqual([146, 38]);
+
+    // The CLI decodes the folder with the same module and trains through the same driver: the
+    // same settings (the page's defaults, the seed's 1) give bit-identical losses.
+    const out = tempDir();
+    const cli = train(['--images', dir, '--image-size', '16', '--fit', 'fit', '--epochs', '1', '--batch-size', '32', '--out', out]);
+    expect(cli.status, cli.stderr).toBe(0);
+    const metrics = JSON.parse(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim()) as { trainLoss: number; testLoss: number };
+    expect([metrics.trainLoss, metrics.testLoss]).toEqual([reports[0].trainLoss, reports[0].testLoss]);
   }, 300_000);
 });

@@ -94,7 +94,12 @@ describe('npm run train -- --images DIR', () => {
     expect(single.stderr).toMatch(/only one class has usable images \("circle"\); a dataset needs at least two classes/);
   });
 
-  it('refuses bad options before starting', () => {
+  it('refuses bad options before starting, and --help documents the options', () => {
+    const help = train(['--help'], 60_000);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/--images DIR +a folder of PNG or JPEG images, one subfolder per class/);
+    expect(help.stdout).toMatch(/--image-size N +--images: the side of the square images, 4\.\.256 \(default 28\)/);
+    expect(help.stdout).toMatch(/--fit RULE +--images: center-crop/);
     for (const [args, message] of [
       [['--images', 'x', '--data', 'y'], /--images replaces --dataset and --data/],
       [['--image-size', '28'], /--image-size and --fit apply to --images DIR only/],
