@@ -13,7 +13,7 @@ import { decodeCheckpoint } from '../model/checkpoint';
 import { arenaLayout } from '../model/graph';
 import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
-import { describeImageFolder } from '../data/image-folder';
+import { describeImageFolder, HELD_OUT_EVERY, LUMA_WEIGHTS } from '../data/image-folder';
 import { loadImageFolder } from '../node/image-folder';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
 import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
@@ -48,9 +48,10 @@ Options:
   --data DIR            a folder of MNIST-format idx files (plain or .gz) instead
   --images DIR          a folder of PNG or JPEG images, one subfolder per class (the classes
                         are the sorted subfolder names), decoded by the browser to grayscale
-                        (BT.601 luma). DIR/train/ and DIR/test/ are the splits when both exist;
-                        otherwise every 10th image of each class by name is held out for testing.
-                        Files that cannot be used are named and skipped
+                        (BT.601 luma: ${LUMA_WEIGHTS.r} R + ${LUMA_WEIGHTS.g} G + ${LUMA_WEIGHTS.b} B). DIR/train/ and
+                        DIR/test/ are the splits when both exist; otherwise every ${HELD_OUT_EVERY}th
+                        image of each class by name is held out for testing. Files that cannot
+                        be used are named and skipped
   --image-size N        --images: the side of the square images, ${IMAGE_SIZE_RANGE[0]}..${IMAGE_SIZE_RANGE[1]} (default ${IMAGE_SIZE_DEFAULT})
   --fit RULE            --images: center-crop (scale the short side, keep the centre; default),
                         fit (scale the long side, pad with black) or stretch

@@ -214,8 +214,10 @@ export function placement(w: number, h: number, size: number, fit: FitRule): Pla
  * Grayscale from sRGB bytes with ITU-R BT.601's luma weights (what PIL's convert('L') uses),
  * rounded to a byte.
  */
+export const LUMA_WEIGHTS = { r: 0.299, g: 0.587, b: 0.114 } as const;
+
 export function luma(r: number, g: number, b: number): number {
-  return Math.round(0.299 * r + 0.587 * g + 0.114 * b);
+  return Math.round(LUMA_WEIGHTS.r * r + LUMA_WEIGHTS.g * g + LUMA_WEIGHTS.b * b);
 }
 
 export interface ImageSplit {
