@@ -2,7 +2,8 @@
  * The training page with an image folder, used as a person would: choose "Your own images", set
  * the size and fit, pick a folder of drawn shapes (with bad files among them) through the folder
  * input, read what the page says it used and skipped, train an epoch, look at the grids and the
- * legend, and reload: the run and its folder come back from browser storage. Runs against the
+ * legend, and reload: the run and its folder come back from browser storage; and drop a folder on
+ * the page as a drag from the desktop delivers it. Runs against the
  * shared Vite server (the page's own modules, no build).
  */
 import { join } from 'node:path';
@@ -108,4 +109,29 @@ describe('the page with an image folder', () => {
     const metrics = JSON.parse(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim()) as { trainLoss: number; testLoss: number };
     expect([metrics.trainLoss, metrics.testLoss]).toEqual([reports[0].trainLoss, reports[0].testLoss]);
   }, 300_000);
+
+  it('takes a folder dropped on the page, whichever dataset was chosen', async () => {
+    const own = await browser.createBrowserContext(); // storage of its own: nothing to restore
+    try {
+      page = await own.newPage();
+      await page.goto(`${inject('serverUrl')}/index.html`);
+      await ready();
+      expect(await page.$eval('#dataset', (e) => (e as HTMLSelectElement).value)).toBe('mnist');
+      // As the browser delivers a dragged folder: enter, over, drop (the folder's entries through webkitGetAsEntry).
+      const box = (await (await page.$('#setup'))!.boundingBox())!;
+      const point = { x: box.x + 50, y: box.y + 50 };
+      const data = { items: [], files: [dir], dragOperationsMask: 1 };
+      await page.mouse.dragEnter(point, data);
+      await page.mouse.dragOver(point, data);
+      await page.mouse.drop(point, data);
+      await page.waitForFunction(() => /training and|Not loaded/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
+      expect(await page.$eval('#dataset', (e) => (e as HTMLSelectElement).value)).toBe('images');
+      const status = await text('#dataset-status');
+      expect(status).toContain('shapes: 108 training and 12 test images of 28×28 (center-crop), 3 classes');
+      for (const path of Object.keys(BAD_FILES)) expect(status).toContain(`skipped ${path}: `);
+      expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
+    } finally {
+      await own.close();
+    }
+  }, 120_000);
 });
