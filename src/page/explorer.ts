@@ -96,7 +96,7 @@ export class Explorer {
     if (source.latent === 2) this.el.mode.value = 'axes';
     this.el.axisX.parentElement!.hidden = this.el.mode.value !== 'axes';
     this.el.interpA.max = this.el.interpB.max = String(source.test.count - 1);
-    const colors = source.test.labels ? source.classNames.map((name, i) => `<span><i style="background:${PALETTE[i % PALETTE.length]}"></i>${name}</span>`) : ['(no test labels: one colour)'];
+    const colors = source.test.labels ? source.classNames.map((name, i) => `<span><i style="background:${PALETTE[i % PALETTE.length]}"></i>${name.replace(/[&<>]/g, (c) => `&#${c.charCodeAt(0)};`)}</span>`) : ['(no test labels: one colour)'];
     this.el.legend.innerHTML = colors.join('');
   }
 
