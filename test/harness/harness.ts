@@ -140,6 +140,8 @@ export interface TrainStepsRequest {
   sameBatch: boolean;
   /** Run under this adapter kind's default kernel plan (default: the adapter's own). */
   plan?: 'software' | 'hardware';
+  /** A class per image, for a conditional model (`sizes.classes`). */
+  labels?: number[];
 }
 
 /** Runs real training steps of the model and returns what each step produced. */
@@ -148,7 +150,7 @@ async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[
   if (r.plan) g.plan = planFor(r.plan === 'software');
   g.device.pushErrorScope('validation');
   try {
-    const images = uploadImages(g, 'images', fromBase64(r.images), r.count);
+    const images = uploadImages(g, 'images', fromBase64(r.images), r.count, r.labels);
     const model = await VaeModel.create(g, {
       sizes: r.sizes, batchSize: r.batchSize, seed: r.seed, adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
     train: images, test: images,
