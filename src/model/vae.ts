@@ -316,16 +316,3 @@ export function uploadImages(gpu: Gpu, label: string, pixels: Uint8Array, count:
   return images;
 }
 
-/**
- * The reason `labels` cannot condition a VAE on `classes` classes (a label outside 0 … C−1, or
- * too few of them), or null. Hosts call it before uploading, so the error names the data.
- */
-export function labelsReason(labels: ArrayLike<number> | undefined, count: number, classes: number): string | null {
-  if (!labels) return `a conditional VAE trains on labelled images, and these ${count} images have no labels`;
-  if (labels.length < count) return `${labels.length} labels for ${count} images`;
-  for (let i = 0; i < count; i++) {
-    const y = labels[i]!;
-    if (!Number.isInteger(y) || y < 0 || y >= classes) return `image ${i} has label ${y}, outside 0 … ${classes - 1} for ${classes} classes`;
-  }
-  return null;
-}
