@@ -66,3 +66,6 @@ export function parseHidden(text: string): number[] | { reason: string } {
 export function lrReason(lr: number): string | null {
   return Number.isFinite(lr) && lr > 0 && lr <= LR_MAX ? null : `must be a number above 0 and at most ${LR_MAX}, e.g. 0.001 or 1e-3`;
 }
+
+/** Classes a conditional VAE may have at most (its one-hot columns widen two layers). */
+export const CLASSES_MAX = 1024;
