@@ -11,6 +11,8 @@
  * The PyTorch parity of a conditional step is in parity.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readSafetensors, writeSafetensors } from '../src/io/safetensors';
+import { checkpointSizes, decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
 import { arenaLayout, type VaeSizes } from '../src/model/graph';
 import { classCountOf, gridLabels, labelsReason } from '../src/model/labels';
 import { concatOneHot, gatherConditional, matmul, reparamBackward, reparamForward } from '../src/reference/ops';
@@ -233,5 +235,31 @@ describe('the conditional reference itself', () => {
     expect(labelsReason('train', [0, 12, 1], 3, 10)).toMatch(/train image 1 has label 12, outside 0 … 9/);
     expect(labelsReason('train', [0, 9, 1], 3, 10)).toBeNull();
     expect([...gridLabels(3, 2)]).toEqual([0, 0, 1, 1, 2, 2]);
+  });
+});
+
+describe('conditional checkpoints', () => {
+  const sizes: VaeSizes = { D: 13, hidden: [7], L: 3, classes: 4 };
+  const { layout, arena } = initialModel(sizes, 9);
+  const bytes = encodeCheckpoint(layout, { params: arena, step: 5, metadata: {} });
+
+  it('keep PyTorch shapes, record the classes, and come back as a conditional model', () => {
+    const { tensors, metadata } = readSafetensors(bytes);
+    expect(tensors.get('fc1.weight')!.shape).toEqual([7, 13 + 4]);
+    expect(tensors.get('fc3.weight')!.shape).toEqual([7, 3 + 4]);
+    expect(metadata.classes).toBe('4');
+    expect(checkpointSizes(bytes).sizes).toEqual(sizes);
+    expect(decodeCheckpoint(bytes, layout).params).toEqual(arena);
+    // A PyTorch export has no metadata: the shapes alone say it is conditional.
+    const bare = writeSafetensors(Object.fromEntries([...tensors].filter(([k]) => !k.startsWith('optimizer.'))), {});
+    expect(checkpointSizes(bare).sizes).toEqual(sizes);
+  });
+
+  it('refuse a class count the shapes contradict, and an unconditional model says what the file is', () => {
+    const { tensors } = readSafetensors(bytes);
+    const lying = writeSafetensors(Object.fromEntries(tensors), { classes: '10' });
+    expect(() => checkpointSizes(lying)).toThrow(/metadata says classes "10", but its tensors are those of a 13-7-3 \(4 classes\) model/);
+    const plain = arenaLayout({ D: 17, hidden: [7], L: 3 });
+    expect(() => decodeCheckpoint(bytes, plain)).toThrow(/checkpoint is for a 13-7-3 \(4 classes\) model, this model is 17-7-3/);
   });
 });
