@@ -1,8 +1,8 @@
 /**
  * `npm run train -- --conditional` end to end, as a user runs it (a subprocess): a short run on
  * an MNIST subset writes a per-class sample grid (10 rows of 8) and a checkpoint with PyTorch's
- * conditional shapes and its class count; the checkpoint resumes with --conditional and is
- * refused without it, and a dataset without usable labels is refused before anything starts.
+ * conditional shapes and its class count; the checkpoint resumes with --conditional (exactly: the
+ * same losses and bytes as an uninterrupted run) and is refused without it, and a dataset without usable labels is refused before anything starts.
  */
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,6 +40,13 @@ describe('npm run train --conditional', () => {
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/====> Epoch: 2 Average loss/);
     expect(decodePngGray(readFileSync(join(out, 'sample_2.png'))).height).toBe(10 * 30 + 2);
+
+    // Exact resume: the labels' shuffle and the noise come back as if nothing had happened.
+    const straight = tempDir();
+    expect(train(['--conditional', '--epochs', '2', '--out', straight, ...SMALL]).status).toBe(0);
+    const metrics = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+    expect(metrics(out)).toEqual(metrics(straight));
+    expect(readFileSync(join(out, 'checkpoint.safetensors')).equals(readFileSync(join(straight, 'checkpoint.safetensors')))).toBe(true);
   });
 
   it('refuses labels that cannot condition a model, before launching anything', () => {
