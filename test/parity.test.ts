@@ -3,7 +3,8 @@
  * fixture's initial weights, reproduces what the reference program computed in PyTorch
  * (scripts/pytorch_parity.py) for three Adam steps on one batch: the ε its generator draws,
  * mu/logvar, logits, the loss, every gradient, the Adam moments and the updated weights.
- * Fixtures: aligned (784-16-4), odd (13-7-3) and deep (21-24-12-5, two encoder layers).
+ * Fixtures: aligned (784-16-4), odd (13-7-3) and deep (21-24-12-5, two encoder layers); conditional
+ * (784-16-4 on 10 classes, MNIST digits with their labels) and conditional-odd (13-7-3 on 3 classes).
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,8 +22,8 @@ afterAll(() => console.log(`parity with PyTorch (max abs error / largest |ref|):
 // Each fixture under both default plans: the software one (SwiftShader's tiles and quads) and the
 // hardware one (small register tiles, grid-stride Adam, 64 loss groups), which must be as right.
 describe.each([
-  ...['aligned', 'odd', 'deep'].map((name) => [name, 'software'] as const),
-  ...['aligned', 'odd', 'deep'].map((name) => [name, 'hardware'] as const),
+  ...['aligned', 'odd', 'deep', 'conditional', 'conditional-odd'].map((name) => [name, 'software'] as const),
+  ...['aligned', 'odd', 'deep', 'conditional', 'conditional-odd'].map((name) => [name, 'hardware'] as const),
 ])('%s fixture, %s plan', (name, plan) => {
   const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
   const t = (key: string) => {
@@ -33,7 +34,11 @@ describe.each([
   const [B, D, L] = ['B', 'D', 'L'].map((k) => Number(metadata[k]));
   const hidden = (metadata.hidden ?? metadata.H).split(',').map(Number);
   const steps = Number(metadata.steps);
-  const layout = arenaLayout({ D, hidden, L });
+  // The conditional fixtures (a CVAE: fc1 reads [x ‖ onehot(y)], the decoder [z ‖ onehot(y)]).
+  const classes = metadata.classes === undefined ? undefined : Number(metadata.classes);
+  const sizes = { D, hidden, L, ...(classes ? { classes } : {}) };
+  const labels = classes ? Array.from(t('labels_u8') as unknown as Uint8Array) : undefined;
+  const layout = arenaLayout(sizes);
   const toArena = (prefix: string) => {
     const arena = new Float32Array(layout.length);
     for (const p of layout.params) arena.set(t(prefix + p.name), p.offset);
@@ -48,7 +53,7 @@ describe.each([
   it(`reproduces ${steps} training steps`, async () => {
     const images = tensors.get('data_u8') as Tensor;
     const out = await gpu.page.evaluate((r) => window.harness.trainSteps(r), {
-      sizes: { D, hidden, L }, batchSize: B, seed: Number(metadata.seed), lr: Number(metadata.lr),
+      sizes, labels, batchSize: B, seed: Number(metadata.seed), lr: Number(metadata.lr),
       images: Buffer.from(images.data.buffer, images.data.byteOffset, images.data.byteLength).toString('base64'),
       count: B, params: Buffer.from(toArena('init.').buffer).toString('base64'), steps, sameBatch: true, plan,
     });

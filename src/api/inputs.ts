@@ -120,3 +120,35 @@ export function splitMuLogvar(mulv: Float32Array, count: number, latentSize: num
   }
   return { mu, logvar };
 }
+
+/**
+ * The class of each of `count` rows for a conditional model of `classes` classes, from `label`:
+ * one class for every row, or an array of one per row. An unconditional model (classes 0) takes
+ * none, and says so rather than ignoring it. `name` is the option as the caller wrote it.
+ */
+export function labelsOption(context: string, name: string, label: unknown, count: number, classes: number): Uint32Array | undefined {
+  if (classes === 0) {
+    if (label === undefined) return undefined;
+    throw new VaeError('invalid-option',
+      `${context}: ${name} given, but this model is unconditional (created without classes): drop ${name}, or create a model with { classes }`);
+  }
+  const range = `an integer from 0 to ${classes - 1}`;
+  if (label === undefined) {
+    throw new VaeError('invalid-option',
+      `${context}: this model is conditional on ${classes} classes: pass ${name} — one class (${range}) for every row, or an array of ${count}, one per row`);
+  }
+  const one = (v: unknown, where: string): number => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= classes) {
+      throw new VaeError('invalid-option', `${context}: ${where} must be a class, ${range}, got ${String(v)}`);
+    }
+    return v;
+  };
+  if (typeof label === 'number') return new Uint32Array(count).fill(one(label, name));
+  const isList = Array.isArray(label) || (ArrayBuffer.isView(label) && !(label instanceof DataView));
+  if (!isList) throw new VaeError('invalid-option', `${context}: ${name} must be a class (${range}) or an array of them, got ${typeof label}`);
+  const list = label as ArrayLike<unknown>;
+  if (list.length !== count) {
+    throw new VaeError('invalid-option', `${context}: ${name} has ${list.length} labels for ${count} rows: pass one per row, or a single class for all`);
+  }
+  return Uint32Array.from({ length: count }, (_, i) => one(list[i], `${name}[${i}]`));
+}

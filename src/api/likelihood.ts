@@ -14,6 +14,9 @@
  * reconstruction term of the training loss: PyTorch's binary_cross_entropy on the decoder's
  * probabilities, each log clamped at −100 as it does. The bound is the ELBO for k = 1 and
  * tightens towards log p(x) as k grows.
+ *
+ * For a conditional VAE every density is conditioned on the image's label y — q(z|x, y),
+ * p(x|z, y), with the prior N(0, I) — so the same sum estimates log p(x | y), not log p(x).
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import { normals } from '../reference/philox';
@@ -79,8 +82,10 @@ export interface ImportanceSamplingInput {
   L: number;
   /** ε for image i is Philox (seed, step i, IWAE_STREAM), so the estimate is reproducible. */
   seed: number;
-  /** The decoder on the GPU: (rows, L) latents → (rows, D) probabilities. */
-  decode: (z: Float32Array, rows: number) => Promise<Float32Array>;
+  /** The decoder on the GPU: (rows, L) latents (with each row's label, for a conditional VAE) → (rows, D) probabilities. */
+  decode: (z: Float32Array, rows: number, labels?: Uint32Array) => Promise<Float32Array>;
+  /** A conditional VAE's label of each image: the estimate is then of log p(x | y). */
+  labels?: Uint32Array;
 }
 
 /**
@@ -104,7 +109,9 @@ export async function importanceWeightedLogLikelihood(input: ImportanceSamplingI
         z[i * k * L + e] = mulv[row + l] + Math.exp(0.5 * mulv[row + L + l]) * eps[i * k * L + e];
       }
     }
-    const p = await input.decode(z, n * k);
+    // Each image's k samples decode with its own label.
+    const labels = input.labels && Uint32Array.from({ length: n * k }, (_, r) => input.labels![first + Math.floor(r / k)]!);
+    const p = await input.decode(z, n * k, labels);
     for (let i = 0; i < n; i++) {
       for (let j = 0; j < k; j++) {
         const r = i * k + j;

@@ -27,6 +27,8 @@ export interface RuntimeHandlers {
 export interface Images {
   bytes: Uint8Array;
   count: number;
+  /** One class per image, for a conditional model (checked by the caller). */
+  labels?: Uint32Array;
 }
 
 const NO_IMAGES: Images = { bytes: new Uint8Array(0), count: 0 };
@@ -75,7 +77,10 @@ export class Runtime {
         throw new VaeError('invalid-option',
           `a ${sizesName(config.sizes)} model needs ${arenaBytes} bytes per parameter buffer; this device binds at most ${limit}: use smaller sizes`);
       }
-      const empty = (label: string): Uploaded => ({ images: uploadImages(gpu, label, NO_IMAGES.bytes, 0), count: 0, hash: hashBytes(NO_IMAGES.bytes) });
+      // A conditional model's programs bind labels, so even the empty set has (no) labels.
+      const noLabels = config.sizes.classes ? new Uint32Array(0) : undefined;
+      const empty = (label: string): Uploaded =>
+        ({ images: uploadImages(gpu, label, NO_IMAGES.bytes, 0, noLabels), count: 0, hash: hashBytes(NO_IMAGES.bytes) });
       const uploads = { train: empty('train'), test: empty('test') };
       const model = await VaeModel.create(gpu, { ...config, train: uploads.train.images, test: uploads.test.images });
       return new Runtime(gpu, model, new Inference(model), new Trainer(model, { stepsPerSubmit: STEPS_PER_SUBMIT }), uploads);
@@ -97,9 +102,10 @@ export class Runtime {
     for (const which of ['train', 'test'] as const) {
       const images = job[which];
       if (!images) continue;
-      const hash = hashBytes(images.bytes);
+      // Labels are part of what was uploaded: the same pixels with other labels are another set.
+      const hash = images.labels ? hashBytes(images.bytes) ^ Math.imul(hashBytes(new Uint8Array(images.labels.buffer, images.labels.byteOffset, images.labels.byteLength)), 0x9e3779b1) : hashBytes(images.bytes);
       if (hash === next[which].hash && images.count === next[which].count) continue;
-      next[which] = { images: uploadImages(this.gpu, which, images.bytes, images.count), count: images.count, hash };
+      next[which] = { images: uploadImages(this.gpu, which, images.bytes, images.count, images.labels), count: images.count, hash };
     }
     // Whichever set of images no program binds afterwards is freed: the old ones on success, the new on failure.
     const unused = (keep: typeof next, drop: typeof next) => (['train', 'test'] as const)
@@ -120,6 +126,7 @@ export class Runtime {
   private release(images: GpuImages): void {
     this.gpu.release(images.data);
     this.gpu.release(images.order);
+    if (images.labels) this.gpu.release(images.labels);
   }
 
   /** Frees every buffer this runtime made and detaches it from the device. */

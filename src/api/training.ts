@@ -61,6 +61,10 @@ export interface FitOptions {
   eps?: number;
   /** Images to compute the test loss on after each epoch (reported in {@link EpochEvent.testLoss}). */
   testImages?: ImageArray;
+  /** A conditional model's class of each training image (integers 0 … classes − 1), in the images' order. */
+  labels?: ArrayLike<number>;
+  /** A conditional model's class of each test image. */
+  testLabels?: ArrayLike<number>;
   /** Aborting stops training between submits; `fit` then rejects with the signal's reason. */
   signal?: AbortSignal;
   /** Called for every step's loss as it comes back from the GPU. */

@@ -8,6 +8,7 @@
  *   model.encode(x) → (mu, logvar)            await vae.encode(x) → { mu, logvar }
  *   model.decode(z)                           await vae.decode(z)
  *   torch.save(model.state_dict(), f)         const bytes = await vae.save()   (safetensors)
+ *   a conditional VAE, decode(z, y)           VAE.create({ classes: 10 }); fit(x, { labels }); decode(z, { label: 3 })
  *   model.load_state_dict(...)                await vae.load(bytes) / VAE.load(bytes)
  *
  * Arrays are flat and row-major: n images are n × inputSize values (a (n, 784) tensor), n
@@ -20,13 +21,13 @@ import type { GpuError } from '../gpu/device';
 import type { KernelPlan } from '../gpu/plan';
 import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
-import { adamAt, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
-import { arenaLayout, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/graph';
+import { adamAt, CLASSES_MAX, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
+import { arenaLayout, classesOf, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/graph';
 import { normals } from '../reference/philox';
 import { fromEngineError, VaeError } from './errors';
-import { Runtime } from './runtime';
+import { Runtime, type Images } from './runtime';
 import {
-  imagesAsBytes, imagesAsFloats, integerOption, latentsAsFloats, numberOption, splitMuLogvar,
+  imagesAsBytes, imagesAsFloats, integerOption, labelsOption, latentsAsFloats, numberOption, splitMuLogvar,
   type ImageArray, type LatentArray,
 } from './inputs';
 import { importanceWeightedLogLikelihood } from './likelihood';
@@ -43,6 +44,13 @@ export interface VAEOptions {
   hiddenSize?: number | readonly number[];
   /** Latent dimensions, fc21's and fc22's out_features (default 20). */
   latentSize?: number;
+  /**
+   * A conditional VAE (Sohn et al., 2015) on this many classes (default 0: unconditional). The
+   * encoder reads [x ‖ onehot(y)] and the decoder [z ‖ onehot(y)] (fc1.in_features is
+   * inputSize + classes), so `fit` needs `labels`, and encode, decode, reconstruct, sample and
+   * logLikelihood take a `label`: one class for every row, or an array of one per row.
+   */
+  classes?: number;
   /**
    * Seeds everything random (default 1): the initial weights (PyTorch's default Linear
    * init), each epoch's shuffle, the reparameterization noise, evaluation and sampling noise.
@@ -68,14 +76,21 @@ export interface LoadOptions {
   onDeviceLost?: (error: VaeError) => void;
 }
 
+/** The class to condition on, for a conditional model: one for every row, or one per row. */
+export interface LabelOptions {
+  label?: number | ArrayLike<number>;
+}
+
 /** Options of `VAE.evaluate`. */
 export interface EvaluateOptions {
+  /** A conditional model's label of each image (one per image). */
+  labels?: ArrayLike<number>;
   /** Images per GPU batch (default 128, as the reference's test loader). The result does not depend on it beyond noise. */
   batchSize?: number;
 }
 
 /** Options of `VAE.logLikelihood`. */
-export interface LogLikelihoodOptions {
+export interface LogLikelihoodOptions extends LabelOptions {
   /** Importance samples per image (default 64). More is tighter and slower: the cost is k decoder passes per image. */
   k?: number;
 }
@@ -151,6 +166,8 @@ export class VAE {
   readonly hiddenSizes: readonly number[];
   /** Latent dimensions (fc21.out_features). */
   readonly latentSize: number;
+  /** Classes of a conditional model; 0 when it is unconditional. */
+  readonly classes: number;
   /** The seed of every random draw (see {@link VAEOptions.seed}). */
   readonly seed: number;
   /** The GPU device the model lives on. */
@@ -175,6 +192,7 @@ export class VAE {
     this.inputSize = sizes.D;
     this.hiddenSizes = sizes.hidden;
     this.latentSize = sizes.L;
+    this.classes = classesOf(sizes);
     this.seed = seed;
     this.layout = arenaLayout(sizes);
     this.onDeviceLost = onDeviceLost;
@@ -196,6 +214,8 @@ export class VAE {
       hidden: hiddenOption(options.hiddenSize),
       L: integerOption('latentSize', options.latentSize, REFERENCE_SIZES.L, ...SETTING_RANGES.latent),
     };
+    const classes = integerOption('classes', options.classes, 0, 0, CLASSES_MAX);
+    if (classes > 0) sizes.classes = classes;
     const seed = integerOption('seed', options.seed, DEFAULT_SETTINGS.seed, ...SETTING_RANGES.seed);
     if (options.device !== undefined && typeof (options.device as Partial<GPUDevice>)?.createBuffer !== 'function') {
       throw new VaeError('invalid-option', 'device must be a GPUDevice (from adapter.requestDevice())');
@@ -234,7 +254,7 @@ export class VAE {
     const run = runMetadataOf(metadata, 'VAE.load');
     const seed = options.seed ?? run.seed ?? DEFAULT_SETTINGS.seed;
     const vae = await VAE.build({
-      inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, seed, device: options.device, onDeviceLost: options.onDeviceLost,
+      inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, classes: classesOf(sizes), seed, device: options.device, onDeviceLost: options.onDeviceLost,
     }, run.plan);
     try {
       await vae.load(bytes);
@@ -301,8 +321,11 @@ export class VAE {
     }
     try {
       const epochs = integerOption('epochs', options.epochs, 1, ...SETTING_RANGES.epochs);
-      const train = imagesAsBytes(images, this.inputSize, 'images');
-      const test = options.testImages === undefined ? undefined : imagesAsBytes(options.testImages, this.inputSize, 'testImages');
+      const train: Images = imagesAsBytes(images, this.inputSize, 'images');
+      const test: Images | undefined = options.testImages === undefined ? undefined : imagesAsBytes(options.testImages, this.inputSize, 'testImages');
+      train.labels = labelsOption(context, 'labels', options.labels, train.count, this.classes);
+      if (test) test.labels = labelsOption(context, 'testLabels', options.testLabels, test.count, this.classes);
+      else if (options.testLabels !== undefined) throw new VaeError('invalid-option', `${context}: testLabels given without testImages`);
       const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, ...SETTING_RANGES.batchSize), train.count);
       const [beta1, beta2] = options.betas ?? [ADAM_DEFAULTS.beta1, ADAM_DEFAULTS.beta2];
       const adam = {
@@ -367,7 +390,8 @@ export class VAE {
   async evaluate(images: ImageArray, options: EvaluateOptions = {}): Promise<number> {
     return this.guarded('VAE.evaluate', async () => {
       this.assertNotTraining('evaluate');
-      const test = imagesAsBytes(images, this.inputSize, 'images');
+      const test: Images = imagesAsBytes(images, this.inputSize, 'images');
+      test.labels = labelsOption('VAE.evaluate', 'labels', options.labels, test.count, this.classes);
       const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, ...SETTING_RANGES.batchSize), test.count);
       this.checkDatasetSize(test.bytes, 'images');
       return this.lock.run(async () => {
@@ -383,6 +407,7 @@ export class VAE {
    * report; k = 1 gives the ELBO, i.e. minus the loss with sampled z):
    *   log p(x) ≈ logsumexp_j [log p(x|z_j) + log p(z_j) − log q(z_j|x)] − log k,  z_j ~ q(z|x).
    * p(x|z) is the Bernoulli likelihood of the training loss (PyTorch's BCE, logs clamped at −100).
+   * A conditional model conditions everything on `label`, so the figure is log p(x | y).
    *
    * Where it runs: the encoder and the k decoder passes per image run on the GPU; the noise,
    * the log-densities and the log-sum-exp run on the CPU in float64. That needs the decoder's
@@ -394,40 +419,47 @@ export class VAE {
     return this.guarded('VAE.logLikelihood', async () => {
       const { floats: x, count } = imagesAsFloats(images, this.inputSize, 'images');
       const k = integerOption('k', options.k, 64, 1, 1_000_000);
+      const labels = labelsOption('VAE.logLikelihood', 'label', options.label, count, this.classes);
       return this.lock.run(async () => {
         const { inference } = this.runtime;
-        const mulv = await inference.encode(x, count);
+        const mulv = await inference.encode(x, count, labels);
         return importanceWeightedLogLikelihood({
-          x, mulv, count, k, D: this.inputSize, L: this.latentSize, seed: this.seed,
-          decode: (z, rows) => inference.decode(z, rows),
+          x, mulv, count, k, D: this.inputSize, L: this.latentSize, seed: this.seed, labels,
+          decode: (z, rows, rowLabels) => inference.decode(z, rows, rowLabels),
         });
       });
     });
   }
 
-  /** q(z|x)'s parameters for each image: `mu` and `logvar`, each n × latentSize (fc21 and fc22 of the reference). */
-  async encode(images: ImageArray): Promise<{ mu: Float32Array; logvar: Float32Array }> {
+  /** q(z|x)'s parameters for each image (q(z|x, y) with `label` for a conditional model): `mu` and `logvar`, each n × latentSize (fc21 and fc22 of the reference). */
+  async encode(images: ImageArray, options: LabelOptions = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
     return this.guarded('VAE.encode', async () => {
       const { floats, count } = imagesAsFloats(images, this.inputSize, 'images');
-      return this.lock.run(async () => splitMuLogvar(await this.runtime.inference.encode(floats, count), count, this.latentSize));
+      const labels = labelsOption('VAE.encode', 'label', options.label, count, this.classes);
+      return this.lock.run(async () => splitMuLogvar(await this.runtime.inference.encode(floats, count, labels), count, this.latentSize));
     });
   }
 
-  /** The decoder's pixel probabilities for n × latentSize latents: n × inputSize values in [0, 1]. */
-  async decode(latents: LatentArray): Promise<Float32Array> {
+  /**
+   * The decoder's pixel probabilities for n × latentSize latents: n × inputSize values in [0, 1].
+   * A conditional model decodes p(x | z, y) for `label`: `decode(z, { label: 3 })` draws threes.
+   */
+  async decode(latents: LatentArray, options: LabelOptions = {}): Promise<Float32Array> {
     return this.guarded('VAE.decode', async () => {
       const { floats, count } = latentsAsFloats(latents, this.latentSize, 'latents');
-      return this.lock.run(() => this.runtime.inference.decode(floats, count));
+      const labels = labelsOption('VAE.decode', 'label', options.label, count, this.classes);
+      return this.lock.run(() => this.runtime.inference.decode(floats, count, labels));
     });
   }
 
   /** decode(mu): each image through the encoder's mean and back, n × inputSize values in [0, 1] (no sampling). */
-  async reconstruct(images: ImageArray): Promise<Float32Array> {
+  async reconstruct(images: ImageArray, options: LabelOptions = {}): Promise<Float32Array> {
     return this.guarded('VAE.reconstruct', async () => {
       const { floats, count } = imagesAsFloats(images, this.inputSize, 'images');
+      const labels = labelsOption('VAE.reconstruct', 'label', options.label, count, this.classes);
       return this.lock.run(async () => {
-        const { mu } = splitMuLogvar(await this.runtime.inference.encode(floats, count), count, this.latentSize);
-        return this.runtime.inference.decode(mu, count);
+        const { mu } = splitMuLogvar(await this.runtime.inference.encode(floats, count, labels), count, this.latentSize);
+        return this.runtime.inference.decode(mu, count, labels);
       });
     });
   }
@@ -435,12 +467,14 @@ export class VAE {
   /**
    * `n` new images: decodes of z ~ N(0, I), n × inputSize values in [0, 1]. Each call draws
    * fresh latents (a counter keyed by the seed), so successive calls differ and a run repeats.
+   * A conditional model draws images of class `label`: `sample(8, { label: 3 })` is eight threes.
    */
-  async sample(n: number): Promise<Float32Array> {
+  async sample(n: number, options: LabelOptions = {}): Promise<Float32Array> {
     return this.guarded('VAE.sample', async () => {
       const count = integerOption('n', n, 0, 1, 1_000_000);
+      const labels = labelsOption('VAE.sample', 'label', options.label, count, this.classes);
       const z = Float32Array.from(normals(count * this.latentSize, this.seed, ++this.sampleDraws, PHILOX_STREAM.sample));
-      return this.lock.run(() => this.runtime.inference.decode(z, count));
+      return this.lock.run(() => this.runtime.inference.decode(z, count, labels));
     });
   }
 

@@ -49,13 +49,17 @@ window.vaeRun = async (c: RunConfig) => {
   // A resumed run keeps the kernel plan it trained with, so it sums in the same order.
   if (checkpoint) gpu.plan = readRunMetadata(checkpointSizes(checkpoint).metadata).plan ?? gpu.plan;
   const [trainPixels, testPixels] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
+  // A conditional VAE's labels (checked by the CLI), uploaded once like the pixels.
+  const [trainLabels, testLabels] = c.classes
+    ? await Promise.all([fetchBytes(c.trainLabelsUrl!), fetchBytes(c.testLabelsUrl!)])
+    : [undefined, undefined];
   const model = await VaeModel.create(gpu, {
-    sizes: { D: c.pixels, hidden: c.hidden, L: c.latent },
+    sizes: { D: c.pixels, hidden: c.hidden, L: c.latent, ...(c.classes ? { classes: c.classes } : {}) },
     batchSize: c.batchSize,
     seed: c.seed,
     adam: adamAt(c.lr),
-    train: uploadImages(gpu, 'train', trainPixels, c.trainCount),
-    test: uploadImages(gpu, 'test', testPixels, c.testCount),
+    train: uploadImages(gpu, 'train', trainPixels, c.trainCount, trainLabels),
+    test: uploadImages(gpu, 'test', testPixels, c.testCount, testLabels),
   });
   if (checkpoint) model.importState(decodeCheckpoint(checkpoint, model.layout));
   const trainer = new Trainer(model, { stepsPerSubmit: c.stepsPerSubmit });

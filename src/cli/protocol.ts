@@ -20,6 +20,10 @@ export interface RunConfig {
   resume?: string;
   /** First epoch to run (after a resume). */
   firstEpoch: number;
+  /** A conditional VAE of this many classes, with one label byte per image at these URLs. */
+  classes?: number;
+  trainLabelsUrl?: string;
+  testLabelsUrl?: string;
 }
 
 export type RunEvent =

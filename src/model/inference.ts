@@ -5,6 +5,7 @@
  */
 import type { Dispatch } from '../gpu/device';
 import { activationOp } from '../gpu/ops';
+import { classesOf } from './graph';
 import { Activations, decoderForward, encoderForward } from './programs';
 import type { VaeModel } from './vae';
 
@@ -43,28 +44,50 @@ export class Inference {
     ];
   }
 
-  /** (n, D) pixels in [0, 1] → (n, 2L) rows of [mu ‖ logvar]. */
-  async encode(images: Float32Array, n: number): Promise<Float32Array> {
+  /**
+   * (n, D) pixels in [0, 1] → (n, 2L) rows of [mu ‖ logvar]. A conditional VAE needs `labels`,
+   * one class per image (checked by the caller), and encodes q(z | x, y).
+   */
+  async encode(images: Float32Array, n: number, labels?: ArrayLike<number>): Promise<Float32Array> {
     const { D, L } = this.model.config.sizes;
     const out = new Float32Array(n * 2 * L);
     for (let first = 0; first < n; first += CHUNK) {
       const rows = Math.min(CHUNK, n - first);
-      this.model.gpu.write(this.act.x, images.subarray(first * D, (first + rows) * D));
+      this.model.gpu.write(this.act.xy, this.withLabels(images, D, first, rows, labels));
       this.model.gpu.run(await this.program('encode', rows), 'encode');
       out.set(await this.model.gpu.readFloats(this.act.mulv, 0, rows * 2 * L), first * 2 * L);
     }
     return out;
   }
 
-  /** (n, L) latents → (n, D) pixels in [0, 1]. */
-  async decode(latents: Float32Array, n: number): Promise<Float32Array> {
+  /** (n, L) latents → (n, D) pixels in [0, 1]; a conditional VAE needs `labels` and decodes p(x | z, y). */
+  async decode(latents: Float32Array, n: number, labels?: ArrayLike<number>): Promise<Float32Array> {
     const { D, L } = this.model.config.sizes;
     const out = new Float32Array(n * D);
     for (let first = 0; first < n; first += CHUNK) {
       const rows = Math.min(CHUNK, n - first);
-      this.model.gpu.write(this.act.z, latents.subarray(first * L, (first + rows) * L));
+      this.model.gpu.write(this.act.z, this.withLabels(latents, L, first, rows, labels));
       this.model.gpu.run(await this.program('decode', rows), 'decode');
       out.set(await this.model.gpu.readFloats(this.images, 0, rows * D), first * D);
+    }
+    return out;
+  }
+
+  /**
+   * Rows first … first+rows−1 of a (n, width) matrix, with onehot(label) appended to each for a
+   * conditional VAE: the concatenation the conditioned layer reads, built here because inference
+   * uploads its input anyway (training builds it on the GPU, in the gather).
+   */
+  private withLabels(m: Float32Array, width: number, first: number, rows: number, labels?: ArrayLike<number>): Float32Array {
+    const C = classesOf(this.model.config.sizes);
+    if (C === 0) return m.subarray(first * width, (first + rows) * width);
+    if (!labels) throw new Error(`a conditional VAE (${C} classes) encodes and decodes with a label per row`);
+    const out = new Float32Array(rows * (width + C));
+    for (let r = 0; r < rows; r++) {
+      out.set(m.subarray((first + r) * width, (first + r + 1) * width), r * (width + C));
+      const y = labels[first + r]!;
+      if (!(Number.isInteger(y) && y >= 0 && y < C)) throw new RangeError(`label ${y} of row ${first + r} is not a class 0 … ${C - 1}`);
+      out[r * (width + C) + width + y] = 1;
     }
     return out;
   }

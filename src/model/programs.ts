@@ -12,8 +12,8 @@
  *   → Adam over the arena → loss finalize (loss[batch], advances the step state)
  */
 import type { Dispatch, Gpu } from '../gpu/device';
-import { bceKlOp, gatherOp, matmulOp, reparamOp, type Binding } from '../gpu/ops';
-import { splitGraph, type ArenaLayout, type LinearLayer, type Span } from './graph';
+import { bceKlOp, gatherConditionalOp, gatherOp, matmulOp, reparamOp, type Binding } from '../gpu/ops';
+import { classesOf, splitGraph, type ArenaLayout, type LinearLayer, type Span } from './graph';
 
 /** The arena buffers a program binds. */
 export interface Arena {
@@ -33,6 +33,9 @@ const view = (buffer: GPUBuffer, span: Span): GPUBufferBinding => ({ buffer, off
  */
 export class Activations {
   readonly x: GPUBuffer;
+  /** What the encoder reads: x itself, or for a conditional VAE (rows, D+C) [x ‖ onehot(y)]. */
+  readonly xy: GPUBuffer;
+  /** (rows, L), or for a conditional VAE (rows, L+C) [z ‖ onehot(y)]. */
   readonly z: GPUBuffer;
   readonly eps: GPUBuffer;
   readonly out = new Map<LinearLayer, GPUBuffer>();
@@ -43,8 +46,10 @@ export class Activations {
   constructor(gpu: Gpu, tag: string, layout: ArenaLayout, readonly rows: number, options: { gradients: boolean }) {
     ({ encoder: this.encoder, decoder: this.decoder } = splitGraph(layout.layers));
     const { D, L } = layout.sizes;
+    const C = classesOf(layout.sizes);
     this.x = gpu.buffer(`${tag} x`, rows * D * 4);
-    this.z = gpu.buffer(`${tag} z`, rows * L * 4);
+    this.xy = C > 0 ? gpu.buffer(`${tag} [x ‖ onehot(y)]`, rows * (D + C) * 4) : this.x;
+    this.z = gpu.buffer(`${tag} z`, rows * (L + C) * 4);
     this.eps = gpu.buffer(`${tag} eps`, rows * L * 4);
     for (const layer of layout.pieces.keys()) {
       const name = layer.names.join('‖');
@@ -77,23 +82,33 @@ export function linearForward(gpu: Gpu, tag: string, arena: Arena, layer: Linear
  */
 export async function linearBackward(
   gpu: Gpu, tag: string, arena: Arena, layer: LinearLayer, rows: number,
-  b: { X: Binding; dY: Binding; dX?: Binding; mask?: Binding; reparam?: { mulv: Binding; eps: Binding } },
+  b: { X: Binding; dY: Binding; dX?: Binding; mask?: Binding; reparam?: { mulv: Binding; eps: Binding; latent: number } },
 ): Promise<Dispatch[]> {
   const p = arena.layout.pieces.get(layer)!;
   const name = layer.names.join('‖');
   const out = [await matmulOp(gpu, `${tag} ${name} dW`, { M: layer.out, N: layer.in, K: rows }, { transA: true, transB: false },
     { A: b.dY, B: b.X, C: view(arena.grads, p.W), rowSum: view(arena.grads, p.b) })];
   if (b.dX) {
-    out.push(await matmulOp(gpu, `${tag} ${name} dX${b.reparam ? '→dmulv' : ''}`, { M: rows, N: layer.in, K: layer.out }, { transA: false, transB: false },
+    // A conditional decoder's input is [z ‖ onehot(y)]: its product is wider than z, and the
+    // epilogue keeps the first `latent` columns (reparamConditioned).
+    const conditioned = !!b.reparam && b.reparam.latent < layer.in;
+    out.push(await matmulOp(gpu, `${tag} ${name} dX${b.reparam ? '→dmulv' : ''}`,
+      { M: rows, N: layer.in, K: layer.out, ...(conditioned ? { L: b.reparam!.latent } : {}) },
+      { transA: false, transB: false, ...(conditioned ? { reparamConditioned: true } : {}) },
       { A: b.dY, B: view(arena.params, p.W), C: b.dX, mask: b.mask, mulv: b.reparam?.mulv, eps: b.reparam?.eps }));
   }
   return out;
 }
 
-/** z = mu + exp(½·logvar)·ε with ε drawn from (seed, step in `state`, stream); its backward lives in linearBackward. */
+/**
+ * z = mu + exp(½·logvar)·ε with ε drawn from (seed, step in `state`, stream); its backward lives
+ * in linearBackward. `zStride` > L: z is the first L columns of [z ‖ onehot(y)].
+ */
 export function reparamForward(gpu: Gpu, tag: string, rows: number, L: number, seed: number, stream: number,
-  b: { state: Binding; mulv: Binding; z: Binding; eps: Binding }) {
-  return reparamOp(gpu, `${tag} reparameterize`, 'reparam_forward', [rows, L, seed, stream], [b.state, b.mulv, b.z, b.eps]);
+  b: { state: Binding; mulv: Binding; z: Binding; eps: Binding }, zStride = L) {
+  const params: [number, number, number, number] | [number, number, number, number, number] =
+    zStride > L ? [rows, L, seed, stream, zStride] : [rows, L, seed, stream];
+  return reparamOp(gpu, `${tag} reparameterize`, 'reparam_forward', params, [b.state, b.mulv, b.z, b.eps]);
 }
 
 /** The Bernoulli likelihood: BCE on the logits + KL, writing the gradients that start the backward pass. */
@@ -109,6 +124,8 @@ export interface GpuImages {
   data: GPUBuffer;
   count: number;
   order: GPUBuffer;
+  /** One u32 class per image, for a conditional VAE (uploaded once, like the pixels). */
+  labels?: GPUBuffer;
 }
 
 export interface PassConfig {
@@ -118,7 +135,7 @@ export interface PassConfig {
 
 /** The encoder: x → … → [mu ‖ logvar]. */
 export async function encoderForward(gpu: Gpu, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
-  return chainForward(gpu, tag, arena, act, act.encoder, rows, act.x);
+  return chainForward(gpu, tag, arena, act, act.encoder, rows, act.xy);
 }
 
 /** The decoder: z → … → logits. */
@@ -143,11 +160,17 @@ export async function lossForward(
   b: { images: GpuImages; state: GPUBuffer; partials: GPUBuffer; stream: number },
 ): Promise<Dispatch[]> {
   const { D, L } = arena.layout.sizes;
+  const C = classesOf(arena.layout.sizes);
+  if (C > 0 && !b.images.labels) throw new Error(`${tag}: a conditional VAE (${C} classes) needs the images' labels on the GPU`);
+  const gather = C > 0
+    ? gatherConditionalOp(gpu, `${tag} gather`, { rows, D, batchSize: config.batchSize, C, L },
+      { state: b.state, data: b.images.data, perm: b.images.order, labels: b.images.labels!, X: act.x, XY: act.xy, Z: act.z })
+    : gatherOp(gpu, `${tag} gather`, { rows, D, batchSize: config.batchSize },
+      { state: b.state, data: b.images.data, perm: b.images.order, X: act.x });
   return [
-    await gatherOp(gpu, `${tag} gather`, { rows, D, batchSize: config.batchSize },
-      { state: b.state, data: b.images.data, perm: b.images.order, X: act.x }),
+    await gather,
     ...(await encoderForward(gpu, tag, arena, act, rows)),
-    await reparamForward(gpu, tag, rows, L, config.seed, b.stream, { state: b.state, mulv: act.mulv, z: act.z, eps: act.eps }),
+    await reparamForward(gpu, tag, rows, L, config.seed, b.stream, { state: b.state, mulv: act.mulv, z: act.z, eps: act.eps }, L + C),
     ...(await decoderForward(gpu, tag, arena, act, rows)),
     await bernoulliForward(gpu, tag, rows, D, L,
       { logits: act.logits, x: act.x, mulv: act.mulv, dlogits: act.dlogits, dmulv: act.dmulv, partials: b.partials }),
@@ -167,13 +190,13 @@ export async function lossBackward(gpu: Gpu, tag: string, arena: Arena, act: Act
         out.push(...(await linearBackward(gpu, tag, arena, layer, rows, { X, dY, dX: act.grad.get(layers[i - 1])!, mask: X })));
       } else if (firstDX === 'reparam') {
         out.push(...(await linearBackward(gpu, tag, arena, layer, rows,
-          { X: firstInput, dY, dX: act.dmulv, reparam: { mulv: act.mulv, eps: act.eps } })));
+          { X: firstInput, dY, dX: act.dmulv, reparam: { mulv: act.mulv, eps: act.eps, latent: arena.layout.sizes.L } })));
       } else {
         out.push(...(await linearBackward(gpu, tag, arena, layer, rows, { X: firstInput, dY })));
       }
     }
   };
   await chain(act.decoder, act.z, 'reparam');
-  await chain(act.encoder, act.x, 'none');
+  await chain(act.encoder, act.xy, 'none');
   return out;
 }

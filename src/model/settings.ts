@@ -83,3 +83,5 @@ export const IMAGE_SIZE_RANGE = [4, 256] as const;
 export const FIT_RULES = ['center-crop', 'fit', 'stretch'] as const;
 export type FitRule = (typeof FIT_RULES)[number];
 export const FIT_DEFAULT: FitRule = 'center-crop';
+/** Classes a conditional VAE may have at most (its one-hot columns widen two layers). */
+export const CLASSES_MAX = 1024;

@@ -7,7 +7,7 @@
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { Dispatch, Gpu } from '../gpu/device';
 import { activationOp, adamOp, lossFinalizeOp, reparamOp, type AdamHyper } from '../gpu/ops';
-import { arenaLayout, initArena, type ArenaLayout, type VaeSizes } from './graph';
+import { arenaLayout, classesOf, initArena, type ArenaLayout, type VaeSizes } from './graph';
 import { Activations, decoderForward, lossBackward, lossForward, type Arena, type GpuImages } from './programs';
 import { uniformStream } from './random';
 
@@ -30,6 +30,18 @@ export interface VaeJob {
 /** Images per sample grid and per reconstruction row, as the reference saves them. */
 export const SAMPLE_COUNT = 64;
 export const RECON_COUNT = 8;
+
+/**
+ * A conditional VAE's sample grid has one row per class, of this many images: the hosts draw
+ * it as (classes × SAMPLES_PER_CLASS), and sample i is of class ⌊i / SAMPLES_PER_CLASS⌋.
+ */
+export const SAMPLES_PER_CLASS = 8;
+
+/** Images in the sample grid of a model of `sizes`. */
+export function sampleCountOf(sizes: VaeSizes): number {
+  const C = classesOf(sizes);
+  return C > 0 ? C * SAMPLES_PER_CLASS : SAMPLE_COUNT;
+}
 
 /** The buffers and programs of one job; freed when another job replaces it. */
 interface Built extends VaeJob {
@@ -58,7 +70,7 @@ export class VaeModel {
   readonly reconOutputs: GPUBuffer;
   /** The reconstructions' logits before the sigmoid, (RECON_COUNT, D). */
   readonly reconLogits: GPUBuffer;
-  /** (SAMPLE_COUNT, D) decoded prior samples. */
+  /** (sampleCountOf(sizes), D) decoded prior samples: SAMPLE_COUNT, or one row per class. */
   readonly samples: GPUBuffer;
   /** Loss partials of the pass in flight, one per loss workgroup. */
   readonly partials: GPUBuffer;
@@ -82,9 +94,9 @@ export class VaeModel {
     this.reconInputs = gpu.buffer('reconstruction inputs', RECON_COUNT * D * 4);
     this.reconOutputs = gpu.buffer('reconstructions', RECON_COUNT * D * 4);
     this.reconLogits = gpu.buffer('reconstruction logits', RECON_COUNT * D * 4);
-    this.samples = gpu.buffer('samples', SAMPLE_COUNT * D * 4);
+    this.samples = gpu.buffer('samples', sampleCountOf(sizes) * D * 4);
     this.partials = gpu.buffer('loss partials', gpu.plan.lossGroups * 4);
-    this.sampleAct = new Activations(gpu, 'sample', this.layout, SAMPLE_COUNT, { gradients: false });
+    this.sampleAct = new Activations(gpu, 'sample', this.layout, sampleCountOf(sizes), { gradients: false });
   }
 
   /** A model with fresh weights (PyTorch's default init from the seed), built for `config`'s job. */
@@ -207,16 +219,35 @@ export class VaeModel {
   private async buildFixed(): Promise<void> {
     const { gpu, sampleAct: act } = this;
     const { D, L } = this.sizes;
-    const n = SAMPLE_COUNT;
+    const C = classesOf(this.sizes);
+    const n = sampleCountOf(this.sizes);
     this.fixedPrograms.set('sample', [
       // The prior draw is keyed by step 0 of the sample stream: the same z every epoch, so the
       // grids show one set of latents improving.
-      await reparamOp(gpu, 'sample z', 'randn', [n * L, 0, this.seed, PHILOX_STREAM.sample], [act.z]),
+      C > 0
+        ? await this.conditionalPriorDraw(n, L, C)
+        : await reparamOp(gpu, 'sample z', 'randn', [n * L, 0, this.seed, PHILOX_STREAM.sample], [act.z]),
       ...(await decoderForward(gpu, 'sample', this.arena, act, n)),
       await activationOp(gpu, 'sample sigmoid', 'sigmoid_forward', n * D, [act.logits], this.samples),
     ]);
     this.fixedPrograms.set('recon sigmoid',
       [await activationOp(gpu, 'recon sigmoid', 'sigmoid_forward', RECON_COUNT * D, [this.reconLogits], this.reconOutputs)]);
+  }
+
+  /**
+   * [z ‖ onehot(y)] for the conditional sample grid: sample i is of class ⌊i / SAMPLES_PER_CLASS⌋
+   * (constant one-hot columns, written once), and z is the prior draw written into the first L
+   * columns by the strided reparameterization with mu = logvar = 0 (z = 0 + exp(0)·ε = ε) at
+   * step 0 of the sample stream — the generator and kernel training uses, no new one.
+   */
+  private async conditionalPriorDraw(n: number, L: number, C: number): Promise<Dispatch> {
+    const { gpu, sampleAct: act } = this;
+    const z = new Float32Array(n * (L + C));
+    for (let i = 0; i < n; i++) z[i * (L + C) + L + Math.floor(i / SAMPLES_PER_CLASS)] = 1;
+    gpu.write(act.z, z);
+    const zeros = (label: string, floats: number) => gpu.bufferWith(label, new Float32Array(floats));
+    return reparamOp(gpu, 'sample z', 'reparam_forward', [n, L, this.seed, PHILOX_STREAM.sample, L + C],
+      [zeros('sample step 0', 4), zeros('sample prior mu, logvar', n * 2 * L), act.z, act.eps]);
   }
 
   private async buildTrain(b: Built, rows: number): Promise<Dispatch[]> {
@@ -266,13 +297,22 @@ export class VaeModel {
   }
 }
 
-/** Puts `count` images of `pixelsPerImage` bytes on the GPU once, with an identity order. */
-export function uploadImages(gpu: Gpu, label: string, pixels: Uint8Array, count: number): GpuImages {
+/**
+ * Puts `count` images of `pixelsPerImage` bytes on the GPU once, with an identity order; with
+ * `labels` (one class per image, for a conditional VAE), those too, as u32s.
+ */
+export function uploadImages(gpu: Gpu, label: string, pixels: Uint8Array, count: number, labels?: ArrayLike<number>): GpuImages {
   const order = new Uint32Array(count);
   for (let i = 0; i < count; i++) order[i] = i;
-  return {
+  const images: GpuImages = {
     data: gpu.bufferWith(`${label} pixels`, pixels),
     count,
     order: gpu.bufferWith(`${label} order`, order),
   };
+  if (labels) {
+    if (labels.length < count) throw new RangeError(`${label}: ${labels.length} labels for ${count} images; every image needs its class`);
+    images.labels = gpu.bufferWith(`${label} labels`, Uint32Array.from({ length: count }, (_, i) => labels[i]!));
+  }
+  return images;
 }
+

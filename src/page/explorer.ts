@@ -5,6 +5,9 @@
  * drawn on it coloured by label. Dragging on the plane decodes the point under the pointer;
  * a strip decodes the straight line between two test digits' means.
  *
+ * A conditional model encodes each test image with its own label, q(z | x, y), and decodes
+ * with the class picked in "Decode as class": the same z drawn as another digit.
+ *
  * All encodes and decodes go through one queue: Inference's buffers are shared between calls.
  */
 import type { Inference } from '../model/inference';
@@ -26,6 +29,8 @@ export interface ExplorerSource {
   cols: number;
   test: Split;
   classNames: string[];
+  /** A conditional model's classes (0: unconditional); its test split then has labels. */
+  classes: number;
 }
 
 type Vec = Float64Array;
@@ -46,7 +51,8 @@ export class Explorer {
   private decodeBusy = false;
   private decodeAgain = false;
   private readonly el: Record<'plane' | 'decoded' | 'strip', HTMLCanvasElement> & Record<'mode' | 'axisX' | 'axisY', HTMLSelectElement> &
-    Record<'interpA' | 'interpB', HTMLInputElement> & Record<'legend' | 'readout' | 'count' | 'panel' | 'placeholder', HTMLElement>;
+    Record<'interpA' | 'interpB', HTMLInputElement> & Record<'legend' | 'readout' | 'count' | 'panel' | 'placeholder', HTMLElement> &
+    { classPick: HTMLSelectElement; classRow: HTMLElement };
 
   constructor(private readonly onError: (e: Error) => void) {
     const $ = (id: string) => document.getElementById(id)!;
@@ -55,7 +61,12 @@ export class Explorer {
       mode: $('plane-mode') as HTMLSelectElement, axisX: $('axis-x') as HTMLSelectElement, axisY: $('axis-y') as HTMLSelectElement,
       interpA: $('interp-a') as HTMLInputElement, interpB: $('interp-b') as HTMLInputElement,
       legend: $('legend'), readout: $('plane-readout'), count: $('scatter-count'), panel: $('explorer-body'), placeholder: $('explorer-placeholder'),
+      classPick: $('explorer-class') as HTMLSelectElement, classRow: $('explorer-class-row'),
     };
+    this.el.classPick.addEventListener('change', () => {
+      void this.decodePoint();
+      void this.interpolate();
+    });
     const { plane } = this.el;
     const pick = (e: PointerEvent) => {
       const r = plane.getBoundingClientRect();
@@ -96,7 +107,10 @@ export class Explorer {
     if (source.latent === 2) this.el.mode.value = 'axes';
     this.el.axisX.parentElement!.hidden = this.el.mode.value !== 'axes';
     this.el.interpA.max = this.el.interpB.max = String(source.test.count - 1);
-    const colors = source.test.labels ? source.classNames.map((name, i) => `<span><i style="background:${PALETTE[i % PALETTE.length]}"></i>${name.replace(/[&<>]/g, (c) => `&#${c.charCodeAt(0)};`)}</span>`) : ['(no test labels: one colour)'];
+    this.el.classRow.hidden = source.classes === 0;
+    this.el.classPick.innerHTML = Array.from({ length: source.classes },
+      (_, k) => `<option value="${k}">${escapeHtml(source.classNames[k] ?? String(k))}</option>`).join('');
+    const colors = source.test.labels ? source.classNames.map((name, i) => `<span><i style="background:${PALETTE[i % PALETTE.length]}"></i>${escapeHtml(name)}</span>`) : ['(no test labels: one colour)'];
     this.el.legend.innerHTML = colors.join('');
   }
 
@@ -107,7 +121,7 @@ export class Explorer {
     const D = s.rows * s.cols;
     const n = Math.min(SCATTER_COUNT, s.test.count);
     const images = toFloats(s.test.pixels.subarray(0, n * D));
-    const mulv = await this.serial(() => s.inference.encode(images, n));
+    const mulv = await this.serial(() => s.inference.encode(images, n, this.ownLabels(s, 0, n)));
     if (s !== this.source) return; // replaced meanwhile
     const L = s.latent;
     this.means = new Float32Array(n * L);
@@ -226,7 +240,7 @@ export class Explorer {
       do {
         this.decodeAgain = false;
         const z = this.latentAt(...this.point);
-        const image = await this.serial(() => s.inference.decode(z, 1));
+        const image = await this.serial(() => s.inference.decode(z, 1, this.picked(s, 1)));
         if (s === this.source) drawGrid(this.el.decoded, image, 1, s.rows, s.cols, 1);
       } while (this.decodeAgain);
     } catch (e) {
@@ -253,13 +267,14 @@ export class Explorer {
     if (a === null || b === null) return;
     try {
       const ends = toFloats(new Uint8Array([...s.test.pixels.subarray(a * D, (a + 1) * D), ...s.test.pixels.subarray(b * D, (b + 1) * D)]));
-      const mulv = await this.serial(() => s.inference.encode(ends, 2));
+      const labels = s.classes > 0 ? [s.test.labels![a]!, s.test.labels![b]!] : undefined;
+      const mulv = await this.serial(() => s.inference.encode(ends, 2, labels));
       const z = new Float32Array(INTERP_STEPS * L);
       for (let k = 0; k < INTERP_STEPS; k++) {
         const t = k / (INTERP_STEPS - 1);
         for (let j = 0; j < L; j++) z[k * L + j] = (1 - t) * mulv[j] + t * mulv[2 * L + j];
       }
-      const decoded = await this.serial(() => s.inference.decode(z, INTERP_STEPS));
+      const decoded = await this.serial(() => s.inference.decode(z, INTERP_STEPS, this.picked(s, INTERP_STEPS)));
       if (s !== this.source) return;
       const strip = new Float32Array((INTERP_STEPS + 2) * D);
       strip.set(ends.subarray(0, D));
@@ -272,7 +287,18 @@ export class Explorer {
     }
   }
 
-  private serial<T>(task: () => Promise<T>): Promise<T> {
+  /** Test labels first … first+n−1, for a conditional model's encoder (undefined otherwise). */
+  private ownLabels(s: ExplorerSource, first: number, n: number): Uint8Array | undefined {
+    return s.classes > 0 ? s.test.labels!.subarray(first, first + n) : undefined;
+  }
+
+  /** The picked class for `n` decodes of a conditional model (undefined otherwise). */
+  private picked(s: ExplorerSource, n: number): Uint32Array | undefined {
+    return s.classes > 0 ? new Uint32Array(n).fill(Number(this.el.classPick.value) || 0) : undefined;
+  }
+
+  /** Runs `task` in the explorer's queue: for the page's other users of the same Inference. */
+  serial<T>(task: () => Promise<T>): Promise<T> {
     const result = this.queue.then(task);
     this.queue = result.catch(() => {});
     return result;
@@ -329,4 +355,8 @@ export function principalDirections(means: Float32Array, n: number, L: number, c
   // A degenerate spread (all means equal) leaves no second direction: take any orthogonal one.
   if (Math.abs(second.reduce((s, x, i) => s + x * first[i], 0)) > 0.5) second = unit(L, first[0] === 0 ? 0 : 1);
   return [first, second];
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 }

@@ -15,10 +15,13 @@ import { planFor } from '../gpu/plan';
 import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { RunGate, runTraining, type EpochReport } from '../model/driver';
 import { Inference } from '../model/inference';
-import { arenaLayout, sameSizes, sizesName } from '../model/graph';
+import { arenaLayout, classesOf, sameSizes, sizesName, type VaeSizes } from '../model/graph';
+import { classCountOf, labelsReason } from '../model/labels';
+import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
+import { normals } from '../reference/philox';
 import { adamAt, STEPS_PER_SUBMIT } from '../model/settings';
 import { Trainer } from '../model/trainer';
-import { RECON_COUNT, SAMPLE_COUNT, uploadImages, VaeModel } from '../model/vae';
+import { RECON_COUNT, SAMPLES_PER_CLASS, sampleCountOf, uploadImages, VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
 import { Controls, DEFAULT_SETTINGS, SETTING_NAMES, type Settings } from './controls';
 import { describeDataset, limitDataset, loadMnist, loadPicked, type Dataset, type DatasetKind, type PickedFile } from './data';
@@ -77,6 +80,9 @@ const el = {
   imagesRow: $('dataset-images-row'), folder: $<HTMLInputElement>('dataset-folder'),
   imagesHint: $('images-hint'), imageSize: $<HTMLInputElement>('image-size'), imageSizeReason: $('image-size-reason'), imageFit: $<HTMLSelectElement>('image-fit'),
   download: $<HTMLButtonElement>('download'), checkpointFile: $<HTMLInputElement>('checkpoint-file'), saved: $('saved'),
+  conditional: $<HTMLInputElement>('conditional'), samplesCaption: $('samples-caption'),
+  classDraw: $('class-draw'), drawClass: $<HTMLSelectElement>('draw-class'), drawAgain: $<HTMLButtonElement>('draw-again'),
+  classSamples: $<HTMLCanvasElement>('class-samples'),
 };
 
 const query = new URLSearchParams(location.search);
@@ -135,6 +141,7 @@ function updateButtons(): void {
   el.checkpointFile.disabled = !ready;
   el.dataset.disabled = el.datasetFiles.disabled = !ready || session !== null;
   el.folder.disabled = el.imageSize.disabled = el.imageFit.disabled = !ready || session !== null;
+  el.conditional.disabled = !ready || session !== null;
   controls.setLocked(session !== null || !(ready || training));
 }
 
@@ -342,19 +349,40 @@ async function chosenDataset(): Promise<Dataset> {
 
 // ---- Sessions: a model on the GPU with its dataset ------------------------------------------
 
+/**
+ * Classes of a conditional model on `dataset` (0: unconditional): as many as it names, or as
+ * its labels use; both splits must carry labels within them. Throws, saying what is missing.
+ */
+function conditionalClasses(dataset: Dataset, wanted: boolean): number {
+  if (!wanted) return 0;
+  const classes = Math.max(dataset.classNames.length, classCountOf(dataset.train.labels, dataset.test.labels));
+  const bad = labelsReason('training', dataset.train.labels, dataset.train.count, classes) ??
+    labelsReason('test', dataset.test.labels, dataset.test.count, classes);
+  if (bad || classes < 2) {
+    throw new Error(`a conditional VAE needs labels for every image (at least 2 classes): ${bad ?? `${dataset.name} has ${classes} class`}. ` +
+      'Pick the labels files too, or untick "Conditional on the labels"');
+  }
+  return classes;
+}
+
 async function createSession(dataset: Dataset, settings: Settings, checkpoint: CheckpointData | null, epochsDone: number): Promise<Session> {
   if (settings.batchSize > dataset.train.count) {
     throw new Error(`the batch size (${settings.batchSize}) is larger than the ${dataset.train.count} training images; lower it`);
   }
+  // A checkpoint says whether its model is conditional; a new model follows the checkbox.
+  const classes = checkpoint ? classesOf(checkpoint.sizes) : conditionalClasses(dataset, el.conditional.checked);
+  if (classes > 0) conditionalClasses(dataset, true); // a conditional checkpoint needs a labelled dataset too
   dropSession();
   const g = gpu!;
   try {
     // A checkpoint's model keeps the kernel plan it trained with (it sums in that order); a new one takes the adapter's.
     g.plan = (checkpoint && readRunMetadata(checkpoint.metadata).plan) || planFor(g.software);
-    const train = uploadImages(g, 'train', dataset.train.pixels, dataset.train.count);
-    const test = uploadImages(g, 'test', dataset.test.pixels, dataset.test.count);
+    const labelsIf = (labels?: Uint8Array) => (classes > 0 ? labels : undefined);
+    const train = uploadImages(g, 'train', dataset.train.pixels, dataset.train.count, labelsIf(dataset.train.labels));
+    const test = uploadImages(g, 'test', dataset.test.pixels, dataset.test.count, labelsIf(dataset.test.labels));
+    const sizes: VaeSizes = { D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent, ...(classes > 0 ? { classes } : {}) };
     const model = await VaeModel.create(g, {
-      sizes: { D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent },
+      sizes,
       batchSize: settings.batchSize,
       seed: settings.seed,
       adam: adamAt(settings.lr),
@@ -367,8 +395,10 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
       trainer: new Trainer(model, { stepsPerSubmit: STEPS_PER_SUBMIT }),
       inference: new Inference(model),
     };
-    explorer.attach({ inference: s.inference, latent: settings.latent, rows: dataset.rows, cols: dataset.cols, test: dataset.test, classNames: dataset.classNames });
+    explorer.attach({ inference: s.inference, latent: settings.latent, rows: dataset.rows, cols: dataset.cols, test: dataset.test, classNames: dataset.classNames, classes });
     controls.set(settings);
+    el.conditional.checked = classes > 0;
+    showClassControls(dataset, classes);
     return s;
   } catch (e) {
     g.freeBuffers(); // whatever was made before the failure
@@ -456,8 +486,9 @@ async function showModel(s: Session, report?: EpochReport): Promise<void> {
   const { recon, samples } = report?.images ?? await s.trainer.images();
   const { rows, cols } = s.dataset;
   drawGrid(el.recon, recon, 2 * RECON_COUNT, rows, cols, RECON_COUNT);
-  drawGrid(el.samples, samples, SAMPLE_COUNT, rows, cols, 8);
+  drawGrid(el.samples, samples, sampleCountOf(s.model.sizes), rows, cols, classesOf(s.model.sizes) > 0 ? SAMPLES_PER_CLASS : 8);
   el.imagesEpoch.textContent = `after epoch ${s.epochsDone}`;
+  await drawClassSamples(s);
   try {
     await explorer.refresh();
   } catch (e) {
@@ -569,6 +600,8 @@ el.reset.addEventListener('click', async () => {
   chart.clear();
   clearCanvas(el.recon);
   clearCanvas(el.samples);
+  clearCanvas(el.classSamples);
+  el.classDraw.hidden = true;
   el.imagesEpoch.textContent = '';
   progress.clear();
   try {
@@ -583,6 +616,47 @@ el.reset.addEventListener('click', async () => {
   phase = 'ready';
   showDatasetChoice();
 });
+
+// ---- A conditional model: the per-class grid and "draw digits of class k" --------------------
+
+/** Draws for "Draw digits of class k": each press of Draw again takes the next (the library's sample() scheme). */
+const CLASS_DRAW_COUNT = 16;
+let classDraws = 0;
+
+function showClassControls(dataset: Dataset, classes: number): void {
+  el.classDraw.hidden = classes === 0;
+  el.samplesCaption.textContent = classes > 0
+    ? `One row per class (${dataset.classNames.slice(0, classes).join(', ') || classes}), top to bottom: each row decodes ${SAMPLES_PER_CLASS} draws of z ~ N(0, I) with that label, the same draws every epoch`
+    : '64 decodes of one fixed draw z ~ N(0, I)';
+  const options = Array.from({ length: classes }, (_, k) => {
+    const option = document.createElement('option');
+    option.value = String(k);
+    option.textContent = dataset.classNames[k] ?? String(k);
+    return option;
+  });
+  el.drawClass.replaceChildren(...options);
+}
+
+/** CLASS_DRAW_COUNT decodes of z ~ N(0, I) with the chosen label, from the current weights. */
+async function drawClassSamples(s: Session): Promise<void> {
+  const classes = classesOf(s.model.sizes);
+  if (classes === 0) return;
+  const k = Number(el.drawClass.value) || 0;
+  const { L } = s.model.sizes;
+  const z = Float32Array.from(normals(CLASS_DRAW_COUNT * L, s.settings.seed, classDraws, PHILOX_STREAM.sample));
+  // Through the explorer's queue: the two share the session's Inference buffers.
+  const images = await explorer.serial(() => s.inference.decode(z, CLASS_DRAW_COUNT, new Uint32Array(CLASS_DRAW_COUNT).fill(k)));
+  if (s !== session) return;
+  drawGrid(el.classSamples, images, CLASS_DRAW_COUNT, s.dataset.rows, s.dataset.cols, 8);
+}
+
+const redrawClass = (next: boolean) => {
+  if (!session) return;
+  if (next) classDraws++;
+  void drawClassSamples(session).catch((e) => say(`Drawing class samples: ${(e as Error).message}`, 'error'));
+};
+el.drawClass.addEventListener('change', () => redrawClass(false));
+el.drawAgain.addEventListener('click', () => redrawClass(true));
 
 // ---- Checkpoints: download, load from a file, restore on reload ------------------------------
 
@@ -706,7 +780,7 @@ async function restoreLatest(): Promise<void> {
       }
     }
     const { ckpt, dataset } = await readCheckpoint(saved.checkpoint, chosenDataset);
-    if (!sameSizes(ckpt.sizes, { D: ckpt.sizes.D, hidden: saved.settings.hidden, L: saved.settings.latent })) {
+    if (!sameSizes(ckpt.sizes, { D: ckpt.sizes.D, hidden: saved.settings.hidden, L: saved.settings.latent, classes: classesOf(ckpt.sizes) })) {
       throw new Error(`its settings (hidden widths ${saved.settings.hidden}, latent size ${saved.settings.latent}) do not match its checkpoint's ${sizesName(ckpt.sizes)} model`);
     }
     session = await createSession(dataset, saved.settings, ckpt, saved.epoch);

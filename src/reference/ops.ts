@@ -254,3 +254,26 @@ export function gather(
   }
   return X;
 }
+
+/** Rows of `m` (rows, width) with onehot(labels[r]) of C classes appended: (rows, width + C). */
+export function concatOneHot(m: ArrayLike<number>, rows: number, width: number, labels: ArrayLike<number>, C: number): Float64Array {
+  const out = new Float64Array(rows * (width + C));
+  for (let r = 0; r < rows; r++) {
+    for (let k = 0; k < width; k++) out[r * (width + C) + k] = m[r * width + k]!;
+    const y = labels[r]!;
+    if (y >= 0 && y < C) out[r * (width + C) + width + y] = 1;
+  }
+  return out;
+}
+
+/**
+ * The conditional gather: X (rows, D) as `gather`, [x ‖ onehot(y)] (rows, D+C), and the one-hot
+ * (rows, C) that fills the last C columns of [z ‖ onehot(y)], with y = labels[perm[start + r]].
+ */
+export function gatherConditional(
+  dataU8: ArrayLike<number>, labels: ArrayLike<number>, D: number, C: number, perm: ArrayLike<number>, start: number, rows: number,
+): { X: Float64Array; XY: Float64Array; onehot: Float64Array } {
+  const X = gather(dataU8, D, perm, start, rows);
+  const y = Array.from({ length: rows }, (_, r) => labels[perm[start + r]!]!);
+  return { X, XY: concatOneHot(X, rows, D, y, C), onehot: concatOneHot(new Float64Array(0), rows, 0, y, C) };
+}

@@ -7,8 +7,8 @@
  * A linear layer with several names (the heads fc21 ‖ fc22) runs as one product with its
  * weights stacked, which yields the [mu ‖ logvar] rows the reparameterization and loss read.
  */
-import { arenaLayout, splitGraph, vaeGraph, type LinearLayer, type VaeSizes } from '../model/graph';
-import { bceKl, linearBackward, linearForward, reparamBackward, reparamForward } from './ops';
+import { arenaLayout, classesOf, splitGraph, vaeGraph, type LinearLayer, type VaeSizes } from '../model/graph';
+import { bceKl, concatOneHot, linearBackward, linearForward, reparamBackward, reparamForward } from './ops';
 
 export type { VaeSizes };
 
@@ -35,7 +35,18 @@ function stacked(p: VaeParams, layer: LinearLayer, kind: 'weight' | 'bias'): Flo
   return out;
 }
 
-function forward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number) {
+/**
+ * A conditional VAE's first encoder layer reads [x ‖ onehot(y)] and its first decoder layer
+ * [z ‖ onehot(y)], as the GPU's gather builds them; the loss still compares the logits with x.
+ */
+function conditioned(s: VaeSizes, m: ArrayLike<number>, rows: number, width: number, labels?: ArrayLike<number>): ArrayLike<number> {
+  const C = classesOf(s);
+  if (C === 0) return m;
+  if (!labels) throw new Error(`the reference conditional VAE (${C} classes) needs a label per row`);
+  return concatOneHot(m, rows, width, labels, C);
+}
+
+function forward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>) {
   const { encoder, decoder } = splitGraph(vaeGraph(s));
   // inputs[i] is what layer i read; outputs[i] what it wrote.
   const chain = (layers: LinearLayer[], input: ArrayLike<number>) => {
@@ -46,10 +57,10 @@ function forward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike
     }
     return { inputs, output: input as Float64Array };
   };
-  const enc = chain(encoder, x);
+  const enc = chain(encoder, conditioned(s, x, rows, s.D, labels));
   const mulv = enc.output;
   const z = reparamForward(mulv, rows, s.L, eps);
-  const dec = chain(decoder, z);
+  const dec = chain(decoder, conditioned(s, z, rows, s.L, labels));
   const logits = dec.output;
   const loss = bceKl(logits, x, mulv, rows, s.D, s.L);
   return { encoder, decoder, enc, dec, mulv, z, logits, loss };
@@ -67,8 +78,11 @@ function splitMulv(mulv: Float64Array, rows: number, L: number) {
   return { mu, logvar };
 }
 
-/** Forward and backward for one batch x (rows, D) with noise eps (rows, L); loss is summed. */
-export function vaeForwardBackward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number): {
+/**
+ * Forward and backward for one batch x (rows, D) with noise eps (rows, L); loss is summed. A
+ * conditional VAE takes one class per row in `labels`; `z` is then [z ‖ onehot(y)] (rows, L+C).
+ */
+export function vaeForwardBackward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>): {
   loss: number;
   bce: number;
   kl: number;
@@ -78,7 +92,7 @@ export function vaeForwardBackward(p: VaeParams, s: VaeSizes, x: ArrayLike<numbe
   z: Float64Array;
   grads: VaeParams;
 } {
-  const f = forward(p, s, x, eps, rows);
+  const f = forward(p, s, x, eps, rows, labels);
   const grads: VaeParams = {};
   // Walks a chain back from dY of its last layer; each layer's input ReLU is folded into its
   // dX through `reluOutput`, as the GPU's masked matmul does. Returns dX of the first layer.
@@ -96,8 +110,11 @@ export function vaeForwardBackward(p: VaeParams, s: VaeSizes, x: ArrayLike<numbe
     }
     return d;
   };
-  const dz = back(f.decoder, f.dec.inputs, f.loss.dlogits);
-  const dmulv = reparamBackward(f.mulv, eps, dz, f.loss.dmulv, f.z.length / s.L, s.L);
+  const dzy = back(f.decoder, f.dec.inputs, f.loss.dlogits);
+  // Of the gradient of [z ‖ onehot(y)], only dz's L columns continue: the one-hot is an input.
+  const C = classesOf(s);
+  const dz = C === 0 ? dzy : dzy.filter((_, i) => i % (s.L + C) < s.L);
+  const dmulv = reparamBackward(f.mulv, eps, dz, f.loss.dmulv, rows, s.L);
   back(f.encoder, f.enc.inputs, dmulv);
   // named_parameters() order.
   const ordered: VaeParams = {};
@@ -108,12 +125,12 @@ export function vaeForwardBackward(p: VaeParams, s: VaeSizes, x: ArrayLike<numbe
     kl: f.loss.kl,
     ...splitMulv(f.mulv, rows, s.L),
     logits: f.logits,
-    z: f.z,
+    z: f.dec.inputs[0] as Float64Array,
     grads: ordered,
   };
 }
 
 /** The summed loss alone, for finite differences and evaluation. */
-export function vaeLoss(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number): number {
-  return forward(p, s, x, eps, rows).loss.loss;
+export function vaeLoss(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>): number {
+  return forward(p, s, x, eps, rows, labels).loss.loss;
 }

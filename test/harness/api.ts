@@ -16,6 +16,16 @@ async function mnistTest(count: number): Promise<Uint8Array> {
   return (await mnist).slice(0, count * 784);
 }
 
+let mnistLabels: Promise<Uint8Array> | null = null;
+
+/** The first `count` MNIST test labels, fetched once: for the conditional VAE's tests. */
+async function mnistTestLabels(count: number): Promise<Uint8Array> {
+  mnistLabels ??= fetch('/mnist/t10k-labels-idx1-ubyte.gz')
+    .then((r) => r.arrayBuffer())
+    .then((b) => lib.readIdxLabels(b, 't10k-labels-idx1-ubyte'));
+  return (await mnistLabels).slice(0, count);
+}
+
 /** What the tests see of a thrown value: VaeError's code and message, or the name of anything else. */
 async function failure(work: () => unknown): Promise<{ code?: string; name: string; message: string } | null> {
   try {
@@ -56,7 +66,7 @@ const base64f32 = (s: string) => {
   return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
 };
 
-const vaeTest = { lib, mnistTest, failure, stats, sameBits, toBase64, fromBase64, f32base64, base64f32 };
+const vaeTest = { lib, mnistTest, mnistTestLabels, failure, stats, sameBits, toBase64, fromBase64, f32base64, base64f32 };
 
 declare global {
   interface Window {

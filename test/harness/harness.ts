@@ -25,12 +25,13 @@ export interface BufferSpec {
 }
 
 export type OpSpec =
-  | { op: 'matmul'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
-  | { op: 'matmulTiled'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulTiledOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
-  | { op: 'matmulSplitK'; dims: { M: number; N: number; K: number }; options: Parameters<typeof ops.matmulSplitKOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
+  | { op: 'matmul'; dims: { M: number; N: number; K: number; L?: number }; options: Parameters<typeof ops.matmulOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
+  | { op: 'matmulTiled'; dims: { M: number; N: number; K: number; L?: number }; options: Parameters<typeof ops.matmulTiledOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
+  | { op: 'matmulSplitK'; dims: { M: number; N: number; K: number; L?: number }; options: Parameters<typeof ops.matmulSplitKOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
   | { op: 'activation'; entry: Parameters<typeof ops.activationOp>[2]; count: number; inputs: string[]; out: string }
   | { op: 'gather'; dims: { rows: number; D: number; batchSize: number }; state: string; data: string; perm: string; X: string }
-  | { op: 'reparam'; entry: Parameters<typeof ops.reparamOp>[2]; params: [number, number, number, number]; buffers: string[] }
+  | { op: 'gatherConditional'; dims: { rows: number; D: number; batchSize: number; C: number; L: number }; state: string; data: string; perm: string; labels: string; X: string; XY: string; Z: string }
+  | { op: 'reparam'; entry: Parameters<typeof ops.reparamOp>[2]; params: Parameters<typeof ops.reparamOp>[3]; buffers: string[] }
   | { op: 'bceKl'; dims: { rows: number; D: number; L: number }; logits: string; x: string; mulv: string; dlogits: string; dmulv: string; partials: string; groups?: number }
   | { op: 'lossFinalize'; state: string; partials: string; out: string; groups?: number }
   | { op: 'adam'; length: number; hyper: ops.AdamHyper; state: string; params: string; grads: string; m: string; v: string; options?: Parameters<typeof ops.adamOp>[5] };
@@ -73,6 +74,10 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
       return ops.activationOp(g, label, spec.entry, spec.count, spec.inputs.map((n) => b[n]), b[spec.out]);
     case 'gather':
       return ops.gatherOp(g, label, spec.dims, { state: b[spec.state], data: b[spec.data], perm: b[spec.perm], X: b[spec.X] });
+    case 'gatherConditional':
+      return ops.gatherConditionalOp(g, label, spec.dims, {
+        state: b[spec.state], data: b[spec.data], perm: b[spec.perm], labels: b[spec.labels], X: b[spec.X], XY: b[spec.XY], Z: b[spec.Z],
+      });
     case 'reparam':
       return ops.reparamOp(g, label, spec.entry, spec.params, spec.buffers.map((n) => b[n]));
     case 'bceKl':
@@ -140,6 +145,8 @@ export interface TrainStepsRequest {
   sameBatch: boolean;
   /** Run under this adapter kind's default kernel plan (default: the adapter's own). */
   plan?: 'software' | 'hardware';
+  /** A class per image, for a conditional model (`sizes.classes`). */
+  labels?: number[];
 }
 
 /** Runs real training steps of the model and returns what each step produced. */
@@ -148,7 +155,7 @@ async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[
   if (r.plan) g.plan = planFor(r.plan === 'software');
   g.device.pushErrorScope('validation');
   try {
-    const images = uploadImages(g, 'images', fromBase64(r.images), r.count);
+    const images = uploadImages(g, 'images', fromBase64(r.images), r.count, r.labels);
     const model = await VaeModel.create(g, {
       sizes: r.sizes, batchSize: r.batchSize, seed: r.seed, adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
     train: images, test: images,
