@@ -33,6 +33,10 @@ export type OpSpec =
   | { op: 'reparam'; entry: Parameters<typeof ops.reparamOp>[2]; params: [number, number, number, number]; buffers: string[] }
   | { op: 'bceKl'; dims: { rows: number; D: number; L: number }; logits: string; x: string; mulv: string; dlogits: string; dmulv: string; partials: string; groups?: number }
   | { op: 'lossFinalize'; state: string; partials: string; out: string; groups?: number }
+  | { op: 'elbo'; dims: { rows: number; D: number; L: number }; params: ops.ElboParams; state: string; logits: string; x: string; mulv: string; logSigma?: string; dlogits: string; dmulv: string; partials: string; groups?: number }
+  | { op: 'elboFinalize'; params: ops.ElboParams; state: string; partials: string; out: string; objective: string; groups?: number }
+  | { op: 'gaussianDlogSigma'; dims: { rows: number; D: number }; mean: string; x: string; logSigma: string; dlogSigma: string }
+  | { op: 'meanClamp'; count: number; mean: string; image: string }
   | { op: 'adam'; length: number; hyper: ops.AdamHyper; state: string; params: string; grads: string; m: string; v: string; options?: Parameters<typeof ops.adamOp>[5] };
 
 export interface RunRequest {
@@ -81,6 +85,17 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
       }, spec.groups);
     case 'lossFinalize':
       return ops.lossFinalizeOp(g, label, { state: b[spec.state], partials: b[spec.partials], out: b[spec.out] }, spec.groups);
+    case 'elbo':
+      return ops.elboOp(g, label, spec.dims, spec.params, {
+        state: b[spec.state], logits: b[spec.logits], x: b[spec.x], mulv: b[spec.mulv], logSigma: spec.logSigma ? b[spec.logSigma] : undefined,
+        dlogits: b[spec.dlogits], dmulv: b[spec.dmulv], partials: b[spec.partials],
+      }, spec.groups);
+    case 'elboFinalize':
+      return ops.elboFinalizeOp(g, label, spec.params, { state: b[spec.state], partials: b[spec.partials], out: b[spec.out], objective: b[spec.objective] }, spec.groups);
+    case 'gaussianDlogSigma':
+      return ops.gaussianDlogSigmaOp(g, label, spec.dims, { mean: b[spec.mean], x: b[spec.x], logSigma: b[spec.logSigma], dlogSigma: b[spec.dlogSigma] });
+    case 'meanClamp':
+      return ops.meanClampOp(g, label, spec.count, b[spec.mean], b[spec.image]);
     case 'adam':
       return ops.adamOp(g, label, spec.length, spec.hyper, {
         state: b[spec.state], params: b[spec.params], grads: b[spec.grads], m: b[spec.m], v: b[spec.v],
