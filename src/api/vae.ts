@@ -21,7 +21,7 @@ import type { KernelPlan } from '../gpu/plan';
 import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
 import { adamAt, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
-import { arenaLayout, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/graph';
+import { arenaLayout, likelihoodOf, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/graph';
 import { normals } from '../reference/philox';
 import { fromEngineError, VaeError } from './errors';
 import { Runtime } from './runtime';
@@ -397,9 +397,15 @@ export class VAE {
       return this.lock.run(async () => {
         const { inference } = this.runtime;
         const mulv = await inference.encode(x, count);
+        // A Gaussian model's p(x|z) is on the decoder's unclamped mean, with its σ (fixed, or log_sigma).
+        const model = inference.model;
+        const l = likelihoodOf(model.sizes);
+        const logSigma = l.kind !== 'gaussian' ? undefined
+          : l.sigma === 'learned' ? await model.gpu.readFloats(model.params, model.layout.logSigma!.offset, model.sizes.D) : Math.log(l.sigma);
         return importanceWeightedLogLikelihood({
           x, mulv, count, k, D: this.inputSize, L: this.latentSize, seed: this.seed,
-          decode: (z, rows) => inference.decode(z, rows),
+          decode: (z, rows) => inference.decode(z, rows, logSigma !== undefined),
+          gaussian: logSigma === undefined ? undefined : { logSigma },
         });
       });
     });

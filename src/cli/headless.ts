@@ -39,7 +39,9 @@ window.vaeRun = async (c: RunConfig) => {
   if (checkpoint) gpu.plan = readRunMetadata(checkpointSizes(checkpoint).metadata).plan ?? gpu.plan;
   const [trainPixels, testPixels] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
   const model = await VaeModel.create(gpu, {
-    sizes: { D: c.pixels, hidden: c.hidden, L: c.latent },
+    sizes: { D: c.pixels, hidden: c.hidden, L: c.latent, ...(c.likelihood ? { likelihood: c.likelihood } : {}) },
+    beta: c.beta,
+    klWarmup: c.klWarmup,
     batchSize: c.batchSize,
     seed: c.seed,
     adam: adamAt(c.lr),
@@ -53,13 +55,15 @@ window.vaeRun = async (c: RunConfig) => {
   const before = gpu.counters();
   const result = await runTraining(trainer, {
     firstEpoch: c.firstEpoch, lastEpoch: c.epochs, test: true, images: true,
-    checkpoint: { seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset },
+    checkpoint: { seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset, beta: c.beta, klWarmup: c.klWarmup },
   }, gate, {
-    onLosses: (l) => void window.vaeEvent({ type: 'losses', epoch: l.epoch, firstBatch: l.firstBatch, losses: [...l.losses] }),
+    onLosses: (l) => void window.vaeEvent({
+      type: 'losses', epoch: l.epoch, firstBatch: l.firstBatch, losses: [...l.losses], ...(l.objectives ? { objectives: [...l.objectives] } : {}),
+    }),
     async onEpoch(r) {
       if (!r.completed) return;
-      await window.vaeEvent({ type: 'epoch', epoch: r.epoch, averageLoss: r.trainLoss, seconds: r.seconds });
-      await window.vaeEvent({ type: 'test', epoch: r.epoch, averageLoss: r.test!.loss, seconds: r.test!.seconds });
+      await window.vaeEvent({ type: 'epoch', epoch: r.epoch, averageLoss: r.trainLoss, seconds: r.seconds, averageObjective: r.trainObjective });
+      await window.vaeEvent({ type: 'test', epoch: r.epoch, averageLoss: r.test!.loss, seconds: r.test!.seconds, averageObjective: r.test!.objective });
       const { recon, samples } = r.images!;
       await window.vaeEvent({
         type: 'images', epoch: r.epoch,

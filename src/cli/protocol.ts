@@ -1,3 +1,5 @@
+import type { Likelihood } from '../model/graph';
+
 /** What the headless page and the Node CLI say to each other (JSON over puppeteer). */
 export interface RunConfig {
   trainUrl: string;
@@ -18,12 +20,16 @@ export interface RunConfig {
   resume?: string;
   /** First epoch to run (after a resume). */
   firstEpoch: number;
+  /** β, its warm-up and the likelihood (absent: the seed model's). */
+  beta?: number;
+  klWarmup?: number;
+  likelihood?: Likelihood;
 }
 
 export type RunEvent =
-  | { type: 'losses'; epoch: number; firstBatch: number; losses: number[] }
-  | { type: 'epoch'; epoch: number; averageLoss: number; seconds: number }
-  | { type: 'test'; epoch: number; averageLoss: number; seconds: number }
+  | { type: 'losses'; epoch: number; firstBatch: number; losses: number[]; objectives?: number[] }
+  | { type: 'epoch'; epoch: number; averageLoss: number; seconds: number; averageObjective?: number }
+  | { type: 'test'; epoch: number; averageLoss: number; seconds: number; averageObjective?: number }
   | { type: 'images'; epoch: number; recon: string; samples: string }
   | { type: 'checkpoint'; epoch: number; data: string }
   | { type: 'stopped'; epoch: number }
