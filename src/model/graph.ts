@@ -163,7 +163,7 @@ export interface ArenaLayout {
   pieces: Map<LinearLayer, { W: Span; b: Span }>;
   /** In PyTorch's `named_parameters()` order. */
   params: ParamView[];
-  /** The learned σ's log_sigma piece (D), after every linear layer's. */
+  /** The learned σ's log_sigma piece (D), after every linear layer's in the arena (first in `params`). */
   logSigma?: Span;
 }
 
@@ -194,7 +194,8 @@ export function arenaLayout(sizes: VaeSizes): ArenaLayout {
   let logSigma: Span | undefined;
   if (learnedSigma(sizes)) {
     logSigma = take(sizes.D);
-    params.push({ name: 'log_sigma', shape: [sizes.D], fanIn: 0, zeroInit: true, ...logSigma });
+    // First in named_parameters(): a Module lists its own parameters before its submodules'.
+    params.unshift({ name: 'log_sigma', shape: [sizes.D], fanIn: 0, zeroInit: true, ...logSigma });
   }
   return { sizes, layers, length: at, pieces, params, logSigma };
 }

@@ -155,6 +155,9 @@ export interface TrainStepsRequest {
   sameBatch: boolean;
   /** Run under this adapter kind's default kernel plan (default: the adapter's own). */
   plan?: 'software' | 'hardware';
+  /** β on the KL term and its warm-up (absent: the seed's objective). */
+  beta?: number;
+  klWarmup?: number;
 }
 
 /** Runs real training steps of the model and returns what each step produced. */
@@ -166,7 +169,7 @@ async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[
     const images = uploadImages(g, 'images', fromBase64(r.images), r.count);
     const model = await VaeModel.create(g, {
       sizes: r.sizes, batchSize: r.batchSize, seed: r.seed, adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-    train: images, test: images,
+    train: images, test: images, beta: r.beta, klWarmup: r.klWarmup,
     });
     const p = fromBase64(r.params);
     model.importState({ params: new Float32Array(p.buffer, p.byteOffset, p.byteLength / 4) });
@@ -180,6 +183,7 @@ async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[
         m: await bytes(model.m), v: await bytes(model.v), mulv: await bytes(model.act.mulv),
         logits: await bytes(model.act.logits), eps: await bytes(model.act.eps),
         state: await bytes(model.trainState),
+        ...(model.trainObjective ? { objective: await bytes(model.trainObjective) } : {}),
       });
     }
     return out;
