@@ -21,6 +21,7 @@ import type { KernelPlan } from '../gpu/plan';
 import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
 import { adamAt, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
+import { BETA_RANGE, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, KL_WARMUP_RANGE, parseSigma } from '../model/settings';
 import { arenaLayout, likelihoodOf, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/graph';
 import { normals } from '../reference/philox';
 import { fromEngineError, VaeError } from './errors';
@@ -56,6 +57,30 @@ export interface VAEOptions {
   device?: GPUDevice;
   /** Called once if the device is lost; every later call then rejects with a `device-lost` VaeError. */
   onDeviceLost?: (error: VaeError) => void;
+  /**
+   * p(x|z) (default `bernoulli`: BCE on logits, the reference). `gaussian`: the decoder's
+   * output is the mean (samples and reconstructions show it clamped to [0, 1]) and the loss
+   * is a negative log-density in nats, Σ [½·log(2π) + log σ + (x − μ)²/(2σ²)] + KL.
+   */
+  likelihood?: 'bernoulli' | 'gaussian';
+  /** The Gaussian's σ: a number from 0.001 to 1000 (default 0.1), or `learned` (one per pixel, the parameter `log_sigma`). */
+  sigma?: number | 'learned';
+}
+
+/** The likelihood options, checked (a VaeError that says what is wrong). */
+function likelihoodOption(options: VAEOptions): VaeSizes['likelihood'] {
+  const { likelihood, sigma } = options;
+  if (likelihood !== undefined && likelihood !== 'bernoulli' && likelihood !== 'gaussian') {
+    throw new VaeError('invalid-option', `likelihood must be 'bernoulli' or 'gaussian', got ${JSON.stringify(likelihood)}`);
+  }
+  if (likelihood !== 'gaussian') {
+    if (sigma !== undefined) throw new VaeError('invalid-option', "sigma is the Gaussian likelihood's: pass likelihood: 'gaussian' with it");
+    return undefined;
+  }
+  if (sigma === undefined || sigma === 'learned') return { kind: 'gaussian', sigma: sigma ?? DEFAULT_SIGMA };
+  const parsed = typeof sigma === 'number' ? parseSigma(String(sigma)) : { reason: 'must be a number or "learned"' };
+  if (typeof parsed === 'object') throw new VaeError('invalid-option', `sigma ${parsed.reason}, got ${JSON.stringify(sigma)}`);
+  return { kind: 'gaussian', sigma: parsed };
 }
 
 /** Options of the static `VAE.load`: the sizes come from the checkpoint. */
@@ -125,6 +150,14 @@ function hiddenOption(value: unknown): number[] {
   return list.map((h, i) => integerOption(Array.isArray(value) ? `hiddenSize[${i}]` : 'hiddenSize', h, 0, ...SETTING_RANGES.hidden));
 }
 
+/** An epoch report's objectives, when the run had them. */
+function objectivesOf(r: { trainObjective?: number; test?: { objective?: number } }): Pick<EpochEvent, 'trainObjective' | 'testObjective'> {
+  return {
+    ...(r.trainObjective !== undefined ? { trainObjective: r.trainObjective } : {}),
+    ...(r.test?.objective !== undefined ? { testObjective: r.test.objective } : {}),
+  };
+}
+
 /** A checkpoint's run metadata, as a `checkpoint` VaeError when it is malformed. */
 function runMetadataOf(metadata: Record<string, string>, context: string) {
   try {
@@ -166,6 +199,8 @@ export class VAE {
   private lostError: VaeError | null = null;
   private steps = 0;
   private epochs = 0;
+  /** β and its warm-up of the last fit (or of the checkpoint loaded): later fits, evaluate and save keep them unless told otherwise. */
+  private objective = { ...DEFAULT_OBJECTIVE };
   private sampleDraws = 0;
 
   private constructor(runtime: Runtime, ownsDevice: boolean, sizes: VaeSizes, seed: number, onDeviceLost?: (error: VaeError) => void) {
@@ -196,6 +231,8 @@ export class VAE {
       hidden: hiddenOption(options.hiddenSize),
       L: integerOption('latentSize', options.latentSize, REFERENCE_SIZES.L, ...SETTING_RANGES.latent),
     };
+    const likelihood = likelihoodOption(options);
+    if (likelihood) sizes.likelihood = likelihood;
     const seed = integerOption('seed', options.seed, DEFAULT_SETTINGS.seed, ...SETTING_RANGES.seed);
     if (options.device !== undefined && typeof (options.device as Partial<GPUDevice>)?.createBuffer !== 'function') {
       throw new VaeError('invalid-option', 'device must be a GPUDevice (from adapter.requestDevice())');
@@ -235,7 +272,10 @@ export class VAE {
     const seed = options.seed ?? run.seed ?? DEFAULT_SETTINGS.seed;
     const vae = await VAE.build({
       inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, seed, device: options.device, onDeviceLost: options.onDeviceLost,
+      ...(sizes.likelihood?.kind === 'gaussian' ? { likelihood: 'gaussian' as const, sigma: sizes.likelihood.sigma } : {}),
     }, run.plan);
+    // The objective it was trained with carries on unless a fit says otherwise.
+    vae.objective = { beta: run.beta ?? DEFAULT_OBJECTIVE.beta, klWarmup: run.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup };
     try {
       await vae.load(bytes);
     } catch (error) {
@@ -313,11 +353,14 @@ export class VAE {
       };
       if (adam.beta1 >= 1 || adam.beta2 >= 1) throw new VaeError('invalid-option', `betas must lie in [0, 1), got [${beta1}, ${beta2}]`);
       const stepsPerSubmit = integerOption('stepsPerSubmit', options.stepsPerSubmit, STEPS_PER_SUBMIT, 1, 4096);
+      const beta = numberOption('beta', options.beta, this.objective.beta, ...BETA_RANGE, true);
+      const klWarmup = integerOption('klWarmup', options.klWarmup, this.objective.klWarmup, ...KL_WARMUP_RANGE);
       this.checkDatasetSize(train.bytes, 'images');
       if (test) this.checkDatasetSize(test.bytes, 'testImages');
       if (options.signal?.aborted) throw options.signal.reason;
 
-      await this.lock.run(() => this.runtime.configure({ batchSize, adam, train, test, stepsPerSubmit }));
+      await this.lock.run(() => this.runtime.configure({ batchSize, adam, train, test, stepsPerSubmit, beta, klWarmup }));
+      this.objective = { beta, klWarmup };
       return await this.trainEpochs(epochs, !!test, options, control);
     } catch (error) {
       throw this.explain(error, context);
@@ -339,7 +382,11 @@ export class VAE {
         for (let i = 0; i < l.losses.length; i++) {
           const batch = l.firstBatch + i;
           this.steps = firstStep + batch + 1;
-          options.onStep?.({ epoch: l.epoch, batch, batches, step: this.steps, loss: l.losses[i] / model.rowsOf(batch, count) });
+          const rows = model.rowsOf(batch, count);
+          options.onStep?.({
+            epoch: l.epoch, batch, batches, step: this.steps, loss: l.losses[i] / rows,
+            ...(l.objectives ? { objective: l.objectives[i] / rows } : {}),
+          });
         }
       },
       onEpoch: async (r) => {
@@ -347,6 +394,7 @@ export class VAE {
         this.steps = firstStep + r.batches;
         await options.onEpoch?.({
           epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test?.loss, steps: r.batches, seconds: r.seconds, completed: r.completed,
+          ...objectivesOf(r),
         });
       },
     });
@@ -354,6 +402,7 @@ export class VAE {
     if (options.signal?.aborted) throw options.signal.reason;
     const done: EpochEvent[] = result.epochs.map((r) => ({
       epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test?.loss, steps: r.batches, seconds: r.seconds, completed: r.completed,
+      ...objectivesOf(r),
     }));
     const completedAll = done.length === epochs && done.every((d) => d.completed);
     return { epochs: done, stopped: !completedAll, step: this.steps };
@@ -465,7 +514,9 @@ export class VAE {
       }
       return this.lock.run(async () => {
         const state = await this.runtime.model.exportState();
-        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra, plan: this.runtime.gpu.plan });
+        const objective = this.objective.beta !== DEFAULT_OBJECTIVE.beta || this.objective.klWarmup !== DEFAULT_OBJECTIVE.klWarmup
+          ? this.objective : {};
+        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra, plan: this.runtime.gpu.plan, ...objective });
       });
     });
   }
