@@ -205,6 +205,21 @@ describe('training page (built static site)', () => {
     expect(await text('#epochs-reason')).toMatch(/whole number from 1/);
     await type('latent', '1');
     expect(await text('#latent-reason')).toMatch(/explorer needs two axes/);
+    // The objective's fields (β, warm-up, likelihood, σ), checked against the shared ranges.
+    await type('beta', '-2');
+    expect(await text('#beta-reason')).toMatch(/must be a number from 0 to 1000/);
+    await type('klWarmup', '1.5');
+    expect(await text('#klWarmup-reason')).toMatch(/whole number of steps/);
+    expect(await page.$eval('#sigma', (i) => (i as HTMLInputElement).disabled), 'σ is for the Gaussian only').toBe(true);
+    await page.select('#likelihood', 'gaussian');
+    await type('sigma', '0');
+    expect(await text('#sigma-reason')).toMatch(/from 0.001 to 1000.*or "learned"/);
+    await type('sigma', 'learned');
+    expect(await text('#sigma-reason')).toBe('');
+    await page.select('#likelihood', 'bernoulli');
+    await type('beta', '1');
+    await type('klWarmup', '0');
+    expect(await text('#beta-reason') + await text('#klWarmup-reason')).toBe('');
     await shot('invalid-settings');
     await type('epochs', RUN.epochs);
     await type('lr', RUN.lr);

@@ -294,7 +294,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
             const size = Math.min(o.batchSize, trainCount - batch * o.batchSize);
             const percent = ((100 * batch) / Math.ceil(trainCount / o.batchSize)).toFixed(0);
             console.log(`Train Epoch: ${e.epoch} [${batch * size}/${trainCount} (${percent}%)]\tLoss: ${(loss / size).toFixed(6)}` +
-              (e.objectives ? `\tObjective: ${(e.objectives[i] / size).toFixed(6)}` : ''));
+              (showObjective && e.objectives ? `\tObjective: ${(e.objectives[i] / size).toFixed(6)}` : ''));
           });
           break;
         case 'epoch':

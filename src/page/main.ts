@@ -17,6 +17,7 @@ import { RunGate, runTraining, type EpochReport } from '../model/driver';
 import { Inference } from '../model/inference';
 import { arenaLayout, sameSizes, sizesName } from '../model/graph';
 import { adamAt, STEPS_PER_SUBMIT } from '../model/settings';
+import { ObjectiveControls, type PageObjective } from './objective';
 import { Trainer } from '../model/trainer';
 import { RECON_COUNT, SAMPLE_COUNT, uploadImages, VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
@@ -96,6 +97,7 @@ let storedFiles: PickedFile[] | null | undefined;
 let persistence: Promise<boolean> | null = null;
 
 const controls = new Controls(() => updateButtons());
+const objectiveControls = new ObjectiveControls(() => updateButtons());
 const chart = new LossChart($<HTMLCanvasElement>('loss-chart'));
 const progress = new ProgressView();
 const explorer = new Explorer((e) => say(`Latent explorer: ${e.message}`, 'error'));
@@ -117,7 +119,7 @@ function updateButtons(): void {
   const training = phase === 'running';
   const kind = el.dataset.value as DatasetKind;
   const datasetChosen = kind === 'mnist' || picked?.kind === kind || session !== null;
-  el.start.disabled = !ready || !controls.valid || !datasetChosen;
+  el.start.disabled = !ready || !controls.valid || !datasetChosen || (!session && !objectiveControls.valid);
   el.start.textContent = session ? 'Continue' : 'Start';
   el.pause.disabled = !training;
   el.pause.textContent = gate?.state === 'paused' ? 'Resume' : 'Pause';
@@ -127,6 +129,7 @@ function updateButtons(): void {
   el.checkpointFile.disabled = !ready;
   el.dataset.disabled = el.datasetFiles.disabled = !ready || session !== null;
   controls.setLocked(session !== null || !(ready || training));
+  objectiveControls.setLocked(session !== null || !(ready || training));
 }
 
 // ---- Start-up: adapter report, or the no-WebGPU message --------------------------------------
@@ -257,6 +260,12 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
   if (settings.batchSize > dataset.train.count) {
     throw new Error(`the batch size (${settings.batchSize}) is larger than the ${dataset.train.count} training images; lower it`);
   }
+  // A checkpoint's objective is its own (the likelihood in its sizes, β and the warm-up in its metadata); a new model takes the fields'.
+  const run = checkpoint && readRunMetadata(checkpoint.metadata);
+  const objective: PageObjective | null = checkpoint
+    ? { beta: run!.beta ?? 1, klWarmup: run!.klWarmup ?? 0, likelihood: checkpoint.sizes.likelihood }
+    : objectiveControls.read();
+  if (!objective) throw new Error('an objective field (β, KL warm-up, likelihood or σ) is invalid; its reason is shown beside it');
   dropSession();
   const g = gpu!;
   try {
@@ -265,7 +274,8 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
     const train = uploadImages(g, 'train', dataset.train.pixels, dataset.train.count);
     const test = uploadImages(g, 'test', dataset.test.pixels, dataset.test.count);
     const model = await VaeModel.create(g, {
-      sizes: { D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent },
+      sizes: { D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent, ...(objective.likelihood ? { likelihood: objective.likelihood } : {}) },
+      beta: objective.beta, klWarmup: objective.klWarmup,
       batchSize: settings.batchSize,
       seed: settings.seed,
       adam: adamAt(settings.lr),
@@ -280,6 +290,7 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
     };
     explorer.attach({ inference: s.inference, latent: settings.latent, rows: dataset.rows, cols: dataset.cols, test: dataset.test, classNames: dataset.classNames });
     controls.set(settings);
+    objectiveControls.set(objective);
     return s;
   } catch (e) {
     g.freeBuffers(); // whatever was made before the failure
@@ -379,6 +390,7 @@ async function showModel(s: Session, report?: EpochReport): Promise<void> {
 async function checkpointBytes(s: Session): Promise<Uint8Array> {
   return encodeRunCheckpoint(s.model.layout, await s.model.exportState(), {
     epoch: s.epochsDone, seed: s.settings.seed, lr: s.settings.lr, batchSize: s.settings.batchSize, dataset: s.dataset.name, plan: s.model.gpu.plan,
+    ...(s.model.generalObjective ? { beta: s.model.config.beta, klWarmup: s.model.config.klWarmup } : {}),
   });
 }
 
@@ -606,7 +618,7 @@ async function restoreLatest(): Promise<void> {
       picked = { ...files, dataset: await loadPicked(files.kind, files.files) };
     }
     const { ckpt, dataset } = await readCheckpoint(saved.checkpoint, chosenDataset);
-    if (!sameSizes(ckpt.sizes, { D: ckpt.sizes.D, hidden: saved.settings.hidden, L: saved.settings.latent })) {
+    if (!sameSizes(ckpt.sizes, { ...ckpt.sizes, hidden: saved.settings.hidden, L: saved.settings.latent })) {
       throw new Error(`its settings (hidden widths ${saved.settings.hidden}, latent size ${saved.settings.latent}) do not match its checkpoint's ${sizesName(ckpt.sizes)} model`);
     }
     session = await createSession(dataset, saved.settings, ckpt, saved.epoch);
