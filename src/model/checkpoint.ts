@@ -133,7 +133,9 @@ export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): Checkp
   if (!sameSizes(found, layout.sizes)) {
     throw new SafetensorsError(
       `checkpoint is for a ${sizesName(found)} model, this model is ${sizesName(layout.sizes)}: ` +
-        'create the model with the checkpoint\'s sizes (input, hidden, latent) to load it',
+        (sizesName({ ...found, likelihood: undefined }) === sizesName({ ...layout.sizes, likelihood: undefined })
+          ? 'create the model with the checkpoint\'s likelihood and σ to load it (a resume takes them from the file when none is given)'
+          : 'create the model with the checkpoint\'s sizes (input, hidden, latent) to load it'),
     );
   }
   // Every tensor is checked before an arena is allocated, so a bad file costs no memory.
