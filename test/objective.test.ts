@@ -4,14 +4,16 @@
  * Gaussian model, checkpoints that carry the likelihood and the run's β and warm-up (and refuse
  * metadata that contradicts the tensors), and the CLI's options.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseOptions, type TrainOptions } from '../src/cli/train';
-import { SafetensorsError } from '../src/io/safetensors';
+import { readSafetensors, SafetensorsError } from '../src/io/safetensors';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, encodeRunCheckpoint, readRunMetadata } from '../src/model/checkpoint';
 import { arenaLayout, initArena, sizesName, vaeGraph, type VaeSizes } from '../src/model/graph';
 import { parseSigma } from '../src/model/settings';
 import { betaAt, elbo, gaussianLogLikelihood, HALF_LOG_2PI } from '../src/reference/loss';
-import { bceKl } from '../src/reference/ops';
+import { adam, bceKl } from '../src/reference/ops';
+import { paramNames, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
 import { rng } from './gpu';
 
 /** Central differences of f at each index of `at` (eps 1e-3 relative, as STYLE.md asks of float64 references). */
@@ -181,5 +183,56 @@ describe('the CLI options', () => {
     expect(parseSigma('1000')).toBe(1000);
     expect(parseSigma('1001')).toHaveProperty('reason');
     expect(parseSigma('NaN')).toHaveProperty('reason');
+  });
+});
+
+describe('the float64 whole model walks the likelihood layer', () => {
+  it.each(['beta', 'gaussian', 'gaussian-learned'])('reproduces the %s PyTorch fixture: loss, objective, every gradient, 3 Adam steps', (name) => {
+    const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
+    const get = (k: string) => Float64Array.from(tensors.get(k)!.data as Float32Array);
+    const hidden = (metadata.hidden ?? metadata.H).split(',').map(Number);
+    const sizes: VaeSizes = {
+      D: Number(metadata.D), hidden, L: Number(metadata.L),
+      ...(metadata.likelihood === 'gaussian' ? { likelihood: { kind: 'gaussian' as const, sigma: metadata.sigma === 'learned' ? 'learned' as const : Number(metadata.sigma) } } : {}),
+    };
+    const rows = Number(metadata.B);
+    const x = Float64Array.from(tensors.get('data_u8')!.data as Uint8Array, (b) => b / 255);
+    const names = paramNames(sizes);
+    expect(names.includes('log_sigma')).toBe(metadata.sigma === 'learned');
+    const p: VaeParams = {}, m: VaeParams = {}, v: VaeParams = {};
+    for (const n of names) {
+      p[n] = get(`init.${n}`);
+      m[n] = new Float64Array(p[n].length);
+      v[n] = new Float64Array(p[n].length);
+    }
+    const [beta, warmup] = [Number(metadata.beta), Number(metadata.kl_warmup)];
+    for (let step = 0; step < 3; step++) {
+      const pre = `step${step}.`;
+      const r = vaeForwardBackward(p, sizes, x, get(`${pre}eps`), rows, betaAt(beta, warmup, step + 1));
+      for (const [what, got] of [['loss', r.loss], ['objective', r.objective]] as const) {
+        const want = get(`${pre}${what}`)[0]!;
+        expect(Math.abs(got - want) / Math.abs(want), `${pre}${what}: ${got} vs ${want}`).toBeLessThan(1e-5);
+      }
+      for (const n of names) {
+        const want = get(`${pre}grad.${n}`);
+        const scale = Math.max(...Array.from(want, Math.abs));
+        const worst = Math.max(...Array.from(want, (w, i) => Math.abs(r.grads[n]![i]! - w) / Math.max(Math.abs(w), 1e-2 * scale)));
+        expect(worst, `${pre}grad.${n}`).toBeLessThan(1e-3);
+        adam(p[n], r.grads[n]!, m[n], v[n], step + 1, { lr: Number(metadata.lr) });
+      }
+    }
+  });
+
+  it('a learned-σ Gaussian with β = 3: every gradient, log_sigma included, is the objective\'s derivative', () => {
+    const sizes: VaeSizes = { D: 4, hidden: [3], L: 2, likelihood: { kind: 'gaussian', sigma: 'learned' } };
+    const r = rng(8);
+    const p: VaeParams = {};
+    for (const name of paramNames(sizes)) p[name] = Float64Array.from(r.uniform(arenaLayout(sizes).params.find((q) => q.name === name)!.length, -0.6, 0.6));
+    const x = Float64Array.from(r.uniform(2 * 4, 0, 1));
+    const eps = Float64Array.from(r.uniform(2 * 2, -1, 1));
+    const g = vaeForwardBackward(p, sizes, x, eps, 2, 3);
+    for (const name of paramNames(sizes)) {
+      expectNear(name, g.grads[name]!, centralDifferences(p[name]!, () => vaeLoss(p, sizes, x, eps, 2, 3)), 1e-5);
+    }
   });
 });
