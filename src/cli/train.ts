@@ -30,6 +30,7 @@ WebGPU in headless Chromium and prints the reference program's log. Every epoch 
   sample_N.png           64 decodes of one fixed draw z ~ N(0, I), 8×8
   checkpoint.safetensors weights (PyTorch names), Adam state and step of the last completed epoch
   metrics.jsonl          one line per epoch: {"epoch", "trainLoss", "testLoss"} at full precision
+                         (with --beta or --kl-warmup also "trainObjective", "testObjective")
 
 Options:
   --epochs N            the epoch to train up to (default 10). With --resume the checkpoint's
