@@ -214,12 +214,12 @@ export class VaeModel {
     return this.program(this.built.programs, `eval ${rows}`);
   }
 
-  /** randn → decoder → sigmoid into `samples`, always the same prior draw. */
+  /** randn → decoder → sigmoid (a Gaussian's mean, clamped) into `samples`, always the same prior draw. */
   sampleProgram(): readonly Dispatch[] {
     return this.program(this.fixedPrograms, 'sample');
   }
 
-  /** Sigmoid of the logits staged in `reconLogits`, into `reconOutputs`. */
+  /** Sigmoid of the logits staged in `reconLogits` (a Gaussian's mean, clamped), into `reconOutputs`. */
   reconSigmoid(): readonly Dispatch[] {
     return this.program(this.fixedPrograms, 'recon sigmoid');
   }
