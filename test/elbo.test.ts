@@ -243,3 +243,25 @@ describe('the Gaussian likelihood', () => {
     expect([...f32(got.image, mean.length + 1)]).toEqual([0, 0, 0, 0, 0.25, 1, 1, 1, Math.fround(0.999), SENTINEL]);
   });
 });
+
+describe('the general kernel at the seed\'s settings', () => {
+  it('Bernoulli, β = 1: the same gradients as bce_kl bit for bit, the loss within a few ulp (only the summation differs)', async () => {
+    const inputs = makeInputs(128, 784, 20, 2024);
+    const { rows, D, L, out, x, mulv } = inputs;
+    const general = await runElbo(inputs, { likelihood: 'bernoulli', beta: 1, warmup: 0 }, 7);
+    const seed = await gpu.run({
+      buffers: { out, x, mulv, dlogits: rows * D * 4, dmulv: rows * 2 * L * 4, partials: 8 * 4, state: Uint32Array.from([7, 3, 0, 0]), loss: 16 },
+      ops: [
+        { op: 'bceKl', dims: { rows, D, L }, logits: 'out', x: 'x', mulv: 'mulv', dlogits: 'dlogits', dmulv: 'dmulv', partials: 'partials' },
+        { op: 'lossFinalize', state: 'state', partials: 'partials', out: 'loss' },
+      ],
+      read: ['dlogits', 'dmulv', 'loss'],
+    });
+    const bits = (v: Float32Array) => [...new Uint32Array(v.buffer, v.byteOffset, v.length)];
+    expect(bits(general.dlogits)).toEqual(bits(f32(seed.dlogits, rows * D)));
+    expect(bits(general.dmulv)).toEqual(bits(f32(seed.dmulv, rows * 2 * L)));
+    const seedLoss = f32(seed.loss, 4)[3]!;
+    expect(Math.abs(general.loss - seedLoss) / seedLoss).toBeLessThan(1e-6);
+    expect(general.objective).toBe(general.loss);
+  });
+});
