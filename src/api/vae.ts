@@ -431,7 +431,9 @@ export class VAE {
    * nats, with `k` samples per image (Burda et al.'s IWAE bound, the figure VAE papers
    * report; k = 1 gives the ELBO, i.e. minus the loss with sampled z):
    *   log p(x) ≈ logsumexp_j [log p(x|z_j) + log p(z_j) − log q(z_j|x)] − log k,  z_j ~ q(z|x).
-   * p(x|z) is the Bernoulli likelihood of the training loss (PyTorch's BCE, logs clamped at −100).
+   * p(x|z) is the likelihood of the training loss: Bernoulli (PyTorch's BCE, logs clamped at −100),
+   * or for a Gaussian model N(mean, σ²) per pixel on the decoder's unclamped mean, constants
+   * included (a log-density of continuous pixels, not comparable with a Bernoulli figure).
    *
    * Where it runs: the encoder and the k decoder passes per image run on the GPU; the noise,
    * the log-densities and the log-sum-exp run on the CPU in float64. That needs the decoder's
