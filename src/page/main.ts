@@ -350,7 +350,11 @@ async function train(s: Session): Promise<void> {
         await saveLatest(s);
         // The trainer's own clock over the whole epoch: the figure the headless CLI's epoch time gives too.
         epochRates.push(n / r.seconds);
-        say(`Epoch ${r.epoch}: training loss ${r.trainLoss.toFixed(2)}, test loss ${r.test!.loss.toFixed(2)} per image; ` +
+        // With β ≠ 1 or a warm-up the objective optimized is not the loss: say both, labelled.
+        const weighted = (s.model.config.beta ?? 1) !== 1 || !!s.model.config.klWarmup;
+        const objective = weighted && r.trainObjective !== undefined
+          ? ` (objective recon + β·KL, β = ${s.model.config.beta}: ${r.trainObjective.toFixed(2)} and ${r.test!.objective!.toFixed(2)})` : '';
+        say(`Epoch ${r.epoch}: training loss ${r.trainLoss.toFixed(2)}, test loss ${r.test!.loss.toFixed(2)} per image${objective}; ` +
           `${Math.round(n / r.seconds).toLocaleString('en')} images/s.`);
       },
     });
