@@ -18,6 +18,11 @@ A conditional VAE (`--conditional`: fc1.weight [400, 784 + C] reads [x, onehot(y
 first decoder layer [z, onehot(y)]) is recognised by those shapes (metadata "classes" must
 agree), and its test loss conditions on the test images' labels (--labels, by default the
 t10k-labels-idx1-ubyte beside --images).
+A Gaussian checkpoint (metadata likelihood "gaussian", sigma a number or "learned") builds
+the module whose decoder outputs the mean (no sigmoid), with a fixed sigma or the parameter
+log_sigma (one per pixel); its loss is the negative log-density in nats,
+sum of 0.5*log(2*pi) + log sigma + (x - mean)^2 / (2 sigma^2), plus KL. A checkpoint trained with
+beta != 1 (metadata beta, kl_warmup) also gets its objective, recon + beta*KL, printed.
 
 Usage (the interpreter with torch 1.13 is /usr/bin/python3 on this machine):
     /usr/bin/python3 scripts/load_checkpoint.py results/checkpoint.safetensors
@@ -67,10 +72,16 @@ class VAE(nn.Module):
     created in the same order (so torch.manual_seed gives the same init) and the same forward.
     """
 
-    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, classes=0):
+    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, classes=0, likelihood="bernoulli", sigma=None):
         super().__init__()
         # classes > 0: a conditional VAE, whose fc1 and first decoder layer also read onehot(y).
         self.classes = classes
+        # The Gaussian likelihood: the decoder's output is the mean; sigma fixed, or learned per
+        # pixel as log_sigma (a parameter of the module itself, so named_parameters() lists it first).
+        self.likelihood = likelihood
+        self.sigma = sigma
+        if likelihood == "gaussian" and sigma == "learned":
+            self.log_sigma = nn.Parameter(torch.zeros(input_dim))
         hidden = [hidden_dims] if isinstance(hidden_dims, int) else list(hidden_dims)
         if not hidden:
             raise ValueError("a VAE needs at least one hidden layer")
@@ -112,7 +123,14 @@ class VAE(nn.Module):
         h = self.with_label(z, y)
         for name in self.decoder_names[:-1]:
             h = F.relu(getattr(self, name)(h))
-        return torch.sigmoid(getattr(self, self.decoder_names[-1])(h))
+        out = getattr(self, self.decoder_names[-1])(h)
+        return out if self.likelihood == "gaussian" else torch.sigmoid(out)
+
+    def log_sigma_of(self):
+        """log sigma: the learned per-pixel vector, or the fixed sigma's log (in float32, as the engine's uniform)."""
+        if self.sigma == "learned":
+            return self.log_sigma
+        return torch.tensor(np.float32(np.log(float(self.sigma))))
 
     def forward(self, x, sample=True, y=None):
         mu, logvar = self.encode(x.view(-1, self.input_dim), y)
@@ -122,7 +140,10 @@ class VAE(nn.Module):
     def sizes_name(self):
         """The sizes as the engine names them: "784-400-20", "784-512-256-20", "784-400-20 (10 classes)"."""
         name = "-".join(str(s) for s in [self.input_dim] + self.hidden_dims + [self.latent_dim])
-        return name + (" (%d classes)" % self.classes if self.classes else "")
+        name += " (%d classes)" % self.classes if self.classes else ""
+        if self.likelihood == "gaussian":
+            name += " gaussian " + ("learned sigma" if self.sigma == "learned" else "sigma %s" % self.sigma)
+        return name
 
 
 def loss_function(recon_x, x, mu, logvar):
@@ -130,6 +151,33 @@ def loss_function(recon_x, x, mu, logvar):
     bce = F.binary_cross_entropy(recon_x, x.view(-1, recon_x.shape[1]), reduction="sum")
     kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
     return bce + kld
+
+
+def recon_and_kl(model, out, x, mu, logvar):
+    """(reconstruction term, KL), summed: BCE for Bernoulli, the Gaussian's negative log-density in nats."""
+    x = x.view(-1, out.shape[1])
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    if model.likelihood != "gaussian":
+        return F.binary_cross_entropy(out, x, reduction="sum"), kld
+    log_sigma = model.log_sigma_of()
+    rec = torch.sum(0.5 * np.log(2 * np.pi) + log_sigma + (x - out).pow(2) / (2 * torch.exp(2 * log_sigma)))
+    return rec, kld
+
+
+def likelihood_of(metadata):
+    """(likelihood, sigma) from the metadata: ("bernoulli", None), or ("gaussian", 0.1 or "learned")."""
+    kind = metadata.get("likelihood", "bernoulli")
+    if kind not in ("bernoulli", "gaussian"):
+        raise ValueError("metadata likelihood %r is not bernoulli or gaussian" % kind)
+    if kind == "bernoulli":
+        return kind, None
+    sigma = metadata.get("sigma")
+    if sigma == "learned":
+        return kind, sigma
+    try:
+        return kind, float(sigma)
+    except (TypeError, ValueError):
+        raise ValueError("metadata sigma %r is not a number or \"learned\"" % sigma)
 
 
 def read_safetensors(path):
@@ -207,7 +255,10 @@ def load_checkpoint(path, lr=None):
     exp_avg / exp_avg_sq with the checkpoint's step.
     """
     tensors, metadata = read_safetensors(path)
-    model = VAE(*sizes_of(tensors, metadata))
+    likelihood, sigma = likelihood_of(metadata)
+    if "log_sigma" in tensors and sigma != "learned":  # a PyTorch export has no metadata: log_sigma says it
+        likelihood, sigma = "gaussian", "learned"
+    model = VAE(*sizes_of(tensors, metadata), likelihood=likelihood, sigma=sigma)
     state = {k: torch.from_numpy(v) for k, v in tensors.items() if not k.startswith(OPT_PREFIXES)}
     model.load_state_dict(state, strict=True)
 
@@ -253,9 +304,10 @@ def read_idx_images(path, limit=None):
 
 
 @torch.no_grad()
-def test_loss(model, images, batch_size=128, seed=None, sample=True, labels=None):
+def test_loss(model, images, batch_size=128, seed=None, sample=True, labels=None, beta=1.0):
     """The reference's test(): summed loss over batches ÷ images; z sampled unless sample=False.
-    A conditional model conditions each image on its label."""
+    A conditional model conditions each image on its label. With beta given, the objective
+    recon + beta*KL instead."""
     model.eval()
     if seed is not None:
         torch.manual_seed(seed)
@@ -264,7 +316,11 @@ def test_loss(model, images, batch_size=128, seed=None, sample=True, labels=None
         x = images[first:first + batch_size]
         y = labels[first:first + batch_size] if labels is not None else None
         recon, mu, logvar = model(x, sample=sample, y=y)
-        total += loss_function(recon, x, mu, logvar).item()
+        if model.likelihood == "bernoulli" and beta == 1.0:
+            total += loss_function(recon, x, mu, logvar).item()
+        else:
+            rec, kld = recon_and_kl(model, recon, x, mu, logvar)
+            total += (rec + beta * kld).item()
     return total / images.shape[0]
 
 
@@ -312,6 +368,11 @@ def main():
     if len(sampled) > 1:
         print("      spread over seeds: %.4f (mean %.4f)" % (max(sampled) - min(sampled), float(np.mean(sampled))))
     print("====> Test set loss with z = mu: %.4f" % test_loss(model, images, args.batch_size, sample=False, labels=labels))
+    beta = float(metadata.get("beta", 1))
+    if beta != 1.0 or int(metadata.get("kl_warmup", 0)) > 0:
+        objective = test_loss(model, images, args.batch_size, seed=args.seeds[0], labels=labels, beta=beta)
+        print("====> Test set objective (recon + beta*KL, beta = %g): %.4f   (z sampled, torch.manual_seed(%d))" % (
+            beta, objective, args.seeds[0]))
     return 0
 
 

@@ -12,6 +12,13 @@ mirror in the decoder, the engine's layer-graph naming fc1, fc2, fc31/fc32,
 fc4, fc5, fc6). One hidden width is recorded as metadata "H" (the first
 fixtures' key), several as "hidden" = "24,12".
 
+The objective's variants (issue 14), each recording the objective beside the
+loss: "beta" (odd's sizes, beta = 4 warmed up over 2 steps: the three steps
+use beta_s = 4*min(1, s/2) = 2, 4, 4 for Adam steps s = 1, 2, 3), "gaussian"
+(odd's sizes, Gaussian likelihood with sigma fixed at 0.1) and
+"gaussian-learned" (deep's sizes, sigma learned per pixel as the parameter
+log_sigma, started away from 0, with beta = 0.5).
+
 Run with the interpreter that has torch (1.13 CPU):
     /usr/bin/python3 scripts/pytorch_parity.py
 
@@ -20,6 +27,7 @@ generator depends on nothing beyond torch and numpy.
 """
 
 import json
+import math
 import os
 import struct
 import sys
@@ -143,6 +151,11 @@ class VAE(nn.Module):
         for name, i, o in zip(self.decoder, back, back[1:]):
             setattr(self, name, nn.Linear(i, o))
 
+    def add_log_sigma(self, d):
+        """The Gaussian's learned sigma: one log sigma per pixel. named_parameters() lists it
+        first (a Module's own parameters come before its submodules'), as the engine does."""
+        self.log_sigma = nn.Parameter(torch.zeros(d))
+
     def forward(self, x, eps, y=None):
         onehot = F.one_hot(y, self.classes).to(x.dtype) if self.classes else None
         h = torch.cat([x, onehot], 1) if self.classes else x
@@ -162,6 +175,23 @@ def vae_loss(recon, x, mu, logvar):
     bce = F.binary_cross_entropy(recon, x, reduction="sum")
     kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
     return bce + kld
+
+
+def beta_at(beta, warmup, step):
+    """The KL weight of Adam step `step` (1-based) under a linear warm-up of `warmup` steps."""
+    return beta if warmup == 0 else beta * min(1.0, step / warmup)
+
+
+def variant_loss(variant, recon, logits, x, mu, logvar, log_sigma, step):
+    """(loss, objective): recon + KL and recon + beta_step * KL. Gaussian: the decoder's
+    output is the mean; recon = sum of 0.5*log(2*pi) + log sigma + (x - mean)^2 / (2 sigma^2)."""
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    if variant["likelihood"] == "gaussian":
+        rec = torch.sum(0.5 * math.log(2 * math.pi) + log_sigma + (x - logits).pow(2) / (2 * torch.exp(2 * log_sigma)))
+    else:
+        rec = F.binary_cross_entropy(recon, x, reduction="sum")
+    weight = beta_at(variant["beta"], variant["kl_warmup"], step)
+    return rec + kld, rec + weight * kld
 
 
 # ---------------------------------------------------------------------------
@@ -204,14 +234,24 @@ def np32(t):
 
 # ---------------------------------------------------------------------------
 
-def run_fixture(name, data_u8, d, hidden, l, seed, lr, keep_early_adam=True, labels=None, classes=0):
+def run_fixture(name, data_u8, d, hidden, l, seed, lr, keep_early_adam=True, labels=None, classes=0, variant=None):
     b = data_u8.shape[0]
     assert data_u8.shape == (b, d) and data_u8.dtype == np.uint8
 
     torch.manual_seed(seed)
     model = VAE(d, hidden, l, classes)
-    params = dict(model.named_parameters())
     names = param_names(len(hidden))
+    log_sigma = None
+    if variant and variant["likelihood"] == "gaussian":
+        if variant["sigma"] == "learned":
+            model.add_log_sigma(d)
+            with torch.no_grad():  # away from 0, so per-pixel sigmas differ from the first step on
+                model.log_sigma.copy_(torch.linspace(-0.7, 0.4, d))
+            names = ["log_sigma"] + names  # a Module lists its own parameters before its children's
+            log_sigma = model.log_sigma
+        else:
+            log_sigma = torch.tensor(np.float32(math.log(variant["sigma"])))
+    params = dict(model.named_parameters())
     assert list(params) == names
 
     x = torch.from_numpy(data_u8.copy()).float() / 255.0
@@ -232,10 +272,15 @@ def run_fixture(name, data_u8, d, hidden, l, seed, lr, keep_early_adam=True, lab
 
         opt.zero_grad()
         recon, logits, mu, logvar = model(x, eps, y)
-        loss = vae_loss(recon, x, mu, logvar)
-        loss.backward()
-
         pre = "step%d." % t
+        if variant:
+            loss, objective = variant_loss(variant, recon, logits, x, mu, logvar, log_sigma, t + 1)
+            objective.backward()
+            out[pre + "objective"] = np.array([objective.item()], dtype=np.float32)
+        else:
+            loss = vae_loss(recon, x, mu, logvar)
+            loss.backward()
+
         out[pre + "eps"] = eps.numpy().copy()
         out[pre + "loss"] = np.array([loss.item()], dtype=np.float32)
         out[pre + "mu"] = np32(mu)
@@ -267,6 +312,11 @@ def run_fixture(name, data_u8, d, hidden, l, seed, lr, keep_early_adam=True, lab
                 "per step: zero_grad, forward, backward, record grads, Adam step, record params/state",
         "adam_state_steps": "0,1,2" if keep_early_adam else "2",
     }
+    if variant:
+        metadata.update({"likelihood": variant["likelihood"], "sigma": variant.get("sigma", ""),
+                         "beta": repr(variant["beta"]), "kl_warmup": variant["kl_warmup"],
+                         "objective": "recon + beta_s*KL, beta_s = beta*min(1, s/kl_warmup) at Adam step s (1-based); "
+                                      "gradients of the objective, loss = recon + KL"})
     path = os.path.join(OUT_DIR, name + ".safetensors")
     size = write_safetensors(path, out, metadata)
     return path, size, losses, model, eps_steps, x
@@ -377,7 +427,17 @@ def main():
     for name, data, labels, classes, d, hidden, l, seed, lr in conditional:
         path, size, losses, *_ = run_fixture(name, data, d, hidden, l, seed, lr, labels=labels, classes=classes)
         assert size < SIZE_BUDGET, "%s is %d bytes" % (path, size)
-        print("%-8s %s  %d bytes  losses: %s" % (
+        print("%-16s %s  %d bytes  losses: %s" % (
+            name, os.path.relpath(path, ROOT), size, ", ".join("%.6f" % v for v in losses)))
+
+    variants = [
+        ("beta", odd, 13, [7], 3, 7, 1e-2, {"likelihood": "bernoulli", "beta": 4.0, "kl_warmup": 2}),
+        ("gaussian", odd, 13, [7], 3, 7, 1e-2, {"likelihood": "gaussian", "sigma": 0.1, "beta": 1.0, "kl_warmup": 0}),
+        ("gaussian-learned", deep, 21, [24, 12], 5, 11, 1e-2, {"likelihood": "gaussian", "sigma": "learned", "beta": 0.5, "kl_warmup": 0}),
+    ]
+    for name, data, d, hidden, l, seed, lr, variant in variants:
+        path, size, losses, *_ = run_fixture(name, data, d, hidden, l, seed, lr, variant=variant)
+        print("%-16s %s  %d bytes  losses: %s" % (
             name, os.path.relpath(path, ROOT), size, ", ".join("%.6f" % v for v in losses)))
     return 0
 

@@ -205,6 +205,21 @@ describe('training page (built static site)', () => {
     expect(await text('#epochs-reason')).toMatch(/whole number from 1/);
     await type('latent', '1');
     expect(await text('#latent-reason')).toMatch(/explorer needs two axes/);
+    // The objective's fields (β, warm-up, likelihood, σ), checked against the shared ranges.
+    await type('beta', '-2');
+    expect(await text('#beta-reason')).toMatch(/must be a number from 0 to 1000/);
+    await type('klWarmup', '1.5');
+    expect(await text('#klWarmup-reason')).toMatch(/whole number of steps/);
+    expect(await page.$eval('#sigma', (i) => (i as HTMLInputElement).disabled), 'σ is for the Gaussian only').toBe(true);
+    await page.select('#likelihood', 'gaussian');
+    await type('sigma', '0');
+    expect(await text('#sigma-reason')).toMatch(/from 0.001 to 1000.*or "learned"/);
+    await type('sigma', 'learned');
+    expect(await text('#sigma-reason')).toBe('');
+    await page.select('#likelihood', 'bernoulli');
+    await type('beta', '1');
+    await type('klWarmup', '0');
+    expect(await text('#beta-reason') + await text('#klWarmup-reason')).toBe('');
     await shot('invalid-settings');
     await type('epochs', RUN.epochs);
     await type('lr', RUN.lr);
@@ -606,6 +621,63 @@ describe('training page (built static site)', () => {
     await waitReady(0);
     expect(await text('#message')).toBe('');
     expect(await text('#start')).toBe('Start');
+  });
+
+  it('trains a Gaussian model (σ learned) with β = 2 warmed up, from the page\'s fields; its checkpoint names them and a reload restores them', async () => {
+    await page.goto(`${site.url}/?limit=${RUN.limit}&testLimit=${RUN.testLimit}`);
+    await waitReady(undefined, 60_000);
+    if ((await text('#start')) === 'Continue') {
+      await page.click('#reset');
+      await waitReady(0);
+    }
+    await type('epochs', '1');
+    await page.select('#likelihood', 'gaussian');
+    await type('sigma', 'learned');
+    await type('beta', '2');
+    await type('klWarmup', '3');
+    // The epoch's message names the objective beside the losses (caught as it appears: "Done" follows it).
+    const epochMessage = page.waitForFunction(() => {
+      const m = document.getElementById('message')!.textContent!;
+      return /^Epoch 1:/.test(m) ? m : false;
+    }, { polling: 'mutation', timeout: 240_000 });
+    await page.click('#start');
+    expect(await (await epochMessage).jsonValue()).toMatch(/^Epoch 1: training loss -?\d+\.\d\d, test loss -?\d+\.\d\d per image \(objective recon \+ β·KL, β = 2: -?\d+\.\d\d and -?\d+\.\d\d\)/);
+    await waitReady(1);
+    // The stored checkpoint's header, read from outside the page's code.
+    const header = await page.evaluate(() => new Promise<string>((resolve, reject) => {
+      const open = indexedDB.open('webgpu-vae');
+      open.onsuccess = () => {
+        const get = open.result.transaction('saves').objectStore('saves').get('latest');
+        get.onsuccess = () => {
+          open.result.close();
+          const bytes = get.result.checkpoint as Uint8Array;
+          const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+          resolve(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+        };
+        get.onerror = () => reject(get.error);
+      };
+      open.onerror = () => reject(open.error);
+    }));
+    const parsed = JSON.parse(header) as Record<string, { shape?: number[] }> & { __metadata__: Record<string, string> };
+    expect(parsed.__metadata__).toMatchObject({ likelihood: 'gaussian', sigma: 'learned', beta: '2', kl_warmup: '3', epoch: '1' });
+    expect(parsed.log_sigma?.shape).toEqual([784]);
+    const samples = await canvas('samples');
+    expect(samples.pixels.some((v) => v > 0), 'the samples grid shows the clamped means').toBe(true);
+
+    // A reload restores the run with its objective: the fields show the file's, locked while the model exists.
+    await page.reload();
+    await waitReady(1);
+    const field = (id: string) => page.$eval(`#${id}`, (e) => [(e as HTMLInputElement).value, (e as HTMLInputElement).disabled] as const);
+    expect(await field('likelihood')).toEqual(['gaussian', true]);
+    expect(await field('sigma')).toEqual(['learned', true]);
+    expect(await field('beta')).toEqual(['2', true]);
+    expect(await field('klWarmup')).toEqual(['3', true]);
+    await page.click('#reset');
+    await waitReady(0);
+    expect((await field('beta'))[1], 'unlocked with no model').toBe(false);
+    await page.select('#likelihood', 'bernoulli');
+    await type('beta', '1');
+    await type('klWarmup', '0');
   });
 
   it('without WebGPU the page says what to do', async () => {

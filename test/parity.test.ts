@@ -4,12 +4,14 @@
  * (scripts/pytorch_parity.py) for three Adam steps on one batch: the ε its generator draws,
  * mu/logvar, logits, the loss, every gradient, the Adam moments and the updated weights.
  * Fixtures: aligned (784-16-4), odd (13-7-3) and deep (21-24-12-5, two encoder layers); conditional
- * (784-16-4 on 10 classes, MNIST digits with their labels) and conditional-odd (13-7-3 on 3 classes).
+ * (784-16-4 on 10 classes, MNIST digits with their labels) and conditional-odd (13-7-3 on 3 classes);
+ * and the objective's variants: beta (β = 4 warmed up over 2 steps), gaussian (σ fixed at 0.1) and
+ * gaussian-learned (σ per pixel as log_sigma, β = 0.5), each also checked on the objective.
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensors, type Tensor } from '../src/io/safetensors';
-import { arenaLayout } from '../src/model/graph';
+import { arenaLayout, type VaeSizes } from '../src/model/graph';
 import { expectClose, f32, openHarness, type GpuPage } from './gpu';
 
 let gpu: GpuPage;
@@ -21,9 +23,10 @@ afterAll(() => console.log(`parity with PyTorch (max abs error / largest |ref|):
 
 // Each fixture under both default plans: the software one (SwiftShader's tiles and quads) and the
 // hardware one (small register tiles, grid-stride Adam, 64 loss groups), which must be as right.
+const FIXTURES = ['aligned', 'odd', 'deep', 'conditional', 'conditional-odd', 'beta', 'gaussian', 'gaussian-learned'];
 describe.each([
-  ...['aligned', 'odd', 'deep', 'conditional', 'conditional-odd'].map((name) => [name, 'software'] as const),
-  ...['aligned', 'odd', 'deep', 'conditional', 'conditional-odd'].map((name) => [name, 'hardware'] as const),
+  ...FIXTURES.map((name) => [name, 'software'] as const),
+  ...FIXTURES.map((name) => [name, 'hardware'] as const),
 ])('%s fixture, %s plan', (name, plan) => {
   const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
   const t = (key: string) => {
@@ -36,8 +39,12 @@ describe.each([
   const steps = Number(metadata.steps);
   // The conditional fixtures (a CVAE: fc1 reads [x ‖ onehot(y)], the decoder [z ‖ onehot(y)]).
   const classes = metadata.classes === undefined ? undefined : Number(metadata.classes);
-  const sizes = { D, hidden, L, ...(classes ? { classes } : {}) };
   const labels = classes ? Array.from(t('labels_u8') as unknown as Uint8Array) : undefined;
+  // The variants' metadata: likelihood, sigma ("learned" or a number), beta, kl_warmup.
+  const likelihood: VaeSizes['likelihood'] = metadata.likelihood === 'gaussian'
+    ? { kind: 'gaussian', sigma: metadata.sigma === 'learned' ? 'learned' : Number(metadata.sigma) } : undefined;
+  const objective = metadata.beta === undefined ? {} : { beta: Number(metadata.beta), klWarmup: Number(metadata.kl_warmup) };
+  const sizes: VaeSizes = { D, hidden, L, ...(classes ? { classes } : {}), ...(likelihood ? { likelihood } : {}) };
   const layout = arenaLayout(sizes);
   const toArena = (prefix: string) => {
     const arena = new Float32Array(layout.length);
@@ -53,7 +60,7 @@ describe.each([
   it(`reproduces ${steps} training steps`, async () => {
     const images = tensors.get('data_u8') as Tensor;
     const out = await gpu.page.evaluate((r) => window.harness.trainSteps(r), {
-      sizes, labels, batchSize: B, seed: Number(metadata.seed), lr: Number(metadata.lr),
+      sizes, labels, ...objective, batchSize: B, seed: Number(metadata.seed), lr: Number(metadata.lr),
       images: Buffer.from(images.data.buffer, images.data.byteOffset, images.data.byteLength).toString('base64'),
       count: B, params: Buffer.from(toArena('init.').buffer).toString('base64'), steps, sameBatch: true, plan,
     });
@@ -71,6 +78,8 @@ describe.each([
       check('logvar', cols(o.mulv, B, 2 * L, L, L), t(`step${s}.logvar`), 2e-5, 2e-6);
       check('logits', o.logits.subarray(0, B * D), t(`step${s}.logits`), 2e-5, 2e-6);
       check('loss', o.loss.subarray(0, 1), t(`step${s}.loss`), 1e-5, 0);
+      if (tensors.has(`step${s}.objective`)) check('objective', o.objective.subarray(0, 1), t(`step${s}.objective`), 1e-5, 0);
+      else expect(o.objective, 'the seed objective has no objective ring').toBeUndefined();
       for (const p of layout.params) {
         // Gradients are sums over the batch of products of forward values; cancellation
         // makes small entries relatively noisy, hence an absolute floor at 1e-5 of the largest.

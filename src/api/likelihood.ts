@@ -12,14 +12,18 @@
  *   log N(z; 0, I) − log q(z|x) = ½·Σ (ε² − z² + logvar)
  * and log p(x|z) = Σ_d [x_d·log p_d + (1 − x_d)·log(1 − p_d)] is the negative of the
  * reconstruction term of the training loss: PyTorch's binary_cross_entropy on the decoder's
- * probabilities, each log clamped at −100 as it does. The bound is the ELBO for k = 1 and
- * tightens towards log p(x) as k grows.
+ * probabilities, each log clamped at −100 as it does. For a Gaussian model it is
+ * Σ_d −[½·log(2π) + log σ_d + (x_d − μ_d)²/(2σ_d²)] on the decoder's (unclamped) mean, the
+ * training loss's reconstruction term with its constants, so the figure is a log-density in
+ * nats (of continuous pixels, so not comparable with a Bernoulli model's log-probability). The
+ * bound is the ELBO for k = 1 and tightens towards log p(x) as k grows.
  *
  * For a conditional VAE every density is conditioned on the image's label y — q(z|x, y),
  * p(x|z, y), with the prior N(0, I) — so the same sum estimates log p(x | y), not log p(x).
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import { normals } from '../reference/philox';
+import { gaussianLogLikelihood } from '../reference/loss';
 
 /** Philox stream of the importance-sampling noise ε: apart from every stream the engine uses. */
 export const IWAE_STREAM = 8;
@@ -82,10 +86,15 @@ export interface ImportanceSamplingInput {
   L: number;
   /** ε for image i is Philox (seed, step i, IWAE_STREAM), so the estimate is reproducible. */
   seed: number;
-  /** The decoder on the GPU: (rows, L) latents (with each row's label, for a conditional VAE) → (rows, D) probabilities. */
+  /**
+   * The decoder on the GPU: (rows, L) latents (with each row's label, for a conditional VAE) →
+   * (rows, D) probabilities (Bernoulli) or means (Gaussian).
+   */
   decode: (z: Float32Array, rows: number, labels?: Uint32Array) => Promise<Float32Array>;
   /** A conditional VAE's label of each image: the estimate is then of log p(x | y). */
   labels?: Uint32Array;
+  /** Absent: Bernoulli. Gaussian: log σ, one fixed value or one per pixel (the model's log_sigma). */
+  gaussian?: { logSigma: number | Float32Array };
 }
 
 /**
@@ -115,7 +124,10 @@ export async function importanceWeightedLogLikelihood(input: ImportanceSamplingI
     for (let i = 0; i < n; i++) {
       for (let j = 0; j < k; j++) {
         const r = i * k + j;
-        logWeights[j] = bernoulliLogLikelihood(x, (first + i) * D, p, r * D, D) +
+        const logPxz = input.gaussian
+          ? gaussianLogLikelihood(x, (first + i) * D, p, r * D, D, input.gaussian.logSigma)
+          : bernoulliLogLikelihood(x, (first + i) * D, p, r * D, D);
+        logWeights[j] = logPxz +
           priorMinusPosterior(z, eps, mulv, r * L, (first + i) * 2 * L + L, L);
       }
       total += logMeanExp(logWeights);

@@ -96,7 +96,11 @@ export class Runtime {
    * the ones on the GPU (a set not given keeps what is there) and rebuilds programs only when
    * something changed. The weights, moments and step stay.
    */
-  async configure(job: { batchSize: number; adam: AdamHyper; train?: Images; test?: Images; stepsPerSubmit?: number }): Promise<void> {
+  async configure(job: {
+    batchSize: number; adam: AdamHyper; train?: Images; test?: Images; stepsPerSubmit?: number;
+    /** β and its warm-up; absent keeps the model's (an evaluation keeps the fit's objective). */
+    beta?: number; klWarmup?: number;
+  }): Promise<void> {
     this.gpu.assertAlive();
     const next = { ...this.uploads };
     for (const which of ['train', 'test'] as const) {
@@ -112,7 +116,8 @@ export class Runtime {
       .filter((w) => keep[w] !== drop[w]).map((w) => drop[w].images);
     let dropped: GpuImages[];
     try {
-      await this.model.configure({ batchSize: job.batchSize, adam: job.adam, train: next.train.images, test: next.test.images });
+      const { beta, klWarmup } = job.beta === undefined && job.klWarmup === undefined ? this.model.config : job;
+      await this.model.configure({ batchSize: job.batchSize, adam: job.adam, train: next.train.images, test: next.test.images, beta, klWarmup });
       dropped = unused(next, this.uploads);
       this.uploads = next;
     } catch (error) {

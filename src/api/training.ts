@@ -19,6 +19,8 @@ export interface StepEvent {
   step: number;
   /** The batch's loss divided by its number of images, as the reference prints `loss.item() / len(data)`. */
   loss: number;
+  /** With β ≠ 1, a KL warm-up or the Gaussian likelihood: the objective optimized, recon + β_t·KL, per image. */
+  objective?: number;
 }
 
 /** An epoch's summary. */
@@ -29,6 +31,9 @@ export interface EpochEvent {
   trainLoss: number;
   /** The reference's "Test set loss" on `testImages` after the epoch (z sampled), when given. */
   testLoss?: number;
+  /** The objective (recon + β_t·KL) per image, when it is not the loss: over the epoch, and on `testImages` at β. */
+  trainObjective?: number;
+  testObjective?: number;
   /** Steps taken in this epoch. */
   steps: number;
   /** Wall time of the epoch's training, in seconds (the test pass excluded). */
@@ -59,6 +64,13 @@ export interface FitOptions {
   betas?: readonly [number, number];
   /** Adam epsilon (default 1e-8). */
   eps?: number;
+  /**
+   * β on the KL term (default 1: the reference's loss; 0 to 1000): the objective is
+   * recon + β·KL. The step and epoch events then carry the objective beside the loss.
+   */
+  beta?: number;
+  /** Adam steps of a linear KL warm-up: step s (1-based, over the model's life) uses β·min(1, s/klWarmup) (default 0: none). */
+  klWarmup?: number;
   /** Images to compute the test loss on after each epoch (reported in {@link EpochEvent.testLoss}). */
   testImages?: ImageArray;
   /** A conditional model's class of each training image (integers 0 … classes − 1), in the images' order. */

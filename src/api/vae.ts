@@ -22,7 +22,8 @@ import type { KernelPlan } from '../gpu/plan';
 import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
 import { adamAt, CLASSES_MAX, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
-import { arenaLayout, classesOf, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/graph';
+import { BETA_RANGE, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, KL_WARMUP_RANGE, parseSigma } from '../model/settings';
+import { arenaLayout, classesOf, likelihoodOf, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/graph';
 import { normals } from '../reference/philox';
 import { fromEngineError, VaeError } from './errors';
 import { Runtime, type Images } from './runtime';
@@ -64,6 +65,30 @@ export interface VAEOptions {
   device?: GPUDevice;
   /** Called once if the device is lost; every later call then rejects with a `device-lost` VaeError. */
   onDeviceLost?: (error: VaeError) => void;
+  /**
+   * p(x|z) (default `bernoulli`: BCE on logits, the reference). `gaussian`: the decoder's
+   * output is the mean (samples and reconstructions show it clamped to [0, 1]) and the loss
+   * is a negative log-density in nats, Σ [½·log(2π) + log σ + (x − μ)²/(2σ²)] + KL.
+   */
+  likelihood?: 'bernoulli' | 'gaussian';
+  /** The Gaussian's σ: a number from 0.001 to 1000 (default 0.1), or `learned` (one per pixel, the parameter `log_sigma`). */
+  sigma?: number | 'learned';
+}
+
+/** The likelihood options, checked (a VaeError that says what is wrong). */
+function likelihoodOption(options: VAEOptions): VaeSizes['likelihood'] {
+  const { likelihood, sigma } = options;
+  if (likelihood !== undefined && likelihood !== 'bernoulli' && likelihood !== 'gaussian') {
+    throw new VaeError('invalid-option', `likelihood must be 'bernoulli' or 'gaussian', got ${JSON.stringify(likelihood)}`);
+  }
+  if (likelihood !== 'gaussian') {
+    if (sigma !== undefined) throw new VaeError('invalid-option', "sigma is the Gaussian likelihood's: pass likelihood: 'gaussian' with it");
+    return undefined;
+  }
+  if (sigma === undefined || sigma === 'learned') return { kind: 'gaussian', sigma: sigma ?? DEFAULT_SIGMA };
+  const parsed = typeof sigma === 'number' ? parseSigma(String(sigma)) : { reason: 'must be a number or "learned"' };
+  if (typeof parsed === 'object') throw new VaeError('invalid-option', `sigma ${parsed.reason}, got ${JSON.stringify(sigma)}`);
+  return { kind: 'gaussian', sigma: parsed };
 }
 
 /** Options of the static `VAE.load`: the sizes come from the checkpoint. */
@@ -140,6 +165,14 @@ function hiddenOption(value: unknown): number[] {
   return list.map((h, i) => integerOption(Array.isArray(value) ? `hiddenSize[${i}]` : 'hiddenSize', h, 0, ...SETTING_RANGES.hidden));
 }
 
+/** An epoch report's objectives, when the run had them. */
+function objectivesOf(r: { trainObjective?: number; test?: { objective?: number } }): Pick<EpochEvent, 'trainObjective' | 'testObjective'> {
+  return {
+    ...(r.trainObjective !== undefined ? { trainObjective: r.trainObjective } : {}),
+    ...(r.test?.objective !== undefined ? { testObjective: r.test.objective } : {}),
+  };
+}
+
 /** A checkpoint's run metadata, as a `checkpoint` VaeError when it is malformed. */
 function runMetadataOf(metadata: Record<string, string>, context: string) {
   try {
@@ -183,6 +216,8 @@ export class VAE {
   private lostError: VaeError | null = null;
   private steps = 0;
   private epochs = 0;
+  /** β and its warm-up of the last fit (or of the checkpoint loaded): later fits, evaluate and save keep them unless told otherwise. */
+  private objective = { ...DEFAULT_OBJECTIVE };
   private sampleDraws = 0;
 
   private constructor(runtime: Runtime, ownsDevice: boolean, sizes: VaeSizes, seed: number, onDeviceLost?: (error: VaeError) => void) {
@@ -216,6 +251,8 @@ export class VAE {
     };
     const classes = integerOption('classes', options.classes, 0, 0, CLASSES_MAX);
     if (classes > 0) sizes.classes = classes;
+    const likelihood = likelihoodOption(options);
+    if (likelihood) sizes.likelihood = likelihood;
     const seed = integerOption('seed', options.seed, DEFAULT_SETTINGS.seed, ...SETTING_RANGES.seed);
     if (options.device !== undefined && typeof (options.device as Partial<GPUDevice>)?.createBuffer !== 'function') {
       throw new VaeError('invalid-option', 'device must be a GPUDevice (from adapter.requestDevice())');
@@ -255,7 +292,10 @@ export class VAE {
     const seed = options.seed ?? run.seed ?? DEFAULT_SETTINGS.seed;
     const vae = await VAE.build({
       inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, classes: classesOf(sizes), seed, device: options.device, onDeviceLost: options.onDeviceLost,
+      ...(sizes.likelihood?.kind === 'gaussian' ? { likelihood: 'gaussian' as const, sigma: sizes.likelihood.sigma } : {}),
     }, run.plan);
+    // The objective it was trained with carries on unless a fit says otherwise.
+    vae.objective = { beta: run.beta ?? DEFAULT_OBJECTIVE.beta, klWarmup: run.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup };
     try {
       await vae.load(bytes);
     } catch (error) {
@@ -336,11 +376,14 @@ export class VAE {
       };
       if (adam.beta1 >= 1 || adam.beta2 >= 1) throw new VaeError('invalid-option', `betas must lie in [0, 1), got [${beta1}, ${beta2}]`);
       const stepsPerSubmit = integerOption('stepsPerSubmit', options.stepsPerSubmit, STEPS_PER_SUBMIT, 1, 4096);
+      const beta = numberOption('beta', options.beta, this.objective.beta, ...BETA_RANGE, true);
+      const klWarmup = integerOption('klWarmup', options.klWarmup, this.objective.klWarmup, ...KL_WARMUP_RANGE);
       this.checkDatasetSize(train.bytes, 'images');
       if (test) this.checkDatasetSize(test.bytes, 'testImages');
       if (options.signal?.aborted) throw options.signal.reason;
 
-      await this.lock.run(() => this.runtime.configure({ batchSize, adam, train, test, stepsPerSubmit }));
+      await this.lock.run(() => this.runtime.configure({ batchSize, adam, train, test, stepsPerSubmit, beta, klWarmup }));
+      this.objective = { beta, klWarmup };
       return await this.trainEpochs(epochs, !!test, options, control);
     } catch (error) {
       throw this.explain(error, context);
@@ -362,7 +405,11 @@ export class VAE {
         for (let i = 0; i < l.losses.length; i++) {
           const batch = l.firstBatch + i;
           this.steps = firstStep + batch + 1;
-          options.onStep?.({ epoch: l.epoch, batch, batches, step: this.steps, loss: l.losses[i] / model.rowsOf(batch, count) });
+          const rows = model.rowsOf(batch, count);
+          options.onStep?.({
+            epoch: l.epoch, batch, batches, step: this.steps, loss: l.losses[i] / rows,
+            ...(l.objectives ? { objective: l.objectives[i] / rows } : {}),
+          });
         }
       },
       onEpoch: async (r) => {
@@ -370,6 +417,7 @@ export class VAE {
         this.steps = firstStep + r.batches;
         await options.onEpoch?.({
           epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test?.loss, steps: r.batches, seconds: r.seconds, completed: r.completed,
+          ...objectivesOf(r),
         });
       },
     });
@@ -377,6 +425,7 @@ export class VAE {
     if (options.signal?.aborted) throw options.signal.reason;
     const done: EpochEvent[] = result.epochs.map((r) => ({
       epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test?.loss, steps: r.batches, seconds: r.seconds, completed: r.completed,
+      ...objectivesOf(r),
     }));
     const completedAll = done.length === epochs && done.every((d) => d.completed);
     return { epochs: done, stopped: !completedAll, step: this.steps };
@@ -406,7 +455,9 @@ export class VAE {
    * nats, with `k` samples per image (Burda et al.'s IWAE bound, the figure VAE papers
    * report; k = 1 gives the ELBO, i.e. minus the loss with sampled z):
    *   log p(x) ≈ logsumexp_j [log p(x|z_j) + log p(z_j) − log q(z_j|x)] − log k,  z_j ~ q(z|x).
-   * p(x|z) is the Bernoulli likelihood of the training loss (PyTorch's BCE, logs clamped at −100).
+   * p(x|z) is the likelihood of the training loss: Bernoulli (PyTorch's BCE, logs clamped at −100),
+   * or for a Gaussian model N(mean, σ²) per pixel on the decoder's unclamped mean, constants
+   * included (a log-density of continuous pixels, not comparable with a Bernoulli figure).
    * A conditional model conditions everything on `label`, so the figure is log p(x | y).
    *
    * Where it runs: the encoder and the k decoder passes per image run on the GPU; the noise,
@@ -423,9 +474,15 @@ export class VAE {
       return this.lock.run(async () => {
         const { inference } = this.runtime;
         const mulv = await inference.encode(x, count, labels);
+        // A Gaussian model's p(x|z) is on the decoder's unclamped mean, with its σ (fixed, or log_sigma).
+        const model = inference.model;
+        const l = likelihoodOf(model.sizes);
+        const logSigma = l.kind !== 'gaussian' ? undefined
+          : l.sigma === 'learned' ? await model.gpu.readFloats(model.params, model.layout.logSigma!.offset, model.sizes.D) : Math.log(l.sigma);
         return importanceWeightedLogLikelihood({
           x, mulv, count, k, D: this.inputSize, L: this.latentSize, seed: this.seed, labels,
-          decode: (z, rows, rowLabels) => inference.decode(z, rows, rowLabels),
+          decode: (z, rows, rowLabels) => inference.decode(z, rows, rowLabels, logSigma !== undefined),
+          gaussian: logSigma === undefined ? undefined : { logSigma },
         });
       });
     });
@@ -493,7 +550,9 @@ export class VAE {
       }
       return this.lock.run(async () => {
         const state = await this.runtime.model.exportState();
-        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra, plan: this.runtime.gpu.plan });
+        const objective = this.objective.beta !== DEFAULT_OBJECTIVE.beta || this.objective.klWarmup !== DEFAULT_OBJECTIVE.klWarmup
+          ? this.objective : {};
+        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra, plan: this.runtime.gpu.plan, ...objective });
       });
     });
   }

@@ -54,7 +54,12 @@ window.vaeRun = async (c: RunConfig) => {
     ? await Promise.all([fetchBytes(c.trainLabelsUrl!), fetchBytes(c.testLabelsUrl!)])
     : [undefined, undefined];
   const model = await VaeModel.create(gpu, {
-    sizes: { D: c.pixels, hidden: c.hidden, L: c.latent, ...(c.classes ? { classes: c.classes } : {}) },
+    sizes: {
+      D: c.pixels, hidden: c.hidden, L: c.latent,
+      ...(c.classes ? { classes: c.classes } : {}), ...(c.likelihood ? { likelihood: c.likelihood } : {}),
+    },
+    beta: c.beta,
+    klWarmup: c.klWarmup,
     batchSize: c.batchSize,
     seed: c.seed,
     adam: adamAt(c.lr),
@@ -68,13 +73,15 @@ window.vaeRun = async (c: RunConfig) => {
   const before = gpu.counters();
   const result = await runTraining(trainer, {
     firstEpoch: c.firstEpoch, lastEpoch: c.epochs, test: true, images: true,
-    checkpoint: { seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset },
+    checkpoint: { seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset, beta: c.beta, klWarmup: c.klWarmup },
   }, gate, {
-    onLosses: (l) => void window.vaeEvent({ type: 'losses', epoch: l.epoch, firstBatch: l.firstBatch, losses: [...l.losses] }),
+    onLosses: (l) => void window.vaeEvent({
+      type: 'losses', epoch: l.epoch, firstBatch: l.firstBatch, losses: [...l.losses], ...(l.objectives ? { objectives: [...l.objectives] } : {}),
+    }),
     async onEpoch(r) {
       if (!r.completed) return;
-      await window.vaeEvent({ type: 'epoch', epoch: r.epoch, averageLoss: r.trainLoss, seconds: r.seconds });
-      await window.vaeEvent({ type: 'test', epoch: r.epoch, averageLoss: r.test!.loss, seconds: r.test!.seconds });
+      await window.vaeEvent({ type: 'epoch', epoch: r.epoch, averageLoss: r.trainLoss, seconds: r.seconds, averageObjective: r.trainObjective });
+      await window.vaeEvent({ type: 'test', epoch: r.epoch, averageLoss: r.test!.loss, seconds: r.test!.seconds, averageObjective: r.test!.objective });
       const { recon, samples } = r.images!;
       await window.vaeEvent({
         type: 'images', epoch: r.epoch,

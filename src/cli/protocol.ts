@@ -1,4 +1,5 @@
 /** What the headless page and the Node CLI say to each other (JSON over puppeteer). */
+import type { Likelihood } from '../model/graph';
 import type { FitRule } from '../model/settings';
 
 export interface RunConfig {
@@ -24,12 +25,16 @@ export interface RunConfig {
   classes?: number;
   trainLabelsUrl?: string;
   testLabelsUrl?: string;
+  /** β, its warm-up and the likelihood (absent: the seed model's). */
+  beta?: number;
+  klWarmup?: number;
+  likelihood?: Likelihood;
 }
 
 export type RunEvent =
-  | { type: 'losses'; epoch: number; firstBatch: number; losses: number[] }
-  | { type: 'epoch'; epoch: number; averageLoss: number; seconds: number }
-  | { type: 'test'; epoch: number; averageLoss: number; seconds: number }
+  | { type: 'losses'; epoch: number; firstBatch: number; losses: number[]; objectives?: number[] }
+  | { type: 'epoch'; epoch: number; averageLoss: number; seconds: number; averageObjective?: number }
+  | { type: 'test'; epoch: number; averageLoss: number; seconds: number; averageObjective?: number }
   | { type: 'images'; epoch: number; recon: string; samples: string }
   | { type: 'checkpoint'; epoch: number; data: string }
   | { type: 'stopped'; epoch: number }

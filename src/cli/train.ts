@@ -9,12 +9,13 @@ import { parseArgs } from 'node:util';
 import type { Page } from 'puppeteer';
 import { LOST_DEVICE_ADVICE } from '../gpu/device';
 import { makeGrid } from '../io/grid';
-import { decodeCheckpoint } from '../model/checkpoint';
-import { arenaLayout, type VaeSizes } from '../model/graph';
+import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
+import { arenaLayout, sizesName, type Likelihood, type VaeSizes } from '../model/graph';
 import { classCountOf, labelsReason } from '../model/labels';
 import { SAMPLES_PER_CLASS } from '../model/vae';
 import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
+import { betaReason, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, KL_WARMUP_RANGE, parseSigma, weightedKl } from '../model/settings';
 import { describeImageFolder, HELD_OUT_EVERY, LUMA_WEIGHTS } from '../data/image-folder';
 import { loadImageFolder } from '../node/image-folder';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
@@ -35,6 +36,7 @@ WebGPU in headless Chromium and prints the reference program's log. Every epoch 
                          row of 8 per class, class 0 at the top)
   checkpoint.safetensors weights (PyTorch names), Adam state and step of the last completed epoch
   metrics.jsonl          one line per epoch: {"epoch", "trainLoss", "testLoss"} at full precision
+                         (with --beta or --kl-warmup also "trainObjective", "testObjective")
 
 Options:
   --epochs N            the epoch to train up to (default 10). With --resume the checkpoint's
@@ -76,6 +78,15 @@ Options:
                         and images epoch by epoch (images of epochs this run does not reach stay)
   --log-interval N      batches between "Train Epoch" lines (default 100)
   --steps-per-submit N  training steps per GPU submit (default 16)
+  --beta X              weight of the KL term: the objective is recon + β·KL (default 1, the
+                        reference; 0 to 1000). The log then also prints the objective
+  --kl-warmup N         Adam steps over which β rises linearly: step s (the first is 1) uses
+                        β·min(1, s/N) (default 0: none)
+  --likelihood NAME     bernoulli (default: BCE on logits, the reference) or gaussian: the
+                        decoder's output is the mean, the loss a negative log-density in nats
+                        with its constants, Σ [½·log(2π) + log σ + (x − μ)²/(2σ²)] + KL
+  --sigma X|learned     the Gaussian's σ: a number from 0.001 to 1000 (default 0.1), or learned,
+                        one per pixel (the parameter log_sigma, trained by Adam from σ = 1)
   -h, --help            this text
 
 Environment: WEBGPU_VAE_CHROME=/path/to/chrome picks the browser.
@@ -98,6 +109,8 @@ export interface TrainOptions extends RunSettings {
   stepsPerSubmit: number;
   /** Train a conditional VAE on the dataset's labels. */
   conditional?: boolean;
+  /** Given on the command line (absent: the checkpoint's on --resume, else the seed's). */
+  likelihood?: Likelihood;
 }
 
 /** Parses and checks every option before anything starts; throws UsageError with the reason. */
@@ -116,6 +129,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         'steps-per-submit': { type: 'string' }, help: { type: 'boolean', short: 'h' },
         images: { type: 'string' }, 'image-size': { type: 'string' }, fit: { type: 'string' },
         conditional: { type: 'boolean' },
+        beta: { type: 'string' }, 'kl-warmup': { type: 'string' }, likelihood: { type: 'string' }, sigma: { type: 'string' },
       },
     }));
   } catch (e) {
@@ -140,10 +154,26 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   }
   const fit = (values.fit ?? FIT_DEFAULT) as FitRule;
   if (!FIT_RULES.includes(fit)) throw new UsageError(`--fit must be ${FIT_RULES.join(', ')}, got "${values.fit}"`);
+  const beta = values.beta === undefined ? undefined : Number(values.beta);
+  const badBeta = beta === undefined ? null : values.beta!.trim() === '' ? betaReason(NaN) : betaReason(beta);
+  if (badBeta) throw new UsageError(`--beta ${badBeta}, got "${values.beta}"`);
+  if (values.likelihood !== undefined && values.likelihood !== 'bernoulli' && values.likelihood !== 'gaussian') {
+    throw new UsageError(`--likelihood must be bernoulli or gaussian, got "${values.likelihood}"`);
+  }
+  const sigma = values.sigma === undefined ? undefined : parseSigma(values.sigma);
+  if (typeof sigma === 'object') throw new UsageError(`--sigma ${sigma.reason}, got "${values.sigma}"`);
+  if (sigma !== undefined && values.likelihood !== 'gaussian') {
+    throw new UsageError('--sigma is the Gaussian likelihood\'s: pass --likelihood gaussian with it');
+  }
+  const likelihood: Likelihood | undefined = values.likelihood === undefined ? undefined
+    : values.likelihood === 'gaussian' ? { kind: 'gaussian', sigma: sigma ?? DEFAULT_SIGMA } : { kind: 'bernoulli' };
   return {
     images: values.images,
     imageSize: integerOption('image-size', values['image-size'], IMAGE_SIZE_DEFAULT, ...IMAGE_SIZE_RANGE),
     fit,
+    beta,
+    klWarmup: values['kl-warmup'] === undefined ? undefined : integerOption('kl-warmup', values['kl-warmup'], 0, ...KL_WARMUP_RANGE),
+    likelihood,
     epochs: integerOption('epochs', values.epochs, D.epochs, ...R.epochs),
     batchSize: integerOption('batch-size', values['batch-size'], D.batchSize, ...R.batchSize),
     lr,
@@ -255,15 +285,28 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
   const sizes: VaeSizes = { D: pixels, hidden: o.hidden, L: o.latent, ...(classes > 0 ? { classes } : {}) };
   let resume: string | undefined;
   let firstEpoch = 1;
+  let likelihood = o.likelihood;
+  let beta = o.beta;
+  let klWarmup = o.klWarmup;
   if (o.resume) {
     const bytes = readFileSync(o.resume);
     // Check it here, before launching anything, for a clear error.
     let ckpt;
     try {
-      ckpt = decodeCheckpoint(bytes, arenaLayout(sizes));
+      // β, the warm-up and the likelihood come from the checkpoint unless given: a resume continues the same objective.
+      likelihood ??= checkpointSizes(bytes).sizes.likelihood;
+      ckpt = decodeCheckpoint(bytes, arenaLayout({ ...sizes, ...(likelihood ? { likelihood } : {}) }));
+      const was = readRunMetadata(ckpt.metadata);
+      for (const [flag, given, before, fallback] of [['--beta', beta, was.beta, DEFAULT_OBJECTIVE.beta], ['--kl-warmup', klWarmup, was.klWarmup, DEFAULT_OBJECTIVE.klWarmup]] as const) {
+        if (given !== undefined && given !== (before ?? fallback)) {
+          console.error(`webgpu-vae train: warning: ${o.resume} was trained with ${flag} ${before ?? fallback}; this run uses ${flag} ${given} (pass ${flag} ${before ?? fallback} to continue it as it was)`);
+        }
+      }
+      beta ??= was.beta;
+      klWarmup ??= was.klWarmup;
     } catch (e) {
       // A conditional checkpoint resumes as one: say which flag the sizes want.
-      const conditional = /classes\) model, this model/.test((e as Error).message) ? ' (pass --conditional to resume a conditional VAE)' : '';
+      const conditional = /classes\)[^,]* model, this model/.test((e as Error).message) ? ' (pass --conditional to resume a conditional VAE)' : '';
       throw new Error(`${o.resume}: ${(e as Error).message}${conditional}`, { cause: e });
     }
     const { epoch, warnings } = checkResume(o.resume, ckpt, { ...o, dataset, trainCount });
@@ -281,9 +324,14 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
   const browser = await launchBrowser();
   const server = await startServer();
   const checkpointPath = resolve(o.out, 'checkpoint.safetensors');
+  // The objective is printed beside the loss only when it is not the loss itself (β ≠ 1 or a warm-up).
+  const showObjective = weightedKl({ beta, klWarmup });
+  const objectiveName = `objective (recon + β·KL, β = ${beta ?? DEFAULT_OBJECTIVE.beta}${klWarmup ? `, warmed up over ${klWarmup} steps` : ''})`;
+  if (likelihood?.kind === 'gaussian') console.log(`webgpu-vae: ${sizesName({ D: pixels, hidden: o.hidden, L: o.latent, likelihood })}: losses are negative log-densities in nats`);
   const metricsPath = resolve(o.out, 'metrics.jsonl');
   const metrics = earlierMetrics(metricsPath, firstEpoch);
   let trainLoss = NaN;
+  let trainObjective: number | undefined;
   let savedEpoch = 0; // the epoch whose checkpoint this run last wrote
   let interrupted = 0;
   try {
@@ -305,16 +353,27 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
             if (batch % o.logInterval !== 0) return;
             const size = Math.min(o.batchSize, trainCount - batch * o.batchSize);
             const percent = ((100 * batch) / Math.ceil(trainCount / o.batchSize)).toFixed(0);
-            console.log(`Train Epoch: ${e.epoch} [${batch * size}/${trainCount} (${percent}%)]\tLoss: ${(loss / size).toFixed(6)}`);
+            console.log(`Train Epoch: ${e.epoch} [${batch * size}/${trainCount} (${percent}%)]\tLoss: ${(loss / size).toFixed(6)}` +
+              (showObjective && e.objectives ? `\tObjective: ${(e.objectives[i] / size).toFixed(6)}` : ''));
           });
           break;
         case 'epoch':
           console.log(`====> Epoch: ${e.epoch} Average loss: ${e.averageLoss.toFixed(4)}`);
+          if (showObjective && e.averageObjective !== undefined) {
+            console.log(`====> Epoch: ${e.epoch} Average ${objectiveName}: ${e.averageObjective.toFixed(4)}`);
+          }
           trainLoss = e.averageLoss;
+          trainObjective = e.averageObjective;
           break;
         case 'test':
           console.log(`====> Test set loss: ${e.averageLoss.toFixed(4)}`);
-          metrics.push(JSON.stringify({ epoch: e.epoch, trainLoss, testLoss: e.averageLoss }));
+          if (showObjective && e.averageObjective !== undefined) {
+            console.log(`====> Test set ${objectiveName.replace(/, warmed up over \d+ steps/, ', after the warm-up')}: ${e.averageObjective.toFixed(4)}`);
+          }
+          metrics.push(JSON.stringify({
+            epoch: e.epoch, trainLoss, testLoss: e.averageLoss,
+            ...(showObjective ? { trainObjective, testObjective: e.averageObjective } : {}),
+          }));
           break;
         case 'images': {
           const save = (name: string, b64: string, n: number) => {
@@ -355,6 +414,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       ...(classes > 0 ? {
         classes, trainLabelsUrl: server.serveFile('train labels', trainLabels), testLabelsUrl: server.serveFile('test labels', testLabels),
       } : {}),
+      ...(beta !== undefined ? { beta } : {}), ...(klWarmup !== undefined ? { klWarmup } : {}), ...(likelihood ? { likelihood } : {}),
     };
     try {
       await page.evaluate((c: RunConfig) => window.vaeRun(c), config);

@@ -10,7 +10,7 @@ import { chooseTiledTile, tiledBindings, tiledWGSL, tiledWorkgroups, type TiledM
 import { activationBindings, activationWGSL, type ActivationEntry } from '../../shaders/activations.wgsl';
 import { ADAM_DEFAULT, adamBindings, adamWGSL, adamWorkgroups, type AdamOptions } from '../../shaders/adam.wgsl';
 import { byteToUnitTable, gatherBindings, gatherConditionalBindings, gatherConditionalWGSL, gatherWGSL } from '../../shaders/gather.wgsl';
-import { LOSS_GROUPS, lossBindings, lossWGSL, lossWorkgroups } from '../../shaders/loss.wgsl';
+import { ELBO_UNIFORM_FLOATS, elboBindings, elboWGSL, elboWorkgroups, LOSS_GROUPS, lossBindings, lossWGSL, lossWorkgroups, type ElboOptions } from '../../shaders/loss.wgsl';
 import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
 import type { Dispatch, Gpu } from './device';
 import { chooseMatmul } from './plan';
@@ -236,4 +236,64 @@ export async function matmulSplitKOp(
   const resources = matmulResources(gpu, label, dims, o, buffers);
   return instance(gpu, label, splitKWGSL(o), 'matmul_splitk', matmulBindings(o), resources, splitKWorkgroups(o, dims),
     { flops: 2 * dims.M * dims.N * dims.K });
+}
+
+// ---- The general objective (shaders/loss.wgsl.ts, `elbo`): β, its warm-up, the Gaussian -------
+
+/** What an elbo op computes: the likelihood, β and its warm-up (steps; 0 = none), and a fixed σ's log. */
+export interface ElboParams {
+  likelihood: 'bernoulli' | 'gaussian';
+  beta: number;
+  warmup: number;
+  /** Gaussian with a fixed σ: log σ. Ignored when `logSigma` is bound (a learned σ). */
+  logSigma?: number;
+}
+
+function elboUniform(gpu: Gpu, label: string, dims: { rows: number; D: number; L: number }, p: ElboParams): GPUBuffer {
+  const data = new ArrayBuffer(ELBO_UNIFORM_FLOATS * 4);
+  new Uint32Array(data, 0, 4).set([dims.rows, dims.D, dims.L, p.warmup]);
+  new Float32Array(data, 16, 2).set([p.beta, p.logSigma ?? 0]);
+  return gpu.uniform(`${label} dims`, new Uint8Array(data));
+}
+
+/** `groups` loss workgroups write 2·groups partials (recon, then KL); elbo_finalize must be given the same number. */
+export async function elboOp(
+  gpu: Gpu, label: string, dims: { rows: number; D: number; L: number }, p: ElboParams,
+  b: { state: Binding; logits: Binding; x: Binding; mulv: Binding; logSigma?: Binding; dlogits: Binding; dmulv: Binding; partials: Binding },
+  groups = LOSS_GROUPS,
+): Promise<Dispatch> {
+  checkPartials(label, b.partials, 2 * groups);
+  const o: ElboOptions = { groups, likelihood: p.likelihood, learnedSigma: !!b.logSigma };
+  const resources = [elboUniform(gpu, label, dims, p), b.state, b.logits, b.x, b.mulv, ...(b.logSigma ? [b.logSigma] : []), b.dlogits, b.dmulv, b.partials];
+  return instance(gpu, label, elboWGSL('elbo', o), 'elbo', elboBindings('elbo', o), resources,
+    elboWorkgroups('elbo', o), { bytes: 4 * dims.rows * (3 * dims.D + 4 * dims.L) });
+}
+
+export async function elboFinalizeOp(
+  gpu: Gpu, label: string, p: ElboParams, b: { state: Binding; partials: Binding; out: Binding; objective: Binding }, groups = LOSS_GROUPS,
+): Promise<Dispatch> {
+  checkPartials(label, b.partials, 2 * groups);
+  const o: ElboOptions = { groups, likelihood: p.likelihood };
+  return instance(gpu, label, elboWGSL('elbo_finalize', o), 'elbo_finalize', elboBindings('elbo_finalize', o),
+    [elboUniform(gpu, label, { rows: 0, D: 0, L: 0 }, p), b.state, b.partials, b.out, b.objective],
+    elboWorkgroups('elbo_finalize', o), { bytes: 4 * (2 * groups + 6) });
+}
+
+/** The learned σ's gradient: d/d log_sigma[d] of the batch's Gaussian term, written into `dlogSigma`. */
+export async function gaussianDlogSigmaOp(
+  gpu: Gpu, label: string, dims: { rows: number; D: number }, b: { mean: Binding; x: Binding; logSigma: Binding; dlogSigma: Binding },
+): Promise<Dispatch> {
+  const o: ElboOptions = { likelihood: 'gaussian', learnedSigma: true };
+  const p: ElboParams = { likelihood: 'gaussian', beta: 1, warmup: 0 };
+  return instance(gpu, label, elboWGSL('gaussian_dlogsigma', o), 'gaussian_dlogsigma', elboBindings('gaussian_dlogsigma', o),
+    [elboUniform(gpu, label, { ...dims, L: 0 }, p), b.mean, b.x, b.logSigma, b.dlogSigma],
+    elboWorkgroups('gaussian_dlogsigma', o, dims.D), { bytes: 4 * (2 * dims.rows * dims.D + 2 * dims.D) });
+}
+
+/** The Gaussian's mean clamped to [0, 1], for images: `count` floats. */
+export async function meanClampOp(gpu: Gpu, label: string, count: number, mean: Binding, image: Binding): Promise<Dispatch> {
+  const o: ElboOptions = { likelihood: 'gaussian' };
+  return instance(gpu, label, elboWGSL('mean_clamp', o), 'mean_clamp', elboBindings('mean_clamp', o),
+    [elboUniform(gpu, label, { rows: 1, D: count, L: 0 }, { likelihood: 'gaussian', beta: 1, warmup: 0 }), mean, image],
+    elboWorkgroups('mean_clamp', o, count), { bytes: 8 * count });
 }

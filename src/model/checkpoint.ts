@@ -6,8 +6,8 @@
  */
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
 import { decodePlan, encodePlan, type KernelPlan } from '../gpu/plan';
-import { SETTING_RANGES } from './settings';
-import { arenaLayout, classesOf, impliedSizes, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
+import { BETA_RANGE, KL_WARMUP_RANGE, SETTING_RANGES, SIGMA_RANGE } from './settings';
+import { arenaLayout, classesOf, impliedSizes, likelihoodOf, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
 
@@ -42,12 +42,15 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
   }
   const { D, hidden, L } = layout.sizes;
   const C = classesOf(layout.sizes);
+  const likelihood = likelihoodOf(layout.sizes);
   return writeSafetensors(tensors, {
     ...data.metadata,
     format: CHECKPOINT_FORMAT,
     input_dim: String(D), hidden_dim: hidden.join(','), latent_dim: String(L),
     // A conditional VAE (its fc1 and first decoder layer read C one-hot columns more).
     ...(C > 0 ? { [CLASSES_KEY]: String(C) } : {}),
+    // Only a Gaussian model says so: a Bernoulli checkpoint stays the seed's, byte for byte.
+    ...(likelihood.kind === 'gaussian' ? { likelihood: 'gaussian', sigma: String(likelihood.sigma) } : {}),
     step: String(data.step),
   });
 }
@@ -56,9 +59,37 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
 export const CLASSES_KEY = 'classes';
 
 /**
- * The sizes a VAE state_dict's names and shapes imply (see impliedSizes in ./graph). A class
- * count in the metadata must agree with the shapes: a conditional VAE is recognised by them (a
- * PyTorch export has no metadata), and the metadata is what a person reads.
+ * The likelihood a checkpoint's metadata names (`likelihood`, `sigma`), checked against its
+ * tensors: a learned σ is the tensor log_sigma, a fixed one only a number in the metadata.
+ */
+function withLikelihood(sizes: VaeSizes, metadata: Record<string, string>): VaeSizes {
+  const kind = metadata.likelihood;
+  const learned = sizes.likelihood?.kind === 'gaussian';
+  if (kind === undefined || kind === 'bernoulli') {
+    if (learned && metadata.likelihood === 'bernoulli') {
+      throw new SafetensorsError('checkpoint metadata says likelihood "bernoulli" but the file holds log_sigma, a Gaussian\'s learned σ: it was edited');
+    }
+    return sizes; // a PyTorch export of a learned-σ model has log_sigma and no metadata: Gaussian, learned
+  }
+  if (kind !== 'gaussian') throw new SafetensorsError(`checkpoint metadata likelihood "${kind}" is not bernoulli or gaussian`);
+  const text = metadata.sigma;
+  if (text === 'learned') {
+    if (!learned) throw new SafetensorsError('checkpoint metadata says σ is learned, but the file has no log_sigma tensor: it is truncated or was edited');
+    return sizes;
+  }
+  const sigma = Number(text);
+  if (learned || text === undefined || !(sigma >= SIGMA_RANGE[0] && sigma <= SIGMA_RANGE[1])) {
+    throw new SafetensorsError(
+      `checkpoint metadata sigma "${text}" is not a Gaussian σ (a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]}, or "learned" with a log_sigma tensor)`);
+  }
+  return { ...sizes, likelihood: { kind: 'gaussian', sigma } };
+}
+
+/**
+ * The sizes a VAE state_dict's names and shapes imply (see impliedSizes in ./graph), with the
+ * likelihood its metadata names. A class count in the metadata must agree with the shapes: a
+ * conditional VAE is recognised by them (a PyTorch export has no metadata), and the metadata is
+ * what a person reads.
  */
 function sizesOf(tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): VaeSizes {
   const sizes = impliedSizes(new Map([...tensors].map(([name, t]) => [name, t.shape])));
@@ -75,7 +106,7 @@ function sizesOf(tensors: Map<string, Tensor>, metadata: Record<string, string> 
         'the file was edited or is corrupt',
     );
   }
-  return sizes;
+  return withLikelihood(sizes, metadata);
 }
 
 /**
@@ -120,7 +151,9 @@ export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): Checkp
   if (!sameSizes(found, layout.sizes)) {
     throw new SafetensorsError(
       `checkpoint is for a ${sizesName(found)} model, this model is ${sizesName(layout.sizes)}: ` +
-        'create the model with the checkpoint\'s sizes (input, hidden, latent and classes) to load it',
+        (sizesName({ ...found, likelihood: undefined }) === sizesName({ ...layout.sizes, likelihood: undefined })
+          ? 'create the model with the checkpoint\'s likelihood and σ to load it (a resume takes them from the file when none is given)'
+          : 'create the model with the checkpoint\'s sizes (input, hidden, latent and classes) to load it'),
     );
   }
   // Every tensor is checked before an arena is allocated, so a bad file costs no memory.
@@ -201,12 +234,17 @@ export interface RunMetadata {
   dataset?: string;
   /** The kernel plan it trained with: a resume reuses it, so that it sums in the same order. */
   plan?: KernelPlan;
+  /** β on the KL term and the warm-up's steps (absent: 1 and 0, the seed model). */
+  beta?: number;
+  klWarmup?: number;
   /** The caller's own entries (the library's `save({ metadata })`); the run's keys win. */
   extra?: Record<string, string>;
 }
 
 /** Keys in `__metadata__`. */
-const RUN_KEYS = { epoch: 'epoch', seed: 'seed', lr: 'lr', batchSize: 'batch_size', dataset: 'dataset', plan: 'kernel_plan' } as const;
+const RUN_KEYS = {
+  epoch: 'epoch', seed: 'seed', lr: 'lr', batchSize: 'batch_size', dataset: 'dataset', plan: 'kernel_plan', beta: 'beta', klWarmup: 'kl_warmup',
+} as const;
 
 /** A checkpoint of `state` with the run's metadata. */
 export function encodeRunCheckpoint(
@@ -217,6 +255,8 @@ export function encodeRunCheckpoint(
   if (run.batchSize !== undefined) metadata[RUN_KEYS.batchSize] = String(run.batchSize);
   if (run.dataset !== undefined) metadata[RUN_KEYS.dataset] = run.dataset;
   if (run.plan !== undefined) metadata[RUN_KEYS.plan] = encodePlan(run.plan);
+  if (run.beta !== undefined) metadata[RUN_KEYS.beta] = String(run.beta);
+  if (run.klWarmup !== undefined) metadata[RUN_KEYS.klWarmup] = String(run.klWarmup);
   return encodeCheckpoint(layout, { ...state, metadata });
 }
 
@@ -239,6 +279,11 @@ export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetad
   if (lr !== undefined && !(Number.isFinite(lr) && lr > 0)) {
     throw new SafetensorsError(`checkpoint metadata lr "${lrText}" is not a learning rate (a number above 0)`);
   }
+  const betaText = metadata[RUN_KEYS.beta];
+  const beta = betaText === undefined ? undefined : Number(betaText);
+  if (beta !== undefined && !(betaText.trim() !== '' && beta >= BETA_RANGE[0] && beta <= BETA_RANGE[1])) {
+    throw new SafetensorsError(`checkpoint metadata beta "${betaText}" is not a β (a number from ${BETA_RANGE[0]} to ${BETA_RANGE[1]})`);
+  }
   const planText = metadata[RUN_KEYS.plan];
   const plan = planText === undefined ? undefined : decodePlan(planText);
   if (plan === null) throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.plan} is not a kernel plan: ${planText.slice(0, 80)}`);
@@ -249,5 +294,7 @@ export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetad
     lr,
     batchSize: integer(RUN_KEYS.batchSize, 'a batch size', SETTING_RANGES.batchSize[1]),
     dataset: metadata[RUN_KEYS.dataset],
+    beta,
+    klWarmup: integer(RUN_KEYS.klWarmup, 'a warm-up step count', KL_WARMUP_RANGE[1]),
   };
 }

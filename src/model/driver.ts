@@ -91,13 +91,15 @@ export interface EpochReport {
   epoch: number;
   /** Summed batch losses ÷ images trained: the reference's "Average loss". */
   trainLoss: number;
+  /** The objective optimized (recon + β_t·KL), when it is not the loss (β ≠ 1, a warm-up, or the Gaussian). */
+  trainObjective?: number;
   /** Batches trained (fewer than an epoch's when the run was stopped in it). */
   batches: number;
   /** Wall time of the epoch's training, in seconds. */
   seconds: number;
   /** False when the run was stopped during the epoch; such an epoch has no test pass, images or checkpoint. */
   completed: boolean;
-  test?: { loss: number; seconds: number };
+  test?: { loss: number; seconds: number; objective?: number };
   images?: { recon: Float32Array; samples: Float32Array };
   checkpoint?: Uint8Array;
 }
@@ -137,10 +139,12 @@ export async function runTraining(trainer: Trainer, plan: RunPlan, gate: RunGate
     const report: EpochReport = {
       epoch, trainLoss: result.averageLoss, batches: result.batches, seconds: result.seconds, completed: result.completed,
     };
+    if (result.averageObjective !== undefined) report.trainObjective = result.averageObjective;
     if (result.completed) {
       if (plan.test) {
         const t = await trainer.testPass(epoch);
         report.test = { loss: t.averageLoss, seconds: t.seconds };
+        if (t.averageObjective !== undefined) report.test.objective = t.averageObjective;
       }
       if (plan.images) report.images = await trainer.images();
       if (plan.checkpoint) {

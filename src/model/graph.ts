@@ -10,12 +10,20 @@
  *   heads    fc(n+1)1 ‖ fc(n+1)2: hn→2L         (mu and logvar, one product)
  *   reparameterize  z = mu + exp(½·logvar)·ε
  *   decoder  fc(n+2): L→hn, ReLU  …  fc(2n+1): h2→h1, ReLU,  fc(2n+2): h1→D
- *   likelihood  Bernoulli on the logits: BCE summed + KL
+ *   likelihood  Bernoulli on the logits: BCE summed + KL (the default); or Gaussian on the
+ *               last layer's output as the mean, σ fixed or learned per pixel (log_sigma)
  *
  * so the PyTorch example (n = 1, h1 = 400) keeps its names fc1, fc21, fc22, fc3, fc4.
  */
 
-import { DEFAULT_SETTINGS } from './settings';
+import { DEFAULT_SETTINGS, SIGMA_RANGE } from './settings';
+
+/**
+ * The decoder's p(x|z). Bernoulli (the seed model) reads the last layer's output as logits;
+ * Gaussian reads it as the mean, with σ fixed or `learned` (log_sigma, one per pixel, in the
+ * arena and trained by Adam like the weights).
+ */
+export type Likelihood = { kind: 'bernoulli' } | { kind: 'gaussian'; sigma: number | 'learned' };
 
 /** The sizes of an MLP VAE. */
 export interface VaeSizes {
@@ -31,6 +39,8 @@ export interface VaeSizes {
    * unconditional — the seed model, untouched.
    */
   classes?: number;
+  /** Absent: Bernoulli, the seed model. */
+  likelihood?: Likelihood;
 }
 
 /** C of `sizes`: 0 for an unconditional model. */
@@ -60,11 +70,25 @@ export interface ReparamLayer {
   latent: number;
 }
 
-export interface BernoulliLayer {
-  kind: 'bernoulli';
+/** p(x|z) on the decoder's output, + KL: the loss and the gradients that start the backward pass. */
+export interface LikelihoodLayer {
+  kind: 'likelihood';
+  likelihood: Likelihood;
+  /** Pixels (log_sigma's length when σ is learned). */
+  D: number;
 }
 
-export type Layer = LinearLayer | ReparamLayer | BernoulliLayer;
+export type Layer = LinearLayer | ReparamLayer | LikelihoodLayer;
+
+export function likelihoodOf(sizes: VaeSizes): Likelihood {
+  return sizes.likelihood ?? { kind: 'bernoulli' };
+}
+
+/** Whether the model has the learned σ's parameter log_sigma. */
+export function learnedSigma(sizes: VaeSizes): boolean {
+  const l = likelihoodOf(sizes);
+  return l.kind === 'gaussian' && l.sigma === 'learned';
+}
 
 /** The graph of `sizes`, checked. */
 export function vaeGraph(sizes: VaeSizes): Layer[] {
@@ -84,7 +108,7 @@ export function vaeGraph(sizes: VaeSizes): Layer[] {
   for (let i = 0; i <= n; i++) {
     layers.push({ kind: 'linear', names: [`fc${n + 2 + i}`], in: back[i], out: back[i + 1], relu: i < n });
   }
-  layers.push({ kind: 'bernoulli' });
+  layers.push({ kind: 'likelihood', likelihood: likelihoodOf(sizes), D });
   return layers;
 }
 
@@ -103,13 +127,23 @@ export function checkSizes(sizes: VaeSizes): VaeSizes {
   if (sizes.hidden.length < 1) throw new RangeError('a VAE needs at least one hidden layer');
   const C = classesOf(sizes);
   if (!Number.isInteger(C) || C < 0) throw new RangeError(`size classes must be a whole number (0 for an unconditional VAE), got ${C}`);
+  const l = likelihoodOf(sizes);
+  if (l.kind === 'gaussian' && l.sigma !== 'learned' && !(l.sigma >= SIGMA_RANGE[0] && l.sigma <= SIGMA_RANGE[1])) {
+    throw new RangeError(`the Gaussian likelihood's σ must be from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]}, or learned; got ${l.sigma}`);
+  }
+  if (l.kind !== 'bernoulli' && l.kind !== 'gaussian') throw new RangeError(`likelihood must be bernoulli or gaussian, got ${(l as { kind: string }).kind}`);
   return sizes;
 }
 
-/** "784-400-20", or "784-512-256-20"; a conditional model adds its classes: "784-400-20 (10 classes)". */
+/**
+ * "784-400-20", or "784-512-256-20"; a conditional model adds its classes and a Gaussian one its
+ * σ: "784-400-20 (10 classes)", "784-400-20 gaussian σ 0.1".
+ */
 export function sizesName(s: VaeSizes): string {
   const C = classesOf(s);
-  return [s.D, ...s.hidden, s.L].join('-') + (C > 0 ? ` (${C} classes)` : '');
+  const l = likelihoodOf(s);
+  const tail = l.kind === 'gaussian' ? ` gaussian ${l.sigma === 'learned' ? 'learned σ' : `σ ${l.sigma}`}` : '';
+  return [s.D, ...s.hidden, s.L].join('-') + (C > 0 ? ` (${C} classes)` : '') + tail;
 }
 
 export function sameSizes(a: VaeSizes, b: VaeSizes): boolean {
@@ -136,6 +170,8 @@ export interface ParamView extends Span {
   shape: number[];
   /** Inputs of the layer: PyTorch's default init draws from U(±1/√fanIn). */
   fanIn: number;
+  /** Starts at zero and takes no draws (log_sigma: σ = 1). */
+  zeroInit?: boolean;
 }
 
 export interface ArenaLayout {
@@ -147,6 +183,8 @@ export interface ArenaLayout {
   pieces: Map<LinearLayer, { W: Span; b: Span }>;
   /** In PyTorch's `named_parameters()` order. */
   params: ParamView[];
+  /** The learned σ's log_sigma piece (D), after every linear layer's in the arena (first in `params`). */
+  logSigma?: Span;
 }
 
 /** 256 bytes: minStorageBufferOffsetAlignment's default and largest allowed value. */
@@ -173,7 +211,13 @@ export function arenaLayout(sizes: VaeSizes): ArenaLayout {
       params.push({ name: `${name}.bias`, shape: [part], fanIn: layer.in, offset: b.offset + j * part, length: part });
     });
   }
-  return { sizes, layers, length: at, pieces, params };
+  let logSigma: Span | undefined;
+  if (learnedSigma(sizes)) {
+    logSigma = take(sizes.D);
+    // First in named_parameters(): a Module lists its own parameters before its submodules'.
+    params.unshift({ name: 'log_sigma', shape: [sizes.D], fanIn: 0, zeroInit: true, ...logSigma });
+  }
+  return { sizes, layers, length: at, pieces, params, logSigma };
 }
 
 /** Floats in the model (what PyTorch's `sum(p.numel())` reports). */
@@ -188,6 +232,7 @@ export function parameterCount(layout: ArenaLayout): number {
 export function initArena(layout: ArenaLayout, uniform01: () => number): Float32Array {
   const arena = new Float32Array(layout.length);
   for (const p of layout.params) {
+    if (p.zeroInit) continue;
     const bound = 1 / Math.sqrt(p.fanIn);
     for (let i = 0; i < p.length; i++) arena[p.offset + i] = (2 * uniform01() - 1) * bound;
   }
@@ -213,8 +258,10 @@ export function impliedSizes(shapes: ReadonlyMap<string, readonly number[]>): Va
       // classes, and fc1's inputs beyond them are the pixels.
       const decoder = shape(`fc${i + 1}.weight`);
       const C = decoder && decoder.length === 2 && decoder[1] > L ? decoder[1] - L : 0;
-      if (C === 0) return { D, hidden, L };
-      return D > C ? { D: D - C, hidden, L, classes: C } : null;
+      // A log_sigma vector is the learned σ of the Gaussian likelihood; a fixed σ is in the metadata.
+      const likelihood: Pick<VaeSizes, 'likelihood'> = shapes.has('log_sigma') ? { likelihood: { kind: 'gaussian', sigma: 'learned' } } : {};
+      if (C === 0) return { D, hidden, L, ...likelihood };
+      return D > C ? { D: D - C, hidden, L, classes: C, ...likelihood } : null;
     }
     if (!w || w.length !== 2) return null;
     if (i === 1) D = w[1];

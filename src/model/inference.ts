@@ -4,9 +4,8 @@
  * size and at most a few remainders), cached, and reuse the model's parameter buffers.
  */
 import type { Dispatch } from '../gpu/device';
-import { activationOp } from '../gpu/ops';
 import { classesOf } from './graph';
-import { Activations, decoderForward, encoderForward } from './programs';
+import { Activations, decoderForward, encoderForward, likelihoodImage } from './programs';
 import type { VaeModel } from './vae';
 
 export const CHUNK = 256;
@@ -40,7 +39,7 @@ export class Inference {
     const { gpu } = this.model;
     return [
       ...(await decoderForward(gpu, `decode[${rows}]`, this.model.arena, this.act, rows)),
-      await activationOp(gpu, `decode[${rows}] sigmoid`, 'sigmoid_forward', rows * this.model.config.sizes.D, [this.act.logits], this.images),
+      await likelihoodImage(gpu, `decode[${rows}]`, this.model.sizes, rows * this.model.config.sizes.D, this.act.logits, this.images),
     ];
   }
 
@@ -60,15 +59,19 @@ export class Inference {
     return out;
   }
 
-  /** (n, L) latents → (n, D) pixels in [0, 1]; a conditional VAE needs `labels` and decodes p(x | z, y). */
-  async decode(latents: Float32Array, n: number, labels?: ArrayLike<number>): Promise<Float32Array> {
+  /**
+   * (n, L) latents → (n, D) pixels in [0, 1] (a Gaussian's mean clamped), or with `raw` the
+   * decoder's output itself (logits, or the unclamped mean: what log p(x|z) needs). A conditional
+   * VAE needs `labels` and decodes p(x | z, y).
+   */
+  async decode(latents: Float32Array, n: number, labels?: ArrayLike<number>, raw = false): Promise<Float32Array> {
     const { D, L } = this.model.config.sizes;
     const out = new Float32Array(n * D);
     for (let first = 0; first < n; first += CHUNK) {
       const rows = Math.min(CHUNK, n - first);
       this.model.gpu.write(this.act.z, this.withLabels(latents, L, first, rows, labels));
       this.model.gpu.run(await this.program('decode', rows), 'decode');
-      out.set(await this.model.gpu.readFloats(this.images, 0, rows * D), first * D);
+      out.set(await this.model.gpu.readFloats(raw ? this.act.logits : this.images, 0, rows * D), first * D);
     }
     return out;
   }

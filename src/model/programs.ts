@@ -12,8 +12,9 @@
  *   → Adam over the arena → loss finalize (loss[batch], advances the step state)
  */
 import type { Dispatch, Gpu } from '../gpu/device';
-import { bceKlOp, gatherConditionalOp, gatherOp, matmulOp, reparamOp, type Binding } from '../gpu/ops';
-import { classesOf, splitGraph, type ArenaLayout, type LinearLayer, type Span } from './graph';
+import { bceKlOp, elboFinalizeOp, elboOp, gatherConditionalOp, gatherOp, gaussianDlogSigmaOp, lossFinalizeOp, matmulOp, meanClampOp, reparamOp, activationOp, type Binding, type ElboParams } from '../gpu/ops';
+import { classesOf, likelihoodOf, splitGraph, type ArenaLayout, type LinearLayer, type Span, type VaeSizes } from './graph';
+import { DEFAULT_OBJECTIVE, weightedKl, type ObjectiveSettings } from './settings';
 
 /** The arena buffers a program binds. */
 export interface Arena {
@@ -111,10 +112,55 @@ export function reparamForward(gpu: Gpu, tag: string, rows: number, L: number, s
   return reparamOp(gpu, `${tag} reparameterize`, 'reparam_forward', params, [b.state, b.mulv, b.z, b.eps]);
 }
 
-/** The Bernoulli likelihood: BCE on the logits + KL, writing the gradients that start the backward pass. */
-export function bernoulliForward(gpu: Gpu, tag: string, rows: number, D: number, L: number,
-  b: { logits: Binding; x: Binding; mulv: Binding; dlogits: Binding; dmulv: Binding; partials: Binding }) {
-  return bceKlOp(gpu, `${tag} bce+kl`, { rows, D, L }, b, gpu.plan.lossGroups);
+/**
+ * The seed model (Bernoulli, β = 1, no warm-up) runs the seed's kernels, bce_kl and
+ * loss_finalize, so its bits are the seed's; anything else runs the general objective (elbo),
+ * whose reduction yields two scalars per batch: the seed's loss and the objective.
+ */
+export function generalObjective(sizes: VaeSizes, o: Partial<ObjectiveSettings>): boolean {
+  return likelihoodOf(sizes).kind === 'gaussian' || weightedKl(o);
+}
+
+/** The elbo kernels' settings for a pass; `warmup: false` for evaluation, whose state does not count Adam steps. */
+function elboParams(sizes: VaeSizes, o: Partial<ObjectiveSettings>, warmup: boolean): ElboParams {
+  const l = likelihoodOf(sizes);
+  return {
+    likelihood: l.kind, beta: o.beta ?? DEFAULT_OBJECTIVE.beta, warmup: warmup ? o.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup : 0,
+    logSigma: l.kind === 'gaussian' && l.sigma !== 'learned' ? Math.log(l.sigma) : undefined,
+  };
+}
+
+/** The likelihood layer: recon + KL on the decoder's output, writing the gradients that start the backward pass. */
+export function likelihoodForward(gpu: Gpu, tag: string, arena: Arena, rows: number, objective: Partial<ObjectiveSettings>, warmup: boolean,
+  b: { state: Binding; logits: Binding; x: Binding; mulv: Binding; dlogits: Binding; dmulv: Binding; partials: Binding }) {
+  const { sizes } = arena.layout;
+  const { D, L } = sizes;
+  if (!generalObjective(sizes, objective)) return bceKlOp(gpu, `${tag} bce+kl`, { rows, D, L }, b, gpu.plan.lossGroups);
+  const logSigma = arena.layout.logSigma ? view(arena.params, arena.layout.logSigma) : undefined;
+  return elboOp(gpu, `${tag} ${likelihoodOf(sizes).kind}+β·kl`, { rows, D, L }, elboParams(sizes, objective, warmup), { ...b, logSigma }, gpu.plan.lossGroups);
+}
+
+/** The learned σ's gradient (no dispatch for the other likelihoods). */
+export async function likelihoodBackward(gpu: Gpu, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+  const span = arena.layout.logSigma;
+  if (!span) return [];
+  return [await gaussianDlogSigmaOp(gpu, `${tag} dlog_sigma`, { rows, D: arena.layout.sizes.D },
+    { mean: act.logits, x: act.x, logSigma: view(arena.params, span), dlogSigma: view(arena.grads, span) })];
+}
+
+/** The pass's loss into out[batch] (and, for the general objective, the objective into `objective`); advances the state. */
+export function likelihoodFinalize(gpu: Gpu, tag: string, sizes: VaeSizes, objective: Partial<ObjectiveSettings>, warmup: boolean,
+  b: { state: Binding; partials: Binding; out: Binding; objective?: Binding }) {
+  if (!generalObjective(sizes, objective)) return lossFinalizeOp(gpu, `${tag} loss`, b, gpu.plan.lossGroups);
+  if (!b.objective) throw new Error(`${tag}: the general objective needs a buffer for its per-batch objective`);
+  return elboFinalizeOp(gpu, `${tag} loss`, elboParams(sizes, objective, warmup), { ...b, objective: b.objective }, gpu.plan.lossGroups);
+}
+
+/** The decoder's output as pixels: σ(logits) for Bernoulli, the mean clamped to [0, 1] for Gaussian. */
+export function likelihoodImage(gpu: Gpu, label: string, sizes: VaeSizes, count: number, out: Binding, image: Binding) {
+  return likelihoodOf(sizes).kind === 'gaussian'
+    ? meanClampOp(gpu, `${label} mean`, count, out, image)
+    : activationOp(gpu, `${label} sigmoid`, 'sigmoid_forward', count, [out], image);
 }
 
 // ---- Programs -----------------------------------------------------------------------------------
@@ -131,6 +177,10 @@ export interface GpuImages {
 export interface PassConfig {
   seed: number;
   batchSize: number;
+  /** β and its warm-up (absent: the seed's β = 1). */
+  objective?: Partial<ObjectiveSettings>;
+  /** Whether the state counts Adam steps, so the warm-up applies (training, not evaluation). */
+  training?: boolean;
 }
 
 /** The encoder: x → … → [mu ‖ logvar]. */
@@ -172,14 +222,14 @@ export async function lossForward(
     ...(await encoderForward(gpu, tag, arena, act, rows)),
     await reparamForward(gpu, tag, rows, L, config.seed, b.stream, { state: b.state, mulv: act.mulv, z: act.z, eps: act.eps }, L + C),
     ...(await decoderForward(gpu, tag, arena, act, rows)),
-    await bernoulliForward(gpu, tag, rows, D, L,
-      { logits: act.logits, x: act.x, mulv: act.mulv, dlogits: act.dlogits, dmulv: act.dmulv, partials: b.partials }),
+    await likelihoodForward(gpu, tag, arena, rows, config.objective ?? {}, !!config.training,
+      { state: b.state, logits: act.logits, x: act.x, mulv: act.mulv, dlogits: act.dlogits, dmulv: act.dmulv, partials: b.partials }),
   ];
 }
 
 /** The backward pass: every linear layer, last first (see the file comment). */
 export async function lossBackward(gpu: Gpu, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
-  const out: Dispatch[] = [];
+  const out: Dispatch[] = [...(await likelihoodBackward(gpu, tag, arena, act, rows))];
   // Walks one chain backwards: `first` is what the chain's first layer read (z or x).
   const chain = async (layers: LinearLayer[], firstInput: GPUBuffer, firstDX: 'reparam' | 'none') => {
     for (let i = layers.length - 1; i >= 0; i--) {

@@ -21,12 +21,16 @@ export interface BatchLosses {
   firstBatch: number;
   /** The summed (not averaged) loss of each batch, as the reference's `loss.item()`. */
   losses: Float32Array;
+  /** With β ≠ 1, a KL warm-up or the Gaussian: recon + β_t·KL of each batch, what is optimized. */
+  objectives?: Float32Array;
 }
 
 export interface EpochResult {
   epoch: number;
   /** Sum of the batch losses ÷ images: the reference's "Average loss". */
   averageLoss: number;
+  /** The same for the objective (recon + β_t·KL), when it is not the loss. */
+  averageObjective?: number;
   batches: number;
   seconds: number;
   /** False when `shouldStop` ended the epoch early. */
@@ -73,6 +77,7 @@ export class Trainer {
     const batches = model.trainBatches;
     const pending: Promise<void>[] = [];
     let lossSum = 0;
+    let objectiveSum = 0;
     let done = 0;
     let diverged: DivergenceError | null = null;
     try {
@@ -84,12 +89,17 @@ export class Trainer {
         const dispatches = [];
         for (let b = first; b < last; b++) dispatches.push(...model.trainStep(model.rowsOf(b, n)));
         gpu.run(dispatches, `epoch ${epoch} steps ${first}-${last - 1}`);
-        pending.push(gpu.readFloats(model.trainLoss, first, last - first).then((losses) => {
+        const objective = model.trainObjective;
+        pending.push(Promise.all([
+          gpu.readFloats(model.trainLoss, first, last - first),
+          objective ? gpu.readFloats(objective, first, last - first) : undefined,
+        ]).then(([losses, objectives]) => {
           const bad = losses.findIndex((l) => !Number.isFinite(l));
           if (bad >= 0) diverged ??= new DivergenceError(epoch, first + bad, losses[bad], model.config.adam.lr);
           for (const l of losses) lossSum += l;
+          for (const o of objectives ?? []) objectiveSum += o;
           done = last;
-          onLosses?.({ epoch, firstBatch: first, losses });
+          onLosses?.(objectives ? { epoch, firstBatch: first, losses, objectives } : { epoch, firstBatch: first, losses });
         }));
         if (pending.length > this.maxInFlight) await pending.shift();
       }
@@ -99,9 +109,11 @@ export class Trainer {
     }
     await Promise.all(pending);
     if (diverged) throw diverged;
+    const images = Math.min(n, done * model.config.batchSize);
     return {
       epoch,
-      averageLoss: lossSum / Math.min(n, done * model.config.batchSize),
+      averageLoss: lossSum / images,
+      ...(model.trainObjective ? { averageObjective: objectiveSum / images } : {}),
       batches: done,
       seconds: (performance.now() - started) / 1000,
       completed: done === batches,
@@ -114,7 +126,7 @@ export class Trainer {
    * uninterrupted one. The first batch's first RECON_COUNT inputs and reconstructions are kept
    * in `model.reconInputs` / `reconOutputs` for `images()`.
    */
-  async testPass(epoch = 0): Promise<{ averageLoss: number; seconds: number }> {
+  async testPass(epoch = 0): Promise<{ averageLoss: number; averageObjective?: number; seconds: number }> {
     const { model } = this;
     const { gpu } = model;
     const started = performance.now();
@@ -135,7 +147,10 @@ export class Trainer {
     const losses = await gpu.readFloats(model.testLoss, 0, model.testBatches);
     let sum = 0;
     for (const l of losses) sum += l;
-    return { averageLoss: sum / n, seconds: (performance.now() - started) / 1000 };
+    // The test objective uses β itself: the evaluation state counts test batches, not Adam steps.
+    const objectives = model.testObjective ? await gpu.readFloats(model.testObjective, 0, model.testBatches) : undefined;
+    const objective = objectives?.reduce((a, b) => a + b, 0);
+    return { averageLoss: sum / n, ...(objective !== undefined ? { averageObjective: objective / n } : {}), seconds: (performance.now() - started) / 1000 };
   }
 
   /**

@@ -6,9 +6,11 @@
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { Dispatch, Gpu } from '../gpu/device';
-import { activationOp, adamOp, lossFinalizeOp, reparamOp, type AdamHyper } from '../gpu/ops';
+import { adamOp, reparamOp, type AdamHyper } from '../gpu/ops';
 import { arenaLayout, classesOf, initArena, type ArenaLayout, type VaeSizes } from './graph';
-import { Activations, decoderForward, lossBackward, lossForward, type Arena, type GpuImages } from './programs';
+import {
+  Activations, decoderForward, generalObjective, likelihoodFinalize, likelihoodImage, lossBackward, lossForward, type Arena, type GpuImages,
+} from './programs';
 import { uniformStream } from './random';
 
 export type { GpuImages };
@@ -25,6 +27,10 @@ export interface VaeJob {
   adam: AdamHyper;
   train: GpuImages;
   test: GpuImages;
+  /** β on the KL term (default 1, the seed model). */
+  beta?: number;
+  /** Adam steps of the linear KL warm-up (default 0: none); see ObjectiveSettings. */
+  klWarmup?: number;
 }
 
 /** Images per sample grid and per reconstruction row, as the reference saves them. */
@@ -48,6 +54,9 @@ interface Built extends VaeJob {
   act: Activations;
   trainLoss: GPUBuffer;
   testLoss: GPUBuffer;
+  /** recon + β_t·KL per batch, for the general objective only (the seed's loss is all there is otherwise). */
+  trainObjective?: GPUBuffer;
+  testObjective?: GPUBuffer;
   programs: Map<string, Dispatch[]>;
   /** Every buffer made for this job (activations, loss rings, uniforms), to free on replacement. */
   made: GPUBuffer[];
@@ -95,7 +104,8 @@ export class VaeModel {
     this.reconOutputs = gpu.buffer('reconstructions', RECON_COUNT * D * 4);
     this.reconLogits = gpu.buffer('reconstruction logits', RECON_COUNT * D * 4);
     this.samples = gpu.buffer('samples', sampleCountOf(sizes) * D * 4);
-    this.partials = gpu.buffer('loss partials', gpu.plan.lossGroups * 4);
+    // Twice the groups: the general objective writes a recon and a KL partial per group.
+    this.partials = gpu.buffer('loss partials', 2 * gpu.plan.lossGroups * 4);
     this.sampleAct = new Activations(gpu, 'sample', this.layout, sampleCountOf(sizes), { gradients: false });
   }
 
@@ -110,8 +120,8 @@ export class VaeModel {
 
   /** The sizes, seed and current job. */
   get config(): VaeConfig {
-    const { batchSize, adam, train, test } = this.built;
-    return { sizes: this.sizes, seed: this.seed, batchSize, adam, train, test };
+    const { batchSize, adam, train, test, beta, klWarmup } = this.built;
+    return { sizes: this.sizes, seed: this.seed, batchSize, adam, train, test, beta, klWarmup };
   }
 
   get train(): GpuImages {
@@ -135,6 +145,19 @@ export class VaeModel {
     return this.built.testLoss;
   }
 
+  /** Whether this job optimizes more than the seed's loss (β ≠ 1, a warm-up, or the Gaussian): then the objective rings exist. */
+  get generalObjective(): boolean {
+    return generalObjective(this.sizes, this.built);
+  }
+
+  get trainObjective(): GPUBuffer | undefined {
+    return this.built.trainObjective;
+  }
+
+  get testObjective(): GPUBuffer | undefined {
+    return this.built.testObjective;
+  }
+
   get arena(): Arena {
     return { layout: this.layout, params: this.params, grads: this.grads, m: this.m, v: this.v };
   }
@@ -147,7 +170,7 @@ export class VaeModel {
   async configure(job: VaeJob): Promise<void> {
     const old = this.built as Built | undefined;
     const same = old && old.batchSize === job.batchSize && old.train === job.train && old.test === job.test &&
-      JSON.stringify(old.adam) === JSON.stringify(job.adam);
+      JSON.stringify(old.adam) === JSON.stringify(job.adam) && old.beta === job.beta && old.klWarmup === job.klWarmup;
     if (same) return;
     const made: GPUBuffer[] = [];
     const built = await this.gpu.collecting(made, async () => {
@@ -158,6 +181,10 @@ export class VaeModel {
         testLoss: this.gpu.buffer('test loss per batch', Math.ceil(job.test.count / job.batchSize) * 4),
         programs: new Map(),
       };
+      if (generalObjective(this.sizes, job)) {
+        b.trainObjective = this.gpu.buffer('train objective per batch', Math.ceil(job.train.count / job.batchSize) * 4);
+        b.testObjective = this.gpu.buffer('test objective per batch', Math.ceil(job.test.count / job.batchSize) * 4);
+      }
       const rowsSet = (count: number) => new Set([job.batchSize, count % job.batchSize || job.batchSize]);
       for (const rows of rowsSet(job.train.count)) b.programs.set(`train ${rows}`, await this.buildTrain(b, rows));
       for (const rows of rowsSet(job.test.count)) b.programs.set(`eval ${rows}`, await this.buildEval(b, rows));
@@ -199,12 +226,12 @@ export class VaeModel {
     return this.program(this.built.programs, `eval ${rows}`);
   }
 
-  /** randn → decoder → sigmoid into `samples`, always the same prior draw. */
+  /** randn → decoder → sigmoid (a Gaussian's mean, clamped) into `samples`, always the same prior draw. */
   sampleProgram(): readonly Dispatch[] {
     return this.program(this.fixedPrograms, 'sample');
   }
 
-  /** Sigmoid of the logits staged in `reconLogits`, into `reconOutputs`. */
+  /** Sigmoid of the logits staged in `reconLogits` (a Gaussian's mean, clamped), into `reconOutputs`. */
   reconSigmoid(): readonly Dispatch[] {
     return this.program(this.fixedPrograms, 'recon sigmoid');
   }
@@ -228,10 +255,9 @@ export class VaeModel {
         ? await this.conditionalPriorDraw(n, L, C)
         : await reparamOp(gpu, 'sample z', 'randn', [n * L, 0, this.seed, PHILOX_STREAM.sample], [act.z]),
       ...(await decoderForward(gpu, 'sample', this.arena, act, n)),
-      await activationOp(gpu, 'sample sigmoid', 'sigmoid_forward', n * D, [act.logits], this.samples),
+      await likelihoodImage(gpu, 'sample', this.sizes, n * D, act.logits, this.samples),
     ]);
-    this.fixedPrograms.set('recon sigmoid',
-      [await activationOp(gpu, 'recon sigmoid', 'sigmoid_forward', RECON_COUNT * D, [this.reconLogits], this.reconOutputs)]);
+    this.fixedPrograms.set('recon sigmoid', [await likelihoodImage(gpu, 'recon', this.sizes, RECON_COUNT * D, this.reconLogits, this.reconOutputs)]);
   }
 
   /**
@@ -254,21 +280,23 @@ export class VaeModel {
     const { gpu, arena } = this;
     const tag = `train[${rows}]`;
     return [
-      ...(await lossForward(gpu, tag, arena, b.act, { seed: this.seed, batchSize: b.batchSize }, rows,
+      ...(await lossForward(gpu, tag, arena, b.act, { seed: this.seed, batchSize: b.batchSize, objective: b, training: true }, rows,
         { images: b.train, state: this.trainState, partials: this.partials, stream: PHILOX_STREAM.train })),
       ...(await lossBackward(gpu, tag, arena, b.act, rows)),
       await adamOp(gpu, `${tag} adam`, this.layout.length, b.adam,
         { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v }, gpu.plan.adam),
-      await lossFinalizeOp(gpu, `${tag} loss`, { state: this.trainState, partials: this.partials, out: b.trainLoss }, gpu.plan.lossGroups),
+      await likelihoodFinalize(gpu, tag, this.sizes, b, true,
+        { state: this.trainState, partials: this.partials, out: b.trainLoss, objective: b.trainObjective }),
     ];
   }
 
   private async buildEval(b: Built, rows: number): Promise<Dispatch[]> {
     const tag = `eval[${rows}]`;
     return [
-      ...(await lossForward(this.gpu, tag, this.arena, b.act, { seed: this.seed, batchSize: b.batchSize }, rows,
+      ...(await lossForward(this.gpu, tag, this.arena, b.act, { seed: this.seed, batchSize: b.batchSize, objective: b }, rows,
         { images: b.test, state: this.evalState, partials: this.partials, stream: PHILOX_STREAM.eval })),
-      await lossFinalizeOp(this.gpu, `${tag} loss`, { state: this.evalState, partials: this.partials, out: b.testLoss }, this.gpu.plan.lossGroups),
+      await likelihoodFinalize(this.gpu, tag, this.sizes, b, false,
+        { state: this.evalState, partials: this.partials, out: b.testLoss, objective: b.testObjective }),
     ];
   }
 

