@@ -18,6 +18,8 @@ export interface RunConfig {
   resume?: string;
   /** First epoch to run (after a resume). */
   firstEpoch: number;
+  /** Tune the kernel plan at start-up (src/model/autotune.ts), through the Node side's file cache. */
+  autotune?: boolean;
 }
 
 export type RunEvent =
@@ -27,4 +29,6 @@ export type RunEvent =
   | { type: 'images'; epoch: number; recon: string; samples: string }
   | { type: 'checkpoint'; epoch: number; data: string }
   | { type: 'stopped'; epoch: number }
+  /** What --autotune did: tuned (its report), took a cached plan, or was skipped for a resumed plan. */
+  | { type: 'tune'; from: 'tuner' | 'cache' | 'skipped'; text: string; key?: string }
   | { type: 'done'; counters: { dispatchesPerStep: number; submits: number; bytesUploaded: number; bytesReadBack: number } };

@@ -18,6 +18,7 @@ import { removeStaleTemporaries, writeAtomic } from '../node/files';
 import { integerOption, UsageError } from '../node/options';
 import { encodePngGray } from '../node/png';
 import { startServer } from '../node/server';
+import { fileCache, tuneCacheDir, tuneCacheFile } from '../node/tune-cache';
 import type { RunConfig, RunEvent } from './protocol';
 import { checkResume } from './resume';
 
@@ -57,6 +58,11 @@ Options:
                         and images epoch by epoch (images of epochs this run does not reach stay)
   --log-interval N      batches between "Train Epoch" lines (default 100)
   --steps-per-submit N  training steps per GPU submit (default 16)
+  --autotune            time the matmul kernels' variants at this run's shapes before training
+                        and take one only when it is ≥ 5 % faster and 16 training steps under it
+                        match the default plan's losses; the plan is cached (a file in
+                        $WEBGPU_VAE_TUNE_CACHE, else ~/.cache/webgpu-vae/tuned-plans) per adapter,
+                        browser, engine and shapes. Off by default; a --resume keeps its plan
   -h, --help            this text
 
 Environment: WEBGPU_VAE_CHROME=/path/to/chrome picks the browser.
@@ -73,6 +79,8 @@ export interface TrainOptions extends RunSettings {
   overwrite?: boolean;
   logInterval: number;
   stepsPerSubmit: number;
+  /** Tune the kernel plan at start-up (cached). */
+  autotune?: boolean;
 }
 
 /** Parses and checks every option before anything starts; throws UsageError with the reason. */
@@ -88,7 +96,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         hidden: { type: 'string' }, latent: { type: 'string' }, seed: { type: 'string' },
         dataset: { type: 'string' }, data: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
         out: { type: 'string' }, resume: { type: 'string' }, overwrite: { type: 'boolean' }, 'log-interval': { type: 'string' },
-        'steps-per-submit': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'steps-per-submit': { type: 'string' }, autotune: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }));
   } catch (e) {
@@ -121,6 +129,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     overwrite: values.overwrite,
     logInterval: integerOption('log-interval', values['log-interval'], 100, 1, 1e9),
     stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], STEPS_PER_SUBMIT, 1, 4096),
+    autotune: values.autotune,
   };
 }
 
@@ -236,6 +245,12 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
     const adapter = await reportAdapter(page);
     console.log(`webgpu-vae: ${o.dataset === 'mnist' && !o.data ? 'MNIST' : files.dir} on ${describeAdapter(adapter)}`);
 
+    if (o.autotune) {
+      const cache = fileCache(tuneCacheDir());
+      await page.exposeFunction('vaeTuneCacheGet', async (key: string) => (await cache.get(key)) ?? null);
+      await page.exposeFunction('vaeTuneCachePut', (key: string, text: string) => cache.put(key, text));
+    }
+
     const started = Date.now();
     let done: Extract<RunEvent, { type: 'done' }>['counters'] | undefined;
     await page.exposeFunction('vaeEvent', async (e: RunEvent) => {
@@ -279,6 +294,14 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
         case 'done':
           done = e.counters;
           break;
+        case 'tune':
+          if (e.from === 'skipped') console.log(`webgpu-vae: --autotune skipped: ${e.text}`);
+          else {
+            const file = tuneCacheFile(tuneCacheDir(), e.key!);
+            console.log(`webgpu-vae: ${e.text}`);
+            console.log(e.from === 'cache' ? `webgpu-vae: (cached in ${file}; delete it to tune again)` : `webgpu-vae: tuned plan cached in ${file}`);
+          }
+          break;
       }
     });
     process.on('SIGINT', () => {
@@ -292,7 +315,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       testUrl: server.serveFile('test', data.test.pixels.subarray(0, testCount * pixels)),
       trainCount, testCount, pixels,
       hidden: o.hidden, latent: o.latent, batchSize: o.batchSize, lr: o.lr, epochs: o.epochs, seed: o.seed,
-      stepsPerSubmit: o.stepsPerSubmit, dataset, resume, firstEpoch,
+      stepsPerSubmit: o.stepsPerSubmit, dataset, resume, firstEpoch, autotune: o.autotune,
     };
     try {
       await page.evaluate((c: RunConfig) => window.vaeRun(c), config);
