@@ -43,7 +43,7 @@ export const CHECK_STEPS = 16;
  * the reference sizes; a wrong kernel (a dropped tile, a wrong epilogue) is off by far more than
  * 1e-4 from the first step. 1e-4 leaves a margin of ~100× over the honest differences.
  */
-export const CHECK_RTOL = 1e-4;
+export const CHECK_RTOL = 1e-5;
 
 /**
  * The choices tried for every product besides the base plan's own: the register tiles, split-K
@@ -192,7 +192,7 @@ function cycleImages(job: AutotuneJob, n: number): Uint8Array {
 }
 
 /** A fresh model (the job's seed, sizes and batch) built under `plan`, training on `images`. */
-async function checkModel(gpu: Gpu, plan: KernelPlan, job: AutotuneJob, images: Uint8Array): Promise<VaeModel> {
+export async function checkModel(gpu: Gpu, plan: KernelPlan, job: AutotuneJob, images: Uint8Array): Promise<VaeModel> {
   const saved = gpu.plan;
   try {
     gpu.plan = plan; // read while the programs are built, never after
@@ -204,7 +204,7 @@ async function checkModel(gpu: Gpu, plan: KernelPlan, job: AutotuneJob, images: 
 }
 
 /** The per-step losses of CHECK_STEPS training steps (one epoch of the check images, one submit). */
-async function checkLosses(model: VaeModel): Promise<Float32Array> {
+export async function checkLosses(model: VaeModel): Promise<Float32Array> {
   const losses = new Float32Array(CHECK_STEPS).fill(NaN);
   try {
     await new Trainer(model, { stepsPerSubmit: CHECK_STEPS }).trainEpoch(1, (l) => losses.set(l.losses, l.firstBatch));
