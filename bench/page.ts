@@ -7,6 +7,7 @@
 import { Gpu, type Dispatch } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
 import { planFor } from '../src/gpu/plan';
+import { autotuneLines, autotunePlan, browserMajor } from '../src/model/autotune';
 import { RunGate, runTraining } from '../src/model/driver';
 import { adamAt } from '../src/model/settings';
 import { Trainer } from '../src/model/trainer';
@@ -193,9 +194,71 @@ async function endToEnd(c: { trainUrl: string; trainCount: number; testUrl: stri
   return { steps: epoch.batches, trainSeconds: epoch.seconds, averageLoss: epoch.trainLoss, testSeconds: testPass.seconds, counters };
 }
 
+/**
+ * `--autotune`: tunes the shared runtime's plan at the VAE's real shapes (src/model/autotune.ts,
+ * the hosts' one autotune), through the Node side's file cache; every later section runs under it.
+ */
+async function autotune(c: { trainUrl: string; count: number; batchSize: number }) {
+  const g = await gpu();
+  const images = await fetchBytes(c.trainUrl);
+  const result = await autotunePlan(g, {
+    sizes: { D: 784, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, lr: 1e-3, images, count: c.count,
+    browserMajor: browserMajor(navigator.userAgent),
+    cache: { get: async (key) => (await window.benchTuneCacheGet(key)) ?? undefined, put: (key, text) => window.benchTuneCachePut(key, text) },
+  });
+  g.plan = result.plan;
+  return { from: result.from, key: result.key, text: autotuneLines(result), plan: result.plan };
+}
+
+/**
+ * The engine's matmul timed the way the tfjs peer times `tf.matMul` (bench/peers/page.ts), for a
+ * comparison under one clock: the wall clock (performance.now) around `reps` back-to-back
+ * products — one submit of `reps` dispatches — ending in one readback of the whole C (mapAsync),
+ * as tfjs's span ends in one data() of the last result. The plain product, no epilogue, as
+ * tf.matMul computes it; the kernel the plan in use picks. `reps` doubles until a span lasts
+ * MIN_SPAN_MS; the median of `samples` spans is reported per product.
+ */
+async function matmulWallClock(c: { cases: MatmulCase[]; samples: number }) {
+  const g = await gpu();
+  const out = [];
+  for (const m of c.cases) {
+    const { M, N, K } = m;
+    const values = (n: number) => Float32Array.from({ length: n }, (_, i) => ((i * 2654435761) >>> 24) / 128 - 1);
+    const A = g.bufferWith('A', values(M * K));
+    const B = g.bufferWith('B', values(K * N));
+    const C = g.buffer('C', M * N * 4);
+    const d = await matmulOp(g, 'bench matmul (wall clock)', { M, N, K }, m.options, { A, B, C });
+    const span = async (reps: number) => {
+      const t0 = performance.now();
+      g.run(Array.from({ length: reps }, () => d), 'bench matmul (wall clock)');
+      await g.read(C);
+      return performance.now() - t0;
+    };
+    await span(1); // warm-up: the pipeline's first use
+    let reps = 1;
+    while ((await span(reps)) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
+    let times: number[];
+    for (;;) { // as time() does: start over at twice the count if the median span fell short
+      times = [];
+      for (let i = 0; i < c.samples; i++) times.push((await span(reps)) / reps);
+      if (summarize(times, 'wall').median * reps >= MIN_SPAN_MS || reps >= 1 << 14) break;
+      reps *= 2;
+    }
+    g.release(A);
+    g.release(B);
+    g.release(C);
+    const t = summarize(times, 'wall');
+    out.push({ ms: t.median, p10: t.p10, p90: t.p90, reps, samples: c.samples, gflops: (2 * M * N * K) / (t.median * 1e6) });
+  }
+  return out;
+}
+
 declare global {
   interface Window {
-    bench: { matmul: typeof matmul; step: typeof step; endToEnd: typeof endToEnd };
+    bench: { matmul: typeof matmul; step: typeof step; endToEnd: typeof endToEnd; autotune: typeof autotune; matmulWallClock: typeof matmulWallClock };
+    /** The Node side's tune cache (src/node/tune-cache.ts), exposed by bench.ts for --autotune. */
+    benchTuneCacheGet(key: string): Promise<string | null>;
+    benchTuneCachePut(key: string, text: string): Promise<void>;
   }
 }
-window.bench = { matmul, step, endToEnd };
+window.bench = { matmul, step, endToEnd, autotune, matmulWallClock };

@@ -128,7 +128,12 @@ describe('npm run bench', () => {
       expect(m.gflops, m.name).toBeGreaterThan(0);
       expect(m.engineKernel, `${m.name} has no engine kernel to compare with`).toMatch(/^train\[128\] /);
       expect(m.engineTimesFaster, m.name).toBeGreaterThan(0);
+      // Both sides on one clock, each span ≥ 2 ms, and the output says where each side waits.
+      expect(m.engineTimesFaster, m.name).toBeCloseTo(m.ms / m.engineWallMs, 6);
+      expect(m.engineWallMs * m.engineWallReps, m.name).toBeGreaterThanOrEqual(2);
+      expect(m.clock).toMatch(/engine: .*one mapAsync readback of C per span.*tfjs: .*one data\(\) of the last result per span/);
     }
+    expect(r.stdout).toMatch(/Waits — engine: .* tfjs: /);
 
     // PyTorch with both BLAS libraries, or a notice saying why not.
     const torch = named(/^PyTorch reference program/);
