@@ -18,6 +18,8 @@ import { Inference } from '../model/inference';
 import { arenaLayout, sameSizes, sizesName } from '../model/graph';
 import { adamAt, STEPS_PER_SUBMIT } from '../model/settings';
 import { Trainer } from '../model/trainer';
+import { autotuneLines, autotunePlan, browserMajor, describePlan } from '../model/autotune';
+import { indexedDbCache } from './tune-cache';
 import { RECON_COUNT, SAMPLE_COUNT, uploadImages, VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
 import { Controls, DEFAULT_SETTINGS, SETTING_NAMES, type Settings } from './controls';
@@ -70,6 +72,7 @@ const el = {
   start: $<HTMLButtonElement>('start'), pause: $<HTMLButtonElement>('pause'), stop: $<HTMLButtonElement>('stop'), reset: $<HTMLButtonElement>('reset'),
   message: $('message'),
   recon: $<HTMLCanvasElement>('recon'), samples: $<HTMLCanvasElement>('samples'), imagesEpoch: $('images-epoch'),
+  autotune: $<HTMLInputElement>('autotune'),
   download: $<HTMLButtonElement>('download'), checkpointFile: $<HTMLInputElement>('checkpoint-file'), saved: $('saved'),
 };
 
@@ -126,6 +129,7 @@ function updateButtons(): void {
   el.download.disabled = !session || phase === 'busy' || phase === 'failed';
   el.checkpointFile.disabled = !ready;
   el.dataset.disabled = el.datasetFiles.disabled = !ready || session !== null;
+  el.autotune.disabled = !ready || session !== null; // the plan is chosen when a model is made
   controls.setLocked(session !== null || !(ready || training));
 }
 
@@ -261,7 +265,10 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
   const g = gpu!;
   try {
     // A checkpoint's model keeps the kernel plan it trained with (it sums in that order); a new one takes the adapter's.
-    g.plan = (checkpoint && readRunMetadata(checkpoint.metadata).plan) || planFor(g.software);
+    const resumedPlan = checkpoint && readRunMetadata(checkpoint.metadata).plan;
+    g.plan = resumedPlan || planFor(g.software);
+    if (el.autotune.checked && resumedPlan) say('Autotune skipped: the checkpoint records its kernel plan, and a resumed run keeps it (so it sums in the order it trained with).');
+    else if (el.autotune.checked) await autotuneSession(g, dataset, settings);
     const train = uploadImages(g, 'train', dataset.train.pixels, dataset.train.count);
     const test = uploadImages(g, 'test', dataset.test.pixels, dataset.test.count);
     const model = await VaeModel.create(g, {
@@ -285,6 +292,21 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
     g.freeBuffers(); // whatever was made before the failure
     throw e;
   }
+}
+
+/** The opt-in start-up autotune (src/model/autotune.ts) for a new session, cached in this browser's storage. */
+async function autotuneSession(g: Gpu, dataset: Dataset, settings: Settings): Promise<void> {
+  say('Autotuning the kernels at these sizes (timing each matmul variant, then a 16-step check)…');
+  const result = await autotunePlan(g, {
+    sizes: { D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent },
+    batchSize: settings.batchSize, seed: settings.seed, lr: settings.lr,
+    images: dataset.train.pixels, count: dataset.train.count, cache: indexedDbCache(), browserMajor: browserMajor(navigator.userAgent),
+  });
+  g.plan = result.plan;
+  console.info(`webgpu-vae: ${autotuneLines(result)}`);
+  say(result.from === 'cache'
+    ? `Kernel plan from this browser's tune cache: ${describePlan(result.plan)}.`
+    : `Autotuned (${result.report.timing}): ${result.report.reason}; running ${describePlan(result.plan)}. The report is in the console.`);
 }
 
 /** Frees the model's buffers (datasets included); compiled pipelines stay cached on the device. */
