@@ -11,6 +11,9 @@
  *   split-K (K shared among the invocations of a workgroup) takes over; Adam runs grid-stride
  *   and the loss in HARDWARE_LOSS_GROUPS.
  *
+ * - the workgroup-memory tiled kernel (TILE_64, TILE_32) is no default's choice; an override may
+ *   name it (the start-up autotune's candidates, src/model/autotune.ts).
+ *
  * A plan is data (serializable), so it can be recorded in a checkpoint and reused on resume:
  * different plans may sum in different orders, and an exact resume needs the same one.
  */
