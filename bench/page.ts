@@ -144,7 +144,7 @@ async function step(c: { batchSize: number; reps: number; samples: number }) {
   g.write(model.trainState, new Uint32Array([0, 0]));
   const whole = await time(g, dispatches, 1, c.samples);
   model.destroy();
-  return { plan: plan.kind, perDispatch, hardwarePlan, whole, dispatchesPerStep: dispatches.length };
+  return { plan: Object.keys(plan.overrides).length ? `${plan.kind} (tuned)` : plan.kind, perDispatch, hardwarePlan, whole, dispatchesPerStep: dispatches.length };
 }
 
 /** A dispatch's launch: its workgroups and the invocations they hold. */

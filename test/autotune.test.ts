@@ -4,7 +4,8 @@
  * holds the plan and a second start reuses it — the end-to-end check's tolerance against the
  * honest differences of every candidate and against a slightly wrong run, and `--autotune` in
  * the CLI: the report printed, the cache file written, reused by a second run, the losses of
- * a run under the tuned plan against a run without autotune, and a resume that keeps its plan.
+ * a run under the tuned plan against a run without autotune, the tuned plan in the checkpoint, and a
+ * resume that keeps it.
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -67,6 +68,12 @@ describe('npm run train -- --autotune', () => {
     'src/cli/train.ts', '--epochs', '1', '--train-limit', '96', '--test-limit', '48', '--batch-size', '24', '--hidden', '48', '--latent', '6',
     '--out', out, ...extra,
   ], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, WEBGPU_VAE_TUNE_CACHE: cache } });
+  /** The kernel_plan a checkpoint's safetensors header records (read here, not by the engine's reader). */
+  const checkpointPlan = (file: string) => {
+    const bytes = readFileSync(file);
+    const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
+    return header.__metadata__.kernel_plan as string;
+  };
   const metrics = (out: string) => JSON.parse(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim()) as { trainLoss: number; testLoss: number };
 
   it('prints the tuner\'s report and writes the cache file; a second run reuses the file; the losses are the untuned run\'s under an unchanged plan', () => {
@@ -101,11 +108,16 @@ describe('npm run train -- --autotune', () => {
       expect(Math.abs(a.trainLoss - b.trainLoss)).toBeLessThanOrEqual(CHECK_RTOL * b.trainLoss);
     }
 
-    // Resuming the untuned run with --autotune keeps the checkpoint's plan, and tunes nothing.
-    const resumed = run(join(dir, 'plain'), join(dir, 'cache-for-resume'), ['--epochs', '2', '--resume', join(dir, 'plain', 'checkpoint.safetensors'), '--autotune']);
+    // The tuned run's checkpoint records the tuned plan; resuming it with --autotune keeps that
+    // plan (its next checkpoint records it again) and tunes nothing.
+    const checkpoint = join(dir, 'tuned', 'checkpoint.safetensors');
+    expect(decodePlan(checkpointPlan(checkpoint))).toEqual(plan);
+    const resumed = run(join(dir, 'tuned'), join(dir, 'cache-for-resume'), ['--epochs', '2', '--resume', checkpoint, '--autotune']);
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/--autotune skipped: the checkpoint records its kernel plan/);
     expect(resumed.stdout).not.toMatch(/kernel tuner, timed by/);
+    expect(resumed.stdout).toMatch(/Epoch: 2 Average loss/);
+    expect(decodePlan(checkpointPlan(checkpoint))).toEqual(plan);
     expect(existsSync(join(dir, 'cache-for-resume')) && readdirSync(join(dir, 'cache-for-resume')).length > 0).toBe(false);
   }, 600_000);
 });
