@@ -7,6 +7,8 @@
 import { Gpu, type Dispatch } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
 import { planFor } from '../src/gpu/plan';
+import { spanTimer } from '../src/gpu/timing';
+import { MIN_SPAN_MS } from '../src/gpu/tuner';
 import { autotuneLines, autotunePlan, browserMajor } from '../src/model/autotune';
 import { RunGate, runTraining } from '../src/model/driver';
 import { adamAt } from '../src/model/settings';
@@ -34,64 +36,37 @@ function summarize(samples: number[], source: Timing['source']): Omit<Timing, 'r
 }
 
 /**
- * A timed span lasts at least this long: Chrome's timestamps are exact only with WebGPU developer
- * features on (100 µs steps otherwise), and wall clocks jitter, so a span is never near either.
+ * A timed span lasts at least this long (the tuner's figure, one source): Chrome's timestamps are
+ * exact only with WebGPU developer features on (100 µs steps otherwise), and wall clocks jitter,
+ * so a span is never near either.
  */
-export const MIN_SPAN_MS = 2;
+export { MIN_SPAN_MS };
 
 /**
  * Times `dispatches` (one repetition) `samples` times after a warm-up, each sample a span of
  * back-to-back repetitions: `reps` at least, doubled until a span lasts MIN_SPAN_MS.
  */
 export async function time(g: Gpu, dispatches: readonly Dispatch[], minReps: number, samples: number): Promise<Timing> {
-  const { device } = g;
-  let reps = minReps;
-  const run = async (query?: GPUQuerySet) => {
-    const encoder = device.createCommandEncoder({ label: 'bench' });
-    const pass = encoder.beginComputePass({
-      label: 'bench', timestampWrites: query ? { querySet: query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } : undefined,
-    });
-    for (let r = 0; r < reps; r++) {
-      for (const d of dispatches) {
-        pass.setPipeline(d.kernel.pipeline);
-        pass.setBindGroup(0, d.bindGroup);
-        pass.dispatchWorkgroups(...d.workgroups);
-      }
+  // The tuner's span timer (src/gpu/timing.ts): one pass of back-to-back repetitions, timed by
+  // timestamp queries at its beginning and end, or by the wall clock to onSubmittedWorkDone.
+  const timer = spanTimer(g);
+  try {
+    let reps = minReps;
+    await timer.time(dispatches, reps); // warm-up: first use of the pipelines and buffers
+    // Grow the span, on the clock that times it, until it is long enough; then sample at that count,
+    // and start over at twice the count if the samples' median span still falls short.
+    while ((await timer.time(dispatches, reps)) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
+    let times: number[] = [];
+    for (;;) {
+      times = [];
+      for (let i = 0; i < samples; i++) times.push((await timer.time(dispatches, reps)) / reps);
+      if (summarize(times, 'wall').median * reps >= MIN_SPAN_MS || reps >= 1 << 14) break;
+      reps *= 2;
     }
-    pass.end();
-    return encoder;
-  };
-  await device.queue.onSubmittedWorkDone(); // start from an idle queue
-  device.queue.submit([(await run()).finish()]);
-  await device.queue.onSubmittedWorkDone();
-  const query = g.hasTimestamps ? device.createQuerySet({ label: 'bench timestamps', type: 'timestamp', count: 2 }) : undefined;
-  const resolve = query && g.buffer('bench timestamps', 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
-  /** One span of `reps` repetitions, in ms: GPU timestamps when the adapter has them, else the wall clock. */
-  const span = async (): Promise<number> => {
-    const t0 = performance.now();
-    const encoder = await run(query);
-    if (query) encoder.resolveQuerySet(query, 0, 2, resolve!, 0);
-    device.queue.submit([encoder.finish()]);
-    if (!query) {
-      await device.queue.onSubmittedWorkDone();
-      return performance.now() - t0;
-    }
-    const ns = new BigUint64Array(await g.read(resolve!, 0, 16));
-    return Number(ns[1] - ns[0]) / 1e6;
-  };
-  // Grow the span, on the clock that times it, until it is long enough; then sample at that count,
-  // and start over at twice the count if the samples' median span still falls short.
-  while ((await span()) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
-  let times: number[] = [];
-  for (;;) {
-    times = [];
-    for (let i = 0; i < samples; i++) times.push((await span()) / reps);
-    if (summarize(times, 'wall').median * reps >= MIN_SPAN_MS || reps >= 1 << 14) break;
-    reps *= 2;
+    return { ...summarize(times, timer.clock), reps };
+  } finally {
+    timer.destroy();
   }
-  query?.destroy();
-  if (resolve) g.release(resolve);
-  return { ...summarize(times, query ? 'timestamp' : 'wall'), reps };
 }
 
 export interface MatmulCase {
