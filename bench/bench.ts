@@ -11,6 +11,7 @@ import { describeAdapter, launchBrowser, reportAdapter, type AdapterReport } fro
 import { findDataset, loadDataset, verifyMnist } from '../src/node/datasets';
 import { integerOption } from '../src/node/options';
 import { startServer } from '../src/node/server';
+import { fileCache, tuneCacheDir, tuneCacheFile } from '../src/node/tune-cache';
 import type { Timing } from './page';
 
 const HELP = `Usage: npm run bench -- [options]
@@ -20,6 +21,8 @@ const HELP = `Usage: npm run bench -- [options]
   --steps N         end-to-end training steps to time (default: one epoch, 469); 0 skips it
   --repeat N        timing samples per kernel (default 7); the median and 10–90% spread are reported
   --compare         also run the peers (TensorFlow.js WebGPU/WASM, PyTorch) and report ratios
+  --autotune        tune the kernel plan at start-up first (as npm run train -- --autotune does,
+                    with the same cache) and print the tuner's report; everything after runs under it
   --out FILE        where the JSON goes (default bench/results/<date>.json)
   -h, --help        this text`;
 
@@ -42,7 +45,7 @@ function parse(argv: string[]) {
   const { values } = parseArgs({
     args: argv, strict: true, options: {
       kernel: { type: 'string' }, shape: { type: 'string' }, steps: { type: 'string' }, repeat: { type: 'string' },
-      compare: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      compare: { type: 'boolean' }, autotune: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   let shape: { M: number; K: number; N: number } | undefined;
@@ -52,7 +55,7 @@ function parse(argv: string[]) {
     shape = { M: Number(m[1]), K: Number(m[2]), N: Number(m[3]) };
   }
   return {
-    help: !!values.help, kernel: values.kernel, shape, compare: !!values.compare, out: values.out,
+    help: !!values.help, kernel: values.kernel, shape, compare: !!values.compare, autotune: !!values.autotune, out: values.out,
     steps: integerOption('steps', values.steps, 469, 0, 1e7), repeat: integerOption('repeat', values.repeat, 7, 1, 1e4),
   };
 }
@@ -91,6 +94,22 @@ async function main() {
       browser: adapter.browserVersion,
       node: process.version,
     };
+
+    // 0. The start-up autotune, when asked for: the hosts' one autotune, through the file cache.
+    if (o.autotune) {
+      const cache = fileCache(tuneCacheDir());
+      await page.exposeFunction('benchTuneCacheGet', async (key: string) => (await cache.get(key)) ?? null);
+      await page.exposeFunction('benchTuneCachePut', (key: string, text: string) => cache.put(key, text));
+      const count = Math.min(data.train.count, 16 * batchSize);
+      console.log('\nautotune at the real shapes (batch 128)…');
+      const t = await page.evaluate((c) => window.bench.autotune(c), {
+        trainUrl: server.serveFile('autotune', data.train.pixels.subarray(0, count * 784)), count, batchSize,
+      });
+      console.log(t.text);
+      const file = tuneCacheFile(tuneCacheDir(), t.key);
+      console.log(t.from === 'cache' ? `(cached in ${file}; delete it to tune again)` : `tuned plan cached in ${file}`);
+      result.autotune = { from: t.from, plan: t.plan, file, report: t.text };
+    }
 
     // 1. Every kernel of one training step at the VAE's real shapes.
     console.log(`\nkernels of one training step (batch ${batchSize}), ${o.repeat} samples each…`);

@@ -7,6 +7,9 @@
 import { Gpu, type Dispatch } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
 import { planFor } from '../src/gpu/plan';
+import { spanTimer } from '../src/gpu/timing';
+import { MIN_SPAN_MS } from '../src/gpu/tuner';
+import { autotuneLines, autotunePlan, browserMajor } from '../src/model/autotune';
 import { RunGate, runTraining } from '../src/model/driver';
 import { adamAt } from '../src/model/settings';
 import { Trainer } from '../src/model/trainer';
@@ -33,64 +36,37 @@ function summarize(samples: number[], source: Timing['source']): Omit<Timing, 'r
 }
 
 /**
- * A timed span lasts at least this long: Chrome's timestamps are exact only with WebGPU developer
- * features on (100 µs steps otherwise), and wall clocks jitter, so a span is never near either.
+ * A timed span lasts at least this long (the tuner's figure, one source): Chrome's timestamps are
+ * exact only with WebGPU developer features on (100 µs steps otherwise), and wall clocks jitter,
+ * so a span is never near either.
  */
-export const MIN_SPAN_MS = 2;
+export { MIN_SPAN_MS };
 
 /**
  * Times `dispatches` (one repetition) `samples` times after a warm-up, each sample a span of
  * back-to-back repetitions: `reps` at least, doubled until a span lasts MIN_SPAN_MS.
  */
 export async function time(g: Gpu, dispatches: readonly Dispatch[], minReps: number, samples: number): Promise<Timing> {
-  const { device } = g;
-  let reps = minReps;
-  const run = async (query?: GPUQuerySet) => {
-    const encoder = device.createCommandEncoder({ label: 'bench' });
-    const pass = encoder.beginComputePass({
-      label: 'bench', timestampWrites: query ? { querySet: query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } : undefined,
-    });
-    for (let r = 0; r < reps; r++) {
-      for (const d of dispatches) {
-        pass.setPipeline(d.kernel.pipeline);
-        pass.setBindGroup(0, d.bindGroup);
-        pass.dispatchWorkgroups(...d.workgroups);
-      }
+  // The tuner's span timer (src/gpu/timing.ts): one pass of back-to-back repetitions, timed by
+  // timestamp queries at its beginning and end, or by the wall clock to onSubmittedWorkDone.
+  const timer = spanTimer(g);
+  try {
+    let reps = minReps;
+    await timer.time(dispatches, reps); // warm-up: first use of the pipelines and buffers
+    // Grow the span, on the clock that times it, until it is long enough; then sample at that count,
+    // and start over at twice the count if the samples' median span still falls short.
+    while ((await timer.time(dispatches, reps)) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
+    let times: number[] = [];
+    for (;;) {
+      times = [];
+      for (let i = 0; i < samples; i++) times.push((await timer.time(dispatches, reps)) / reps);
+      if (summarize(times, 'wall').median * reps >= MIN_SPAN_MS || reps >= 1 << 14) break;
+      reps *= 2;
     }
-    pass.end();
-    return encoder;
-  };
-  await device.queue.onSubmittedWorkDone(); // start from an idle queue
-  device.queue.submit([(await run()).finish()]);
-  await device.queue.onSubmittedWorkDone();
-  const query = g.hasTimestamps ? device.createQuerySet({ label: 'bench timestamps', type: 'timestamp', count: 2 }) : undefined;
-  const resolve = query && g.buffer('bench timestamps', 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
-  /** One span of `reps` repetitions, in ms: GPU timestamps when the adapter has them, else the wall clock. */
-  const span = async (): Promise<number> => {
-    const t0 = performance.now();
-    const encoder = await run(query);
-    if (query) encoder.resolveQuerySet(query, 0, 2, resolve!, 0);
-    device.queue.submit([encoder.finish()]);
-    if (!query) {
-      await device.queue.onSubmittedWorkDone();
-      return performance.now() - t0;
-    }
-    const ns = new BigUint64Array(await g.read(resolve!, 0, 16));
-    return Number(ns[1] - ns[0]) / 1e6;
-  };
-  // Grow the span, on the clock that times it, until it is long enough; then sample at that count,
-  // and start over at twice the count if the samples' median span still falls short.
-  while ((await span()) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
-  let times: number[] = [];
-  for (;;) {
-    times = [];
-    for (let i = 0; i < samples; i++) times.push((await span()) / reps);
-    if (summarize(times, 'wall').median * reps >= MIN_SPAN_MS || reps >= 1 << 14) break;
-    reps *= 2;
+    return { ...summarize(times, timer.clock), reps };
+  } finally {
+    timer.destroy();
   }
-  query?.destroy();
-  if (resolve) g.release(resolve);
-  return { ...summarize(times, query ? 'timestamp' : 'wall'), reps };
 }
 
 export interface MatmulCase {
@@ -143,7 +119,7 @@ async function step(c: { batchSize: number; reps: number; samples: number }) {
   g.write(model.trainState, new Uint32Array([0, 0]));
   const whole = await time(g, dispatches, 1, c.samples);
   model.destroy();
-  return { plan: plan.kind, perDispatch, hardwarePlan, whole, dispatchesPerStep: dispatches.length };
+  return { plan: Object.keys(plan.overrides).length ? `${plan.kind} (tuned)` : plan.kind, perDispatch, hardwarePlan, whole, dispatchesPerStep: dispatches.length };
 }
 
 /** A dispatch's launch: its workgroups and the invocations they hold. */
@@ -193,9 +169,71 @@ async function endToEnd(c: { trainUrl: string; trainCount: number; testUrl: stri
   return { steps: epoch.batches, trainSeconds: epoch.seconds, averageLoss: epoch.trainLoss, testSeconds: testPass.seconds, counters };
 }
 
+/**
+ * `--autotune`: tunes the shared runtime's plan at the VAE's real shapes (src/model/autotune.ts,
+ * the hosts' one autotune), through the Node side's file cache; every later section runs under it.
+ */
+async function autotune(c: { trainUrl: string; count: number; batchSize: number }) {
+  const g = await gpu();
+  const images = await fetchBytes(c.trainUrl);
+  const result = await autotunePlan(g, {
+    sizes: { D: 784, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, lr: 1e-3, images, count: c.count,
+    browserMajor: browserMajor(navigator.userAgent),
+    cache: { get: async (key) => (await window.benchTuneCacheGet(key)) ?? undefined, put: (key, text) => window.benchTuneCachePut(key, text) },
+  });
+  g.plan = result.plan;
+  return { from: result.from, key: result.key, text: autotuneLines(result), plan: result.plan };
+}
+
+/**
+ * The engine's matmul timed the way the tfjs peer times `tf.matMul` (bench/peers/page.ts), for a
+ * comparison under one clock: the wall clock (performance.now) around `reps` back-to-back
+ * products — one submit of `reps` dispatches — ending in one readback of the whole C (mapAsync),
+ * as tfjs's span ends in one data() of the last result. The plain product, no epilogue, as
+ * tf.matMul computes it; the kernel the plan in use picks. `reps` doubles until a span lasts
+ * MIN_SPAN_MS; the median of `samples` spans is reported per product.
+ */
+async function matmulWallClock(c: { cases: MatmulCase[]; samples: number }) {
+  const g = await gpu();
+  const out = [];
+  for (const m of c.cases) {
+    const { M, N, K } = m;
+    const values = (n: number) => Float32Array.from({ length: n }, (_, i) => ((i * 2654435761) >>> 24) / 128 - 1);
+    const A = g.bufferWith('A', values(M * K));
+    const B = g.bufferWith('B', values(K * N));
+    const C = g.buffer('C', M * N * 4);
+    const d = await matmulOp(g, 'bench matmul (wall clock)', { M, N, K }, m.options, { A, B, C });
+    const span = async (reps: number) => {
+      const t0 = performance.now();
+      g.run(Array.from({ length: reps }, () => d), 'bench matmul (wall clock)');
+      await g.read(C);
+      return performance.now() - t0;
+    };
+    await span(1); // warm-up: the pipeline's first use
+    let reps = 1;
+    while ((await span(reps)) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
+    let times: number[];
+    for (;;) { // as time() does: start over at twice the count if the median span fell short
+      times = [];
+      for (let i = 0; i < c.samples; i++) times.push((await span(reps)) / reps);
+      if (summarize(times, 'wall').median * reps >= MIN_SPAN_MS || reps >= 1 << 14) break;
+      reps *= 2;
+    }
+    g.release(A);
+    g.release(B);
+    g.release(C);
+    const t = summarize(times, 'wall');
+    out.push({ ms: t.median, p10: t.p10, p90: t.p90, reps, samples: c.samples, gflops: (2 * M * N * K) / (t.median * 1e6) });
+  }
+  return out;
+}
+
 declare global {
   interface Window {
-    bench: { matmul: typeof matmul; step: typeof step; endToEnd: typeof endToEnd };
+    bench: { matmul: typeof matmul; step: typeof step; endToEnd: typeof endToEnd; autotune: typeof autotune; matmulWallClock: typeof matmulWallClock };
+    /** The Node side's tune cache (src/node/tune-cache.ts), exposed by bench.ts for --autotune. */
+    benchTuneCacheGet(key: string): Promise<string | null>;
+    benchTuneCachePut(key: string, text: string): Promise<void>;
   }
 }
-window.bench = { matmul, step, endToEnd };
+window.bench = { matmul, step, endToEnd, autotune, matmulWallClock };

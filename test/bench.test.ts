@@ -5,10 +5,11 @@
  * with --compare, an entry per peer (or an explicit skip notice).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { decodePlan } from '../src/gpu/plan';
 import { tsx } from './cli';
 
 function bench(args: string[], env: Record<string, string> = {}, timeoutMs = 240_000) {
@@ -94,6 +95,21 @@ describe('npm run bench', () => {
     expect(r.json.peers).toBeUndefined();
   }, 300_000);
 
+  it('--autotune: prints the tuner\'s report and caches the plan in a file; a second run takes it from the file', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'webgpu-vae-tune-cache-'));
+    const first = await bench(['--autotune', '--steps', '0', '--repeat', '1'], { WEBGPU_VAE_TUNE_CACHE: cache });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/kernel tuner, timed by (GPU timestamp queries|wall clock)/);
+    expect(first.json.autotune.from).toBe('tuner');
+    expect(readdirSync(cache)).toEqual([basename(first.json.autotune.file)]);
+    expect(decodePlan(readFileSync(first.json.autotune.file, 'utf8'))).toEqual(first.json.autotune.plan);
+    const second = await bench(['--autotune', '--steps', '0', '--repeat', '1'], { WEBGPU_VAE_TUNE_CACHE: cache });
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toContain('kernel plan from the tune cache');
+    expect(second.stdout).not.toMatch(/kernel tuner, timed by/);
+    expect(second.json.autotune).toMatchObject({ from: 'cache', file: first.json.autotune.file, plan: first.json.autotune.plan });
+  }, 600_000);
+
   it('--compare with tiny peers: an entry for every peer, with ratios to the engine, or a skip notice', async () => {
     // One timed tfjs step per backend, one sample per matMul shape, two PyTorch batches.
     const r = await bench(['--steps', '5', '--repeat', '1', '--kernel', 'fc1', '--compare'], { WEBGPU_VAE_PEER_STEPS: '2' });
@@ -128,7 +144,12 @@ describe('npm run bench', () => {
       expect(m.gflops, m.name).toBeGreaterThan(0);
       expect(m.engineKernel, `${m.name} has no engine kernel to compare with`).toMatch(/^train\[128\] /);
       expect(m.engineTimesFaster, m.name).toBeGreaterThan(0);
+      // Both sides on one clock, each span ≥ 2 ms, and the output says where each side waits.
+      expect(m.engineTimesFaster, m.name).toBeCloseTo(m.ms / m.engineWallMs, 6);
+      expect(m.engineWallMs * m.engineWallReps, m.name).toBeGreaterThanOrEqual(2);
+      expect(m.clock).toMatch(/engine: .*one mapAsync readback of C per span.*tfjs: .*one data\(\) of the last result per span/);
     }
+    expect(r.stdout).toMatch(/Waits — engine: .* tfjs: /);
 
     // PyTorch with both BLAS libraries, or a notice saying why not.
     const torch = named(/^PyTorch reference program/);

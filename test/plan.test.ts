@@ -51,6 +51,14 @@ describe('kernel plan', () => {
     const plan = { ...planFor(false), overrides: { [matmulKey(s)]: { variant: 'register' as const, tileM: 8, tileN: 2 } } };
     expect(chooseMatmul(plan, s, false)).toEqual({ variant: 'register', tileM: 8, tileN: 2 });
     expect(decodePlan(encodePlan(plan))).toEqual(plan);
+    // The tiled kernel is a choice a plan can express (TILE_64, TILE_32), and nothing else of it.
+    const tiled = { ...planFor(false), overrides: { [matmulKey(s)]: { variant: 'tiled' as const, tileM: 32 as const, tileN: 32 as const } } };
+    expect(decodePlan(encodePlan(tiled))).toEqual(tiled);
+    expect(invocationsOf(tiled.overrides[matmulKey(s)], s)).toBe(Math.ceil(s.M / 32) * Math.ceil(s.N / 32) * 64);
+    for (const [m, n] of [[64, 32], [16, 16], [128, 128]]) {
+      const text = encodePlan({ ...planFor(false), overrides: { x: { variant: 'tiled', tileM: m, tileN: n } as never } });
+      expect(decodePlan(text), `${m}×${n}`).toBeNull();
+    }
     for (const bad of ['', '{}', '{"kind":"gpu","overrides":{}}', '{"kind":"hardware","overrides":{"x":{"variant":"register","tileM":3,"tileN":1}}}']) {
       expect(decodePlan(bad), bad).toBeNull();
     }

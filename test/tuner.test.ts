@@ -9,7 +9,7 @@ import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodePlan, planFor, type KernelPlan, type MatmulChoice } from '../src/gpu/plan';
 import {
-  formatTuneReport, MIN_SPAN_MS, productToTune, SAMPLES, tuneCacheKey, tunePlan, tuneWithCache,
+  DROP_FACTOR, formatTuneReport, MIN_SPAN_MS, productToTune, SAMPLES, tuneCacheKey, tunePlan, tuneWithCache,
   type ProductToTune, type TuneClock, type TuneInput, type TuneResult,
 } from '../src/gpu/tuner';
 import { fileCache, tuneCacheFile } from '../src/node/tune-cache';
@@ -131,6 +131,19 @@ describe('tuner: how it measures', () => {
     expect(report.products[0].repeats).toBe(64);
     expect(sampleCalls(calls, FC1, 2).map((c) => c.repeats)).toEqual(Array(2 * SAMPLES).fill(64));
     for (const c of report.products[0].candidates) for (const ms of c.samplesMs) expect(ms).toBeGreaterThanOrEqual(MIN_SPAN_MS);
+  });
+
+  it(`a candidate ≥ ${DROP_FACTOR}× the base choice in its last calibration span is not sampled, one just under is`, async () => {
+    const { time, calls } = fakeClock({ [FC1]: { '8×4': 2, '4×4': 2 * DROP_FACTOR, '4×2': 2 * DROP_FACTOR * 0.99 } });
+    const { report } = await tunePlan(input(time, [{ key: FC1, candidates: [T84, T44, T42] }]));
+    const sampled = calls.slice(3).map((c) => c.choice); // after one calibration round
+    expect(sampled).not.toContain('4×4');
+    expect(sampled.filter((c) => c === '4×2')).toHaveLength(SAMPLES);
+    const [, dropped, kept] = report.products[0].candidates;
+    expect(dropped).toMatchObject({ dropped: true, samplesMs: [2 * DROP_FACTOR] });
+    expect(kept.dropped).toBeUndefined();
+    expect(report.products[0].fastest).toEqual(T84);
+    expect(formatTuneReport(report)).toMatch(/register 4×4 .*not sampled/);
   });
 
   it('a clock that does not advance is an error, not a plan', async () => {

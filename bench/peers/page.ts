@@ -244,7 +244,8 @@ async function matmul(c: { cases: MatmulCase[]; samples: number; targetMs: numbe
     };
     await run(1); // compile
     const probe = await run(1);
-    const reps = Math.max(1, Math.min(c.maxReps, Math.round(c.targetMs / Math.max(probe, 1e-3))));
+    // As many as make about targetMs, and never a span under 2 ms (the engine's rule, bench/page.ts).
+    const reps = Math.max(1, Math.ceil(2 / Math.max(probe, 1e-3)), Math.min(c.maxReps, Math.round(c.targetMs / Math.max(probe, 1e-3))));
     const times: number[] = [];
     for (let s = 0; s < c.samples; s++) times.push(await run(reps));
     a.dispose();

@@ -4,9 +4,11 @@
  */
 import { decodeImageFolder } from '../data/image-decode';
 import { Gpu } from '../gpu/device';
+import { autotuneLines, autotunePlan, browserMajor } from '../model/autotune';
 import { toBase64, fromBase64 } from '../io/base64';
 import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
 import { RunGate, runTraining } from '../model/driver';
+import type { VaeSizes } from '../model/graph';
 import { adamAt } from '../model/settings';
 import { Trainer } from '../model/trainer';
 import { uploadImages, VaeModel } from '../model/vae';
@@ -19,6 +21,9 @@ declare global {
     vaeStop(): void;
     /** `--images DIR`: decodes the folder's files with the page's own image decoders. */
     vaeDecodeImages(request: ImageFolderRequest): Promise<ImageFolderReply>;
+    /** The Node side's tune cache (src/node/tune-cache.ts), exposed for --autotune. */
+    vaeTuneCacheGet(key: string): Promise<string | null>;
+    vaeTuneCachePut(key: string, text: string): Promise<void>;
     /** The run's GPU buffers now (for `npm run soak`); zeros before a run starts. */
     vaeMemory(): { liveBuffers: number; liveBytes: number };
   }
@@ -47,17 +52,30 @@ window.vaeRun = async (c: RunConfig) => {
   const gpu = (current = await Gpu.create());
   const checkpoint = c.resume ? fromBase64(c.resume) : null;
   // A resumed run keeps the kernel plan it trained with, so it sums in the same order.
-  if (checkpoint) gpu.plan = readRunMetadata(checkpointSizes(checkpoint).metadata).plan ?? gpu.plan;
+  const resumedPlan = checkpoint ? readRunMetadata(checkpointSizes(checkpoint).metadata).plan : undefined;
+  if (resumedPlan) gpu.plan = resumedPlan;
   const [trainPixels, testPixels] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
   // A conditional VAE's labels (checked by the CLI), uploaded once like the pixels.
   const [trainLabels, testLabels] = c.classes
     ? await Promise.all([fetchBytes(c.trainLabelsUrl!), fetchBytes(c.testLabelsUrl!)])
     : [undefined, undefined];
+  const sizes: VaeSizes = {
+    D: c.pixels, hidden: c.hidden, L: c.latent,
+    ...(c.classes ? { classes: c.classes } : {}), ...(c.likelihood ? { likelihood: c.likelihood } : {}),
+  };
+  if (c.autotune && resumedPlan) {
+    await window.vaeEvent({ type: 'tune', from: 'skipped', text: 'the checkpoint records its kernel plan, and a resumed run keeps it (so it sums in the order it trained with)' });
+  } else if (c.autotune) {
+    const tuned = await autotunePlan(gpu, {
+      sizes, batchSize: c.batchSize, seed: c.seed, lr: c.lr, objective: { beta: c.beta, klWarmup: c.klWarmup },
+      images: trainPixels, labels: trainLabels, count: c.trainCount, browserMajor: browserMajor(navigator.userAgent),
+      cache: { get: async (key) => (await window.vaeTuneCacheGet(key)) ?? undefined, put: (key, text) => window.vaeTuneCachePut(key, text) },
+    });
+    gpu.plan = tuned.plan;
+    await window.vaeEvent({ type: 'tune', from: tuned.from, text: autotuneLines(tuned), key: tuned.key });
+  }
   const model = await VaeModel.create(gpu, {
-    sizes: {
-      D: c.pixels, hidden: c.hidden, L: c.latent,
-      ...(c.classes ? { classes: c.classes } : {}), ...(c.likelihood ? { likelihood: c.likelihood } : {}),
-    },
+    sizes,
     beta: c.beta,
     klWarmup: c.klWarmup,
     batchSize: c.batchSize,

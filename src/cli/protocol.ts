@@ -29,6 +29,8 @@ export interface RunConfig {
   beta?: number;
   klWarmup?: number;
   likelihood?: Likelihood;
+  /** Tune the kernel plan at start-up (src/model/autotune.ts), through the Node side's file cache. */
+  autotune?: boolean;
 }
 
 export type RunEvent =
@@ -38,6 +40,8 @@ export type RunEvent =
   | { type: 'images'; epoch: number; recon: string; samples: string }
   | { type: 'checkpoint'; epoch: number; data: string }
   | { type: 'stopped'; epoch: number }
+  /** What --autotune did: tuned (its report), took a cached plan, or was skipped for a resumed plan. */
+  | { type: 'tune'; from: 'tuner' | 'cache' | 'skipped'; text: string; key?: string }
   | { type: 'done'; counters: { dispatchesPerStep: number; submits: number; bytesUploaded: number; bytesReadBack: number } };
 
 /** `--images DIR`: the folder's files, concatenated at `url`, for the headless page to decode. */

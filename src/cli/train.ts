@@ -24,6 +24,7 @@ import { removeStaleTemporaries, writeAtomic } from '../node/files';
 import { integerOption, UsageError } from '../node/options';
 import { encodePngGray } from '../node/png';
 import { startServer } from '../node/server';
+import { fileCache, tuneCacheDir, tuneCacheFile } from '../node/tune-cache';
 import type { RunConfig, RunEvent } from './protocol';
 import { checkResume } from './resume';
 
@@ -87,6 +88,11 @@ Options:
                         with its constants, Σ [½·log(2π) + log σ + (x − μ)²/(2σ²)] + KL
   --sigma X|learned     the Gaussian's σ: a number from 0.001 to 1000 (default 0.1), or learned,
                         one per pixel (the parameter log_sigma, trained by Adam from σ = 1)
+  --autotune            time the matmul kernels' variants at this run's shapes before training
+                        and take one only when it is ≥ 5 % faster and 16 training steps under it
+                        match the default plan's losses; the plan is cached (a file in
+                        $WEBGPU_VAE_TUNE_CACHE, else ~/.cache/webgpu-vae/tuned-plans) per adapter,
+                        browser, engine and shapes. Off by default; a --resume keeps its plan
   -h, --help            this text
 
 Environment: WEBGPU_VAE_CHROME=/path/to/chrome picks the browser.
@@ -111,6 +117,8 @@ export interface TrainOptions extends RunSettings {
   conditional?: boolean;
   /** Given on the command line (absent: the checkpoint's on --resume, else the seed's). */
   likelihood?: Likelihood;
+  /** Tune the kernel plan at start-up (cached). */
+  autotune?: boolean;
 }
 
 /** Parses and checks every option before anything starts; throws UsageError with the reason. */
@@ -126,7 +134,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         hidden: { type: 'string' }, latent: { type: 'string' }, seed: { type: 'string' },
         dataset: { type: 'string' }, data: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
         out: { type: 'string' }, resume: { type: 'string' }, overwrite: { type: 'boolean' }, 'log-interval': { type: 'string' },
-        'steps-per-submit': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'steps-per-submit': { type: 'string' }, autotune: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         images: { type: 'string' }, 'image-size': { type: 'string' }, fit: { type: 'string' },
         conditional: { type: 'boolean' },
         beta: { type: 'string' }, 'kl-warmup': { type: 'string' }, likelihood: { type: 'string' }, sigma: { type: 'string' },
@@ -190,6 +198,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     logInterval: integerOption('log-interval', values['log-interval'], 100, 1, 1e9),
     stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], STEPS_PER_SUBMIT, 1, 4096),
     ...(values.conditional ? { conditional: true } : {}),
+    autotune: values.autotune,
   };
 }
 
@@ -343,6 +352,12 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
     const adapter = await reportAdapter(page);
     console.log(`webgpu-vae: ${!files ? dataset : o.dataset === 'mnist' && !o.data ? 'MNIST' : files.dir} on ${describeAdapter(adapter)}`);
 
+    if (o.autotune) {
+      const cache = fileCache(tuneCacheDir());
+      await page.exposeFunction('vaeTuneCacheGet', async (key: string) => (await cache.get(key)) ?? null);
+      await page.exposeFunction('vaeTuneCachePut', (key: string, text: string) => cache.put(key, text));
+    }
+
     const started = Date.now();
     let done: Extract<RunEvent, { type: 'done' }>['counters'] | undefined;
     await page.exposeFunction('vaeEvent', async (e: RunEvent) => {
@@ -397,6 +412,14 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
         case 'done':
           done = e.counters;
           break;
+        case 'tune':
+          if (e.from === 'skipped') console.log(`webgpu-vae: --autotune skipped: ${e.text}`);
+          else {
+            const file = tuneCacheFile(tuneCacheDir(), e.key!);
+            console.log(`webgpu-vae: ${e.text}`);
+            console.log(e.from === 'cache' ? `webgpu-vae: (cached in ${file}; delete it to tune again)` : `webgpu-vae: tuned plan cached in ${file}`);
+          }
+          break;
       }
     });
     process.on('SIGINT', () => {
@@ -410,7 +433,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       testUrl: server.serveFile('test', data.test.pixels.subarray(0, testCount * pixels)),
       trainCount, testCount, pixels,
       hidden: o.hidden, latent: o.latent, batchSize: o.batchSize, lr: o.lr, epochs: o.epochs, seed: o.seed,
-      stepsPerSubmit: o.stepsPerSubmit, dataset, resume, firstEpoch,
+      stepsPerSubmit: o.stepsPerSubmit, dataset, resume, firstEpoch, autotune: o.autotune,
       ...(classes > 0 ? {
         classes, trainLabelsUrl: server.serveFile('train labels', trainLabels), testLabelsUrl: server.serveFile('test labels', testLabels),
       } : {}),

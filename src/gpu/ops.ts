@@ -13,7 +13,7 @@ import { byteToUnitTable, gatherBindings, gatherConditionalBindings, gatherCondi
 import { ELBO_UNIFORM_FLOATS, elboBindings, elboWGSL, elboWorkgroups, LOSS_GROUPS, lossBindings, lossWGSL, lossWorkgroups, type ElboOptions } from '../../shaders/loss.wgsl';
 import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
 import type { Dispatch, Gpu } from './device';
-import { chooseMatmul } from './plan';
+import { chooseMatmul, tiledTileOf } from './plan';
 import { quadSharingWorks } from './quads';
 
 export type Binding = GPUBuffer | GPUBufferBinding;
@@ -81,11 +81,50 @@ export async function matmulOp(
   gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number },
   options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
 ): Promise<Dispatch> {
+  const dispatch = await plannedMatmul(gpu, label, dims, options, buffers);
+  products.set(dispatch, { dims: { ...dims }, options: { ...options }, epilogues: epiloguesOf(buffers) });
+  return dispatch;
+}
+
+/**
+ * What a matmulOp dispatch computes — its dims, options and which epilogue buffers it binds —
+ * so a tuner can time the same product on scratch buffers of its own (src/model/autotune.ts).
+ */
+export interface MatmulProduct {
+  dims: { M: number; N: number; K: number };
+  options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>;
+  epilogues: ReturnType<typeof epiloguesOf>;
+}
+
+/** Kept beside the dispatch, not on it: a Dispatch stays what every kernel's is. */
+const products = new WeakMap<Dispatch, MatmulProduct>();
+
+/** The product a dispatch made by matmulOp computes (undefined for any other dispatch). */
+export function matmulProductOf(d: Dispatch): MatmulProduct | undefined {
+  return products.get(d);
+}
+
+/** Whether matmulOp shares A's loads within quads for this product (which changes the software plan's tile). */
+export async function matmulUsesQuads(
+  gpu: Gpu, dims: { M: number; N: number; K: number }, options: Pick<MatmulOptions, 'quad' | 'quadLayout'>,
+): Promise<boolean> {
   const vec4 = dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0;
-  const quad = options.quad ?? (vec4 && gpu.hasSubgroups && gpu.software && (await quadSharingWorks(gpu, options.quadLayout)));
+  return options.quad ?? (vec4 && gpu.hasSubgroups && gpu.software && (await quadSharingWorks(gpu, options.quadLayout)));
+}
+
+async function plannedMatmul(
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
+  options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
+): Promise<Dispatch> {
+  const vec4 = dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0;
+  const quad = await matmulUsesQuads(gpu, dims, options);
   const choice = chooseMatmul(gpu.plan, { ...dims, transA: options.transA, transB: options.transB }, quad);
   if (choice.variant === 'splitK' && options.quad === undefined) {
     return matmulSplitKOp(gpu, label, dims, { ...options, tileM: choice.tileM, tileN: choice.tileN }, buffers);
+  }
+  if (choice.variant === 'tiled' && options.quad === undefined) {
+    const { transA, transB, relu } = options;
+    return matmulTiledOp(gpu, label, dims, { transA, transB, relu: relu ?? false, tile: tiledTileOf(choice) }, buffers);
   }
   const { tileM, tileN } = choice;
   const o: MatmulOptions = {

@@ -11,6 +11,9 @@
  *   split-K (K shared among the invocations of a workgroup) takes over; Adam runs grid-stride
  *   and the loss in HARDWARE_LOSS_GROUPS.
  *
+ * - the workgroup-memory tiled kernel (TILE_64, TILE_32) is no default's choice; an override may
+ *   name it (the start-up autotune's candidates, src/model/autotune.ts).
+ *
  * A plan is data (serializable), so it can be recorded in a checkpoint and reused on resume:
  * different plans may sum in different orders, and an exact resume needs the same one.
  */
@@ -18,6 +21,7 @@ import { ADAM_DEFAULT, type AdamOptions } from '../../shaders/adam.wgsl';
 import { LOSS_GROUPS } from '../../shaders/loss.wgsl';
 import { MATMUL_WG_X, MATMUL_WG_Y, type MatmulOptions } from '../../shaders/matmul.wgsl';
 import { SPLITK_SIZES, splitKWorkgroups } from '../../shaders/matmul-splitk.wgsl';
+import { TILE_32, TILE_64, tiledInvocations, tiledWorkgroups, type MatmulTile } from '../../shaders/matmul-tiled.wgsl';
 
 export type PlanKind = 'software' | 'hardware';
 
@@ -39,7 +43,25 @@ export interface SplitKTile {
   tileN: number;
 }
 
-export type MatmulChoice = RegisterTile | SplitKTile;
+/**
+ * Workgroup-memory tiled matmul (shaders/matmul-tiled.wgsl.ts). Here tileM×tileN is the
+ * workgroup's block of C, which names the tile: 64×64 (TILE_64) or 32×32 (TILE_32), 4×4 outputs
+ * per invocation either way. No static default picks it; a tuner or a checkpoint may.
+ */
+export interface TiledTile {
+  variant: 'tiled';
+  tileM: 64 | 32;
+  tileN: 64 | 32;
+}
+
+export type MatmulChoice = RegisterTile | SplitKTile | TiledTile;
+
+/** The tiled kernel's tile a choice names (tileM = tileN = its block size). */
+export function tiledTileOf(c: Pick<TiledTile, 'tileM' | 'tileN'>): MatmulTile {
+  const tile = c.tileM === 64 && c.tileN === 64 ? TILE_64 : c.tileM === 32 && c.tileN === 32 ? TILE_32 : null;
+  if (!tile) throw new Error(`kernel plan: the tiled matmul has 64×64 and 32×32 tiles, not ${c.tileM}×${c.tileN}`);
+  return tile;
+}
 
 export interface KernelPlan {
   kind: PlanKind;
@@ -93,6 +115,11 @@ export function splitKInvocations(tile: Pick<SplitKTile, 'tileM' | 'tileN'>, s: 
 
 /** Invocations a matmul launches under `choice`. */
 export function invocationsOf(choice: MatmulChoice, s: MatmulShape): number {
+  if (choice.variant === 'tiled') {
+    const tile = tiledTileOf(choice);
+    const [x, y, z] = tiledWorkgroups({ tile }, s);
+    return x * y * z * tiledInvocations(tile);
+  }
   return choice.variant === 'register' ? registerInvocations(choice, s) : splitKInvocations(choice, s);
 }
 
@@ -135,7 +162,8 @@ export function decodePlan(text: string): KernelPlan | null {
   try {
     const p = JSON.parse(text) as KernelPlan;
     const tileOk = (c: MatmulChoice) => Number.isInteger(c?.tileM) && c.tileM > 0 && Number.isInteger(c.tileN) && c.tileN > 0 &&
-      (c.variant === 'splitK' || (c.variant === 'register' && c.tileM % 4 === 0));
+      (c.variant === 'splitK' || (c.variant === 'register' && c.tileM % 4 === 0) ||
+        (c.variant === 'tiled' && c.tileM === c.tileN && (c.tileM === 64 || c.tileM === 32)));
     if ((p.kind !== 'software' && p.kind !== 'hardware') || typeof p.overrides !== 'object' || p.overrides === null) return null;
     if (p.adam?.layout !== 'blocked' && p.adam?.layout !== 'gridStride') return null;
     if (!Number.isInteger(p.lossGroups) || p.lossGroups < 1 || p.lossGroups > 256) return null;

@@ -19,6 +19,11 @@
  *   round — so a clock boost, a thermal drop or another tab's work lands on every candidate
  *   alike instead of on whichever was being timed at the time.
  * - **Median of SAMPLES spans** per candidate: one preempted or boosted span does not decide.
+ * - **Obvious losers are not sampled.** A candidate whose last calibration span took at least
+ *   DROP_FACTOR times the base choice's could only win if its samples came out several times
+ *   faster than its warm span, so it is dropped before sampling: on a software adapter a split-K
+ *   or workgroup-memory kernel can take 40× the register kernel's time, and sampling it five
+ *   times would make start-up minutes long for nothing. The report lists it as dropped.
  * - **A margin.** A candidate replaces the base choice only when its median beats the base
  *   choice's median by at least MIN_GAIN; below that the difference is within what reruns vary
  *   by, and a change is not free (a different plan sums in a different order).
@@ -36,6 +41,8 @@ export const MIN_SPAN_MS = 2;
 export const SAMPLES = 5;
 /** How much faster (as a fraction of the base choice's median) a candidate must be to be taken. */
 export const MIN_GAIN = 0.05;
+/** A candidate whose calibration span is this many times the base choice's is not sampled. */
+export const DROP_FACTOR = 3;
 /**
  * The most back-to-back dispatches of a span. 2 ms over this many dispatches is 30 ns each, below
  * any WebGPU dispatch's cost: a clock that still reads less is not advancing, and the tuner stops.
@@ -67,6 +74,8 @@ export interface TuneInput {
 
 export interface CandidateReport {
   choice: MatmulChoice;
+  /** Not sampled: its last calibration span took ≥ DROP_FACTOR × the base choice's (samplesMs is then that one span). */
+  dropped?: boolean;
   /** The SAMPLES spans, in the order taken, each of the product's `repeats` dispatches (ms). */
   samplesMs: number[];
   medianMs: number;
@@ -174,20 +183,23 @@ async function tuneProduct(input: TuneInput, product: ProductToTune): Promise<Pr
   const { key, candidates } = product;
   // Calibration, round-robin: the count at which even the fastest candidate's span reaches MIN_SPAN_MS.
   let repeats = 1;
+  let calibration: number[];
   for (;;) {
-    let shortest = Infinity;
-    for (const c of candidates) shortest = Math.min(shortest, await span(input.time, key, c, repeats));
-    if (shortest >= MIN_SPAN_MS) break;
+    calibration = [];
+    for (const c of candidates) calibration.push(await span(input.time, key, c, repeats));
+    if (Math.min(...calibration) >= MIN_SPAN_MS) break;
     repeats *= 2;
     if (repeats > MAX_REPEATS) throw tooManyRepeats(key, repeats / 2, input.clock);
   }
   // Samples, round-robin. Noise can still bring a span under MIN_SPAN_MS; then the count is
   // doubled and the samples start over, so every sample compared is a span that long.
+  const dropped = calibration.map((ms, i) => i > 0 && ms >= DROP_FACTOR * calibration[0]);
   let samples: number[][];
   sampling: for (;;) {
     samples = candidates.map(() => []);
     for (let round = 0; round < SAMPLES; round++) {
       for (let i = 0; i < candidates.length; i++) {
+        if (dropped[i]) continue;
         const ms = await span(input.time, key, candidates[i], repeats);
         if (ms < MIN_SPAN_MS) {
           repeats *= 2;
@@ -200,11 +212,12 @@ async function tuneProduct(input: TuneInput, product: ProductToTune): Promise<Pr
     break;
   }
   const reports: CandidateReport[] = candidates.map((choice, i) => {
+    if (dropped[i]) return { choice, dropped: true, samplesMs: [calibration[i]], medianMs: calibration[i], perDispatchMs: calibration[i] / repeats };
     const medianMs = median(samples[i]);
     return { choice, samplesMs: samples[i], medianMs, perDispatchMs: medianMs / repeats };
   });
   let best = 0;
-  reports.forEach((r, i) => { if (r.medianMs < reports[best].medianMs) best = i; });
+  reports.forEach((r, i) => { if (!r.dropped && r.medianMs < reports[best].medianMs) best = i; });
   const baseMs = reports[0].medianMs;
   const gain = (baseMs - reports[best].medianMs) / baseMs;
   // Compared as a product, not the gain's quotient, so that exactly MIN_GAIN faster counts.
@@ -268,7 +281,7 @@ export function formatTuneReport(report: TuneReport): string {
   for (const p of report.products) {
     lines.push(`  ${p.key} (${p.repeats} dispatches per span)${p.changed ? ` → ${describeChoice(p.chosen)}` : ''}`);
     p.candidates.forEach((c, i) => lines.push(`    ${describeChoice(c.choice).padEnd(16)} ${(c.perDispatchMs * 1000).toFixed(1)} µs` +
-      `${i === 0 ? '  (base)' : ''}`));
+      `${i === 0 ? '  (base)' : c.dropped ? `  (one warm span; ≥ ${DROP_FACTOR}× the base, not sampled)` : ''}`));
   }
   lines.push(`  ${report.reason}`);
   return lines.join('\n');

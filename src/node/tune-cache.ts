@@ -6,9 +6,18 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { TuneCache } from '../gpu/tuner';
 import { removeStaleTemporaries, writeAtomic } from './files';
+
+/**
+ * Where the CLI and the bench keep tuned plans: $WEBGPU_VAE_TUNE_CACHE, else
+ * $XDG_CACHE_HOME/webgpu-vae/tuned-plans (~/.cache when unset), as other tools keep caches.
+ */
+export function tuneCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.WEBGPU_VAE_TUNE_CACHE || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'webgpu-vae', 'tuned-plans');
+}
 
 /** The file a key's plan lives in. */
 export function tuneCacheFile(dir: string, key: string): string {

@@ -22,6 +22,8 @@ import { normals } from '../reference/philox';
 import { adamAt, STEPS_PER_SUBMIT } from '../model/settings';
 import { ObjectiveControls, type PageObjective } from './objective';
 import { Trainer } from '../model/trainer';
+import { autotuneLines, autotunePlan, browserMajor, describePlan } from '../model/autotune';
+import { indexedDbCache } from './tune-cache';
 import { RECON_COUNT, SAMPLES_PER_CLASS, sampleCountOf, uploadImages, VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
 import { Controls, DEFAULT_SETTINGS, SETTING_NAMES, type Settings } from './controls';
@@ -80,6 +82,7 @@ const el = {
   recon: $<HTMLCanvasElement>('recon'), samples: $<HTMLCanvasElement>('samples'), imagesEpoch: $('images-epoch'),
   imagesRow: $('dataset-images-row'), folder: $<HTMLInputElement>('dataset-folder'),
   imagesHint: $('images-hint'), imageSize: $<HTMLInputElement>('image-size'), imageSizeReason: $('image-size-reason'), imageFit: $<HTMLSelectElement>('image-fit'),
+  autotune: $<HTMLInputElement>('autotune'),
   download: $<HTMLButtonElement>('download'), checkpointFile: $<HTMLInputElement>('checkpoint-file'), saved: $('saved'),
   conditional: $<HTMLInputElement>('conditional'), samplesCaption: $('samples-caption'),
   classDraw: $('class-draw'), drawClass: $<HTMLSelectElement>('draw-class'), drawAgain: $<HTMLButtonElement>('draw-again'),
@@ -144,6 +147,7 @@ function updateButtons(): void {
   el.dataset.disabled = el.datasetFiles.disabled = !ready || session !== null;
   el.folder.disabled = el.imageSize.disabled = el.imageFit.disabled = !ready || session !== null;
   el.conditional.disabled = !ready || session !== null;
+  el.autotune.disabled = !ready || session !== null; // the plan is chosen when a model is made
   controls.setLocked(session !== null || !(ready || training));
   objectiveControls.setLocked(session !== null || !(ready || training));
 }
@@ -385,13 +389,19 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
   const g = gpu!;
   try {
     // A checkpoint's model keeps the kernel plan it trained with (it sums in that order); a new one takes the adapter's.
-    g.plan = (checkpoint && readRunMetadata(checkpoint.metadata).plan) || planFor(g.software);
+    const resumedPlan = checkpoint && readRunMetadata(checkpoint.metadata).plan;
+    g.plan = resumedPlan || planFor(g.software);
     const labelsIf = (labels?: Uint8Array) => (classes > 0 ? labels : undefined);
+    const sizes: VaeSizes = {
+      D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent,
+      ...(classes > 0 ? { classes } : {}), ...(objective.likelihood ? { likelihood: objective.likelihood } : {}),
+    };
+    if (el.autotune.checked && resumedPlan) say('Autotune skipped: the checkpoint records its kernel plan, and a resumed run keeps it (so it sums in the order it trained with).');
+    else if (el.autotune.checked) await autotuneSession(g, dataset, settings, sizes, labelsIf(dataset.train.labels), objective);
     const train = uploadImages(g, 'train', dataset.train.pixels, dataset.train.count, labelsIf(dataset.train.labels));
     const test = uploadImages(g, 'test', dataset.test.pixels, dataset.test.count, labelsIf(dataset.test.labels));
-    const sizes: VaeSizes = { D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent, ...(classes > 0 ? { classes } : {}) };
     const model = await VaeModel.create(g, {
-      sizes: { ...sizes, ...(objective.likelihood ? { likelihood: objective.likelihood } : {}) },
+      sizes,
       beta: objective.beta, klWarmup: objective.klWarmup,
       batchSize: settings.batchSize,
       seed: settings.seed,
@@ -415,6 +425,22 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
     g.freeBuffers(); // whatever was made before the failure
     throw e;
   }
+}
+
+/** The opt-in start-up autotune (src/model/autotune.ts) for a new session, cached in this browser's storage. */
+async function autotuneSession(
+  g: Gpu, dataset: Dataset, settings: Settings, sizes: VaeSizes, labels: Uint8Array | undefined, objective: PageObjective,
+): Promise<void> {
+  say('Autotuning the kernels at these sizes (timing each matmul variant, then a 16-step check)…');
+  const result = await autotunePlan(g, {
+    sizes, batchSize: settings.batchSize, seed: settings.seed, lr: settings.lr, objective: { beta: objective.beta, klWarmup: objective.klWarmup },
+    images: dataset.train.pixels, labels, count: dataset.train.count, cache: indexedDbCache(), browserMajor: browserMajor(navigator.userAgent),
+  });
+  g.plan = result.plan;
+  console.info(`webgpu-vae: ${autotuneLines(result)}`);
+  say(result.from === 'cache'
+    ? `Kernel plan from this browser's tune cache: ${describePlan(result.plan)}.`
+    : `Autotuned (${result.report.timing}): ${result.report.reason}; running ${describePlan(result.plan)}. The report is in the console.`);
 }
 
 /** Frees the model's buffers (datasets included); compiled pipelines stay cached on the device. */

@@ -1,0 +1,267 @@
+/**
+ * The opt-in start-up autotune every host calls (the CLI's headless page, the training page, the
+ * bench): the tuner's rules (src/gpu/tuner.ts) given real GPU callbacks at the model's real
+ * shapes, behind a cache keyed by the adapter, the browser's major version, the engine's kernels
+ * and the shapes.
+ *
+ * - The products are the matmuls of the model's own training step, read from the dispatches a
+ *   scratch model builds (matmulProductOf), so the tuner times exactly what the step runs —
+ *   shape, transposes and fused epilogues — keyed as the plan keys it.
+ * - `time` dispatches one product back to back on scratch buffers of its own, on the span timer
+ *   (GPU timestamps, else the wall clock).
+ * - `check` trains CHECK_STEPS steps on scratch models — fresh from the same seed, at the real
+ *   sizes and batch — under the base plan and under the tuned one, and compares the losses.
+ *
+ * Everything is made inside `gpu.collecting` and released before returning: the model the host
+ * trains is built afterwards, under the returned plan, and tuning never sees its buffers. The
+ * runtime's plan is restored whatever happens; only the host assigns the result.
+ */
+import { matmulWGSL } from '../../shaders/matmul.wgsl';
+import { splitKWGSL, SPLITK_SIZES } from '../../shaders/matmul-splitk.wgsl';
+import { tiledWGSL, TILE_32 } from '../../shaders/matmul-tiled.wgsl';
+import type { Dispatch, Gpu } from '../gpu/device';
+import { matmulOp, matmulProductOf, matmulUsesQuads, type MatmulProduct } from '../gpu/ops';
+import { matmulKey, type KernelPlan, type MatmulChoice } from '../gpu/plan';
+import { spanTimer } from '../gpu/timing';
+import {
+  describeChoice, formatTuneReport, productToTune, tuneCacheKey, tunePlan, tuneWithCache, type ProductToTune, type TuneCache, type TuneReport,
+} from '../gpu/tuner';
+import type { VaeSizes } from './graph';
+import { adamAt } from './settings';
+import { DivergenceError, Trainer } from './trainer';
+import { uploadImages, VaeModel } from './vae';
+
+/** Training steps of the end-to-end check (the issue's 16: one submit). */
+export const CHECK_STEPS = 16;
+
+/**
+ * How close the tuned plan's per-step losses must be to the base plan's: |tuned − base| ≤
+ * CHECK_RTOL·|base| at every step. Not bit equality, because a different kernel may sum K in a
+ * different order (split-K adds four partial sums; the tiled kernel walks K in tiles), which moves
+ * the last bits of a product, and those differences pass through 16 Adam updates. Measured on
+ * SwiftShader with each candidate forced on every product (test/autotune.test.ts; bench/README.md):
+ * at 784-400-20, batch 128, the largest difference is 1.2e-7 (split-K and tiled; the register
+ * tiles are bit-identical), while a run at a learning rate 1 % off differs by 1.3e-3 (5e-5 on the
+ * test's small model). 1e-5 sits ~90× above the honest differences and well below a wrong run.
+ */
+export const CHECK_RTOL = 1e-5;
+
+/**
+ * The choices tried for every product besides the base plan's own: the register tiles, split-K
+ * and the workgroup-memory tiled kernel at both of its tiles.
+ */
+export const TUNE_ALTERNATIVES: readonly MatmulChoice[] = [
+  { variant: 'register', tileM: 8, tileN: 4 },
+  { variant: 'register', tileM: 4, tileN: 4 },
+  { variant: 'splitK', tileM: 4, tileN: 1 },
+  { variant: 'tiled', tileM: 64, tileN: 64 },
+  { variant: 'tiled', tileM: 32, tileN: 32 },
+];
+
+/** FNV-1a, 32 bits, as hex: a short, stable digest for a cache key. */
+function digest(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0');
+}
+
+/**
+ * The engine version in the cache key: a digest of the three matmul kernels' WGSL (one full
+ * option set each) and of the candidate list. A kernel or candidate change gives a new key, so a
+ * plan tuned for other kernels is never reused; no version number has to be remembered by hand.
+ */
+export function engineVersion(): string {
+  const epilogues = { transA: false, transB: true, bias: true, relu: true, reluMask: false, rowSum: false, reparamBackward: false };
+  return digest([
+    matmulWGSL({ ...epilogues, vec4: true, tileM: 8, tileN: 4 }),
+    splitKWGSL({ ...epilogues, ...SPLITK_SIZES, vec4: true }),
+    tiledWGSL({ ...epilogues, tile: TILE_32 }),
+    JSON.stringify(TUNE_ALTERNATIVES),
+  ].join('\n'));
+}
+
+/** The browser's major version from its user agent ("Chrome/156.…"), 0 when it names none. */
+export function browserMajor(userAgent: string): number {
+  return Number(/(?:Chrome|Chromium|Firefox|Version)\/(\d+)/.exec(userAgent)?.[1] ?? 0);
+}
+
+export interface AutotuneJob {
+  sizes: VaeSizes;
+  batchSize: number;
+  seed: number;
+  lr: number;
+  /** Training images as bytes (`pixels` = count·D); the check cycles through them for CHECK_STEPS batches. */
+  images: Uint8Array;
+  count: number;
+  /** A conditional VAE's class of each image (the check model needs them on the GPU). */
+  labels?: Uint8Array;
+  /** β and the KL warm-up the run trains with, so the check runs the run's objective. */
+  objective?: { beta?: number; klWarmup?: number };
+  /** Where tuned plans are kept between starts (omitted: tune every time). */
+  cache?: TuneCache;
+  /** For the cache key: navigator.userAgent's major version (browserMajor). */
+  browserMajor: number;
+}
+
+export type AutotuneResult =
+  | { from: 'cache'; plan: KernelPlan; key: string }
+  | {
+    from: 'tuner'; plan: KernelPlan; key: string; report: TuneReport;
+    /** The check's largest |tuned − base| ÷ |base| over its steps (null when no check ran). */
+    checkDifference: number | null;
+  };
+
+/** One product's scratch dispatches, per choice, built on first use. */
+type Scratch = { product: MatmulProduct; built: Map<string, Promise<Dispatch>> };
+
+/**
+ * Tunes `gpu.plan` (the base plan) for `job`, or takes the plan cached for the same key, and
+ * returns it; `gpu.plan` itself is left as it was.
+ */
+export async function autotunePlan(gpu: Gpu, job: AutotuneJob): Promise<AutotuneResult> {
+  const base = gpu.plan;
+  const made: GPUBuffer[] = [];
+  try {
+    return await gpu.collecting(made, async () => {
+      const checkImages = cycleImages(job, CHECK_STEPS * job.batchSize);
+      // The base plan's check model also yields the step's products, from its own dispatches;
+      // it trains only if a check is needed (not on a cache hit, nor when nothing changed).
+      const baseModel = await checkModel(gpu, base, job, checkImages);
+      let baseLosses: Promise<Float32Array> | undefined;
+      const scratch = new Map<string, Scratch>();
+      for (const d of baseModel.trainStep(job.batchSize)) {
+        const product = matmulProductOf(d);
+        if (!product) continue;
+        const key = matmulKey({ ...product.dims, transA: product.options.transA, transB: product.options.transB });
+        // Two products of one key share the plan's override; the first one's epilogues are timed.
+        if (!scratch.has(key)) scratch.set(key, { product, built: new Map() });
+      }
+      const products: ProductToTune[] = [];
+      for (const [, { product }] of scratch) {
+        const shape = { ...product.dims, transA: product.options.transA, transB: product.options.transB };
+        products.push(productToTune(base, shape, await matmulUsesQuads(gpu, product.dims, product.options), TUNE_ALTERNATIVES));
+      }
+      const adapter = gpu.adapter ?? { vendor: '', architecture: '', device: '', description: 'a device the caller brought' };
+      const key = tuneCacheKey({ adapter, browserMajor: job.browserMajor, engineVersion: engineVersion(), shapes: products.map((p) => p.key) });
+      const cache: TuneCache = job.cache ?? { get: async () => undefined, put: async () => {} };
+      const timer = spanTimer(gpu);
+      let checkDifference: number | null = null;
+      try {
+        const result = await tuneWithCache(key, cache, () => tunePlan({
+          base, products, clock: timer.clock,
+          time: async (productKey, choice, repeats) => {
+            const s = scratch.get(productKey)!;
+            const name = describeChoice(choice);
+            let d = s.built.get(name);
+            if (!d) s.built.set(name, (d = scratchDispatch(gpu, base, productKey, s.product, choice)));
+            return timer.time([await d], repeats);
+          },
+          check: async (plan) => {
+            baseLosses ??= checkLosses(baseModel);
+            const [b, t] = [await baseLosses, await checkLosses(await checkModel(gpu, plan, job, checkImages))];
+            checkDifference = largestDifference(b, t);
+            return lossesMatch(b, t);
+          },
+        }));
+        return result.from === 'cache' ? { from: 'cache', plan: result.plan, key } : { from: 'tuner', plan: result.plan, key, report: result.report, checkDifference };
+      } finally {
+        timer.destroy();
+      }
+    });
+  } finally {
+    gpu.plan = base;
+    for (const b of made) gpu.release(b);
+  }
+}
+
+/** Every step's loss within CHECK_RTOL of the base plan's; a non-finite loss never matches. */
+export function lossesMatch(base: Float32Array, tuned: Float32Array): boolean {
+  return base.length === tuned.length &&
+    base.every((b, i) => Number.isFinite(b) && Number.isFinite(tuned[i]) && Math.abs(tuned[i] - b) <= CHECK_RTOL * Math.abs(b));
+}
+
+/** The largest relative difference of two loss sequences (NaN when either has a non-finite loss). */
+export function largestDifference(base: Float32Array, tuned: Float32Array): number {
+  let worst = 0;
+  for (let i = 0; i < base.length; i++) worst = Math.max(worst, Math.abs(tuned[i] - base[i]) / Math.abs(base[i]));
+  return worst;
+}
+
+/** `n` images (and their labels) taken from the job's in order, from the start again when it has fewer. */
+function cycleImages(job: AutotuneJob, n: number): CheckImages {
+  const D = job.sizes.D;
+  if (job.count < 1 || job.images.length < job.count * D) throw new Error(`autotune: ${job.count} images of ${D} bytes need ${job.count * D} bytes, got ${job.images.length}`);
+  const pixels = new Uint8Array(n * D);
+  for (let i = 0; i < n; i++) pixels.set(job.images.subarray((i % job.count) * D, (i % job.count + 1) * D), i * D);
+  const labels = job.labels && Uint8Array.from({ length: n }, (_, i) => job.labels![i % job.count]);
+  return { pixels, labels };
+}
+
+export interface CheckImages {
+  pixels: Uint8Array;
+  labels?: Uint8Array;
+}
+
+/** A fresh model (the job's seed, sizes and batch) built under `plan`, training on `images`. */
+export async function checkModel(gpu: Gpu, plan: KernelPlan, job: AutotuneJob, images: CheckImages): Promise<VaeModel> {
+  const saved = gpu.plan;
+  try {
+    gpu.plan = plan; // read while the programs are built, never after
+    const data = uploadImages(gpu, 'autotune check', images.pixels, CHECK_STEPS * job.batchSize, images.labels);
+    return await VaeModel.create(gpu, {
+      sizes: job.sizes, batchSize: job.batchSize, seed: job.seed, adam: adamAt(job.lr), train: data, test: data, ...job.objective,
+    });
+  } finally {
+    gpu.plan = saved;
+  }
+}
+
+/** The per-step losses of CHECK_STEPS training steps (one epoch of the check images, one submit). */
+export async function checkLosses(model: VaeModel): Promise<Float32Array> {
+  const losses = new Float32Array(CHECK_STEPS).fill(NaN);
+  try {
+    await new Trainer(model, { stepsPerSubmit: CHECK_STEPS }).trainEpoch(1, (l) => losses.set(l.losses, l.firstBatch));
+  } catch (e) {
+    if (!(e instanceof DivergenceError)) throw e; // a diverging run's losses are NaN, which never match
+  }
+  return losses;
+}
+
+/** Scratch buffers of the product's sizes (A, B and the epilogues' inputs hold values in ±1) and its dispatch under `choice`. */
+async function scratchDispatch(gpu: Gpu, base: KernelPlan, key: string, p: MatmulProduct, choice: MatmulChoice): Promise<Dispatch> {
+  const { M, N, K } = p.dims;
+  const e = p.epilogues;
+  const values = (n: number, salt: number) => Float32Array.from({ length: n }, (_, i) => ((Math.imul(i + salt, 2654435761) >>> 8) / 2 ** 23) - 1);
+  const filled = (label: string, n: number, salt: number) => gpu.bufferWith(`autotune ${label}`, values(n, salt));
+  const saved = gpu.plan;
+  try {
+    gpu.plan = { ...base, overrides: { ...base.overrides, [key]: choice } };
+    return await matmulOp(gpu, `autotune ${key} ${describeChoice(choice)}`, p.dims, p.options, {
+      A: filled('A', M * K, 1), B: filled('B', K * N, 2),
+      C: gpu.buffer('autotune C', (e.reparamBackward ? 2 : 1) * M * N * 4), // dmulv is (M, 2N) when dz continues into it
+      bias: e.bias ? filled('bias', N, 3) : undefined,
+      mask: e.reluMask ? filled('mask', M * N, 4) : undefined,
+      rowSum: e.rowSum ? gpu.buffer('autotune rowSum', M * 4) : undefined,
+      mulv: e.reparamBackward ? filled('mulv', 2 * M * N, 5) : undefined,
+      eps: e.reparamBackward ? filled('eps', M * N, 6) : undefined,
+    });
+  } finally {
+    gpu.plan = saved;
+  }
+}
+
+/** A plan in a few words: its kind and the products the tuner changed. */
+export function describePlan(plan: KernelPlan): string {
+  const changes = Object.entries(plan.overrides).map(([key, c]) => `${key} → ${describeChoice(c)}`);
+  return `the ${plan.kind} plan${changes.length ? ` with ${changes.join(', ')}` : ', unchanged'}`;
+}
+
+/** What a host prints about an autotune: the tuner's report and the check, or where the cached plan came from. */
+export function autotuneLines(result: AutotuneResult): string {
+  if (result.from === 'cache') {
+    return `kernel plan from the tune cache (tuned at an earlier start with this adapter, browser, engine and shapes): ${describePlan(result.plan)}`;
+  }
+  const check = result.checkDifference === null ? '' : `\n  end-to-end check: ${CHECK_STEPS} training steps, largest relative loss difference ` +
+    `${result.checkDifference.toExponential(1)} (allowed ${CHECK_RTOL})`;
+  return `${formatTuneReport(result.report)}${check}\n  running ${describePlan(result.plan)}`;
+}

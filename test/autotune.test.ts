@@ -1,0 +1,123 @@
+/**
+ * The start-up autotune on the real adapter (src/model/autotune.ts): what a host can observe of
+ * it from outside — its plan, its live buffers and a model's weights are as they were, the cache
+ * holds the plan and a second start reuses it — the end-to-end check's tolerance against the
+ * honest differences of every candidate and against a slightly wrong run, and `--autotune` in
+ * the CLI: the report printed, the cache file written, reused by a second run, the losses of
+ * a run under the tuned plan against a run without autotune, the tuned plan in the checkpoint, and a
+ * resume that keeps it.
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodePlan } from '../src/gpu/plan';
+import { CHECK_RTOL } from '../src/model/autotune';
+import { tempDir, tsx } from './cli';
+import { openHarness, type GpuPage } from './gpu';
+
+/** A small model, so that tuning it takes seconds on a software adapter. */
+const SMALL = { sizes: { D: 64, hidden: [48], L: 6 }, batchSize: 24 };
+
+let gpu: GpuPage;
+beforeAll(async () => { gpu = await openHarness('/test/harness/autotune.html', 'autotune'); });
+afterAll(async () => { await gpu?.close(); });
+
+describe('autotune on the real adapter', () => {
+  it('leaves the runtime\'s plan, its live buffers and a model\'s weights, moments and step as they were; a second start takes the cached plan', async () => {
+    const r = await gpu.page.evaluate((c) => window.autotune.twice(c), SMALL);
+    console.log(`autotune of a small model: ${r.first.report!.reason}`);
+    expect(r.afterFirst.sameObject).toBe(true);
+    expect(r.afterFirst.plan).toBe(r.before.plan);
+    // Every buffer tuning made is released. What stays is the runtime's pool of readback staging
+    // buffers, one per readback size it has seen (the timestamps, the check's losses), which are
+    // reused; a second start, from the cache, adds nothing.
+    expect(r.afterFirst.liveBuffers - r.before.liveBuffers).toBeLessThanOrEqual(2);
+    expect(r.afterSecond.liveBuffers).toBe(r.afterFirst.liveBuffers);
+    expect(r.stateUnchanged).toBe(true);
+    expect(r.first.from).toBe('tuner');
+    expect(r.first.report!.clock).toBe(r.hasTimestamps ? 'timestamp' : 'wall');
+    // Every product of the step (4 linears: 4 forward, 4 dW, 3 dX) was timed, each sampled span ≥ 2 ms.
+    expect(r.first.report!.products).toHaveLength(11);
+    for (const p of r.first.report!.products) {
+      for (const c of p.candidates) if (!c.dropped) for (const ms of c.samplesMs) expect(ms, p.key).toBeGreaterThanOrEqual(2);
+    }
+    expect(r.calls).toEqual(['get', 'put', 'get']);
+    expect(r.cached).toHaveLength(1);
+    expect(r.cached[0][0]).toBe(r.first.key);
+    expect(decodePlan(r.cached[0][1])).toEqual(JSON.parse(r.first.plan));
+    expect(r.second).toEqual({ from: 'cache', key: r.first.key, plan: r.first.plan });
+  });
+
+  it(`the check's tolerance (${CHECK_RTOL}) passes every candidate forced on every product, and fails a run at a learning rate 1 % off`, async () => {
+    const r = await gpu.page.evaluate((c) => window.autotune.checkDifferences(c), SMALL);
+    console.log(`16-step loss differences from the base plan (${r.products} products): ` +
+      `${r.candidates.map((c) => `${c.choice} ${c.difference.toExponential(1)}`).join(', ')}; lr 1 % off ${r.lrOff.difference.toExponential(1)}`);
+    expect(r.baseLosses.every(Number.isFinite)).toBe(true);
+    for (const c of r.candidates) {
+      expect(c.difference, c.choice).toBeLessThanOrEqual(CHECK_RTOL);
+      expect(c.match, c.choice).toBe(true);
+    }
+    expect(r.lrOff.difference).toBeGreaterThan(CHECK_RTOL);
+    expect(r.lrOff.match).toBe(false);
+  });
+});
+
+describe('npm run train -- --autotune', () => {
+  const run = (out: string, cache: string, extra: string[]) => spawnSync(tsx, [
+    'src/cli/train.ts', '--epochs', '1', '--train-limit', '96', '--test-limit', '48', '--batch-size', '24', '--hidden', '48', '--latent', '6',
+    '--out', out, ...extra,
+  ], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, WEBGPU_VAE_TUNE_CACHE: cache } });
+  /** The kernel_plan a checkpoint's safetensors header records (read here, not by the engine's reader). */
+  const checkpointPlan = (file: string) => {
+    const bytes = readFileSync(file);
+    const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
+    return header.__metadata__.kernel_plan as string;
+  };
+  const metrics = (out: string) => JSON.parse(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim()) as { trainLoss: number; testLoss: number };
+
+  it('prints the tuner\'s report and writes the cache file; a second run reuses the file; the losses are the untuned run\'s under an unchanged plan', () => {
+    const dir = tempDir();
+    const cache = join(dir, 'cache');
+    const tuned = run(join(dir, 'tuned'), cache, ['--autotune']);
+    expect(tuned.status, tuned.stderr).toBe(0);
+    expect(tuned.stdout).toMatch(/kernel tuner, timed by (GPU timestamp queries|wall clock)/);
+    const file = /tuned plan cached in (\S+\.json)/.exec(tuned.stdout)?.[1];
+    expect(file, tuned.stdout).toBeDefined();
+    expect(readdirSync(cache)).toEqual([file!.split('/').at(-1)]);
+    const plan = decodePlan(readFileSync(file!, 'utf8'));
+    expect(plan).not.toBeNull();
+    const written = statSync(file!).mtimeMs;
+
+    const again = run(join(dir, 'again'), cache, ['--autotune']);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toContain('kernel plan from the tune cache');
+    expect(again.stdout).toContain(file!);
+    expect(again.stdout).not.toMatch(/kernel tuner, timed by/);
+    expect(statSync(file!).mtimeMs).toBe(written);
+    expect(metrics(join(dir, 'again'))).toEqual(metrics(join(dir, 'tuned'))); // one plan, one result
+
+    const plain = run(join(dir, 'plain'), cache, []);
+    expect(plain.status, plain.stderr).toBe(0);
+    expect(plain.stdout).not.toMatch(/tune/);
+    const [a, b] = [metrics(join(dir, 'tuned')), metrics(join(dir, 'plain'))];
+    if (Object.keys(plan!.overrides).length === 0) {
+      // The tuner kept the default plan: tuning must not have touched anything the run uses.
+      expect(a).toEqual(b);
+    } else {
+      expect(Math.abs(a.trainLoss - b.trainLoss)).toBeLessThanOrEqual(CHECK_RTOL * b.trainLoss);
+    }
+
+    // The tuned run's checkpoint records the tuned plan; resuming it with --autotune keeps that
+    // plan (its next checkpoint records it again) and tunes nothing.
+    const checkpoint = join(dir, 'tuned', 'checkpoint.safetensors');
+    expect(decodePlan(checkpointPlan(checkpoint))).toEqual(plan);
+    const resumed = run(join(dir, 'tuned'), join(dir, 'cache-for-resume'), ['--epochs', '2', '--resume', checkpoint, '--autotune']);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/--autotune skipped: the checkpoint records its kernel plan/);
+    expect(resumed.stdout).not.toMatch(/kernel tuner, timed by/);
+    expect(resumed.stdout).toMatch(/Epoch: 2 Average loss/);
+    expect(decodePlan(checkpointPlan(checkpoint))).toEqual(plan);
+    expect(existsSync(join(dir, 'cache-for-resume')) && readdirSync(join(dir, 'cache-for-resume')).length > 0).toBe(false);
+  }, 600_000);
+});
