@@ -190,16 +190,17 @@ describe('the CLI options', () => {
 });
 
 describe('the float64 whole model walks the likelihood layer', () => {
-  it.each(['beta', 'gaussian', 'gaussian-learned'])('reproduces the %s PyTorch fixture: loss, objective, every gradient, 3 Adam steps', (name) => {
+  it.each(['beta', 'gaussian', 'gaussian-learned', 'conditional-gaussian-learned'])('reproduces the %s PyTorch fixture: loss, objective, every gradient, 3 Adam steps', (name) => {
     const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
     const get = (k: string) => Float64Array.from(tensors.get(k)!.data as Float32Array);
     const hidden = (metadata.hidden ?? metadata.H).split(',').map(Number);
     const sizes: VaeSizes = {
-      D: Number(metadata.D), hidden, L: Number(metadata.L),
+      D: Number(metadata.D), hidden, L: Number(metadata.L), ...(metadata.classes ? { classes: Number(metadata.classes) } : {}),
       ...(metadata.likelihood === 'gaussian' ? { likelihood: { kind: 'gaussian' as const, sigma: metadata.sigma === 'learned' ? 'learned' as const : Number(metadata.sigma) } } : {}),
     };
     const rows = Number(metadata.B);
     const x = Float64Array.from(tensors.get('data_u8')!.data as Uint8Array, (b) => b / 255);
+    const labels = metadata.classes ? Array.from(tensors.get('labels_u8')!.data as Uint8Array) : undefined;
     const names = paramNames(sizes);
     expect(names.includes('log_sigma')).toBe(metadata.sigma === 'learned');
     const p: VaeParams = {}, m: VaeParams = {}, v: VaeParams = {};
@@ -211,7 +212,7 @@ describe('the float64 whole model walks the likelihood layer', () => {
     const [beta, warmup] = [Number(metadata.beta), Number(metadata.kl_warmup)];
     for (let step = 0; step < 3; step++) {
       const pre = `step${step}.`;
-      const r = vaeForwardBackward(p, sizes, x, get(`${pre}eps`), rows, undefined, betaAt(beta, warmup, step + 1));
+      const r = vaeForwardBackward(p, sizes, x, get(`${pre}eps`), rows, labels, betaAt(beta, warmup, step + 1));
       for (const [what, got] of [['loss', r.loss], ['objective', r.objective]] as const) {
         const want = get(`${pre}${what}`)[0]!;
         expect(Math.abs(got - want) / Math.abs(want), `${pre}${what}: ${got} vs ${want}`).toBeLessThan(1e-5);
