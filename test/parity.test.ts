@@ -6,7 +6,8 @@
  * Fixtures: aligned (784-16-4), odd (13-7-3) and deep (21-24-12-5, two encoder layers); conditional
  * (784-16-4 on 10 classes, MNIST digits with their labels) and conditional-odd (13-7-3 on 3 classes);
  * and the objective's variants: beta (β = 4 warmed up over 2 steps), gaussian (σ fixed at 0.1) and
- * gaussian-learned (σ per pixel as log_sigma, β = 0.5), each also checked on the objective.
+ * gaussian-learned (σ per pixel as log_sigma, β = 0.5), each also checked on the objective; and
+ * conditional-gaussian-learned, the options together (13-7-3 on 3 classes, σ learned, β = 2 warmed up over 2 steps).
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,7 +24,7 @@ afterAll(() => console.log(`parity with PyTorch (max abs error / largest |ref|):
 
 // Each fixture under both default plans: the software one (SwiftShader's tiles and quads) and the
 // hardware one (small register tiles, grid-stride Adam, 64 loss groups), which must be as right.
-const FIXTURES = ['aligned', 'odd', 'deep', 'conditional', 'conditional-odd', 'beta', 'gaussian', 'gaussian-learned'];
+const FIXTURES = ['aligned', 'odd', 'deep', 'conditional', 'conditional-odd', 'beta', 'gaussian', 'gaussian-learned', 'conditional-gaussian-learned'];
 describe.each([
   ...FIXTURES.map((name) => [name, 'software'] as const),
   ...FIXTURES.map((name) => [name, 'hardware'] as const),

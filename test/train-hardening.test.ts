@@ -350,4 +350,55 @@ describe('scripts/export_checkpoint.py', () => {
     expect([sizes, metadata.hidden_dim]).toEqual([{ D: 784, hidden: [32, 16], L: 4 }, '32,16']);
     expect(decodeCheckpoint(bytes, arenaLayout(sizes)).params.length).toBe(arenaLayout(sizes).length);
   });
+
+  it('exports a conditional and a learned-σ Gaussian model (Adam state included) that both the engine and load_checkpoint.py load', () => {
+    const dir = tempDir();
+    // load_checkpoint.py's module, one Adam step taken so every tensor (log_sigma too) has moments.
+    const made = python(['-c', [
+      'import sys, torch',
+      'sys.path.insert(0, "scripts")',
+      'from load_checkpoint import VAE',
+      'torch.manual_seed(0)',
+      'for name, model in [("conditional", VAE(784, [16], 4, classes=10)), ("learned", VAE(784, [16], 4, likelihood="gaussian", sigma="learned")),',
+      '                    ("fixed", VAE(784, [16], 4, likelihood="gaussian", sigma=0.1))]:',
+      '    opt = torch.optim.Adam(model.parameters(), lr=1e-3)',
+      '    sum(p.sum() for p in model.parameters()).backward()',
+      '    opt.step()',
+      '    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 2}, sys.argv[1] + "/" + name + ".pt")',
+    ].join('\n'), dir]);
+    expect(made.status, made.stderr).toBe(0);
+    const cases = [
+      ['conditional', [], { D: 784, hidden: [16], L: 4, classes: 10 }, /784-16-4 \(10 classes\)/],
+      ['learned', [], { D: 784, hidden: [16], L: 4, likelihood: { kind: 'gaussian', sigma: 'learned' } }, /784-16-4 gaussian learned sigma/],
+      ['fixed', ['--likelihood', 'gaussian', '--sigma', '0.1'], { D: 784, hidden: [16], L: 4, likelihood: { kind: 'gaussian', sigma: 0.1 } }, /784-16-4 gaussian sigma 0\.1/],
+    ] as const;
+    for (const [name, flags, want, named] of cases) {
+      const out = join(dir, `${name}.safetensors`);
+      const r = python(['scripts/export_checkpoint.py', join(dir, `${name}.pt`), out, ...flags]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout, name).toMatch(named);
+      const bytes = readFileSync(out);
+      const { sizes } = checkpointSizes(bytes);
+      expect(sizes, name).toEqual(want);
+      const ckpt = decodeCheckpoint(bytes, arenaLayout(sizes));
+      expect([ckpt.step, ckpt.metadata.epoch, ckpt.m !== undefined], name).toEqual([1, '2', true]);
+      const loaded = python(['scripts/load_checkpoint.py', out, '--limit', '8', '--seeds', '0']);
+      expect(loaded.status, `${name}: ${loaded.stderr}`).toBe(0);
+      expect(loaded.stdout, name).toMatch(new RegExp(`checkpoint: .*${named.source}, step 1, epoch 2`));
+      expect(loaded.stdout, name).toMatch(/Adam state: exp_avg and exp_avg_sq for \d+ tensors, step 1/);
+    }
+    // A fixed σ that contradicts the tensors, or lies outside the engine's range, is refused before anything is written.
+    for (const [name, flags, message] of [
+      ['learned', ['--sigma', '0.1'], /the state_dict has log_sigma, a Gaussian's learned sigma.*drop --likelihood bernoulli and --sigma/],
+      ['learned', ['--likelihood', 'bernoulli'], /the state_dict has log_sigma/],
+      ['fixed', ['--likelihood', 'gaussian'], /a Gaussian without log_sigma has a fixed sigma: pass the one it was trained with, --sigma S/],
+      ['fixed', ['--likelihood', 'gaussian', '--sigma', '0'], /--sigma '0' is not a Gaussian sigma \(a number from 0\.001 to 1000/],
+      ['fixed', ['--sigma', '0.1'], /--sigma is the Gaussian's: pass --likelihood gaussian with it/],
+    ] as const) {
+      const out = join(dir, 'refused.safetensors');
+      const r = python(['scripts/export_checkpoint.py', join(dir, `${name}.pt`), out, ...flags]);
+      expect([r.status, existsSync(out)], `${name} ${flags.join(' ')}: ${r.stderr}`).toEqual([2, false]);
+      expect(r.stderr).toMatch(message);
+    }
+  });
 });
