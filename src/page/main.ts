@@ -357,12 +357,13 @@ async function chosenDataset(): Promise<Dataset> {
 // ---- Sessions: a model on the GPU with its dataset ------------------------------------------
 
 /**
- * Classes of a conditional model on `dataset` (0: unconditional): as many as it names, or as
- * its labels use; both splits must carry labels within them. Throws, saying what is missing.
+ * Classes of a new conditional model on `dataset` (0: unconditional): as many as its labels use,
+ * counted as the CLI counts them (classCountOf, over the whole files, not the URL's cut); both
+ * splits must carry labels within them. Throws, saying what is missing.
  */
 function conditionalClasses(dataset: Dataset, wanted: boolean): number {
   if (!wanted) return 0;
-  const classes = Math.max(dataset.classNames.length, classCountOf(dataset.train.labels, dataset.test.labels));
+  const classes = dataset.labelClasses;
   const bad = labelsReason('training', dataset.train.labels, dataset.train.count, classes) ??
     labelsReason('test', dataset.test.labels, dataset.test.count, classes);
   if (bad || classes < 2) {
@@ -376,9 +377,8 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
   if (settings.batchSize > dataset.train.count) {
     throw new Error(`the batch size (${settings.batchSize}) is larger than the ${dataset.train.count} training images; lower it`);
   }
-  // A checkpoint says whether its model is conditional; a new model follows the checkbox.
+  // A checkpoint says whether its model is conditional (readCheckpoint checked the dataset's labels against its classes); a new model follows the checkbox.
   const classes = checkpoint ? classesOf(checkpoint.sizes) : conditionalClasses(dataset, el.conditional.checked);
-  if (classes > 0) conditionalClasses(dataset, true); // a conditional checkpoint needs a labelled dataset too
   // A checkpoint's objective is its own (the likelihood in its sizes, β and the warm-up in its metadata); a new model takes the fields'.
   const run = checkpoint && readRunMetadata(checkpoint.metadata);
   const objective: PageObjective | null = checkpoint
@@ -717,6 +717,14 @@ async function readCheckpoint(bytes: Uint8Array, dataset: () => Promise<Dataset>
   const D = d.rows * d.cols;
   if (sizes.D !== D) {
     throw new Error(`it is for images of ${sizes.D} pixels, but ${d.name} has ${d.rows}×${d.cols} = ${D}; choose its dataset first`);
+  }
+  // A label at or past the checkpoint's class count would reach the GPU as an all-zero one-hot.
+  const classes = classesOf(sizes);
+  const bad = classes > 0 && (labelsReason('training', d.train.labels, d.train.count, classes) ?? labelsReason('test', d.test.labels, d.test.count, classes));
+  if (bad) {
+    const top = classCountOf(d.train.labels, d.test.labels) - 1;
+    const why = d.train.labels && d.test.labels && top >= classes ? `${d.name}'s labels go up to ${top}` : bad;
+    throw new Error(`this checkpoint is a conditional VAE of ${classes} classes (labels 0 … ${classes - 1}); ${why}: choose the dataset it was trained on`);
   }
   return { ckpt: decodeCheckpoint(bytes, arenaLayout(sizes)), dataset: d };
 }
