@@ -19,14 +19,14 @@ import { arenaLayout, classesOf, sameSizes, sizesName, type VaeSizes } from '../
 import { classCountOf, labelsReason } from '../model/labels';
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import { normals } from '../reference/philox';
-import { adamAt, STEPS_PER_SUBMIT } from '../model/settings';
+import { adamAt, DEFAULT_OBJECTIVE, STEPS_PER_SUBMIT, weightedKl } from '../model/settings';
 import { ObjectiveControls, type PageObjective } from './objective';
 import { Trainer } from '../model/trainer';
 import { autotuneLines, autotunePlan, browserMajor, describePlan } from '../model/autotune';
 import { indexedDbCache } from './tune-cache';
 import { RECON_COUNT, SAMPLES_PER_CLASS, sampleCountOf, uploadImages, VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
-import { Controls, DEFAULT_SETTINGS, SETTING_NAMES, type Settings } from './controls';
+import { Controls, DEFAULT_SETTINGS, integerReason, SETTING_NAMES, type Settings } from './controls';
 import { describeDataset, limitDataset, loadMnist, loadPicked, type Dataset, type DatasetKind, type PickedFile } from './data';
 import { loadImages } from './data';
 import { gatherDropped, gatherPicked, type GatheredFolder } from './image-folder';
@@ -268,12 +268,10 @@ for (const rule of FIT_RULES) el.imageFit.add(new Option(rule, rule, rule === FI
 
 /** The size and fit fields, or null (with the reason shown) when the size is not one the engine takes. */
 function imageOptions(): { size: number; fit: FitRule } | null {
-  const [min, max] = IMAGE_SIZE_RANGE;
-  const size = Number(el.imageSize.value);
-  const reason = /^\s*\d+\s*$/.test(el.imageSize.value) && size >= min && size <= max ? '' : `must be a whole number from ${min} to ${max}`;
+  const reason = integerReason(el.imageSize.value, ...IMAGE_SIZE_RANGE);
   el.imageSize.setCustomValidity(reason);
   el.imageSizeReason.textContent = reason;
-  return reason ? null : { size, fit: el.imageFit.value as FitRule };
+  return reason ? null : { size: Number(el.imageSize.value), fit: el.imageFit.value as FitRule };
 }
 
 async function decodeFolder(folder: GatheredFolder, options: { size: number; fit: FitRule }): Promise<Dataset> {
@@ -382,7 +380,7 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
   // A checkpoint's objective is its own (the likelihood in its sizes, β and the warm-up in its metadata); a new model takes the fields'.
   const run = checkpoint && readRunMetadata(checkpoint.metadata);
   const objective: PageObjective | null = checkpoint
-    ? { beta: run!.beta ?? 1, klWarmup: run!.klWarmup ?? 0, likelihood: checkpoint.sizes.likelihood }
+    ? { beta: run!.beta ?? DEFAULT_OBJECTIVE.beta, klWarmup: run!.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup, likelihood: checkpoint.sizes.likelihood }
     : objectiveControls.read();
   if (!objective) throw new Error('an objective field (β, KL warm-up, likelihood or σ) is invalid; its reason is shown beside it');
   dropSession();
@@ -495,10 +493,11 @@ async function train(s: Session): Promise<void> {
         await saveLatest(s);
         // The trainer's own clock over the whole epoch: the figure the headless CLI's epoch time gives too.
         epochRates.push(n / r.seconds);
-        // With β ≠ 1 or a warm-up the objective optimized is not the loss: say both, labelled.
-        const weighted = (s.model.config.beta ?? 1) !== 1 || !!s.model.config.klWarmup;
-        const objective = weighted && r.trainObjective !== undefined
-          ? ` (objective recon + β·KL, β = ${s.model.config.beta}: ${r.trainObjective.toFixed(2)} and ${r.test!.objective!.toFixed(2)})` : '';
+        // With β ≠ 1 or a warm-up the objective optimized is not the loss: say both, labelled as the CLI labels them.
+        const { beta = DEFAULT_OBJECTIVE.beta, klWarmup = DEFAULT_OBJECTIVE.klWarmup } = s.model.config;
+        const objective = weightedKl(s.model.config) && r.trainObjective !== undefined
+          ? ` (objective recon + β·KL, β = ${beta}${klWarmup ? `, warmed up over ${klWarmup} steps` : ''}: ` +
+            `${r.trainObjective.toFixed(2)} and ${r.test!.objective!.toFixed(2)})` : '';
         say(`Epoch ${r.epoch}: training loss ${r.trainLoss.toFixed(2)}, test loss ${r.test!.loss.toFixed(2)} per image${objective}; ` +
           `${Math.round(n / r.seconds).toLocaleString('en')} images/s.`);
       },
