@@ -134,4 +134,27 @@ describe('the page with an image folder', () => {
       await own.close();
     }
   }, 120_000);
+
+  it('keeps a folder picked while the size is invalid, and decodes it once the size is fixed', async () => {
+    const own = await browser.createBrowserContext(); // storage of its own: nothing to restore
+    try {
+      page = await own.newPage();
+      await page.goto(`${inject('serverUrl')}/index.html`);
+      await ready();
+      await page.select('#dataset', 'images');
+      await type('image-size', '300');
+      const input = (await page.$('#dataset-folder')) as ElementHandle<HTMLInputElement>;
+      await input.uploadFile(dir);
+      await page.waitForFunction(() => /files picked/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
+      expect(await text('#dataset-status')).toMatch(/^shapes: \d+ files picked, not decoded yet: the image size must be a whole number from 4 to 256; fix it to decode them\.$/);
+      expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(true);
+      await type('image-size', '12');
+      await page.keyboard.press('Tab'); // leaving the field is its change
+      await page.waitForFunction(() => /training and|Not loaded/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
+      expect(await text('#dataset-status')).toContain('shapes: 108 training and 12 test images of 12×12 (center-crop), 3 classes');
+      expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
+    } finally {
+      await own.close();
+    }
+  }, 120_000);
 });

@@ -282,10 +282,21 @@ async function decodeFolder(folder: GatheredFolder, options: { size: number; fit
   return dataset;
 }
 
-/** Decodes the folder with the current size and fit into `picked`; on failure the earlier choice stays. */
+/**
+ * Decodes the folder with the current size and fit into `picked`; on failure the earlier choice
+ * stays. With the size field invalid the folder is kept undecoded, and fixing the size decodes it.
+ */
 async function useFolder(folder: GatheredFolder | null): Promise<void> {
+  if (!folder || phase !== 'ready' || session) return;
+  const before = pickedFolder;
+  pickedFolder = folder; // first: the folder just picked is the one a fixed size decodes
   const options = imageOptions();
-  if (!folder || !options || phase !== 'ready' || session) return;
+  if (!options) {
+    el.datasetStatus.textContent = `${folder.name}: ${folder.files.length} files picked, not decoded yet: the image size ${el.imageSizeReason.textContent}; fix it to decode them.`;
+    el.datasetStatus.classList.add('error');
+    updateButtons();
+    return;
+  }
   phase = 'busy';
   updateButtons();
   el.datasetStatus.classList.remove('error');
@@ -295,6 +306,7 @@ async function useFolder(folder: GatheredFolder | null): Promise<void> {
     phase = 'ready';
     showDatasetChoice();
   } catch (e) {
+    pickedFolder = before; // a size change must not decode the folder that failed in place of the one in use
     const kept = picked?.kind === 'images' ? ` The folder chosen before is still in use: ${describeDataset(picked.dataset)}` : '';
     el.datasetStatus.textContent = `Not loaded: ${(e as Error).message}${kept}`;
     el.datasetStatus.classList.add('error');
