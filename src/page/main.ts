@@ -30,7 +30,7 @@ import { Controls, DEFAULT_SETTINGS, integerReason, SETTING_NAMES, type Settings
 import { describeDataset, limitDataset, loadMnist, loadPicked, type Dataset, type DatasetKind, type PickedFile } from './data';
 import { loadImages } from './data';
 import { gatherDropped, gatherPicked, type GatheredFolder } from './image-folder';
-import { HELD_OUT_EVERY, LUMA_WEIGHTS as W } from '../data/image-folder';
+import { HELD_OUT_RULE, LUMA_WEIGHTS as W } from '../data/image-folder';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
 import { Explorer } from './explorer';
 import { ProgressView } from './progress';
@@ -260,8 +260,7 @@ el.datasetFiles.addEventListener('change', async () => {
 
 el.imageSize.value = String(IMAGE_SIZE_DEFAULT);
 el.imagesHint.textContent = `PNG or JPEG files, one subfolder per class (the classes are the subfolders' names, sorted). ` +
-  `With train/ and test/ subfolders those are the splits; otherwise every ${HELD_OUT_EVERY}th image of each class, by file name, is held out ` +
-  `for testing. Images become size×size grayscale (luma ${W.r} R + ${W.g} G + ${W.b} B; transparency and padding are black): ` +
+  `With train/ and test/ subfolders those are the splits; otherwise ${HELD_OUT_RULE}. Images become size×size grayscale (luma ${W.r} R + ${W.g} G + ${W.b} B; transparency and padding are black): ` +
   'center-crop scales the short side and keeps the centre, fit scales the long side and pads, stretch scales each side. ' +
   'Files that cannot be used are named and skipped.';
 for (const rule of FIT_RULES) el.imageFit.add(new Option(rule, rule, rule === FIT_DEFAULT, rule === FIT_DEFAULT));
