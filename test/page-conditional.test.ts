@@ -5,10 +5,14 @@
  * picker, each checked on the canvases' pixels, not the page's bookkeeping. Screenshot in
  * test/artifacts/page-conditional.png.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import puppeteer, { type Browser, type BrowserContext, type Page } from 'puppeteer';
+import puppeteer, { type Browser, type BrowserContext, type ElementHandle, type Page } from 'puppeteer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { encodeCheckpoint } from '../src/model/checkpoint';
+import { arenaLayout, initArena } from '../src/model/graph';
+import { mnistDir } from '../src/node/datasets';
 import { projectRoot } from '../src/node/server';
 
 let browser: Browser;
@@ -90,5 +94,76 @@ describe('page: conditional VAE', () => {
 
     mkdirSync(join(projectRoot, 'test/artifacts'), { recursive: true });
     await page.screenshot({ path: join(projectRoot, 'test/artifacts/page-conditional.png'), fullPage: true });
+  }, 900_000);
+});
+
+/** A page of its own (empty browser storage), ready, for `run`; closed after. */
+async function ownPage(query: string, run: (p: Page) => Promise<void>): Promise<void> {
+  const own = await browser.createBrowserContext();
+  try {
+    const p = await own.newPage();
+    p.on('pageerror', (e) => console.error(`[page] ${e}`));
+    await p.goto(`${inject('serverUrl')}/${query}`);
+    await p.waitForFunction(() => window.vaePage?.phase === 'ready', { timeout: 120_000 });
+    await run(p);
+  } finally {
+    await own.close();
+  }
+}
+
+const work = mkdtempSync(join(tmpdir(), 'webgpu-vae-page-conditional-'));
+
+describe('page: the class count of a conditional VAE', () => {
+  it('refuses a conditional checkpoint of 3 classes on MNIST (labels up to 9), names the dataset to choose, and trains nothing', async () => {
+    // 784 pixels, as MNIST's: only the labels tell the two apart.
+    const layout = arenaLayout({ D: 784, hidden: [16], L: 4, classes: 3 });
+    const file = join(work, 'three-classes.safetensors');
+    writeFileSync(file, encodeCheckpoint(layout, { params: initArena(layout, Math.random), step: 0, metadata: { epoch: '1' } }));
+    await ownPage('?limit=256&testLimit=64', async (p) => {
+      const input = (await p.$('#checkpoint-file')) as ElementHandle<HTMLInputElement>;
+      await input.uploadFile(file);
+      await p.waitForFunction(() => /^(Loaded|Could not load) /.test(document.getElementById('message')!.textContent!), { timeout: 120_000 });
+      await p.waitForFunction(() => window.vaePage!.phase === 'ready', { timeout: 60_000 });
+      const message = await p.$eval('#message', (e) => e.textContent!);
+      expect(message).toBe('Could not load three-classes.safetensors: this checkpoint is a conditional VAE of 3 classes (labels 0 … 2); ' +
+        'MNIST\'s labels go up to 9: choose the dataset it was trained on. Nothing was changed.');
+      expect(message).not.toMatch(/untick/);
+      expect(await p.evaluate(() => window.vaePage!.epochsDone)).toBe(0);
+      expect(await p.$eval('#start', (b) => b.textContent)).toBe('Start'); // no model was made
+      expect(await p.$eval('#class-draw', (e) => (e as HTMLElement).hidden)).toBe(true);
+    });
+  }, 300_000);
+
+  it('makes as many classes as the labels use, as the CLI counts them: idx files labelled 0 … 2 give a 3-class model', async () => {
+    // The first MNIST images with their labels taken mod 3: 0, 1 and 2 only.
+    const slice = (name: string, count: number, record: number, header: number, relabel: boolean) => {
+      const bytes = readFileSync(join(mnistDir(), name));
+      const out = Buffer.from(bytes.subarray(0, header + count * record));
+      out.writeUInt32BE(count, 4);
+      if (relabel) for (let i = header; i < out.length; i++) out[i] = out[i]! % 3;
+      const path = join(work, name);
+      writeFileSync(path, out);
+      return path;
+    };
+    const files = [
+      slice('train-images-idx3-ubyte', 256, 784, 16, false), slice('train-labels-idx1-ubyte', 256, 1, 8, true),
+      slice('t10k-images-idx3-ubyte', 64, 784, 16, false), slice('t10k-labels-idx1-ubyte', 64, 1, 8, true),
+    ];
+    await ownPage('', async (p) => {
+      await p.select('#dataset', 'files');
+      const input = (await p.$('#dataset-files')) as ElementHandle<HTMLInputElement>;
+      await input.uploadFile(...files);
+      await p.waitForFunction(() => /with labels/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
+      await p.$eval('#epochs', (e) => { (e as HTMLInputElement).value = '1'; e.dispatchEvent(new Event('input')); });
+      await p.$eval('#batchSize', (e) => { (e as HTMLInputElement).value = '64'; e.dispatchEvent(new Event('input')); });
+      await p.click('#conditional');
+      await p.click('#start');
+      await p.waitForFunction(() => window.vaePage!.epochsDone >= 1 && window.vaePage!.phase === 'ready', { timeout: 600_000, polling: 500 });
+      expect(await p.$eval('#message', (e) => e.textContent)).toMatch(/^Done: 1 epoch/);
+      // 3 rows of 8, not the 10 of the digits' names.
+      expect(await p.$eval('#samples', (c) => [(c as HTMLCanvasElement).width, (c as HTMLCanvasElement).height])).toEqual([8 * 30 + 2, 3 * 30 + 2]);
+      expect(await p.$eval('#samples-caption', (e) => e.textContent)).toMatch(/^One row per class \(0, 1, 2\)/);
+      expect(await p.$$eval('#draw-class option', (o) => o.map((e) => e.textContent))).toEqual(['0', '1', '2']);
+    });
   }, 900_000);
 });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { mkdirSync, readFileSync } from 'node:fs';
 import puppeteer, { type Browser, type BrowserContext, type ElementHandle, type Page } from 'puppeteer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { HELD_OUT_RULE } from '../src/data/image-folder';
 import { projectRoot } from '../src/node/server';
 import { tempDir, train } from './cli';
 import { BAD_FILES, writeShapeFolder } from './shapes';
@@ -129,6 +130,32 @@ describe('the page with an image folder', () => {
       const status = await text('#dataset-status');
       expect(status).toContain('shapes: 108 training and 12 test images of 28×28 (center-crop), 3 classes');
       for (const path of Object.keys(BAD_FILES)) expect(status).toContain(`skipped ${path}: `);
+      expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
+    } finally {
+      await own.close();
+    }
+  }, 120_000);
+
+  it('keeps a folder picked while the size is invalid, and decodes it once the size is fixed; the hint states the held-out rule', async () => {
+    const own = await browser.createBrowserContext(); // storage of its own: nothing to restore
+    try {
+      page = await own.newPage();
+      await page.goto(`${inject('serverUrl')}/index.html`);
+      await ready();
+      await page.select('#dataset', 'images');
+      // Both parts of the rule the split follows (isHeldOut): every 10th, and the last of a small class.
+      expect(await text('#images-hint')).toContain(`otherwise ${HELD_OUT_RULE}.`);
+      expect(HELD_OUT_RULE).toMatch(/every 10th image of each class .*last image of a class of 2 to 9/);
+      await type('image-size', '300');
+      const input = (await page.$('#dataset-folder')) as ElementHandle<HTMLInputElement>;
+      await input.uploadFile(dir);
+      await page.waitForFunction(() => /files picked/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
+      expect(await text('#dataset-status')).toMatch(/^shapes: \d+ files picked, not decoded yet: the image size must be a whole number from 4 to 256; fix it to decode them\.$/);
+      expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(true);
+      await type('image-size', '12');
+      await page.keyboard.press('Tab'); // leaving the field is its change
+      await page.waitForFunction(() => /training and|Not loaded/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
+      expect(await text('#dataset-status')).toContain('shapes: 108 training and 12 test images of 12×12 (center-crop), 3 classes');
       expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
     } finally {
       await own.close();

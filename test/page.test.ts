@@ -635,13 +635,13 @@ describe('training page (built static site)', () => {
     await type('sigma', 'learned');
     await type('beta', '2');
     await type('klWarmup', '3');
-    // The epoch's message names the objective beside the losses (caught as it appears: "Done" follows it).
+    // The epoch's message names the objective beside the losses, in the CLI's words (caught as it appears: "Done" follows it).
     const epochMessage = page.waitForFunction(() => {
       const m = document.getElementById('message')!.textContent!;
       return /^Epoch 1:/.test(m) ? m : false;
     }, { polling: 'mutation', timeout: 240_000 });
     await page.click('#start');
-    expect(await (await epochMessage).jsonValue()).toMatch(/^Epoch 1: training loss -?\d+\.\d\d, test loss -?\d+\.\d\d per image \(objective recon \+ β·KL, β = 2: -?\d+\.\d\d and -?\d+\.\d\d\)/);
+    expect(await (await epochMessage).jsonValue()).toMatch(/^Epoch 1: training loss -?\d+\.\d\d, test loss -?\d+\.\d\d per image \(objective recon \+ β·KL, β = 2, warmed up over 3 steps: -?\d+\.\d\d and -?\d+\.\d\d\)/);
     await waitReady(1);
     // The stored checkpoint's header, read from outside the page's code.
     const header = await page.evaluate(() => new Promise<string>((resolve, reject) => {

@@ -56,6 +56,10 @@ export const MAX_IMAGE_SIDE = 8192;
 /** Fraction of each class held out for testing when the folder has no train/ and test/. */
 export const HELD_OUT_EVERY = 10;
 
+/** The held-out split in words (isHeldOut's rule, both parts), for every host's help text. */
+export const HELD_OUT_RULE = `every ${HELD_OUT_EVERY}th image of each class (by file name) is held out for testing, ` +
+  `and so is the last image of a class of 2 to ${HELD_OUT_EVERY - 1} images`;
+
 const hidden = (parts: string[]) => parts.some((p) => p.startsWith('.'));
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 

@@ -5,7 +5,11 @@
  * --data) or from folder names; these functions only see numbers.
  */
 
-/** Classes a labelled dataset has: one more than its largest label (0 … C−1), over every split given. */
+/**
+ * Classes a labelled dataset has: one more than its largest label (0 … C−1), over every split
+ * given. The class count of a conditional VAE in every host (the CLI and the page count the same
+ * idx files alike); a host's class names beyond it are not shown, a class without a name is its number.
+ */
 export function classCountOf(...splits: (ArrayLike<number> | undefined)[]): number {
   let max = -1;
   for (const labels of splits) for (let i = 0; i < (labels?.length ?? 0); i++) max = Math.max(max, labels![i]!);

@@ -12,13 +12,16 @@ type Reason = { reason: string };
 type Parse<T> = (text: string) => T | Reason;
 const isReason = (v: unknown): v is Reason => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** Why `text` is not a whole number from `min` to `max` ('' when it is): every integer field's check and wording. */
+export function integerReason(text: string, min: number, max: number, why = ''): string {
+  const v = Number(text);
+  return /^\s*\d+\s*$/.test(text) && Number.isSafeInteger(v) && v >= min && v <= max ? '' : `must be a whole number from ${min} to ${max}${why}`;
+}
+
 function integer(min: number, max: number, why = ''): Parse<number> {
   return (text) => {
-    const v = Number(text);
-    if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(v) || v < min || v > max) {
-      return { reason: `must be a whole number from ${min} to ${max}${why}` };
-    }
-    return v;
+    const reason = integerReason(text, min, max, why);
+    return reason ? { reason } : Number(text);
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import { decodeImageFolder } from '../data/image-decode';
 import { describeImageFolder, type SkippedFile } from '../data/image-folder';
+import { classCountOf } from '../model/labels';
 import type { FitRule } from '../model/settings';
 import { gunzipBounded, IdxError, isGzip, parseIdxImages, parseIdxLabels, type IdxImages, type IdxLabels } from '../data/idx';
 
@@ -28,6 +29,11 @@ export interface Dataset {
   test: Split;
   /** Names of the label values, for the scatter's legend. */
   classNames: string[];
+  /**
+   * Classes the files' labels use (classCountOf over both whole splits; 0 without labels): a new
+   * conditional model's class count, as the CLI counts the same files. limitDataset keeps it.
+   */
+  labelClasses: number;
   /** An image folder ('images'): how it was decoded, the files it skipped and the line that says what it became. */
   images?: { size: number; fit: FitRule; skipped: SkippedFile[]; summary: string };
 }
@@ -119,7 +125,7 @@ function assemble(kind: DatasetKind, name: string, train: IdxImages, trainLabels
   const maxLabel = Math.max(0, ...[trainLabels, testLabels].map((l) => (l ? l.labels.reduce((a, b) => Math.max(a, b), 0) : 0)));
   const classNames = kind === 'fashion' && maxLabel < 10 ? FASHION : maxLabel < 10 ? DIGITS : Array.from({ length: maxLabel + 1 }, (_, i) => String(i));
   return {
-    kind, name, rows: train.rows, cols: train.cols, classNames,
+    kind, name, rows: train.rows, cols: train.cols, classNames, labelClasses: classCountOf(trainLabels?.labels, testLabels?.labels),
     train: { count: train.count, pixels: train.pixels, labels: trainLabels?.labels },
     test: { count: test.count, pixels: test.pixels, labels: testLabels?.labels },
   };
@@ -134,7 +140,7 @@ export async function loadImages(folder: string, files: readonly PickedFile[], o
   const d = await decodeImageFolder(files.map((f) => ({ path: f.name, bytes: f.bytes })), options, folder);
   const all = { ...d, skipped: [...skipped, ...d.skipped] };
   return {
-    kind: 'images', name: folder, rows: d.rows, cols: d.cols, classNames: d.classNames,
+    kind: 'images', name: folder, rows: d.rows, cols: d.cols, classNames: d.classNames, labelClasses: classCountOf(d.train.labels, d.test.labels),
     train: d.train, test: d.test,
     images: { ...options, skipped: all.skipped, summary: describeImageFolder(all, options.fit) },
   };

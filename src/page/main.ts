@@ -19,18 +19,18 @@ import { arenaLayout, classesOf, sameSizes, sizesName, type VaeSizes } from '../
 import { classCountOf, labelsReason } from '../model/labels';
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import { normals } from '../reference/philox';
-import { adamAt, STEPS_PER_SUBMIT } from '../model/settings';
+import { adamAt, DEFAULT_OBJECTIVE, STEPS_PER_SUBMIT, weightedKl } from '../model/settings';
 import { ObjectiveControls, type PageObjective } from './objective';
 import { Trainer } from '../model/trainer';
 import { autotuneLines, autotunePlan, browserMajor, describePlan } from '../model/autotune';
 import { indexedDbCache } from './tune-cache';
 import { RECON_COUNT, SAMPLES_PER_CLASS, sampleCountOf, uploadImages, VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
-import { Controls, DEFAULT_SETTINGS, SETTING_NAMES, type Settings } from './controls';
+import { Controls, DEFAULT_SETTINGS, integerReason, SETTING_NAMES, type Settings } from './controls';
 import { describeDataset, limitDataset, loadMnist, loadPicked, type Dataset, type DatasetKind, type PickedFile } from './data';
 import { loadImages } from './data';
 import { gatherDropped, gatherPicked, type GatheredFolder } from './image-folder';
-import { HELD_OUT_EVERY, LUMA_WEIGHTS as W } from '../data/image-folder';
+import { HELD_OUT_RULE, LUMA_WEIGHTS as W } from '../data/image-folder';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
 import { Explorer } from './explorer';
 import { ProgressView } from './progress';
@@ -260,20 +260,17 @@ el.datasetFiles.addEventListener('change', async () => {
 
 el.imageSize.value = String(IMAGE_SIZE_DEFAULT);
 el.imagesHint.textContent = `PNG or JPEG files, one subfolder per class (the classes are the subfolders' names, sorted). ` +
-  `With train/ and test/ subfolders those are the splits; otherwise every ${HELD_OUT_EVERY}th image of each class, by file name, is held out ` +
-  `for testing. Images become size×size grayscale (luma ${W.r} R + ${W.g} G + ${W.b} B; transparency and padding are black): ` +
+  `With train/ and test/ subfolders those are the splits; otherwise ${HELD_OUT_RULE}. Images become size×size grayscale (luma ${W.r} R + ${W.g} G + ${W.b} B; transparency and padding are black): ` +
   'center-crop scales the short side and keeps the centre, fit scales the long side and pads, stretch scales each side. ' +
   'Files that cannot be used are named and skipped.';
 for (const rule of FIT_RULES) el.imageFit.add(new Option(rule, rule, rule === FIT_DEFAULT, rule === FIT_DEFAULT));
 
 /** The size and fit fields, or null (with the reason shown) when the size is not one the engine takes. */
 function imageOptions(): { size: number; fit: FitRule } | null {
-  const [min, max] = IMAGE_SIZE_RANGE;
-  const size = Number(el.imageSize.value);
-  const reason = /^\s*\d+\s*$/.test(el.imageSize.value) && size >= min && size <= max ? '' : `must be a whole number from ${min} to ${max}`;
+  const reason = integerReason(el.imageSize.value, ...IMAGE_SIZE_RANGE);
   el.imageSize.setCustomValidity(reason);
   el.imageSizeReason.textContent = reason;
-  return reason ? null : { size, fit: el.imageFit.value as FitRule };
+  return reason ? null : { size: Number(el.imageSize.value), fit: el.imageFit.value as FitRule };
 }
 
 async function decodeFolder(folder: GatheredFolder, options: { size: number; fit: FitRule }): Promise<Dataset> {
@@ -284,10 +281,21 @@ async function decodeFolder(folder: GatheredFolder, options: { size: number; fit
   return dataset;
 }
 
-/** Decodes the folder with the current size and fit into `picked`; on failure the earlier choice stays. */
+/**
+ * Decodes the folder with the current size and fit into `picked`; on failure the earlier choice
+ * stays. With the size field invalid the folder is kept undecoded, and fixing the size decodes it.
+ */
 async function useFolder(folder: GatheredFolder | null): Promise<void> {
+  if (!folder || phase !== 'ready' || session) return;
+  const before = pickedFolder;
+  pickedFolder = folder; // first: the folder just picked is the one a fixed size decodes
   const options = imageOptions();
-  if (!folder || !options || phase !== 'ready' || session) return;
+  if (!options) {
+    el.datasetStatus.textContent = `${folder.name}: ${folder.files.length} files picked, not decoded yet: the image size ${el.imageSizeReason.textContent}; fix it to decode them.`;
+    el.datasetStatus.classList.add('error');
+    updateButtons();
+    return;
+  }
   phase = 'busy';
   updateButtons();
   el.datasetStatus.classList.remove('error');
@@ -297,6 +305,7 @@ async function useFolder(folder: GatheredFolder | null): Promise<void> {
     phase = 'ready';
     showDatasetChoice();
   } catch (e) {
+    pickedFolder = before; // a size change must not decode the folder that failed in place of the one in use
     const kept = picked?.kind === 'images' ? ` The folder chosen before is still in use: ${describeDataset(picked.dataset)}` : '';
     el.datasetStatus.textContent = `Not loaded: ${(e as Error).message}${kept}`;
     el.datasetStatus.classList.add('error');
@@ -357,12 +366,13 @@ async function chosenDataset(): Promise<Dataset> {
 // ---- Sessions: a model on the GPU with its dataset ------------------------------------------
 
 /**
- * Classes of a conditional model on `dataset` (0: unconditional): as many as it names, or as
- * its labels use; both splits must carry labels within them. Throws, saying what is missing.
+ * Classes of a new conditional model on `dataset` (0: unconditional): as many as its labels use,
+ * counted as the CLI counts them (classCountOf, over the whole files, not the URL's cut); both
+ * splits must carry labels within them. Throws, saying what is missing.
  */
 function conditionalClasses(dataset: Dataset, wanted: boolean): number {
   if (!wanted) return 0;
-  const classes = Math.max(dataset.classNames.length, classCountOf(dataset.train.labels, dataset.test.labels));
+  const classes = dataset.labelClasses;
   const bad = labelsReason('training', dataset.train.labels, dataset.train.count, classes) ??
     labelsReason('test', dataset.test.labels, dataset.test.count, classes);
   if (bad || classes < 2) {
@@ -376,13 +386,12 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
   if (settings.batchSize > dataset.train.count) {
     throw new Error(`the batch size (${settings.batchSize}) is larger than the ${dataset.train.count} training images; lower it`);
   }
-  // A checkpoint says whether its model is conditional; a new model follows the checkbox.
+  // A checkpoint says whether its model is conditional (readCheckpoint checked the dataset's labels against its classes); a new model follows the checkbox.
   const classes = checkpoint ? classesOf(checkpoint.sizes) : conditionalClasses(dataset, el.conditional.checked);
-  if (classes > 0) conditionalClasses(dataset, true); // a conditional checkpoint needs a labelled dataset too
   // A checkpoint's objective is its own (the likelihood in its sizes, β and the warm-up in its metadata); a new model takes the fields'.
   const run = checkpoint && readRunMetadata(checkpoint.metadata);
   const objective: PageObjective | null = checkpoint
-    ? { beta: run!.beta ?? 1, klWarmup: run!.klWarmup ?? 0, likelihood: checkpoint.sizes.likelihood }
+    ? { beta: run!.beta ?? DEFAULT_OBJECTIVE.beta, klWarmup: run!.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup, likelihood: checkpoint.sizes.likelihood }
     : objectiveControls.read();
   if (!objective) throw new Error('an objective field (β, KL warm-up, likelihood or σ) is invalid; its reason is shown beside it');
   dropSession();
@@ -495,10 +504,11 @@ async function train(s: Session): Promise<void> {
         await saveLatest(s);
         // The trainer's own clock over the whole epoch: the figure the headless CLI's epoch time gives too.
         epochRates.push(n / r.seconds);
-        // With β ≠ 1 or a warm-up the objective optimized is not the loss: say both, labelled.
-        const weighted = (s.model.config.beta ?? 1) !== 1 || !!s.model.config.klWarmup;
-        const objective = weighted && r.trainObjective !== undefined
-          ? ` (objective recon + β·KL, β = ${s.model.config.beta}: ${r.trainObjective.toFixed(2)} and ${r.test!.objective!.toFixed(2)})` : '';
+        // With β ≠ 1 or a warm-up the objective optimized is not the loss: say both, labelled as the CLI labels them.
+        const { beta = DEFAULT_OBJECTIVE.beta, klWarmup = DEFAULT_OBJECTIVE.klWarmup } = s.model.config;
+        const objective = weightedKl(s.model.config) && r.trainObjective !== undefined
+          ? ` (objective recon + β·KL, β = ${beta}${klWarmup ? `, warmed up over ${klWarmup} steps` : ''}: ` +
+            `${r.trainObjective.toFixed(2)} and ${r.test!.objective!.toFixed(2)})` : '';
         say(`Epoch ${r.epoch}: training loss ${r.trainLoss.toFixed(2)}, test loss ${r.test!.loss.toFixed(2)} per image${objective}; ` +
           `${Math.round(n / r.seconds).toLocaleString('en')} images/s.`);
       },
@@ -717,6 +727,14 @@ async function readCheckpoint(bytes: Uint8Array, dataset: () => Promise<Dataset>
   const D = d.rows * d.cols;
   if (sizes.D !== D) {
     throw new Error(`it is for images of ${sizes.D} pixels, but ${d.name} has ${d.rows}×${d.cols} = ${D}; choose its dataset first`);
+  }
+  // A label at or past the checkpoint's class count would reach the GPU as an all-zero one-hot.
+  const classes = classesOf(sizes);
+  const bad = classes > 0 && (labelsReason('training', d.train.labels, d.train.count, classes) ?? labelsReason('test', d.test.labels, d.test.count, classes));
+  if (bad) {
+    const top = classCountOf(d.train.labels, d.test.labels) - 1;
+    const why = d.train.labels && d.test.labels && top >= classes ? `${d.name}'s labels go up to ${top}` : bad;
+    throw new Error(`this checkpoint is a conditional VAE of ${classes} classes (labels 0 … ${classes - 1}); ${why}: choose the dataset it was trained on`);
   }
   return { ckpt: decodeCheckpoint(bytes, arenaLayout(sizes)), dataset: d };
 }
