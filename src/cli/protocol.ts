@@ -53,6 +53,8 @@ export interface ImageFolderRequest {
   fit: FitRule;
   /** The folder, as errors name it. */
   where: string;
+  /** Files Node skipped without sending them (unreadable, too large, not an image by name), for the dataset's list and a refusal's. */
+  skipped: { path: string; reason: string }[];
 }
 
 /** The decoded folder (src/data/image-folder.ts ImageFolderData), its byte arrays as base64. */

@@ -16,7 +16,7 @@ import { SAMPLES_PER_CLASS } from '../model/vae';
 import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
 import { betaReason, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, KL_WARMUP_RANGE, parseSigma, weightedKl } from '../model/settings';
-import { describeImageFolder, HELD_OUT_EVERY, LUMA_WEIGHTS } from '../data/image-folder';
+import { describeImageFolder, HELD_OUT_RULE, LUMA_WEIGHTS } from '../data/image-folder';
 import { loadImageFolder } from '../node/image-folder';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
 import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
@@ -27,6 +27,9 @@ import { startServer } from '../node/server';
 import { fileCache, tuneCacheDir, tuneCacheFile } from '../node/tune-cache';
 import type { RunConfig, RunEvent } from './protocol';
 import { checkResume } from './resume';
+
+/** Text wrapped to the help's option column (24 spaces in, 72 wide), for the lines built from shared texts. */
+const column = (text: string) => text.replace(/(.{1,72})(?: +|$)/g, `$1\n${' '.repeat(24)}`).trimEnd();
 
 const HELP = `Usage: npm run train -- [options]
 
@@ -59,9 +62,7 @@ Options:
   --images DIR          a folder of PNG or JPEG images, one subfolder per class (the classes
                         are the sorted subfolder names), decoded by the browser to grayscale
                         (BT.601 luma: ${LUMA_WEIGHTS.r} R + ${LUMA_WEIGHTS.g} G + ${LUMA_WEIGHTS.b} B). DIR/train/ and
-                        DIR/test/ are the splits when both exist; otherwise every ${HELD_OUT_EVERY}th
-                        image of each class by name is held out for testing. Files that cannot
-                        be used are named and skipped
+                        ${column(`DIR/test/ are the splits when both exist; otherwise the test images are ${HELD_OUT_RULE}. Files that cannot be used are named and skipped`)}
   --image-size N        --images: the side of the square images, ${IMAGE_SIZE_RANGE[0]}..${IMAGE_SIZE_RANGE[1]} (default ${IMAGE_SIZE_DEFAULT})
   --fit RULE            --images: center-crop (scale the short side, keep the centre; default),
                         fit (scale the long side, pad with black) or stretch
