@@ -62,6 +62,22 @@ describe('npm run train -- --images DIR', () => {
     const ckpt = readSafetensors(readFileSync(join(out, 'checkpoint.safetensors')));
     expect(ckpt.tensors.get('fc1.weight')?.shape).toEqual([400, 256]);
     expect(ckpt.metadata.dataset).toBe(dir);
+    // How the images were decoded is the run's too: a resume compares it.
+    expect([ckpt.metadata.image_size, ckpt.metadata.fit]).toEqual(['16', 'fit']);
+
+    // Another --image-size cannot load the model: the refusal names the flag that can.
+    const checkpoint = join(out, 'checkpoint.safetensors');
+    const bigger = train(['--images', dir, '--resume', checkpoint, '--epochs', '2', '--out', out]);
+    expect(bigger.status).toBe(1);
+    expect(bigger.stderr).toMatch(/is for a 256-400-20 model, this model is 784-400-20.*\(it was trained on 16×16 images: pass --image-size 16 to continue it\)/);
+    // Another folder and --fit continue, each said with the flags of an --images run.
+    const other = join(tempDir(), 'other');
+    writeShapeFolder(other, 20, false);
+    const moved = train(['--images', other, '--image-size', '16', '--fit', 'stretch', '--resume', checkpoint, '--epochs', '2', '--batch-size', '32', '--out', tempDir()]);
+    expect(moved.status, moved.stderr).toBe(0);
+    expect(moved.stderr).toContain(`was trained with --images ${dir}; this run uses --images ${other} (pass --images ${dir} to continue it as it was)`);
+    expect(moved.stderr).toContain('was trained with --fit fit; this run uses --fit stretch, so the same files become other images (pass --fit fit to continue it as it was)');
+    expect(moved.stdout).toMatch(/====> Epoch: 2 Average loss/);
   });
 
   it('uses train/ and test/ subfolders as the splits, and names a class folder with no usable image', () => {

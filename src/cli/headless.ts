@@ -91,7 +91,10 @@ window.vaeRun = async (c: RunConfig) => {
   const before = gpu.counters();
   const result = await runTraining(trainer, {
     firstEpoch: c.firstEpoch, lastEpoch: c.epochs, test: true, images: true,
-    checkpoint: { seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset, beta: c.beta, klWarmup: c.klWarmup },
+    checkpoint: {
+      seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset, beta: c.beta, klWarmup: c.klWarmup,
+      ...(c.images ? { imageSize: c.images.size, fit: c.images.fit } : {}),
+    },
   }, gate, {
     onLosses: (l) => void window.vaeEvent({
       type: 'losses', epoch: l.epoch, firstBatch: l.firstBatch, losses: [...l.losses], ...(l.objectives ? { objectives: [...l.objectives] } : {}),

@@ -29,6 +29,8 @@ export interface RunConfig {
   beta?: number;
   klWarmup?: number;
   likelihood?: Likelihood;
+  /** `--images`: the side and fit rule its images were decoded with, recorded in the checkpoints. */
+  images?: { size: number; fit: FitRule };
   /** Tune the kernel plan at start-up (src/model/autotune.ts), through the Node side's file cache. */
   autotune?: boolean;
 }
