@@ -7,7 +7,7 @@
 import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  assembleImageFolder, imageBytesProblem, isHeldOut, luma, MAX_IMAGE_SIDE, placement, planImageFolder, type FolderPlan,
+  assembleImageFolder, HELD_OUT_RULE, imageBytesProblem, isHeldOut, luma, MAX_IMAGE_SIDE, placement, planImageFolder, type FolderPlan,
 } from '../src/data/image-folder';
 import { FIT_RULES, type FitRule } from '../src/model/settings';
 import { encodePngGray } from '../src/node/png';
@@ -36,6 +36,10 @@ describe('planImageFolder: classes, labels, split', () => {
     expect(plan.train.length).toBe(25 + 3 + 1 - 3);
     expect([...Array(25).keys()].filter((i) => isHeldOut(i, 25))).toEqual([9, 19]);
     expect(isHeldOut(0, 1)).toBe(false);
+    // The rule in words says what isHeldOut does: the 10th, 20th, …; the last of a class of 2 to 9; nothing of a class of 1.
+    expect(HELD_OUT_RULE).toBe('every 10th usable image of each class by sorted file name, plus the last image of a class of 2 to 9');
+    for (let n = 2; n < 10; n++) expect([...Array(n).keys()].filter((i) => isHeldOut(i, n)), `class of ${n}`).toEqual([n - 1]);
+    expect([...Array(10).keys()].filter((i) => isHeldOut(i, 10))).toEqual([9]);
   });
 
   it('orders each split round-robin over the classes', () => {
@@ -132,7 +136,19 @@ describe('assembleImageFolder', () => {
     const d = assembleImageFolder(plan(), all(ok(1), { 'a/2.png': 'x', 'b/3.png': 'x' }), 2, 'DIR');
     expect([d.train.count, d.test.count, ...d.test.labels]).toEqual([2, 1, 1]);
     expect(() => assembleImageFolder(plan(), all(ok(1), { 'a/2.png': 'x', 'b/2.png': 'x', 'b/3.png': 'x' }), 2, 'DIR'))
-      .toThrow(/no usable test image; .*every 10th file/);
+      .toThrow(/no usable test image; with no train\/ and test\/ subfolders the test images are every 10th usable image/);
+  });
+  it('keeps the train/ and test/ layout when every test/ file is bad', () => {
+    const p = planImageFolder(['train/a/1.png', 'train/b/1.png', 'test/a/1.png', 'test/b/1.png']);
+    const decoded = new Map<string, Uint8Array | string>([['train/a/1.png', ok(1)], ['train/b/1.png', ok(2)], ['test/a/1.png', 'empty file'], ['test/b/1.png', 'empty file']]);
+    expect(() => assembleImageFolder(p, decoded, 2, 'DIR')).toThrow(/^DIR: no usable test image under test\/$/);
+  });
+  it('counts and names the files the host skipped before decoding, in a refusal and in the dataset', () => {
+    const early = [{ path: 'a/huge.png', reason: '40000000 bytes is more than 33554432' }, { path: 'b/gone.png', reason: 'cannot read it (ENOENT)' }];
+    expect(() => assembleImageFolder(planImageFolder([]), new Map(), 2, 'DIR', early))
+      .toThrow(/^DIR: no usable image \(2 files skipped\);[^]*\n  skipped a\/huge\.png: 40000000 bytes[^]*\n  skipped b\/gone\.png: cannot read it/);
+    const d = assembleImageFolder(plan(), new Map(['a/1.png', 'a/2.png', 'b/1.png', 'b/2.png', 'b/3.png'].map((k) => [k, ok(1)])), 2, 'DIR', early);
+    expect(d.skipped).toEqual(early);
   });
 });
 

@@ -144,8 +144,8 @@ describe('the page with an image folder', () => {
       await ready();
       await page.select('#dataset', 'images');
       // Both parts of the rule the split follows (isHeldOut): every 10th, and the last of a small class.
-      expect(await text('#images-hint')).toContain(`otherwise ${HELD_OUT_RULE}.`);
-      expect(HELD_OUT_RULE).toMatch(/every 10th image of each class .*last image of a class of 2 to 9/);
+      expect(await text('#images-hint')).toContain(`otherwise the test images are ${HELD_OUT_RULE}.`);
+      expect(HELD_OUT_RULE).toMatch(/every 10th usable image of each class .*last image of a class of 2 to 9/);
       await type('image-size', '300');
       const input = (await page.$('#dataset-folder')) as ElementHandle<HTMLInputElement>;
       await input.uploadFile(dir);

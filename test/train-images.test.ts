@@ -2,11 +2,13 @@
  * `npm run train -- --images DIR` end to end, as a user runs it: a folder of drawn shapes (three
  * classes, with bad files among them) decoded in the headless page, trained for an epoch, the
  * bad files named on stderr and the counts on stdout, the images written at the chosen size. And
- * its refusals: bad options, a missing folder, a folder with nothing usable or one class.
+ * its refusals: bad options, a missing folder, a folder with nothing usable or one class. Node
+ * reads only what could be an image: a link back up the tree is not followed, a non-image name is not read.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { HELD_OUT_RULE } from '../src/data/image-folder';
 import { readSafetensors } from '../src/io/safetensors';
 import { tempDir, train } from './cli';
 import { decodePngGray } from './png';
@@ -16,12 +18,19 @@ describe('npm run train -- --images DIR', () => {
   it('trains an epoch on a folder of shapes, naming each bad file and counting what it used', () => {
     const dir = join(tempDir(), 'shapes');
     writeShapeFolder(dir, 40);
+    // A link back to the folder (a loop: followed, it would add every image again, ~40 levels
+    // deep) and a non-image file larger than an image may be: skipped by name, unread.
+    symlinkSync('..', join(dir, 'circle', 'loop'));
+    writeFileSync(join(dir, 'square', 'video.mp4'), '');
+    truncateSync(join(dir, 'square', 'video.mp4'), 64 * 1024 * 1024);
     const out = tempDir();
     const r = train(['--images', dir, '--image-size', '16', '--fit', 'fit', '--epochs', '1', '--batch-size', '32', '--log-interval', '1', '--out', out]);
     expect(r.status, r.stderr).toBe(0);
     // 40 per class, every 10th held out: 36 + 4 each.
     expect(r.stdout).toContain(`webgpu-vae: ${dir}: 108 training and 12 test images of 16×16 (fit), 3 classes (train+test: circle 36+4, cross 36+4, square 36+4)`);
-    expect(r.stdout).toMatch(/split: every 10th image of each class held out for testing; 5 files skipped/);
+    expect(r.stdout).toMatch(/split: test images are every 10th usable image of each class by sorted file name, plus the last image of a class of 2 to 9; 7 files skipped/);
+    expect(r.stderr).toContain(`webgpu-vae: skipped ${join(dir, 'circle/loop')}: a link to a folder that contains it (a loop): not followed\n`);
+    expect(r.stderr).toContain(`webgpu-vae: skipped ${join(dir, 'square/video.mp4')}: unsupported file type (the reader takes .png, .jpg, .jpeg)\n`);
     for (const [path, bad] of Object.entries(BAD_FILES)) {
       const line = r.stderr.split('\n').find((l) => l.startsWith(`webgpu-vae: skipped ${join(dir, path)}: `));
       expect(line, `${path} named in:\n${r.stderr}`).toBeDefined();
@@ -53,6 +62,22 @@ describe('npm run train -- --images DIR', () => {
     const ckpt = readSafetensors(readFileSync(join(out, 'checkpoint.safetensors')));
     expect(ckpt.tensors.get('fc1.weight')?.shape).toEqual([400, 256]);
     expect(ckpt.metadata.dataset).toBe(dir);
+    // How the images were decoded is the run's too: a resume compares it.
+    expect([ckpt.metadata.image_size, ckpt.metadata.fit]).toEqual(['16', 'fit']);
+
+    // Another --image-size cannot load the model: the refusal names the flag that can.
+    const checkpoint = join(out, 'checkpoint.safetensors');
+    const bigger = train(['--images', dir, '--resume', checkpoint, '--epochs', '2', '--out', out]);
+    expect(bigger.status).toBe(1);
+    expect(bigger.stderr).toMatch(/is for a 256-400-20 model, this model is 784-400-20.*\(it was trained on 16×16 images: pass --image-size 16 to continue it\)/);
+    // Another folder and --fit continue, each said with the flags of an --images run.
+    const other = join(tempDir(), 'other');
+    writeShapeFolder(other, 20, false);
+    const moved = train(['--images', other, '--image-size', '16', '--fit', 'stretch', '--resume', checkpoint, '--epochs', '2', '--batch-size', '32', '--out', tempDir()]);
+    expect(moved.status, moved.stderr).toBe(0);
+    expect(moved.stderr).toContain(`was trained with --images ${dir}; this run uses --images ${other} (pass --images ${dir} to continue it as it was)`);
+    expect(moved.stderr).toContain('was trained with --fit fit; this run uses --fit stretch, so the same files become other images (pass --fit fit to continue it as it was)');
+    expect(moved.stdout).toMatch(/====> Epoch: 2 Average loss/);
   });
 
   it('uses train/ and test/ subfolders as the splits, and names a class folder with no usable image', () => {
@@ -80,11 +105,17 @@ describe('npm run train -- --images DIR', () => {
       mkdirSync(join(bad, path, '..'), { recursive: true });
       writeFileSync(join(bad, path), b.bytes());
     }
+    // Files Node skips before decoding count too: one above the size limit (sparse) and a dangling link.
+    writeFileSync(join(bad, 'circle', 'huge.png'), '');
+    truncateSync(join(bad, 'circle', 'huge.png'), 40 * 1024 * 1024);
+    symlinkSync('nowhere.png', join(bad, 'square', 'gone.png'));
     const none = train(['--images', bad, '--epochs', '1', '--out', tempDir()]);
     expect(none.status).toBe(1);
-    expect(none.stderr).toMatch(/no usable image \(5 files skipped\); put the images in one subfolder per class/);
+    expect(none.stderr).toMatch(/no usable image \(7 files skipped\); put the images in one subfolder per class/);
     // Each bad file named in the refusal, with its reason.
     for (const [path, b] of Object.entries(BAD_FILES)) expect(none.stderr).toMatch(new RegExp(`\n  skipped ${path}: .*${b.reason.source}`));
+    expect(none.stderr).toMatch(/\n  skipped circle\/huge\.png: 41943040 bytes is more than 33554432/);
+    expect(none.stderr).toMatch(/\n  skipped square\/gone\.png: cannot read it \(ENOENT\)/);
 
     const one = join(tempDir(), 'one');
     writeShapeFolder(one, 4, false);
@@ -92,6 +123,17 @@ describe('npm run train -- --images DIR', () => {
     const single = train(['--images', one, '--epochs', '1', '--out', tempDir()]);
     expect(single.status).toBe(1);
     expect(single.stderr).toMatch(/only one class has usable images \("circle"\); a dataset needs at least two classes/);
+
+    // train/ and test/ whose test images are all bad stays that layout (not one class "train" of a held-out split).
+    const split = join(tempDir(), 'split');
+    writeShapeFolder(join(split, 'train'), 3, false);
+    for (const shape of ['circle', 'cross']) {
+      mkdirSync(join(split, 'test', shape), { recursive: true });
+      writeFileSync(join(split, 'test', shape, '0.png'), 'oops');
+    }
+    const noTest = train(['--images', split, '--epochs', '1', '--out', tempDir()]);
+    expect(noTest.status).toBe(1);
+    expect(noTest.stderr).toMatch(/: no usable test image under test\/\n/);
   });
 
   it('refuses bad options before starting, and --help documents the options', () => {
@@ -100,6 +142,8 @@ describe('npm run train -- --images DIR', () => {
     expect(help.stdout).toMatch(/--images DIR +a folder of PNG or JPEG images, one subfolder per class/);
     expect(help.stdout).toMatch(/--image-size N +--images: the side of the square images, 4\.\.256 \(default 28\)/);
     expect(help.stdout).toMatch(/--fit RULE +--images: center-crop/);
+    // The held-out rule in the help is the one isHeldOut draws (HELD_OUT_RULE), however it wraps.
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain(`otherwise the test images are ${HELD_OUT_RULE}.`);
     for (const [args, message] of [
       [['--images', 'x', '--data', 'y'], /--images replaces --dataset and --data/],
       [['--image-size', '28'], /--image-size and --fit apply to --images DIR only/],

@@ -43,7 +43,7 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
 window.vaeDecodeImages = async (r: ImageFolderRequest) => {
   const all = await fetchBytes(r.url);
   const files = r.files.map((f) => ({ path: f.path, bytes: all.subarray(f.offset, f.offset + f.length) }));
-  const d = await decodeImageFolder(files, { size: r.size, fit: r.fit }, r.where);
+  const d = await decodeImageFolder(files, { size: r.size, fit: r.fit }, r.where, r.skipped);
   const split = (s: typeof d.train) => ({ count: s.count, pixels: toBase64(s.pixels), labels: toBase64(s.labels) });
   return { layout: d.layout, classNames: d.classNames, train: split(d.train), test: split(d.test), skipped: d.skipped };
 };
@@ -91,7 +91,10 @@ window.vaeRun = async (c: RunConfig) => {
   const before = gpu.counters();
   const result = await runTraining(trainer, {
     firstEpoch: c.firstEpoch, lastEpoch: c.epochs, test: true, images: true,
-    checkpoint: { seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset, beta: c.beta, klWarmup: c.klWarmup },
+    checkpoint: {
+      seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset, beta: c.beta, klWarmup: c.klWarmup,
+      ...(c.images ? { imageSize: c.images.size, fit: c.images.fit } : {}),
+    },
   }, gate, {
     onLosses: (l) => void window.vaeEvent({
       type: 'losses', epoch: l.epoch, firstBatch: l.firstBatch, losses: [...l.losses], ...(l.objectives ? { objectives: [...l.objectives] } : {}),

@@ -29,6 +29,8 @@ export interface RunConfig {
   beta?: number;
   klWarmup?: number;
   likelihood?: Likelihood;
+  /** `--images`: the side and fit rule its images were decoded with, recorded in the checkpoints. */
+  images?: { size: number; fit: FitRule };
   /** Tune the kernel plan at start-up (src/model/autotune.ts), through the Node side's file cache. */
   autotune?: boolean;
 }
@@ -53,6 +55,8 @@ export interface ImageFolderRequest {
   fit: FitRule;
   /** The folder, as errors name it. */
   where: string;
+  /** Files Node skipped without sending them (unreadable, too large, not an image by name), for the dataset's list and a refusal's. */
+  skipped: { path: string; reason: string }[];
 }
 
 /** The decoded folder (src/data/image-folder.ts ImageFolderData), its byte arrays as base64. */

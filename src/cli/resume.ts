@@ -4,6 +4,7 @@
  * was trained with is said out loud (it is allowed: fine-tuning at a lower rate, say).
  */
 import { readRunMetadata } from '../model/checkpoint';
+import type { FitRule } from '../model/settings';
 
 /** The GPU keeps Adam's step count as a u32 (the trainer's state buffer): past this it would wrap. */
 const MAX_STEP = 0xffffffff;
@@ -13,14 +14,20 @@ export interface ResumeRun {
   epochs: number;
   seed: number;
   lr: number;
-  /** `mnist`, `fashion-mnist` or the absolute path of a --data folder, as written in checkpoints. */
+  /** `mnist`, `fashion-mnist` or the absolute path of a --data or --images folder, as written in checkpoints. */
   dataset: string;
+  /** An --images run: how its images are decoded. */
+  images?: { size: number; fit: FitRule };
   batchSize: number;
   trainCount: number;
 }
 
-/** How a dataset is named on the command line. */
-const datasetFlag = (dataset: string) => (dataset === 'mnist' || dataset === 'fashion-mnist' ? `--dataset ${dataset}` : `--data ${dataset}`);
+/**
+ * How a dataset is named on the command line. A checkpoint of an --images run is one that
+ * records its image size (older ones do not, and read as --data).
+ */
+const datasetFlag = (dataset: string, images: boolean) =>
+  images ? `--images ${dataset}` : dataset === 'mnist' || dataset === 'fashion-mnist' ? `--dataset ${dataset}` : `--data ${dataset}`;
 
 /**
  * Checks a decoded checkpoint's epoch and step against the run; throws an Error (the CLI prints
@@ -50,7 +57,11 @@ export function checkResume(file: string, checkpoint: { metadata: Record<string,
   }
   if (was.lr !== undefined && was.lr !== run.lr) warn(`--lr ${was.lr}`, `--lr ${run.lr}`, '');
   if (was.dataset !== undefined && was.dataset !== run.dataset) {
-    warn(datasetFlag(was.dataset), datasetFlag(run.dataset), '');
+    warn(datasetFlag(was.dataset, was.imageSize !== undefined), datasetFlag(run.dataset, run.images !== undefined), '');
+  }
+  // The same folder decoded by another rule is other images (a different --image-size cannot load: its sizes differ).
+  if (was.fit !== undefined && run.images && was.fit !== run.images.fit) {
+    warn(`--fit ${was.fit}`, `--fit ${run.images.fit}`, ', so the same files become other images');
   }
   // Every epoch of one run takes the same number of steps; when the count does not fit, the
   // checkpoint came from other batch sizes or image counts (or was saved mid-epoch): allowed, but said.

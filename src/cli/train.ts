@@ -10,13 +10,13 @@ import type { Page } from 'puppeteer';
 import { LOST_DEVICE_ADVICE } from '../gpu/device';
 import { makeGrid } from '../io/grid';
 import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
-import { arenaLayout, sizesName, type Likelihood, type VaeSizes } from '../model/graph';
+import { arenaLayout, classesOf, sizesName, type Likelihood, type VaeSizes } from '../model/graph';
 import { classCountOf, labelsReason } from '../model/labels';
 import { SAMPLES_PER_CLASS } from '../model/vae';
 import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
 import { betaReason, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, KL_WARMUP_RANGE, parseSigma, weightedKl } from '../model/settings';
-import { describeImageFolder, HELD_OUT_EVERY, LUMA_WEIGHTS } from '../data/image-folder';
+import { describeImageFolder, HELD_OUT_RULE, LUMA_WEIGHTS } from '../data/image-folder';
 import { loadImageFolder } from '../node/image-folder';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
 import { findDataset, loadDataset, verifyMnist, type DatasetName } from '../node/datasets';
@@ -27,6 +27,9 @@ import { startServer } from '../node/server';
 import { fileCache, tuneCacheDir, tuneCacheFile } from '../node/tune-cache';
 import type { RunConfig, RunEvent } from './protocol';
 import { checkResume } from './resume';
+
+/** Text wrapped to the help's option column (24 spaces in, 72 wide), for the lines built from shared texts. */
+const column = (text: string) => text.replace(/(.{1,72})(?: +|$)/g, `$1\n${' '.repeat(24)}`).trimEnd();
 
 const HELP = `Usage: npm run train -- [options]
 
@@ -59,9 +62,7 @@ Options:
   --images DIR          a folder of PNG or JPEG images, one subfolder per class (the classes
                         are the sorted subfolder names), decoded by the browser to grayscale
                         (BT.601 luma: ${LUMA_WEIGHTS.r} R + ${LUMA_WEIGHTS.g} G + ${LUMA_WEIGHTS.b} B). DIR/train/ and
-                        DIR/test/ are the splits when both exist; otherwise every ${HELD_OUT_EVERY}th
-                        image of each class by name is held out for testing. Files that cannot
-                        be used are named and skipped
+                        ${column(`DIR/test/ are the splits when both exist; otherwise the test images are ${HELD_OUT_RULE}. Files that cannot be used are named and skipped`)}
   --image-size N        --images: the side of the square images, ${IMAGE_SIZE_RANGE[0]}..${IMAGE_SIZE_RANGE[1]} (default ${IMAGE_SIZE_DEFAULT})
   --fit RULE            --images: center-crop (scale the short side, keep the centre; default),
                         fit (scale the long side, pad with black) or stretch
@@ -74,7 +75,9 @@ Options:
                         scripts/export_checkpoint.py); refused unless its epoch is an integer
                         and its step fits Adam's 32-bit counter. Trained with another --seed,
                         --lr, dataset or batches per epoch, it continues with the options
-                        given, after a warning that names both values
+                        given, after a warning that names both values (an --images run's
+                        --fit too). A conditional checkpoint resumes as one: its classes are
+                        the checkpoint's, with or without --conditional
   --overwrite           train into an --out that holds an earlier run, replacing its checkpoint
                         and images epoch by epoch (images of epochs this run does not reach stay)
   --log-interval N      batches between "Train Epoch" lines (default 100)
@@ -257,6 +260,23 @@ function checkOutFolder(o: TrainOptions): void {
   );
 }
 
+/**
+ * A checkpoint of an --images run records the side its images had: when that is not this
+ * run's, the sizes cannot match, and the flag that makes them match is the useful part.
+ */
+function imageSizeHint(bytes: Uint8Array, o: TrainOptions, pixels: number): string {
+  let size: number | undefined;
+  try {
+    size = readRunMetadata(checkpointSizes(bytes).metadata).imageSize;
+  } catch {
+    return ''; // the error being reported says what is wrong with the file
+  }
+  if (size === undefined || size * size === pixels) return '';
+  return o.images !== undefined
+    ? ` (it was trained on ${size}×${size} images: pass --image-size ${size} to continue it)`
+    : ` (it was trained on an --images folder of ${size}×${size} images: pass --images DIR --image-size ${size} to continue it)`;
+}
+
 /** Seams for tools built on the CLI (`npm run soak`). */
 export interface TrainHooks {
   /** Awaited after each epoch's checkpoint is on disk, while the page waits. */
@@ -265,13 +285,15 @@ export interface TrainHooks {
 
 export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<void> {
   checkOutFolder(o);
-  const folder = o.images === undefined ? null : await loadImageFolder(o.images, { size: o.imageSize ?? IMAGE_SIZE_DEFAULT, fit: o.fit ?? FIT_DEFAULT });
+  // How an --images folder is decoded: what checkpoints record and a resume compares.
+  const images = o.images === undefined ? undefined : { size: o.imageSize ?? IMAGE_SIZE_DEFAULT, fit: o.fit ?? FIT_DEFAULT };
+  const folder = images ? await loadImageFolder(o.images!, images) : null;
   if (folder) {
     for (const s of folder.skipped) console.error(`webgpu-vae: skipped ${join(o.images!, s.path)}: ${s.reason}`);
     const { train: tr, test: te, trainLabels, testLabels } = folder;
     console.log(`webgpu-vae: ${resolve(o.images!)}: ` + describeImageFolder({
       ...folder, rows: tr.rows, cols: tr.cols, train: { count: tr.count, labels: trainLabels.labels }, test: { count: te.count, labels: testLabels.labels },
-    }, o.fit ?? FIT_DEFAULT));
+    }, images!.fit));
   }
   const files = folder ? null : findDataset({ dataset: o.dataset, dataDir: o.data });
   if (files && o.dataset === 'mnist' && !o.data) verifyMnist(files);
@@ -287,11 +309,12 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
   const testLabels = data.testLabels.labels.subarray(0, testCount);
   const classes = o.conditional ? classCountOf(data.trainLabels.labels, data.testLabels.labels) : 0;
   if (o.conditional) {
-    if (classes < 2) throw new UsageError(`--conditional needs labelled images of at least 2 classes; ${dataset} has labels of ${classes}`);
+    if (classes < 2) throw new UsageError(`--conditional needs labelled images of at least 2 classes; ${dataset} has ${classes} class${classes === 1 ? '' : 'es'}`);
     const bad = labelsReason('train', trainLabels, trainCount, classes) ?? labelsReason('test', testLabels, testCount, classes);
     if (bad) throw new UsageError(`--conditional: ${bad}`);
   }
-  const sizes: VaeSizes = { D: pixels, hidden: o.hidden, L: o.latent, ...(classes > 0 ? { classes } : {}) };
+  // The model's classes: --conditional's, or on --resume the checkpoint's (as its likelihood, below).
+  let modelClasses = classes;
   let resume: string | undefined;
   let firstEpoch = 1;
   let likelihood = o.likelihood;
@@ -303,7 +326,14 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
     let ckpt;
     try {
       // β, the warm-up and the likelihood come from the checkpoint unless given: a resume continues the same objective.
-      likelihood ??= checkpointSizes(bytes).sizes.likelihood;
+      const stored = checkpointSizes(bytes).sizes;
+      likelihood ??= stored.likelihood;
+      // So do the classes: a conditional checkpoint continues as one, with or without --conditional.
+      modelClasses = classesOf(stored);
+      if (o.conditional && modelClasses === 0) {
+        throw new Error('it is an unconditional VAE, and --conditional makes a conditional one: drop --conditional to continue it');
+      }
+      const sizes: VaeSizes = { D: pixels, hidden: o.hidden, L: o.latent, ...(modelClasses > 0 ? { classes: modelClasses } : {}) };
       ckpt = decodeCheckpoint(bytes, arenaLayout({ ...sizes, ...(likelihood ? { likelihood } : {}) }));
       const was = readRunMetadata(ckpt.metadata);
       for (const [flag, given, before, fallback] of [['--beta', beta, was.beta, DEFAULT_OBJECTIVE.beta], ['--kl-warmup', klWarmup, was.klWarmup, DEFAULT_OBJECTIVE.klWarmup]] as const) {
@@ -314,11 +344,16 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       beta ??= was.beta;
       klWarmup ??= was.klWarmup;
     } catch (e) {
-      // A conditional checkpoint resumes as one: say which flag the sizes want.
-      const conditional = /classes\)[^,]* model, this model/.test((e as Error).message) ? ' (pass --conditional to resume a conditional VAE)' : '';
-      throw new Error(`${o.resume}: ${(e as Error).message}${conditional}`, { cause: e });
+      throw new Error(`${o.resume}: ${(e as Error).message}${imageSizeHint(bytes, o, pixels)}`, { cause: e });
     }
-    const { epoch, warnings } = checkResume(o.resume, ckpt, { ...o, dataset, trainCount });
+    if (modelClasses > 0) {
+      const bad = labelsReason('train', trainLabels, trainCount, modelClasses) ?? labelsReason('test', testLabels, testCount, modelClasses);
+      if (bad) throw new Error(`${o.resume} is a conditional VAE of ${modelClasses} classes, and ${dataset}'s labels do not fit it: ${bad}`);
+      if (modelClasses !== classes) {
+        console.log(`webgpu-vae: ${o.resume} is a conditional VAE of ${modelClasses} classes: this run continues it as one, on ${dataset}'s labels`);
+      }
+    }
+    const { epoch, warnings } = checkResume(o.resume, ckpt, { ...o, dataset, trainCount, images });
     if (epoch >= o.epochs) {
       console.log(`Nothing to do: the checkpoint is at epoch ${epoch}; pass --epochs ${epoch + o.epochs} to train ${o.epochs} more.`);
       return;
@@ -397,7 +432,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
             writeAtomic(join(o.out, name), encodePngGray(grid.width, grid.height, grid.pixels));
           };
           save(`reconstruction_${e.epoch}.png`, e.recon, 16);
-          save(`sample_${e.epoch}.png`, e.samples, classes > 0 ? classes * SAMPLES_PER_CLASS : 64);
+          save(`sample_${e.epoch}.png`, e.samples, modelClasses > 0 ? modelClasses * SAMPLES_PER_CLASS : 64);
           break;
         }
         case 'checkpoint':
@@ -434,8 +469,9 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       trainCount, testCount, pixels,
       hidden: o.hidden, latent: o.latent, batchSize: o.batchSize, lr: o.lr, epochs: o.epochs, seed: o.seed,
       stepsPerSubmit: o.stepsPerSubmit, dataset, resume, firstEpoch, autotune: o.autotune,
-      ...(classes > 0 ? {
-        classes, trainLabelsUrl: server.serveFile('train labels', trainLabels), testLabelsUrl: server.serveFile('test labels', testLabels),
+      ...(images ? { images } : {}),
+      ...(modelClasses > 0 ? {
+        classes: modelClasses, trainLabelsUrl: server.serveFile('train labels', trainLabels), testLabelsUrl: server.serveFile('test labels', testLabels),
       } : {}),
       ...(beta !== undefined ? { beta } : {}), ...(klWarmup !== undefined ? { klWarmup } : {}), ...(likelihood ? { likelihood } : {}),
     };

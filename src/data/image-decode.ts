@@ -6,7 +6,7 @@
  * will do); the rules themselves are in image-folder.ts.
  */
 import type { FitRule } from '../model/settings';
-import { assembleImageFolder, imageBytesProblem, luma, placement, planImageFolder, type ImageFolderData } from './image-folder';
+import { assembleImageFolder, imageBytesProblem, luma, placement, planImageFolder, type ImageFolderData, type SkippedFile } from './image-folder';
 
 /** A file of the folder: its path relative to the folder ('/'-separated) and its bytes. */
 export interface FolderFile {
@@ -43,9 +43,12 @@ async function decodeOne(bytes: Uint8Array, { size, fit }: DecodeOptions, ctx: O
 /**
  * The folder's files as a dataset (classes from the subfolders, see image-folder.ts). A file
  * that is not an image, is truncated or does not decode is skipped and listed in `skipped`
- * with the reason; `where` names the folder in errors.
+ * with the reason; `where` names the folder in errors. `earlier` are the files the host skipped
+ * without reading them: they lead `skipped`, and a refusal names them too.
  */
-export async function decodeImageFolder(files: readonly FolderFile[], options: DecodeOptions, where: string): Promise<ImageFolderData> {
+export async function decodeImageFolder(
+  files: readonly FolderFile[], options: DecodeOptions, where: string, earlier: readonly SkippedFile[] = [],
+): Promise<ImageFolderData> {
   const plan = planImageFolder(files.map((f) => f.path));
   const bytes = new Map(files.map((f) => [f.path, f.bytes]));
   const canvas = new OffscreenCanvas(options.size, options.size);
@@ -66,5 +69,5 @@ export async function decodeImageFolder(files: readonly FolderFile[], options: D
       decoded.set(path, `the browser could not decode it (${(e as Error).message || (e as Error).name}); it is corrupt or not really a PNG or JPEG`);
     }
   }
-  return assembleImageFolder(plan, decoded, options.size, where);
+  return assembleImageFolder(plan, decoded, options.size, where, earlier);
 }

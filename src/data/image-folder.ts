@@ -9,8 +9,9 @@
  * deeper folders belong to their top folder's class. Names starting with "." (.DS_Store, .git)
  * are ignored. The split:
  *  - when DIR holds `train/` and `test/`, each is a class-per-subfolder tree and is that split;
- *  - otherwise the test set holds, per class, every 10th file by sorted name (the 10th, 20th, …),
- *    and the last file of a class of 2 to 9 files, so every class with two files is tested.
+ *  - otherwise the test set holds HELD_OUT_RULE: per class, every 10th usable file by sorted name
+ *    (the 10th, 20th, …), and the last file of a class of 2 to 9 files, so every class with two
+ *    files is tested.
  * Each split is ordered round-robin over the classes (one of each class in turn), so its first
  * images — the reconstruction grid's — show every class.
  */
@@ -56,9 +57,13 @@ export const MAX_IMAGE_SIDE = 8192;
 /** Fraction of each class held out for testing when the folder has no train/ and test/. */
 export const HELD_OUT_EVERY = 10;
 
-/** The held-out split in words (isHeldOut's rule, both parts), for every host's help text. */
-export const HELD_OUT_RULE = `every ${HELD_OUT_EVERY}th image of each class (by file name) is held out for testing, ` +
-  `and so is the last image of a class of 2 to ${HELD_OUT_EVERY - 1} images`;
+/** The held-out split in words, exactly as isHeldOut draws it, for help texts, log lines and errors. */
+export const HELD_OUT_RULE = `every ${HELD_OUT_EVERY}th usable image of each class by sorted file name, plus the last image of a class of 2 to ${HELD_OUT_EVERY - 1}`;
+
+/** Why a file is skipped by its name alone (before anything reads it), or null for a PNG or JPEG name. */
+export function fileTypeProblem(name: string): string | null {
+  return IMAGE_EXTENSIONS.some((e) => name.toLowerCase().endsWith(e)) ? null : `unsupported file type (the reader takes ${IMAGE_EXTENSIONS.join(', ')})`;
+}
 
 const hidden = (parts: string[]) => parts.some((p) => p.startsWith('.'));
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -71,8 +76,9 @@ function classTree(paths: { full: string; parts: string[] }[], skipped: SkippedF
       skipped.push({ path: full, reason: 'not in a class folder (each class is a subfolder)' });
       continue;
     }
-    if (!IMAGE_EXTENSIONS.some((e) => parts.at(-1)!.toLowerCase().endsWith(e))) {
-      skipped.push({ path: full, reason: `unsupported file type (the reader takes ${IMAGE_EXTENSIONS.join(', ')})` });
+    const badType = fileTypeProblem(parts.at(-1)!);
+    if (badType) {
+      skipped.push({ path: full, reason: badType });
       continue;
     }
     const files = tree.get(parts[0]) ?? [];
@@ -97,15 +103,19 @@ export function isHeldOut(i: number, n: number): boolean {
   return i % HELD_OUT_EVERY === HELD_OUT_EVERY - 1 || (n >= 2 && n < HELD_OUT_EVERY && i === n - 1);
 }
 
-/** The classes, labels and split of a folder's files (paths relative to it, '/'-separated). */
-export function planImageFolder(paths: readonly string[]): FolderPlan {
+/**
+ * The classes, labels and split of a folder's files (paths relative to it, '/'-separated).
+ * `layout` keeps a layout already chosen (the re-plan over the usable files): without it, a
+ * test/ whose files are all bad would turn the folder into the held-out layout, "train" a class.
+ */
+export function planImageFolder(paths: readonly string[], layout?: FolderPlan['layout']): FolderPlan {
   const skipped: SkippedFile[] = [];
   const visible = paths
     .map((full) => ({ full, parts: full.split('/').filter((p) => p !== '') }))
     .filter((p) => !hidden(p.parts))
     .sort((a, b) => byName(a.full, b.full));
   const isSplitDir = (name: string) => visible.some((p) => p.parts.length > 2 && p.parts[0] === name);
-  if (isSplitDir('train') && isSplitDir('test')) {
+  if (layout ? layout === 'train-test' : isSplitDir('train') && isSplitDir('test')) {
     const under = (split: string) => visible.filter((p) => p.parts[0] === split).map((p) => ({ full: p.full, parts: p.parts.slice(1) }));
     for (const p of visible) if (p.parts[0] !== 'train' && p.parts[0] !== 'test') skipped.push({ path: p.full, reason: 'outside train/ and test/' });
     const trainTree = classTree(under('train'), skipped);
@@ -247,19 +257,23 @@ export const MAX_CLASSES = 256;
 
 /**
  * The dataset from a plan and each planned file's decoded pixels (size² bytes) or the reason it
- * could not be used. The split is drawn again over the usable files only, so a corrupt file does
- * not take a test image's place. Throws ImageFolderError when what is left cannot train: no
- * image, fewer than two classes, or an empty split.
+ * could not be used. The split is drawn again over the usable files only (in the plan's layout),
+ * so a corrupt file does not take a test image's place. `earlier` are files the host skipped
+ * before planning (unreadable, too large): they come first in `skipped`, and in a refusal.
+ * Throws ImageFolderError when what is left cannot train: no image, fewer than two classes, or
+ * an empty split.
  */
-export function assembleImageFolder(candidates: FolderPlan, decoded: ReadonlyMap<string, Uint8Array | string>, size: number, where: string): ImageFolderData {
-  const skipped = [...candidates.skipped];
+export function assembleImageFolder(
+  candidates: FolderPlan, decoded: ReadonlyMap<string, Uint8Array | string>, size: number, where: string, earlier: readonly SkippedFile[] = [],
+): ImageFolderData {
+  const skipped = [...earlier, ...candidates.skipped];
   const usable: string[] = [];
   for (const { path } of [...candidates.train, ...candidates.test].sort((a, b) => byName(a.path, b.path))) {
     const d = decoded.get(path);
     if (d instanceof Uint8Array) usable.push(path);
     else skipped.push({ path, reason: d ?? 'not read' });
   }
-  const plan = planImageFolder(usable);
+  const plan = planImageFolder(usable, candidates.layout);
   const { train, test } = plan;
   const used = new Set([...train, ...test].map((p) => p.label));
   const layoutHint = 'put the images in one subfolder per class (or train/CLASS/ and test/CLASS/)';
@@ -277,7 +291,7 @@ export function assembleImageFolder(candidates: FolderPlan, decoded: ReadonlyMap
     const which = train.length === 0 ? 'training' : 'test';
     throw new ImageFolderError(
       `${where}: no usable ${which} image` + (plan.layout === 'held-out'
-        ? `; with no train/ and test/ subfolders, every ${HELD_OUT_EVERY}th file of a class (or the last of a class of 2 to ${HELD_OUT_EVERY - 1}) is a test image, so add images`
+        ? `; with no train/ and test/ subfolders the test images are ${HELD_OUT_RULE}, so add images`
         : ` under ${which === 'training' ? 'train' : 'test'}/`),
     );
   }
@@ -294,7 +308,7 @@ export function describeImageFolder(
   d: Pick<ImageFolderData, 'layout' | 'rows' | 'cols' | 'classNames' | 'skipped'> & Record<'train' | 'test', Pick<ImageSplit, 'count' | 'labels'>>,
   fit: FitRule,
 ): string {
-  const split = d.layout === 'train-test' ? 'train/ and test/ subfolders' : `every ${HELD_OUT_EVERY}th image of each class held out for testing`;
+  const split = d.layout === 'train-test' ? 'train/ and test/ subfolders' : `test images are ${HELD_OUT_RULE}`;
   const perClass = d.classNames.map((name, label) => {
     const n = (s: Pick<ImageSplit, 'labels'>) => s.labels.reduce((k, l) => k + Number(l === label), 0);
     return `${name} ${n(d.train)}+${n(d.test)}`;

@@ -6,7 +6,7 @@
  */
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
 import { decodePlan, encodePlan, type KernelPlan } from '../gpu/plan';
-import { BETA_RANGE, KL_WARMUP_RANGE, SETTING_RANGES, SIGMA_RANGE } from './settings';
+import { BETA_RANGE, FIT_RULES, IMAGE_SIZE_RANGE, KL_WARMUP_RANGE, SETTING_RANGES, SIGMA_RANGE, type FitRule } from './settings';
 import { arenaLayout, classesOf, impliedSizes, likelihoodOf, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
@@ -237,6 +237,9 @@ export interface RunMetadata {
   /** β on the KL term and the warm-up's steps (absent: 1 and 0, the seed model). */
   beta?: number;
   klWarmup?: number;
+  /** An image folder's run (`--images`): the side its images were decoded to and the fit rule (absent otherwise). */
+  imageSize?: number;
+  fit?: FitRule;
   /** The caller's own entries (the library's `save({ metadata })`); the run's keys win. */
   extra?: Record<string, string>;
 }
@@ -244,6 +247,7 @@ export interface RunMetadata {
 /** Keys in `__metadata__`. */
 const RUN_KEYS = {
   epoch: 'epoch', seed: 'seed', lr: 'lr', batchSize: 'batch_size', dataset: 'dataset', plan: 'kernel_plan', beta: 'beta', klWarmup: 'kl_warmup',
+  imageSize: 'image_size', fit: 'fit',
 } as const;
 
 /** A checkpoint of `state` with the run's metadata. */
@@ -257,6 +261,8 @@ export function encodeRunCheckpoint(
   if (run.plan !== undefined) metadata[RUN_KEYS.plan] = encodePlan(run.plan);
   if (run.beta !== undefined) metadata[RUN_KEYS.beta] = String(run.beta);
   if (run.klWarmup !== undefined) metadata[RUN_KEYS.klWarmup] = String(run.klWarmup);
+  if (run.imageSize !== undefined) metadata[RUN_KEYS.imageSize] = String(run.imageSize);
+  if (run.fit !== undefined) metadata[RUN_KEYS.fit] = run.fit;
   return encodeCheckpoint(layout, { ...state, metadata });
 }
 
@@ -284,6 +290,14 @@ export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetad
   if (beta !== undefined && !(betaText.trim() !== '' && beta >= BETA_RANGE[0] && beta <= BETA_RANGE[1])) {
     throw new SafetensorsError(`checkpoint metadata beta "${betaText}" is not a β (a number from ${BETA_RANGE[0]} to ${BETA_RANGE[1]})`);
   }
+  const fit = metadata[RUN_KEYS.fit];
+  if (fit !== undefined && !(FIT_RULES as readonly string[]).includes(fit)) {
+    throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.fit} "${fit}" is not a fit rule (${FIT_RULES.join(', ')})`);
+  }
+  const imageSize = integer(RUN_KEYS.imageSize, 'an image side', IMAGE_SIZE_RANGE[1]);
+  if (imageSize !== undefined && imageSize < IMAGE_SIZE_RANGE[0]) {
+    throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.imageSize} "${imageSize}" is not an image side (${IMAGE_SIZE_RANGE[0]} to ${IMAGE_SIZE_RANGE[1]})`);
+  }
   const planText = metadata[RUN_KEYS.plan];
   const plan = planText === undefined ? undefined : decodePlan(planText);
   if (plan === null) throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.plan} is not a kernel plan: ${planText.slice(0, 80)}`);
@@ -296,5 +310,7 @@ export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetad
     dataset: metadata[RUN_KEYS.dataset],
     beta,
     klWarmup: integer(RUN_KEYS.klWarmup, 'a warm-up step count', KL_WARMUP_RANGE[1]),
+    ...(imageSize !== undefined ? { imageSize } : {}),
+    ...(fit !== undefined ? { fit: fit as FitRule } : {}),
   };
 }

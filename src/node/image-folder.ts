@@ -4,10 +4,10 @@
  * decoders, no native image library here) and returns the dataset in the shapes the idx
  * reader gives, with the class names and the files it skipped.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ImageFolderReply, ImageFolderRequest } from '../cli/protocol';
-import { ImageFolderError, MAX_IMAGE_FILE_BYTES, type SkippedFile } from '../data/image-folder';
+import { fileTypeProblem, ImageFolderError, MAX_IMAGE_FILE_BYTES, type SkippedFile } from '../data/image-folder';
 import type { IdxImages, IdxLabels } from '../data/idx';
 import type { FitRule } from '../model/settings';
 import { launchBrowser } from './browser';
@@ -20,14 +20,33 @@ export interface ImageFolderDataset {
   testLabels: IdxLabels;
   classNames: string[];
   layout: ImageFolderReply['layout'];
-  /** Files not used, each with the reason: those Node could not read, then the page's. */
+  /** Files not used, each with the reason: those Node skipped unread, then the page's. */
   skipped: SkippedFile[];
 }
 
-/** Every file under `dir` ('/'-separated paths relative to it), names starting with "." left out as the reader ignores them. */
+/**
+ * Every file under `dir` ('/'-separated paths relative to it) the reader could use, names
+ * starting with "." left out as the reader ignores them. A file that is not an image by its
+ * name is skipped here, unread, with the planner's reason. Links are followed (a class folder
+ * may be one), except a link to a folder the walk is already inside: that is a loop.
+ */
 function listFiles(dir: string, skipped: SkippedFile[]): { path: string; size: number }[] {
   const out: { path: string; size: number }[] = [];
+  const inside = new Set<string>(); // the real paths of the folders being walked, root to here
   const walk = (rel: string) => {
+    const real = realpathSync(join(dir, rel));
+    if (inside.has(real)) {
+      skipped.push({ path: rel, reason: 'a link to a folder that contains it (a loop): not followed' });
+      return;
+    }
+    inside.add(real);
+    try {
+      walkEntries(rel);
+    } finally {
+      inside.delete(real);
+    }
+  };
+  const walkEntries = (rel: string) => {
     let entries;
     try {
       entries = readdirSync(join(dir, rel), { withFileTypes: true });
@@ -46,7 +65,11 @@ function listFiles(dir: string, skipped: SkippedFile[]): { path: string; size: n
         continue;
       }
       if (st.isDirectory()) walk(path);
-      else if (st.isFile()) out.push({ path, size: st.size });
+      else if (st.isFile()) {
+        const badType = fileTypeProblem(entry.name);
+        if (badType) skipped.push({ path, reason: badType });
+        else out.push({ path, size: st.size });
+      }
     }
   };
   walk('');
@@ -91,7 +114,8 @@ export async function loadImageFolder(dir: string, options: { size: number; fit:
     const page = await browser.browser.newPage();
     await page.goto(`${server.url}/src/cli/headless.html`);
     await page.waitForFunction(() => 'vaeDecodeImages' in window, { timeout: 60_000 });
-    const request: ImageFolderRequest = { url: server.serveFile('images', all), files, size: options.size, fit: options.fit, where };
+    // What Node skipped goes along, so a refusal names it too (and it leads the dataset's list).
+    const request: ImageFolderRequest = { url: server.serveFile('images', all), files, size: options.size, fit: options.fit, where, skipped };
     try {
       reply = await page.evaluate((r: ImageFolderRequest) => window.vaeDecodeImages(r), request);
     } catch (e) {
@@ -108,6 +132,6 @@ export async function loadImageFolder(dir: string, options: { size: number; fit:
   const labels = (s: ImageFolderReply['train']): IdxLabels => ({ count: s.count, labels: bytes(s.labels) });
   return {
     train: images(reply.train), trainLabels: labels(reply.train), test: images(reply.test), testLabels: labels(reply.test),
-    classNames: reply.classNames, layout: reply.layout, skipped: [...skipped, ...reply.skipped],
+    classNames: reply.classNames, layout: reply.layout, skipped: reply.skipped,
   };
 }

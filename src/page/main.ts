@@ -260,7 +260,7 @@ el.datasetFiles.addEventListener('change', async () => {
 
 el.imageSize.value = String(IMAGE_SIZE_DEFAULT);
 el.imagesHint.textContent = `PNG or JPEG files, one subfolder per class (the classes are the subfolders' names, sorted). ` +
-  `With train/ and test/ subfolders those are the splits; otherwise ${HELD_OUT_RULE}. Images become size×size grayscale (luma ${W.r} R + ${W.g} G + ${W.b} B; transparency and padding are black): ` +
+  `With train/ and test/ subfolders those are the splits; otherwise the test images are ${HELD_OUT_RULE}. Images become size×size grayscale (luma ${W.r} R + ${W.g} G + ${W.b} B; transparency and padding are black): ` +
   'center-crop scales the short side and keeps the centre, fit scales the long side and pads, stretch scales each side. ' +
   'Files that cannot be used are named and skipped.';
 for (const rule of FIT_RULES) el.imageFit.add(new Option(rule, rule, rule === FIT_DEFAULT, rule === FIT_DEFAULT));
