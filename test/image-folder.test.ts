@@ -18,6 +18,9 @@ describe('planImageFolder: classes, labels, split', () => {
   it('takes sorted subfolder names as classes, ignores dotfiles, names files outside a class folder', () => {
     const plan = planImageFolder(['b/1.png', 'a/x.PNG', 'C/y.jpeg', 'a/deep/z.jpg', 'top.png', '.DS_Store', 'a/.hidden.png', 'b/readme.md']);
     expect(plan.classNames).toEqual(['C', 'a', 'b']); // code-point order, as Python's sorted()
+    // Past U+FFFF, code points and UTF-16 code units disagree: Python puts '\uFF21' (full-width A)
+    // before '\u{1F600}' (an emoji, a surrogate pair starting 0xD83D); `<` on JS strings would not.
+    expect(planImageFolder(['\u{1F600}/1.png', '\uFF21/1.png']).classNames).toEqual(['\uFF21', '\u{1F600}']);
     const all = [...plan.train, ...plan.test];
     expect(all.map((p) => [p.path, p.label]).sort()).toEqual([['C/y.jpeg', 0], ['a/deep/z.jpg', 1], ['a/x.PNG', 1], ['b/1.png', 2]].sort());
     expect(plan.skipped).toEqual([

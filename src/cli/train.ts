@@ -15,7 +15,9 @@ import { classCountOf, labelsReason } from '../model/labels';
 import { SAMPLES_PER_CLASS } from '../model/vae';
 import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
-import { betaReason, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, KL_WARMUP_RANGE, parseSigma, weightedKl } from '../model/settings';
+import { BETA_RANGE, betaReason, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, SIGMA_RANGE, KL_WARMUP_RANGE, parseSigma, weightedKl } from '../model/settings';
+import { MIN_GAIN } from '../gpu/tuner';
+import { CHECK_STEPS } from '../model/autotune';
 import { describeImageFolder, HELD_OUT_RULE, LUMA_WEIGHTS } from '../data/image-folder';
 import { loadImageFolder } from '../node/image-folder';
 import { describeAdapter, launchBrowser, reportAdapter } from '../node/browser';
@@ -83,19 +85,20 @@ Options:
   --log-interval N      batches between "Train Epoch" lines (default 100)
   --steps-per-submit N  training steps per GPU submit (default 16)
   --beta X              weight of the KL term: the objective is recon + β·KL (default 1, the
-                        reference; 0 to 1000). The log then also prints the objective
+                        reference; ${BETA_RANGE[0]} to ${BETA_RANGE[1]}). The log then also prints the objective
   --kl-warmup N         Adam steps over which β rises linearly: step s (the first is 1) uses
                         β·min(1, s/N) (default 0: none)
   --likelihood NAME     bernoulli (default: BCE on logits, the reference) or gaussian: the
                         decoder's output is the mean, the loss a negative log-density in nats
                         with its constants, Σ [½·log(2π) + log σ + (x − μ)²/(2σ²)] + KL
-  --sigma X|learned     the Gaussian's σ: a number from 0.001 to 1000 (default 0.1), or learned,
+  --sigma X|learned     the Gaussian's σ: a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]} (default ${DEFAULT_SIGMA}), or learned,
                         one per pixel (the parameter log_sigma, trained by Adam from σ = 1)
   --autotune            time the matmul kernels' variants at this run's shapes before training
-                        and take one only when it is ≥ 5 % faster and 16 training steps under it
+                        and take one only when it is ≥ ${MIN_GAIN * 100} % faster and ${CHECK_STEPS} training steps under it
                         match the default plan's losses; the plan is cached (a file in
-                        $WEBGPU_VAE_TUNE_CACHE, else ~/.cache/webgpu-vae/tuned-plans) per adapter,
-                        browser, engine and shapes. Off by default; a --resume keeps its plan
+                        $WEBGPU_VAE_TUNE_CACHE, else webgpu-vae/tuned-plans in $XDG_CACHE_HOME
+                        or ~/.cache) per adapter, browser, engine and shapes. Off by default;
+                        a --resume keeps its plan
   -h, --help            this text
 
 Environment: WEBGPU_VAE_CHROME=/path/to/chrome picks the browser.

@@ -66,7 +66,20 @@ export function fileTypeProblem(name: string): string | null {
 }
 
 const hidden = (parts: string[]) => parts.some((p) => p.startsWith('.'));
-const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+/**
+ * Code-point order, as Python's `sorted` (and so torchvision's ImageFolder) orders names. JS's
+ * `<` compares UTF-16 code units, which puts a name with a character past U+FFFF (an emoji) before
+ * one with U+E000…U+FFFF (full-width letters), and the labels would then differ from PyTorch's.
+ */
+function byName(a: string, b: string): number {
+  const x = [...a];
+  const y = [...b]; // spread iterates by code point
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = x[i].codePointAt(0)! - y[i].codePointAt(0)!;
+    if (d !== 0) return d;
+  }
+  return x.length - y.length;
+}
 
 /** Class name → its files (sorted), for a class-per-subfolder tree; files outside a class folder are skipped. */
 function classTree(paths: { full: string; parts: string[] }[], skipped: SkippedFile[]): Map<string, string[]> {
