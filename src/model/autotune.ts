@@ -16,11 +16,8 @@
  * trains is built afterwards, under the returned plan, and tuning never sees its buffers. The
  * runtime's plan is restored whatever happens; only the host assigns the result.
  */
-import { matmulWGSL } from '../../shaders/matmul.wgsl';
-import { splitKWGSL, SPLITK_SIZES } from '../../shaders/matmul-splitk.wgsl';
-import { tiledWGSL, TILE_32 } from '../../shaders/matmul-tiled.wgsl';
 import type { Dispatch, Gpu } from '../gpu/device';
-import { matmulOp, matmulProductOf, matmulUsesQuads, type MatmulProduct } from '../gpu/ops';
+import { matmulOp, matmulProductOf, matmulUsesQuads, plannedMatmulKernel, type MatmulProduct } from '../gpu/ops';
 import { matmulKey, type KernelPlan, type MatmulChoice } from '../gpu/plan';
 import { spanTimer } from '../gpu/timing';
 import {
@@ -66,18 +63,20 @@ function digest(text: string): string {
 }
 
 /**
- * The engine version in the cache key: a digest of the three matmul kernels' WGSL (one full
- * option set each) and of the candidate list. A kernel or candidate change gives a new key, so a
- * plan tuned for other kernels is never reused; no version number has to be remembered by hand.
+ * The engine version in the cache key: a digest of the WGSL of every kernel the tuner would time
+ * — each product's every candidate, compiled as plannedMatmulKernel compiles it, with the
+ * product's own transposes, epilogues (a conditional model's reparamConditioned dz→dmulv among
+ * them) and vec4/quad path — and of the candidate list. A kernel or candidate change gives a new
+ * key, so a plan tuned for other kernels is never reused; no version number has to be remembered
+ * by hand. (It once covered one option set per kernel, which missed the conditioned epilogue;
+ * plans cached under that digest are tuned again.)
  */
-export function engineVersion(): string {
-  const epilogues = { transA: false, transB: true, bias: true, relu: true, reluMask: false, rowSum: false, reparamBackward: false };
-  return digest([
-    matmulWGSL({ ...epilogues, vec4: true, tileM: 8, tileN: 4 }),
-    splitKWGSL({ ...epilogues, ...SPLITK_SIZES, vec4: true }),
-    tiledWGSL({ ...epilogues, tile: TILE_32 }),
-    JSON.stringify(TUNE_ALTERNATIVES),
-  ].join('\n'));
+export function engineVersion(products: readonly { product: MatmulProduct; quad: boolean; candidates: readonly MatmulChoice[] }[]): string {
+  const kernels = new Set<string>();
+  for (const { product: p, quad, candidates } of products) {
+    for (const choice of candidates) kernels.add(plannedMatmulKernel(p.dims, p.options, p.epilogues, choice, quad).code);
+  }
+  return digest([...[...kernels].sort(), JSON.stringify(TUNE_ALTERNATIVES)].join('\n'));
 }
 
 /** The browser's major version from its user agent ("Chrome/156.…"), 0 when it names none. */
@@ -137,12 +136,16 @@ export async function autotunePlan(gpu: Gpu, job: AutotuneJob): Promise<Autotune
         if (!scratch.has(key)) scratch.set(key, { product, built: new Map() });
       }
       const products: ProductToTune[] = [];
+      const timed: Parameters<typeof engineVersion>[0][number][] = [];
       for (const [, { product }] of scratch) {
         const shape = { ...product.dims, transA: product.options.transA, transB: product.options.transB };
-        products.push(productToTune(base, shape, await matmulUsesQuads(gpu, product.dims, product.options), TUNE_ALTERNATIVES));
+        const quad = await matmulUsesQuads(gpu, product.dims, product.options);
+        const p = productToTune(base, shape, quad, TUNE_ALTERNATIVES);
+        products.push(p);
+        timed.push({ product, quad, candidates: p.candidates });
       }
       const adapter = gpu.adapter ?? { vendor: '', architecture: '', device: '', description: 'a device the caller brought' };
-      const key = tuneCacheKey({ adapter, browserMajor: job.browserMajor, engineVersion: engineVersion(), shapes: products.map((p) => p.key) });
+      const key = tuneCacheKey({ adapter, browserMajor: job.browserMajor, engineVersion: engineVersion(timed), shapes: products.map((p) => p.key) });
       const cache: TuneCache = job.cache ?? { get: async () => undefined, put: async () => {} };
       const timer = spanTimer(gpu);
       let checkDifference: number | null = null;
