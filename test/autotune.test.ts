@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePlan } from '../src/gpu/plan';
 import type { MatmulProduct } from '../src/gpu/ops';
-import { CHECK_RTOL, engineVersion, TUNE_ALTERNATIVES } from '../src/model/autotune';
+import { CHECK_RTOL, engineVersion, largestDifference, lossesMatch, TUNE_ALTERNATIVES } from '../src/model/autotune';
 import { tempDir, tsx } from './cli';
 import { openHarness, type GpuPage } from './gpu';
 
@@ -38,6 +38,24 @@ describe('the engine version in the tune cache key (no GPU)', () => {
     expect(version(dz(true), [...TUNE_ALTERNATIVES].reverse())).toBe(version(dz(true)));
     expect(engineVersion([{ product: dz(true), quad: false, candidates: TUNE_ALTERNATIVES }, { product: dz(false), quad: false, candidates: TUNE_ALTERNATIVES }]))
       .toBe(engineVersion([{ product: dz(false), quad: false, candidates: TUNE_ALTERNATIVES }, { product: dz(true), quad: false, candidates: TUNE_ALTERNATIVES }]));
+  });
+});
+
+describe("the end-to-end check's loss comparison (no GPU)", () => {
+  it('measures differences against the largest loss of the run, so a Gaussian loss passing near 0 does not fail an honest plan', () => {
+    // A Gaussian with σ = 0.1 over 64 pixels: D·log σ ≈ −147, so as the squared error falls the
+    // batch loss crosses 0. An honest plan's rounding (~1e-7 of the loss's terms) moves a step
+    // near 0 by far more than 1e-5 of that step's own loss.
+    const base = Float32Array.from([2400, 900, 310, 95, 12, 0.004, -30, -52]);
+    const honest = base.map((b) => b + 1e-7 * 2400);
+    expect(lossesMatch(base, honest)).toBe(true);
+    expect(largestDifference(base, honest)).toBeLessThan(2e-7); // 1e-7 of the largest loss, give or take float32 rounding
+    // A wrong run is still told apart, at a step near 0 as anywhere else.
+    const wrong = base.map((b, i) => (i === 5 ? b + 1e-3 * 2400 : b));
+    expect(lossesMatch(base, wrong)).toBe(false);
+    expect(largestDifference(base, wrong)).toBeGreaterThan(CHECK_RTOL);
+    expect(lossesMatch(base, base.map((b, i) => (i === 2 ? NaN : b)))).toBe(false);
+    expect(lossesMatch(base, base.subarray(1))).toBe(false);
   });
 });
 

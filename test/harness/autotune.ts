@@ -72,7 +72,7 @@ async function twice(c: { sizes: VaeSizes; batchSize: number }) {
 }
 
 /**
- * The end-to-end check's largest relative loss difference from the base plan, for each candidate
+ * The end-to-end check's largest loss difference from the base plan (relative to its largest loss), for each candidate
  * forced on every matmul of the step, and for the base plan at a learning rate 1 % off (a run
  * that is slightly wrong, which the check must tell apart). A conditional model (`sizes.classes`)
  * trains on labels, so its conditioned dz→dmulv product runs under every candidate too.
