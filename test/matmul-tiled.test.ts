@@ -2,9 +2,10 @@
  * The workgroup-memory tiled matmul (shaders/matmul-tiled.wgsl.ts) against the float64
  * reference, with both tile options (64×64 and 32×32): awkward shapes (1×1×1, primes, shapes one
  * either side of a tile edge, K shorter than one tile step), every product of the VAE's training
- * step at batch 128, each epilogue, extreme values, determinism, and a grid folded past 65,535
- * workgroups, and (no GPU) the kernel a plan choosing it compiles. Shapes are M×N×K. C is filled with NaN and followed by sentinels before each run,
- * so an output left unwritten fails the comparison and a write past C shows up.
+ * step at batch 128, each epilogue, extreme values, determinism, a grid folded past 65,535
+ * workgroups, and (no GPU) the kernel a plan choosing it compiles. Shapes are M×N×K. C is filled
+ * with NaN and followed by sentinels before each run, so an output left unwritten fails the
+ * comparison and a write past C shows up.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
