@@ -46,10 +46,10 @@ export const CHECK_RTOL = 1e-5;
 
 /**
  * The loss scale differences are measured against: the largest |loss| of the base run's steps.
- * Not each step's own |loss|: a Gaussian likelihood's loss (with D·log σ < 0 for σ < 1) can pass
- * through 0 as training brings the squared error down — with σ below ~0.4 a batch can sit there
- * — and a difference relative to a loss near 0 is huge for an honest plan whose sums carry the
- * same ~1e-7 rounding as ever. The rounding scales with the terms being summed, which the
+ * Not each step's own |loss|: a Gaussian likelihood's loss per pixel, ½·log 2π + log σ +
+ * (x − μ)²/(2σ²), has a negative constant part for σ below e^−0.92 ≈ 0.4, so the batch loss can
+ * pass through 0 as training brings the squared error down, and a difference relative to a loss
+ * near 0 is huge for an honest plan whose sums carry the same ~1e-7 rounding as ever. The rounding scales with the terms being summed, which the
  * largest loss (the untrained first steps') bounds; it cannot vanish, as no run's 16 losses are all 0.
  */
 function checkScale(base: Float32Array): number {
