@@ -43,7 +43,7 @@ describe('the engine version in the tune cache key (no GPU)', () => {
 
 describe("the end-to-end check's loss comparison (no GPU)", () => {
   it('measures differences against the largest loss of the run, so a Gaussian loss passing near 0 does not fail an honest plan', () => {
-    // A Gaussian with σ = 0.1 over 64 pixels: D·log σ ≈ −147, so as the squared error falls the
+    // A Gaussian with σ = 0.1 over 64 pixels: D·(½·log 2π + log σ) ≈ −89, so as the squared error falls the
     // batch loss crosses 0. An honest plan's rounding (~1e-7 of the loss's terms) moves a step
     // near 0 by far more than 1e-5 of that step's own loss.
     const base = Float32Array.from([2400, 900, 310, 95, 12, 0.004, -30, -52]);
