@@ -65,7 +65,8 @@ export const TILE_64: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
 /** 32×32 outputs per workgroup of 8×8 invocations, 4×4 each (tfjs's packed 32×32 tile): small outputs. */
 export const TILE_32: MatmulTile = { BM: 32, BN: 32, BK: 32, TM: 4, TN: 4 };
 
-export type TiledMatmulOptions = Pick<MatmulOptions, 'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward'> & {
+/** Every epilogue of the register kernel, reparamConditioned included (the shared store() reads them all). */
+export type TiledMatmulOptions = Pick<MatmulOptions, 'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'> & {
   tile: MatmulTile;
 };
 

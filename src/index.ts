@@ -19,5 +19,6 @@ export type { EpochEvent, FitOptions, FitResult, StepEvent, TrainingRun, Trainin
 export type { ImageArray, LatentArray } from './api/inputs';
 export { VaeError } from './api/errors';
 export type { VaeErrorCode } from './api/errors';
+export type { Likelihood } from './model/graph';
 export { readIdxImages, readIdxLabels } from './api/data';
 export type { IdxImageSet } from './api/data';

@@ -12,12 +12,52 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePlan } from '../src/gpu/plan';
-import { CHECK_RTOL } from '../src/model/autotune';
+import type { MatmulProduct } from '../src/gpu/ops';
+import { CHECK_RTOL, engineVersion, largestDifference, lossesMatch, TUNE_ALTERNATIVES } from '../src/model/autotune';
 import { tempDir, tsx } from './cli';
 import { openHarness, type GpuPage } from './gpu';
 
 /** A small model, so that tuning it takes seconds on a software adapter. */
 const SMALL = { sizes: { D: 64, hidden: [48], L: 6 }, batchSize: 24 };
+const CONDITIONAL = { sizes: { ...SMALL.sizes, classes: 5 }, batchSize: 24 };
+
+describe('the engine version in the tune cache key (no GPU)', () => {
+  // A conditional model's dz→dmulv product (N = L + C columns, L of them going on) and the
+  // unconditional one of the same shape.
+  const dz = (conditioned: boolean): MatmulProduct => ({
+    dims: { M: 24, N: 11, K: 48, ...(conditioned ? { L: 6 } : {}) },
+    options: { transA: false, transB: false, ...(conditioned ? { reparamConditioned: true } : {}) },
+    epilogues: { bias: false, relu: false, reluMask: false, rowSum: false, reparamBackward: true },
+  });
+  const version = (product: MatmulProduct, candidates = TUNE_ALTERNATIVES) => engineVersion([{ product, quad: false, candidates }]);
+
+  it('digests the kernels each product compiles under each candidate, the conditioned epilogue included', () => {
+    expect(version(dz(true))).not.toBe(version(dz(false)));
+    for (const choice of TUNE_ALTERNATIVES) expect(version(dz(true), [choice]), JSON.stringify(choice)).not.toBe(version(dz(false), [choice]));
+    // Order does not matter; the same products give the same version.
+    expect(version(dz(true), [...TUNE_ALTERNATIVES].reverse())).toBe(version(dz(true)));
+    expect(engineVersion([{ product: dz(true), quad: false, candidates: TUNE_ALTERNATIVES }, { product: dz(false), quad: false, candidates: TUNE_ALTERNATIVES }]))
+      .toBe(engineVersion([{ product: dz(false), quad: false, candidates: TUNE_ALTERNATIVES }, { product: dz(true), quad: false, candidates: TUNE_ALTERNATIVES }]));
+  });
+});
+
+describe("the end-to-end check's loss comparison (no GPU)", () => {
+  it('measures differences against the largest loss of the run, so a Gaussian loss passing near 0 does not fail an honest plan', () => {
+    // A Gaussian with σ = 0.1 over 64 pixels: D·(½·log 2π + log σ) ≈ −89, so as the squared error falls the
+    // batch loss crosses 0. An honest plan's rounding (~1e-7 of the loss's terms) moves a step
+    // near 0 by far more than 1e-5 of that step's own loss.
+    const base = Float32Array.from([2400, 900, 310, 95, 12, 0.004, -30, -52]);
+    const honest = base.map((b) => b + 1e-7 * 2400);
+    expect(lossesMatch(base, honest)).toBe(true);
+    expect(largestDifference(base, honest)).toBeLessThan(2e-7); // 1e-7 of the largest loss, give or take float32 rounding
+    // A wrong run is still told apart, at a step near 0 as anywhere else.
+    const wrong = base.map((b, i) => (i === 5 ? b + 1e-3 * 2400 : b));
+    expect(lossesMatch(base, wrong)).toBe(false);
+    expect(largestDifference(base, wrong)).toBeGreaterThan(CHECK_RTOL);
+    expect(lossesMatch(base, base.map((b, i) => (i === 2 ? NaN : b)))).toBe(false);
+    expect(lossesMatch(base, base.subarray(1))).toBe(false);
+  });
+});
 
 let gpu: GpuPage;
 beforeAll(async () => { gpu = await openHarness('/test/harness/autotune.html', 'autotune'); });
@@ -49,8 +89,13 @@ describe('autotune on the real adapter', () => {
     expect(r.second).toEqual({ from: 'cache', key: r.first.key, plan: r.first.plan });
   });
 
-  it(`the check's tolerance (${CHECK_RTOL}) passes every candidate forced on every product, and fails a run at a learning rate 1 % off`, async () => {
-    const r = await gpu.page.evaluate((c) => window.autotune.checkDifferences(c), SMALL);
+  it.each([
+    ['unconditional', SMALL],
+    // The conditioned dz→dmulv product (its epilogue passes only L of its L + C columns on) under
+    // every kernel: a kernel that dropped reparamConditioned would write wrong gradients.
+    ['conditional, 5 classes', CONDITIONAL],
+  ])(`%s: the check's tolerance (${CHECK_RTOL}) passes every candidate forced on every product, and fails a run at a learning rate 1 % off`, async (_, model) => {
+    const r = await gpu.page.evaluate((c) => window.autotune.checkDifferences(c), model);
     console.log(`16-step loss differences from the base plan (${r.products} products): ` +
       `${r.candidates.map((c) => `${c.choice} ${c.difference.toExponential(1)}`).join(', ')}; lr 1 % off ${r.lrOff.difference.toExponential(1)}`);
     expect(r.baseLosses.every(Number.isFinite)).toBe(true);

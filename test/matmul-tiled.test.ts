@@ -2,14 +2,17 @@
  * The workgroup-memory tiled matmul (shaders/matmul-tiled.wgsl.ts) against the float64
  * reference, with both tile options (64×64 and 32×32): awkward shapes (1×1×1, primes, shapes one
  * either side of a tile edge, K shorter than one tile step), every product of the VAE's training
- * step at batch 128, each epilogue, extreme values, determinism, and a grid folded past 65,535
- * workgroups. Shapes are M×N×K. C is filled with NaN and followed by sentinels before each run,
- * so an output left unwritten fails the comparison and a write past C shows up.
+ * step at batch 128, each epilogue, extreme values, determinism, a grid folded past 65,535
+ * workgroups, and (no GPU) the kernel a plan choosing it compiles. Shapes are M×N×K. C is filled
+ * with NaN and followed by sentinels before each run, so an output left unwritten fails the
+ * comparison and a write past C shows up.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   chooseTiledTile, TILE_32, TILE_64, tiledInvocations, tiledWGSL, tiledWorkgroups, type MatmulTile, type TiledMatmulOptions,
 } from '../shaders/matmul-tiled.wgsl';
+import { plannedMatmulKernel } from '../src/gpu/ops';
+import type { MatmulChoice } from '../src/gpu/plan';
 import { matmul, reparamBackward } from '../src/reference/ops';
 import type { OpSpec } from './harness/harness';
 import { errorReport, expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
@@ -73,6 +76,26 @@ describe('launch geometry (no GPU)', () => {
     expect(() => tiledWGSL({ ...base, tile: { BM: 64, BN: 64, BK: 3, TM: 4, TN: 4 } })).toThrow(/split evenly/);
     expect(() => tiledWGSL({ ...base, rowSum: true, tile: { BM: 64, BN: 8, BK: 16, TM: 4, TN: 4 } })).toThrow(/rowSum/);
     expect(() => tiledWGSL({ ...base, tile: { BM: 64, BN: 64, BK: 16, TM: 3, TN: 4 } })).toThrow(/TM \| BM/);
+  });
+});
+
+describe('under a kernel plan (no GPU)', () => {
+  it('a plan choosing the tiled kernel (or split-K, or a register tile) keeps every option of the product, reparamConditioned included', () => {
+    // A conditional decoder's dz→dmulv product: (rows, L + C) with only L columns going on.
+    const dims = { M: 24, N: 11, K: 48 };
+    const epilogues = { bias: false, relu: false, reluMask: false, rowSum: false, reparamBackward: true };
+    const choices: MatmulChoice[] = [
+      { variant: 'tiled', tileM: 64, tileN: 64 }, { variant: 'tiled', tileM: 32, tileN: 32 },
+      { variant: 'splitK', tileM: 4, tileN: 1 }, { variant: 'register', tileM: 8, tileN: 4 },
+    ];
+    for (const choice of choices) {
+      const k = plannedMatmulKernel(dims, { transA: false, transB: false, reparamConditioned: true }, epilogues, choice, false);
+      expect(k.options.reparamConditioned, choice.variant).toBe(true);
+      expect(k.code, `${choice.variant}: the uniform carries L`).toMatch(/struct Dims \{ M: u32, N: u32, K: u32, L: u32 \}/);
+      expect(k.code, `${choice.variant}: the conditioned store`).toContain('if (n >= dims.L) { return; }');
+    }
+    const tiled = plannedMatmulKernel(dims, { transA: false, transB: false, reparamConditioned: true }, epilogues, choices[1], false);
+    expect(tiled.code).toBe(tiledWGSL({ transA: false, transB: false, ...epilogues, reparamConditioned: true, tile: TILE_32 }));
   });
 });
 

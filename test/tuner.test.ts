@@ -133,6 +133,19 @@ describe('tuner: how it measures', () => {
     for (const c of report.products[0].candidates) for (const ms of c.samplesMs) expect(ms).toBeGreaterThanOrEqual(MIN_SPAN_MS);
   });
 
+  it('a dropped candidate reports its µs per dispatch at the calibration\'s count, even when sampling later doubles it', async () => {
+    // Calibration ends at 32 repeats; 4×2 (0.35 ms ≥ 3 × 0.1) is dropped there. Then 4×4's second
+    // sample comes in short, and the samples are taken again at 64.
+    const { time } = fakeClock({ [FC1]: { '8×4': 0.1, '4×4': 0.065, '4×2': 0.35 } }, { factor: (_k, c, n) => (c === '4×4' && n === 7 ? 0.75 : 1) });
+    const { report } = await tunePlan(input(time, [{ key: FC1, candidates: [T84, T44, T42] }]));
+    expect(report.products[0].repeats).toBe(64);
+    const dropped = report.products[0].candidates[2];
+    expect(dropped).toMatchObject({ dropped: true, samplesMs: [0.35 * 32] });
+    expect(dropped.perDispatchMs).toBeCloseTo(0.35, 12);
+    expect(report.products[0].candidates[0].perDispatchMs).toBeCloseTo(0.1, 12);
+    expect(formatTuneReport(report)).toMatch(/register 4×2\s+350\.0 µs/);
+  });
+
   it(`a candidate ≥ ${DROP_FACTOR}× the base choice in its last calibration span is not sampled, one just under is`, async () => {
     const { time, calls } = fakeClock({ [FC1]: { '8×4': 2, '4×4': 2 * DROP_FACTOR, '4×2': 2 * DROP_FACTOR * 0.99 } });
     const { report } = await tunePlan(input(time, [{ key: FC1, candidates: [T84, T44, T42] }]));

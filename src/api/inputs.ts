@@ -109,6 +109,14 @@ export function numberOption(name: string, value: unknown, fallback: number, min
   return value;
 }
 
+/** A number the given rule accepts (a settings.ts `…Reason`: null when accepted), or the fallback. */
+export function ruledOption(name: string, value: unknown, fallback: number, reason: (value: number) => string | null): number {
+  if (value === undefined) return fallback;
+  const bad = typeof value === 'number' ? reason(value) : reason(NaN);
+  if (bad) throw new VaeError('invalid-option', `${name} ${bad}, got ${typeof value === 'number' ? String(value) : JSON.stringify(value)}`);
+  return value as number;
+}
+
 /** Splits (n, 2L) rows of [mu ‖ logvar] into two (n, L) arrays. */
 export function splitMuLogvar(mulv: Float32Array, count: number, latentSize: number): { mu: Float32Array; logvar: Float32Array } {
   const L = latentSize;

@@ -65,11 +65,16 @@ export interface FitOptions {
   /** Adam epsilon (default 1e-8). */
   eps?: number;
   /**
-   * β on the KL term (default 1: the reference's loss; 0 to 1000): the objective is
-   * recon + β·KL. The step and epoch events then carry the objective beside the loss.
+   * β on the KL term (0 to 1000): the objective is recon + β·KL. The step and epoch events then
+   * carry the objective beside the loss. Default: the previous fit's β, or the loaded
+   * checkpoint's; 1 (the reference's loss) for a new model.
    */
   beta?: number;
-  /** Adam steps of a linear KL warm-up: step s (1-based, over the model's life) uses β·min(1, s/klWarmup) (default 0: none). */
+  /**
+   * Adam steps of a linear KL warm-up (a whole number, 0 to 1,000,000): step s (1-based, over
+   * the model's life) uses β·min(1, s/klWarmup). Default: the previous fit's, or the loaded
+   * checkpoint's; 0 (none) for a new model.
+   */
   klWarmup?: number;
   /** Images to compute the test loss on after each epoch (reported in {@link EpochEvent.testLoss}). */
   testImages?: ImageArray;

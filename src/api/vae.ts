@@ -19,16 +19,16 @@
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { GpuError } from '../gpu/device';
 import type { KernelPlan } from '../gpu/plan';
-import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
+import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, engineKeyIn, ENGINE_METADATA_KEYS, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
-import { adamAt, CLASSES_MAX, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
-import { BETA_RANGE, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, KL_WARMUP_RANGE, parseSigma } from '../model/settings';
-import { arenaLayout, classesOf, likelihoodOf, parameterCount, REFERENCE_SIZES, type ArenaLayout, type VaeSizes } from '../model/graph';
+import { adamAt, CLASSES_MAX, CLASSES_MIN, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
+import { betaReason, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, klWarmupReason, parseSigma } from '../model/settings';
+import { arenaLayout, classesOf, likelihoodOf, parameterCount, REFERENCE_SIZES, type ArenaLayout, type Likelihood, type VaeSizes } from '../model/graph';
 import { normals } from '../reference/philox';
 import { fromEngineError, VaeError } from './errors';
 import { Runtime, type Images } from './runtime';
 import {
-  imagesAsBytes, imagesAsFloats, integerOption, labelsOption, latentsAsFloats, numberOption, splitMuLogvar,
+  imagesAsBytes, imagesAsFloats, integerOption, labelsOption, latentsAsFloats, numberOption, ruledOption, splitMuLogvar,
   type ImageArray, type LatentArray,
 } from './inputs';
 import { importanceWeightedLogLikelihood } from './likelihood';
@@ -46,7 +46,7 @@ export interface VAEOptions {
   /** Latent dimensions, fc21's and fc22's out_features (default 20). */
   latentSize?: number;
   /**
-   * A conditional VAE (Sohn et al., 2015) on this many classes (default 0: unconditional). The
+   * A conditional VAE (Sohn et al., 2015) on this many classes, 2 or more (default 0: unconditional). The
    * encoder reads [x ‖ onehot(y)] and the decoder [z ‖ onehot(y)] (fc1.in_features is
    * inputSize + classes), so `fit` needs `labels`, and encode, decode, reconstruct, sample and
    * logLikelihood take a `label`: one class for every row, or an array of one per row.
@@ -122,7 +122,12 @@ export interface LogLikelihoodOptions extends LabelOptions {
 
 /** Options of `VAE.save`. */
 export interface SaveOptions {
-  /** Extra string entries for the safetensors `__metadata__` (the library's own keys win). */
+  /**
+   * Extra string entries for the safetensors `__metadata__`. Keys the engine writes or reads
+   * back (format, input_dim, hidden_dim, latent_dim, step, classes, likelihood, sigma, epoch,
+   * seed, lr, batch_size, dataset, kernel_plan, beta, kl_warmup) are refused with an
+   * `invalid-option` VaeError: `VAE.load` would read them as the model's own settings.
+   */
   metadata?: Record<string, string>;
 }
 
@@ -201,6 +206,11 @@ export class VAE {
   readonly latentSize: number;
   /** Classes of a conditional model; 0 when it is unconditional. */
   readonly classes: number;
+  /**
+   * p(x|z): `{ kind: 'bernoulli' }` (the reference), or `{ kind: 'gaussian', sigma }` with σ a
+   * number or `'learned'` (see {@link VAEOptions.likelihood}).
+   */
+  readonly likelihood: Readonly<Likelihood>;
   /** The seed of every random draw (see {@link VAEOptions.seed}). */
   readonly seed: number;
   /** The GPU device the model lives on. */
@@ -228,6 +238,7 @@ export class VAE {
     this.hiddenSizes = sizes.hidden;
     this.latentSize = sizes.L;
     this.classes = classesOf(sizes);
+    this.likelihood = Object.freeze({ ...likelihoodOf(sizes) });
     this.seed = seed;
     this.layout = arenaLayout(sizes);
     this.onDeviceLost = onDeviceLost;
@@ -250,6 +261,10 @@ export class VAE {
       L: integerOption('latentSize', options.latentSize, REFERENCE_SIZES.L, ...SETTING_RANGES.latent),
     };
     const classes = integerOption('classes', options.classes, 0, 0, CLASSES_MAX);
+    if (classes > 0 && classes < CLASSES_MIN) {
+      throw new VaeError('invalid-option', `classes must be 0 (an unconditional VAE) or an integer from ${CLASSES_MIN} to ${CLASSES_MAX}, ` +
+        `got ${classes}: one class would condition every image on the same constant`);
+    }
     if (classes > 0) sizes.classes = classes;
     const likelihood = likelihoodOption(options);
     if (likelihood) sizes.likelihood = likelihood;
@@ -294,8 +309,6 @@ export class VAE {
       inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, classes: classesOf(sizes), seed, device: options.device, onDeviceLost: options.onDeviceLost,
       ...(sizes.likelihood?.kind === 'gaussian' ? { likelihood: 'gaussian' as const, sigma: sizes.likelihood.sigma } : {}),
     }, run.plan);
-    // The objective it was trained with carries on unless a fit says otherwise.
-    vae.objective = { beta: run.beta ?? DEFAULT_OBJECTIVE.beta, klWarmup: run.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup };
     try {
       await vae.load(bytes);
     } catch (error) {
@@ -376,8 +389,8 @@ export class VAE {
       };
       if (adam.beta1 >= 1 || adam.beta2 >= 1) throw new VaeError('invalid-option', `betas must lie in [0, 1), got [${beta1}, ${beta2}]`);
       const stepsPerSubmit = integerOption('stepsPerSubmit', options.stepsPerSubmit, STEPS_PER_SUBMIT, 1, 4096);
-      const beta = numberOption('beta', options.beta, this.objective.beta, ...BETA_RANGE, true);
-      const klWarmup = integerOption('klWarmup', options.klWarmup, this.objective.klWarmup, ...KL_WARMUP_RANGE);
+      const beta = ruledOption('beta', options.beta, this.objective.beta, betaReason);
+      const klWarmup = ruledOption('klWarmup', options.klWarmup, this.objective.klWarmup, klWarmupReason);
       this.checkDatasetSize(train.bytes, 'images');
       if (test) this.checkDatasetSize(test.bytes, 'testImages');
       if (options.signal?.aborted) throw options.signal.reason;
@@ -498,8 +511,10 @@ export class VAE {
   }
 
   /**
-   * The decoder's pixel probabilities for n × latentSize latents: n × inputSize values in [0, 1].
-   * A conditional model decodes p(x | z, y) for `label`: `decode(z, { label: 3 })` draws threes.
+   * The decoder's output for n × latentSize latents: n × inputSize values in [0, 1] — a Bernoulli
+   * model's pixel probabilities (the sigmoid of its logits), a Gaussian model's mean clamped to
+   * [0, 1] (the mean itself is unbounded). A conditional model decodes p(x | z, y) for `label`:
+   * `decode(z, { label: 3 })` draws threes.
    */
   async decode(latents: LatentArray, options: LabelOptions = {}): Promise<Float32Array> {
     return this.guarded('VAE.decode', async () => {
@@ -548,6 +563,11 @@ export class VAE {
       for (const [key, value] of Object.entries(extra)) {
         if (typeof value !== 'string') throw new VaeError('invalid-option', `metadata["${key}"] must be a string, got ${typeof value}`);
       }
+      const taken = engineKeyIn(extra);
+      if (taken) {
+        throw new VaeError('invalid-option', `metadata["${taken}"]: "${taken}" is one of the engine's own checkpoint keys ` +
+          `(${ENGINE_METADATA_KEYS.join(', ')}), which VAE.load reads as the model's settings; store your entry under another name`);
+      }
       return this.lock.run(async () => {
         const state = await this.runtime.model.exportState();
         const objective = this.objective.beta !== DEFAULT_OBJECTIVE.beta || this.objective.klWarmup !== DEFAULT_OBJECTIVE.klWarmup
@@ -561,8 +581,9 @@ export class VAE {
    * Replaces the weights (and, when the file has them, the Adam moments; otherwise they are
    * zeroed as for a fresh optimizer), the step and the epoch counters with a checkpoint's.
    * The file is checked completely first: a malformed, truncated or mismatched one rejects
-   * with a `checkpoint` VaeError and the model is left exactly as it was. The model keeps its
-   * own seed; `VAE.load` takes the checkpoint's.
+   * with a `checkpoint` VaeError and the model is left exactly as it was. β and the KL warm-up
+   * become the checkpoint's (1 and 0 when it records none), for later fits that do not name
+   * them. The model keeps its own seed; `VAE.load` takes the checkpoint's.
    */
   async load(checkpoint: Uint8Array | ArrayBuffer): Promise<void> {
     return this.guarded('VAE.load', async () => {
@@ -570,17 +591,19 @@ export class VAE {
       const bytes = checkpointBytes(checkpoint);
       await this.lock.run(async () => {
         let data: CheckpointData;
-        let epoch: number;
+        let run: ReturnType<typeof readRunMetadata>;
         try {
           data = decodeCheckpoint(bytes, this.layout);
-          epoch = readRunMetadata(data.metadata).epoch;
+          run = readRunMetadata(data.metadata);
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
           throw new VaeError('checkpoint', `${message} (nothing was loaded: the model is unchanged)`, { cause: error });
         }
         this.runtime.model.importState(data);
         this.steps = data.step;
-        this.epochs = epoch;
+        this.epochs = run.epoch;
+        // The objective it was trained with carries on unless a fit says otherwise.
+        this.objective = { beta: run.beta ?? DEFAULT_OBJECTIVE.beta, klWarmup: run.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup };
       });
     });
   }

@@ -4,7 +4,7 @@
  * Everything here happens when a model is built, never inside a step.
  */
 import { linearWorkgroups } from '../../shaders/common';
-import { matmulBindings, matmulWGSL, matmulWorkgroups, type MatmulOptions } from '../../shaders/matmul.wgsl';
+import { matmulBindings, matmulWGSL, matmulWorkgroups, type MatmulDims, type MatmulOptions } from '../../shaders/matmul.wgsl';
 import { SPLITK_SIZES, splitKWGSL, splitKWorkgroups, type SplitKOptions } from '../../shaders/matmul-splitk.wgsl';
 import { chooseTiledTile, tiledBindings, tiledWGSL, tiledWorkgroups, type TiledMatmulOptions } from '../../shaders/matmul-tiled.wgsl';
 import { activationBindings, activationWGSL, type ActivationEntry } from '../../shaders/activations.wgsl';
@@ -13,7 +13,7 @@ import { byteToUnitTable, gatherBindings, gatherConditionalBindings, gatherCondi
 import { ELBO_UNIFORM_FLOATS, elboBindings, elboWGSL, elboWorkgroups, LOSS_GROUPS, lossBindings, lossWGSL, lossWorkgroups, type ElboOptions } from '../../shaders/loss.wgsl';
 import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
 import type { Dispatch, Gpu } from './device';
-import { chooseMatmul, tiledTileOf } from './plan';
+import { chooseMatmul, tiledTileOf, type MatmulChoice } from './plan';
 import { quadSharingWorks } from './quads';
 
 export type Binding = GPUBuffer | GPUBufferBinding;
@@ -46,7 +46,7 @@ export interface MatmulBuffers {
 }
 
 /** The epilogues the given buffers ask for (a kernel's options may add relu, which has no buffer). */
-function epiloguesOf(b: MatmulBuffers): Pick<MatmulOptions, 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward'> {
+export function epiloguesOf(b: MatmulBuffers): Pick<MatmulOptions, 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward'> {
   return { bias: !!b.bias, relu: false, reluMask: !!b.mask, rowSum: !!b.rowSum, reparamBackward: !!b.mulv };
 }
 
@@ -78,8 +78,7 @@ function matmulResources(
  * makes from one address is already a broadcast. They also need the self-check to pass.
  */
 export async function matmulOp(
-  gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number },
-  options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number }, options: MatmulRequest, buffers: MatmulBuffers,
 ): Promise<Dispatch> {
   const dispatch = await plannedMatmul(gpu, label, dims, options, buffers);
   products.set(dispatch, { dims: { ...dims }, options: { ...options }, epilogues: epiloguesOf(buffers) });
@@ -91,8 +90,9 @@ export async function matmulOp(
  * so a tuner can time the same product on scratch buffers of its own (src/model/autotune.ts).
  */
 export interface MatmulProduct {
-  dims: { M: number; N: number; K: number };
-  options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>;
+  /** L: a conditioned dz→dmulv product's latent columns (reparamConditioned). */
+  dims: { M: number; N: number; K: number; L?: number };
+  options: MatmulRequest;
   epilogues: ReturnType<typeof epiloguesOf>;
 }
 
@@ -112,29 +112,54 @@ export async function matmulUsesQuads(
   return options.quad ?? (vec4 && gpu.hasSubgroups && gpu.software && (await quadSharingWorks(gpu, options.quadLayout)));
 }
 
-async function plannedMatmul(
-  gpu: Gpu, label: string, dims: { M: number; N: number; K: number },
-  options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
-): Promise<Dispatch> {
-  const vec4 = dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0;
-  const quad = await matmulUsesQuads(gpu, dims, options);
-  const choice = chooseMatmul(gpu.plan, { ...dims, transA: options.transA, transB: options.transB }, quad);
+/** What a caller asks matmulOp for: the transposes, and any option it fixes rather than leaving to the plan. */
+export type MatmulRequest = Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>;
+
+/** The kernel a matmul compiles: its WGSL, entry point, bindings and launch, and the options its resources follow. */
+export interface MatmulKernel {
+  code: string;
+  entryPoint: 'matmul' | 'matmul_splitk' | 'matmul_tiled';
+  bindings: ('uniform' | 'read' | 'storage')[];
+  workgroups: [number, number, number];
+  options: Pick<MatmulOptions, 'bias' | 'reluMask' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'>;
+}
+
+/**
+ * The kernel plannedMatmul compiles for a product under `choice` — pure, so the autotune's cache
+ * key can digest exactly the WGSL the tuner times (src/model/autotune.ts engineVersion).
+ * `quad`: matmulUsesQuads for the product. Every option the caller gives reaches the kernel
+ * whichever variant the choice names; only the register kernel's own fields (vec4, tiles, quads)
+ * stay behind when another kernel runs the product.
+ */
+export function plannedMatmulKernel(
+  dims: MatmulDims, options: MatmulRequest, epilogues: ReturnType<typeof epiloguesOf>, choice: MatmulChoice, quad: boolean,
+): MatmulKernel {
   if (choice.variant === 'splitK' && options.quad === undefined) {
-    return matmulSplitKOp(gpu, label, dims, { ...options, tileM: choice.tileM, tileN: choice.tileN }, buffers);
+    return splitKKernel(dims, { ...options, tileM: choice.tileM, tileN: choice.tileN }, epilogues);
   }
   if (choice.variant === 'tiled' && options.quad === undefined) {
-    const { transA, transB, relu } = options;
-    return matmulTiledOp(gpu, label, dims, { transA, transB, relu: relu ?? false, tile: tiledTileOf(choice) }, buffers);
+    const { vec4: _vec4, tileM: _tileM, tileN: _tileN, quad: _quad, quadLayout: _quadLayout, ...rest } = options;
+    return tiledKernel(dims, { ...rest, tile: tiledTileOf(choice) }, epilogues);
   }
+  const vec4 = dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0;
   const { tileM, tileN } = choice;
-  const o: MatmulOptions = {
-    vec4, quad, tileM, tileN,
-    ...epiloguesOf(buffers),
-    ...options,
-  };
-  const resources = matmulResources(gpu, label, dims, o, buffers);
-  return instance(gpu, label, matmulWGSL(o), 'matmul', matmulBindings(o), resources, matmulWorkgroups(o, dims),
-    { flops: 2 * dims.M * dims.N * dims.K });
+  const o: MatmulOptions = { vec4, quad, tileM, tileN, ...epilogues, ...options };
+  return { code: matmulWGSL(o), entryPoint: 'matmul', bindings: matmulBindings(o), workgroups: matmulWorkgroups(o, dims), options: o };
+}
+
+async function plannedMatmul(
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number }, options: MatmulRequest, buffers: MatmulBuffers,
+): Promise<Dispatch> {
+  const quad = await matmulUsesQuads(gpu, dims, options);
+  const choice = chooseMatmul(gpu.plan, { ...dims, transA: options.transA, transB: options.transB }, quad);
+  return matmulInstance(gpu, label, dims, plannedMatmulKernel(dims, options, epiloguesOf(buffers), choice, quad), buffers);
+}
+
+function matmulInstance(
+  gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number }, k: MatmulKernel, buffers: MatmulBuffers,
+): Promise<Dispatch> {
+  const resources = matmulResources(gpu, label, dims, k.options, buffers);
+  return instance(gpu, label, k.code, k.entryPoint, k.bindings, resources, k.workgroups, { flops: 2 * dims.M * dims.N * dims.K });
 }
 
 export async function activationOp(
@@ -248,14 +273,14 @@ export async function matmulTiledOp(
   gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number },
   options: Partial<TiledMatmulOptions> & Pick<TiledMatmulOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
 ): Promise<Dispatch> {
-  const o: TiledMatmulOptions = {
-    tile: chooseTiledTile(dims),
-    ...epiloguesOf(buffers),
-    ...options,
-  };
-  const resources = matmulResources(gpu, label, dims, o, buffers);
-  return instance(gpu, label, tiledWGSL(o), 'matmul_tiled', tiledBindings(o), resources, tiledWorkgroups(o, dims),
-    { flops: 2 * dims.M * dims.N * dims.K });
+  return matmulInstance(gpu, label, dims, tiledKernel(dims, options, epiloguesOf(buffers)), buffers);
+}
+
+function tiledKernel(
+  dims: MatmulDims, options: Partial<TiledMatmulOptions> & Pick<TiledMatmulOptions, 'transA' | 'transB'>, epilogues: ReturnType<typeof epiloguesOf>,
+): MatmulKernel {
+  const o: TiledMatmulOptions = { tile: chooseTiledTile(dims), ...epilogues, ...options };
+  return { code: tiledWGSL(o), entryPoint: 'matmul_tiled', bindings: tiledBindings(o), workgroups: tiledWorkgroups(o, dims), options: o };
 }
 
 /**
@@ -267,14 +292,18 @@ export async function matmulSplitKOp(
   gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number },
   options: Partial<SplitKOptions> & Pick<SplitKOptions, 'transA' | 'transB'>, buffers: MatmulBuffers,
 ): Promise<Dispatch> {
+  return matmulInstance(gpu, label, dims, splitKKernel(dims, options, epiloguesOf(buffers)), buffers);
+}
+
+function splitKKernel(
+  dims: MatmulDims, options: Partial<SplitKOptions> & Pick<SplitKOptions, 'transA' | 'transB'>, epilogues: ReturnType<typeof epiloguesOf>,
+): MatmulKernel {
   const o: SplitKOptions = {
     ...SPLITK_SIZES, vec4: dims.M % 4 === 0 && dims.N % 4 === 0 && dims.K % 4 === 0,
-    ...epiloguesOf(buffers),
+    ...epilogues,
     ...options,
   };
-  const resources = matmulResources(gpu, label, dims, o, buffers);
-  return instance(gpu, label, splitKWGSL(o), 'matmul_splitk', matmulBindings(o), resources, splitKWorkgroups(o, dims),
-    { flops: 2 * dims.M * dims.N * dims.K });
+  return { code: splitKWGSL(o), entryPoint: 'matmul_splitk', bindings: matmulBindings(o), workgroups: splitKWorkgroups(o, dims), options: o };
 }
 
 // ---- The general objective (shaders/loss.wgsl.ts, `elbo`): β, its warm-up, the Gaussian -------

@@ -79,13 +79,13 @@ export interface CandidateReport {
   /** The SAMPLES spans, in the order taken, each of the product's `repeats` dispatches (ms). */
   samplesMs: number[];
   medianMs: number;
-  /** medianMs / repeats. */
+  /** medianMs / repeats (a dropped candidate's: its span / the calibration's repeats, which sampling may since have doubled). */
   perDispatchMs: number;
 }
 
 export interface ProductReport {
   key: string;
-  /** Dispatches per span, the same for every sample of every candidate of this product. */
+  /** Dispatches per span, the same for every sample of every candidate of this product (a dropped candidate's one span may have had fewer). */
   repeats: number;
   /** candidates[0] is the base choice. */
   candidates: CandidateReport[];
@@ -191,6 +191,8 @@ async function tuneProduct(input: TuneInput, product: ProductToTune): Promise<Pr
     repeats *= 2;
     if (repeats > MAX_REPEATS) throw tooManyRepeats(key, repeats / 2, input.clock);
   }
+  // A dropped candidate's one span was taken at this count; sampling may double `repeats` later.
+  const calibrationRepeats = repeats;
   // Samples, round-robin. Noise can still bring a span under MIN_SPAN_MS; then the count is
   // doubled and the samples start over, so every sample compared is a span that long.
   const dropped = calibration.map((ms, i) => i > 0 && ms >= DROP_FACTOR * calibration[0]);
@@ -212,7 +214,7 @@ async function tuneProduct(input: TuneInput, product: ProductToTune): Promise<Pr
     break;
   }
   const reports: CandidateReport[] = candidates.map((choice, i) => {
-    if (dropped[i]) return { choice, dropped: true, samplesMs: [calibration[i]], medianMs: calibration[i], perDispatchMs: calibration[i] / repeats };
+    if (dropped[i]) return { choice, dropped: true, samplesMs: [calibration[i]], medianMs: calibration[i], perDispatchMs: calibration[i] / calibrationRepeats };
     const medianMs = median(samples[i]);
     return { choice, samplesMs: samples[i], medianMs, perDispatchMs: medianMs / repeats };
   });

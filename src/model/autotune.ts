@@ -16,11 +16,8 @@
  * trains is built afterwards, under the returned plan, and tuning never sees its buffers. The
  * runtime's plan is restored whatever happens; only the host assigns the result.
  */
-import { matmulWGSL } from '../../shaders/matmul.wgsl';
-import { splitKWGSL, SPLITK_SIZES } from '../../shaders/matmul-splitk.wgsl';
-import { tiledWGSL, TILE_32 } from '../../shaders/matmul-tiled.wgsl';
 import type { Dispatch, Gpu } from '../gpu/device';
-import { matmulOp, matmulProductOf, matmulUsesQuads, type MatmulProduct } from '../gpu/ops';
+import { matmulOp, matmulProductOf, matmulUsesQuads, plannedMatmulKernel, type MatmulProduct } from '../gpu/ops';
 import { matmulKey, type KernelPlan, type MatmulChoice } from '../gpu/plan';
 import { spanTimer } from '../gpu/timing';
 import {
@@ -36,15 +33,30 @@ export const CHECK_STEPS = 16;
 
 /**
  * How close the tuned plan's per-step losses must be to the base plan's: |tuned − base| ≤
- * CHECK_RTOL·|base| at every step. Not bit equality, because a different kernel may sum K in a
- * different order (split-K adds four partial sums; the tiled kernel walks K in tiles), which moves
- * the last bits of a product, and those differences pass through 16 Adam updates. Measured on
- * SwiftShader with each candidate forced on every product (test/autotune.test.ts; bench/README.md):
- * at 784-400-20, batch 128, the largest difference is 1.2e-7 (split-K and tiled; the register
- * tiles are bit-identical), while a run at a learning rate 1 % off differs by 1.3e-3 (5e-5 on the
+ * CHECK_RTOL·scale at every step, where scale is the largest |base loss| over the check's steps
+ * (checkScale). Not bit equality, because a different kernel may sum K in a different order
+ * (split-K adds four partial sums; the tiled kernel walks K in tiles), which moves the last bits
+ * of a product, and those differences pass through 16 Adam updates. Measured on SwiftShader with
+ * each candidate forced on every product (test/autotune.test.ts; bench/README.md): at
+ * 784-400-20, batch 128, the largest difference is 1.2e-7 (split-K and tiled; the register tiles
+ * are bit-identical), while a run at a learning rate 1 % off differs by 1.3e-3 (5e-5 on the
  * test's small model). 1e-5 sits ~90× above the honest differences and well below a wrong run.
  */
 export const CHECK_RTOL = 1e-5;
+
+/**
+ * The loss scale differences are measured against: the largest |loss| of the base run's steps.
+ * Not each step's own |loss|: a Gaussian likelihood's loss per pixel, ½·log 2π + log σ +
+ * (x − μ)²/(2σ²), has a negative constant part for σ below e^−0.92 ≈ 0.4, so the batch loss can
+ * pass through 0 as training brings the squared error down, and a difference relative to a loss
+ * near 0 is huge for an honest plan whose sums carry the same ~1e-7 rounding as ever. The rounding scales with the terms being summed, which the
+ * largest loss (the untrained first steps') bounds; it cannot vanish, as no run's 16 losses are all 0.
+ */
+function checkScale(base: Float32Array): number {
+  let scale = 0;
+  for (const b of base) scale = Math.max(scale, Math.abs(b));
+  return scale;
+}
 
 /**
  * The choices tried for every product besides the base plan's own: the register tiles, split-K
@@ -66,18 +78,20 @@ function digest(text: string): string {
 }
 
 /**
- * The engine version in the cache key: a digest of the three matmul kernels' WGSL (one full
- * option set each) and of the candidate list. A kernel or candidate change gives a new key, so a
- * plan tuned for other kernels is never reused; no version number has to be remembered by hand.
+ * The engine version in the cache key: a digest of the WGSL of every kernel the tuner would time
+ * — each product's every candidate, compiled as plannedMatmulKernel compiles it, with the
+ * product's own transposes, epilogues (a conditional model's reparamConditioned dz→dmulv among
+ * them) and vec4/quad path — and of the candidate list. A kernel or candidate change gives a new
+ * key, so a plan tuned for other kernels is never reused; no version number has to be remembered
+ * by hand. (It once covered one option set per kernel, which missed the conditioned epilogue;
+ * plans cached under that digest are tuned again.)
  */
-export function engineVersion(): string {
-  const epilogues = { transA: false, transB: true, bias: true, relu: true, reluMask: false, rowSum: false, reparamBackward: false };
-  return digest([
-    matmulWGSL({ ...epilogues, vec4: true, tileM: 8, tileN: 4 }),
-    splitKWGSL({ ...epilogues, ...SPLITK_SIZES, vec4: true }),
-    tiledWGSL({ ...epilogues, tile: TILE_32 }),
-    JSON.stringify(TUNE_ALTERNATIVES),
-  ].join('\n'));
+export function engineVersion(products: readonly { product: MatmulProduct; quad: boolean; candidates: readonly MatmulChoice[] }[]): string {
+  const kernels = new Set<string>();
+  for (const { product: p, quad, candidates } of products) {
+    for (const choice of candidates) kernels.add(plannedMatmulKernel(p.dims, p.options, p.epilogues, choice, quad).code);
+  }
+  return digest([...[...kernels].sort(), JSON.stringify(TUNE_ALTERNATIVES)].join('\n'));
 }
 
 /** The browser's major version from its user agent ("Chrome/156.…"), 0 when it names none. */
@@ -107,7 +121,7 @@ export type AutotuneResult =
   | { from: 'cache'; plan: KernelPlan; key: string }
   | {
     from: 'tuner'; plan: KernelPlan; key: string; report: TuneReport;
-    /** The check's largest |tuned − base| ÷ |base| over its steps (null when no check ran). */
+    /** The check's largest |tuned − base| over its steps ÷ its largest |base| (largestDifference; null when no check ran). */
     checkDifference: number | null;
   };
 
@@ -137,12 +151,16 @@ export async function autotunePlan(gpu: Gpu, job: AutotuneJob): Promise<Autotune
         if (!scratch.has(key)) scratch.set(key, { product, built: new Map() });
       }
       const products: ProductToTune[] = [];
+      const timed: Parameters<typeof engineVersion>[0][number][] = [];
       for (const [, { product }] of scratch) {
         const shape = { ...product.dims, transA: product.options.transA, transB: product.options.transB };
-        products.push(productToTune(base, shape, await matmulUsesQuads(gpu, product.dims, product.options), TUNE_ALTERNATIVES));
+        const quad = await matmulUsesQuads(gpu, product.dims, product.options);
+        const p = productToTune(base, shape, quad, TUNE_ALTERNATIVES);
+        products.push(p);
+        timed.push({ product, quad, candidates: p.candidates });
       }
       const adapter = gpu.adapter ?? { vendor: '', architecture: '', device: '', description: 'a device the caller brought' };
-      const key = tuneCacheKey({ adapter, browserMajor: job.browserMajor, engineVersion: engineVersion(), shapes: products.map((p) => p.key) });
+      const key = tuneCacheKey({ adapter, browserMajor: job.browserMajor, engineVersion: engineVersion(timed), shapes: products.map((p) => p.key) });
       const cache: TuneCache = job.cache ?? { get: async () => undefined, put: async () => {} };
       const timer = spanTimer(gpu);
       let checkDifference: number | null = null;
@@ -174,16 +192,18 @@ export async function autotunePlan(gpu: Gpu, job: AutotuneJob): Promise<Autotune
   }
 }
 
-/** Every step's loss within CHECK_RTOL of the base plan's; a non-finite loss never matches. */
+/** Every step's loss within CHECK_RTOL·checkScale of the base plan's; a non-finite loss never matches. */
 export function lossesMatch(base: Float32Array, tuned: Float32Array): boolean {
+  const scale = checkScale(base);
   return base.length === tuned.length &&
-    base.every((b, i) => Number.isFinite(b) && Number.isFinite(tuned[i]) && Math.abs(tuned[i] - b) <= CHECK_RTOL * Math.abs(b));
+    base.every((b, i) => Number.isFinite(b) && Number.isFinite(tuned[i]) && Math.abs(tuned[i] - b) <= CHECK_RTOL * scale);
 }
 
-/** The largest relative difference of two loss sequences (NaN when either has a non-finite loss). */
+/** The largest difference of two loss sequences relative to checkScale (NaN when either has a non-finite loss). */
 export function largestDifference(base: Float32Array, tuned: Float32Array): number {
+  const scale = checkScale(base);
   let worst = 0;
-  for (let i = 0; i < base.length; i++) worst = Math.max(worst, Math.abs(tuned[i] - base[i]) / Math.abs(base[i]));
+  for (let i = 0; i < base.length; i++) worst = Math.max(worst, Math.abs(tuned[i] - base[i]) / scale);
   return worst;
 }
 
@@ -261,7 +281,7 @@ export function autotuneLines(result: AutotuneResult): string {
   if (result.from === 'cache') {
     return `kernel plan from the tune cache (tuned at an earlier start with this adapter, browser, engine and shapes): ${describePlan(result.plan)}`;
   }
-  const check = result.checkDifference === null ? '' : `\n  end-to-end check: ${CHECK_STEPS} training steps, largest relative loss difference ` +
-    `${result.checkDifference.toExponential(1)} (allowed ${CHECK_RTOL})`;
+  const check = result.checkDifference === null ? '' : `\n  end-to-end check: ${CHECK_STEPS} training steps, largest loss difference ` +
+    `${result.checkDifference.toExponential(1)} of the largest loss (allowed ${CHECK_RTOL})`;
   return `${formatTuneReport(result.report)}${check}\n  running ${describePlan(result.plan)}`;
 }

@@ -6,7 +6,7 @@
  */
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
 import { decodePlan, encodePlan, type KernelPlan } from '../gpu/plan';
-import { BETA_RANGE, FIT_RULES, IMAGE_SIZE_RANGE, KL_WARMUP_RANGE, SETTING_RANGES, SIGMA_RANGE, type FitRule } from './settings';
+import { betaReason, FIT_RULES, IMAGE_SIZE_RANGE, klWarmupReason, SETTING_RANGES, SIGMA_RANGE, type FitRule } from './settings';
 import { arenaLayout, classesOf, impliedSizes, likelihoodOf, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
@@ -240,7 +240,7 @@ export interface RunMetadata {
   /** An image folder's run (`--images`): the side its images were decoded to and the fit rule (absent otherwise). */
   imageSize?: number;
   fit?: FitRule;
-  /** The caller's own entries (the library's `save({ metadata })`); the run's keys win. */
+  /** The caller's own entries (the library's `save({ metadata })`); none may be an ENGINE_METADATA_KEYS key. */
   extra?: Record<string, string>;
 }
 
@@ -250,10 +250,28 @@ const RUN_KEYS = {
   imageSize: 'image_size', fit: 'fit',
 } as const;
 
-/** A checkpoint of `state` with the run's metadata. */
+/**
+ * Every `__metadata__` key the engine writes or reads back: the model's (encodeCheckpoint) and
+ * the run's (RUN_KEYS). A caller's extra entry under one of them cannot be allowed even where
+ * the engine does not write it this time — a Bernoulli model writes no `likelihood`, an
+ * unconditional one no `classes`, β = 1 no `beta` — because reading the file back would take
+ * it for the model's own setting.
+ */
+export const ENGINE_METADATA_KEYS: readonly string[] = [
+  'format', 'input_dim', 'hidden_dim', 'latent_dim', 'step', CLASSES_KEY, 'likelihood', 'sigma', ...Object.values(RUN_KEYS),
+];
+
+/** The first of `extra`'s keys that is the engine's, if any. */
+export function engineKeyIn(extra: Record<string, string>): string | undefined {
+  return Object.keys(extra).find((key) => ENGINE_METADATA_KEYS.includes(key));
+}
+
+/** A checkpoint of `state` with the run's metadata. Throws when an extra entry uses an engine key. */
 export function encodeRunCheckpoint(
   layout: ArenaLayout, state: { params: Float32Array; m?: Float32Array; v?: Float32Array; step: number }, run: RunMetadata,
 ): Uint8Array {
+  const taken = run.extra && engineKeyIn(run.extra);
+  if (taken) throw new Error(`checkpoint metadata: the extra entry "${taken}" uses one of the engine's own keys (${ENGINE_METADATA_KEYS.join(', ')})`);
   const metadata: Record<string, string> = { ...run.extra, [RUN_KEYS.epoch]: String(run.epoch), [RUN_KEYS.seed]: String(run.seed) };
   if (run.lr !== undefined) metadata[RUN_KEYS.lr] = String(run.lr);
   if (run.batchSize !== undefined) metadata[RUN_KEYS.batchSize] = String(run.batchSize);
@@ -285,11 +303,15 @@ export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetad
   if (lr !== undefined && !(Number.isFinite(lr) && lr > 0)) {
     throw new SafetensorsError(`checkpoint metadata lr "${lrText}" is not a learning rate (a number above 0)`);
   }
+  // β and the warm-up by the rules every host applies to them (settings.ts).
   const betaText = metadata[RUN_KEYS.beta];
-  const beta = betaText === undefined ? undefined : Number(betaText);
-  if (beta !== undefined && !(betaText.trim() !== '' && beta >= BETA_RANGE[0] && beta <= BETA_RANGE[1])) {
-    throw new SafetensorsError(`checkpoint metadata beta "${betaText}" is not a β (a number from ${BETA_RANGE[0]} to ${BETA_RANGE[1]})`);
-  }
+  const beta = betaText === undefined ? undefined : betaText.trim() === '' ? NaN : Number(betaText);
+  const badBeta = beta === undefined ? null : betaReason(beta);
+  if (badBeta) throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.beta} "${betaText}" is not a β: it ${badBeta}`);
+  const warmupText = metadata[RUN_KEYS.klWarmup];
+  const klWarmup = warmupText === undefined ? undefined : /^\d+$/.test(warmupText) ? Number(warmupText) : NaN;
+  const badWarmup = klWarmup === undefined ? null : klWarmupReason(klWarmup);
+  if (badWarmup) throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.klWarmup} "${warmupText}" is not a warm-up step count: it ${badWarmup}`);
   const fit = metadata[RUN_KEYS.fit];
   if (fit !== undefined && !(FIT_RULES as readonly string[]).includes(fit)) {
     throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.fit} "${fit}" is not a fit rule (${FIT_RULES.join(', ')})`);
@@ -309,7 +331,7 @@ export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetad
     batchSize: integer(RUN_KEYS.batchSize, 'a batch size', SETTING_RANGES.batchSize[1]),
     dataset: metadata[RUN_KEYS.dataset],
     beta,
-    klWarmup: integer(RUN_KEYS.klWarmup, 'a warm-up step count', KL_WARMUP_RANGE[1]),
+    klWarmup,
     ...(imageSize !== undefined ? { imageSize } : {}),
     ...(fit !== undefined ? { fit: fit as FitRule } : {}),
   };

@@ -88,6 +88,8 @@ export type FitRule = (typeof FIT_RULES)[number];
 export const FIT_DEFAULT: FitRule = 'center-crop';
 /** Classes a conditional VAE may have at most (its one-hot columns widen two layers). */
 export const CLASSES_MAX = 1024;
+/** And at least: one class would condition on a constant (0 classes is the unconditional VAE). */
+export const CLASSES_MIN = 2;
 // ---- β on the KL term, its warm-up, and the likelihood (issue 14) -------------------------------
 
 /**
@@ -112,6 +114,15 @@ export const KL_WARMUP_RANGE = [0, 1_000_000] as const;
 export function betaReason(beta: number): string | null {
   return Number.isFinite(beta) && beta >= BETA_RANGE[0] && beta <= BETA_RANGE[1]
     ? null : `must be a number from ${BETA_RANGE[0]} to ${BETA_RANGE[1]}, e.g. 4 or 0.5 (1 is the plain VAE)`;
+}
+
+/**
+ * The reason `steps` is not an accepted KL warm-up, or null. A whole number: the warm-up reaches
+ * the GPU as a u32 uniform, which would truncate a fraction without a word.
+ */
+export function klWarmupReason(steps: number): string | null {
+  return Number.isInteger(steps) && steps >= KL_WARMUP_RANGE[0] && steps <= KL_WARMUP_RANGE[1]
+    ? null : `must be a whole number of Adam steps from ${KL_WARMUP_RANGE[0]} to ${KL_WARMUP_RANGE[1]}, e.g. 1000 (0 is no warm-up)`;
 }
 
 /** Whether these settings need the general objective (anything but the seed's β = 1, no warm-up). */

@@ -12,6 +12,7 @@ import {
   Activations, decoderForward, generalObjective, likelihoodFinalize, likelihoodImage, lossBackward, lossForward, type Arena, type GpuImages,
 } from './programs';
 import { uniformStream } from './random';
+import { betaReason, klWarmupReason } from './settings';
 
 export type { GpuImages };
 
@@ -168,6 +169,12 @@ export class VaeModel {
    * pipelines come from the runtime's cache, so a new job compiles nothing.
    */
   async configure(job: VaeJob): Promise<void> {
+    // The hosts check these too; here because a fraction of a warm-up would be truncated by its
+    // u32 uniform, and a β out of range trains something no host offers, without a word.
+    const badBeta = job.beta === undefined ? null : betaReason(job.beta);
+    if (badBeta) throw new RangeError(`VaeModel: beta ${job.beta} ${badBeta}`);
+    const badWarmup = job.klWarmup === undefined ? null : klWarmupReason(job.klWarmup);
+    if (badWarmup) throw new RangeError(`VaeModel: klWarmup ${job.klWarmup} ${badWarmup}`);
     const old = this.built as Built | undefined;
     const same = old && old.batchSize === job.batchSize && old.train === job.train && old.test === job.test &&
       JSON.stringify(old.adam) === JSON.stringify(job.adam) && old.beta === job.beta && old.klWarmup === job.klWarmup;

@@ -19,8 +19,13 @@ function images(n: number, D: number): Uint8Array {
   return Uint8Array.from({ length: n * D }, (_, i) => (Math.imul(i, 2654435761) >>> 24) & 0xff);
 }
 
-const job = (sizes: VaeSizes, batchSize: number, cache?: TuneCache, lr = 1e-3): AutotuneJob =>
-  ({ sizes, batchSize, seed: 1, lr, images: images(3 * batchSize, sizes.D), count: 3 * batchSize, cache, browserMajor: 156 });
+/** Image i's class in a conditional model (cycling through them all). */
+const labels = (n: number, classes: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7) % classes);
+
+const job = (sizes: VaeSizes, batchSize: number, cache?: TuneCache, lr = 1e-3): AutotuneJob => ({
+  sizes, batchSize, seed: 1, lr, images: images(3 * batchSize, sizes.D), count: 3 * batchSize, cache, browserMajor: 156,
+  ...(sizes.classes ? { labels: labels(3 * batchSize, sizes.classes) } : {}),
+});
 
 /**
  * autotunePlan twice on one runtime with an in-memory cache, a model built before it: what a
@@ -67,15 +72,17 @@ async function twice(c: { sizes: VaeSizes; batchSize: number }) {
 }
 
 /**
- * The end-to-end check's largest relative loss difference from the base plan, for each candidate
+ * The end-to-end check's largest loss difference from the base plan (relative to its largest loss), for each candidate
  * forced on every matmul of the step, and for the base plan at a learning rate 1 % off (a run
- * that is slightly wrong, which the check must tell apart).
+ * that is slightly wrong, which the check must tell apart). A conditional model (`sizes.classes`)
+ * trains on labels, so its conditioned dz→dmulv product runs under every candidate too.
  */
 async function checkDifferences(c: { sizes: VaeSizes; batchSize: number }) {
   const gpu = await Gpu.create();
   try {
     const j = job(c.sizes, c.batchSize);
-    const checkImages = { pixels: images(CHECK_STEPS * c.batchSize, c.sizes.D) };
+    const n = CHECK_STEPS * c.batchSize;
+    const checkImages = { pixels: images(n, c.sizes.D), ...(c.sizes.classes ? { labels: labels(n, c.sizes.classes) } : {}) };
     const base = planFor(gpu.software);
     gpu.plan = base;
     const baseModel = await checkModel(gpu, base, j, checkImages);
