@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { BrowserHostError, launchBrowser, reportAdapter } from '../src/node/browser';
-import { openHarness, type GpuPage } from './gpu';
+import { NAVIGATION_TIMEOUT_MS, openHarness, type GpuPage } from './gpu';
 
 declare global {
   interface Window { adapterModule: typeof import('../src/gpu/adapter') }
@@ -77,7 +77,7 @@ describe('adapter acquisition', () => {
     const plain = await launchBrowser({ webgpu: false }); // WebGPU stays off on Linux without --enable-unsafe-webgpu
     try {
       const page = await plain.browser.newPage();
-      await page.goto(`${inject('serverUrl')}/test/harness/index.html`);
+      await page.goto(`${inject('serverUrl')}/test/harness/index.html`, { timeout: NAVIGATION_TIMEOUT_MS });
       const error = await reportAdapter(page).then(() => null, (e: unknown) => e);
       expect(error).toBeInstanceOf(BrowserHostError);
       const message = (error as Error).message;

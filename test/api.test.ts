@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'puppeteer';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { openHarness, type GpuPage } from './gpu';
+import { NAVIGATION_TIMEOUT_MS, openHarness, type GpuPage } from './gpu';
 import { PHILOX_STREAM } from '../shaders/philox.wgsl';
 import { IWAE_STREAM, logMeanExp } from '../src/api/likelihood';
 import { readSafetensors } from '../src/io/safetensors';
@@ -635,7 +635,7 @@ describe('library build and the embedding example', () => {
     const errors: string[] = [];
     example.on('pageerror', (e) => errors.push(String(e)));
     try {
-      await example.goto(`${inject('serverUrl')}/examples/embed/index.html?images=512&epochs=2`);
+      await example.goto(`${inject('serverUrl')}/examples/embed/index.html?images=512&epochs=2`, { timeout: NAVIGATION_TIMEOUT_MS });
       await example.waitForFunction(() => document.body.dataset.state, { timeout: 120_000, polling: 100 });
       const r = await example.evaluate(() => {
         const canvas = document.querySelector('canvas')!;

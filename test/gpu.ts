@@ -13,13 +13,20 @@ export interface GpuPage {
   close(): Promise<void>;
 }
 
+/**
+ * How long a test page may take to load. Puppeteer's default, 30 s, is too short on a loaded
+ * 2-core CI machine: Vite transforms the page's modules on first request while other test files'
+ * GPU work (a software adapter's, on the same cores) runs, and a fresh clone has no cache.
+ */
+export const NAVIGATION_TIMEOUT_MS = 120_000;
+
 /** A page of the shared browser at `path`, once the page has defined `window[ready]`. */
 export async function openHarness(path = '/test/harness/index.html', ready = 'harness'): Promise<GpuPage> {
   const browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
   const page = await browser.newPage();
   page.on('console', (m) => { if (m.type() === 'error') console.error(`[browser] ${m.text()}`); });
   page.on('pageerror', (e) => console.error(`[browser] ${e}`));
-  await page.goto(`${inject('serverUrl')}${path}`);
+  await page.goto(`${inject('serverUrl')}${path}`, { timeout: NAVIGATION_TIMEOUT_MS });
   await page.waitForFunction((name) => name in window, { timeout: 60_000 }, ready);
   return {
     page,

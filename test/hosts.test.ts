@@ -8,7 +8,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { tempDir, train } from './cli';
-import { openHarness, type GpuPage } from './gpu';
+import { NAVIGATION_TIMEOUT_MS, openHarness, type GpuPage } from './gpu';
 
 const RUN = { epochs: 2, trainCount: 600, testCount: 300, batchSize: 100, lr: 2e-3, hidden: [32, 16], latent: 4, seed: 4 };
 type EpochLosses = { epoch: number; trainLoss: number; testLoss: number }[];
@@ -48,7 +48,7 @@ async function viaLibrary(): Promise<EpochLosses> {
 async function viaPage(): Promise<EpochLosses> {
   const page = await harness.browser.newPage();
   try {
-    await page.goto(`${inject('serverUrl')}/index.html?limit=${RUN.trainCount}&testLimit=${RUN.testCount}`);
+    await page.goto(`${inject('serverUrl')}/index.html?limit=${RUN.trainCount}&testLimit=${RUN.testCount}`, { timeout: NAVIGATION_TIMEOUT_MS });
     await page.waitForFunction(() => !(document.getElementById('start') as HTMLButtonElement).disabled, { timeout: 60_000 });
     const settings: Record<string, string> = {
       epochs: String(RUN.epochs), batchSize: String(RUN.batchSize), lr: String(RUN.lr), hidden: RUN.hidden.join(','),

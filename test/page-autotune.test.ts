@@ -8,6 +8,7 @@ import type { BrowserContext, Page } from 'puppeteer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import puppeteer from 'puppeteer';
 import { inject } from 'vitest';
+import { NAVIGATION_TIMEOUT_MS } from './gpu';
 
 let context: BrowserContext;
 let page: Page;
@@ -43,7 +44,7 @@ const storedKeys = () => page.evaluate(() => new Promise<string[]>((resolve, rej
 
 /** A fresh page on a small model, the box checked, one epoch trained. */
 async function trainOnce(): Promise<void> {
-  await page.goto(`${inject('serverUrl')}/?limit=256&testLimit=64`);
+  await page.goto(`${inject('serverUrl')}/?limit=256&testLimit=64`, { timeout: NAVIGATION_TIMEOUT_MS });
   await page.waitForFunction(() => window.vaePage?.phase === 'ready', { timeout: 120_000 });
   expect(await page.$eval('#autotune', (e) => (e as HTMLInputElement).checked)).toBe(false); // off by default
   for (const [id, value] of [['epochs', '1'], ['batchSize', '64'], ['hidden', '32'], ['latent', '4']]) await type(id, value);

@@ -14,6 +14,7 @@ import { encodeCheckpoint } from '../src/model/checkpoint';
 import { arenaLayout, initArena } from '../src/model/graph';
 import { mnistDir } from '../src/node/datasets';
 import { projectRoot } from '../src/node/server';
+import { NAVIGATION_TIMEOUT_MS } from './gpu';
 
 let browser: Browser;
 let context: BrowserContext;
@@ -26,7 +27,7 @@ beforeAll(async () => {
   await page.setViewport({ width: 1200, height: 1000 });
   page.on('pageerror', (e) => console.error(`[page] ${e}`));
   page.on('console', (m) => { if (m.type() === 'error') console.error(`[page console] ${m.text()}`); });
-  await page.goto(`${inject('serverUrl')}/?limit=1024&testLimit=256`);
+  await page.goto(`${inject('serverUrl')}/?limit=1024&testLimit=256`, { timeout: NAVIGATION_TIMEOUT_MS });
   await page.waitForFunction(() => window.vaePage?.phase === 'ready', { timeout: 120_000 });
 }, 180_000);
 
@@ -103,7 +104,7 @@ async function ownPage(query: string, run: (p: Page) => Promise<void>): Promise<
   try {
     const p = await own.newPage();
     p.on('pageerror', (e) => console.error(`[page] ${e}`));
-    await p.goto(`${inject('serverUrl')}/${query}`);
+    await p.goto(`${inject('serverUrl')}/${query}`, { timeout: NAVIGATION_TIMEOUT_MS });
     await p.waitForFunction(() => window.vaePage?.phase === 'ready', { timeout: 120_000 });
     await run(p);
   } finally {

@@ -14,6 +14,7 @@ import { HELD_OUT_RULE } from '../src/data/image-folder';
 import { projectRoot } from '../src/node/server';
 import { tempDir, train } from './cli';
 import { BAD_FILES, writeShapeFolder } from './shapes';
+import { NAVIGATION_TIMEOUT_MS } from './gpu';
 
 let browser: Browser;
 let context: BrowserContext;
@@ -27,7 +28,7 @@ beforeAll(async () => {
   context = await browser.createBrowserContext(); // empty browser storage
   page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[page] ${e}`));
-  await page.goto(`${inject('serverUrl')}/index.html`);
+  await page.goto(`${inject('serverUrl')}/index.html`, { timeout: NAVIGATION_TIMEOUT_MS });
   await ready();
 }, 120_000);
 
@@ -115,7 +116,7 @@ describe('the page with an image folder', () => {
     const own = await browser.createBrowserContext(); // storage of its own: nothing to restore
     try {
       page = await own.newPage();
-      await page.goto(`${inject('serverUrl')}/index.html`);
+      await page.goto(`${inject('serverUrl')}/index.html`, { timeout: NAVIGATION_TIMEOUT_MS });
       await ready();
       expect(await page.$eval('#dataset', (e) => (e as HTMLSelectElement).value)).toBe('mnist');
       // As the browser delivers a dragged folder: enter, over, drop (the folder's entries through webkitGetAsEntry).
@@ -140,7 +141,7 @@ describe('the page with an image folder', () => {
     const own = await browser.createBrowserContext(); // storage of its own: nothing to restore
     try {
       page = await own.newPage();
-      await page.goto(`${inject('serverUrl')}/index.html`);
+      await page.goto(`${inject('serverUrl')}/index.html`, { timeout: NAVIGATION_TIMEOUT_MS });
       await ready();
       await page.select('#dataset', 'images');
       // Both parts of the rule the split follows (isHeldOut): every 10th, and the last of a small class.

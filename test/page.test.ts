@@ -21,6 +21,7 @@ import { launchBrowser } from '../src/node/browser';
 import { mnistDir } from '../src/node/datasets';
 import { projectRoot } from '../src/node/server';
 import { serveStatic, type StaticServer } from './page/static-server';
+import { NAVIGATION_TIMEOUT_MS } from './gpu';
 
 // A CI-sized run: 4096 images in batches of 64 for 3 epochs is 192 steps, which the
 // software adapter trains in well under a minute, and enough to draw recognisable digits.
@@ -191,7 +192,7 @@ const storedRun = () => page.evaluate(() => new Promise<{ epoch: number; checkpo
 
 describe('training page (built static site)', () => {
   it('reports the adapter, refuses invalid settings with a reason, and checks picked dataset files', async () => {
-    await page.goto(`${site.url}/?limit=${RUN.limit}&testLimit=${RUN.testLimit}`);
+    await page.goto(`${site.url}/?limit=${RUN.limit}&testLimit=${RUN.testLimit}`, { timeout: NAVIGATION_TIMEOUT_MS });
     await waitReady(0, 60_000);
     expect(await text('#adapter')).toMatch(/^WebGPU adapter: .+/);
     // The page must say what the test run's own adapter is (global setup names it): software or not.
@@ -624,7 +625,7 @@ describe('training page (built static site)', () => {
   });
 
   it('trains a Gaussian model (σ learned) with β = 2 warmed up, from the page\'s fields; its checkpoint names them and a reload restores them', async () => {
-    await page.goto(`${site.url}/?limit=${RUN.limit}&testLimit=${RUN.testLimit}`);
+    await page.goto(`${site.url}/?limit=${RUN.limit}&testLimit=${RUN.testLimit}`, { timeout: NAVIGATION_TIMEOUT_MS });
     await waitReady(undefined, 60_000);
     if ((await text('#start')) === 'Continue') {
       await page.click('#reset');
@@ -684,7 +685,7 @@ describe('training page (built static site)', () => {
     const plain = await launchBrowser({ webgpu: false });
     try {
       const p = await plain.browser.newPage();
-      await p.goto(site.url);
+      await p.goto(site.url, { timeout: NAVIGATION_TIMEOUT_MS });
       await p.waitForFunction(() => !document.getElementById('no-webgpu')!.hidden, { timeout: 30_000 });
       const message = await p.$eval('#no-webgpu', (e) => e.textContent ?? '');
       expect(message).toMatch(/does not offer WebGPU/);
