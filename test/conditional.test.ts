@@ -17,7 +17,7 @@ import { arenaLayout, type VaeSizes } from '../src/model/graph';
 import { classCountOf, gridLabels, labelsReason } from '../src/model/labels';
 import { concatOneHot, gatherConditional, matmul, reparamBackward, reparamForward } from '../src/reference/ops';
 import { vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
-import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { expectClose, f32, openHarness, permutation, rng, type GpuPage } from './gpu';
 import type { OpSpec } from './harness/harness';
 
 let gpu: GpuPage;
@@ -32,16 +32,6 @@ const expectTail = (name: string, m: Float32Array, n: number) =>
 function randomBytes(count: number, seed: number): Uint8Array {
   const r = rng(seed);
   return Uint8Array.from({ length: count }, () => Math.floor(r.next() * 256));
-}
-
-function permutation(n: number, seed: number): Uint32Array {
-  const r = rng(seed);
-  const p = Uint32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(r.next() * (i + 1));
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
 }
 
 describe('conditional gather', () => {

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gather } from '../src/reference/ops';
-import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { expectClose, f32, openHarness, permutation, rng, type GpuPage } from './gpu';
 
 let gpu: GpuPage;
 beforeAll(async () => { gpu = await openHarness(); });
@@ -73,17 +73,6 @@ function randomBytes(count: number, seed: number): Uint8Array {
   const words = new Uint32Array(Math.ceil(count / 4));
   for (let i = 0; i < words.length; i++) words[i] = Math.floor(r.next() * 2 ** 32);
   return new Uint8Array(words.buffer, 0, count);
-}
-
-/** A Fisher–Yates shuffle of 0 … n−1. */
-function permutation(n: number, seed: number): Uint32Array {
-  const r = rng(seed);
-  const p = Uint32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(r.next() * (i + 1));
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
 }
 
 describe('gather', () => {

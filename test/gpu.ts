@@ -101,6 +101,17 @@ export function rng(seed: number) {
   };
 }
 
+/** A Fisher–Yates shuffle of 0 … n−1, drawn from rng(seed). */
+export function permutation(n: number, seed: number): Uint32Array {
+  const r = rng(seed);
+  const p = Uint32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r.next() * (i + 1));
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
 /**
  * Collects the largest error seen per check and logs them after the file's tests, so the
  * figures (and the tolerance each was held to) can be quoted. Returns `record`.
