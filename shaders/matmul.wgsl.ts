@@ -220,7 +220,7 @@ export function matmulDeclarationsWGSL(o: Epilogues, aType: string, bType: strin
   const maskBinding = o.reluMask ? binding++ : -1;
   const rowSumBinding = o.rowSum ? binding++ : -1;
   const mulvBinding = o.reparamBackward ? binding++ : -1;
-  const epsBinding = o.reparamBackward ? binding++ : -1;
+  const epsBinding = o.reparamBackward ? binding : -1; // the last binding, so no `++`
   return wgsl`struct Dims { M: u32, N: u32, K: u32${o.reparamConditioned ? ', L: u32' : ''} }
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> A: array<${aType}>;
