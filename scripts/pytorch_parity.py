@@ -12,7 +12,7 @@ mirror in the decoder, the engine's layer-graph naming fc1, fc2, fc31/fc32,
 fc4, fc5, fc6). One hidden width is recorded as metadata "H" (the first
 fixtures' key), several as "hidden" = "24,12".
 
-The objective's variants (issue 14), each recording the objective beside the
+The objective's variants, each recording the objective beside the
 loss: "beta" (odd's sizes, beta = 4 warmed up over 2 steps: the three steps
 use beta_s = 4*min(1, s/2) = 2, 4, 4 for Adam steps s = 1, 2, 3), "gaussian"
 (odd's sizes, Gaussian likelihood with sigma fixed at 0.1) and

@@ -27,9 +27,10 @@ import { ELEMENTWISE_WG, linearIndexWGSL, linearWorkgroups } from './common';
 export const adamBindings = ['uniform', 'read', 'storage', 'read', 'storage', 'storage'] as const; // hyper, state, params, grads, m, v
 
 /**
- * vec4s per invocation: amortizes the per-invocation bias-correction math. Measured on
- * SwiftShader for the 652,864-float arena: 4 → 6.2 ms, 16 → 4.4 ms, 64 → 3.8 ms; 16 keeps
- * ~40 workgroups for a real GPU to spread. (A coalesced scalar layout was slower.)
+ * vec4s per invocation: more amortize the per-invocation bias-correction math, and 16 still
+ * leaves the default model's 652,864-float arena ~40 workgroups for a real GPU to spread.
+ * (SwiftShader's timings of 4, 16 and 64, and of a slower coalesced scalar layout, are in
+ * bench/README.md.)
  */
 export const ADAM_VEC4_PER_INVOCATION = 16;
 

@@ -7,8 +7,8 @@ import { ELEMENTWISE_WG, linearIndexWGSL } from './common';
  * the GPU-resident step state. The 256 values byte/255 come from a table made on the CPU
  * (`byteToUnitTable`) and bound as a small storage buffer: WGSL division need not be
  * correctly rounded (SwiftShader's is 1 ulp off for half the bytes), and this way every adapter
- * gets torchvision's ToTensor values exactly. (A WGSL `const` array indexed at run time was
- * 3× slower on SwiftShader, which materializes it per invocation.)
+ * gets torchvision's ToTensor values exactly. (A WGSL `const` array indexed at run time is
+ * slower on SwiftShader, which materializes it per invocation: bench/README.md.)
  */
 export const gatherBindings = ['uniform', 'read', 'read', 'read', 'read', 'storage'] as const; // dims, state, data, perm, table, X
 

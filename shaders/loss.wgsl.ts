@@ -60,7 +60,7 @@ export function lossWorkgroups(entry: LossEntry, options: LossOptions = {}): [nu
   return entry === 'bce_kl' ? [groups, 1, 1] : [1, 1, 1];
 }
 
-/** WGSL shared by every loss entry (the seed kernels' text depends on these bytes: see test/loss.test.ts). */
+/** WGSL shared by every loss entry (the reference model's kernels' text depends on these bytes: see test/loss.test.ts). */
 const REDUCE_WORKGROUP = `// Sums scratch[0..${WG}) into scratch[0]; every invocation of the workgroup must call it.
 fn reduceWorkgroup(lid: u32, value: f32) -> f32 {
   scratch[lid] = value;
@@ -153,8 +153,8 @@ fn loss_finalize(@builtin(local_invocation_index) lid: u32) {
 // ---- The general objective: β on the KL term, its warm-up, and the Gaussian likelihood ----------
 
 /**
- * `elbo` generalizes `bce_kl`; the seed model (Bernoulli, β = 1, no warm-up) keeps `bce_kl` and
- * `loss_finalize` above, whose bits the seed's numbers depend on.
+ * `elbo` generalizes `bce_kl`; the reference model (Bernoulli, β = 1, no warm-up) keeps `bce_kl`
+ * and `loss_finalize` above, whose bits the reference model's figures depend on.
  *
  *   recon  Bernoulli: bce as above, on logits                  d/dl = σ(l) − x
  *          Gaussian:  Σ [½·log(2π) + s + ½(x − μ)²·e^(−2s)]     d/dμ = (μ − x)·e^(−2s)
@@ -167,8 +167,8 @@ fn loss_finalize(@builtin(local_invocation_index) lid: u32) {
  *
  * The reduction is bce_kl's, twice: each workgroup writes its recon partial at partials[g] and
  * its KL partial at partials[groups + g]; `elbo_finalize` reduces each half with
- * loss_finalize's tree and stores out[batch] = recon + kl (the seed's loss, what the log
- * prints) and objective[batch] = recon + β_t·kl (what is optimized), then advances the state.
+ * loss_finalize's tree and stores out[batch] = recon + kl (the reference model's loss, what the
+ * log prints) and objective[batch] = recon + β_t·kl (what is optimized), then advances the state.
  */
 export type ElboEntry = 'elbo' | 'elbo_finalize' | 'gaussian_dlogsigma' | 'mean_clamp';
 

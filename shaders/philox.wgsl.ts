@@ -6,7 +6,7 @@
  * WGSL has no 32×32→64-bit multiply, so the high word is assembled from 16-bit halves.
  * Box–Muller maps two words to two normals: u1 ∈ (0, 1] from the top 24 bits of the first
  * (never 0, so log is finite), u2 ∈ [0, 1) from the second. WGSL lets sin/cos be off by
- * 2^-11 absolutely (SwiftShader is, measured: ε off by 3e-4), so log, sin and cos here are
+ * 2^-11 absolutely (SwiftShader's are, which put ε off by 3e-4), so log, sin and cos here are
  * our own polynomials with exact range reduction: every adapter then draws the same ε as the
  * float64 reference to within a few float32 ulps.
  *

@@ -213,7 +213,7 @@ describe('adam launch sizes', () => {
   const ARENA = 652_864; // the VAE's arena, 163,216 vec4s
 
   it('the default is the kernel from before the gridStride variant: same WGSL text, same dispatch', () => {
-    // SHA-256 of adamWGSL() at 2f140eb. The project's seed numbers depend on these bits: change
+    // SHA-256 of adamWGSL() at 2f140eb. The reference model's figures depend on these bits: change
     // the default kernel only on purpose, and re-pin after checking them.
     const BEFORE = 'd9b1fb078e2f52dbf7df387552719bb22cf5ffcca56f41a22f5d2dd171d254b1';
     const sha = (text: string) => createHash('sha256').update(text).digest('hex');

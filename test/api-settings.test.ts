@@ -53,7 +53,7 @@ describe('VAE API: what a checkpoint says about the model', () => {
     expect(metadata).not.toHaveProperty('likelihood');
   });
 
-  it("the instance load takes the checkpoint's β and warm-up (and the seed's 1 and 0 from a checkpoint that records none)", async () => {
+  it("the instance load takes the checkpoint's β and warm-up (and the reference model's 1 and 0 from a checkpoint that records none)", async () => {
     const r = await page.evaluate(async () => {
       const { lib, mnistTest, toBase64 } = window.vaeTest;
       const images = (await mnistTest(64)).subarray(0, 64 * 784);

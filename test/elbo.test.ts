@@ -244,7 +244,7 @@ describe('the Gaussian likelihood', () => {
   });
 });
 
-describe('the general kernel at the seed\'s settings', () => {
+describe('the general kernel at the reference model\'s settings', () => {
   it('Bernoulli, β = 1: the same gradients as bce_kl bit for bit, the loss within 1e-6 relative, 8 to 17 float32 ulp (only the summation order differs)', async () => {
     const inputs = makeInputs(128, 784, 20, 2024);
     const { rows, D, L, out, x, mulv } = inputs;

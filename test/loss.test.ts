@@ -228,7 +228,7 @@ describe.each(GROUPS)('%i loss groups', (groups) => {
 
 describe('loss groups: the default and the launch sizes', () => {
   it('the default is the kernels from before the option: same WGSL text, same dispatch', () => {
-    // SHA-256 of lossWGSL(entry) at 2f140eb. The project's seed numbers depend on these bits:
+    // SHA-256 of lossWGSL(entry) at 2f140eb. The reference model's figures depend on these bits:
     // change the default kernels only on purpose, and re-pin after checking them.
     const BEFORE = {
       bce_kl: 'ac1e234fda87d851d817e000c0de7ffe19cb46a4d49b77012a497a7bdbd63751',

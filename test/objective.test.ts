@@ -59,7 +59,7 @@ describe('the float64 objective', () => {
     if (likelihood === 'gaussian') expectNear('dlog_sigma', g.dlogSigma!, centralDifferences(logSigma, objective), 1e-5);
   });
 
-  it('β = 1 Bernoulli is bceKl: the seed loss, and the objective equals it', () => {
+  it('β = 1 Bernoulli is bceKl: the reference model\'s loss, and the objective equals it', () => {
     const g = elbo(out, x, mulv, rows, D, L, { likelihood: 'bernoulli', beta: 1 });
     const seed = bceKl(out, x, mulv, rows, D, L);
     expect(g.loss).toBe(seed.loss);
@@ -120,7 +120,7 @@ describe('a Gaussian model\'s graph, arena and checkpoint', () => {
       const data = decodeCheckpoint(bytes, arenaLayout(sizes));
       expect(data.step).toBe(12);
     }
-    // A Bernoulli checkpoint says nothing about its likelihood: its bytes are the seed's format.
+    // A Bernoulli checkpoint says nothing about its likelihood: its bytes are the reference model's format.
     expect(checkpointSizes(checkpointOf(bernoulli)).metadata.likelihood).toBeUndefined();
     expect(checkpointSizes(checkpointOf(fixed)).metadata).toMatchObject({ likelihood: 'gaussian', sigma: '0.1' });
   });
@@ -141,7 +141,7 @@ describe('a Gaussian model\'s graph, arena and checkpoint', () => {
     expect(() => checkpointSizes(withMeta({ likelihood: 'poisson' }))).toThrow(/likelihood "poisson" is not bernoulli or gaussian/);
   });
 
-  it('the run\'s β and warm-up are recorded and read back; absent they are absent (the seed\'s)', () => {
+  it('the run\'s β and warm-up are recorded and read back; absent they are absent (the reference model\'s)', () => {
     const read = (bytes: Uint8Array) => readRunMetadata(checkpointSizes(bytes).metadata);
     expect(read(checkpointOf(bernoulli, { beta: 4, klWarmup: 500 }))).toMatchObject({ beta: 4, klWarmup: 500, epoch: 2 });
     expect(read(checkpointOf(bernoulli))).toMatchObject({ beta: undefined, klWarmup: undefined });
@@ -155,7 +155,7 @@ describe('a Gaussian model\'s graph, arena and checkpoint', () => {
 describe('the CLI options', () => {
   const parse = (...args: string[]) => parseOptions(args) as TrainOptions;
 
-  it('--beta, --kl-warmup, --likelihood and --sigma; absent, the seed model (and a resume takes the checkpoint\'s)', () => {
+  it('--beta, --kl-warmup, --likelihood and --sigma; absent, the reference model\'s (and a resume takes the checkpoint\'s)', () => {
     expect(parse()).toMatchObject({ beta: undefined, klWarmup: undefined, likelihood: undefined });
     expect(parse('--beta', '4', '--kl-warmup', '1000')).toMatchObject({ beta: 4, klWarmup: 1000 });
     expect(parse('--beta', '0')).toMatchObject({ beta: 0 });

@@ -104,7 +104,7 @@ describe('the page with an image folder', () => {
     expect(await size('recon')).toEqual([146, 38]);
 
     // The CLI decodes the folder with the same module and trains through the same driver: the
-    // same settings (the page's defaults, the seed's 1) give bit-identical losses.
+    // same settings (the page's defaults, seed 1) give bit-identical losses.
     const out = tempDir();
     const cli = train(['--images', dir, '--image-size', '16', '--fit', 'fit', '--epochs', '1', '--batch-size', '32', '--out', out]);
     expect(cli.status, cli.stderr).toBe(0);

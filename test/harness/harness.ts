@@ -162,7 +162,7 @@ export interface TrainStepsRequest {
   plan?: 'software' | 'hardware';
   /** A class per image, for a conditional model (`sizes.classes`). */
   labels?: number[];
-  /** β on the KL term and its warm-up (absent: the seed's objective). */
+  /** β on the KL term and its warm-up (absent: the reference model's objective). */
   beta?: number;
   klWarmup?: number;
 }
