@@ -1,7 +1,7 @@
 // @ts-check
 // ESLint's and typescript-eslint's recommended rules, tuned to what this code does on purpose.
-// No type-aware rules: on this tree they cost about three times the time of the rest and their
-// findings are deliberate (async event listeners, `device.lost.then` left running).
+// No type-aware rules: on this tree they cost about three times the time of the rest, and most of
+// what they find is deliberate (async event listeners, `device.lost.then` left running).
 import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import globals from 'globals';
