@@ -24,7 +24,7 @@ import { runTraining } from '../model/driver';
 import { adamAt, CLASSES_MAX, CLASSES_MIN, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
 import { betaReason, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, klWarmupReason, parseSigma } from '../model/settings';
 import { arenaLayout, classesOf, likelihoodOf, parameterCount, REFERENCE_SIZES, type ArenaLayout, type Likelihood, type VaeSizes } from '../model/graph';
-import { normals } from '../reference/philox';
+import { normals } from '../model/philox';
 import { fromEngineError, VaeError } from './errors';
 import { Runtime, type Images } from './runtime';
 import {
