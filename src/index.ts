@@ -14,7 +14,7 @@
  * @packageDocumentation
  */
 export { VAE } from './api/vae';
-export type { EvaluateOptions, LabelOptions, LoadOptions, LogLikelihoodOptions, SaveOptions, VAEOptions } from './api/vae';
+export type { EvaluateOptions, LabelOptions, LoadOptions, LogLikelihoodOptions, SaveOptions, VAEOptions } from './api/options';
 export type { EpochEvent, FitOptions, FitResult, StepEvent, TrainingRun, TrainingState } from './api/training';
 export type { ImageArray, LatentArray } from './api/inputs';
 export { VaeError } from './api/errors';

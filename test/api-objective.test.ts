@@ -7,9 +7,9 @@
  */
 import type { Page } from 'puppeteer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IWAE_STREAM, priorMinusPosterior } from '../src/api/likelihood';
+import { gaussianLogLikelihood, IWAE_STREAM, priorMinusPosterior } from '../src/api/likelihood';
 import { readSafetensors } from '../src/io/safetensors';
-import { gaussianLogLikelihood, HALF_LOG_2PI } from '../src/reference/loss';
+import { HALF_LOG_2PI } from '../src/reference/loss';
 import { normals } from '../src/reference/philox';
 import { vaeForwardBackward } from '../src/reference/vae';
 import { openHarness, type GpuPage } from './gpu';

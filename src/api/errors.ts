@@ -50,3 +50,18 @@ export function fromEngineError(error: unknown, context: string): unknown {
   if (error instanceof SafetensorsError) return new VaeError('checkpoint', `${context}: ${error.message}`, { cause: error });
   return error;
 }
+
+/**
+ * The error the caller of a model's method (`context`, as 'VAE.fit') should see: destruction and
+ * device loss explain whatever failed after them, and engine errors become VaeErrors that name
+ * the method.
+ */
+export function explainError(error: unknown, context: string, model: { destroyed: boolean; lost: VaeError | null }): unknown {
+  const failed = !(error instanceof VaeError) || error.code === 'gpu' || error.code === 'device-lost';
+  if (failed && model.destroyed) return new VaeError('destroyed', `${context}: the model was destroyed while this call ran`, { cause: error });
+  if (failed && model.lost) return new VaeError('device-lost', `${context}: ${model.lost.message}`, { cause: error });
+  const e = fromEngineError(error, context);
+  // Checks deep inside do not know which method they serve: name it in front.
+  if (e instanceof VaeError && !e.message.startsWith('VAE.')) return new VaeError(e.code, `${context}: ${e.message}`, { cause: e.cause });
+  return e;
+}

@@ -90,6 +90,16 @@ export function latentsAsFloats(latents: unknown, latentSize: number, what = 'la
   return { floats, count };
 }
 
+/** Checks that `bytes` of pixels fit in one buffer the device can bind; the error says how many images would. */
+export function checkBindable(bytes: Uint8Array, limits: GPUSupportedLimits, pixels: number, what: string): void {
+  const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  if (bytes.length > limit) {
+    throw new VaeError('invalid-input',
+      `${what} holds ${bytes.length} bytes of pixels; this device binds at most ${limit} bytes per buffer: ` +
+        `pass at most ${Math.floor(limit / pixels)} images per call`);
+  }
+}
+
 /** An integer in [min, max], or the fallback when `value` is undefined. */
 export function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;

@@ -22,8 +22,8 @@
  * p(x|z, y), with the prior N(0, I) — so the same sum estimates log p(x | y), not log p(x).
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
-import { normals } from '../reference/philox';
-import { gaussianLogLikelihood } from '../reference/loss';
+import { HALF_LOG_2PI } from '../../shaders/loss.wgsl';
+import { normals } from '../model/philox';
 
 /** Philox stream of the importance-sampling noise ε: apart from every stream the engine uses. */
 export const IWAE_STREAM = 8;
@@ -44,6 +44,19 @@ export function bernoulliLogLikelihood(x: ArrayLike<number>, xOffset: number, p:
     const logP = Math.max(Math.log(pd), LOG_CLAMP);
     const log1mP = Math.max(Math.log(1 - pd), LOG_CLAMP);
     sum += t * logP + (1 - t) * log1mP;
+  }
+  return sum;
+}
+
+/** log p(x|z) of one image under the Gaussian with mean `mean` and log σ `logSigma` (a value or per pixel). */
+export function gaussianLogLikelihood(
+  x: ArrayLike<number>, xOffset: number, mean: ArrayLike<number>, meanOffset: number, pixels: number, logSigma: number | ArrayLike<number>,
+): number {
+  let sum = 0;
+  for (let d = 0; d < pixels; d++) {
+    const s = typeof logSigma === 'number' ? logSigma : logSigma[d]!;
+    const diff = x[xOffset + d]! - mean[meanOffset + d]!;
+    sum -= HALF_LOG_2PI + s + 0.5 * diff * diff * Math.exp(-2 * s);
   }
   return sum;
 }

@@ -4,7 +4,7 @@
  * steps already queued on the GPU finish (their losses are still reported), then the loop
  * waits (pause) or ends (stop, abort). The weights are always those after a whole step.
  */
-import { RunGate, type RunState } from '../model/driver';
+import { RunGate, type EpochReport, type RunState } from '../model/driver';
 import type { ImageArray } from './inputs';
 
 /** One training step's loss, reported as the losses come back from the GPU (in order, a few steps behind). */
@@ -40,6 +40,15 @@ export interface EpochEvent {
   seconds: number;
   /** False when the run was stopped or aborted during the epoch. */
   completed: boolean;
+}
+
+/** The driver's report of an epoch as the caller sees it (the objectives only when the run had them). */
+export function epochEvent(r: EpochReport): EpochEvent {
+  return {
+    epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test?.loss, steps: r.batches, seconds: r.seconds, completed: r.completed,
+    ...(r.trainObjective !== undefined ? { trainObjective: r.trainObjective } : {}),
+    ...(r.test?.objective !== undefined ? { testObjective: r.test.objective } : {}),
+  };
 }
 
 /** What a finished `fit` resolves with. */

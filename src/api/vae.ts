@@ -19,173 +19,25 @@
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { GpuError } from '../gpu/device';
 import type { KernelPlan } from '../gpu/plan';
-import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, engineKeyIn, ENGINE_METADATA_KEYS, readRunMetadata, type CheckpointData } from '../model/checkpoint';
+import { decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
-import { adamAt, CLASSES_MAX, CLASSES_MIN, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
-import { betaReason, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, klWarmupReason, parseSigma } from '../model/settings';
-import { arenaLayout, classesOf, likelihoodOf, parameterCount, REFERENCE_SIZES, type ArenaLayout, type Likelihood, type VaeSizes } from '../model/graph';
-import { normals } from '../reference/philox';
-import { fromEngineError, VaeError } from './errors';
+import { DEFAULT_OBJECTIVE, DEFAULT_SETTINGS, SETTING_RANGES } from '../model/settings';
+import { arenaLayout, classesOf, likelihoodOf, parameterCount, type ArenaLayout, type Likelihood, type VaeSizes } from '../model/graph';
+import { normals } from '../model/philox';
+import { checkpointBytes, runMetadataOf, sizesOf, userMetadata } from './checkpoint';
+import { explainError, fromEngineError, VaeError } from './errors';
 import { Runtime, type Images } from './runtime';
 import {
-  imagesAsBytes, imagesAsFloats, integerOption, labelsOption, latentsAsFloats, numberOption, ruledOption, splitMuLogvar,
+  checkBindable, imagesAsBytes, imagesAsFloats, integerOption, labelsOption, latentsAsFloats, splitMuLogvar,
   type ImageArray, type LatentArray,
 } from './inputs';
 import { importanceWeightedLogLikelihood } from './likelihood';
-import { RunControl, type EpochEvent, type FitOptions, type FitResult, type TrainingRun } from './training';
-
-/** Options of `VAE.create`. Sizes default to the PyTorch example's 784-400-20. */
-export interface VAEOptions {
-  /** Pixels per image, fc1's in_features (default 784). */
-  inputSize?: number;
-  /**
-   * Hidden units (default 400): one width, or the encoder's widths input side first for a
-   * deeper MLP ([512, 256] is 784-512-256-20 with the mirror-image decoder).
-   */
-  hiddenSize?: number | readonly number[];
-  /** Latent dimensions, fc21's and fc22's out_features (default 20). */
-  latentSize?: number;
-  /**
-   * A conditional VAE (Sohn et al., 2015) on this many classes, 2 or more (default 0: unconditional). The
-   * encoder reads [x ‖ onehot(y)] and the decoder [z ‖ onehot(y)] (fc1.in_features is
-   * inputSize + classes), so `fit` needs `labels`, and encode, decode, reconstruct, sample and
-   * logLikelihood take a `label`: one class for every row, or an array of one per row.
-   */
-  classes?: number;
-  /**
-   * Seeds everything random (default 1): the initial weights (PyTorch's default Linear
-   * init), each epoch's shuffle, the reparameterization noise, evaluation and sampling noise.
-   * The same seed on the same adapter gives the same run, bit for bit.
-   */
-  seed?: number;
-  /**
-   * A device to run on, shared with the caller (who keeps owning it). Without one the
-   * library requests a device with the limits it needs, and destroys it in `destroy()`.
-   */
-  device?: GPUDevice;
-  /** Called once if the device is lost; every later call then rejects with a `device-lost` VaeError. */
-  onDeviceLost?: (error: VaeError) => void;
-  /**
-   * p(x|z) (default `bernoulli`: BCE on logits, the reference). `gaussian`: the decoder's
-   * output is the mean (samples and reconstructions show it clamped to [0, 1]) and the loss
-   * is a negative log-density in nats, Σ [½·log(2π) + log σ + (x − μ)²/(2σ²)] + KL.
-   */
-  likelihood?: 'bernoulli' | 'gaussian';
-  /** The Gaussian's σ: a number from 0.001 to 1000 (default 0.1), or `learned` (one per pixel, the parameter `log_sigma`). */
-  sigma?: number | 'learned';
-}
-
-/** The likelihood options, checked (a VaeError that says what is wrong). */
-function likelihoodOption(options: VAEOptions): VaeSizes['likelihood'] {
-  const { likelihood, sigma } = options;
-  if (likelihood !== undefined && likelihood !== 'bernoulli' && likelihood !== 'gaussian') {
-    throw new VaeError('invalid-option', `likelihood must be 'bernoulli' or 'gaussian', got ${JSON.stringify(likelihood)}`);
-  }
-  if (likelihood !== 'gaussian') {
-    if (sigma !== undefined) throw new VaeError('invalid-option', "sigma is the Gaussian likelihood's: pass likelihood: 'gaussian' with it");
-    return undefined;
-  }
-  if (sigma === undefined || sigma === 'learned') return { kind: 'gaussian', sigma: sigma ?? DEFAULT_SIGMA };
-  const parsed = typeof sigma === 'number' ? parseSigma(String(sigma)) : { reason: 'must be a number or "learned"' };
-  if (typeof parsed === 'object') throw new VaeError('invalid-option', `sigma ${parsed.reason}, got ${JSON.stringify(sigma)}`);
-  return { kind: 'gaussian', sigma: parsed };
-}
-
-/** Options of the static `VAE.load`: the sizes come from the checkpoint. */
-export interface LoadOptions {
-  /** Overrides the seed stored in the checkpoint (default: the stored one, else 1). */
-  seed?: number;
-  /** As in {@link VAEOptions.device}. */
-  device?: GPUDevice;
-  /** As in {@link VAEOptions.onDeviceLost}. */
-  onDeviceLost?: (error: VaeError) => void;
-}
-
-/** The class to condition on, for a conditional model: one for every row, or one per row. */
-export interface LabelOptions {
-  label?: number | ArrayLike<number>;
-}
-
-/** Options of `VAE.evaluate`. */
-export interface EvaluateOptions {
-  /** A conditional model's label of each image (one per image). */
-  labels?: ArrayLike<number>;
-  /** Images per GPU batch (default 128, as the reference's test loader). The result does not depend on it beyond noise. */
-  batchSize?: number;
-}
-
-/** Options of `VAE.logLikelihood`. */
-export interface LogLikelihoodOptions extends LabelOptions {
-  /** Importance samples per image (default 64). More is tighter and slower: the cost is k decoder passes per image. */
-  k?: number;
-}
-
-/** Options of `VAE.save`. */
-export interface SaveOptions {
-  /**
-   * Extra string entries for the safetensors `__metadata__`. Keys the engine writes or reads
-   * back (format, input_dim, hidden_dim, latent_dim, step, classes, likelihood, sigma, epoch,
-   * seed, lr, batch_size, dataset, kernel_plan, beta, kl_warmup) are refused with an
-   * `invalid-option` VaeError: `VAE.load` would read them as the model's own settings.
-   */
-  metadata?: Record<string, string>;
-}
-
-const ADAM_DEFAULTS = adamAt(DEFAULT_SETTINGS.lr);
-const DEFAULT_BATCH = DEFAULT_SETTINGS.batchSize;
-
-/** Serializes GPU work that shares buffers (the inference buffers, a reconfiguration). */
-class Lock {
-  private tail: Promise<unknown> = Promise.resolve();
-
-  run<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(work);
-    this.tail = result.catch(() => {});
-    return result;
-  }
-}
-
-function checkpointBytes(checkpoint: unknown): Uint8Array {
-  if (checkpoint instanceof Uint8Array) return checkpoint;
-  if (checkpoint instanceof ArrayBuffer) return new Uint8Array(checkpoint);
-  throw new VaeError('invalid-input', 'a checkpoint must be a Uint8Array or ArrayBuffer of safetensors bytes');
-}
-
-/** The model sizes a checkpoint's tensors imply, as a `checkpoint` VaeError when it is not a VAE's. */
-function sizesOf(bytes: Uint8Array): { sizes: VaeSizes; metadata: Record<string, string> } {
-  try {
-    return checkpointSizes(bytes);
-  } catch (error) {
-    throw fromEngineError(error, 'VAE.load');
-  }
-}
-
-/** `hiddenSize` as a list of widths: one number, or a non-empty list of at most MAX_DEPTH. */
-function hiddenOption(value: unknown): number[] {
-  if (value === undefined) return [...REFERENCE_SIZES.hidden];
-  const list = Array.isArray(value) ? value : [value];
-  if (list.length < 1 || list.length > MAX_DEPTH) {
-    throw new VaeError('invalid-option', `hiddenSize must be a width or a list of 1 to ${MAX_DEPTH} widths, got ${JSON.stringify(value)}`);
-  }
-  return list.map((h, i) => integerOption(Array.isArray(value) ? `hiddenSize[${i}]` : 'hiddenSize', h, 0, ...SETTING_RANGES.hidden));
-}
-
-/** An epoch report's objectives, when the run had them. */
-function objectivesOf(r: { trainObjective?: number; test?: { objective?: number } }): Pick<EpochEvent, 'trainObjective' | 'testObjective'> {
-  return {
-    ...(r.trainObjective !== undefined ? { trainObjective: r.trainObjective } : {}),
-    ...(r.test?.objective !== undefined ? { testObjective: r.test.objective } : {}),
-  };
-}
-
-/** A checkpoint's run metadata, as a `checkpoint` VaeError when it is malformed. */
-function runMetadataOf(metadata: Record<string, string>, context: string) {
-  try {
-    return readRunMetadata(metadata);
-  } catch (error) {
-    throw new VaeError('checkpoint', `${context}: ${(error as Error).message}`, { cause: error });
-  }
-}
+import { Lock } from './lock';
+import {
+  ADAM_DEFAULTS, batchSizeOption, fitSettings, modelOptions,
+  type EvaluateOptions, type LabelOptions, type LoadOptions, type LogLikelihoodOptions, type SaveOptions, type VAEOptions,
+} from './options';
+import { epochEvent, RunControl, type EpochEvent, type FitOptions, type FitResult, type TrainingRun } from './training';
 
 /**
  * A variational autoencoder (PyTorch examples' MNIST VAE: fc1 → (fc21, fc22) → fc3 → fc4)
@@ -255,28 +107,12 @@ export class VAE {
 
   /** `create`, with the kernel plan a checkpoint recorded (the adapter's default otherwise). */
   private static async build(options: VAEOptions, plan?: KernelPlan): Promise<VAE> {
-    const sizes: VaeSizes = {
-      D: integerOption('inputSize', options.inputSize, REFERENCE_SIZES.D, 1, INPUT_SIZE_MAX),
-      hidden: hiddenOption(options.hiddenSize),
-      L: integerOption('latentSize', options.latentSize, REFERENCE_SIZES.L, ...SETTING_RANGES.latent),
-    };
-    const classes = integerOption('classes', options.classes, 0, 0, CLASSES_MAX);
-    if (classes > 0 && classes < CLASSES_MIN) {
-      throw new VaeError('invalid-option', `classes must be 0 (an unconditional VAE) or an integer from ${CLASSES_MIN} to ${CLASSES_MAX}, ` +
-        `got ${classes}: one class would condition every image on the same constant`);
-    }
-    if (classes > 0) sizes.classes = classes;
-    const likelihood = likelihoodOption(options);
-    if (likelihood) sizes.likelihood = likelihood;
-    const seed = integerOption('seed', options.seed, DEFAULT_SETTINGS.seed, ...SETTING_RANGES.seed);
-    if (options.device !== undefined && typeof (options.device as Partial<GPUDevice>)?.createBuffer !== 'function') {
-      throw new VaeError('invalid-option', 'device must be a GPUDevice (from adapter.requestDevice())');
-    }
+    const { sizes, seed } = modelOptions(options);
     // The handlers reach the model once it exists; a loss before that rejects create() itself.
     let vae: VAE | null = null;
     let runtime: Runtime;
     try {
-      runtime = await Runtime.create(options.device, { sizes, seed, batchSize: DEFAULT_BATCH, adam: ADAM_DEFAULTS, plan }, {
+      runtime = await Runtime.create(options.device, { sizes, seed, batchSize: DEFAULT_SETTINGS.batchSize, adam: ADAM_DEFAULTS, plan }, {
         onLost: (error) => vae?.deviceLost(error),
         // The runtime keeps the first such error and every later call throws it; nothing to log.
         onUncapturedError: () => {},
@@ -379,27 +215,16 @@ export class VAE {
       train.labels = labelsOption(context, 'labels', options.labels, train.count, this.classes);
       if (test) test.labels = labelsOption(context, 'testLabels', options.testLabels, test.count, this.classes);
       else if (options.testLabels !== undefined) throw new VaeError('invalid-option', `${context}: testLabels given without testImages`);
-      const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, ...SETTING_RANGES.batchSize), train.count);
-      const [beta1, beta2] = options.betas ?? [ADAM_DEFAULTS.beta1, ADAM_DEFAULTS.beta2];
-      const adam = {
-        lr: numberOption('lr', options.lr, ADAM_DEFAULTS.lr, 0, LR_MAX),
-        beta1: numberOption('betas[0]', beta1, 0, 0, 1, true),
-        beta2: numberOption('betas[1]', beta2, 0, 0, 1, true),
-        eps: numberOption('eps', options.eps, ADAM_DEFAULTS.eps, 0, 1),
-      };
-      if (adam.beta1 >= 1 || adam.beta2 >= 1) throw new VaeError('invalid-option', `betas must lie in [0, 1), got [${beta1}, ${beta2}]`);
-      const stepsPerSubmit = integerOption('stepsPerSubmit', options.stepsPerSubmit, STEPS_PER_SUBMIT, 1, 4096);
-      const beta = ruledOption('beta', options.beta, this.objective.beta, betaReason);
-      const klWarmup = ruledOption('klWarmup', options.klWarmup, this.objective.klWarmup, klWarmupReason);
-      this.checkDatasetSize(train.bytes, 'images');
-      if (test) this.checkDatasetSize(test.bytes, 'testImages');
+      const { batchSize, adam, stepsPerSubmit, beta, klWarmup } = fitSettings(options, train.count, this.objective);
+      checkBindable(train.bytes, this.device.limits, this.inputSize, 'images');
+      if (test) checkBindable(test.bytes, this.device.limits, this.inputSize, 'testImages');
       if (options.signal?.aborted) throw options.signal.reason;
 
       await this.lock.run(() => this.runtime.configure({ batchSize, adam, train, test, stepsPerSubmit, beta, klWarmup }));
       this.objective = { beta, klWarmup };
       return await this.trainEpochs(epochs, !!test, options, control);
     } catch (error) {
-      throw this.explain(error, context);
+      throw explainError(error, context, { destroyed: this.destroyedFlag, lost: this.lostError });
     } finally {
       this.activeRun = null;
     }
@@ -428,18 +253,12 @@ export class VAE {
       onEpoch: async (r) => {
         this.epochs = r.epoch;
         this.steps = firstStep + r.batches;
-        await options.onEpoch?.({
-          epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test?.loss, steps: r.batches, seconds: r.seconds, completed: r.completed,
-          ...objectivesOf(r),
-        });
+        await options.onEpoch?.(epochEvent(r));
       },
     });
     if (this.destroyedFlag) throw new VaeError('destroyed', 'the model was destroyed during fit()');
     if (options.signal?.aborted) throw options.signal.reason;
-    const done: EpochEvent[] = result.epochs.map((r) => ({
-      epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test?.loss, steps: r.batches, seconds: r.seconds, completed: r.completed,
-      ...objectivesOf(r),
-    }));
+    const done: EpochEvent[] = result.epochs.map(epochEvent);
     const completedAll = done.length === epochs && done.every((d) => d.completed);
     return { epochs: done, stopped: !completedAll, step: this.steps };
   }
@@ -454,8 +273,8 @@ export class VAE {
       this.assertNotTraining('evaluate');
       const test: Images = imagesAsBytes(images, this.inputSize, 'images');
       test.labels = labelsOption('VAE.evaluate', 'labels', options.labels, test.count, this.classes);
-      const batchSize = Math.min(integerOption('batchSize', options.batchSize, DEFAULT_BATCH, ...SETTING_RANGES.batchSize), test.count);
-      this.checkDatasetSize(test.bytes, 'images');
+      const batchSize = batchSizeOption(options.batchSize, test.count);
+      checkBindable(test.bytes, this.device.limits, this.inputSize, 'images');
       return this.lock.run(async () => {
         await this.runtime.configure({ batchSize, adam: this.runtime.model.config.adam, test });
         return (await this.runtime.trainer.testPass()).averageLoss;
@@ -559,15 +378,7 @@ export class VAE {
    */
   async save(options: SaveOptions = {}): Promise<Uint8Array> {
     return this.guarded('VAE.save', async () => {
-      const extra = options.metadata ?? {};
-      for (const [key, value] of Object.entries(extra)) {
-        if (typeof value !== 'string') throw new VaeError('invalid-option', `metadata["${key}"] must be a string, got ${typeof value}`);
-      }
-      const taken = engineKeyIn(extra);
-      if (taken) {
-        throw new VaeError('invalid-option', `metadata["${taken}"]: "${taken}" is one of the engine's own checkpoint keys ` +
-          `(${ENGINE_METADATA_KEYS.join(', ')}), which VAE.load reads as the model's settings; store your entry under another name`);
-      }
+      const extra = userMetadata(options.metadata);
       return this.lock.run(async () => {
         const state = await this.runtime.model.exportState();
         const objective = this.objective.beta !== DEFAULT_OBJECTIVE.beta || this.objective.klWarmup !== DEFAULT_OBJECTIVE.klWarmup
@@ -629,15 +440,6 @@ export class VAE {
     this.onDeviceLost?.(this.lostError);
   }
 
-  private checkDatasetSize(bytes: Uint8Array, what: string): void {
-    const limit = Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
-    if (bytes.length > limit) {
-      throw new VaeError('invalid-input',
-        `${what} holds ${bytes.length} bytes of pixels; this device binds at most ${limit} bytes per buffer: ` +
-          `pass at most ${Math.floor(limit / this.inputSize)} images per call`);
-    }
-  }
-
   private assertUsable(context: string): void {
     if (this.destroyedFlag) throw new VaeError('destroyed', `${context}: this model was destroyed; create a new one (or VAE.load a checkpoint)`);
     if (this.lostError) throw new VaeError('device-lost', `${context}: ${this.lostError.message}`, { cause: this.lostError });
@@ -655,18 +457,7 @@ export class VAE {
     try {
       return await work();
     } catch (error) {
-      throw this.explain(error, context);
+      throw explainError(error, context, { destroyed: this.destroyedFlag, lost: this.lostError });
     }
-  }
-
-  /** The error a caller should see: destruction and device loss explain whatever failed after them. */
-  private explain(error: unknown, context: string): unknown {
-    const failed = !(error instanceof VaeError) || error.code === 'gpu' || error.code === 'device-lost';
-    if (failed && this.destroyedFlag) return new VaeError('destroyed', `${context}: the model was destroyed while this call ran`, { cause: error });
-    if (failed && this.lostError) return new VaeError('device-lost', `${context}: ${this.lostError.message}`, { cause: error });
-    const e = fromEngineError(error, context);
-    // Checks deep inside do not know which method they serve: name it in front.
-    if (e instanceof VaeError && !e.message.startsWith('VAE.')) return new VaeError(e.code, `${context}: ${e.message}`, { cause: e.cause });
-    return e;
   }
 }

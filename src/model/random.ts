@@ -3,7 +3,7 @@
  * generator the GPU uses, keyed by (seed, stream, step), so a seed fixes the whole run.
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
-import { philox4x32_10 } from '../reference/philox';
+import { philox4x32_10 } from './philox';
 
 /** Uniform doubles in [0, 1) from 53 bits of two Philox words: stream `stream`, step `step`. */
 export function uniformStream(seed: number, stream: number, step: number): () => number {

@@ -18,7 +18,7 @@ import { Inference } from '../model/inference';
 import { arenaLayout, classesOf, sameSizes, sizesName, type VaeSizes } from '../model/graph';
 import { classCountOf, labelsReason } from '../model/labels';
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
-import { normals } from '../reference/philox';
+import { normals } from '../model/philox';
 import { adamAt, DEFAULT_OBJECTIVE, STEPS_PER_SUBMIT, weightedKl } from '../model/settings';
 import { ObjectiveControls, type PageObjective } from './objective';
 import { Trainer } from '../model/trainer';

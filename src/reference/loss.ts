@@ -64,16 +64,3 @@ export function elbo(out: ArrayLike<number>, x: ArrayLike<number>, mulv: ArrayLi
   }
   return { recon, kl: base.kl, loss: recon + base.kl, objective: recon + o.beta * base.kl, dlogits, dmulv, dlogSigma };
 }
-
-/** log p(x|z) of one image under the Gaussian with mean `mean` and log σ `logSigma` (a value or per pixel). */
-export function gaussianLogLikelihood(
-  x: ArrayLike<number>, xOffset: number, mean: ArrayLike<number>, meanOffset: number, pixels: number, logSigma: number | ArrayLike<number>,
-): number {
-  let sum = 0;
-  for (let d = 0; d < pixels; d++) {
-    const s = typeof logSigma === 'number' ? logSigma : logSigma[d]!;
-    const diff = x[xOffset + d]! - mean[meanOffset + d]!;
-    sum -= HALF_LOG_2PI + s + 0.5 * diff * diff * Math.exp(-2 * s);
-  }
-  return sum;
-}
