@@ -18,7 +18,6 @@
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { GpuError } from '../gpu/device';
-import type { KernelPlan } from '../gpu/plan';
 import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, engineKeyIn, ENGINE_METADATA_KEYS, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
 import { adamAt, CLASSES_MAX, CLASSES_MIN, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
@@ -99,6 +98,13 @@ export interface LoadOptions {
   device?: GPUDevice;
   /** As in {@link VAEOptions.onDeviceLost}. */
   onDeviceLost?: (error: VaeError) => void;
+  /**
+   * The classes your labels stand for, label 0 first (an image folder's sorted class names).
+   * A conditional checkpoint that records its class names (the CLI's and the page's `--images`
+   * runs do) is refused with a `checkpoint` VaeError when they differ: a label would mean
+   * another class.
+   */
+  classNames?: string[];
 }
 
 /** The class to condition on, for a conditional model: one for every row, or one per row. */
@@ -254,7 +260,7 @@ export class VAE {
   }
 
   /** `create`, with the kernel plan a checkpoint recorded (the adapter's default otherwise). */
-  private static async build(options: VAEOptions, plan?: KernelPlan): Promise<VAE> {
+  private static async build(options: VAEOptions, checkpoint?: { bytes: Uint8Array; classNames?: string[] }): Promise<VAE> {
     const sizes: VaeSizes = {
       D: integerOption('inputSize', options.inputSize, REFERENCE_SIZES.D, 1, INPUT_SIZE_MAX),
       hidden: hiddenOption(options.hiddenSize),
@@ -276,7 +282,7 @@ export class VAE {
     let vae: VAE | null = null;
     let runtime: Runtime;
     try {
-      runtime = await Runtime.create(options.device, { sizes, seed, batchSize: DEFAULT_BATCH, adam: ADAM_DEFAULTS, plan }, {
+      runtime = await Runtime.create(options.device, { sizes, seed, batchSize: DEFAULT_BATCH, adam: ADAM_DEFAULTS, checkpoint }, {
         onLost: (error) => vae?.deviceLost(error),
         // The runtime keeps the first such error and every later call throws it; nothing to log.
         onUncapturedError: () => {},
@@ -308,7 +314,7 @@ export class VAE {
     const vae = await VAE.build({
       inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, classes: classesOf(sizes), seed, device: options.device, onDeviceLost: options.onDeviceLost,
       ...(sizes.likelihood?.kind === 'gaussian' ? { likelihood: 'gaussian' as const, sigma: sizes.likelihood.sigma } : {}),
-    }, run.plan);
+    }, { bytes, classNames: options.classNames });
     try {
       await vae.load(bytes);
     } catch (error) {
@@ -572,7 +578,7 @@ export class VAE {
         const state = await this.runtime.model.exportState();
         const objective = this.objective.beta !== DEFAULT_OBJECTIVE.beta || this.objective.klWarmup !== DEFAULT_OBJECTIVE.klWarmup
           ? this.objective : {};
-        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra, plan: this.runtime.gpu.plan, ...objective });
+        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra, plan: this.runtime.model.plan, ...objective });
       });
     });
   }

@@ -36,7 +36,7 @@ export function checkResume(
     throw new Error(`${file}: ${(e as Error).message}`, { cause: e });
   }
   const { epoch, stepMismatch: m } = decided;
-  const warnings = differenceWarnings(file, decided.differences, flagOf);
+  const warnings = differenceWarnings(file, decided.differences, flagOf, 'pass');
   if (m) {
     warnings.push(
       `warning: ${file} is at epoch ${epoch} after ${m.step} Adam steps, but ${epoch} epochs of this run take ${m.expected} ` +

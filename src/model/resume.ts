@@ -170,10 +170,13 @@ const WORDS: Record<ResumeDifference['setting'], string> = {
 /** Settings named in words ("learning rate 0.002"), for the hosts without flags. */
 export const settingInWords: SettingName = (setting, value) => `${WORDS[setting]} ${value}`;
 
-/** One warning line per difference: `{what} was trained with {was}; this run uses {is}{why} (pass {was} to continue it as it was)`. */
-export function differenceWarnings(what: string, differences: readonly ResumeDifference[], name: SettingName = settingInWords): string[] {
+/**
+ * One warning line per difference: `warning: {what} was trained with {was}; this run uses
+ * {is}{why} ({verb} {was} to continue it as it was)`; the CLI names flags and says "pass".
+ */
+export function differenceWarnings(what: string, differences: readonly ResumeDifference[], name: SettingName = settingInWords, verb = 'use'): string[] {
   return differences.map((d) => {
     const was = name(d.setting, d.was, d.images?.was);
-    return `warning: ${what} was trained with ${was}; this run uses ${name(d.setting, d.is, d.images?.is)}${d.why} (pass ${was} to continue it as it was)`;
+    return `warning: ${what} was trained with ${was}; this run uses ${name(d.setting, d.is, d.images?.is)}${d.why} (${verb} ${was} to continue it as it was)`;
   });
 }

@@ -90,17 +90,15 @@ export class VaeModel {
   readonly samples: GPUBuffer;
   /** Loss partials of the pass in flight, one per loss workgroup. */
   readonly partials: GPUBuffer;
-  /** The kernel plan its programs are built under (a checkpoint records it). */
-  readonly plan: KernelPlan;
   /** The sample pass's buffers, (SAMPLE_COUNT, ·). */
   private readonly sampleAct: Activations;
   private readonly fixedPrograms = new Map<string, Dispatch[]>();
   private built!: Built;
 
-  private constructor(readonly gpu: Gpu, sizes: VaeSizes, seed: number, plan: KernelPlan) {
+  /** `plan`: the kernel plan its programs are built under, frozen (a checkpoint records it). */
+  private constructor(readonly gpu: Gpu, sizes: VaeSizes, seed: number, readonly plan: KernelPlan) {
     this.sizes = sizes;
     this.seed = seed;
-    this.plan = frozenPlan(plan);
     const { D } = sizes;
     this.layout = arenaLayout(sizes);
     const arenaBytes = this.layout.length * 4;
@@ -121,7 +119,7 @@ export class VaeModel {
 
   /** A model with fresh weights (PyTorch's default init from the seed), built for `config`'s job. */
   static async create(gpu: Gpu, config: VaeConfig): Promise<VaeModel> {
-    const model = new VaeModel(gpu, config.sizes, config.seed, config.plan ?? gpu.defaultPlan);
+    const model = new VaeModel(gpu, config.sizes, config.seed, frozenPlan(config.plan ?? gpu.defaultPlan));
     model.initialize();
     await model.buildFixed();
     await model.configure(config);
