@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { checkResume } from '../src/cli/resume';
-import { planFor, type KernelPlan } from '../src/gpu/plan';
+import { frozenPlan, planFor, type KernelPlan } from '../src/gpu/plan';
 import { SafetensorsError } from '../src/io/safetensors';
 import { checkpointSizes, encodeRunCheckpoint, readRunMetadata, type RunMetadata } from '../src/model/checkpoint';
 import { arenaLayout, type VaeSizes } from '../src/model/graph';
@@ -35,6 +35,17 @@ describe('the plan a model opens under', () => {
     expect(openingPlan(hardware, tuned, software)).toBe(hardware);
     expect(openingPlan(undefined, tuned, software)).toBe(tuned);
     expect(openingPlan(undefined, undefined, software)).toBe(software);
+  });
+
+  it('is kept frozen by a model: neither it nor the plan it was copied from can change what the programs were built under', () => {
+    const given = { ...planFor(true), overrides: { 'NN 1×1×1': { variant: 'register' as const, tileM: 4, tileN: 4 } } };
+    const kept = frozenPlan(given);
+    given.overrides['NN 1×1×1'].tileN = 1;
+    expect(kept.overrides['NN 1×1×1']).toEqual({ variant: 'register', tileM: 4, tileN: 4 });
+    const writable = kept as unknown as { lossGroups: number; adam: { layout: string }; overrides: Record<string, unknown> };
+    expect(() => { writable.lossGroups = 64; }).toThrow(TypeError);
+    expect(() => { writable.adam.layout = 'gridStride'; }).toThrow(TypeError);
+    expect(() => { writable.overrides['NT 2×2×2'] = { variant: 'splitK', tileM: 4, tileN: 1 }; }).toThrow(TypeError);
   });
 
   it('skips an autotune when the checkpoint records a plan, and says why', () => {

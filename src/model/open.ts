@@ -108,15 +108,16 @@ export async function openModel(gpu: Gpu, request: OpenRequest): Promise<OpenedM
     return await gpu.collecting(made, async () => {
       let tune: OpenedModel['tune'] = null;
       let given = request.plan;
-      if (request.autotune && !autotuneRuns(true, resumed?.plan)) {
+      const asked = request.autotune;
+      if (asked && !autotuneRuns(true, resumed?.plan)) {
         tune = { from: 'skipped', text: AUTOTUNE_SKIPPED_ON_RESUME };
         messages.unshift(`autotune skipped: ${AUTOTUNE_SKIPPED_ON_RESUME}`);
-      } else if (request.autotune) {
-        request.autotune.onStart?.();
+      } else if (asked) {
+        asked.onStart?.();
         tune = await autotunePlan(gpu, {
           sizes, batchSize: job.batchSize, seed: job.seed, lr: job.lr, objective: { beta: job.beta, klWarmup: job.klWarmup },
           images: request.train.pixels, labels: request.train.labels, count: request.train.count,
-          browserMajor: request.autotune.browserMajor, cache: request.autotune.cache,
+          browserMajor: asked.browserMajor, cache: asked.cache,
         }, given ?? gpu.defaultPlan);
         given = tune.plan;
       }
