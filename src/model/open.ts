@@ -103,6 +103,8 @@ export async function openModel(gpu: Gpu, request: OpenRequest): Promise<OpenedM
     ? { ...decideResume(checkpoint, { seed: job.seed, lr: job.lr, batchSize: job.batchSize, beta: job.beta, klWarmup: job.klWarmup, classNames: request.classNames }), step: checkpoint.step }
     : null;
   const messages = resumed ? differenceWarnings('the checkpoint', resumed.differences) : [];
+  // The objective trained (and tuned) with: a checkpoint's unless the job gives its own.
+  const objective = resumed ? { beta: resumed.beta, klWarmup: resumed.klWarmup } : { beta: job.beta, klWarmup: job.klWarmup };
   const made: GPUBuffer[] = [];
   try {
     return await gpu.collecting(made, async () => {
@@ -115,7 +117,7 @@ export async function openModel(gpu: Gpu, request: OpenRequest): Promise<OpenedM
       } else if (asked) {
         asked.onStart?.();
         tune = await autotunePlan(gpu, {
-          sizes, batchSize: job.batchSize, seed: job.seed, lr: job.lr, objective: { beta: job.beta, klWarmup: job.klWarmup },
+          sizes, batchSize: job.batchSize, seed: job.seed, lr: job.lr, objective,
           images: request.train.pixels, labels: request.train.labels, count: request.train.count,
           browserMajor: asked.browserMajor, cache: asked.cache,
         }, given ?? gpu.defaultPlan);
@@ -125,7 +127,7 @@ export async function openModel(gpu: Gpu, request: OpenRequest): Promise<OpenedM
       const labelsIf = (labels?: ArrayLike<number>) => (sizes.classes ? labels : undefined);
       const model = await VaeModel.create(gpu, {
         sizes, plan, seed: job.seed, batchSize: job.batchSize, adam: job.adam ?? adamAt(job.lr),
-        beta: resumed ? resumed.beta : job.beta, klWarmup: resumed ? resumed.klWarmup : job.klWarmup,
+        ...objective,
         train: uploadImages(gpu, 'train', request.train.pixels, request.train.count, labelsIf(request.train.labels)),
         test: uploadImages(gpu, 'test', request.test.pixels, request.test.count, labelsIf(request.test.labels)),
       });
