@@ -6,14 +6,12 @@
  */
 import { Gpu, type Dispatch } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
-import { planFor } from '../src/gpu/plan';
+import { planFor, type KernelPlan } from '../src/gpu/plan';
 import { spanTimer } from '../src/gpu/timing';
 import { MIN_SPAN_MS } from '../src/gpu/tuner';
 import { autotuneLines, autotunePlan, browserMajor } from '../src/model/autotune';
 import { RunGate, runTraining } from '../src/model/driver';
-import { adamAt } from '../src/model/settings';
-import { Trainer } from '../src/model/trainer';
-import { uploadImages, VaeModel } from '../src/model/vae';
+import { openModel } from '../src/model/open';
 import type { MatmulOptions } from '../shaders/matmul.wgsl';
 
 export interface Timing {
@@ -28,6 +26,9 @@ export interface Timing {
 
 let gpuPromise: Promise<Gpu> | null = null;
 const gpu = () => (gpuPromise ??= Gpu.create());
+/** The plan `--autotune` chose, which every later section passes to what it builds (none: the adapter's default). */
+let tunedPlan: KernelPlan | undefined;
+const planInUse = (g: Gpu) => tunedPlan ?? g.defaultPlan;
 
 function summarize(samples: number[], source: Timing['source']): Omit<Timing, 'reps'> {
   const s = [...samples].sort((a, b) => a - b);
@@ -82,7 +83,7 @@ async function matmul(c: MatmulCase, reps = 20, samples = 7): Promise<Timing & {
   const A = g.buffer('A', M * K * 4);
   const B = g.buffer('B', K * N * 4);
   const C = g.buffer('C', M * N * 4);
-  const d = await matmulOp(g, 'bench matmul', { M, N, K }, c.options, { A, B, C });
+  const d = await matmulOp(g, 'bench matmul', { M, N, K }, c.options, { A, B, C }, planInUse(g));
   const t = await time(g, [d], reps, samples);
   g.freeBuffers();
   return { ...t, gflops: (2 * M * N * K) / (t.median * 1e6) };
@@ -95,10 +96,11 @@ async function step(c: { batchSize: number; reps: number; samples: number }) {
   const count = c.batchSize * 4;
   const pixels = new Uint8Array(count * D);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
-  const images = uploadImages(g, 'bench images', pixels, count);
-  const model = await VaeModel.create(g, {
-    sizes: { D, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, adam: adamAt(1e-3), train: images, test: images,
+  const images = { pixels, count };
+  const open = (plan: KernelPlan) => openModel(g, {
+    sizes: { D, hidden: [400], L: 20 }, job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 }, train: images, test: images, plan,
   });
+  const { model, plan } = await open(planInUse(g));
   const dispatches = model.trainStep(c.batchSize);
   const perDispatch = [];
   for (const d of dispatches) {
@@ -107,12 +109,7 @@ async function step(c: { batchSize: number; reps: number; samples: number }) {
   }
   // The same step under the hardware plan, built but not timed: its launch sizes are the
   // occupancy evidence a software adapter can give for a GPU.
-  const plan = g.plan;
-  g.plan = planFor(false);
-  const hardware = await VaeModel.create(g, {
-    sizes: { D, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, adam: adamAt(1e-3), train: images, test: images,
-  });
-  g.plan = plan;
+  const { model: hardware } = await open(planFor(false));
   const hardwarePlan = hardware.trainStep(c.batchSize).map((d) => ({ label: d.bindGroup.label, ...occupancy(d) }));
   // The whole step as training records it. (Each repetition advances the batch index past the
   // four synthetic batches; the reads stay in bounds through robust buffer access.)
@@ -142,11 +139,10 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
 async function endToEnd(c: { trainUrl: string; trainCount: number; testUrl: string; testCount: number; batchSize: number; stepsPerSubmit: number }) {
   const g = await gpu();
   const [train, test] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
-  const model = await VaeModel.create(g, {
-    sizes: { D: 784, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, adam: adamAt(1e-3),
-    train: uploadImages(g, 'train', train, c.trainCount), test: uploadImages(g, 'test', test, c.testCount),
+  const { model, trainer } = await openModel(g, {
+    sizes: { D: 784, hidden: [400], L: 20 }, job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 },
+    train: { pixels: train, count: c.trainCount }, test: { pixels: test, count: c.testCount }, plan: planInUse(g), stepsPerSubmit: c.stepsPerSubmit,
   });
-  const trainer = new Trainer(model, { stepsPerSubmit: c.stepsPerSubmit });
   // Warm-up: exactly one submit's worth of steps, so first-use costs (pipeline creation in the
   // driver, page faults on the dataset) are not billed to the epoch. A direct call, because its
   // stop is "after the first submit": a RunGate stopped from onLosses would let up to
@@ -170,8 +166,8 @@ async function endToEnd(c: { trainUrl: string; trainCount: number; testUrl: stri
 }
 
 /**
- * `--autotune`: tunes the shared runtime's plan at the VAE's real shapes (src/model/autotune.ts,
- * the hosts' one autotune), through the Node side's file cache; every later section runs under it.
+ * `--autotune`: tunes the plan at the VAE's real shapes (src/model/autotune.ts, the hosts' one
+ * autotune), through the Node side's file cache; every later section builds under it (tunedPlan).
  */
 async function autotune(c: { trainUrl: string; count: number; batchSize: number }) {
   const g = await gpu();
@@ -181,7 +177,7 @@ async function autotune(c: { trainUrl: string; count: number; batchSize: number 
     browserMajor: browserMajor(navigator.userAgent),
     cache: { get: async (key) => (await window.benchTuneCacheGet(key)) ?? undefined, put: (key, text) => window.benchTuneCachePut(key, text) },
   });
-  g.plan = result.plan;
+  tunedPlan = result.plan;
   return { from: result.from, key: result.key, text: autotuneLines(result), plan: result.plan };
 }
 
@@ -202,7 +198,7 @@ async function matmulWallClock(c: { cases: MatmulCase[]; samples: number }) {
     const A = g.bufferWith('A', values(M * K));
     const B = g.bufferWith('B', values(K * N));
     const C = g.buffer('C', M * N * 4);
-    const d = await matmulOp(g, 'bench matmul (wall clock)', { M, N, K }, m.options, { A, B, C });
+    const d = await matmulOp(g, 'bench matmul (wall clock)', { M, N, K }, m.options, { A, B, C }, planInUse(g));
     const span = async (reps: number) => {
       const t0 = performance.now();
       g.run(Array.from({ length: reps }, () => d), 'bench matmul (wall clock)');

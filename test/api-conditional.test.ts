@@ -140,4 +140,30 @@ describe('conditional VAE API', () => {
     expectError(r.classesBad, /classes must be an integer from 0 to 1024, got -2/);
     expect(r.fine).toBe(2 * 784);
   });
+  it('VAE.load refuses a checkpoint whose recorded class names differ from the ones given (an image folder renamed)', async () => {
+    const r = await page.evaluate(async (s) => {
+      const { lib, failure } = window.vaeTest;
+      const vae = await lib.VAE.create({ seed: 3, hiddenSize: s.H, latentSize: s.L, classes: 3 });
+      const saved = await vae.save();
+      vae.destroy();
+      // The class names as the CLI's and the page's image-folder runs record them (a safetensors
+      // file: an 8-byte header length, the JSON header, then the data).
+      const n = Number(new DataView(saved.buffer, saved.byteOffset).getBigUint64(0, true));
+      const header = JSON.parse(new TextDecoder().decode(saved.subarray(8, 8 + n)));
+      header.__metadata__.class_names = JSON.stringify(['circle', 'cross', 'square']);
+      const json = new TextEncoder().encode(JSON.stringify(header));
+      const named = new Uint8Array(8 + json.length + saved.length - 8 - n);
+      new DataView(named.buffer).setBigUint64(0, BigInt(json.length), true);
+      named.set(json, 8);
+      named.set(saved.subarray(8 + n), 8 + json.length);
+      const same = await lib.VAE.load(named, { classNames: ['circle', 'cross', 'square'] });
+      const sameClasses = same.classes;
+      same.destroy();
+      const renamed = await failure(() => lib.VAE.load(named, { classNames: ['Circle', 'cross', 'square'] }));
+      return { sameClasses, renamed };
+    }, { H, L });
+    expect(r.sameClasses).toBe(3);
+    expect(r.renamed).toMatchObject({ code: 'checkpoint' });
+    expect(r.renamed!.message).toMatch(/trained on the classes "circle", "cross", "square" .*this folder's classes are "Circle", "cross", "square"/);
+  });
 });

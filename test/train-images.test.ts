@@ -5,7 +5,7 @@
  * its refusals: bad options, a missing folder, a folder with nothing usable or one class. Node
  * reads only what could be an image: a link back up the tree is not followed, a non-image name is not read.
  */
-import { mkdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HELD_OUT_RULE } from '../src/data/image-folder';
@@ -78,6 +78,23 @@ describe('npm run train -- --images DIR', () => {
     expect(moved.stderr).toContain(`was trained with --images ${dir}; this run uses --images ${other} (pass --images ${dir} to continue it as it was)`);
     expect(moved.stderr).toContain('was trained with --fit fit; this run uses --fit stretch, so the same files become other images (pass --fit fit to continue it as it was)');
     expect(moved.stdout).toMatch(/====> Epoch: 2 Average loss/);
+  });
+
+  it('records a conditional run\'s class names, and refuses to resume it on a folder whose classes were renamed', () => {
+    const dir = join(tempDir(), 'named');
+    writeShapeFolder(dir, 12, false);
+    const out = tempDir();
+    const checkpoint = join(out, 'checkpoint.safetensors');
+    const first = train(['--images', dir, '--image-size', '8', '--conditional', '--epochs', '1', '--batch-size', '16', '--out', out]);
+    expect(first.status, first.stderr).toBe(0);
+    expect(readSafetensors(readFileSync(checkpoint)).metadata.class_names).toBe('["circle","cross","square"]');
+    // Label 0 is still the first sorted folder, but it names another class: training on would relabel it.
+    renameSync(join(dir, 'circle'), join(dir, 'Circle'));
+    const renamed = train(['--images', dir, '--image-size', '8', '--resume', checkpoint, '--epochs', '2', '--batch-size', '16', '--out', out]);
+    expect(renamed.status, renamed.stdout).toBe(1);
+    expect(renamed.stderr).toContain(`${checkpoint}: it was trained on the classes "circle", "cross", "square" (label 0, 1, …), ` +
+      'and this folder\'s classes are "Circle", "cross", "square": a label would mean another class');
+    expect(renamed.stdout).not.toMatch(/Epoch: 2/);
   });
 
   it('uses train/ and test/ subfolders as the splits, and names a class folder with no usable image', () => {

@@ -5,6 +5,7 @@
  */
 import { GpuError } from '../gpu/device';
 import { SafetensorsError } from '../io/safetensors';
+import { ResumeError } from '../model/resume';
 
 /**
  * What went wrong, for programs:
@@ -47,7 +48,7 @@ export function fromEngineError(error: unknown, context: string): unknown {
   if (error instanceof GpuError) {
     return new VaeError(error.kind === 'lost' ? 'device-lost' : 'gpu', `${context}: ${error.message}`, { cause: error });
   }
-  if (error instanceof SafetensorsError) return new VaeError('checkpoint', `${context}: ${error.message}`, { cause: error });
+  if (error instanceof SafetensorsError || error instanceof ResumeError) return new VaeError('checkpoint', `${context}: ${error.message}`, { cause: error });
   return error;
 }
 

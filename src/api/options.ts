@@ -60,6 +60,13 @@ export interface LoadOptions {
   device?: GPUDevice;
   /** As in {@link VAEOptions.onDeviceLost}. */
   onDeviceLost?: (error: VaeError) => void;
+  /**
+   * The classes your labels stand for, label 0 first (an image folder's sorted class names).
+   * A conditional checkpoint that records its class names (the CLI's and the page's `--images`
+   * runs do) is refused with a `checkpoint` VaeError when they differ: a label would mean
+   * another class.
+   */
+  classNames?: string[];
 }
 
 /** The class to condition on, for a conditional model: one for every row, or one per row. */
@@ -86,7 +93,7 @@ export interface SaveOptions {
   /**
    * Extra string entries for the safetensors `__metadata__`. Keys the engine writes or reads
    * back (format, input_dim, hidden_dim, latent_dim, step, classes, likelihood, sigma, epoch,
-   * seed, lr, batch_size, dataset, kernel_plan, beta, kl_warmup) are refused with an
+   * seed, lr, batch_size, dataset, kernel_plan, beta, kl_warmup, class_names, …) are refused with an
    * `invalid-option` VaeError: `VAE.load` would read them as the model's own settings.
    */
   metadata?: Record<string, string>;

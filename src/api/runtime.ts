@@ -10,13 +10,13 @@
  */
 import { Gpu, type GpuError } from '../gpu/device';
 import type { AdamHyper } from '../gpu/ops';
-import type { KernelPlan } from '../gpu/plan';
 import { arenaLayout, sizesName, type VaeSizes } from '../model/graph';
 import { VaeError } from './errors';
 import { Inference } from '../model/inference';
 import { STEPS_PER_SUBMIT } from '../model/settings';
 import { Trainer } from '../model/trainer';
-import { uploadImages, VaeModel, type GpuImages } from '../model/vae';
+import { openModel } from '../model/open';
+import { uploadImages, type VaeModel, type GpuImages } from '../model/vae';
 
 /** Where the runtime reports a lost device and uncaptured WebGPU errors. */
 export interface RuntimeHandlers {
@@ -63,13 +63,17 @@ export class Runtime {
     this.uploads = uploads;
   }
 
-  /** On `device`, or on a device requested with the engine's limits when there is none. */
+  /**
+   * On `device`, or on a device requested with the engine's limits when there is none; opened
+   * from `checkpoint` when given (its weights, and the kernel plan it trained with: the opener's
+   * resume rules, src/model/resume.ts, with the caller's class names checked against its own).
+   */
   static async create(
-    device: GPUDevice | undefined, config: { sizes: VaeSizes; seed: number; batchSize: number; adam: AdamHyper; plan?: KernelPlan },
+    device: GPUDevice | undefined,
+    config: { sizes: VaeSizes; seed: number; batchSize: number; adam: AdamHyper; checkpoint?: { bytes: Uint8Array; classNames?: readonly string[] } },
     handlers: RuntimeHandlers,
   ): Promise<Runtime> {
     const gpu = await Gpu.create({ device, ...handlers });
-    if (config.plan) gpu.plan = config.plan;
     try {
       const arenaBytes = arenaLayout(config.sizes).length * 4;
       const limit = gpu.device.limits.maxStorageBufferBindingSize;
@@ -77,13 +81,15 @@ export class Runtime {
         throw new VaeError('invalid-option',
           `a ${sizesName(config.sizes)} model needs ${arenaBytes} bytes per parameter buffer; this device binds at most ${limit}: use smaller sizes`);
       }
-      // A conditional model's programs bind labels, so even the empty set has (no) labels.
-      const noLabels = config.sizes.classes ? new Uint32Array(0) : undefined;
-      const empty = (label: string): Uploaded =>
-        ({ images: uploadImages(gpu, label, NO_IMAGES.bytes, 0, noLabels), count: 0, hash: hashBytes(NO_IMAGES.bytes) });
-      const uploads = { train: empty('train'), test: empty('test') };
-      const model = await VaeModel.create(gpu, { ...config, train: uploads.train.images, test: uploads.test.images });
-      return new Runtime(gpu, model, new Inference(model), new Trainer(model, { stepsPerSubmit: STEPS_PER_SUBMIT }), uploads);
+      // No images until a fit or an evaluation gives some; a conditional model's programs bind labels, so even the empty set has (no) labels.
+      const none = { pixels: NO_IMAGES.bytes, count: 0, labels: config.sizes.classes ? new Uint32Array(0) : undefined };
+      const { model, trainer } = await openModel(gpu, {
+        sizes: config.sizes, job: { batchSize: config.batchSize, seed: config.seed, lr: config.adam.lr, adam: config.adam },
+        train: none, test: none, checkpoint: config.checkpoint?.bytes, classNames: config.checkpoint?.classNames,
+      });
+      const empty = (images: GpuImages): Uploaded => ({ images, count: 0, hash: hashBytes(NO_IMAGES.bytes) });
+      const uploads = { train: empty(model.train), test: empty(model.config.test) };
+      return new Runtime(gpu, model, new Inference(model), trainer, uploads);
     } catch (error) {
       gpu.destroy();
       if (!device) gpu.device.destroy(); // the one requested here

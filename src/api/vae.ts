@@ -18,7 +18,6 @@
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { GpuError } from '../gpu/device';
-import type { KernelPlan } from '../gpu/plan';
 import { decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
 import { DEFAULT_OBJECTIVE, DEFAULT_SETTINGS, SETTING_RANGES } from '../model/settings';
@@ -105,14 +104,14 @@ export class VAE {
     return VAE.build(options);
   }
 
-  /** `create`, with the kernel plan a checkpoint recorded (the adapter's default otherwise). */
-  private static async build(options: VAEOptions, plan?: KernelPlan): Promise<VAE> {
+  /** `create`, opened from a checkpoint when given (its weights and the kernel plan it trained with). */
+  private static async build(options: VAEOptions, checkpoint?: { bytes: Uint8Array; classNames?: string[] }): Promise<VAE> {
     const { sizes, seed } = modelOptions(options);
     // The handlers reach the model once it exists; a loss before that rejects create() itself.
     let vae: VAE | null = null;
     let runtime: Runtime;
     try {
-      runtime = await Runtime.create(options.device, { sizes, seed, batchSize: DEFAULT_SETTINGS.batchSize, adam: ADAM_DEFAULTS, plan }, {
+      runtime = await Runtime.create(options.device, { sizes, seed, batchSize: DEFAULT_SETTINGS.batchSize, adam: ADAM_DEFAULTS, checkpoint }, {
         onLost: (error) => vae?.deviceLost(error),
         // The runtime keeps the first such error and every later call throws it; nothing to log.
         onUncapturedError: () => {},
@@ -144,7 +143,7 @@ export class VAE {
     const vae = await VAE.build({
       inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, classes: classesOf(sizes), seed, device: options.device, onDeviceLost: options.onDeviceLost,
       ...(sizes.likelihood?.kind === 'gaussian' ? { likelihood: 'gaussian' as const, sigma: sizes.likelihood.sigma } : {}),
-    }, run.plan);
+    }, { bytes, classNames: options.classNames });
     try {
       await vae.load(bytes);
     } catch (error) {
@@ -383,7 +382,7 @@ export class VAE {
         const state = await this.runtime.model.exportState();
         const objective = this.objective.beta !== DEFAULT_OBJECTIVE.beta || this.objective.klWarmup !== DEFAULT_OBJECTIVE.klWarmup
           ? this.objective : {};
-        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra, plan: this.runtime.gpu.plan, ...objective });
+        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra, plan: this.runtime.model.plan, ...objective });
       });
     });
   }

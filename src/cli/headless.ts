@@ -4,14 +4,11 @@
  */
 import { decodeImageFolder } from '../data/image-decode';
 import { Gpu } from '../gpu/device';
-import { autotuneLines, autotunePlan, browserMajor } from '../model/autotune';
+import { autotuneLines, browserMajor } from '../model/autotune';
 import { toBase64, fromBase64 } from '../io/base64';
-import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
 import { RunGate, runTraining } from '../model/driver';
 import type { VaeSizes } from '../model/graph';
-import { adamAt } from '../model/settings';
-import { Trainer } from '../model/trainer';
-import { uploadImages, VaeModel } from '../model/vae';
+import { openModel } from '../model/open';
 import type { ImageFolderReply, ImageFolderRequest, RunConfig, RunEvent } from './protocol';
 
 declare global {
@@ -50,10 +47,6 @@ window.vaeDecodeImages = async (r: ImageFolderRequest) => {
 
 window.vaeRun = async (c: RunConfig) => {
   const gpu = (current = await Gpu.create());
-  const checkpoint = c.resume ? fromBase64(c.resume) : null;
-  // A resumed run keeps the kernel plan it trained with, so it sums in the same order.
-  const resumedPlan = checkpoint ? readRunMetadata(checkpointSizes(checkpoint).metadata).plan : undefined;
-  if (resumedPlan) gpu.plan = resumedPlan;
   const [trainPixels, testPixels] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
   // A conditional VAE's labels (checked by the CLI), uploaded once like the pixels.
   const [trainLabels, testLabels] = c.classes
@@ -63,29 +56,17 @@ window.vaeRun = async (c: RunConfig) => {
     D: c.pixels, hidden: c.hidden, L: c.latent,
     ...(c.classes ? { classes: c.classes } : {}), ...(c.likelihood ? { likelihood: c.likelihood } : {}),
   };
-  if (c.autotune && resumedPlan) {
-    await window.vaeEvent({ type: 'tune', from: 'skipped', text: 'the checkpoint records its kernel plan, and a resumed run keeps it (so it sums in the order it trained with)' });
-  } else if (c.autotune) {
-    const tuned = await autotunePlan(gpu, {
-      sizes, batchSize: c.batchSize, seed: c.seed, lr: c.lr, objective: { beta: c.beta, klWarmup: c.klWarmup },
-      images: trainPixels, labels: trainLabels, count: c.trainCount, browserMajor: browserMajor(navigator.userAgent),
+  // The Node side decided the resume (and printed its warnings) by the same rules; the opener keeps the checkpoint's plan.
+  const { model, trainer, tune } = await openModel(gpu, {
+    sizes, job: { batchSize: c.batchSize, seed: c.seed, lr: c.lr, beta: c.beta, klWarmup: c.klWarmup },
+    train: { pixels: trainPixels, count: c.trainCount, labels: trainLabels }, test: { pixels: testPixels, count: c.testCount, labels: testLabels },
+    checkpoint: c.resume ? fromBase64(c.resume) : undefined, classNames: c.classNames, stepsPerSubmit: c.stepsPerSubmit,
+    autotune: c.autotune ? {
+      browserMajor: browserMajor(navigator.userAgent),
       cache: { get: async (key) => (await window.vaeTuneCacheGet(key)) ?? undefined, put: (key, text) => window.vaeTuneCachePut(key, text) },
-    });
-    gpu.plan = tuned.plan;
-    await window.vaeEvent({ type: 'tune', from: tuned.from, text: autotuneLines(tuned), key: tuned.key });
-  }
-  const model = await VaeModel.create(gpu, {
-    sizes,
-    beta: c.beta,
-    klWarmup: c.klWarmup,
-    batchSize: c.batchSize,
-    seed: c.seed,
-    adam: adamAt(c.lr),
-    train: uploadImages(gpu, 'train', trainPixels, c.trainCount, trainLabels),
-    test: uploadImages(gpu, 'test', testPixels, c.testCount, testLabels),
+    } : undefined,
   });
-  if (checkpoint) model.importState(decodeCheckpoint(checkpoint, model.layout));
-  const trainer = new Trainer(model, { stepsPerSubmit: c.stepsPerSubmit });
+  if (tune) await window.vaeEvent(tune.from === 'skipped' ? { type: 'tune', from: 'skipped', text: tune.text } : { type: 'tune', from: tune.from, text: autotuneLines(tune), key: tune.key });
   // The run's traffic as the runtime measured it, from here on: the datasets, the initial
   // weights and a resumed checkpoint are set-up, not the run.
   const before = gpu.counters();
@@ -93,7 +74,7 @@ window.vaeRun = async (c: RunConfig) => {
     firstEpoch: c.firstEpoch, lastEpoch: c.epochs, test: true, images: true,
     checkpoint: {
       seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset, beta: c.beta, klWarmup: c.klWarmup,
-      ...(c.images ? { imageSize: c.images.size, fit: c.images.fit } : {}),
+      ...(c.images ? { imageSize: c.images.size, fit: c.images.fit } : {}), ...(c.classNames ? { classNames: c.classNames } : {}),
     },
   }, gate, {
     onLosses: (l) => void window.vaeEvent({

@@ -31,6 +31,8 @@ export interface RunConfig {
   likelihood?: Likelihood;
   /** `--images`: the side and fit rule its images were decoded with, recorded in the checkpoints. */
   images?: { size: number; fit: FitRule };
+  /** `--images`: the folder's class names, label 0 first, recorded in the checkpoints and checked on resume. */
+  classNames?: string[];
   /** Tune the kernel plan at start-up (src/model/autotune.ts), through the Node side's file cache. */
   autotune?: boolean;
 }

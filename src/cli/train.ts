@@ -10,7 +10,8 @@ import type { Page } from 'puppeteer';
 import { LOST_DEVICE_ADVICE } from '../gpu/device';
 import { makeGrid } from '../io/grid';
 import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
-import { arenaLayout, classesOf, sizesName, type Likelihood, type VaeSizes } from '../model/graph';
+import { resumedClasses, resumedLikelihood } from '../model/resume';
+import { arenaLayout, sizesName, type Likelihood, type VaeSizes } from '../model/graph';
 import { classCountOf, labelsReason } from '../model/labels';
 import { SAMPLES_PER_CLASS } from '../model/vae';
 import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
@@ -325,27 +326,15 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
   let klWarmup = o.klWarmup;
   if (o.resume) {
     const bytes = readFileSync(o.resume);
-    // Check it here, before launching anything, for a clear error.
+    // Check it here, before launching anything, for a clear error, by the rules the headless page's opener applies (src/model/resume.ts).
     let ckpt;
     try {
-      // β, the warm-up and the likelihood come from the checkpoint unless given: a resume continues the same objective.
+      // A resume continues the checkpoint's model: its classes, with or without --conditional, and its likelihood unless given.
       const stored = checkpointSizes(bytes).sizes;
-      likelihood ??= stored.likelihood;
-      // So do the classes: a conditional checkpoint continues as one, with or without --conditional.
-      modelClasses = classesOf(stored);
-      if (o.conditional && modelClasses === 0) {
-        throw new Error('it is an unconditional VAE, and --conditional makes a conditional one: drop --conditional to continue it');
-      }
+      likelihood = resumedLikelihood(stored, likelihood);
+      modelClasses = resumedClasses(stored, !!o.conditional);
       const sizes: VaeSizes = { D: pixels, hidden: o.hidden, L: o.latent, ...(modelClasses > 0 ? { classes: modelClasses } : {}) };
       ckpt = decodeCheckpoint(bytes, arenaLayout({ ...sizes, ...(likelihood ? { likelihood } : {}) }));
-      const was = readRunMetadata(ckpt.metadata);
-      for (const [flag, given, before, fallback] of [['--beta', beta, was.beta, DEFAULT_OBJECTIVE.beta], ['--kl-warmup', klWarmup, was.klWarmup, DEFAULT_OBJECTIVE.klWarmup]] as const) {
-        if (given !== undefined && given !== (before ?? fallback)) {
-          console.error(`webgpu-vae train: warning: ${o.resume} was trained with ${flag} ${before ?? fallback}; this run uses ${flag} ${given} (pass ${flag} ${before ?? fallback} to continue it as it was)`);
-        }
-      }
-      beta ??= was.beta;
-      klWarmup ??= was.klWarmup;
     } catch (e) {
       throw new Error(`${o.resume}: ${(e as Error).message}${imageSizeHint(bytes, o, pixels)}`, { cause: e });
     }
@@ -356,7 +345,10 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
         console.log(`webgpu-vae: ${o.resume} is a conditional VAE of ${modelClasses} classes: this run continues it as one, on ${dataset}'s labels`);
       }
     }
-    const { epoch, warnings } = checkResume(o.resume, ckpt, { ...o, dataset, trainCount, images });
+    // β and the warm-up continue the checkpoint's unless given.
+    const decided = checkResume(o.resume, ckpt, { ...o, beta, klWarmup, dataset, trainCount, images, classNames: folder?.classNames });
+    ({ beta, klWarmup } = decided);
+    const { epoch, warnings } = decided;
     if (epoch >= o.epochs) {
       console.log(`Nothing to do: the checkpoint is at epoch ${epoch}; pass --epochs ${epoch + o.epochs} to train ${o.epochs} more.`);
       return;
@@ -472,7 +464,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}): Promise<vo
       trainCount, testCount, pixels,
       hidden: o.hidden, latent: o.latent, batchSize: o.batchSize, lr: o.lr, epochs: o.epochs, seed: o.seed,
       stepsPerSubmit: o.stepsPerSubmit, dataset, resume, firstEpoch, autotune: o.autotune,
-      ...(images ? { images } : {}),
+      ...(images ? { images } : {}), ...(folder ? { classNames: folder.classNames } : {}),
       ...(modelClasses > 0 ? {
         classes: modelClasses, trainLabelsUrl: server.serveFile('train labels', trainLabels), testLabelsUrl: server.serveFile('test labels', testLabels),
       } : {}),

@@ -95,11 +95,6 @@ export class Gpu {
   readonly adapter: AdapterSummary | undefined;
   /** A software adapter: kernels take the variants measured fastest on SwiftShader. */
   readonly software: boolean;
-  /**
-   * Which kernel variant and tile each matmul uses (src/gpu/plan.ts): the software or the
-   * hardware default, or one a checkpoint recorded. Set it before building programs.
-   */
-  plan: KernelPlan;
   /** Set once the device is lost; every later operation throws it. */
   lostError: GpuError | null = null;
   /** The first validation or out-of-memory error nobody captured; every later operation throws it. */
@@ -122,7 +117,6 @@ export class Gpu {
     // what it was; without that it counts as hardware unless the caller says otherwise.
     const info = (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
     this.software = options.software ?? adapter?.software ?? (info ? isSoftwareInfo(info) : false);
-    this.plan = planFor(this.software);
     this.hasTimestamps = device.features.has('timestamp-query');
     this.hasSubgroups = device.features.has('subgroups');
     device.lost.then((info) => {
@@ -141,6 +135,15 @@ export class Gpu {
       else console.error(error.message);
     };
     device.addEventListener('uncapturederror', this.onUncaptured);
+  }
+
+  /**
+   * This adapter's default kernel plan (src/gpu/plan.ts): the software or the hardware rule's.
+   * A fresh value each time: a plan is an argument of whatever builds programs (VaeModel.create,
+   * matmulOp), never state of the runtime, so a tuned or a checkpoint's plan is passed, not set.
+   */
+  get defaultPlan(): KernelPlan {
+    return planFor(this.software);
   }
 
   /** Requests an adapter and a device with the limits the engine needs (or adopts `options.device`). */

@@ -13,7 +13,7 @@ import { byteToUnitTable, gatherBindings, gatherConditionalBindings, gatherCondi
 import { ELBO_UNIFORM_FLOATS, elboBindings, elboWGSL, elboWorkgroups, LOSS_GROUPS, lossBindings, lossWGSL, lossWorkgroups, type ElboOptions } from '../../shaders/loss.wgsl';
 import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
 import type { Dispatch, Gpu } from './device';
-import { chooseMatmul, tiledTileOf, type MatmulChoice } from './plan';
+import { chooseMatmul, tiledTileOf, type KernelPlan, type MatmulChoice } from './plan';
 import { quadSharingWorks } from './quads';
 
 export type Binding = GPUBuffer | GPUBufferBinding;
@@ -73,14 +73,16 @@ function matmulResources(
 }
 
 /**
- * C[M,N] = op(A)·op(B) with the epilogues in `options`; vec4, quads and tiles are chosen from
- * the shape and the adapter. Quads are for software adapters only: on a GPU a load every lane
- * makes from one address is already a broadcast. They also need the self-check to pass.
+ * C[M,N] = op(A)·op(B) with the epilogues in `options`; vec4 and quads are chosen from the shape
+ * and the adapter, the variant and tile by `plan` (default: the adapter's, Gpu.defaultPlan).
+ * Quads are for software adapters only: on a GPU a load every lane makes from one address is
+ * already a broadcast. They also need the self-check to pass.
  */
 export async function matmulOp(
   gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number }, options: MatmulRequest, buffers: MatmulBuffers,
+  plan: KernelPlan = gpu.defaultPlan,
 ): Promise<Dispatch> {
-  const dispatch = await plannedMatmul(gpu, label, dims, options, buffers);
+  const dispatch = await plannedMatmul(gpu, plan, label, dims, options, buffers);
   products.set(dispatch, { dims: { ...dims }, options: { ...options }, epilogues: epiloguesOf(buffers) });
   return dispatch;
 }
@@ -148,10 +150,10 @@ export function plannedMatmulKernel(
 }
 
 async function plannedMatmul(
-  gpu: Gpu, label: string, dims: { M: number; N: number; K: number; L?: number }, options: MatmulRequest, buffers: MatmulBuffers,
+  gpu: Gpu, plan: KernelPlan, label: string, dims: { M: number; N: number; K: number; L?: number }, options: MatmulRequest, buffers: MatmulBuffers,
 ): Promise<Dispatch> {
   const quad = await matmulUsesQuads(gpu, dims, options);
-  const choice = chooseMatmul(gpu.plan, { ...dims, transA: options.transA, transB: options.transB }, quad);
+  const choice = chooseMatmul(plan, { ...dims, transA: options.transA, transB: options.transB }, quad);
   return matmulInstance(gpu, label, dims, plannedMatmulKernel(dims, options, epiloguesOf(buffers), choice, quad), buffers);
 }
 

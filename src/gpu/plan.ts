@@ -63,17 +63,18 @@ export function tiledTileOf(c: Pick<TiledTile, 'tileM' | 'tileN'>): MatmulTile {
   return tile;
 }
 
+/** Read-only: a plan is passed to whatever builds programs, never changed in place (frozenPlan). */
 export interface KernelPlan {
-  kind: PlanKind;
+  readonly kind: PlanKind;
   /**
    * Adam's layout: `blocked` (16 consecutive vec4s per invocation, ~40 workgroups: measured best
    * on SwiftShader) or `gridStride` (one vec4 per lane per iteration, coalesced, sized for a GPU).
    */
-  adam: AdamOptions;
+  readonly adam: Readonly<AdamOptions>;
   /** Workgroups of the loss reduction (8 today; more lanes for a GPU). */
-  lossGroups: number;
+  readonly lossGroups: number;
   /** Choices that replace the rule's, keyed by `matmulKey` (a tuner's or a checkpoint's). */
-  overrides: Record<string, MatmulChoice>;
+  readonly overrides: Readonly<Record<string, MatmulChoice>>;
 }
 
 /** What the hardware rule aims for per matmul at the VAE's real shapes (batch 128). */
@@ -99,6 +100,16 @@ export function matmulKey(s: MatmulShape): string {
 
 /** Loss groups of the hardware plan: 64 × 256 lanes = 16,384 over a batch of 128 × 784 pixels. */
 export const HARDWARE_LOSS_GROUPS = 64;
+
+/**
+ * A deep-frozen copy of `plan`: what a model keeps, so the plan its programs were built under
+ * cannot change behind it (nor one a caller changes later reach it).
+ */
+export function frozenPlan(plan: KernelPlan): KernelPlan {
+  const overrides: Record<string, MatmulChoice> = {};
+  for (const [key, choice] of Object.entries(plan.overrides)) overrides[key] = Object.freeze({ ...choice });
+  return Object.freeze({ ...plan, adam: Object.freeze({ ...plan.adam }), overrides: Object.freeze(overrides) });
+}
 
 export function planFor(software: boolean): KernelPlan {
   return software

@@ -259,8 +259,7 @@ export async function tunePlan(input: TuneInput): Promise<TuneResult> {
         `${products.length} products: the base plan is kept (no end-to-end check needed)`),
     };
   }
-  const tuned: KernelPlan = { ...base, overrides: { ...base.overrides } };
-  for (const p of changedProducts) tuned.overrides[p.key] = p.chosen;
+  const tuned: KernelPlan = { ...base, overrides: { ...base.overrides, ...Object.fromEntries(changedProducts.map((p) => [p.key, p.chosen])) } };
   const changes = changedProducts.map((p) =>
     `${p.key}: ${describeChoice(p.candidates[0].choice)} → ${describeChoice(p.chosen)} (${(p.gain * 100).toFixed(1)} % faster)`).join('; ');
   if (!(await input.check(tuned))) {

@@ -13,8 +13,9 @@
  *   sizes and batch — under the base plan and under the tuned one, and compares the losses.
  *
  * Everything is made inside `gpu.collecting` and released before returning: the model the host
- * trains is built afterwards, under the returned plan, and tuning never sees its buffers. The
- * runtime's plan is restored whatever happens; only the host assigns the result.
+ * trains is built afterwards, under the returned plan, and tuning never sees its buffers. Every
+ * candidate is built by passing its plan (to the opener, to matmulOp): nothing is set on the
+ * runtime, so nothing has to be restored.
  */
 import type { Dispatch, Gpu } from '../gpu/device';
 import { matmulOp, matmulProductOf, matmulUsesQuads, plannedMatmulKernel, type MatmulProduct } from '../gpu/ops';
@@ -24,9 +25,9 @@ import {
   describeChoice, formatTuneReport, productToTune, tuneCacheKey, tunePlan, tuneWithCache, type ProductToTune, type TuneCache, type TuneReport,
 } from '../gpu/tuner';
 import type { VaeSizes } from './graph';
-import { adamAt } from './settings';
+import { openModel } from './open';
 import { DivergenceError, Trainer } from './trainer';
-import { uploadImages, VaeModel } from './vae';
+import type { VaeModel } from './vae';
 
 /** Training steps of the end-to-end check, all in one submit (as many as a host's submit holds). */
 export const CHECK_STEPS = 16;
@@ -108,7 +109,7 @@ export interface AutotuneJob {
   images: Uint8Array;
   count: number;
   /** A conditional VAE's class of each image (the check model needs them on the GPU). */
-  labels?: Uint8Array;
+  labels?: ArrayLike<number>;
   /** β and the KL warm-up the run trains with, so the check runs the run's objective. */
   objective?: { beta?: number; klWarmup?: number };
   /** Where tuned plans are kept between starts (omitted: tune every time). */
@@ -129,11 +130,10 @@ export type AutotuneResult =
 type Scratch = { product: MatmulProduct; built: Map<string, Promise<Dispatch>> };
 
 /**
- * Tunes `gpu.plan` (the base plan) for `job`, or takes the plan cached for the same key, and
- * returns it; `gpu.plan` itself is left as it was.
+ * Tunes `base` (default: the adapter's plan) for `job`, or takes the plan cached for the same
+ * key, and returns it.
  */
-export async function autotunePlan(gpu: Gpu, job: AutotuneJob): Promise<AutotuneResult> {
-  const base = gpu.plan;
+export async function autotunePlan(gpu: Gpu, job: AutotuneJob, base: KernelPlan = gpu.defaultPlan): Promise<AutotuneResult> {
   const made: GPUBuffer[] = [];
   try {
     return await gpu.collecting(made, async () => {
@@ -187,7 +187,6 @@ export async function autotunePlan(gpu: Gpu, job: AutotuneJob): Promise<Autotune
       }
     });
   } finally {
-    gpu.plan = base;
     for (const b of made) gpu.release(b);
   }
 }
@@ -224,16 +223,11 @@ export interface CheckImages {
 
 /** A fresh model (the job's seed, sizes and batch) built under `plan`, training on `images`. */
 export async function checkModel(gpu: Gpu, plan: KernelPlan, job: AutotuneJob, images: CheckImages): Promise<VaeModel> {
-  const saved = gpu.plan;
-  try {
-    gpu.plan = plan; // read while the programs are built, never after
-    const data = uploadImages(gpu, 'autotune check', images.pixels, CHECK_STEPS * job.batchSize, images.labels);
-    return await VaeModel.create(gpu, {
-      sizes: job.sizes, batchSize: job.batchSize, seed: job.seed, adam: adamAt(job.lr), train: data, test: data, ...job.objective,
-    });
-  } finally {
-    gpu.plan = saved;
-  }
+  const data = { pixels: images.pixels, count: CHECK_STEPS * job.batchSize, labels: images.labels };
+  const opened = await openModel(gpu, {
+    sizes: job.sizes, job: { batchSize: job.batchSize, seed: job.seed, lr: job.lr, ...job.objective }, train: data, test: data, plan,
+  });
+  return opened.model;
 }
 
 /** The per-step losses of CHECK_STEPS training steps (one epoch of the check images, one submit). */
@@ -253,21 +247,16 @@ async function scratchDispatch(gpu: Gpu, base: KernelPlan, key: string, p: Matmu
   const e = p.epilogues;
   const values = (n: number, salt: number) => Float32Array.from({ length: n }, (_, i) => ((Math.imul(i + salt, 2654435761) >>> 8) / 2 ** 23) - 1);
   const filled = (label: string, n: number, salt: number) => gpu.bufferWith(`autotune ${label}`, values(n, salt));
-  const saved = gpu.plan;
-  try {
-    gpu.plan = { ...base, overrides: { ...base.overrides, [key]: choice } };
-    return await matmulOp(gpu, `autotune ${key} ${describeChoice(choice)}`, p.dims, p.options, {
-      A: filled('A', M * K, 1), B: filled('B', K * N, 2),
-      C: gpu.buffer('autotune C', (e.reparamBackward ? 2 : 1) * M * N * 4), // dmulv is (M, 2N) when dz continues into it
-      bias: e.bias ? filled('bias', N, 3) : undefined,
-      mask: e.reluMask ? filled('mask', M * N, 4) : undefined,
-      rowSum: e.rowSum ? gpu.buffer('autotune rowSum', M * 4) : undefined,
-      mulv: e.reparamBackward ? filled('mulv', 2 * M * N, 5) : undefined,
-      eps: e.reparamBackward ? filled('eps', M * N, 6) : undefined,
-    });
-  } finally {
-    gpu.plan = saved;
-  }
+  const candidate: KernelPlan = { ...base, overrides: { ...base.overrides, [key]: choice } };
+  return matmulOp(gpu, `autotune ${key} ${describeChoice(choice)}`, p.dims, p.options, {
+    A: filled('A', M * K, 1), B: filled('B', K * N, 2),
+    C: gpu.buffer('autotune C', (e.reparamBackward ? 2 : 1) * M * N * 4), // dmulv is (M, 2N) when dz continues into it
+    bias: e.bias ? filled('bias', N, 3) : undefined,
+    mask: e.reluMask ? filled('mask', M * N, 4) : undefined,
+    rowSum: e.rowSum ? gpu.buffer('autotune rowSum', M * 4) : undefined,
+    mulv: e.reparamBackward ? filled('mulv', 2 * M * N, 5) : undefined,
+    eps: e.reparamBackward ? filled('eps', M * N, 6) : undefined,
+  }, candidate);
 }
 
 /** A plan in a few words: its kind and the products the tuner changed. */

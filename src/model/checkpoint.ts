@@ -6,7 +6,7 @@
  */
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
 import { decodePlan, encodePlan, type KernelPlan } from '../gpu/plan';
-import { betaReason, FIT_RULES, IMAGE_SIZE_RANGE, klWarmupReason, SETTING_RANGES, SIGMA_RANGE, type FitRule } from './settings';
+import { betaReason, CLASSES_MAX, FIT_RULES, IMAGE_SIZE_RANGE, klWarmupReason, SETTING_RANGES, SIGMA_RANGE, type FitRule } from './settings';
 import { arenaLayout, classesOf, impliedSizes, likelihoodOf, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
@@ -240,6 +240,11 @@ export interface RunMetadata {
   /** An image folder's run (`--images`): the side its images were decoded to and the fit rule (absent otherwise). */
   imageSize?: number;
   fit?: FitRule;
+  /**
+   * An image folder's class names, label 0 first (the sorted folder names): a resume checks
+   * them, as labels are indices into them (src/model/resume.ts classNamesReason).
+   */
+  classNames?: readonly string[];
   /** The caller's own entries (the library's `save({ metadata })`); none may be an ENGINE_METADATA_KEYS key. */
   extra?: Record<string, string>;
 }
@@ -247,7 +252,7 @@ export interface RunMetadata {
 /** Keys in `__metadata__`. */
 const RUN_KEYS = {
   epoch: 'epoch', seed: 'seed', lr: 'lr', batchSize: 'batch_size', dataset: 'dataset', plan: 'kernel_plan', beta: 'beta', klWarmup: 'kl_warmup',
-  imageSize: 'image_size', fit: 'fit',
+  imageSize: 'image_size', fit: 'fit', classNames: 'class_names',
 } as const;
 
 /**
@@ -281,6 +286,7 @@ export function encodeRunCheckpoint(
   if (run.klWarmup !== undefined) metadata[RUN_KEYS.klWarmup] = String(run.klWarmup);
   if (run.imageSize !== undefined) metadata[RUN_KEYS.imageSize] = String(run.imageSize);
   if (run.fit !== undefined) metadata[RUN_KEYS.fit] = run.fit;
+  if (run.classNames !== undefined) metadata[RUN_KEYS.classNames] = JSON.stringify(run.classNames);
   return encodeCheckpoint(layout, { ...state, metadata });
 }
 
@@ -320,6 +326,8 @@ export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetad
   if (imageSize !== undefined && imageSize < IMAGE_SIZE_RANGE[0]) {
     throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.imageSize} "${imageSize}" is not an image side (${IMAGE_SIZE_RANGE[0]} to ${IMAGE_SIZE_RANGE[1]})`);
   }
+  const namesText = metadata[RUN_KEYS.classNames];
+  const classNames = namesText === undefined ? undefined : classNamesOf(namesText);
   const planText = metadata[RUN_KEYS.plan];
   const plan = planText === undefined ? undefined : decodePlan(planText);
   if (plan === null) throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.plan} is not a kernel plan: ${planText.slice(0, 80)}`);
@@ -334,5 +342,20 @@ export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetad
     klWarmup,
     ...(imageSize !== undefined ? { imageSize } : {}),
     ...(fit !== undefined ? { fit: fit as FitRule } : {}),
+    ...(classNames !== undefined ? { classNames } : {}),
   };
+}
+
+/** The class_names entry: a JSON array of at most CLASSES_MAX strings. */
+function classNamesOf(text: string): string[] {
+  let names: unknown;
+  try {
+    names = JSON.parse(text);
+  } catch {
+    names = null;
+  }
+  if (!Array.isArray(names) || names.length > CLASSES_MAX || !names.every((n) => typeof n === 'string')) {
+    throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.classNames} is not a list of class names (a JSON array of at most ${CLASSES_MAX} strings): ${text.slice(0, 80)}`);
+  }
+  return names as string[];
 }

@@ -148,7 +148,7 @@ export async function runTraining(trainer: Trainer, plan: RunPlan, gate: RunGate
       }
       if (plan.images) report.images = await trainer.images();
       if (plan.checkpoint) {
-        report.checkpoint = encodeRunCheckpoint(model.layout, await model.exportState(), { ...plan.checkpoint, epoch, plan: model.gpu.plan });
+        report.checkpoint = encodeRunCheckpoint(model.layout, await model.exportState(), { ...plan.checkpoint, epoch, plan: model.plan });
       }
     }
     epochs.push(report);

@@ -32,13 +32,13 @@ export class Inference {
   }
 
   private buildEncode(rows: number): Promise<Dispatch[]> {
-    return encoderForward(this.model.gpu, `encode[${rows}]`, this.model.arena, this.act, rows);
+    return encoderForward(this.model.gpu, this.model.plan, `encode[${rows}]`, this.model.arena, this.act, rows);
   }
 
   private async buildDecode(rows: number): Promise<Dispatch[]> {
     const { gpu } = this.model;
     return [
-      ...(await decoderForward(gpu, `decode[${rows}]`, this.model.arena, this.act, rows)),
+      ...(await decoderForward(gpu, this.model.plan, `decode[${rows}]`, this.model.arena, this.act, rows)),
       await likelihoodImage(gpu, `decode[${rows}]`, this.model.sizes, rows * this.model.config.sizes.D, this.act.logits, this.images),
     ];
   }

@@ -12,6 +12,7 @@
  *   → Adam over the arena → loss finalize (loss[batch], advances the step state)
  */
 import type { Dispatch, Gpu } from '../gpu/device';
+import type { KernelPlan } from '../gpu/plan';
 import { bceKlOp, elboFinalizeOp, elboOp, gatherConditionalOp, gatherOp, gaussianDlogSigmaOp, lossFinalizeOp, matmulOp, meanClampOp, reparamOp, activationOp, type Binding, type ElboParams } from '../gpu/ops';
 import { classesOf, likelihoodOf, splitGraph, type ArenaLayout, type LinearLayer, type Span, type VaeSizes } from './graph';
 import { DEFAULT_OBJECTIVE, weightedKl, type ObjectiveSettings } from './settings';
@@ -70,10 +71,10 @@ export class Activations {
 // ---- Layer emitters -----------------------------------------------------------------------------
 
 /** Y (rows, out) = X·Wᵀ + b, with the layer's ReLU in the epilogue. */
-export function linearForward(gpu: Gpu, tag: string, arena: Arena, layer: LinearLayer, rows: number, X: Binding, Y: Binding) {
+export function linearForward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, layer: LinearLayer, rows: number, X: Binding, Y: Binding) {
   const p = arena.layout.pieces.get(layer)!;
   return matmulOp(gpu, `${tag} ${layer.names.join('‖')}`, { M: rows, N: layer.out, K: layer.in },
-    { transA: false, transB: true, relu: layer.relu }, { A: X, B: view(arena.params, p.W), C: Y, bias: view(arena.params, p.b) });
+    { transA: false, transB: true, relu: layer.relu }, { A: X, B: view(arena.params, p.W), C: Y, bias: view(arena.params, p.b) }, plan);
 }
 
 /**
@@ -82,13 +83,13 @@ export function linearForward(gpu: Gpu, tag: string, arena: Arena, layer: Linear
  * reparameterization into dmulv (`reparam`). No dX for the first layer (`dX` absent).
  */
 export async function linearBackward(
-  gpu: Gpu, tag: string, arena: Arena, layer: LinearLayer, rows: number,
+  gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, layer: LinearLayer, rows: number,
   b: { X: Binding; dY: Binding; dX?: Binding; mask?: Binding; reparam?: { mulv: Binding; eps: Binding; latent: number } },
 ): Promise<Dispatch[]> {
   const p = arena.layout.pieces.get(layer)!;
   const name = layer.names.join('‖');
   const out = [await matmulOp(gpu, `${tag} ${name} dW`, { M: layer.out, N: layer.in, K: rows }, { transA: true, transB: false },
-    { A: b.dY, B: b.X, C: view(arena.grads, p.W), rowSum: view(arena.grads, p.b) })];
+    { A: b.dY, B: b.X, C: view(arena.grads, p.W), rowSum: view(arena.grads, p.b) }, plan)];
   if (b.dX) {
     // A conditional decoder's input is [z ‖ onehot(y)]: its product is wider than z, and the
     // epilogue keeps the first `latent` columns (reparamConditioned).
@@ -96,7 +97,7 @@ export async function linearBackward(
     out.push(await matmulOp(gpu, `${tag} ${name} dX${b.reparam ? '→dmulv' : ''}`,
       { M: rows, N: layer.in, K: layer.out, ...(conditioned ? { L: b.reparam!.latent } : {}) },
       { transA: false, transB: false, ...(conditioned ? { reparamConditioned: true } : {}) },
-      { A: b.dY, B: view(arena.params, p.W), C: b.dX, mask: b.mask, mulv: b.reparam?.mulv, eps: b.reparam?.eps }));
+      { A: b.dY, B: view(arena.params, p.W), C: b.dX, mask: b.mask, mulv: b.reparam?.mulv, eps: b.reparam?.eps }, plan));
   }
   return out;
 }
@@ -131,13 +132,13 @@ function elboParams(sizes: VaeSizes, o: Partial<ObjectiveSettings>, warmup: bool
 }
 
 /** The likelihood layer: recon + KL on the decoder's output, writing the gradients that start the backward pass. */
-export function likelihoodForward(gpu: Gpu, tag: string, arena: Arena, rows: number, objective: Partial<ObjectiveSettings>, warmup: boolean,
+export function likelihoodForward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, rows: number, objective: Partial<ObjectiveSettings>, warmup: boolean,
   b: { state: Binding; logits: Binding; x: Binding; mulv: Binding; dlogits: Binding; dmulv: Binding; partials: Binding }) {
   const { sizes } = arena.layout;
   const { D, L } = sizes;
-  if (!generalObjective(sizes, objective)) return bceKlOp(gpu, `${tag} bce+kl`, { rows, D, L }, b, gpu.plan.lossGroups);
+  if (!generalObjective(sizes, objective)) return bceKlOp(gpu, `${tag} bce+kl`, { rows, D, L }, b, plan.lossGroups);
   const logSigma = arena.layout.logSigma ? view(arena.params, arena.layout.logSigma) : undefined;
-  return elboOp(gpu, `${tag} ${likelihoodOf(sizes).kind}+β·kl`, { rows, D, L }, elboParams(sizes, objective, warmup), { ...b, logSigma }, gpu.plan.lossGroups);
+  return elboOp(gpu, `${tag} ${likelihoodOf(sizes).kind}+β·kl`, { rows, D, L }, elboParams(sizes, objective, warmup), { ...b, logSigma }, plan.lossGroups);
 }
 
 /** The learned σ's gradient (no dispatch for the other likelihoods). */
@@ -149,11 +150,11 @@ export async function likelihoodBackward(gpu: Gpu, tag: string, arena: Arena, ac
 }
 
 /** The pass's loss into out[batch] (and, for the general objective, the objective into `objective`); advances the state. */
-export function likelihoodFinalize(gpu: Gpu, tag: string, sizes: VaeSizes, objective: Partial<ObjectiveSettings>, warmup: boolean,
+export function likelihoodFinalize(gpu: Gpu, plan: KernelPlan, tag: string, sizes: VaeSizes, objective: Partial<ObjectiveSettings>, warmup: boolean,
   b: { state: Binding; partials: Binding; out: Binding; objective?: Binding }) {
-  if (!generalObjective(sizes, objective)) return lossFinalizeOp(gpu, `${tag} loss`, b, gpu.plan.lossGroups);
+  if (!generalObjective(sizes, objective)) return lossFinalizeOp(gpu, `${tag} loss`, b, plan.lossGroups);
   if (!b.objective) throw new Error(`${tag}: the general objective needs a buffer for its per-batch objective`);
-  return elboFinalizeOp(gpu, `${tag} loss`, elboParams(sizes, objective, warmup), { ...b, objective: b.objective }, gpu.plan.lossGroups);
+  return elboFinalizeOp(gpu, `${tag} loss`, elboParams(sizes, objective, warmup), { ...b, objective: b.objective }, plan.lossGroups);
 }
 
 /** The decoder's output as pixels: σ(logits) for Bernoulli, the mean clamped to [0, 1] for Gaussian. */
@@ -184,21 +185,21 @@ export interface PassConfig {
 }
 
 /** The encoder: x → … → [mu ‖ logvar]. */
-export async function encoderForward(gpu: Gpu, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
-  return chainForward(gpu, tag, arena, act, act.encoder, rows, act.xy);
+export async function encoderForward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+  return chainForward(gpu, plan, tag, arena, act, act.encoder, rows, act.xy);
 }
 
 /** The decoder: z → … → logits. */
-export async function decoderForward(gpu: Gpu, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
-  return chainForward(gpu, tag, arena, act, act.decoder, rows, act.z);
+export async function decoderForward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+  return chainForward(gpu, plan, tag, arena, act, act.decoder, rows, act.z);
 }
 
 async function chainForward(
-  gpu: Gpu, tag: string, arena: Arena, act: Activations, layers: LinearLayer[], rows: number, input: GPUBuffer,
+  gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, act: Activations, layers: LinearLayer[], rows: number, input: GPUBuffer,
 ): Promise<Dispatch[]> {
   const out: Dispatch[] = [];
   for (const layer of layers) {
-    out.push(await linearForward(gpu, tag, arena, layer, rows, input, act.out.get(layer)!));
+    out.push(await linearForward(gpu, plan, tag, arena, layer, rows, input, act.out.get(layer)!));
     input = act.out.get(layer)!;
   }
   return out;
@@ -206,7 +207,7 @@ async function chainForward(
 
 /** gather → encoder → reparameterize → decoder → loss: shared by training and evaluation. */
 export async function lossForward(
-  gpu: Gpu, tag: string, arena: Arena, act: Activations, config: PassConfig, rows: number,
+  gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, act: Activations, config: PassConfig, rows: number,
   b: { images: GpuImages; state: GPUBuffer; partials: GPUBuffer; stream: number },
 ): Promise<Dispatch[]> {
   const { D, L } = arena.layout.sizes;
@@ -219,16 +220,16 @@ export async function lossForward(
       { state: b.state, data: b.images.data, perm: b.images.order, X: act.x });
   return [
     await gather,
-    ...(await encoderForward(gpu, tag, arena, act, rows)),
+    ...(await encoderForward(gpu, plan, tag, arena, act, rows)),
     await reparamForward(gpu, tag, rows, L, config.seed, b.stream, { state: b.state, mulv: act.mulv, z: act.z, eps: act.eps }, L + C),
-    ...(await decoderForward(gpu, tag, arena, act, rows)),
-    await likelihoodForward(gpu, tag, arena, rows, config.objective ?? {}, !!config.training,
+    ...(await decoderForward(gpu, plan, tag, arena, act, rows)),
+    await likelihoodForward(gpu, plan, tag, arena, rows, config.objective ?? {}, !!config.training,
       { state: b.state, logits: act.logits, x: act.x, mulv: act.mulv, dlogits: act.dlogits, dmulv: act.dmulv, partials: b.partials }),
   ];
 }
 
 /** The backward pass: every linear layer, last first (see the file comment). */
-export async function lossBackward(gpu: Gpu, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+export async function lossBackward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
   const out: Dispatch[] = [...(await likelihoodBackward(gpu, tag, arena, act, rows))];
   // Walks one chain backwards: `first` is what the chain's first layer read (z or x).
   const chain = async (layers: LinearLayer[], firstInput: GPUBuffer, firstDX: 'reparam' | 'none') => {
@@ -237,12 +238,12 @@ export async function lossBackward(gpu: Gpu, tag: string, arena: Arena, act: Act
       const dY = act.grad.get(layer)!;
       if (i > 0) {
         const X = act.out.get(layers[i - 1])!;
-        out.push(...(await linearBackward(gpu, tag, arena, layer, rows, { X, dY, dX: act.grad.get(layers[i - 1])!, mask: X })));
+        out.push(...(await linearBackward(gpu, plan, tag, arena, layer, rows, { X, dY, dX: act.grad.get(layers[i - 1])!, mask: X })));
       } else if (firstDX === 'reparam') {
-        out.push(...(await linearBackward(gpu, tag, arena, layer, rows,
+        out.push(...(await linearBackward(gpu, plan, tag, arena, layer, rows,
           { X: firstInput, dY, dX: act.dmulv, reparam: { mulv: act.mulv, eps: act.eps, latent: arena.layout.sizes.L } })));
       } else {
-        out.push(...(await linearBackward(gpu, tag, arena, layer, rows, { X: firstInput, dY })));
+        out.push(...(await linearBackward(gpu, plan, tag, arena, layer, rows, { X: firstInput, dY })));
       }
     }
   };

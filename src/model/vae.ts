@@ -7,6 +7,7 @@
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { Dispatch, Gpu } from '../gpu/device';
 import { adamOp, reparamOp, type AdamHyper } from '../gpu/ops';
+import { frozenPlan, type KernelPlan } from '../gpu/plan';
 import { arenaLayout, classesOf, initArena, type ArenaLayout, type VaeSizes } from './graph';
 import {
   Activations, decoderForward, generalObjective, likelihoodFinalize, likelihoodImage, lossBackward, lossForward, type Arena, type GpuImages,
@@ -19,6 +20,11 @@ export type { GpuImages };
 export interface VaeConfig extends VaeJob {
   sizes: VaeSizes;
   seed: number;
+  /**
+   * The kernel plan every program is built under (default: the adapter's, Gpu.defaultPlan): a
+   * checkpoint's, a tuned one, or an autotune candidate. The model keeps a frozen copy for life.
+   */
+  plan?: KernelPlan;
 }
 
 /** What the training and evaluation programs are built for; `configure` rebuilds them when it changes. */
@@ -89,7 +95,8 @@ export class VaeModel {
   private readonly fixedPrograms = new Map<string, Dispatch[]>();
   private built!: Built;
 
-  private constructor(readonly gpu: Gpu, sizes: VaeSizes, seed: number) {
+  /** `plan`: the kernel plan its programs are built under, frozen (a checkpoint records it). */
+  private constructor(readonly gpu: Gpu, sizes: VaeSizes, seed: number, readonly plan: KernelPlan) {
     this.sizes = sizes;
     this.seed = seed;
     const { D } = sizes;
@@ -106,13 +113,13 @@ export class VaeModel {
     this.reconLogits = gpu.buffer('reconstruction logits', RECON_COUNT * D * 4);
     this.samples = gpu.buffer('samples', sampleCountOf(sizes) * D * 4);
     // Twice the groups: the general objective writes a recon and a KL partial per group.
-    this.partials = gpu.buffer('loss partials', 2 * gpu.plan.lossGroups * 4);
+    this.partials = gpu.buffer('loss partials', 2 * this.plan.lossGroups * 4);
     this.sampleAct = new Activations(gpu, 'sample', this.layout, sampleCountOf(sizes), { gradients: false });
   }
 
   /** A model with fresh weights (PyTorch's default init from the seed), built for `config`'s job. */
   static async create(gpu: Gpu, config: VaeConfig): Promise<VaeModel> {
-    const model = new VaeModel(gpu, config.sizes, config.seed);
+    const model = new VaeModel(gpu, config.sizes, config.seed, frozenPlan(config.plan ?? gpu.defaultPlan));
     model.initialize();
     await model.buildFixed();
     await model.configure(config);
@@ -122,7 +129,7 @@ export class VaeModel {
   /** The sizes, seed and current job. */
   get config(): VaeConfig {
     const { batchSize, adam, train, test, beta, klWarmup } = this.built;
-    return { sizes: this.sizes, seed: this.seed, batchSize, adam, train, test, beta, klWarmup };
+    return { sizes: this.sizes, seed: this.seed, plan: this.plan, batchSize, adam, train, test, beta, klWarmup };
   }
 
   get train(): GpuImages {
@@ -261,7 +268,7 @@ export class VaeModel {
       C > 0
         ? await this.conditionalPriorDraw(n, L, C)
         : await reparamOp(gpu, 'sample z', 'randn', [n * L, 0, this.seed, PHILOX_STREAM.sample], [act.z]),
-      ...(await decoderForward(gpu, 'sample', this.arena, act, n)),
+      ...(await decoderForward(gpu, this.plan, 'sample', this.arena, act, n)),
       await likelihoodImage(gpu, 'sample', this.sizes, n * D, act.logits, this.samples),
     ]);
     this.fixedPrograms.set('recon sigmoid', [await likelihoodImage(gpu, 'recon', this.sizes, RECON_COUNT * D, this.reconLogits, this.reconOutputs)]);
@@ -284,15 +291,15 @@ export class VaeModel {
   }
 
   private async buildTrain(b: Built, rows: number): Promise<Dispatch[]> {
-    const { gpu, arena } = this;
+    const { gpu, plan, arena } = this;
     const tag = `train[${rows}]`;
     return [
-      ...(await lossForward(gpu, tag, arena, b.act, { seed: this.seed, batchSize: b.batchSize, objective: b, training: true }, rows,
+      ...(await lossForward(gpu, plan, tag, arena, b.act, { seed: this.seed, batchSize: b.batchSize, objective: b, training: true }, rows,
         { images: b.train, state: this.trainState, partials: this.partials, stream: PHILOX_STREAM.train })),
-      ...(await lossBackward(gpu, tag, arena, b.act, rows)),
+      ...(await lossBackward(gpu, plan, tag, arena, b.act, rows)),
       await adamOp(gpu, `${tag} adam`, this.layout.length, b.adam,
-        { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v }, gpu.plan.adam),
-      await likelihoodFinalize(gpu, tag, this.sizes, b, true,
+        { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v }, plan.adam),
+      await likelihoodFinalize(gpu, plan, tag, this.sizes, b, true,
         { state: this.trainState, partials: this.partials, out: b.trainLoss, objective: b.trainObjective }),
     ];
   }
@@ -300,9 +307,9 @@ export class VaeModel {
   private async buildEval(b: Built, rows: number): Promise<Dispatch[]> {
     const tag = `eval[${rows}]`;
     return [
-      ...(await lossForward(this.gpu, tag, this.arena, b.act, { seed: this.seed, batchSize: b.batchSize, objective: b }, rows,
+      ...(await lossForward(this.gpu, this.plan, tag, this.arena, b.act, { seed: this.seed, batchSize: b.batchSize, objective: b }, rows,
         { images: b.test, state: this.evalState, partials: this.partials, stream: PHILOX_STREAM.eval })),
-      await likelihoodFinalize(this.gpu, tag, this.sizes, b, false,
+      await likelihoodFinalize(this.gpu, this.plan, tag, this.sizes, b, false,
         { state: this.evalState, partials: this.partials, out: b.testLoss, objective: b.testObjective }),
     ];
   }

@@ -11,7 +11,6 @@
 import { adapterName } from '../gpu/adapter';
 import { IdxError, MAX_IDX_FILE_BYTES } from '../data/idx';
 import { Gpu, GpuError, LOST_DEVICE_ADVICE } from '../gpu/device';
-import { planFor } from '../gpu/plan';
 import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { RunGate, runTraining, type EpochReport } from '../model/driver';
 import { Inference } from '../model/inference';
@@ -19,12 +18,13 @@ import { arenaLayout, classesOf, sameSizes, sizesName, type VaeSizes } from '../
 import { classCountOf, labelsReason } from '../model/labels';
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import { normals } from '../model/philox';
-import { adamAt, DEFAULT_OBJECTIVE, STEPS_PER_SUBMIT, weightedKl } from '../model/settings';
+import { DEFAULT_OBJECTIVE, STEPS_PER_SUBMIT, weightedKl } from '../model/settings';
 import { ObjectiveControls, type PageObjective } from './objective';
 import { Trainer } from '../model/trainer';
-import { autotuneLines, autotunePlan, browserMajor, describePlan } from '../model/autotune';
+import { autotuneLines, browserMajor, describePlan, type AutotuneResult } from '../model/autotune';
+import { openModel } from '../model/open';
 import { indexedDbCache } from './tune-cache';
-import { RECON_COUNT, SAMPLES_PER_CLASS, sampleCountOf, uploadImages, VaeModel } from '../model/vae';
+import { RECON_COUNT, SAMPLES_PER_CLASS, sampleCountOf, type VaeModel } from '../model/vae';
 import { clearCanvas, drawGrid, LossChart, type LossHistory } from './charts';
 import { Controls, DEFAULT_SETTINGS, integerReason, SETTING_NAMES, type Settings } from './controls';
 import { describeDataset, limitDataset, loadMnist, loadPicked, type Dataset, type DatasetKind, type PickedFile } from './data';
@@ -397,31 +397,28 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
   dropSession();
   const g = gpu!;
   try {
-    // A checkpoint's model keeps the kernel plan it trained with (it sums in that order); a new one takes the adapter's.
-    const resumedPlan = checkpoint && readRunMetadata(checkpoint.metadata).plan;
-    g.plan = resumedPlan || planFor(g.software);
     const labelsIf = (labels?: Uint8Array) => (classes > 0 ? labels : undefined);
     const sizes: VaeSizes = {
       D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent,
       ...(classes > 0 ? { classes } : {}), ...(objective.likelihood ? { likelihood: objective.likelihood } : {}),
     };
-    if (el.autotune.checked && resumedPlan) say('Autotune skipped: the checkpoint records its kernel plan, and a resumed run keeps it (so it sums in the order it trained with).');
-    else if (el.autotune.checked) await autotuneSession(g, dataset, settings, sizes, labelsIf(dataset.train.labels), objective);
-    const train = uploadImages(g, 'train', dataset.train.pixels, dataset.train.count, labelsIf(dataset.train.labels));
-    const test = uploadImages(g, 'test', dataset.test.pixels, dataset.test.count, labelsIf(dataset.test.labels));
-    const model = await VaeModel.create(g, {
-      sizes,
-      beta: objective.beta, klWarmup: objective.klWarmup,
-      batchSize: settings.batchSize,
-      seed: settings.seed,
-      adam: adamAt(settings.lr),
-      train, test,
+    // The opener keeps a checkpoint's kernel plan (it sums in that order) and skips the autotune for it.
+    const { model, trainer, tune, messages } = await openModel(g, {
+      sizes, job: { batchSize: settings.batchSize, seed: settings.seed, lr: settings.lr, beta: objective.beta, klWarmup: objective.klWarmup },
+      train: { pixels: dataset.train.pixels, count: dataset.train.count, labels: labelsIf(dataset.train.labels) },
+      test: { pixels: dataset.test.pixels, count: dataset.test.count, labels: labelsIf(dataset.test.labels) },
+      checkpoint: checkpoint ?? undefined, classNames: classNamesOf(dataset), stepsPerSubmit: STEPS_PER_SUBMIT,
+      autotune: el.autotune.checked ? {
+        browserMajor: browserMajor(navigator.userAgent), cache: indexedDbCache(),
+        onStart: () => say('Autotuning the kernels at these sizes (timing each matmul variant, then a 16-step check)…'),
+      } : undefined,
     });
-    if (checkpoint) model.importState(checkpoint);
+    if (tune && tune.from !== 'skipped') sayTune(tune);
+    for (const line of messages) say(`${line[0].toUpperCase()}${line.slice(1)}.`); // a skipped autotune, a resume's differences
     const s: Session = {
       dataset, settings, model, epochsDone,
       files: dataset.kind === 'mnist' ? null : picked!.files, // chosenDataset() made it from `picked`
-      trainer: new Trainer(model, { stepsPerSubmit: STEPS_PER_SUBMIT }),
+      trainer,
       inference: new Inference(model),
     };
     explorer.attach({ inference: s.inference, latent: settings.latent, rows: dataset.rows, cols: dataset.cols, test: dataset.test, classNames: dataset.classNames, classes });
@@ -436,20 +433,17 @@ async function createSession(dataset: Dataset, settings: Settings, checkpoint: C
   }
 }
 
-/** The opt-in start-up autotune (src/model/autotune.ts) for a new session, cached in this browser's storage. */
-async function autotuneSession(
-  g: Gpu, dataset: Dataset, settings: Settings, sizes: VaeSizes, labels: Uint8Array | undefined, objective: PageObjective,
-): Promise<void> {
-  say('Autotuning the kernels at these sizes (timing each matmul variant, then a 16-step check)…');
-  const result = await autotunePlan(g, {
-    sizes, batchSize: settings.batchSize, seed: settings.seed, lr: settings.lr, objective: { beta: objective.beta, klWarmup: objective.klWarmup },
-    images: dataset.train.pixels, labels, count: dataset.train.count, cache: indexedDbCache(), browserMajor: browserMajor(navigator.userAgent),
-  });
-  g.plan = result.plan;
-  console.info(`webgpu-vae: ${autotuneLines(result)}`);
-  say(result.from === 'cache'
-    ? `Kernel plan from this browser's tune cache: ${describePlan(result.plan)}.`
-    : `Autotuned (${result.report.timing}): ${result.report.reason}; running ${describePlan(result.plan)}. The report is in the console.`);
+/** What the opt-in start-up autotune (src/model/autotune.ts, cached in this browser's storage) did, said. */
+function sayTune(tune: AutotuneResult): void {
+  console.info(`webgpu-vae: ${autotuneLines(tune)}`);
+  say(tune.from === 'cache'
+    ? `Kernel plan from this browser's tune cache: ${describePlan(tune.plan)}.`
+    : `Autotuned (${tune.report.timing}): ${tune.report.reason}; running ${describePlan(tune.plan)}. The report is in the console.`);
+}
+
+/** An image folder's class names (recorded in its checkpoints, checked on resume); idx datasets name none. */
+function classNamesOf(dataset: Dataset): string[] | undefined {
+  return dataset.kind === 'images' ? dataset.classNames : undefined;
 }
 
 /** Frees the model's buffers (datasets included); compiled pipelines stay cached on the device. */
@@ -549,7 +543,7 @@ async function showModel(s: Session, report?: EpochReport): Promise<void> {
 
 async function checkpointBytes(s: Session): Promise<Uint8Array> {
   return encodeRunCheckpoint(s.model.layout, await s.model.exportState(), {
-    epoch: s.epochsDone, seed: s.settings.seed, lr: s.settings.lr, batchSize: s.settings.batchSize, dataset: s.dataset.name, plan: s.model.gpu.plan,
+    epoch: s.epochsDone, seed: s.settings.seed, lr: s.settings.lr, batchSize: s.settings.batchSize, dataset: s.dataset.name, plan: s.model.plan, ...(classNamesOf(s.dataset) ? { classNames: classNamesOf(s.dataset) } : {}),
     ...(s.model.generalObjective ? { beta: s.model.config.beta, klWarmup: s.model.config.klWarmup } : {}),
   });
 }

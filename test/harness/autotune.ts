@@ -1,12 +1,12 @@
 /**
  * Runs inside headless Chromium for test/autotune.test.ts: the start-up autotune
- * (src/model/autotune.ts) on the real adapter, observed from outside — the runtime's plan and
+ * (src/model/autotune.ts) on the real adapter, observed from outside — the runtime's
  * live buffers, a model's weights read back before and after, the cache's contents — and the
  * end-to-end check's loss differences under every candidate.
  */
 import { Gpu } from '../../src/gpu/device';
 import { matmulProductOf } from '../../src/gpu/ops';
-import { encodePlan, matmulKey, planFor, type KernelPlan, type MatmulChoice } from '../../src/gpu/plan';
+import { encodePlan, matmulKey, type KernelPlan, type MatmulChoice } from '../../src/gpu/plan';
 import { describeChoice, type TuneCache } from '../../src/gpu/tuner';
 import {
   autotunePlan, checkLosses, checkModel, CHECK_STEPS, largestDifference, lossesMatch, TUNE_ALTERNATIVES, type AutotuneJob,
@@ -42,7 +42,7 @@ async function twice(c: { sizes: VaeSizes; batchSize: number }) {
       return [...new Uint8Array(s.params.buffer), ...new Uint8Array(s.m.buffer), ...new Uint8Array(s.v.buffer), s.step];
     };
     const state = await bytes(); // before the count: its readback's staging buffers are the model's, not the tuner's
-    const before = { plan: encodePlan(gpu.plan), planObject: gpu.plan, liveBuffers: gpu.liveBuffers, state };
+    const before = { liveBuffers: gpu.liveBuffers, state };
     const store = new Map<string, string>();
     const calls: string[] = [];
     const cache: TuneCache = {
@@ -50,13 +50,13 @@ async function twice(c: { sizes: VaeSizes; batchSize: number }) {
       put: async (key, text) => { calls.push('put'); store.set(key, text); },
     };
     const first = await autotunePlan(gpu, job(c.sizes, c.batchSize, cache));
-    const afterFirst = { plan: encodePlan(gpu.plan), sameObject: gpu.plan === before.planObject, liveBuffers: gpu.liveBuffers };
+    const afterFirst = { liveBuffers: gpu.liveBuffers };
     const second = await autotunePlan(gpu, job(c.sizes, c.batchSize, cache));
-    const afterSecond = { plan: encodePlan(gpu.plan), liveBuffers: gpu.liveBuffers };
+    const afterSecond = { liveBuffers: gpu.liveBuffers };
     const stateAfter = await bytes();
     return {
       hasTimestamps: gpu.hasTimestamps,
-      before: { plan: before.plan, liveBuffers: before.liveBuffers },
+      before: { liveBuffers: before.liveBuffers },
       afterFirst,
       afterSecond,
       stateUnchanged: stateAfter.length === before.state.length && stateAfter.every((b, i) => b === before.state[i]),
@@ -83,8 +83,7 @@ async function checkDifferences(c: { sizes: VaeSizes; batchSize: number }) {
     const j = job(c.sizes, c.batchSize);
     const n = CHECK_STEPS * c.batchSize;
     const checkImages = { pixels: images(n, c.sizes.D), ...(c.sizes.classes ? { labels: labels(n, c.sizes.classes) } : {}) };
-    const base = planFor(gpu.software);
-    gpu.plan = base;
+    const base = gpu.defaultPlan;
     const baseModel = await checkModel(gpu, base, j, checkImages);
     const keys = [...new Set(baseModel.trainStep(c.batchSize).map(matmulProductOf).filter((p) => p !== undefined)
       .map((p) => matmulKey({ ...p.dims, transA: p.options.transA, transB: p.options.transB })))];

@@ -9,6 +9,7 @@ import { planFor, type KernelPlan } from '../../src/gpu/plan';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, encodeRunCheckpoint, readRunMetadata } from '../../src/model/checkpoint';
 import type { VaeSizes } from '../../src/model/graph';
 import { Inference } from '../../src/model/inference';
+import { openModel } from '../../src/model/open';
 import { adamAt } from '../../src/model/settings';
 import { Trainer } from '../../src/model/trainer';
 import { uploadImages, VaeModel } from '../../src/model/vae';
@@ -170,11 +171,11 @@ export interface TrainStepsRequest {
 /** Runs real training steps of the model and returns what each step produced. */
 async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[]> {
   const g = await Gpu.create();
-  if (r.plan) g.plan = planFor(r.plan === 'software');
   g.device.pushErrorScope('validation');
   try {
     const images = uploadImages(g, 'images', fromBase64(r.images), r.count, r.labels);
     const model = await VaeModel.create(g, {
+      ...(r.plan ? { plan: planFor(r.plan === 'software') } : {}),
       sizes: r.sizes, batchSize: r.batchSize, seed: r.seed, adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
     train: images, test: images, beta: r.beta, klWarmup: r.klWarmup,
     });
@@ -397,19 +398,22 @@ async function runtime() {
  */
 /**
  * Exact resume under the hardware plan: epochs 1 and 2 straight, against epoch 1, a checkpoint,
- * and epoch 2 on a new runtime that takes the checkpoint's plan — and one that ignores it.
+ * and epoch 2 on a new runtime opened from the checkpoint (the opener takes its plan) — and one
+ * built under the adapter's plan that imports the checkpoint's weights alone.
  */
 async function resumeUnderPlan() {
   const count = 384;
   const pixels = new Uint8Array(count * 784);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
   const config = { sizes: { D: 784, hidden: [32], L: 4 }, batchSize: 64, seed: 6, adam: adamAt(1e-3) };
-  const fresh = async (plan: KernelPlan | null) => {
+  const fresh = async (plan?: KernelPlan, checkpoint?: Uint8Array) => {
     const g = await Gpu.create();
-    if (plan) g.plan = plan;
-    const images = uploadImages(g, 'images', pixels, count);
-    const model = await VaeModel.create(g, { ...config, train: images, test: images });
-    return { g, model, trainer: new Trainer(model, { stepsPerSubmit: 2 }) };
+    const images = { pixels, count };
+    const { model, trainer } = await openModel(g, {
+      sizes: config.sizes, job: { batchSize: config.batchSize, seed: config.seed, lr: config.adam.lr }, train: images, test: images,
+      plan, checkpoint, stepsPerSubmit: 2,
+    });
+    return { g, model, trainer };
   };
   const hardware = planFor(false);
   const straight = await fresh(hardware);
@@ -418,18 +422,18 @@ async function resumeUnderPlan() {
   straight.g.destroy();
   const first = await fresh(hardware);
   await first.trainer.trainEpoch(1);
-  const checkpoint = encodeRunCheckpoint(first.model.layout, await first.model.exportState(), { epoch: 1, seed: config.seed, plan: first.g.plan });
+  const checkpoint = encodeRunCheckpoint(first.model.layout, await first.model.exportState(), { epoch: 1, seed: config.seed, plan: first.model.plan });
   first.g.destroy();
-  const resumeWith = async (plan: KernelPlan | null) => {
-    const r = await fresh(plan);
-    r.model.importState(decodeCheckpoint(checkpoint, r.model.layout));
-    const loss = (await r.trainer.trainEpoch(2)).averageLoss;
-    const kind = r.g.plan.kind;
-    r.g.destroy();
+  const resume = async (opened: Awaited<ReturnType<typeof fresh>>) => {
+    const loss = (await opened.trainer.trainEpoch(2)).averageLoss;
+    const kind = opened.model.plan.kind;
+    opened.g.destroy();
     return { loss, kind };
   };
-  const recorded = readRunMetadata(checkpointSizes(checkpoint).metadata).plan ?? null;
-  return { straightEpoch2, adopted: await resumeWith(recorded), ignored: await resumeWith(null), recordedKind: recorded?.kind };
+  const ignoring = await fresh();
+  ignoring.model.importState(decodeCheckpoint(checkpoint, ignoring.model.layout));
+  const recorded = readRunMetadata(checkpointSizes(checkpoint).metadata).plan;
+  return { straightEpoch2, adopted: await resume(await fresh(undefined, checkpoint)), ignored: await resume(ignoring), recordedKind: recorded?.kind };
 }
 
 async function lostDevice() {
