@@ -1,8 +1,10 @@
 /**
- * Runs inside headless Chromium: builds GPU buffers from the test's data, records the
- * requested kernels with the engine's own ops, runs them inside validation and
- * out-of-memory error scopes, and returns the buffers the test wants to see.
- * Data crosses puppeteer as base64 so Float32 bits arrive exactly.
+ * The kernel test harness: builds GPU buffers from the test's data, records the requested
+ * kernels with the engine's own ops, runs them inside validation and out-of-memory error
+ * scopes, and returns the buffers the test wants to see. It runs in headless Chromium's page
+ * (page.ts puts it on `window`) and in Node on Dawn (test/gpu.ts), so it touches no `window`:
+ * the functions a test implementation calls take the WebGPU entry point (`entry`; the page's
+ * navigator.gpu when absent). Data crosses puppeteer as base64 so Float32 bits arrive exactly.
  */
 import { Gpu } from '../../src/gpu/device';
 import { planFor, type KernelPlan } from '../../src/gpu/plan';
@@ -53,8 +55,13 @@ export interface RunRequest {
   read: string[];
 }
 
-let gpuPromise: Promise<Gpu> | null = null;
-const gpu = () => (gpuPromise ??= Gpu.create());
+/** One shared runtime per WebGPU entry point, for the requests without `freshGpu`. */
+const runtimes = new Map<GPU | undefined, Promise<Gpu>>();
+const gpu = (entry?: GPU) => {
+  let g = runtimes.get(entry);
+  if (!g) runtimes.set(entry, g = Gpu.create({ gpu: entry }));
+  return g;
+};
 
 /** A matmul spec's named buffers, for any of the three matmul kernels. */
 function matmulBuffers(spec: Extract<OpSpec, { A: string }>, b: Record<string, GPUBuffer>): ops.MatmulBuffers {
@@ -108,13 +115,13 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
   }
 }
 
-async function freshGpu(software?: boolean): Promise<Gpu> {
-  const g = await Gpu.create();
+async function freshGpu(software: boolean | undefined, entry?: GPU): Promise<Gpu> {
+  const g = await Gpu.create({ gpu: entry });
   return software === undefined ? g : Gpu.create({ device: g.device, software });
 }
 
-async function run(request: RunRequest): Promise<Record<string, string>> {
-  const g = request.freshGpu ? await freshGpu(request.freshGpu.software) : await gpu();
+export async function run(request: RunRequest, entry?: GPU): Promise<Record<string, string>> {
+  const g = request.freshGpu ? await freshGpu(request.freshGpu.software, entry) : await gpu(entry);
   const { device } = g;
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
@@ -168,8 +175,8 @@ export interface TrainStepsRequest {
 }
 
 /** Runs real training steps of the model and returns what each step produced. */
-async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[]> {
-  const g = await Gpu.create();
+export async function trainSteps(r: TrainStepsRequest, entry?: GPU): Promise<Record<string, string>[]> {
+  const g = await Gpu.create({ gpu: entry });
   if (r.plan) g.plan = planFor(r.plan === 'software');
   g.device.pushErrorScope('validation');
   try {
@@ -298,7 +305,7 @@ const countsOf = (c: DeviceCensus) => ({
  * job's buffers), encode and decode. Returns the live GPUBuffers and 'uncapturederror'
  * listeners at each point, and the runtime's counters beside the census's.
  */
-async function lifecycle() {
+export async function lifecycle() {
   // A device with the engine's limits, from a runtime that lets go of it at once.
   const lender = await Gpu.create();
   const { device, software } = lender;
@@ -359,7 +366,7 @@ async function lifecycle() {
 }
 
 /** Observations of the runtime's own behaviour: compile errors, the cache, loss. */
-async function runtime() {
+export async function runtime() {
   const g = await Gpu.create();
   const out: Record<string, unknown> = {};
   try {
@@ -399,7 +406,7 @@ async function runtime() {
  * Exact resume under the hardware plan: epochs 1 and 2 straight, against epoch 1, a checkpoint,
  * and epoch 2 on a new runtime that takes the checkpoint's plan — and one that ignores it.
  */
-async function resumeUnderPlan() {
+export async function resumeUnderPlan() {
   const count = 384;
   const pixels = new Uint8Array(count * 784);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
@@ -432,7 +439,7 @@ async function resumeUnderPlan() {
   return { straightEpoch2, adopted: await resumeWith(recorded), ignored: await resumeWith(null), recordedKind: recorded?.kind };
 }
 
-async function lostDevice() {
+export async function lostDevice() {
   const count = 640;
   const pixels = new Uint8Array(count * 784);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
@@ -471,8 +478,8 @@ async function lostDevice() {
 }
 
 /** The quad self-check with `layout`, on a Gpu of its own so nothing is cached from earlier tests. */
-async function quadCheck(layout: QuadLayout): Promise<boolean> {
-  const g = await Gpu.create();
+export async function quadCheck(layout: QuadLayout, entry?: GPU): Promise<boolean> {
+  const g = await Gpu.create({ gpu: entry });
   try {
     return await quadSharingWorks(g, layout);
   } finally {
@@ -481,17 +488,17 @@ async function quadCheck(layout: QuadLayout): Promise<boolean> {
   }
 }
 
-async function adapter() {
-  const g = await gpu();
+export async function adapter(entry?: GPU) {
+  const g = await gpu(entry);
   return { features: [...g.device.features], hasTimestamps: g.hasTimestamps };
 }
 
-declare global {
-  interface Window {
-    harness: {
-      run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps; runtime: typeof runtime; lostDevice: typeof lostDevice;
-      quadCheck: typeof quadCheck; lifecycle: typeof lifecycle; resumeUnderPlan: typeof resumeUnderPlan;
-    };
-  }
+/** Destroys the shared runtime of `entry` (and its device), for a host that is done with it. */
+export async function releaseRuntime(entry?: GPU): Promise<void> {
+  const g = runtimes.get(entry);
+  runtimes.delete(entry);
+  if (!g) return;
+  const runtime = await g;
+  runtime.destroy();
+  runtime.device.destroy();
 }
-window.harness = { run, adapter, trainSteps, runtime, lostDevice, quadCheck, lifecycle, resumeUnderPlan };
