@@ -10,133 +10,15 @@
  *   whose own gradient is checked by central differences here.
  * The PyTorch parity of a conditional step is in parity.test.ts.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
 import { arenaLayout, type VaeSizes } from '../src/model/graph';
 import { classCountOf, gridLabels, labelsReason } from '../src/model/labels';
 import { concatOneHot, gatherConditional, matmul, reparamBackward, reparamForward } from '../src/reference/ops';
 import { vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
-import { expectClose, f32, openHarness, permutation, rng, type GpuPage } from './gpu';
+import { expectClose, f32, implementations, permutation, rng, useHarness } from './gpu';
 import type { OpSpec } from './harness/harness';
-
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
-
-const SENTINEL = -3.5;
-const padded = (n: number) => new Float32Array(n + 4).fill(SENTINEL);
-const expectTail = (name: string, m: Float32Array, n: number) =>
-  expect([...m.subarray(n, n + 4)], `${name}: written past its end`).toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
-
-function randomBytes(count: number, seed: number): Uint8Array {
-  const r = rng(seed);
-  return Uint8Array.from({ length: count }, () => Math.floor(r.next() * 256));
-}
-
-describe('conditional gather', () => {
-  // [images, D, C, L, rows, batchSize, batch]
-  const CASES: [number, number, number, number, number, number, number][] = [
-    [23, 13, 3, 5, 5, 9, 2], // the short last batch: images perm[18 … 22]
-    [7, 1, 1, 1, 3, 3, 1], // one pixel, one class
-    [50, 13, 10, 4, 7, 7, 3],
-    [1000, 784, 10, 20, 104, 128, 7], // MNIST's sizes; 1000 = 7·128 + 104
-  ];
-  it.each(CASES)('%i images of D = %i, C = %i, L = %i: %i rows of a batch of %i, batch %i', async (images, D, C, L, rows, batchSize, batch) => {
-    const data = randomBytes(images * D, images + D);
-    const perm = permutation(images, D * 7 + C);
-    // Every class appears, and the labels are not the image order (a gather that ignored perm would fail).
-    const labels = Uint32Array.from({ length: images }, (_, i) => (i * 7 + 3) % C);
-    const out = await gpu.run({
-      buffers: {
-        data, perm, labels, state: Uint32Array.from([99, batch, 0, 0]),
-        X: padded(rows * D), XY: padded(rows * (D + C)), Z: padded(rows * (L + C)),
-      },
-      ops: [{ op: 'gatherConditional', dims: { rows, D, batchSize, C, L }, state: 'state', data: 'data', perm: 'perm', labels: 'labels', X: 'X', XY: 'XY', Z: 'Z' }],
-      read: ['X', 'XY', 'Z'],
-    });
-    const ref = gatherConditional(data, labels, D, C, perm, batch * batchSize, rows);
-    const X = f32(out.X!);
-    const XY = f32(out.XY!);
-    const Z = f32(out.Z!);
-    // Bit-exact: byte/255 from the same table as the unconditional gather, one-hots are 0 or 1.
-    expect([...X.subarray(0, rows * D)], 'X').toEqual([...Float32Array.from(ref.X)]);
-    expect([...XY.subarray(0, rows * (D + C))], '[x ‖ onehot(y)]').toEqual([...Float32Array.from(ref.XY)]);
-    for (let r = 0; r < rows; r++) {
-      // z's own columns belong to the reparameterization: untouched here.
-      expect([...Z.subarray(r * (L + C), r * (L + C) + L)], `Z row ${r}, latent columns`).toEqual(new Array(L).fill(SENTINEL));
-      expect([...Z.subarray(r * (L + C) + L, (r + 1) * (L + C))], `Z row ${r}, one-hot columns`).toEqual([...ref.onehot.subarray(r * C, (r + 1) * C)]);
-    }
-    expectTail('X', X, rows * D);
-    expectTail('XY', XY, rows * (D + C));
-    expectTail('Z', Z, rows * (L + C));
-  });
-});
-
-describe('strided reparameterization', () => {
-  it.each([[5, 3, 2], [128, 20, 10], [1, 1, 1]])('%i rows, L = %i, C = %i: z fills the first L columns of [z ‖ onehot(y)]', async (rows, L, C) => {
-    const r = rng(rows * L + C);
-    const mulv = r.uniform(rows * 2 * L, -3, 3);
-    const stride = L + C;
-    const out = await gpu.run({
-      buffers: { state: Uint32Array.from([4, 0, 0, 0]), mulv, z: padded(rows * stride), eps: padded(rows * L) },
-      ops: [{ op: 'reparam', entry: 'reparam_forward', params: [rows, L, 11, 0, stride], buffers: ['state', 'mulv', 'z', 'eps'] }],
-      read: ['z', 'eps'],
-    });
-    const eps = f32(out.eps!);
-    const z = f32(out.z!);
-    const zRef = reparamForward(mulv, rows, L, eps.subarray(0, rows * L));
-    const latent = Float32Array.from({ length: rows * L }, (_, i) => z[Math.floor(i / L) * stride + (i % L)]!);
-    expectClose('z', latent, zRef, 1e-5, 1e-6);
-    for (let row = 0; row < rows; row++) {
-      expect([...z.subarray(row * stride + L, (row + 1) * stride)], `row ${row}: one-hot columns`).toEqual(new Array(C).fill(SENTINEL));
-    }
-    expectTail('z', z, rows * stride);
-    expectTail('eps', eps, rows * L);
-  });
-});
-
-describe('dz→dmulv epilogue of a conditioned decoder', () => {
-  const kernels = ['matmul', 'matmulSplitK', 'matmulTiled'] as const;
-  // [rows, L, C, H]
-  const SHAPES: [number, number, number, number][] = [[7, 3, 2, 9], [128, 20, 10, 400], [1, 1, 1, 1], [33, 5, 10, 17]];
-  describe.each(kernels)('%s', (op) => {
-    it.each(SHAPES)('%i rows, L = %i, C = %i, H = %i', async (rows, L, C, H) => {
-      const r = rng(rows * 1000 + L * 10 + C);
-      const dH = r.uniform(rows * H);
-      const W = r.uniform(H * (L + C)); // (H, L + C): the first decoder layer's weight
-      const mulv = r.uniform(rows * 2 * L, -3, 3);
-      const eps = r.uniform(rows * L, -2, 2);
-      const dmulvIn = r.uniform(rows * 2 * L); // the KL gradient already there
-      const dmulv = new Float32Array(rows * 2 * L + 4).fill(SENTINEL);
-      dmulv.set(dmulvIn);
-      const out = await gpu.run({
-        buffers: { dH, W, dmulv, mulv, eps },
-        ops: [{
-          op, dims: { M: rows, N: L + C, K: H, L }, options: { transA: false, transB: false, reparamConditioned: true },
-          A: 'dH', B: 'W', C: 'dmulv', mulv: 'mulv', eps: 'eps',
-        } as OpSpec],
-        read: ['dmulv'],
-      });
-      const dzy = matmul(dH, W, rows, L + C, H, { transA: false, transB: false });
-      const dz = dzy.filter((_, i) => i % (L + C) < L);
-      const ref = reparamBackward(mulv, eps, dz, dmulvIn, rows, L);
-      const got = f32(out.dmulv!);
-      expectClose('dmulv', got, ref, 1e-5, 1e-5 * Math.sqrt(H));
-      expectTail('dmulv', got, rows * 2 * L);
-    });
-  });
-
-  it('refuses reparamConditioned without dims.L, naming what is missing', async () => {
-    await expect(gpu.run({
-      buffers: { dH: new Float32Array(4), W: new Float32Array(4), dmulv: new Float32Array(4), mulv: new Float32Array(4), eps: new Float32Array(4) },
-      ops: [{ op: 'matmul', dims: { M: 1, N: 2, K: 2 }, options: { transA: false, transB: false, reparamConditioned: true }, A: 'dH', B: 'W', C: 'dmulv', mulv: 'mulv', eps: 'eps' }],
-      read: [],
-    })).rejects.toThrow(/reparamConditioned needs dims\.L/);
-  });
-});
-
-// ---- The whole model ---------------------------------------------------------------------------
 
 /** PyTorch-default-like weights in the arena layout, and the same as named float64 views. */
 function initialModel(sizes: VaeSizes, seed: number) {
@@ -152,40 +34,158 @@ function initialModel(sizes: VaeSizes, seed: number) {
   return { layout, arena, named };
 }
 
-describe('conditional model vs the float64 reference', () => {
-  // Odd sizes, one and two hidden layers, and MNIST's real ones (one step).
-  const MODELS: [string, VaeSizes, number][] = [
-    ['13-7-3, 4 classes', { D: 13, hidden: [7], L: 3, classes: 4 }, 6],
-    ['21-9-6-5, 3 classes', { D: 21, hidden: [9, 6], L: 5, classes: 3 }, 11],
-    ['784-400-20, 10 classes', { D: 784, hidden: [400], L: 20, classes: 10 }, 128],
-  ];
-  it.each(MODELS)('%s: loss and every gradient of a training step', async (_, sizes, rows) => {
-    const C = sizes.classes!;
-    const data = randomBytes(rows * sizes.D, rows + sizes.D);
-    const labels = Array.from({ length: rows }, (_, i) => (i * 5 + 1) % C);
-    const { layout, arena, named } = initialModel(sizes, sizes.D);
-    const out = await gpu.page.evaluate((req) => window.harness.trainSteps(req), {
-      sizes, labels, batchSize: rows, seed: 5, lr: 1e-3, count: rows, steps: 1, sameBatch: true,
-      images: Buffer.from(data).toString('base64'), params: Buffer.from(arena.buffer).toString('base64'),
+describe.each(implementations)('$name', (implementation) => {
+  const gpu = useHarness(implementation);
+
+  const SENTINEL = -3.5;
+  const padded = (n: number) => new Float32Array(n + 4).fill(SENTINEL);
+  const expectTail = (name: string, m: Float32Array, n: number) =>
+    expect([...m.subarray(n, n + 4)], `${name}: written past its end`).toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
+
+  function randomBytes(count: number, seed: number): Uint8Array {
+    const r = rng(seed);
+    return Uint8Array.from({ length: count }, () => Math.floor(r.next() * 256));
+  }
+
+  describe('conditional gather', () => {
+    // [images, D, C, L, rows, batchSize, batch]
+    const CASES: [number, number, number, number, number, number, number][] = [
+      [23, 13, 3, 5, 5, 9, 2], // the short last batch: images perm[18 … 22]
+      [7, 1, 1, 1, 3, 3, 1], // one pixel, one class
+      [50, 13, 10, 4, 7, 7, 3],
+      [1000, 784, 10, 20, 104, 128, 7], // MNIST's sizes; 1000 = 7·128 + 104
+    ];
+    it.each(CASES)('%i images of D = %i, C = %i, L = %i: %i rows of a batch of %i, batch %i', async (images, D, C, L, rows, batchSize, batch) => {
+      const data = randomBytes(images * D, images + D);
+      const perm = permutation(images, D * 7 + C);
+      // Every class appears, and the labels are not the image order (a gather that ignored perm would fail).
+      const labels = Uint32Array.from({ length: images }, (_, i) => (i * 7 + 3) % C);
+      const out = await gpu.run({
+        buffers: {
+          data, perm, labels, state: Uint32Array.from([99, batch, 0, 0]),
+          X: padded(rows * D), XY: padded(rows * (D + C)), Z: padded(rows * (L + C)),
+        },
+        ops: [{ op: 'gatherConditional', dims: { rows, D, batchSize, C, L }, state: 'state', data: 'data', perm: 'perm', labels: 'labels', X: 'X', XY: 'XY', Z: 'Z' }],
+        read: ['X', 'XY', 'Z'],
+      });
+      const ref = gatherConditional(data, labels, D, C, perm, batch * batchSize, rows);
+      const X = f32(out.X!);
+      const XY = f32(out.XY!);
+      const Z = f32(out.Z!);
+      // Bit-exact: byte/255 from the same table as the unconditional gather, one-hots are 0 or 1.
+      expect([...X.subarray(0, rows * D)], 'X').toEqual([...Float32Array.from(ref.X)]);
+      expect([...XY.subarray(0, rows * (D + C))], '[x ‖ onehot(y)]').toEqual([...Float32Array.from(ref.XY)]);
+      for (let r = 0; r < rows; r++) {
+        // z's own columns belong to the reparameterization: untouched here.
+        expect([...Z.subarray(r * (L + C), r * (L + C) + L)], `Z row ${r}, latent columns`).toEqual(new Array(L).fill(SENTINEL));
+        expect([...Z.subarray(r * (L + C) + L, (r + 1) * (L + C))], `Z row ${r}, one-hot columns`).toEqual([...ref.onehot.subarray(r * C, (r + 1) * C)]);
+      }
+      expectTail('X', X, rows * D);
+      expectTail('XY', XY, rows * (D + C));
+      expectTail('Z', Z, rows * (L + C));
     });
-    const got = (key: string) => f32(new Uint8Array(Buffer.from(out[0]![key]!, 'base64')));
-    const x = Float64Array.from(data, (b) => b / 255);
-    const eps = got('eps').subarray(0, rows * sizes.L);
-    const ref = vaeForwardBackward(named, sizes, x, eps, rows, labels);
-    expectClose('loss', got('loss').subarray(0, 1), [ref.loss], 1e-5, 0);
-    expectClose('logits', got('logits').subarray(0, rows * sizes.D), ref.logits, 1e-4, 1e-5);
-    const grads = got('grads');
-    for (const p of layout.params) {
-      const g = ref.grads[p.name]!;
-      const scale = g.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
-      expectClose(`grad ${p.name}`, grads.subarray(p.offset, p.offset + p.length), g, 1e-4, 1e-5 * scale);
-    }
-    // The class columns of fc1's gradient are per-class row sums of dH1: a class no row has gets zero.
-    const unused = [...Array(C).keys()].filter((k) => !labels.includes(k));
-    const fc1 = layout.params.find((p) => p.name === 'fc1.weight')!;
-    for (const k of unused) {
-      for (let h = 0; h < fc1.shape[0]!; h++) expect(grads[fc1.offset + h * fc1.shape[1]! + sizes.D + k], `fc1 class ${k}`).toBe(0);
-    }
+  });
+
+  describe('strided reparameterization', () => {
+    it.each([[5, 3, 2], [128, 20, 10], [1, 1, 1]])('%i rows, L = %i, C = %i: z fills the first L columns of [z ‖ onehot(y)]', async (rows, L, C) => {
+      const r = rng(rows * L + C);
+      const mulv = r.uniform(rows * 2 * L, -3, 3);
+      const stride = L + C;
+      const out = await gpu.run({
+        buffers: { state: Uint32Array.from([4, 0, 0, 0]), mulv, z: padded(rows * stride), eps: padded(rows * L) },
+        ops: [{ op: 'reparam', entry: 'reparam_forward', params: [rows, L, 11, 0, stride], buffers: ['state', 'mulv', 'z', 'eps'] }],
+        read: ['z', 'eps'],
+      });
+      const eps = f32(out.eps!);
+      const z = f32(out.z!);
+      const zRef = reparamForward(mulv, rows, L, eps.subarray(0, rows * L));
+      const latent = Float32Array.from({ length: rows * L }, (_, i) => z[Math.floor(i / L) * stride + (i % L)]!);
+      expectClose('z', latent, zRef, 1e-5, 1e-6);
+      for (let row = 0; row < rows; row++) {
+        expect([...z.subarray(row * stride + L, (row + 1) * stride)], `row ${row}: one-hot columns`).toEqual(new Array(C).fill(SENTINEL));
+      }
+      expectTail('z', z, rows * stride);
+      expectTail('eps', eps, rows * L);
+    });
+  });
+
+  describe('dz→dmulv epilogue of a conditioned decoder', () => {
+    const kernels = ['matmul', 'matmulSplitK', 'matmulTiled'] as const;
+    // [rows, L, C, H]
+    const SHAPES: [number, number, number, number][] = [[7, 3, 2, 9], [128, 20, 10, 400], [1, 1, 1, 1], [33, 5, 10, 17]];
+    describe.each(kernels)('%s', (op) => {
+      it.each(SHAPES)('%i rows, L = %i, C = %i, H = %i', async (rows, L, C, H) => {
+        const r = rng(rows * 1000 + L * 10 + C);
+        const dH = r.uniform(rows * H);
+        const W = r.uniform(H * (L + C)); // (H, L + C): the first decoder layer's weight
+        const mulv = r.uniform(rows * 2 * L, -3, 3);
+        const eps = r.uniform(rows * L, -2, 2);
+        const dmulvIn = r.uniform(rows * 2 * L); // the KL gradient already there
+        const dmulv = new Float32Array(rows * 2 * L + 4).fill(SENTINEL);
+        dmulv.set(dmulvIn);
+        const out = await gpu.run({
+          buffers: { dH, W, dmulv, mulv, eps },
+          ops: [{
+            op, dims: { M: rows, N: L + C, K: H, L }, options: { transA: false, transB: false, reparamConditioned: true },
+            A: 'dH', B: 'W', C: 'dmulv', mulv: 'mulv', eps: 'eps',
+          } as OpSpec],
+          read: ['dmulv'],
+        });
+        const dzy = matmul(dH, W, rows, L + C, H, { transA: false, transB: false });
+        const dz = dzy.filter((_, i) => i % (L + C) < L);
+        const ref = reparamBackward(mulv, eps, dz, dmulvIn, rows, L);
+        const got = f32(out.dmulv!);
+        expectClose('dmulv', got, ref, 1e-5, 1e-5 * Math.sqrt(H));
+        expectTail('dmulv', got, rows * 2 * L);
+      });
+    });
+
+    it('refuses reparamConditioned without dims.L, naming what is missing', async () => {
+      await expect(gpu.run({
+        buffers: { dH: new Float32Array(4), W: new Float32Array(4), dmulv: new Float32Array(4), mulv: new Float32Array(4), eps: new Float32Array(4) },
+        ops: [{ op: 'matmul', dims: { M: 1, N: 2, K: 2 }, options: { transA: false, transB: false, reparamConditioned: true }, A: 'dH', B: 'W', C: 'dmulv', mulv: 'mulv', eps: 'eps' }],
+        read: [],
+      })).rejects.toThrow(/reparamConditioned needs dims\.L/);
+    });
+  });
+
+  // ---- The whole model ---------------------------------------------------------------------------
+
+  describe('conditional model vs the float64 reference', () => {
+    // Odd sizes, one and two hidden layers, and MNIST's real ones (one step).
+    const MODELS: [string, VaeSizes, number][] = [
+      ['13-7-3, 4 classes', { D: 13, hidden: [7], L: 3, classes: 4 }, 6],
+      ['21-9-6-5, 3 classes', { D: 21, hidden: [9, 6], L: 5, classes: 3 }, 11],
+      ['784-400-20, 10 classes', { D: 784, hidden: [400], L: 20, classes: 10 }, 128],
+    ];
+    it.each(MODELS)('%s: loss and every gradient of a training step', async (_, sizes, rows) => {
+      const C = sizes.classes!;
+      const data = randomBytes(rows * sizes.D, rows + sizes.D);
+      const labels = Array.from({ length: rows }, (_, i) => (i * 5 + 1) % C);
+      const { layout, arena, named } = initialModel(sizes, sizes.D);
+      const out = await gpu.trainSteps({
+        sizes, labels, batchSize: rows, seed: 5, lr: 1e-3, count: rows, steps: 1, sameBatch: true,
+        images: Buffer.from(data).toString('base64'), params: Buffer.from(arena.buffer).toString('base64'),
+      });
+      const got = (key: string) => f32(new Uint8Array(Buffer.from(out[0]![key]!, 'base64')));
+      const x = Float64Array.from(data, (b) => b / 255);
+      const eps = got('eps').subarray(0, rows * sizes.L);
+      const ref = vaeForwardBackward(named, sizes, x, eps, rows, labels);
+      expectClose('loss', got('loss').subarray(0, 1), [ref.loss], 1e-5, 0);
+      expectClose('logits', got('logits').subarray(0, rows * sizes.D), ref.logits, 1e-4, 1e-5);
+      const grads = got('grads');
+      for (const p of layout.params) {
+        const g = ref.grads[p.name]!;
+        const scale = g.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
+        expectClose(`grad ${p.name}`, grads.subarray(p.offset, p.offset + p.length), g, 1e-4, 1e-5 * scale);
+      }
+      // The class columns of fc1's gradient are per-class row sums of dH1: a class no row has gets zero.
+      const unused = [...Array(C).keys()].filter((k) => !labels.includes(k));
+      const fc1 = layout.params.find((p) => p.name === 'fc1.weight')!;
+      for (const k of unused) {
+        for (let h = 0; h < fc1.shape[0]!; h++) expect(grads[fc1.offset + h * fc1.shape[1]! + sizes.D + k], `fc1 class ${k}`).toBe(0);
+      }
+    });
   });
 });
 

@@ -1,16 +1,84 @@
 /**
- * Node side of the GPU tests: a page of the shared headless browser with the kernel harness
- * loaded, plus the comparison helper every kernel test uses.
+ * Node side of the GPU tests: the WebGPU implementations the kernel suites run on (a page of the
+ * shared headless Chromium, and Dawn in this process on lavapipe), each driving the same kernel
+ * harness (test/harness/harness.ts), plus the comparison helper every kernel test uses.
  */
 import puppeteer, { type Browser, type Page } from 'puppeteer';
-import { afterAll, expect, inject } from 'vitest';
-import type { RunRequest } from './harness/harness';
+import { afterAll, beforeAll, beforeEach, expect, inject } from 'vitest';
+import type { QuadLayout } from '../shaders/matmul.wgsl';
+import { nodeWebGpu, NodeWebGpuError, type VulkanDriver } from '../src/node/webgpu';
+import type { RunRequest, TrainStepsRequest } from './harness/harness';
 
-export interface GpuPage {
+/** A run request as a test writes it: buffers as typed arrays (initial bytes) or byte counts (zeroed). */
+export type KernelRequest = Omit<RunRequest, 'buffers'> & { buffers: Record<string, ArrayBufferView | number> };
+
+/** The kernel harness on one WebGPU implementation. */
+export interface KernelHarness {
+  /** The implementation and the adapter it gave, one line. */
+  adapter: string;
+  run(request: KernelRequest): Promise<Record<string, Uint8Array>>;
+  trainSteps(request: TrainStepsRequest): Promise<Record<string, string>[]>;
+  quadCheck(layout: QuadLayout): Promise<boolean>;
+  /** `work`'s result and the warnings containing `match` that the engine logged while it ran. */
+  warnings<T>(match: string, work: () => Promise<T>): Promise<{ result: T; warnings: string[] }>;
+  close(): Promise<void>;
+}
+
+export interface GpuPage extends KernelHarness {
   page: Page;
   browser: Browser;
-  run(request: Omit<RunRequest, 'buffers'> & { buffers: Record<string, ArrayBufferView | number> }): Promise<Record<string, Uint8Array>>;
-  close(): Promise<void>;
+}
+
+/** A WebGPU implementation a kernel suite runs on: `describe.each(implementations)`. */
+export interface GpuImplementation {
+  name: string;
+  open(): Promise<KernelHarness>;
+}
+
+export const implementations: readonly GpuImplementation[] = [
+  { name: 'Chromium', open: () => openHarness() },
+  { name: 'Node + Dawn + lavapipe', open: () => openDawnHarness('lavapipe') },
+];
+
+/**
+ * The harness on `implementation` for the tests of the enclosing describe: opened before them
+ * (printing the adapter) and closed after. Under CI an implementation that finds no adapter fails
+ * every test; elsewhere a Node driver that is not installed skips them, saying why and how to
+ * install it.
+ */
+export function useHarness(implementation: GpuImplementation): KernelHarness {
+  let opened: KernelHarness | undefined;
+  let failure: unknown;
+  let missing = false;
+  beforeAll(async () => {
+    try {
+      opened = await implementation.open();
+    } catch (e) {
+      // Kept for each test to throw, so every test counts as failed (a throwing hook skips them).
+      failure = e;
+      missing = !process.env.CI && e instanceof NodeWebGpuError;
+      if (missing) console.warn(`${implementation.name}: skipped (outside CI only). ${(e as Error).message}`);
+      return;
+    }
+    console.log(`${implementation.name} runs on: ${opened.adapter}`);
+  });
+  beforeEach((context) => {
+    if (missing) context.skip(`${implementation.name} has no adapter here`);
+    if (failure) throw failure;
+  });
+  afterAll(async () => { await opened?.close(); });
+  const current = () => {
+    if (!opened) throw new Error(`${implementation.name} did not open`);
+    return opened;
+  };
+  return {
+    get adapter() { return current().adapter; },
+    run: (request) => current().run(request),
+    trainSteps: (request) => current().trainSteps(request),
+    quadCheck: (layout) => current().quadCheck(layout),
+    warnings: (match, work) => current().warnings(match, work),
+    close: async () => {},
+  };
 }
 
 /**
@@ -19,6 +87,20 @@ export interface GpuPage {
  * GPU work (a software adapter's, on the same cores) runs, and a fresh clone has no cache.
  */
 export const NAVIGATION_TIMEOUT_MS = 120_000;
+
+/** Typed arrays as the harness's base64 buffer specs, so Float32 bits cross exactly. */
+function encodeBuffers(buffers: KernelRequest['buffers']): RunRequest['buffers'] {
+  const out: RunRequest['buffers'] = {};
+  for (const [name, v] of Object.entries(buffers)) {
+    out[name] = typeof v === 'number'
+      ? { bytes: v }
+      : { data: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
+  }
+  return out;
+}
+
+const decodeBuffers = (out: Record<string, string>) =>
+  Object.fromEntries(Object.entries(out).map(([k, b64]) => [k, new Uint8Array(Buffer.from(b64, 'base64'))]));
 
 /** A page of the shared browser at `path`, once the page has defined `window[ready]`. */
 export async function openHarness(path = '/test/harness/index.html', ready = 'harness'): Promise<GpuPage> {
@@ -31,20 +113,56 @@ export async function openHarness(path = '/test/harness/index.html', ready = 'ha
   return {
     page,
     browser,
+    adapter: `${inject('adapter')} [Chromium]`,
     async run(request) {
-      const buffers: RunRequest['buffers'] = {};
-      for (const [name, v] of Object.entries(request.buffers)) {
-        buffers[name] = typeof v === 'number'
-          ? { bytes: v }
-          : { data: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
+      const out = await page.evaluate((r: RunRequest) => window.harness.run(r), { ...request, buffers: encodeBuffers(request.buffers) });
+      return decodeBuffers(out);
+    },
+    trainSteps: (request) => page.evaluate((r) => window.harness.trainSteps(r), request),
+    quadCheck: (layout) => page.evaluate((l) => window.harness.quadCheck(l), layout),
+    async warnings(match, work) {
+      const warnings: string[] = [];
+      const listen = (m: { type(): string; text(): string }) => { if (m.type() === 'warn' && m.text().includes(match)) warnings.push(m.text()); };
+      page.on('console', listen);
+      try {
+        const result = await work();
+        await new Promise((r) => setTimeout(r, 100)); // console events arrive asynchronously
+        return { result, warnings };
+      } finally {
+        page.off('console', listen);
       }
-      const out = await page.evaluate((r: RunRequest) => window.harness.run(r), { ...request, buffers });
-      return Object.fromEntries(Object.entries(out).map(([k, b64]) => [k, new Uint8Array(Buffer.from(b64, 'base64'))]));
     },
     async close() {
       await page.close();
       browser.disconnect();
     },
+  };
+}
+
+/** The harness in this process, on Dawn's WebGPU over the `driver` Vulkan driver (src/node/webgpu.ts). */
+export async function openDawnHarness(driver: VulkanDriver): Promise<KernelHarness> {
+  const { gpu: entry, adapter } = await nodeWebGpu(driver);
+  const harness = await import('./harness/harness');
+  return {
+    adapter: `${adapter} [Node + Dawn, ${driver}]`,
+    run: async (request) => decodeBuffers(await harness.run({ ...request, buffers: encodeBuffers(request.buffers) }, entry)),
+    trainSteps: (request) => harness.trainSteps(request, entry),
+    quadCheck: (layout) => harness.quadCheck(layout, entry),
+    async warnings(match, work) {
+      const warnings: string[] = [];
+      const warn = console.warn;
+      console.warn = (...args: unknown[]) => {
+        const text = args.map(String).join(' ');
+        if (text.includes(match)) warnings.push(text);
+        warn(...args);
+      };
+      try {
+        return { result: await work(), warnings };
+      } finally {
+        console.warn = warn;
+      }
+    },
+    close: () => harness.releaseRuntime(entry),
   };
 }
 

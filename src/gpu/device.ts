@@ -79,6 +79,11 @@ export interface GpuCounters {
 export interface GpuOptions {
   /** An existing device (the engine then shares it with the caller); one is requested otherwise. */
   device?: GPUDevice;
+  /**
+   * The WebGPU entry point to request the device from: Dawn's in Node (src/node/webgpu.ts), or a
+   * browser's navigator.gpu. Default: `globalThis.navigator.gpu`.
+   */
+  gpu?: GPU;
   /** Called once if the device is lost; the engine's operations then reject with GpuError('lost'). */
   onLost?: (error: GpuError) => void;
   /** Called for validation or out-of-memory errors nobody captured. */
@@ -149,7 +154,7 @@ export class Gpu {
   /** Requests an adapter and a device with the limits the engine needs (or adopts `options.device`). */
   static async create(options: GpuOptions = {}): Promise<Gpu> {
     if (options.device) return new Gpu(options.device, options);
-    const { adapter, summary } = await acquireAdapter();
+    const { adapter, summary } = await acquireAdapter(options.gpu);
     const requiredLimits: Record<string, number> = {};
     for (const [name, needed] of Object.entries(NEEDED_LIMITS)) {
       const available = adapter.limits[name as keyof GPUSupportedLimits] as number;

@@ -1,8 +1,10 @@
 /**
- * Runs inside headless Chromium: builds GPU buffers from the test's data, records the
- * requested kernels with the engine's own ops, runs them inside validation and
- * out-of-memory error scopes, and returns the buffers the test wants to see.
- * Data crosses puppeteer as base64 so Float32 bits arrive exactly.
+ * The kernel test harness: builds GPU buffers from the test's data, records the requested
+ * kernels with the engine's own ops, runs them inside validation and out-of-memory error
+ * scopes, and returns the buffers the test wants to see. It runs in headless Chromium's page
+ * (page.ts puts it on `window`) and in Node on Dawn (test/gpu.ts), so it touches no `window`:
+ * the functions a test implementation calls take the WebGPU entry point (`entry`; the page's
+ * navigator.gpu when absent). Data crosses puppeteer as base64 so Float32 bits arrive exactly.
  */
 import { Gpu } from '../../src/gpu/device';
 import { planFor, type KernelPlan } from '../../src/gpu/plan';
@@ -54,8 +56,13 @@ export interface RunRequest {
   read: string[];
 }
 
-let gpuPromise: Promise<Gpu> | null = null;
-const gpu = () => (gpuPromise ??= Gpu.create());
+/** One shared runtime per WebGPU entry point, for the requests without `freshGpu`. */
+const runtimes = new Map<GPU | undefined, Promise<Gpu>>();
+const gpu = (entry?: GPU) => {
+  let g = runtimes.get(entry);
+  if (!g) runtimes.set(entry, g = Gpu.create({ gpu: entry }));
+  return g;
+};
 
 /** A matmul spec's named buffers, for any of the three matmul kernels. */
 function matmulBuffers(spec: Extract<OpSpec, { A: string }>, b: Record<string, GPUBuffer>): ops.MatmulBuffers {
@@ -109,13 +116,13 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
   }
 }
 
-async function freshGpu(software?: boolean): Promise<Gpu> {
-  const g = await Gpu.create();
+async function freshGpu(software: boolean | undefined, entry?: GPU): Promise<Gpu> {
+  const g = await Gpu.create({ gpu: entry });
   return software === undefined ? g : Gpu.create({ device: g.device, software });
 }
 
-async function run(request: RunRequest): Promise<Record<string, string>> {
-  const g = request.freshGpu ? await freshGpu(request.freshGpu.software) : await gpu();
+export async function run(request: RunRequest, entry?: GPU): Promise<Record<string, string>> {
+  const g = request.freshGpu ? await freshGpu(request.freshGpu.software, entry) : await gpu(entry);
   const { device } = g;
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
@@ -169,8 +176,8 @@ export interface TrainStepsRequest {
 }
 
 /** Runs real training steps of the model and returns what each step produced. */
-async function trainSteps(r: TrainStepsRequest): Promise<Record<string, string>[]> {
-  const g = await Gpu.create();
+export async function trainSteps(r: TrainStepsRequest, entry?: GPU): Promise<Record<string, string>[]> {
+  const g = await Gpu.create({ gpu: entry });
   g.device.pushErrorScope('validation');
   try {
     const images = uploadImages(g, 'images', fromBase64(r.images), r.count, r.labels);
@@ -299,7 +306,7 @@ const countsOf = (c: DeviceCensus) => ({
  * job's buffers), encode and decode. Returns the live GPUBuffers and 'uncapturederror'
  * listeners at each point, and the runtime's counters beside the census's.
  */
-async function lifecycle() {
+export async function lifecycle() {
   // A device with the engine's limits, from a runtime that lets go of it at once.
   const lender = await Gpu.create();
   const { device, software } = lender;
@@ -360,7 +367,7 @@ async function lifecycle() {
 }
 
 /** Observations of the runtime's own behaviour: compile errors, the cache, loss. */
-async function runtime() {
+export async function runtime() {
   const g = await Gpu.create();
   const out: Record<string, unknown> = {};
   try {
@@ -401,7 +408,7 @@ async function runtime() {
  * and epoch 2 on a new runtime opened from the checkpoint (the opener takes its plan) — and one
  * built under the adapter's plan that imports the checkpoint's weights alone.
  */
-async function resumeUnderPlan() {
+export async function resumeUnderPlan() {
   const count = 384;
   const pixels = new Uint8Array(count * 784);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
@@ -436,7 +443,7 @@ async function resumeUnderPlan() {
   return { straightEpoch2, adopted: await resume(await fresh(undefined, checkpoint)), ignored: await resume(ignoring), recordedKind: recorded?.kind };
 }
 
-async function lostDevice() {
+export async function lostDevice() {
   const count = 640;
   const pixels = new Uint8Array(count * 784);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
@@ -475,8 +482,8 @@ async function lostDevice() {
 }
 
 /** The quad self-check with `layout`, on a Gpu of its own so nothing is cached from earlier tests. */
-async function quadCheck(layout: QuadLayout): Promise<boolean> {
-  const g = await Gpu.create();
+export async function quadCheck(layout: QuadLayout, entry?: GPU): Promise<boolean> {
+  const g = await Gpu.create({ gpu: entry });
   try {
     return await quadSharingWorks(g, layout);
   } finally {
@@ -485,17 +492,17 @@ async function quadCheck(layout: QuadLayout): Promise<boolean> {
   }
 }
 
-async function adapter() {
-  const g = await gpu();
+export async function adapter(entry?: GPU) {
+  const g = await gpu(entry);
   return { features: [...g.device.features], hasTimestamps: g.hasTimestamps };
 }
 
-declare global {
-  interface Window {
-    harness: {
-      run: typeof run; adapter: typeof adapter; trainSteps: typeof trainSteps; runtime: typeof runtime; lostDevice: typeof lostDevice;
-      quadCheck: typeof quadCheck; lifecycle: typeof lifecycle; resumeUnderPlan: typeof resumeUnderPlan;
-    };
-  }
+/** Destroys the shared runtime of `entry` (and its device), for a host that is done with it. */
+export async function releaseRuntime(entry?: GPU): Promise<void> {
+  const g = runtimes.get(entry);
+  runtimes.delete(entry);
+  if (!g) return;
+  const runtime = await g;
+  runtime.destroy();
+  runtime.device.destroy();
 }
-window.harness = { run, adapter, trainSteps, runtime, lostDevice, quadCheck, lifecycle, resumeUnderPlan };
