@@ -3,8 +3,13 @@
  * counts the run can carry on from, and a seed, learning rate or dataset other than the one it
  * was trained with is said out loud (it is allowed: fine-tuning at a lower rate, say).
  */
-import { readRunMetadata } from '../model/checkpoint';
-import type { FitRule } from '../model/settings';
+import { readFileSync } from 'node:fs';
+import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
+import { arenaLayout, classesOf, type Likelihood, type VaeSizes } from '../model/graph';
+import { labelsReason } from '../model/labels';
+import { DEFAULT_OBJECTIVE, type FitRule } from '../model/settings';
+import type { RunData } from './data';
+import type { TrainOptions } from './options';
 
 /** The GPU keeps Adam's step count as a u32 (the trainer's state buffer): past this it would wrap. */
 const MAX_STEP = 0xffffffff;
@@ -73,4 +78,93 @@ export function checkResume(file: string, checkpoint: { metadata: Record<string,
     );
   }
   return { epoch, warnings };
+}
+
+/** How a run starts: fresh, or from --resume's checkpoint with the settings it carries. */
+export interface ResumeDecision {
+  /** The model's classes: --conditional's, or on --resume the checkpoint's. */
+  modelClasses: number;
+  /** The checkpoint's bytes, base64, for the page. */
+  resume?: string;
+  firstEpoch: number;
+  likelihood?: Likelihood;
+  beta?: number;
+  klWarmup?: number;
+}
+
+/**
+ * The resume rules: the checkpoint's likelihood, classes, β and warm-up continue unless given;
+ * what must match it is refused with the reason, what may differ is said. Returns null when the
+ * checkpoint already reached --epochs (it says "Nothing to do").
+ */
+export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null {
+  const { pixels, classes, trainLabels, testLabels, trainCount, testCount, dataset, images } = d;
+  // The model's classes: --conditional's, or on --resume the checkpoint's (as its likelihood, below).
+  let modelClasses = classes;
+  let resume: string | undefined;
+  let firstEpoch = 1;
+  let likelihood = o.likelihood;
+  let beta = o.beta;
+  let klWarmup = o.klWarmup;
+  if (o.resume) {
+    const bytes = readFileSync(o.resume);
+    // Check it here, before launching anything, for a clear error.
+    let ckpt;
+    try {
+      // β, the warm-up and the likelihood come from the checkpoint unless given: a resume continues the same objective.
+      const stored = checkpointSizes(bytes).sizes;
+      likelihood ??= stored.likelihood;
+      // So do the classes: a conditional checkpoint continues as one, with or without --conditional.
+      modelClasses = classesOf(stored);
+      if (o.conditional && modelClasses === 0) {
+        throw new Error('it is an unconditional VAE, and --conditional makes a conditional one: drop --conditional to continue it');
+      }
+      const sizes: VaeSizes = { D: pixels, hidden: o.hidden, L: o.latent, ...(modelClasses > 0 ? { classes: modelClasses } : {}) };
+      ckpt = decodeCheckpoint(bytes, arenaLayout({ ...sizes, ...(likelihood ? { likelihood } : {}) }));
+      const was = readRunMetadata(ckpt.metadata);
+      for (const [flag, given, before, fallback] of [['--beta', beta, was.beta, DEFAULT_OBJECTIVE.beta], ['--kl-warmup', klWarmup, was.klWarmup, DEFAULT_OBJECTIVE.klWarmup]] as const) {
+        if (given !== undefined && given !== (before ?? fallback)) {
+          console.error(`webgpu-vae train: warning: ${o.resume} was trained with ${flag} ${before ?? fallback}; this run uses ${flag} ${given} (pass ${flag} ${before ?? fallback} to continue it as it was)`);
+        }
+      }
+      beta ??= was.beta;
+      klWarmup ??= was.klWarmup;
+    } catch (e) {
+      throw new Error(`${o.resume}: ${(e as Error).message}${imageSizeHint(bytes, o, pixels)}`, { cause: e });
+    }
+    if (modelClasses > 0) {
+      const bad = labelsReason('train', trainLabels, trainCount, modelClasses) ?? labelsReason('test', testLabels, testCount, modelClasses);
+      if (bad) throw new Error(`${o.resume} is a conditional VAE of ${modelClasses} classes, and ${dataset}'s labels do not fit it: ${bad}`);
+      if (modelClasses !== classes) {
+        console.log(`webgpu-vae: ${o.resume} is a conditional VAE of ${modelClasses} classes: this run continues it as one, on ${dataset}'s labels`);
+      }
+    }
+    const { epoch, warnings } = checkResume(o.resume, ckpt, { ...o, dataset, trainCount, images });
+    if (epoch >= o.epochs) {
+      console.log(`Nothing to do: the checkpoint is at epoch ${epoch}; pass --epochs ${epoch + o.epochs} to train ${o.epochs} more.`);
+      return null;
+    }
+    for (const w of warnings) console.error(`webgpu-vae train: ${w}`);
+    firstEpoch = epoch + 1;
+    resume = Buffer.from(bytes).toString('base64');
+  }
+  return { modelClasses, resume, firstEpoch, likelihood, beta, klWarmup };
+}
+
+
+/**
+ * A checkpoint of an --images run records the side its images had: when that is not this
+ * run's, the sizes cannot match, and the flag that makes them match is the useful part.
+ */
+function imageSizeHint(bytes: Uint8Array, o: TrainOptions, pixels: number): string {
+  let size: number | undefined;
+  try {
+    size = readRunMetadata(checkpointSizes(bytes).metadata).imageSize;
+  } catch {
+    return ''; // the error being reported says what is wrong with the file
+  }
+  if (size === undefined || size * size === pixels) return '';
+  return o.images !== undefined
+    ? ` (it was trained on ${size}×${size} images: pass --image-size ${size} to continue it)`
+    : ` (it was trained on an --images folder of ${size}×${size} images: pass --images DIR --image-size ${size} to continue it)`;
 }
