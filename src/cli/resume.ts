@@ -151,7 +151,6 @@ export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null
   return { modelClasses, resume, firstEpoch, likelihood, beta, klWarmup };
 }
 
-
 /**
  * A checkpoint of an --images run records the side its images had: when that is not this
  * run's, the sizes cannot match, and the flag that makes them match is the useful part.
