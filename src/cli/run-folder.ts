@@ -4,7 +4,7 @@
  */
 import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { FolderLockedError, lockFolder, removeStaleTemporaries } from '../node/files';
+import { FolderLockedError, LOCK_FILE, lockFolder, removeStaleTemporaries } from '../node/files';
 import { UsageError } from '../node/options';
 import type { TrainOptions } from './options';
 
@@ -41,7 +41,8 @@ export function takeOutFolder(out: string): () => void {
     if (!(e instanceof FolderLockedError)) throw e;
     throw new UsageError(
       `--out ${out} is in use: another run (process ${e.pid}) is training into it, and two runs would overwrite each ` +
-        'other\'s checkpoint. Wait for it to finish, or pass another --out.',
+        `other's checkpoint. Wait for it to finish, or pass another --out (if process ${e.pid} is not a training run, ` +
+        `its pid was reused after a crash: delete ${join(out, LOCK_FILE)}).`,
     );
   }
   removeStaleTemporaries(out, RUN_FILES); // a killed run's half-written files
