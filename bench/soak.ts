@@ -20,7 +20,7 @@
  * The report fits a line to the samples after the first tenth (warm-up) and prints its slope.
  * It is rewritten after every sample, so a run stopped early still leaves its figures.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,6 +28,7 @@ import type { Page } from 'puppeteer';
 import { train } from '../src/cli/train';
 import { DEFAULT_SETTINGS } from '../src/model/settings';
 import { describeAdapter, launchBrowser, reportAdapter } from '../src/node/browser';
+import { writeAtomic } from '../src/node/files';
 import { integerOption, UsageError } from '../src/node/options';
 import { startServer } from '../src/node/server';
 import type { CycleSample } from './soak-page';
@@ -38,7 +39,7 @@ const HELP = `Usage: npm run soak -- (--epochs N | --cycles N) [--every N] [--im
   --cycles N   N library create → fit → destroy cycles in one page
   --every N    cycles between samples (default 50)
   --images N   training images per cycle, from MNIST's test set (default 256: 2 steps of 128)
-  --out FILE   JSON report (default bench/results/soak-<mode>-<date>.json)`;
+  --out FILE   JSON report (default bench/results/soak-<mode>-<start time>-<pid>.json)`;
 
 type ByProcess = Record<string, number>;
 
@@ -219,14 +220,17 @@ async function main() {
   let adapter = '';
   const onAdapter = (line: string) => { adapter = line; console.error(`soak: ${line}`); };
   const started = new Date();
-  const out = values.out ?? join('bench', 'results', `soak-${mode}-${started.toISOString().slice(0, 10)}.json`);
+  // One report per run: two soaks on one day (or at once) must not share a file.
+  const stamp = started.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
+  const out = values.out ?? join('bench', 'results', `soak-${mode}-${stamp}-${process.pid}.json`);
   mkdirSync(dirname(out), { recursive: true });
   const unit = mode === 'epochs' ? 'epoch' : 'cycle';
-  const write = (samples: Sample[]) => writeFileSync(out, JSON.stringify({
+  // Rewritten after every sample, atomically: a soak killed mid-write keeps its previous report.
+  const write = (samples: Sample[]) => writeAtomic(out, new TextEncoder().encode(JSON.stringify({
     mode, requested: epochs ?? cycles, done: samples.at(-1)?.index ?? 0, every: mode === 'cycles' ? every : 1,
     images: mode === 'cycles' ? images : undefined, adapter, date: started.toISOString(),
     seconds: (Date.now() - started.getTime()) / 1000, summary: summarize(samples, unit), samples,
-  }, null, 1));
+  }, null, 1)));
   const samples = epochs ? await soakEpochs(epochs, onAdapter, write) : await soakCycles(cycles!, every, images, onAdapter, write);
   write(samples);
   console.table(summarize(samples, unit));

@@ -4,8 +4,13 @@
  * rate, objective or dataset other than the one it was trained with is said out loud (it is
  * allowed: fine-tuning at a lower rate, say).
  */
-import { decideResume, differenceWarnings, type ResumeRun, type SettingName } from '../model/resume';
-import type { VaeSizes } from '../model/graph';
+import { readFileSync } from 'node:fs';
+import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
+import { arenaLayout, type Likelihood, type VaeSizes } from '../model/graph';
+import { labelsReason } from '../model/labels';
+import { decideResume as decideByRules, differenceWarnings, resumedClasses, resumedLikelihood, type ResumeRun, type SettingName } from '../model/resume';
+import type { RunData } from './data';
+import type { TrainOptions } from './options';
 
 /**
  * How a dataset is named on the command line. A checkpoint of an --images run is one that
@@ -29,9 +34,9 @@ export function checkResume(
   file: string, checkpoint: { sizes: VaeSizes; metadata: Record<string, string>; step: number },
   run: ResumeRun & { epochs: number; trainCount: number },
 ): { epoch: number; beta?: number; klWarmup?: number; warnings: string[] } {
-  let decided: ReturnType<typeof decideResume>;
+  let decided: ReturnType<typeof decideByRules>;
   try {
-    decided = decideResume(checkpoint, run);
+    decided = decideByRules(checkpoint, run);
   } catch (e) {
     throw new Error(`${file}: ${(e as Error).message}`, { cause: e });
   }
@@ -45,4 +50,83 @@ export function checkResume(
     );
   }
   return { epoch, beta: decided.beta, klWarmup: decided.klWarmup, warnings };
+}
+
+/** How a run starts: fresh, or from --resume's checkpoint with the settings it carries. */
+export interface ResumeDecision {
+  /** The model's classes: --conditional's, or on --resume the checkpoint's. */
+  modelClasses: number;
+  /** The checkpoint's bytes, base64, for the page. */
+  resume?: string;
+  firstEpoch: number;
+  likelihood?: Likelihood;
+  beta?: number;
+  klWarmup?: number;
+}
+
+/**
+ * The resume rules: the checkpoint's likelihood, classes, β and warm-up continue unless given;
+ * what must match it is refused with the reason, what may differ is said. Returns null when the
+ * checkpoint already reached --epochs (it says "Nothing to do").
+ */
+export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null {
+  const { pixels, classes, trainLabels, testLabels, trainCount, testCount, dataset, images } = d;
+  // The model's classes: --conditional's, or on --resume the checkpoint's (as its likelihood, below).
+  let modelClasses = classes;
+  let resume: string | undefined;
+  let firstEpoch = 1;
+  let likelihood = o.likelihood;
+  let beta = o.beta;
+  let klWarmup = o.klWarmup;
+  if (o.resume) {
+    const bytes = readFileSync(o.resume);
+    // Check it here, before launching anything, for a clear error, by the rules the headless page's opener applies (src/model/resume.ts).
+    let ckpt;
+    try {
+      // A resume continues the checkpoint's model: its classes, with or without --conditional, and its likelihood unless given.
+      const stored = checkpointSizes(bytes).sizes;
+      likelihood = resumedLikelihood(stored, likelihood);
+      modelClasses = resumedClasses(stored, !!o.conditional);
+      const sizes: VaeSizes = { D: pixels, hidden: o.hidden, L: o.latent, ...(modelClasses > 0 ? { classes: modelClasses } : {}) };
+      ckpt = decodeCheckpoint(bytes, arenaLayout({ ...sizes, ...(likelihood ? { likelihood } : {}) }));
+    } catch (e) {
+      throw new Error(`${o.resume}: ${(e as Error).message}${imageSizeHint(bytes, o, pixels)}`, { cause: e });
+    }
+    if (modelClasses > 0) {
+      const bad = labelsReason('train', trainLabels, trainCount, modelClasses) ?? labelsReason('test', testLabels, testCount, modelClasses);
+      if (bad) throw new Error(`${o.resume} is a conditional VAE of ${modelClasses} classes, and ${dataset}'s labels do not fit it: ${bad}`);
+      if (modelClasses !== classes) {
+        console.log(`webgpu-vae: ${o.resume} is a conditional VAE of ${modelClasses} classes: this run continues it as one, on ${dataset}'s labels`);
+      }
+    }
+    // β and the warm-up continue the checkpoint's unless given.
+    const decided = checkResume(o.resume, ckpt, { ...o, beta, klWarmup, dataset, trainCount, images, classNames: d.classNames });
+    ({ beta, klWarmup } = decided);
+    const { epoch, warnings } = decided;
+    if (epoch >= o.epochs) {
+      console.log(`Nothing to do: the checkpoint is at epoch ${epoch}; pass --epochs ${epoch + o.epochs} to train ${o.epochs} more.`);
+      return null;
+    }
+    for (const w of warnings) console.error(`webgpu-vae train: ${w}`);
+    firstEpoch = epoch + 1;
+    resume = Buffer.from(bytes).toString('base64');
+  }
+  return { modelClasses, resume, firstEpoch, likelihood, beta, klWarmup };
+}
+
+/**
+ * A checkpoint of an --images run records the side its images had: when that is not this
+ * run's, the sizes cannot match, and the flag that makes them match is the useful part.
+ */
+function imageSizeHint(bytes: Uint8Array, o: TrainOptions, pixels: number): string {
+  let size: number | undefined;
+  try {
+    size = readRunMetadata(checkpointSizes(bytes).metadata).imageSize;
+  } catch {
+    return ''; // the error being reported says what is wrong with the file
+  }
+  if (size === undefined || size * size === pixels) return '';
+  return o.images !== undefined
+    ? ` (it was trained on ${size}×${size} images: pass --image-size ${size} to continue it)`
+    : ` (it was trained on an --images folder of ${size}×${size} images: pass --images DIR --image-size ${size} to continue it)`;
 }

@@ -39,6 +39,15 @@ function isDebianLike(): boolean {
   }
 }
 
+/** A Debian package's name and installed version, as dpkg knows it. */
+function installedVersion(name: string): string {
+  try {
+    return execFileSync('dpkg-query', ['-W', '-f', '${Package} ${Version}', name], { encoding: 'utf8' });
+  } catch {
+    return name;
+  }
+}
+
 /**
  * The browser to use: `$WEBGPU_VAE_CHROME` (or puppeteer's `$PUPPETEER_EXECUTABLE_PATH`) first,
  * then the usual system paths. On Debian/Ubuntu as root a missing browser is installed with apt.
@@ -55,11 +64,18 @@ export function findChrome(options: { install?: boolean } = {}): string {
   if (found) return found;
   if ((options.install ?? true) && isRoot() && isDebianLike()) {
     console.error('webgpu-vae: no Chrome/Chromium found; installing Debian\'s chromium with apt…');
-    execFileSync('apt-get', ['install', '-y', '-q', 'chromium'], {
-      stdio: 'inherit',
-      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-    });
-    if (existsSync('/usr/bin/chromium')) return '/usr/bin/chromium';
+    const apt = (args: string[]) => execFileSync('apt-get', args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    // A fresh machine's package lists can be months old: installing from them gives an old browser.
+    try {
+      apt(['update', '-q']);
+    } catch {
+      console.error('webgpu-vae: apt-get update failed; installing from the package lists already on this machine');
+    }
+    apt(['install', '-y', '-q', 'chromium']);
+    if (existsSync('/usr/bin/chromium')) {
+      console.error(`webgpu-vae: installed ${installedVersion('chromium')}`);
+      return '/usr/bin/chromium';
+    }
   }
   throw new BrowserHostError(
     'No Chrome or Chromium found. Install one (Debian/Ubuntu: `sudo apt install chromium`; ' +
@@ -116,15 +132,30 @@ export async function launchBrowser(options: { webgpu?: boolean; shared?: boolea
     handleSIGINT: false,
   });
   launchFlags.set(browser, args.filter((a) => !a.startsWith('--user-data-dir')));
+  let closing: Promise<void> | undefined;
   return {
     browser,
     executablePath,
-    async close() {
-      await browser.close().catch(() => {});
-      rmSync(userDataDir, { recursive: true, force: true });
-    },
+    // One closing however often it is asked for (a second Ctrl-C during a run's own close). The
+    // profile is removed only once the browser has exited, since it writes there until then.
+    close: () => (closing ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, CLOSE_TIMEOUT_MS); });
+      await Promise.race([browser.close().catch(() => {}), late]);
+      clearTimeout(timer);
+      const child = browser.process();
+      if (child && child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(userDataDir, { recursive: true, force: true, maxRetries: 5 });
+    })()),
   };
 }
+
+/** How long a browser gets to close before it is killed. */
+const CLOSE_TIMEOUT_MS = 10_000;
 
 /**
  * Asks the page for its adapter through the engine's own acquisition (default adapter, then the

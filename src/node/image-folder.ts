@@ -11,7 +11,7 @@ import { fileTypeProblem, ImageFolderError, MAX_IMAGE_FILE_BYTES, type SkippedFi
 import type { IdxImages, IdxLabels } from '../data/idx';
 import type { FitRule } from '../model/settings';
 import { launchBrowser } from './browser';
-import { startServer } from './server';
+import { ENGINE_FOLDERS, startServer } from './server';
 
 export interface ImageFolderDataset {
   train: IdxImages;
@@ -108,7 +108,7 @@ export async function loadImageFolder(dir: string, options: { size: number; fit:
 
   // A browser of its own, closed before training launches one: decoding needs no GPU.
   const browser = await launchBrowser({ webgpu: false });
-  const server = await startServer();
+  const server = await startServer({ allow: ENGINE_FOLDERS });
   let reply: ImageFolderReply;
   try {
     const page = await browser.browser.newPage();

