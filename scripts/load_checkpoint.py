@@ -36,6 +36,7 @@ raw little-endian tensors).
 import argparse
 import json
 import os
+import re
 import struct
 import sys
 
@@ -216,8 +217,15 @@ def likelihood_of(metadata, has_log_sigma=False):
     return kind, float(sigma)
 
 
+def is_count(value):
+    """A JSON whole number >= 0 (not a bool, which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def read_safetensors(path):
-    """Returns ({name: numpy array}, metadata). Checks that every tensor lies inside the file."""
+    """Returns ({name: numpy array}, metadata). Checks the header's form (a JSON object; metadata
+    of strings; each tensor's dtype, shape and data_offsets) and that every tensor fills its
+    bytes inside the file: a bad file is a ValueError that says what is wrong, never a KeyError."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 8:
@@ -225,17 +233,76 @@ def read_safetensors(path):
     (header_len,) = struct.unpack("<Q", data[:8])
     if 8 + header_len > len(data):
         raise ValueError("%s: header of %d bytes runs past the end of the file (truncated?)" % (path, header_len))
-    header = json.loads(data[8:8 + header_len].decode("utf-8"))
-    metadata = header.pop("__metadata__", {}) or {}
+    try:
+        header = json.loads(data[8:8 + header_len].decode("utf-8"))
+    except ValueError as error:  # json's and UTF-8's decode errors are ValueErrors
+        raise ValueError("%s: the header is not UTF-8 JSON (%s)" % (path, error))
+    if not isinstance(header, dict):
+        raise ValueError("%s: the header is not a JSON object of tensors" % path)
+    metadata = header.pop("__metadata__", None)
+    metadata = {} if metadata is None else metadata
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError("%s: __metadata__ is %s, not a JSON object of strings" % (path, json.dumps(metadata)[:60]))
     body = memoryview(data)[8 + header_len:]
     tensors = {}
     for name, entry in header.items():
-        begin, end = entry["data_offsets"]
+        entry = entry if isinstance(entry, dict) else {}
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in NUMPY_DTYPES:
+            raise ValueError("%s: tensor %s has dtype %r, not one of %s" % (path, name, dtype, ", ".join(NUMPY_DTYPES)))
+        if not isinstance(shape, list) or not all(is_count(d) for d in shape):
+            raise ValueError("%s: tensor %s has shape %r, not a list of sizes" % (path, name, shape))
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(is_count(o) for o in offsets) or offsets[0] > offsets[1]:
+            raise ValueError("%s: tensor %s has data_offsets %r, not [begin, end] in the data section" % (path, name, offsets))
+        begin, end = offsets
         if end > len(body):
             raise ValueError("%s: tensor %s ends past the end of the file (truncated?)" % (path, name))
-        dtype = np.dtype(NUMPY_DTYPES[entry["dtype"]])
-        tensors[name] = np.frombuffer(body[begin:end], dtype=dtype).reshape(entry["shape"]).copy()
+        itemsize = np.dtype(NUMPY_DTYPES[dtype]).itemsize
+        if end - begin != int(np.prod(shape, dtype=np.int64)) * itemsize:
+            raise ValueError("%s: tensor %s has %d bytes, but its shape %s of %s takes %d" % (
+                path, name, end - begin, shape, dtype, int(np.prod(shape, dtype=np.int64)) * itemsize))
+        tensors[name] = np.frombuffer(body[begin:end], dtype=NUMPY_DTYPES[dtype]).reshape(shape).copy()
     return tensors, metadata
+
+
+# The run metadata's ranges: src/model/settings.ts BETA_RANGE and KL_WARMUP_RANGE, and Adam's
+# 32-bit step counter (test/objective.test.ts checks these copies against the TypeScript).
+BETA_RANGE = (0, 1000)
+KL_WARMUP_RANGE = (0, 1000000)
+MAX_STEP = 0xFFFFFFFF
+
+
+def run_metadata(metadata):
+    """{lr, step, beta, kl_warmup} from the metadata, checked as the engine reads them
+    (src/model/checkpoint.ts readRunMetadata): absent keys are the reference's values, present
+    ones must be what the engine writes. Raises ValueError naming the key and the rule."""
+    def number(key, default, ok, rule):
+        text = metadata.get(key)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not ok(value):  # False for NaN
+            raise ValueError("metadata %s %r is not %s" % (key, text, rule))
+        return value
+
+    def whole(key, high, rule):
+        text = metadata.get(key)
+        if text is None:
+            return 0
+        if not re.fullmatch(r"[0-9]+", text) or int(text) > high:
+            raise ValueError("metadata %s %r is not %s (a whole number from 0 to %d)" % (key, text, rule, high))
+        return int(text)
+
+    return {
+        "lr": number("lr", 1e-3, lambda v: 0 < v < float("inf"), "a learning rate (a number above 0)"),
+        "step": whole("step", MAX_STEP, "a step count"),
+        "beta": number("beta", 1.0, lambda v: BETA_RANGE[0] <= v <= BETA_RANGE[1],
+                       "a beta (a number from %g to %g)" % BETA_RANGE),
+        "kl_warmup": whole("kl_warmup", KL_WARMUP_RANGE[1], "a warm-up step count"),
+    }
 
 
 def sizes_of(tensors, metadata=None):
@@ -291,14 +358,15 @@ def load_checkpoint(path, lr=None):
     exp_avg / exp_avg_sq with the checkpoint's step.
     """
     tensors, metadata = read_safetensors(path)
+    run = run_metadata(metadata)
     likelihood, sigma = likelihood_of(metadata, "log_sigma" in tensors)
     model = VAE(*sizes_of(tensors, metadata), likelihood=likelihood, sigma=sigma)
     state = {k: torch.from_numpy(v) for k, v in tensors.items() if not k.startswith(OPT_PREFIXES)}
     model.load_state_dict(state, strict=True)
 
-    lr = lr if lr is not None else float(metadata.get("lr", 1e-3))
+    lr = lr if lr is not None else run["lr"]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    step = int(metadata.get("step", 0))
+    step = run["step"]
     names = [name for name, _ in model.named_parameters()]
     if all(OPT_PREFIXES[0] + n in tensors and OPT_PREFIXES[1] + n in tensors for n in names):
         opt_state = optimizer.state_dict()
@@ -314,24 +382,36 @@ def load_checkpoint(path, lr=None):
     return model, optimizer, metadata
 
 
-def read_idx_labels(path, limit=None):
-    """An idx1-ubyte labels file as a long tensor (n,)."""
+def read_idx(path, dims):
+    """(the header's sizes, the file's bytes) of an idx file of unsigned bytes with `dims`
+    dimensions, whose length must be what its header declares (as the engine's reader checks)."""
     with open(path, "rb") as f:
         data = f.read()
-    magic, count = struct.unpack(">II", data[:8])
-    if magic != 0x801:
-        raise ValueError("%s: magic 0x%08x is not an idx1-ubyte labels file" % (path, magic))
+    header = 4 + 4 * dims
+    if len(data) < header:
+        raise ValueError("%s: %d bytes, too short for an idx header of %d: the file is empty or truncated" % (path, len(data), header))
+    magic = struct.unpack(">I", data[:4])[0]
+    if magic != 0x800 + dims:
+        raise ValueError("%s: magic 0x%08x is not an idx%d-ubyte %s file (0x%08x)" % (
+            path, magic, dims, "images" if dims == 3 else "labels", 0x800 + dims))
+    sizes = struct.unpack(">%dI" % dims, data[4:header])
+    expected = header + int(np.prod(sizes, dtype=np.int64))
+    if len(data) != expected:
+        raise ValueError("%s: the header declares %d bytes but the file has %d: it is %s" % (
+            path, expected, len(data), "truncated" if len(data) < expected else "corrupt"))
+    return sizes, data
+
+
+def read_idx_labels(path, limit=None):
+    """An idx1-ubyte labels file as a long tensor (n,)."""
+    (count,), data = read_idx(path, 1)
     count = count if limit is None else min(count, limit)
     return torch.from_numpy(np.frombuffer(data, dtype=np.uint8, count=count, offset=8).astype(np.int64))
 
 
 def read_idx_images(path, limit=None):
     """An idx3-ubyte file (MNIST's format) as a float tensor (n, rows·cols) in [0, 1]."""
-    with open(path, "rb") as f:
-        data = f.read()
-    magic, count, rows, cols = struct.unpack(">IIII", data[:16])
-    if magic != 0x803:
-        raise ValueError("%s: magic 0x%08x is not an idx3-ubyte images file" % (path, magic))
+    (count, rows, cols), data = read_idx(path, 3)
     count = count if limit is None else min(count, limit)
     pixels = np.frombuffer(data, dtype=np.uint8, count=count * rows * cols, offset=16)
     return torch.from_numpy(pixels.reshape(count, rows * cols).astype(np.float32) / 255.0)
@@ -381,7 +461,18 @@ def main():
     print("Adam state: %s" % ("exp_avg and exp_avg_sq for %d tensors, step %s" % (moments, metadata.get("step", "0"))
                               if moments else "none in the file (a fresh optimizer)"))
 
-    images = read_idx_images(args.images, args.limit)
+    try:
+        images = read_idx_images(args.images, args.limit)
+    except (OSError, ValueError) as error:
+        print("load_checkpoint.py: the test images: %s" % error, file=sys.stderr)
+        return 2
+    # A 14x14 model would otherwise read each 28x28 image as four of its own, and print a loss.
+    if images.shape[1] != model.input_dim:
+        side = metadata.get("image_size")
+        print("load_checkpoint.py: %s holds images of %d pixels, but %s takes %d%s: pass --images with test images of that size" % (
+            args.images, images.shape[1], model.sizes_name(), model.input_dim,
+            " (it was trained on %sx%s images)" % (side, side) if side else ""), file=sys.stderr)
+        return 2
     print("torch %s, %d test images from %s" % (torch.__version__, images.shape[0], args.images))
     labels = None
     if model.classes:
@@ -402,8 +493,9 @@ def main():
     if len(sampled) > 1:
         print("      spread over seeds: %.4f (mean %.4f)" % (max(sampled) - min(sampled), float(np.mean(sampled))))
     print("====> Test set loss with z = mu: %.4f" % test_loss(model, images, args.batch_size, sample=False, labels=labels))
-    beta = float(metadata.get("beta", 1))
-    if beta != 1.0 or int(metadata.get("kl_warmup", 0)) > 0:
+    run = run_metadata(metadata)  # checked by load_checkpoint
+    beta = run["beta"]
+    if beta != 1.0 or run["kl_warmup"] > 0:
         objective = test_loss(model, images, args.batch_size, seed=args.seeds[0], labels=labels, beta=beta)
         print("====> Test set objective (recon + beta*KL, beta = %g): %.4f   (z sampled, torch.manual_seed(%d))" % (
             beta, objective, args.seeds[0]))

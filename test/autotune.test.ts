@@ -85,6 +85,11 @@ describe('autotune on the real adapter', () => {
     expect(r.cached[0][0]).toBe(r.first.key);
     expect(decodePlan(r.cached[0][1])).toEqual(JSON.parse(r.first.plan));
     expect(r.second).toEqual({ from: 'cache', key: r.first.key, plan: r.first.plan });
+    // The key names the browser's full version (its user-agent string says only the major), so
+    // a browser update checks its plan again instead of taking the cached one.
+    const version = /\/([\d.]+)$/.exec(await gpu.browser.version())![1];
+    expect(version).toMatch(/^\d+\.\d+\.[1-9]\d*\.\d+$/);
+    expect(r.first.key).toContain(version);
   });
 
   it.each([

@@ -293,7 +293,7 @@ describe('refusing bad checkpoints', () => {
     expect(m('badEpoch')).toMatch(/metadata epoch "ten" is not an epoch count/);
     expect(r.staticLoad).toMatchObject({ code: 'checkpoint' });
     expect(r.implied.zeroWidthFc21).toMatchObject({
-      code: 'checkpoint', message: expect.stringMatching(/^VAE\.load: checkpoint tensor "fc21\.weight" is \[2147483648,0\], but its fc1 and heads imply a 1-1-2147483648 model/),
+      code: 'checkpoint', message: expect.stringMatching(/^VAE\.load: checkpoint declares a 1-1-2147483648 model, which this engine cannot build: size L \(latent dimensions\) must be a whole number from 1 to 1024/),
     });
     expect(r.implied.weightsMissing).toMatchObject({
       code: 'checkpoint', message: expect.stringMatching(/^VAE\.load: checkpoint declares a 1-1-1024 model, whose weights take 20500 bytes, but the file holds only \d+:/),

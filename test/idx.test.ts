@@ -3,6 +3,7 @@ import { createGzip, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { readIdxImages } from '../src/api/data';
 import { checkPair, gunzipBounded, IdxError, isGzip, MAX_IDX_FILE_BYTES, parseIdxImages, parseIdxLabels } from '../src/data/idx';
+import { INPUT_SIZE_MAX } from '../src/model/settings';
 import { gunzipIfNeeded } from '../src/page/data';
 
 /** Builds an idx file: type code, dims and data bytes as given (no validation, so tests can lie). */
@@ -52,6 +53,14 @@ describe('parse valid files', () => {
     const img = parseIdxImages(big.subarray(5, 5 + file.length), 'view');
     expect(img).toMatchObject({ count: 2, rows: 3, cols: 3 });
     expect(Array.from(img.pixels)).toEqual(seq(18));
+  });
+
+  it('refuses images of more pixels than a model takes, before copying them', () => {
+    const side = Math.sqrt(INPUT_SIZE_MAX);
+    expect(parseIdxImages(idx(0x08, [1, side, side], new Uint8Array(INPUT_SIZE_MAX)), 'max').rows).toBe(side);
+    // One row more: 256 bytes past the limit (the file is whole, so only the limit refuses it).
+    const e = failure(() => parseIdxImages(idx(0x08, [1, side + 1, side], new Uint8Array(INPUT_SIZE_MAX + side)), 'wide'));
+    expect(e.message).toBe(`wide: images of 257×256 = 65792 pixels; a model takes at most ${INPUT_SIZE_MAX} pixels per image (256×256): downscale the images`);
   });
 
   it('accepts the largest allowed sides', () => {
@@ -109,10 +118,10 @@ describe('malformed files', () => {
   });
 
   it('huge declared sizes fail fast without allocating', () => {
-    // Declares 1e8 × 4096 × 4096 bytes (~1.7 PB): must be a length error, not a RangeError from an allocation.
+    // Declares 1e8 × 256 × 256 bytes (~6.5 TB): must be a length error, not a RangeError from an allocation.
     const t = performance.now();
-    const e = failure(() => parseIdxImages(idx(0x08, [100_000_000, 4096, 4096], seq(100)), 'f'));
-    expect(e.message).toMatch(/truncated: the header declares 1677721600000016 bytes in total but the file has only 116/);
+    const e = failure(() => parseIdxImages(idx(0x08, [100_000_000, 256, 256], seq(100)), 'f'));
+    expect(e.message).toMatch(/truncated: the header declares 6553600000016 bytes in total but the file has only 116/);
     expect(performance.now() - t).toBeLessThan(100);
   });
 

@@ -4,12 +4,16 @@
  * part in the shared headless Chromium: real PNGs through createImageBitmap and a canvas,
  * compared pixel for pixel with a CPU rendering of the same rule.
  */
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   assembleImageFolder, HELD_OUT_RULE, imageBytesProblem, isHeldOut, luma, MAX_IMAGE_SIDE, placement, planImageFolder, type FolderPlan,
 } from '../src/data/image-folder';
 import { FIT_RULES, type FitRule } from '../src/model/settings';
+import { listImageFiles } from '../src/node/image-folder';
 import { encodePngGray } from '../src/node/png';
 import { openHarness, type GpuPage } from './gpu';
 import { BAD_FILES, drawShape, undecodablePng } from './shapes';
@@ -165,6 +169,68 @@ function encodePngColour(w: number, h: number, channels: 3 | 4, px: Uint8Array):
   gray.writeUInt32BE(zlib.crc32(gray.subarray(12, 29)) >>> 0, 29);
   return new Uint8Array(gray);
 }
+describe('listImageFiles: the Node walk of an --images folder', () => {
+  const folder = () => mkdtempSync(join(tmpdir(), 'webgpu-vae-links-'));
+  const png = (path: string) => {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, encodePngGray(2, 2, new Uint8Array(4)));
+  };
+
+  it('reads each real folder once: twenty levels of two links each finish at once, each image listed once', () => {
+    // cls/d0 … cls/d20, each d(i) holding two links to d(i+1): a walk that remembered only the
+    // chain it is in would read d20 through 2^20 paths.
+    const root = folder();
+    const levels = 20;
+    for (let i = 0; i <= levels; i++) mkdirSync(join(root, 'cls', `d${i}`), { recursive: true });
+    for (let i = 0; i < levels; i++) for (const name of ['a', 'b']) symlinkSync(`../d${i + 1}`, join(root, 'cls', `d${i}`, name));
+    png(join(root, 'cls', `d${levels}`, 'img.png'));
+    // The same chain reachable only through links (its real folders hidden from the walk).
+    for (let i = 0; i <= levels; i++) mkdirSync(join(root, 'hidden', '.chain', `e${i}`), { recursive: true });
+    for (let i = 0; i < levels; i++) for (const name of ['a', 'b']) symlinkSync(`../e${i + 1}`, join(root, 'hidden', '.chain', `e${i}`, name));
+    png(join(root, 'hidden', '.chain', `e${levels}`, 'img.png'));
+    symlinkSync('.chain/e0', join(root, 'hidden', 'start'));
+    const skipped: { path: string; reason: string }[] = [];
+    const started = performance.now();
+    const files = listImageFiles(root, skipped);
+    const ms = performance.now() - started;
+    console.log(`walk: ${ms.toFixed(0)} ms`);
+    expect(ms).toBeLessThan(20_000);
+    expect(files.map((f) => f.path).sort()).toEqual([`cls/d${levels}/img.png`, `hidden/start/${'a/'.repeat(levels)}img.png`]);
+    // Every link but the ones that first reached a folder: the 2·20 of cls, and 20 of hidden's 40.
+    expect(skipped).toHaveLength(2 * levels + levels);
+    for (const s of skipped) expect(s.reason, s.path).toMatch(/^a link to a folder already read \(as (cls\/d\d+|hidden\/start(\/a)*)\): not followed again$/);
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('does not follow a link out of the folder (to a folder, to a file, to /), and names each', () => {
+    const root = folder();
+    const outside = folder();
+    png(join(outside, 'elsewhere', 'x.png'));
+    png(join(root, 'a', '0.png'));
+    png(join(root, 'b', '0.png'));
+    symlinkSync(join(outside, 'elsewhere'), join(root, 'a', 'out'));
+    symlinkSync(join(outside, 'elsewhere', 'x.png'), join(root, 'a', 'x.png'));
+    symlinkSync('/', join(root, 'b', 'disk'));
+    // Inside links are followed, and a folder keeps the class of its real place: b/0.png is b's,
+    // whichever of a/alias and b the directory listing names first.
+    symlinkSync('../b', join(root, 'a', 'alias'));
+    symlinkSync('0.png', join(root, 'b', '1.png'));
+    symlinkSync('..', join(root, 'b', 'loop'));
+    const skipped: { path: string; reason: string }[] = [];
+    const files = listImageFiles(root, skipped);
+    expect(files.map((f) => f.path).sort()).toEqual(['a/0.png', 'b/0.png', 'b/1.png']);
+    expect(skipped.sort((p, q) => (p.path < q.path ? -1 : 1))).toEqual([
+      { path: 'a/alias', reason: 'a link to a folder already read (as b): not followed again' },
+      { path: 'a/out', reason: `a link to ${realpathSync(join(outside, 'elsewhere'))}, outside the folder: not followed (copy the images into the folder to use them)` },
+      { path: 'a/x.png', reason: `a link to ${realpathSync(join(outside, 'elsewhere', 'x.png'))}, outside the folder: not followed (copy the images into the folder to use them)` },
+      { path: 'b/disk', reason: 'a link to /, outside the folder: not followed (copy the images into the folder to use them)' },
+      { path: 'b/loop', reason: 'a link to a folder that contains it (a loop): not followed' },
+    ]);
+    rmSync(root, { recursive: true, force: true });
+    rmSync(outside, { recursive: true, force: true });
+  });
+});
+
 describe('decodeImageFolder in the browser', () => {
   let h: GpuPage;
   beforeAll(async () => {

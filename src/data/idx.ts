@@ -1,5 +1,6 @@
 // Parser for the idx files MNIST and Fashion-MNIST ship in. Pure TS so the
 // browser engine and the Node CLI share the same checks.
+import { INPUT_SIZE_MAX } from '../model/settings';
 
 export class IdxError extends Error {
   constructor(message: string) {
@@ -135,6 +136,12 @@ function readHeader(bytes: Uint8Array, name: string, kind: 'images' | 'labels'):
     if (side === 0 || side > MAX_SIDE) {
       throw new IdxError(`${name}: declares images of ${sides.join('×')} pixels (each side must be 1..${MAX_SIDE}); the header is corrupt`);
     }
+  }
+  // Checked here, before the pixels are copied or a model is sized by them: every host reads idx files through this.
+  if (kind === 'images' && sides[0] * sides[1] > INPUT_SIZE_MAX) {
+    throw new IdxError(
+      `${name}: images of ${sides.join('×')} = ${sides[0] * sides[1]} pixels; a model takes at most ${INPUT_SIZE_MAX} pixels per image ` +
+        '(256×256): downscale the images');
   }
 
   // Exact in a double: at most 1e8 * 4096 * 4096 ≈ 1.7e15 < 2^53.

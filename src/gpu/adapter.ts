@@ -102,6 +102,26 @@ function browserName(): string {
   return globalThis.navigator?.userAgent ?? 'unknown browser';
 }
 
+type UserAgentData = { getHighEntropyValues(hints: string[]): Promise<{ fullVersionList?: { brand: string; version: string }[] }> };
+
+/**
+ * The browser's full version ("Chromium 156.0.8078.129, …"), for what must change when its
+ * WebGPU implementation does (the tune cache's key): a minor update brings another shader
+ * compiler. Chromium's user-agent string names only the major ("Chrome/156.0.0.0"), so it comes
+ * from userAgentData where the browser has that; elsewhere the user-agent string says it. (The
+ * driver is what the adapter's own `description` says, where the browser exposes it.)
+ */
+export async function browserVersion(): Promise<string> {
+  const data = (globalThis.navigator as { userAgentData?: UserAgentData } | undefined)?.userAgentData;
+  try {
+    const brands = (await data?.getHighEntropyValues(['fullVersionList']))?.fullVersionList;
+    if (brands?.length) return brands.map((b) => `${b.brand} ${b.version}`).join(', ');
+  } catch {
+    // Refused (an insecure context): the user-agent string below.
+  }
+  return browserName();
+}
+
 /** For the headless hosts (src/node/browser.ts), which call it inside the page by module URL. */
 export async function adapterReport(): Promise<{ summary: AdapterSummary } | { error: string }> {
   try {

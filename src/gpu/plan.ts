@@ -80,10 +80,40 @@ export interface KernelPlan {
 /** What the hardware rule aims for per matmul at the VAE's real shapes (batch 128). */
 export const HARDWARE_MIN_INVOCATIONS = 8192;
 
+/**
+ * The software rule's register tiles, measured on SwiftShader (bench/README.md): 8×4 for every
+ * product, 4×4 for the weight gradients without quad-shared loads.
+ */
+const SOFTWARE_TILE: readonly [number, number] = [8, 4];
+const SOFTWARE_WEIGHT_GRADIENT_TILE: readonly [number, number] = [4, 4];
 /** The register tiles the hardware rule tries, most work per invocation first (tileM a multiple of 4). */
 const HARDWARE_TILES: readonly [number, number][] = [[8, 4], [4, 4], [4, 2], [4, 1]];
 /** Then the split-K tiles, most work per invocation first. */
 const SPLITK_TILES: readonly [number, number][] = [[4, 1], [2, 1], [1, 1]];
+
+/**
+ * Every choice a plan may hold: what the rules below can produce, and the workgroup-memory
+ * tiled kernel at its two tiles (which the tuner may try). A plan also arrives from files —
+ * a checkpoint's `kernel_plan`, a tune-cache entry — and a register tile is unrolled into the
+ * kernel's WGSL, so `tileN: 100000` would compile megabytes: decodePlan accepts these and
+ * nothing else, and the tuner refuses a candidate outside them (it could not read its own
+ * plan back). A new tile or variant is added here, where both sides see it.
+ */
+export const PLAN_CHOICES: readonly MatmulChoice[] = [
+  ...[SOFTWARE_TILE, SOFTWARE_WEIGHT_GRADIENT_TILE, ...HARDWARE_TILES].map(([tileM, tileN]) => ({ variant: 'register' as const, tileM, tileN })),
+  ...SPLITK_TILES.map(([tileM, tileN]) => ({ variant: 'splitK' as const, tileM, tileN })),
+  ...[TILE_64, TILE_32].map((t) => ({ variant: 'tiled' as const, tileM: t.BM as 64 | 32, tileN: t.BN as 64 | 32 })),
+].filter((c, i, all) => all.findIndex((d) => sameChoice(c, d)) === i);
+
+/** Whether `c` is one of PLAN_CHOICES: its variant and tile, and no other field. */
+export function isPlanChoice(c: unknown): c is MatmulChoice {
+  return typeof c === 'object' && c !== null && !Array.isArray(c) && Object.keys(c).length === 3 &&
+    PLAN_CHOICES.some((d) => sameChoice(d, c as MatmulChoice));
+}
+
+function sameChoice(a: MatmulChoice, b: MatmulChoice): boolean {
+  return a.variant === b.variant && a.tileM === b.tileM && a.tileN === b.tileN;
+}
 
 export interface MatmulShape {
   M: number;
@@ -97,6 +127,9 @@ export interface MatmulShape {
 export function matmulKey(s: MatmulShape): string {
   return `${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'} ${s.M}×${s.N}×${s.K}`;
 }
+
+/** The text matmulKey writes. */
+const MATMUL_KEY = /^[NT]{2} \d+×\d+×\d+$/;
 
 /** Loss groups of the hardware plan: 64 × 256 lanes = 16,384 over a batch of 128 × 784 pixels. */
 export const HARDWARE_LOSS_GROUPS = 64;
@@ -150,7 +183,8 @@ export function chooseMatmul(plan: KernelPlan, s: MatmulShape, quad: boolean): M
     // Measured on SwiftShader (bench/README.md): with quad-shared loads of A 8×4 wins for every
     // product; without them the weight gradients (transA: K is the batch, the output large) do
     // best at 4×4, where fewer rows per invocation spread the stores.
-    return s.transA && !quad ? { variant: 'register', tileM: 4, tileN: 4 } : { variant: 'register', tileM: 8, tileN: 4 };
+    const [tileM, tileN] = s.transA && !quad ? SOFTWARE_WEIGHT_GRADIENT_TILE : SOFTWARE_TILE;
+    return { variant: 'register', tileM, tileN };
   }
   for (const [tileM, tileN] of HARDWARE_TILES) {
     if (registerInvocations({ tileM, tileN }, s) >= HARDWARE_MIN_INVOCATIONS) return { variant: 'register', tileM, tileN };
@@ -169,17 +203,27 @@ export function encodePlan(plan: KernelPlan): string {
   return JSON.stringify(plan);
 }
 
+/**
+ * The plan `text` encodes, or null when it is not one the engine could have made: the base
+ * (kind, Adam's layout, loss groups) must be planFor's for its kind, each override a
+ * PLAN_CHOICES member under a matmulKey. The result is rebuilt from those parts, so nothing
+ * else in the text reaches a kernel.
+ */
 export function decodePlan(text: string): KernelPlan | null {
+  let p: KernelPlan;
   try {
-    const p = JSON.parse(text) as KernelPlan;
-    const tileOk = (c: MatmulChoice) => Number.isInteger(c?.tileM) && c.tileM > 0 && Number.isInteger(c.tileN) && c.tileN > 0 &&
-      (c.variant === 'splitK' || (c.variant === 'register' && c.tileM % 4 === 0) ||
-        (c.variant === 'tiled' && c.tileM === c.tileN && (c.tileM === 64 || c.tileM === 32)));
-    if ((p.kind !== 'software' && p.kind !== 'hardware') || typeof p.overrides !== 'object' || p.overrides === null) return null;
-    if (p.adam?.layout !== 'blocked' && p.adam?.layout !== 'gridStride') return null;
-    if (!Number.isInteger(p.lossGroups) || p.lossGroups < 1 || p.lossGroups > 256) return null;
-    return Object.values(p.overrides).every(tileOk) ? p : null;
+    p = JSON.parse(text) as KernelPlan;
   } catch {
     return null;
   }
+  if (typeof p !== 'object' || p === null || (p.kind !== 'software' && p.kind !== 'hardware')) return null;
+  const base = planFor(p.kind === 'software');
+  if (JSON.stringify(p.adam) !== JSON.stringify(base.adam) || p.lossGroups !== base.lossGroups) return null;
+  if (typeof p.overrides !== 'object' || p.overrides === null || Array.isArray(p.overrides)) return null;
+  const overrides: Record<string, MatmulChoice> = {};
+  for (const [key, choice] of Object.entries(p.overrides)) {
+    if (!MATMUL_KEY.test(key) || !isPlanChoice(choice)) return null;
+    overrides[key] = { variant: choice.variant, tileM: choice.tileM, tileN: choice.tileN } as MatmulChoice;
+  }
+  return { ...base, overrides };
 }

@@ -33,7 +33,7 @@
  * The base choice of a product is `candidates[0]`: the tuner is given keys, not shapes, so it
  * cannot call chooseMatmul itself. `productToTune` builds a product that way from a shape.
  */
-import { chooseMatmul, decodePlan, encodePlan, matmulKey, type KernelPlan, type MatmulChoice, type MatmulShape } from './plan';
+import { chooseMatmul, decodePlan, encodePlan, isPlanChoice, matmulKey, type KernelPlan, type MatmulChoice, type MatmulShape } from './plan';
 
 /** The shortest span a sample may be: comfortably above a 100 µs timer resolution. */
 export const MIN_SPAN_MS = 2;
@@ -154,6 +154,8 @@ function checkProducts(base: KernelPlan, products: readonly ProductToTune[]): vo
     if (candidates.length === 0) throw new Error(`tuner: product ${key} has no candidates (the first must be the base plan's choice)`);
     candidates.forEach((c, i) => {
       if (candidates.findIndex((d) => sameChoice(c, d)) !== i) throw new Error(`tuner: product ${key} lists ${describeChoice(c)} twice`);
+      // A plan that held it could not be read back from the cache or a checkpoint.
+      if (!isPlanChoice(c)) throw new Error(`tuner: product ${key}: ${describeChoice(c)} is not one of the plan's choices (PLAN_CHOICES in src/gpu/plan.ts)`);
     });
     // The one part of "candidates[0] is the base choice" the tuner can verify without the shape.
     const override = base.overrides[key];
@@ -297,6 +299,8 @@ export interface TuneCache {
 export interface TuneCacheKeyParts {
   adapter: { vendor: string; architecture: string; device: string; description: string };
   browserMajor: number;
+  /** The browser's full version (browserVersion in ./adapter): a minor update is another WGSL compiler and driver path. */
+  browserVersion: string;
   engineVersion: string;
   /** matmulKey of each product tuned; order and repeats do not matter. */
   shapes: string[];
@@ -304,8 +308,10 @@ export interface TuneCacheKeyParts {
 
 /**
  * The key a tuned plan is cached under: everything that can change which choice is fastest or
- * what the candidates are — the adapter, the browser's major version (its WGSL compiler), the
- * engine's version (its kernels and candidates) and the shapes. Field order is fixed and the
+ * what the candidates are — the adapter (its description names the driver where the browser
+ * exposes it), the browser's major and full version (its WGSL compiler: a cache hit skips the
+ * end-to-end check, so an update must not reuse a plan checked under another), the engine's
+ * version (its kernels and candidates) and the shapes. Field order is fixed and the
  * shapes are sorted by code unit (not locale), so the same parts always give the same text.
  */
 export function tuneCacheKey(parts: TuneCacheKeyParts): string {
@@ -313,7 +319,8 @@ export function tuneCacheKey(parts: TuneCacheKeyParts): string {
   const { vendor, architecture, device, description } = parts.adapter;
   const shapes = [...new Set(parts.shapes)].sort();
   return `webgpu-vae tuned plan v1 ${JSON.stringify({
-    adapter: [vendor, architecture, device, description], browserMajor: parts.browserMajor, engineVersion: parts.engineVersion, shapes,
+    adapter: [vendor, architecture, device, description], browserMajor: parts.browserMajor, browserVersion: parts.browserVersion,
+    engineVersion: parts.engineVersion, shapes,
   })}`;
 }
 

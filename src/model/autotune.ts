@@ -17,6 +17,7 @@
  * candidate is built by passing its plan (to the opener, to matmulOp): nothing is set on the
  * runtime, so nothing has to be restored.
  */
+import { browserVersion } from '../gpu/adapter';
 import type { Dispatch, Gpu } from '../gpu/device';
 import { matmulOp, matmulProductOf, matmulUsesQuads, plannedMatmulKernel, type MatmulProduct } from '../gpu/ops';
 import { matmulKey, type KernelPlan, type MatmulChoice } from '../gpu/plan';
@@ -160,7 +161,7 @@ export async function autotunePlan(gpu: Gpu, job: AutotuneJob, base: KernelPlan 
         timed.push({ product, quad, candidates: p.candidates });
       }
       const adapter = gpu.adapter ?? { vendor: '', architecture: '', device: '', description: 'a device the caller brought' };
-      const key = tuneCacheKey({ adapter, browserMajor: job.browserMajor, engineVersion: engineVersion(timed), shapes: products.map((p) => p.key) });
+      const key = tuneCacheKey({ adapter, browserMajor: job.browserMajor, browserVersion: await browserVersion(), engineVersion: engineVersion(timed), shapes: products.map((p) => p.key) });
       const cache: TuneCache = job.cache ?? { get: async () => undefined, put: async () => {} };
       const timer = spanTimer(gpu);
       let checkDifference: number | null = null;

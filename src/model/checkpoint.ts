@@ -122,7 +122,9 @@ export function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata:
   try {
     layout = arenaLayout(sizes);
   } catch (e) {
-    throw new SafetensorsError(`checkpoint declares a ${sizesName(sizes)} model: ${(e as Error).message}; the file is corrupt or not a VAE checkpoint`);
+    throw new SafetensorsError(
+      `checkpoint declares a ${sizesName(sizes)} model, which this engine cannot build: ${(e as Error).message}. ` +
+        'The file is corrupt or edited, or its model is past the limits every host trains within: load a checkpoint within them');
   }
   const wrong = layout.params.find((p) => tensors.has(p.name) && tensors.get(p.name)!.shape.join() !== p.shape.join());
   if (wrong) {

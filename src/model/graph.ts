@@ -16,7 +16,7 @@
  * so the PyTorch example (n = 1, h1 = 400) keeps its names fc1, fc21, fc22, fc3, fc4.
  */
 
-import { DEFAULT_SETTINGS, SIGMA_RANGE } from './settings';
+import { CLASSES_MAX, CLASSES_MIN, DEFAULT_SETTINGS, INPUT_SIZE_MAX, MAX_DEPTH, SETTING_RANGES, SIGMA_RANGE } from './settings';
 
 /**
  * The decoder's p(x|z). Bernoulli (the reference model's) reads the last layer's output as logits;
@@ -119,14 +119,30 @@ export function splitGraph(layers: readonly Layer[]): { encoder: LinearLayer[]; 
   return { encoder: linears(layers.slice(0, at)), decoder: linears(layers.slice(at + 1)) };
 }
 
+/**
+ * Checks `sizes` against the limits every host applies (settings.ts), so that no path — an
+ * option, the library's create, the sizes a checkpoint's shapes imply — builds a model the
+ * others would refuse. A conditional model's sample grid alone takes 8C·(L + C) floats, so a
+ * few kilobytes of checkpoint could otherwise ask for gigabytes.
+ */
 export function checkSizes(sizes: VaeSizes): VaeSizes {
-  const all = [['D', sizes.D], ['L', sizes.L], ...sizes.hidden.map((h, i) => [`hidden[${i}]`, h] as const)] as const;
-  for (const [k, v] of all) {
-    if (!Number.isInteger(v) || v < 1) throw new RangeError(`size ${k} must be a positive integer, got ${v}`);
+  const depth = sizes.hidden.length;
+  if (depth < 1 || depth > MAX_DEPTH) {
+    throw new RangeError(`a VAE has 1 to ${MAX_DEPTH} hidden layers, got ${depth}`);
   }
-  if (sizes.hidden.length < 1) throw new RangeError('a VAE needs at least one hidden layer');
+  const bounded = [
+    ['D (pixels per image)', sizes.D, 1, INPUT_SIZE_MAX],
+    ['L (latent dimensions)', sizes.L, ...SETTING_RANGES.latent],
+    ...sizes.hidden.map((h, i) => [`hidden[${i}] (a hidden width)`, h, ...SETTING_RANGES.hidden] as const),
+  ] as const;
+  for (const [name, v, min, max] of bounded) {
+    if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`size ${name} must be a whole number from ${min} to ${max}, got ${v}`);
+  }
   const C = classesOf(sizes);
-  if (!Number.isInteger(C) || C < 0) throw new RangeError(`size classes must be a whole number (0 for an unconditional VAE), got ${C}`);
+  if (C !== 0 && !(Number.isInteger(C) && C >= CLASSES_MIN && C <= CLASSES_MAX)) {
+    throw new RangeError(
+      `size classes must be 0 (an unconditional VAE) or a whole number from ${CLASSES_MIN} to ${CLASSES_MAX}, got ${C}`);
+  }
   const l = likelihoodOf(sizes);
   if (l.kind === 'gaussian' && l.sigma !== 'learned' && !(l.sigma >= SIGMA_RANGE[0] && l.sigma <= SIGMA_RANGE[1])) {
     throw new RangeError(`the Gaussian likelihood's σ must be from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]}, or learned; got ${l.sigma}`);

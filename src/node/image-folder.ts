@@ -5,7 +5,7 @@
  * reader gives, with the class names and the files it skipped.
  */
 import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import type { ImageFolderReply, ImageFolderRequest } from '../cli/protocol';
 import { fileTypeProblem, ImageFolderError, MAX_IMAGE_FILE_BYTES, type SkippedFile } from '../data/image-folder';
 import type { IdxImages, IdxLabels } from '../data/idx';
@@ -27,26 +27,27 @@ export interface ImageFolderDataset {
 /**
  * Every file under `dir` ('/'-separated paths relative to it) the reader could use, names
  * starting with "." left out as the reader ignores them. A file that is not an image by its
- * name is skipped here, unread, with the planner's reason. Links are followed (a class folder
- * may be one), except a link to a folder the walk is already inside: that is a loop.
+ * name is skipped here, unread, with the planner's reason.
+ *
+ * Links are followed while they stay inside `dir` (a class folder may be a link to another
+ * place in the tree), and each real folder is read once, however many links lead to it: the
+ * walk keeps one set of the real paths it has read, so a link to a folder already read — a
+ * loop, or twenty levels of two links each, which would otherwise be 2^20 walks — is skipped
+ * with its reason. The links are followed after the tree without them, so a folder's files
+ * keep the class of their real place, whatever order the folders are listed in. A link that
+ * leaves `dir` is skipped, named, and not read: followed, a link to `/` would walk the disk.
  */
-function listFiles(dir: string, skipped: SkippedFile[]): { path: string; size: number }[] {
+export function listImageFiles(dir: string, skipped: SkippedFile[]): { path: string; size: number }[] {
   const out: { path: string; size: number }[] = [];
-  const inside = new Set<string>(); // the real paths of the folders being walked, root to here
-  const walk = (rel: string) => {
-    const real = realpathSync(join(dir, rel));
-    if (inside.has(real)) {
-      skipped.push({ path: rel, reason: 'a link to a folder that contains it (a loop): not followed' });
-      return;
-    }
-    inside.add(real);
-    try {
-      walkEntries(rel);
-    } finally {
-      inside.delete(real);
-    }
-  };
-  const walkEntries = (rel: string) => {
+  const root = realpathSync(dir);
+  const under = (real: string, folder: string) => real === folder || real.startsWith(folder.endsWith(sep) ? folder : folder + sep);
+  const read = new Map<string, string>(); // the real path of each folder read, to the path it was read as
+  const links: string[] = []; // met while walking, followed once the tree without them has been read
+  const failed = (path: string, e: unknown) =>
+    skipped.push({ path, reason: `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` });
+
+  const walk = (rel: string, real: string) => {
+    read.set(real, rel);
     let entries;
     try {
       entries = readdirSync(join(dir, rel), { withFileTypes: true });
@@ -57,22 +58,46 @@ function listFiles(dir: string, skipped: SkippedFile[]): { path: string; size: n
     for (const entry of entries) {
       if (entry.name.startsWith('.')) continue;
       const path = rel ? `${rel}/${entry.name}` : entry.name;
-      let st;
-      try {
-        st = statSync(join(dir, path)); // follows symbolic links
-      } catch (e) {
-        skipped.push({ path, reason: `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` });
-        continue;
-      }
-      if (st.isDirectory()) walk(path);
-      else if (st.isFile()) {
-        const badType = fileTypeProblem(entry.name);
-        if (badType) skipped.push({ path, reason: badType });
-        else out.push({ path, size: st.size });
-      }
+      if (entry.isSymbolicLink()) links.push(path);
+      else if (entry.isDirectory()) walk(path, join(real, entry.name));
+      else if (entry.isFile()) file(path);
     }
   };
-  walk('');
+  const file = (path: string) => {
+    const badType = fileTypeProblem(path.slice(path.lastIndexOf('/') + 1));
+    if (badType) {
+      skipped.push({ path, reason: badType });
+      return;
+    }
+    try {
+      out.push({ path, size: statSync(join(dir, path)).size });
+    } catch (e) {
+      failed(path, e);
+    }
+  };
+  const follow = (path: string) => {
+    let st, real;
+    try {
+      st = statSync(join(dir, path));
+      real = realpathSync(join(dir, path));
+    } catch (e) {
+      failed(path, e);
+      return;
+    }
+    if (!under(real, root)) {
+      skipped.push({ path, reason: `a link to ${real}, outside the folder: not followed (copy the images into the folder to use them)` });
+    } else if (st.isFile()) {
+      file(path);
+    } else if (st.isDirectory()) {
+      const before = read.get(real);
+      const parent = realpathSync(join(dir, path, '..'));
+      if (under(parent, real)) skipped.push({ path, reason: 'a link to a folder that contains it (a loop): not followed' });
+      else if (before !== undefined) skipped.push({ path, reason: `a link to a folder already read (as ${before || '.'}): not followed again` });
+      else walk(path, real);
+    }
+  };
+  walk('', root);
+  for (let i = 0; i < links.length; i++) follow(links[i]); // following one may find more
   return out;
 }
 
@@ -88,7 +113,7 @@ export async function loadImageFolder(dir: string, options: { size: number; fit:
   const parts: Uint8Array[] = [];
   const files: ImageFolderRequest['files'] = [];
   let offset = 0;
-  for (const f of listFiles(where, skipped)) {
+  for (const f of listImageFiles(where, skipped)) {
     if (f.size > MAX_IMAGE_FILE_BYTES) {
       skipped.push({ path: f.path, reason: `${f.size} bytes is more than ${MAX_IMAGE_FILE_BYTES}` });
       continue;
