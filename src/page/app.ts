@@ -30,7 +30,8 @@ export interface Session {
   files: PickedFile[] | null;
 }
 
-export type Phase = 'booting' | 'ready' | 'busy' | 'running' | 'failed';
+/** 'waiting': another tab of this page owns the saved run (./tab-lock.ts). */
+export type Phase = 'booting' | 'waiting' | 'ready' | 'busy' | 'running' | 'failed';
 
 export interface State {
   gpu: Gpu | null;

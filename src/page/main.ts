@@ -10,7 +10,7 @@
  *
  * This file wires the page's buttons to its modules: the state they share (./app.ts), the
  * dataset choice (./dataset-choice.ts), sessions (./engine.ts), training (./training.ts), the
- * run kept in browser storage (./saved-run.ts),
+ * run kept in browser storage (./saved-run.ts, owned by one tab at a time: ./tab-lock.ts),
  * checkpoint files (./checkpoint-files.ts), the grids (./model-views.ts) and the test hook.
  */
 import { adapterName } from '../gpu/adapter';
@@ -27,6 +27,7 @@ import { wireClassDraws } from './model-views';
 import { ObjectiveControls } from './objective';
 import { ProgressView } from './progress';
 import { clearSaved, restoreLatest } from './saved-run';
+import { ownSavedRun } from './tab-lock';
 import { installTestHook } from './test-hook';
 import { train } from './training';
 import { indexedDbCache } from './tune-cache';
@@ -101,6 +102,15 @@ async function boot(): Promise<void> {
     return;
   }
   reportAdapter(state.gpu);
+  let waited = false;
+  await ownSavedRun(() => {
+    waited = true;
+    state.phase = 'waiting';
+    say('This page is open in another tab, which owns the run saved in this browser. This tab waits until that one is closed, then restores the run it left.');
+    updateButtons();
+  });
+  if (failed(app)) return;
+  if (waited) say('The other tab was closed: this tab owns the run saved in this browser now.');
   state.phase = 'ready';
   showDatasetChoice(app);
   updateButtons();

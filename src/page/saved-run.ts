@@ -1,6 +1,7 @@
 /**
  * The run kept in browser storage (./storage.ts): saved after every completed epoch, with the
- * picked files its dataset came from, restored when the page opens, deleted by Reset.
+ * picked files its dataset came from, restored when the page opens, deleted by Reset. One tab at
+ * a time owns it (./tab-lock.ts), so no other tab of this page overwrites or deletes it meanwhile.
  */
 import { sameSizes, sizesName } from '../model/graph';
 import type { FitRule } from '../model/settings';
