@@ -15,7 +15,7 @@ import type { Explorer } from './explorer';
 import type { GatheredFolder } from './image-folder';
 import type { ObjectiveControls } from './objective';
 import type { ProgressView } from './progress';
-import type { TuneCache } from '../gpu/tuner';
+import type { PageTuneCache } from './tune-cache';
 
 /** One model on the GPU with its dataset. */
 export interface Session {
@@ -95,7 +95,7 @@ export interface App {
   readonly progress: ProgressView;
   readonly explorer: Explorer;
   /** Tuned kernel plans, kept in this browser's storage (./tune-cache.ts). */
-  readonly tuneCache: TuneCache;
+  readonly tuneCache: PageTuneCache;
   /** The URL's cut of the dataset (`?limit=` and `?testLimit=`). */
   readonly limits: { train?: number; test?: number };
   /** Shows a line in the message area (and logs errors to the console). */

@@ -107,9 +107,10 @@ async function autotuneSession(
   });
   g.plan = result.plan;
   console.info(`webgpu-vae: ${autotuneLines(result)}`);
+  const unkept = tuneCache.putFailure && ` The plan could not be kept in this browser's storage (${tuneCache.putFailure}): the next start tunes again.`;
   say(result.from === 'cache'
     ? `Kernel plan from this browser's tune cache: ${describePlan(result.plan)}.`
-    : `Autotuned (${result.report.timing}): ${result.report.reason}; running ${describePlan(result.plan)}. The report is in the console.`);
+    : `Autotuned (${result.report.timing}): ${result.report.reason}; running ${describePlan(result.plan)}. The report is in the console.${unkept}`);
 }
 
 /** Frees the model's buffers (datasets included); compiled pipelines stay cached on the device. */
