@@ -67,7 +67,9 @@ it('a second tab leaves the first tab\'s saved run alone while the first is open
   for (const id of ['start', 'reset', 'checkpoint-file', 'dataset']) {
     expect(await second.$eval(`#${id}`, (b) => (b as HTMLButtonElement).disabled), `#${id} in the waiting tab`).toBe(true);
   }
-  // The first tab goes on as before: it still owns the run and trains further.
+  // The first tab goes on as before: it still owns the run and trains further. (In front, as a
+  // person would have it: a background tab's frames and timers are throttled.)
+  await first.bringToFront();
   await first.$eval('#epochs', (e) => { (e as HTMLInputElement).value = '2'; e.dispatchEvent(new Event('input')); });
   await first.click('#start');
   await first.waitForFunction(() => window.vaePage?.phase === 'ready' && window.vaePage.epochsDone === 2, { timeout: 300_000, polling: 250 });
