@@ -4,7 +4,7 @@
  * bit-identical training and test losses for every epoch — they share one driver, one settings
  * source and one test-pass convention.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { tempDir, train } from './cli';
@@ -19,17 +19,13 @@ afterAll(async () => { await harness?.close(); });
 
 function viaCli(): EpochLosses {
   const out = tempDir();
-  try {
-    const r = train([
-      '--epochs', String(RUN.epochs), '--train-limit', String(RUN.trainCount), '--test-limit', String(RUN.testCount),
-      '--batch-size', String(RUN.batchSize), '--lr', String(RUN.lr), '--hidden', RUN.hidden.join(','),
-      '--latent', String(RUN.latent), '--seed', String(RUN.seed), '--out', out,
-    ]);
-    expect(r.status, r.stderr).toBe(0);
-    return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-  } finally {
-    rmSync(out, { recursive: true, force: true });
-  }
+  const r = train([
+    '--epochs', String(RUN.epochs), '--train-limit', String(RUN.trainCount), '--test-limit', String(RUN.testCount),
+    '--batch-size', String(RUN.batchSize), '--lr', String(RUN.lr), '--hidden', RUN.hidden.join(','),
+    '--latent', String(RUN.latent), '--seed', String(RUN.seed), '--out', out,
+  ]);
+  expect(r.status, r.stderr).toBe(0);
+  return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
 }
 
 async function viaLibrary(): Promise<EpochLosses> {
