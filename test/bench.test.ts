@@ -74,7 +74,6 @@ function expectEngineResults(json: Record<string, any>, steps: number) {
   // these are checks of the program, not of a tally kept beside it.
   const c = json.counts;
   expect(c.dispatchesPerStep).toBeLessThanOrEqual(16);
-  expect(c.dispatchesPerStep).toBe(c.programDispatchesPerStep); // every recorded dispatch is one of the step's
   expect(c.bytesUploadedPerStep).toBe(0);
   const trainCount = steps * 128;
   expect(c.bytesUploadedPerEpoch).toBe(4 * trainCount + 4); // the shuffle and the batch-index reset, nothing else

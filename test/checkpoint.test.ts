@@ -12,13 +12,13 @@
  *   Refusals: malformed, truncated and mismatched files reject with a `checkpoint` VaeError
  *     and leave the model exactly as it was.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'puppeteer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensors, writeSafetensors, type Tensor } from '../src/io/safetensors';
+import { python } from './cli';
 import { expectClose, openHarness, type GpuPage } from './gpu';
 
 const DIR = 'test/fixtures/checkpoint';
@@ -128,13 +128,6 @@ describe('engine → PyTorch', () => {
     expect(layout(new Uint8Array(Buffer.from(fresh, 'base64')))).toEqual(committed);
   });
 });
-
-/** Python with PyTorch (Debian's python3-torch), as the README runs the scripts. */
-function python(args: string[]) {
-  const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', timeout: 120_000 });
-  if (/No module named 'torch'/.test(r.stderr)) expect.fail('PyTorch is missing for /usr/bin/python3: apt install python3-torch');
-  return r;
-}
 
 describe('engine → PyTorch, a deeper MLP', () => {
   it('scripts/load_checkpoint.py loads a 784-32-16-4 engine checkpoint strictly and reports the test loss evaluate() reports', async () => {

@@ -1,6 +1,7 @@
 /** Running the project's Node tools as a user would, for the tests that spawn them. */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { tempDir } from './temp';
 
 export { fileTempDir, tempDir } from './temp';
@@ -23,4 +24,11 @@ export function train(args: string[], timeoutMs = 900_000): SpawnSyncReturns<str
     throw new Error(`train(${JSON.stringify(args)}): pass --out (a tempDir()); results/ is the user's`);
   }
   return spawnSync(tsx, ['src/cli/train.ts', ...args], { encoding: 'utf8', timeout: timeoutMs, env: toolEnv() });
+}
+
+/** `/usr/bin/python3 ...args` (PyTorch is Debian's python3-torch there), as the README runs the scripts. */
+export function python(args: string[]): SpawnSyncReturns<string> {
+  const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', timeout: 120_000 });
+  if (/No module named 'torch'/.test(r.stderr)) expect.fail('PyTorch is missing for /usr/bin/python3: apt install python3-torch');
+  return r;
 }

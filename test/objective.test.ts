@@ -4,9 +4,7 @@
  * Gaussian model, checkpoints that carry the likelihood and the run's β and warm-up (and refuse
  * metadata that contradicts the tensors), and the CLI's options.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseOptions, type TrainOptions } from '../src/cli/train';
@@ -17,6 +15,7 @@ import { parseSigma, SIGMA_RANGE } from '../src/model/settings';
 import { betaAt, elbo, gaussianLogLikelihood, HALF_LOG_2PI } from '../src/reference/loss';
 import { adam, bceKl } from '../src/reference/ops';
 import { paramNames, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
+import { python, tempDir } from './cli';
 import { rng } from './gpu';
 
 /** Central differences of f at each index of `at` (eps 1e-3 relative, as STYLE.md asks of float64 references). */
@@ -241,16 +240,11 @@ describe('the float64 whole model walks the likelihood layer', () => {
   });
 });
 
-/** scripts/load_checkpoint.py on a checkpoint's bytes (PyTorch 1.13 is /usr/bin/python3's). */
+/** scripts/load_checkpoint.py on a checkpoint's bytes. */
 function loadCheckpointPy(bytes: Uint8Array, args: string[] = ['--limit', '64', '--seeds', '0']) {
-  const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-load-'));
-  try {
-    const path = join(dir, 'checkpoint.safetensors');
-    writeFileSync(path, bytes);
-    return spawnSync('/usr/bin/python3', ['scripts/load_checkpoint.py', path, ...args], { encoding: 'utf8', timeout: 120_000 });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const path = join(tempDir('load'), 'checkpoint.safetensors');
+  writeFileSync(path, bytes);
+  return python(['scripts/load_checkpoint.py', path, ...args]);
 }
 
 /** A number the script printed after `label`. */

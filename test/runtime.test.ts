@@ -84,10 +84,13 @@ describe('kernel plan across a resume', () => {
   it('a checkpoint carries its plan, and resuming under it is exact', async () => {
     const r = await gpu.page.evaluate(() => window.harness.resumeUnderPlan());
     expect(r.recordedKind).toBe('hardware');
-    expect(r.adopted.kind).toBe('hardware'); // a new runtime on this adapter would have taken the software plan
+    // A runtime that ignores the checkpoint's plan takes this adapter's own, the software one: so
+    // the hardware plan below came from the checkpoint.
+    expect(r.ignored.kind).toBe('software');
+    expect(r.adopted.kind).toBe('hardware');
     expect(r.adopted.loss).toBe(r.straightEpoch2); // bit for bit
-    // The plans' register tiles keep each output's order of summation; only the loss partials
-    // are grouped differently, which here rounded to the same bits. A split-K plan would not.
-    console.log(`epoch 2 under the hardware plan ${r.straightEpoch2}; resumed under the ${r.ignored.kind} plan ${r.ignored.loss}`);
+    // Under the other plan the epoch sums in other orders: the same training to float32 rounding,
+    // not necessarily the same bits.
+    expect(Math.abs(r.ignored.loss - r.straightEpoch2)).toBeLessThanOrEqual(1e-5 * Math.abs(r.straightEpoch2));
   });
 });

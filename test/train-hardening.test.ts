@@ -14,7 +14,7 @@ import { parseOptions, RUN_FILES, train as trainInProcess, type TrainOptions } f
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors';
 import { checkpointSizes, decodeCheckpoint } from '../src/model/checkpoint';
 import { arenaLayout } from '../src/model/graph';
-import { fileTempDir, tempDir, toolEnv, train, tsx } from './cli';
+import { fileTempDir, python, tempDir, toolEnv, train, tsx } from './cli';
 
 /** The lines that must match between two runs from epoch `from` on. */
 const logFrom = (from: number, text: string) => text.split('\n').filter((l) => {
@@ -286,13 +286,6 @@ describe('npm run train, files', () => {
   });
 });
 
-/** Python with PyTorch (Debian's python3-torch), as the README runs the scripts. */
-function python(args: string[]) {
-  const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', timeout: 120_000 });
-  if (/No module named 'torch'/.test(r.stderr)) expect.fail('PyTorch is missing for /usr/bin/python3: apt install python3-torch');
-  return r;
-}
-
 describe('scripts/export_checkpoint.py', () => {
   it('refuses a .pt file whose unpickling would run code, without running it', () => {
     const dir = tempDir();
@@ -342,19 +335,31 @@ describe('scripts/export_checkpoint.py', () => {
   it('exports a deeper MLP VAE (fc1, fc2, fc31/fc32, fc4…fc6) that the engine reads as 784-32-16-4', () => {
     const dir = tempDir();
     const made = python(['-c', [
-      'import sys, torch',
+      'import json, sys, torch',
       'sys.path.insert(0, "scripts")',
       'from load_checkpoint import VAE',
       'torch.manual_seed(0)',
-      'torch.save(VAE(784, [32, 16], 4).state_dict(), sys.argv[1] + "/deep.pt")',
+      'model = VAE(784, [32, 16], 4)',
+      'torch.save(model.state_dict(), sys.argv[1] + "/deep.pt")',
+      // What PyTorch holds, per tensor: its first and last values and its sum, to compare with what the engine reads.
+      'print(json.dumps({n: [p.flatten()[0].item(), p.flatten()[-1].item(), p.double().sum().item()] for n, p in model.named_parameters()}))',
     ].join('\n'), dir]);
     expect(made.status, made.stderr).toBe(0);
+    const torchHolds = JSON.parse(made.stdout) as Record<string, [number, number, number]>;
     const r = python(['scripts/export_checkpoint.py', join(dir, 'deep.pt'), join(dir, 'deep.safetensors')]);
     expect(r.status, r.stderr).toBe(0);
     const bytes = readFileSync(join(dir, 'deep.safetensors'));
     const { sizes, metadata } = checkpointSizes(bytes);
     expect([sizes, metadata.hidden_dim]).toEqual([{ D: 784, hidden: [32, 16], L: 4 }, '32,16']);
-    expect(decodeCheckpoint(bytes, arenaLayout(sizes)).params.length).toBe(arenaLayout(sizes).length);
+    const layout = arenaLayout(sizes);
+    const { params } = decodeCheckpoint(bytes, layout);
+    expect(layout.params.map((p) => p.name).sort()).toEqual(Object.keys(torchHolds).sort());
+    for (const { name, offset, length } of layout.params) {
+      const [first, last, sum] = torchHolds[name];
+      const read = params.subarray(offset, offset + length);
+      expect([read[0], read[length - 1]], name).toEqual([first, last]);
+      expect(read.reduce((s, v) => s + v, 0), name).toBeCloseTo(sum, 9);
+    }
   });
 
   it('exports a conditional and a learned-σ Gaussian model (Adam state included) that both the engine and load_checkpoint.py load', () => {
