@@ -6,14 +6,12 @@
  * elements; the output buffer is one sentinel-filled vec4 longer than `count`, so a write past
  * the bounds check shows up.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { reluBackward, reluForward, sigmoid, sigmoidBackward, sigmoidForward } from '../src/reference/ops';
 import type { ActivationEntry } from '../shaders/activations.wgsl';
-import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { expectClose, f32, harnessPage, rng } from './gpu';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 const FLT_MIN = 2 ** -126; // smallest normal float32
 const SENTINEL = 7.25;

@@ -16,16 +16,14 @@
  * dispatch.
  */
 import { createHash } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { adam } from '../src/reference/ops';
 import { ELEMENTWISE_WG, linearWorkgroups } from '../shaders/common';
 import { ADAM_DEFAULT, ADAM_GRID_MAX_WORKGROUPS, ADAM_VEC4_PER_INVOCATION, adamWGSL, adamWorkgroups, type AdamOptions } from '../shaders/adam.wgsl';
 import { LOSS_GROUPS } from '../shaders/loss.wgsl';
-import { expectClose, f32, openHarness, rng, type GpuPage, errorReport } from './gpu';
+import { expectClose, f32, harnessPage, rng, errorReport } from './gpu';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 const ULP = 2 ** -24; // relative error of one correctly rounded float32 operation
 const FLT_MIN = 2 ** -126;

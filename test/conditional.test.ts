@@ -10,19 +10,17 @@
  *   whose own gradient is checked by central differences here.
  * The PyTorch parity of a conditional step is in parity.test.ts.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
 import { arenaLayout, type VaeSizes } from '../src/model/graph';
 import { classCountOf, gridLabels, labelsReason } from '../src/model/labels';
 import { concatOneHot, gatherConditional, matmul, reparamBackward, reparamForward } from '../src/reference/ops';
 import { vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
-import { expectClose, f32, openHarness, permutation, rng, type GpuPage } from './gpu';
+import { expectClose, f32, harnessPage, permutation, rng } from './gpu';
 import type { OpSpec } from './harness/harness';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 const SENTINEL = -3.5;
 const padded = (n: number) => new Float32Array(n + 4).fill(SENTINEL);

@@ -6,15 +6,13 @@
  * the grid stride; extremes: logits ±200 and ±1e30, σ from 1e-3 to 1e3, log σ per pixel ±6.9,
  * means far outside [0, 1], logvar ±20.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { betaAt, elbo, HALF_LOG_2PI } from '../src/reference/loss';
 import { sigmoid } from '../src/reference/ops';
 import type { ElboParams } from '../src/gpu/ops';
-import { expectClose, f32, openHarness, rng, errorReport, type GpuPage } from './gpu';
+import { expectClose, f32, harnessPage, rng, errorReport } from './gpu';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 const ULP = 2 ** -24;
 const SENTINEL = -4.75;

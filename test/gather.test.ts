@@ -5,13 +5,11 @@
  * whose length is not a multiple of 4 (the tail word is padded), the first batch and the last,
  * partial batch of MNIST's 60,000-image epoch (batch 468 of 128 has 96 rows).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { gather } from '../src/reference/ops';
-import { expectClose, f32, openHarness, permutation, rng, type GpuPage } from './gpu';
+import { expectClose, f32, harnessPage, permutation, rng } from './gpu';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 const SENTINEL = -3.5;
 

@@ -3,7 +3,7 @@
  * loaded, plus the comparison helper every kernel test uses.
  */
 import puppeteer, { type Browser, type Page } from 'puppeteer';
-import { afterAll, expect, inject } from 'vitest';
+import { afterAll, beforeAll, expect, inject } from 'vitest';
 import type { RunRequest } from './harness/harness';
 
 export interface GpuPage {
@@ -45,6 +45,30 @@ export async function openHarness(path = '/test/harness/index.html', ready = 'ha
       await page.close();
       browser.disconnect();
     },
+  };
+}
+
+/** The library's test page (test/harness/api.ts): the engine's public API, loaded as `window.vaeTest`. */
+export const API_HARNESS = ['/test/harness/api.html', 'vaeTest'] as const;
+
+/**
+ * A harness page for the tests of the file or describe block this is called in: opened before
+ * them (beforeAll) and closed after them (afterAll), whether they pass or fail. Use it inside tests
+ * and hooks only; it opens when they start.
+ */
+export function harnessPage(path?: string, ready?: string): GpuPage {
+  let opened: GpuPage | undefined;
+  beforeAll(async () => { opened = await openHarness(path, ready); });
+  afterAll(async () => { await opened?.close(); });
+  const open = () => {
+    if (!opened) throw new Error(`the harness page ${path ?? ''} is not open: it opens in beforeAll, for the tests and hooks`);
+    return opened;
+  };
+  return {
+    get page() { return open().page; },
+    get browser() { return open().browser; },
+    run: (request) => open().run(request),
+    close: () => open().close(),
   };
 }
 

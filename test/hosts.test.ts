@@ -6,16 +6,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { tempDir, train } from './cli';
-import { NAVIGATION_TIMEOUT_MS, openHarness, type GpuPage } from './gpu';
+import { NAVIGATION_TIMEOUT_MS, harnessPage, API_HARNESS } from './gpu';
 
 const RUN = { epochs: 2, trainCount: 600, testCount: 300, batchSize: 100, lr: 2e-3, hidden: [32, 16], latent: 4, seed: 4 };
 type EpochLosses = { epoch: number; trainLoss: number; testLoss: number }[];
 
-let harness: GpuPage;
-beforeAll(async () => { harness = await openHarness('/test/harness/api.html', 'vaeTest'); });
-afterAll(async () => { await harness?.close(); });
+const harness = harnessPage(...API_HARNESS);
 
 function viaCli(): EpochLosses {
   const out = tempDir();

@@ -5,13 +5,13 @@
  * compared pixel for pixel with a CPU rendering of the same rule.
  */
 import * as zlib from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   assembleImageFolder, HELD_OUT_RULE, imageBytesProblem, isHeldOut, luma, MAX_IMAGE_SIDE, placement, planImageFolder, type FolderPlan,
 } from '../src/data/image-folder';
 import { FIT_RULES, type FitRule } from '../src/model/settings';
 import { encodePngGray } from '../src/node/png';
-import { openHarness, type GpuPage } from './gpu';
+import { harnessPage } from './gpu';
 import { BAD_FILES, drawShape, undecodablePng } from './shapes';
 
 describe('planImageFolder: classes, labels, split', () => {
@@ -166,14 +166,12 @@ function encodePngColour(w: number, h: number, channels: 3 | 4, px: Uint8Array):
   return new Uint8Array(gray);
 }
 describe('decodeImageFolder in the browser', () => {
-  let h: GpuPage;
+  const h = harnessPage();
   beforeAll(async () => {
-    h = await openHarness();
     // The module as the page and the headless CLI load it (a script tag: vitest rewrites import() inside evaluate).
     await h.page.addScriptTag({ type: 'module', content: "import * as m from '/src/data/image-decode.ts'; window.imageDecode = m;" });
     await h.page.waitForFunction(() => 'imageDecode' in window);
   }, 60_000);
-  afterAll(async () => h?.close());
 
   type Decoded = { classNames: string[]; train: number[]; test: number[]; trainLabels: number[]; skipped: { path: string; reason: string }[] } | { error: string };
   const decode = (files: { path: string; bytes: Uint8Array }[], size: number, fit: string): Promise<Decoded> =>

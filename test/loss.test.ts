@@ -13,15 +13,13 @@
  * the kernels from before the option: their WGSL text (by SHA-256) and their dispatch.
  */
 import { createHash } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { bceKl, sigmoid } from '../src/reference/ops';
 import { ELEMENTWISE_WG } from '../shaders/common';
 import { LOSS_GROUPS, lossWGSL, lossWorkgroups } from '../shaders/loss.wgsl';
-import { expectClose, f32, openHarness, rng, type GpuPage, errorReport } from './gpu';
+import { expectClose, f32, harnessPage, rng, errorReport } from './gpu';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 const ULP = 2 ** -24; // relative error of one correctly rounded float32 operation
 const SENTINEL = -4.75;

@@ -6,16 +6,14 @@
  * Shapes with M, N and K multiples of 4 take the vec4 path, the others the bounds-checked one.
  * The real-shape tests print the workgroups × invocations each dispatch launches.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { MATMUL_WG_X, MATMUL_WG_Y } from '../shaders/matmul.wgsl';
 import { SPLITK_SIZES, splitKShape, splitKWGSL, splitKWorkgroups, type SplitKOptions, type SplitKSizes } from '../shaders/matmul-splitk.wgsl';
 import { chooseMatmul, planFor } from '../src/gpu/plan';
 import { linearBackward, linearForward, matmul, reparamBackward } from '../src/reference/ops';
-import { errorReport, expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { errorReport, expectClose, f32, harnessPage, rng } from './gpu';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 // f32 dot products of length K: error grows like √K·ε·|partial sums| (as in matmul.test.ts).
 const tolerance = (K: number) => ({ rtol: 1e-5, atol: 1e-5 * Math.sqrt(K) });

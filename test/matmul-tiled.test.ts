@@ -7,7 +7,7 @@
  * with NaN and followed by sentinels before each run, so an output left unwritten fails the
  * comparison and a write past C shows up.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   chooseTiledTile, TILE_32, TILE_64, tiledInvocations, tiledWGSL, tiledWorkgroups, type MatmulTile, type TiledMatmulOptions,
 } from '../shaders/matmul-tiled.wgsl';
@@ -15,11 +15,9 @@ import { plannedMatmulKernel } from '../src/gpu/ops';
 import type { MatmulChoice } from '../src/gpu/plan';
 import { matmul, reparamBackward } from '../src/reference/ops';
 import type { OpSpec } from './harness/harness';
-import { errorReport, expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { errorReport, expectClose, f32, harnessPage, rng } from './gpu';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 // f32 dot products of length K: error grows like √K·ε·|partial sums| (as test/matmul.test.ts).
 const tolerance = (K: number) => ({ rtol: 1e-5, atol: 1e-5 * Math.sqrt(K) });

@@ -5,14 +5,12 @@
  * vec4 path, the others the bounds-checked scalar path; both are covered.
  */
 import type { ConsoleMessage } from 'puppeteer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { QUAD_CHECK_DIMS } from '../src/gpu/quads';
 import { linearBackward, linearForward, matmul, reparamBackward } from '../src/reference/ops';
-import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { expectClose, f32, harnessPage, rng } from './gpu';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 // f32 dot products of length K: error grows like √K·ε·|partial sums|.
 const tolerance = (K: number) => ({ rtol: 1e-5, atol: 1e-5 * Math.sqrt(K) });

@@ -10,14 +10,12 @@
  * conditional-gaussian-learned, the options together (13-7-3 on 3 classes, σ learned, β = 2 warmed up over 2 steps).
  */
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { readSafetensors, type Tensor } from '../src/io/safetensors';
 import { arenaLayout, type VaeSizes } from '../src/model/graph';
-import { expectClose, f32, openHarness, type GpuPage } from './gpu';
+import { expectClose, f32, harnessPage } from './gpu';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 const report: string[] = [];
 afterAll(() => console.log(`parity with PyTorch (max abs error / largest |ref|):\n${report.join('\n')}`));

@@ -6,14 +6,12 @@
  * `randn` must look like N(0, 1) (moments, Kolmogorov–Smirnov), be deterministic, and change
  * with seed, step and stream. Every output buffer has a sentinel-filled vec4 past its end.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { reparamBackward, reparamForward } from '../src/reference/ops';
 import { normal, normals } from '../src/reference/philox';
-import { expectClose, f32, openHarness, rng, type GpuPage, errorReport } from './gpu';
+import { expectClose, f32, harnessPage, rng, errorReport } from './gpu';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
 const ULP = 2 ** -24; // relative error of one correctly rounded float32 operation
 const SENTINEL = -9.5;

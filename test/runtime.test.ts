@@ -3,16 +3,12 @@
  * and — measured from outside the runtime, on a device whose calls are wrapped — no leaked
  * buffers or listeners and counters that match what the device saw.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openHarness, type GpuPage } from './gpu';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { harnessPage } from './gpu';
 
-let gpu: GpuPage;
+const gpu = harnessPage();
 let seen: Record<string, any>;
-beforeAll(async () => {
-  gpu = await openHarness();
-  seen = await gpu.page.evaluate(() => window.harness.runtime());
-});
-afterAll(async () => { await gpu?.close(); });
+beforeAll(async () => { seen = await gpu.page.evaluate(() => window.harness.runtime()); });
 
 describe('GPU runtime', () => {
   it('reports a WGSL compile error with line:col and the source', () => {
