@@ -24,7 +24,7 @@ declare module 'vitest' {
 export default async function setup(project: TestProject) {
   const outer = process.env.TMPDIR;
   const runTemp = mkdtempSync(join(tmpdir(), 'webgpu-vae-test-run-'));
-  chmodSync(runTemp, 0o755); // as the temporary folder itself: a test that runs something as another user reaches its folders
+  chmodSync(runTemp, 0o755); // open to all, as /tmp is: a test that runs something as another user must reach its folders
   process.env.TMPDIR = runTemp;
   let browser: HeadlessBrowser | undefined;
   let server: PageServer | undefined;
