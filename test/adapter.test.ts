@@ -3,21 +3,19 @@
  * default is null, and an error that lists what was tried when both are. The browser's own
  * navigator.gpu answers; the wrappers only withhold its answers, as a browser update might.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { BrowserHostError, launchBrowser, reportAdapter } from '../src/node/browser';
-import { NAVIGATION_TIMEOUT_MS, openHarness, type GpuPage } from './gpu';
+import { harnessPage, NAVIGATION_TIMEOUT_MS } from './gpu';
 
 declare global {
   interface Window { adapterModule: typeof import('../src/gpu/adapter') }
 }
 
-let gpu: GpuPage;
+const gpu = harnessPage();
 beforeAll(async () => {
-  gpu = await openHarness();
   // Loaded by the page itself (a string, not a function: vitest would rewrite a function's import()).
   await gpu.page.evaluate(`import('/src/gpu/adapter.ts').then((m) => { window.adapterModule = m; })`);
 });
-afterAll(async () => { await gpu?.close(); });
 
 /** Runs acquireAdapter in the page with navigator.gpu wrapped: `withhold` says which requests get null. */
 async function acquireWith(withhold: 'default' | 'both') {

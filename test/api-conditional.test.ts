@@ -5,19 +5,12 @@
  * { label })`, the labels' effect on evaluate, save → load keeping the classes, and every
  * label argument error.
  */
-import type { Page } from 'puppeteer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../src/io/safetensors';
 import { concatOneHot, linearForward, sigmoid } from '../src/reference/ops';
-import { openHarness, type GpuPage } from './gpu';
+import { API_HARNESS, harnessPage } from './gpu';
 
-let harness: GpuPage;
-let page: Page;
-beforeAll(async () => {
-  harness = await openHarness('/test/harness/api.html', 'vaeTest');
-  ({ page } = harness);
-});
-afterAll(async () => { await harness?.close(); });
+const harness = harnessPage(...API_HARNESS);
 
 const D = 784;
 const H = 32;
@@ -26,7 +19,7 @@ const C = 10;
 
 describe('conditional VAE API', () => {
   it('fits on labels, decodes and samples a chosen class, and keeps its classes through save → load', async () => {
-    const r = await page.evaluate(async (s) => {
+    const r = await harness.page.evaluate(async (s) => {
       const { lib, mnistTest, mnistTestLabels, sameBits, stats, toBase64, f32base64 } = window.vaeTest;
       const images = await mnistTest(512);
       const labels = await mnistTestLabels(512);
@@ -89,7 +82,7 @@ describe('conditional VAE API', () => {
   });
 
   it('rejects label arguments that do not fit the model, naming the fix', async () => {
-    const r = await page.evaluate(async (s) => {
+    const r = await harness.page.evaluate(async (s) => {
       const { lib, failure } = window.vaeTest;
       const cvae = await lib.VAE.create({ seed: 1, hiddenSize: s.H, latentSize: s.L, classes: s.C });
       const vae = await lib.VAE.create({ seed: 1, hiddenSize: s.H, latentSize: s.L });
@@ -141,7 +134,7 @@ describe('conditional VAE API', () => {
     expect(r.fine).toBe(2 * 784);
   });
   it('VAE.load refuses a checkpoint whose recorded class names differ from the ones given (an image folder renamed)', async () => {
-    const r = await page.evaluate(async (s) => {
+    const r = await harness.page.evaluate(async (s) => {
       const { lib, failure } = window.vaeTest;
       const vae = await lib.VAE.create({ seed: 3, hiddenSize: s.H, latentSize: s.L, classes: 3 });
       const saved = await vae.save();

@@ -5,26 +5,19 @@
  * and loads back into the same model; its IWAE estimate (k = 1) matches a float64 one computed
  * here from the saved weights with the Gaussian's p(x|z); bad options are refused by name.
  */
-import type { Page } from 'puppeteer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { gaussianLogLikelihood, IWAE_STREAM, priorMinusPosterior } from '../src/api/likelihood';
 import { readSafetensors } from '../src/io/safetensors';
 import { HALF_LOG_2PI } from '../src/reference/loss';
 import { normals } from '../src/reference/philox';
 import { vaeForwardBackward } from '../src/reference/vae';
-import { openHarness, type GpuPage } from './gpu';
+import { API_HARNESS, harnessPage } from './gpu';
 
-let harness: GpuPage;
-let page: Page;
-beforeAll(async () => {
-  harness = await openHarness('/test/harness/api.html', 'vaeTest');
-  ({ page } = harness);
-});
-afterAll(async () => { await harness?.close(); });
+const harness = harnessPage(...API_HARNESS);
 
 describe('VAE API: β, warm-up and the Gaussian likelihood', () => {
   it('a learned-σ Gaussian fitted with β = 2 over a warm-up: objectives reported, saved, loaded back, its IWAE on the Gaussian p(x|z)', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, mnistTest, toBase64 } = window.vaeTest;
       const images = await mnistTest(384);
       const vae = await lib.VAE.create({ seed: 3, hiddenSize: 32, latentSize: 4, likelihood: 'gaussian', sigma: 'learned' });
@@ -104,7 +97,7 @@ describe('VAE API: β, warm-up and the Gaussian likelihood', () => {
   });
 
   it('bad likelihood, σ, β and warm-up options are refused by name', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, failure, mnistTest } = window.vaeTest;
       const images = await mnistTest(64);
       const create = (o: object) => failure(() => lib.VAE.create({ hiddenSize: 8, latentSize: 2, ...o }).then((v) => v.destroy()));

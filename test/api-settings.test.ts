@@ -6,26 +6,19 @@
  * warm-up are refused by the settings' rules — by the library and, below it, by the engine's
  * model (test/harness/harness.ts's trainSteps).
  */
-import type { Page } from 'puppeteer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../src/io/safetensors';
 import { ENGINE_METADATA_KEYS } from '../src/model/checkpoint';
 import { arenaLayout } from '../src/model/graph';
-import { openHarness, type GpuPage } from './gpu';
+import { API_HARNESS, harnessPage } from './gpu';
 
-let harness: GpuPage;
-let page: Page;
-beforeAll(async () => {
-  harness = await openHarness('/test/harness/api.html', 'vaeTest');
-  ({ page } = harness);
-});
-afterAll(async () => { await harness?.close(); });
+const harness = harnessPage(...API_HARNESS);
 
 const metadataOf = (b64: string) => readSafetensors(new Uint8Array(Buffer.from(b64, 'base64'))).metadata;
 
 describe('VAE API: what a checkpoint says about the model', () => {
   it("save({ metadata }) refuses every key the engine writes or reads, naming it; other keys are saved", async () => {
-    const r = await page.evaluate(async (keys) => {
+    const r = await harness.page.evaluate(async (keys) => {
       const { lib, failure, toBase64 } = window.vaeTest;
       // A Bernoulli, unconditional model with β = 1: the engine writes none of likelihood,
       // sigma, classes, beta, kl_warmup, so a caller's entry under them would survive the save.
@@ -54,7 +47,7 @@ describe('VAE API: what a checkpoint says about the model', () => {
   });
 
   it("the instance load takes the checkpoint's β and warm-up (and the reference model's 1 and 0 from a checkpoint that records none)", async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, mnistTest, toBase64 } = window.vaeTest;
       const images = (await mnistTest(64)).subarray(0, 64 * 784);
       const sizes = { hiddenSize: 8, latentSize: 2 };
@@ -84,7 +77,7 @@ describe('VAE API: what a checkpoint says about the model', () => {
   });
 
   it('classes is 0 or at least 2; likelihood is readable on a created and on a loaded model', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, failure } = window.vaeTest;
       const small = { inputSize: 16, hiddenSize: 8, latentSize: 2 };
       const one = await failure(() => lib.VAE.create({ ...small, classes: 1 }));
@@ -113,7 +106,7 @@ describe('VAE API: what a checkpoint says about the model', () => {
   });
 
   it('β and the warm-up follow the settings\' rules: a fractional or negative warm-up, a β out of range are refused by name', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, failure, mnistTest } = window.vaeTest;
       const images = await mnistTest(32);
       const vae = await lib.VAE.create({ hiddenSize: 8, latentSize: 2 });
@@ -135,9 +128,7 @@ describe('VAE API: what a checkpoint says about the model', () => {
 });
 
 describe('the engine model below the library', () => {
-  let gpu: GpuPage;
-  beforeAll(async () => { gpu = await openHarness(); });
-  afterAll(async () => { await gpu?.close(); });
+  const gpu = harnessPage();
 
   it('VaeModel refuses a fractional warm-up (its u32 uniform would truncate it) and a β out of range', async () => {
     const sizes = { D: 4, hidden: [4], L: 2 };

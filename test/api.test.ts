@@ -14,10 +14,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'puppeteer';
 import { build } from 'vite';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { NAVIGATION_TIMEOUT_MS, openHarness, type GpuPage } from './gpu';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { API_HARNESS, harnessPage, NAVIGATION_TIMEOUT_MS } from './gpu';
 import { PHILOX_STREAM } from '../shaders/philox.wgsl';
 import { IWAE_STREAM, logMeanExp } from '../src/api/likelihood';
 import { readSafetensors } from '../src/io/safetensors';
@@ -26,15 +25,7 @@ import { normals } from '../src/reference/philox';
 import { projectRoot } from '../src/node/server';
 import { planFor } from '../src/gpu/plan';
 
-let harness: GpuPage;
-let page: Page;
-let browser: Browser;
-
-beforeAll(async () => {
-  harness = await openHarness('/test/harness/api.html', 'vaeTest');
-  ({ page, browser } = harness);
-});
-afterAll(async () => { await harness?.close(); });
+const harness = harnessPage(...API_HARNESS);
 
 const fromB64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
 
@@ -67,7 +58,7 @@ function logitsRef(w: Record<string, Float64Array>, z: ArrayLike<number>, rows: 
 
 describe('VAE API', () => {
   it('creates the reference model, trains a few steps with progress events, then encodes, decodes, samples and reconstructs', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, mnistTest, stats } = window.vaeTest;
       const images = await mnistTest(512);
       const vae = await lib.VAE.create({ seed: 1 });
@@ -131,7 +122,7 @@ describe('VAE API', () => {
 
   it('evaluate and logLikelihood agree with a float64 CPU reference of the same model and noise', async () => {
     const [D, H, L, seed, n, k] = [784, 32, 4, 11, 100, 5];
-    const r = await page.evaluate(async (D, H, L, seed, n, k) => {
+    const r = await harness.page.evaluate(async (D, H, L, seed, n, k) => {
       const { lib, mnistTest, toBase64 } = window.vaeTest;
       const images = await mnistTest(256);
       const vae = await lib.VAE.create({ inputSize: D, hiddenSize: H, latentSize: L, seed });
@@ -197,7 +188,7 @@ describe('VAE API', () => {
   });
 
   it('save → load gives identical outputs, and a loaded checkpoint resumes training exactly', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, mnistTest, sameBits } = window.vaeTest;
       const images = await mnistTest(256);
       const sizes = { inputSize: 784, hiddenSize: 64, latentSize: 8 };
@@ -236,7 +227,7 @@ describe('VAE API', () => {
   });
 
   it('pauses, resumes and stops between steps, and an AbortSignal ends a run with its reason', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, mnistTest, failure, stats } = window.vaeTest;
       const images = await mnistTest(1024);
       const vae = await lib.VAE.create({ inputSize: 784, hiddenSize: 32, latentSize: 4, seed: 2 });
@@ -301,7 +292,7 @@ describe('VAE API', () => {
   });
 
   it('rejects bad input with VaeErrors that name the problem', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, failure } = window.vaeTest;
       const { VAE } = lib;
       const vae = await VAE.create({ inputSize: 784, hiddenSize: 16, latentSize: 4 });
@@ -373,7 +364,7 @@ describe('VAE API', () => {
   });
 
   it('frees every GPU buffer on destroy, holds a steady number across jobs, and reports a lost device', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, mnistTest, failure } = window.vaeTest;
       const images = await mnistTest(128);
       const adapter = await navigator.gpu.requestAdapter();
@@ -439,7 +430,7 @@ describe('VAE API', () => {
   });
 
   it('keeps one runtime: a second fit on the same images compiles nothing and uploads only its shuffle; destroy leaves no listener', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, mnistTest } = window.vaeTest;
       const count = 192;
       const images = await mnistTest(count);
@@ -485,7 +476,7 @@ describe('VAE API', () => {
   });
 
   it('records its kernel plan in checkpoints, and a loaded checkpoint keeps the plan it trained with', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, mnistTest, failure } = window.vaeTest;
       const images = await mnistTest(128);
       const vae = await lib.VAE.create({ inputSize: 784, hiddenSize: 16, latentSize: 4, seed: 2 });
@@ -525,7 +516,7 @@ describe('VAE API', () => {
   });
 
   it('a device lost mid-epoch rejects the fit with device-lost; the epoch-1 checkpoint resumes on a new device exactly', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const { lib, mnistTest, failure } = window.vaeTest;
       const images = await mnistTest(512);
       const sizes = { inputSize: 784, hiddenSize: 16, latentSize: 4, seed: 9 };
@@ -567,7 +558,7 @@ describe('VAE API', () => {
   });
 
   it('runs in a dedicated Worker (no DOM in the engine or the API)', async () => {
-    const r = await page.evaluate(async () => {
+    const r = await harness.page.evaluate(async () => {
       const worker = new Worker(new URL('/test/harness/api-worker.ts', location.href), { type: 'module' });
       try {
         return await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -631,7 +622,7 @@ describe('library build and the embedding example', () => {
     // It type-checks against the published declarations, as in a project that installed the package.
     execFileSync(join(projectRoot, 'node_modules/.bin/tsc'), ['-p', 'examples/embed/tsconfig.json'], { cwd: projectRoot, stdio: 'pipe' });
 
-    const example = await browser.newPage();
+    const example = await harness.browser.newPage();
     const errors: string[] = [];
     example.on('pageerror', (e) => errors.push(String(e)));
     try {

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePlan } from '../src/gpu/plan';
 import type { MatmulProduct } from '../src/gpu/ops';
 import { CHECK_RTOL, engineVersion, largestDifference, lossesMatch, TUNE_ALTERNATIVES } from '../src/model/autotune';
-import { tempDir, tsx } from './cli';
+import { tempDir, toolEnv, tsx } from './cli';
 import { openHarness, type GpuPage } from './gpu';
 
 /** A small model, so that tuning it takes seconds on a software adapter. */
@@ -115,7 +115,7 @@ describe('npm run train -- --autotune', () => {
   const run = (out: string, cache: string, extra: string[]) => spawnSync(tsx, [
     'src/cli/train.ts', '--epochs', '1', '--train-limit', '96', '--test-limit', '48', '--batch-size', '24', '--hidden', '48', '--latent', '6',
     '--out', out, ...extra,
-  ], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, WEBGPU_VAE_TUNE_CACHE: cache } });
+  ], { encoding: 'utf8', timeout: 240_000, env: toolEnv({ WEBGPU_VAE_TUNE_CACHE: cache }) });
   /** The kernel_plan a checkpoint's safetensors header records (read here, not by the engine's reader). */
   const checkpointPlan = (file: string) => {
     const bytes = readFileSync(file);

@@ -5,17 +5,16 @@
  * with --compare, an entry per peer (or an explicit skip notice).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodePlan } from '../src/gpu/plan';
-import { tsx } from './cli';
+import { tempDir, toolEnv, tsx } from './cli';
 
 function bench(args: string[], env: Record<string, string> = {}, timeoutMs = 240_000) {
-  const out = join(mkdtempSync(join(tmpdir(), 'webgpu-vae-bench-')), 'bench.json');
+  const out = join(tempDir('bench'), 'bench.json');
   return new Promise<{ code: number | null; stdout: string; stderr: string; json: Record<string, any> }>((resolve, reject) => {
-    const child = spawn(tsx, ['bench/bench.ts', ...args, '--out', out], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(tsx, ['bench/bench.ts', ...args, '--out', out], { env: toolEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -75,7 +74,6 @@ function expectEngineResults(json: Record<string, any>, steps: number) {
   // these are checks of the program, not of a tally kept beside it.
   const c = json.counts;
   expect(c.dispatchesPerStep).toBeLessThanOrEqual(16);
-  expect(c.dispatchesPerStep).toBe(c.programDispatchesPerStep); // every recorded dispatch is one of the step's
   expect(c.bytesUploadedPerStep).toBe(0);
   const trainCount = steps * 128;
   expect(c.bytesUploadedPerEpoch).toBe(4 * trainCount + 4); // the shuffle and the batch-index reset, nothing else
@@ -96,7 +94,7 @@ describe('npm run bench', () => {
   }, 300_000);
 
   it('--autotune: prints the tuner\'s report and caches the plan in a file; a second run takes it from the file', async () => {
-    const cache = mkdtempSync(join(tmpdir(), 'webgpu-vae-tune-cache-'));
+    const cache = tempDir('tune-cache');
     const first = await bench(['--autotune', '--steps', '0', '--repeat', '1'], { WEBGPU_VAE_TUNE_CACHE: cache });
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/kernel tuner, timed by (GPU timestamp queries|wall clock)/);

@@ -12,14 +12,13 @@
  *   Refusals: malformed, truncated and mismatched files reject with a `checkpoint` VaeError
  *     and leave the model exactly as it was.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Page } from 'puppeteer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readSafetensors, writeSafetensors, type Tensor } from '../src/io/safetensors';
-import { expectClose, openHarness, type GpuPage } from './gpu';
+import { python } from './cli';
+import { API_HARNESS, expectClose, harnessPage } from './gpu';
 
 const DIR = 'test/fixtures/checkpoint';
 const file = (name: string) => new Uint8Array(readFileSync(`${DIR}/${name}`));
@@ -39,20 +38,13 @@ function safetensors(shapes: Record<string, number[]>): Uint8Array {
   return writeSafetensors(tensors);
 }
 
-let harness: GpuPage;
-let page: Page;
-
-beforeAll(async () => {
-  harness = await openHarness('/test/harness/api.html', 'vaeTest');
-  ({ page } = harness);
-});
-afterAll(async () => { await harness?.close(); });
+const harness = harnessPage(...API_HARNESS);
 
 /** Loads `checkpoint` in the page and returns encode(x_u8) and decode(z) of the expected-outputs file. */
 async function engineOutputs(checkpoint: Uint8Array, expected: Map<string, Tensor>) {
   const x = expected.get('x_u8')!.data as Uint8Array;
   const z = expected.get('z')!.data as Float32Array;
-  return page.evaluate(async (ckpt: string, x: string, z: string) => {
+  return harness.page.evaluate(async (ckpt: string, x: string, z: string) => {
     const t = window.vaeTest;
     const vae = await t.lib.VAE.load(t.fromBase64(ckpt));
     const { mu, logvar } = await vae.encode(t.fromBase64(x));
@@ -107,7 +99,7 @@ describe('engine → PyTorch', () => {
   });
 
   it('writes today the layout PyTorch loaded: names, dtypes, shapes and metadata keys', async () => {
-    const fresh = await page.evaluate(async () => {
+    const fresh = await harness.page.evaluate(async () => {
       const t = window.vaeTest;
       const vae = await t.lib.VAE.create({ inputSize: 784, hiddenSize: 16, latentSize: 4 });
       const bytes = t.toBase64(await vae.save());
@@ -129,13 +121,6 @@ describe('engine → PyTorch', () => {
   });
 });
 
-/** Python with PyTorch (Debian's python3-torch), as the README runs the scripts. */
-function python(args: string[]) {
-  const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', timeout: 120_000 });
-  if (/No module named 'torch'/.test(r.stderr)) expect.fail('PyTorch is missing for /usr/bin/python3: apt install python3-torch');
-  return r;
-}
-
 describe('engine → PyTorch, a deeper MLP', () => {
   it('scripts/load_checkpoint.py loads a 784-32-16-4 engine checkpoint strictly and reports the test loss evaluate() reports', async () => {
     // The script reads the first `count` MNIST test images (--limit); the model trains on the
@@ -144,7 +129,7 @@ describe('engine → PyTorch, a deeper MLP', () => {
     // for a 0.5 comparison; over 9000 images ten seeds spread by 0.1. Both sides take well
     // under a second per pass at this size.
     const count = 9000;
-    const engine = await page.evaluate(async (count: number) => {
+    const engine = await harness.page.evaluate(async (count: number) => {
       const t = window.vaeTest;
       const all = await t.mnistTest(count + 512);
       const test = all.subarray(0, count * 784);
@@ -250,7 +235,7 @@ describe('refusing bad checkpoints', () => {
       zeroWidthFc21: safetensors({ 'fc1.weight': [1, 1], 'fc21.weight': [2 ** 31, 0] }),
       weightsMissing: safetensors({ 'fc1.weight': [1, 1], 'fc21.weight': [1024, 1] }),
     };
-    const r = await page.evaluate(async (good: string, bad: Record<string, string>, lying: Record<string, string>) => {
+    const r = await harness.page.evaluate(async (good: string, bad: Record<string, string>, lying: Record<string, string>) => {
       const t = window.vaeTest;
       const vae = await t.lib.VAE.load(t.fromBase64(good));
       const x = new Float32Array(4 * 784).map((_, i) => (i % 97) / 96);

@@ -1,18 +1,11 @@
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IdxError } from '../src/data/idx';
 import { DatasetError, FASHION_MNIST_DIR, findDataset, loadDataset, mnistDir, verifyMnist, type DatasetFiles } from '../src/node/datasets';
+import { tempDir } from './temp';
 
-const temps: string[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-datasets-'));
-  temps.push(dir);
-  return dir;
-}
-afterAll(() => temps.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 function idx(dims: number[], fill: (i: number) => number): Buffer {
   const size = dims.reduce((a, b) => a * b, 1);

@@ -166,6 +166,34 @@ export async function openDawnHarness(driver: VulkanDriver): Promise<KernelHarne
   };
 }
 
+/** The library's test page (test/harness/api.ts): the engine's public API, loaded as `window.vaeTest`. */
+export const API_HARNESS = ['/test/harness/api.html', 'vaeTest'] as const;
+
+/**
+ * A harness page for the tests of the file or describe block this is called in: opened before
+ * them (beforeAll) and closed after them (afterAll), whether they pass or fail. Use it inside tests
+ * and hooks only; it opens when they start.
+ */
+export function harnessPage(path?: string, ready?: string): GpuPage {
+  let opened: GpuPage | undefined;
+  beforeAll(async () => { opened = await openHarness(path, ready); });
+  afterAll(async () => { await opened?.close(); });
+  const open = () => {
+    if (!opened) throw new Error(`the harness page ${path ?? ''} is not open: it opens in beforeAll, for the tests and hooks`);
+    return opened;
+  };
+  return {
+    get page() { return open().page; },
+    get browser() { return open().browser; },
+    get adapter() { return open().adapter; },
+    run: (request) => open().run(request),
+    trainSteps: (request) => open().trainSteps(request),
+    quadCheck: (layout) => open().quadCheck(layout),
+    warnings: (match, work) => open().warnings(match, work),
+    close: () => open().close(),
+  };
+}
+
 export const f32 = (bytes: Uint8Array, count?: number) =>
   new Float32Array(bytes.buffer, bytes.byteOffset, count ?? bytes.byteLength / 4);
 

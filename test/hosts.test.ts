@@ -4,32 +4,26 @@
  * bit-identical training and test losses for every epoch — they share one driver, one settings
  * source and one test-pass convention.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { tempDir, train } from './cli';
-import { NAVIGATION_TIMEOUT_MS, openHarness, type GpuPage } from './gpu';
+import { NAVIGATION_TIMEOUT_MS, harnessPage, API_HARNESS } from './gpu';
 
 const RUN = { epochs: 2, trainCount: 600, testCount: 300, batchSize: 100, lr: 2e-3, hidden: [32, 16], latent: 4, seed: 4 };
 type EpochLosses = { epoch: number; trainLoss: number; testLoss: number }[];
 
-let harness: GpuPage;
-beforeAll(async () => { harness = await openHarness('/test/harness/api.html', 'vaeTest'); });
-afterAll(async () => { await harness?.close(); });
+const harness = harnessPage(...API_HARNESS);
 
 function viaCli(): EpochLosses {
   const out = tempDir();
-  try {
-    const r = train([
-      '--epochs', String(RUN.epochs), '--train-limit', String(RUN.trainCount), '--test-limit', String(RUN.testCount),
-      '--batch-size', String(RUN.batchSize), '--lr', String(RUN.lr), '--hidden', RUN.hidden.join(','),
-      '--latent', String(RUN.latent), '--seed', String(RUN.seed), '--out', out,
-    ]);
-    expect(r.status, r.stderr).toBe(0);
-    return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-  } finally {
-    rmSync(out, { recursive: true, force: true });
-  }
+  const r = train([
+    '--epochs', String(RUN.epochs), '--train-limit', String(RUN.trainCount), '--test-limit', String(RUN.testCount),
+    '--batch-size', String(RUN.batchSize), '--lr', String(RUN.lr), '--hidden', RUN.hidden.join(','),
+    '--latent', String(RUN.latent), '--seed', String(RUN.seed), '--out', out,
+  ]);
+  expect(r.status, r.stderr).toBe(0);
+  return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
 }
 
 async function viaLibrary(): Promise<EpochLosses> {

@@ -1,10 +1,10 @@
-import { once } from 'node:events';
-import { createGzip, gzipSync } from 'node:zlib';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { readIdxImages } from '../src/api/data';
 import { checkPair, gunzipBounded, IdxError, isGzip, MAX_IDX_FILE_BYTES, parseIdxImages, parseIdxLabels } from '../src/data/idx';
 import { INPUT_SIZE_MAX } from '../src/model/settings';
 import { gunzipIfNeeded } from '../src/page/data';
+import { gzipOfZeros } from './gzip';
 
 /** Builds an idx file: type code, dims and data bytes as given (no validation, so tests can lie). */
 function idx(type: number, dims: number[], data: ArrayLike<number> = []): Uint8Array {
@@ -158,21 +158,6 @@ describe('malformed files', () => {
 });
 
 describe('gzip, inflated up to a bound', () => {
-  /** The gzip of `n` zero bytes, compressed as it streams so the test never holds them. */
-  async function gzipOfZeros(n: number): Promise<Uint8Array> {
-    const gz = createGzip({ level: 9 });
-    const out: Buffer[] = [];
-    gz.on('data', (c: Buffer) => out.push(c));
-    const ended = once(gz, 'end');
-    const zeros = Buffer.alloc(1 << 20);
-    for (let left = n; left > 0; left -= zeros.length) {
-      if (!gz.write(zeros.subarray(0, Math.min(left, zeros.length)))) await once(gz, 'drain');
-    }
-    gz.end();
-    await ended;
-    return new Uint8Array(Buffer.concat(out));
-  }
-
   /** Runs `read` with a DecompressionStream that counts the bytes it inflates for the reader. */
   async function inflatedBy(read: () => Promise<unknown>): Promise<{ inflated: number; error: unknown }> {
     const Real = globalThis.DecompressionStream;

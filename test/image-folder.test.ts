@@ -8,14 +8,14 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as zlib from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   assembleImageFolder, HELD_OUT_RULE, imageBytesProblem, isHeldOut, luma, MAX_IMAGE_SIDE, placement, planImageFolder, type FolderPlan,
 } from '../src/data/image-folder';
 import { FIT_RULES, type FitRule } from '../src/model/settings';
 import { listImageFiles } from '../src/node/image-folder';
 import { encodePngGray } from '../src/node/png';
-import { openHarness, type GpuPage } from './gpu';
+import { harnessPage } from './gpu';
 import { BAD_FILES, drawShape, undecodablePng } from './shapes';
 
 describe('planImageFolder: classes, labels, split', () => {
@@ -232,14 +232,12 @@ describe('listImageFiles: the Node walk of an --images folder', () => {
 });
 
 describe('decodeImageFolder in the browser', () => {
-  let h: GpuPage;
+  const h = harnessPage();
   beforeAll(async () => {
-    h = await openHarness();
     // The module as the page and the headless CLI load it (a script tag: vitest rewrites import() inside evaluate).
     await h.page.addScriptTag({ type: 'module', content: "import * as m from '/src/data/image-decode.ts'; window.imageDecode = m;" });
     await h.page.waitForFunction(() => 'imageDecode' in window);
   }, 60_000);
-  afterAll(async () => h?.close());
 
   type Decoded = { classNames: string[]; train: number[]; test: number[]; trainLabels: number[]; skipped: { path: string; reason: string }[] } | { error: string };
   const decode = (files: { path: string; bytes: Uint8Array }[], size: number, fit: string): Promise<Decoded> =>

@@ -6,19 +6,16 @@
  * Shapes with M, N and K multiples of 4 take the vec4 path, the others the bounds-checked one.
  * The real-shape tests print the workgroups × invocations each dispatch launches.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { MATMUL_WG_X, MATMUL_WG_Y } from '../shaders/matmul.wgsl';
 import { SPLITK_SIZES, splitKShape, splitKWGSL, splitKWorkgroups, type SplitKOptions, type SplitKSizes } from '../shaders/matmul-splitk.wgsl';
 import { chooseMatmul, planFor } from '../src/gpu/plan';
 import { linearBackward, linearForward, matmul, reparamBackward } from '../src/reference/ops';
-import { errorReport, expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { errorReport, expectClose, f32, harnessPage, rng } from './gpu';
+import { rowSums, tolerance } from './matmul';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
-// f32 dot products of length K: error grows like √K·ε·|partial sums| (as in matmul.test.ts).
-const tolerance = (K: number) => ({ rtol: 1e-5, atol: 1e-5 * Math.sqrt(K) });
 const record = errorReport('matmul split-K');
 
 type Options = Partial<SplitKOptions> & Pick<SplitKOptions, 'transA' | 'transB'>;
@@ -59,13 +56,6 @@ async function splitK(p: Product): Promise<{ C: Float32Array; rowSum: Float32Arr
     read: p.rowSum ? ['C', 'rowSum'] : ['C'],
   });
   return { C: f32(out.C, Csize), rowSum: p.rowSum ? f32(out.rowSum, M) : new Float32Array(0) };
-}
-
-/** Σ_k op(A)(m, k) in float64: the row sums the rowSum epilogue writes. */
-function rowSums(A: ArrayLike<number>, M: number, K: number, transA: boolean): Float64Array {
-  const s = new Float64Array(M);
-  for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) s[m] += transA ? A[k * M + m]! : A[m * K + k]!;
-  return s;
 }
 
 /** Workgroups × invocations of the split-K dispatch, and what the register kernel would launch. */

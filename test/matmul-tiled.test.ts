@@ -7,7 +7,7 @@
  * with NaN and followed by sentinels before each run, so an output left unwritten fails the
  * comparison and a write past C shows up.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   chooseTiledTile, TILE_32, TILE_64, tiledInvocations, tiledWGSL, tiledWorkgroups, type MatmulTile, type TiledMatmulOptions,
 } from '../shaders/matmul-tiled.wgsl';
@@ -15,14 +15,11 @@ import { plannedMatmulKernel } from '../src/gpu/ops';
 import type { MatmulChoice } from '../src/gpu/plan';
 import { matmul, reparamBackward } from '../src/reference/ops';
 import type { OpSpec } from './harness/harness';
-import { errorReport, expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { errorReport, expectClose, f32, harnessPage, rng } from './gpu';
+import { rowSums, tolerance } from './matmul';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
+const gpu = harnessPage();
 
-// f32 dot products of length K: error grows like √K·ε·|partial sums| (as test/matmul.test.ts).
-const tolerance = (K: number) => ({ rtol: 1e-5, atol: 1e-5 * Math.sqrt(K) });
 const TILES: [string, MatmulTile][] = [['64×64', TILE_64], ['32×32', TILE_32]];
 const tileName = (t: MatmulTile) => `tile ${t.BM}×${t.BN} (BK ${t.BK})`;
 const TRANSPOSES: [transA: boolean, transB: boolean][] = [[false, false], [false, true], [true, false], [true, true]];
@@ -37,13 +34,6 @@ afterAll(() => console.log(`matmul-tiled launches at the VAE's real shapes (batc
 const output = (count: number) => Float32Array.from({ length: count + PAD }, (_, i) => (i < count ? NaN : SENTINEL));
 const expectSentinels = (name: string, out: Uint8Array, count: number) =>
   expect([...f32(out).subarray(count, count + PAD)], `${name}: written past its end`).toEqual(Array(PAD).fill(SENTINEL));
-
-/** Σ_k op(A)(m,k) in float64. */
-function rowSums(A: ArrayLike<number>, M: number, K: number, transA: boolean): Float64Array {
-  const s = new Float64Array(M);
-  for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) s[m] += transA ? A[k * M + m]! : A[m * K + k]!;
-  return s;
-}
 
 type Epilogue = { bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string };
 const tiledOp = (

@@ -5,17 +5,13 @@
  * vec4 path, the others the bounds-checked scalar path; both are covered.
  */
 import type { ConsoleMessage } from 'puppeteer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { QUAD_CHECK_DIMS } from '../src/gpu/quads';
 import { linearBackward, linearForward, matmul, reparamBackward } from '../src/reference/ops';
-import { expectClose, f32, openHarness, rng, type GpuPage } from './gpu';
+import { expectClose, f32, harnessPage, rng } from './gpu';
+import { tolerance } from './matmul';
 
-let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness(); });
-afterAll(async () => { await gpu?.close(); });
-
-// f32 dot products of length K: error grows like √K·ε·|partial sums|.
-const tolerance = (K: number) => ({ rtol: 1e-5, atol: 1e-5 * Math.sqrt(K) });
+const gpu = harnessPage();
 
 const SHAPES: [rows: number, inF: number, outF: number][] = [
   [1, 1, 1], [3, 5, 7], [45, 65, 33], [64, 99, 13], [8, 8, 4],

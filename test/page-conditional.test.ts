@@ -5,8 +5,7 @@
  * picker, each checked on the canvases' pixels, not the page's bookkeeping. Screenshot in
  * test/artifacts/page-conditional.png.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type BrowserContext, type ElementHandle, type Page } from 'puppeteer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -15,6 +14,7 @@ import { arenaLayout, initArena } from '../src/model/graph';
 import { mnistDir } from '../src/node/datasets';
 import { projectRoot } from '../src/node/server';
 import { NAVIGATION_TIMEOUT_MS } from './gpu';
+import { fileTempDir } from './temp';
 
 let browser: Browser;
 let context: BrowserContext;
@@ -112,7 +112,7 @@ async function ownPage(query: string, run: (p: Page) => Promise<void>): Promise<
   }
 }
 
-const work = mkdtempSync(join(tmpdir(), 'webgpu-vae-page-conditional-'));
+const work = fileTempDir('page-conditional');
 
 describe('page: the class count of a conditional VAE', () => {
   it('refuses a conditional checkpoint of 3 classes on MNIST (labels up to 9), names the dataset to choose, and trains nothing', async () => {

@@ -12,7 +12,7 @@ import puppeteer, { type Browser, type BrowserContext, type ElementHandle, type 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { HELD_OUT_RULE } from '../src/data/image-folder';
 import { projectRoot } from '../src/node/server';
-import { tempDir, train } from './cli';
+import { fileTempDir, tempDir, train } from './cli';
 import { BAD_FILES, writeShapeFolder } from './shapes';
 import { NAVIGATION_TIMEOUT_MS } from './gpu';
 
@@ -22,7 +22,7 @@ let page: Page;
 let dir: string;
 
 beforeAll(async () => {
-  dir = join(tempDir(), 'shapes');
+  dir = join(fileTempDir('shapes'), 'shapes');
   writeShapeFolder(dir, 40);
   browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
   context = await browser.createBrowserContext(); // empty browser storage

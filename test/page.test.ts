@@ -11,8 +11,6 @@ import { join } from 'node:path';
 import puppeteer, { type Browser, type BrowserContext, type ElementHandle, type Page } from 'puppeteer';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { once } from 'node:events';
-import { createGzip } from 'node:zlib';
 import { MAX_IDX_FILE_BYTES } from '../src/data/idx';
 import { writeSafetensors } from '../src/io/safetensors';
 import { decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
@@ -22,6 +20,7 @@ import { mnistDir } from '../src/node/datasets';
 import { projectRoot } from '../src/node/server';
 import { serveStatic, type StaticServer } from './page/static-server';
 import { NAVIGATION_TIMEOUT_MS } from './gpu';
+import { gzipOfZeros } from './gzip';
 
 // A CI-sized run: 4096 images in batches of 64 for 3 epochs is 192 steps, which the
 // software adapter trains in well under a minute, and enough to draw recognisable digits.
@@ -146,21 +145,6 @@ function idxSlice(file: string, count: number, recordBytes: number, headerBytes:
   const out = Buffer.from(bytes.subarray(0, headerBytes + count * recordBytes));
   out.writeUInt32BE(count, 4);
   return out;
-}
-
-/** The gzip of `n` zero bytes, compressed as it streams (about 1 KB per MB). */
-async function gzipOfZeros(n: number): Promise<Buffer> {
-  const gz = createGzip({ level: 9 });
-  const out: Buffer[] = [];
-  gz.on('data', (c: Buffer) => out.push(c));
-  const ended = once(gz, 'end');
-  const zeros = Buffer.alloc(1 << 20);
-  for (let left = n; left > 0; left -= zeros.length) {
-    if (!gz.write(zeros.subarray(0, Math.min(left, zeros.length)))) await once(gz, 'drain');
-  }
-  gz.end();
-  await ended;
-  return Buffer.concat(out);
 }
 
 /** Picks a checkpoint file and waits for the page's verdict on it. */

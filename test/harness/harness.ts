@@ -27,21 +27,29 @@ export interface BufferSpec {
   bytes?: number;
 }
 
+/** An op's buffers argument with each GPU buffer replaced by the name of a test buffer. */
+type Named<T> = { [K in keyof T]: string };
+type Args<F extends (...args: never[]) => unknown> = Parameters<F>;
+/** A matmul kernel's spec, from its op's dims, options and buffers. */
+type MatmulSpec<Op extends string, F extends typeof ops.matmulOp | typeof ops.matmulTiledOp | typeof ops.matmulSplitKOp> =
+  { op: Op; dims: Args<F>[2]; options: Args<F>[3] } & Named<Args<F>[4]>;
+
+/** One op of a run: its function's arguments (ops.ts), buffers named. */
 export type OpSpec =
-  | { op: 'matmul'; dims: { M: number; N: number; K: number; L?: number }; options: Parameters<typeof ops.matmulOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
-  | { op: 'matmulTiled'; dims: { M: number; N: number; K: number; L?: number }; options: Parameters<typeof ops.matmulTiledOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
-  | { op: 'matmulSplitK'; dims: { M: number; N: number; K: number; L?: number }; options: Parameters<typeof ops.matmulSplitKOp>[3]; A: string; B: string; C: string; bias?: string; mask?: string; rowSum?: string; mulv?: string; eps?: string }
-  | { op: 'activation'; entry: Parameters<typeof ops.activationOp>[2]; count: number; inputs: string[]; out: string }
-  | { op: 'gather'; dims: { rows: number; D: number; batchSize: number }; state: string; data: string; perm: string; X: string }
-  | { op: 'gatherConditional'; dims: { rows: number; D: number; batchSize: number; C: number; L: number }; state: string; data: string; perm: string; labels: string; X: string; XY: string; Z: string }
-  | { op: 'reparam'; entry: Parameters<typeof ops.reparamOp>[2]; params: Parameters<typeof ops.reparamOp>[3]; buffers: string[] }
-  | { op: 'bceKl'; dims: { rows: number; D: number; L: number }; logits: string; x: string; mulv: string; dlogits: string; dmulv: string; partials: string; groups?: number }
-  | { op: 'lossFinalize'; state: string; partials: string; out: string; groups?: number }
-  | { op: 'elbo'; dims: { rows: number; D: number; L: number }; params: ops.ElboParams; state: string; logits: string; x: string; mulv: string; logSigma?: string; dlogits: string; dmulv: string; partials: string; groups?: number }
-  | { op: 'elboFinalize'; params: ops.ElboParams; state: string; partials: string; out: string; objective: string; groups?: number }
-  | { op: 'gaussianDlogSigma'; dims: { rows: number; D: number }; mean: string; x: string; logSigma: string; dlogSigma: string }
+  | MatmulSpec<'matmul', typeof ops.matmulOp>
+  | MatmulSpec<'matmulTiled', typeof ops.matmulTiledOp>
+  | MatmulSpec<'matmulSplitK', typeof ops.matmulSplitKOp>
+  | { op: 'activation'; entry: Args<typeof ops.activationOp>[2]; count: number; inputs: string[]; out: string }
+  | ({ op: 'gather'; dims: Args<typeof ops.gatherOp>[2] } & Named<Args<typeof ops.gatherOp>[3]>)
+  | ({ op: 'gatherConditional'; dims: Args<typeof ops.gatherConditionalOp>[2] } & Named<Args<typeof ops.gatherConditionalOp>[3]>)
+  | { op: 'reparam'; entry: Args<typeof ops.reparamOp>[2]; params: Args<typeof ops.reparamOp>[3]; buffers: string[] }
+  | ({ op: 'bceKl'; dims: Args<typeof ops.bceKlOp>[2]; groups?: number } & Named<Args<typeof ops.bceKlOp>[3]>)
+  | ({ op: 'lossFinalize'; groups?: number } & Named<Args<typeof ops.lossFinalizeOp>[2]>)
+  | ({ op: 'elbo'; dims: Args<typeof ops.elboOp>[2]; params: Args<typeof ops.elboOp>[3]; groups?: number } & Named<Args<typeof ops.elboOp>[4]>)
+  | ({ op: 'elboFinalize'; params: Args<typeof ops.elboFinalizeOp>[2]; groups?: number } & Named<Args<typeof ops.elboFinalizeOp>[3]>)
+  | ({ op: 'gaussianDlogSigma'; dims: Args<typeof ops.gaussianDlogSigmaOp>[2] } & Named<Args<typeof ops.gaussianDlogSigmaOp>[3]>)
   | { op: 'meanClamp'; count: number; mean: string; image: string }
-  | { op: 'adam'; length: number; hyper: ops.AdamHyper; state: string; params: string; grads: string; m: string; v: string; options?: Parameters<typeof ops.adamOp>[5] };
+  | ({ op: 'adam'; length: number; hyper: Args<typeof ops.adamOp>[3]; options?: Args<typeof ops.adamOp>[5] } & Named<Args<typeof ops.adamOp>[4]>);
 
 export interface RunRequest {
   buffers: Record<string, BufferSpec>;
