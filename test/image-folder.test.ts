@@ -4,8 +4,7 @@
  * part in the shared headless Chromium: real PNGs through createImageBitmap and a canvas,
  * compared pixel for pixel with a CPU rendering of the same rule.
  */
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +15,7 @@ import { FIT_RULES, type FitRule } from '../src/model/settings';
 import { listImageFiles } from '../src/node/image-folder';
 import { encodePngGray } from '../src/node/png';
 import { harnessPage } from './gpu';
+import { tempDir } from './temp';
 import { BAD_FILES, drawShape, undecodablePng } from './shapes';
 
 describe('planImageFolder: classes, labels, split', () => {
@@ -170,7 +170,7 @@ function encodePngColour(w: number, h: number, channels: 3 | 4, px: Uint8Array):
   return new Uint8Array(gray);
 }
 describe('listImageFiles: the Node walk of an --images folder', () => {
-  const folder = () => mkdtempSync(join(tmpdir(), 'webgpu-vae-links-'));
+  const folder = () => tempDir('links');
   const png = (path: string) => {
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, encodePngGray(2, 2, new Uint8Array(4)));
@@ -199,7 +199,6 @@ describe('listImageFiles: the Node walk of an --images folder', () => {
     // Every link but the ones that first reached a folder: the 2·20 of cls, and 20 of hidden's 40.
     expect(skipped).toHaveLength(2 * levels + levels);
     for (const s of skipped) expect(s.reason, s.path).toMatch(/^a link to a folder already read \(as (cls\/d\d+|hidden\/start(\/a)*)\): not followed again$/);
-    rmSync(root, { recursive: true, force: true });
   });
 
   it('does not follow a link out of the folder (to a folder, to a file, to /), and names each', () => {
@@ -226,8 +225,6 @@ describe('listImageFiles: the Node walk of an --images folder', () => {
       { path: 'b/disk', reason: 'a link to /, outside the folder: not followed (copy the images into the folder to use them)' },
       { path: 'b/loop', reason: 'a link to a folder that contains it (a loop): not followed' },
     ]);
-    rmSync(root, { recursive: true, force: true });
-    rmSync(outside, { recursive: true, force: true });
   });
 });
 
