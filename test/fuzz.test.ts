@@ -21,7 +21,7 @@ function attempt(read: Reader, bytes: Uint8Array, ErrorType: new (...a: never[])
     expect(out.byteLength, `${what}: result larger than the file`).toBeLessThanOrEqual(bytes.length);
     return 'accepted';
   } catch (e) {
-    if (!(e instanceof ErrorType)) throw new Error(`${what}: threw ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    if (!(e instanceof ErrorType)) throw new Error(`${what}: threw ${(e as Error)?.name}: ${(e as Error)?.message}`, { cause: e });
     expect((e as Error).message.length).toBeGreaterThan(20);
     return 'refused';
   }

@@ -61,10 +61,10 @@ describe('the float64 objective', () => {
 
   it('β = 1 Bernoulli is bceKl: the reference model\'s loss, and the objective equals it', () => {
     const g = elbo(out, x, mulv, rows, D, L, { likelihood: 'bernoulli', beta: 1 });
-    const seed = bceKl(out, x, mulv, rows, D, L);
-    expect(g.loss).toBe(seed.loss);
-    expect(g.objective).toBe(seed.loss);
-    expect([...g.dmulv]).toEqual([...seed.dmulv]);
+    const reference = bceKl(out, x, mulv, rows, D, L);
+    expect(g.loss).toBe(reference.loss);
+    expect(g.objective).toBe(reference.loss);
+    expect([...g.dmulv]).toEqual([...reference.dmulv]);
   });
 
   it('the Gaussian loss is a negative log-density in nats: σ = 1 and a perfect mean cost ½·log(2π) per pixel', () => {

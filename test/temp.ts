@@ -14,10 +14,10 @@ export const removeDir = (dir: string) => rmSync(dir, { recursive: true, force: 
 
 /** A new folder, removed when the test that asked for it finishes. Only inside a test. */
 export function tempDir(what = 'test'): string {
-  let dir: string | undefined;
-  onTestFinished(() => { if (dir) removeDir(dir); }); // throws outside a test, before anything is made
-  dir = make(what);
-  return dir;
+  const made: string[] = [];
+  onTestFinished(() => made.forEach(removeDir)); // throws outside a test, before anything is made
+  made.push(make(what));
+  return made[0]!;
 }
 
 const forFile: string[] = [];

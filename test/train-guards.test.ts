@@ -188,6 +188,7 @@ describe('npm run train, among other processes', () => {
     const r = train(['--epochs', '2', '--resume', checkpoint, '--out', dir], 120_000);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('checkpoint metadata epoch "]0;owned[2J1" is not an epoch count');
+    // eslint-disable-next-line no-control-regex -- what the CLI printed must hold no control characters
     expect(r.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
 
     // An --images folder whose class and file names carry escapes; no file is an image, so it is refused naming them.
@@ -199,6 +200,7 @@ describe('npm run train, among other processes', () => {
     const refused = train(['--images', images, '--epochs', '1', '--out', tempDir()], 120_000);
     expect(refused.status, refused.stderr).not.toBe(0);
     expect(refused.stderr).toMatch(/cat\[31m/);
+    // eslint-disable-next-line no-control-regex -- as above
     expect(refused.stdout + refused.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
   });
 

@@ -14,7 +14,7 @@ import { arenaLayout, sizesName, type VaeSizes } from '../model/graph';
 import { VaeError } from './errors';
 import { Inference } from '../model/inference';
 import { STEPS_PER_SUBMIT } from '../model/settings';
-import { Trainer } from '../model/trainer';
+import type { Trainer } from '../model/trainer';
 import { openModel } from '../model/open';
 import { uploadImages, type VaeModel, type GpuImages } from '../model/vae';
 

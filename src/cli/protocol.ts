@@ -25,7 +25,7 @@ export interface RunConfig {
   classes?: number;
   trainLabelsUrl?: string;
   testLabelsUrl?: string;
-  /** β, its warm-up and the likelihood (absent: the seed model's). */
+  /** β, its warm-up and the likelihood (absent: the reference model's). */
   beta?: number;
   klWarmup?: number;
   likelihood?: Likelihood;

@@ -114,9 +114,9 @@ export function reparamForward(gpu: Gpu, tag: string, rows: number, L: number, s
 }
 
 /**
- * The seed model (Bernoulli, β = 1, no warm-up) runs the seed's kernels, bce_kl and
- * loss_finalize, so its bits are the seed's; anything else runs the general objective (elbo),
- * whose reduction yields two scalars per batch: the seed's loss and the objective.
+ * The reference model (Bernoulli, β = 1, no warm-up) runs its own kernels, bce_kl and
+ * loss_finalize, so its bits are unchanged; anything else runs the general objective (elbo),
+ * whose reduction yields two scalars per batch: the loss and the objective.
  */
 export function generalObjective(sizes: VaeSizes, o: Partial<ObjectiveSettings>): boolean {
   return likelihoodOf(sizes).kind === 'gaussian' || weightedKl(o);
@@ -178,7 +178,7 @@ export interface GpuImages {
 export interface PassConfig {
   seed: number;
   batchSize: number;
-  /** β and its warm-up (absent: the seed's β = 1). */
+  /** β and its warm-up (absent: the reference model's β = 1). */
   objective?: Partial<ObjectiveSettings>;
   /** Whether the state counts Adam steps, so the warm-up applies (training, not evaluation). */
   training?: boolean;

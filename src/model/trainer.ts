@@ -6,7 +6,7 @@
  * pause or stop take effect within a few steps.
  */
 import { shuffled } from './random';
-import { RECON_COUNT, VaeModel } from './vae';
+import { RECON_COUNT, type VaeModel } from './vae';
 
 export interface TrainerOptions {
   /** Training steps recorded into one submit (default 16). */

@@ -34,7 +34,7 @@ export interface VaeJob {
   adam: AdamHyper;
   train: GpuImages;
   test: GpuImages;
-  /** β on the KL term (default 1, the seed model). */
+  /** β on the KL term (default 1, the reference model's). */
   beta?: number;
   /** Adam steps of the linear KL warm-up (default 0: none); see ObjectiveSettings. */
   klWarmup?: number;
@@ -61,7 +61,7 @@ interface Built extends VaeJob {
   act: Activations;
   trainLoss: GPUBuffer;
   testLoss: GPUBuffer;
-  /** recon + β_t·KL per batch, for the general objective only (the seed's loss is all there is otherwise). */
+  /** recon + β_t·KL per batch, for the general objective only (the reference model's loss is all there is otherwise). */
   trainObjective?: GPUBuffer;
   testObjective?: GPUBuffer;
   programs: Map<string, Dispatch[]>;
@@ -153,7 +153,7 @@ export class VaeModel {
     return this.built.testLoss;
   }
 
-  /** Whether this job optimizes more than the seed's loss (β ≠ 1, a warm-up, or the Gaussian): then the objective rings exist. */
+  /** Whether this job optimizes more than the reference model's loss (β ≠ 1, a warm-up, or the Gaussian): then the objective rings exist. */
   get generalObjective(): boolean {
     return generalObjective(this.sizes, this.built);
   }

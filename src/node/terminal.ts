@@ -10,6 +10,7 @@ import { format } from 'node:util';
  * Control characters (C0, DEL and C1), except the tab and the line feed the program's own lines
  * are made of: a line feed in a name can only start a new line of plain text.
  */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
 
 export const printable = (text: string) => text.replace(CONTROL, '');

@@ -5,7 +5,7 @@
  */
 import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, type RunSettings } from '../model/settings';
 
-/** β and its warm-up are not page fields yet (see issue 14): the page trains the seed's objective. */
+/** β and its warm-up are the objective's fields (./objective.ts), not these. */
 export type Settings = Omit<RunSettings, 'beta' | 'klWarmup'>;
 
 type Reason = { reason: string };

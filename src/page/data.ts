@@ -57,7 +57,7 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
   try {
     response = await fetch(url);
   } catch (e) {
-    throw new Error(`fetching ${url} failed (${(e as Error).message}); is the page's server still running?`);
+    throw new Error(`fetching ${url} failed (${(e as Error).message}); is the page's server still running?`, { cause: e });
   }
   if (!response.ok) {
     throw new Error(`fetching ${url}: HTTP ${response.status}. The site must ship the mnist/ folder that \`npm run build\` writes beside index.html.`);

@@ -9,7 +9,7 @@ import type { Likelihood } from '../model/graph';
 import { BETA_RANGE, betaReason, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, KL_WARMUP_RANGE, parseSigma, type ObjectiveSettings } from '../model/settings';
 
 export interface PageObjective extends ObjectiveSettings {
-  /** Absent: Bernoulli, the seed model. */
+  /** Absent: Bernoulli, the reference model's. */
   likelihood?: Likelihood;
 }
 

@@ -157,6 +157,8 @@ export async function run(request: RunRequest, entry?: GPU): Promise<Record<stri
       g.freeBuffers(); // the shared runtime stays for the next request
     }
     const error = validation ?? oom;
+    // A validation error says more than the failure it caused, so it replaces one thrown above.
+    // eslint-disable-next-line no-unsafe-finally
     if (error) throw new Error(`WebGPU ${validation ? 'validation' : 'out-of-memory'} error: ${error.message}`);
   }
 }
@@ -213,6 +215,7 @@ export async function trainSteps(r: TrainStepsRequest, entry?: GPU): Promise<Rec
   } finally {
     const error = await g.device.popErrorScope();
     g.destroy();
+    // eslint-disable-next-line no-unsafe-finally -- as in run: the validation error is the cause
     if (error) throw new Error(`WebGPU validation error: ${error.message}`);
   }
 }
