@@ -41,7 +41,7 @@ export type OpSpec =
   | { op: 'elboFinalize'; params: ops.ElboParams; state: string; partials: string; out: string; objective: string; groups?: number }
   | { op: 'gaussianDlogSigma'; dims: { rows: number; D: number }; mean: string; x: string; logSigma: string; dlogSigma: string }
   | { op: 'meanClamp'; count: number; mean: string; image: string }
-  | { op: 'adam'; length: number; hyper: ops.AdamHyper; state: string; params: string; grads: string; m: string; v: string; options?: Parameters<typeof ops.adamOp>[5] };
+  | { op: 'adam'; length: number; hyper: ops.AdamHyper; state: string; params: string; grads: string; m: string; v: string; options?: Parameters<typeof ops.adamOp>[5]; clamp?: Parameters<typeof ops.adamOp>[6] };
 
 export interface RunRequest {
   buffers: Record<string, BufferSpec>;
@@ -112,7 +112,7 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
     case 'adam':
       return ops.adamOp(g, label, spec.length, spec.hyper, {
         state: b[spec.state], params: b[spec.params], grads: b[spec.grads], m: b[spec.m], v: b[spec.v],
-      }, spec.options);
+      }, spec.options, spec.clamp);
   }
 }
 
