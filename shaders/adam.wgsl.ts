@@ -121,7 +121,7 @@ function update(clamp: AdamClamp | undefined): string {
   return `${UPDATE}
     if (i >= ${Math.floor(clamp.offset / 4)}u && i < ${Math.ceil(end / 4)}u) {
       let element = 4u * i + vec4<u32>(0u, 1u, 2u, 3u);
-      let held = element >= vec4<u32>(${clamp.offset}u) & element < vec4<u32>(${end}u);
+      let held = (element >= vec4<u32>(${clamp.offset}u)) & (element < vec4<u32>(${end}u));
       params[i] = select(params[i], clamp(params[i], vec4<f32>(f32(${clamp.min})), vec4<f32>(f32(${clamp.max}))), held);
     }`;
 }
