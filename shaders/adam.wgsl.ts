@@ -53,12 +53,37 @@ export interface AdamOptions {
   workgroups?: number;
 }
 
+/**
+ * Elements [offset, offset + length) of the arena that Adam clamps to [min, max] right after
+ * updating them: the learned σ's log_sigma (to settings.ts LOG_SIGMA_RANGE). The parameter
+ * itself is kept in range, not only the value the loss reads, so what the engine stores (and
+ * checkpoints) is always in range; clamping only the read would leave a zero gradient outside
+ * while Adam's momentum kept moving the parameter. A model with no such span runs the kernel
+ * without it, text for text.
+ */
+export interface AdamClamp {
+  offset: number;
+  length: number;
+  /** Float32 values, so that the WGSL literals are exact. */
+  min: number;
+  max: number;
+}
+
 /** Today's kernel: what the engine runs unless a plan says otherwise (bit-identical to before the variant). */
 export const ADAM_DEFAULT: AdamOptions = { layout: 'blocked' };
 
 /** Invocations for an arena of `arenaLength` floats, blocked layout. */
 export function adamInvocations(arenaLength: number) {
   return Math.ceil(arenaLength / (4 * ADAM_VEC4_PER_INVOCATION));
+}
+
+function checkClamp(c: AdamClamp) {
+  if (!Number.isInteger(c.offset) || c.offset < 0 || !Number.isInteger(c.length) || c.length < 1) {
+    throw new Error(`adam: clamp span (offset ${c.offset}, length ${c.length}) is not a non-empty range of the arena`);
+  }
+  if (!(Math.fround(c.min) === c.min && Math.fround(c.max) === c.max && c.min <= c.max && Number.isFinite(c.max - c.min))) {
+    throw new Error(`adam: clamp range [${c.min}, ${c.max}] is not an interval of finite float32 values`);
+  }
 }
 
 function checkOptions(options: AdamOptions) {
@@ -89,32 +114,46 @@ const UPDATE = `    let g = grads[i];
     v[i] = vi;
     params[i] -= stepSize * mi / (sqrt(vi) / sqrtBc2 + hyper.eps);`;
 
-function blockedEntry(): string {
+/** UPDATE, then the clamp of the span's elements (only in the vec4s that hold some of them). */
+function update(clamp: AdamClamp | undefined): string {
+  if (!clamp) return UPDATE;
+  const end = clamp.offset + clamp.length;
+  return `${UPDATE}
+    if (i >= ${Math.floor(clamp.offset / 4)}u && i < ${Math.ceil(end / 4)}u) {
+      let element = 4u * i + vec4<u32>(0u, 1u, 2u, 3u);
+      let held = (element >= vec4<u32>(${clamp.offset}u)) & (element < vec4<u32>(${end}u));
+      params[i] = select(params[i], clamp(params[i], vec4<f32>(f32(${clamp.min})), vec4<f32>(f32(${clamp.max}))), held);
+    }`;
+}
+
+function blockedEntry(clamp: AdamClamp | undefined): string {
   return `@compute @workgroup_size(${ELEMENTWISE_WG})
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let first = linearIndex(gid, groups) * ${ADAM_VEC4_PER_INVOCATION}u;
   if (first >= hyper.count4) { return; }
 ${BIAS_CORRECTIONS}
   for (var i = first; i < min(first + ${ADAM_VEC4_PER_INVOCATION}u, hyper.count4); i++) {
-${UPDATE}
+${update(clamp)}
   }
 }`;
 }
 
-function gridStrideEntry(): string {
+function gridStrideEntry(clamp: AdamClamp | undefined): string {
   return `@compute @workgroup_size(${ELEMENTWISE_WG})
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
 ${BIAS_CORRECTIONS}
   // G = every lane launched (one row of workgroups): lane gid.x takes vec4s gid.x, gid.x + G, …
   let stride = groups.x * ${ELEMENTWISE_WG}u;
   for (var i = gid.x; i < hyper.count4; i += stride) {
-${UPDATE}
+${update(clamp)}
   }
 }`;
 }
 
-export function adamWGSL(options: AdamOptions = ADAM_DEFAULT): string {
+/** `clamp`: a span to keep in range after the update (AdamClamp); absent, the kernel is exactly the one without it. */
+export function adamWGSL(options: AdamOptions = ADAM_DEFAULT, clamp?: AdamClamp): string {
   checkOptions(options);
+  if (clamp) checkClamp(clamp);
   return /* wgsl */ `
 struct Hyper {
   lr: f32, beta1: f32, beta2: f32, eps: f32,
@@ -138,6 +177,6 @@ fn oneMinusExp(x: f32) -> f32 {
   return -x * series;
 }
 
-${options.layout === 'blocked' ? blockedEntry() : gridStrideEntry()}
+${options.layout === 'blocked' ? blockedEntry(clamp) : gridStrideEntry(clamp)}
 `;
 }

@@ -17,9 +17,12 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
+import { arenaLayout, initArena, type VaeSizes } from '../src/model/graph';
+import { LOG_SIGMA_RANGE } from '../src/model/settings';
 import { adam } from '../src/reference/ops';
 import { ELEMENTWISE_WG, linearWorkgroups } from '../shaders/common';
-import { ADAM_DEFAULT, ADAM_GRID_MAX_WORKGROUPS, ADAM_VEC4_PER_INVOCATION, adamWGSL, adamWorkgroups, type AdamOptions } from '../shaders/adam.wgsl';
+import { ADAM_DEFAULT, ADAM_GRID_MAX_WORKGROUPS, ADAM_VEC4_PER_INVOCATION, adamWGSL, adamWorkgroups, type AdamClamp, type AdamOptions } from '../shaders/adam.wgsl';
 import { LOSS_GROUPS } from '../shaders/loss.wgsl';
 import { expectClose, f32, implementations, rng, errorReport, useHarness } from './gpu';
 
@@ -88,8 +91,8 @@ describe.each(implementations)('$name', (implementation) => {
 
   const withSentinel = (a: Float32Array) => Float32Array.from([...a, SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
 
-  /** `options` undefined: the op's default, as the engine calls it. */
-  async function adamGpu(c: Case, inputs: ReturnType<typeof makeInputs>, options?: AdamOptions) {
+  /** `options` undefined: the op's default, as the engine calls it; `clamp`: a span kept in range. */
+  async function adamGpu(c: Case, inputs: ReturnType<typeof makeInputs>, options?: AdamOptions, clamp?: AdamClamp) {
     const { length, lr, t0 } = c;
     const out = await gpu.run({
       buffers: {
@@ -102,7 +105,7 @@ describe.each(implementations)('$name', (implementation) => {
         out: new Float32Array(STEPS + 3),
       },
       ops: [
-        { op: 'adam', length, hyper: { lr, beta1: BETA1, beta2: BETA2, eps: EPS }, state: 'state', params: 'params', grads: 'grads', m: 'm', v: 'v', options },
+        { op: 'adam', length, hyper: { lr, beta1: BETA1, beta2: BETA2, eps: EPS }, state: 'state', params: 'params', grads: 'grads', m: 'm', v: 'v', options, clamp },
         { op: 'lossFinalize', state: 'state', partials: 'partials', out: 'out' },
       ],
       repeat: STEPS,
@@ -123,6 +126,23 @@ describe.each(implementations)('$name', (implementation) => {
     const m = Float64Array.from(inputs.m);
     const v = Float64Array.from(inputs.v);
     for (let s = 1; s <= STEPS; s++) adam(params, inputs.grads, m, v, c.t0 + s, { lr: c.lr, ...hyper });
+    return { params, m, v };
+  }
+
+  /** adamRef with elements [clamp.offset, clamp.offset + clamp.length) clamped to [min, max] after each update. */
+  function adamRefClamped(c: Case, inputs: ReturnType<typeof makeInputs>, clamp: AdamClamp) {
+    const params = Float64Array.from(inputs.params);
+    const m = Float64Array.from(inputs.m);
+    const v = Float64Array.from(inputs.v);
+    const end = clamp.offset + clamp.length;
+    // Adam is elementwise: the span and the rest step as three separate tensors.
+    const pieces = [[0, clamp.offset], [clamp.offset, end], [end, c.length]] as const;
+    for (let s = 1; s <= STEPS; s++) {
+      for (const [from, to] of pieces) {
+        adam(params.subarray(from, to), inputs.grads.subarray(from, to), m.subarray(from, to), v.subarray(from, to), c.t0 + s,
+          { lr: c.lr, beta1: BETA1, beta2: BETA2, eps: EPS, range: from === clamp.offset ? [clamp.min, clamp.max] : undefined });
+      }
+    }
     return { params, m, v };
   }
 
@@ -207,6 +227,57 @@ describe.each(implementations)('$name', (implementation) => {
       checkAgainstReference(c, inputs, got, exact, 'gridStride');
       for (const k of ['params', 'm', 'v'] as const) expectSameBits(`${name} ${k} vs blocked`, got[k], blocked[k]);
     });
+  });
+
+  describe('a clamped span (the learned σ\'s log_sigma, kept in LOG_SIGMA_RANGE)', () => {
+    // 128 floats = 32 vec4s (2 blocked invocations); the span 21…84 starts and ends inside a vec4
+    // and crosses the invocations' boundary at float 64. Parameters start across [−7.5, 7.5] and
+    // lr 1 moves them by up to 5: some of the span end on each bound, some between, and some
+    // outside the span leave the range (they must not be clamped).
+    const c: Case = { length: 128, lr: 1, t0: 0, warm: false };
+    const clamp: AdamClamp = { offset: 21, length: 64, min: LOG_SIGMA_RANGE[0], max: LOG_SIGMA_RANGE[1] };
+    const inputs = makeInputs(c, 31);
+    inputs.params.set(Float32Array.from(rng(32).uniform(c.length, -7.5, 7.5), (p, i) => (i === 0 ? inputs.params[0]! : p)));
+    const exact = adamRefClamped(c, inputs, clamp);
+
+    it.each([['blocked', undefined], ['gridStride 1', { layout: 'gridStride', workgroups: 1 } as AdamOptions]] as const)(
+      '%s: the span stays in range, matching the reference; the rest is not clamped', async (name, options) => {
+        const got = await adamGpu(c, inputs, options, clamp);
+        checkAgainstReference(c, inputs, got, exact, name);
+        const span = got.params.subarray(clamp.offset, clamp.offset + clamp.length);
+        const outsideRange = span.findIndex((p) => !(p >= clamp.min && p <= clamp.max));
+        expect(outsideRange, `span[${outsideRange}] = ${span[outsideRange]}`).toBe(-1);
+        expect(span.filter((p) => p === clamp.min).length, 'span elements on the lower bound').toBeGreaterThan(0);
+        expect(span.filter((p) => p === clamp.max).length, 'span elements on the upper bound').toBeGreaterThan(0);
+        expect(span.filter((p) => p > clamp.min && p < clamp.max).length, 'span elements between the bounds').toBeGreaterThan(0);
+        const rest = [...got.params.subarray(0, clamp.offset), ...got.params.subarray(clamp.offset + clamp.length)];
+        expect(rest.filter((p) => Math.abs(p) > clamp.max).length, 'elements outside the span past the range').toBeGreaterThan(0);
+      });
+  });
+
+  it('a training step of a learned-σ model at lr 10 keeps log_sigma in LOG_SIGMA_RANGE, and writes a loadable checkpoint', async () => {
+    const sizes: VaeSizes = { D: 13, hidden: [7], L: 3, likelihood: { kind: 'gaussian', sigma: 'learned' } };
+    const layout = arenaLayout(sizes);
+    const r = rng(5);
+    const rows = 6;
+    const images = Uint8Array.from({ length: rows * sizes.D }, () => Math.floor(256 * r.next()));
+    const out = await gpu.trainSteps({
+      sizes, batchSize: rows, seed: 5, lr: 10, count: rows, steps: 3, sameBatch: true,
+      images: Buffer.from(images).toString('base64'), params: Buffer.from(initArena(layout, () => r.next()).buffer).toString('base64'),
+    });
+    const span = layout.logSigma!;
+    const got = (step: number, key: string) => f32(new Uint8Array(Buffer.from(out[step]![key]!, 'base64')));
+    for (let step = 0; step < out.length; step++) {
+      const logSigma = got(step, 'params').subarray(span.offset, span.offset + span.length);
+      const bad = logSigma.findIndex((x) => !(x >= LOG_SIGMA_RANGE[0] && x <= LOG_SIGMA_RANGE[1]));
+      expect(bad, `step ${step + 1}: log_sigma[${bad}] = ${logSigma[bad]}`).toBe(-1);
+    }
+    // lr 10 moves log σ by about 10 a step: the clamp held it on a bound.
+    const last = got(out.length - 1, 'params');
+    expect(last.subarray(span.offset, span.offset + span.length).some((x) => x === LOG_SIGMA_RANGE[0] || x === LOG_SIGMA_RANGE[1])).toBe(true);
+    // What the engine trained, it loads.
+    const bytes = encodeCheckpoint(layout, { params: last, m: got(out.length - 1, 'm'), v: got(out.length - 1, 'v'), step: 3, metadata: {} });
+    expect(decodeCheckpoint(bytes, layout).params).toEqual(last);
   });
 });
 

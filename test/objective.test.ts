@@ -12,10 +12,10 @@ import { parseOptions, type TrainOptions } from '../src/cli/train';
 import { readSafetensors, SafetensorsError, writeSafetensors } from '../src/io/safetensors';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, encodeRunCheckpoint, readRunMetadata } from '../src/model/checkpoint';
 import { arenaLayout, initArena, sizesName, vaeGraph, type VaeSizes } from '../src/model/graph';
-import { BETA_RANGE, KL_WARMUP_RANGE, parseSigma, SIGMA_RANGE } from '../src/model/settings';
+import { BETA_RANGE, KL_WARMUP_RANGE, LOG_SIGMA_RANGE, parseSigma, SIGMA_RANGE } from '../src/model/settings';
 import { betaAt, elbo, HALF_LOG_2PI } from '../src/reference/loss';
 import { adam, bceKl } from '../src/reference/ops';
-import { paramNames, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
+import { paramNames, paramRange, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
 import { python, tempDir } from './cli';
 import { rng } from './gpu';
 
@@ -131,6 +131,32 @@ describe('a Gaussian model\'s graph, arena and checkpoint', () => {
     expect(() => decodeCheckpoint(checkpointOf(bernoulli), arenaLayout(learned))).toThrow(/6-4-2 model, this model is 6-4-2 gaussian learned σ/);
   });
 
+  it('a learned σ\'s log_sigma outside LOG_SIGMA_RANGE (ln of SIGMA_RANGE, rounded inwards to float32) is refused, saying the range; its ends load', () => {
+    const [lo, hi] = LOG_SIGMA_RANGE;
+    expect([Math.fround(lo), Math.fround(hi)]).toEqual([lo, hi]);
+    expect(lo).toBeGreaterThanOrEqual(Math.log(SIGMA_RANGE[0]));
+    expect(hi).toBeLessThanOrEqual(Math.log(SIGMA_RANGE[1]));
+    expect(hi - Math.log(SIGMA_RANGE[1])).toBeGreaterThan(-1e-6);
+    const layout = arenaLayout(learned);
+    const span = layout.logSigma!;
+    const withLogSigma = (values: number[]) => {
+      const params = Float32Array.from({ length: layout.length }, (_, i) => (i % 7) / 10);
+      params.set(values, span.offset);
+      return encodeRunCheckpoint(layout, { params, step: 12 }, { epoch: 2, seed: 3 });
+    };
+    const ends = withLogSigma([lo, hi, 0, lo, hi, 1]);
+    expect([...decodeCheckpoint(ends, layout).params.subarray(span.offset, span.offset + 6)]).toEqual([lo, hi, 0, lo, hi, 1]);
+    for (const bad of [Math.fround(lo - 1e-6), Math.fround(hi + 1e-6), -44, 44]) {
+      expect(() => decodeCheckpoint(withLogSigma([0, 0, 0, bad, 0, 0]), layout), `log σ ${bad}`)
+        .toThrow(new RegExp(`"log_sigma" holds ${bad} at index 3, outside the learned σ's range of log σ \\[${lo}, ${hi}\\] \\(σ from 0.001 to 1000\\)`));
+    }
+    expect(() => decodeCheckpoint(withLogSigma([0, NaN, 0, 0, 0, 0]), layout)).toThrow(/"log_sigma" holds a non-finite value/);
+    // The same values are weights of no σ in another model: only log_sigma is range-checked.
+    const bernoulliLayout = arenaLayout(bernoulli);
+    const params = Float32Array.from({ length: bernoulliLayout.length }, () => 44);
+    expect(decodeCheckpoint(encodeRunCheckpoint(bernoulliLayout, { params, step: 1 }, { epoch: 1, seed: 3 }), bernoulliLayout).params[0]).toBe(44);
+  });
+
   it('metadata that contradicts the tensors, or is no σ, is refused with what is wrong', () => {
     const layout = arenaLayout(bernoulli);
     const params = new Float32Array(layout.length);
@@ -222,7 +248,7 @@ describe('the float64 whole model walks the likelihood layer', () => {
         const scale = Math.max(...Array.from(want, Math.abs));
         const worst = Math.max(...Array.from(want, (w, i) => Math.abs(r.grads[n]![i]! - w) / Math.max(Math.abs(w), 1e-2 * scale)));
         expect(worst, `${pre}grad.${n}`).toBeLessThan(1e-3);
-        adam(p[n], r.grads[n]!, m[n], v[n], step + 1, { lr: Number(metadata.lr) });
+        adam(p[n], r.grads[n]!, m[n], v[n], step + 1, { lr: Number(metadata.lr), range: paramRange(n) });
       }
     }
   });

@@ -76,7 +76,8 @@ Options:
                         decoder's output is the mean, the loss a negative log-density in nats
                         with its constants, Σ [½·log(2π) + log σ + (x − μ)²/(2σ²)] + KL
   --sigma X|learned     the Gaussian's σ: a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]} (default ${DEFAULT_SIGMA}), or learned,
-                        one per pixel (the parameter log_sigma, trained by Adam from σ = 1)
+                        one per pixel (the parameter log_sigma, trained by Adam from σ = 1 and
+                        kept within the same ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]})
   --autotune            time the matmul kernels' variants at this run's shapes before training
                         and take one only when it is ≥ ${MIN_GAIN * 100} % faster and ${CHECK_STEPS} training steps under it
                         match the default plan's losses; the plan is cached (a file in

@@ -8,7 +8,7 @@ import { matmulBindings, matmulWGSL, matmulWorkgroups, type MatmulDims, type Mat
 import { SPLITK_SIZES, splitKWGSL, splitKWorkgroups, type SplitKOptions } from '../../shaders/matmul-splitk.wgsl';
 import { chooseTiledTile, tiledBindings, tiledWGSL, tiledWorkgroups, type TiledMatmulOptions } from '../../shaders/matmul-tiled.wgsl';
 import { activationBindings, activationWGSL, type ActivationEntry } from '../../shaders/activations.wgsl';
-import { ADAM_DEFAULT, adamBindings, adamWGSL, adamWorkgroups, type AdamOptions } from '../../shaders/adam.wgsl';
+import { ADAM_DEFAULT, adamBindings, adamWGSL, adamWorkgroups, type AdamClamp, type AdamOptions } from '../../shaders/adam.wgsl';
 import { byteToUnitTable, gatherBindings, gatherConditionalBindings, gatherConditionalWGSL, gatherWGSL } from '../../shaders/gather.wgsl';
 import { ELBO_UNIFORM_FLOATS, elboBindings, elboWGSL, elboWorkgroups, LOSS_GROUPS, lossBindings, lossWGSL, lossWorkgroups, type ElboOptions } from '../../shaders/loss.wgsl';
 import { reparamBindings, reparamWGSL, reparamWorkgroups, type ReparamEntry } from '../../shaders/reparam.wgsl';
@@ -250,18 +250,24 @@ export interface AdamHyper {
   eps: number;
 }
 
-/** Adam over `length` floats (a multiple of 4) of the arena buffers; `options`: the layout (adam.wgsl.ts). */
+/**
+ * Adam over `length` floats (a multiple of 4) of the arena buffers; `options`: the layout, `clamp`:
+ * a span kept in a range after the update (both in adam.wgsl.ts).
+ */
 export async function adamOp(
   gpu: Gpu, label: string, length: number, hyper: AdamHyper,
-  b: { state: Binding; params: Binding; grads: Binding; m: Binding; v: Binding }, options: AdamOptions = ADAM_DEFAULT,
+  b: { state: Binding; params: Binding; grads: Binding; m: Binding; v: Binding }, options: AdamOptions = ADAM_DEFAULT, clamp?: AdamClamp,
 ): Promise<Dispatch> {
   if (length % 4 !== 0) throw new Error(`adam: arena length ${length} is not a multiple of 4`);
+  if (clamp && clamp.offset + clamp.length > length) {
+    throw new Error(`adam: clamp span [${clamp.offset}, ${clamp.offset + clamp.length}) is past the arena's ${length} floats`);
+  }
   const uniform = new ArrayBuffer(48);
   const { lr, beta1, beta2, eps } = hyper;
   // 1 − β and ln β in float64 here: see the numerics note in adam.wgsl.ts.
   new Float32Array(uniform, 0, 8).set([lr, beta1, beta2, eps, 1 - beta1, 1 - beta2, Math.log(beta1), Math.log(beta2)]);
   new Uint32Array(uniform, 32, 1)[0] = length / 4;
-  return instance(gpu, label, adamWGSL(options), 'adam_step', adamBindings,
+  return instance(gpu, label, adamWGSL(options, clamp), 'adam_step', adamBindings,
     [gpu.uniform(`${label} hyper`, new Uint8Array(uniform)), b.state, b.params, b.grads, b.m, b.v],
     adamWorkgroups(options, length), { bytes: 4 * length * 7 });
 }

@@ -6,7 +6,7 @@
  */
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
 import { decodePlan, encodePlan, type KernelPlan } from '../gpu/plan';
-import { betaReason, CLASSES_MAX, FIT_RULES, IMAGE_SIZE_RANGE, klWarmupReason, SETTING_RANGES, SIGMA_RANGE, type FitRule } from './settings';
+import { betaReason, CLASSES_MAX, FIT_RULES, IMAGE_SIZE_RANGE, klWarmupReason, LOG_SIGMA_RANGE, SETTING_RANGES, SIGMA_RANGE, type FitRule } from './settings';
 import { arenaLayout, classesOf, impliedSizes, likelihoodOf, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
@@ -184,6 +184,16 @@ export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): Checkp
   const weights = read('');
   const missingWeights = absent('', weights);
   if (missingWeights.length > 0) throw new SafetensorsError(`checkpoint is missing tensor ${list(missingWeights)}`);
+  // Training keeps log_sigma in LOG_SIGMA_RANGE (Adam clamps it); outside it, σ's e^(−2·log σ) heads for float32's limits.
+  const logSigma = weights[layout.params.findIndex((p) => p.name === 'log_sigma')];
+  const outside = logSigma ? logSigma.findIndex((x) => !(x >= LOG_SIGMA_RANGE[0] && x <= LOG_SIGMA_RANGE[1])) : -1;
+  if (outside >= 0) {
+    throw new SafetensorsError(
+      `checkpoint tensor "log_sigma" holds ${logSigma![outside]} at index ${outside}, outside the learned σ's range of log σ ` +
+        `[${LOG_SIGMA_RANGE[0]}, ${LOG_SIGMA_RANGE[1]}] (σ from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]}): ` +
+        'the file was edited, or trained elsewhere without that range; clamp log_sigma into it to load the file',
+    );
+  }
 
   // Adam's moments come all together or not at all: resuming with some of them zeroed would
   // train differently from the run that wrote the file, and nothing would say so.

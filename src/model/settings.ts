@@ -138,6 +138,25 @@ export function weightedKl(o: Partial<ObjectiveSettings>): boolean {
 export const DEFAULT_SIGMA = 0.1;
 /** σ from 1e-3 (1/1000 of the pixel range) to 1e3; e^(−2·log σ) stays far from float32's limits. */
 export const SIGMA_RANGE = [1e-3, 1e3] as const;
+/**
+ * The learned σ's range as log σ: Adam clamps the parameter log_sigma to it after every update
+ * (adam.wgsl.ts AdamClamp), and a checkpoint whose log_sigma leaves it is refused. The bounds
+ * are ln SIGMA_RANGE rounded to float32 inwards, so the GPU's float32 parameter holds them
+ * exactly and a checkpoint the engine wrote always passes the check.
+ */
+export const LOG_SIGMA_RANGE: readonly [number, number] = [
+  float32Inwards(Math.log(SIGMA_RANGE[0]), 1), float32Inwards(Math.log(SIGMA_RANGE[1]), -1),
+];
+
+/** `x` rounded to a float32, moved one float32 step towards `direction` (+1 or −1) if rounding went the other way. */
+function float32Inwards(x: number, direction: 1 | -1): number {
+  const r = Math.fround(x);
+  if ((r - x) * direction >= 0) return r;
+  const bits = new Float32Array([r]);
+  const int = new Int32Array(bits.buffer);
+  int[0] += (r < 0 ? -1 : 1) * direction; // float32 bits of a non-zero value step by magnitude
+  return bits[0]!;
+}
 
 /** The reason `text` is not a σ ("0.1", "learned"), or the σ. */
 export function parseSigma(text: string): number | 'learned' | { reason: string } {

@@ -4,6 +4,7 @@
  * the step's anatomy). Nothing here allocates, compiles or uploads per step. The step state
  * (t, batch) lives on the GPU, so any number of steps share one submit.
  */
+import type { AdamClamp } from '../../shaders/adam.wgsl';
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { Dispatch, Gpu } from '../gpu/device';
 import { adamOp, reparamOp, type AdamHyper } from '../gpu/ops';
@@ -13,7 +14,7 @@ import {
   Activations, decoderForward, generalObjective, likelihoodFinalize, likelihoodImage, lossBackward, lossForward, type Arena, type GpuImages,
 } from './programs';
 import { uniformStream } from './random';
-import { betaReason, klWarmupReason } from './settings';
+import { betaReason, klWarmupReason, LOG_SIGMA_RANGE } from './settings';
 
 export type { GpuImages };
 
@@ -298,7 +299,7 @@ export class VaeModel {
         { images: b.train, state: this.trainState, partials: this.partials, stream: PHILOX_STREAM.train })),
       ...(await lossBackward(gpu, plan, tag, arena, b.act, rows)),
       await adamOp(gpu, `${tag} adam`, this.layout.length, b.adam,
-        { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v }, plan.adam),
+        { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v }, plan.adam, this.logSigmaClamp()),
       await likelihoodFinalize(gpu, plan, tag, this.sizes, b, true,
         { state: this.trainState, partials: this.partials, out: b.trainLoss, objective: b.trainObjective }),
     ];
@@ -312,6 +313,12 @@ export class VaeModel {
       await likelihoodFinalize(this.gpu, this.plan, tag, this.sizes, b, false,
         { state: this.evalState, partials: this.partials, out: b.testLoss, objective: b.testObjective }),
     ];
+  }
+
+  /** The learned σ's log_sigma, kept in LOG_SIGMA_RANGE by Adam; none for other models (their Adam kernel is unchanged). */
+  private logSigmaClamp(): AdamClamp | undefined {
+    const span = this.layout.logSigma;
+    return span && { ...span, min: LOG_SIGMA_RANGE[0], max: LOG_SIGMA_RANGE[1] };
   }
 
   /** Weights, Adam moments and the step count, read back (a checkpoint's contents). */

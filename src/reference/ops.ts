@@ -211,6 +211,8 @@ export interface AdamOptions {
   beta1?: number;
   beta2?: number;
   eps?: number;
+  /** [min, max] each parameter is clamped to after its update (the engine's log_sigma: LOG_SIGMA_RANGE). */
+  range?: readonly [number, number];
 }
 
 /**
@@ -224,7 +226,7 @@ export function adam(
   m: MutableNumbers,
   v: MutableNumbers,
   step: number,
-  { lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8 }: AdamOptions,
+  { lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, range }: AdamOptions,
 ): void {
   const bc1 = 1 - beta1 ** step;
   const bc2 = 1 - beta2 ** step;
@@ -236,6 +238,7 @@ export function adam(
     v[i] = beta2 * v[i]! + (1 - beta2) * g * g;
     const denom = Math.sqrt(v[i]!) / sqrtBc2 + eps;
     params[i] -= (stepSize * m[i]!) / denom;
+    if (range) params[i] = Math.min(Math.max(params[i]!, range[0]), range[1]);
   }
 }
 

@@ -8,6 +8,7 @@
  * weights stacked, which yields the [mu ‖ logvar] rows the reparameterization and loss read.
  */
 import { arenaLayout, classesOf, splitGraph, vaeGraph, type LikelihoodLayer, type LinearLayer, type VaeSizes } from '../model/graph';
+import { LOG_SIGMA_RANGE } from '../model/settings';
 import { elbo } from './loss';
 import { concatOneHot, linearBackward, linearForward, reparamBackward, reparamForward } from './ops';
 
@@ -19,6 +20,11 @@ export type VaeParams = Record<string, Float64Array>;
 /** model.named_parameters() order, which checkpoints and the optimizer state follow. */
 export function paramNames(sizes: VaeSizes): string[] {
   return arenaLayout(sizes).params.map((p) => p.name);
+}
+
+/** The range Adam keeps parameter `name` in after each update (the engine's adam clamp): log_sigma's; none for the rest. */
+export function paramRange(name: string): readonly [number, number] | undefined {
+  return name === 'log_sigma' ? LOG_SIGMA_RANGE : undefined;
 }
 
 export function paramShapes(sizes: VaeSizes): Record<string, number[]> {

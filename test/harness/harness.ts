@@ -49,7 +49,7 @@ export type OpSpec =
   | ({ op: 'elboFinalize'; params: Args<typeof ops.elboFinalizeOp>[2]; groups?: number } & Named<Args<typeof ops.elboFinalizeOp>[3]>)
   | ({ op: 'gaussianDlogSigma'; dims: Args<typeof ops.gaussianDlogSigmaOp>[2] } & Named<Args<typeof ops.gaussianDlogSigmaOp>[3]>)
   | { op: 'meanClamp'; count: number; mean: string; image: string }
-  | ({ op: 'adam'; length: number; hyper: Args<typeof ops.adamOp>[3]; options?: Args<typeof ops.adamOp>[5] } & Named<Args<typeof ops.adamOp>[4]>);
+  | ({ op: 'adam'; length: number; hyper: Args<typeof ops.adamOp>[3]; options?: Args<typeof ops.adamOp>[5]; clamp?: Args<typeof ops.adamOp>[6] } & Named<Args<typeof ops.adamOp>[4]>);
 
 export interface RunRequest {
   buffers: Record<string, BufferSpec>;
@@ -120,7 +120,7 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
     case 'adam':
       return ops.adamOp(g, label, spec.length, spec.hyper, {
         state: b[spec.state], params: b[spec.params], grads: b[spec.grads], m: b[spec.m], v: b[spec.v],
-      }, spec.options);
+      }, spec.options, spec.clamp);
   }
 }
 
