@@ -13,6 +13,7 @@ import { decodePngGray } from './png';
 
 const NO_BROWSER = { WEBGPU_VAE_CHROME: '/nonexistent' };
 const SMALL = ['--train-limit', '2048', '--test-limit', '512'];
+const TINY = ['--train-limit', '512', '--test-limit', '256'];
 
 function train(args: string[], env: Record<string, string> = {}) {
   return spawnSync(tsx, ['src/cli/train.ts', ...args], { encoding: 'utf8', timeout: 280_000, env: { ...process.env, ...env } });
@@ -50,12 +51,12 @@ describe('npm run train -- --runtime node', () => {
 
   it('continues a Chromium run on Node (both SwiftShader) exactly as two epochs on Chromium', () => {
     const straight = tempDir();
-    const a = train(['--epochs', '2', ...SMALL, '--out', straight]);
+    const a = train(['--epochs', '2', ...TINY, '--out', straight]);
     expect(a.status, a.stderr).toBe(0);
     const split = tempDir();
-    const first = train(['--epochs', '1', ...SMALL, '--out', split]);
+    const first = train(['--epochs', '1', ...TINY, '--out', split]);
     expect(first.status, first.stderr).toBe(0);
-    const second = train(['--runtime', 'node', '--adapter', 'swiftshader', '--epochs', '2', ...SMALL, '--out', split,
+    const second = train(['--runtime', 'node', '--adapter', 'swiftshader', '--epochs', '2', ...TINY, '--out', split,
       '--resume', join(split, 'checkpoint.safetensors')], NO_BROWSER);
     expect(second.status, second.stderr).toBe(0);
     expect(second.stdout).toMatch(/Dawn on swiftshader/);
