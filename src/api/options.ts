@@ -40,6 +40,12 @@ export interface VAEOptions {
    * library requests a device with the limits it needs, and destroys it in `destroy()`.
    */
   device?: GPUDevice;
+  /**
+   * Without `device`: the WebGPU entry point to request one from, such as Dawn's in Node
+   * (`create([])` from the npm `webgpu` package) or a browser's `navigator.gpu`.
+   * Default: `globalThis.navigator.gpu`.
+   */
+  gpu?: GPU;
   /** Called once if the device is lost; every later call then rejects with a `device-lost` VaeError. */
   onDeviceLost?: (error: VaeError) => void;
   /**
@@ -58,6 +64,8 @@ export interface LoadOptions {
   seed?: number;
   /** As in {@link VAEOptions.device}. */
   device?: GPUDevice;
+  /** As in {@link VAEOptions.gpu}. */
+  gpu?: GPU;
   /** As in {@link VAEOptions.onDeviceLost}. */
   onDeviceLost?: (error: VaeError) => void;
   /**
@@ -145,6 +153,9 @@ export function modelOptions(options: VAEOptions): { sizes: VaeSizes; seed: numb
   const seed = integerOption('seed', options.seed, DEFAULT_SETTINGS.seed, ...SETTING_RANGES.seed);
   if (options.device !== undefined && typeof (options.device as Partial<GPUDevice>)?.createBuffer !== 'function') {
     throw new VaeError('invalid-option', 'device must be a GPUDevice (from adapter.requestDevice())');
+  }
+  if (options.gpu !== undefined && typeof (options.gpu as Partial<GPU>)?.requestAdapter !== 'function') {
+    throw new VaeError('invalid-option', "gpu must be a WebGPU GPU object (navigator.gpu, or create([]) from the npm package 'webgpu')");
   }
   return { sizes, seed };
 }

@@ -64,16 +64,16 @@ export class Runtime {
   }
 
   /**
-   * On `device`, or on a device requested with the engine's limits when there is none; opened
+   * On `host.device`, or on a device requested from `host.gpu` with the engine's limits when there is none; opened
    * from `checkpoint` when given (its weights, and the kernel plan it trained with: the opener's
    * resume rules, src/model/resume.ts, with the caller's class names checked against its own).
    */
   static async create(
-    device: GPUDevice | undefined,
+    host: { device?: GPUDevice; gpu?: GPU },
     config: { sizes: VaeSizes; seed: number; batchSize: number; adam: AdamHyper; checkpoint?: { bytes: Uint8Array; classNames?: readonly string[] } },
     handlers: RuntimeHandlers,
   ): Promise<Runtime> {
-    const gpu = await Gpu.create({ device, ...handlers });
+    const gpu = await Gpu.create({ ...host, ...handlers });
     try {
       const arenaBytes = arenaLayout(config.sizes).length * 4;
       const limit = gpu.device.limits.maxStorageBufferBindingSize;
@@ -92,7 +92,7 @@ export class Runtime {
       return new Runtime(gpu, model, new Inference(model), trainer, uploads);
     } catch (error) {
       gpu.destroy();
-      if (!device) gpu.device.destroy(); // the one requested here
+      if (!host.device) gpu.device.destroy(); // the one requested here
       throw error;
     }
   }

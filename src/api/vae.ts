@@ -97,7 +97,7 @@ export class VAE {
 
   /**
    * A new model with PyTorch's default initialization drawn from `seed`, on `options.device`
-   * or on a device the library requests. Rejects with a `gpu` VaeError when WebGPU is
+   * or on a device the library requests from `options.gpu` (default `navigator.gpu`). Rejects with a `gpu` VaeError when WebGPU is
    * missing or the adapter lacks a limit the engine needs (the message says which).
    */
   static async create(options: VAEOptions = {}): Promise<VAE> {
@@ -111,7 +111,7 @@ export class VAE {
     let vae: VAE | null = null;
     let runtime: Runtime;
     try {
-      runtime = await Runtime.create(options.device, { sizes, seed, batchSize: DEFAULT_SETTINGS.batchSize, adam: ADAM_DEFAULTS, checkpoint }, {
+      runtime = await Runtime.create({ device: options.device, gpu: options.gpu }, { sizes, seed, batchSize: DEFAULT_SETTINGS.batchSize, adam: ADAM_DEFAULTS, checkpoint }, {
         onLost: (error) => vae?.deviceLost(error),
         // The runtime keeps the first such error and every later call throws it; nothing to log.
         onUncapturedError: () => {},
@@ -141,7 +141,7 @@ export class VAE {
     const run = runMetadataOf(metadata, 'VAE.load');
     const seed = options.seed ?? run.seed ?? DEFAULT_SETTINGS.seed;
     const vae = await VAE.build({
-      inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, classes: classesOf(sizes), seed, device: options.device, onDeviceLost: options.onDeviceLost,
+      inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, classes: classesOf(sizes), seed, device: options.device, gpu: options.gpu, onDeviceLost: options.onDeviceLost,
       ...(sizes.likelihood?.kind === 'gaussian' ? { likelihood: 'gaussian' as const, sigma: sizes.likelihood.sigma } : {}),
     }, { bytes, classNames: options.classNames });
     try {

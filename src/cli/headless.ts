@@ -1,14 +1,14 @@
 /**
  * The engine inside headless Chromium for `npm run train`: the same code the page runs,
- * driven by the Node CLI through puppeteer. Events go back through `window.vaeEvent`.
+ * driven by the Node CLI through puppeteer. The run itself is src/cli/engine.ts (which the
+ * CLI's Node runtime calls too); its events go back through `window.vaeEvent`.
  */
 import { decodeImageFolder } from '../data/image-decode';
 import { Gpu } from '../gpu/device';
-import { autotuneLines, browserMajor } from '../model/autotune';
-import { toBase64, fromBase64 } from '../io/base64';
-import { RunGate, runTraining } from '../model/driver';
-import type { VaeSizes } from '../model/graph';
-import { openModel } from '../model/open';
+import { browserMajor } from '../model/autotune';
+import { toBase64 } from '../io/base64';
+import { RunGate } from '../model/driver';
+import { runEngine } from './engine';
 import type { ImageFolderReply, ImageFolderRequest, RunConfig, RunEvent } from './protocol';
 
 declare global {
@@ -52,56 +52,11 @@ window.vaeRun = async (c: RunConfig) => {
   const [trainLabels, testLabels] = c.classes
     ? await Promise.all([fetchBytes(c.trainLabelsUrl!), fetchBytes(c.testLabelsUrl!)])
     : [undefined, undefined];
-  const sizes: VaeSizes = {
-    D: c.pixels, hidden: c.hidden, L: c.latent,
-    ...(c.classes ? { classes: c.classes } : {}), ...(c.likelihood ? { likelihood: c.likelihood } : {}),
-  };
-  // The Node side decided the resume (and printed its warnings) by the same rules; the opener keeps the checkpoint's plan.
-  const { model, trainer, tune } = await openModel(gpu, {
-    sizes, job: { batchSize: c.batchSize, seed: c.seed, lr: c.lr, beta: c.beta, klWarmup: c.klWarmup },
-    train: { pixels: trainPixels, count: c.trainCount, labels: trainLabels }, test: { pixels: testPixels, count: c.testCount, labels: testLabels },
-    checkpoint: c.resume ? fromBase64(c.resume) : undefined, classNames: c.classNames, stepsPerSubmit: c.stepsPerSubmit,
+  await runEngine(gpu, c, { trainPixels, testPixels, trainLabels, testLabels }, {
+    emit: (event) => window.vaeEvent(event),
     autotune: c.autotune ? {
       browserMajor: browserMajor(navigator.userAgent),
       cache: { get: async (key) => (await window.vaeTuneCacheGet(key)) ?? undefined, put: (key, text) => window.vaeTuneCachePut(key, text) },
     } : undefined,
-  });
-  if (tune) await window.vaeEvent(tune.from === 'skipped' ? { type: 'tune', from: 'skipped', text: tune.text } : { type: 'tune', from: tune.from, text: autotuneLines(tune), key: tune.key });
-  // The run's traffic as the runtime measured it, from here on: the datasets, the initial
-  // weights and a resumed checkpoint are set-up, not the run.
-  const before = gpu.counters();
-  const result = await runTraining(trainer, {
-    firstEpoch: c.firstEpoch, lastEpoch: c.epochs, test: true, images: true,
-    checkpoint: {
-      seed: c.seed, lr: c.lr, batchSize: c.batchSize, dataset: c.dataset, beta: c.beta, klWarmup: c.klWarmup,
-      ...(c.images ? { imageSize: c.images.size, fit: c.images.fit } : {}), ...(c.classNames ? { classNames: c.classNames } : {}),
-    },
-  }, gate, {
-    onLosses: (l) => void window.vaeEvent({
-      type: 'losses', epoch: l.epoch, firstBatch: l.firstBatch, losses: [...l.losses], ...(l.objectives ? { objectives: [...l.objectives] } : {}),
-    }),
-    async onEpoch(r) {
-      if (!r.completed) return;
-      await window.vaeEvent({ type: 'epoch', epoch: r.epoch, averageLoss: r.trainLoss, seconds: r.seconds, averageObjective: r.trainObjective });
-      await window.vaeEvent({ type: 'test', epoch: r.epoch, averageLoss: r.test!.loss, seconds: r.test!.seconds, averageObjective: r.test!.objective });
-      const { recon, samples } = r.images!;
-      await window.vaeEvent({
-        type: 'images', epoch: r.epoch,
-        recon: toBase64(new Uint8Array(recon.buffer)), samples: toBase64(new Uint8Array(samples.buffer)),
-      });
-      await window.vaeEvent({ type: 'checkpoint', epoch: r.epoch, data: toBase64(r.checkpoint!) });
-    },
-  });
-  if (result.stopped) await window.vaeEvent({ type: 'stopped', epoch: result.epochs.at(-1)?.epoch ?? c.firstEpoch });
-  const run = gpu.countersSince(before);
-  await window.vaeEvent({
-    type: 'done',
-    counters: {
-      dispatchesPerStep: model.trainStep(model.config.batchSize).length, // a fact of the program, not a count
-      submits: run.submits,
-      bytesUploaded: run.bytesWritten,
-      bytesReadBack: run.bytesRead,
-    },
-  });
-  model.destroy();
+  }, gate);
 };

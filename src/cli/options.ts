@@ -12,6 +12,7 @@ import { CHECK_STEPS } from '../model/autotune';
 import { HELD_OUT_RULE, LUMA_WEIGHTS } from '../data/image-folder';
 import type { DatasetName } from '../node/datasets';
 import { integerOption, UsageError } from '../node/options';
+import { ADAPTER_ENV, DEFAULT_DRIVER, VULKAN_DRIVERS, type VulkanDriver } from '../node/webgpu';
 
 /** Text wrapped to the help's option column (24 spaces in, 72 wide), for the lines built from shared texts. */
 const column = (text: string) => text.replace(/(.{1,72})(?: +|$)/g, `$1\n${' '.repeat(24)}`).trimEnd();
@@ -84,6 +85,11 @@ Options:
                         $WEBGPU_VAE_TUNE_CACHE, else webgpu-vae/tuned-plans in $XDG_CACHE_HOME
                         or ~/.cache) per adapter, browser, engine and shapes. Off by default;
                         a --resume keeps its plan
+  --runtime NAME        chromium (default: the engine runs in headless Chromium's WebGPU) or
+                        node (Dawn's WebGPU, the npm package webgpu, in this process: no
+                        browser; not with --images)
+  --adapter NAME        --runtime node's Vulkan driver: swiftshader (Chromium's, beside its
+                        binary) or lavapipe (Mesa 25+); default $${ADAPTER_ENV}, else ${DEFAULT_DRIVER}
   -h, --help            this text
 
 Environment: WEBGPU_VAE_CHROME=/path/to/chrome picks the browser.
@@ -110,6 +116,10 @@ export interface TrainOptions extends RunSettings {
   likelihood?: Likelihood;
   /** Tune the kernel plan at start-up (cached). */
   autotune?: boolean;
+  /** Where the engine runs: headless Chromium (the default) or Dawn in this Node process. */
+  runtime?: 'chromium' | 'node';
+  /** --runtime node: the Vulkan driver (absent: $WEBGPU_VAE_ADAPTER, else the default). */
+  adapter?: VulkanDriver;
 }
 
 /** Parses and checks every option before anything starts; throws UsageError with the reason. */
@@ -127,7 +137,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         out: { type: 'string' }, resume: { type: 'string' }, overwrite: { type: 'boolean' }, 'log-interval': { type: 'string' },
         'steps-per-submit': { type: 'string' }, autotune: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         images: { type: 'string' }, 'image-size': { type: 'string' }, fit: { type: 'string' },
-        conditional: { type: 'boolean' },
+        conditional: { type: 'boolean' }, runtime: { type: 'string' }, adapter: { type: 'string' },
         beta: { type: 'string' }, 'kl-warmup': { type: 'string' }, likelihood: { type: 'string' }, sigma: { type: 'string' },
       },
     }));
@@ -135,6 +145,17 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     throw new UsageError(`${(e as Error).message} (see --help)`);
   }
   if (values.help) return 'help';
+  const runtime = values.runtime ?? 'chromium';
+  if (runtime !== 'chromium' && runtime !== 'node') throw new UsageError(`--runtime must be chromium or node, got "${runtime}"`);
+  if (values.adapter !== undefined && runtime !== 'node') {
+    throw new UsageError('--adapter picks the Vulkan driver of --runtime node: pass --runtime node with it');
+  }
+  if (values.adapter !== undefined && !(VULKAN_DRIVERS as readonly string[]).includes(values.adapter)) {
+    throw new UsageError(`--adapter must be ${VULKAN_DRIVERS.join(' or ')}, got "${values.adapter}"`);
+  }
+  if (values.images !== undefined && runtime === 'node') {
+    throw new UsageError('--images decodes its PNG and JPEG files with the browser\'s image decoders: use --runtime chromium (the default) for an image folder');
+  }
   const lrText = values.lr;
   const lr = lrText === undefined ? D.lr : Number(lrText);
   const badLr = lrReason(lr);
@@ -190,5 +211,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], STEPS_PER_SUBMIT, 1, 4096),
     ...(values.conditional ? { conditional: true } : {}),
     autotune: values.autotune,
+    runtime,
+    ...(values.adapter !== undefined ? { adapter: values.adapter as VulkanDriver } : {}),
   };
 }

@@ -2,9 +2,17 @@
 import type { Likelihood } from '../model/graph';
 import type { FitRule } from '../model/settings';
 
-export interface RunConfig {
+/** What the headless page is sent: the run, and where its data is served. */
+export interface RunConfig extends EngineRun {
   trainUrl: string;
   testUrl: string;
+  /** A conditional VAE's labels, one byte per image. */
+  trainLabelsUrl?: string;
+  testLabelsUrl?: string;
+}
+
+/** One run of the engine (src/cli/engine.ts), on whichever runtime. */
+export interface EngineRun {
   trainCount: number;
   testCount: number;
   pixels: number;
@@ -21,10 +29,8 @@ export interface RunConfig {
   resume?: string;
   /** First epoch to run (after a resume). */
   firstEpoch: number;
-  /** A conditional VAE of this many classes, with one label byte per image at these URLs. */
+  /** A conditional VAE of this many classes. */
   classes?: number;
-  trainLabelsUrl?: string;
-  testLabelsUrl?: string;
   /** β, its warm-up and the likelihood (absent: the reference model's). */
   beta?: number;
   klWarmup?: number;

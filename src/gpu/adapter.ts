@@ -64,6 +64,15 @@ export function adapterName(a: Pick<AdapterSummary, 'vendor' | 'architecture' | 
  */
 export async function acquireAdapter(gpu: Pick<GPU, 'requestAdapter'> | undefined = globalThis.navigator?.gpu):
 Promise<{ adapter: GPUAdapter; summary: AdapterSummary }> {
+  if (!gpu && (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node && !('document' in globalThis)) {
+    // Node has no navigator.gpu of its own: Dawn's binding is the usual one.
+    throw new GpuError(
+      'WebGPU is not available here: this is Node, which has no navigator.gpu. Pass a WebGPU entry point: ' +
+        "`import { create, globals } from 'webgpu'` (npm install webgpu), `Object.assign(globalThis, globals)`, then " +
+        '`{ gpu: create([]) }` (with VK_ICD_FILENAMES naming a Vulkan driver: see the README\'s Node section).',
+      'unsupported',
+    );
+  }
   if (!gpu) {
     throw new GpuError(
       `WebGPU is not available here: navigator.gpu is undefined (${browserName()}). Use Chrome or Edge 113+ (on Linux ` +
