@@ -30,7 +30,11 @@ const HELP = `Usage: npm run bench -- [options]
  * Limits every run checks: the scheduler's promises to real GPUs, checked against what the
  * runtime measured at its WebGPU calls during the epoch (Gpu.counters()).
  */
-export const LIMITS = { dispatchesPerStep: 16, bytesUploadedPerStep: 0, cpuWaitsPerEpoch: 'loss readbacks only' } as const;
+export const LIMITS = {
+  dispatchesPerStep: 16,
+  bytesUploadedPerStep: 0,
+  cpuWaitsPerEpoch: 'loss readbacks only',
+} as const;
 
 interface KernelRow {
   label: string;
@@ -43,9 +47,17 @@ interface KernelRow {
 
 function parse(argv: string[]) {
   const { values } = parseArgs({
-    args: argv, strict: true, options: {
-      kernel: { type: 'string' }, shape: { type: 'string' }, steps: { type: 'string' }, repeat: { type: 'string' },
-      compare: { type: 'boolean' }, autotune: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    args: argv,
+    strict: true,
+    options: {
+      kernel: { type: 'string' },
+      shape: { type: 'string' },
+      steps: { type: 'string' },
+      repeat: { type: 'string' },
+      compare: { type: 'boolean' },
+      autotune: { type: 'boolean' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   let shape: { M: number; K: number; N: number } | undefined;
@@ -55,8 +67,14 @@ function parse(argv: string[]) {
     shape = { M: Number(m[1]), K: Number(m[2]), N: Number(m[3]) };
   }
   return {
-    help: !!values.help, kernel: values.kernel, shape, compare: !!values.compare, autotune: !!values.autotune, out: values.out,
-    steps: integerOption('steps', values.steps, 469, 0, 1e7), repeat: integerOption('repeat', values.repeat, 7, 1, 1e4),
+    help: !!values.help,
+    kernel: values.kernel,
+    shape,
+    compare: !!values.compare,
+    autotune: !!values.autotune,
+    out: values.out,
+    steps: integerOption('steps', values.steps, 469, 0, 1e7),
+    repeat: integerOption('repeat', values.repeat, 7, 1, 1e4),
   };
 }
 
@@ -90,7 +108,13 @@ async function main() {
     console.log(`webgpu-vae bench on ${describeAdapter(adapter)}`);
     const result: Record<string, unknown> = {
       date: new Date().toISOString(),
-      adapter: { vendor: adapter.vendor, architecture: adapter.architecture, device: adapter.device, description: adapter.description, isFallbackAdapter: adapter.isFallbackAdapter },
+      adapter: {
+        vendor: adapter.vendor,
+        architecture: adapter.architecture,
+        device: adapter.device,
+        description: adapter.description,
+        isFallbackAdapter: adapter.isFallbackAdapter,
+      },
       browser: adapter.browserVersion,
       node: process.version,
     };
@@ -103,7 +127,9 @@ async function main() {
       const count = Math.min(data.train.count, 16 * batchSize);
       console.log('\nautotune at the real shapes (batch 128)…');
       const t = await page.evaluate((c) => window.bench.autotune(c), {
-        trainUrl: server.serveFile('autotune', data.train.pixels.subarray(0, count * 784)), count, batchSize,
+        trainUrl: server.serveFile('autotune', data.train.pixels.subarray(0, count * 784)),
+        count,
+        batchSize,
       });
       console.log(t.text);
       const file = tuneCacheFile(tuneCacheDir(), t.key);
@@ -116,17 +142,28 @@ async function main() {
     const step = await page.evaluate((c) => window.bench.step(c), { batchSize, reps: 5, samples: o.repeat });
     const rows: KernelRow[] = step.perDispatch.filter((d) => !o.kernel || d.label.includes(o.kernel));
     const total = step.perDispatch.reduce((s, d) => s + d.median, 0);
-    console.log(`${'kernel'.padEnd(28)} ${'median ms'.padStart(10)} ${'p10–p90'.padStart(16)} ${'share'.padStart(6)}  rate`);
+    console.log(
+      `${'kernel'.padEnd(28)} ${'median ms'.padStart(10)} ${'p10–p90'.padStart(16)} ${'share'.padStart(6)}  rate`,
+    );
     for (const d of rows) {
-      const rate = d.cost.flops ? `${fmt(d.cost.flops / d.median / 1e6)} GFLOP/s` : d.cost.bytes ? `${fmt(d.cost.bytes / d.median / 1e6)} GB/s` : '';
-      console.log(`${d.label.padEnd(28)} ${fmt(d.median, 3).padStart(10)} ${`${fmt(d.p10, 3)}–${fmt(d.p90, 3)}`.padStart(16)} ${`${fmt((100 * d.median) / total, 1)}%`.padStart(6)}  ${rate}${d.source === 'wall' ? ' (wall time)' : ''}`);
+      const rate = d.cost.flops
+        ? `${fmt(d.cost.flops / d.median / 1e6)} GFLOP/s`
+        : d.cost.bytes
+          ? `${fmt(d.cost.bytes / d.median / 1e6)} GB/s`
+          : '';
+      console.log(
+        `${d.label.padEnd(28)} ${fmt(d.median, 3).padStart(10)} ${`${fmt(d.p10, 3)}–${fmt(d.p90, 3)}`.padStart(16)} ${`${fmt((100 * d.median) / total, 1)}%`.padStart(6)}  ${rate}${d.source === 'wall' ? ' (wall time)' : ''}`,
+      );
     }
-    console.log(`${'one step, recorded whole'.padEnd(28)} ${fmt(step.whole.median, 3).padStart(10)} ${`${fmt(step.whole.p10, 3)}–${fmt(step.whole.p90, 3)}`.padStart(16)}  (${step.dispatchesPerStep} dispatches)`);
+    console.log(
+      `${'one step, recorded whole'.padEnd(28)} ${fmt(step.whole.median, 3).padStart(10)} ${`${fmt(step.whole.p10, 3)}–${fmt(step.whole.p90, 3)}`.padStart(16)}  (${step.dispatchesPerStep} dispatches)`,
+    );
     const matmuls = step.perDispatch.filter((d) => d.cost.flops);
     const bestGflops = Math.max(...matmuls.map((d) => d.cost.flops! / d.median / 1e6));
     const stepFlops = matmuls.reduce((s, d) => s + d.cost.flops!, 0);
     result.kernels = step.perDispatch.map((d) => ({
-      ...d, share: d.median / total,
+      ...d,
+      share: d.median / total,
       gflops: d.cost.flops ? d.cost.flops / d.median / 1e6 : undefined,
       gbps: d.cost.bytes ? d.cost.bytes / d.median / 1e6 : undefined,
     }));
@@ -138,13 +175,18 @@ async function main() {
     // cannot measure that, so the launch sizes are the evidence it can give.
     console.log(`\nlaunch sizes: the ${step.plan} plan in use, and the hardware plan (workgroups → invocations)`);
     console.log(`${'dispatch'.padEnd(28)} ${`${step.plan} plan`.padStart(24)} ${'hardware plan'.padStart(24)}`);
-    const launch = (l: { workgroups: readonly number[]; invocations: number }) => `${l.workgroups.join('×')} → ${l.invocations}`;
+    const launch = (l: { workgroups: readonly number[]; invocations: number }) =>
+      `${l.workgroups.join('×')} → ${l.invocations}`;
     step.perDispatch.forEach((d, i) => {
       const h = step.hardwarePlan[i];
       const short = d.cost.flops && h.invocations < HARDWARE_MIN_INVOCATIONS ? '  (all its outputs allow)' : '';
       console.log(`${d.label.padEnd(28)} ${launch(d).padStart(24)} ${launch(h).padStart(24)}${short}`);
     });
-    result.occupancy = { plan: step.plan, inUse: step.perDispatch.map((d) => ({ label: d.label, workgroups: d.workgroups, invocations: d.invocations })), hardware: step.hardwarePlan };
+    result.occupancy = {
+      plan: step.plan,
+      inUse: step.perDispatch.map((d) => ({ label: d.label, workgroups: d.workgroups, invocations: d.invocations })),
+      hardware: step.hardwarePlan,
+    };
 
     // 2. A matmul shape of the caller's choosing, in all three variants.
     if (o.shape) {
@@ -167,16 +209,26 @@ async function main() {
       const trainCount = Math.min(data.train.count, o.steps * batchSize);
       console.log(`\nend to end: ${o.steps} training steps on MNIST, then the test pass…`);
       const e = await page.evaluate((c) => window.bench.endToEnd(c), {
-        trainUrl: server.serveFile('train', data.train.pixels.subarray(0, trainCount * 784)), trainCount,
-        testUrl: server.serveFile('test', data.test.pixels), testCount: data.test.count, batchSize, stepsPerSubmit: 16,
+        trainUrl: server.serveFile('train', data.train.pixels.subarray(0, trainCount * 784)),
+        trainCount,
+        testUrl: server.serveFile('test', data.test.pixels),
+        testCount: data.test.count,
+        batchSize,
+        stepsPerSubmit: 16,
       });
       const msPerStep = (1000 * e.trainSeconds) / e.steps;
       const epochSeconds = (msPerStep * Math.ceil(data.train.count / batchSize)) / 1000;
       const epochFlops = (stepFlops * data.train.count) / batchSize;
       const efficiency = epochFlops / epochSeconds / 1e9 / bestGflops;
-      console.log(`training: ${fmt(msPerStep, 1)} ms/step, ${fmt(1000 / msPerStep, 2)} steps/s, ${fmt((batchSize * 1000) / msPerStep, 0)} images/s`);
-      console.log(`epoch (60,000 images): ${fmt(epochSeconds, 1)} s${e.steps < 469 ? ' (extrapolated)' : ''}; test pass (10,000): ${fmt(e.testSeconds, 2)} s`);
-      console.log(`adapter efficiency: ${fmt(epochFlops / epochSeconds / 1e9)} GFLOP/s achieved ÷ ${fmt(bestGflops)} best matmul = ${fmt(efficiency)}`);
+      console.log(
+        `training: ${fmt(msPerStep, 1)} ms/step, ${fmt(1000 / msPerStep, 2)} steps/s, ${fmt((batchSize * 1000) / msPerStep, 0)} images/s`,
+      );
+      console.log(
+        `epoch (60,000 images): ${fmt(epochSeconds, 1)} s${e.steps < 469 ? ' (extrapolated)' : ''}; test pass (10,000): ${fmt(e.testSeconds, 2)} s`,
+      );
+      console.log(
+        `adapter efficiency: ${fmt(epochFlops / epochSeconds / 1e9)} GFLOP/s achieved ÷ ${fmt(bestGflops)} best matmul = ${fmt(efficiency)}`,
+      );
       // Measured by the runtime over the epoch: every dispatch recorded, submit made and byte
       // written or read back, counted where it calls WebGPU.
       const counts = {
@@ -189,12 +241,24 @@ async function main() {
         bytesReadBackPerEpoch: e.counters.bytesReadBack,
         buffersCreatedPerEpoch: e.counters.buffersCreated,
       };
-      const within = counts.dispatchesPerStep <= LIMITS.dispatchesPerStep && counts.dispatchesPerStep === counts.programDispatchesPerStep &&
+      const within =
+        counts.dispatchesPerStep <= LIMITS.dispatchesPerStep &&
+        counts.dispatchesPerStep === counts.programDispatchesPerStep &&
         counts.bytesUploadedPerStep === LIMITS.bytesUploadedPerStep;
-      console.log(`scheduler, measured by the runtime: ${counts.dispatchesPerStep} dispatches/step (limit ${LIMITS.dispatchesPerStep}; ` +
-        `the step's list has ${counts.programDispatchesPerStep}), ${counts.submitsPerEpoch} submits/epoch, ` +
-        `${counts.bytesUploadedPerStep} B uploaded/step, ${counts.bytesReadBackPerEpoch} B read back/epoch — ${within ? 'within limits' : 'OVER LIMITS'}`);
-      result.endToEnd = { ...e, msPerStep, imagesPerSecond: (batchSize * 1000) / msPerStep, epochSeconds, epochFlops, bestMatmulGflops: bestGflops, efficiency };
+      console.log(
+        `scheduler, measured by the runtime: ${counts.dispatchesPerStep} dispatches/step (limit ${LIMITS.dispatchesPerStep}; ` +
+          `the step's list has ${counts.programDispatchesPerStep}), ${counts.submitsPerEpoch} submits/epoch, ` +
+          `${counts.bytesUploadedPerStep} B uploaded/step, ${counts.bytesReadBackPerEpoch} B read back/epoch — ${within ? 'within limits' : 'OVER LIMITS'}`,
+      );
+      result.endToEnd = {
+        ...e,
+        msPerStep,
+        imagesPerSecond: (batchSize * 1000) / msPerStep,
+        epochSeconds,
+        epochFlops,
+        bestMatmulGflops: bestGflops,
+        efficiency,
+      };
       result.counts = { ...counts, limits: LIMITS, withinLimits: within };
     }
 

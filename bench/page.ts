@@ -97,15 +97,25 @@ async function step(c: { batchSize: number; reps: number; samples: number }) {
   const pixels = new Uint8Array(count * D);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
   const images = { pixels, count };
-  const open = (plan: KernelPlan) => openModel(g, {
-    sizes: { D, hidden: [400], L: 20 }, job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 }, train: images, test: images, plan,
-  });
+  const open = (plan: KernelPlan) =>
+    openModel(g, {
+      sizes: { D, hidden: [400], L: 20 },
+      job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 },
+      train: images,
+      test: images,
+      plan,
+    });
   const { model, plan } = await open(planInUse(g));
   const dispatches = model.trainStep(c.batchSize);
   const perDispatch = [];
   for (const d of dispatches) {
     g.write(model.trainState, new Uint32Array([0, 0]));
-    perDispatch.push({ label: d.bindGroup.label, cost: d.cost, ...occupancy(d), ...(await time(g, [d], c.reps, c.samples)) });
+    perDispatch.push({
+      label: d.bindGroup.label,
+      cost: d.cost,
+      ...occupancy(d),
+      ...(await time(g, [d], c.reps, c.samples)),
+    });
   }
   // The same step under the hardware plan, built but not timed: its launch sizes are the
   // occupancy evidence a software adapter can give for a GPU.
@@ -116,12 +126,21 @@ async function step(c: { batchSize: number; reps: number; samples: number }) {
   g.write(model.trainState, new Uint32Array([0, 0]));
   const whole = await time(g, dispatches, 1, c.samples);
   model.destroy();
-  return { plan: Object.keys(plan.overrides).length ? `${plan.kind} (tuned)` : plan.kind, perDispatch, hardwarePlan, whole, dispatchesPerStep: dispatches.length };
+  return {
+    plan: Object.keys(plan.overrides).length ? `${plan.kind} (tuned)` : plan.kind,
+    perDispatch,
+    hardwarePlan,
+    whole,
+    dispatchesPerStep: dispatches.length,
+  };
 }
 
 /** A dispatch's launch: its workgroups and the invocations they hold. */
 function occupancy(d: Dispatch): { workgroups: readonly number[]; invocations: number } {
-  return { workgroups: d.workgroups, invocations: d.workgroups[0] * d.workgroups[1] * d.workgroups[2] * d.kernel.workgroupSize };
+  return {
+    workgroups: d.workgroups,
+    invocations: d.workgroups[0] * d.workgroups[1] * d.workgroups[2] * d.kernel.workgroupSize,
+  };
 }
 
 async function fetchBytes(url: string): Promise<Uint8Array> {
@@ -136,20 +155,40 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
  * wall clock around awaited work. The epoch's traffic is what the runtime measured at its
  * WebGPU calls (Gpu.counters()), not a tally the trainer keeps.
  */
-async function endToEnd(c: { trainUrl: string; trainCount: number; testUrl: string; testCount: number; batchSize: number; stepsPerSubmit: number }) {
+async function endToEnd(c: {
+  trainUrl: string;
+  trainCount: number;
+  testUrl: string;
+  testCount: number;
+  batchSize: number;
+  stepsPerSubmit: number;
+}) {
   const g = await gpu();
   const [train, test] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
   const { model, trainer } = await openModel(g, {
-    sizes: { D: 784, hidden: [400], L: 20 }, job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 },
-    train: { pixels: train, count: c.trainCount }, test: { pixels: test, count: c.testCount }, plan: planInUse(g), stepsPerSubmit: c.stepsPerSubmit,
+    sizes: { D: 784, hidden: [400], L: 20 },
+    job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 },
+    train: { pixels: train, count: c.trainCount },
+    test: { pixels: test, count: c.testCount },
+    plan: planInUse(g),
+    stepsPerSubmit: c.stepsPerSubmit,
   });
   // Warm-up: exactly one submit's worth of steps, so first-use costs (pipeline creation in the
   // driver, page faults on the dataset) are not billed to the epoch. A direct call, because its
   // stop is "after the first submit": a RunGate stopped from onLosses would let up to
   // maxInFlight more submits through, since losses come back asynchronously.
-  await trainer.trainEpoch(0, undefined, (() => { let n = 0; return () => n++ > 0; })());
+  await trainer.trainEpoch(
+    0,
+    undefined,
+    (() => {
+      let n = 0;
+      return () => n++ > 0;
+    })(),
+  );
   const before = g.counters();
-  const { epochs: [epoch] } = await runTraining(trainer, { firstEpoch: 1, lastEpoch: 1, test: false, images: false }, new RunGate(), {});
+  const {
+    epochs: [epoch],
+  } = await runTraining(trainer, { firstEpoch: 1, lastEpoch: 1, test: false, images: false }, new RunGate(), {});
   const run = g.countersSince(before);
   const counters = {
     /** The training step's dispatch list: a fact of the program, beside the measured count. */
@@ -162,7 +201,13 @@ async function endToEnd(c: { trainUrl: string; trainCount: number; testUrl: stri
   };
   const testPass = await trainer.testPass(1);
   model.destroy();
-  return { steps: epoch.batches, trainSeconds: epoch.seconds, averageLoss: epoch.trainLoss, testSeconds: testPass.seconds, counters };
+  return {
+    steps: epoch.batches,
+    trainSeconds: epoch.seconds,
+    averageLoss: epoch.trainLoss,
+    testSeconds: testPass.seconds,
+    counters,
+  };
 }
 
 /**
@@ -173,9 +218,17 @@ async function autotune(c: { trainUrl: string; count: number; batchSize: number 
   const g = await gpu();
   const images = await fetchBytes(c.trainUrl);
   const result = await autotunePlan(g, {
-    sizes: { D: 784, hidden: [400], L: 20 }, batchSize: c.batchSize, seed: 1, lr: 1e-3, images, count: c.count,
+    sizes: { D: 784, hidden: [400], L: 20 },
+    batchSize: c.batchSize,
+    seed: 1,
+    lr: 1e-3,
+    images,
+    count: c.count,
     browserMajor: browserMajor(navigator.userAgent),
-    cache: { get: async (key) => (await window.benchTuneCacheGet(key)) ?? undefined, put: (key, text) => window.benchTuneCachePut(key, text) },
+    cache: {
+      get: async (key) => (await window.benchTuneCacheGet(key)) ?? undefined,
+      put: (key, text) => window.benchTuneCachePut(key, text),
+    },
   });
   tunedPlan = result.plan;
   return { from: result.from, key: result.key, text: autotuneLines(result), plan: result.plan };
@@ -201,7 +254,10 @@ async function matmulWallClock(c: { cases: MatmulCase[]; samples: number }) {
     const d = await matmulOp(g, 'bench matmul (wall clock)', { M, N, K }, m.options, { A, B, C }, planInUse(g));
     const span = async (reps: number) => {
       const t0 = performance.now();
-      g.run(Array.from({ length: reps }, () => d), 'bench matmul (wall clock)');
+      g.run(
+        Array.from({ length: reps }, () => d),
+        'bench matmul (wall clock)',
+      );
       await g.read(C);
       return performance.now() - t0;
     };
@@ -209,7 +265,8 @@ async function matmulWallClock(c: { cases: MatmulCase[]; samples: number }) {
     let reps = 1;
     while ((await span(reps)) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
     let times: number[];
-    for (;;) { // as time() does: start over at twice the count if the median span fell short
+    for (;;) {
+      // as time() does: start over at twice the count if the median span fell short
       times = [];
       for (let i = 0; i < c.samples; i++) times.push((await span(reps)) / reps);
       if (summarize(times, 'wall').median * reps >= MIN_SPAN_MS || reps >= 1 << 14) break;
@@ -219,14 +276,27 @@ async function matmulWallClock(c: { cases: MatmulCase[]; samples: number }) {
     g.release(B);
     g.release(C);
     const t = summarize(times, 'wall');
-    out.push({ ms: t.median, p10: t.p10, p90: t.p90, reps, samples: c.samples, gflops: (2 * M * N * K) / (t.median * 1e6) });
+    out.push({
+      ms: t.median,
+      p10: t.p10,
+      p90: t.p90,
+      reps,
+      samples: c.samples,
+      gflops: (2 * M * N * K) / (t.median * 1e6),
+    });
   }
   return out;
 }
 
 declare global {
   interface Window {
-    bench: { matmul: typeof matmul; step: typeof step; endToEnd: typeof endToEnd; autotune: typeof autotune; matmulWallClock: typeof matmulWallClock };
+    bench: {
+      matmul: typeof matmul;
+      step: typeof step;
+      endToEnd: typeof endToEnd;
+      autotune: typeof autotune;
+      matmulWallClock: typeof matmulWallClock;
+    };
     /** The Node side's tune cache (src/node/tune-cache.ts), exposed by bench.ts for --autotune. */
     benchTuneCacheGet(key: string): Promise<string | null>;
     benchTuneCachePut(key: string, text: string): Promise<void>;

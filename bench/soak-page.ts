@@ -35,8 +35,11 @@ window.soakCycles = async (cycles, every, count) => {
     vae.destroy();
     if (cycle % every === 0 || cycle === 1) {
       await window.soakSample({
-        cycle, liveBuffersAfterDestroy: vae.liveBuffers, liveBuffersAlive: alive,
-        lastLoss: fit.epochs[0].trainLoss, msPerCycle: (performance.now() - started) / (cycle - sampled),
+        cycle,
+        liveBuffersAfterDestroy: vae.liveBuffers,
+        liveBuffersAlive: alive,
+        lastLoss: fit.epochs[0].trainLoss,
+        msPerCycle: (performance.now() - started) / (cycle - sampled),
       });
       started = performance.now();
       sampled = cycle;

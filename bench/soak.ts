@@ -64,7 +64,9 @@ function chromiumPrivate(rootPid: number): ByProcess {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
-    } catch { /* the process ended meanwhile */ }
+    } catch {
+      /* the process ended meanwhile */
+    }
   }
   const bytes: ByProcess = {};
   const visit = (pid: number) => {
@@ -74,7 +76,9 @@ function chromiumPrivate(rootPid: number): ByProcess {
       const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
       const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0);
       bytes[type] = (bytes[type] ?? 0) + (kb('Private_Clean') + kb('Private_Dirty')) * 1024;
-    } catch { /* ended */ }
+    } catch {
+      /* ended */
+    }
     for (const child of children.get(pid) ?? []) visit(child);
   };
   visit(rootPid);
@@ -85,7 +89,10 @@ function chromiumPrivate(rootPid: number): ByProcess {
 async function gpuObjectCensus(page: Page): Promise<Record<string, number>> {
   const census: Record<string, number> = {};
   for (const name of ['GPUDevice', 'GPUBuffer', 'GPUComputePipeline', 'GPUBindGroup']) {
-    const prototype = await page.evaluateHandle((n) => (globalThis as unknown as Record<string, { prototype: object }>)[n].prototype, name);
+    const prototype = await page.evaluateHandle(
+      (n) => (globalThis as unknown as Record<string, { prototype: object }>)[n].prototype,
+      name,
+    );
     const objects = await page.queryObjects(prototype);
     census[name] = await page.evaluate((a) => (a as unknown as unknown[]).length, objects);
     await objects.dispose(); // an undisposed handle would itself keep them alive
@@ -118,7 +125,8 @@ function slope(x: number[], y: number[]): number {
 const MB = 2 ** 20;
 
 /** The figures a person watches while a soak runs. */
-const memoryLine = (s: Sample) => `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process ${((s.private['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
+const memoryLine = (s: Sample) =>
+  `JS heap ${(s.jsHeap / MB).toFixed(1)} MB, gpu-process ${((s.private['gpu-process'] ?? 0) / MB).toFixed(1)} MB, ` +
   `renderer ${((s.private.renderer ?? 0) / MB).toFixed(1)} MB private`;
 
 /** Per series: first, last, min, max, and the slope after warm-up (per sample index unit). */
@@ -129,11 +137,16 @@ function summarize(samples: Sample[], unit: string) {
     'jsHeap (MB)': samples.map((s) => s.jsHeap / MB),
     'nodeHeap (MB)': samples.map((s) => s.nodeHeap / MB),
   };
-  for (const type of Object.keys(samples.at(-1)?.private ?? {})) series[`private ${type} (MB)`] = samples.map((s) => (s.private[type] ?? 0) / MB);
+  for (const type of Object.keys(samples.at(-1)?.private ?? {}))
+    series[`private ${type} (MB)`] = samples.map((s) => (s.private[type] ?? 0) / MB);
   const warm = Math.floor(samples.length / 10);
   const x = samples.slice(warm).map((s) => s.index);
   return Object.entries(series).map(([name, y]) => ({
-    name, first: y[0], last: y.at(-1)!, min: Math.min(...y), max: Math.max(...y),
+    name,
+    first: y[0],
+    last: y.at(-1)!,
+    min: Math.min(...y),
+    max: Math.max(...y),
     [`slope per ${unit} after warm-up`]: slope(x, y.slice(warm)),
   }));
 }
@@ -155,11 +168,18 @@ async function soakEpochs(epochs: number, adapterLine: (line: string) => void, o
           const jsHeap = await jsHeapAfterGc(page);
           const pid = page.browser().process()?.pid;
           samples.push({
-            index: epoch, seconds: (Date.now() - started) / 1000, gpuBuffers: memory.liveBuffers, gpuBytes: memory.liveBytes,
-            jsHeap, private: pid ? chromiumPrivate(pid) : {}, nodeHeap: process.memoryUsage().heapUsed,
+            index: epoch,
+            seconds: (Date.now() - started) / 1000,
+            gpuBuffers: memory.liveBuffers,
+            gpuBytes: memory.liveBytes,
+            jsHeap,
+            private: pid ? chromiumPrivate(pid) : {},
+            nodeHeap: process.memoryUsage().heapUsed,
           });
           const s = samples.at(-1)!;
-          console.error(`soak: epoch ${epoch}: ${s.gpuBuffers} buffers, ${(s.gpuBytes / MB).toFixed(1)} MB GPU, ${memoryLine(s)}, ${s.seconds.toFixed(0)} s`);
+          console.error(
+            `soak: epoch ${epoch}: ${s.gpuBuffers} buffers, ${(s.gpuBytes / MB).toFixed(1)} MB GPU, ${memoryLine(s)}, ${s.seconds.toFixed(0)} s`,
+          );
           onSample(samples);
         },
       },
@@ -170,7 +190,13 @@ async function soakEpochs(epochs: number, adapterLine: (line: string) => void, o
   return samples;
 }
 
-async function soakCycles(cycles: number, every: number, images: number, adapterLine: (line: string) => void, onSample: OnSample): Promise<Sample[]> {
+async function soakCycles(
+  cycles: number,
+  every: number,
+  images: number,
+  adapterLine: (line: string) => void,
+  onSample: OnSample,
+): Promise<Sample[]> {
   const browser = await launchBrowser();
   const server = await startServer();
   const samples: Sample[] = [];
@@ -185,13 +211,25 @@ async function soakCycles(cycles: number, every: number, images: number, adapter
     await page.exposeFunction('soakSample', async (c: CycleSample) => {
       const jsHeap = await jsHeapAfterGc(page);
       samples.push({
-        index: c.cycle, seconds: (Date.now() - started) / 1000, gpuBuffers: c.liveBuffersAfterDestroy, gpuBytes: 0,
-        jsHeap, private: chromiumPrivate(pid), nodeHeap: process.memoryUsage().heapUsed,
-        extra: { liveBuffersAlive: c.liveBuffersAlive, lastLoss: c.lastLoss, msPerCycle: c.msPerCycle, ...(await gpuObjectCensus(page)) },
+        index: c.cycle,
+        seconds: (Date.now() - started) / 1000,
+        gpuBuffers: c.liveBuffersAfterDestroy,
+        gpuBytes: 0,
+        jsHeap,
+        private: chromiumPrivate(pid),
+        nodeHeap: process.memoryUsage().heapUsed,
+        extra: {
+          liveBuffersAlive: c.liveBuffersAlive,
+          lastLoss: c.lastLoss,
+          msPerCycle: c.msPerCycle,
+          ...(await gpuObjectCensus(page)),
+        },
       });
       const s = samples.at(-1)!;
-      console.error(`soak: cycle ${c.cycle}: ${c.liveBuffersAlive} buffers alive → ${c.liveBuffersAfterDestroy} after destroy, ` +
-        `${memoryLine(s)}, reachable ${s.extra!.GPUDevice} GPUDevice / ${s.extra!.GPUBuffer} GPUBuffer objects, ${c.msPerCycle.toFixed(0)} ms/cycle`);
+      console.error(
+        `soak: cycle ${c.cycle}: ${c.liveBuffersAlive} buffers alive → ${c.liveBuffersAfterDestroy} after destroy, ` +
+          `${memoryLine(s)}, reachable ${s.extra!.GPUDevice} GPUDevice / ${s.extra!.GPUBuffer} GPUBuffer objects, ${c.msPerCycle.toFixed(0)} ms/cycle`,
+      );
       onSample(samples);
     });
     await page.evaluate((n, e, k) => window.soakCycles(n, e, k), cycles, every, images);
@@ -204,10 +242,19 @@ async function soakCycles(cycles: number, every: number, images: number, adapter
 
 async function main() {
   const { values } = parseArgs({
-    args: process.argv.slice(2), strict: true,
-    options: { epochs: { type: 'string' }, cycles: { type: 'string' }, every: { type: 'string' }, images: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    args: process.argv.slice(2),
+    strict: true,
+    options: {
+      epochs: { type: 'string' },
+      cycles: { type: 'string' },
+      every: { type: 'string' },
+      images: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
-  const count = (name: 'epochs' | 'cycles') => values[name] === undefined ? undefined : integerOption(name, values[name], 0, 1, 1e6);
+  const count = (name: 'epochs' | 'cycles') =>
+    values[name] === undefined ? undefined : integerOption(name, values[name], 0, 1, 1e6);
   const epochs = count('epochs');
   const cycles = count('cycles');
   if (values.help || (epochs === undefined) === (cycles === undefined)) {
@@ -218,20 +265,45 @@ async function main() {
   const every = integerOption('every', values.every, 50, 1, 1e6);
   const images = integerOption('images', values.images, 256, 1, 10_000);
   let adapter = '';
-  const onAdapter = (line: string) => { adapter = line; console.error(`soak: ${line}`); };
+  const onAdapter = (line: string) => {
+    adapter = line;
+    console.error(`soak: ${line}`);
+  };
   const started = new Date();
   // One report per run: two soaks on one day (or at once) must not share a file.
-  const stamp = started.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
+  const stamp = started
+    .toISOString()
+    .replace(/:/g, '-')
+    .replace(/\.\d+Z$/, 'Z');
   const out = values.out ?? join('bench', 'results', `soak-${mode}-${stamp}-${process.pid}.json`);
   mkdirSync(dirname(out), { recursive: true });
   const unit = mode === 'epochs' ? 'epoch' : 'cycle';
   // Rewritten after every sample, atomically: a soak killed mid-write keeps its previous report.
-  const write = (samples: Sample[]) => writeAtomic(out, new TextEncoder().encode(JSON.stringify({
-    mode, requested: epochs ?? cycles, done: samples.at(-1)?.index ?? 0, every: mode === 'cycles' ? every : 1,
-    images: mode === 'cycles' ? images : undefined, adapter, date: started.toISOString(),
-    seconds: (Date.now() - started.getTime()) / 1000, summary: summarize(samples, unit), samples,
-  }, null, 1)));
-  const samples = epochs ? await soakEpochs(epochs, onAdapter, write) : await soakCycles(cycles!, every, images, onAdapter, write);
+  const write = (samples: Sample[]) =>
+    writeAtomic(
+      out,
+      new TextEncoder().encode(
+        JSON.stringify(
+          {
+            mode,
+            requested: epochs ?? cycles,
+            done: samples.at(-1)?.index ?? 0,
+            every: mode === 'cycles' ? every : 1,
+            images: mode === 'cycles' ? images : undefined,
+            adapter,
+            date: started.toISOString(),
+            seconds: (Date.now() - started.getTime()) / 1000,
+            summary: summarize(samples, unit),
+            samples,
+          },
+          null,
+          1,
+        ),
+      ),
+    );
+  const samples = epochs
+    ? await soakEpochs(epochs, onAdapter, write)
+    : await soakCycles(cycles!, every, images, onAdapter, write);
   write(samples);
   console.table(summarize(samples, unit));
   console.error(`soak: wrote ${out}`);

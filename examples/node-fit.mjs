@@ -24,7 +24,8 @@ const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 **
 function images(count) {
   const bytes = new Uint8Array(count * side * side);
   for (let i = 0; i < count; i++) {
-    const x0 = Math.floor(next() * 10), y0 = Math.floor(next() * 10);
+    const x0 = Math.floor(next() * 10),
+      y0 = Math.floor(next() * 10);
     for (let y = y0; y < y0 + 6; y++) for (let x = x0; x < x0 + 6; x++) bytes[i * side * side + y * side + x] = 255;
   }
   return bytes;
@@ -37,7 +38,11 @@ const adapter = await gpu.requestAdapter();
 console.log(`adapter: ${adapter?.info.description || 'none'}`);
 const vae = await VAE.create({ gpu, inputSize: side * side, hiddenSize: 64, latentSize: 4, seed: 1 });
 try {
-  await vae.fit(train, { epochs: 2, batchSize: 64, onEpoch: ({ epoch, trainLoss }) => console.log(`epoch ${epoch}: average loss ${trainLoss.toFixed(4)}`) });
+  await vae.fit(train, {
+    epochs: 2,
+    batchSize: 64,
+    onEpoch: ({ epoch, trainLoss }) => console.log(`epoch ${epoch}: average loss ${trainLoss.toFixed(4)}`),
+  });
   console.log(`Test set loss: ${(await vae.evaluate(test)).toFixed(4)}`);
 } finally {
   vae.destroy();

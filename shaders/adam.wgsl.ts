@@ -81,13 +81,19 @@ function checkClamp(c: AdamClamp) {
   if (!Number.isInteger(c.offset) || c.offset < 0 || !Number.isInteger(c.length) || c.length < 1) {
     throw new Error(`adam: clamp span (offset ${c.offset}, length ${c.length}) is not a non-empty range of the arena`);
   }
-  if (!(Math.fround(c.min) === c.min && Math.fround(c.max) === c.max && c.min <= c.max && Number.isFinite(c.max - c.min))) {
+  if (!(
+    Math.fround(c.min) === c.min &&
+    Math.fround(c.max) === c.max &&
+    c.min <= c.max &&
+    Number.isFinite(c.max - c.min)
+  )) {
     throw new Error(`adam: clamp range [${c.min}, ${c.max}] is not an interval of finite float32 values`);
   }
 }
 
 function checkOptions(options: AdamOptions) {
-  if (options.layout !== 'blocked' && options.layout !== 'gridStride') throw new Error(`adam: unknown layout '${String(options.layout)}'`);
+  if (options.layout !== 'blocked' && options.layout !== 'gridStride')
+    throw new Error(`adam: unknown layout '${String(options.layout)}'`);
   if (options.workgroups === undefined) return;
   if (options.layout !== 'gridStride') throw new Error('adam: workgroups is an option of the gridStride layout');
   if (!Number.isInteger(options.workgroups) || options.workgroups < 1 || options.workgroups > MAX_WORKGROUPS_PER_DIM) {
@@ -100,7 +106,11 @@ export function adamWorkgroups(options: AdamOptions, arenaLength: number): [numb
   checkOptions(options);
   if (options.layout === 'blocked') return linearWorkgroups(adamInvocations(arenaLength));
   const count4 = arenaLength / 4;
-  return [options.workgroups ?? Math.max(1, Math.min(Math.ceil(count4 / ELEMENTWISE_WG), ADAM_GRID_MAX_WORKGROUPS)), 1, 1];
+  return [
+    options.workgroups ?? Math.max(1, Math.min(Math.ceil(count4 / ELEMENTWISE_WG), ADAM_GRID_MAX_WORKGROUPS)),
+    1,
+    1,
+  ];
 }
 
 // Shared by both layouts, text for text: the numerics of the two are one source.

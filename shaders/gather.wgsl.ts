@@ -58,7 +58,17 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
  * One invocation per element of [x ‖ onehot(y)]. A label outside 0 … C−1 gives an all-zero
  * one-hot; the hosts refuse such labels before they reach the GPU.
  */
-export const gatherConditionalBindings = ['uniform', 'read', 'read', 'read', 'read', 'read', 'storage', 'storage', 'storage'] as const;
+export const gatherConditionalBindings = [
+  'uniform',
+  'read',
+  'read',
+  'read',
+  'read',
+  'read',
+  'storage',
+  'storage',
+  'storage',
+] as const;
 // dims, state, data, perm, table, labels, X, XY, Z
 
 export function gatherConditionalWGSL(): string {

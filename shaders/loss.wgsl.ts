@@ -42,7 +42,9 @@ export interface LossOptions {
 export function lossGroups(options: LossOptions = {}): number {
   const groups = options.groups ?? LOSS_GROUPS;
   if (!Number.isInteger(groups) || groups < 1 || groups > WG) {
-    throw new Error(`loss: groups ${groups} is not an integer in [1, ${WG}] (loss_finalize reduces the partials with one workgroup of ${WG})`);
+    throw new Error(
+      `loss: groups ${groups} is not an integer in [1, ${WG}] (loss_finalize reduces the partials with one workgroup of ${WG})`,
+    );
   }
   return groups;
 }
@@ -187,7 +189,17 @@ export const ELBO_UNIFORM_FLOATS = 8;
 export function elboBindings(entry: ElboEntry, options: ElboOptions): ('uniform' | 'read' | 'storage')[] {
   switch (entry) {
     case 'elbo': // dims, state, logits/mean, x, mulv, [log_sigma], dlogits, dmulv, partials
-      return ['uniform', 'read', 'read', 'read', 'read', ...(options.learnedSigma ? ['read' as const] : []), 'storage', 'storage', 'storage'];
+      return [
+        'uniform',
+        'read',
+        'read',
+        'read',
+        'read',
+        ...(options.learnedSigma ? ['read' as const] : []),
+        'storage',
+        'storage',
+        'storage',
+      ];
     case 'elbo_finalize': // dims, state, partials, out, objective
       return ['uniform', 'storage', 'read', 'storage', 'storage'];
     case 'gaussian_dlogsigma': // dims, mean, x, log_sigma, dlog_sigma
@@ -209,7 +221,8 @@ export function elboWGSL(entry: ElboEntry, options: ElboOptions): string {
   const groups = lossGroups(options);
   const gaussian = options.likelihood === 'gaussian';
   if (!gaussian && options.learnedSigma) throw new Error('loss: a learned σ needs the Gaussian likelihood');
-  if (!gaussian && (entry === 'gaussian_dlogsigma' || entry === 'mean_clamp')) throw new Error(`loss: ${entry} is for the Gaussian likelihood`);
+  if (!gaussian && (entry === 'gaussian_dlogsigma' || entry === 'mean_clamp'))
+    throw new Error(`loss: ${entry} is for the Gaussian likelihood`);
   const learned = !!options.learnedSigma;
   return wgsl`
 var<workgroup> scratch: array<f32, ${WG}>;

@@ -1,6 +1,13 @@
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import { linearWorkgroups } from './common';
-import { boundedLoadsWGSL, checkEpilogues, matmulDeclarationsWGSL, matmulEpilogueWGSL, type MatmulDims, type MatmulOptions } from './matmul.wgsl';
+import {
+  boundedLoadsWGSL,
+  checkEpilogues,
+  matmulDeclarationsWGSL,
+  matmulEpilogueWGSL,
+  type MatmulDims,
+  type MatmulOptions,
+} from './matmul.wgsl';
 
 /**
  * Split-K matmul: C[M,N] = op(A)·op(B) with K divided among the invocations of one workgroup,
@@ -72,7 +79,12 @@ export interface SplitKOptions extends Omit<MatmulOptions, 'tileM' | 'tileN' | '
 /** Invocations in one workgroup and outputs in its tile. */
 export function splitKShape(s: SplitKSizes) {
   const perSlice = s.wgX * s.wgY;
-  return { invocations: s.slices * perSlice, tileRows: s.wgY * s.tileM, tileCols: s.wgX * s.tileN, tileOutputs: perSlice * s.tileM * s.tileN };
+  return {
+    invocations: s.slices * perSlice,
+    tileRows: s.wgY * s.tileM,
+    tileCols: s.wgX * s.tileN,
+    tileOutputs: perSlice * s.tileM * s.tileN,
+  };
 }
 
 function check(o: SplitKSizes): void {
@@ -82,11 +94,15 @@ function check(o: SplitKSizes): void {
   }
   const { invocations, tileRows, tileOutputs } = splitKShape(o);
   if (invocations > MAX_INVOCATIONS) {
-    throw new Error(`matmul split-K: slices·wgX·wgY = ${invocations} invocations exceed WebGPU's ${MAX_INVOCATIONS} per workgroup`);
+    throw new Error(
+      `matmul split-K: slices·wgX·wgY = ${invocations} invocations exceed WebGPU's ${MAX_INVOCATIONS} per workgroup`,
+    );
   }
   const bytes = 4 * slices * (tileOutputs + tileRows);
   if (bytes > MAX_WORKGROUP_BYTES) {
-    throw new Error(`matmul split-K: the partial sums need ${bytes} bytes of workgroup memory, over WebGPU's ${MAX_WORKGROUP_BYTES}: fewer slices or a smaller tile`);
+    throw new Error(
+      `matmul split-K: the partial sums need ${bytes} bytes of workgroup memory, over WebGPU's ${MAX_WORKGROUP_BYTES}: fewer slices or a smaller tile`,
+    );
   }
 }
 
@@ -110,18 +126,31 @@ export function splitKWGSL(o: SplitKOptions): string {
   // Unrolled in TypeScript, not looped in WGSL: compilers keep named scalars in registers.
   const rows = Array.from({ length: tileM }, (_, i) => i);
   const cols = Array.from({ length: tileN }, (_, j) => j);
-  const each = (f: (i: number, j: number) => string, sep = '\n') => rows.map((i) => cols.map((j) => f(i, j)).join(sep)).join(sep);
+  const each = (f: (i: number, j: number) => string, sep = '\n') =>
+    rows.map((i) => cols.map((j) => f(i, j)).join(sep)).join(sep);
 
   let loadA: string;
   if (aVec4 && o.transA) {
     // Four vec4 rows of A along m make a 4×4 block; its transpose gives each row's vec4 along k.
-    loadA = rows.filter((i) => i % 4 === 0).map((q) => `    let t${q} = transpose(mat4x4<f32>(A[(k * dims.M + m${q}) / 4u], A[((k + 1u) * dims.M + m${q}) / 4u], A[((k + 2u) * dims.M + m${q}) / 4u], A[((k + 3u) * dims.M + m${q}) / 4u]));
-    let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`).join('\n');
+    loadA = rows
+      .filter((i) => i % 4 === 0)
+      .map(
+        (
+          q,
+        ) => `    let t${q} = transpose(mat4x4<f32>(A[(k * dims.M + m${q}) / 4u], A[((k + 1u) * dims.M + m${q}) / 4u], A[((k + 2u) * dims.M + m${q}) / 4u], A[((k + 3u) * dims.M + m${q}) / 4u]));
+    let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`,
+      )
+      .join('\n');
   } else if (aVec4) {
     loadA = rows.map((i) => `    let a${i} = A[(m${i} * dims.K + k) / 4u];`).join('\n');
   } else if (o.vec4) {
     // vec4 shapes, transposed A, tileM not a multiple of 4: four scalar loads per row.
-    loadA = rows.map((i) => `    let a${i} = vec4<f32>(A[k * dims.M + m${i}], A[(k + 1u) * dims.M + m${i}], A[(k + 2u) * dims.M + m${i}], A[(k + 3u) * dims.M + m${i}]);`).join('\n');
+    loadA = rows
+      .map(
+        (i) =>
+          `    let a${i} = vec4<f32>(A[k * dims.M + m${i}], A[(k + 1u) * dims.M + m${i}], A[(k + 2u) * dims.M + m${i}], A[(k + 3u) * dims.M + m${i}]);`,
+      )
+      .join('\n');
   } else {
     loadA = rows.map((i) => `    let a${i} = atA(m${i}, k);`).join('\n');
   }
@@ -129,12 +158,18 @@ export function splitKWGSL(o: SplitKOptions): string {
   if (bVec4) {
     loadB = cols.map((j) => `    let b${j} = B[(n${j} * dims.K + k) / 4u];`).join('\n');
   } else if (o.vec4) {
-    loadB = cols.map((j) => `    let b${j} = vec4<f32>(B[k * dims.N + n${j}], B[(k + 1u) * dims.N + n${j}], B[(k + 2u) * dims.N + n${j}], B[(k + 3u) * dims.N + n${j}]);`).join('\n');
+    loadB = cols
+      .map(
+        (j) =>
+          `    let b${j} = vec4<f32>(B[k * dims.N + n${j}], B[(k + 1u) * dims.N + n${j}], B[(k + 2u) * dims.N + n${j}], B[(k + 3u) * dims.N + n${j}]);`,
+      )
+      .join('\n');
   } else {
     loadB = cols.map((j) => `    let b${j} = atB(k, n${j});`).join('\n');
   }
   const fma = o.vec4
-    ? (i: number, j: number) => `    c${i}_${j} += a${i}.x * b${j}.x + a${i}.y * b${j}.y + a${i}.z * b${j}.z + a${i}.w * b${j}.w;`
+    ? (i: number, j: number) =>
+        `    c${i}_${j} += a${i}.x * b${j}.x + a${i}.y * b${j}.y + a${i}.z * b${j}.z + a${i}.w * b${j}.w;`
     : (i: number, j: number) => `    c${i}_${j} += a${i} * b${j};`;
   const rowSumOf = (i: number) => (o.vec4 ? `(a${i}.x + a${i}.y) + (a${i}.z + a${i}.w)` : `a${i}`);
   // Σ_s part[s·stride + at] in the order s = 0..S−1, written out so the order is in the source.
@@ -153,8 +188,12 @@ var<workgroup> partials: array<f32, ${S * tileOutputs}>;
 var<workgroup> rowPartials: array<f32, ${S * tileRows}>;
 #endif
 
-${o.vec4 ? '' : `${boundedLoadsWGSL(o)}
-`}
+${
+  o.vec4
+    ? ''
+    : `${boundedLoadsWGSL(o)}
+`
+}
 ${matmulEpilogueWGSL(o)}@compute @workgroup_size(${invocations})
 fn matmul_splitk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                  @builtin(local_invocation_index) index: u32) {
@@ -195,12 +234,16 @@ ${rows.map((i) => `    rowPartials[slice * ${tileRows}u + y * ${tileM}u + ${i}u]
   workgroupBarrier();
 
   // The tile's outputs dealt out over the whole workgroup, each summed over the slices in order.
-${rounds.map((r) => {
+${rounds
+  .map((r) => {
     const e = r === 0 ? 'index' : `index + ${r * invocations}u`;
     const body = `    let e = ${e};
     store(tileRow0 + e / ${tileCols}u, tileCol0 + e % ${tileCols}u, ${fixedOrderSum('partials', tileOutputs, 'e')});`;
-    return r === rounds.length - 1 && lastRoundPartial ? `  if (${e} < ${tileOutputs}u) {\n${body}\n  }` : `  {\n${body}\n  }`;
-  }).join('\n')}
+    return r === rounds.length - 1 && lastRoundPartial
+      ? `  if (${e} < ${tileOutputs}u) {\n${body}\n  }`
+      : `  {\n${body}\n  }`;
+  })
+  .join('\n')}
 #if ${o.rowSum}
   // Every column tile computed the same row sums; the first one writes them.
   if (tileCol0 == 0u) {

@@ -1,6 +1,12 @@
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import {
-  boundedLoadsWGSL, checkEpilogues, matmulBindings, matmulDeclarationsWGSL, matmulEpilogueWGSL, type MatmulDims, type MatmulOptions,
+  boundedLoadsWGSL,
+  checkEpilogues,
+  matmulBindings,
+  matmulDeclarationsWGSL,
+  matmulEpilogueWGSL,
+  type MatmulDims,
+  type MatmulOptions,
 } from './matmul.wgsl';
 
 /**
@@ -66,7 +72,10 @@ export const TILE_64: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
 export const TILE_32: MatmulTile = { BM: 32, BN: 32, BK: 32, TM: 4, TN: 4 };
 
 /** Every epilogue of the register kernel, reparamConditioned included (the shared store() reads them all). */
-export type TiledMatmulOptions = Pick<MatmulOptions, 'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'> & {
+export type TiledMatmulOptions = Pick<
+  MatmulOptions,
+  'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'
+> & {
   tile: MatmulTile;
 };
 
@@ -96,7 +105,8 @@ const tileCount = (t: MatmulTile, d: Pick<MatmulDims, 'M' | 'N'>) => Math.ceil(d
 
 /** One workgroup per BM×BN tile of C, in x, folded into y when x would pass 65,535. */
 export function tiledWorkgroups(o: Pick<TiledMatmulOptions, 'tile'>, d: MatmulDims): [number, number, number] {
-  if (!(d.M >= 1 && d.N >= 1 && d.K >= 1)) throw new Error(`matmul-tiled: dimensions must be ≥ 1, got ${d.M}×${d.N}×${d.K}`);
+  if (!(d.M >= 1 && d.N >= 1 && d.K >= 1))
+    throw new Error(`matmul-tiled: dimensions must be ≥ 1, got ${d.M}×${d.N}×${d.K}`);
   const tiles = tileCount(o.tile, d);
   if (tiles <= MAX_WORKGROUPS_PER_DIM) return [tiles, 1, 1];
   const y = Math.ceil(tiles / MAX_WORKGROUPS_PER_DIM);
@@ -114,13 +124,17 @@ function checkTile(o: TiledMatmulOptions, strideA: number, strideB: number) {
   const { BM, BN, BK, TM, TN } = o.tile;
   const name = `matmul-tiled: tile ${BM}×${BN}×${BK} with ${TM}×${TN} per invocation`;
   const positive = [BM, BN, BK, TM, TN].every((v) => Number.isInteger(v) && v >= 1);
-  if (!positive || BM % TM !== 0 || BN % TN !== 0) throw new Error(`${name}: sizes must be positive integers with TM | BM and TN | BN`);
+  if (!positive || BM % TM !== 0 || BN % TN !== 0)
+    throw new Error(`${name}: sizes must be positive integers with TM | BM and TN | BN`);
   const wg = tiledInvocations(o.tile);
   if (wg > MAX_INVOCATIONS) throw new Error(`${name}: ${wg} invocations per workgroup, more than ${MAX_INVOCATIONS}`);
-  if ((BM * BK) % wg !== 0 || (BK * BN) % wg !== 0) throw new Error(`${name}: each tile (${BM}×${BK}, ${BK}×${BN}) must split evenly over ${wg} invocations`);
+  if ((BM * BK) % wg !== 0 || (BK * BN) % wg !== 0)
+    throw new Error(`${name}: each tile (${BM}×${BK}, ${BK}×${BN}) must split evenly over ${wg} invocations`);
   const bytes = 4 * BK * (strideA + strideB);
-  if (bytes > MAX_WORKGROUP_BYTES) throw new Error(`${name}: ${bytes} bytes of workgroup memory, more than ${MAX_WORKGROUP_BYTES}`);
-  if (o.rowSum && BM > wg) throw new Error(`${name}: rowSum gives each of the BM rows an invocation, but there are only ${wg}`);
+  if (bytes > MAX_WORKGROUP_BYTES)
+    throw new Error(`${name}: ${bytes} bytes of workgroup memory, more than ${MAX_WORKGROUP_BYTES}`);
+  if (o.rowSum && BM > wg)
+    throw new Error(`${name}: rowSum gives each of the BM rows an invocation, but there are only ${wg}`);
 }
 
 export function tiledWGSL(o: TiledMatmulOptions): string {
@@ -138,7 +152,8 @@ export function tiledWGSL(o: TiledMatmulOptions): string {
   // those in registers, but may put a dynamically indexed array in memory.
   const rows = Array.from({ length: TM }, (_, i) => i);
   const cols = Array.from({ length: TN }, (_, j) => j);
-  const each = (f: (i: number, j: number) => string, sep = '\n') => rows.map((i) => cols.map((j) => f(i, j)).join(sep)).join(sep);
+  const each = (f: (i: number, j: number) => string, sep = '\n') =>
+    rows.map((i) => cols.map((j) => f(i, j)).join(sep)).join(sep);
 
   // Where flat load index `i` lands in each tile: the fastest-varying coordinate is the one
   // that is contiguous in the operand's storage.

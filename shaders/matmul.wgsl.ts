@@ -103,10 +103,12 @@ export function matmulWorkgroups(o: MatmulOptions, d: MatmulDims): [number, numb
 }
 
 export function matmulWGSL(o: MatmulOptions): string {
-  if (o.tileM % 4 !== 0 || o.tileN < 1) throw new Error(`matmul: tileM must be a multiple of 4 and tileN ≥ 1, got ${o.tileM}×${o.tileN}`);
+  if (o.tileM % 4 !== 0 || o.tileN < 1)
+    throw new Error(`matmul: tileM must be a multiple of 4 and tileN ≥ 1, got ${o.tileM}×${o.tileN}`);
   checkEpilogues(o, 'matmul');
   // A quad of consecutive indices must lie in one row: whole quads along x.
-  if (o.quad && (!o.vec4 || MATMUL_WG_X % 4 !== 0)) throw new Error('matmul: quad sharing needs vec4 shapes and whole quads along x');
+  if (o.quad && (!o.vec4 || MATMUL_WG_X % 4 !== 0))
+    throw new Error('matmul: quad sharing needs vec4 shapes and whole quads along x');
   // Quad-shared loads of a non-transposed A read scalars; everything else reads A as vec4s.
   const aType = o.vec4 && !(o.quad && !o.transA) ? 'vec4<f32>' : 'f32';
   const bType = o.vec4 && o.transB ? 'vec4<f32>' : 'f32';
@@ -115,22 +117,37 @@ export function matmulWGSL(o: MatmulOptions): string {
   const rows = Array.from({ length: o.tileM }, (_, i) => i);
   const cols = Array.from({ length: o.tileN }, (_, j) => j);
   const quads = rows.filter((i) => i % 4 === 0);
-  const each = (f: (i: number, j: number) => string, sep = '\n') => rows.map((i) => cols.map((j) => f(i, j)).join(sep)).join(sep);
+  const each = (f: (i: number, j: number) => string, sep = '\n') =>
+    rows.map((i) => cols.map((j) => f(i, j)).join(sep)).join(sep);
 
   let loadA: string;
   if (o.quad && o.vec4 && o.transA) {
     // Quad lane q loads A's row k+q (along m) for the 4×4 block; broadcasts assemble it.
-    loadA = quads.map((q) => `    let c${q} = A[((k + quadLane) * dims.M + m${q}) / 4u];
+    loadA = quads
+      .map(
+        (q) => `    let c${q} = A[((k + quadLane) * dims.M + m${q}) / 4u];
     let t${q} = transpose(mat4x4<f32>(quadBroadcast(c${q}, 0u), quadBroadcast(c${q}, 1u), quadBroadcast(c${q}, 2u), quadBroadcast(c${q}, 3u)));
-    let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`).join('\n');
+    let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`,
+      )
+      .join('\n');
   } else if (o.quad && o.vec4) {
     // Quad lane q loads A(m, k+q); broadcasts give every lane the vec4 A(m, k..k+3).
-    loadA = rows.map((i) => `    let v${i} = A[m${i} * dims.K + k + quadLane];
-    let a${i} = vec4<f32>(quadBroadcast(v${i}, 0u), quadBroadcast(v${i}, 1u), quadBroadcast(v${i}, 2u), quadBroadcast(v${i}, 3u));`).join('\n');
+    loadA = rows
+      .map(
+        (i) => `    let v${i} = A[m${i} * dims.K + k + quadLane];
+    let a${i} = vec4<f32>(quadBroadcast(v${i}, 0u), quadBroadcast(v${i}, 1u), quadBroadcast(v${i}, 2u), quadBroadcast(v${i}, 3u));`,
+      )
+      .join('\n');
   } else if (o.vec4 && o.transA) {
     // A is (K, M): four vec4 rows along m make a 4×4 block; its transpose gives rows along k.
-    loadA = quads.map((q) => `    let t${q} = transpose(mat4x4<f32>(A[(k * dims.M + m${q}) / 4u], A[((k + 1u) * dims.M + m${q}) / 4u], A[((k + 2u) * dims.M + m${q}) / 4u], A[((k + 3u) * dims.M + m${q}) / 4u]));
-    let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`).join('\n');
+    loadA = quads
+      .map(
+        (
+          q,
+        ) => `    let t${q} = transpose(mat4x4<f32>(A[(k * dims.M + m${q}) / 4u], A[((k + 1u) * dims.M + m${q}) / 4u], A[((k + 2u) * dims.M + m${q}) / 4u], A[((k + 3u) * dims.M + m${q}) / 4u]));
+    let a${q} = t${q}[0]; let a${q + 1} = t${q}[1]; let a${q + 2} = t${q}[2]; let a${q + 3} = t${q}[3];`,
+      )
+      .join('\n');
   } else if (o.vec4) {
     loadA = rows.map((i) => `    let a${i} = A[(m${i} * dims.K + k) / 4u];`).join('\n');
   } else {
@@ -141,12 +158,18 @@ export function matmulWGSL(o: MatmulOptions): string {
   if (o.vec4 && o.transB) {
     loadB = cols.map((j) => `    let b${j} = B[(n${j} * dims.K + k) / 4u];`).join('\n');
   } else if (o.vec4) {
-    loadB = cols.map((j) => `    let b${j} = vec4<f32>(B[k * dims.N + n${j}], B[(k + 1u) * dims.N + n${j}], B[(k + 2u) * dims.N + n${j}], B[(k + 3u) * dims.N + n${j}]);`).join('\n');
+    loadB = cols
+      .map(
+        (j) =>
+          `    let b${j} = vec4<f32>(B[k * dims.N + n${j}], B[(k + 1u) * dims.N + n${j}], B[(k + 2u) * dims.N + n${j}], B[(k + 3u) * dims.N + n${j}]);`,
+      )
+      .join('\n');
   } else {
     loadB = cols.map((j) => `    let b${j} = atB(k, n${j});`).join('\n');
   }
   const fma = o.vec4
-    ? (i: number, j: number) => `    c${i}_${j} += a${i}.x * b${j}.x + a${i}.y * b${j}.y + a${i}.z * b${j}.z + a${i}.w * b${j}.w;`
+    ? (i: number, j: number) =>
+        `    c${i}_${j} += a${i}.x * b${j}.x + a${i}.y * b${j}.y + a${i}.z * b${j}.z + a${i}.w * b${j}.w;`
     : (i: number, j: number) => `    c${i}_${j} += a${i} * b${j};`;
   const rowSumOf = (i: number) => (o.vec4 ? `(a${i}.x + a${i}.y) + (a${i}.z + a${i}.w)` : `a${i}`);
 
@@ -155,8 +178,12 @@ export function matmulWGSL(o: MatmulOptions): string {
 enable subgroups;
 #endif
 ${matmulDeclarationsWGSL(o, aType, bType)}
-${o.vec4 ? '' : `${boundedLoadsWGSL(o)}
-`}
+${
+  o.vec4
+    ? ''
+    : `${boundedLoadsWGSL(o)}
+`
+}
 ${matmulEpilogueWGSL(o)}@compute @workgroup_size(${MATMUL_WG_X * MATMUL_WG_Y})
 fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) index: u32${o.quad ? ', @builtin(subgroup_invocation_id) subgroupLane: u32' : ''}) {
 #if ${o.quadLayout === 'blocks2x2'}
@@ -204,13 +231,18 @@ ${rows.map((i) => `    if (row0 + ${i}u < dims.M) { rowSum[row0 + ${i}u] = sum${
 }
 
 /** The epilogue flags and layouts every matmul kernel shares (the register, split-K and tiled ones). */
-type Epilogues = Pick<MatmulOptions, 'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'>;
+type Epilogues = Pick<
+  MatmulOptions,
+  'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'
+>;
 
 /** Throws for epilogues that exclude each other, naming the kernel. */
 export function checkEpilogues(o: Epilogues, kernel: string): void {
   if (o.relu && o.reluMask) throw new Error(`${kernel}: relu (forward) and reluMask (backward) exclude each other`);
-  if (o.reparamBackward && (o.bias || o.relu || o.reluMask)) throw new Error(`${kernel}: reparamBackward takes no other epilogue`);
-  if (o.reparamConditioned && !o.reparamBackward) throw new Error(`${kernel}: reparamConditioned is a form of reparamBackward`);
+  if (o.reparamBackward && (o.bias || o.relu || o.reluMask))
+    throw new Error(`${kernel}: reparamBackward takes no other epilogue`);
+  if (o.reparamConditioned && !o.reparamBackward)
+    throw new Error(`${kernel}: reparamConditioned is a form of reparamBackward`);
 }
 
 /** The bindings of a matmul kernel, in matmulBindings' order, with A and B read as `aType` / `bType`. */

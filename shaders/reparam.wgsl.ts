@@ -24,9 +24,12 @@ export type ReparamEntry = 'reparam_forward' | 'reparam_backward' | 'randn';
 /** Uniform: rows, latent, seed, stream (randn: count, step, seed, stream). */
 export function reparamBindings(entry: ReparamEntry): ('uniform' | 'read' | 'storage')[] {
   switch (entry) {
-    case 'reparam_forward': return ['uniform', 'read', 'read', 'storage', 'storage']; // params, state, mulv, z, eps
-    case 'reparam_backward': return ['uniform', 'read', 'read', 'read', 'storage']; // params, mulv, eps, dz, dmulv
-    case 'randn': return ['uniform', 'storage']; // params, out
+    case 'reparam_forward':
+      return ['uniform', 'read', 'read', 'storage', 'storage']; // params, state, mulv, z, eps
+    case 'reparam_backward':
+      return ['uniform', 'read', 'read', 'read', 'storage']; // params, mulv, eps, dz, dmulv
+    case 'randn':
+      return ['uniform', 'storage']; // params, out
   }
 }
 

@@ -14,7 +14,14 @@
  * @packageDocumentation
  */
 export { VAE } from './api/vae';
-export type { EvaluateOptions, LabelOptions, LoadOptions, LogLikelihoodOptions, SaveOptions, VAEOptions } from './api/options';
+export type {
+  EvaluateOptions,
+  LabelOptions,
+  LoadOptions,
+  LogLikelihoodOptions,
+  SaveOptions,
+  VAEOptions,
+} from './api/options';
 export type { EpochEvent, FitOptions, FitResult, StepEvent, TrainingRun, TrainingState } from './api/training';
 export type { ImageArray, LatentArray } from './api/inputs';
 export { VaeError } from './api/errors';

@@ -56,8 +56,10 @@ describe.each(implementations)('$name', (implementation) => {
     worst.set(label, w);
   }
   afterAll(() => {
-    const lines = [...worst].map(([label, w]) =>
-      `  ${label}: max rel ${w.rel.toExponential(2)} (rtol ${w.rtol.toExponential(2)}), ${w.flushed} sub-FLT_MIN outputs flushed to 0, ${w.tests} runs`);
+    const lines = [...worst].map(
+      ([label, w]) =>
+        `  ${label}: max rel ${w.rel.toExponential(2)} (rtol ${w.rtol.toExponential(2)}), ${w.flushed} sub-FLT_MIN outputs flushed to 0, ${w.tests} runs`,
+    );
     console.log(`activation max errors on ${implementation.name}:\n${lines.join('\n')}`);
   });
 
@@ -71,7 +73,10 @@ describe.each(implementations)('$name', (implementation) => {
     const ref = sigmoidForward(x);
     const near = [...x.keys()].filter((i) => Math.abs(x[i]!) <= 12);
     const far = [...x.keys()].filter((i) => Math.abs(x[i]!) > 12);
-    for (const [band, at, rtol] of [['|x| ≤ 12', near, sigmoidRtol(12)], ['|x| > 12', far, sigmoidRtol(88)]] as const) {
+    for (const [band, at, rtol] of [
+      ['|x| ≤ 12', near, sigmoidRtol(12)],
+      ['|x| > 12', far, sigmoidRtol(88)],
+    ] as const) {
       const g = at.map((i) => gpu[i]!);
       const r = at.map((i) => ref[i]!);
       expectClose(`${name}, ${band}`, g, r, rtol, FLT_MIN);
@@ -84,17 +89,27 @@ describe.each(implementations)('$name', (implementation) => {
     const names = inputs.length === 1 ? ['x'] : ['dy', 'y'];
     const padded = count + 4;
     const out = await gpu.run({
-      buffers: { ...Object.fromEntries(names.map((n, i) => [n, inputs[i]!])), out: new Float32Array(padded).fill(SENTINEL) },
+      buffers: {
+        ...Object.fromEntries(names.map((n, i) => [n, inputs[i]!])),
+        out: new Float32Array(padded).fill(SENTINEL),
+      },
       ops: [{ op: 'activation', entry, count, inputs: names, out: 'out' }],
       read: ['out'],
     });
     const all = f32(out.out, padded);
-    expect([...all.subarray(count)], `${entry}: written past count ${count}`).toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
+    expect([...all.subarray(count)], `${entry}: written past count ${count}`).toEqual([
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+    ]);
     return all.slice(0, count);
   }
 
   // Written over the first elements of every input (as many as fit).
-  const SIGMOID_EXTREMES = [0, -0, 300, -300, 88, -88, 1e30, -1e30, 87.5, -87.5, 17, -17, 40, -40, 1e-30, -1e-30, 3.4e38, -3.4e38];
+  const SIGMOID_EXTREMES = [
+    0, -0, 300, -300, 88, -88, 1e30, -1e30, 87.5, -87.5, 17, -17, 40, -40, 1e-30, -1e-30, 3.4e38, -3.4e38,
+  ];
   // No denormals here: WGSL lets an implementation flush them to zero (SwiftShader does), which
   // would make relu(1e-45) = 0 and block its gradient; the last test covers that case on its own.
   const RELU_EXTREMES = [0, -0, 1e30, -1e30, 3.4e38, -3.4e38, FLT_MIN, -FLT_MIN];
@@ -119,7 +134,10 @@ describe.each(implementations)('$name', (implementation) => {
 
     it('relu_backward passes dy where y > 0', async () => {
       // A ReLU output: exact zeros, −0, the smallest normal and huge positives.
-      const y = withExtremes(Float32Array.from(r.uniform(count, -3, 3), (v) => Math.max(v, 0)), [0, -0, FLT_MIN, 3.4e38, 0]);
+      const y = withExtremes(
+        Float32Array.from(r.uniform(count, -3, 3), (v) => Math.max(v, 0)),
+        [0, -0, FLT_MIN, 3.4e38, 0],
+      );
       check('relu_backward', 'drelu', await activate('relu_backward', [dy, y], count), reluBackward(dy, y));
     });
 
@@ -164,9 +182,9 @@ describe.each(implementations)('$name', (implementation) => {
 
     it('relu at 0 and −0 is not positive, and relu_backward blocks both', async () => {
       const x = Float32Array.from([0, -0, FLT_MIN, -FLT_MIN]);
-      expect([...await activate('relu_forward', [x], 4)]).toEqual([0, 0, FLT_MIN, 0]);
+      expect([...(await activate('relu_forward', [x], 4))]).toEqual([0, 0, FLT_MIN, 0]);
       const dy = Float32Array.from([5, 5, 5, 5]);
-      expect([...await activate('relu_backward', [dy, x], 4)]).toEqual([0, 0, 5, 0]);
+      expect([...(await activate('relu_backward', [dy, x], 4))]).toEqual([0, 0, 5, 0]);
     });
 
     it('a denormal input is either kept or flushed to zero, consistently in forward and backward', async () => {

@@ -22,11 +22,20 @@ import { arenaLayout, initArena, type VaeSizes } from '../src/model/graph';
 import { LOG_SIGMA_RANGE } from '../src/model/settings';
 import { adam } from '../src/reference/ops';
 import { ELEMENTWISE_WG, linearWorkgroups } from '../shaders/common';
-import { ADAM_DEFAULT, ADAM_GRID_MAX_WORKGROUPS, ADAM_VEC4_PER_INVOCATION, adamWGSL, adamWorkgroups, type AdamClamp, type AdamOptions } from '../shaders/adam.wgsl';
+import {
+  ADAM_DEFAULT,
+  ADAM_GRID_MAX_WORKGROUPS,
+  ADAM_VEC4_PER_INVOCATION,
+  adamWGSL,
+  adamWorkgroups,
+  type AdamClamp,
+  type AdamOptions,
+} from '../shaders/adam.wgsl';
 import { LOSS_GROUPS } from '../shaders/loss.wgsl';
 import { expectClose, f32, implementations, rng, errorReport, useHarness } from './gpu';
 
-const describeOptions = (o: AdamOptions) => (o.layout === 'blocked' ? 'blocked' : `gridStride ${o.workgroups ?? 'auto'}`);
+const describeOptions = (o: AdamOptions) =>
+  o.layout === 'blocked' ? 'blocked' : `gridStride ${o.workgroups ?? 'auto'}`;
 
 describe.each(implementations)('$name', (implementation) => {
   const gpu = useHarness(implementation);
@@ -67,7 +76,10 @@ describe.each(implementations)('$name', (implementation) => {
   }
 
   interface Case {
-    length: number; lr: number; t0: number; warm: boolean;
+    length: number;
+    lr: number;
+    t0: number;
+    warm: boolean;
     /** gridStride workgroup counts to run besides its own choice. */
     workgroups?: number[];
   }
@@ -105,23 +117,56 @@ describe.each(implementations)('$name', (implementation) => {
         out: new Float32Array(STEPS + 3),
       },
       ops: [
-        { op: 'adam', length, hyper: { lr, beta1: BETA1, beta2: BETA2, eps: EPS }, state: 'state', params: 'params', grads: 'grads', m: 'm', v: 'v', options, clamp },
+        {
+          op: 'adam',
+          length,
+          hyper: { lr, beta1: BETA1, beta2: BETA2, eps: EPS },
+          state: 'state',
+          params: 'params',
+          grads: 'grads',
+          m: 'm',
+          v: 'v',
+          options,
+          clamp,
+        },
         { op: 'lossFinalize', state: 'state', partials: 'partials', out: 'out' },
       ],
       repeat: STEPS,
       read: ['params', 'm', 'v', 'state'],
     });
-    expect([...new Uint32Array(out.state.buffer, out.state.byteOffset, 4)], 'state after the steps').toEqual([t0 + STEPS, STEPS, 0, 0]);
-    const result: Record<'params' | 'm' | 'v', Float32Array> = { params: f32(out.params), m: f32(out.m), v: f32(out.v) };
+    expect([...new Uint32Array(out.state.buffer, out.state.byteOffset, 4)], 'state after the steps').toEqual([
+      t0 + STEPS,
+      STEPS,
+      0,
+      0,
+    ]);
+    const result: Record<'params' | 'm' | 'v', Float32Array> = {
+      params: f32(out.params),
+      m: f32(out.m),
+      v: f32(out.v),
+    };
     for (const [name, values] of Object.entries(result)) {
-      expect([...values.subarray(length, length + 4)], `${name} written past length`).toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
+      expect([...values.subarray(length, length + 4)], `${name} written past length`).toEqual([
+        SENTINEL,
+        SENTINEL,
+        SENTINEL,
+        SENTINEL,
+      ]);
       const bad = values.findIndex((x, i) => i < length && !Number.isFinite(x));
       expect(bad, `${name}[${bad}] = ${values[bad]} (grad ${inputs.grads[bad]})`).toBe(-1);
     }
-    return { params: result.params.subarray(0, length), m: result.m.subarray(0, length), v: result.v.subarray(0, length) };
+    return {
+      params: result.params.subarray(0, length),
+      m: result.m.subarray(0, length),
+      v: result.v.subarray(0, length),
+    };
   }
 
-  function adamRef(c: Case, inputs: ReturnType<typeof makeInputs>, hyper: { beta1: number; beta2: number; eps: number }) {
+  function adamRef(
+    c: Case,
+    inputs: ReturnType<typeof makeInputs>,
+    hyper: { beta1: number; beta2: number; eps: number },
+  ) {
     const params = Float64Array.from(inputs.params);
     const m = Float64Array.from(inputs.m);
     const v = Float64Array.from(inputs.v);
@@ -136,11 +181,27 @@ describe.each(implementations)('$name', (implementation) => {
     const v = Float64Array.from(inputs.v);
     const end = clamp.offset + clamp.length;
     // Adam is elementwise: the span and the rest step as three separate tensors.
-    const pieces = [[0, clamp.offset], [clamp.offset, end], [end, c.length]] as const;
+    const pieces = [
+      [0, clamp.offset],
+      [clamp.offset, end],
+      [end, c.length],
+    ] as const;
     for (let s = 1; s <= STEPS; s++) {
       for (const [from, to] of pieces) {
-        adam(params.subarray(from, to), inputs.grads.subarray(from, to), m.subarray(from, to), v.subarray(from, to), c.t0 + s,
-          { lr: c.lr, beta1: BETA1, beta2: BETA2, eps: EPS, range: from === clamp.offset ? [clamp.min, clamp.max] : undefined });
+        adam(
+          params.subarray(from, to),
+          inputs.grads.subarray(from, to),
+          m.subarray(from, to),
+          v.subarray(from, to),
+          c.t0 + s,
+          {
+            lr: c.lr,
+            beta1: BETA1,
+            beta2: BETA2,
+            eps: EPS,
+            range: from === clamp.offset ? [clamp.min, clamp.max] : undefined,
+          },
+        );
       }
     }
     return { params, m, v };
@@ -169,14 +230,29 @@ describe.each(implementations)('$name', (implementation) => {
   type AdamResult = Awaited<ReturnType<typeof adamGpu>>;
 
   /** Everything a layout's result must satisfy against the reference. */
-  function checkAgainstReference(c: Case, inputs: ReturnType<typeof makeInputs>, got: AdamResult, exact: ReturnType<typeof adamRef>, layout: string) {
+  function checkAgainstReference(
+    c: Case,
+    inputs: ReturnType<typeof makeInputs>,
+    got: AdamResult,
+    exact: ReturnType<typeof adamRef>,
+    layout: string,
+  ) {
     const { rtol, atol } = paramTol(c.lr);
     const p = expectClose(`${layout} params`, got.params, exact.params, rtol, atol);
-    record(`${layout} params (abs)`, p.maxAbs, `atol ${UPDATE_REL.toExponential(2)}·${STEPS}·lr + rtol ${rtol.toExponential(1)}·|p|`);
+    record(
+      `${layout} params (abs)`,
+      p.maxAbs,
+      `atol ${UPDATE_REL.toExponential(2)}·${STEPS}·lr + rtol ${rtol.toExponential(1)}·|p|`,
+    );
     // Where a parameter started at 0 its final value is the sum of the 5 updates alone.
     let update = 0;
-    for (let i = 7; i < c.length; i += 8) update = Math.max(update, Math.abs(got.params[i]! - exact.params[i]!) / (STEPS * c.lr));
-    record(`${layout} update error, relative to ${STEPS}·lr (params from 0)`, update, `atol ${UPDATE_REL.toExponential(2)}`);
+    for (let i = 7; i < c.length; i += 8)
+      update = Math.max(update, Math.abs(got.params[i]! - exact.params[i]!) / (STEPS * c.lr));
+    record(
+      `${layout} update error, relative to ${STEPS}·lr (params from 0)`,
+      update,
+      `atol ${UPDATE_REL.toExponential(2)}`,
+    );
 
     expectClose(`${layout} m`, got.m, exact.m, MOMENT_RTOL, 0);
     expectClose(`${layout} v`, got.v, exact.v, MOMENT_RTOL, FLT_MIN);
@@ -190,7 +266,10 @@ describe.each(implementations)('$name', (implementation) => {
       expect(got.v[0]).toBe(0);
       for (const at of [3, 4]) {
         const moved = (inputs.params[at]! - got.params[at]!) / (STEPS * c.lr);
-        expect(Math.abs(moved - Math.sign(inputs.grads[at]!)), `${layout}: huge grad at ${at} moved the parameter by ${moved}·${STEPS}·lr`).toBeLessThan(1e-3);
+        expect(
+          Math.abs(moved - Math.sign(inputs.grads[at]!)),
+          `${layout}: huge grad at ${at} moved the parameter by ${moved}·${STEPS}·lr`,
+        ).toBeLessThan(1e-3);
       }
     }
   }
@@ -202,34 +281,48 @@ describe.each(implementations)('$name', (implementation) => {
     const e = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
     const differ: number[] = [];
     for (let i = 0; i < e.length; i++) if (a[i] !== e[i]) differ.push(i);
-    expect(differ.length, `${name}: ${differ.length} of ${e.length} differ in bits, first ${differ.slice(0, 6).map((i) => `[${i}] ${actual[i]} vs ${expected[i]}`).join(', ')}`).toBe(0);
+    expect(
+      differ.length,
+      `${name}: ${differ.length} of ${e.length} differ in bits, first ${differ
+        .slice(0, 6)
+        .map((i) => `[${i}] ${actual[i]} vs ${expected[i]}`)
+        .join(', ')}`,
+    ).toBe(0);
   }
-
 
   describe.each(CASES)('adam, arena of $length, lr $lr, from t = $t0', (c) => {
     // The inputs, the reference and the default's run are shared by this case's tests (run in order).
-    let shared: Promise<{ inputs: ReturnType<typeof makeInputs>; exact: ReturnType<typeof adamRef>; blocked: AdamResult }> | undefined;
-    const setup = () => (shared ??= (async () => {
-      const inputs = makeInputs(c, c.length + c.t0 + Math.round(1 / c.lr));
-      const exact = adamRef(c, inputs, { beta1: BETA1, beta2: BETA2, eps: EPS });
-      return { inputs, exact, blocked: await adamGpu(c, inputs) };
-    })());
+    let shared:
+      | Promise<{ inputs: ReturnType<typeof makeInputs>; exact: ReturnType<typeof adamRef>; blocked: AdamResult }>
+      | undefined;
+    const setup = () =>
+      (shared ??= (async () => {
+        const inputs = makeInputs(c, c.length + c.t0 + Math.round(1 / c.lr));
+        const exact = adamRef(c, inputs, { beta1: BETA1, beta2: BETA2, eps: EPS });
+        return { inputs, exact, blocked: await adamGpu(c, inputs) };
+      })());
 
     it(`blocked (the default): ${STEPS} steps of [adam, loss_finalize] match ${STEPS} reference steps`, async () => {
       const { inputs, exact, blocked } = await setup();
       checkAgainstReference(c, inputs, blocked, exact, 'blocked');
     });
 
-    const variants: AdamOptions[] = [{ layout: 'gridStride' }, ...(c.workgroups ?? []).map((workgroups) => ({ layout: 'gridStride' as const, workgroups }))];
-    it.each(variants.map((options) => [describeOptions(options), options] as const))('%s: matches the reference, and blocked bit for bit', async (name, options) => {
-      const { inputs, exact, blocked } = await setup();
-      const got = await adamGpu(c, inputs, options);
-      checkAgainstReference(c, inputs, got, exact, 'gridStride');
-      for (const k of ['params', 'm', 'v'] as const) expectSameBits(`${name} ${k} vs blocked`, got[k], blocked[k]);
-    });
+    const variants: AdamOptions[] = [
+      { layout: 'gridStride' },
+      ...(c.workgroups ?? []).map((workgroups) => ({ layout: 'gridStride' as const, workgroups })),
+    ];
+    it.each(variants.map((options) => [describeOptions(options), options] as const))(
+      '%s: matches the reference, and blocked bit for bit',
+      async (name, options) => {
+        const { inputs, exact, blocked } = await setup();
+        const got = await adamGpu(c, inputs, options);
+        checkAgainstReference(c, inputs, got, exact, 'gridStride');
+        for (const k of ['params', 'm', 'v'] as const) expectSameBits(`${name} ${k} vs blocked`, got[k], blocked[k]);
+      },
+    );
   });
 
-  describe('a clamped span (the learned σ\'s log_sigma, kept in LOG_SIGMA_RANGE)', () => {
+  describe("a clamped span (the learned σ's log_sigma, kept in LOG_SIGMA_RANGE)", () => {
     // 128 floats = 32 vec4s (2 blocked invocations); the span 21…84 starts and ends inside a vec4
     // and crosses the invocations' boundary at float 64. Parameters start across [−7.5, 7.5] and
     // lr 1 moves them by up to 5: some of the span end on each bound, some between, and some
@@ -237,11 +330,17 @@ describe.each(implementations)('$name', (implementation) => {
     const c: Case = { length: 128, lr: 1, t0: 0, warm: false };
     const clamp: AdamClamp = { offset: 21, length: 64, min: LOG_SIGMA_RANGE[0], max: LOG_SIGMA_RANGE[1] };
     const inputs = makeInputs(c, 31);
-    inputs.params.set(Float32Array.from(rng(32).uniform(c.length, -7.5, 7.5), (p, i) => (i === 0 ? inputs.params[0]! : p)));
+    inputs.params.set(
+      Float32Array.from(rng(32).uniform(c.length, -7.5, 7.5), (p, i) => (i === 0 ? inputs.params[0]! : p)),
+    );
     const exact = adamRefClamped(c, inputs, clamp);
 
-    it.each([['blocked', undefined], ['gridStride 1', { layout: 'gridStride', workgroups: 1 } as AdamOptions]] as const)(
-      '%s: the span stays in range, matching the reference; the rest is not clamped', async (name, options) => {
+    it.each([
+      ['blocked', undefined],
+      ['gridStride 1', { layout: 'gridStride', workgroups: 1 } as AdamOptions],
+    ] as const)(
+      '%s: the span stays in range, matching the reference; the rest is not clamped',
+      async (name, options) => {
         const got = await adamGpu(c, inputs, options, clamp);
         checkAgainstReference(c, inputs, got, exact, name);
         const span = got.params.subarray(clamp.offset, clamp.offset + clamp.length);
@@ -249,10 +348,17 @@ describe.each(implementations)('$name', (implementation) => {
         expect(outsideRange, `span[${outsideRange}] = ${span[outsideRange]}`).toBe(-1);
         expect(span.filter((p) => p === clamp.min).length, 'span elements on the lower bound').toBeGreaterThan(0);
         expect(span.filter((p) => p === clamp.max).length, 'span elements on the upper bound').toBeGreaterThan(0);
-        expect(span.filter((p) => p > clamp.min && p < clamp.max).length, 'span elements between the bounds').toBeGreaterThan(0);
+        expect(
+          span.filter((p) => p > clamp.min && p < clamp.max).length,
+          'span elements between the bounds',
+        ).toBeGreaterThan(0);
         const rest = [...got.params.subarray(0, clamp.offset), ...got.params.subarray(clamp.offset + clamp.length)];
-        expect(rest.filter((p) => Math.abs(p) > clamp.max).length, 'elements outside the span past the range').toBeGreaterThan(0);
-      });
+        expect(
+          rest.filter((p) => Math.abs(p) > clamp.max).length,
+          'elements outside the span past the range',
+        ).toBeGreaterThan(0);
+      },
+    );
   });
 
   it('a training step of a learned-σ model at lr 10 keeps log_sigma in LOG_SIGMA_RANGE, and writes a loadable checkpoint', async () => {
@@ -262,8 +368,15 @@ describe.each(implementations)('$name', (implementation) => {
     const rows = 6;
     const images = Uint8Array.from({ length: rows * sizes.D }, () => Math.floor(256 * r.next()));
     const out = await gpu.trainSteps({
-      sizes, batchSize: rows, seed: 5, lr: 10, count: rows, steps: 3, sameBatch: true,
-      images: Buffer.from(images).toString('base64'), params: Buffer.from(initArena(layout, () => r.next()).buffer).toString('base64'),
+      sizes,
+      batchSize: rows,
+      seed: 5,
+      lr: 10,
+      count: rows,
+      steps: 3,
+      sameBatch: true,
+      images: Buffer.from(images).toString('base64'),
+      params: Buffer.from(initArena(layout, () => r.next()).buffer).toString('base64'),
     });
     const span = layout.logSigma!;
     const got = (step: number, key: string) => f32(new Uint8Array(Buffer.from(out[step]![key]!, 'base64')));
@@ -274,9 +387,19 @@ describe.each(implementations)('$name', (implementation) => {
     }
     // lr 10 moves log σ by about 10 a step: the clamp held it on a bound.
     const last = got(out.length - 1, 'params');
-    expect(last.subarray(span.offset, span.offset + span.length).some((x) => x === LOG_SIGMA_RANGE[0] || x === LOG_SIGMA_RANGE[1])).toBe(true);
+    expect(
+      last
+        .subarray(span.offset, span.offset + span.length)
+        .some((x) => x === LOG_SIGMA_RANGE[0] || x === LOG_SIGMA_RANGE[1]),
+    ).toBe(true);
     // What the engine trained, it loads.
-    const bytes = encodeCheckpoint(layout, { params: last, m: got(out.length - 1, 'm'), v: got(out.length - 1, 'v'), step: 3, metadata: {} });
+    const bytes = encodeCheckpoint(layout, {
+      params: last,
+      m: got(out.length - 1, 'm'),
+      v: got(out.length - 1, 'v'),
+      step: 3,
+      metadata: {},
+    });
     expect(decodeCheckpoint(bytes, layout).params).toEqual(last);
   });
 });
@@ -294,7 +417,9 @@ describe('adam launch sizes', () => {
     expect(ADAM_DEFAULT).toEqual({ layout: 'blocked' });
     // The dispatch before: linearWorkgroups(ceil(length / 64)).
     for (const length of [4, 60, 68, 1028, 4 * 773, 4 * 16 * 256 * 70_000, ARENA]) {
-      expect(adamWorkgroups(ADAM_DEFAULT, length), `length ${length}`).toEqual(linearWorkgroups(Math.ceil(length / 64)));
+      expect(adamWorkgroups(ADAM_DEFAULT, length), `length ${length}`).toEqual(
+        linearWorkgroups(Math.ceil(length / 64)),
+      );
     }
     expect(adamWorkgroups(ADAM_DEFAULT, ARENA)).toEqual([40, 1, 1]);
     expect(sha(adamWGSL({ layout: 'gridStride' })), 'the variant is a different kernel').not.toBe(BEFORE);
@@ -308,7 +433,9 @@ describe('adam launch sizes', () => {
     expect(adamWorkgroups({ layout: 'gridStride' }, 4 * 256 * 5000)).toEqual([ADAM_GRID_MAX_WORKGROUPS, 1, 1]);
     expect(adamWorkgroups({ layout: 'gridStride', workgroups: 7 }, ARENA)).toEqual([7, 1, 1]);
     for (const workgroups of [0, -1, 2.5, 65536, NaN]) {
-      expect(() => adamWorkgroups({ layout: 'gridStride', workgroups }, ARENA), `workgroups ${workgroups}`).toThrow(/workgroups/);
+      expect(() => adamWorkgroups({ layout: 'gridStride', workgroups }, ARENA), `workgroups ${workgroups}`).toThrow(
+        /workgroups/,
+      );
       expect(() => adamWGSL({ layout: 'gridStride', workgroups })).toThrow(/workgroups/);
     }
     expect(() => adamWorkgroups({ layout: 'blocked', workgroups: 8 }, ARENA)).toThrow(/gridStride/);
@@ -317,15 +444,24 @@ describe('adam launch sizes', () => {
 
   it(`prints what each layout launches for the real arena (${ARENA.toLocaleString('en')} floats)`, () => {
     const count4 = ARENA / 4;
-    const lines = [ADAM_DEFAULT, { layout: 'gridStride' as const }, { layout: 'gridStride' as const, workgroups: 7 }].map((o) => {
+    const lines = [
+      ADAM_DEFAULT,
+      { layout: 'gridStride' as const },
+      { layout: 'gridStride' as const, workgroups: 7 },
+    ].map((o) => {
       const [x, y, z] = adamWorkgroups(o, ARENA);
       const invocations = x * y * z * ELEMENTWISE_WG;
       const perLane = o.layout === 'blocked' ? ADAM_VEC4_PER_INVOCATION : Math.ceil(count4 / invocations);
-      const active = o.layout === 'blocked' ? Math.ceil(count4 / ADAM_VEC4_PER_INVOCATION) : Math.min(invocations, count4);
-      return `  ${describeOptions(o).padEnd(16)} ${x}×${y}×${z} workgroups × ${ELEMENTWISE_WG} = ${invocations.toLocaleString('en')} invocations `
-        + `(${active.toLocaleString('en')} with work, ≤ ${perLane} vec4 each)`;
+      const active =
+        o.layout === 'blocked' ? Math.ceil(count4 / ADAM_VEC4_PER_INVOCATION) : Math.min(invocations, count4);
+      return (
+        `  ${describeOptions(o).padEnd(16)} ${x}×${y}×${z} workgroups × ${ELEMENTWISE_WG} = ${invocations.toLocaleString('en')} invocations ` +
+        `(${active.toLocaleString('en')} with work, ≤ ${perLane} vec4 each)`
+      );
     });
-    console.log(`adam launches for ${ARENA.toLocaleString('en')} floats = ${count4.toLocaleString('en')} vec4s:\n${lines.join('\n')}`);
+    console.log(
+      `adam launches for ${ARENA.toLocaleString('en')} floats = ${count4.toLocaleString('en')} vec4s:\n${lines.join('\n')}`,
+    );
     expect(lines).toHaveLength(3);
   });
 });

@@ -8,7 +8,9 @@ import { BrowserHostError, launchBrowser, reportAdapter } from '../src/node/brow
 import { harnessPage, NAVIGATION_TIMEOUT_MS } from './gpu';
 
 declare global {
-  interface Window { adapterModule: typeof import('../src/gpu/adapter') }
+  interface Window {
+    adapterModule: typeof import('../src/gpu/adapter');
+  }
 }
 
 const gpu = harnessPage();
@@ -20,7 +22,9 @@ beforeAll(async () => {
 /** Runs acquireAdapter in the page with navigator.gpu wrapped: `withhold` says which requests get null. */
 async function acquireWith(withhold: 'default' | 'both') {
   const warnings: string[] = [];
-  const onConsole = (m: { type(): string; text(): string }) => { if (m.type() === 'warn') warnings.push(m.text()); };
+  const onConsole = (m: { type(): string; text(): string }) => {
+    if (m.type() === 'warn') warnings.push(m.text());
+  };
   gpu.page.on('console', onConsole);
   try {
     const result = await gpu.page.evaluate(async (withhold) => {
@@ -31,14 +35,19 @@ async function acquireWith(withhold: 'default' | 'both') {
           requests.push(options);
           // The forced request gets the browser's default adapter, so this runs the same on a
           // machine whose browser has a GPU and no fallback adapter.
-          return withhold === 'both' || !options.forceFallbackAdapter ? Promise.resolve(null) : navigator.gpu.requestAdapter();
+          return withhold === 'both' || !options.forceFallbackAdapter
+            ? Promise.resolve(null)
+            : navigator.gpu.requestAdapter();
         },
       };
       try {
         const { summary } = await acquireAdapter(wrapped);
         return { requests, summary };
       } catch (e) {
-        return { requests, error: { name: (e as Error).name, kind: (e as { kind?: string }).kind, message: (e as Error).message } };
+        return {
+          requests,
+          error: { name: (e as Error).name, kind: (e as { kind?: string }).kind, message: (e as Error).message },
+        };
       }
     }, withhold);
     await new Promise((r) => setTimeout(r, 100)); // console events arrive asynchronously
@@ -76,7 +85,10 @@ describe('adapter acquisition', () => {
     try {
       const page = await plain.browser.newPage();
       await page.goto(`${inject('serverUrl')}/test/harness/index.html`, { timeout: NAVIGATION_TIMEOUT_MS });
-      const error = await reportAdapter(page).then(() => null, (e: unknown) => e);
+      const error = await reportAdapter(page).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(error).toBeInstanceOf(BrowserHostError);
       const message = (error as Error).message;
       expect(message).toMatch(/Tried: .*→ null; .*→ null/);

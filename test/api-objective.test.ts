@@ -20,17 +20,29 @@ describe('VAE API: β, warm-up and the Gaussian likelihood', () => {
     const r = await harness.page.evaluate(async () => {
       const { lib, mnistTest, toBase64 } = window.vaeTest;
       const images = await mnistTest(384);
-      const vae = await lib.VAE.create({ seed: 3, hiddenSize: 32, latentSize: 4, likelihood: 'gaussian', sigma: 'learned' });
+      const vae = await lib.VAE.create({
+        seed: 3,
+        hiddenSize: 32,
+        latentSize: 4,
+        likelihood: 'gaussian',
+        sigma: 'learned',
+      });
       const steps: { loss: number; objective?: number }[] = [];
       const result = await vae.fit(images, {
-        epochs: 1, batchSize: 64, beta: 2, klWarmup: 4, testImages: images.subarray(0, 128 * 784), onStep: (s) => steps.push(s),
+        epochs: 1,
+        batchSize: 64,
+        beta: 2,
+        klWarmup: 4,
+        testImages: images.subarray(0, 128 * 784),
+        onStep: (s) => steps.push(s),
       });
       const checkpoint = await vae.save();
       const testLoss = await vae.evaluate(images.subarray(0, 128 * 784));
       const logPx = await vae.logLikelihood(images.subarray(0, 16 * 784), { k: 1 });
       const again = await lib.VAE.load(checkpoint);
       const reloaded = {
-        parameters: again.parameterCount, step: again.step,
+        parameters: again.parameterCount,
+        step: again.step,
         testLoss: await again.evaluate(images.subarray(0, 128 * 784)),
         logPx: await again.logLikelihood(images.subarray(0, 16 * 784), { k: 1 }),
       };
@@ -47,8 +59,17 @@ describe('VAE API: β, warm-up and the Gaussian likelihood', () => {
       vae.destroy();
       again.destroy();
       return {
-        steps, epoch: result.epochs[0], checkpoint: toBase64(checkpoint), testLoss, logPx, reloaded, parameters, continued, resumed,
-        samplesInUnit: samples.every((v) => v >= 0 && v <= 1), images: toBase64(images.subarray(0, 16 * 784)),
+        steps,
+        epoch: result.epochs[0],
+        checkpoint: toBase64(checkpoint),
+        testLoss,
+        logPx,
+        reloaded,
+        parameters,
+        continued,
+        resumed,
+        samplesInUnit: samples.every((v) => v >= 0 && v <= 1),
+        images: toBase64(images.subarray(0, 16 * 784)),
       };
     });
     // Every step has both. recon + β_t·KL against recon + KL: β_t = 0.5, 1, 1.5, then 2 (KL ≥ 0), so the
@@ -74,13 +95,18 @@ describe('VAE API: β, warm-up and the Gaussian likelihood', () => {
     const { tensors, metadata } = readSafetensors(bytes);
     expect(metadata).toMatchObject({ likelihood: 'gaussian', sigma: 'learned', beta: '2', kl_warmup: '4', step: '6' });
     const logSigma = Float64Array.from(tensors.get('log_sigma')!.data as Float32Array);
-    expect(logSigma.some((v) => v !== 0), 'Adam trained log_sigma').toBe(true);
+    expect(
+      logSigma.some((v) => v !== 0),
+      'Adam trained log_sigma',
+    ).toBe(true);
     expect(tensors.has('optimizer.exp_avg.log_sigma')).toBe(true);
 
     // The IWAE estimate at k = 1 in float64 from the saved weights: log p(x|z) + log p(z) − log q(z|x),
     // z = mu + σ·ε with ε Philox (seed 3, image i, IWAE_STREAM), p(x|z) the Gaussian on the decoder's mean.
     const weights: Record<string, Float64Array> = {};
-    for (const [name, t] of tensors) if (!name.startsWith('optimizer.') && name !== 'log_sigma') weights[name] = Float64Array.from(t.data as Float32Array);
+    for (const [name, t] of tensors)
+      if (!name.startsWith('optimizer.') && name !== 'log_sigma')
+        weights[name] = Float64Array.from(t.data as Float32Array);
     const sizes = { D: 784, hidden: [32], L: 4 };
     const pixels = Float64Array.from(Buffer.from(r.images, 'base64'), (b) => b / 255);
     let total = 0;
@@ -88,7 +114,8 @@ describe('VAE API: β, warm-up and the Gaussian likelihood', () => {
       const x = pixels.subarray(i * 784, (i + 1) * 784);
       const eps = normals(4, 3, i, IWAE_STREAM);
       const f = vaeForwardBackward(weights, sizes, x, eps, 1);
-      total += gaussianLogLikelihood(x, 0, f.logits, 0, 784, logSigma) + priorMinusPosterior(f.z, eps, f.logvar, 0, 0, 4);
+      total +=
+        gaussianLogLikelihood(x, 0, f.logits, 0, 784, logSigma) + priorMinusPosterior(f.z, eps, f.logvar, 0, 0, 4);
     }
     const ref = total / 16;
     // Its scale: each pixel contributes ½·log(2π) + |log σ| + …: compare relative to that.
@@ -100,7 +127,8 @@ describe('VAE API: β, warm-up and the Gaussian likelihood', () => {
     const r = await harness.page.evaluate(async () => {
       const { lib, failure, mnistTest } = window.vaeTest;
       const images = await mnistTest(64);
-      const create = (o: object) => failure(() => lib.VAE.create({ hiddenSize: 8, latentSize: 2, ...o }).then((v) => v.destroy()));
+      const create = (o: object) =>
+        failure(() => lib.VAE.create({ hiddenSize: 8, latentSize: 2, ...o }).then((v) => v.destroy()));
       const vae = await lib.VAE.create({ hiddenSize: 8, latentSize: 2 });
       const fit = (o: object) => failure(() => vae.fit(images, { epochs: 1, ...o }));
       const out = {
@@ -116,11 +144,17 @@ describe('VAE API: β, warm-up and the Gaussian likelihood', () => {
       vae.destroy();
       return out;
     });
-    expect(r.poisson).toMatchObject({ code: 'invalid-option', message: expect.stringMatching(/likelihood must be 'bernoulli' or 'gaussian', got "poisson"/) });
+    expect(r.poisson).toMatchObject({
+      code: 'invalid-option',
+      message: expect.stringMatching(/likelihood must be 'bernoulli' or 'gaussian', got "poisson"/),
+    });
     expect(r.sigmaAlone?.message).toMatch(/sigma is the Gaussian likelihood's: pass likelihood: 'gaussian'/);
     expect(r.sigmaZero?.message).toMatch(/sigma must be a number from 0.001 to 1000/);
     expect(r.sigmaText?.message).toMatch(/sigma must be a number or "learned"/);
-    expect(r.betaNegative).toMatchObject({ code: 'invalid-option', message: expect.stringMatching(/beta must be a number from 0 to 1000/) });
+    expect(r.betaNegative).toMatchObject({
+      code: 'invalid-option',
+      message: expect.stringMatching(/beta must be a number from 0 to 1000/),
+    });
     expect(r.betaHuge?.message).toMatch(/beta must be a number from 0 to 1000/);
     expect(r.warmupFraction?.message).toMatch(/klWarmup/);
     expect(r.stillUsable, 'nothing was lost: β = 0 trains').toBe(1);

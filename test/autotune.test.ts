@@ -29,15 +29,26 @@ describe('the engine version in the tune cache key (no GPU)', () => {
     options: { transA: false, transB: false, ...(conditioned ? { reparamConditioned: true } : {}) },
     epilogues: { bias: false, relu: false, reluMask: false, rowSum: false, reparamBackward: true },
   });
-  const version = (product: MatmulProduct, candidates = TUNE_ALTERNATIVES) => engineVersion([{ product, quad: false, candidates }]);
+  const version = (product: MatmulProduct, candidates = TUNE_ALTERNATIVES) =>
+    engineVersion([{ product, quad: false, candidates }]);
 
   it('digests the kernels each product compiles under each candidate, the conditioned epilogue included', () => {
     expect(version(dz(true))).not.toBe(version(dz(false)));
-    for (const choice of TUNE_ALTERNATIVES) expect(version(dz(true), [choice]), JSON.stringify(choice)).not.toBe(version(dz(false), [choice]));
+    for (const choice of TUNE_ALTERNATIVES)
+      expect(version(dz(true), [choice]), JSON.stringify(choice)).not.toBe(version(dz(false), [choice]));
     // Order does not matter; the same products give the same version.
     expect(version(dz(true), [...TUNE_ALTERNATIVES].reverse())).toBe(version(dz(true)));
-    expect(engineVersion([{ product: dz(true), quad: false, candidates: TUNE_ALTERNATIVES }, { product: dz(false), quad: false, candidates: TUNE_ALTERNATIVES }]))
-      .toBe(engineVersion([{ product: dz(false), quad: false, candidates: TUNE_ALTERNATIVES }, { product: dz(true), quad: false, candidates: TUNE_ALTERNATIVES }]));
+    expect(
+      engineVersion([
+        { product: dz(true), quad: false, candidates: TUNE_ALTERNATIVES },
+        { product: dz(false), quad: false, candidates: TUNE_ALTERNATIVES },
+      ]),
+    ).toBe(
+      engineVersion([
+        { product: dz(false), quad: false, candidates: TUNE_ALTERNATIVES },
+        { product: dz(true), quad: false, candidates: TUNE_ALTERNATIVES },
+      ]),
+    );
   });
 });
 
@@ -54,17 +65,26 @@ describe("the end-to-end check's loss comparison (no GPU)", () => {
     const wrong = base.map((b, i) => (i === 5 ? b + 1e-3 * 2400 : b));
     expect(lossesMatch(base, wrong)).toBe(false);
     expect(largestDifference(base, wrong)).toBeGreaterThan(CHECK_RTOL);
-    expect(lossesMatch(base, base.map((b, i) => (i === 2 ? NaN : b)))).toBe(false);
+    expect(
+      lossesMatch(
+        base,
+        base.map((b, i) => (i === 2 ? NaN : b)),
+      ),
+    ).toBe(false);
     expect(lossesMatch(base, base.subarray(1))).toBe(false);
   });
 });
 
 let gpu: GpuPage;
-beforeAll(async () => { gpu = await openHarness('/test/harness/autotune.html', 'autotune'); });
-afterAll(async () => { await gpu?.close(); });
+beforeAll(async () => {
+  gpu = await openHarness('/test/harness/autotune.html', 'autotune');
+});
+afterAll(async () => {
+  await gpu?.close();
+});
 
 describe('autotune on the real adapter', () => {
-  it('leaves the runtime\'s live buffers and a model\'s weights, moments and step as they were; a second start takes the cached plan', async () => {
+  it("leaves the runtime's live buffers and a model's weights, moments and step as they were; a second start takes the cached plan", async () => {
     const r = await gpu.page.evaluate((c) => window.autotune.twice(c), SMALL);
     console.log(`autotune of a small model: ${r.first.report!.reason}`);
     // Every buffer tuning made is released. What stays is the runtime's pool of readback staging
@@ -78,7 +98,8 @@ describe('autotune on the real adapter', () => {
     // Every product of the step (4 linears: 4 forward, 4 dW, 3 dX) was timed, each sampled span ≥ 2 ms.
     expect(r.first.report!.products).toHaveLength(11);
     for (const p of r.first.report!.products) {
-      for (const c of p.candidates) if (!c.dropped) for (const ms of c.samplesMs) expect(ms, p.key).toBeGreaterThanOrEqual(2);
+      for (const c of p.candidates)
+        if (!c.dropped) for (const ms of c.samplesMs) expect(ms, p.key).toBeGreaterThanOrEqual(2);
     }
     expect(r.calls).toEqual(['get', 'put', 'get']);
     expect(r.cached).toHaveLength(1);
@@ -97,34 +118,59 @@ describe('autotune on the real adapter', () => {
     // The conditioned dz→dmulv product (its epilogue passes only L of its L + C columns on) under
     // every kernel: a kernel that dropped reparamConditioned would write wrong gradients.
     ['conditional, 5 classes', CONDITIONAL],
-  ])(`%s: the check's tolerance (${CHECK_RTOL}) passes every candidate forced on every product, and fails a run at a learning rate 1 % off`, async (_, model) => {
-    const r = await gpu.page.evaluate((c) => window.autotune.checkDifferences(c), model);
-    console.log(`16-step loss differences from the base plan (${r.products} products): ` +
-      `${r.candidates.map((c) => `${c.choice} ${c.difference.toExponential(1)}`).join(', ')}; lr 1 % off ${r.lrOff.difference.toExponential(1)}`);
-    expect(r.baseLosses.every(Number.isFinite)).toBe(true);
-    for (const c of r.candidates) {
-      expect(c.difference, c.choice).toBeLessThanOrEqual(CHECK_RTOL);
-      expect(c.match, c.choice).toBe(true);
-    }
-    expect(r.lrOff.difference).toBeGreaterThan(CHECK_RTOL);
-    expect(r.lrOff.match).toBe(false);
-  });
+  ])(
+    `%s: the check's tolerance (${CHECK_RTOL}) passes every candidate forced on every product, and fails a run at a learning rate 1 % off`,
+    async (_, model) => {
+      const r = await gpu.page.evaluate((c) => window.autotune.checkDifferences(c), model);
+      console.log(
+        `16-step loss differences from the base plan (${r.products} products): ` +
+          `${r.candidates.map((c) => `${c.choice} ${c.difference.toExponential(1)}`).join(', ')}; lr 1 % off ${r.lrOff.difference.toExponential(1)}`,
+      );
+      expect(r.baseLosses.every(Number.isFinite)).toBe(true);
+      for (const c of r.candidates) {
+        expect(c.difference, c.choice).toBeLessThanOrEqual(CHECK_RTOL);
+        expect(c.match, c.choice).toBe(true);
+      }
+      expect(r.lrOff.difference).toBeGreaterThan(CHECK_RTOL);
+      expect(r.lrOff.match).toBe(false);
+    },
+  );
 });
 
 describe('npm run train -- --autotune', () => {
-  const run = (out: string, cache: string, extra: string[]) => spawnSync(tsx, [
-    'src/cli/train.ts', '--epochs', '1', '--train-limit', '96', '--test-limit', '48', '--batch-size', '24', '--hidden', '48', '--latent', '6',
-    '--out', out, ...extra,
-  ], { encoding: 'utf8', timeout: 240_000, env: toolEnv({ WEBGPU_VAE_TUNE_CACHE: cache }) });
+  const run = (out: string, cache: string, extra: string[]) =>
+    spawnSync(
+      tsx,
+      [
+        'src/cli/train.ts',
+        '--epochs',
+        '1',
+        '--train-limit',
+        '96',
+        '--test-limit',
+        '48',
+        '--batch-size',
+        '24',
+        '--hidden',
+        '48',
+        '--latent',
+        '6',
+        '--out',
+        out,
+        ...extra,
+      ],
+      { encoding: 'utf8', timeout: 240_000, env: toolEnv({ WEBGPU_VAE_TUNE_CACHE: cache }) },
+    );
   /** The kernel_plan a checkpoint's safetensors header records (read here, not by the engine's reader). */
   const checkpointPlan = (file: string) => {
     const bytes = readFileSync(file);
     const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
     return header.__metadata__.kernel_plan as string;
   };
-  const metrics = (out: string) => JSON.parse(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim()) as { trainLoss: number; testLoss: number };
+  const metrics = (out: string) =>
+    JSON.parse(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim()) as { trainLoss: number; testLoss: number };
 
-  it('prints the tuner\'s report and writes the cache file; a second run reuses the file; the losses are the untuned run\'s under an unchanged plan', () => {
+  it("prints the tuner's report and writes the cache file; a second run reuses the file; the losses are the untuned run's under an unchanged plan", () => {
     const dir = tempDir();
     const cache = join(dir, 'cache');
     const tuned = run(join(dir, 'tuned'), cache, ['--autotune']);
@@ -160,12 +206,20 @@ describe('npm run train -- --autotune', () => {
     // plan (its next checkpoint records it again) and tunes nothing.
     const checkpoint = join(dir, 'tuned', 'checkpoint.safetensors');
     expect(decodePlan(checkpointPlan(checkpoint))).toEqual(plan);
-    const resumed = run(join(dir, 'tuned'), join(dir, 'cache-for-resume'), ['--epochs', '2', '--resume', checkpoint, '--autotune']);
+    const resumed = run(join(dir, 'tuned'), join(dir, 'cache-for-resume'), [
+      '--epochs',
+      '2',
+      '--resume',
+      checkpoint,
+      '--autotune',
+    ]);
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/--autotune skipped: the checkpoint records its kernel plan/);
     expect(resumed.stdout).not.toMatch(/kernel tuner, timed by/);
     expect(resumed.stdout).toMatch(/Epoch: 2 Average loss/);
     expect(decodePlan(checkpointPlan(checkpoint))).toEqual(plan);
-    expect(existsSync(join(dir, 'cache-for-resume')) && readdirSync(join(dir, 'cache-for-resume')).length > 0).toBe(false);
+    expect(existsSync(join(dir, 'cache-for-resume')) && readdirSync(join(dir, 'cache-for-resume')).length > 0).toBe(
+      false,
+    );
   }, 600_000);
 });

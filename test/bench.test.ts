@@ -13,25 +13,30 @@ import { tempDir, toolEnv, tsx } from './cli';
 
 function bench(args: string[], env: Record<string, string> = {}, timeoutMs = 240_000) {
   const out = join(tempDir('bench'), 'bench.json');
-  return new Promise<{ code: number | null; stdout: string; stderr: string; json: Record<string, any> }>((resolve, reject) => {
-    const child = spawn(tsx, ['bench/bench.ts', ...args, '--out', out], { env: toolEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      let json: Record<string, any> = {};
-      try {
-        json = JSON.parse(readFileSync(out, 'utf8'));
-      } catch {
-        // asserted below through the exit code and stderr
-      }
-      resolve({ code, stdout, stderr, json });
-    });
-  });
+  return new Promise<{ code: number | null; stdout: string; stderr: string; json: Record<string, any> }>(
+    (resolve, reject) => {
+      const child = spawn(tsx, ['bench/bench.ts', ...args, '--out', out], {
+        env: toolEnv(env),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        let json: Record<string, any> = {};
+        try {
+          json = JSON.parse(readFileSync(out, 'utf8'));
+        } catch {
+          // asserted below through the exit code and stderr
+        }
+        resolve({ code, stdout, stderr, json });
+      });
+    },
+  );
 }
 
 function expectEngineResults(json: Record<string, any>, steps: number) {
@@ -41,7 +46,16 @@ function expectEngineResults(json: Record<string, any>, steps: number) {
   expect(json.browser).toMatch(/Chrom/);
   expect(Number.isNaN(Date.parse(json.date))).toBe(false);
 
-  const kernels = json.kernels as { label: string; median: number; p10: number; p90: number; share: number; reps: number; gflops?: number; gbps?: number }[];
+  const kernels = json.kernels as {
+    label: string;
+    median: number;
+    p10: number;
+    p90: number;
+    share: number;
+    reps: number;
+    gflops?: number;
+    gbps?: number;
+  }[];
   expect(kernels.length).toBeGreaterThanOrEqual(8);
   for (const k of kernels) {
     expect(k.median, k.label).toBeGreaterThan(0);
@@ -60,7 +74,10 @@ function expectEngineResults(json: Record<string, any>, steps: number) {
   expect(json.occupancy.hardware).toHaveLength(kernels.length);
   for (const d of json.occupancy.hardware as { label: string; workgroups: number[]; invocations: number }[]) {
     expect(d.invocations, d.label).toBeGreaterThan(0);
-    expect(d.workgroups.every((w) => Number.isInteger(w) && w >= 1 && w <= 65_535), d.label).toBe(true);
+    expect(
+      d.workgroups.every((w) => Number.isInteger(w) && w >= 1 && w <= 65_535),
+      d.label,
+    ).toBe(true);
   }
   expect(json.step.median).toBeGreaterThan(0);
   expect(json.step.dispatchesPerStep).toBeLessThanOrEqual(16);
@@ -93,7 +110,7 @@ describe('npm run bench', () => {
     expect(r.json.peers).toBeUndefined();
   }, 300_000);
 
-  it('--autotune: prints the tuner\'s report and caches the plan in a file; a second run takes it from the file', async () => {
+  it("--autotune: prints the tuner's report and caches the plan in a file; a second run takes it from the file", async () => {
     const cache = tempDir('tune-cache');
     const first = await bench(['--autotune', '--steps', '0', '--repeat', '1'], { WEBGPU_VAE_TUNE_CACHE: cache });
     expect(first.code, first.stderr).toBe(0);
@@ -105,19 +122,28 @@ describe('npm run bench', () => {
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toContain('kernel plan from the tune cache');
     expect(second.stdout).not.toMatch(/kernel tuner, timed by/);
-    expect(second.json.autotune).toMatchObject({ from: 'cache', file: first.json.autotune.file, plan: first.json.autotune.plan });
+    expect(second.json.autotune).toMatchObject({
+      from: 'cache',
+      file: first.json.autotune.file,
+      plan: first.json.autotune.plan,
+    });
   }, 600_000);
 
   it('--compare with tiny peers: an entry for every peer, with ratios to the engine, or a skip notice', async () => {
     // One timed tfjs step per backend, one sample per matMul shape, two PyTorch batches.
-    const r = await bench(['--steps', '5', '--repeat', '1', '--kernel', 'fc1', '--compare'], { WEBGPU_VAE_PEER_STEPS: '2' });
+    const r = await bench(['--steps', '5', '--repeat', '1', '--kernel', 'fc1', '--compare'], {
+      WEBGPU_VAE_PEER_STEPS: '2',
+    });
     expect(r.code, r.stderr).toBe(0);
     expectEngineResults(r.json, 5);
     expect(r.stdout).toMatch(/engine ×faster/);
 
     const peers = r.json.peers as Record<string, any>[];
     const named = (pattern: RegExp) => peers.filter((p) => pattern.test(p.name));
-    for (const [pattern, backend] of [[/^tfjs WebGPU VAE$/, 'webgpu'], [/^tfjs WASM .*VAE$/, 'wasm']] as const) {
+    for (const [pattern, backend] of [
+      [/^tfjs WebGPU VAE$/, 'webgpu'],
+      [/^tfjs WASM .*VAE$/, 'wasm'],
+    ] as const) {
       const [vae] = named(pattern);
       expect(vae, `${pattern}: ${JSON.stringify(peers.filter((p) => p.skipped))}`).toBeDefined();
       expect(vae.skipped).toBeUndefined();
@@ -145,7 +171,9 @@ describe('npm run bench', () => {
       // Both sides on one clock, each span ≥ 2 ms, and the output says where each side waits.
       expect(m.engineTimesFaster, m.name).toBeCloseTo(m.ms / m.engineWallMs, 6);
       expect(m.engineWallMs * m.engineWallReps, m.name).toBeGreaterThanOrEqual(2);
-      expect(m.clock).toMatch(/engine: .*one mapAsync readback of C per span.*tfjs: .*one data\(\) of the last result per span/);
+      expect(m.clock).toMatch(
+        /engine: .*one mapAsync readback of C per span.*tfjs: .*one data\(\) of the last result per span/,
+      );
     }
     expect(r.stdout).toMatch(/Waits — engine: .* tfjs: /);
 

@@ -31,10 +31,12 @@ const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)),
 
 /** A safetensors file of zero-filled F32 tensors with these shapes, each taking the bytes its shape needs. */
 function safetensors(shapes: Record<string, number[]>): Uint8Array {
-  const tensors = Object.fromEntries(Object.entries(shapes).map(([name, shape]) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    return [name, { dtype: 'F32', shape, data: new Float32Array(n) } as Tensor];
-  }));
+  const tensors = Object.fromEntries(
+    Object.entries(shapes).map(([name, shape]) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      return [name, { dtype: 'F32', shape, data: new Float32Array(n) } as Tensor];
+    }),
+  );
   return writeSafetensors(tensors);
 }
 
@@ -44,20 +46,34 @@ const harness = harnessPage(...API_HARNESS);
 async function engineOutputs(checkpoint: Uint8Array, expected: Map<string, Tensor>) {
   const x = expected.get('x_u8')!.data as Uint8Array;
   const z = expected.get('z')!.data as Float32Array;
-  return harness.page.evaluate(async (ckpt: string, x: string, z: string) => {
-    const t = window.vaeTest;
-    const vae = await t.lib.VAE.load(t.fromBase64(ckpt));
-    const { mu, logvar } = await vae.encode(t.fromBase64(x));
-    const decoded = await vae.decode(t.base64f32(z));
-    const saved = t.toBase64(await vae.save());
-    const info = { step: vae.step, epoch: vae.epoch, seed: vae.seed, sizes: [vae.inputSize, vae.hiddenSizes, vae.latentSize] };
-    vae.destroy();
-    return { mu: t.f32base64(mu), logvar: t.f32base64(logvar), decoded: t.f32base64(decoded), saved, info };
-  }, b64(checkpoint), b64(x), b64(new Uint8Array(z.buffer, z.byteOffset, z.byteLength)));
+  return harness.page.evaluate(
+    async (ckpt: string, x: string, z: string) => {
+      const t = window.vaeTest;
+      const vae = await t.lib.VAE.load(t.fromBase64(ckpt));
+      const { mu, logvar } = await vae.encode(t.fromBase64(x));
+      const decoded = await vae.decode(t.base64f32(z));
+      const saved = t.toBase64(await vae.save());
+      const info = {
+        step: vae.step,
+        epoch: vae.epoch,
+        seed: vae.seed,
+        sizes: [vae.inputSize, vae.hiddenSizes, vae.latentSize],
+      };
+      vae.destroy();
+      return { mu: t.f32base64(mu), logvar: t.f32base64(logvar), decoded: t.f32base64(decoded), saved, info };
+    },
+    b64(checkpoint),
+    b64(x),
+    b64(new Uint8Array(z.buffer, z.byteOffset, z.byteLength)),
+  );
 }
 
 /** Engine vs PyTorch float32: the same products summed in another order. */
-function expectSameOutputs(label: string, out: { mu: string; logvar: string; decoded: string }, expected: Map<string, Tensor>) {
+function expectSameOutputs(
+  label: string,
+  out: { mu: string; logvar: string; decoded: string },
+  expected: Map<string, Tensor>,
+) {
   for (const name of ['mu', 'logvar', 'decoded'] as const) {
     const ref = expected.get(name)!.data as Float32Array;
     expectClose(`${label} ${name}`, floats(out[name]), ref, 1e-5, 1e-6 * maxAbs(ref));
@@ -111,7 +127,9 @@ describe('engine → PyTorch', () => {
       return {
         tensors: Object.fromEntries([...tensors].map(([name, t]) => [name, `${t.dtype}[${t.shape}]`])),
         // The CLI adds lr and dataset; kernel_plan came after the fixture (PyTorch reads no metadata).
-        keys: Object.keys(metadata).filter((k) => !['lr', 'dataset', 'batch_size', 'kernel_plan'].includes(k)).sort(),
+        keys: Object.keys(metadata)
+          .filter((k) => !['lr', 'dataset', 'batch_size', 'kernel_plan'].includes(k))
+          .sort(),
       };
     };
     const committed = layout(checkpoint);
@@ -151,7 +169,11 @@ describe('engine → PyTorch, a deeper MLP', () => {
       vae.destroy();
       return { sampled, withMu: sum / count, checkpoint, info };
     }, count);
-    expect(engine.info).toEqual({ step: 8, parameters: 784 * 32 + 32 + 32 * 16 + 16 + 2 * (16 * 4 + 4) + 4 * 16 + 16 + 16 * 32 + 32 + 32 * 784 + 784, hidden: [32, 16] });
+    expect(engine.info).toEqual({
+      step: 8,
+      parameters: 784 * 32 + 32 + 32 * 16 + 16 + 2 * (16 * 4 + 4) + 4 * 16 + 16 + 16 * 32 + 32 + 32 * 784 + 784,
+      hidden: [32, 16],
+    });
 
     const dir = mkdtempSync(join(tmpdir(), 'webgpu-vae-deep-'));
     try {
@@ -161,29 +183,38 @@ describe('engine → PyTorch, a deeper MLP', () => {
       writeFileSync(path, bytes);
       const r = python(['scripts/load_checkpoint.py', path, '--limit', String(count)]);
       expect(r.status, r.stderr).toBe(0);
-      expect(r.stdout).toMatch(/^checkpoint: .*deep\.safetensors \(784-32-16-4, step 8, epoch 1, format webgpu-vae\/1\)$/m);
+      expect(r.stdout).toMatch(
+        /^checkpoint: .*deep\.safetensors \(784-32-16-4, step 8, epoch 1, format webgpu-vae\/1\)$/m,
+      );
       expect(r.stdout).toContain(`load_state_dict(strict=True): ${engine.info.parameters} parameters matched`);
       expect(r.stdout).toContain('Adam state: exp_avg and exp_avg_sq for 14 tensors, step 8');
       expect(r.stdout).toContain(`${count} test images from`);
       const sampled = [...r.stdout.matchAll(/^====> Test set loss: ([\d.]+) +\(z sampled/gm)].map((m) => Number(m[1]));
       const withMu = Number(/^====> Test set loss with z = mu: ([\d.]+)$/m.exec(r.stdout)?.[1]);
-      console.log(`784-32-16-4 after 8 steps, ${count} test images: engine evaluate() ${engine.sampled.toFixed(4)}, ` +
-        `load_checkpoint.py ${sampled.map((v) => v.toFixed(4)).join(' / ')} (torch seeds 0 1 2); ` +
-        `z = mu: engine ${engine.withMu.toFixed(4)}, PyTorch ${withMu.toFixed(4)}`);
+      console.log(
+        `784-32-16-4 after 8 steps, ${count} test images: engine evaluate() ${engine.sampled.toFixed(4)}, ` +
+          `load_checkpoint.py ${sampled.map((v) => v.toFixed(4)).join(' / ')} (torch seeds 0 1 2); ` +
+          `z = mu: engine ${engine.withMu.toFixed(4)}, PyTorch ${withMu.toFixed(4)}`,
+      );
       // z sampled: the engine's Philox noise and torch's generator differ, so the figures agree
       // only to the sampling noise of a mean over `count` images (see above).
       expect(sampled).toHaveLength(3);
-      for (const loss of sampled) expect(Math.abs(loss - engine.sampled), `sampled ${loss} vs ${engine.sampled}`).toBeLessThan(0.5);
+      for (const loss of sampled)
+        expect(Math.abs(loss - engine.sampled), `sampled ${loss} vs ${engine.sampled}`).toBeLessThan(0.5);
       // z = mu has no noise: what is left is float32 rounding in two summation orders and the
       // script's four decimals (measured on SwiftShader: under 1e-4 apart, at 518).
-      expect(Math.abs(withMu - engine.withMu), `z = mu ${withMu} vs ${engine.withMu}`).toBeLessThan(1e-5 * engine.withMu);
+      expect(Math.abs(withMu - engine.withMu), `z = mu ${withMu} vs ${engine.withMu}`).toBeLessThan(
+        1e-5 * engine.withMu,
+      );
 
       // Metadata that disagrees with the tensors is refused, naming both.
       const { tensors, metadata } = readSafetensors(bytes);
       writeFileSync(path, writeSafetensors(tensors, { ...metadata, hidden_dim: '32' }));
       const lie = python(['scripts/load_checkpoint.py', path, '--limit', '1']);
       expect(lie.status).toBe(2);
-      expect(lie.stderr).toMatch(/metadata hidden_dim is '32' but the tensors are those of a 784-32-16-4 model \(hidden_dim 32,16\)/);
+      expect(lie.stderr).toMatch(
+        /metadata hidden_dim is '32' but the tensors are those of a 784-32-16-4 model \(hidden_dim 32,16\)/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -217,17 +248,47 @@ describe('refusing bad checkpoints', () => {
       otherSizes: rewrite((t) => {
         t.set('fc1.weight', { dtype: 'F32', shape: [32, 784], data: new Float32Array(32 * 784) });
       }),
-      missingTensor: rewrite((t) => { t.delete('fc4.bias'); }),
-      wrongShape: rewrite((t) => { t.set('fc3.bias', { dtype: 'F32', shape: [4, 4], data: new Float32Array(16) }); }),
-      wrongDtype: rewrite((t) => { t.set('fc3.bias', { dtype: 'F64', shape: [16], data: new Float64Array(16) }); }),
-      nanWeight: rewrite((t) => { t.set('fc3.bias', { dtype: 'F32', shape: [16], data: nan }); }),
-      halfOptimizer: rewrite((t) => { t.delete('optimizer.exp_avg_sq.fc1.weight'); }),
-      oneFirstMomentMissing: rewrite((t) => { t.delete('optimizer.exp_avg.fc4.bias'); }),
-      negativeSecondMoment: rewrite((t) => { t.set('optimizer.exp_avg_sq.fc3.bias', { dtype: 'F32', shape: [16], data: withValue(t.get('optimizer.exp_avg_sq.fc3.bias')!, 2, -0.5) }); }),
-      infiniteFirstMoment: rewrite((t) => { t.set('optimizer.exp_avg.fc3.bias', { dtype: 'F32', shape: [16], data: withValue(t.get('optimizer.exp_avg.fc3.bias')!, 0, Infinity) }); }),
-      badStep: rewrite((_, m) => { m.step = '-3'; }),
-      stepPastU32: rewrite((_, m) => { m.step = String(2 ** 32); }),
-      badEpoch: rewrite((_, m) => { m.epoch = 'ten'; }),
+      missingTensor: rewrite((t) => {
+        t.delete('fc4.bias');
+      }),
+      wrongShape: rewrite((t) => {
+        t.set('fc3.bias', { dtype: 'F32', shape: [4, 4], data: new Float32Array(16) });
+      }),
+      wrongDtype: rewrite((t) => {
+        t.set('fc3.bias', { dtype: 'F64', shape: [16], data: new Float64Array(16) });
+      }),
+      nanWeight: rewrite((t) => {
+        t.set('fc3.bias', { dtype: 'F32', shape: [16], data: nan });
+      }),
+      halfOptimizer: rewrite((t) => {
+        t.delete('optimizer.exp_avg_sq.fc1.weight');
+      }),
+      oneFirstMomentMissing: rewrite((t) => {
+        t.delete('optimizer.exp_avg.fc4.bias');
+      }),
+      negativeSecondMoment: rewrite((t) => {
+        t.set('optimizer.exp_avg_sq.fc3.bias', {
+          dtype: 'F32',
+          shape: [16],
+          data: withValue(t.get('optimizer.exp_avg_sq.fc3.bias')!, 2, -0.5),
+        });
+      }),
+      infiniteFirstMoment: rewrite((t) => {
+        t.set('optimizer.exp_avg.fc3.bias', {
+          dtype: 'F32',
+          shape: [16],
+          data: withValue(t.get('optimizer.exp_avg.fc3.bias')!, 0, Infinity),
+        });
+      }),
+      badStep: rewrite((_, m) => {
+        m.step = '-3';
+      }),
+      stepPastU32: rewrite((_, m) => {
+        m.step = String(2 ** 32);
+      }),
+      badEpoch: rewrite((_, m) => {
+        m.epoch = 'ten';
+      }),
     };
     // Headers whose sizes the bytes cannot back: 150 bytes that imply a 1-1-2^31 model, and a
     // 1-1-1024 model's fc1 and fc21 without the rest of its weights.
@@ -235,25 +296,34 @@ describe('refusing bad checkpoints', () => {
       zeroWidthFc21: safetensors({ 'fc1.weight': [1, 1], 'fc21.weight': [2 ** 31, 0] }),
       weightsMissing: safetensors({ 'fc1.weight': [1, 1], 'fc21.weight': [1024, 1] }),
     };
-    const r = await harness.page.evaluate(async (good: string, bad: Record<string, string>, lying: Record<string, string>) => {
-      const t = window.vaeTest;
-      const vae = await t.lib.VAE.load(t.fromBase64(good));
-      const x = new Float32Array(4 * 784).map((_, i) => (i % 97) / 96);
-      const before = await vae.encode(x);
-      const stateBefore = [vae.step, vae.epoch];
-      const errors: Record<string, { code?: string; message: string } | null> = {};
-      for (const [name, bytes] of Object.entries(bad)) errors[name] = await t.failure(() => vae.load(t.fromBase64(bytes)));
-      const staticLoad = await t.failure(() => t.lib.VAE.load(t.fromBase64(bad.truncatedBody)));
-      // What VAE.load would make a model of before it reads the tensors.
-      const implied: Record<string, unknown> = {};
-      for (const [name, bytes] of Object.entries(lying)) implied[name] = await t.failure(() => t.lib.VAE.load(t.fromBase64(bytes)));
-      const notBytes = await t.failure(() => vae.load('checkpoint.safetensors' as unknown as Uint8Array));
-      const after = await vae.encode(x);
-      const untouched = t.sameBits(before.mu, after.mu) && t.sameBits(before.logvar, after.logvar) &&
-        [vae.step, vae.epoch].join() === stateBefore.join();
-      vae.destroy();
-      return { errors, staticLoad, implied, notBytes, untouched };
-    }, b64(good), Object.fromEntries(Object.entries(bad).map(([k, v]) => [k, b64(v)])), Object.fromEntries(Object.entries(lying).map(([k, v]) => [k, b64(v)])));
+    const r = await harness.page.evaluate(
+      async (good: string, bad: Record<string, string>, lying: Record<string, string>) => {
+        const t = window.vaeTest;
+        const vae = await t.lib.VAE.load(t.fromBase64(good));
+        const x = new Float32Array(4 * 784).map((_, i) => (i % 97) / 96);
+        const before = await vae.encode(x);
+        const stateBefore = [vae.step, vae.epoch];
+        const errors: Record<string, { code?: string; message: string } | null> = {};
+        for (const [name, bytes] of Object.entries(bad))
+          errors[name] = await t.failure(() => vae.load(t.fromBase64(bytes)));
+        const staticLoad = await t.failure(() => t.lib.VAE.load(t.fromBase64(bad.truncatedBody)));
+        // What VAE.load would make a model of before it reads the tensors.
+        const implied: Record<string, unknown> = {};
+        for (const [name, bytes] of Object.entries(lying))
+          implied[name] = await t.failure(() => t.lib.VAE.load(t.fromBase64(bytes)));
+        const notBytes = await t.failure(() => vae.load('checkpoint.safetensors' as unknown as Uint8Array));
+        const after = await vae.encode(x);
+        const untouched =
+          t.sameBits(before.mu, after.mu) &&
+          t.sameBits(before.logvar, after.logvar) &&
+          [vae.step, vae.epoch].join() === stateBefore.join();
+        vae.destroy();
+        return { errors, staticLoad, implied, notBytes, untouched };
+      },
+      b64(good),
+      Object.fromEntries(Object.entries(bad).map(([k, v]) => [k, b64(v)])),
+      Object.fromEntries(Object.entries(lying).map(([k, v]) => [k, b64(v)])),
+    );
 
     for (const [name, error] of Object.entries(r.errors)) {
       expect(error, name).toMatchObject({ code: 'checkpoint' });
@@ -269,19 +339,31 @@ describe('refusing bad checkpoints', () => {
     expect(m('wrongShape')).toMatch(/"fc3.bias" has shape \[4,4\], expected \[16\]/);
     expect(m('wrongDtype')).toMatch(/"fc3.bias" is F64, expected F32/);
     expect(m('nanWeight')).toMatch(/"fc3.bias" holds a non-finite value/);
-    expect(m('halfOptimizer')).toMatch(/has 19 of the 20 Adam moment tensors, missing "optimizer.exp_avg_sq.fc1.weight": a resumable checkpoint holds every/);
-    expect(m('oneFirstMomentMissing')).toMatch(/has 19 of the 20 Adam moment tensors, missing "optimizer.exp_avg.fc4.bias"/);
-    expect(m('negativeSecondMoment')).toMatch(/"optimizer.exp_avg_sq.fc3.bias" holds -0.5 at index 2: a second moment \(a mean of squares\) cannot be negative/);
+    expect(m('halfOptimizer')).toMatch(
+      /has 19 of the 20 Adam moment tensors, missing "optimizer.exp_avg_sq.fc1.weight": a resumable checkpoint holds every/,
+    );
+    expect(m('oneFirstMomentMissing')).toMatch(
+      /has 19 of the 20 Adam moment tensors, missing "optimizer.exp_avg.fc4.bias"/,
+    );
+    expect(m('negativeSecondMoment')).toMatch(
+      /"optimizer.exp_avg_sq.fc3.bias" holds -0.5 at index 2: a second moment \(a mean of squares\) cannot be negative/,
+    );
     expect(m('infiniteFirstMoment')).toMatch(/"optimizer.exp_avg.fc3.bias" holds a non-finite value/);
     expect(m('badStep')).toMatch(/step "-3" is not a step count/);
     expect(m('stepPastU32')).toMatch(/step "4294967296" is not a step count \(an integer from 0 to 4294967295\)/);
     expect(m('badEpoch')).toMatch(/metadata epoch "ten" is not an epoch count/);
     expect(r.staticLoad).toMatchObject({ code: 'checkpoint' });
     expect(r.implied.zeroWidthFc21).toMatchObject({
-      code: 'checkpoint', message: expect.stringMatching(/^VAE\.load: checkpoint declares a 1-1-2147483648 model, which this engine cannot build: size L \(latent dimensions\) must be a whole number from 1 to 1024/),
+      code: 'checkpoint',
+      message: expect.stringMatching(
+        /^VAE\.load: checkpoint declares a 1-1-2147483648 model, which this engine cannot build: size L \(latent dimensions\) must be a whole number from 1 to 1024/,
+      ),
     });
     expect(r.implied.weightsMissing).toMatchObject({
-      code: 'checkpoint', message: expect.stringMatching(/^VAE\.load: checkpoint declares a 1-1-1024 model, whose weights take 20500 bytes, but the file holds only \d+:/),
+      code: 'checkpoint',
+      message: expect.stringMatching(
+        /^VAE\.load: checkpoint declares a 1-1-1024 model, whose weights take 20500 bytes, but the file holds only \d+:/,
+      ),
     });
     expect(r.notBytes).toMatchObject({ code: 'invalid-input' });
     expect(r.untouched).toBe(true);

@@ -13,7 +13,11 @@ export const tsx = join('node_modules', '.bin', 'tsx');
  * the test removes when it finishes, so the browser profile a killed or timed-out run leaves goes
  * with it.
  */
-export const toolEnv = (env: Record<string, string> = {}): NodeJS.ProcessEnv => ({ ...process.env, TMPDIR: tempDir('tmp'), ...env });
+export const toolEnv = (env: Record<string, string> = {}): NodeJS.ProcessEnv => ({
+  ...process.env,
+  TMPDIR: tempDir('tmp'),
+  ...env,
+});
 
 /**
  * `npm run train -- ...args`, to completion. Every run names its `--out`: the default, results/
@@ -29,6 +33,7 @@ export function train(args: string[], timeoutMs = 900_000): SpawnSyncReturns<str
 /** `/usr/bin/python3 ...args` (PyTorch is Debian's python3-torch there), as the README runs the scripts. */
 export function python(args: string[]): SpawnSyncReturns<string> {
   const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', timeout: 120_000 });
-  if (/No module named 'torch'/.test(r.stderr)) expect.fail('PyTorch is missing for /usr/bin/python3: apt install python3-torch');
+  if (/No module named 'torch'/.test(r.stderr))
+    expect.fail('PyTorch is missing for /usr/bin/python3: apt install python3-torch');
   return r;
 }

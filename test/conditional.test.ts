@@ -40,7 +40,12 @@ describe.each(implementations)('$name', (implementation) => {
   const SENTINEL = -3.5;
   const padded = (n: number) => new Float32Array(n + 4).fill(SENTINEL);
   const expectTail = (name: string, m: Float32Array, n: number) =>
-    expect([...m.subarray(n, n + 4)], `${name}: written past its end`).toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
+    expect([...m.subarray(n, n + 4)], `${name}: written past its end`).toEqual([
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+    ]);
 
   function randomBytes(count: number, seed: number): Uint8Array {
     const r = rng(seed);
@@ -55,45 +60,80 @@ describe.each(implementations)('$name', (implementation) => {
       [50, 13, 10, 4, 7, 7, 3],
       [1000, 784, 10, 20, 104, 128, 7], // MNIST's sizes; 1000 = 7·128 + 104
     ];
-    it.each(CASES)('%i images of D = %i, C = %i, L = %i: %i rows of a batch of %i, batch %i', async (images, D, C, L, rows, batchSize, batch) => {
-      const data = randomBytes(images * D, images + D);
-      const perm = permutation(images, D * 7 + C);
-      // Every class appears, and the labels are not the image order (a gather that ignored perm would fail).
-      const labels = Uint32Array.from({ length: images }, (_, i) => (i * 7 + 3) % C);
-      const out = await gpu.run({
-        buffers: {
-          data, perm, labels, state: Uint32Array.from([99, batch, 0, 0]),
-          X: padded(rows * D), XY: padded(rows * (D + C)), Z: padded(rows * (L + C)),
-        },
-        ops: [{ op: 'gatherConditional', dims: { rows, D, batchSize, C, L }, state: 'state', data: 'data', perm: 'perm', labels: 'labels', X: 'X', XY: 'XY', Z: 'Z' }],
-        read: ['X', 'XY', 'Z'],
-      });
-      const ref = gatherConditional(data, labels, D, C, perm, batch * batchSize, rows);
-      const X = f32(out.X!);
-      const XY = f32(out.XY!);
-      const Z = f32(out.Z!);
-      // Bit-exact: byte/255 from the same table as the unconditional gather, one-hots are 0 or 1.
-      expect([...X.subarray(0, rows * D)], 'X').toEqual([...Float32Array.from(ref.X)]);
-      expect([...XY.subarray(0, rows * (D + C))], '[x ‖ onehot(y)]').toEqual([...Float32Array.from(ref.XY)]);
-      for (let r = 0; r < rows; r++) {
-        // z's own columns belong to the reparameterization: untouched here.
-        expect([...Z.subarray(r * (L + C), r * (L + C) + L)], `Z row ${r}, latent columns`).toEqual(new Array(L).fill(SENTINEL));
-        expect([...Z.subarray(r * (L + C) + L, (r + 1) * (L + C))], `Z row ${r}, one-hot columns`).toEqual([...ref.onehot.subarray(r * C, (r + 1) * C)]);
-      }
-      expectTail('X', X, rows * D);
-      expectTail('XY', XY, rows * (D + C));
-      expectTail('Z', Z, rows * (L + C));
-    });
+    it.each(CASES)(
+      '%i images of D = %i, C = %i, L = %i: %i rows of a batch of %i, batch %i',
+      async (images, D, C, L, rows, batchSize, batch) => {
+        const data = randomBytes(images * D, images + D);
+        const perm = permutation(images, D * 7 + C);
+        // Every class appears, and the labels are not the image order (a gather that ignored perm would fail).
+        const labels = Uint32Array.from({ length: images }, (_, i) => (i * 7 + 3) % C);
+        const out = await gpu.run({
+          buffers: {
+            data,
+            perm,
+            labels,
+            state: Uint32Array.from([99, batch, 0, 0]),
+            X: padded(rows * D),
+            XY: padded(rows * (D + C)),
+            Z: padded(rows * (L + C)),
+          },
+          ops: [
+            {
+              op: 'gatherConditional',
+              dims: { rows, D, batchSize, C, L },
+              state: 'state',
+              data: 'data',
+              perm: 'perm',
+              labels: 'labels',
+              X: 'X',
+              XY: 'XY',
+              Z: 'Z',
+            },
+          ],
+          read: ['X', 'XY', 'Z'],
+        });
+        const ref = gatherConditional(data, labels, D, C, perm, batch * batchSize, rows);
+        const X = f32(out.X!);
+        const XY = f32(out.XY!);
+        const Z = f32(out.Z!);
+        // Bit-exact: byte/255 from the same table as the unconditional gather, one-hots are 0 or 1.
+        expect([...X.subarray(0, rows * D)], 'X').toEqual([...Float32Array.from(ref.X)]);
+        expect([...XY.subarray(0, rows * (D + C))], '[x ‖ onehot(y)]').toEqual([...Float32Array.from(ref.XY)]);
+        for (let r = 0; r < rows; r++) {
+          // z's own columns belong to the reparameterization: untouched here.
+          expect([...Z.subarray(r * (L + C), r * (L + C) + L)], `Z row ${r}, latent columns`).toEqual(
+            new Array(L).fill(SENTINEL),
+          );
+          expect([...Z.subarray(r * (L + C) + L, (r + 1) * (L + C))], `Z row ${r}, one-hot columns`).toEqual([
+            ...ref.onehot.subarray(r * C, (r + 1) * C),
+          ]);
+        }
+        expectTail('X', X, rows * D);
+        expectTail('XY', XY, rows * (D + C));
+        expectTail('Z', Z, rows * (L + C));
+      },
+    );
   });
 
   describe('strided reparameterization', () => {
-    it.each([[5, 3, 2], [128, 20, 10], [1, 1, 1]])('%i rows, L = %i, C = %i: z fills the first L columns of [z ‖ onehot(y)]', async (rows, L, C) => {
+    it.each([
+      [5, 3, 2],
+      [128, 20, 10],
+      [1, 1, 1],
+    ])('%i rows, L = %i, C = %i: z fills the first L columns of [z ‖ onehot(y)]', async (rows, L, C) => {
       const r = rng(rows * L + C);
       const mulv = r.uniform(rows * 2 * L, -3, 3);
       const stride = L + C;
       const out = await gpu.run({
         buffers: { state: Uint32Array.from([4, 0, 0, 0]), mulv, z: padded(rows * stride), eps: padded(rows * L) },
-        ops: [{ op: 'reparam', entry: 'reparam_forward', params: [rows, L, 11, 0, stride], buffers: ['state', 'mulv', 'z', 'eps'] }],
+        ops: [
+          {
+            op: 'reparam',
+            entry: 'reparam_forward',
+            params: [rows, L, 11, 0, stride],
+            buffers: ['state', 'mulv', 'z', 'eps'],
+          },
+        ],
         read: ['z', 'eps'],
       });
       const eps = f32(out.eps!);
@@ -102,7 +142,9 @@ describe.each(implementations)('$name', (implementation) => {
       const latent = Float32Array.from({ length: rows * L }, (_, i) => z[Math.floor(i / L) * stride + (i % L)]!);
       expectClose('z', latent, zRef, 1e-5, 1e-6);
       for (let row = 0; row < rows; row++) {
-        expect([...z.subarray(row * stride + L, (row + 1) * stride)], `row ${row}: one-hot columns`).toEqual(new Array(C).fill(SENTINEL));
+        expect([...z.subarray(row * stride + L, (row + 1) * stride)], `row ${row}: one-hot columns`).toEqual(
+          new Array(C).fill(SENTINEL),
+        );
       }
       expectTail('z', z, rows * stride);
       expectTail('eps', eps, rows * L);
@@ -112,7 +154,12 @@ describe.each(implementations)('$name', (implementation) => {
   describe('dz→dmulv epilogue of a conditioned decoder', () => {
     const kernels = ['matmul', 'matmulSplitK', 'matmulTiled'] as const;
     // [rows, L, C, H]
-    const SHAPES: [number, number, number, number][] = [[7, 3, 2, 9], [128, 20, 10, 400], [1, 1, 1, 1], [33, 5, 10, 17]];
+    const SHAPES: [number, number, number, number][] = [
+      [7, 3, 2, 9],
+      [128, 20, 10, 400],
+      [1, 1, 1, 1],
+      [33, 5, 10, 17],
+    ];
     describe.each(kernels)('%s', (op) => {
       it.each(SHAPES)('%i rows, L = %i, C = %i, H = %i', async (rows, L, C, H) => {
         const r = rng(rows * 1000 + L * 10 + C);
@@ -125,10 +172,18 @@ describe.each(implementations)('$name', (implementation) => {
         dmulv.set(dmulvIn);
         const out = await gpu.run({
           buffers: { dH, W, dmulv, mulv, eps },
-          ops: [{
-            op, dims: { M: rows, N: L + C, K: H, L }, options: { transA: false, transB: false, reparamConditioned: true },
-            A: 'dH', B: 'W', C: 'dmulv', mulv: 'mulv', eps: 'eps',
-          } as OpSpec],
+          ops: [
+            {
+              op,
+              dims: { M: rows, N: L + C, K: H, L },
+              options: { transA: false, transB: false, reparamConditioned: true },
+              A: 'dH',
+              B: 'W',
+              C: 'dmulv',
+              mulv: 'mulv',
+              eps: 'eps',
+            } as OpSpec,
+          ],
           read: ['dmulv'],
         });
         const dzy = matmul(dH, W, rows, L + C, H, { transA: false, transB: false });
@@ -141,11 +196,30 @@ describe.each(implementations)('$name', (implementation) => {
     });
 
     it('refuses reparamConditioned without dims.L, naming what is missing', async () => {
-      await expect(gpu.run({
-        buffers: { dH: new Float32Array(4), W: new Float32Array(4), dmulv: new Float32Array(4), mulv: new Float32Array(4), eps: new Float32Array(4) },
-        ops: [{ op: 'matmul', dims: { M: 1, N: 2, K: 2 }, options: { transA: false, transB: false, reparamConditioned: true }, A: 'dH', B: 'W', C: 'dmulv', mulv: 'mulv', eps: 'eps' }],
-        read: [],
-      })).rejects.toThrow(/reparamConditioned needs dims\.L/);
+      await expect(
+        gpu.run({
+          buffers: {
+            dH: new Float32Array(4),
+            W: new Float32Array(4),
+            dmulv: new Float32Array(4),
+            mulv: new Float32Array(4),
+            eps: new Float32Array(4),
+          },
+          ops: [
+            {
+              op: 'matmul',
+              dims: { M: 1, N: 2, K: 2 },
+              options: { transA: false, transB: false, reparamConditioned: true },
+              A: 'dH',
+              B: 'W',
+              C: 'dmulv',
+              mulv: 'mulv',
+              eps: 'eps',
+            },
+          ],
+          read: [],
+        }),
+      ).rejects.toThrow(/reparamConditioned needs dims\.L/);
     });
   });
 
@@ -164,8 +238,16 @@ describe.each(implementations)('$name', (implementation) => {
       const labels = Array.from({ length: rows }, (_, i) => (i * 5 + 1) % C);
       const { layout, arena, named } = initialModel(sizes, sizes.D);
       const out = await gpu.trainSteps({
-        sizes, labels, batchSize: rows, seed: 5, lr: 1e-3, count: rows, steps: 1, sameBatch: true,
-        images: Buffer.from(data).toString('base64'), params: Buffer.from(arena.buffer).toString('base64'),
+        sizes,
+        labels,
+        batchSize: rows,
+        seed: 5,
+        lr: 1e-3,
+        count: rows,
+        steps: 1,
+        sameBatch: true,
+        images: Buffer.from(data).toString('base64'),
+        params: Buffer.from(arena.buffer).toString('base64'),
       });
       const got = (key: string) => f32(new Uint8Array(Buffer.from(out[0]![key]!, 'base64')));
       const x = Float64Array.from(data, (b) => b / 255);
@@ -183,7 +265,8 @@ describe.each(implementations)('$name', (implementation) => {
       const unused = [...Array(C).keys()].filter((k) => !labels.includes(k));
       const fc1 = layout.params.find((p) => p.name === 'fc1.weight')!;
       for (const k of unused) {
-        for (let h = 0; h < fc1.shape[0]!; h++) expect(grads[fc1.offset + h * fc1.shape[1]! + sizes.D + k], `fc1 class ${k}`).toBe(0);
+        for (let h = 0; h < fc1.shape[0]!; h++)
+          expect(grads[fc1.offset + h * fc1.shape[1]! + sizes.D + k], `fc1 class ${k}`).toBe(0);
       }
     });
   });
@@ -209,7 +292,9 @@ describe('the conditional reference itself', () => {
         const down = vaeLoss(named, sizes, x, eps, rows, labels);
         at[i] = orig;
         const fd = (up - down) / 2e-5;
-        expect(Math.abs(fd - g[i]!), `${name}[${i}]: fd ${fd} vs ${g[i]}`).toBeLessThan(1e-6 * Math.max(1, Math.abs(fd)));
+        expect(Math.abs(fd - g[i]!), `${name}[${i}]: fd ${fd} vs ${g[i]}`).toBeLessThan(
+          1e-6 * Math.max(1, Math.abs(fd)),
+        );
       }
     }
     // The labels matter: another labelling is another loss.
@@ -248,8 +333,12 @@ describe('conditional checkpoints', () => {
   it('refuse a class count the shapes contradict, and an unconditional model says what the file is', () => {
     const { tensors } = readSafetensors(bytes);
     const lying = writeSafetensors(Object.fromEntries(tensors), { classes: '10' });
-    expect(() => checkpointSizes(lying)).toThrow(/metadata says classes "10", but its tensors are those of a 13-7-3 \(4 classes\) model/);
+    expect(() => checkpointSizes(lying)).toThrow(
+      /metadata says classes "10", but its tensors are those of a 13-7-3 \(4 classes\) model/,
+    );
     const plain = arenaLayout({ D: 17, hidden: [7], L: 3 });
-    expect(() => decodeCheckpoint(bytes, plain)).toThrow(/checkpoint is for a 13-7-3 \(4 classes\) model, this model is 17-7-3/);
+    expect(() => decodeCheckpoint(bytes, plain)).toThrow(
+      /checkpoint is for a 13-7-3 \(4 classes\) model, this model is 17-7-3/,
+    );
   });
 });

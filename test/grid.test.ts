@@ -26,13 +26,17 @@ describe('makeGrid layout (torchvision make_grid, padding=2)', () => {
   });
 
   it('places image k at row k/xmaps, column k%xmaps with zero padding around', () => {
-    const n = 10, h = 3, w = 4, nrow = 4;
+    const n = 10,
+      h = 3,
+      w = 4,
+      nrow = 4;
     const g = makeGrid(constantImages(n, h, w), n, h, w, nrow);
     const expected = new Uint8Array(g.width * g.height);
     for (let k = 0; k < n; k++) {
       const top = Math.floor(k / nrow) * (h + 2) + 2;
       const left = (k % nrow) * (w + 2) + 2;
-      for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) expected[(top + r) * g.width + left + c] = byteOf((k + 1) / n);
+      for (let r = 0; r < h; r++)
+        for (let c = 0; c < w; c++) expected[(top + r) * g.width + left + c] = byteOf((k + 1) / n);
     }
     expect(Array.from(g.pixels)).toEqual(Array.from(expected));
     expect(g.pixels[0]).toBe(0);
@@ -54,7 +58,22 @@ describe('makeGrid layout (torchvision make_grid, padding=2)', () => {
   });
 
   it('converts like save_image: clamp(x*255+0.5, 0, 255), truncated; NaN → 0', () => {
-    const xs = [0, 1, 0.5, 1 / 255, 0.4 / 255, 0.6 / 255, 127.49 / 255, -1, 2, NaN, Infinity, -Infinity, 254.4 / 255, 254.6 / 255];
+    const xs = [
+      0,
+      1,
+      0.5,
+      1 / 255,
+      0.4 / 255,
+      0.6 / 255,
+      127.49 / 255,
+      -1,
+      2,
+      NaN,
+      Infinity,
+      -Infinity,
+      254.4 / 255,
+      254.6 / 255,
+    ];
     const want = [0, 255, 128, 1, 0, 1, 127, 0, 255, 0, 255, 0, 254, 255];
     const g = makeGrid(Float32Array.from(xs), 1, 1, xs.length, 1, 0);
     expect(Array.from(g.pixels)).toEqual(want);

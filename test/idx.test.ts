@@ -1,7 +1,15 @@
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { readIdxImages } from '../src/api/data';
-import { checkPair, gunzipBounded, IdxError, isGzip, MAX_IDX_FILE_BYTES, parseIdxImages, parseIdxLabels } from '../src/data/idx';
+import {
+  checkPair,
+  gunzipBounded,
+  IdxError,
+  isGzip,
+  MAX_IDX_FILE_BYTES,
+  parseIdxImages,
+  parseIdxLabels,
+} from '../src/data/idx';
 import { INPUT_SIZE_MAX } from '../src/model/settings';
 import { gunzipIfNeeded } from '../src/page/data';
 import { gzipOfZeros } from './gzip';
@@ -19,7 +27,12 @@ function idx(type: number, dims: number[], data: ArrayLike<number> = []): Uint8A
 
 const seq = (n: number) => Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff);
 const images = (n: number, r: number, c: number) => idx(0x08, [n, r, c], seq(n * r * c));
-const labels = (n: number) => idx(0x08, [n], seq(n).map((v) => v % 10));
+const labels = (n: number) =>
+  idx(
+    0x08,
+    [n],
+    seq(n).map((v) => v % 10),
+  );
 
 function failure(fn: () => unknown): IdxError {
   try {
@@ -59,8 +72,12 @@ describe('parse valid files', () => {
     const side = Math.sqrt(INPUT_SIZE_MAX);
     expect(parseIdxImages(idx(0x08, [1, side, side], new Uint8Array(INPUT_SIZE_MAX)), 'max').rows).toBe(side);
     // One row more: 256 bytes past the limit (the file is whole, so only the limit refuses it).
-    const e = failure(() => parseIdxImages(idx(0x08, [1, side + 1, side], new Uint8Array(INPUT_SIZE_MAX + side)), 'wide'));
-    expect(e.message).toBe(`wide: images of 257×256 = 65792 pixels; a model takes at most ${INPUT_SIZE_MAX} pixels per image (256×256): downscale the images`);
+    const e = failure(() =>
+      parseIdxImages(idx(0x08, [1, side + 1, side], new Uint8Array(INPUT_SIZE_MAX + side)), 'wide'),
+    );
+    expect(e.message).toBe(
+      `wide: images of 257×256 = 65792 pixels; a model takes at most ${INPUT_SIZE_MAX} pixels per image (256×256): downscale the images`,
+    );
   });
 
   it('accepts the largest allowed sides', () => {
@@ -86,24 +103,68 @@ describe('malformed files', () => {
   const cases: Array<[string, () => unknown, RegExp]> = [
     ['empty', () => parseIdxImages(new Uint8Array(0), 'f'), /too short for an idx header \(0 bytes/],
     ['3 bytes', () => parseIdxLabels(Uint8Array.of(0, 0, 8), 'f'), /too short for an idx header \(3 bytes/],
-    ['header cut inside the dims', () => parseIdxImages(images(1, 2, 2).subarray(0, 10), 'f'), /too short.*10 bytes, need 16/],
-    ['gzip', () => parseIdxImages(Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0), 'f.gz'), /gzip-compressed.*decompress it first/],
-    ['not idx', () => parseIdxImages(new TextEncoder().encode('hello world, not idx'), 'f'), /not an idx file \(magic 0x68656c6c, expected 0x00000803\)/],
-    ['labels as images', () => parseIdxImages(labels(3), 'f'), /found magic 0x00000801, expected 0x00000803; this looks like a labels file, expected images/],
-    ['images as labels', () => parseIdxLabels(images(1, 2, 2), 'f'), /found magic 0x00000803, expected 0x00000801; this looks like an images file, expected labels/],
-    ['2 dims', () => parseIdxImages(idx(0x08, [2, 2], seq(4)), 'f'), /it has 2 dimensions, expected images \(3 dimensions\)/],
+    [
+      'header cut inside the dims',
+      () => parseIdxImages(images(1, 2, 2).subarray(0, 10), 'f'),
+      /too short.*10 bytes, need 16/,
+    ],
+    [
+      'gzip',
+      () => parseIdxImages(Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0), 'f.gz'),
+      /gzip-compressed.*decompress it first/,
+    ],
+    [
+      'not idx',
+      () => parseIdxImages(new TextEncoder().encode('hello world, not idx'), 'f'),
+      /not an idx file \(magic 0x68656c6c, expected 0x00000803\)/,
+    ],
+    [
+      'labels as images',
+      () => parseIdxImages(labels(3), 'f'),
+      /found magic 0x00000801, expected 0x00000803; this looks like a labels file, expected images/,
+    ],
+    [
+      'images as labels',
+      () => parseIdxLabels(images(1, 2, 2), 'f'),
+      /found magic 0x00000803, expected 0x00000801; this looks like an images file, expected labels/,
+    ],
+    [
+      '2 dims',
+      () => parseIdxImages(idx(0x08, [2, 2], seq(4)), 'f'),
+      /it has 2 dimensions, expected images \(3 dimensions\)/,
+    ],
     ['0 dims', () => parseIdxLabels(idx(0x08, []), 'f'), /it has 0 dimensions, expected labels \(1 dimension\)/],
-    ['f32 data', () => parseIdxImages(idx(0x0d, [1, 1, 1], seq(4)), 'f'), /holds f32 data \(magic 0x00000d03\), expected unsigned bytes/],
+    [
+      'f32 data',
+      () => parseIdxImages(idx(0x0d, [1, 1, 1], seq(4)), 'f'),
+      /holds f32 data \(magic 0x00000d03\), expected unsigned bytes/,
+    ],
     ['i8 data', () => parseIdxLabels(idx(0x09, [1], seq(1)), 'f'), /holds i8 data/],
     ['unknown type', () => parseIdxLabels(idx(0x42, [1], seq(1)), 'f'), /unknown element type 0x42/],
     ['zero count', () => parseIdxImages(idx(0x08, [0, 28, 28]), 'f'), /declares 0 images/],
     ['zero labels', () => parseIdxLabels(idx(0x08, [0]), 'f'), /declares 0 labels/],
     ['zero rows', () => parseIdxImages(idx(0x08, [1, 0, 28]), 'f'), /images of 0×28 pixels/],
     ['huge cols', () => parseIdxImages(idx(0x08, [1, 28, 4097]), 'f'), /images of 28×4097 pixels.*header is corrupt/],
-    ['huge count', () => parseIdxLabels(idx(0x08, [100_000_001]), 'f'), /declares 100000001 labels \(limit 100000000\)/],
-    ['max u32 dims', () => parseIdxImages(idx(0x08, [0xffffffff, 0xffffffff, 0xffffffff]), 'f'), /declares 4294967295 images/],
-    ['truncated data', () => parseIdxImages(images(3, 4, 5).subarray(0, 70), 'f'), /truncated: the header declares 76 bytes in total but the file has only 70/],
-    ['trailing bytes', () => parseIdxLabels(Uint8Array.of(...labels(3), 1, 2), 'f'), /2 trailing bytes: the header declares 11 bytes in total but the file has 13/],
+    [
+      'huge count',
+      () => parseIdxLabels(idx(0x08, [100_000_001]), 'f'),
+      /declares 100000001 labels \(limit 100000000\)/,
+    ],
+    [
+      'max u32 dims',
+      () => parseIdxImages(idx(0x08, [0xffffffff, 0xffffffff, 0xffffffff]), 'f'),
+      /declares 4294967295 images/,
+    ],
+    [
+      'truncated data',
+      () => parseIdxImages(images(3, 4, 5).subarray(0, 70), 'f'),
+      /truncated: the header declares 76 bytes in total but the file has only 70/,
+    ],
+    [
+      'trailing bytes',
+      () => parseIdxLabels(Uint8Array.of(...labels(3), 1, 2), 'f'),
+      /2 trailing bytes: the header declares 11 bytes in total but the file has 13/,
+    ],
   ];
   it.each(cases)('%s', (_label, fn, pattern) => {
     const e = failure(fn);
@@ -137,12 +198,13 @@ describe('malformed files', () => {
 
   it('random corruption ends in a result or IdxError, never anything else', () => {
     let state = 12345;
-    const rand = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const rand = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
     const base = images(2, 3, 4);
     for (let trial = 0; trial < 3000; trial++) {
-      const bytes = trial % 3 === 0
-        ? Uint8Array.from({ length: Math.floor(rand() * 40) }, () => Math.floor(rand() * 256))
-        : base.slice();
+      const bytes =
+        trial % 3 === 0
+          ? Uint8Array.from({ length: Math.floor(rand() * 40) }, () => Math.floor(rand() * 256))
+          : base.slice();
       if (trial % 3 !== 0) {
         for (let m = 0; m < 1 + Math.floor(rand() * 3); m++) bytes[Math.floor(rand() * 16)] = Math.floor(rand() * 256);
       }
@@ -168,12 +230,14 @@ describe('gzip, inflated up to a bound', () => {
       constructor(format: CompressionFormat) {
         const real = new Real(format);
         this.writable = real.writable;
-        this.readable = real.readable.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, out) {
-            inflated += chunk.length;
-            out.enqueue(chunk);
-          },
-        }));
+        this.readable = real.readable.pipeThrough(
+          new TransformStream<Uint8Array, Uint8Array>({
+            transform(chunk, out) {
+              inflated += chunk.length;
+              out.enqueue(chunk);
+            },
+          }),
+        );
       }
     }
     globalThis.DecompressionStream = Counting as unknown as typeof DecompressionStream;
@@ -191,7 +255,9 @@ describe('gzip, inflated up to a bound', () => {
     const file = images(3, 4, 5);
     const gz = new Uint8Array(gzipSync(file));
     expect(await gunzipBounded(gz, 'img.gz', file.length)).toEqual(file);
-    await expect(gunzipBounded(gz, 'img.gz', file.length - 1)).rejects.toThrow(/^img\.gz: decompresses to more than 75 bytes/);
+    await expect(gunzipBounded(gz, 'img.gz', file.length - 1)).rejects.toThrow(
+      /^img\.gz: decompresses to more than 75 bytes/,
+    );
     await expect(gunzipBounded(gz.subarray(0, gz.length - 6), 'cut.gz')).rejects.toThrow(/^cut\.gz: corrupt gzip data/);
     expect((await readIdxImages(gz, 'img.gz')).pixels).toEqual(file.subarray(16));
   });
@@ -206,9 +272,13 @@ describe('gzip, inflated up to a bound', () => {
     expect(page.inflated, 'bytes the page inflated').toBeLessThanOrEqual(MAX_IDX_FILE_BYTES + slack);
     expect(page.error).toBeInstanceOf(IdxError);
     expect((page.error as Error).message).toBe(
-      `bomb.gz: decompresses to more than ${MAX_IDX_FILE_BYTES} bytes; refusing it: it is not an MNIST-sized idx file (corrupt, or a gzip bomb)`);
+      `bomb.gz: decompresses to more than ${MAX_IDX_FILE_BYTES} bytes; refusing it: it is not an MNIST-sized idx file (corrupt, or a gzip bomb)`,
+    );
     const library = await inflatedBy(() => readIdxImages(bomb, 'bomb.gz'));
     expect(library.inflated, 'bytes readIdxImages inflated').toBeLessThanOrEqual(MAX_IDX_FILE_BYTES + slack);
-    expect(library.error).toMatchObject({ code: 'invalid-input', message: expect.stringMatching(/^readIdxImages: bomb\.gz: decompresses to more than 209715200 bytes/) });
+    expect(library.error).toMatchObject({
+      code: 'invalid-input',
+      message: expect.stringMatching(/^readIdxImages: bomb\.gz: decompresses to more than 209715200 bytes/),
+    });
   });
 });

@@ -52,11 +52,30 @@ describe.each(implementations)('$name', (implementation) => {
   const record = errorReport(`loss on ${implementation.name}`);
 
   /** expectClose on values divided by the magnitudes the result was computed from. */
-  function expectCloseScaled(name: string, gpuValues: ArrayLike<number>, ref: ArrayLike<number>, scale: ArrayLike<number>, tol: number) {
-    return expectClose(name, Array.from(ref, (_, i) => gpuValues[i]! / scale[i]!), Array.from(ref, (v, i) => v / scale[i]!), 0, tol).maxAbs;
+  function expectCloseScaled(
+    name: string,
+    gpuValues: ArrayLike<number>,
+    ref: ArrayLike<number>,
+    scale: ArrayLike<number>,
+    tol: number,
+  ) {
+    return expectClose(
+      name,
+      Array.from(ref, (_, i) => gpuValues[i]! / scale[i]!),
+      Array.from(ref, (v, i) => v / scale[i]!),
+      0,
+      tol,
+    ).maxAbs;
   }
 
-  interface Inputs { rows: number; D: number; L: number; logits: Float32Array; x: Float32Array; mulv: Float32Array }
+  interface Inputs {
+    rows: number;
+    D: number;
+    L: number;
+    logits: Float32Array;
+    x: Float32Array;
+    mulv: Float32Array;
+  }
 
   /**
    * Runs bce_kl then loss_finalize with state (t, batch) and `groups` (undefined: the ops'
@@ -67,7 +86,9 @@ describe.each(implementations)('$name', (implementation) => {
     const partialCount = groups ?? LOSS_GROUPS;
     const out = await gpu.run({
       buffers: {
-        logits, x, mulv,
+        logits,
+        x,
+        mulv,
         dlogits: new Float32Array(rows * D + 4).fill(SENTINEL),
         dmulv: new Float32Array(rows * 2 * L + 4).fill(SENTINEL),
         partials: new Float32Array(partialCount + 4).fill(SENTINEL),
@@ -75,7 +96,17 @@ describe.each(implementations)('$name', (implementation) => {
         out: new Float32Array(outLength).fill(SENTINEL),
       },
       ops: [
-        { op: 'bceKl', dims: { rows, D, L }, logits: 'logits', x: 'x', mulv: 'mulv', dlogits: 'dlogits', dmulv: 'dmulv', partials: 'partials', groups },
+        {
+          op: 'bceKl',
+          dims: { rows, D, L },
+          logits: 'logits',
+          x: 'x',
+          mulv: 'mulv',
+          dlogits: 'dlogits',
+          dmulv: 'dmulv',
+          partials: 'partials',
+          groups,
+        },
         { op: 'lossFinalize', state: 'state', partials: 'partials', out: 'out', groups },
       ],
       read: ['dlogits', 'dmulv', 'partials', 'state', 'out'],
@@ -85,17 +116,44 @@ describe.each(implementations)('$name', (implementation) => {
     const allPartials = f32(out.partials, partialCount + 4);
     const partials = allPartials.subarray(0, partialCount);
     const lossOut = f32(out.out, outLength);
-    expect([...dlogits.subarray(rows * D)], 'dlogits written past rows·D').toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
-    expect([...dmulv.subarray(rows * 2 * L)], 'dmulv written past rows·2L').toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
-    expect([...allPartials.subarray(partialCount)], `partials written past ${partialCount}`).toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
+    expect([...dlogits.subarray(rows * D)], 'dlogits written past rows·D').toEqual([
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+    ]);
+    expect([...dmulv.subarray(rows * 2 * L)], 'dmulv written past rows·2L').toEqual([
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+    ]);
+    expect([...allPartials.subarray(partialCount)], `partials written past ${partialCount}`).toEqual([
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+    ]);
     expect([...new Uint32Array(out.state.buffer, out.state.byteOffset, 4)], 'state').toEqual([t + 1, batch + 1, 0, 0]);
-    expect([...lossOut].map((v, i) => (i === batch ? 'loss' : v)), 'out: only out[batch] written')
-      .toEqual([...lossOut].map((_, i) => (i === batch ? 'loss' : SENTINEL)));
-    for (const [name, values] of [['dlogits', dlogits], ['dmulv', dmulv], ['partials', partials], ['out', lossOut]] as const) {
+    expect(
+      [...lossOut].map((v, i) => (i === batch ? 'loss' : v)),
+      'out: only out[batch] written',
+    ).toEqual([...lossOut].map((_, i) => (i === batch ? 'loss' : SENTINEL)));
+    for (const [name, values] of [
+      ['dlogits', dlogits],
+      ['dmulv', dmulv],
+      ['partials', partials],
+      ['out', lossOut],
+    ] as const) {
       const bad = values.findIndex((v) => !Number.isFinite(v));
       expect(bad, `${name}[${bad}] = ${values[bad]}`).toBe(-1);
     }
-    return { loss: lossOut[batch]!, dlogits: dlogits.subarray(0, rows * D), dmulv: dmulv.subarray(0, rows * 2 * L), partials };
+    return {
+      loss: lossOut[batch]!,
+      dlogits: dlogits.subarray(0, rows * D),
+      dmulv: dmulv.subarray(0, rows * 2 * L),
+      partials,
+    };
   }
 
   /**
@@ -116,12 +174,16 @@ describe.each(implementations)('$name', (implementation) => {
     const a = await runLoss(inputs, t, batch, groups);
     const b = await runLoss(inputs, t, batch, groups);
     const bits = (v: Float32Array) => [...new Uint32Array(v.buffer, v.byteOffset, v.length)];
-    expect(bits(Float32Array.of(b.loss)), `groups ${groups}: loss of a second run`).toEqual(bits(Float32Array.of(a.loss)));
+    expect(bits(Float32Array.of(b.loss)), `groups ${groups}: loss of a second run`).toEqual(
+      bits(Float32Array.of(a.loss)),
+    );
     expect(bits(b.partials), `groups ${groups}: partials of a second run`).toEqual(bits(a.partials));
     expect(bits(b.dlogits), `groups ${groups}: dlogits of a second run`).toEqual(bits(a.dlogits));
     expect(bits(b.dmulv), `groups ${groups}: dmulv of a second run`).toEqual(bits(a.dmulv));
     expect(a.partials.length).toBe(groups);
-    expect(a.loss, `groups ${groups}: the loss is the fixed-order tree over the ${groups} partials`).toBe(finalizeTree(a.partials));
+    expect(a.loss, `groups ${groups}: the loss is the fixed-order tree over the ${groups} partials`).toBe(
+      finalizeTree(a.partials),
+    );
     // Group g's first element is g·WG (pixel or latent): a group that starts past both has nothing to add.
     const work = Math.max(inputs.rows * inputs.D, inputs.rows * inputs.L);
     a.partials.forEach((p, g) => {
@@ -138,25 +200,39 @@ describe.each(implementations)('$name', (implementation) => {
     record('loss (relative)', lossErr.maxRel, LOSS_RTOL);
 
     const pick = (a: ArrayLike<number>, at: number[]) => at.map((i) => a[i]!);
-    for (const [band, inBand, bound] of [['|l| ≤ 8', (v: number) => Math.abs(v) <= 8, 8], ['|l| > 8', (v: number) => Math.abs(v) > 8, 88]] as const) {
+    for (const [band, inBand, bound] of [
+      ['|l| ≤ 8', (v: number) => Math.abs(v) <= 8, 8],
+      ['|l| > 8', (v: number) => Math.abs(v) > 8, 88],
+    ] as const) {
       const at = [...logits.keys()].filter((i) => inBand(logits[i]!));
       if (at.length === 0) continue;
       const tol = dlogitsTol(bound);
       // Below 2^-100 the only difference is σ's clamp at −88 and denormal flushing (≤ FLT_MIN).
       const scale = at.map((i) => Math.max(sigmoid(logits[i]!) + Math.abs(x[i]!), 2 ** -100));
-      record(`dlogits ${band} (relative to σ + |x|)`, expectCloseScaled(`${label} dlogits ${band}`, pick(got.dlogits, at), pick(ref.dlogits, at), scale, tol), tol);
+      record(
+        `dlogits ${band} (relative to σ + |x|)`,
+        expectCloseScaled(`${label} dlogits ${band}`, pick(got.dlogits, at), pick(ref.dlogits, at), scale, tol),
+        tol,
+      );
     }
 
     // dmu = mu is a copy: exact. dlogvar in two bands of |logvar|.
     const mu = [...mulv.keys()].filter((i) => i % (2 * L) < L);
     expectClose(`${label} dmu`, pick(got.dmulv, mu), pick(ref.dmulv, mu), 0, 0);
     const lv = [...mulv.keys()].filter((i) => i % (2 * L) >= L);
-    for (const [band, inBand, bound] of [['|logvar| ≤ 4', (v: number) => Math.abs(v) <= 4, 4], ['|logvar| > 4', (v: number) => Math.abs(v) > 4, 20]] as const) {
+    for (const [band, inBand, bound] of [
+      ['|logvar| ≤ 4', (v: number) => Math.abs(v) <= 4, 4],
+      ['|logvar| > 4', (v: number) => Math.abs(v) > 4, 20],
+    ] as const) {
       const at = lv.filter((i) => inBand(mulv[i]!));
       if (at.length === 0) continue;
       const tol = dlogvarTol(bound);
       const scale = at.map((i) => 0.5 * (Math.exp(mulv[i]!) + 1));
-      record(`dlogvar ${band} (relative to ½(e^lv + 1))`, expectCloseScaled(`${label} dlogvar ${band}`, pick(got.dmulv, at), pick(ref.dmulv, at), scale, tol), tol);
+      record(
+        `dlogvar ${band} (relative to ½(e^lv + 1))`,
+        expectCloseScaled(`${label} dlogvar ${band}`, pick(got.dmulv, at), pick(ref.dmulv, at), scale, tol),
+        tol,
+      );
     }
     return ref;
   }
@@ -179,13 +255,22 @@ describe.each(implementations)('$name', (implementation) => {
 
   const LOGITS = [200, -200, 1e30, -1e30, 0, 88, -88, 100, -100, 17, -17];
   const PIXELS = [0, 1, 0.5, 0.3, 1 / 255];
-  const LATENTS: [mu: number, logvar: number][] = [[0, 20], [0, -20], [10, 0], [-10, 20], [10, -20], [0, 0], [1e-3, 1e-3]];
+  const LATENTS: [mu: number, logvar: number][] = [
+    [0, 20],
+    [0, -20],
+    [10, 0],
+    [-10, 20],
+    [10, -20],
+    [0, 0],
+    [1e-3, 1e-3],
+  ];
 
   /** A real-shape batch (128×784, L = 20) with the extreme logits and latents sprinkled in. */
   function sprinkledExtremes(): Inputs {
     const inputs = makeInputs(128, 784, 20, 4242);
     const r = rng(99);
-    for (let k = 0; k < 2000; k++) inputs.logits[Math.floor(r.next() * inputs.logits.length)] = LOGITS[k % LOGITS.length]!;
+    for (let k = 0; k < 2000; k++)
+      inputs.logits[Math.floor(r.next() * inputs.logits.length)] = LOGITS[k % LOGITS.length]!;
     for (let k = 0; k < 200; k++) {
       const [mu, logvar] = LATENTS[k % LATENTS.length]!;
       const at = Math.floor(r.next() * 128) * 40 + Math.floor(r.next() * 20);
@@ -196,7 +281,13 @@ describe.each(implementations)('$name', (implementation) => {
   }
 
   const SHAPES: [rows: number, D: number, L: number][] = [
-    [1, 1, 1], [5, 3, 2], [3, 13, 5], [45, 65, 7], [128, 784, 20], [96, 784, 20], [900, 5, 20],
+    [1, 1, 1],
+    [5, 3, 2],
+    [3, 13, 5],
+    [45, 65, 7],
+    [128, 784, 20],
+    [96, 784, 20],
+    [900, 5, 20],
   ];
 
   describe.each(SHAPES)('bce_kl + loss_finalize %i×%i, L = %i', (rows, D, L) => {
@@ -207,15 +298,24 @@ describe.each(implementations)('$name', (implementation) => {
   });
 
   const GROUPS = [1, 8, 64, 128];
-  const GROUP_SHAPES: [rows: number, D: number, L: number][] = [[1, 1, 1], [3, 13, 5], [45, 65, 7], [128, 784, 20], [900, 5, 20]];
+  const GROUP_SHAPES: [rows: number, D: number, L: number][] = [
+    [1, 1, 1],
+    [3, 13, 5],
+    [45, 65, 7],
+    [128, 784, 20],
+    [900, 5, 20],
+  ];
 
   describe.each(GROUPS)('%i loss groups', (groups) => {
-    it.each(GROUP_SHAPES)('%i×%i, L = %i: matches bceKl, deterministic, the loss the fixed tree over the partials', async (rows, D, L) => {
-      const inputs = makeInputs(rows, D, L, rows * 7 + D * 3 + L);
-      const got = await runLossTwice(inputs, 41, 5, groups);
-      const ref = check(`${groups} groups ${rows}×${D}`, inputs, got);
-      record(`loss (relative), ${groups} groups`, Math.abs(got.loss - ref.loss) / ref.loss, LOSS_RTOL);
-    });
+    it.each(GROUP_SHAPES)(
+      '%i×%i, L = %i: matches bceKl, deterministic, the loss the fixed tree over the partials',
+      async (rows, D, L) => {
+        const inputs = makeInputs(rows, D, L, rows * 7 + D * 3 + L);
+        const got = await runLossTwice(inputs, 41, 5, groups);
+        const ref = check(`${groups} groups ${rows}×${D}`, inputs, got);
+        record(`loss (relative), ${groups} groups`, Math.abs(got.loss - ref.loss) / ref.loss, LOSS_RTOL);
+      },
+    );
 
     it('a real-shape batch with extremes sprinkled in', async () => {
       const inputs = sprinkledExtremes();
@@ -239,7 +339,9 @@ describe.each(implementations)('$name', (implementation) => {
         expect(sha(lossWGSL(entry)), `lossWGSL('${entry}') changed`).toBe(BEFORE[entry]);
         expect(sha(lossWGSL(entry, {})), entry).toBe(BEFORE[entry]);
         expect(sha(lossWGSL(entry, { groups: 8 })), entry).toBe(BEFORE[entry]);
-        expect(sha(lossWGSL(entry, { groups: 64 })), `${entry} with 64 groups is another kernel`).not.toBe(BEFORE[entry]);
+        expect(sha(lossWGSL(entry, { groups: 64 })), `${entry} with 64 groups is another kernel`).not.toBe(
+          BEFORE[entry],
+        );
       }
       expect(lossWorkgroups('bce_kl')).toEqual([8, 1, 1]);
       expect(lossWorkgroups('loss_finalize')).toEqual([1, 1, 1]);
@@ -254,27 +356,55 @@ describe.each(implementations)('$name', (implementation) => {
       }
       expect(lossWGSL('loss_finalize', { groups: ELEMENTWISE_WG })).toContain(`lid < ${ELEMENTWISE_WG}u`);
       const { rows, D, L, logits, x, mulv } = makeInputs(2, 3, 1, 1);
-      const request = (op: 'bceKl' | 'lossFinalize') => gpu.run({
-        buffers: { logits, x, mulv, dlogits: rows * D * 4, dmulv: rows * 2 * L * 4, partials: 4 * LOSS_GROUPS, state: 16, out: 16 },
-        ops: [op === 'bceKl'
-          ? { op, dims: { rows, D, L }, logits: 'logits', x: 'x', mulv: 'mulv', dlogits: 'dlogits', dmulv: 'dmulv', partials: 'partials', groups: 64 }
-          : { op, state: 'state', partials: 'partials', out: 'out', groups: 64 }],
-        read: [],
-      });
+      const request = (op: 'bceKl' | 'lossFinalize') =>
+        gpu.run({
+          buffers: {
+            logits,
+            x,
+            mulv,
+            dlogits: rows * D * 4,
+            dmulv: rows * 2 * L * 4,
+            partials: 4 * LOSS_GROUPS,
+            state: 16,
+            out: 16,
+          },
+          ops: [
+            op === 'bceKl'
+              ? {
+                  op,
+                  dims: { rows, D, L },
+                  logits: 'logits',
+                  x: 'x',
+                  mulv: 'mulv',
+                  dlogits: 'dlogits',
+                  dmulv: 'dmulv',
+                  partials: 'partials',
+                  groups: 64,
+                }
+              : { op, state: 'state', partials: 'partials', out: 'out', groups: 64 },
+          ],
+          read: [],
+        });
       await expect(request('bceKl')).rejects.toThrow(/partials buffer holds 8 floats; 64 loss groups/);
       await expect(request('lossFinalize')).rejects.toThrow(/partials buffer holds 8 floats; 64 loss groups/);
     });
 
     it('prints what each group count launches for a batch of 128 × 784 (L = 20)', () => {
-      const rows = 128, D = 784, L = 20;
+      const rows = 128,
+        D = 784,
+        L = 20;
       const lines = GROUPS.map((groups) => {
         const [x, y, z] = lossWorkgroups('bce_kl', { groups });
         const invocations = x * y * z * ELEMENTWISE_WG;
-        return `  ${String(groups).padStart(3)} groups: bce_kl ${x}×${y}×${z} workgroups × ${ELEMENTWISE_WG} = ${invocations.toLocaleString('en')} invocations `
-          + `(≤ ${Math.ceil((rows * D) / invocations)} pixels and ≤ ${Math.ceil((rows * L) / invocations)} latents each); `
-          + `loss_finalize ${lossWorkgroups('loss_finalize', { groups }).join('×')} × ${ELEMENTWISE_WG}, ${groups} partial${groups === 1 ? '' : 's'}`;
+        return (
+          `  ${String(groups).padStart(3)} groups: bce_kl ${x}×${y}×${z} workgroups × ${ELEMENTWISE_WG} = ${invocations.toLocaleString('en')} invocations ` +
+          `(≤ ${Math.ceil((rows * D) / invocations)} pixels and ≤ ${Math.ceil((rows * L) / invocations)} latents each); ` +
+          `loss_finalize ${lossWorkgroups('loss_finalize', { groups }).join('×')} × ${ELEMENTWISE_WG}, ${groups} partial${groups === 1 ? '' : 's'}`
+        );
       });
-      console.log(`loss launches for ${rows} × ${D} = ${(rows * D).toLocaleString('en')} pixels, ${(rows * L).toLocaleString('en')} latents:\n${lines.join('\n')}`);
+      console.log(
+        `loss launches for ${rows} × ${D} = ${(rows * D).toLocaleString('en')} pixels, ${(rows * L).toLocaleString('en')} latents:\n${lines.join('\n')}`,
+      );
       expect(lines).toHaveLength(GROUPS.length);
     });
   });
@@ -284,7 +414,9 @@ describe.each(implementations)('$name', (implementation) => {
       // Each term is then log(1 + e^−|l|) with e^−|l| ≤ 3.4e-4. WGSL has no log1p, and its log
       // near 1 is only bounded absolutely (2⁻²¹): with log(1 + e) this loss was 1.1e-4 off in
       // relative terms; the kernel's polynomial log1p brings it to ~2e-7.
-      const rows = 128, D = 784, L = 20;
+      const rows = 128,
+        D = 784,
+        L = 20;
       const r = rng(5);
       const x = Float32Array.from({ length: rows * D }, () => (r.next() < 0.8 ? 0 : 1));
       const logits = Float32Array.from(x, (t) => (t ? 1 : -1) * (8 + 12 * r.next()));
@@ -292,12 +424,13 @@ describe.each(implementations)('$name', (implementation) => {
       const inputs = { rows, D, L, logits, x, mulv };
       const got = await runLoss(inputs);
       const ref = check('converged', inputs, got);
-      console.log(`loss, nearly converged: gpu ${got.loss} ref ${ref.loss} (rel ${(Math.abs(got.loss - ref.loss) / ref.loss).toExponential(2)})`);
+      console.log(
+        `loss, nearly converged: gpu ${got.loss} ref ${ref.loss} (rel ${(Math.abs(got.loss - ref.loss) / ref.loss).toExponential(2)})`,
+      );
     });
   });
 
   describe('extreme inputs', () => {
-
     /** Row r has pixel PIXELS[r] at every logit of LOGITS; every row has the latents given. */
     function grid(latents: [number, number][]): Inputs {
       const D = LOGITS.length;
@@ -325,14 +458,18 @@ describe.each(implementations)('$name', (implementation) => {
       // Row 0 has x = 0: dlogits = σ(l), which saturates at exactly 1 for l = 200 and 1e30.
       expect(got.dlogits[0]).toBe(1);
       expect(got.dlogits[2]).toBe(1);
-      console.log(`loss, extreme logits: gpu ${got.loss} ref ${ref.loss} (rel ${(Math.abs(got.loss - ref.loss) / ref.loss).toExponential(2)})`);
+      console.log(
+        `loss, extreme logits: gpu ${got.loss} ref ${ref.loss} (rel ${(Math.abs(got.loss - ref.loss) / ref.loss).toExponential(2)})`,
+      );
     });
 
     it('every (logit, pixel) pair with mu ±10, logvar ±20: finite everywhere, matches', async () => {
       const inputs = grid(LATENTS);
       const got = await runLoss(inputs, 0, 0);
       const ref = check('extreme latents', inputs, got);
-      console.log(`loss, extreme latents: gpu ${got.loss} ref ${ref.loss} (bce ${ref.bce}, kl ${ref.kl}; rel ${(Math.abs(got.loss - ref.loss) / ref.loss).toExponential(2)})`);
+      console.log(
+        `loss, extreme latents: gpu ${got.loss} ref ${ref.loss} (bce ${ref.bce}, kl ${ref.kl}; rel ${(Math.abs(got.loss - ref.loss) / ref.loss).toExponential(2)})`,
+      );
     });
 
     it('a real-shape batch with extremes sprinkled in: logits ±200, ±1e30, 0; logvar ±20; mu ±10', async () => {

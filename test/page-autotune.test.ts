@@ -27,8 +27,12 @@ afterAll(async () => {
   browser?.disconnect();
 });
 
-const ready = (epochsDone: number) => page.waitForFunction((n) => window.vaePage?.phase === 'ready' && window.vaePage.epochsDone === n,
-  { timeout: 300_000, polling: 250 }, epochsDone);
+const ready = (epochsDone: number) =>
+  page.waitForFunction(
+    (n) => window.vaePage?.phase === 'ready' && window.vaePage.epochsDone === n,
+    { timeout: 300_000, polling: 250 },
+    epochsDone,
+  );
 
 async function type(id: string, value: string): Promise<void> {
   await page.click(`#${id}`, { count: 3 });
@@ -37,22 +41,35 @@ async function type(id: string, value: string): Promise<void> {
 }
 
 /** The records the page keeps in IndexedDB, by name. */
-const storedKeys = (p = page) => p.evaluate(() => new Promise<string[]>((resolve, reject) => {
-  const open = indexedDB.open('webgpu-vae');
-  open.onsuccess = () => {
-    const keys = open.result.transaction('saves').objectStore('saves').getAllKeys();
-    keys.onsuccess = () => { open.result.close(); resolve(keys.result.map(String)); };
-    keys.onerror = () => reject(keys.error);
-  };
-  open.onerror = () => reject(open.error);
-}));
+const storedKeys = (p = page) =>
+  p.evaluate(
+    () =>
+      new Promise<string[]>((resolve, reject) => {
+        const open = indexedDB.open('webgpu-vae');
+        open.onsuccess = () => {
+          const keys = open.result.transaction('saves').objectStore('saves').getAllKeys();
+          keys.onsuccess = () => {
+            open.result.close();
+            resolve(keys.result.map(String));
+          };
+          keys.onerror = () => reject(keys.error);
+        };
+        open.onerror = () => reject(open.error);
+      }),
+  );
 
 /** A fresh page on a small model, the box checked, one epoch trained. */
 async function trainOnce(): Promise<void> {
   await page.goto(`${inject('serverUrl')}/?limit=256&testLimit=64`, { timeout: NAVIGATION_TIMEOUT_MS });
   await page.waitForFunction(() => window.vaePage?.phase === 'ready', { timeout: 120_000 });
   expect(await page.$eval('#autotune', (e) => (e as HTMLInputElement).checked)).toBe(false); // off by default
-  for (const [id, value] of [['epochs', '1'], ['batchSize', '64'], ['hidden', '32'], ['latent', '4']]) await type(id, value);
+  for (const [id, value] of [
+    ['epochs', '1'],
+    ['batchSize', '64'],
+    ['hidden', '32'],
+    ['latent', '4'],
+  ])
+    await type(id, value);
   await page.click('#autotune');
   await page.click('#start');
   await ready(1);
@@ -66,19 +83,28 @@ it('checked, a start tunes and keeps the plan in IndexedDB; the next start with 
   expect(plans).toHaveLength(1);
 
   // A new session with the same sizes: drop the kept run (from outside the page), reload, start again.
-  await page.evaluate(() => new Promise<void>((resolve, reject) => {
-    const open = indexedDB.open('webgpu-vae');
-    open.onsuccess = () => {
-      const tx = open.result.transaction('saves', 'readwrite');
-      tx.objectStore('saves').delete('latest');
-      tx.oncomplete = () => { open.result.close(); resolve(); };
-      tx.onerror = () => reject(tx.error);
-    };
-  }));
+  await page.evaluate(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        const open = indexedDB.open('webgpu-vae');
+        open.onsuccess = () => {
+          const tx = open.result.transaction('saves', 'readwrite');
+          tx.objectStore('saves').delete('latest');
+          tx.oncomplete = () => {
+            open.result.close();
+            resolve();
+          };
+          tx.onerror = () => reject(tx.error);
+        };
+      }),
+  );
   logged.length = 0;
   await trainOnce();
   expect(logged.filter((l) => /^webgpu-vae: kernel tuner, timed by/.test(l))).toHaveLength(0);
-  expect(logged.some((l) => /^webgpu-vae: kernel plan from the tune cache/.test(l)), logged.join('\n')).toBe(true);
+  expect(
+    logged.some((l) => /^webgpu-vae: kernel plan from the tune cache/.test(l)),
+    logged.join('\n'),
+  ).toBe(true);
   expect((await storedKeys()).filter((k) => k.startsWith('tuned-plan '))).toEqual(plans);
 }, 600_000);
 
@@ -98,21 +124,41 @@ it('a tuned plan that browser storage refuses to keep (a full quota) is used all
         return request;
       };
       // Every line the message area shows, for the test to read after the fact.
-      const shown: string[] = (window as unknown as { shownMessages: string[] }).shownMessages = [];
+      const shown: string[] = ((window as unknown as { shownMessages: string[] }).shownMessages = []);
       document.addEventListener('DOMContentLoaded', () => {
         const message = document.getElementById('message')!;
-        new MutationObserver(() => shown.push(message.textContent ?? '')).observe(message, { childList: true, characterData: true, subtree: true });
+        new MutationObserver(() => shown.push(message.textContent ?? '')).observe(message, {
+          childList: true,
+          characterData: true,
+          subtree: true,
+        });
       });
     });
     await p.goto(`${inject('serverUrl')}/?limit=256&testLimit=64`, { timeout: NAVIGATION_TIMEOUT_MS });
     await p.waitForFunction(() => window.vaePage?.phase === 'ready', { timeout: 120_000 });
-    for (const [id, value] of [['epochs', '1'], ['batchSize', '64'], ['hidden', '32'], ['latent', '4']]) {
-      await p.$eval(`#${id}`, (e, v) => { (e as HTMLInputElement).value = v as string; e.dispatchEvent(new Event('input')); }, value);
+    for (const [id, value] of [
+      ['epochs', '1'],
+      ['batchSize', '64'],
+      ['hidden', '32'],
+      ['latent', '4'],
+    ]) {
+      await p.$eval(
+        `#${id}`,
+        (e, v) => {
+          (e as HTMLInputElement).value = v as string;
+          e.dispatchEvent(new Event('input'));
+        },
+        value,
+      );
     }
     await p.click('#autotune');
-    const trainedOrFailed = () => p.waitForFunction(
-      () => window.vaePage?.phase === 'ready' && (window.vaePage.epochsDone === 1 || /failed/.test(document.getElementById('message')!.textContent!)),
-      { timeout: 600_000, polling: 250 });
+    const trainedOrFailed = () =>
+      p.waitForFunction(
+        () =>
+          window.vaePage?.phase === 'ready' &&
+          (window.vaePage.epochsDone === 1 || /failed/.test(document.getElementById('message')!.textContent!)),
+        { timeout: 600_000, polling: 250 },
+      );
     const message = () => p.$eval('#message', (e) => e.textContent ?? '');
     const shown = () => p.evaluate(() => (window as unknown as { shownMessages: string[] }).shownMessages.splice(0));
     const warnings = () => lines.filter((l) => /^webgpu-vae: the tuned plan cannot be kept in browser storage/.test(l));
@@ -125,15 +171,22 @@ it('a tuned plan that browser storage refuses to keep (a full quota) is used all
       expect(await p.evaluate(() => window.vaePage!.epochsDone), `start ${start}: ${await message()}`).toBe(1);
       const autotuned = (await shown()).filter((m) => /^Autotuned /.test(m));
       expect(autotuned, `start ${start}`).toHaveLength(1);
-      expect(autotuned[0]).toMatch(/The report is in the console\. The plan could not be kept in this browser's storage \(.+\): the next start tunes again\.$/);
-      expect(lines.filter((l) => /^webgpu-vae: kernel tuner, timed by/.test(l)), `start ${start}`).toHaveLength(start);
+      expect(autotuned[0]).toMatch(
+        /The report is in the console\. The plan could not be kept in this browser's storage \(.+\): the next start tunes again\.$/,
+      );
+      expect(
+        lines.filter((l) => /^webgpu-vae: kernel tuner, timed by/.test(l)),
+        `start ${start}`,
+      ).toHaveLength(start);
       expect(warnings(), lines.join('\n')).toHaveLength(1);
       const keys = await storedKeys(p);
       expect(keys.filter((k) => k.startsWith('tuned-plan '))).toEqual([]);
       expect(keys).toContain('latest'); // the epoch was saved: only the plan's write failed
       if (start === 1) {
         await p.click('#reset');
-        await p.waitForFunction(() => window.vaePage?.phase === 'ready' && window.vaePage.epochsDone === 0, { timeout: 60_000 });
+        await p.waitForFunction(() => window.vaePage?.phase === 'ready' && window.vaePage.epochsDone === 0, {
+          timeout: 60_000,
+        });
         expect(await p.$eval('#autotune', (e) => (e as HTMLInputElement).checked)).toBe(true);
       }
     }

@@ -26,7 +26,9 @@ beforeAll(async () => {
   page = await context.newPage();
   await page.setViewport({ width: 1200, height: 1000 });
   page.on('pageerror', (e) => console.error(`[page] ${e}`));
-  page.on('console', (m) => { if (m.type() === 'error') console.error(`[page console] ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`[page console] ${m.text()}`);
+  });
   await page.goto(`${inject('serverUrl')}/?limit=1024&testLimit=256`, { timeout: NAVIGATION_TIMEOUT_MS });
   await page.waitForFunction(() => window.vaePage?.phase === 'ready', { timeout: 120_000 });
 }, 180_000);
@@ -37,20 +39,25 @@ afterAll(async () => {
 });
 
 async function type(id: string, value: string): Promise<void> {
-  await page.$eval(`#${id}`, (e, v) => {
-    (e as HTMLInputElement).value = v as string;
-    e.dispatchEvent(new Event('input'));
-  }, value);
+  await page.$eval(
+    `#${id}`,
+    (e, v) => {
+      (e as HTMLInputElement).value = v as string;
+      e.dispatchEvent(new Event('input'));
+    },
+    value,
+  );
 }
 
 /** A canvas's size and a digest of its gray levels. */
-const canvas = (id: string) => page.$eval(`#${id}`, (c) => {
-  const el = c as HTMLCanvasElement;
-  const data = el.getContext('2d')!.getImageData(0, 0, el.width, el.height).data;
-  const gray: number[] = [];
-  for (let i = 0; i < data.length; i += 4) gray.push(data[i]!);
-  return { width: el.width, height: el.height, gray };
-});
+const canvas = (id: string) =>
+  page.$eval(`#${id}`, (c) => {
+    const el = c as HTMLCanvasElement;
+    const data = el.getContext('2d')!.getImageData(0, 0, el.width, el.height).data;
+    const gray: number[] = [];
+    for (let i = 0; i < data.length; i += 4) gray.push(data[i]!);
+    return { width: el.width, height: el.height, gray };
+  });
 
 describe('page: conditional VAE', () => {
   it('trains with labels, then shows one row per class, draws a chosen class, and decodes the explorer point as the picked class', async () => {
@@ -59,27 +66,36 @@ describe('page: conditional VAE', () => {
     await type('lr', '0.003');
     await page.click('#conditional');
     await page.click('#start');
-    await page.waitForFunction(() => window.vaePage!.epochsDone >= 1 && window.vaePage!.phase === 'ready', { timeout: 600_000, polling: 500 });
+    await page.waitForFunction(() => window.vaePage!.epochsDone >= 1 && window.vaePage!.phase === 'ready', {
+      timeout: 600_000,
+      polling: 500,
+    });
     expect(await page.$eval('#message', (e) => e.textContent)).toMatch(/^Done: 1 epoch/);
 
     // 10 rows of 8 digits of 28 px with 2 px borders.
     const samples = await canvas('samples');
     expect([samples.width, samples.height]).toEqual([8 * 30 + 2, 10 * 30 + 2]);
     expect(Math.max(...samples.gray)).toBeGreaterThan(128); // something was drawn
-    expect(await page.$eval('#samples-caption', (e) => e.textContent)).toMatch(/^One row per class \(0, 1, 2, 3, 4, 5, 6, 7, 8, 9\)/);
+    expect(await page.$eval('#samples-caption', (e) => e.textContent)).toMatch(
+      /^One row per class \(0, 1, 2, 3, 4, 5, 6, 7, 8, 9\)/,
+    );
 
     expect(await page.$eval('#class-draw', (e) => (e as HTMLElement).hidden)).toBe(false);
     expect(await page.$$eval('#draw-class option', (o) => o.length)).toBe(10);
     const asZero = await canvas('class-samples');
     expect([asZero.width, asZero.height]).toEqual([8 * 30 + 2, 2 * 30 + 2]);
     await page.select('#draw-class', '7');
-    await page.waitForFunction((before) => {
-      const el = document.getElementById('class-samples') as HTMLCanvasElement;
-      const d = el.getContext('2d')!.getImageData(0, 0, el.width, el.height).data;
-      let sum = 0;
-      for (let i = 0; i < d.length; i += 4) sum += d[i]!;
-      return sum !== before;
-    }, { timeout: 30_000 }, asZero.gray.reduce((a, b) => a + b, 0));
+    await page.waitForFunction(
+      (before) => {
+        const el = document.getElementById('class-samples') as HTMLCanvasElement;
+        const d = el.getContext('2d')!.getImageData(0, 0, el.width, el.height).data;
+        let sum = 0;
+        for (let i = 0; i < d.length; i += 4) sum += d[i]!;
+        return sum !== before;
+      },
+      { timeout: 30_000 },
+      asZero.gray.reduce((a, b) => a + b, 0),
+    );
 
     expect(await page.$eval('#explorer-class-row', (e) => (e as HTMLElement).hidden)).toBe(false);
     expect(await page.$$eval('#explorer-class option', (o) => o.length)).toBe(10);
@@ -119,15 +135,23 @@ describe('page: the class count of a conditional VAE', () => {
     // 784 pixels, as MNIST's: only the labels tell the two apart.
     const layout = arenaLayout({ D: 784, hidden: [16], L: 4, classes: 3 });
     const file = join(work, 'three-classes.safetensors');
-    writeFileSync(file, encodeCheckpoint(layout, { params: initArena(layout, Math.random), step: 0, metadata: { epoch: '1' } }));
+    writeFileSync(
+      file,
+      encodeCheckpoint(layout, { params: initArena(layout, Math.random), step: 0, metadata: { epoch: '1' } }),
+    );
     await ownPage('?limit=256&testLimit=64', async (p) => {
       const input = (await p.$('#checkpoint-file')) as ElementHandle<HTMLInputElement>;
       await input.uploadFile(file);
-      await p.waitForFunction(() => /^(Loaded|Could not load) /.test(document.getElementById('message')!.textContent!), { timeout: 120_000 });
+      await p.waitForFunction(
+        () => /^(Loaded|Could not load) /.test(document.getElementById('message')!.textContent!),
+        { timeout: 120_000 },
+      );
       await p.waitForFunction(() => window.vaePage!.phase === 'ready', { timeout: 60_000 });
       const message = await p.$eval('#message', (e) => e.textContent!);
-      expect(message).toBe('Could not load three-classes.safetensors: this checkpoint is a conditional VAE of 3 classes (labels 0 … 2); ' +
-        'MNIST\'s labels go up to 9: choose the dataset it was trained on. Nothing was changed.');
+      expect(message).toBe(
+        'Could not load three-classes.safetensors: this checkpoint is a conditional VAE of 3 classes (labels 0 … 2); ' +
+          "MNIST's labels go up to 9: choose the dataset it was trained on. Nothing was changed.",
+      );
       expect(message).not.toMatch(/untick/);
       expect(await p.evaluate(() => window.vaePage!.epochsDone)).toBe(0);
       expect(await p.$eval('#start', (b) => b.textContent)).toBe('Start'); // no model was made
@@ -147,22 +171,37 @@ describe('page: the class count of a conditional VAE', () => {
       return path;
     };
     const files = [
-      slice('train-images-idx3-ubyte', 256, 784, 16, false), slice('train-labels-idx1-ubyte', 256, 1, 8, true),
-      slice('t10k-images-idx3-ubyte', 64, 784, 16, false), slice('t10k-labels-idx1-ubyte', 64, 1, 8, true),
+      slice('train-images-idx3-ubyte', 256, 784, 16, false),
+      slice('train-labels-idx1-ubyte', 256, 1, 8, true),
+      slice('t10k-images-idx3-ubyte', 64, 784, 16, false),
+      slice('t10k-labels-idx1-ubyte', 64, 1, 8, true),
     ];
     await ownPage('', async (p) => {
       await p.select('#dataset', 'files');
       const input = (await p.$('#dataset-files')) as ElementHandle<HTMLInputElement>;
       await input.uploadFile(...files);
-      await p.waitForFunction(() => /with labels/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
-      await p.$eval('#epochs', (e) => { (e as HTMLInputElement).value = '1'; e.dispatchEvent(new Event('input')); });
-      await p.$eval('#batchSize', (e) => { (e as HTMLInputElement).value = '64'; e.dispatchEvent(new Event('input')); });
+      await p.waitForFunction(() => /with labels/.test(document.getElementById('dataset-status')!.textContent ?? ''), {
+        timeout: 60_000,
+      });
+      await p.$eval('#epochs', (e) => {
+        (e as HTMLInputElement).value = '1';
+        e.dispatchEvent(new Event('input'));
+      });
+      await p.$eval('#batchSize', (e) => {
+        (e as HTMLInputElement).value = '64';
+        e.dispatchEvent(new Event('input'));
+      });
       await p.click('#conditional');
       await p.click('#start');
-      await p.waitForFunction(() => window.vaePage!.epochsDone >= 1 && window.vaePage!.phase === 'ready', { timeout: 600_000, polling: 500 });
+      await p.waitForFunction(() => window.vaePage!.epochsDone >= 1 && window.vaePage!.phase === 'ready', {
+        timeout: 600_000,
+        polling: 500,
+      });
       expect(await p.$eval('#message', (e) => e.textContent)).toMatch(/^Done: 1 epoch/);
       // 3 rows of 8, not the 10 of the digits' names.
-      expect(await p.$eval('#samples', (c) => [(c as HTMLCanvasElement).width, (c as HTMLCanvasElement).height])).toEqual([8 * 30 + 2, 3 * 30 + 2]);
+      expect(
+        await p.$eval('#samples', (c) => [(c as HTMLCanvasElement).width, (c as HTMLCanvasElement).height]),
+      ).toEqual([8 * 30 + 2, 3 * 30 + 2]);
       expect(await p.$eval('#samples-caption', (e) => e.textContent)).toMatch(/^One row per class \(0, 1, 2\)/);
       expect(await p.$$eval('#draw-class option', (o) => o.map((e) => e.textContent))).toEqual(['0', '1', '2']);
     });

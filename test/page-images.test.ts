@@ -38,8 +38,11 @@ afterAll(async () => {
 });
 
 async function ready(epochsDone?: number): Promise<void> {
-  await page.waitForFunction((n) => window.vaePage?.phase === 'ready' && (n === null || window.vaePage.epochsDone === n),
-    { timeout: 240_000, polling: 250 }, epochsDone ?? null);
+  await page.waitForFunction(
+    (n) => window.vaePage?.phase === 'ready' && (n === null || window.vaePage.epochsDone === n),
+    { timeout: 240_000, polling: 250 },
+    epochsDone ?? null,
+  );
 }
 
 const text = (selector: string) => page.$eval(selector, (e) => (e as HTMLElement).innerText ?? '');
@@ -60,9 +63,16 @@ describe('the page with an image folder', () => {
     await page.select('#image-fit', 'fit');
     const input = (await page.$('#dataset-folder')) as ElementHandle<HTMLInputElement>;
     await input.uploadFile(dir); // a folder, as the folder picker hands it over (webkitRelativePath "shapes/…")
-    await page.waitForFunction(() => /training and/.test(document.getElementById('dataset-status')!.textContent ?? '') || /Not loaded/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
+    await page.waitForFunction(
+      () =>
+        /training and/.test(document.getElementById('dataset-status')!.textContent ?? '') ||
+        /Not loaded/.test(document.getElementById('dataset-status')!.textContent ?? ''),
+      { timeout: 60_000 },
+    );
     const status = await text('#dataset-status');
-    expect(status).toContain('shapes: 108 training and 12 test images of 16×16 (fit), 3 classes (train+test: circle 36+4, cross 36+4, square 36+4)');
+    expect(status).toContain(
+      'shapes: 108 training and 12 test images of 16×16 (fit), 3 classes (train+test: circle 36+4, cross 36+4, square 36+4)',
+    );
     for (const [path, bad] of Object.entries(BAD_FILES)) {
       const line = status.split('\n').find((l) => l.startsWith(`skipped ${path}: `));
       expect(line, `${path} named in:\n${status}`).toBeDefined();
@@ -78,7 +88,8 @@ describe('the page with an image folder', () => {
     expect(Number.isFinite(reports[0].trainLoss) && Number.isFinite(reports[0].testLoss)).toBe(true);
     expect(reports[0].testLoss).toBeLessThan(16 * 16 * Math.LN2 * 1.2); // learned past an untrained decoder's ≈ 177
     // Grids of 16×16 cells: 8 wide with 2-pixel padding.
-    const size = (id: string) => page.$eval(`#${id}`, (c) => [(c as HTMLCanvasElement).width, (c as HTMLCanvasElement).height]);
+    const size = (id: string) =>
+      page.$eval(`#${id}`, (c) => [(c as HTMLCanvasElement).width, (c as HTMLCanvasElement).height]);
     expect(await size('recon')).toEqual([146, 38]);
     expect(await size('samples')).toEqual([146, 146]);
     // The top row of the reconstruction grid is 8 test images: drawn shapes, not blank cells.
@@ -86,7 +97,8 @@ describe('the page with an image folder', () => {
       const data = (c as HTMLCanvasElement).getContext('2d')!.getImageData(0, 0, 146, 38).data;
       return Array.from({ length: 8 }, (_, k) => {
         let ink = 0;
-        for (let y = 0; y < 16; y++) for (let x = 0; x < 16; x++) ink += Number(data[4 * ((2 + y) * 146 + 2 + k * 18 + x)] > 128);
+        for (let y = 0; y < 16; y++)
+          for (let x = 0; x < 16; x++) ink += Number(data[4 * ((2 + y) * 146 + 2 + k * 18 + x)] > 128);
         return ink;
       });
     });
@@ -106,9 +118,25 @@ describe('the page with an image folder', () => {
     // The CLI decodes the folder with the same module and trains through the same driver: the
     // same settings (the page's defaults, seed 1) give bit-identical losses.
     const out = tempDir();
-    const cli = train(['--images', dir, '--image-size', '16', '--fit', 'fit', '--epochs', '1', '--batch-size', '32', '--out', out]);
+    const cli = train([
+      '--images',
+      dir,
+      '--image-size',
+      '16',
+      '--fit',
+      'fit',
+      '--epochs',
+      '1',
+      '--batch-size',
+      '32',
+      '--out',
+      out,
+    ]);
     expect(cli.status, cli.stderr).toBe(0);
-    const metrics = JSON.parse(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim()) as { trainLoss: number; testLoss: number };
+    const metrics = JSON.parse(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim()) as {
+      trainLoss: number;
+      testLoss: number;
+    };
     expect([metrics.trainLoss, metrics.testLoss]).toEqual([reports[0].trainLoss, reports[0].testLoss]);
   }, 300_000);
 
@@ -126,7 +154,10 @@ describe('the page with an image folder', () => {
       await page.mouse.dragEnter(point, data);
       await page.mouse.dragOver(point, data);
       await page.mouse.drop(point, data);
-      await page.waitForFunction(() => /training and|Not loaded/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
+      await page.waitForFunction(
+        () => /training and|Not loaded/.test(document.getElementById('dataset-status')!.textContent ?? ''),
+        { timeout: 60_000 },
+      );
       expect(await page.$eval('#dataset', (e) => (e as HTMLSelectElement).value)).toBe('images');
       const status = await text('#dataset-status');
       expect(status).toContain('shapes: 108 training and 12 test images of 28×28 (center-crop), 3 classes');
@@ -150,13 +181,23 @@ describe('the page with an image folder', () => {
       await type('image-size', '300');
       const input = (await page.$('#dataset-folder')) as ElementHandle<HTMLInputElement>;
       await input.uploadFile(dir);
-      await page.waitForFunction(() => /files picked/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
-      expect(await text('#dataset-status')).toMatch(/^shapes: \d+ files picked, not decoded yet: the image size must be a whole number from 4 to 256; fix it to decode them\.$/);
+      await page.waitForFunction(
+        () => /files picked/.test(document.getElementById('dataset-status')!.textContent ?? ''),
+        { timeout: 60_000 },
+      );
+      expect(await text('#dataset-status')).toMatch(
+        /^shapes: \d+ files picked, not decoded yet: the image size must be a whole number from 4 to 256; fix it to decode them\.$/,
+      );
       expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(true);
       await type('image-size', '12');
       await page.keyboard.press('Tab'); // leaving the field is its change
-      await page.waitForFunction(() => /training and|Not loaded/.test(document.getElementById('dataset-status')!.textContent ?? ''), { timeout: 60_000 });
-      expect(await text('#dataset-status')).toContain('shapes: 108 training and 12 test images of 12×12 (center-crop), 3 classes');
+      await page.waitForFunction(
+        () => /training and|Not loaded/.test(document.getElementById('dataset-status')!.textContent ?? ''),
+        { timeout: 60_000 },
+      );
+      expect(await text('#dataset-status')).toContain(
+        'shapes: 108 training and 12 test images of 12×12 (center-crop), 3 classes',
+      );
       expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
     } finally {
       await own.close();

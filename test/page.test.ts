@@ -48,11 +48,15 @@ beforeAll(async () => {
   site = await serveStatic(join(work, 'dist'));
   browser = await puppeteer.connect({ browserWSEndpoint: inject('wsEndpoint'), protocolTimeout: 0 });
   // Its own context: empty browser storage, and downloads into our folder.
-  context = await browser.createBrowserContext({ downloadBehavior: { policy: 'allow', downloadPath: join(work, 'downloads') } });
+  context = await browser.createBrowserContext({
+    downloadBehavior: { policy: 'allow', downloadPath: join(work, 'downloads') },
+  });
   page = await context.newPage();
   await page.setViewport({ width: 1200, height: 1000 });
   page.on('pageerror', (e) => console.error(`[page] ${e}`));
-  page.on('console', (m) => { if (m.type() === 'error') console.error(`[page console] ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`[page console] ${m.text()}`);
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -65,10 +69,14 @@ afterAll(async () => {
 // ---- helpers -----------------------------------------------------------------------------------
 
 async function waitReady(epochsDone?: number, timeout = 240_000): Promise<void> {
-  await page.waitForFunction((n) => {
-    const p = window.vaePage;
-    return p?.phase === 'ready' && (n === null || p.epochsDone === n);
-  }, { timeout, polling: 250 }, epochsDone ?? null);
+  await page.waitForFunction(
+    (n) => {
+      const p = window.vaePage;
+      return p?.phase === 'ready' && (n === null || p.epochsDone === n);
+    },
+    { timeout, polling: 250 },
+    epochsDone ?? null,
+  );
 }
 
 const text = (selector: string) => page.$eval(selector, (e) => e.textContent ?? '');
@@ -100,8 +108,11 @@ function cell(g: Gray, k: number, nrow: number): number[] {
 
 function corr(a: number[], b: number[]): number {
   const mean = (x: number[]) => x.reduce((s, v) => s + v, 0) / x.length;
-  const ma = mean(a), mb = mean(b);
-  let ab = 0, aa = 0, bb = 0;
+  const ma = mean(a),
+    mb = mean(b);
+  let ab = 0,
+    aa = 0,
+    bb = 0;
   for (let i = 0; i < a.length; i++) {
     ab += (a[i] - ma) * (b[i] - mb);
     aa += (a[i] - ma) ** 2;
@@ -115,15 +126,27 @@ function corr(a: number[], b: number[]): number {
  * and smoothness (a pixel correlates with its neighbours; for noise that is near 0).
  */
 function digitLike(img: number[]): { ink: number; border: number; smooth: number } {
-  let ink = 0, border = 0, borderN = 0;
-  const here: number[] = [], next: number[] = [];
+  let ink = 0,
+    border = 0,
+    borderN = 0;
+  const here: number[] = [],
+    next: number[] = [];
   for (let r = 0; r < 28; r++) {
     for (let c = 0; c < 28; c++) {
       const v = img[r * 28 + c];
       if (v > 0.5) ink++;
-      if (r < 3 || r > 24 || c < 3 || c > 24) { border += v; borderN++; }
-      if (c < 27) { here.push(v); next.push(img[r * 28 + c + 1]); }
-      if (r < 27) { here.push(v); next.push(img[(r + 1) * 28 + c]); }
+      if (r < 3 || r > 24 || c < 3 || c > 24) {
+        border += v;
+        borderN++;
+      }
+      if (c < 27) {
+        here.push(v);
+        next.push(img[r * 28 + c + 1]);
+      }
+      if (r < 27) {
+        here.push(v);
+        next.push(img[(r + 1) * 28 + c]);
+      }
     }
   }
   return { ink: ink / 784, border: border / borderN, smooth: corr(here, next) };
@@ -152,25 +175,39 @@ async function loadCheckpointFile(path: string): Promise<string> {
   const name = path.split('/').pop()!;
   const input = (await page.$('#checkpoint-file')) as ElementHandle<HTMLInputElement>;
   await input.uploadFile(path);
-  await page.waitForFunction((n) => new RegExp(`^(Loaded|Could not load) ${n.replace(/\./g, '\\.')}`).test(document.getElementById('message')!.textContent!),
-    { timeout: 120_000 }, name);
+  await page.waitForFunction(
+    (n) =>
+      new RegExp(`^(Loaded|Could not load) ${n.replace(/\./g, '\\.')}`).test(
+        document.getElementById('message')!.textContent!,
+      ),
+    { timeout: 120_000 },
+    name,
+  );
   await waitReady();
   return text('#message');
 }
 
 /** The run the page keeps in IndexedDB, read from outside the page's code. */
-const storedRun = () => page.evaluate(() => new Promise<{ epoch: number; checkpoint: number[] } | null>((resolve, reject) => {
-  const open = indexedDB.open('webgpu-vae');
-  open.onsuccess = () => {
-    const get = open.result.transaction('saves').objectStore('saves').get('latest');
-    get.onsuccess = () => {
-      open.result.close();
-      resolve(get.result ? { epoch: get.result.epoch, checkpoint: [...(get.result.checkpoint as Uint8Array).subarray(0, 4096)] } : null);
-    };
-    get.onerror = () => reject(get.error);
-  };
-  open.onerror = () => reject(open.error);
-}));
+const storedRun = () =>
+  page.evaluate(
+    () =>
+      new Promise<{ epoch: number; checkpoint: number[] } | null>((resolve, reject) => {
+        const open = indexedDB.open('webgpu-vae');
+        open.onsuccess = () => {
+          const get = open.result.transaction('saves').objectStore('saves').get('latest');
+          get.onsuccess = () => {
+            open.result.close();
+            resolve(
+              get.result
+                ? { epoch: get.result.epoch, checkpoint: [...(get.result.checkpoint as Uint8Array).subarray(0, 4096)] }
+                : null,
+            );
+          };
+          get.onerror = () => reject(get.error);
+        };
+        open.onerror = () => reject(open.error);
+      }),
+  );
 
 // ---- the tests (in order: they share one page) -------------------------------------------------
 
@@ -195,7 +232,9 @@ describe('training page (built static site)', () => {
     expect(await text('#beta-reason')).toMatch(/must be a number from 0 to 1000/);
     await type('klWarmup', '1.5');
     expect(await text('#klWarmup-reason')).toMatch(/whole number of steps/);
-    expect(await page.$eval('#sigma', (i) => (i as HTMLInputElement).disabled), 'σ is for the Gaussian only').toBe(true);
+    expect(await page.$eval('#sigma', (i) => (i as HTMLInputElement).disabled), 'σ is for the Gaussian only').toBe(
+      true,
+    );
     await page.select('#likelihood', 'gaussian');
     await type('sigma', '0');
     expect(await text('#sigma-reason')).toMatch(/from 0.001 to 1000.*or "learned"/);
@@ -204,7 +243,7 @@ describe('training page (built static site)', () => {
     await page.select('#likelihood', 'bernoulli');
     await type('beta', '1');
     await type('klWarmup', '0');
-    expect(await text('#beta-reason') + await text('#klWarmup-reason')).toBe('');
+    expect((await text('#beta-reason')) + (await text('#klWarmup-reason'))).toBe('');
     await shot('invalid-settings');
     await type('epochs', RUN.epochs);
     await type('lr', RUN.lr);
@@ -219,23 +258,40 @@ describe('training page (built static site)', () => {
     writeFileSync(join(files, 'train-images-idx3-ubyte'), idxSlice('train-images-idx3-ubyte', 300, 784, 16));
     writeFileSync(join(files, 'train-labels-idx1-ubyte'), idxSlice('train-labels-idx1-ubyte', 300, 1, 8));
     writeFileSync(join(files, 't10k-images-idx3-ubyte'), idxSlice('t10k-images-idx3-ubyte', 100, 784, 16));
-    writeFileSync(join(files, 'broken-images-idx3-ubyte'), idxSlice('t10k-images-idx3-ubyte', 100, 784, 16).subarray(0, 5000));
+    writeFileSync(
+      join(files, 'broken-images-idx3-ubyte'),
+      idxSlice('t10k-images-idx3-ubyte', 100, 784, 16).subarray(0, 5000),
+    );
     await page.select('#dataset', 'files');
     expect(await page.$eval('#start', (b) => (b as HTMLButtonElement).disabled)).toBe(true); // no files yet
     const input = (await page.$('#dataset-files')) as ElementHandle<HTMLInputElement>;
-    await input.uploadFile(...['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte'].map((f) => join(files, f)));
-    await page.waitForFunction(() => /300 training and 100 test images/.test(document.getElementById('dataset-status')!.textContent!));
+    await input.uploadFile(
+      ...['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte'].map((f) => join(files, f)),
+    );
+    await page.waitForFunction(() =>
+      /300 training and 100 test images/.test(document.getElementById('dataset-status')!.textContent!),
+    );
     await input.uploadFile(join(files, 'train-images-idx3-ubyte'), join(files, 'broken-images-idx3-ubyte'));
     await page.waitForFunction(() => /Not loaded/.test(document.getElementById('dataset-status')!.textContent!));
     const status = await text('#dataset-status');
-    expect(status).toMatch(/broken-images-idx3-ubyte: truncated: the header declares 78416 bytes in total but the file has only 5000/);
-    expect(status).toMatch(/files chosen before are still in use: train-images-idx3-ubyte: 300 training and 100 test images/);
+    expect(status).toMatch(
+      /broken-images-idx3-ubyte: truncated: the header declares 78416 bytes in total but the file has only 5000/,
+    );
+    expect(status).toMatch(
+      /files chosen before are still in use: train-images-idx3-ubyte: 300 training and 100 test images/,
+    );
     // A gzip bomb: a few hundred KB that claim more than any idx file may hold, refused as it inflates.
     writeFileSync(join(files, 'bomb-images-idx3-ubyte.gz'), await gzipOfZeros(MAX_IDX_FILE_BYTES + 2 ** 20));
     await input.uploadFile(join(files, 'train-images-idx3-ubyte'), join(files, 'bomb-images-idx3-ubyte.gz'));
-    await page.waitForFunction(() => /bomb/.test(document.getElementById('dataset-status')!.textContent!), { timeout: 60_000 });
-    expect(await text('#dataset-status')).toMatch(/^Not loaded: bomb-images-idx3-ubyte\.gz: decompresses to more than 209715200 bytes; refusing it/);
-    expect(await text('#dataset-status')).toMatch(/files chosen before are still in use: train-images-idx3-ubyte: 300 training/);
+    await page.waitForFunction(() => /bomb/.test(document.getElementById('dataset-status')!.textContent!), {
+      timeout: 60_000,
+    });
+    expect(await text('#dataset-status')).toMatch(
+      /^Not loaded: bomb-images-idx3-ubyte\.gz: decompresses to more than 209715200 bytes; refusing it/,
+    );
+    expect(await text('#dataset-status')).toMatch(
+      /files chosen before are still in use: train-images-idx3-ubyte: 300 training/,
+    );
     await shot('malformed-dataset', await page.$('#setup'));
     await page.select('#dataset', 'mnist');
   });
@@ -243,12 +299,21 @@ describe('training page (built static site)', () => {
   it('trains a short run: the loss falls and the grids show real digits', async () => {
     const started = Date.now();
     await page.click('#start');
-    await page.waitForFunction(() => document.getElementById('pause')!.textContent === 'Pause' &&
-      !(document.getElementById('pause') as HTMLButtonElement).disabled, { timeout: 60_000 });
+    await page.waitForFunction(
+      () =>
+        document.getElementById('pause')!.textContent === 'Pause' &&
+        !(document.getElementById('pause') as HTMLButtonElement).disabled,
+      { timeout: 60_000 },
+    );
     // Pause and resume once mid-run: the page must come back to training.
-    await page.waitForFunction(() => window.vaePage!.lossHistory.train.length >= 2 * 16, { timeout: 120_000, polling: 200 });
+    await page.waitForFunction(() => window.vaePage!.lossHistory.train.length >= 2 * 16, {
+      timeout: 120_000,
+      polling: 200,
+    });
     await page.click('#pause');
-    await page.waitForFunction(() => /^Paused/.test(document.getElementById('message')!.textContent!), { timeout: 60_000 });
+    await page.waitForFunction(() => /^Paused/.test(document.getElementById('message')!.textContent!), {
+      timeout: 60_000,
+    });
     // Paused means nothing more is submitted to the GPU.
     const submits = () => page.evaluate(() => window.vaePage!.submits);
     const atPause = await submits();
@@ -257,22 +322,30 @@ describe('training page (built static site)', () => {
     expect(await text('#pause')).toBe('Resume');
     await page.click('#pause');
     // Responsive while training: timers fire on time (the GPU work never blocks the main thread).
-    const lag = await page.evaluate(() => new Promise<number>((resolve) => {
-      let worst = 0;
-      let last = performance.now();
-      const timer = setInterval(() => {
-        const now = performance.now();
-        worst = Math.max(worst, now - last - 50);
-        last = now;
-      }, 50);
-      setTimeout(() => { clearInterval(timer); resolve(worst); }, 3000);
-    }));
+    const lag = await page.evaluate(
+      () =>
+        new Promise<number>((resolve) => {
+          let worst = 0;
+          let last = performance.now();
+          const timer = setInterval(() => {
+            const now = performance.now();
+            worst = Math.max(worst, now - last - 50);
+            last = now;
+          }, 50);
+          setTimeout(() => {
+            clearInterval(timer);
+            resolve(worst);
+          }, 3000);
+        }),
+    );
     console.log(`page: worst timer lag while training ${lag.toFixed(0)} ms`);
     expect(lag).toBeLessThan(250);
     await waitReady(Number(RUN.epochs));
     const seconds = (Date.now() - started) / 1000;
     const speed = await page.evaluate(() => window.vaePage!.imagesPerSecond);
-    console.log(`page: ${RUN.epochs} epochs of ${RUN.limit} images in ${seconds.toFixed(1)} s; training ran at ${speed.toFixed(0)} images/s`);
+    console.log(
+      `page: ${RUN.epochs} epochs of ${RUN.limit} images in ${seconds.toFixed(1)} s; training ran at ${speed.toFixed(0)} images/s`,
+    );
     await new Promise((r) => setTimeout(r, 600)); // the chart's throttled redraw
     await shot('trained');
 
@@ -292,7 +365,8 @@ describe('training page (built static site)', () => {
     // than it matches the other test digits.
     const recon = await canvas('recon');
     expect([recon.width, recon.height]).toEqual([242, 62]);
-    let matched = 0, mismatched = 0;
+    let matched = 0,
+      mismatched = 0;
     for (let k = 0; k < 8; k++) {
       const input = cell(recon, k, 8);
       const output = cell(recon, 8 + k, 8);
@@ -301,7 +375,9 @@ describe('training page (built static site)', () => {
       matched += corr(input, output) / 8;
       for (let j = 0; j < 8; j++) if (j !== k) mismatched += corr(cell(recon, j, 8), output) / 56;
     }
-    console.log(`reconstruction vs its input: mean correlation ${matched.toFixed(2)}; vs the other inputs ${mismatched.toFixed(2)}`);
+    console.log(
+      `reconstruction vs its input: mean correlation ${matched.toFixed(2)}; vs the other inputs ${mismatched.toFixed(2)}`,
+    );
     expect(matched).toBeGreaterThan(0.6);
     expect(matched).toBeGreaterThan(mismatched + 0.2);
 
@@ -313,7 +389,9 @@ describe('training page (built static site)', () => {
     images.forEach((img, k) => expectDigit(img, `sample ${k}`, 0));
     const stats = images.map(digitLike);
     const inkMean = stats.reduce((a, d) => a + d.ink, 0) / 64;
-    console.log(`samples: mean ink ${inkMean.toFixed(3)}, least smooth ${Math.min(...stats.map((d) => d.smooth)).toFixed(2)}, darkest border ${Math.max(...stats.map((d) => d.border)).toFixed(3)}`);
+    console.log(
+      `samples: mean ink ${inkMean.toFixed(3)}, least smooth ${Math.min(...stats.map((d) => d.smooth)).toFixed(2)}, darkest border ${Math.max(...stats.map((d) => d.border)).toFixed(3)}`,
+    );
     expect(inkMean).toBeGreaterThan(0.04);
     let pairs = 0;
     for (let k = 1; k < 64; k++) pairs += corr(images[0], images[k]) / 63;
@@ -343,12 +421,16 @@ describe('training page (built static site)', () => {
       const before = await canvas('decoded');
       await page.mouse.move(box.x + fx * box.width, box.y + fy * box.height, { steps: 4 });
       if (down) await page.mouse.down();
-      await page.waitForFunction((b) => {
-        const el = document.getElementById('decoded') as HTMLCanvasElement;
-        const d = el.getContext('2d')!.getImageData(0, 0, el.width, el.height).data;
-        for (let i = 0; i < d.length; i += 4) if (d[i] !== b[i / 4]) return true;
-        return false;
-      }, { timeout: 60_000, polling: 100 }, before.pixels);
+      await page.waitForFunction(
+        (b) => {
+          const el = document.getElementById('decoded') as HTMLCanvasElement;
+          const d = el.getContext('2d')!.getImageData(0, 0, el.width, el.height).data;
+          for (let i = 0; i < d.length; i += 4) if (d[i] !== b[i / 4]) return true;
+          return false;
+        },
+        { timeout: 60_000, polling: 100 },
+        before.pixels,
+      );
       await new Promise((r) => setTimeout(r, 300)); // let a coalesced decode of the final point land
       const decoded = await canvas('decoded');
       expect([decoded.width, decoded.height]).toEqual([32, 32]); // one image with the grid's 2-pixel frame
@@ -414,19 +496,31 @@ describe('training page (built static site)', () => {
     expect(await text('#start')).toBe('Start');
     const input = (await page.$('#checkpoint-file')) as ElementHandle<HTMLInputElement>;
     await input.uploadFile(join(downloads, file!));
-    await page.waitForFunction(() => /^Loaded /.test(document.getElementById('message')!.textContent!), { timeout: 120_000 });
+    await page.waitForFunction(() => /^Loaded /.test(document.getElementById('message')!.textContent!), {
+      timeout: 120_000,
+    });
     await waitReady(3);
-    expect(await text('#message')).toMatch(/Loaded vae-mnist-784-400-20-epoch3\.safetensors: a 784-400-20 model after 3 epochs \(192 steps\)/);
+    expect(await text('#message')).toMatch(
+      /Loaded vae-mnist-784-400-20-epoch3\.safetensors: a 784-400-20 model after 3 epochs \(192 steps\)/,
+    );
     expect((await canvas('samples')).pixels).toEqual(samples.pixels);
   });
 
   it('a malformed checkpoint file gives a clear error and loses nothing', async () => {
     const samples = await canvas('samples');
     const bad = join(work, 'not-a-checkpoint.safetensors');
-    writeFileSync(bad, Buffer.concat([Buffer.from([40, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{"fc1.weight": {"dtype": "F32", "shape": [400, 784], "data_offsets": [0, 99]}}'.slice(0, 40))]));
+    writeFileSync(
+      bad,
+      Buffer.concat([
+        Buffer.from([40, 0, 0, 0, 0, 0, 0, 0]),
+        Buffer.from('{"fc1.weight": {"dtype": "F32", "shape": [400, 784], "data_offsets": [0, 99]}}'.slice(0, 40)),
+      ]),
+    );
     const input = (await page.$('#checkpoint-file')) as ElementHandle<HTMLInputElement>;
     await input.uploadFile(bad);
-    await page.waitForFunction(() => /^Could not load/.test(document.getElementById('message')!.textContent!), { timeout: 30_000 });
+    await page.waitForFunction(() => /^Could not load/.test(document.getElementById('message')!.textContent!), {
+      timeout: 30_000,
+    });
     await waitReady(3);
     const message = await text('#message');
     expect(message).toMatch(/^Could not load not-a-checkpoint\.safetensors: .*header.*Nothing was changed\.$/);
@@ -434,14 +528,17 @@ describe('training page (built static site)', () => {
     await shot('malformed-checkpoint', await page.$('#setup'));
     // Still the same model, still saved.
     expect((await canvas('samples')).pixels).toEqual(samples.pixels);
-    const saved = await page.evaluate(() => new Promise<number>((resolve, reject) => {
-      const open = indexedDB.open('webgpu-vae');
-      open.onsuccess = () => {
-        const get = open.result.transaction('saves').objectStore('saves').get('latest');
-        get.onsuccess = () => resolve(get.result.epoch);
-        get.onerror = () => reject(get.error);
-      };
-    }));
+    const saved = await page.evaluate(
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const open = indexedDB.open('webgpu-vae');
+          open.onsuccess = () => {
+            const get = open.result.transaction('saves').objectStore('saves').get('latest');
+            get.onsuccess = () => resolve(get.result.epoch);
+            get.onerror = () => reject(get.error);
+          };
+        }),
+    );
     expect(saved).toBe(3);
     expect(await page.$eval('#download', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
   });
@@ -449,8 +546,15 @@ describe('training page (built static site)', () => {
   it('a checkpoint whose header declares sizes its bytes or this page cannot hold is refused before anything is allocated', async () => {
     const samples = await canvas('samples');
     const before = await storedRun();
-    const zeros = (shapes: Record<string, number[]>) => writeSafetensors(Object.fromEntries(Object.entries(shapes).map(
-      ([name, shape]) => [name, { dtype: 'F32' as const, shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) }])));
+    const zeros = (shapes: Record<string, number[]>) =>
+      writeSafetensors(
+        Object.fromEntries(
+          Object.entries(shapes).map(([name, shape]) => [
+            name,
+            { dtype: 'F32' as const, shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) },
+          ]),
+        ),
+      );
     const files = {
       // 150 bytes whose fc21.weight of 2^31 × 0 takes no bytes but implies a model of 40 GB.
       'huge-sizes.safetensors': zeros({ 'fc1.weight': [1, 1], 'fc21.weight': [2 ** 31, 0] }),
@@ -476,11 +580,14 @@ describe('training page (built static site)', () => {
       expect(messages[name], name).toMatch(/Nothing was changed\.$/);
     }
     expect(messages['huge-sizes.safetensors']).toMatch(
-      /^Could not load huge-sizes\.safetensors: checkpoint declares a 1-1-2147483648 model, which this engine cannot build: size L \(latent dimensions\) must be a whole number from 1 to 1024, got 2147483648/);
+      /^Could not load huge-sizes\.safetensors: checkpoint declares a 1-1-2147483648 model, which this engine cannot build: size L \(latent dimensions\) must be a whole number from 1 to 1024, got 2147483648/,
+    );
     expect(messages['thin.safetensors']).toMatch(
-      /^Could not load thin\.safetensors: checkpoint declares a 784-1-1024 model, whose weights take \d+ bytes, but the file holds only \d+/);
+      /^Could not load thin\.safetensors: checkpoint declares a 784-1-1024 model, whose weights take \d+ bytes, but the file holds only \d+/,
+    );
     expect(messages['latent-1.safetensors']).toMatch(
-      /^Could not load latent-1\.safetensors: its latent size is 1, and this page's latent size must be a whole number from 2 to 1024/);
+      /^Could not load latent-1\.safetensors: its latent size is 1, and this page's latent size must be a whole number from 2 to 1024/,
+    );
     // The model, its images and the stored run are as they were.
     expect(await page.evaluate(() => window.vaePage!.epochsDone)).toBe(3);
     expect((await canvas('samples')).pixels).toEqual(samples.pixels);
@@ -493,11 +600,18 @@ describe('training page (built static site)', () => {
     expect(before?.epoch).toBe(3);
     // Another run's checkpoint: fresh weights, as after one epoch.
     const layout = arenaLayout({ D: 784, hidden: [400], L: 20 });
-    writeFileSync(join(work, 'other-run.safetensors'), encodeCheckpoint(layout, { params: initArena(layout, Math.random), step: 64, metadata: { epoch: '1' } }));
+    writeFileSync(
+      join(work, 'other-run.safetensors'),
+      encodeCheckpoint(layout, { params: initArena(layout, Math.random), step: 64, metadata: { epoch: '1' } }),
+    );
     const message = await loadCheckpointFile(join(work, 'other-run.safetensors'));
-    expect(message).toBe('Loaded other-run.safetensors: a 784-400-20 model after 1 epoch (64 steps). ' +
-      'It is not saved in this browser: storage keeps the run saved after epoch 3 until Continue completes an epoch of this model.');
-    expect(await text('#saved')).toMatch(/^other-run\.safetensors is not saved in this browser: storage keeps the run saved after epoch 3, which a reload restores/);
+    expect(message).toBe(
+      'Loaded other-run.safetensors: a 784-400-20 model after 1 epoch (64 steps). ' +
+        'It is not saved in this browser: storage keeps the run saved after epoch 3 until Continue completes an epoch of this model.',
+    );
+    expect(await text('#saved')).toMatch(
+      /^other-run\.safetensors is not saved in this browser: storage keeps the run saved after epoch 3, which a reload restores/,
+    );
     expect(await page.evaluate(() => window.vaePage!.epochsDone)).toBe(1);
     expect((await canvas('samples')).pixels).not.toEqual(samples.pixels);
     expect(await storedRun()).toEqual(before);
@@ -525,13 +639,19 @@ describe('training page (built static site)', () => {
     const steps = () => page.evaluate(() => window.vaePage!.lossHistory.train.length / 2);
     const before = await steps(); // the restored history (its steps depend on how epoch 3 was reached)
     await page.click('#start');
-    await page.waitForFunction((n) => window.vaePage!.lossHistory.train.length / 2 >= n + 8, { timeout: 120_000, polling: 100 }, before);
+    await page.waitForFunction(
+      (n) => window.vaePage!.lossHistory.train.length / 2 >= n + 8,
+      { timeout: 120_000, polling: 100 },
+      before,
+    );
     await page.evaluate(() => (window as unknown as { devices: GPUDevice[] }).devices.forEach((d) => d.destroy()));
     await page.waitForFunction(() => window.vaePage!.phase === 'failed', { timeout: 60_000 });
     expect(await steps()).toBeLessThan(before + 64); // lost inside epoch 4 (64 steps)
     const message = await text('#message');
     console.log(`page, device lost: ${message}`);
-    expect(message).toMatch(/^The GPU device was lost \(destroyed: .*\)\. Training stopped; reload the page: epoch 3, saved in this browser, is restored\.$/s);
+    expect(message).toMatch(
+      /^The GPU device was lost \(destroyed: .*\)\. Training stopped; reload the page: epoch 3, saved in this browser, is restored\.$/s,
+    );
     expect(await page.$eval('#message', (e) => e.className)).toMatch(/error/);
     for (const id of ['start', 'pause', 'stop', 'reset', 'download']) {
       expect(await page.$eval(`#${id}`, (b) => (b as HTMLButtonElement).disabled), id).toBe(true);
@@ -555,34 +675,50 @@ describe('training page (built static site)', () => {
     const stub = await page.evaluateOnNewDocument(() => {
       const w = window as unknown as { persistCalls: number };
       w.persistCalls = 0;
-      navigator.storage.persist = async () => { w.persistCalls++; return false; };
+      navigator.storage.persist = async () => {
+        w.persistCalls++;
+        return false;
+      };
     });
     await page.reload();
     await waitReady(4);
     expect(await page.evaluate(() => (window as unknown as { persistCalls: number }).persistCalls)).toBe(1);
-    await page.waitForFunction(() => /did not grant persistent storage/.test(document.getElementById('saved')!.textContent!));
-    expect(await text('#saved')).toMatch(/^Restored epoch 4 from this browser's storage\. The browser did not grant persistent storage, so it may clear this when disk space runs low: download checkpoints you want to keep\.$/);
+    await page.waitForFunction(() =>
+      /did not grant persistent storage/.test(document.getElementById('saved')!.textContent!),
+    );
+    expect(await text('#saved')).toMatch(
+      /^Restored epoch 4 from this browser's storage\. The browser did not grant persistent storage, so it may clear this when disk space runs low: download checkpoints you want to keep\.$/,
+    );
     await page.removeScriptToEvaluateOnNewDocument(stub.identifier);
 
     /** Rewrites the stored record in the page (as another version of it, or a damaged disk, would) and reloads. */
     const rewriteAndReload = async (edit: string) => {
-      await page.evaluate((edit) => new Promise<void>((resolve, reject) => {
-        const open = indexedDB.open('webgpu-vae');
-        open.onsuccess = () => {
-          const store = open.result.transaction('saves', 'readwrite').objectStore('saves');
-          const get = store.get('latest');
-          get.onsuccess = () => {
-            const record = get.result;
-            new Function('record', edit)(record);
-            const put = store.put(record, 'latest');
-            put.onsuccess = () => { open.result.close(); resolve(); };
-            put.onerror = () => reject(put.error);
-          };
-        };
-        open.onerror = () => reject(open.error);
-      }), edit);
+      await page.evaluate(
+        (edit) =>
+          new Promise<void>((resolve, reject) => {
+            const open = indexedDB.open('webgpu-vae');
+            open.onsuccess = () => {
+              const store = open.result.transaction('saves', 'readwrite').objectStore('saves');
+              const get = store.get('latest');
+              get.onsuccess = () => {
+                const record = get.result;
+                new Function('record', edit)(record);
+                const put = store.put(record, 'latest');
+                put.onsuccess = () => {
+                  open.result.close();
+                  resolve();
+                };
+                put.onerror = () => reject(put.error);
+              };
+            };
+            open.onerror = () => reject(open.error);
+          }),
+        edit,
+      );
       await page.reload();
-      await page.waitForFunction(() => /cannot be restored/.test(document.getElementById('message')!.textContent!), { timeout: 60_000 });
+      await page.waitForFunction(() => /cannot be restored/.test(document.getElementById('message')!.textContent!), {
+        timeout: 60_000,
+      });
       await waitReady(0);
       expect(await page.$eval('#message', (e) => e.className)).toMatch(/error/);
       expect(await text('#saved')).toBe('Browser storage holds a run this page cannot restore; Reset deletes it.');
@@ -591,11 +727,18 @@ describe('training page (built static site)', () => {
       return text('#message');
     };
     // The previous page's format had no version field.
-    expect(await rewriteAndReload('delete record.version;')).toBe('The run saved in this browser cannot be restored: it was saved by an older version ' +
-      'of this page (format 1; this page reads format 3). Reset deletes it; a model you train replaces it after its first epoch.');
-    expect(await rewriteAndReload('record.version = 3; record.history = null;')).toMatch(/^The run saved in this browser cannot be restored: its loss history is damaged\./);
-    expect(await rewriteAndReload('record.history = { train: [], test: [] }; record.checkpoint = record.checkpoint.slice(0, 100);')).toMatch(
-      /^The run saved in this browser cannot be restored: checkpoint is truncated: .*\. Reset deletes it;/);
+    expect(await rewriteAndReload('delete record.version;')).toBe(
+      'The run saved in this browser cannot be restored: it was saved by an older version ' +
+        'of this page (format 1; this page reads format 3). Reset deletes it; a model you train replaces it after its first epoch.',
+    );
+    expect(await rewriteAndReload('record.version = 3; record.history = null;')).toMatch(
+      /^The run saved in this browser cannot be restored: its loss history is damaged\./,
+    );
+    expect(
+      await rewriteAndReload(
+        'record.history = { train: [], test: [] }; record.checkpoint = record.checkpoint.slice(0, 100);',
+      ),
+    ).toMatch(/^The run saved in this browser cannot be restored: checkpoint is truncated: .*\. Reset deletes it;/);
     await shot('unrestorable-run', await page.$('#setup'));
 
     await page.click('#reset');
@@ -608,7 +751,7 @@ describe('training page (built static site)', () => {
     expect(await text('#start')).toBe('Start');
   });
 
-  it('trains a Gaussian model (σ learned) with β = 2 warmed up, from the page\'s fields; its checkpoint names them and a reload restores them', async () => {
+  it("trains a Gaussian model (σ learned) with β = 2 warmed up, from the page's fields; its checkpoint names them and a reload restores them", async () => {
     await page.goto(`${site.url}/?limit=${RUN.limit}&testLimit=${RUN.testLimit}`, { timeout: NAVIGATION_TIMEOUT_MS });
     await waitReady(undefined, 60_000);
     if ((await text('#start')) === 'Continue') {
@@ -621,38 +764,58 @@ describe('training page (built static site)', () => {
     await type('beta', '2');
     await type('klWarmup', '3');
     // The epoch's message names the objective beside the losses, in the CLI's words (caught as it appears: "Done" follows it).
-    const epochMessage = page.waitForFunction(() => {
-      const m = document.getElementById('message')!.textContent!;
-      return /^Epoch 1:/.test(m) ? m : false;
-    }, { polling: 'mutation', timeout: 240_000 });
+    const epochMessage = page.waitForFunction(
+      () => {
+        const m = document.getElementById('message')!.textContent!;
+        return /^Epoch 1:/.test(m) ? m : false;
+      },
+      { polling: 'mutation', timeout: 240_000 },
+    );
     await page.click('#start');
-    expect(await (await epochMessage).jsonValue()).toMatch(/^Epoch 1: training loss -?\d+\.\d\d, test loss -?\d+\.\d\d per image \(objective recon \+ β·KL, β = 2, warmed up over 3 steps: -?\d+\.\d\d and -?\d+\.\d\d\)/);
+    expect(await (await epochMessage).jsonValue()).toMatch(
+      /^Epoch 1: training loss -?\d+\.\d\d, test loss -?\d+\.\d\d per image \(objective recon \+ β·KL, β = 2, warmed up over 3 steps: -?\d+\.\d\d and -?\d+\.\d\d\)/,
+    );
     await waitReady(1);
     // The stored checkpoint's header, read from outside the page's code.
-    const header = await page.evaluate(() => new Promise<string>((resolve, reject) => {
-      const open = indexedDB.open('webgpu-vae');
-      open.onsuccess = () => {
-        const get = open.result.transaction('saves').objectStore('saves').get('latest');
-        get.onsuccess = () => {
-          open.result.close();
-          const bytes = get.result.checkpoint as Uint8Array;
-          const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-          resolve(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
-        };
-        get.onerror = () => reject(get.error);
-      };
-      open.onerror = () => reject(open.error);
-    }));
-    const parsed = JSON.parse(header) as Record<string, { shape?: number[] }> & { __metadata__: Record<string, string> };
-    expect(parsed.__metadata__).toMatchObject({ likelihood: 'gaussian', sigma: 'learned', beta: '2', kl_warmup: '3', epoch: '1' });
+    const header = await page.evaluate(
+      () =>
+        new Promise<string>((resolve, reject) => {
+          const open = indexedDB.open('webgpu-vae');
+          open.onsuccess = () => {
+            const get = open.result.transaction('saves').objectStore('saves').get('latest');
+            get.onsuccess = () => {
+              open.result.close();
+              const bytes = get.result.checkpoint as Uint8Array;
+              const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+              resolve(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+            };
+            get.onerror = () => reject(get.error);
+          };
+          open.onerror = () => reject(open.error);
+        }),
+    );
+    const parsed = JSON.parse(header) as Record<string, { shape?: number[] }> & {
+      __metadata__: Record<string, string>;
+    };
+    expect(parsed.__metadata__).toMatchObject({
+      likelihood: 'gaussian',
+      sigma: 'learned',
+      beta: '2',
+      kl_warmup: '3',
+      epoch: '1',
+    });
     expect(parsed.log_sigma?.shape).toEqual([784]);
     const samples = await canvas('samples');
-    expect(samples.pixels.some((v) => v > 0), 'the samples grid shows the clamped means').toBe(true);
+    expect(
+      samples.pixels.some((v) => v > 0),
+      'the samples grid shows the clamped means',
+    ).toBe(true);
 
     // A reload restores the run with its objective: the fields show the file's, locked while the model exists.
     await page.reload();
     await waitReady(1);
-    const field = (id: string) => page.$eval(`#${id}`, (e) => [(e as HTMLInputElement).value, (e as HTMLInputElement).disabled] as const);
+    const field = (id: string) =>
+      page.$eval(`#${id}`, (e) => [(e as HTMLInputElement).value, (e as HTMLInputElement).disabled] as const);
     expect(await field('likelihood')).toEqual(['gaussian', true]);
     expect(await field('sigma')).toEqual(['learned', true]);
     expect(await field('beta')).toEqual(['2', true]);
@@ -687,7 +850,12 @@ describe('training page (built static site)', () => {
 describe('static site', () => {
   it('ships MNIST compressed beside the page, with relative URLs', () => {
     const dist = join(work, 'dist');
-    for (const f of ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) {
+    for (const f of [
+      'train-images-idx3-ubyte',
+      'train-labels-idx1-ubyte',
+      't10k-images-idx3-ubyte',
+      't10k-labels-idx1-ubyte',
+    ]) {
       const gz = readFileSync(join(dist, 'mnist', `${f}.gz`));
       expect([gz[0], gz[1]]).toEqual([0x1f, 0x8b]);
     }

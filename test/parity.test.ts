@@ -19,11 +19,23 @@ describe.each(implementations)('$name', (implementation) => {
   const gpu = useHarness(implementation);
 
   const report: string[] = [];
-  afterAll(() => console.log(`parity with PyTorch on ${implementation.name} (max abs error / largest |ref|):\n${report.join('\n')}`));
+  afterAll(() =>
+    console.log(`parity with PyTorch on ${implementation.name} (max abs error / largest |ref|):\n${report.join('\n')}`),
+  );
 
   // Each fixture under both default plans: the software one (SwiftShader's tiles and quads) and the
   // hardware one (small register tiles, grid-stride Adam, 64 loss groups), which must be as right.
-  const FIXTURES = ['aligned', 'odd', 'deep', 'conditional', 'conditional-odd', 'beta', 'gaussian', 'gaussian-learned', 'conditional-gaussian-learned'];
+  const FIXTURES = [
+    'aligned',
+    'odd',
+    'deep',
+    'conditional',
+    'conditional-odd',
+    'beta',
+    'gaussian',
+    'gaussian-learned',
+    'conditional-gaussian-learned',
+  ];
   describe.each([
     ...FIXTURES.map((name) => [name, 'software'] as const),
     ...FIXTURES.map((name) => [name, 'hardware'] as const),
@@ -41,9 +53,12 @@ describe.each(implementations)('$name', (implementation) => {
     const classes = metadata.classes === undefined ? undefined : Number(metadata.classes);
     const labels = classes ? Array.from(t('labels_u8') as unknown as Uint8Array) : undefined;
     // The variants' metadata: likelihood, sigma ("learned" or a number), beta, kl_warmup.
-    const likelihood: VaeSizes['likelihood'] = metadata.likelihood === 'gaussian'
-      ? { kind: 'gaussian', sigma: metadata.sigma === 'learned' ? 'learned' : Number(metadata.sigma) } : undefined;
-    const objective = metadata.beta === undefined ? {} : { beta: Number(metadata.beta), klWarmup: Number(metadata.kl_warmup) };
+    const likelihood: VaeSizes['likelihood'] =
+      metadata.likelihood === 'gaussian'
+        ? { kind: 'gaussian', sigma: metadata.sigma === 'learned' ? 'learned' : Number(metadata.sigma) }
+        : undefined;
+    const objective =
+      metadata.beta === undefined ? {} : { beta: Number(metadata.beta), klWarmup: Number(metadata.kl_warmup) };
     const sizes: VaeSizes = { D, hidden, L, ...(classes ? { classes } : {}), ...(likelihood ? { likelihood } : {}) };
     const layout = arenaLayout(sizes);
     const toArena = (prefix: string) => {
@@ -51,7 +66,8 @@ describe.each(implementations)('$name', (implementation) => {
       for (const p of layout.params) arena.set(t(prefix + p.name), p.offset);
       return arena;
     };
-    const fromArena = (arena: Float32Array, p: (typeof layout.params)[number]) => arena.subarray(p.offset, p.offset + p.length);
+    const fromArena = (arena: Float32Array, p: (typeof layout.params)[number]) =>
+      arena.subarray(p.offset, p.offset + p.length);
     /** Columns [from, from+width) of a (rows, cols) matrix. */
     const cols = (m: Float32Array, rows: number, stride: number, from: number, width: number) =>
       Float32Array.from({ length: rows * width }, (_, i) => m[Math.floor(i / width) * stride + from + (i % width)]);
@@ -60,17 +76,30 @@ describe.each(implementations)('$name', (implementation) => {
     it(`reproduces ${steps} training steps`, async () => {
       const images = tensors.get('data_u8') as Tensor;
       const out = await gpu.trainSteps({
-        sizes, labels, ...objective, batchSize: B, seed: Number(metadata.seed), lr: Number(metadata.lr),
+        sizes,
+        labels,
+        ...objective,
+        batchSize: B,
+        seed: Number(metadata.seed),
+        lr: Number(metadata.lr),
         images: Buffer.from(images.data.buffer, images.data.byteOffset, images.data.byteLength).toString('base64'),
-        count: B, params: Buffer.from(toArena('init.').buffer).toString('base64'), steps, sameBatch: true, plan,
+        count: B,
+        params: Buffer.from(toArena('init.').buffer).toString('base64'),
+        steps,
+        sameBatch: true,
+        plan,
       });
       expect(out).toHaveLength(steps);
       for (let s = 0; s < steps; s++) {
-        const o = Object.fromEntries(Object.entries(out[s]).map(([k, v]) => [k, f32(new Uint8Array(Buffer.from(v, 'base64')))]));
+        const o = Object.fromEntries(
+          Object.entries(out[s]).map(([k, v]) => [k, f32(new Uint8Array(Buffer.from(v, 'base64')))]),
+        );
         const check = (what: string, gpuValues: Float32Array, ref: Float32Array, rtol: number, atolScale: number) => {
           const atol = atolScale * scale(ref);
           const e = expectClose(`${name} step ${s} ${what}`, gpuValues, ref, rtol, atol);
-          report.push(`  ${name}/${plan} step ${s} ${what.padEnd(26)} ${(e.maxAbs / (scale(ref) || 1)).toExponential(2)}`);
+          report.push(
+            `  ${name}/${plan} step ${s} ${what.padEnd(26)} ${(e.maxAbs / (scale(ref) || 1)).toExponential(2)}`,
+          );
         };
         // ε: the same Philox words; float32 Box–Muller on the GPU vs float64 rounded to float32.
         check('eps', o.eps, t(`step${s}.eps`), 1e-5, 1e-6);
@@ -78,8 +107,9 @@ describe.each(implementations)('$name', (implementation) => {
         check('logvar', cols(o.mulv, B, 2 * L, L, L), t(`step${s}.logvar`), 2e-5, 2e-6);
         check('logits', o.logits.subarray(0, B * D), t(`step${s}.logits`), 2e-5, 2e-6);
         check('loss', o.loss.subarray(0, 1), t(`step${s}.loss`), 1e-5, 0);
-        if (tensors.has(`step${s}.objective`)) check('objective', o.objective.subarray(0, 1), t(`step${s}.objective`), 1e-5, 0);
-        else expect(o.objective, 'the reference model\'s objective has no objective ring').toBeUndefined();
+        if (tensors.has(`step${s}.objective`))
+          check('objective', o.objective.subarray(0, 1), t(`step${s}.objective`), 1e-5, 0);
+        else expect(o.objective, "the reference model's objective has no objective ring").toBeUndefined();
         for (const p of layout.params) {
           // Gradients are sums over the batch of products of forward values; cancellation
           // makes small entries relatively noisy, hence an absolute floor at 1e-5 of the largest.
@@ -88,7 +118,10 @@ describe.each(implementations)('$name', (implementation) => {
           check(`adam v ${p.name}`, fromArena(o.v, p), t(`step${s}.adam_v.${p.name}`), 1e-4, 1e-5);
           check(`param ${p.name}`, fromArena(o.params, p), t(`step${s}.param.${p.name}`), 1e-5, 1e-6);
         }
-        expect(Array.from(new Uint32Array(o.state.buffer, 0, 2)), 'state (t, batch) after the step').toEqual([s + 1, 1]);
+        expect(Array.from(new Uint32Array(o.state.buffer, 0, 2)), 'state (t, batch) after the step').toEqual([
+          s + 1,
+          1,
+        ]);
       }
     });
   });

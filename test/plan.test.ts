@@ -1,7 +1,16 @@
 /** The per-adapter kernel plan (src/gpu/plan.ts): the software plan is today's, the hardware plan fills a GPU. */
 import { describe, expect, it } from 'vitest';
 import {
-  chooseMatmul, decodePlan, encodePlan, HARDWARE_MIN_INVOCATIONS, invocationsOf, matmulKey, PLAN_CHOICES, planFor, registerInvocations, type MatmulShape,
+  chooseMatmul,
+  decodePlan,
+  encodePlan,
+  HARDWARE_MIN_INVOCATIONS,
+  invocationsOf,
+  matmulKey,
+  PLAN_CHOICES,
+  planFor,
+  registerInvocations,
+  type MatmulShape,
 } from '../src/gpu/plan';
 import { productToTune, tunePlan } from '../src/gpu/tuner';
 import { TUNE_ALTERNATIVES } from '../src/model/autotune';
@@ -23,12 +32,13 @@ const STEP: (MatmulShape & { name: string })[] = [
 ];
 
 describe('kernel plan', () => {
-  it('software: register tiles only, so the default model\'s sums, and its numbers, do not depend on the tile', () => {
+  it("software: register tiles only, so the default model's sums, and its numbers, do not depend on the tile", () => {
     // Which register tile is a measured speed (bench/README.md), not a rule to restate here; a
     // split-K or tiled choice would sum in another order and move the seed contract's figures.
     const plan = planFor(true);
     for (const s of STEP) {
-      for (const quad of [true, false]) expect(chooseMatmul(plan, s, quad).variant, `${s.name}${quad ? '' : ' without quads'}`).toBe('register');
+      for (const quad of [true, false])
+        expect(chooseMatmul(plan, s, quad).variant, `${s.name}${quad ? '' : ' without quads'}`).toBe('register');
     }
   });
 
@@ -41,7 +51,8 @@ describe('kernel plan', () => {
       rows.push(`${s.name.padEnd(14)} ${choice.variant} ${choice.tileM}×${choice.tileN} → ${invocations}`);
       expect(invocations, s.name).toBeGreaterThanOrEqual(HARDWARE_MIN_INVOCATIONS);
       // Split-K only where register tiles of 4 outputs fall short; and no smaller tile than needed.
-      if (choice.variant === 'splitK') expect(registerInvocations({ tileM: 4, tileN: 1 }, s), s.name).toBeLessThan(HARDWARE_MIN_INVOCATIONS);
+      if (choice.variant === 'splitK')
+        expect(registerInvocations({ tileM: 4, tileN: 1 }, s), s.name).toBeLessThan(HARDWARE_MIN_INVOCATIONS);
       if (choice.variant === 'register' && choice.tileM === 4 && choice.tileN < 4) {
         expect(registerInvocations({ tileM: 4, tileN: choice.tileN * 2 }, s)).toBeLessThan(HARDWARE_MIN_INVOCATIONS);
       }
@@ -51,18 +62,36 @@ describe('kernel plan', () => {
 
   it('overrides win, and a plan survives its text form; anything else is refused', () => {
     const s = STEP[0];
-    const plan = { ...planFor(false), overrides: { [matmulKey(s)]: { variant: 'register' as const, tileM: 4, tileN: 2 } } };
+    const plan = {
+      ...planFor(false),
+      overrides: { [matmulKey(s)]: { variant: 'register' as const, tileM: 4, tileN: 2 } },
+    };
     expect(chooseMatmul(plan, s, false)).toEqual({ variant: 'register', tileM: 4, tileN: 2 });
     expect(decodePlan(encodePlan(plan))).toEqual(plan);
     // The tiled kernel is a choice a plan can express (TILE_64, TILE_32), and nothing else of it.
-    const tiled = { ...planFor(false), overrides: { [matmulKey(s)]: { variant: 'tiled' as const, tileM: 32 as const, tileN: 32 as const } } };
+    const tiled = {
+      ...planFor(false),
+      overrides: { [matmulKey(s)]: { variant: 'tiled' as const, tileM: 32 as const, tileN: 32 as const } },
+    };
     expect(decodePlan(encodePlan(tiled))).toEqual(tiled);
     expect(invocationsOf(tiled.overrides[matmulKey(s)], s)).toBe(Math.ceil(s.M / 32) * Math.ceil(s.N / 32) * 64);
-    for (const [m, n] of [[64, 32], [16, 16], [128, 128]]) {
-      const text = encodePlan({ ...planFor(false), overrides: { [matmulKey(s)]: { variant: 'tiled', tileM: m, tileN: n } as never } });
+    for (const [m, n] of [
+      [64, 32],
+      [16, 16],
+      [128, 128],
+    ]) {
+      const text = encodePlan({
+        ...planFor(false),
+        overrides: { [matmulKey(s)]: { variant: 'tiled', tileM: m, tileN: n } as never },
+      });
       expect(decodePlan(text), `${m}×${n}`).toBeNull();
     }
-    for (const bad of ['', '{}', '{"kind":"gpu","overrides":{}}', '{"kind":"hardware","overrides":{"x":{"variant":"register","tileM":3,"tileN":1}}}']) {
+    for (const bad of [
+      '',
+      '{}',
+      '{"kind":"gpu","overrides":{}}',
+      '{"kind":"hardware","overrides":{"x":{"variant":"register","tileM":3,"tileN":1}}}',
+    ]) {
       expect(decodePlan(bad), bad).toBeNull();
     }
   });
@@ -74,9 +103,14 @@ describe('kernel plan', () => {
     // and the tuner's candidates: exactly the plan's choices, and each survives the text form.
     const sides = [1, 8, 40, 128, 400, 784, 4096];
     const made = new Set(TUNE_ALTERNATIVES.map((c) => JSON.stringify(c)));
-    for (const M of sides) for (const N of sides) for (const K of [1, 20, 128, 784, 65536]) for (const transA of [false, true]) for (const quad of [false, true]) {
-      for (const software of [true, false]) made.add(JSON.stringify(chooseMatmul(planFor(software), { M, N, K, transA, transB: !transA }, quad)));
-    }
+    for (const M of sides)
+      for (const N of sides)
+        for (const K of [1, 20, 128, 784, 65536])
+          for (const transA of [false, true])
+            for (const quad of [false, true]) {
+              for (const software of [true, false])
+                made.add(JSON.stringify(chooseMatmul(planFor(software), { M, N, K, transA, transB: !transA }, quad)));
+            }
     expect([...made].sort()).toEqual(PLAN_CHOICES.map((c) => JSON.stringify(c)).sort());
     for (const choice of PLAN_CHOICES) {
       const plan = { ...planFor(true), overrides: { [key]: choice } };
@@ -92,10 +126,15 @@ describe('kernel plan', () => {
       { variant: 'tiled', tileM: 64, tileN: 64, BK: 100000 },
       { variant: 'register', tileM: 8, tileN: 4, vec4: true },
       { variant: 'quad', tileM: 8, tileN: 4 },
-      null, [8, 4], 'register',
+      null,
+      [8, 4],
+      'register',
     ];
     for (const choice of crafted) {
-      expect(decodePlan(JSON.stringify({ ...planFor(false), overrides: { [key]: choice } })), JSON.stringify(choice)).toBeNull();
+      expect(
+        decodePlan(JSON.stringify({ ...planFor(false), overrides: { [key]: choice } })),
+        JSON.stringify(choice),
+      ).toBeNull();
     }
     // The base too is only what planFor makes for its kind.
     for (const base of [
@@ -107,13 +146,26 @@ describe('kernel plan', () => {
       expect(decodePlan(JSON.stringify(base)), JSON.stringify(base)).toBeNull();
     }
     // Overrides are keyed as matmulKey keys them.
-    expect(decodePlan(JSON.stringify({ ...planFor(true), overrides: { 'fc1': { variant: 'register', tileM: 8, tileN: 4 } } }))).toBeNull();
+    expect(
+      decodePlan(JSON.stringify({ ...planFor(true), overrides: { fc1: { variant: 'register', tileM: 8, tileN: 4 } } })),
+    ).toBeNull();
   });
 
   it('the tuner refuses a candidate no plan could hold, so it never writes a plan it cannot read back', async () => {
     const s = STEP[0];
-    const product = productToTune(planFor(true), s, true, [...TUNE_ALTERNATIVES, { variant: 'register', tileM: 16, tileN: 8 }]);
-    const run = tunePlan({ base: planFor(true), products: [product], clock: 'timestamp', time: async (_k, _c, repeats) => 2 * repeats, check: async () => true });
-    await expect(run).rejects.toThrow(/register 16×8 is not one of the plan's choices \(PLAN_CHOICES in src\/gpu\/plan\.ts\)/);
+    const product = productToTune(planFor(true), s, true, [
+      ...TUNE_ALTERNATIVES,
+      { variant: 'register', tileM: 16, tileN: 8 },
+    ]);
+    const run = tunePlan({
+      base: planFor(true),
+      products: [product],
+      clock: 'timestamp',
+      time: async (_k, _c, repeats) => 2 * repeats,
+      check: async () => true,
+    });
+    await expect(run).rejects.toThrow(
+      /register 16×8 is not one of the plan's choices \(PLAN_CHOICES in src\/gpu\/plan\.ts\)/,
+    );
   });
 });

@@ -2,13 +2,19 @@ import * as zlib from 'node:zlib';
 import { expect } from 'vitest';
 
 /** A small PNG reader: checks the signature and every CRC, inflates IDAT and undoes filter type 0. */
-export function decodePngGray(png: Uint8Array): { width: number; height: number; pixels: Uint8Array; chunks: string[] } {
+export function decodePngGray(png: Uint8Array): {
+  width: number;
+  height: number;
+  pixels: Uint8Array;
+  chunks: string[];
+} {
   expect(Array.from(png.subarray(0, 8))).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
   const chunks: string[] = [];
   const idat: Uint8Array[] = [];
-  let width = 0, height = 0;
-  for (let at = 8; at < png.length; ) {
+  let width = 0,
+    height = 0;
+  for (let at = 8; at < png.length;) {
     const len = view.getUint32(at);
     const type = String.fromCharCode(...png.subarray(at + 4, at + 8));
     const data = png.subarray(at + 8, at + 8 + len);
@@ -31,4 +37,3 @@ export function decodePngGray(png: Uint8Array): { width: number; height: number;
   }
   return { width, height, pixels, chunks };
 }
-

@@ -22,7 +22,9 @@ describe.each(implementations)('$name', (implementation) => {
     const wrong = await quadWarnings(() => gpu.quadCheck('blocks2x2'));
     expect(wrong.result, 'the self-check missed quads spanning two rows').toBe(false);
     expect(wrong.warnings).toHaveLength(1);
-    expect(wrong.warnings[0]).toMatch(/quad-shared matmul loads gave a different product .* so matmuls use plain loads/);
+    expect(wrong.warnings[0]).toMatch(
+      /quad-shared matmul loads gave a different product .* so matmuls use plain loads/,
+    );
     // Every output of both products (A transposed and not) was compared, and most were wrong.
     const [, differ, outputs] = wrong.warnings[0].match(/\((\d+) of (\d+) outputs/)!.map(Number);
     expect(outputs).toBe(2 * QUAD_CHECK_DIMS.M * QUAD_CHECK_DIMS.N);
@@ -36,12 +38,38 @@ describe.each(implementations)('$name', (implementation) => {
   const W = r.uniform(outF * inF);
   const dY = r.uniform(rows * outF);
   const products = (quadLayout: 'blocks2x2', quad?: boolean) => [
-    { op: 'matmul' as const, dims: { M: rows, N: outF, K: inF }, options: { transA: false, transB: true, quad, quadLayout }, A: 'X', B: 'W', C: 'Y' },
-    { op: 'matmul' as const, dims: { M: outF, N: inF, K: rows }, options: { transA: true, transB: false, quad, quadLayout }, A: 'dY', B: 'X', C: 'dW' },
+    {
+      op: 'matmul' as const,
+      dims: { M: rows, N: outF, K: inF },
+      options: { transA: false, transB: true, quad, quadLayout },
+      A: 'X',
+      B: 'W',
+      C: 'Y',
+    },
+    {
+      op: 'matmul' as const,
+      dims: { M: outF, N: inF, K: rows },
+      options: { transA: true, transB: false, quad, quadLayout },
+      A: 'dY',
+      B: 'X',
+      C: 'dW',
+    },
   ];
   const expectRight = (out: Record<string, Uint8Array>) => {
-    expectClose('Y', f32(out.Y, rows * outF), matmul(X, W, rows, outF, inF, { transA: false, transB: true }), tolerance(inF).rtol, tolerance(inF).atol);
-    expectClose('dW', f32(out.dW, outF * inF), matmul(dY, X, outF, inF, rows, { transA: true, transB: false }), tolerance(rows).rtol, tolerance(rows).atol);
+    expectClose(
+      'Y',
+      f32(out.Y, rows * outF),
+      matmul(X, W, rows, outF, inF, { transA: false, transB: true }),
+      tolerance(inF).rtol,
+      tolerance(inF).atol,
+    );
+    expectClose(
+      'dW',
+      f32(out.dW, outF * inF),
+      matmul(dY, X, outF, inF, rows, { transA: true, transB: false }),
+      tolerance(rows).rtol,
+      tolerance(rows).atol,
+    );
   };
   const buffers = { X, W, dY, Y: rows * outF * 4, dW: outF * inF * 4 };
 
@@ -52,14 +80,17 @@ describe.each(implementations)('$name', (implementation) => {
     const worst = Math.max(...f32(forced.Y, rows * outF).map((v, i) => Math.abs(v - ref[i])));
     expect(worst, 'blocks2x2 quads should mix rows of A').toBeGreaterThan(0.1);
     // Left to the default, both products run the check (once, for this new Gpu), fail it, and take plain loads.
-    const { result, warnings } = await quadWarnings(() => gpu.run({ buffers, ops: products('blocks2x2'), freshGpu: {}, read: ['Y', 'dW'] }));
+    const { result, warnings } = await quadWarnings(() =>
+      gpu.run({ buffers, ops: products('blocks2x2'), freshGpu: {}, read: ['Y', 'dW'] }),
+    );
     expectRight(result);
     expect(warnings).toHaveLength(1);
   });
 
   it('on a hardware adapter quads start off, without running the check', async () => {
     const { result, warnings } = await quadWarnings(() =>
-      gpu.run({ buffers, ops: products('blocks2x2'), freshGpu: { software: false }, read: ['Y', 'dW'] }));
+      gpu.run({ buffers, ops: products('blocks2x2'), freshGpu: { software: false }, read: ['Y', 'dW'] }),
+    );
     expectRight(result);
     expect(warnings).toEqual([]);
   });

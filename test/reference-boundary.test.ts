@@ -25,8 +25,9 @@ function sourceFiles(dir: string): string[] {
 /** Each import of src/reference/ in `file`, as `path:line: specifier`. */
 function referenceImports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
-  return ts.preProcessFile(text, true, true).importedFiles
-    .filter(({ fileName }) => fileName.startsWith('.'))
+  return ts
+    .preProcessFile(text, true, true)
+    .importedFiles.filter(({ fileName }) => fileName.startsWith('.'))
     .filter(({ fileName }) => {
       const target = resolve(dirname(file), fileName);
       return target === reference || target.startsWith(reference + sep);
@@ -38,7 +39,9 @@ describe('the float64 reference is for tests only', () => {
   it('no module under src/ outside src/reference/ imports src/reference/', () => {
     const files = sourceFiles(src);
     // The walk itself must see the engine, or the check below would pass on nothing.
-    expect(files.map((f) => relative(src, f).split(sep).join('/'))).toEqual(expect.arrayContaining(['api/vae.ts', 'model/random.ts', 'page/main.ts']));
+    expect(files.map((f) => relative(src, f).split(sep).join('/'))).toEqual(
+      expect.arrayContaining(['api/vae.ts', 'model/random.ts', 'page/main.ts']),
+    );
     expect(files.flatMap(referenceImports)).toEqual([]);
   });
 });

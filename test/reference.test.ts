@@ -24,7 +24,14 @@ import {
   sigmoidForward,
 } from '../src/reference/ops';
 import { normal, normals, philox4x32_10 } from '../src/reference/philox';
-import { paramNames, paramShapes, vaeForwardBackward, vaeLoss, type VaeParams, type VaeSizes } from '../src/reference/vae';
+import {
+  paramNames,
+  paramShapes,
+  vaeForwardBackward,
+  vaeLoss,
+  type VaeParams,
+  type VaeSizes,
+} from '../src/reference/vae';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'parity');
 
@@ -76,8 +83,9 @@ describe('philox', () => {
     expect(hex(philox4x32_10([0, 0, 0, 0], [0, 0]))).toBe('6627e8d5 e169c58d bc57ac4c 9b00dbd8');
     const ones = 0xffffffff;
     expect(hex(philox4x32_10([ones, ones, ones, ones], [ones, ones]))).toBe('408f276d 41c83b0e a20bc7c6 6d5451fd');
-    expect(hex(philox4x32_10([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0])))
-      .toBe('d16cfe09 94fdcceb 5001e420 24126ea1');
+    expect(hex(philox4x32_10([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]))).toBe(
+      'd16cfe09 94fdcceb 5001e420 24126ea1',
+    );
   });
 
   it('normals() agrees with normal() element by element, including a partial last block', () => {
@@ -127,7 +135,11 @@ describe('op references', () => {
     for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) BT[n * K + k] = B[k * N + n]!;
     const C = matmul(A, B, M, N, K, { transA: false, transB: false });
     expect(C[1 * N + 2]).toBeCloseTo(A[4] * B[2] + A[5] * B[7] + A[6] * B[12] + A[7] * B[17], 14);
-    for (const [a, b, transA, transB] of [[AT, B, true, false], [A, BT, false, true], [AT, BT, true, true]] as const) {
+    for (const [a, b, transA, transB] of [
+      [AT, B, true, false],
+      [A, BT, false, true],
+      [AT, BT, true, true],
+    ] as const) {
       expect(worstRel(matmul(a, b, M, N, K, { transA, transB }), C)).toBeLessThan(1e-15);
     }
   });
@@ -151,8 +163,9 @@ describe('op references', () => {
     expect(worstRel(masked, centralDiff(fPre, pre, h))).toBeLessThan(1e-6);
     expect(masked.some((v, i) => X[i] === 0 && v === 0)).toBe(true);
     // The forward ReLU epilogue is relu(X·Wᵀ + b).
-    expect(Array.from(linearForward(X, W, b, rows, inF, outF, true)))
-      .toEqual(Array.from(reluForward(linearForward(X, W, b, rows, inF, outF, false))));
+    expect(Array.from(linearForward(X, W, b, rows, inF, outF, true))).toEqual(
+      Array.from(reluForward(linearForward(X, W, b, rows, inF, outF, false))),
+    );
   });
 
   it('relu backward matches finite differences away from 0', () => {
@@ -200,10 +213,15 @@ describe('op references', () => {
 
   it('bceKl stays finite at extreme logits and applies the −100 clamp per term', () => {
     const cases: [logit: number, x: number, term: number, dlogit: number][] = [
-      [200, 0, 100, 1], [200, 1, Math.log1p(Math.exp(-200)), 0], [200, 0.5, 50, 0.5],
-      [-200, 1, 100, -1], [-200, 0, Math.log1p(Math.exp(-200)), 0],
-      [1e30, 0, 100, 1], [1e30, 1, 0, 0],
-      [-1e30, 1, 100, -1], [-1e30, 0, 0, 0],
+      [200, 0, 100, 1],
+      [200, 1, Math.log1p(Math.exp(-200)), 0],
+      [200, 0.5, 50, 0.5],
+      [-200, 1, 100, -1],
+      [-200, 0, Math.log1p(Math.exp(-200)), 0],
+      [1e30, 0, 100, 1],
+      [1e30, 1, 0, 0],
+      [-1e30, 1, 100, -1],
+      [-1e30, 0, 0, 0],
       [30, 1, Math.log1p(Math.exp(-30)), 1 / (1 + Math.exp(-30)) - 1],
     ];
     for (const [l, x, term, dl] of cases) {
@@ -214,8 +232,18 @@ describe('op references', () => {
       expect(Number.isFinite(r.dlogits[0]!)).toBe(true);
       expect(r.dlogits[0]).toBeCloseTo(dl, 15);
     }
-    const all = bceKl(cases.map((c) => c[0]), cases.map((c) => c[1]), [0, 0], 1, cases.length, 1);
-    expect(all.bce).toBeCloseTo(cases.reduce((s, c) => s + c[2], 0), 10);
+    const all = bceKl(
+      cases.map((c) => c[0]),
+      cases.map((c) => c[1]),
+      [0, 0],
+      1,
+      cases.length,
+      1,
+    );
+    expect(all.bce).toBeCloseTo(
+      cases.reduce((s, c) => s + c[2], 0),
+      10,
+    );
   });
 
   it('adam: the first step moves each parameter by lr·g/(|g| + eps), and state accumulates', () => {
@@ -255,7 +283,12 @@ describe.each([
       const shape = shapes[name];
       const fanIn = shapes[name.replace(/bias$/, 'weight')][1]!;
       const bound = 1 / Math.sqrt(fanIn); // PyTorch's nn.Linear init range
-      p[name] = uniforms(shape.reduce((a, b) => a * b, 1), seed * 100 + i, -bound, bound);
+      p[name] = uniforms(
+        shape.reduce((a, b) => a * b, 1),
+        seed * 100 + i,
+        -bound,
+        bound,
+      );
     });
     return p;
   }
@@ -290,22 +323,43 @@ describe.each([
 describe('parameter names', () => {
   it('follow PyTorch for the example, and the fc numbering for a deeper MLP', () => {
     expect(paramShapes({ D: 784, hidden: [400], L: 20 })).toEqual({
-      'fc1.weight': [400, 784], 'fc1.bias': [400], 'fc21.weight': [20, 400], 'fc21.bias': [20],
-      'fc22.weight': [20, 400], 'fc22.bias': [20], 'fc3.weight': [400, 20], 'fc3.bias': [400],
-      'fc4.weight': [784, 400], 'fc4.bias': [784],
+      'fc1.weight': [400, 784],
+      'fc1.bias': [400],
+      'fc21.weight': [20, 400],
+      'fc21.bias': [20],
+      'fc22.weight': [20, 400],
+      'fc22.bias': [20],
+      'fc3.weight': [400, 20],
+      'fc3.bias': [400],
+      'fc4.weight': [784, 400],
+      'fc4.bias': [784],
     });
     expect(paramShapes({ D: 784, hidden: [512, 256], L: 20 })).toEqual({
-      'fc1.weight': [512, 784], 'fc1.bias': [512], 'fc2.weight': [256, 512], 'fc2.bias': [256],
-      'fc31.weight': [20, 256], 'fc31.bias': [20], 'fc32.weight': [20, 256], 'fc32.bias': [20],
-      'fc4.weight': [256, 20], 'fc4.bias': [256], 'fc5.weight': [512, 256], 'fc5.bias': [512],
-      'fc6.weight': [784, 512], 'fc6.bias': [784],
+      'fc1.weight': [512, 784],
+      'fc1.bias': [512],
+      'fc2.weight': [256, 512],
+      'fc2.bias': [256],
+      'fc31.weight': [20, 256],
+      'fc31.bias': [20],
+      'fc32.weight': [20, 256],
+      'fc32.bias': [20],
+      'fc4.weight': [256, 20],
+      'fc4.bias': [256],
+      'fc5.weight': [512, 256],
+      'fc5.bias': [512],
+      'fc6.weight': [784, 512],
+      'fc6.bias': [784],
     });
   });
 });
 
 /** A parity fixture's sizes: `hidden` ("512,256") in newer fixtures, `H` in the first ones. */
 function fixtureSizes(metadata: Record<string, string>): VaeSizes {
-  return { D: Number(metadata.D), hidden: (metadata.hidden ?? metadata.H).split(',').map(Number), L: Number(metadata.L) };
+  return {
+    D: Number(metadata.D),
+    hidden: (metadata.hidden ?? metadata.H).split(',').map(Number),
+    L: Number(metadata.L),
+  };
 }
 
 function loadFixture(name: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
@@ -344,18 +398,32 @@ describe.each(['odd', 'aligned', 'deep'])('PyTorch parity: %s fixture, three cha
     expect(ratio, `${label}: worst |a−b| / (atol + rtol·|b|)`).toBeLessThanOrEqual(1);
   };
   afterAll(() => {
-    const lines = Object.entries(worst).map(([k, v]) =>
-      `  ${k.padEnd(8)} ${v.toExponential(2)}${k in worstRatio ? `  (${worstRatio[k]!.toFixed(3)} of tolerance)` : ''}`);
+    const lines = Object.entries(worst).map(
+      ([k, v]) =>
+        `  ${k.padEnd(8)} ${v.toExponential(2)}${k in worstRatio ? `  (${worstRatio[k]!.toFixed(3)} of tolerance)` : ''}`,
+    );
     console.log(`${name} vs PyTorch, worst |a−b| / max(|b|, 1e-2·max|b|) over 3 steps:\n${lines.join('\n')}`);
   });
 
   it('gather reproduces the fixture batch x', () => {
-    const x = gather(get('data_u8'), sizes.D, Array.from({ length: rows }, (_, i) => i), 0, rows);
+    const x = gather(
+      get('data_u8'),
+      sizes.D,
+      Array.from({ length: rows }, (_, i) => i),
+      0,
+      rows,
+    );
     check('x', x, get('x'));
   });
 
   it('reproduces loss, activations, gradients and the Adam update at each step', () => {
-    const x = gather(get('data_u8'), sizes.D, Array.from({ length: rows }, (_, i) => i), 0, rows);
+    const x = gather(
+      get('data_u8'),
+      sizes.D,
+      Array.from({ length: rows }, (_, i) => i),
+      0,
+      rows,
+    );
     const p: VaeParams = {};
     const m: VaeParams = {};
     const v: VaeParams = {};

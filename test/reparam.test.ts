@@ -43,14 +43,31 @@ describe.each(implementations)('$name', (implementation) => {
   const record = errorReport(`reparam on ${implementation.name}`);
 
   /** expectClose on values divided by the magnitudes that were summed, so one tolerance fits every element. */
-  function expectCloseScaled(name: string, gpuValues: ArrayLike<number>, ref: ArrayLike<number>, scale: ArrayLike<number>, tol: number) {
+  function expectCloseScaled(
+    name: string,
+    gpuValues: ArrayLike<number>,
+    ref: ArrayLike<number>,
+    scale: ArrayLike<number>,
+    tol: number,
+  ) {
     const s = (i: number) => scale[i]! || 1;
-    const e = expectClose(name, Array.from(ref, (_, i) => gpuValues[i]! / s(i)), Array.from(ref, (v, i) => v / s(i)), 0, tol);
+    const e = expectClose(
+      name,
+      Array.from(ref, (_, i) => gpuValues[i]! / s(i)),
+      Array.from(ref, (v, i) => v / s(i)),
+      0,
+      tol,
+    );
     return e.maxAbs;
   }
 
   function expectSentinels(name: string, all: Float32Array, count: number) {
-    expect([...all.subarray(count, count + 4)], `${name}: written past ${count}`).toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
+    expect([...all.subarray(count, count + 4)], `${name}: written past ${count}`).toEqual([
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+      SENTINEL,
+    ]);
   }
 
   const padded = (n: number) => new Float32Array(n + 4).fill(SENTINEL);
@@ -63,7 +80,13 @@ describe.each(implementations)('$name', (implementation) => {
       mulv.set(r.uniform(L, -3, 3), row * 2 * L);
       mulv.set(r.uniform(L, -4, 4), row * 2 * L + L);
     }
-    const extremes: [mu: number, logvar: number][] = [[0, 20], [10, -20], [-10, 20], [0.5, -20], [-1, 0]];
+    const extremes: [mu: number, logvar: number][] = [
+      [0, 20],
+      [10, -20],
+      [-10, 20],
+      [0.5, -20],
+      [-1, 0],
+    ];
     extremes.forEach(([mu, logvar], k) => {
       const at = k * (2 * L + 1); // walks across rows and columns
       if (Math.floor(at / (2 * L)) >= rows || at % (2 * L) >= L) return;
@@ -94,7 +117,14 @@ describe.each(implementations)('$name', (implementation) => {
     it('reparam_forward: ε is normal(seed, t, stream, e); z = mu + exp(½·logvar)·ε', async () => {
       const out = await gpu.run({
         buffers: { state: Uint32Array.from([t, 3, 0, 0]), mulv, z: padded(count), eps: padded(count) },
-        ops: [{ op: 'reparam', entry: 'reparam_forward', params: [rows, L, seed, stream], buffers: ['state', 'mulv', 'z', 'eps'] }],
+        ops: [
+          {
+            op: 'reparam',
+            entry: 'reparam_forward',
+            params: [rows, L, seed, stream],
+            buffers: ['state', 'mulv', 'z', 'eps'],
+          },
+        ],
         read: ['z', 'eps'],
       });
       const eps = f32(out.eps, count + 4);
@@ -111,14 +141,25 @@ describe.each(implementations)('$name', (implementation) => {
         const at = Math.floor(i / L) * 2 * L + (i % L);
         return Math.abs(mulv[at]!) + Math.exp(0.5 * mulv[at + L]!) * Math.abs(eps[i]!);
       });
-      record('z (relative to |mu| + |σ·ε|)', expectCloseScaled('z', z, zRef, scale, SUM_TOL), `tol ${SUM_TOL.toExponential(2)}`);
+      record(
+        'z (relative to |mu| + |σ·ε|)',
+        expectCloseScaled('z', z, zRef, scale, SUM_TOL),
+        `tol ${SUM_TOL.toExponential(2)}`,
+      );
     });
 
     it('reparam_backward adds [dz, dz·ε·½·exp(½·logvar)] into a non-zero dmulv', async () => {
       const eps = Float32Array.from(normals(count, seed, t, stream));
       const out = await gpu.run({
         buffers: { mulv, eps, dz, dmulv: Float32Array.from([...dmulvIn, SENTINEL, SENTINEL, SENTINEL, SENTINEL]) },
-        ops: [{ op: 'reparam', entry: 'reparam_backward', params: [rows, L, seed, stream], buffers: ['mulv', 'eps', 'dz', 'dmulv'] }],
+        ops: [
+          {
+            op: 'reparam',
+            entry: 'reparam_backward',
+            params: [rows, L, seed, stream],
+            buffers: ['mulv', 'eps', 'dz', 'dmulv'],
+          },
+        ],
         read: ['dmulv'],
       });
       const dmulv = f32(out.dmulv, rows * 2 * L + 4);
@@ -130,7 +171,11 @@ describe.each(implementations)('$name', (implementation) => {
         const added = col < L ? dz[e]! : dz[e]! * eps[e]! * 0.5 * Math.exp(0.5 * mulv[i]!);
         return Math.abs(v) + Math.abs(added);
       });
-      record('dmulv (relative to |dmulv_in| + |added|)', expectCloseScaled('dmulv', dmulv, ref, scale, SUM_TOL), `tol ${SUM_TOL.toExponential(2)}`);
+      record(
+        'dmulv (relative to |dmulv_in| + |added|)',
+        expectCloseScaled('dmulv', dmulv, ref, scale, SUM_TOL),
+        `tol ${SUM_TOL.toExponential(2)}`,
+      );
     });
   });
 
@@ -160,11 +205,17 @@ describe.each(implementations)('$name', (implementation) => {
     const STEP = 31;
     const STREAM = 2;
     let draws: Float32Array;
-    beforeAll(async () => { draws = await randn(N, STEP, SEED, STREAM); });
+    beforeAll(async () => {
+      draws = await randn(N, STEP, SEED, STREAM);
+    });
 
     it.each([1, 5, 257])('%i draws match normals() of the reference', async (n) => {
       const got = await randn(n, 9, 1234, 0);
-      record('randn vs normals() (abs)', expectClose(`randn(${n})`, got, normals(n, 1234, 9, 0), EPS_RTOL, EPS_ATOL).maxAbs, `atol ${EPS_ATOL} + rtol ${EPS_RTOL}`);
+      record(
+        'randn vs normals() (abs)',
+        expectClose(`randn(${n})`, got, normals(n, 1234, 9, 0), EPS_RTOL, EPS_ATOL).maxAbs,
+        `atol ${EPS_ATOL} + rtol ${EPS_RTOL}`,
+      );
     });
 
     it('1,000,003 draws match normals() of the reference, the partial last block included', () => {
@@ -173,8 +224,16 @@ describe.each(implementations)('$name', (implementation) => {
     });
 
     it('mean, variance, skewness and kurtosis within 5σ of N(0, 1)', () => {
-      let s1 = 0, s2 = 0, s3 = 0, s4 = 0;
-      for (const v of draws) { s1 += v; s2 += v * v; s3 += v ** 3; s4 += v ** 4; }
+      let s1 = 0,
+        s2 = 0,
+        s3 = 0,
+        s4 = 0;
+      for (const v of draws) {
+        s1 += v;
+        s2 += v * v;
+        s3 += v ** 3;
+        s4 += v ** 4;
+      }
       const mean = s1 / N;
       // Central moments from raw ones (the mean is ~1e-3, so nothing cancels badly in float64).
       const variance = s2 / N - mean ** 2;
@@ -182,7 +241,9 @@ describe.each(implementations)('$name', (implementation) => {
       const m4 = s4 / N - 4 * mean * (s3 / N) + 6 * mean ** 2 * (s2 / N) - 3 * mean ** 4;
       const skew = m3 / variance ** 1.5;
       const exKurt = m4 / variance ** 2 - 3;
-      console.log(`randn moments over ${N}: mean ${mean.toExponential(2)}, var ${variance.toFixed(5)}, skew ${skew.toExponential(2)}, excess kurtosis ${exKurt.toExponential(2)}`);
+      console.log(
+        `randn moments over ${N}: mean ${mean.toExponential(2)}, var ${variance.toFixed(5)}, skew ${skew.toExponential(2)}, excess kurtosis ${exKurt.toExponential(2)}`,
+      );
       // Standard errors under N(0, 1): mean 1/√n, variance √(2/n), skewness √(6/n), excess kurtosis √(24/n).
       expect(Math.abs(mean)).toBeLessThan(5 / Math.sqrt(N));
       expect(Math.abs(variance - 1)).toBeLessThan(5 * Math.sqrt(2 / N));
@@ -197,7 +258,9 @@ describe.each(implementations)('$name', (implementation) => {
         const F = Phi(sorted[i]!);
         ks = Math.max(ks, (i + 1) / N - F, F - i / N);
       }
-      console.log(`randn KS statistic over ${N}: ${ks.toExponential(3)} (1% critical ${(1.63 / Math.sqrt(N)).toExponential(3)})`);
+      console.log(
+        `randn KS statistic over ${N}: ${ks.toExponential(3)} (1% critical ${(1.63 / Math.sqrt(N)).toExponential(3)})`,
+      );
       expect(ks).toBeLessThan(1.63 / Math.sqrt(N));
       // Box–Muller's radius is capped at √(2·ln 2^24) = 5.768 by the 24-bit u1.
       expect(sorted[N - 1]!).toBeLessThanOrEqual(5.7684);

@@ -8,7 +8,9 @@ import { harnessPage } from './gpu';
 
 const gpu = harnessPage();
 let seen: Record<string, any>;
-beforeAll(async () => { seen = await gpu.page.evaluate(() => window.harness.runtime()); });
+beforeAll(async () => {
+  seen = await gpu.page.evaluate(() => window.harness.runtime());
+});
 
 describe('GPU runtime', () => {
   it('reports a WGSL compile error with line:col and the source', () => {
@@ -22,7 +24,7 @@ describe('GPU runtime', () => {
     expect(seen.value).toBe(1);
   });
 
-  describe('a real model\'s life on a caller\'s device, counted from outside (wrapped createBuffer, destroy, queue, passes, listeners)', () => {
+  describe("a real model's life on a caller's device, counted from outside (wrapped createBuffer, destroy, queue, passes, listeners)", () => {
     let life: Record<string, any>;
     beforeAll(async () => {
       life = await gpu.page.evaluate(() => window.harness.lifecycle());
@@ -33,7 +35,7 @@ describe('GPU runtime', () => {
       expect(Number.isFinite(life.work.loss)).toBe(true);
     });
 
-    it('leaves as many live GPUBuffers as there were before it, the caller\'s own untouched', () => {
+    it("leaves as many live GPUBuffers as there were before it, the caller's own untouched", () => {
       expect(life.before).toEqual({ buffers: 1, listeners: 0 });
       // While alive: the datasets, the arena, the job's buffers and the pooled staging buffers.
       expect(life.alive.buffers).toBeGreaterThan(20);
@@ -52,7 +54,14 @@ describe('GPU runtime', () => {
 
     it('counts every submit, dispatch, byte written and read, and buffer made and freed exactly as the device saw them', () => {
       const { runtime, device } = life.measured;
-      for (const figure of ['submits', 'dispatches', 'bytesWritten', 'bytesRead', 'buffersCreated', 'buffersDestroyed']) {
+      for (const figure of [
+        'submits',
+        'dispatches',
+        'bytesWritten',
+        'bytesRead',
+        'buffersCreated',
+        'buffersDestroyed',
+      ]) {
         expect(runtime[figure], figure).toBe(device[figure]);
       }
       expect(runtime.submits).toBeGreaterThan(0);

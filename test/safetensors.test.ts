@@ -13,8 +13,16 @@ import {
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'parity');
 const PARAMS = [
-  'fc1.weight', 'fc1.bias', 'fc21.weight', 'fc21.bias', 'fc22.weight',
-  'fc22.bias', 'fc3.weight', 'fc3.bias', 'fc4.weight', 'fc4.bias',
+  'fc1.weight',
+  'fc1.bias',
+  'fc21.weight',
+  'fc21.bias',
+  'fc22.weight',
+  'fc22.bias',
+  'fc3.weight',
+  'fc3.bias',
+  'fc4.weight',
+  'fc4.bias',
 ];
 
 function loadFixture(name: string) {
@@ -74,7 +82,9 @@ describe('round trip', () => {
       expect(r.dtype).toBe(t.dtype);
       expect(r.shape).toEqual(t.shape);
       expect(r.data.constructor).toBe(t.data.constructor);
-      expect(Array.from(r.data as ArrayLike<number | bigint>)).toEqual(Array.from(t.data as ArrayLike<number | bigint>));
+      expect(Array.from(r.data as ArrayLike<number | bigint>)).toEqual(
+        Array.from(t.data as ArrayLike<number | bigint>),
+      );
     }
     expect(Object.is((back.get('w.f32')!.data as Float32Array)[4], -0)).toBe(true);
   });
@@ -141,7 +151,12 @@ describe('malformed files', () => {
       expectError(valid.slice(0, cut), 'checkpoint is truncated', `header declares ${headerLen} bytes`);
     }
     for (const cut of [dataStart, dataStart + 1, dataStart + 15, valid.length - 1]) {
-      expectError(valid.slice(0, cut), 'checkpoint is truncated', /tensor "fc1\.(weight|bias)" ends at byte \d+/, `data section has ${cut - dataStart} bytes`);
+      expectError(
+        valid.slice(0, cut),
+        'checkpoint is truncated',
+        /tensor "fc1\.(weight|bias)" ends at byte \d+/,
+        `data section has ${cut - dataStart} bytes`,
+      );
     }
   });
 
@@ -158,7 +173,12 @@ describe('malformed files', () => {
   });
 
   it('rejects a huge declared header before reading it', () => {
-    expectError(craft('{}', new Uint8Array(0), MAX_HEADER_BYTES + 1), 'malformed', `${MAX_HEADER_BYTES + 1} bytes`, 'limit');
+    expectError(
+      craft('{}', new Uint8Array(0), MAX_HEADER_BYTES + 1),
+      'malformed',
+      `${MAX_HEADER_BYTES + 1} bytes`,
+      'limit',
+    );
     expectError(craft('{}', new Uint8Array(0), 2n ** 64n - 1n), 'malformed', '18446744073709551615', 'limit');
     expectError(craft('{}', new Uint8Array(0), 2n ** 53n + 1n), 'limit');
   });
@@ -176,9 +196,15 @@ describe('malformed files', () => {
   it('rejects unknown dtypes, naming the tensor', () => {
     expectError(
       craft({ 'fc4.bias': { dtype: 'BF16', shape: [2], data_offsets: [0, 4] } }, new Uint8Array(4)),
-      'malformed', 'tensor "fc4.bias"', 'unsupported dtype "BF16"',
+      'malformed',
+      'tensor "fc4.bias"',
+      'unsupported dtype "BF16"',
     );
-    expectError(craft({ t: { shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)), 'tensor "t"', 'unsupported dtype');
+    expectError(
+      craft({ t: { shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)),
+      'tensor "t"',
+      'unsupported dtype',
+    );
   });
 
   it('rejects invalid shapes', () => {
@@ -188,18 +214,24 @@ describe('malformed files', () => {
     // Each dimension is fine, the product is not representable.
     expectError(
       craft({ t: { dtype: 'F32', shape: [2 ** 30, 2 ** 30, 2 ** 30], data_offsets: [0, 4] } }, new Uint8Array(4)),
-      'malformed', 'tensor "t"', 'impossible number of',
+      'malformed',
+      'tensor "t"',
+      'impossible number of',
     );
   });
 
   it('rejects shape / byte length mismatches', () => {
     expectError(
       craft({ 'fc2.weight': { dtype: 'F32', shape: [2, 3], data_offsets: [0, 20] } }, new Uint8Array(20)),
-      'malformed', 'tensor "fc2.weight"', 'needing 24 bytes', 'span 20 bytes',
+      'malformed',
+      'tensor "fc2.weight"',
+      'needing 24 bytes',
+      'span 20 bytes',
     );
     expectError(
       craft({ t: { dtype: 'I64', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)),
-      'needing 8 bytes', 'span 4 bytes',
+      'needing 8 bytes',
+      'span 4 bytes',
     );
   });
 
@@ -210,7 +242,8 @@ describe('malformed files', () => {
     expectError(craft({ t: { dtype: 'U8', shape: [2], data_offsets: [-2, 0] } }, d), 'tensor "t"', 'data_offsets');
     expectError(
       craft({ t: { dtype: 'U8', shape: [8], data_offsets: [12, 20] } }, d),
-      'truncated', 'tensor "t" ends at byte 20 but the data section has 16 bytes',
+      'truncated',
+      'tensor "t" ends at byte 20 but the data section has 16 bytes',
     );
   });
 
@@ -224,7 +257,9 @@ describe('malformed files', () => {
         },
         d,
       ),
-      'malformed', 'tensor "b"', 'overlap tensor "a"',
+      'malformed',
+      'tensor "b"',
+      'overlap tensor "a"',
     );
     expectError(
       craft(
@@ -319,9 +354,16 @@ describe.each(['aligned', 'odd'])('parity fixture %s', (name) => {
     expect(metadata['torch']).toMatch(/^1\.13/);
     expect(metadata['note']).toContain('pytorch_parity.py');
     const shapes: Record<string, number[]> = {
-      'fc1.weight': [H, D], 'fc1.bias': [H], 'fc21.weight': [L, H], 'fc21.bias': [L],
-      'fc22.weight': [L, H], 'fc22.bias': [L], 'fc3.weight': [H, L], 'fc3.bias': [H],
-      'fc4.weight': [D, H], 'fc4.bias': [D],
+      'fc1.weight': [H, D],
+      'fc1.bias': [H],
+      'fc21.weight': [L, H],
+      'fc21.bias': [L],
+      'fc22.weight': [L, H],
+      'fc22.bias': [L],
+      'fc3.weight': [H, L],
+      'fc3.bias': [H],
+      'fc4.weight': [D, H],
+      'fc4.bias': [D],
     };
     expect(get('data_u8').dtype).toBe('U8');
     expect(get('data_u8').shape).toEqual([B, D]);

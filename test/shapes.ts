@@ -12,19 +12,30 @@ export const SHAPES = ['circle', 'cross', 'square'] as const;
 /** A deterministic stream in [0, 1) (a 32-bit LCG), so the folder is the same every run. */
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
 /** One shape, w×h, centred near (cx, cy) with radius r (as fractions of the short side). */
-export function drawShape(shape: (typeof SHAPES)[number], w: number, h: number, cx: number, cy: number, r: number): Uint8Array {
+export function drawShape(
+  shape: (typeof SHAPES)[number],
+  w: number,
+  h: number,
+  cx: number,
+  cy: number,
+  r: number,
+): Uint8Array {
   const px = new Uint8Array(w * h);
   const s = Math.min(w, h);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
-      const dx = (x + 0.5 - cx * w) / s, dy = (y + 0.5 - cy * h) / s;
-      const inside = shape === 'circle' ? Math.hypot(dx, dy) <= r
-        : shape === 'square' ? Math.max(Math.abs(dx), Math.abs(dy)) <= r * 0.85
-        : (Math.abs(dx) <= r * 0.25 || Math.abs(dy) <= r * 0.25) && Math.max(Math.abs(dx), Math.abs(dy)) <= r;
+      const dx = (x + 0.5 - cx * w) / s,
+        dy = (y + 0.5 - cy * h) / s;
+      const inside =
+        shape === 'circle'
+          ? Math.hypot(dx, dy) <= r
+          : shape === 'square'
+            ? Math.max(Math.abs(dx), Math.abs(dy)) <= r * 0.85
+            : (Math.abs(dx) <= r * 0.25 || Math.abs(dy) <= r * 0.25) && Math.max(Math.abs(dx), Math.abs(dy)) <= r;
       px[y * w + x] = inside ? 255 : 0;
     }
   }
@@ -32,7 +43,11 @@ export function drawShape(shape: (typeof SHAPES)[number], w: number, h: number, 
 }
 
 export function shapePng(shape: (typeof SHAPES)[number], random: () => number): Uint8Array {
-  const [w, h] = [[28, 28], [32, 24], [24, 36]][Math.floor(random() * 3)];
+  const [w, h] = [
+    [28, 28],
+    [32, 24],
+    [24, 36],
+  ][Math.floor(random() * 3)];
   const pixels = drawShape(shape, w, h, 0.35 + 0.3 * random(), 0.35 + 0.3 * random(), 0.18 + 0.12 * random());
   return encodePngGray(w, h, pixels);
 }
@@ -64,7 +79,8 @@ export function writeShapeFolder(dir: string, perClass: number, bad = true): { p
   const random = lcg(1);
   const files: { path: string; bytes: Uint8Array }[] = [];
   for (const shape of SHAPES) {
-    for (let i = 0; i < perClass; i++) files.push({ path: `${shape}/${String(i).padStart(3, '0')}.png`, bytes: shapePng(shape, random) });
+    for (let i = 0; i < perClass; i++)
+      files.push({ path: `${shape}/${String(i).padStart(3, '0')}.png`, bytes: shapePng(shape, random) });
   }
   if (bad) for (const [path, b] of Object.entries(BAD_FILES)) files.push({ path, bytes: b.bytes() });
   files.push({ path: '.DS_Store', bytes: new Uint8Array([0, 0, 0, 1]) });

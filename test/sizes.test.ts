@@ -51,22 +51,39 @@ describe('size limits', () => {
     // The issue's case: about 40 KB of shapes that ask for a 4096-class sample grid.
     const classes = vaeCheckpoint(784, [1], 4, 4096);
     expect(classes.length).toBeLessThan(50_000);
-    expect(refusal(classes)).toMatch(new RegExp(`size classes must be 0 \\(an unconditional VAE\\) or a whole number from 2 to ${CLASSES_MAX}, got 4096`));
-    expect(refusal(vaeCheckpoint(784, [1], 4, CLASSES_MAX + 1))).toMatch(/got 1025\. The file is corrupt or edited, or its model is past the limits every host trains within: load a checkpoint within them$/);
-    expect(refusal(vaeCheckpoint(INPUT_SIZE_MAX + 1, [1], 1))).toMatch(/size D \(pixels per image\) must be a whole number from 1 to 65536, got 65537\./);
-    expect(refusal(vaeCheckpoint(1, [1, hiddenMax + 1], 1))).toMatch(/size hidden\[1\] \(a hidden width\) must be a whole number from 1 to 8192, got 8193/);
-    expect(refusal(vaeCheckpoint(1, [1], latentMax + 1))).toMatch(/size L \(latent dimensions\) must be a whole number from 1 to 1024, got 1025/);
+    expect(refusal(classes)).toMatch(
+      new RegExp(
+        `size classes must be 0 \\(an unconditional VAE\\) or a whole number from 2 to ${CLASSES_MAX}, got 4096`,
+      ),
+    );
+    expect(refusal(vaeCheckpoint(784, [1], 4, CLASSES_MAX + 1))).toMatch(
+      /got 1025\. The file is corrupt or edited, or its model is past the limits every host trains within: load a checkpoint within them$/,
+    );
+    expect(refusal(vaeCheckpoint(INPUT_SIZE_MAX + 1, [1], 1))).toMatch(
+      /size D \(pixels per image\) must be a whole number from 1 to 65536, got 65537\./,
+    );
+    expect(refusal(vaeCheckpoint(1, [1, hiddenMax + 1], 1))).toMatch(
+      /size hidden\[1\] \(a hidden width\) must be a whole number from 1 to 8192, got 8193/,
+    );
+    expect(refusal(vaeCheckpoint(1, [1], latentMax + 1))).toMatch(
+      /size L \(latent dimensions\) must be a whole number from 1 to 1024, got 1025/,
+    );
     expect(refusal(vaeCheckpoint(1, Array(MAX_DEPTH + 1).fill(1), 1))).toMatch(/a VAE has 1 to 8 hidden layers, got 9/);
 
     // At the limits: the same shapes, one less.
     expect(checkpointSizes(vaeCheckpoint(1025, [1], 4, CLASSES_MAX)).sizes.classes).toBe(CLASSES_MAX);
     expect(checkpointSizes(vaeCheckpoint(INPUT_SIZE_MAX, [1], 1)).sizes.D).toBe(INPUT_SIZE_MAX);
-    expect(checkpointSizes(vaeCheckpoint(1, [1, hiddenMax], latentMax)).sizes).toMatchObject({ hidden: [1, hiddenMax], L: latentMax });
+    expect(checkpointSizes(vaeCheckpoint(1, [1, hiddenMax], latentMax)).sizes).toMatchObject({
+      hidden: [1, hiddenMax],
+      L: latentMax,
+    });
     expect(checkpointSizes(vaeCheckpoint(1, Array(MAX_DEPTH).fill(1), 1)).sizes.hidden).toHaveLength(MAX_DEPTH);
   });
 
   it('checkSizes refuses one class (a constant condition) and fractional sizes', () => {
-    expect(() => checkSizes({ D: 4, hidden: [2], L: 1, classes: 1 })).toThrow(/size classes must be 0 .* from 2 to 1024, got 1/);
+    expect(() => checkSizes({ D: 4, hidden: [2], L: 1, classes: 1 })).toThrow(
+      /size classes must be 0 .* from 2 to 1024, got 1/,
+    );
     expect(() => checkSizes({ D: 4, hidden: [2.5], L: 1 })).toThrow(/hidden\[0\] .* got 2.5/);
   });
 
@@ -74,9 +91,29 @@ describe('size limits', () => {
     const path = join(tempDir(), 'classes.safetensors');
     writeFileSync(path, vaeCheckpoint(784, [1], 4, 4096));
     // The sizes match the file's, so only the class limit stands between it and a 4096-row grid.
-    const r = train(['--resume', path, '--hidden', '1', '--latent', '4', '--epochs', '2', '--out', tempDir(), '--train-limit', '64', '--test-limit', '64'], 120_000);
+    const r = train(
+      [
+        '--resume',
+        path,
+        '--hidden',
+        '1',
+        '--latent',
+        '4',
+        '--epochs',
+        '2',
+        '--out',
+        tempDir(),
+        '--train-limit',
+        '64',
+        '--test-limit',
+        '64',
+      ],
+      120_000,
+    );
     expect(r.status, r.stderr).toBe(1);
-    expect(r.stderr).toContain(`${path}: checkpoint declares a 784-1-4 (4096 classes) model, which this engine cannot build: size classes must be 0`);
+    expect(r.stderr).toContain(
+      `${path}: checkpoint declares a 784-1-4 (4096 classes) model, which this engine cannot build: size classes must be 0`,
+    );
     expect(r.stdout).not.toMatch(/Train Epoch/);
   });
 });

@@ -10,7 +10,8 @@ import { afterAll, onTestFinished } from 'vitest';
 
 const make = (what: string) => mkdtempSync(join(tmpdir(), `webgpu-vae-${what}-`));
 /** Removes `dir`, retrying for a killed CLI's browser that may still be closing its profile there. */
-export const removeDir = (dir: string) => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+export const removeDir = (dir: string) =>
+  rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
 
 /** A new folder, removed when the test that asked for it finishes. Only inside a test. */
 export function tempDir(what = 'test'): string {

@@ -39,7 +39,9 @@ describe('npm run train --conditional', () => {
     const checkpoint = join(out, 'checkpoint.safetensors');
     const resumed = train(['--epochs', '2', '--out', out, '--resume', checkpoint, ...SMALL]);
     expect(resumed.status, resumed.stderr).toBe(0);
-    expect(resumed.stdout).toContain(`webgpu-vae: ${checkpoint} is a conditional VAE of 10 classes: this run continues it as one, on mnist's labels`);
+    expect(resumed.stdout).toContain(
+      `webgpu-vae: ${checkpoint} is a conditional VAE of 10 classes: this run continues it as one, on mnist's labels`,
+    );
     expect(resumed.stdout).toMatch(/====> Epoch: 2 Average loss/);
     expect(decodePngGray(readFileSync(join(out, 'sample_2.png'))).height).toBe(10 * 30 + 2);
 
@@ -48,7 +50,9 @@ describe('npm run train --conditional', () => {
     expect(train(['--conditional', '--epochs', '2', '--out', straight, ...SMALL]).status).toBe(0);
     const metrics = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n');
     expect(metrics(out)).toEqual(metrics(straight));
-    expect(readFileSync(join(out, 'checkpoint.safetensors')).equals(readFileSync(join(straight, 'checkpoint.safetensors')))).toBe(true);
+    expect(
+      readFileSync(join(out, 'checkpoint.safetensors')).equals(readFileSync(join(straight, 'checkpoint.safetensors'))),
+    ).toBe(true);
   });
 
   it('refuses labels that cannot condition a model, before launching anything', () => {
@@ -76,15 +80,22 @@ describe('npm run train --conditional', () => {
       return file;
     };
     const unconditional = write({ D: 784, hidden: [32], L: 4 });
-    const r = train(['--conditional', '--resume', unconditional, '--epochs', '1', '--out', tempDir(), ...SMALL], 120_000);
+    const r = train(
+      ['--conditional', '--resume', unconditional, '--epochs', '1', '--out', tempDir(), ...SMALL],
+      120_000,
+    );
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain(`${unconditional}: it is an unconditional VAE, and --conditional makes a conditional one: drop --conditional to continue it`);
+    expect(r.stderr).toContain(
+      `${unconditional}: it is an unconditional VAE, and --conditional makes a conditional one: drop --conditional to continue it`,
+    );
     expect(r.stderr).not.toMatch(/pass --conditional/);
     // MNIST's labels go to 9: a model of 5 classes has no one-hot for them.
     const five = write({ D: 784, hidden: [32], L: 4, classes: 5 });
     const f = train(['--resume', five, '--epochs', '1', '--out', tempDir(), ...SMALL], 120_000);
     expect(f.status).toBe(1);
-    expect(f.stderr).toMatch(/is a conditional VAE of 5 classes, and mnist's labels do not fit it: train image \d+ has label [5-9], outside 0 … 4/);
+    expect(f.stderr).toMatch(
+      /is a conditional VAE of 5 classes, and mnist's labels do not fit it: train image \d+ has label [5-9], outside 0 … 4/,
+    );
     expect(f.stdout).not.toMatch(/Train Epoch/);
   });
 });

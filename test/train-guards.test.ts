@@ -5,7 +5,16 @@
  * that cannot be written, and the soak reports of two runs.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { request } from 'node:http';
 import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -30,20 +39,33 @@ afterEach(() => {
 /** The CLI as one Node process (no tsx launcher in between), so its pid is the one a lock names. */
 function startTrain(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string, script = 'src/cli/train.ts') {
   const child = spawn(process.execPath, ['--import', TSX_LOADER, resolve(script), ...args], {
-    env: { ...process.env, ...env }, ...(cwd ? { cwd } : {}),
+    env: { ...process.env, ...env },
+    ...(cwd ? { cwd } : {}),
   }) as ChildProcessWithoutNullStreams;
   started.push(child);
-  const run = { child, stdout: '', stderr: '', exited: new Promise<number | null>((done) => child.on('exit', (code) => done(code))) };
-  child.stdout.on('data', (d) => { run.stdout += d; });
-  child.stderr.on('data', (d) => { run.stderr += d; });
+  const run = {
+    child,
+    stdout: '',
+    stderr: '',
+    exited: new Promise<number | null>((done) => child.on('exit', (code) => done(code))),
+  };
+  child.stdout.on('data', (d) => {
+    run.stdout += d;
+  });
+  child.stderr.on('data', (d) => {
+    run.stderr += d;
+  });
   return run;
 }
 
 /** Resolves once `text` has appeared in the run's stdout or stderr; fails if the run exits first. */
 async function waitFor(run: ReturnType<typeof startTrain>, text: string | RegExp): Promise<void> {
-  const seen = () => (typeof text === 'string' ? (run.stdout + run.stderr).includes(text) : text.test(run.stdout + run.stderr));
+  const seen = () =>
+    typeof text === 'string' ? (run.stdout + run.stderr).includes(text) : text.test(run.stdout + run.stderr);
   let exited = false;
-  void run.exited.then(() => { exited = true; });
+  void run.exited.then(() => {
+    exited = true;
+  });
   while (!seen()) {
     if (exited) expect.fail(`the run exited before printing ${text}:\n${run.stdout}\n${run.stderr}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -58,7 +80,9 @@ function listeningPorts(pid: number): number[] {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
-    } catch { /* ended meanwhile */ }
+    } catch {
+      /* ended meanwhile */
+    }
   }
   const sockets = new Set<string>();
   const visit = (p: number) => {
@@ -67,7 +91,9 @@ function listeningPorts(pid: number): number[] {
         const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${p}/fd/${fd}`));
         if (m) sockets.add(m[1]);
       }
-    } catch { /* ended, or not ours to read */ }
+    } catch {
+      /* ended, or not ours to read */
+    }
     for (const c of children.get(p) ?? []) visit(c);
   };
   visit(pid);
@@ -75,7 +101,8 @@ function listeningPorts(pid: number): number[] {
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     // local address 0100007F:PORT (127.0.0.1), state 0A (LISTEN), inode in field 9
-    if (f.length > 9 && f[1].startsWith('0100007F:') && f[3] === '0A' && sockets.has(f[9])) ports.push(parseInt(f[1].split(':')[1], 16));
+    if (f.length > 9 && f[1].startsWith('0100007F:') && f[3] === '0A' && sockets.has(f[9]))
+      ports.push(parseInt(f[1].split(':')[1], 16));
   }
   return ports;
 }
@@ -94,7 +121,7 @@ function get(port: number, path: string, host = `127.0.0.1:${port}`): Promise<{ 
 }
 
 describe('npm run train, among other processes', () => {
-  it('takes --out for one run: a second run into it refuses, naming the first\'s pid, and the first completes its checkpoint', async () => {
+  it("takes --out for one run: a second run into it refuses, naming the first's pid, and the first completes its checkpoint", async () => {
     const out = tempDir();
     // A killed run's lock (its process is gone) does not hold the folder.
     const dead = spawnSync('true').pid!;
@@ -104,14 +131,21 @@ describe('npm run train, among other processes', () => {
     await waitFor(first, 'webgpu-vae: MNIST on'); // trained into out from here on, before any checkpoint
     const second = startTrain(args);
     expect(await second.exited, second.stderr).toBe(2);
-    expect(second.stderr).toContain(`webgpu-vae train: --out ${out} is in use: another run (process ${first.child.pid}) is training into it`);
+    expect(second.stderr).toContain(
+      `webgpu-vae train: --out ${out} is in use: another run (process ${first.child.pid}) is training into it`,
+    );
     expect(second.stdout).not.toMatch(/webgpu-vae: MNIST on|Train Epoch/);
 
     expect(await first.exited, first.stderr).toBe(0);
     const checkpoint = readSafetensors(readFileSync(join(out, 'checkpoint.safetensors')));
     expect([checkpoint.metadata.epoch, checkpoint.metadata.step]).toEqual(['1', '2']);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
-    expect(readdirSync(out).sort()).toEqual(['checkpoint.safetensors', 'metrics.jsonl', 'reconstruction_1.png', 'sample_1.png']); // the lock went with it
+    expect(readdirSync(out).sort()).toEqual([
+      'checkpoint.safetensors',
+      'metrics.jsonl',
+      'reconstruction_1.png',
+      'sample_1.png',
+    ]); // the lock went with it
   });
 
   it('serves the training data and the run folder to no one but its page, while training', async () => {
@@ -128,10 +162,18 @@ describe('npm run train, among other processes', () => {
         // The page server answers its own address (so this is the server the page loads from)…
         if ((await get(port, '/src/cli/headless.html')).status === 200) pages++;
         // …but no data to a request without the page's token, nor to a rebinding page's Host.
-        for (const path of ['/files/train', '/files/test', '/files/train%20labels', `/${relative(projectRoot, out)}/checkpoint.safetensors`,
-          `/${relative(projectRoot, out)}/metrics.jsonl`]) {
+        for (const path of [
+          '/files/train',
+          '/files/test',
+          '/files/train%20labels',
+          `/${relative(projectRoot, out)}/checkpoint.safetensors`,
+          `/${relative(projectRoot, out)}/metrics.jsonl`,
+        ]) {
           const plain = await get(port, path);
-          expect([plain.status, plain.body.length > 0 && plain.status === 200], `${path} on ${port}`).not.toEqual([200, true]);
+          expect([plain.status, plain.body.length > 0 && plain.status === 200], `${path} on ${port}`).not.toEqual([
+            200,
+            true,
+          ]);
           expect(plain.status, `${path} on ${port}`).toBeGreaterThanOrEqual(400);
         }
         for (const host of ['attacker.example', `attacker.example:${port}`]) {
@@ -152,22 +194,41 @@ describe('npm run train, among other processes', () => {
 
   it('Ctrl-C in epoch 1 says there is no checkpoint yet, and writes none', async () => {
     const out = tempDir();
-    const run = startTrain(['--epochs', '1', '--train-limit', '1280', '--steps-per-submit', '1', '--log-interval', '1', '--out', out]);
+    const run = startTrain([
+      '--epochs',
+      '1',
+      '--train-limit',
+      '1280',
+      '--steps-per-submit',
+      '1',
+      '--log-interval',
+      '1',
+      '--out',
+      out,
+    ]);
     await waitFor(run, 'Train Epoch: 1 [');
     run.child.kill('SIGINT');
     expect(await run.exited, run.stderr).toBe(0);
-    expect(run.stderr).toMatch(/webgpu-vae: stopped during epoch 1; no epoch had finished, so there is no checkpoint yet/);
+    expect(run.stderr).toMatch(
+      /webgpu-vae: stopped during epoch 1; no epoch had finished, so there is no checkpoint yet/,
+    );
     expect(run.stderr).not.toMatch(/holds the last completed epoch/);
     expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(false);
   });
 
-  it('a second Ctrl-C quits at once, still removing the browser\'s temporary profile and the run\'s lock', async () => {
+  it("a second Ctrl-C quits at once, still removing the browser's temporary profile and the run's lock", async () => {
     const tmp = tempDir(); // the run's temporary folder, where its browser profile goes
     const out = tempDir();
     try {
-      const run = startTrain(['--epochs', '2', '--train-limit', '1280', '--steps-per-submit', '1', '--log-interval', '1', '--out', out], { TMPDIR: tmp });
+      const run = startTrain(
+        ['--epochs', '2', '--train-limit', '1280', '--steps-per-submit', '1', '--log-interval', '1', '--out', out],
+        { TMPDIR: tmp },
+      );
       await waitFor(run, 'Train Epoch: 1 [');
-      expect(readdirSync(tmp).filter((n) => n.startsWith('webgpu-vae-chrome-')), 'the browser\'s profile').toHaveLength(1);
+      expect(
+        readdirSync(tmp).filter((n) => n.startsWith('webgpu-vae-chrome-')),
+        "the browser's profile",
+      ).toHaveLength(1);
       run.child.kill('SIGINT');
       await waitFor(run, 'stopping after the current submit');
       run.child.kill('SIGINT');
@@ -184,7 +245,14 @@ describe('npm run train, among other processes', () => {
     const layout = arenaLayout({ D: 784, hidden: [400], L: 20 });
     const checkpoint = join(dir, 'crafted.safetensors');
     // An OSC title change, a screen clear and a carriage return, in the one field the CLI quotes back.
-    writeFileSync(checkpoint, encodeCheckpoint(layout, { params: new Float32Array(layout.length), step: 0, metadata: { epoch: '\x1b]0;owned\x07\x1b[2J\r1' } }));
+    writeFileSync(
+      checkpoint,
+      encodeCheckpoint(layout, {
+        params: new Float32Array(layout.length),
+        step: 0,
+        metadata: { epoch: '\x1b]0;owned\x07\x1b[2J\r1' },
+      }),
+    );
     const r = train(['--epochs', '2', '--resume', checkpoint, '--out', dir], 120_000);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('checkpoint metadata epoch "]0;owned[2J1" is not an epoch count');
@@ -210,18 +278,23 @@ describe('npm run train, among other processes', () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'file'), ''); // a file where the cache's parent folder should be: no one can make it, root included
     // /proc/self exists and takes no new files, for root too.
-    for (const [folder, code] of [[join(dir, 'file', 'tuned-plans'), 'ENOTDIR'], ['/proc/self', 'E[A-Z]+']] as const) {
+    for (const [folder, code] of [
+      [join(dir, 'file', 'tuned-plans'), 'ENOTDIR'],
+      ['/proc/self', 'E[A-Z]+'],
+    ] as const) {
       const said: string[] = [];
       const cache = fileCache(folder, (m) => said.push(m));
       await cache.put('a', 'plan a');
       await cache.put('b', 'plan b');
       expect(await cache.get('a'), folder).toBeUndefined();
       expect(said, folder).toHaveLength(1);
-      expect(said[0]).toMatch(new RegExp(`^cannot write the tune cache ${folder} \\(${code}\\): tuning without caching`));
+      expect(said[0]).toMatch(
+        new RegExp(`^cannot write the tune cache ${folder} \\(${code}\\): tuning without caching`),
+      );
     }
   });
 
-  it('gives each soak run its own report, so a second soak the same day keeps the first\'s', async () => {
+  it("gives each soak run its own report, so a second soak the same day keeps the first's", async () => {
     const cwd = tempDir(); // the default report goes to bench/results under the working folder
     for (let i = 0; i < 2; i++) {
       const run = startTrain(['--cycles', '1', '--every', '1', '--images', '128'], {}, cwd, 'bench/soak.ts');

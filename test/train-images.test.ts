@@ -24,13 +24,36 @@ describe('npm run train -- --images DIR', () => {
     writeFileSync(join(dir, 'square', 'video.mp4'), '');
     truncateSync(join(dir, 'square', 'video.mp4'), 64 * 1024 * 1024);
     const out = tempDir();
-    const r = train(['--images', dir, '--image-size', '16', '--fit', 'fit', '--epochs', '1', '--batch-size', '32', '--log-interval', '1', '--out', out]);
+    const r = train([
+      '--images',
+      dir,
+      '--image-size',
+      '16',
+      '--fit',
+      'fit',
+      '--epochs',
+      '1',
+      '--batch-size',
+      '32',
+      '--log-interval',
+      '1',
+      '--out',
+      out,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     // 40 per class, every 10th held out: 36 + 4 each.
-    expect(r.stdout).toContain(`webgpu-vae: ${dir}: 108 training and 12 test images of 16×16 (fit), 3 classes (train+test: circle 36+4, cross 36+4, square 36+4)`);
-    expect(r.stdout).toMatch(/split: test images are every 10th usable image of each class by sorted file name, plus the last image of a class of 2 to 9; 7 files skipped/);
-    expect(r.stderr).toContain(`webgpu-vae: skipped ${join(dir, 'circle/loop')}: a link to a folder that contains it (a loop): not followed\n`);
-    expect(r.stderr).toContain(`webgpu-vae: skipped ${join(dir, 'square/video.mp4')}: unsupported file type (the reader takes .png, .jpg, .jpeg)\n`);
+    expect(r.stdout).toContain(
+      `webgpu-vae: ${dir}: 108 training and 12 test images of 16×16 (fit), 3 classes (train+test: circle 36+4, cross 36+4, square 36+4)`,
+    );
+    expect(r.stdout).toMatch(
+      /split: test images are every 10th usable image of each class by sorted file name, plus the last image of a class of 2 to 9; 7 files skipped/,
+    );
+    expect(r.stderr).toContain(
+      `webgpu-vae: skipped ${join(dir, 'circle/loop')}: a link to a folder that contains it (a loop): not followed\n`,
+    );
+    expect(r.stderr).toContain(
+      `webgpu-vae: skipped ${join(dir, 'square/video.mp4')}: unsupported file type (the reader takes .png, .jpg, .jpeg)\n`,
+    );
     for (const [path, bad] of Object.entries(BAD_FILES)) {
       const line = r.stderr.split('\n').find((l) => l.startsWith(`webgpu-vae: skipped ${join(dir, path)}: `));
       expect(line, `${path} named in:\n${r.stderr}`).toBeDefined();
@@ -56,7 +79,8 @@ describe('npm run train -- --images DIR', () => {
     // The top row is the first 8 test images, round-robin over the classes: each drawn, so not blank.
     for (let k = 0; k < 8; k++) {
       let ink = 0;
-      for (let y = 0; y < 16; y++) for (let x = 0; x < 16; x++) ink += Number(recon.pixels[(2 + y) * recon.width + 2 + k * 18 + x] > 128);
+      for (let y = 0; y < 16; y++)
+        for (let x = 0; x < 16; x++) ink += Number(recon.pixels[(2 + y) * recon.width + 2 + k * 18 + x] > 128);
       expect(ink, `test image ${k}`).toBeGreaterThan(3);
     }
     const ckpt = readSafetensors(readFileSync(join(out, 'checkpoint.safetensors')));
@@ -69,31 +93,79 @@ describe('npm run train -- --images DIR', () => {
     const checkpoint = join(out, 'checkpoint.safetensors');
     const bigger = train(['--images', dir, '--resume', checkpoint, '--epochs', '2', '--out', out]);
     expect(bigger.status).toBe(1);
-    expect(bigger.stderr).toMatch(/is for a 256-400-20 model, this model is 784-400-20.*\(it was trained on 16×16 images: pass --image-size 16 to continue it\)/);
+    expect(bigger.stderr).toMatch(
+      /is for a 256-400-20 model, this model is 784-400-20.*\(it was trained on 16×16 images: pass --image-size 16 to continue it\)/,
+    );
     // Another folder and --fit continue, each said with the flags of an --images run.
     const other = join(tempDir(), 'other');
     writeShapeFolder(other, 20, false);
-    const moved = train(['--images', other, '--image-size', '16', '--fit', 'stretch', '--resume', checkpoint, '--epochs', '2', '--batch-size', '32', '--out', tempDir()]);
+    const moved = train([
+      '--images',
+      other,
+      '--image-size',
+      '16',
+      '--fit',
+      'stretch',
+      '--resume',
+      checkpoint,
+      '--epochs',
+      '2',
+      '--batch-size',
+      '32',
+      '--out',
+      tempDir(),
+    ]);
     expect(moved.status, moved.stderr).toBe(0);
-    expect(moved.stderr).toContain(`was trained with --images ${dir}; this run uses --images ${other} (pass --images ${dir} to continue it as it was)`);
-    expect(moved.stderr).toContain('was trained with --fit fit; this run uses --fit stretch, so the same files become other images (pass --fit fit to continue it as it was)');
+    expect(moved.stderr).toContain(
+      `was trained with --images ${dir}; this run uses --images ${other} (pass --images ${dir} to continue it as it was)`,
+    );
+    expect(moved.stderr).toContain(
+      'was trained with --fit fit; this run uses --fit stretch, so the same files become other images (pass --fit fit to continue it as it was)',
+    );
     expect(moved.stdout).toMatch(/====> Epoch: 2 Average loss/);
   });
 
-  it('records a conditional run\'s class names, and refuses to resume it on a folder whose classes were renamed', () => {
+  it("records a conditional run's class names, and refuses to resume it on a folder whose classes were renamed", () => {
     const dir = join(tempDir(), 'named');
     writeShapeFolder(dir, 12, false);
     const out = tempDir();
     const checkpoint = join(out, 'checkpoint.safetensors');
-    const first = train(['--images', dir, '--image-size', '8', '--conditional', '--epochs', '1', '--batch-size', '16', '--out', out]);
+    const first = train([
+      '--images',
+      dir,
+      '--image-size',
+      '8',
+      '--conditional',
+      '--epochs',
+      '1',
+      '--batch-size',
+      '16',
+      '--out',
+      out,
+    ]);
     expect(first.status, first.stderr).toBe(0);
     expect(readSafetensors(readFileSync(checkpoint)).metadata.class_names).toBe('["circle","cross","square"]');
     // Label 0 is still the first sorted folder, but it names another class: training on would relabel it.
     renameSync(join(dir, 'circle'), join(dir, 'Circle'));
-    const renamed = train(['--images', dir, '--image-size', '8', '--resume', checkpoint, '--epochs', '2', '--batch-size', '16', '--out', out]);
+    const renamed = train([
+      '--images',
+      dir,
+      '--image-size',
+      '8',
+      '--resume',
+      checkpoint,
+      '--epochs',
+      '2',
+      '--batch-size',
+      '16',
+      '--out',
+      out,
+    ]);
     expect(renamed.status, renamed.stdout).toBe(1);
-    expect(renamed.stderr).toContain(`${checkpoint}: it was trained on the classes "circle", "cross", "square" (label 0, 1, …), ` +
-      'and this folder\'s classes are "Circle", "cross", "square": a label would mean another class');
+    expect(renamed.stderr).toContain(
+      `${checkpoint}: it was trained on the classes "circle", "cross", "square" (label 0, 1, …), ` +
+        'and this folder\'s classes are "Circle", "cross", "square": a label would mean another class',
+    );
     expect(renamed.stdout).not.toMatch(/Epoch: 2/);
   });
 
@@ -115,7 +187,9 @@ describe('npm run train -- --images DIR', () => {
   it('refuses a folder it cannot train on, saying why', () => {
     const missing = train(['--images', '/nonexistent/images', '--epochs', '1', '--out', tempDir()]);
     expect(missing.status).toBe(1);
-    expect(missing.stderr).toMatch(/--images \/nonexistent\/images: no such folder; pass a folder with one subfolder of PNG or JPEG images per class/);
+    expect(missing.stderr).toMatch(
+      /--images \/nonexistent\/images: no such folder; pass a folder with one subfolder of PNG or JPEG images per class/,
+    );
 
     const bad = join(tempDir(), 'bad');
     for (const [path, b] of Object.entries(BAD_FILES)) {
@@ -131,18 +205,24 @@ describe('npm run train -- --images DIR', () => {
     const none = train(['--images', bad, '--epochs', '1', '--out', tempDir()]);
     expect(none.status).toBe(1);
     expect(none.stderr).toMatch(/no usable image \(8 files skipped\); put the images in one subfolder per class/);
-    expect(none.stderr).toMatch(/\n  skipped circle\/disk: a link to \/, outside the folder: not followed \(copy the images into the folder to use them\)/);
+    expect(none.stderr).toMatch(
+      /\n  skipped circle\/disk: a link to \/, outside the folder: not followed \(copy the images into the folder to use them\)/,
+    );
     // Each bad file named in the refusal, with its reason.
-    for (const [path, b] of Object.entries(BAD_FILES)) expect(none.stderr).toMatch(new RegExp(`\n  skipped ${path}: .*${b.reason.source}`));
+    for (const [path, b] of Object.entries(BAD_FILES))
+      expect(none.stderr).toMatch(new RegExp(`\n  skipped ${path}: .*${b.reason.source}`));
     expect(none.stderr).toMatch(/\n  skipped circle\/huge\.png: 41943040 bytes is more than 33554432/);
     expect(none.stderr).toMatch(/\n  skipped square\/gone\.png: cannot read it \(ENOENT\)/);
 
     const one = join(tempDir(), 'one');
     writeShapeFolder(one, 4, false);
-    for (const shape of ['cross', 'square']) for (let i = 0; i < 4; i++) writeFileSync(join(one, shape, `00${i}.png`), 'oops');
+    for (const shape of ['cross', 'square'])
+      for (let i = 0; i < 4; i++) writeFileSync(join(one, shape, `00${i}.png`), 'oops');
     const single = train(['--images', one, '--epochs', '1', '--out', tempDir()]);
     expect(single.status).toBe(1);
-    expect(single.stderr).toMatch(/only one class has usable images \("circle"\); a dataset needs at least two classes/);
+    expect(single.stderr).toMatch(
+      /only one class has usable images \("circle"\); a dataset needs at least two classes/,
+    );
 
     // train/ and test/ whose test images are all bad stays that layout (not one class "train" of a held-out split).
     const split = join(tempDir(), 'split');

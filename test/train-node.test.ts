@@ -16,11 +16,18 @@ const SMALL = ['--train-limit', '2048', '--test-limit', '512'];
 const TINY = ['--train-limit', '512', '--test-limit', '256'];
 
 function train(args: string[], env: Record<string, string> = {}) {
-  return spawnSync(tsx, ['src/cli/train.ts', ...args], { encoding: 'utf8', timeout: 280_000, env: { ...process.env, ...env } });
+  return spawnSync(tsx, ['src/cli/train.ts', ...args], {
+    encoding: 'utf8',
+    timeout: 280_000,
+    env: { ...process.env, ...env },
+  });
 }
 
-const metrics = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')
-  .map((line) => JSON.parse(line) as { epoch: number; trainLoss: number; testLoss: number });
+const metrics = (out: string) =>
+  readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { epoch: number; trainLoss: number; testLoss: number });
 
 describe('npm run train -- --runtime node', () => {
   it('trains with no browser and writes the checkpoint, metrics and images', () => {
@@ -28,7 +35,9 @@ describe('npm run train -- --runtime node', () => {
     const r = train(['--runtime', 'node', '--epochs', '1', ...SMALL, '--out', out], NO_BROWSER);
     expect(r.status, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^webgpu-vae: MNIST on .+ \[software \(fallback\) adapter.*; Node [\d.]+, Dawn on lavapipe\]$/);
+    expect(lines[0]).toMatch(
+      /^webgpu-vae: MNIST on .+ \[software \(fallback\) adapter.*; Node [\d.]+, Dawn on lavapipe\]$/,
+    );
     const test = Number(/Test set loss: ([\d.]+)/.exec(r.stdout)?.[1]);
     expect(test).toBeGreaterThan(150); // 2048 images, one epoch: learning, far from trained
     expect(test).toBeLessThan(300);
@@ -56,12 +65,28 @@ describe('npm run train -- --runtime node', () => {
     const split = tempDir();
     const first = train(['--epochs', '1', ...TINY, '--out', split]);
     expect(first.status, first.stderr).toBe(0);
-    const second = train(['--runtime', 'node', '--adapter', 'swiftshader', '--epochs', '2', ...TINY, '--out', split,
-      '--resume', join(split, 'checkpoint.safetensors')], NO_BROWSER);
+    const second = train(
+      [
+        '--runtime',
+        'node',
+        '--adapter',
+        'swiftshader',
+        '--epochs',
+        '2',
+        ...TINY,
+        '--out',
+        split,
+        '--resume',
+        join(split, 'checkpoint.safetensors'),
+      ],
+      NO_BROWSER,
+    );
     expect(second.status, second.stderr).toBe(0);
     expect(second.stdout).toMatch(/Dawn on swiftshader/);
     // Same compiler on both sides (SwiftShader), so the same bits: metrics.jsonl keeps full precision.
     expect(metrics(split)).toEqual(metrics(straight));
-    expect(readFileSync(join(split, 'checkpoint.safetensors'))).toEqual(readFileSync(join(straight, 'checkpoint.safetensors')));
+    expect(readFileSync(join(split, 'checkpoint.safetensors'))).toEqual(
+      readFileSync(join(straight, 'checkpoint.safetensors')),
+    );
   }, 600_000);
 });

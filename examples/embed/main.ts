@@ -29,13 +29,16 @@ async function main(): Promise<void> {
   const vae = await VAE.create({ seed: 1 });
   const run = vae.fit(pixels.subarray(0, count * 784), {
     epochs,
-    onStep: (s) => { status.textContent = `epoch ${s.epoch}, step ${s.step}: loss ${s.loss.toFixed(1)}`; },
+    onStep: (s) => {
+      status.textContent = `epoch ${s.epoch}, step ${s.step}: loss ${s.loss.toFixed(1)}`;
+    },
     onEpoch: async () => draw(await vae.sample(16), 16), // samples while training goes on
   });
   document.querySelector('#stop')!.addEventListener('click', () => run.stop());
   const result = await run;
   draw(await vae.sample(16), 16);
-  status.textContent = `${result.stopped ? 'stopped' : 'done'} after ${result.step} steps; ` +
+  status.textContent =
+    `${result.stopped ? 'stopped' : 'done'} after ${result.step} steps; ` +
     `last epoch's loss ${result.epochs.at(-1)?.trainLoss.toFixed(1)}`;
   vae.destroy();
   document.body.dataset.state = 'done';

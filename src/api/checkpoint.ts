@@ -36,12 +36,16 @@ export function runMetadataOf(metadata: Record<string, string>, context: string)
 export function userMetadata(metadata: Record<string, string> | undefined): Record<string, string> {
   const extra = metadata ?? {};
   for (const [key, value] of Object.entries(extra)) {
-    if (typeof value !== 'string') throw new VaeError('invalid-option', `metadata["${key}"] must be a string, got ${typeof value}`);
+    if (typeof value !== 'string')
+      throw new VaeError('invalid-option', `metadata["${key}"] must be a string, got ${typeof value}`);
   }
   const taken = engineKeyIn(extra);
   if (taken) {
-    throw new VaeError('invalid-option', `metadata["${taken}"]: "${taken}" is one of the engine's own checkpoint keys ` +
-      `(${ENGINE_METADATA_KEYS.join(', ')}), which VAE.load reads as the model's settings; store your entry under another name`);
+    throw new VaeError(
+      'invalid-option',
+      `metadata["${taken}"]: "${taken}" is one of the engine's own checkpoint keys ` +
+        `(${ENGINE_METADATA_KEYS.join(', ')}), which VAE.load reads as the model's settings; store your entry under another name`,
+    );
   }
   return extra;
 }

@@ -25,11 +25,15 @@ export interface IdxImageSet {
  */
 export async function readIdxImages(bytes: Uint8Array | ArrayBuffer, name = 'idx file'): Promise<IdxImageSet> {
   let data = bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : bytes;
-  if (!(data instanceof Uint8Array)) throw new VaeError('invalid-input', `readIdxImages: ${name} must be a Uint8Array or ArrayBuffer`);
+  if (!(data instanceof Uint8Array))
+    throw new VaeError('invalid-input', `readIdxImages: ${name} must be a Uint8Array or ArrayBuffer`);
   try {
     if (isGzip(data)) {
       if (typeof DecompressionStream === 'undefined') {
-        throw new VaeError('invalid-input', `readIdxImages: ${name} is gzip-compressed and this platform has no DecompressionStream: decompress it first`);
+        throw new VaeError(
+          'invalid-input',
+          `readIdxImages: ${name} is gzip-compressed and this platform has no DecompressionStream: decompress it first`,
+        );
       }
       data = await gunzipBounded(data, name);
     }
@@ -47,11 +51,15 @@ export async function readIdxImages(bytes: Uint8Array | ArrayBuffer, name = 'idx
  */
 export async function readIdxLabels(bytes: Uint8Array | ArrayBuffer, name = 'idx file'): Promise<Uint8Array> {
   let data = bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : bytes;
-  if (!(data instanceof Uint8Array)) throw new VaeError('invalid-input', `readIdxLabels: ${name} must be a Uint8Array or ArrayBuffer`);
+  if (!(data instanceof Uint8Array))
+    throw new VaeError('invalid-input', `readIdxLabels: ${name} must be a Uint8Array or ArrayBuffer`);
   try {
     if (isGzip(data)) {
       if (typeof DecompressionStream === 'undefined') {
-        throw new VaeError('invalid-input', `readIdxLabels: ${name} is gzip-compressed and this platform has no DecompressionStream: decompress it first`);
+        throw new VaeError(
+          'invalid-input',
+          `readIdxLabels: ${name} is gzip-compressed and this platform has no DecompressionStream: decompress it first`,
+        );
       }
       data = await gunzipBounded(data, name);
     }

@@ -18,13 +18,7 @@ import { ResumeError } from '../model/resume';
  * - `gpu`: WebGPU is missing, lacks a limit the engine needs, or reported an error.
  */
 export type VaeErrorCode =
-  | 'invalid-input'
-  | 'invalid-option'
-  | 'checkpoint'
-  | 'destroyed'
-  | 'device-lost'
-  | 'busy'
-  | 'gpu';
+  'invalid-input' | 'invalid-option' | 'checkpoint' | 'destroyed' | 'device-lost' | 'busy' | 'gpu';
 
 /** Every error the library API throws or rejects with (except an `AbortSignal`'s own reason). */
 export class VaeError extends Error {
@@ -46,9 +40,12 @@ export class VaeError extends Error {
  */
 export function fromEngineError(error: unknown, context: string): unknown {
   if (error instanceof GpuError) {
-    return new VaeError(error.kind === 'lost' ? 'device-lost' : 'gpu', `${context}: ${error.message}`, { cause: error });
+    return new VaeError(error.kind === 'lost' ? 'device-lost' : 'gpu', `${context}: ${error.message}`, {
+      cause: error,
+    });
   }
-  if (error instanceof SafetensorsError || error instanceof ResumeError) return new VaeError('checkpoint', `${context}: ${error.message}`, { cause: error });
+  if (error instanceof SafetensorsError || error instanceof ResumeError)
+    return new VaeError('checkpoint', `${context}: ${error.message}`, { cause: error });
   return error;
 }
 
@@ -57,12 +54,18 @@ export function fromEngineError(error: unknown, context: string): unknown {
  * device loss explain whatever failed after them, and engine errors become VaeErrors that name
  * the method.
  */
-export function explainError(error: unknown, context: string, model: { destroyed: boolean; lost: VaeError | null }): unknown {
+export function explainError(
+  error: unknown,
+  context: string,
+  model: { destroyed: boolean; lost: VaeError | null },
+): unknown {
   const failed = !(error instanceof VaeError) || error.code === 'gpu' || error.code === 'device-lost';
-  if (failed && model.destroyed) return new VaeError('destroyed', `${context}: the model was destroyed while this call ran`, { cause: error });
+  if (failed && model.destroyed)
+    return new VaeError('destroyed', `${context}: the model was destroyed while this call ran`, { cause: error });
   if (failed && model.lost) return new VaeError('device-lost', `${context}: ${model.lost.message}`, { cause: error });
   const e = fromEngineError(error, context);
   // Checks deep inside do not know which method they serve: name it in front.
-  if (e instanceof VaeError && !e.message.startsWith('VAE.')) return new VaeError(e.code, `${context}: ${e.message}`, { cause: e.cause });
+  if (e instanceof VaeError && !e.message.startsWith('VAE.'))
+    return new VaeError(e.code, `${context}: ${e.message}`, { cause: e.cause });
   return e;
 }

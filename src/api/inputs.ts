@@ -19,9 +19,11 @@ export type LatentArray = Float32Array | Float64Array | readonly number[];
 function countOf(length: number, perItem: number, what: string, unit: string): number {
   if (length === 0) throw new VaeError('invalid-input', `${what} is empty: pass at least one ${unit}`);
   if (length % perItem !== 0) {
-    throw new VaeError('invalid-input',
+    throw new VaeError(
+      'invalid-input',
       `${what} has ${length} values, which is not a whole number of ${perItem}-value ${unit}s ` +
-        `(${Math.floor(length / perItem)} ${unit}s and ${length % perItem} values left over); pass n × ${perItem} values, row-major`);
+        `(${Math.floor(length / perItem)} ${unit}s and ${length % perItem} values left over); pass n × ${perItem} values, row-major`,
+    );
   }
   return length / perItem;
 }
@@ -31,8 +33,18 @@ function isByteArray(a: unknown): a is Uint8Array | Uint8ClampedArray {
 }
 
 function notImages(what: string, value: unknown): VaeError {
-  const kind = value === null ? 'null' : Array.isArray(value) ? 'an Array' : typeof value === 'object' ? value.constructor.name : typeof value;
-  return new VaeError('invalid-input', `${what} must be a Float32Array of pixels in [0, 1] or a Uint8Array of bytes, got ${kind}`);
+  const kind =
+    value === null
+      ? 'null'
+      : Array.isArray(value)
+        ? 'an Array'
+        : typeof value === 'object'
+          ? value.constructor.name
+          : typeof value;
+  return new VaeError(
+    'invalid-input',
+    `${what} must be a Float32Array of pixels in [0, 1] or a Uint8Array of bytes, got ${kind}`,
+  );
 }
 
 /** The first value outside [0, 1] (NaN included) as an error, or nothing. */
@@ -40,9 +52,11 @@ function checkUnitRange(values: Float32Array, what: string): void {
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (!(v >= 0 && v <= 1)) {
-      throw new VaeError('invalid-input',
+      throw new VaeError(
+        'invalid-input',
         `${what}[${i}] is ${v}: pixels must lie in [0, 1] (bytes divided by 255, not normalized by a mean and std); ` +
-          'or pass the bytes themselves as a Uint8Array');
+          'or pass the bytes themselves as a Uint8Array',
+      );
     }
   }
 }
@@ -62,7 +76,11 @@ export function imagesAsBytes(images: unknown, pixels: number, what = 'images'):
 }
 
 /** Images as floats in [0, 1] and their count. */
-export function imagesAsFloats(images: unknown, pixels: number, what = 'images'): { floats: Float32Array; count: number } {
+export function imagesAsFloats(
+  images: unknown,
+  pixels: number,
+  what = 'images',
+): { floats: Float32Array; count: number } {
   if (isByteArray(images)) {
     const count = countOf(images.length, pixels, what, 'image');
     const floats = new Float32Array(images.length);
@@ -76,15 +94,25 @@ export function imagesAsFloats(images: unknown, pixels: number, what = 'images')
 }
 
 /** Latent vectors as float32 and their count; every value must be finite. */
-export function latentsAsFloats(latents: unknown, latentSize: number, what = 'latents'): { floats: Float32Array; count: number } {
+export function latentsAsFloats(
+  latents: unknown,
+  latentSize: number,
+  what = 'latents',
+): { floats: Float32Array; count: number } {
   if (!(latents instanceof Float32Array || latents instanceof Float64Array || Array.isArray(latents))) {
-    throw new VaeError('invalid-input', `${what} must be a Float32Array (or Float64Array, or array of numbers) of n × ${latentSize} values`);
+    throw new VaeError(
+      'invalid-input',
+      `${what} must be a Float32Array (or Float64Array, or array of numbers) of n × ${latentSize} values`,
+    );
   }
   const count = countOf(latents.length, latentSize, what, 'latent vector');
   const floats = latents instanceof Float32Array ? latents : Float32Array.from(latents as ArrayLike<number>);
   for (let i = 0; i < floats.length; i++) {
     if (!Number.isFinite(floats[i])) {
-      throw new VaeError('invalid-input', `${what}[${i}] is ${(latents as ArrayLike<number>)[i]}: latent values must be finite float32 numbers`);
+      throw new VaeError(
+        'invalid-input',
+        `${what}[${i}] is ${(latents as ArrayLike<number>)[i]}: latent values must be finite float32 numbers`,
+      );
     }
   }
   return { floats, count };
@@ -94,9 +122,11 @@ export function latentsAsFloats(latents: unknown, latentSize: number, what = 'la
 export function checkBindable(bytes: Uint8Array, limits: GPUSupportedLimits, pixels: number, what: string): void {
   const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
   if (bytes.length > limit) {
-    throw new VaeError('invalid-input',
+    throw new VaeError(
+      'invalid-input',
       `${what} holds ${bytes.length} bytes of pixels; this device binds at most ${limit} bytes per buffer: ` +
-        `pass at most ${Math.floor(limit / pixels)} images per call`);
+        `pass at most ${Math.floor(limit / pixels)} images per call`,
+    );
   }
 }
 
@@ -110,25 +140,48 @@ export function integerOption(name: string, value: unknown, fallback: number, mi
 }
 
 /** A finite number in (min, max] (or [min, max] when `includeMin`), or the fallback. */
-export function numberOption(name: string, value: unknown, fallback: number, min: number, max: number, includeMin = false): number {
+export function numberOption(
+  name: string,
+  value: unknown,
+  fallback: number,
+  min: number,
+  max: number,
+  includeMin = false,
+): number {
   if (value === undefined) return fallback;
   const above = includeMin ? (value as number) >= min : (value as number) > min;
   if (typeof value !== 'number' || !Number.isFinite(value) || !above || value > max) {
-    throw new VaeError('invalid-option', `${name} must be a number in ${includeMin ? '[' : '('}${min}, ${max}], got ${String(value)}`);
+    throw new VaeError(
+      'invalid-option',
+      `${name} must be a number in ${includeMin ? '[' : '('}${min}, ${max}], got ${String(value)}`,
+    );
   }
   return value;
 }
 
 /** A number the given rule accepts (a settings.ts `…Reason`: null when accepted), or the fallback. */
-export function ruledOption(name: string, value: unknown, fallback: number, reason: (value: number) => string | null): number {
+export function ruledOption(
+  name: string,
+  value: unknown,
+  fallback: number,
+  reason: (value: number) => string | null,
+): number {
   if (value === undefined) return fallback;
   const bad = typeof value === 'number' ? reason(value) : reason(NaN);
-  if (bad) throw new VaeError('invalid-option', `${name} ${bad}, got ${typeof value === 'number' ? String(value) : JSON.stringify(value)}`);
+  if (bad)
+    throw new VaeError(
+      'invalid-option',
+      `${name} ${bad}, got ${typeof value === 'number' ? String(value) : JSON.stringify(value)}`,
+    );
   return value as number;
 }
 
 /** Splits (n, 2L) rows of [mu ‖ logvar] into two (n, L) arrays. */
-export function splitMuLogvar(mulv: Float32Array, count: number, latentSize: number): { mu: Float32Array; logvar: Float32Array } {
+export function splitMuLogvar(
+  mulv: Float32Array,
+  count: number,
+  latentSize: number,
+): { mu: Float32Array; logvar: Float32Array } {
   const L = latentSize;
   const mu = new Float32Array(count * L);
   const logvar = new Float32Array(count * L);
@@ -144,16 +197,26 @@ export function splitMuLogvar(mulv: Float32Array, count: number, latentSize: num
  * one class for every row, or an array of one per row. An unconditional model (classes 0) takes
  * none, and says so rather than ignoring it. `name` is the option as the caller wrote it.
  */
-export function labelsOption(context: string, name: string, label: unknown, count: number, classes: number): Uint32Array | undefined {
+export function labelsOption(
+  context: string,
+  name: string,
+  label: unknown,
+  count: number,
+  classes: number,
+): Uint32Array | undefined {
   if (classes === 0) {
     if (label === undefined) return undefined;
-    throw new VaeError('invalid-option',
-      `${context}: ${name} given, but this model is unconditional (created without classes): drop ${name}, or create a model with { classes }`);
+    throw new VaeError(
+      'invalid-option',
+      `${context}: ${name} given, but this model is unconditional (created without classes): drop ${name}, or create a model with { classes }`,
+    );
   }
   const range = `an integer from 0 to ${classes - 1}`;
   if (label === undefined) {
-    throw new VaeError('invalid-option',
-      `${context}: this model is conditional on ${classes} classes: pass ${name} — one class (${range}) for every row, or an array of ${count}, one per row`);
+    throw new VaeError(
+      'invalid-option',
+      `${context}: this model is conditional on ${classes} classes: pass ${name} — one class (${range}) for every row, or an array of ${count}, one per row`,
+    );
   }
   const one = (v: unknown, where: string): number => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= classes) {
@@ -163,10 +226,17 @@ export function labelsOption(context: string, name: string, label: unknown, coun
   };
   if (typeof label === 'number') return new Uint32Array(count).fill(one(label, name));
   const isList = Array.isArray(label) || (ArrayBuffer.isView(label) && !(label instanceof DataView));
-  if (!isList) throw new VaeError('invalid-option', `${context}: ${name} must be a class (${range}) or an array of them, got ${typeof label}`);
+  if (!isList)
+    throw new VaeError(
+      'invalid-option',
+      `${context}: ${name} must be a class (${range}) or an array of them, got ${typeof label}`,
+    );
   const list = label as ArrayLike<unknown>;
   if (list.length !== count) {
-    throw new VaeError('invalid-option', `${context}: ${name} has ${list.length} labels for ${count} rows: pass one per row, or a single class for all`);
+    throw new VaeError(
+      'invalid-option',
+      `${context}: ${name} has ${list.length} labels for ${count} rows: pass one per row, or a single class for all`,
+    );
   }
   return Uint32Array.from({ length: count }, (_, i) => one(list[i], `${name}[${i}]`));
 }

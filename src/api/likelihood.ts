@@ -27,7 +27,8 @@ import { normals } from '../model/philox';
 
 /** Philox stream of the importance-sampling noise ε: apart from every stream the engine uses. */
 export const IWAE_STREAM = 8;
-if ((Object.values(PHILOX_STREAM) as number[]).includes(IWAE_STREAM)) throw new Error('IWAE_STREAM collides with an engine stream');
+if ((Object.values(PHILOX_STREAM) as number[]).includes(IWAE_STREAM))
+  throw new Error('IWAE_STREAM collides with an engine stream');
 
 /** Decoder rows per GPU round trip: 4096 × 784 floats = 12.8 MB read back at a time. */
 const ROWS_PER_DECODE = 4096;
@@ -36,7 +37,13 @@ const ROWS_PER_DECODE = 4096;
 const LOG_CLAMP = -100;
 
 /** log p(x|z) = Σ_d x_d·log p_d + (1 − x_d)·log(1 − p_d) for one image; `p` are decoder outputs. */
-export function bernoulliLogLikelihood(x: ArrayLike<number>, xOffset: number, p: ArrayLike<number>, pOffset: number, pixels: number): number {
+export function bernoulliLogLikelihood(
+  x: ArrayLike<number>,
+  xOffset: number,
+  p: ArrayLike<number>,
+  pOffset: number,
+  pixels: number,
+): number {
   let sum = 0;
   for (let d = 0; d < pixels; d++) {
     const t = x[xOffset + d];
@@ -50,7 +57,12 @@ export function bernoulliLogLikelihood(x: ArrayLike<number>, xOffset: number, p:
 
 /** log p(x|z) of one image under the Gaussian with mean `mean` and log σ `logSigma` (a value or per pixel). */
 export function gaussianLogLikelihood(
-  x: ArrayLike<number>, xOffset: number, mean: ArrayLike<number>, meanOffset: number, pixels: number, logSigma: number | ArrayLike<number>,
+  x: ArrayLike<number>,
+  xOffset: number,
+  mean: ArrayLike<number>,
+  meanOffset: number,
+  pixels: number,
+  logSigma: number | ArrayLike<number>,
 ): number {
   let sum = 0;
   for (let d = 0; d < pixels; d++) {
@@ -66,7 +78,12 @@ export function gaussianLogLikelihood(
  * `offset`, logvar at `logvarOffset` (both L values).
  */
 export function priorMinusPosterior(
-  z: ArrayLike<number>, eps: ArrayLike<number>, logvar: ArrayLike<number>, offset: number, logvarOffset: number, L: number,
+  z: ArrayLike<number>,
+  eps: ArrayLike<number>,
+  logvar: ArrayLike<number>,
+  offset: number,
+  logvarOffset: number,
+  L: number,
 ): number {
   let sum = 0;
   for (let j = 0; j < L; j++) {
@@ -132,7 +149,8 @@ export async function importanceWeightedLogLikelihood(input: ImportanceSamplingI
       }
     }
     // Each image's k samples decode with its own label.
-    const labels = input.labels && Uint32Array.from({ length: n * k }, (_, r) => input.labels![first + Math.floor(r / k)]!);
+    const labels =
+      input.labels && Uint32Array.from({ length: n * k }, (_, r) => input.labels![first + Math.floor(r / k)]!);
     const p = await input.decode(z, n * k, labels);
     for (let i = 0; i < n; i++) {
       for (let j = 0; j < k; j++) {
@@ -140,8 +158,7 @@ export async function importanceWeightedLogLikelihood(input: ImportanceSamplingI
         const logPxz = input.gaussian
           ? gaussianLogLikelihood(x, (first + i) * D, p, r * D, D, input.gaussian.logSigma)
           : bernoulliLogLikelihood(x, (first + i) * D, p, r * D, D);
-        logWeights[j] = logPxz +
-          priorMinusPosterior(z, eps, mulv, r * L, (first + i) * 2 * L + L, L);
+        logWeights[j] = logPxz + priorMinusPosterior(z, eps, mulv, r * L, (first + i) * 2 * L + L, L);
       }
       total += logMeanExp(logWeights);
     }

@@ -4,7 +4,17 @@
  * Nothing here touches the GPU.
  */
 import type { AdamHyper } from '../gpu/ops';
-import { adamAt, CLASSES_MAX, CLASSES_MIN, DEFAULT_SETTINGS, INPUT_SIZE_MAX, LR_MAX, MAX_DEPTH, SETTING_RANGES, STEPS_PER_SUBMIT } from '../model/settings';
+import {
+  adamAt,
+  CLASSES_MAX,
+  CLASSES_MIN,
+  DEFAULT_SETTINGS,
+  INPUT_SIZE_MAX,
+  LR_MAX,
+  MAX_DEPTH,
+  SETTING_RANGES,
+  STEPS_PER_SUBMIT,
+} from '../model/settings';
 import { betaReason, DEFAULT_SIGMA, klWarmupReason, parseSigma } from '../model/settings';
 import { REFERENCE_SIZES, type VaeSizes } from '../model/graph';
 import { VaeError } from './errors';
@@ -113,15 +123,20 @@ export const ADAM_DEFAULTS = adamAt(DEFAULT_SETTINGS.lr);
 function likelihoodOption(options: VAEOptions): VaeSizes['likelihood'] {
   const { likelihood, sigma } = options;
   if (likelihood !== undefined && likelihood !== 'bernoulli' && likelihood !== 'gaussian') {
-    throw new VaeError('invalid-option', `likelihood must be 'bernoulli' or 'gaussian', got ${JSON.stringify(likelihood)}`);
+    throw new VaeError(
+      'invalid-option',
+      `likelihood must be 'bernoulli' or 'gaussian', got ${JSON.stringify(likelihood)}`,
+    );
   }
   if (likelihood !== 'gaussian') {
-    if (sigma !== undefined) throw new VaeError('invalid-option', "sigma is the Gaussian likelihood's: pass likelihood: 'gaussian' with it");
+    if (sigma !== undefined)
+      throw new VaeError('invalid-option', "sigma is the Gaussian likelihood's: pass likelihood: 'gaussian' with it");
     return undefined;
   }
   if (sigma === undefined || sigma === 'learned') return { kind: 'gaussian', sigma: sigma ?? DEFAULT_SIGMA };
   const parsed = typeof sigma === 'number' ? parseSigma(String(sigma)) : { reason: 'must be a number or "learned"' };
-  if (typeof parsed === 'object') throw new VaeError('invalid-option', `sigma ${parsed.reason}, got ${JSON.stringify(sigma)}`);
+  if (typeof parsed === 'object')
+    throw new VaeError('invalid-option', `sigma ${parsed.reason}, got ${JSON.stringify(sigma)}`);
   return { kind: 'gaussian', sigma: parsed };
 }
 
@@ -130,9 +145,14 @@ function hiddenOption(value: unknown): number[] {
   if (value === undefined) return [...REFERENCE_SIZES.hidden];
   const list = Array.isArray(value) ? value : [value];
   if (list.length < 1 || list.length > MAX_DEPTH) {
-    throw new VaeError('invalid-option', `hiddenSize must be a width or a list of 1 to ${MAX_DEPTH} widths, got ${JSON.stringify(value)}`);
+    throw new VaeError(
+      'invalid-option',
+      `hiddenSize must be a width or a list of 1 to ${MAX_DEPTH} widths, got ${JSON.stringify(value)}`,
+    );
   }
-  return list.map((h, i) => integerOption(Array.isArray(value) ? `hiddenSize[${i}]` : 'hiddenSize', h, 0, ...SETTING_RANGES.hidden));
+  return list.map((h, i) =>
+    integerOption(Array.isArray(value) ? `hiddenSize[${i}]` : 'hiddenSize', h, 0, ...SETTING_RANGES.hidden),
+  );
 }
 
 /** The sizes and the seed of the model `VAE.create` builds, from its options. */
@@ -144,8 +164,11 @@ export function modelOptions(options: VAEOptions): { sizes: VaeSizes; seed: numb
   };
   const classes = integerOption('classes', options.classes, 0, 0, CLASSES_MAX);
   if (classes > 0 && classes < CLASSES_MIN) {
-    throw new VaeError('invalid-option', `classes must be 0 (an unconditional VAE) or an integer from ${CLASSES_MIN} to ${CLASSES_MAX}, ` +
-      `got ${classes}: one class would condition every image on the same constant`);
+    throw new VaeError(
+      'invalid-option',
+      `classes must be 0 (an unconditional VAE) or an integer from ${CLASSES_MIN} to ${CLASSES_MAX}, ` +
+        `got ${classes}: one class would condition every image on the same constant`,
+    );
   }
   if (classes > 0) sizes.classes = classes;
   const likelihood = likelihoodOption(options);
@@ -155,7 +178,10 @@ export function modelOptions(options: VAEOptions): { sizes: VaeSizes; seed: numb
     throw new VaeError('invalid-option', 'device must be a GPUDevice (from adapter.requestDevice())');
   }
   if (options.gpu !== undefined && typeof (options.gpu as Partial<GPU>)?.requestAdapter !== 'function') {
-    throw new VaeError('invalid-option', "gpu must be a WebGPU GPU object (navigator.gpu, or create([]) from the npm package 'webgpu')");
+    throw new VaeError(
+      'invalid-option',
+      "gpu must be a WebGPU GPU object (navigator.gpu, or create([]) from the npm package 'webgpu')",
+    );
   }
   return { sizes, seed };
 }
@@ -175,7 +201,8 @@ export function fitSettings(options: FitOptions, count: number, objective: { bet
     beta2: numberOption('betas[1]', beta2, 0, 0, 1, true),
     eps: numberOption('eps', options.eps, ADAM_DEFAULTS.eps, 0, 1),
   };
-  if (adam.beta1 >= 1 || adam.beta2 >= 1) throw new VaeError('invalid-option', `betas must lie in [0, 1), got [${beta1}, ${beta2}]`);
+  if (adam.beta1 >= 1 || adam.beta2 >= 1)
+    throw new VaeError('invalid-option', `betas must lie in [0, 1), got [${beta1}, ${beta2}]`);
   const stepsPerSubmit = integerOption('stepsPerSubmit', options.stepsPerSubmit, STEPS_PER_SUBMIT, 1, 4096);
   const beta = ruledOption('beta', options.beta, objective.beta, betaReason);
   const klWarmup = ruledOption('klWarmup', options.klWarmup, objective.klWarmup, klWarmupReason);

@@ -70,7 +70,13 @@ export class Runtime {
    */
   static async create(
     host: { device?: GPUDevice; gpu?: GPU },
-    config: { sizes: VaeSizes; seed: number; batchSize: number; adam: AdamHyper; checkpoint?: { bytes: Uint8Array; classNames?: readonly string[] } },
+    config: {
+      sizes: VaeSizes;
+      seed: number;
+      batchSize: number;
+      adam: AdamHyper;
+      checkpoint?: { bytes: Uint8Array; classNames?: readonly string[] };
+    },
     handlers: RuntimeHandlers,
   ): Promise<Runtime> {
     const gpu = await Gpu.create({ ...host, ...handlers });
@@ -78,14 +84,20 @@ export class Runtime {
       const arenaBytes = arenaLayout(config.sizes).length * 4;
       const limit = gpu.device.limits.maxStorageBufferBindingSize;
       if (arenaBytes > limit) {
-        throw new VaeError('invalid-option',
-          `a ${sizesName(config.sizes)} model needs ${arenaBytes} bytes per parameter buffer; this device binds at most ${limit}: use smaller sizes`);
+        throw new VaeError(
+          'invalid-option',
+          `a ${sizesName(config.sizes)} model needs ${arenaBytes} bytes per parameter buffer; this device binds at most ${limit}: use smaller sizes`,
+        );
       }
       // No images until a fit or an evaluation gives some; a conditional model's programs bind labels, so even the empty set has (no) labels.
       const none = { pixels: NO_IMAGES.bytes, count: 0, labels: config.sizes.classes ? new Uint32Array(0) : undefined };
       const { model, trainer } = await openModel(gpu, {
-        sizes: config.sizes, job: { batchSize: config.batchSize, seed: config.seed, lr: config.adam.lr, adam: config.adam },
-        train: none, test: none, checkpoint: config.checkpoint?.bytes, classNames: config.checkpoint?.classNames,
+        sizes: config.sizes,
+        job: { batchSize: config.batchSize, seed: config.seed, lr: config.adam.lr, adam: config.adam },
+        train: none,
+        test: none,
+        checkpoint: config.checkpoint?.bytes,
+        classNames: config.checkpoint?.classNames,
       });
       const empty = (images: GpuImages): Uploaded => ({ images, count: 0, hash: hashBytes(NO_IMAGES.bytes) });
       const uploads = { train: empty(model.train), test: empty(model.config.test) };
@@ -103,9 +115,14 @@ export class Runtime {
    * something changed. The weights, moments and step stay.
    */
   async configure(job: {
-    batchSize: number; adam: AdamHyper; train?: Images; test?: Images; stepsPerSubmit?: number;
+    batchSize: number;
+    adam: AdamHyper;
+    train?: Images;
+    test?: Images;
+    stepsPerSubmit?: number;
     /** β and its warm-up; absent keeps the model's (an evaluation keeps the fit's objective). */
-    beta?: number; klWarmup?: number;
+    beta?: number;
+    klWarmup?: number;
   }): Promise<void> {
     this.gpu.assertAlive();
     const next = { ...this.uploads };
@@ -113,17 +130,34 @@ export class Runtime {
       const images = job[which];
       if (!images) continue;
       // Labels are part of what was uploaded: the same pixels with other labels are another set.
-      const hash = images.labels ? hashBytes(images.bytes) ^ Math.imul(hashBytes(new Uint8Array(images.labels.buffer, images.labels.byteOffset, images.labels.byteLength)), 0x9e3779b1) : hashBytes(images.bytes);
+      const hash = images.labels
+        ? hashBytes(images.bytes) ^
+          Math.imul(
+            hashBytes(new Uint8Array(images.labels.buffer, images.labels.byteOffset, images.labels.byteLength)),
+            0x9e3779b1,
+          )
+        : hashBytes(images.bytes);
       if (hash === next[which].hash && images.count === next[which].count) continue;
-      next[which] = { images: uploadImages(this.gpu, which, images.bytes, images.count, images.labels), count: images.count, hash };
+      next[which] = {
+        images: uploadImages(this.gpu, which, images.bytes, images.count, images.labels),
+        count: images.count,
+        hash,
+      };
     }
     // Whichever set of images no program binds afterwards is freed: the old ones on success, the new on failure.
-    const unused = (keep: typeof next, drop: typeof next) => (['train', 'test'] as const)
-      .filter((w) => keep[w] !== drop[w]).map((w) => drop[w].images);
+    const unused = (keep: typeof next, drop: typeof next) =>
+      (['train', 'test'] as const).filter((w) => keep[w] !== drop[w]).map((w) => drop[w].images);
     let dropped: GpuImages[];
     try {
       const { beta, klWarmup } = job.beta === undefined && job.klWarmup === undefined ? this.model.config : job;
-      await this.model.configure({ batchSize: job.batchSize, adam: job.adam, train: next.train.images, test: next.test.images, beta, klWarmup });
+      await this.model.configure({
+        batchSize: job.batchSize,
+        adam: job.adam,
+        train: next.train.images,
+        test: next.test.images,
+        beta,
+        klWarmup,
+      });
       dropped = unused(next, this.uploads);
       this.uploads = next;
     } catch (error) {

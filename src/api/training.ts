@@ -45,7 +45,12 @@ export interface EpochEvent {
 /** The driver's report of an epoch as the caller sees it (the objectives only when the run had them). */
 export function epochEvent(r: EpochReport): EpochEvent {
   return {
-    epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test?.loss, steps: r.batches, seconds: r.seconds, completed: r.completed,
+    epoch: r.epoch,
+    trainLoss: r.trainLoss,
+    testLoss: r.test?.loss,
+    steps: r.batches,
+    seconds: r.seconds,
+    completed: r.completed,
     ...(r.trainObjective !== undefined ? { trainObjective: r.trainObjective } : {}),
     ...(r.test?.objective !== undefined ? { testObjective: r.test.objective } : {}),
   };
@@ -143,10 +148,12 @@ export class RunControl implements TrainingRun {
     const onAbort = () => this.gate.wakeUp();
     signal?.addEventListener('abort', onAbort, { once: true });
     // Start on a later tick, so the caller holds the handle before any callback runs.
-    this.finished = Promise.resolve().then(() => body(this)).finally(() => {
-      this.gate.finish();
-      signal?.removeEventListener('abort', onAbort);
-    });
+    this.finished = Promise.resolve()
+      .then(() => body(this))
+      .finally(() => {
+        this.gate.finish();
+        signal?.removeEventListener('abort', onAbort);
+      });
   }
 
   /** See {@link TrainingRun.state}. */

@@ -21,20 +21,43 @@ import type { GpuError } from '../gpu/device';
 import { decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
 import { runTraining } from '../model/driver';
 import { DEFAULT_OBJECTIVE, DEFAULT_SETTINGS, SETTING_RANGES } from '../model/settings';
-import { arenaLayout, classesOf, likelihoodOf, parameterCount, type ArenaLayout, type Likelihood, type VaeSizes } from '../model/graph';
+import {
+  arenaLayout,
+  classesOf,
+  likelihoodOf,
+  parameterCount,
+  type ArenaLayout,
+  type Likelihood,
+  type VaeSizes,
+} from '../model/graph';
 import { normals } from '../model/philox';
 import { checkpointBytes, runMetadataOf, sizesOf, userMetadata } from './checkpoint';
 import { explainError, fromEngineError, VaeError } from './errors';
 import { Runtime, type Images } from './runtime';
 import {
-  checkBindable, imagesAsBytes, imagesAsFloats, integerOption, labelsOption, latentsAsFloats, splitMuLogvar,
-  type ImageArray, type LatentArray,
+  checkBindable,
+  imagesAsBytes,
+  imagesAsFloats,
+  integerOption,
+  labelsOption,
+  latentsAsFloats,
+  splitMuLogvar,
+  type ImageArray,
+  type LatentArray,
 } from './inputs';
 import { importanceWeightedLogLikelihood } from './likelihood';
 import { Lock } from './lock';
 import {
-  ADAM_DEFAULTS, batchSizeOption, fitSettings, modelOptions,
-  type EvaluateOptions, type LabelOptions, type LoadOptions, type LogLikelihoodOptions, type SaveOptions, type VAEOptions,
+  ADAM_DEFAULTS,
+  batchSizeOption,
+  fitSettings,
+  modelOptions,
+  type EvaluateOptions,
+  type LabelOptions,
+  type LoadOptions,
+  type LogLikelihoodOptions,
+  type SaveOptions,
+  type VAEOptions,
 } from './options';
 import { epochEvent, RunControl, type EpochEvent, type FitOptions, type FitResult, type TrainingRun } from './training';
 
@@ -81,7 +104,13 @@ export class VAE {
   private objective = { ...DEFAULT_OBJECTIVE };
   private sampleDraws = 0;
 
-  private constructor(runtime: Runtime, ownsDevice: boolean, sizes: VaeSizes, seed: number, onDeviceLost?: (error: VaeError) => void) {
+  private constructor(
+    runtime: Runtime,
+    ownsDevice: boolean,
+    sizes: VaeSizes,
+    seed: number,
+    onDeviceLost?: (error: VaeError) => void,
+  ) {
     this.runtime = runtime;
     this.device = runtime.gpu.device;
     this.ownsDevice = ownsDevice;
@@ -105,17 +134,24 @@ export class VAE {
   }
 
   /** `create`, opened from a checkpoint when given (its weights and the kernel plan it trained with). */
-  private static async build(options: VAEOptions, checkpoint?: { bytes: Uint8Array; classNames?: string[] }): Promise<VAE> {
+  private static async build(
+    options: VAEOptions,
+    checkpoint?: { bytes: Uint8Array; classNames?: string[] },
+  ): Promise<VAE> {
     const { sizes, seed } = modelOptions(options);
     // The handlers reach the model once it exists; a loss before that rejects create() itself.
     let vae: VAE | null = null;
     let runtime: Runtime;
     try {
-      runtime = await Runtime.create({ device: options.device, gpu: options.gpu }, { sizes, seed, batchSize: DEFAULT_SETTINGS.batchSize, adam: ADAM_DEFAULTS, checkpoint }, {
-        onLost: (error) => vae?.deviceLost(error),
-        // The runtime keeps the first such error and every later call throws it; nothing to log.
-        onUncapturedError: () => {},
-      });
+      runtime = await Runtime.create(
+        { device: options.device, gpu: options.gpu },
+        { sizes, seed, batchSize: DEFAULT_SETTINGS.batchSize, adam: ADAM_DEFAULTS, checkpoint },
+        {
+          onLost: (error) => vae?.deviceLost(error),
+          // The runtime keeps the first such error and every later call throws it; nothing to log.
+          onUncapturedError: () => {},
+        },
+      );
     } catch (error) {
       throw fromEngineError(error, 'VAE.create');
     }
@@ -140,10 +176,22 @@ export class VAE {
     const { sizes, metadata } = sizesOf(bytes);
     const run = runMetadataOf(metadata, 'VAE.load');
     const seed = options.seed ?? run.seed ?? DEFAULT_SETTINGS.seed;
-    const vae = await VAE.build({
-      inputSize: sizes.D, hiddenSize: sizes.hidden, latentSize: sizes.L, classes: classesOf(sizes), seed, device: options.device, gpu: options.gpu, onDeviceLost: options.onDeviceLost,
-      ...(sizes.likelihood?.kind === 'gaussian' ? { likelihood: 'gaussian' as const, sigma: sizes.likelihood.sigma } : {}),
-    }, { bytes, classNames: options.classNames });
+    const vae = await VAE.build(
+      {
+        inputSize: sizes.D,
+        hiddenSize: sizes.hidden,
+        latentSize: sizes.L,
+        classes: classesOf(sizes),
+        seed,
+        device: options.device,
+        gpu: options.gpu,
+        onDeviceLost: options.onDeviceLost,
+        ...(sizes.likelihood?.kind === 'gaussian'
+          ? { likelihood: 'gaussian' as const, sigma: sizes.likelihood.sigma }
+          : {}),
+      },
+      { bytes, classNames: options.classNames },
+    );
     try {
       await vae.load(bytes);
     } catch (error) {
@@ -205,21 +253,28 @@ export class VAE {
     const context = 'VAE.fit';
     this.assertUsable(context);
     if (this.activeRun !== control) {
-      throw new VaeError('busy', `${context}: another fit() is running or paused on this model: await it or stop() it first`);
+      throw new VaeError(
+        'busy',
+        `${context}: another fit() is running or paused on this model: await it or stop() it first`,
+      );
     }
     try {
       const epochs = integerOption('epochs', options.epochs, 1, ...SETTING_RANGES.epochs);
       const train: Images = imagesAsBytes(images, this.inputSize, 'images');
-      const test: Images | undefined = options.testImages === undefined ? undefined : imagesAsBytes(options.testImages, this.inputSize, 'testImages');
+      const test: Images | undefined =
+        options.testImages === undefined ? undefined : imagesAsBytes(options.testImages, this.inputSize, 'testImages');
       train.labels = labelsOption(context, 'labels', options.labels, train.count, this.classes);
       if (test) test.labels = labelsOption(context, 'testLabels', options.testLabels, test.count, this.classes);
-      else if (options.testLabels !== undefined) throw new VaeError('invalid-option', `${context}: testLabels given without testImages`);
+      else if (options.testLabels !== undefined)
+        throw new VaeError('invalid-option', `${context}: testLabels given without testImages`);
       const { batchSize, adam, stepsPerSubmit, beta, klWarmup } = fitSettings(options, train.count, this.objective);
       checkBindable(train.bytes, this.device.limits, this.inputSize, 'images');
       if (test) checkBindable(test.bytes, this.device.limits, this.inputSize, 'testImages');
       if (options.signal?.aborted) throw options.signal.reason;
 
-      await this.lock.run(() => this.runtime.configure({ batchSize, adam, train, test, stepsPerSubmit, beta, klWarmup }));
+      await this.lock.run(() =>
+        this.runtime.configure({ batchSize, adam, train, test, stepsPerSubmit, beta, klWarmup }),
+      );
       this.objective = { beta, klWarmup };
       return await this.trainEpochs(epochs, !!test, options, control);
     } catch (error) {
@@ -230,31 +285,47 @@ export class VAE {
   }
 
   /** The epochs of a fit, through the engine's one training driver. */
-  private async trainEpochs(epochs: number, hasTest: boolean, options: FitOptions, control: RunControl): Promise<FitResult> {
+  private async trainEpochs(
+    epochs: number,
+    hasTest: boolean,
+    options: FitOptions,
+    control: RunControl,
+  ): Promise<FitResult> {
     const { model, trainer } = this.runtime;
     const batches = model.trainBatches;
     const count = model.train.count;
     control.extraStop = () => this.destroyedFlag;
     let firstStep = this.steps;
-    const result = await runTraining(trainer, { firstEpoch: this.epochs + 1, lastEpoch: this.epochs + epochs, test: hasTest, images: false }, control.gate, {
-      onEpochStart: () => { firstStep = this.steps; },
-      onLosses: (l) => {
-        for (let i = 0; i < l.losses.length; i++) {
-          const batch = l.firstBatch + i;
-          this.steps = firstStep + batch + 1;
-          const rows = model.rowsOf(batch, count);
-          options.onStep?.({
-            epoch: l.epoch, batch, batches, step: this.steps, loss: l.losses[i] / rows,
-            ...(l.objectives ? { objective: l.objectives[i] / rows } : {}),
-          });
-        }
+    const result = await runTraining(
+      trainer,
+      { firstEpoch: this.epochs + 1, lastEpoch: this.epochs + epochs, test: hasTest, images: false },
+      control.gate,
+      {
+        onEpochStart: () => {
+          firstStep = this.steps;
+        },
+        onLosses: (l) => {
+          for (let i = 0; i < l.losses.length; i++) {
+            const batch = l.firstBatch + i;
+            this.steps = firstStep + batch + 1;
+            const rows = model.rowsOf(batch, count);
+            options.onStep?.({
+              epoch: l.epoch,
+              batch,
+              batches,
+              step: this.steps,
+              loss: l.losses[i] / rows,
+              ...(l.objectives ? { objective: l.objectives[i] / rows } : {}),
+            });
+          }
+        },
+        onEpoch: async (r) => {
+          this.epochs = r.epoch;
+          this.steps = firstStep + r.batches;
+          await options.onEpoch?.(epochEvent(r));
+        },
       },
-      onEpoch: async (r) => {
-        this.epochs = r.epoch;
-        this.steps = firstStep + r.batches;
-        await options.onEpoch?.(epochEvent(r));
-      },
-    });
+    );
     if (this.destroyedFlag) throw new VaeError('destroyed', 'the model was destroyed during fit()');
     if (options.signal?.aborted) throw options.signal.reason;
     const done: EpochEvent[] = result.epochs.map(epochEvent);
@@ -308,10 +379,21 @@ export class VAE {
         // A Gaussian model's p(x|z) is on the decoder's unclamped mean, with its σ (fixed, or log_sigma).
         const model = inference.model;
         const l = likelihoodOf(model.sizes);
-        const logSigma = l.kind !== 'gaussian' ? undefined
-          : l.sigma === 'learned' ? await model.gpu.readFloats(model.params, model.layout.logSigma!.offset, model.sizes.D) : Math.log(l.sigma);
+        const logSigma =
+          l.kind !== 'gaussian'
+            ? undefined
+            : l.sigma === 'learned'
+              ? await model.gpu.readFloats(model.params, model.layout.logSigma!.offset, model.sizes.D)
+              : Math.log(l.sigma);
         return importanceWeightedLogLikelihood({
-          x, mulv, count, k, D: this.inputSize, L: this.latentSize, seed: this.seed, labels,
+          x,
+          mulv,
+          count,
+          k,
+          D: this.inputSize,
+          L: this.latentSize,
+          seed: this.seed,
+          labels,
           decode: (z, rows, rowLabels) => inference.decode(z, rows, rowLabels, logSigma !== undefined),
           gaussian: logSigma === undefined ? undefined : { logSigma },
         });
@@ -324,7 +406,9 @@ export class VAE {
     return this.guarded('VAE.encode', async () => {
       const { floats, count } = imagesAsFloats(images, this.inputSize, 'images');
       const labels = labelsOption('VAE.encode', 'label', options.label, count, this.classes);
-      return this.lock.run(async () => splitMuLogvar(await this.runtime.inference.encode(floats, count, labels), count, this.latentSize));
+      return this.lock.run(async () =>
+        splitMuLogvar(await this.runtime.inference.encode(floats, count, labels), count, this.latentSize),
+      );
     });
   }
 
@@ -348,7 +432,11 @@ export class VAE {
       const { floats, count } = imagesAsFloats(images, this.inputSize, 'images');
       const labels = labelsOption('VAE.reconstruct', 'label', options.label, count, this.classes);
       return this.lock.run(async () => {
-        const { mu } = splitMuLogvar(await this.runtime.inference.encode(floats, count, labels), count, this.latentSize);
+        const { mu } = splitMuLogvar(
+          await this.runtime.inference.encode(floats, count, labels),
+          count,
+          this.latentSize,
+        );
         return this.runtime.inference.decode(mu, count, labels);
       });
     });
@@ -363,7 +451,9 @@ export class VAE {
     return this.guarded('VAE.sample', async () => {
       const count = integerOption('n', n, 0, 1, 1_000_000);
       const labels = labelsOption('VAE.sample', 'label', options.label, count, this.classes);
-      const z = Float32Array.from(normals(count * this.latentSize, this.seed, ++this.sampleDraws, PHILOX_STREAM.sample));
+      const z = Float32Array.from(
+        normals(count * this.latentSize, this.seed, ++this.sampleDraws, PHILOX_STREAM.sample),
+      );
       return this.lock.run(() => this.runtime.inference.decode(z, count, labels));
     });
   }
@@ -380,9 +470,17 @@ export class VAE {
       const extra = userMetadata(options.metadata);
       return this.lock.run(async () => {
         const state = await this.runtime.model.exportState();
-        const objective = this.objective.beta !== DEFAULT_OBJECTIVE.beta || this.objective.klWarmup !== DEFAULT_OBJECTIVE.klWarmup
-          ? this.objective : {};
-        return encodeRunCheckpoint(this.layout, state, { epoch: this.epochs, seed: this.seed, extra, plan: this.runtime.model.plan, ...objective });
+        const objective =
+          this.objective.beta !== DEFAULT_OBJECTIVE.beta || this.objective.klWarmup !== DEFAULT_OBJECTIVE.klWarmup
+            ? this.objective
+            : {};
+        return encodeRunCheckpoint(this.layout, state, {
+          epoch: this.epochs,
+          seed: this.seed,
+          extra,
+          plan: this.runtime.model.plan,
+          ...objective,
+        });
       });
     });
   }
@@ -413,7 +511,10 @@ export class VAE {
         this.steps = data.step;
         this.epochs = run.epoch;
         // The objective it was trained with carries on unless a fit says otherwise.
-        this.objective = { beta: run.beta ?? DEFAULT_OBJECTIVE.beta, klWarmup: run.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup };
+        this.objective = {
+          beta: run.beta ?? DEFAULT_OBJECTIVE.beta,
+          klWarmup: run.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup,
+        };
       });
     });
   }
@@ -440,13 +541,21 @@ export class VAE {
   }
 
   private assertUsable(context: string): void {
-    if (this.destroyedFlag) throw new VaeError('destroyed', `${context}: this model was destroyed; create a new one (or VAE.load a checkpoint)`);
-    if (this.lostError) throw new VaeError('device-lost', `${context}: ${this.lostError.message}`, { cause: this.lostError });
+    if (this.destroyedFlag)
+      throw new VaeError(
+        'destroyed',
+        `${context}: this model was destroyed; create a new one (or VAE.load a checkpoint)`,
+      );
+    if (this.lostError)
+      throw new VaeError('device-lost', `${context}: ${this.lostError.message}`, { cause: this.lostError });
   }
 
   private assertNotTraining(what: string): void {
     if (this.activeRun) {
-      throw new VaeError('busy', `VAE.${what}: fit() is running or paused on this model; await it or call stop() on it first`);
+      throw new VaeError(
+        'busy',
+        `VAE.${what}: fit() is running or paused on this model; await it or call stop() on it first`,
+      );
     }
   }
 

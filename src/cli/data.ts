@@ -37,18 +37,29 @@ export interface RunData {
 }
 
 export async function loadRunData(o: TrainOptions): Promise<RunData> {
-  const images = o.images === undefined ? undefined : { size: o.imageSize ?? IMAGE_SIZE_DEFAULT, fit: o.fit ?? FIT_DEFAULT };
+  const images =
+    o.images === undefined ? undefined : { size: o.imageSize ?? IMAGE_SIZE_DEFAULT, fit: o.fit ?? FIT_DEFAULT };
   const folder = images ? await loadImageFolder(o.images!, images) : null;
   if (folder) {
     for (const s of folder.skipped) console.error(`webgpu-vae: skipped ${join(o.images!, s.path)}: ${s.reason}`);
     const { train: tr, test: te, trainLabels, testLabels } = folder;
-    console.log(`webgpu-vae: ${resolve(o.images!)}: ` + describeImageFolder({
-      ...folder, rows: tr.rows, cols: tr.cols, train: { count: tr.count, labels: trainLabels.labels }, test: { count: te.count, labels: testLabels.labels },
-    }, images!.fit));
+    console.log(
+      `webgpu-vae: ${resolve(o.images!)}: ` +
+        describeImageFolder(
+          {
+            ...folder,
+            rows: tr.rows,
+            cols: tr.cols,
+            train: { count: tr.count, labels: trainLabels.labels },
+            test: { count: te.count, labels: testLabels.labels },
+          },
+          images!.fit,
+        ),
+    );
   }
   const files = folder ? null : findDataset({ dataset: o.dataset, dataDir: o.data });
   if (files && o.dataset === 'mnist' && !o.data) verifyMnist(files);
-  const data = folder ?? await loadDataset(files!);
+  const data = folder ?? (await loadDataset(files!));
   const { rows, cols } = data.train;
   const trainCount = Math.min(data.train.count, o.trainLimit ?? Infinity);
   const testCount = Math.min(data.test.count, o.testLimit ?? Infinity);
@@ -58,13 +69,28 @@ export async function loadRunData(o: TrainOptions): Promise<RunData> {
   const testLabels = data.testLabels.labels.subarray(0, testCount);
   const classes = o.conditional ? classCountOf(data.trainLabels.labels, data.testLabels.labels) : 0;
   if (o.conditional) {
-    if (classes < 2) throw new UsageError(`--conditional needs labelled images of at least 2 classes; ${dataset} has ${classes} class${classes === 1 ? '' : 'es'}`);
-    const bad = labelsReason('train', trainLabels, trainCount, classes) ?? labelsReason('test', testLabels, testCount, classes);
+    if (classes < 2)
+      throw new UsageError(
+        `--conditional needs labelled images of at least 2 classes; ${dataset} has ${classes} class${classes === 1 ? '' : 'es'}`,
+      );
+    const bad =
+      labelsReason('train', trainLabels, trainCount, classes) ?? labelsReason('test', testLabels, testCount, classes);
     if (bad) throw new UsageError(`--conditional: ${bad}`);
   }
   return {
-    train: data.train, test: data.test, trainCount, testCount, trainLabels, testLabels, rows, cols, pixels: rows * cols, classes, dataset,
+    train: data.train,
+    test: data.test,
+    trainCount,
+    testCount,
+    trainLabels,
+    testLabels,
+    rows,
+    cols,
+    pixels: rows * cols,
+    classes,
+    dataset,
     title: !files ? dataset : o.dataset === 'mnist' && !o.data ? 'MNIST' : files.dir,
-    ...(images ? { images } : {}), ...(folder ? { classNames: folder.classNames } : {}),
+    ...(images ? { images } : {}),
+    ...(folder ? { classNames: folder.classNames } : {}),
   };
 }

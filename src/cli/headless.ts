@@ -52,11 +52,22 @@ window.vaeRun = async (c: RunConfig) => {
   const [trainLabels, testLabels] = c.classes
     ? await Promise.all([fetchBytes(c.trainLabelsUrl!), fetchBytes(c.testLabelsUrl!)])
     : [undefined, undefined];
-  await runEngine(gpu, c, { trainPixels, testPixels, trainLabels, testLabels }, {
-    emit: (event) => window.vaeEvent(event),
-    autotune: c.autotune ? {
-      browserMajor: browserMajor(navigator.userAgent),
-      cache: { get: async (key) => (await window.vaeTuneCacheGet(key)) ?? undefined, put: (key, text) => window.vaeTuneCachePut(key, text) },
-    } : undefined,
-  }, gate);
+  await runEngine(
+    gpu,
+    c,
+    { trainPixels, testPixels, trainLabels, testLabels },
+    {
+      emit: (event) => window.vaeEvent(event),
+      autotune: c.autotune
+        ? {
+            browserMajor: browserMajor(navigator.userAgent),
+            cache: {
+              get: async (key) => (await window.vaeTuneCacheGet(key)) ?? undefined,
+              put: (key, text) => window.vaeTuneCachePut(key, text),
+            },
+          }
+        : undefined,
+    },
+    gate,
+  );
 };

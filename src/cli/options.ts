@@ -4,7 +4,14 @@
  */
 import { parseArgs } from 'node:util';
 import type { Likelihood } from '../model/graph';
-import { DEFAULT_SETTINGS as D, lrReason, parseHidden, SETTING_RANGES as R, STEPS_PER_SUBMIT, type RunSettings } from '../model/settings';
+import {
+  DEFAULT_SETTINGS as D,
+  lrReason,
+  parseHidden,
+  SETTING_RANGES as R,
+  STEPS_PER_SUBMIT,
+  type RunSettings,
+} from '../model/settings';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
 import { BETA_RANGE, betaReason, DEFAULT_SIGMA, SIGMA_RANGE, KL_WARMUP_RANGE, parseSigma } from '../model/settings';
 import { MIN_GAIN } from '../gpu/tuner';
@@ -131,14 +138,33 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
       strict: true,
       allowPositionals: false,
       options: {
-        epochs: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
-        hidden: { type: 'string' }, latent: { type: 'string' }, seed: { type: 'string' },
-        dataset: { type: 'string' }, data: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
-        out: { type: 'string' }, resume: { type: 'string' }, overwrite: { type: 'boolean' }, 'log-interval': { type: 'string' },
-        'steps-per-submit': { type: 'string' }, autotune: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-        images: { type: 'string' }, 'image-size': { type: 'string' }, fit: { type: 'string' },
-        conditional: { type: 'boolean' }, runtime: { type: 'string' }, adapter: { type: 'string' },
-        beta: { type: 'string' }, 'kl-warmup': { type: 'string' }, likelihood: { type: 'string' }, sigma: { type: 'string' },
+        epochs: { type: 'string' },
+        'batch-size': { type: 'string' },
+        lr: { type: 'string' },
+        hidden: { type: 'string' },
+        latent: { type: 'string' },
+        seed: { type: 'string' },
+        dataset: { type: 'string' },
+        data: { type: 'string' },
+        'train-limit': { type: 'string' },
+        'test-limit': { type: 'string' },
+        out: { type: 'string' },
+        resume: { type: 'string' },
+        overwrite: { type: 'boolean' },
+        'log-interval': { type: 'string' },
+        'steps-per-submit': { type: 'string' },
+        autotune: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        images: { type: 'string' },
+        'image-size': { type: 'string' },
+        fit: { type: 'string' },
+        conditional: { type: 'boolean' },
+        runtime: { type: 'string' },
+        adapter: { type: 'string' },
+        beta: { type: 'string' },
+        'kl-warmup': { type: 'string' },
+        likelihood: { type: 'string' },
+        sigma: { type: 'string' },
       },
     }));
   } catch (e) {
@@ -146,7 +172,8 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   }
   if (values.help) return 'help';
   const runtime = values.runtime ?? 'chromium';
-  if (runtime !== 'chromium' && runtime !== 'node') throw new UsageError(`--runtime must be chromium or node, got "${runtime}"`);
+  if (runtime !== 'chromium' && runtime !== 'node')
+    throw new UsageError(`--runtime must be chromium or node, got "${runtime}"`);
   if (values.adapter !== undefined && runtime !== 'node') {
     throw new UsageError('--adapter picks the Vulkan driver of --runtime node: pass --runtime node with it');
   }
@@ -154,7 +181,9 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     throw new UsageError(`--adapter must be ${VULKAN_DRIVERS.join(' or ')}, got "${values.adapter}"`);
   }
   if (values.images !== undefined && runtime === 'node') {
-    throw new UsageError('--images decodes its PNG and JPEG files with the browser\'s image decoders: use --runtime chromium (the default) for an image folder');
+    throw new UsageError(
+      "--images decodes its PNG and JPEG files with the browser's image decoders: use --runtime chromium (the default) for an image folder",
+    );
   }
   const lrText = values.lr;
   const lr = lrText === undefined ? D.lr : Number(lrText);
@@ -164,7 +193,9 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   if (!Array.isArray(hidden)) throw new UsageError(`--hidden ${hidden.reason}, got "${values.hidden}"`);
   const dataset = values.dataset ?? 'mnist';
   if (dataset !== 'mnist' && dataset !== 'fashion-mnist') {
-    throw new UsageError(`--dataset must be mnist or fashion-mnist, got "${dataset}" (use --data DIR for other idx files)`);
+    throw new UsageError(
+      `--dataset must be mnist or fashion-mnist, got "${dataset}" (use --data DIR for other idx files)`,
+    );
   }
   if (values.images !== undefined && (values.data !== undefined || values.dataset !== undefined)) {
     throw new UsageError('--images replaces --dataset and --data: pass one of them');
@@ -183,16 +214,23 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   const sigma = values.sigma === undefined ? undefined : parseSigma(values.sigma);
   if (typeof sigma === 'object') throw new UsageError(`--sigma ${sigma.reason}, got "${values.sigma}"`);
   if (sigma !== undefined && values.likelihood !== 'gaussian') {
-    throw new UsageError('--sigma is the Gaussian likelihood\'s: pass --likelihood gaussian with it');
+    throw new UsageError("--sigma is the Gaussian likelihood's: pass --likelihood gaussian with it");
   }
-  const likelihood: Likelihood | undefined = values.likelihood === undefined ? undefined
-    : values.likelihood === 'gaussian' ? { kind: 'gaussian', sigma: sigma ?? DEFAULT_SIGMA } : { kind: 'bernoulli' };
+  const likelihood: Likelihood | undefined =
+    values.likelihood === undefined
+      ? undefined
+      : values.likelihood === 'gaussian'
+        ? { kind: 'gaussian', sigma: sigma ?? DEFAULT_SIGMA }
+        : { kind: 'bernoulli' };
   return {
     images: values.images,
     imageSize: integerOption('image-size', values['image-size'], IMAGE_SIZE_DEFAULT, ...IMAGE_SIZE_RANGE),
     fit,
     beta,
-    klWarmup: values['kl-warmup'] === undefined ? undefined : integerOption('kl-warmup', values['kl-warmup'], 0, ...KL_WARMUP_RANGE),
+    klWarmup:
+      values['kl-warmup'] === undefined
+        ? undefined
+        : integerOption('kl-warmup', values['kl-warmup'], 0, ...KL_WARMUP_RANGE),
     likelihood,
     epochs: integerOption('epochs', values.epochs, D.epochs, ...R.epochs),
     batchSize: integerOption('batch-size', values['batch-size'], D.batchSize, ...R.batchSize),
@@ -202,8 +240,10 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     seed: integerOption('seed', values.seed, D.seed, ...R.seed),
     dataset,
     data: values.data,
-    trainLimit: values['train-limit'] === undefined ? undefined : integerOption('train-limit', values['train-limit'], 0, 1, 1e8),
-    testLimit: values['test-limit'] === undefined ? undefined : integerOption('test-limit', values['test-limit'], 0, 1, 1e8),
+    trainLimit:
+      values['train-limit'] === undefined ? undefined : integerOption('train-limit', values['train-limit'], 0, 1, 1e8),
+    testLimit:
+      values['test-limit'] === undefined ? undefined : integerOption('test-limit', values['test-limit'], 0, 1, 1e8),
     out: values.out ?? 'results',
     resume: values.resume,
     overwrite: values.overwrite,

@@ -52,7 +52,10 @@ export type RunEvent =
   | { type: 'stopped'; epoch: number }
   /** What --autotune did: tuned (its report), took a cached plan, or was skipped for a resumed plan. */
   | { type: 'tune'; from: 'tuner' | 'cache' | 'skipped'; text: string; key?: string }
-  | { type: 'done'; counters: { dispatchesPerStep: number; submits: number; bytesUploaded: number; bytesReadBack: number } };
+  | {
+      type: 'done';
+      counters: { dispatchesPerStep: number; submits: number; bytesUploaded: number; bytesReadBack: number };
+    };
 
 /** `--images DIR`: the folder's files, concatenated at `url`, for the headless page to decode. */
 export interface ImageFolderRequest {

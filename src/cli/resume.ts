@@ -8,7 +8,14 @@ import { readFileSync } from 'node:fs';
 import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
 import { arenaLayout, type Likelihood, type VaeSizes } from '../model/graph';
 import { labelsReason } from '../model/labels';
-import { decideResume as decideByRules, differenceWarnings, resumedClasses, resumedLikelihood, type ResumeRun, type SettingName } from '../model/resume';
+import {
+  decideResume as decideByRules,
+  differenceWarnings,
+  resumedClasses,
+  resumedLikelihood,
+  type ResumeRun,
+  type SettingName,
+} from '../model/resume';
 import type { RunData } from './data';
 import type { TrainOptions } from './options';
 
@@ -17,9 +24,20 @@ import type { TrainOptions } from './options';
  * records its image size (older ones do not, and read as --data).
  */
 const datasetFlag = (dataset: string, images: boolean) =>
-  images ? `--images ${dataset}` : dataset === 'mnist' || dataset === 'fashion-mnist' ? `--dataset ${dataset}` : `--data ${dataset}`;
+  images
+    ? `--images ${dataset}`
+    : dataset === 'mnist' || dataset === 'fashion-mnist'
+      ? `--dataset ${dataset}`
+      : `--data ${dataset}`;
 
-const FLAGS = { beta: '--beta', klWarmup: '--kl-warmup', seed: '--seed', lr: '--lr', batchSize: '--batch-size', fit: '--fit' } as const;
+const FLAGS = {
+  beta: '--beta',
+  klWarmup: '--kl-warmup',
+  seed: '--seed',
+  lr: '--lr',
+  batchSize: '--batch-size',
+  fit: '--fit',
+} as const;
 
 const flagOf: SettingName = (setting, value, images) =>
   setting === 'dataset' ? datasetFlag(String(value), !!images) : `${FLAGS[setting]} ${value}`;
@@ -31,7 +49,8 @@ const flagOf: SettingName = (setting, value, images) =>
  * from the one that wrote it.
  */
 export function checkResume(
-  file: string, checkpoint: { sizes: VaeSizes; metadata: Record<string, string>; step: number },
+  file: string,
+  checkpoint: { sizes: VaeSizes; metadata: Record<string, string>; step: number },
   run: ResumeRun & { epochs: number; trainCount: number },
 ): { epoch: number; beta?: number; klWarmup?: number; warnings: string[] } {
   let decided: ReturnType<typeof decideByRules>;
@@ -87,24 +106,46 @@ export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null
       const stored = checkpointSizes(bytes).sizes;
       likelihood = resumedLikelihood(stored, likelihood);
       modelClasses = resumedClasses(stored, !!o.conditional);
-      const sizes: VaeSizes = { D: pixels, hidden: o.hidden, L: o.latent, ...(modelClasses > 0 ? { classes: modelClasses } : {}) };
+      const sizes: VaeSizes = {
+        D: pixels,
+        hidden: o.hidden,
+        L: o.latent,
+        ...(modelClasses > 0 ? { classes: modelClasses } : {}),
+      };
       ckpt = decodeCheckpoint(bytes, arenaLayout({ ...sizes, ...(likelihood ? { likelihood } : {}) }));
     } catch (e) {
       throw new Error(`${o.resume}: ${(e as Error).message}${imageSizeHint(bytes, o, pixels)}`, { cause: e });
     }
     if (modelClasses > 0) {
-      const bad = labelsReason('train', trainLabels, trainCount, modelClasses) ?? labelsReason('test', testLabels, testCount, modelClasses);
-      if (bad) throw new Error(`${o.resume} is a conditional VAE of ${modelClasses} classes, and ${dataset}'s labels do not fit it: ${bad}`);
+      const bad =
+        labelsReason('train', trainLabels, trainCount, modelClasses) ??
+        labelsReason('test', testLabels, testCount, modelClasses);
+      if (bad)
+        throw new Error(
+          `${o.resume} is a conditional VAE of ${modelClasses} classes, and ${dataset}'s labels do not fit it: ${bad}`,
+        );
       if (modelClasses !== classes) {
-        console.log(`webgpu-vae: ${o.resume} is a conditional VAE of ${modelClasses} classes: this run continues it as one, on ${dataset}'s labels`);
+        console.log(
+          `webgpu-vae: ${o.resume} is a conditional VAE of ${modelClasses} classes: this run continues it as one, on ${dataset}'s labels`,
+        );
       }
     }
     // β and the warm-up continue the checkpoint's unless given.
-    const decided = checkResume(o.resume, ckpt, { ...o, beta, klWarmup, dataset, trainCount, images, classNames: d.classNames });
+    const decided = checkResume(o.resume, ckpt, {
+      ...o,
+      beta,
+      klWarmup,
+      dataset,
+      trainCount,
+      images,
+      classNames: d.classNames,
+    });
     ({ beta, klWarmup } = decided);
     const { epoch, warnings } = decided;
     if (epoch >= o.epochs) {
-      console.log(`Nothing to do: the checkpoint is at epoch ${epoch}; pass --epochs ${epoch + o.epochs} to train ${o.epochs} more.`);
+      console.log(
+        `Nothing to do: the checkpoint is at epoch ${epoch}; pass --epochs ${epoch + o.epochs} to train ${o.epochs} more.`,
+      );
       return null;
     }
     for (const w of warnings) console.error(`webgpu-vae train: ${w}`);

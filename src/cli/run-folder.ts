@@ -36,7 +36,11 @@ export function takeOutFolder(out: string): () => void {
     unlock = lockFolder(out);
   } catch (e) {
     if (created) {
-      try { rmdirSync(out); } catch { /* the owner's lock is in it */ }
+      try {
+        rmdirSync(out);
+      } catch {
+        /* the owner's lock is in it */
+      }
     }
     if (!(e instanceof FolderLockedError)) throw e;
     throw new UsageError(
@@ -51,7 +55,9 @@ export function takeOutFolder(out: string): () => void {
     if (created !== undefined) {
       try {
         rmdirSync(out); // only when empty: a run refused before writing anything leaves nothing behind
-      } catch { /* it holds the run */ }
+      } catch {
+        /* it holds the run */
+      }
     }
   };
 }
@@ -74,11 +80,16 @@ export function checkOutFolder(o: TrainOptions): void {
   const hasCheckpoint = earlier.includes('checkpoint.safetensors');
   if (o.resume && hasCheckpoint && sameFile(o.resume, checkpoint)) return;
   const images = earlier.filter((name) => name.endsWith('.png')).length;
-  const parts = [...earlier.filter((name) => !name.endsWith('.png')).sort(), ...(images > 0 ? [`${images} image${images > 1 ? 's' : ''}`] : [])];
+  const parts = [
+    ...earlier.filter((name) => !name.endsWith('.png')).sort(),
+    ...(images > 0 ? [`${images} image${images > 1 ? 's' : ''}`] : []),
+  ];
   const held = parts.length > 1 ? `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}` : parts[0];
   throw new UsageError(
     `--out ${o.out} already holds an earlier run (${held})` +
-      (o.resume ? `, not the one in ${o.resume}` : '') + ', and this run would overwrite it. Pass ' +
-      (hasCheckpoint ? `--resume ${checkpoint} to continue it, ` : '') + '--overwrite to replace it, or another --out.',
+      (o.resume ? `, not the one in ${o.resume}` : '') +
+      ', and this run would overwrite it. Pass ' +
+      (hasCheckpoint ? `--resume ${checkpoint} to continue it, ` : '') +
+      '--overwrite to replace it, or another --out.',
   );
 }

@@ -43,13 +43,15 @@ type Counters = Extract<RunEvent, { type: 'done' }>['counters'];
  */
 function earlierMetrics(path: string, firstEpoch: number): string[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter((line) => {
-    try {
-      return line !== '' && (JSON.parse(line) as { epoch: number }).epoch < firstEpoch;
-    } catch {
-      return false; // a line this program did not write
-    }
-  });
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((line) => {
+      try {
+        return line !== '' && (JSON.parse(line) as { epoch: number }).epoch < firstEpoch;
+      } catch {
+        return false; // a line this program did not write
+      }
+    });
 }
 
 export class RunSink {
@@ -89,8 +91,10 @@ export class RunSink {
           if (batch % run.logInterval !== 0) return;
           const size = Math.min(run.batchSize, run.trainCount - batch * run.batchSize);
           const percent = ((100 * batch) / Math.ceil(run.trainCount / run.batchSize)).toFixed(0);
-          console.log(`Train Epoch: ${e.epoch} [${batch * size}/${run.trainCount} (${percent}%)]\tLoss: ${(loss / size).toFixed(6)}` +
-            (showObjective && e.objectives ? `\tObjective: ${(e.objectives[i] / size).toFixed(6)}` : ''));
+          console.log(
+            `Train Epoch: ${e.epoch} [${batch * size}/${run.trainCount} (${percent}%)]\tLoss: ${(loss / size).toFixed(6)}` +
+              (showObjective && e.objectives ? `\tObjective: ${(e.objectives[i] / size).toFixed(6)}` : ''),
+          );
         });
         break;
       case 'epoch':
@@ -104,12 +108,18 @@ export class RunSink {
       case 'test':
         console.log(`====> Test set loss: ${e.averageLoss.toFixed(4)}`);
         if (showObjective && e.averageObjective !== undefined) {
-          console.log(`====> Test set ${objectiveName.replace(/, warmed up over \d+ steps/, ', after the warm-up')}: ${e.averageObjective.toFixed(4)}`);
+          console.log(
+            `====> Test set ${objectiveName.replace(/, warmed up over \d+ steps/, ', after the warm-up')}: ${e.averageObjective.toFixed(4)}`,
+          );
         }
-        this.metrics.push(JSON.stringify({
-          epoch: e.epoch, trainLoss: this.trainLoss, testLoss: e.averageLoss,
-          ...(showObjective ? { trainObjective: this.trainObjective, testObjective: e.averageObjective } : {}),
-        }));
+        this.metrics.push(
+          JSON.stringify({
+            epoch: e.epoch,
+            trainLoss: this.trainLoss,
+            testLoss: e.averageLoss,
+            ...(showObjective ? { trainObjective: this.trainObjective, testObjective: e.averageObjective } : {}),
+          }),
+        );
         break;
       case 'images': {
         const save = (name: string, b64: string, n: number) => {
@@ -129,9 +139,12 @@ export class RunSink {
         break;
       case 'stopped': {
         const kept = this.lastCheckpoint();
-        console.error(`webgpu-vae: stopped during epoch ${e.epoch}; ` + (kept
-          ? `${kept.file} holds the last completed epoch (${kept.epoch})`
-          : 'no epoch had finished, so there is no checkpoint yet'));
+        console.error(
+          `webgpu-vae: stopped during epoch ${e.epoch}; ` +
+            (kept
+              ? `${kept.file} holds the last completed epoch (${kept.epoch})`
+              : 'no epoch had finished, so there is no checkpoint yet'),
+        );
         break;
       }
       case 'done':

@@ -58,7 +58,12 @@ interface EngineRuntime {
   adapter: string;
   /** The page (--runtime chromium), for the hooks. */
   page?: Page;
-  run(config: EngineRun, d: RunData, emit: (event: RunEvent) => Promise<void>, tuneCache?: FileTuneCache): Promise<void>;
+  run(
+    config: EngineRun,
+    d: RunData,
+    emit: (event: RunEvent) => Promise<void>,
+    tuneCache?: FileTuneCache,
+  ): Promise<void>;
   /** Stops after the current submit (the first Ctrl-C). */
   stop(): void;
   close(): Promise<void>;
@@ -74,12 +79,16 @@ async function chromiumRuntime(): Promise<EngineRuntime> {
   try {
     const page = await browser.browser.newPage();
     page.on('pageerror', (e) => console.error(`[browser] ${e}`));
-    page.on('console', (m) => { if (m.type() === 'error') console.error(`[browser] ${m.text()}`); });
+    page.on('console', (m) => {
+      if (m.type() === 'error') console.error(`[browser] ${m.text()}`);
+    });
     await page.goto(`${server.url}/src/cli/headless.html`);
     await page.waitForFunction(() => 'vaeRun' in window, { timeout: 60_000 });
     const adapter = describeAdapter(await reportAdapter(page));
     return {
-      adapter, page, close,
+      adapter,
+      page,
+      close,
       stop: () => void page.evaluate(() => window.vaeStop()).catch(() => {}),
       async run(run, d, emit, tuneCache) {
         if (tuneCache) {
@@ -91,7 +100,12 @@ async function chromiumRuntime(): Promise<EngineRuntime> {
           ...run,
           trainUrl: server.serveFile('train', d.train.pixels.subarray(0, d.trainCount * d.pixels)),
           testUrl: server.serveFile('test', d.test.pixels.subarray(0, d.testCount * d.pixels)),
-          ...(run.classes ? { trainLabelsUrl: server.serveFile('train labels', d.trainLabels), testLabelsUrl: server.serveFile('test labels', d.testLabels) } : {}),
+          ...(run.classes
+            ? {
+                trainLabelsUrl: server.serveFile('train labels', d.trainLabels),
+                testLabelsUrl: server.serveFile('test labels', d.testLabels),
+              }
+            : {}),
         };
         await page.evaluate((c: RunConfig) => window.vaeRun(c), config);
       },
@@ -108,12 +122,23 @@ async function nodeRuntime(driver: string | undefined): Promise<EngineRuntime> {
   const gpu = await Gpu.create({ gpu: dawn.gpu });
   const gate = new RunGate();
   return {
-    adapter: describeAdapter({ ...gpu.adapter!, browserVersion: `Node ${process.versions.node}, Dawn on ${dawn.driver}` }),
+    adapter: describeAdapter({
+      ...gpu.adapter!,
+      browserVersion: `Node ${process.versions.node}, Dawn on ${dawn.driver}`,
+    }),
     stop: () => gate.stop(),
-    run: (run, d, emit, tuneCache) => runEngine(gpu, run, {
-      trainPixels: d.train.pixels.subarray(0, d.trainCount * d.pixels), testPixels: d.test.pixels.subarray(0, d.testCount * d.pixels),
-      ...(run.classes ? { trainLabels: d.trainLabels, testLabels: d.testLabels } : {}),
-    }, { emit, autotune: tuneCache ? { browserMajor: 0, cache: tuneCache } : undefined }, gate),
+    run: (run, d, emit, tuneCache) =>
+      runEngine(
+        gpu,
+        run,
+        {
+          trainPixels: d.train.pixels.subarray(0, d.trainCount * d.pixels),
+          testPixels: d.test.pixels.subarray(0, d.testCount * d.pixels),
+          ...(run.classes ? { trainLabels: d.trainLabels, testLabels: d.testLabels } : {}),
+        },
+        { emit, autotune: tuneCache ? { browserMajor: 0, cache: tuneCache } : undefined },
+        gate,
+      ),
     async close() {
       gpu.destroy();
       gpu.device.destroy();
@@ -125,7 +150,10 @@ async function nodeRuntime(driver: string | undefined): Promise<EngineRuntime> {
 async function trainOn(o: TrainOptions, d: RunData, start: ResumeDecision, hooks: TrainHooks): Promise<void> {
   const { modelClasses, firstEpoch, likelihood, beta, klWarmup } = start;
   const runtime = o.runtime === 'node' ? await nodeRuntime(o.adapter) : await chromiumRuntime();
-  if (likelihood?.kind === 'gaussian') console.log(`webgpu-vae: ${sizesName({ D: d.pixels, hidden: o.hidden, L: o.latent, likelihood })}: losses are negative log-densities in nats`);
+  if (likelihood?.kind === 'gaussian')
+    console.log(
+      `webgpu-vae: ${sizesName({ D: d.pixels, hidden: o.hidden, L: o.latent, likelihood })}: losses are negative log-densities in nats`,
+    );
   let interrupted = 0;
   let onSigint = () => {};
   try {
@@ -133,8 +161,18 @@ async function trainOn(o: TrainOptions, d: RunData, start: ResumeDecision, hooks
     const tuneCache = o.autotune ? fileCache(tuneCacheDir()) : undefined;
     const { page } = runtime;
     const sink = new RunSink({
-      out: o.out, logInterval: o.logInterval, batchSize: o.batchSize, trainCount: d.trainCount, rows: d.rows, cols: d.cols,
-      samples: modelClasses > 0 ? modelClasses * SAMPLES_PER_CLASS : 64, beta, klWarmup, firstEpoch, resume: o.resume, tuneCache,
+      out: o.out,
+      logInterval: o.logInterval,
+      batchSize: o.batchSize,
+      trainCount: d.trainCount,
+      rows: d.rows,
+      cols: d.cols,
+      samples: modelClasses > 0 ? modelClasses * SAMPLES_PER_CLASS : 64,
+      beta,
+      klWarmup,
+      firstEpoch,
+      resume: o.resume,
+      tuneCache,
       afterCheckpoint: (epoch) => (page && hooks.afterEpoch?.(page, epoch)) ?? Promise.resolve(),
     });
     const started = Date.now();
@@ -152,12 +190,26 @@ async function trainOn(o: TrainOptions, d: RunData, start: ResumeDecision, hooks
     process.on('SIGINT', onSigint);
 
     const run: EngineRun = {
-      trainCount: d.trainCount, testCount: d.testCount, pixels: d.pixels,
-      hidden: o.hidden, latent: o.latent, batchSize: o.batchSize, lr: o.lr, epochs: o.epochs, seed: o.seed,
-      stepsPerSubmit: o.stepsPerSubmit, dataset: d.dataset, resume: start.resume, firstEpoch, autotune: o.autotune,
-      ...(d.images ? { images: d.images } : {}), ...(d.classNames ? { classNames: d.classNames } : {}),
+      trainCount: d.trainCount,
+      testCount: d.testCount,
+      pixels: d.pixels,
+      hidden: o.hidden,
+      latent: o.latent,
+      batchSize: o.batchSize,
+      lr: o.lr,
+      epochs: o.epochs,
+      seed: o.seed,
+      stepsPerSubmit: o.stepsPerSubmit,
+      dataset: d.dataset,
+      resume: start.resume,
+      firstEpoch,
+      autotune: o.autotune,
+      ...(d.images ? { images: d.images } : {}),
+      ...(d.classNames ? { classNames: d.classNames } : {}),
       ...(modelClasses > 0 ? { classes: modelClasses } : {}),
-      ...(beta !== undefined ? { beta } : {}), ...(klWarmup !== undefined ? { klWarmup } : {}), ...(likelihood ? { likelihood } : {}),
+      ...(beta !== undefined ? { beta } : {}),
+      ...(klWarmup !== undefined ? { klWarmup } : {}),
+      ...(likelihood ? { likelihood } : {}),
     };
     try {
       await runtime.run(run, d, sink.event, tuneCache);
@@ -166,9 +218,13 @@ async function trainOn(o: TrainOptions, d: RunData, start: ResumeDecision, hooks
       if (!/device was lost/.test(message)) throw error;
       // The engine's advice is for library users; a CLI user needs the file and the flag.
       const kept = sink.lastCheckpoint();
-      throw new Error(`${message.replace(` ${LOST_DEVICE_ADVICE}`, '')} Training stopped; ` + (kept
-        ? `${kept.file} holds epoch ${kept.epoch}, intact: run the same command with --resume ${kept.file} to continue from it.`
-        : 'no epoch had finished, so there is no checkpoint yet: run the command again.'), { cause: error });
+      throw new Error(
+        `${message.replace(` ${LOST_DEVICE_ADVICE}`, '')} Training stopped; ` +
+          (kept
+            ? `${kept.file} holds epoch ${kept.epoch}, intact: run the same command with --resume ${kept.file} to continue from it.`
+            : 'no epoch had finished, so there is no checkpoint yet: run the command again.'),
+        { cause: error },
+      );
     }
     if (sink.done) {
       console.error(
@@ -205,7 +261,10 @@ async function main() {
     }
     const message = pageMessage(e);
     console.error(`webgpu-vae train: ${message}`);
-    if (/diverged/.test(message)) console.error('webgpu-vae train: nothing was written after the divergence; the last checkpoint is the last good epoch.');
+    if (/diverged/.test(message))
+      console.error(
+        'webgpu-vae train: nothing was written after the divergence; the last checkpoint is the last good epoch.',
+      );
     process.exit(1);
   }
 }

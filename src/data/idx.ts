@@ -64,7 +64,9 @@ export async function gunzipBounded(bytes: Uint8Array, name: string, limit = MAX
       total += value.length;
       if (total > limit) {
         void reader.cancel().catch(() => {});
-        throw new IdxError(`${name}: decompresses to more than ${limit} bytes; refusing it: it is not an MNIST-sized idx file (corrupt, or a gzip bomb)`);
+        throw new IdxError(
+          `${name}: decompresses to more than ${limit} bytes; refusing it: it is not an MNIST-sized idx file (corrupt, or a gzip bomb)`,
+        );
       }
       chunks.push(value);
     }
@@ -96,7 +98,9 @@ function readHeader(bytes: Uint8Array, name: string, kind: 'images' | 'labels'):
     throw new IdxError(`${name}: this is gzip-compressed data; decompress it first (e.g. gunzip ${name})`);
   }
   if (bytes.length < 4) {
-    throw new IdxError(`${name}: too short for an idx header (${bytes.length} bytes, need at least 4); the file is empty or truncated`);
+    throw new IdxError(
+      `${name}: too short for an idx header (${bytes.length} bytes, need at least 4); the file is empty or truncated`,
+    );
   }
   if (bytes[0] !== 0 || bytes[1] !== 0) {
     throw new IdxError(
@@ -109,10 +113,17 @@ function readHeader(bytes: Uint8Array, name: string, kind: 'images' | 'labels'):
   const ndims = bytes[3];
   if (type !== 0x08) {
     const what = TYPE_NAMES[type] ? `${TYPE_NAMES[type]} data` : `unknown element type ${hex(type, 2)}`;
-    throw new IdxError(`${name}: holds ${what} (magic ${hex(u32(bytes, 0), 8)}), expected unsigned bytes (magic ${hex(wantMagic, 8)})`);
+    throw new IdxError(
+      `${name}: holds ${what} (magic ${hex(u32(bytes, 0), 8)}), expected unsigned bytes (magic ${hex(wantMagic, 8)})`,
+    );
   }
   if (ndims !== wantDims) {
-    const looksLike = ndims === 1 ? 'this looks like a labels file' : ndims === 3 ? 'this looks like an images file' : `it has ${ndims} dimensions`;
+    const looksLike =
+      ndims === 1
+        ? 'this looks like a labels file'
+        : ndims === 3
+          ? 'this looks like an images file'
+          : `it has ${ndims} dimensions`;
     throw new IdxError(
       `${name}: found magic ${hex(u32(bytes, 0), 8)}, expected ${hex(wantMagic, 8)}; ${looksLike}, expected ${kind} ` +
         `(${wantDims} dimension${wantDims === 1 ? '' : 's'}); were the images and labels files swapped?`,
@@ -121,7 +132,9 @@ function readHeader(bytes: Uint8Array, name: string, kind: 'images' | 'labels'):
 
   const offset = 4 + 4 * ndims;
   if (bytes.length < offset) {
-    throw new IdxError(`${name}: too short for an idx header (${bytes.length} bytes, need ${offset}); the file is truncated`);
+    throw new IdxError(
+      `${name}: too short for an idx header (${bytes.length} bytes, need ${offset}); the file is truncated`,
+    );
   }
 
   const dims: number[] = [];
@@ -134,14 +147,17 @@ function readHeader(bytes: Uint8Array, name: string, kind: 'images' | 'labels'):
   }
   for (const side of sides) {
     if (side === 0 || side > MAX_SIDE) {
-      throw new IdxError(`${name}: declares images of ${sides.join('×')} pixels (each side must be 1..${MAX_SIDE}); the header is corrupt`);
+      throw new IdxError(
+        `${name}: declares images of ${sides.join('×')} pixels (each side must be 1..${MAX_SIDE}); the header is corrupt`,
+      );
     }
   }
   // Checked here, before the pixels are copied or a model is sized by them: every host reads idx files through this.
   if (kind === 'images' && sides[0] * sides[1] > INPUT_SIZE_MAX) {
     throw new IdxError(
       `${name}: images of ${sides.join('×')} = ${sides[0] * sides[1]} pixels; a model takes at most ${INPUT_SIZE_MAX} pixels per image ` +
-        '(256×256): downscale the images');
+        '(256×256): downscale the images',
+    );
   }
 
   // Exact in a double: at most 1e8 * 4096 * 4096 ≈ 1.7e15 < 2^53.

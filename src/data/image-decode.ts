@@ -6,7 +6,15 @@
  * will do); the rules themselves are in image-folder.ts.
  */
 import type { FitRule } from '../model/settings';
-import { assembleImageFolder, imageBytesProblem, luma, placement, planImageFolder, type ImageFolderData, type SkippedFile } from './image-folder';
+import {
+  assembleImageFolder,
+  imageBytesProblem,
+  luma,
+  placement,
+  planImageFolder,
+  type ImageFolderData,
+  type SkippedFile,
+} from './image-folder';
 
 /** A file of the folder: its path relative to the folder ('/'-separated) and its bytes. */
 export interface FolderFile {
@@ -24,7 +32,11 @@ export interface DecodeOptions {
  * transparent pixels are black. Colour profiles are not applied (colorSpaceConversion 'none'),
  * so a pixel's stored value is the value read, as PIL reads it.
  */
-async function decodeOne(bytes: Uint8Array, { size, fit }: DecodeOptions, ctx: OffscreenCanvasRenderingContext2D): Promise<Uint8Array> {
+async function decodeOne(
+  bytes: Uint8Array,
+  { size, fit }: DecodeOptions,
+  ctx: OffscreenCanvasRenderingContext2D,
+): Promise<Uint8Array> {
   const bitmap = await createImageBitmap(new Blob([bytes as BlobPart]), { colorSpaceConversion: 'none' });
   try {
     const p = placement(bitmap.width, bitmap.height, size, fit);
@@ -47,7 +59,10 @@ async function decodeOne(bytes: Uint8Array, { size, fit }: DecodeOptions, ctx: O
  * without reading them: they lead `skipped`, and a refusal names them too.
  */
 export async function decodeImageFolder(
-  files: readonly FolderFile[], options: DecodeOptions, where: string, earlier: readonly SkippedFile[] = [],
+  files: readonly FolderFile[],
+  options: DecodeOptions,
+  where: string,
+  earlier: readonly SkippedFile[] = [],
 ): Promise<ImageFolderData> {
   const plan = planImageFolder(files.map((f) => f.path));
   const bytes = new Map(files.map((f) => [f.path, f.bytes]));
@@ -66,7 +81,10 @@ export async function decodeImageFolder(
     try {
       decoded.set(path, await decodeOne(b, options, ctx));
     } catch (e) {
-      decoded.set(path, `the browser could not decode it (${(e as Error).message || (e as Error).name}); it is corrupt or not really a PNG or JPEG`);
+      decoded.set(
+        path,
+        `the browser could not decode it (${(e as Error).message || (e as Error).name}); it is corrupt or not really a PNG or JPEG`,
+      );
     }
   }
   return assembleImageFolder(plan, decoded, options.size, where, earlier);

@@ -62,7 +62,9 @@ export const HELD_OUT_RULE = `every ${HELD_OUT_EVERY}th usable image of each cla
 
 /** Why a file is skipped by its name alone (before anything reads it), or null for a PNG or JPEG name. */
 export function fileTypeProblem(name: string): string | null {
-  return IMAGE_EXTENSIONS.some((e) => name.toLowerCase().endsWith(e)) ? null : `unsupported file type (the reader takes ${IMAGE_EXTENSIONS.join(', ')})`;
+  return IMAGE_EXTENSIONS.some((e) => name.toLowerCase().endsWith(e))
+    ? null
+    : `unsupported file type (the reader takes ${IMAGE_EXTENSIONS.join(', ')})`;
 }
 
 const hidden = (parts: string[]) => parts.some((p) => p.startsWith('.'));
@@ -129,12 +131,16 @@ export function planImageFolder(paths: readonly string[], layout?: FolderPlan['l
     .sort((a, b) => byName(a.full, b.full));
   const isSplitDir = (name: string) => visible.some((p) => p.parts.length > 2 && p.parts[0] === name);
   if (layout ? layout === 'train-test' : isSplitDir('train') && isSplitDir('test')) {
-    const under = (split: string) => visible.filter((p) => p.parts[0] === split).map((p) => ({ full: p.full, parts: p.parts.slice(1) }));
-    for (const p of visible) if (p.parts[0] !== 'train' && p.parts[0] !== 'test') skipped.push({ path: p.full, reason: 'outside train/ and test/' });
+    const under = (split: string) =>
+      visible.filter((p) => p.parts[0] === split).map((p) => ({ full: p.full, parts: p.parts.slice(1) }));
+    for (const p of visible)
+      if (p.parts[0] !== 'train' && p.parts[0] !== 'test')
+        skipped.push({ path: p.full, reason: 'outside train/ and test/' });
     const trainTree = classTree(under('train'), skipped);
     const testTree = classTree(under('test'), skipped);
     const classNames = [...new Set([...trainTree.keys(), ...testTree.keys()])].sort(byName);
-    const split = (tree: Map<string, string[]>) => roundRobin(classNames.map((c, label) => (tree.get(c) ?? []).map((path) => ({ path, label }))));
+    const split = (tree: Map<string, string[]>) =>
+      roundRobin(classNames.map((c, label) => (tree.get(c) ?? []).map((path) => ({ path, label }))));
     return { layout: 'train-test', classNames, train: split(trainTree), test: split(testTree), skipped };
   }
   const tree = classTree(visible, skipped);
@@ -159,12 +165,18 @@ const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
  */
 function jpegProblem(bytes: Uint8Array): string | null {
   const u16 = (at: number) => (bytes[at] << 8) | bytes[at + 1];
-  for (let at = 2; ; ) {
+  for (let at = 2; ;) {
     if (at + 4 > bytes.length) return 'truncated JPEG (it ends before its image data)';
     if (bytes[at] !== 0xff) return 'corrupt JPEG (a marker segment is out of place)';
     const marker = bytes[at + 1];
-    if (marker === 0xff) { at += 1; continue; } // fill byte
-    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { at += 2; continue; } // no length
+    if (marker === 0xff) {
+      at += 1;
+      continue;
+    } // fill byte
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
+      at += 2;
+      continue;
+    } // no length
     const end = at + 2 + u16(at + 2);
     if (end > bytes.length) return 'truncated JPEG (a marker segment runs past the end of the file)';
     // SOF0…SOF15 (not DHT C4, JPG C8, DAC CC): height, then width.
@@ -212,8 +224,14 @@ export function imageBytesProblem(bytes: Uint8Array): string | null {
 
 /** Where an image of w×h is drawn in the size×size square: a source rectangle and a destination one, as drawImage takes them. */
 export interface Placement {
-  sx: number; sy: number; sw: number; sh: number;
-  dx: number; dy: number; dw: number; dh: number;
+  sx: number;
+  sy: number;
+  sw: number;
+  sh: number;
+  dx: number;
+  dy: number;
+  dw: number;
+  dh: number;
 }
 
 export function placement(w: number, h: number, size: number, fit: FitRule): Placement {
@@ -277,7 +295,11 @@ export const MAX_CLASSES = 256;
  * an empty split.
  */
 export function assembleImageFolder(
-  candidates: FolderPlan, decoded: ReadonlyMap<string, Uint8Array | string>, size: number, where: string, earlier: readonly SkippedFile[] = [],
+  candidates: FolderPlan,
+  decoded: ReadonlyMap<string, Uint8Array | string>,
+  size: number,
+  where: string,
+  earlier: readonly SkippedFile[] = [],
 ): ImageFolderData {
   const skipped = [...earlier, ...candidates.skipped];
   const usable: string[] = [];
@@ -291,21 +313,31 @@ export function assembleImageFolder(
   const used = new Set([...train, ...test].map((p) => p.label));
   const layoutHint = 'put the images in one subfolder per class (or train/CLASS/ and test/CLASS/)';
   // A refusal lists the skipped files too (the first 20): the caller never sees the dataset that would have named them.
-  const listed = skipped.slice(0, 20).map((f) => `\n  skipped ${f.path}: ${f.reason}`).join('') + (skipped.length > 20 ? `\n  … and ${skipped.length - 20} more` : '');
+  const listed =
+    skipped
+      .slice(0, 20)
+      .map((f) => `\n  skipped ${f.path}: ${f.reason}`)
+      .join('') + (skipped.length > 20 ? `\n  … and ${skipped.length - 20} more` : '');
   if (used.size === 0) {
-    throw new ImageFolderError(`${where}: no usable image (${skipped.length} file${skipped.length === 1 ? '' : 's'} skipped); ${layoutHint}, as PNG or JPEG files${listed}`);
+    throw new ImageFolderError(
+      `${where}: no usable image (${skipped.length} file${skipped.length === 1 ? '' : 's'} skipped); ${layoutHint}, as PNG or JPEG files${listed}`,
+    );
   }
-  if (plan.classNames.length > MAX_CLASSES) throw new ImageFolderError(`${where}: ${plan.classNames.length} classes is more than ${MAX_CLASSES}`);
+  if (plan.classNames.length > MAX_CLASSES)
+    throw new ImageFolderError(`${where}: ${plan.classNames.length} classes is more than ${MAX_CLASSES}`);
   if (used.size < 2) {
     const only = plan.classNames[[...used][0]];
-    throw new ImageFolderError(`${where}: only one class has usable images ("${only}"); a dataset needs at least two classes: ${layoutHint}${listed}`);
+    throw new ImageFolderError(
+      `${where}: only one class has usable images ("${only}"); a dataset needs at least two classes: ${layoutHint}${listed}`,
+    );
   }
   if (train.length === 0 || test.length === 0) {
     const which = train.length === 0 ? 'training' : 'test';
     throw new ImageFolderError(
-      `${where}: no usable ${which} image` + (plan.layout === 'held-out'
-        ? `; with no train/ and test/ subfolders the test images are ${HELD_OUT_RULE}, so add images`
-        : ` under ${which === 'training' ? 'train' : 'test'}/`),
+      `${where}: no usable ${which} image` +
+        (plan.layout === 'held-out'
+          ? `; with no train/ and test/ subfolders the test images are ${HELD_OUT_RULE}, so add images`
+          : ` under ${which === 'training' ? 'train' : 'test'}/`),
     );
   }
   const pack = (list: PlannedImage[]): ImageSplit => {
@@ -313,12 +345,21 @@ export function assembleImageFolder(
     list.forEach((p, i) => pixels.set(decoded.get(p.path) as Uint8Array, i * size * size));
     return { count: list.length, pixels, labels: Uint8Array.from(list, (p) => p.label) };
   };
-  return { layout: plan.layout, rows: size, cols: size, classNames: plan.classNames, train: pack(train), test: pack(test), skipped };
+  return {
+    layout: plan.layout,
+    rows: size,
+    cols: size,
+    classNames: plan.classNames,
+    train: pack(train),
+    test: pack(test),
+    skipped,
+  };
 }
 
 /** What the folder became, for a log line or the page's status: counts per split and the classes. */
 export function describeImageFolder(
-  d: Pick<ImageFolderData, 'layout' | 'rows' | 'cols' | 'classNames' | 'skipped'> & Record<'train' | 'test', Pick<ImageSplit, 'count' | 'labels'>>,
+  d: Pick<ImageFolderData, 'layout' | 'rows' | 'cols' | 'classNames' | 'skipped'> &
+    Record<'train' | 'test', Pick<ImageSplit, 'count' | 'labels'>>,
   fit: FitRule,
 ): string {
   const split = d.layout === 'train-test' ? 'train/ and test/ subfolders' : `test images are ${HELD_OUT_RULE}`;
@@ -326,7 +367,9 @@ export function describeImageFolder(
     const n = (s: Pick<ImageSplit, 'labels'>) => s.labels.reduce((k, l) => k + Number(l === label), 0);
     return `${name} ${n(d.train)}+${n(d.test)}`;
   });
-  return `${d.train.count} training and ${d.test.count} test images of ${d.rows}×${d.cols} (${fit}), ` +
+  return (
+    `${d.train.count} training and ${d.test.count} test images of ${d.rows}×${d.cols} (${fit}), ` +
     `${d.classNames.length} classes (train+test: ${perClass.join(', ')}); split: ${split}; ` +
-    `${d.skipped.length} file${d.skipped.length === 1 ? '' : 's'} skipped`;
+    `${d.skipped.length} file${d.skipped.length === 1 ? '' : 's'} skipped`
+  );
 }

@@ -36,20 +36,28 @@ const SOFTWARE_NAMES = /swiftshader|llvmpipe|lavapipe|softpipe|\bwarp\b|microsof
 export function summarizeAdapter(adapter: GPUAdapter, forcedFallback: boolean): AdapterSummary {
   const i = adapter.info;
   // Chrome exposes the fallback flag on info (newer) or on the adapter (older).
-  const isFallbackAdapter = Boolean((i as { isFallbackAdapter?: boolean }).isFallbackAdapter ??
-    (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter);
+  const isFallbackAdapter = Boolean(
+    (i as { isFallbackAdapter?: boolean }).isFallbackAdapter ??
+    (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter,
+  );
   return {
-    vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description,
+    vendor: i.vendor,
+    architecture: i.architecture,
+    device: i.device,
+    description: i.description,
     software: forcedFallback || isSoftwareInfo(i) || isFallbackAdapter,
-    isFallbackAdapter, forcedFallback,
+    isFallbackAdapter,
+    forcedFallback,
     features: [...adapter.features].sort(),
   };
 }
 
 /** Whether adapter info (an adapter's, or a device's `adapterInfo`) describes a software adapter. */
 export function isSoftwareInfo(i: GPUAdapterInfo): boolean {
-  return Boolean((i as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
-    SOFTWARE_NAMES.test([i.vendor, i.architecture, i.device, i.description].join(' '));
+  return (
+    Boolean((i as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
+    SOFTWARE_NAMES.test([i.vendor, i.architecture, i.device, i.description].join(' '))
+  );
 }
 
 /** "google swiftshader (software adapter: …)": one line for logs, pages and benchmark headers. */
@@ -62,14 +70,19 @@ export function adapterName(a: Pick<AdapterSummary, 'vendor' | 'architecture' | 
  * missing or both requests return null; the message lists what was tried and the browser.
  * `gpu` is `navigator.gpu` unless a caller (a test) wraps it.
  */
-export async function acquireAdapter(gpu: Pick<GPU, 'requestAdapter'> | undefined = globalThis.navigator?.gpu):
-Promise<{ adapter: GPUAdapter; summary: AdapterSummary }> {
-  if (!gpu && (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node && !('document' in globalThis)) {
+export async function acquireAdapter(
+  gpu: Pick<GPU, 'requestAdapter'> | undefined = globalThis.navigator?.gpu,
+): Promise<{ adapter: GPUAdapter; summary: AdapterSummary }> {
+  if (
+    !gpu &&
+    (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node &&
+    !('document' in globalThis)
+  ) {
     // Node has no navigator.gpu of its own: Dawn's binding is the usual one.
     throw new GpuError(
       'WebGPU is not available here: this is Node, which has no navigator.gpu. Pass a WebGPU entry point: ' +
         "`import { create, globals } from 'webgpu'` (npm install webgpu), `Object.assign(globalThis, globals)`, then " +
-        '`{ gpu: create([]) }` (with VK_ICD_FILENAMES naming a Vulkan driver: see the README\'s Node section).',
+        "`{ gpu: create([]) }` (with VK_ICD_FILENAMES naming a Vulkan driver: see the README's Node section).",
       'unsupported',
     );
   }
@@ -93,8 +106,10 @@ Promise<{ adapter: GPUAdapter; summary: AdapterSummary }> {
     if (adapter) {
       const summary = summarizeAdapter(adapter, index > 0);
       if (summary.forcedFallback) {
-        console.warn(`webgpu-vae: the browser offered no default WebGPU adapter, so the engine uses its fallback ` +
-          `adapter, ${adapterName(summary)}: a software adapter, correct but far slower than a GPU.`);
+        console.warn(
+          `webgpu-vae: the browser offered no default WebGPU adapter, so the engine uses its fallback ` +
+            `adapter, ${adapterName(summary)}: a software adapter, correct but far slower than a GPU.`,
+        );
       }
       return { adapter, summary };
     }
@@ -111,7 +126,9 @@ function browserName(): string {
   return globalThis.navigator?.userAgent ?? 'unknown browser';
 }
 
-type UserAgentData = { getHighEntropyValues(hints: string[]): Promise<{ fullVersionList?: { brand: string; version: string }[] }> };
+type UserAgentData = {
+  getHighEntropyValues(hints: string[]): Promise<{ fullVersionList?: { brand: string; version: string }[] }>;
+};
 
 /**
  * The browser's full version ("Chromium 156.0.8078.129, …"), for what must change when its

@@ -11,10 +11,14 @@ export type { BindingKind };
 
 /** Raised for everything the runtime refuses or the device reports; `message` says what to do. */
 /** What a lost device's message advises a library user; hosts with their own advice remove it. */
-export const LOST_DEVICE_ADVICE = 'Work since the last checkpoint is gone; create the model again on a new device and load the checkpoint.';
+export const LOST_DEVICE_ADVICE =
+  'Work since the last checkpoint is gone; create the model again on a new device and load the checkpoint.';
 
 export class GpuError extends Error {
-  constructor(message: string, readonly kind: 'unsupported' | 'compile' | 'validation' | 'lost' | 'limits' = 'validation') {
+  constructor(
+    message: string,
+    readonly kind: 'unsupported' | 'compile' | 'validation' | 'lost' | 'limits' = 'validation',
+  ) {
     super(message);
     this.name = 'GpuError';
   }
@@ -110,7 +114,14 @@ export class Gpu {
   private readonly owned = new Set<GPUBuffer>();
   private readonly collectors = new Set<GPUBuffer[]>();
   /** Incremented only beside the WebGPU call each one counts; read through counters(). */
-  private readonly tally: GpuCounters = { submits: 0, dispatches: 0, bytesWritten: 0, bytesRead: 0, buffersCreated: 0, buffersDestroyed: 0 };
+  private readonly tally: GpuCounters = {
+    submits: 0,
+    dispatches: 0,
+    bytesWritten: 0,
+    bytesRead: 0,
+    buffersCreated: 0,
+    buffersDestroyed: 0,
+  };
   private readonly onUncaptured: (event: Event) => void;
   /** Set by destroy(): the runtime no longer listens to the device. */
   private detached = false;
@@ -159,11 +170,16 @@ export class Gpu {
     for (const [name, needed] of Object.entries(NEEDED_LIMITS)) {
       const available = adapter.limits[name as keyof GPUSupportedLimits] as number;
       if (available < needed) {
-        throw new GpuError(`This adapter's (${adapterName(summary)}) ${name} is ${available}; the engine needs ${needed}.`, 'limits');
+        throw new GpuError(
+          `This adapter's (${adapterName(summary)}) ${name} is ${available}; the engine needs ${needed}.`,
+          'limits',
+        );
       }
       requiredLimits[name] = needed;
     }
-    const requiredFeatures = (['timestamp-query', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
+    const requiredFeatures = (['timestamp-query', 'subgroups'] as GPUFeatureName[]).filter((f) =>
+      adapter.features.has(f),
+    );
     const device = await adapter.requestDevice({ label: 'webgpu-vae', requiredLimits, requiredFeatures });
     return new Gpu(device, options, summary);
   }
@@ -257,7 +273,11 @@ export class Gpu {
     };
   }
 
-  buffer(label: string, byteLength: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST): GPUBuffer {
+  buffer(
+    label: string,
+    byteLength: number,
+    usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  ): GPUBuffer {
     this.assertAlive();
     // Zero-sized bindings are invalid; round to 16 bytes so vec4 views of any buffer are whole.
     const size = Math.max(16, Math.ceil(byteLength / 16) * 16);
@@ -352,8 +372,13 @@ export class Gpu {
   async read(source: GPUBuffer, byteOffset = 0, byteLength = source.size - byteOffset): Promise<ArrayBuffer> {
     this.assertAlive();
     const size = Math.ceil(byteLength / 4) * 4;
-    const staging = this.stagingPool.get(size)?.pop() ??
-      this.createBuffer({ label: `readback ${size} B`, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging =
+      this.stagingPool.get(size)?.pop() ??
+      this.createBuffer({
+        label: `readback ${size} B`,
+        size,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
     // The copy gets its own submit: mapAsync may only start once the copy is submitted.
     const encoder = this.device.createCommandEncoder({ label: 'readback' });
     encoder.copyBufferToBuffer(source, byteOffset, staging, 0, size);
@@ -430,10 +455,17 @@ function workgroupSizeOf(source: KernelSource): number {
   const at = source.code.indexOf(`fn ${source.entryPoint}(`);
   const attrs = [...source.code.slice(0, at).matchAll(/@workgroup_size\(([^)]*)\)/g)].at(-1);
   if (!attrs) return 0;
-  return attrs[1].split(',').map((t) => Number(t.trim().replace(/u$/, ''))).reduce((a, b) => a * b, 1);
+  return attrs[1]
+    .split(',')
+    .map((t) => Number(t.trim().replace(/u$/, '')))
+    .reduce((a, b) => a * b, 1);
 }
 
-function formatCompileErrors(source: KernelSource, messages: readonly GPUCompilationMessage[], scopeMessage?: string): string {
+function formatCompileErrors(
+  source: KernelSource,
+  messages: readonly GPUCompilationMessage[],
+  scopeMessage?: string,
+): string {
   const lines = source.code.split('\n');
   const parts = messages.map((m) => {
     const context = lines
@@ -443,6 +475,8 @@ function formatCompileErrors(source: KernelSource, messages: readonly GPUCompila
     return `${source.label}:${m.lineNum}:${m.linePos}: ${m.message}\n${context}`;
   });
   if (parts.length === 0 && scopeMessage) parts.push(scopeMessage);
-  return `WGSL compile error in kernel "${source.label}" (entry ${source.entryPoint}):\n${parts.join('\n')}\n` +
-    `--- full source ---\n${lines.map((t, i) => `${String(i + 1).padStart(4)} | ${t}`).join('\n')}`;
+  return (
+    `WGSL compile error in kernel "${source.label}" (entry ${source.entryPoint}):\n${parts.join('\n')}\n` +
+    `--- full source ---\n${lines.map((t, i) => `${String(i + 1).padStart(4)} | ${t}`).join('\n')}`
+  );
 }

@@ -87,9 +87,18 @@ export const HARDWARE_MIN_INVOCATIONS = 8192;
 const SOFTWARE_TILE: readonly [number, number] = [8, 4];
 const SOFTWARE_WEIGHT_GRADIENT_TILE: readonly [number, number] = [4, 4];
 /** The register tiles the hardware rule tries, most work per invocation first (tileM a multiple of 4). */
-const HARDWARE_TILES: readonly [number, number][] = [[8, 4], [4, 4], [4, 2], [4, 1]];
+const HARDWARE_TILES: readonly [number, number][] = [
+  [8, 4],
+  [4, 4],
+  [4, 2],
+  [4, 1],
+];
 /** Then the split-K tiles, most work per invocation first. */
-const SPLITK_TILES: readonly [number, number][] = [[4, 1], [2, 1], [1, 1]];
+const SPLITK_TILES: readonly [number, number][] = [
+  [4, 1],
+  [2, 1],
+  [1, 1],
+];
 
 /**
  * Every choice a plan may hold: what the rules below can produce, and the workgroup-memory
@@ -100,15 +109,24 @@ const SPLITK_TILES: readonly [number, number][] = [[4, 1], [2, 1], [1, 1]];
  * plan back). A new tile or variant is added here, where both sides see it.
  */
 export const PLAN_CHOICES: readonly MatmulChoice[] = [
-  ...[SOFTWARE_TILE, SOFTWARE_WEIGHT_GRADIENT_TILE, ...HARDWARE_TILES].map(([tileM, tileN]) => ({ variant: 'register' as const, tileM, tileN })),
+  ...[SOFTWARE_TILE, SOFTWARE_WEIGHT_GRADIENT_TILE, ...HARDWARE_TILES].map(([tileM, tileN]) => ({
+    variant: 'register' as const,
+    tileM,
+    tileN,
+  })),
   ...SPLITK_TILES.map(([tileM, tileN]) => ({ variant: 'splitK' as const, tileM, tileN })),
   ...[TILE_64, TILE_32].map((t) => ({ variant: 'tiled' as const, tileM: t.BM as 64 | 32, tileN: t.BN as 64 | 32 })),
 ].filter((c, i, all) => all.findIndex((d) => sameChoice(c, d)) === i);
 
 /** Whether `c` is one of PLAN_CHOICES: its variant and tile, and no other field. */
 export function isPlanChoice(c: unknown): c is MatmulChoice {
-  return typeof c === 'object' && c !== null && !Array.isArray(c) && Object.keys(c).length === 3 &&
-    PLAN_CHOICES.some((d) => sameChoice(d, c as MatmulChoice));
+  return (
+    typeof c === 'object' &&
+    c !== null &&
+    !Array.isArray(c) &&
+    Object.keys(c).length === 3 &&
+    PLAN_CHOICES.some((d) => sameChoice(d, c as MatmulChoice))
+  );
 }
 
 function sameChoice(a: MatmulChoice, b: MatmulChoice): boolean {
@@ -151,7 +169,10 @@ export function planFor(software: boolean): KernelPlan {
 }
 
 /** Invocations a split-K matmul launches. */
-export function splitKInvocations(tile: Pick<SplitKTile, 'tileM' | 'tileN'>, s: Pick<MatmulShape, 'M' | 'N' | 'K'>): number {
+export function splitKInvocations(
+  tile: Pick<SplitKTile, 'tileM' | 'tileN'>,
+  s: Pick<MatmulShape, 'M' | 'N' | 'K'>,
+): number {
   const sizes = { ...SPLITK_SIZES, ...tile };
   const [x, y, z] = splitKWorkgroups(sizes, s);
   return x * y * z * sizes.slices * sizes.wgX * sizes.wgY;
@@ -168,8 +189,16 @@ export function invocationsOf(choice: MatmulChoice, s: MatmulShape): number {
 }
 
 /** Invocations a register-tiled matmul launches. */
-export function registerInvocations(tile: Pick<MatmulOptions, 'tileM' | 'tileN'>, s: Pick<MatmulShape, 'M' | 'N'>): number {
-  return Math.ceil(s.N / (tile.tileN * MATMUL_WG_X)) * Math.ceil(s.M / (tile.tileM * MATMUL_WG_Y)) * MATMUL_WG_X * MATMUL_WG_Y;
+export function registerInvocations(
+  tile: Pick<MatmulOptions, 'tileM' | 'tileN'>,
+  s: Pick<MatmulShape, 'M' | 'N'>,
+): number {
+  return (
+    Math.ceil(s.N / (tile.tileN * MATMUL_WG_X)) *
+    Math.ceil(s.M / (tile.tileM * MATMUL_WG_Y)) *
+    MATMUL_WG_X *
+    MATMUL_WG_Y
+  );
 }
 
 /**
@@ -187,7 +216,8 @@ export function chooseMatmul(plan: KernelPlan, s: MatmulShape, quad: boolean): M
     return { variant: 'register', tileM, tileN };
   }
   for (const [tileM, tileN] of HARDWARE_TILES) {
-    if (registerInvocations({ tileM, tileN }, s) >= HARDWARE_MIN_INVOCATIONS) return { variant: 'register', tileM, tileN };
+    if (registerInvocations({ tileM, tileN }, s) >= HARDWARE_MIN_INVOCATIONS)
+      return { variant: 'register', tileM, tileN };
   }
   // Too few outputs for the target at one small register tile each: split K among invocations too.
   for (const [tileM, tileN] of SPLITK_TILES) {

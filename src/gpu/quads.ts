@@ -8,7 +8,13 @@
  * mapping gives identical bits). On a mismatch quads stay off for that Gpu, with one warning.
  */
 import {
-  matmulBindings, matmulWGSL, matmulWorkgroups, MATMUL_WG_X, MATMUL_WG_Y, type MatmulOptions, type QuadLayout,
+  matmulBindings,
+  matmulWGSL,
+  matmulWorkgroups,
+  MATMUL_WG_X,
+  MATMUL_WG_Y,
+  type MatmulOptions,
+  type QuadLayout,
 } from '../../shaders/matmul.wgsl';
 import type { Gpu } from './device';
 
@@ -31,8 +37,10 @@ export function quadSharingWorks(gpu: Gpu, layout: QuadLayout = 'subgroup'): Pro
   if (!check) {
     check = compareQuadWithPlain(gpu, layout).then(({ differ, outputs }) => {
       if (differ > 0) {
-        console.warn(`webgpu-vae: quad-shared matmul loads gave a different product from plain loads on this adapter ` +
-          `(${differ} of ${outputs} outputs: its quads do not lie in one row of the workgroup), so matmuls use plain loads.`);
+        console.warn(
+          `webgpu-vae: quad-shared matmul loads gave a different product from plain loads on this adapter ` +
+            `(${differ} of ${outputs} outputs: its quads do not lie in one row of the workgroup), so matmuls use plain loads.`,
+        );
       }
       return differ === 0;
     });
@@ -49,7 +57,8 @@ async function compareQuadWithPlain(gpu: Gpu, quadLayout: QuadLayout): Promise<{
   const dims = QUAD_CHECK_DIMS;
   // Small integers: every product and partial sum is exact, so the bits depend only on which
   // values met, not on rounding or on how a compiler contracts a·b + c.
-  const values = (n: number, salt: number) => Float32Array.from({ length: n }, (_, i) => (Math.imul(i + salt, 2654435761) >>> 28) - 8);
+  const values = (n: number, salt: number) =>
+    Float32Array.from({ length: n }, (_, i) => (Math.imul(i + salt, 2654435761) >>> 28) - 8);
   const A = gpu.bufferWith('quad check A', values(dims.M * dims.K, 1));
   const B = gpu.bufferWith('quad check B', values(dims.K * dims.N, 2));
   const sizes = gpu.uniform('quad check dims', new Uint32Array([dims.M, dims.N, dims.K]));
@@ -60,14 +69,37 @@ async function compareQuadWithPlain(gpu: Gpu, quadLayout: QuadLayout): Promise<{
       const products: Uint32Array[] = [];
       for (const quad of [true, false]) {
         const o: MatmulOptions = {
-          transA, transB: !transA, vec4: true, bias: false, relu: false, reluMask: false, rowSum: false,
-          tileM: 8, tileN: 4, // the software plan's tile with quads (src/gpu/plan.ts)
-          quad, quadLayout: quad ? quadLayout : undefined,
+          transA,
+          transB: !transA,
+          vec4: true,
+          bias: false,
+          relu: false,
+          reluMask: false,
+          rowSum: false,
+          tileM: 8,
+          tileN: 4, // the software plan's tile with quads (src/gpu/plan.ts)
+          quad,
+          quadLayout: quad ? quadLayout : undefined,
         };
         const C = gpu.buffer('quad check C', dims.M * dims.N * 4);
         owned.push(C);
-        const kernel = await gpu.kernel({ label: 'matmul', code: matmulWGSL(o), entryPoint: 'matmul', bindings: matmulBindings(o) });
-        gpu.run([{ kernel, bindGroup: kernel.bind('quad check', [sizes, A, B, C]), workgroups: matmulWorkgroups(o, dims), cost: {} }], 'quad check');
+        const kernel = await gpu.kernel({
+          label: 'matmul',
+          code: matmulWGSL(o),
+          entryPoint: 'matmul',
+          bindings: matmulBindings(o),
+        });
+        gpu.run(
+          [
+            {
+              kernel,
+              bindGroup: kernel.bind('quad check', [sizes, A, B, C]),
+              workgroups: matmulWorkgroups(o, dims),
+              cost: {},
+            },
+          ],
+          'quad check',
+        );
         products.push(new Uint32Array(await gpu.read(C, 0, dims.M * dims.N * 4)));
       }
       const [quadC, plainC] = products;

@@ -19,7 +19,9 @@ export interface SpanTimer {
 
 export function spanTimer(gpu: Gpu): SpanTimer {
   const { device } = gpu;
-  const query = gpu.hasTimestamps ? device.createQuerySet({ label: 'span timestamps', type: 'timestamp', count: 2 }) : undefined;
+  const query = gpu.hasTimestamps
+    ? device.createQuerySet({ label: 'span timestamps', type: 'timestamp', count: 2 })
+    : undefined;
   const resolved = query && gpu.buffer('span timestamps', 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
   return {
     clock: query ? 'timestamp' : 'wall',

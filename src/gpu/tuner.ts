@@ -33,7 +33,16 @@
  * The base choice of a product is `candidates[0]`: the tuner is given keys, not shapes, so it
  * cannot call chooseMatmul itself. `productToTune` builds a product that way from a shape.
  */
-import { chooseMatmul, decodePlan, encodePlan, isPlanChoice, matmulKey, type KernelPlan, type MatmulChoice, type MatmulShape } from './plan';
+import {
+  chooseMatmul,
+  decodePlan,
+  encodePlan,
+  isPlanChoice,
+  matmulKey,
+  type KernelPlan,
+  type MatmulChoice,
+  type MatmulShape,
+} from './plan';
 
 /** The shortest span a sample may be: comfortably above a 100 µs timer resolution. */
 export const MIN_SPAN_MS = 2;
@@ -118,14 +127,17 @@ export interface TuneResult {
 
 /** Choices compare by content, whatever order their fields were written in. */
 function sameChoice(a: MatmulChoice, b: MatmulChoice): boolean {
-  const canonical = (c: MatmulChoice) => JSON.stringify(Object.entries(c).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+  const canonical = (c: MatmulChoice) =>
+    JSON.stringify(Object.entries(c).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
   return canonical(a) === canonical(b);
 }
 
 /** "register 8×4". */
 export function describeChoice(c: MatmulChoice): string {
   const { variant, tileM, tileN, ...rest } = c as MatmulChoice & Record<string, unknown>;
-  const extra = Object.entries(rest).map(([k, v]) => ` ${k}=${String(v)}`).join('');
+  const extra = Object.entries(rest)
+    .map(([k, v]) => ` ${k}=${String(v)}`)
+    .join('');
   return `${variant} ${tileM}×${tileN}${extra}`;
 }
 
@@ -139,7 +151,12 @@ function median(xs: readonly number[]): number {
  * A product to tune from its shape: the base plan's choice first (as `quad` makes it), then the
  * alternatives that differ from it.
  */
-export function productToTune(base: KernelPlan, shape: MatmulShape, quad: boolean, alternatives: readonly MatmulChoice[]): ProductToTune {
+export function productToTune(
+  base: KernelPlan,
+  shape: MatmulShape,
+  quad: boolean,
+  alternatives: readonly MatmulChoice[],
+): ProductToTune {
   const baseChoice = chooseMatmul(base, shape, quad);
   const candidates = [baseChoice];
   for (const c of alternatives) if (!candidates.some((d) => sameChoice(c, d))) candidates.push(c);
@@ -151,17 +168,24 @@ function checkProducts(base: KernelPlan, products: readonly ProductToTune[]): vo
   for (const { key, candidates } of products) {
     if (keys.has(key)) throw new Error(`tuner: product ${key} is listed twice`);
     keys.add(key);
-    if (candidates.length === 0) throw new Error(`tuner: product ${key} has no candidates (the first must be the base plan's choice)`);
+    if (candidates.length === 0)
+      throw new Error(`tuner: product ${key} has no candidates (the first must be the base plan's choice)`);
     candidates.forEach((c, i) => {
-      if (candidates.findIndex((d) => sameChoice(c, d)) !== i) throw new Error(`tuner: product ${key} lists ${describeChoice(c)} twice`);
+      if (candidates.findIndex((d) => sameChoice(c, d)) !== i)
+        throw new Error(`tuner: product ${key} lists ${describeChoice(c)} twice`);
       // A plan that held it could not be read back from the cache or a checkpoint.
-      if (!isPlanChoice(c)) throw new Error(`tuner: product ${key}: ${describeChoice(c)} is not one of the plan's choices (PLAN_CHOICES in src/gpu/plan.ts)`);
+      if (!isPlanChoice(c))
+        throw new Error(
+          `tuner: product ${key}: ${describeChoice(c)} is not one of the plan's choices (PLAN_CHOICES in src/gpu/plan.ts)`,
+        );
     });
     // The one part of "candidates[0] is the base choice" the tuner can verify without the shape.
     const override = base.overrides[key];
     if (override && !sameChoice(override, candidates[0])) {
-      throw new Error(`tuner: product ${key}: the base plan runs ${describeChoice(override)}, but candidates[0] is ` +
-        `${describeChoice(candidates[0])}; candidates[0] must be chooseMatmul(base, …) (see productToTune)`);
+      throw new Error(
+        `tuner: product ${key}: the base plan runs ${describeChoice(override)}, but candidates[0] is ` +
+          `${describeChoice(candidates[0])}; candidates[0] must be chooseMatmul(base, …) (see productToTune)`,
+      );
     }
   }
 }
@@ -176,8 +200,10 @@ async function span(time: TuneInput['time'], key: string, choice: MatmulChoice, 
 }
 
 function tooManyRepeats(key: string, repeats: number, clock: TuneClock): Error {
-  return new Error(`tuner: ${key}: ${repeats} back-to-back dispatches still took less than ${MIN_SPAN_MS} ms by the ` +
-    `${clock === 'wall' ? 'wall clock' : 'GPU timestamps'}; the clock is not advancing (are timestamps being returned as 0?)`);
+  return new Error(
+    `tuner: ${key}: ${repeats} back-to-back dispatches still took less than ${MIN_SPAN_MS} ms by the ` +
+      `${clock === 'wall' ? 'wall clock' : 'GPU timestamps'}; the clock is not advancing (are timestamps being returned as 0?)`,
+  );
 }
 
 /** Times one product's candidates by the rules above. */
@@ -216,19 +242,33 @@ async function tuneProduct(input: TuneInput, product: ProductToTune): Promise<Pr
     break;
   }
   const reports: CandidateReport[] = candidates.map((choice, i) => {
-    if (dropped[i]) return { choice, dropped: true, samplesMs: [calibration[i]], medianMs: calibration[i], perDispatchMs: calibration[i] / calibrationRepeats };
+    if (dropped[i])
+      return {
+        choice,
+        dropped: true,
+        samplesMs: [calibration[i]],
+        medianMs: calibration[i],
+        perDispatchMs: calibration[i] / calibrationRepeats,
+      };
     const medianMs = median(samples[i]);
     return { choice, samplesMs: samples[i], medianMs, perDispatchMs: medianMs / repeats };
   });
   let best = 0;
-  reports.forEach((r, i) => { if (!r.dropped && r.medianMs < reports[best].medianMs) best = i; });
+  reports.forEach((r, i) => {
+    if (!r.dropped && r.medianMs < reports[best].medianMs) best = i;
+  });
   const baseMs = reports[0].medianMs;
   const gain = (baseMs - reports[best].medianMs) / baseMs;
   // Compared as a product, not the gain's quotient, so that exactly MIN_GAIN faster counts.
   const changed = best !== 0 && reports[best].medianMs <= baseMs * (1 - MIN_GAIN);
   return {
-    key, repeats, candidates: reports, fastest: reports[best].choice, gain,
-    chosen: changed ? reports[best].choice : reports[0].choice, changed,
+    key,
+    repeats,
+    candidates: reports,
+    fastest: reports[best].choice,
+    gain,
+    chosen: changed ? reports[best].choice : reports[0].choice,
+    changed,
   };
 }
 
@@ -251,40 +291,71 @@ export async function tunePlan(input: TuneInput): Promise<TuneResult> {
   const changedProducts = products.filter((p) => p.changed);
   const changed = changedProducts.map((p) => p.key);
   const basePlan: KernelPlan = { ...base, overrides: { ...base.overrides } };
-  const report = (accepted: boolean, checkPassed: boolean | null, reason: string): TuneReport =>
-    ({ clock: input.clock, timing: TIMING[input.clock], products, changed, accepted, checkPassed, reason });
+  const report = (accepted: boolean, checkPassed: boolean | null, reason: string): TuneReport => ({
+    clock: input.clock,
+    timing: TIMING[input.clock],
+    products,
+    changed,
+    accepted,
+    checkPassed,
+    reason,
+  });
 
   if (changedProducts.length === 0) {
     return {
       plan: basePlan,
-      report: report(false, null, `no candidate beat the base choice by ≥ ${MIN_GAIN * 100} % in any of the ` +
-        `${products.length} products: the base plan is kept (no end-to-end check needed)`),
+      report: report(
+        false,
+        null,
+        `no candidate beat the base choice by ≥ ${MIN_GAIN * 100} % in any of the ` +
+          `${products.length} products: the base plan is kept (no end-to-end check needed)`,
+      ),
     };
   }
-  const tuned: KernelPlan = { ...base, overrides: { ...base.overrides, ...Object.fromEntries(changedProducts.map((p) => [p.key, p.chosen])) } };
-  const changes = changedProducts.map((p) =>
-    `${p.key}: ${describeChoice(p.candidates[0].choice)} → ${describeChoice(p.chosen)} (${(p.gain * 100).toFixed(1)} % faster)`).join('; ');
+  const tuned: KernelPlan = {
+    ...base,
+    overrides: { ...base.overrides, ...Object.fromEntries(changedProducts.map((p) => [p.key, p.chosen])) },
+  };
+  const changes = changedProducts
+    .map(
+      (p) =>
+        `${p.key}: ${describeChoice(p.candidates[0].choice)} → ${describeChoice(p.chosen)} (${(p.gain * 100).toFixed(1)} % faster)`,
+    )
+    .join('; ');
   if (!(await input.check(tuned))) {
     return {
       plan: basePlan,
-      report: report(false, false, `the tuned plan (${changes}) failed the end-to-end check: 16 training steps under it ` +
-        `did not match the base plan's losses, so the base plan is kept`),
+      report: report(
+        false,
+        false,
+        `the tuned plan (${changes}) failed the end-to-end check: 16 training steps under it ` +
+          `did not match the base plan's losses, so the base plan is kept`,
+      ),
     };
   }
   return {
     plan: tuned,
-    report: report(true, true, `${changedProducts.length} of ${products.length} products changed (${changes}); ` +
-      `the end-to-end check passed`),
+    report: report(
+      true,
+      true,
+      `${changedProducts.length} of ${products.length} products changed (${changes}); ` + `the end-to-end check passed`,
+    ),
   };
 }
 
 /** The report as log lines: the clock, each product's candidates and the verdict. */
 export function formatTuneReport(report: TuneReport): string {
-  const lines = [`kernel tuner, timed by ${report.timing}; median of ${SAMPLES} spans of ≥ ${MIN_SPAN_MS} ms, interleaved`];
+  const lines = [
+    `kernel tuner, timed by ${report.timing}; median of ${SAMPLES} spans of ≥ ${MIN_SPAN_MS} ms, interleaved`,
+  ];
   for (const p of report.products) {
     lines.push(`  ${p.key} (${p.repeats} dispatches per span)${p.changed ? ` → ${describeChoice(p.chosen)}` : ''}`);
-    p.candidates.forEach((c, i) => lines.push(`    ${describeChoice(c.choice).padEnd(16)} ${(c.perDispatchMs * 1000).toFixed(1)} µs` +
-      `${i === 0 ? '  (base)' : c.dropped ? `  (one warm span; ≥ ${DROP_FACTOR}× the base, not sampled)` : ''}`));
+    p.candidates.forEach((c, i) =>
+      lines.push(
+        `    ${describeChoice(c.choice).padEnd(16)} ${(c.perDispatchMs * 1000).toFixed(1)} µs` +
+          `${i === 0 ? '  (base)' : c.dropped ? `  (one warm span; ≥ ${DROP_FACTOR}× the base, not sampled)` : ''}`,
+      ),
+    );
   }
   lines.push(`  ${report.reason}`);
   return lines.join('\n');
@@ -315,12 +386,16 @@ export interface TuneCacheKeyParts {
  * shapes are sorted by code unit (not locale), so the same parts always give the same text.
  */
 export function tuneCacheKey(parts: TuneCacheKeyParts): string {
-  if (!Number.isInteger(parts.browserMajor)) throw new Error(`tuneCacheKey: browserMajor ${parts.browserMajor} is not an integer`);
+  if (!Number.isInteger(parts.browserMajor))
+    throw new Error(`tuneCacheKey: browserMajor ${parts.browserMajor} is not an integer`);
   const { vendor, architecture, device, description } = parts.adapter;
   const shapes = [...new Set(parts.shapes)].sort();
   return `webgpu-vae tuned plan v1 ${JSON.stringify({
-    adapter: [vendor, architecture, device, description], browserMajor: parts.browserMajor, browserVersion: parts.browserVersion,
-    engineVersion: parts.engineVersion, shapes,
+    adapter: [vendor, architecture, device, description],
+    browserMajor: parts.browserMajor,
+    browserVersion: parts.browserVersion,
+    engineVersion: parts.engineVersion,
+    shapes,
   })}`;
 }
 
@@ -334,7 +409,11 @@ export type CachedTune =
  * A plan kept because the check failed is stored too: the next start with the same adapter,
  * browser, engine and shapes would time the same candidates and fail the same check.
  */
-export async function tuneWithCache(key: string, cache: TuneCache, run: () => Promise<TuneResult>): Promise<CachedTune> {
+export async function tuneWithCache(
+  key: string,
+  cache: TuneCache,
+  run: () => Promise<TuneResult>,
+): Promise<CachedTune> {
   const text = await cache.get(key);
   const cached = text === undefined ? null : decodePlan(text);
   if (cached) return { from: 'cache', plan: cached };

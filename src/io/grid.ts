@@ -11,10 +11,16 @@ export function makeGrid(
   nrow: number,
   padding = 2,
 ): { width: number; height: number; pixels: Uint8Array } {
-  for (const [label, v] of [['n', n], ['h', h], ['w', w], ['nrow', nrow]] as const) {
+  for (const [label, v] of [
+    ['n', n],
+    ['h', h],
+    ['w', w],
+    ['nrow', nrow],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`makeGrid: ${label} must be a positive integer, got ${v}`);
   }
-  if (!Number.isInteger(padding) || padding < 0) throw new RangeError(`makeGrid: padding must be a non-negative integer, got ${padding}`);
+  if (!Number.isInteger(padding) || padding < 0)
+    throw new RangeError(`makeGrid: padding must be a non-negative integer, got ${padding}`);
   if (images.length < n * h * w) {
     throw new RangeError(`makeGrid: ${n} images of ${h}×${w} need ${n * h * w} floats, got ${images.length}`);
   }

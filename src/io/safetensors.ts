@@ -10,13 +10,7 @@
 
 export type DType = 'F32' | 'U8' | 'I32' | 'U32' | 'F64' | 'I64';
 
-export type TensorData =
-  | Float32Array
-  | Uint8Array
-  | Int32Array
-  | Uint32Array
-  | Float64Array
-  | BigInt64Array;
+export type TensorData = Float32Array | Uint8Array | Int32Array | Uint32Array | Float64Array | BigInt64Array;
 
 export interface Tensor {
   dtype: DType;
@@ -129,12 +123,7 @@ function parseEntry(name: string, raw: unknown, dataLength: number): Entry {
   }
   const shape = validateShape(name, obj['shape']);
   const offsets = obj['data_offsets'];
-  if (
-    !Array.isArray(offsets) ||
-    offsets.length !== 2 ||
-    !isNonNegSafeInt(offsets[0]) ||
-    !isNonNegSafeInt(offsets[1])
-  ) {
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !isNonNegSafeInt(offsets[0]) || !isNonNegSafeInt(offsets[1])) {
     throw malformed(
       `tensor "${name}" has data_offsets ${JSON.stringify(offsets)}; expected [begin, end] non-negative integers`,
     );

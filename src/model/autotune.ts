@@ -23,7 +23,15 @@ import { matmulOp, matmulProductOf, matmulUsesQuads, plannedMatmulKernel, type M
 import { matmulKey, type KernelPlan, type MatmulChoice } from '../gpu/plan';
 import { spanTimer } from '../gpu/timing';
 import {
-  describeChoice, formatTuneReport, productToTune, tuneCacheKey, tunePlan, tuneWithCache, type ProductToTune, type TuneCache, type TuneReport,
+  describeChoice,
+  formatTuneReport,
+  productToTune,
+  tuneCacheKey,
+  tunePlan,
+  tuneWithCache,
+  type ProductToTune,
+  type TuneCache,
+  type TuneReport,
 } from '../gpu/tuner';
 import type { VaeSizes } from './graph';
 import { openModel } from './open';
@@ -88,10 +96,13 @@ function digest(text: string): string {
  * by hand. (It once covered one option set per kernel, which missed the conditioned epilogue;
  * plans cached under that digest are tuned again.)
  */
-export function engineVersion(products: readonly { product: MatmulProduct; quad: boolean; candidates: readonly MatmulChoice[] }[]): string {
+export function engineVersion(
+  products: readonly { product: MatmulProduct; quad: boolean; candidates: readonly MatmulChoice[] }[],
+): string {
   const kernels = new Set<string>();
   for (const { product: p, quad, candidates } of products) {
-    for (const choice of candidates) kernels.add(plannedMatmulKernel(p.dims, p.options, p.epilogues, choice, quad).code);
+    for (const choice of candidates)
+      kernels.add(plannedMatmulKernel(p.dims, p.options, p.epilogues, choice, quad).code);
   }
   return digest([...[...kernels].sort(), JSON.stringify(TUNE_ALTERNATIVES)].join('\n'));
 }
@@ -122,10 +133,13 @@ export interface AutotuneJob {
 export type AutotuneResult =
   | { from: 'cache'; plan: KernelPlan; key: string }
   | {
-    from: 'tuner'; plan: KernelPlan; key: string; report: TuneReport;
-    /** The check's largest |tuned − base| over its steps ÷ its largest |base| (largestDifference; null when no check ran). */
-    checkDifference: number | null;
-  };
+      from: 'tuner';
+      plan: KernelPlan;
+      key: string;
+      report: TuneReport;
+      /** The check's largest |tuned − base| over its steps ÷ its largest |base| (largestDifference; null when no check ran). */
+      checkDifference: number | null;
+    };
 
 /** One product's scratch dispatches, per choice, built on first use. */
 type Scratch = { product: MatmulProduct; built: Map<string, Promise<Dispatch>> };
@@ -134,7 +148,11 @@ type Scratch = { product: MatmulProduct; built: Map<string, Promise<Dispatch>> }
  * Tunes `base` (default: the adapter's plan) for `job`, or takes the plan cached for the same
  * key, and returns it.
  */
-export async function autotunePlan(gpu: Gpu, job: AutotuneJob, base: KernelPlan = gpu.defaultPlan): Promise<AutotuneResult> {
+export async function autotunePlan(
+  gpu: Gpu,
+  job: AutotuneJob,
+  base: KernelPlan = gpu.defaultPlan,
+): Promise<AutotuneResult> {
   const made: GPUBuffer[] = [];
   try {
     return await gpu.collecting(made, async () => {
@@ -160,29 +178,46 @@ export async function autotunePlan(gpu: Gpu, job: AutotuneJob, base: KernelPlan 
         products.push(p);
         timed.push({ product, quad, candidates: p.candidates });
       }
-      const adapter = gpu.adapter ?? { vendor: '', architecture: '', device: '', description: 'a device the caller brought' };
-      const key = tuneCacheKey({ adapter, browserMajor: job.browserMajor, browserVersion: await browserVersion(), engineVersion: engineVersion(timed), shapes: products.map((p) => p.key) });
+      const adapter = gpu.adapter ?? {
+        vendor: '',
+        architecture: '',
+        device: '',
+        description: 'a device the caller brought',
+      };
+      const key = tuneCacheKey({
+        adapter,
+        browserMajor: job.browserMajor,
+        browserVersion: await browserVersion(),
+        engineVersion: engineVersion(timed),
+        shapes: products.map((p) => p.key),
+      });
       const cache: TuneCache = job.cache ?? { get: async () => undefined, put: async () => {} };
       const timer = spanTimer(gpu);
       let checkDifference: number | null = null;
       try {
-        const result = await tuneWithCache(key, cache, () => tunePlan({
-          base, products, clock: timer.clock,
-          time: async (productKey, choice, repeats) => {
-            const s = scratch.get(productKey)!;
-            const name = describeChoice(choice);
-            let d = s.built.get(name);
-            if (!d) s.built.set(name, (d = scratchDispatch(gpu, base, productKey, s.product, choice)));
-            return timer.time([await d], repeats);
-          },
-          check: async (plan) => {
-            baseLosses ??= checkLosses(baseModel);
-            const [b, t] = [await baseLosses, await checkLosses(await checkModel(gpu, plan, job, checkImages))];
-            checkDifference = largestDifference(b, t);
-            return lossesMatch(b, t);
-          },
-        }));
-        return result.from === 'cache' ? { from: 'cache', plan: result.plan, key } : { from: 'tuner', plan: result.plan, key, report: result.report, checkDifference };
+        const result = await tuneWithCache(key, cache, () =>
+          tunePlan({
+            base,
+            products,
+            clock: timer.clock,
+            time: async (productKey, choice, repeats) => {
+              const s = scratch.get(productKey)!;
+              const name = describeChoice(choice);
+              let d = s.built.get(name);
+              if (!d) s.built.set(name, (d = scratchDispatch(gpu, base, productKey, s.product, choice)));
+              return timer.time([await d], repeats);
+            },
+            check: async (plan) => {
+              baseLosses ??= checkLosses(baseModel);
+              const [b, t] = [await baseLosses, await checkLosses(await checkModel(gpu, plan, job, checkImages))];
+              checkDifference = largestDifference(b, t);
+              return lossesMatch(b, t);
+            },
+          }),
+        );
+        return result.from === 'cache'
+          ? { from: 'cache', plan: result.plan, key }
+          : { from: 'tuner', plan: result.plan, key, report: result.report, checkDifference };
       } finally {
         timer.destroy();
       }
@@ -195,8 +230,12 @@ export async function autotunePlan(gpu: Gpu, job: AutotuneJob, base: KernelPlan 
 /** Every step's loss within CHECK_RTOL·checkScale of the base plan's; a non-finite loss never matches. */
 export function lossesMatch(base: Float32Array, tuned: Float32Array): boolean {
   const scale = checkScale(base);
-  return base.length === tuned.length &&
-    base.every((b, i) => Number.isFinite(b) && Number.isFinite(tuned[i]) && Math.abs(tuned[i] - b) <= CHECK_RTOL * scale);
+  return (
+    base.length === tuned.length &&
+    base.every(
+      (b, i) => Number.isFinite(b) && Number.isFinite(tuned[i]) && Math.abs(tuned[i] - b) <= CHECK_RTOL * scale,
+    )
+  );
 }
 
 /** The largest difference of two loss sequences relative to checkScale (NaN when either has a non-finite loss). */
@@ -210,9 +249,12 @@ export function largestDifference(base: Float32Array, tuned: Float32Array): numb
 /** `n` images (and their labels) taken from the job's in order, from the start again when it has fewer. */
 function cycleImages(job: AutotuneJob, n: number): CheckImages {
   const D = job.sizes.D;
-  if (job.count < 1 || job.images.length < job.count * D) throw new Error(`autotune: ${job.count} images of ${D} bytes need ${job.count * D} bytes, got ${job.images.length}`);
+  if (job.count < 1 || job.images.length < job.count * D)
+    throw new Error(
+      `autotune: ${job.count} images of ${D} bytes need ${job.count * D} bytes, got ${job.images.length}`,
+    );
   const pixels = new Uint8Array(n * D);
-  for (let i = 0; i < n; i++) pixels.set(job.images.subarray((i % job.count) * D, (i % job.count + 1) * D), i * D);
+  for (let i = 0; i < n; i++) pixels.set(job.images.subarray((i % job.count) * D, ((i % job.count) + 1) * D), i * D);
   const labels = job.labels && Uint8Array.from({ length: n }, (_, i) => job.labels![i % job.count]);
   return { pixels, labels };
 }
@@ -226,7 +268,11 @@ export interface CheckImages {
 export async function checkModel(gpu: Gpu, plan: KernelPlan, job: AutotuneJob, images: CheckImages): Promise<VaeModel> {
   const data = { pixels: images.pixels, count: CHECK_STEPS * job.batchSize, labels: images.labels };
   const opened = await openModel(gpu, {
-    sizes: job.sizes, job: { batchSize: job.batchSize, seed: job.seed, lr: job.lr, ...job.objective }, train: data, test: data, plan,
+    sizes: job.sizes,
+    job: { batchSize: job.batchSize, seed: job.seed, lr: job.lr, ...job.objective },
+    train: data,
+    test: data,
+    plan,
   });
   return opened.model;
 }
@@ -243,21 +289,36 @@ export async function checkLosses(model: VaeModel): Promise<Float32Array> {
 }
 
 /** Scratch buffers of the product's sizes (A, B and the epilogues' inputs hold values in ±1) and its dispatch under `choice`. */
-async function scratchDispatch(gpu: Gpu, base: KernelPlan, key: string, p: MatmulProduct, choice: MatmulChoice): Promise<Dispatch> {
+async function scratchDispatch(
+  gpu: Gpu,
+  base: KernelPlan,
+  key: string,
+  p: MatmulProduct,
+  choice: MatmulChoice,
+): Promise<Dispatch> {
   const { M, N, K } = p.dims;
   const e = p.epilogues;
-  const values = (n: number, salt: number) => Float32Array.from({ length: n }, (_, i) => ((Math.imul(i + salt, 2654435761) >>> 8) / 2 ** 23) - 1);
+  const values = (n: number, salt: number) =>
+    Float32Array.from({ length: n }, (_, i) => (Math.imul(i + salt, 2654435761) >>> 8) / 2 ** 23 - 1);
   const filled = (label: string, n: number, salt: number) => gpu.bufferWith(`autotune ${label}`, values(n, salt));
   const candidate: KernelPlan = { ...base, overrides: { ...base.overrides, [key]: choice } };
-  return matmulOp(gpu, `autotune ${key} ${describeChoice(choice)}`, p.dims, p.options, {
-    A: filled('A', M * K, 1), B: filled('B', K * N, 2),
-    C: gpu.buffer('autotune C', (e.reparamBackward ? 2 : 1) * M * N * 4), // dmulv is (M, 2N) when dz continues into it
-    bias: e.bias ? filled('bias', N, 3) : undefined,
-    mask: e.reluMask ? filled('mask', M * N, 4) : undefined,
-    rowSum: e.rowSum ? gpu.buffer('autotune rowSum', M * 4) : undefined,
-    mulv: e.reparamBackward ? filled('mulv', 2 * M * N, 5) : undefined,
-    eps: e.reparamBackward ? filled('eps', M * N, 6) : undefined,
-  }, candidate);
+  return matmulOp(
+    gpu,
+    `autotune ${key} ${describeChoice(choice)}`,
+    p.dims,
+    p.options,
+    {
+      A: filled('A', M * K, 1),
+      B: filled('B', K * N, 2),
+      C: gpu.buffer('autotune C', (e.reparamBackward ? 2 : 1) * M * N * 4), // dmulv is (M, 2N) when dz continues into it
+      bias: e.bias ? filled('bias', N, 3) : undefined,
+      mask: e.reluMask ? filled('mask', M * N, 4) : undefined,
+      rowSum: e.rowSum ? gpu.buffer('autotune rowSum', M * 4) : undefined,
+      mulv: e.reparamBackward ? filled('mulv', 2 * M * N, 5) : undefined,
+      eps: e.reparamBackward ? filled('eps', M * N, 6) : undefined,
+    },
+    candidate,
+  );
 }
 
 /** A plan in a few words: its kind and the products the tuner changed. */
@@ -271,7 +332,10 @@ export function autotuneLines(result: AutotuneResult): string {
   if (result.from === 'cache') {
     return `kernel plan from the tune cache (tuned at an earlier start with this adapter, browser, engine and shapes): ${describePlan(result.plan)}`;
   }
-  const check = result.checkDifference === null ? '' : `\n  end-to-end check: ${CHECK_STEPS} training steps, largest loss difference ` +
-    `${result.checkDifference.toExponential(1)} of the largest loss (allowed ${CHECK_RTOL})`;
+  const check =
+    result.checkDifference === null
+      ? ''
+      : `\n  end-to-end check: ${CHECK_STEPS} training steps, largest loss difference ` +
+        `${result.checkDifference.toExponential(1)} of the largest loss (allowed ${CHECK_RTOL})`;
   return `${formatTuneReport(result.report)}${check}\n  running ${describePlan(result.plan)}`;
 }

@@ -6,8 +6,28 @@
  */
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor } from '../io/safetensors';
 import { decodePlan, encodePlan, type KernelPlan } from '../gpu/plan';
-import { betaReason, CLASSES_MAX, FIT_RULES, IMAGE_SIZE_RANGE, klWarmupReason, LOG_SIGMA_RANGE, SETTING_RANGES, SIGMA_RANGE, type FitRule } from './settings';
-import { arenaLayout, classesOf, impliedSizes, likelihoodOf, parameterCount, sameSizes, sizesName, type ArenaLayout, type VaeSizes } from './graph';
+import {
+  betaReason,
+  CLASSES_MAX,
+  FIT_RULES,
+  IMAGE_SIZE_RANGE,
+  klWarmupReason,
+  LOG_SIGMA_RANGE,
+  SETTING_RANGES,
+  SIGMA_RANGE,
+  type FitRule,
+} from './settings';
+import {
+  arenaLayout,
+  classesOf,
+  impliedSizes,
+  likelihoodOf,
+  parameterCount,
+  sameSizes,
+  sizesName,
+  type ArenaLayout,
+  type VaeSizes,
+} from './graph';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
 
@@ -46,7 +66,9 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
   return writeSafetensors(tensors, {
     ...data.metadata,
     format: CHECKPOINT_FORMAT,
-    input_dim: String(D), hidden_dim: hidden.join(','), latent_dim: String(L),
+    input_dim: String(D),
+    hidden_dim: hidden.join(','),
+    latent_dim: String(L),
     // A conditional VAE (its fc1 and first decoder layer read C one-hot columns more).
     ...(C > 0 ? { [CLASSES_KEY]: String(C) } : {}),
     // Only a Gaussian model says so: a Bernoulli checkpoint stays the reference model's, byte for byte.
@@ -67,20 +89,27 @@ function withLikelihood(sizes: VaeSizes, metadata: Record<string, string>): VaeS
   const learned = sizes.likelihood?.kind === 'gaussian';
   if (kind === undefined || kind === 'bernoulli') {
     if (learned && metadata.likelihood === 'bernoulli') {
-      throw new SafetensorsError('checkpoint metadata says likelihood "bernoulli" but the file holds log_sigma, a Gaussian\'s learned σ: it was edited');
+      throw new SafetensorsError(
+        'checkpoint metadata says likelihood "bernoulli" but the file holds log_sigma, a Gaussian\'s learned σ: it was edited',
+      );
     }
     return sizes; // a PyTorch export of a learned-σ model has log_sigma and no metadata: Gaussian, learned
   }
-  if (kind !== 'gaussian') throw new SafetensorsError(`checkpoint metadata likelihood "${kind}" is not bernoulli or gaussian`);
+  if (kind !== 'gaussian')
+    throw new SafetensorsError(`checkpoint metadata likelihood "${kind}" is not bernoulli or gaussian`);
   const text = metadata.sigma;
   if (text === 'learned') {
-    if (!learned) throw new SafetensorsError('checkpoint metadata says σ is learned, but the file has no log_sigma tensor: it is truncated or was edited');
+    if (!learned)
+      throw new SafetensorsError(
+        'checkpoint metadata says σ is learned, but the file has no log_sigma tensor: it is truncated or was edited',
+      );
     return sizes;
   }
   const sigma = Number(text);
   if (learned || text === undefined || !(sigma >= SIGMA_RANGE[0] && sigma <= SIGMA_RANGE[1])) {
     throw new SafetensorsError(
-      `checkpoint metadata sigma "${text}" is not a Gaussian σ (a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]}, or "learned" with a log_sigma tensor)`);
+      `checkpoint metadata sigma "${text}" is not a Gaussian σ (a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]}, or "learned" with a log_sigma tensor)`,
+    );
   }
   return { ...sizes, likelihood: { kind: 'gaussian', sigma } };
 }
@@ -124,7 +153,8 @@ export function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata:
   } catch (e) {
     throw new SafetensorsError(
       `checkpoint declares a ${sizesName(sizes)} model, which this engine cannot build: ${(e as Error).message}. ` +
-        'The file is corrupt or edited, or its model is past the limits every host trains within: load a checkpoint within them');
+        'The file is corrupt or edited, or its model is past the limits every host trains within: load a checkpoint within them',
+    );
   }
   const wrong = layout.params.find((p) => tensors.has(p.name) && tensors.get(p.name)!.shape.join() !== p.shape.join());
   if (wrong) {
@@ -154,25 +184,26 @@ export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): Checkp
     throw new SafetensorsError(
       `checkpoint is for a ${sizesName(found)} model, this model is ${sizesName(layout.sizes)}: ` +
         (sizesName({ ...found, likelihood: undefined }) === sizesName({ ...layout.sizes, likelihood: undefined })
-          ? 'create the model with the checkpoint\'s likelihood and σ to load it (a resume takes them from the file when none is given)'
-          : 'create the model with the checkpoint\'s sizes (input, hidden, latent and classes) to load it'),
+          ? "create the model with the checkpoint's likelihood and σ to load it (a resume takes them from the file when none is given)"
+          : "create the model with the checkpoint's sizes (input, hidden, latent and classes) to load it"),
     );
   }
   // Every tensor is checked before an arena is allocated, so a bad file costs no memory.
-  const read = (prefix: string): (Float32Array | undefined)[] => layout.params.map((p) => {
-    const name = prefix + p.name;
-    const t = tensors.get(name);
-    if (!t) return undefined;
-    if (t.dtype !== 'F32') throw new SafetensorsError(`checkpoint tensor "${name}" is ${t.dtype}, expected F32`);
-    if (t.shape.join() !== p.shape.join()) {
-      throw new SafetensorsError(`checkpoint tensor "${name}" has shape [${t.shape}], expected [${p.shape}]`);
-    }
-    const values = t.data as Float32Array;
-    for (const x of values) {
-      if (!Number.isFinite(x)) throw new SafetensorsError(`checkpoint tensor "${name}" holds a non-finite value`);
-    }
-    return values;
-  });
+  const read = (prefix: string): (Float32Array | undefined)[] =>
+    layout.params.map((p) => {
+      const name = prefix + p.name;
+      const t = tensors.get(name);
+      if (!t) return undefined;
+      if (t.dtype !== 'F32') throw new SafetensorsError(`checkpoint tensor "${name}" is ${t.dtype}, expected F32`);
+      if (t.shape.join() !== p.shape.join()) {
+        throw new SafetensorsError(`checkpoint tensor "${name}" has shape [${t.shape}], expected [${p.shape}]`);
+      }
+      const values = t.data as Float32Array;
+      for (const x of values) {
+        if (!Number.isFinite(x)) throw new SafetensorsError(`checkpoint tensor "${name}" holds a non-finite value`);
+      }
+      return values;
+    });
   const absent = (prefix: string, found: (Float32Array | undefined)[]) =>
     layout.params.filter((_, i) => !found[i]).map((p) => `"${prefix + p.name}"`);
   const arena = (found: (Float32Array | undefined)[]): Float32Array => {
@@ -220,7 +251,9 @@ export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): Checkp
 
   const step = metadata.step === undefined ? 0 : /^\d+$/.test(metadata.step) ? Number(metadata.step) : NaN;
   if (!(step <= MAX_STEP)) {
-    throw new SafetensorsError(`checkpoint metadata step "${metadata.step}" is not a step count (an integer from 0 to ${MAX_STEP})`);
+    throw new SafetensorsError(
+      `checkpoint metadata step "${metadata.step}" is not a step count (an integer from 0 to ${MAX_STEP})`,
+    );
   }
   const params = arena(weights);
   const m = hasMoments ? arena(mTensors) : undefined;
@@ -263,8 +296,17 @@ export interface RunMetadata {
 
 /** Keys in `__metadata__`. */
 const RUN_KEYS = {
-  epoch: 'epoch', seed: 'seed', lr: 'lr', batchSize: 'batch_size', dataset: 'dataset', plan: 'kernel_plan', beta: 'beta', klWarmup: 'kl_warmup',
-  imageSize: 'image_size', fit: 'fit', classNames: 'class_names',
+  epoch: 'epoch',
+  seed: 'seed',
+  lr: 'lr',
+  batchSize: 'batch_size',
+  dataset: 'dataset',
+  plan: 'kernel_plan',
+  beta: 'beta',
+  klWarmup: 'kl_warmup',
+  imageSize: 'image_size',
+  fit: 'fit',
+  classNames: 'class_names',
 } as const;
 
 /**
@@ -275,7 +317,15 @@ const RUN_KEYS = {
  * it for the model's own setting.
  */
 export const ENGINE_METADATA_KEYS: readonly string[] = [
-  'format', 'input_dim', 'hidden_dim', 'latent_dim', 'step', CLASSES_KEY, 'likelihood', 'sigma', ...Object.values(RUN_KEYS),
+  'format',
+  'input_dim',
+  'hidden_dim',
+  'latent_dim',
+  'step',
+  CLASSES_KEY,
+  'likelihood',
+  'sigma',
+  ...Object.values(RUN_KEYS),
 ];
 
 /** The first of `extra`'s keys that is the engine's, if any. */
@@ -285,11 +335,20 @@ export function engineKeyIn(extra: Record<string, string>): string | undefined {
 
 /** A checkpoint of `state` with the run's metadata. Throws when an extra entry uses an engine key. */
 export function encodeRunCheckpoint(
-  layout: ArenaLayout, state: { params: Float32Array; m?: Float32Array; v?: Float32Array; step: number }, run: RunMetadata,
+  layout: ArenaLayout,
+  state: { params: Float32Array; m?: Float32Array; v?: Float32Array; step: number },
+  run: RunMetadata,
 ): Uint8Array {
   const taken = run.extra && engineKeyIn(run.extra);
-  if (taken) throw new Error(`checkpoint metadata: the extra entry "${taken}" uses one of the engine's own keys (${ENGINE_METADATA_KEYS.join(', ')})`);
-  const metadata: Record<string, string> = { ...run.extra, [RUN_KEYS.epoch]: String(run.epoch), [RUN_KEYS.seed]: String(run.seed) };
+  if (taken)
+    throw new Error(
+      `checkpoint metadata: the extra entry "${taken}" uses one of the engine's own keys (${ENGINE_METADATA_KEYS.join(', ')})`,
+    );
+  const metadata: Record<string, string> = {
+    ...run.extra,
+    [RUN_KEYS.epoch]: String(run.epoch),
+    [RUN_KEYS.seed]: String(run.seed),
+  };
   if (run.lr !== undefined) metadata[RUN_KEYS.lr] = String(run.lr);
   if (run.batchSize !== undefined) metadata[RUN_KEYS.batchSize] = String(run.batchSize);
   if (run.dataset !== undefined) metadata[RUN_KEYS.dataset] = run.dataset;
@@ -306,13 +365,16 @@ export function encodeRunCheckpoint(
  * The run metadata of a checkpoint, checked: absent keys are absent (a PyTorch export has
  * none; its epoch is 0), present ones must be what the writer writes. Throws SafetensorsError.
  */
-export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetadata, 'seed' | 'extra'> & { seed?: number } {
+export function readRunMetadata(
+  metadata: Record<string, string>,
+): Omit<RunMetadata, 'seed' | 'extra'> & { seed?: number } {
   const integer = (key: string, what: string, max: number): number | undefined => {
     const text = metadata[key];
     if (text === undefined) return undefined;
     if (!/^\d+$/.test(text) || Number(text) > max) {
       throw new SafetensorsError(
-        `checkpoint metadata ${key} "${text}" is not ${what} (an integer from 0 to ${max}); the file was not written by webgpu-vae, or was edited`);
+        `checkpoint metadata ${key} "${text}" is not ${what} (an integer from 0 to ${max}); the file was not written by webgpu-vae, or was edited`,
+      );
     }
     return Number(text);
   };
@@ -325,24 +387,33 @@ export function readRunMetadata(metadata: Record<string, string>): Omit<RunMetad
   const betaText = metadata[RUN_KEYS.beta];
   const beta = betaText === undefined ? undefined : betaText.trim() === '' ? NaN : Number(betaText);
   const badBeta = beta === undefined ? null : betaReason(beta);
-  if (badBeta) throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.beta} "${betaText}" is not a β: it ${badBeta}`);
+  if (badBeta)
+    throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.beta} "${betaText}" is not a β: it ${badBeta}`);
   const warmupText = metadata[RUN_KEYS.klWarmup];
   const klWarmup = warmupText === undefined ? undefined : /^\d+$/.test(warmupText) ? Number(warmupText) : NaN;
   const badWarmup = klWarmup === undefined ? null : klWarmupReason(klWarmup);
-  if (badWarmup) throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.klWarmup} "${warmupText}" is not a warm-up step count: it ${badWarmup}`);
+  if (badWarmup)
+    throw new SafetensorsError(
+      `checkpoint metadata ${RUN_KEYS.klWarmup} "${warmupText}" is not a warm-up step count: it ${badWarmup}`,
+    );
   const fit = metadata[RUN_KEYS.fit];
   if (fit !== undefined && !(FIT_RULES as readonly string[]).includes(fit)) {
-    throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.fit} "${fit}" is not a fit rule (${FIT_RULES.join(', ')})`);
+    throw new SafetensorsError(
+      `checkpoint metadata ${RUN_KEYS.fit} "${fit}" is not a fit rule (${FIT_RULES.join(', ')})`,
+    );
   }
   const imageSize = integer(RUN_KEYS.imageSize, 'an image side', IMAGE_SIZE_RANGE[1]);
   if (imageSize !== undefined && imageSize < IMAGE_SIZE_RANGE[0]) {
-    throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.imageSize} "${imageSize}" is not an image side (${IMAGE_SIZE_RANGE[0]} to ${IMAGE_SIZE_RANGE[1]})`);
+    throw new SafetensorsError(
+      `checkpoint metadata ${RUN_KEYS.imageSize} "${imageSize}" is not an image side (${IMAGE_SIZE_RANGE[0]} to ${IMAGE_SIZE_RANGE[1]})`,
+    );
   }
   const namesText = metadata[RUN_KEYS.classNames];
   const classNames = namesText === undefined ? undefined : classNamesOf(namesText);
   const planText = metadata[RUN_KEYS.plan];
   const plan = planText === undefined ? undefined : decodePlan(planText);
-  if (plan === null) throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.plan} is not a kernel plan: ${planText.slice(0, 80)}`);
+  if (plan === null)
+    throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.plan} is not a kernel plan: ${planText.slice(0, 80)}`);
   return {
     plan,
     epoch: integer(RUN_KEYS.epoch, 'an epoch count', SETTING_RANGES.epochs[1]) ?? 0,
@@ -367,7 +438,9 @@ function classNamesOf(text: string): string[] {
     names = null;
   }
   if (!Array.isArray(names) || names.length > CLASSES_MAX || !names.every((n) => typeof n === 'string')) {
-    throw new SafetensorsError(`checkpoint metadata ${RUN_KEYS.classNames} is not a list of class names (a JSON array of at most ${CLASSES_MAX} strings): ${text.slice(0, 80)}`);
+    throw new SafetensorsError(
+      `checkpoint metadata ${RUN_KEYS.classNames} is not a list of class names (a JSON array of at most ${CLASSES_MAX} strings): ${text.slice(0, 80)}`,
+    );
   }
   return names as string[];
 }

@@ -22,7 +22,10 @@ export class RunGate {
   private current: RunState = 'running';
   private wake: (() => void) | null = null;
 
-  constructor(private readonly extraStop: () => boolean = () => false, private readonly onPaused?: (paused: boolean) => void) {}
+  constructor(
+    private readonly extraStop: () => boolean = () => false,
+    private readonly onPaused?: (paused: boolean) => void,
+  ) {}
 
   get state(): RunState {
     return this.current;
@@ -59,7 +62,10 @@ export class RunGate {
   async gate(): Promise<boolean> {
     if (this.current === 'paused' && !this.ending) {
       this.onPaused?.(true);
-      while (this.current === 'paused' && !this.ending) await new Promise<void>((resolve) => { this.wake = resolve; });
+      while (this.current === 'paused' && !this.ending)
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
       this.onPaused?.(false);
     }
     return this.ending;
@@ -120,7 +126,12 @@ export interface RunResult {
   stopped: boolean;
 }
 
-export async function runTraining(trainer: Trainer, plan: RunPlan, gate: RunGate, events: RunEvents = {}): Promise<RunResult> {
+export async function runTraining(
+  trainer: Trainer,
+  plan: RunPlan,
+  gate: RunGate,
+  events: RunEvents = {},
+): Promise<RunResult> {
   const { model } = trainer;
   const last = () => (typeof plan.lastEpoch === 'function' ? plan.lastEpoch() : plan.lastEpoch);
   const epochs: EpochReport[] = [];
@@ -132,12 +143,17 @@ export async function runTraining(trainer: Trainer, plan: RunPlan, gate: RunGate
     }
     events.onEpochStart?.(epoch, last());
     const result = await trainer.trainEpoch(epoch, events.onLosses, () => gate.gate());
-    if (result.batches === 0) { // stopped before the epoch's first step: it never began
+    if (result.batches === 0) {
+      // stopped before the epoch's first step: it never began
       stopped = true;
       break;
     }
     const report: EpochReport = {
-      epoch, trainLoss: result.averageLoss, batches: result.batches, seconds: result.seconds, completed: result.completed,
+      epoch,
+      trainLoss: result.averageLoss,
+      batches: result.batches,
+      seconds: result.seconds,
+      completed: result.completed,
     };
     if (result.averageObjective !== undefined) report.trainObjective = result.averageObjective;
     if (result.completed) {
@@ -148,7 +164,11 @@ export async function runTraining(trainer: Trainer, plan: RunPlan, gate: RunGate
       }
       if (plan.images) report.images = await trainer.images();
       if (plan.checkpoint) {
-        report.checkpoint = encodeRunCheckpoint(model.layout, await model.exportState(), { ...plan.checkpoint, epoch, plan: model.plan });
+        report.checkpoint = encodeRunCheckpoint(model.layout, await model.exportState(), {
+          ...plan.checkpoint,
+          epoch,
+          plan: model.plan,
+        });
       }
     }
     epochs.push(report);

@@ -16,7 +16,15 @@
  * so the PyTorch example (n = 1, h1 = 400) keeps its names fc1, fc21, fc22, fc3, fc4.
  */
 
-import { CLASSES_MAX, CLASSES_MIN, DEFAULT_SETTINGS, INPUT_SIZE_MAX, MAX_DEPTH, SETTING_RANGES, SIGMA_RANGE } from './settings';
+import {
+  CLASSES_MAX,
+  CLASSES_MIN,
+  DEFAULT_SETTINGS,
+  INPUT_SIZE_MAX,
+  MAX_DEPTH,
+  SETTING_RANGES,
+  SIGMA_RANGE,
+} from './settings';
 
 /**
  * The decoder's p(x|z). Bernoulli (the reference model's) reads the last layer's output as logits;
@@ -136,18 +144,23 @@ export function checkSizes(sizes: VaeSizes): VaeSizes {
     ...sizes.hidden.map((h, i) => [`hidden[${i}] (a hidden width)`, h, ...SETTING_RANGES.hidden] as const),
   ] as const;
   for (const [name, v, min, max] of bounded) {
-    if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`size ${name} must be a whole number from ${min} to ${max}, got ${v}`);
+    if (!Number.isInteger(v) || v < min || v > max)
+      throw new RangeError(`size ${name} must be a whole number from ${min} to ${max}, got ${v}`);
   }
   const C = classesOf(sizes);
   if (C !== 0 && !(Number.isInteger(C) && C >= CLASSES_MIN && C <= CLASSES_MAX)) {
     throw new RangeError(
-      `size classes must be 0 (an unconditional VAE) or a whole number from ${CLASSES_MIN} to ${CLASSES_MAX}, got ${C}`);
+      `size classes must be 0 (an unconditional VAE) or a whole number from ${CLASSES_MIN} to ${CLASSES_MAX}, got ${C}`,
+    );
   }
   const l = likelihoodOf(sizes);
   if (l.kind === 'gaussian' && l.sigma !== 'learned' && !(l.sigma >= SIGMA_RANGE[0] && l.sigma <= SIGMA_RANGE[1])) {
-    throw new RangeError(`the Gaussian likelihood's σ must be from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]}, or learned; got ${l.sigma}`);
+    throw new RangeError(
+      `the Gaussian likelihood's σ must be from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]}, or learned; got ${l.sigma}`,
+    );
   }
-  if (l.kind !== 'bernoulli' && l.kind !== 'gaussian') throw new RangeError(`likelihood must be bernoulli or gaussian, got ${(l as { kind: string }).kind}`);
+  if (l.kind !== 'bernoulli' && l.kind !== 'gaussian')
+    throw new RangeError(`likelihood must be bernoulli or gaussian, got ${(l as { kind: string }).kind}`);
   return sizes;
 }
 
@@ -223,7 +236,13 @@ export function arenaLayout(sizes: VaeSizes): ArenaLayout {
     pieces.set(layer, { W, b });
     const part = layer.out / layer.names.length;
     layer.names.forEach((name, j) => {
-      params.push({ name: `${name}.weight`, shape: [part, layer.in], fanIn: layer.in, offset: W.offset + j * part * layer.in, length: part * layer.in });
+      params.push({
+        name: `${name}.weight`,
+        shape: [part, layer.in],
+        fanIn: layer.in,
+        offset: W.offset + j * part * layer.in,
+        length: part * layer.in,
+      });
       params.push({ name: `${name}.bias`, shape: [part], fanIn: layer.in, offset: b.offset + j * part, length: part });
     });
   }
@@ -275,7 +294,9 @@ export function impliedSizes(shapes: ReadonlyMap<string, readonly number[]>): Va
       const decoder = shape(`fc${i + 1}.weight`);
       const C = decoder && decoder.length === 2 && decoder[1] > L ? decoder[1] - L : 0;
       // A log_sigma vector is the learned σ of the Gaussian likelihood; a fixed σ is in the metadata.
-      const likelihood: Pick<VaeSizes, 'likelihood'> = shapes.has('log_sigma') ? { likelihood: { kind: 'gaussian', sigma: 'learned' } } : {};
+      const likelihood: Pick<VaeSizes, 'likelihood'> = shapes.has('log_sigma')
+        ? { likelihood: { kind: 'gaussian', sigma: 'learned' } }
+        : {};
       if (C === 0) return { D, hidden, L, ...likelihood };
       return D > C ? { D: D - C, hidden, L, classes: C, ...likelihood } : null;
     }

@@ -39,7 +39,14 @@ export class Inference {
     const { gpu } = this.model;
     return [
       ...(await decoderForward(gpu, this.model.plan, `decode[${rows}]`, this.model.arena, this.act, rows)),
-      await likelihoodImage(gpu, `decode[${rows}]`, this.model.sizes, rows * this.model.config.sizes.D, this.act.logits, this.images),
+      await likelihoodImage(
+        gpu,
+        `decode[${rows}]`,
+        this.model.sizes,
+        rows * this.model.config.sizes.D,
+        this.act.logits,
+        this.images,
+      ),
     ];
   }
 
@@ -81,7 +88,13 @@ export class Inference {
    * conditional VAE: the concatenation the conditioned layer reads, built here because inference
    * uploads its input anyway (training builds it on the GPU, in the gather).
    */
-  private withLabels(m: Float32Array, width: number, first: number, rows: number, labels?: ArrayLike<number>): Float32Array {
+  private withLabels(
+    m: Float32Array,
+    width: number,
+    first: number,
+    rows: number,
+    labels?: ArrayLike<number>,
+  ): Float32Array {
     const C = classesOf(this.model.config.sizes);
     if (C === 0) return m.subarray(first * width, (first + rows) * width);
     if (!labels) throw new Error(`a conditional VAE (${C} classes) encodes and decodes with a label per row`);
@@ -89,7 +102,8 @@ export class Inference {
     for (let r = 0; r < rows; r++) {
       out.set(m.subarray((first + r) * width, (first + r + 1) * width), r * (width + C));
       const y = labels[first + r]!;
-      if (!(Number.isInteger(y) && y >= 0 && y < C)) throw new RangeError(`label ${y} of row ${first + r} is not a class 0 … ${C - 1}`);
+      if (!(Number.isInteger(y) && y >= 0 && y < C))
+        throw new RangeError(`label ${y} of row ${first + r} is not a class 0 … ${C - 1}`);
       out[r * (width + C) + width + y] = 1;
     }
     return out;

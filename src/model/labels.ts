@@ -20,7 +20,12 @@ export function classCountOf(...splits: (ArrayLike<number> | undefined)[]): numb
  * The reason `labels` cannot condition a VAE on `classes` classes — none given, fewer than the
  * images, or a label outside 0 … C−1 — or null. `what` names the split in the message.
  */
-export function labelsReason(what: string, labels: ArrayLike<number> | undefined, count: number, classes: number): string | null {
+export function labelsReason(
+  what: string,
+  labels: ArrayLike<number> | undefined,
+  count: number,
+  classes: number,
+): string | null {
   if (!labels) return `a conditional VAE trains on labelled images, and the ${count} ${what} images have no labels`;
   if (labels.length < count) return `${labels.length} ${what} labels for ${count} images: every image needs its class`;
   for (let i = 0; i < count; i++) {

@@ -26,7 +26,14 @@ import type { TuneCache } from '../gpu/tuner';
 import { autotunePlan, type AutotuneResult } from './autotune';
 import { decodeCheckpoint, type CheckpointData } from './checkpoint';
 import { arenaLayout, sameSizes, sizesName, type VaeSizes } from './graph';
-import { AUTOTUNE_SKIPPED_ON_RESUME, autotuneRuns, decideResume, differenceWarnings, openingPlan, type ResumeDecision } from './resume';
+import {
+  AUTOTUNE_SKIPPED_ON_RESUME,
+  autotuneRuns,
+  decideResume,
+  differenceWarnings,
+  openingPlan,
+  type ResumeDecision,
+} from './resume';
 import { adamAt, STEPS_PER_SUBMIT } from './settings';
 import { Trainer } from './trainer';
 import { uploadImages, VaeModel } from './vae';
@@ -100,11 +107,23 @@ export async function openModel(gpu: Gpu, request: OpenRequest): Promise<OpenedM
   const { sizes, job } = request;
   const checkpoint = request.checkpoint && checkpointFor(sizes, request.checkpoint);
   const resumed = checkpoint
-    ? { ...decideResume(checkpoint, { seed: job.seed, lr: job.lr, batchSize: job.batchSize, beta: job.beta, klWarmup: job.klWarmup, classNames: request.classNames }), step: checkpoint.step }
+    ? {
+        ...decideResume(checkpoint, {
+          seed: job.seed,
+          lr: job.lr,
+          batchSize: job.batchSize,
+          beta: job.beta,
+          klWarmup: job.klWarmup,
+          classNames: request.classNames,
+        }),
+        step: checkpoint.step,
+      }
     : null;
   const messages = resumed ? differenceWarnings('the checkpoint', resumed.differences) : [];
   // The objective trained (and tuned) with: a checkpoint's unless the job gives its own.
-  const objective = resumed ? { beta: resumed.beta, klWarmup: resumed.klWarmup } : { beta: job.beta, klWarmup: job.klWarmup };
+  const objective = resumed
+    ? { beta: resumed.beta, klWarmup: resumed.klWarmup }
+    : { beta: job.beta, klWarmup: job.klWarmup };
   const made: GPUBuffer[] = [];
   try {
     return await gpu.collecting(made, async () => {
@@ -116,17 +135,32 @@ export async function openModel(gpu: Gpu, request: OpenRequest): Promise<OpenedM
         messages.unshift(`autotune skipped: ${AUTOTUNE_SKIPPED_ON_RESUME}`);
       } else if (asked) {
         asked.onStart?.();
-        tune = await autotunePlan(gpu, {
-          sizes, batchSize: job.batchSize, seed: job.seed, lr: job.lr, objective,
-          images: request.train.pixels, labels: request.train.labels, count: request.train.count,
-          browserMajor: asked.browserMajor, cache: asked.cache,
-        }, given ?? gpu.defaultPlan);
+        tune = await autotunePlan(
+          gpu,
+          {
+            sizes,
+            batchSize: job.batchSize,
+            seed: job.seed,
+            lr: job.lr,
+            objective,
+            images: request.train.pixels,
+            labels: request.train.labels,
+            count: request.train.count,
+            browserMajor: asked.browserMajor,
+            cache: asked.cache,
+          },
+          given ?? gpu.defaultPlan,
+        );
         given = tune.plan;
       }
       const plan = openingPlan(resumed?.plan, given, gpu.defaultPlan);
       const labelsIf = (labels?: ArrayLike<number>) => (sizes.classes ? labels : undefined);
       const model = await VaeModel.create(gpu, {
-        sizes, plan, seed: job.seed, batchSize: job.batchSize, adam: job.adam ?? adamAt(job.lr),
+        sizes,
+        plan,
+        seed: job.seed,
+        batchSize: job.batchSize,
+        adam: job.adam ?? adamAt(job.lr),
         ...objective,
         train: uploadImages(gpu, 'train', request.train.pixels, request.train.count, labelsIf(request.train.labels)),
         test: uploadImages(gpu, 'test', request.test.pixels, request.test.count, labelsIf(request.test.labels)),
@@ -145,7 +179,9 @@ export async function openModel(gpu: Gpu, request: OpenRequest): Promise<OpenedM
 function checkpointFor(sizes: VaeSizes, checkpoint: Uint8Array | CheckpointData): CheckpointData {
   if (checkpoint instanceof Uint8Array) return decodeCheckpoint(checkpoint, arenaLayout(sizes));
   if (!sameSizes(checkpoint.sizes, sizes)) {
-    throw new Error(`the checkpoint is a ${sizesName(checkpoint.sizes)} model, and the model to open is ${sizesName(sizes)}`);
+    throw new Error(
+      `the checkpoint is a ${sizesName(checkpoint.sizes)} model, and the model to open is ${sizesName(sizes)}`,
+    );
   }
   return checkpoint;
 }

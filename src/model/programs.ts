@@ -13,8 +13,30 @@
  */
 import type { Dispatch, Gpu } from '../gpu/device';
 import type { KernelPlan } from '../gpu/plan';
-import { bceKlOp, elboFinalizeOp, elboOp, gatherConditionalOp, gatherOp, gaussianDlogSigmaOp, lossFinalizeOp, matmulOp, meanClampOp, reparamOp, activationOp, type Binding, type ElboParams } from '../gpu/ops';
-import { classesOf, likelihoodOf, splitGraph, type ArenaLayout, type LinearLayer, type Span, type VaeSizes } from './graph';
+import {
+  bceKlOp,
+  elboFinalizeOp,
+  elboOp,
+  gatherConditionalOp,
+  gatherOp,
+  gaussianDlogSigmaOp,
+  lossFinalizeOp,
+  matmulOp,
+  meanClampOp,
+  reparamOp,
+  activationOp,
+  type Binding,
+  type ElboParams,
+} from '../gpu/ops';
+import {
+  classesOf,
+  likelihoodOf,
+  splitGraph,
+  type ArenaLayout,
+  type LinearLayer,
+  type Span,
+  type VaeSizes,
+} from './graph';
 import { DEFAULT_OBJECTIVE, weightedKl, type ObjectiveSettings } from './settings';
 
 /** The arena buffers a program binds. */
@@ -26,7 +48,11 @@ export interface Arena {
   v: GPUBuffer;
 }
 
-const view = (buffer: GPUBuffer, span: Span): GPUBufferBinding => ({ buffer, offset: span.offset * 4, size: span.length * 4 });
+const view = (buffer: GPUBuffer, span: Span): GPUBufferBinding => ({
+  buffer,
+  offset: span.offset * 4,
+  size: span.length * 4,
+});
 
 /**
  * The buffers of one pass over up to `rows` rows: the input x, each linear layer's output (the
@@ -45,7 +71,13 @@ export class Activations {
   readonly encoder: LinearLayer[];
   readonly decoder: LinearLayer[];
 
-  constructor(gpu: Gpu, tag: string, layout: ArenaLayout, readonly rows: number, options: { gradients: boolean }) {
+  constructor(
+    gpu: Gpu,
+    tag: string,
+    layout: ArenaLayout,
+    readonly rows: number,
+    options: { gradients: boolean },
+  ) {
     ({ encoder: this.encoder, decoder: this.decoder } = splitGraph(layout.layers));
     const { D, L } = layout.sizes;
     const C = classesOf(layout.sizes);
@@ -61,20 +93,43 @@ export class Activations {
   }
 
   /** (rows, 2L) [mu ‖ logvar]. */
-  get mulv(): GPUBuffer { return this.out.get(this.encoder.at(-1)!)!; }
+  get mulv(): GPUBuffer {
+    return this.out.get(this.encoder.at(-1)!)!;
+  }
   /** (rows, D) logits of the decoder. */
-  get logits(): GPUBuffer { return this.out.get(this.decoder.at(-1)!)!; }
-  get dmulv(): GPUBuffer { return this.grad.get(this.encoder.at(-1)!)!; }
-  get dlogits(): GPUBuffer { return this.grad.get(this.decoder.at(-1)!)!; }
+  get logits(): GPUBuffer {
+    return this.out.get(this.decoder.at(-1)!)!;
+  }
+  get dmulv(): GPUBuffer {
+    return this.grad.get(this.encoder.at(-1)!)!;
+  }
+  get dlogits(): GPUBuffer {
+    return this.grad.get(this.decoder.at(-1)!)!;
+  }
 }
 
 // ---- Layer emitters -----------------------------------------------------------------------------
 
 /** Y (rows, out) = X·Wᵀ + b, with the layer's ReLU in the epilogue. */
-export function linearForward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, layer: LinearLayer, rows: number, X: Binding, Y: Binding) {
+export function linearForward(
+  gpu: Gpu,
+  plan: KernelPlan,
+  tag: string,
+  arena: Arena,
+  layer: LinearLayer,
+  rows: number,
+  X: Binding,
+  Y: Binding,
+) {
   const p = arena.layout.pieces.get(layer)!;
-  return matmulOp(gpu, `${tag} ${layer.names.join('‖')}`, { M: rows, N: layer.out, K: layer.in },
-    { transA: false, transB: true, relu: layer.relu }, { A: X, B: view(arena.params, p.W), C: Y, bias: view(arena.params, p.b) }, plan);
+  return matmulOp(
+    gpu,
+    `${tag} ${layer.names.join('‖')}`,
+    { M: rows, N: layer.out, K: layer.in },
+    { transA: false, transB: true, relu: layer.relu },
+    { A: X, B: view(arena.params, p.W), C: Y, bias: view(arena.params, p.b) },
+    plan,
+  );
 }
 
 /**
@@ -83,21 +138,46 @@ export function linearForward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Ar
  * reparameterization into dmulv (`reparam`). No dX for the first layer (`dX` absent).
  */
 export async function linearBackward(
-  gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, layer: LinearLayer, rows: number,
-  b: { X: Binding; dY: Binding; dX?: Binding; mask?: Binding; reparam?: { mulv: Binding; eps: Binding; latent: number } },
+  gpu: Gpu,
+  plan: KernelPlan,
+  tag: string,
+  arena: Arena,
+  layer: LinearLayer,
+  rows: number,
+  b: {
+    X: Binding;
+    dY: Binding;
+    dX?: Binding;
+    mask?: Binding;
+    reparam?: { mulv: Binding; eps: Binding; latent: number };
+  },
 ): Promise<Dispatch[]> {
   const p = arena.layout.pieces.get(layer)!;
   const name = layer.names.join('‖');
-  const out = [await matmulOp(gpu, `${tag} ${name} dW`, { M: layer.out, N: layer.in, K: rows }, { transA: true, transB: false },
-    { A: b.dY, B: b.X, C: view(arena.grads, p.W), rowSum: view(arena.grads, p.b) }, plan)];
+  const out = [
+    await matmulOp(
+      gpu,
+      `${tag} ${name} dW`,
+      { M: layer.out, N: layer.in, K: rows },
+      { transA: true, transB: false },
+      { A: b.dY, B: b.X, C: view(arena.grads, p.W), rowSum: view(arena.grads, p.b) },
+      plan,
+    ),
+  ];
   if (b.dX) {
     // A conditional decoder's input is [z ‖ onehot(y)]: its product is wider than z, and the
     // epilogue keeps the first `latent` columns (reparamConditioned).
     const conditioned = !!b.reparam && b.reparam.latent < layer.in;
-    out.push(await matmulOp(gpu, `${tag} ${name} dX${b.reparam ? '→dmulv' : ''}`,
-      { M: rows, N: layer.in, K: layer.out, ...(conditioned ? { L: b.reparam!.latent } : {}) },
-      { transA: false, transB: false, ...(conditioned ? { reparamConditioned: true } : {}) },
-      { A: b.dY, B: view(arena.params, p.W), C: b.dX, mask: b.mask, mulv: b.reparam?.mulv, eps: b.reparam?.eps }, plan));
+    out.push(
+      await matmulOp(
+        gpu,
+        `${tag} ${name} dX${b.reparam ? '→dmulv' : ''}`,
+        { M: rows, N: layer.in, K: layer.out, ...(conditioned ? { L: b.reparam!.latent } : {}) },
+        { transA: false, transB: false, ...(conditioned ? { reparamConditioned: true } : {}) },
+        { A: b.dY, B: view(arena.params, p.W), C: b.dX, mask: b.mask, mulv: b.reparam?.mulv, eps: b.reparam?.eps },
+        plan,
+      ),
+    );
   }
   return out;
 }
@@ -106,8 +186,16 @@ export async function linearBackward(
  * z = mu + exp(½·logvar)·ε with ε drawn from (seed, step in `state`, stream); its backward lives
  * in linearBackward. `zStride` > L: z is the first L columns of [z ‖ onehot(y)].
  */
-export function reparamForward(gpu: Gpu, tag: string, rows: number, L: number, seed: number, stream: number,
-  b: { state: Binding; mulv: Binding; z: Binding; eps: Binding }, zStride = L) {
+export function reparamForward(
+  gpu: Gpu,
+  tag: string,
+  rows: number,
+  L: number,
+  seed: number,
+  stream: number,
+  b: { state: Binding; mulv: Binding; z: Binding; eps: Binding },
+  zStride = L,
+) {
   const params: [number, number, number, number] | [number, number, number, number, number] =
     zStride > L ? [rows, L, seed, stream, zStride] : [rows, L, seed, stream];
   return reparamOp(gpu, `${tag} reparameterize`, 'reparam_forward', params, [b.state, b.mulv, b.z, b.eps]);
@@ -126,35 +214,85 @@ export function generalObjective(sizes: VaeSizes, o: Partial<ObjectiveSettings>)
 function elboParams(sizes: VaeSizes, o: Partial<ObjectiveSettings>, warmup: boolean): ElboParams {
   const l = likelihoodOf(sizes);
   return {
-    likelihood: l.kind, beta: o.beta ?? DEFAULT_OBJECTIVE.beta, warmup: warmup ? o.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup : 0,
+    likelihood: l.kind,
+    beta: o.beta ?? DEFAULT_OBJECTIVE.beta,
+    warmup: warmup ? (o.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup) : 0,
     logSigma: l.kind === 'gaussian' && l.sigma !== 'learned' ? Math.log(l.sigma) : undefined,
   };
 }
 
 /** The likelihood layer: recon + KL on the decoder's output, writing the gradients that start the backward pass. */
-export function likelihoodForward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, rows: number, objective: Partial<ObjectiveSettings>, warmup: boolean,
-  b: { state: Binding; logits: Binding; x: Binding; mulv: Binding; dlogits: Binding; dmulv: Binding; partials: Binding }) {
+export function likelihoodForward(
+  gpu: Gpu,
+  plan: KernelPlan,
+  tag: string,
+  arena: Arena,
+  rows: number,
+  objective: Partial<ObjectiveSettings>,
+  warmup: boolean,
+  b: {
+    state: Binding;
+    logits: Binding;
+    x: Binding;
+    mulv: Binding;
+    dlogits: Binding;
+    dmulv: Binding;
+    partials: Binding;
+  },
+) {
   const { sizes } = arena.layout;
   const { D, L } = sizes;
   if (!generalObjective(sizes, objective)) return bceKlOp(gpu, `${tag} bce+kl`, { rows, D, L }, b, plan.lossGroups);
   const logSigma = arena.layout.logSigma ? view(arena.params, arena.layout.logSigma) : undefined;
-  return elboOp(gpu, `${tag} ${likelihoodOf(sizes).kind}+β·kl`, { rows, D, L }, elboParams(sizes, objective, warmup), { ...b, logSigma }, plan.lossGroups);
+  return elboOp(
+    gpu,
+    `${tag} ${likelihoodOf(sizes).kind}+β·kl`,
+    { rows, D, L },
+    elboParams(sizes, objective, warmup),
+    { ...b, logSigma },
+    plan.lossGroups,
+  );
 }
 
 /** The learned σ's gradient (no dispatch for the other likelihoods). */
-export async function likelihoodBackward(gpu: Gpu, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+export async function likelihoodBackward(
+  gpu: Gpu,
+  tag: string,
+  arena: Arena,
+  act: Activations,
+  rows: number,
+): Promise<Dispatch[]> {
   const span = arena.layout.logSigma;
   if (!span) return [];
-  return [await gaussianDlogSigmaOp(gpu, `${tag} dlog_sigma`, { rows, D: arena.layout.sizes.D },
-    { mean: act.logits, x: act.x, logSigma: view(arena.params, span), dlogSigma: view(arena.grads, span) })];
+  return [
+    await gaussianDlogSigmaOp(
+      gpu,
+      `${tag} dlog_sigma`,
+      { rows, D: arena.layout.sizes.D },
+      { mean: act.logits, x: act.x, logSigma: view(arena.params, span), dlogSigma: view(arena.grads, span) },
+    ),
+  ];
 }
 
 /** The pass's loss into out[batch] (and, for the general objective, the objective into `objective`); advances the state. */
-export function likelihoodFinalize(gpu: Gpu, plan: KernelPlan, tag: string, sizes: VaeSizes, objective: Partial<ObjectiveSettings>, warmup: boolean,
-  b: { state: Binding; partials: Binding; out: Binding; objective?: Binding }) {
+export function likelihoodFinalize(
+  gpu: Gpu,
+  plan: KernelPlan,
+  tag: string,
+  sizes: VaeSizes,
+  objective: Partial<ObjectiveSettings>,
+  warmup: boolean,
+  b: { state: Binding; partials: Binding; out: Binding; objective?: Binding },
+) {
   if (!generalObjective(sizes, objective)) return lossFinalizeOp(gpu, `${tag} loss`, b, plan.lossGroups);
   if (!b.objective) throw new Error(`${tag}: the general objective needs a buffer for its per-batch objective`);
-  return elboFinalizeOp(gpu, `${tag} loss`, elboParams(sizes, objective, warmup), { ...b, objective: b.objective }, plan.lossGroups);
+  return elboFinalizeOp(
+    gpu,
+    `${tag} loss`,
+    elboParams(sizes, objective, warmup),
+    { ...b, objective: b.objective },
+    plan.lossGroups,
+  );
 }
 
 /** The decoder's output as pixels: σ(logits) for Bernoulli, the mean clamped to [0, 1] for Gaussian. */
@@ -185,17 +323,38 @@ export interface PassConfig {
 }
 
 /** The encoder: x → … → [mu ‖ logvar]. */
-export async function encoderForward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+export async function encoderForward(
+  gpu: Gpu,
+  plan: KernelPlan,
+  tag: string,
+  arena: Arena,
+  act: Activations,
+  rows: number,
+): Promise<Dispatch[]> {
   return chainForward(gpu, plan, tag, arena, act, act.encoder, rows, act.xy);
 }
 
 /** The decoder: z → … → logits. */
-export async function decoderForward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+export async function decoderForward(
+  gpu: Gpu,
+  plan: KernelPlan,
+  tag: string,
+  arena: Arena,
+  act: Activations,
+  rows: number,
+): Promise<Dispatch[]> {
   return chainForward(gpu, plan, tag, arena, act, act.decoder, rows, act.z);
 }
 
 async function chainForward(
-  gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, act: Activations, layers: LinearLayer[], rows: number, input: GPUBuffer,
+  gpu: Gpu,
+  plan: KernelPlan,
+  tag: string,
+  arena: Arena,
+  act: Activations,
+  layers: LinearLayer[],
+  rows: number,
+  input: GPUBuffer,
 ): Promise<Dispatch[]> {
   const out: Dispatch[] = [];
   for (const layer of layers) {
@@ -207,29 +366,76 @@ async function chainForward(
 
 /** gather → encoder → reparameterize → decoder → loss: shared by training and evaluation. */
 export async function lossForward(
-  gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, act: Activations, config: PassConfig, rows: number,
+  gpu: Gpu,
+  plan: KernelPlan,
+  tag: string,
+  arena: Arena,
+  act: Activations,
+  config: PassConfig,
+  rows: number,
   b: { images: GpuImages; state: GPUBuffer; partials: GPUBuffer; stream: number },
 ): Promise<Dispatch[]> {
   const { D, L } = arena.layout.sizes;
   const C = classesOf(arena.layout.sizes);
-  if (C > 0 && !b.images.labels) throw new Error(`${tag}: a conditional VAE (${C} classes) needs the images' labels on the GPU`);
-  const gather = C > 0
-    ? gatherConditionalOp(gpu, `${tag} gather`, { rows, D, batchSize: config.batchSize, C, L },
-      { state: b.state, data: b.images.data, perm: b.images.order, labels: b.images.labels!, X: act.x, XY: act.xy, Z: act.z })
-    : gatherOp(gpu, `${tag} gather`, { rows, D, batchSize: config.batchSize },
-      { state: b.state, data: b.images.data, perm: b.images.order, X: act.x });
+  if (C > 0 && !b.images.labels)
+    throw new Error(`${tag}: a conditional VAE (${C} classes) needs the images' labels on the GPU`);
+  const gather =
+    C > 0
+      ? gatherConditionalOp(
+          gpu,
+          `${tag} gather`,
+          { rows, D, batchSize: config.batchSize, C, L },
+          {
+            state: b.state,
+            data: b.images.data,
+            perm: b.images.order,
+            labels: b.images.labels!,
+            X: act.x,
+            XY: act.xy,
+            Z: act.z,
+          },
+        )
+      : gatherOp(
+          gpu,
+          `${tag} gather`,
+          { rows, D, batchSize: config.batchSize },
+          { state: b.state, data: b.images.data, perm: b.images.order, X: act.x },
+        );
   return [
     await gather,
     ...(await encoderForward(gpu, plan, tag, arena, act, rows)),
-    await reparamForward(gpu, tag, rows, L, config.seed, b.stream, { state: b.state, mulv: act.mulv, z: act.z, eps: act.eps }, L + C),
+    await reparamForward(
+      gpu,
+      tag,
+      rows,
+      L,
+      config.seed,
+      b.stream,
+      { state: b.state, mulv: act.mulv, z: act.z, eps: act.eps },
+      L + C,
+    ),
     ...(await decoderForward(gpu, plan, tag, arena, act, rows)),
-    await likelihoodForward(gpu, plan, tag, arena, rows, config.objective ?? {}, !!config.training,
-      { state: b.state, logits: act.logits, x: act.x, mulv: act.mulv, dlogits: act.dlogits, dmulv: act.dmulv, partials: b.partials }),
+    await likelihoodForward(gpu, plan, tag, arena, rows, config.objective ?? {}, !!config.training, {
+      state: b.state,
+      logits: act.logits,
+      x: act.x,
+      mulv: act.mulv,
+      dlogits: act.dlogits,
+      dmulv: act.dmulv,
+      partials: b.partials,
+    }),
   ];
 }
 
 /** The backward pass: every linear layer, last first (see the file comment). */
-export async function lossBackward(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, act: Activations, rows: number): Promise<Dispatch[]> {
+export async function lossBackward(
+  gpu: Gpu,
+  plan: KernelPlan,
+  tag: string,
+  arena: Arena,
+  act: Activations,
+  rows: number,
+): Promise<Dispatch[]> {
   const out: Dispatch[] = [...(await likelihoodBackward(gpu, tag, arena, act, rows))];
   // Walks one chain backwards: `first` is what the chain's first layer read (z or x).
   const chain = async (layers: LinearLayer[], firstInput: GPUBuffer, firstDX: 'reparam' | 'none') => {
@@ -238,10 +444,23 @@ export async function lossBackward(gpu: Gpu, plan: KernelPlan, tag: string, aren
       const dY = act.grad.get(layer)!;
       if (i > 0) {
         const X = act.out.get(layers[i - 1])!;
-        out.push(...(await linearBackward(gpu, plan, tag, arena, layer, rows, { X, dY, dX: act.grad.get(layers[i - 1])!, mask: X })));
+        out.push(
+          ...(await linearBackward(gpu, plan, tag, arena, layer, rows, {
+            X,
+            dY,
+            dX: act.grad.get(layers[i - 1])!,
+            mask: X,
+          })),
+        );
       } else if (firstDX === 'reparam') {
-        out.push(...(await linearBackward(gpu, plan, tag, arena, layer, rows,
-          { X: firstInput, dY, dX: act.dmulv, reparam: { mulv: act.mulv, eps: act.eps, latent: arena.layout.sizes.L } })));
+        out.push(
+          ...(await linearBackward(gpu, plan, tag, arena, layer, rows, {
+            X: firstInput,
+            dY,
+            dX: act.dmulv,
+            reparam: { mulv: act.mulv, eps: act.eps, latent: arena.layout.sizes.L },
+          })),
+        );
       } else {
         out.push(...(await linearBackward(gpu, plan, tag, arena, layer, rows, { X: firstInput, dY })));
       }

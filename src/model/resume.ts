@@ -23,13 +23,18 @@ import { DEFAULT_OBJECTIVE, type FitRule } from './settings';
 const MAX_STEP = 0xffffffff;
 
 /** Why a resumed run does not autotune (the hosts print it after their own prefix). */
-export const AUTOTUNE_SKIPPED_ON_RESUME = 'the checkpoint records its kernel plan, and a resumed run keeps it (so it sums in the order it trained with)';
+export const AUTOTUNE_SKIPPED_ON_RESUME =
+  'the checkpoint records its kernel plan, and a resumed run keeps it (so it sums in the order it trained with)';
 
 /**
  * The plan a model opens under: a checkpoint's recorded plan, else the one the caller gives (a
  * tuned plan, an autotune candidate), else the adapter's default.
  */
-export function openingPlan(recorded: KernelPlan | undefined, given: KernelPlan | undefined, adapterDefault: KernelPlan): KernelPlan {
+export function openingPlan(
+  recorded: KernelPlan | undefined,
+  given: KernelPlan | undefined,
+  adapterDefault: KernelPlan,
+): KernelPlan {
   return recorded ?? given ?? adapterDefault;
 }
 
@@ -49,13 +54,19 @@ export class ResumeError extends Error {
  * permuted labels. Checked when both sides name their classes (idx datasets have no names) and
  * the model is conditional; null when they agree, else the reason.
  */
-export function classNamesReason(was: readonly string[] | undefined, is: readonly string[] | undefined, classes: number): string | null {
+export function classNamesReason(
+  was: readonly string[] | undefined,
+  is: readonly string[] | undefined,
+  classes: number,
+): string | null {
   if (classes === 0 || was === undefined || is === undefined) return null;
   const same = was.length === is.length && was.every((name, i) => name === is[i]);
   if (same) return null;
   const list = (names: readonly string[]) => names.map((n) => JSON.stringify(n)).join(', ');
-  return `it was trained on the classes ${list(was)} (label 0, 1, …), and this folder's classes are ${list(is)}: ` +
-    'a label would mean another class. Name the class folders as they were when it was trained';
+  return (
+    `it was trained on the classes ${list(was)} (label 0, 1, …), and this folder's classes are ${list(is)}: ` +
+    'a label would mean another class. Name the class folders as they were when it was trained'
+  );
 }
 
 /**
@@ -66,7 +77,9 @@ export function classNamesReason(was: readonly string[] | undefined, is: readonl
 export function resumedClasses(stored: VaeSizes, askedConditional: boolean): number {
   const classes = stored.classes ?? 0;
   if (askedConditional && classes === 0) {
-    throw new ResumeError('it is an unconditional VAE, and --conditional makes a conditional one: drop --conditional to continue it');
+    throw new ResumeError(
+      'it is an unconditional VAE, and --conditional makes a conditional one: drop --conditional to continue it',
+    );
   }
   return classes;
 }
@@ -123,35 +136,57 @@ export interface ResumeDecision {
  * (class names, a step count past the u32), and the metadata reader's SafetensorsError for bad
  * metadata.
  */
-export function decideResume(checkpoint: { sizes: VaeSizes; metadata: Record<string, string>; step: number }, run: ResumeRun): ResumeDecision {
+export function decideResume(
+  checkpoint: { sizes: VaeSizes; metadata: Record<string, string>; step: number },
+  run: ResumeRun,
+): ResumeDecision {
   const { step } = checkpoint;
   const was = readRunMetadata(checkpoint.metadata);
   const { epoch } = was;
   const namesBad = classNamesReason(was.classNames, run.classNames, checkpoint.sizes.classes ?? 0);
   if (namesBad) throw new ResumeError(namesBad);
   const differences: ResumeDifference[] = [];
-  const differ = (setting: ResumeDifference['setting'], before: string | number | undefined, now: string | number | undefined, why = '') => {
+  const differ = (
+    setting: ResumeDifference['setting'],
+    before: string | number | undefined,
+    now: string | number | undefined,
+    why = '',
+  ) => {
     if (before !== undefined && now !== undefined && before !== now) {
-      differences.push({ setting, was: before, is: now, why, ...(setting === 'dataset' ? { images: { was: was.imageSize !== undefined, is: run.images !== undefined } } : {}) });
+      differences.push({
+        setting,
+        was: before,
+        is: now,
+        why,
+        ...(setting === 'dataset'
+          ? { images: { was: was.imageSize !== undefined, is: run.images !== undefined } }
+          : {}),
+      });
     }
   };
   differ('beta', was.beta ?? DEFAULT_OBJECTIVE.beta, run.beta);
   differ('klWarmup', was.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup, run.klWarmup);
-  differ('seed', was.seed, run.seed, ', so its shuffles and noise differ from the original run\'s');
+  differ('seed', was.seed, run.seed, ", so its shuffles and noise differ from the original run's");
   differ('lr', was.lr, run.lr);
   if (run.trainCount === undefined) differ('batchSize', was.batchSize, run.batchSize);
   differ('dataset', was.dataset, run.dataset);
   // The same folder decoded by another rule is other images (another image size cannot load: its sizes differ).
   if (run.images) differ('fit', was.fit, run.images.fit, ', so the same files become other images');
   const decision: ResumeDecision = {
-    epoch, beta: run.beta ?? was.beta, klWarmup: run.klWarmup ?? was.klWarmup, plan: was.plan, differences,
+    epoch,
+    beta: run.beta ?? was.beta,
+    klWarmup: run.klWarmup ?? was.klWarmup,
+    plan: was.plan,
+    differences,
   };
   if (run.trainCount !== undefined) {
     const batches = Math.ceil(run.trainCount / run.batchSize);
     const lastStep = step + Math.max(0, (run.epochs ?? epoch) - epoch) * batches;
     if (lastStep > MAX_STEP) {
-      throw new ResumeError(`training from epoch ${epoch} (step ${step}) to epoch ${run.epochs} would take ${lastStep} Adam steps, ` +
-        `more than the ${MAX_STEP} the engine counts: pass a smaller --epochs`);
+      throw new ResumeError(
+        `training from epoch ${epoch} (step ${step}) to epoch ${run.epochs} would take ${lastStep} Adam steps, ` +
+          `more than the ${MAX_STEP} the engine counts: pass a smaller --epochs`,
+      );
     }
     // Every epoch of one run takes the same number of steps; when the count does not fit, the
     // checkpoint came from other batch sizes or image counts (or was saved mid-epoch): allowed, but said.
@@ -164,7 +199,13 @@ export function decideResume(checkpoint: { sizes: VaeSizes; metadata: Record<str
 export type SettingName = (setting: ResumeDifference['setting'], value: string | number, images?: boolean) => string;
 
 const WORDS: Record<ResumeDifference['setting'], string> = {
-  beta: 'β', klWarmup: 'KL warm-up', seed: 'seed', lr: 'learning rate', batchSize: 'batch size', dataset: 'dataset', fit: 'fit rule',
+  beta: 'β',
+  klWarmup: 'KL warm-up',
+  seed: 'seed',
+  lr: 'learning rate',
+  batchSize: 'batch size',
+  dataset: 'dataset',
+  fit: 'fit rule',
 };
 
 /** Settings named in words ("learning rate 0.002"), for the hosts without flags. */
@@ -174,7 +215,12 @@ export const settingInWords: SettingName = (setting, value) => `${WORDS[setting]
  * One warning line per difference: `warning: {what} was trained with {was}; this run uses
  * {is}{why} ({verb} {was} to continue it as it was)`; the CLI names flags and says "pass".
  */
-export function differenceWarnings(what: string, differences: readonly ResumeDifference[], name: SettingName = settingInWords, verb = 'use'): string[] {
+export function differenceWarnings(
+  what: string,
+  differences: readonly ResumeDifference[],
+  name: SettingName = settingInWords,
+  verb = 'use',
+): string[] {
   return differences.map((d) => {
     const was = name(d.setting, d.was, d.images?.was);
     return `warning: ${what} was trained with ${was}; this run uses ${name(d.setting, d.is, d.images?.is)}${d.why} (${verb} ${was} to continue it as it was)`;

@@ -19,7 +19,14 @@ export interface RunSettings {
 }
 
 /** The reference program: 10 epochs, batch 128, Adam lr 1e-3, 784-400-20; seed of our choosing. */
-export const DEFAULT_SETTINGS: Readonly<RunSettings> = { epochs: 10, batchSize: 128, lr: 1e-3, hidden: [400], latent: 20, seed: 1 };
+export const DEFAULT_SETTINGS: Readonly<RunSettings> = {
+  epochs: 10,
+  batchSize: 128,
+  lr: 1e-3,
+  hidden: [400],
+  latent: 20,
+  seed: 1,
+};
 
 /** torch.optim.Adam's defaults, which the reference program keeps. */
 export const ADAM_BETAS = { beta1: 0.9, beta2: 0.999 } as const;
@@ -60,14 +67,18 @@ export function parseHidden(text: string): number[] | { reason: string } {
   const [min, max] = SETTING_RANGES.hidden;
   const widths = parts.map(Number);
   if (parts.length > MAX_DEPTH || parts.some((p, i) => !/^\d+$/.test(p) || widths[i] < min || widths[i] > max)) {
-    return { reason: `must be 1 to ${MAX_DEPTH} comma-separated widths, each a whole number from ${min} to ${max} (e.g. 400, or 512,256)` };
+    return {
+      reason: `must be 1 to ${MAX_DEPTH} comma-separated widths, each a whole number from ${min} to ${max} (e.g. 400, or 512,256)`,
+    };
   }
   return widths;
 }
 
 /** The reason `lr` is not an accepted learning rate, or null. */
 export function lrReason(lr: number): string | null {
-  return Number.isFinite(lr) && lr > 0 && lr <= LR_MAX ? null : `must be a number above 0 and at most ${LR_MAX}, e.g. 0.001 or 1e-3`;
+  return Number.isFinite(lr) && lr > 0 && lr <= LR_MAX
+    ? null
+    : `must be a number above 0 and at most ${LR_MAX}, e.g. 0.001 or 1e-3`;
 }
 
 /**
@@ -113,7 +124,8 @@ export const KL_WARMUP_RANGE = [0, 1_000_000] as const;
 /** The reason `beta` is not an accepted β, or null. */
 export function betaReason(beta: number): string | null {
   return Number.isFinite(beta) && beta >= BETA_RANGE[0] && beta <= BETA_RANGE[1]
-    ? null : `must be a number from ${BETA_RANGE[0]} to ${BETA_RANGE[1]}, e.g. 4 or 0.5 (1 is the plain VAE)`;
+    ? null
+    : `must be a number from ${BETA_RANGE[0]} to ${BETA_RANGE[1]}, e.g. 4 or 0.5 (1 is the plain VAE)`;
 }
 
 /**
@@ -122,7 +134,8 @@ export function betaReason(beta: number): string | null {
  */
 export function klWarmupReason(steps: number): string | null {
   return Number.isInteger(steps) && steps >= KL_WARMUP_RANGE[0] && steps <= KL_WARMUP_RANGE[1]
-    ? null : `must be a whole number of Adam steps from ${KL_WARMUP_RANGE[0]} to ${KL_WARMUP_RANGE[1]}, e.g. 1000 (0 is no warm-up)`;
+    ? null
+    : `must be a whole number of Adam steps from ${KL_WARMUP_RANGE[0]} to ${KL_WARMUP_RANGE[1]}, e.g. 1000 (0 is no warm-up)`;
 }
 
 /** Whether these settings need the general objective (anything but the reference model's β = 1, no warm-up). */
@@ -145,7 +158,8 @@ export const SIGMA_RANGE = [1e-3, 1e3] as const;
  * exactly and a checkpoint the engine wrote always passes the check.
  */
 export const LOG_SIGMA_RANGE: readonly [number, number] = [
-  float32Inwards(Math.log(SIGMA_RANGE[0]), 1), float32Inwards(Math.log(SIGMA_RANGE[1]), -1),
+  float32Inwards(Math.log(SIGMA_RANGE[0]), 1),
+  float32Inwards(Math.log(SIGMA_RANGE[1]), -1),
 ];
 
 /** `x` rounded to a float32, moved one float32 step towards `direction` (+1 or −1) if rounding went the other way. */
@@ -163,5 +177,8 @@ export function parseSigma(text: string): number | 'learned' | { reason: string 
   if (text.trim() === 'learned') return 'learned';
   const sigma = Number(text);
   return text.trim() !== '' && Number.isFinite(sigma) && sigma >= SIGMA_RANGE[0] && sigma <= SIGMA_RANGE[1]
-    ? sigma : { reason: `must be a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]} (e.g. 0.1), or "learned" for one σ per pixel` };
+    ? sigma
+    : {
+        reason: `must be a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]} (e.g. 0.1), or "learned" for one σ per pixel`,
+      };
 }

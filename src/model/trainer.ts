@@ -39,7 +39,12 @@ export interface EpochResult {
 
 /** A non-finite batch loss: the run stops there and writes nothing after it. */
 export class DivergenceError extends Error {
-  constructor(readonly epoch: number, readonly batch: number, readonly loss: number, lr: number) {
+  constructor(
+    readonly epoch: number,
+    readonly batch: number,
+    readonly loss: number,
+    lr: number,
+  ) {
     super(
       `the loss became ${loss} at epoch ${epoch}, batch ${batch}: training diverged. The learning rate ` +
         `(${lr}) is the likely cause; try a smaller one (the reference uses 1e-3).`,
@@ -53,7 +58,10 @@ export class Trainer {
   stepsPerSubmit: number;
   readonly maxInFlight: number;
 
-  constructor(readonly model: VaeModel, options: TrainerOptions = {}) {
+  constructor(
+    readonly model: VaeModel,
+    options: TrainerOptions = {},
+  ) {
     this.stepsPerSubmit = options.stepsPerSubmit ?? 16;
     this.maxInFlight = options.maxInFlight ?? 2;
   }
@@ -64,7 +72,9 @@ export class Trainer {
    * promise, which is awaited: a host pauses training by settling it only on resume or stop.
    */
   async trainEpoch(
-    epoch: number, onLosses?: (l: BatchLosses) => void, shouldStop?: () => boolean | Promise<boolean>,
+    epoch: number,
+    onLosses?: (l: BatchLosses) => void,
+    shouldStop?: () => boolean | Promise<boolean>,
   ): Promise<EpochResult> {
     const { model } = this;
     const { gpu } = model;
@@ -90,17 +100,21 @@ export class Trainer {
         for (let b = first; b < last; b++) dispatches.push(...model.trainStep(model.rowsOf(b, n)));
         gpu.run(dispatches, `epoch ${epoch} steps ${first}-${last - 1}`);
         const objective = model.trainObjective;
-        pending.push(Promise.all([
-          gpu.readFloats(model.trainLoss, first, last - first),
-          objective ? gpu.readFloats(objective, first, last - first) : undefined,
-        ]).then(([losses, objectives]) => {
-          const bad = losses.findIndex((l) => !Number.isFinite(l));
-          if (bad >= 0) diverged ??= new DivergenceError(epoch, first + bad, losses[bad], model.config.adam.lr);
-          for (const l of losses) lossSum += l;
-          for (const o of objectives ?? []) objectiveSum += o;
-          done = last;
-          onLosses?.(objectives ? { epoch, firstBatch: first, losses, objectives } : { epoch, firstBatch: first, losses });
-        }));
+        pending.push(
+          Promise.all([
+            gpu.readFloats(model.trainLoss, first, last - first),
+            objective ? gpu.readFloats(objective, first, last - first) : undefined,
+          ]).then(([losses, objectives]) => {
+            const bad = losses.findIndex((l) => !Number.isFinite(l));
+            if (bad >= 0) diverged ??= new DivergenceError(epoch, first + bad, losses[bad], model.config.adam.lr);
+            for (const l of losses) lossSum += l;
+            for (const o of objectives ?? []) objectiveSum += o;
+            done = last;
+            onLosses?.(
+              objectives ? { epoch, firstBatch: first, losses, objectives } : { epoch, firstBatch: first, losses },
+            );
+          }),
+        );
         if (pending.length > this.maxInFlight) await pending.shift();
       }
     } catch (e) {
@@ -148,9 +162,15 @@ export class Trainer {
     let sum = 0;
     for (const l of losses) sum += l;
     // The test objective uses β itself: the evaluation state counts test batches, not Adam steps.
-    const objectives = model.testObjective ? await gpu.readFloats(model.testObjective, 0, model.testBatches) : undefined;
+    const objectives = model.testObjective
+      ? await gpu.readFloats(model.testObjective, 0, model.testBatches)
+      : undefined;
     const objective = objectives?.reduce((a, b) => a + b, 0);
-    return { averageLoss: sum / n, ...(objective !== undefined ? { averageObjective: objective / n } : {}), seconds: (performance.now() - started) / 1000 };
+    return {
+      averageLoss: sum / n,
+      ...(objective !== undefined ? { averageObjective: objective / n } : {}),
+      seconds: (performance.now() - started) / 1000,
+    };
   }
 
   /**
@@ -162,7 +182,9 @@ export class Trainer {
     const { gpu } = model;
     gpu.run(model.sampleProgram(), 'samples');
     const [inputs, outputs, samples] = await Promise.all([
-      gpu.readFloats(model.reconInputs), gpu.readFloats(model.reconOutputs), gpu.readFloats(model.samples),
+      gpu.readFloats(model.reconInputs),
+      gpu.readFloats(model.reconOutputs),
+      gpu.readFloats(model.samples),
     ]);
     const recon = new Float32Array(inputs.length + outputs.length);
     recon.set(inputs);

@@ -11,7 +11,15 @@ import { adamOp, reparamOp, type AdamHyper } from '../gpu/ops';
 import { frozenPlan, type KernelPlan } from '../gpu/plan';
 import { arenaLayout, classesOf, initArena, type ArenaLayout, type VaeSizes } from './graph';
 import {
-  Activations, decoderForward, generalObjective, likelihoodFinalize, likelihoodImage, lossBackward, lossForward, type Arena, type GpuImages,
+  Activations,
+  decoderForward,
+  generalObjective,
+  likelihoodFinalize,
+  likelihoodImage,
+  lossBackward,
+  lossForward,
+  type Arena,
+  type GpuImages,
 } from './programs';
 import { uniformStream } from './random';
 import { betaReason, klWarmupReason, LOG_SIGMA_RANGE } from './settings';
@@ -97,7 +105,12 @@ export class VaeModel {
   private built!: Built;
 
   /** `plan`: the kernel plan its programs are built under, frozen (a checkpoint records it). */
-  private constructor(readonly gpu: Gpu, sizes: VaeSizes, seed: number, readonly plan: KernelPlan) {
+  private constructor(
+    readonly gpu: Gpu,
+    sizes: VaeSizes,
+    seed: number,
+    readonly plan: KernelPlan,
+  ) {
     this.sizes = sizes;
     this.seed = seed;
     const { D } = sizes;
@@ -184,13 +197,20 @@ export class VaeModel {
     const badWarmup = job.klWarmup === undefined ? null : klWarmupReason(job.klWarmup);
     if (badWarmup) throw new RangeError(`VaeModel: klWarmup ${job.klWarmup} ${badWarmup}`);
     const old = this.built as Built | undefined;
-    const same = old && old.batchSize === job.batchSize && old.train === job.train && old.test === job.test &&
-      JSON.stringify(old.adam) === JSON.stringify(job.adam) && old.beta === job.beta && old.klWarmup === job.klWarmup;
+    const same =
+      old &&
+      old.batchSize === job.batchSize &&
+      old.train === job.train &&
+      old.test === job.test &&
+      JSON.stringify(old.adam) === JSON.stringify(job.adam) &&
+      old.beta === job.beta &&
+      old.klWarmup === job.klWarmup;
     if (same) return;
     const made: GPUBuffer[] = [];
     const built = await this.gpu.collecting(made, async () => {
       const b: Built = {
-        ...job, made,
+        ...job,
+        made,
         act: new Activations(this.gpu, 'batch', this.layout, job.batchSize, { gradients: true }),
         trainLoss: this.gpu.buffer('train loss per batch', Math.ceil(job.train.count / job.batchSize) * 4),
         testLoss: this.gpu.buffer('test loss per batch', Math.ceil(job.test.count / job.batchSize) * 4),
@@ -272,7 +292,9 @@ export class VaeModel {
       ...(await decoderForward(gpu, this.plan, 'sample', this.arena, act, n)),
       await likelihoodImage(gpu, 'sample', this.sizes, n * D, act.logits, this.samples),
     ]);
-    this.fixedPrograms.set('recon sigmoid', [await likelihoodImage(gpu, 'recon', this.sizes, RECON_COUNT * D, this.reconLogits, this.reconOutputs)]);
+    this.fixedPrograms.set('recon sigmoid', [
+      await likelihoodImage(gpu, 'recon', this.sizes, RECON_COUNT * D, this.reconLogits, this.reconOutputs),
+    ]);
   }
 
   /**
@@ -287,31 +309,67 @@ export class VaeModel {
     for (let i = 0; i < n; i++) z[i * (L + C) + L + Math.floor(i / SAMPLES_PER_CLASS)] = 1;
     gpu.write(act.z, z);
     const zeros = (label: string, floats: number) => gpu.bufferWith(label, new Float32Array(floats));
-    return reparamOp(gpu, 'sample z', 'reparam_forward', [n, L, this.seed, PHILOX_STREAM.sample, L + C],
-      [zeros('sample step 0', 4), zeros('sample prior mu, logvar', n * 2 * L), act.z, act.eps]);
+    return reparamOp(
+      gpu,
+      'sample z',
+      'reparam_forward',
+      [n, L, this.seed, PHILOX_STREAM.sample, L + C],
+      [zeros('sample step 0', 4), zeros('sample prior mu, logvar', n * 2 * L), act.z, act.eps],
+    );
   }
 
   private async buildTrain(b: Built, rows: number): Promise<Dispatch[]> {
     const { gpu, plan, arena } = this;
     const tag = `train[${rows}]`;
     return [
-      ...(await lossForward(gpu, plan, tag, arena, b.act, { seed: this.seed, batchSize: b.batchSize, objective: b, training: true }, rows,
-        { images: b.train, state: this.trainState, partials: this.partials, stream: PHILOX_STREAM.train })),
+      ...(await lossForward(
+        gpu,
+        plan,
+        tag,
+        arena,
+        b.act,
+        { seed: this.seed, batchSize: b.batchSize, objective: b, training: true },
+        rows,
+        { images: b.train, state: this.trainState, partials: this.partials, stream: PHILOX_STREAM.train },
+      )),
       ...(await lossBackward(gpu, plan, tag, arena, b.act, rows)),
-      await adamOp(gpu, `${tag} adam`, this.layout.length, b.adam,
-        { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v }, plan.adam, this.logSigmaClamp()),
-      await likelihoodFinalize(gpu, plan, tag, this.sizes, b, true,
-        { state: this.trainState, partials: this.partials, out: b.trainLoss, objective: b.trainObjective }),
+      await adamOp(
+        gpu,
+        `${tag} adam`,
+        this.layout.length,
+        b.adam,
+        { state: this.trainState, params: this.params, grads: this.grads, m: this.m, v: this.v },
+        plan.adam,
+        this.logSigmaClamp(),
+      ),
+      await likelihoodFinalize(gpu, plan, tag, this.sizes, b, true, {
+        state: this.trainState,
+        partials: this.partials,
+        out: b.trainLoss,
+        objective: b.trainObjective,
+      }),
     ];
   }
 
   private async buildEval(b: Built, rows: number): Promise<Dispatch[]> {
     const tag = `eval[${rows}]`;
     return [
-      ...(await lossForward(this.gpu, this.plan, tag, this.arena, b.act, { seed: this.seed, batchSize: b.batchSize, objective: b }, rows,
-        { images: b.test, state: this.evalState, partials: this.partials, stream: PHILOX_STREAM.eval })),
-      await likelihoodFinalize(this.gpu, this.plan, tag, this.sizes, b, false,
-        { state: this.evalState, partials: this.partials, out: b.testLoss, objective: b.testObjective }),
+      ...(await lossForward(
+        this.gpu,
+        this.plan,
+        tag,
+        this.arena,
+        b.act,
+        { seed: this.seed, batchSize: b.batchSize, objective: b },
+        rows,
+        { images: b.test, state: this.evalState, partials: this.partials, stream: PHILOX_STREAM.eval },
+      )),
+      await likelihoodFinalize(this.gpu, this.plan, tag, this.sizes, b, false, {
+        state: this.evalState,
+        partials: this.partials,
+        out: b.testLoss,
+        objective: b.testObjective,
+      }),
     ];
   }
 
@@ -325,7 +383,10 @@ export class VaeModel {
   async exportState(): Promise<{ params: Float32Array; m: Float32Array; v: Float32Array; step: number }> {
     const { gpu } = this;
     const [params, m, v, state] = await Promise.all([
-      gpu.readFloats(this.params), gpu.readFloats(this.m), gpu.readFloats(this.v), gpu.read(this.trainState, 0, 4),
+      gpu.readFloats(this.params),
+      gpu.readFloats(this.m),
+      gpu.readFloats(this.v),
+      gpu.read(this.trainState, 0, 4),
     ]);
     return { params, m, v, step: new Uint32Array(state)[0] };
   }
@@ -350,7 +411,13 @@ export class VaeModel {
  * Puts `count` images of `pixelsPerImage` bytes on the GPU once, with an identity order; with
  * `labels` (one class per image, for a conditional VAE), those too, as u32s.
  */
-export function uploadImages(gpu: Gpu, label: string, pixels: Uint8Array, count: number, labels?: ArrayLike<number>): GpuImages {
+export function uploadImages(
+  gpu: Gpu,
+  label: string,
+  pixels: Uint8Array,
+  count: number,
+  labels?: ArrayLike<number>,
+): GpuImages {
   const order = new Uint32Array(count);
   for (let i = 0; i < count; i++) order[i] = i;
   const images: GpuImages = {
@@ -359,9 +426,12 @@ export function uploadImages(gpu: Gpu, label: string, pixels: Uint8Array, count:
     order: gpu.bufferWith(`${label} order`, order),
   };
   if (labels) {
-    if (labels.length < count) throw new RangeError(`${label}: ${labels.length} labels for ${count} images; every image needs its class`);
-    images.labels = gpu.bufferWith(`${label} labels`, Uint32Array.from({ length: count }, (_, i) => labels[i]!));
+    if (labels.length < count)
+      throw new RangeError(`${label}: ${labels.length} labels for ${count} images; every image needs its class`);
+    images.labels = gpu.bufferWith(
+      `${label} labels`,
+      Uint32Array.from({ length: count }, (_, i) => labels[i]!),
+    );
   }
   return images;
 }
-

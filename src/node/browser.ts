@@ -63,8 +63,9 @@ export function findChrome(options: { install?: boolean } = {}): string {
   const found = CANDIDATES.find((path) => existsSync(path));
   if (found) return found;
   if ((options.install ?? true) && isRoot() && isDebianLike()) {
-    console.error('webgpu-vae: no Chrome/Chromium found; installing Debian\'s chromium with apt…');
-    const apt = (args: string[]) => execFileSync('apt-get', args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    console.error("webgpu-vae: no Chrome/Chromium found; installing Debian's chromium with apt…");
+    const apt = (args: string[]) =>
+      execFileSync('apt-get', args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
     // A fresh machine's package lists can be months old: installing from them gives an old browser.
     try {
       apt(['update', '-q']);
@@ -115,7 +116,12 @@ export async function launchBrowser(options: { webgpu?: boolean; shared?: boolea
     // adapter. Not --use-angle=vulkan: with it Chromium 156.0.8078.114 gives no adapter at all.
     // WebGPU developer features turn off Chrome's 100 µs quantization of timestamp queries, so
     // the bench can time a GPU's 20 µs kernels (it still times spans of at least 2 ms).
-    args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--enable-unsafe-swiftshader', '--enable-webgpu-developer-features');
+    args.push(
+      '--enable-unsafe-webgpu',
+      '--enable-features=Vulkan',
+      '--enable-unsafe-swiftshader',
+      '--enable-webgpu-developer-features',
+    );
   }
   if (isRoot()) args.push('--no-sandbox'); // Chromium refuses to run as root with its sandbox.
   const browser = await puppeteer.launch({
@@ -131,26 +137,32 @@ export async function launchBrowser(options: { webgpu?: boolean; shared?: boolea
     // (puppeteer's own handler would kill the browser and exit at once).
     handleSIGINT: false,
   });
-  launchFlags.set(browser, args.filter((a) => !a.startsWith('--user-data-dir')));
+  launchFlags.set(
+    browser,
+    args.filter((a) => !a.startsWith('--user-data-dir')),
+  );
   let closing: Promise<void> | undefined;
   return {
     browser,
     executablePath,
     // One closing however often it is asked for (a second Ctrl-C during a run's own close). The
     // profile is removed only once the browser has exited, since it writes there until then.
-    close: () => (closing ??= (async () => {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, CLOSE_TIMEOUT_MS); });
-      await Promise.race([browser.close().catch(() => {}), late]);
-      clearTimeout(timer);
-      const child = browser.process();
-      if (child && child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGKILL');
-        await exited;
-      }
-      rmSync(userDataDir, { recursive: true, force: true, maxRetries: 5 });
-    })()),
+    close: () =>
+      (closing ??= (async () => {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+        });
+        await Promise.race([browser.close().catch(() => {}), late]);
+        clearTimeout(timer);
+        const child = browser.process();
+        if (child && child.exitCode === null && child.signalCode === null) {
+          const exited = new Promise((resolve) => child.once('exit', resolve));
+          child.kill('SIGKILL');
+          await exited;
+        }
+        rmSync(userDataDir, { recursive: true, force: true, maxRetries: 5 });
+      })()),
   };
 }
 
@@ -165,7 +177,7 @@ const CLOSE_TIMEOUT_MS = 10_000;
  */
 export async function reportAdapter(page: Page): Promise<AdapterReport> {
   // A string, not a function: the test runner rewrites a function's import() into its own loader.
-  const result = await page.evaluate(`import(${JSON.stringify(ADAPTER_MODULE)}).then((m) => m.adapterReport())`) as
+  const result = (await page.evaluate(`import(${JSON.stringify(ADAPTER_MODULE)}).then((m) => m.adapterReport())`)) as
     { summary: AdapterSummary } | { error: string };
   const browserVersion = await page.browser().version();
   if ('error' in result) {

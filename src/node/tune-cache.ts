@@ -16,7 +16,9 @@ import { removeStaleTemporaries, writeAtomic } from './files';
  * $XDG_CACHE_HOME/webgpu-vae/tuned-plans (~/.cache when unset), as other tools keep caches.
  */
 export function tuneCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.WEBGPU_VAE_TUNE_CACHE || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'webgpu-vae', 'tuned-plans');
+  return (
+    env.WEBGPU_VAE_TUNE_CACHE || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'webgpu-vae', 'tuned-plans')
+  );
 }
 
 /** The file a key's plan lives in. */
@@ -36,12 +38,17 @@ export interface FileTuneCache extends TuneCache {
  * A folder that cannot be made or written (a read-only home, say) does not stop a run: tuning
  * still happens, only nothing is saved, and `warn` hears so once.
  */
-export function fileCache(dir: string, warn: (message: string) => void = (m) => console.error(`webgpu-vae: ${m}`)): FileTuneCache {
+export function fileCache(
+  dir: string,
+  warn: (message: string) => void = (m) => console.error(`webgpu-vae: ${m}`),
+): FileTuneCache {
   let unwritable: string | undefined;
   const cannotWrite = (e: unknown) => {
     if (unwritable !== undefined) return;
     unwritable = `${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
-    warn(`cannot write the tune cache ${dir} (${unwritable}): tuning without caching (set WEBGPU_VAE_TUNE_CACHE to a writable folder to keep tuned plans)`);
+    warn(
+      `cannot write the tune cache ${dir} (${unwritable}): tuning without caching (set WEBGPU_VAE_TUNE_CACHE to a writable folder to keep tuned plans)`,
+    );
   };
   try {
     mkdirSync(dir, { recursive: true });
@@ -59,7 +66,8 @@ export function fileCache(dir: string, warn: (message: string) => void = (m) => 
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         // No entry, or no folder to hold one (it could not be made): a miss either way.
-        if (code === 'ENOENT' || code === 'ENOTDIR' || (unwritable !== undefined && code === 'EACCES')) return undefined;
+        if (code === 'ENOENT' || code === 'ENOTDIR' || (unwritable !== undefined && code === 'EACCES'))
+          return undefined;
         throw e;
       }
     },

@@ -52,8 +52,10 @@ export function icdCandidates(driver: VulkanDriver, env: NodeJS.ProcessEnv = pro
   if (chosen) return [chosen];
   if (driver === 'lavapipe') {
     const arch = process.arch === 'x64' ? 'x86_64' : process.arch === 'arm64' ? 'aarch64' : process.arch;
-    return ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d']
-      .flatMap((dir) => [join(dir, 'lvp_icd.json'), join(dir, `lvp_icd.${arch}.json`)]);
+    return ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'].flatMap((dir) => [
+      join(dir, 'lvp_icd.json'),
+      join(dir, `lvp_icd.${arch}.json`),
+    ]);
   }
   // Chromium and Chrome keep vk_swiftshader_icd.json beside their binary; a browser named by
   // WEBGPU_VAE_CHROME (the headless host's variable) counts first.
@@ -70,7 +72,9 @@ export function chooseDriver(driver?: string): VulkanDriver {
   const name = driver || fromEnv || DEFAULT_DRIVER;
   if (!(VULKAN_DRIVERS as readonly string[]).includes(name)) {
     const source = driver ? 'The driver asked for is' : `$${ADAPTER_ENV} is`;
-    throw new NodeWebGpuError(`${source} "${name}"; the Node runtime's Vulkan drivers are ${VULKAN_DRIVERS.join(' and ')}.`);
+    throw new NodeWebGpuError(
+      `${source} "${name}"; the Node runtime's Vulkan drivers are ${VULKAN_DRIVERS.join(' and ')}.`,
+    );
   }
   return name as VulkanDriver;
 }
@@ -78,7 +82,7 @@ export function chooseDriver(driver?: string): VulkanDriver {
 /** The apt commands that install a driver (Debian or Ubuntu). */
 export function installCommands(driver: VulkanDriver): string {
   return driver === 'lavapipe'
-    ? 'Debian 12 (bookworm): add bookworm-backports to apt\'s sources (your Debian mirror, suite bookworm-backports, ' +
+    ? "Debian 12 (bookworm): add bookworm-backports to apt's sources (your Debian mirror, suite bookworm-backports, " +
         'component main; .ci/run shows how), then `sudo apt-get update && sudo apt-get install -t bookworm-backports ' +
         'mesa-vulkan-drivers libvulkan1`. Debian 13 or Ubuntu 24.04 and newer: `sudo apt-get install mesa-vulkan-drivers libvulkan1`.'
     : '`sudo apt-get install chromium libvulkan1` (Chromium ships the SwiftShader Vulkan driver in /usr/lib/chromium), ' +
@@ -89,7 +93,7 @@ type DawnModule = { create(options: string[]): GPU; globals: object };
 
 async function loadDawn(): Promise<DawnModule> {
   try {
-    return await import('webgpu') as DawnModule;
+    return (await import('webgpu')) as DawnModule;
   } catch (e) {
     throw new NodeWebGpuError(
       `WebGPU in Node needs Dawn's binding, the npm package "webgpu", which did not load (${(e as Error).message}). ` +
@@ -120,7 +124,8 @@ async function discover(driver: VulkanDriver): Promise<NodeWebGpu> {
   }
   const tried: string[] = [];
   for (const icd of icdCandidates(driver)) {
-    if (!icd.includes(delimiter) && !existsSync(icd)) { // a list (from the environment) goes to the loader as it is
+    if (!icd.includes(delimiter) && !existsSync(icd)) {
+      // a list (from the environment) goes to the loader as it is
       tried.push(`${icd} (missing)`);
       continue;
     }
@@ -136,7 +141,8 @@ async function discover(driver: VulkanDriver): Promise<NodeWebGpu> {
     tried.push(`${icd} (${description ? `gave another driver's adapter, ${description}` : 'no adapter'})`);
   }
   const inherited = ['VK_ICD_FILENAMES', 'VK_DRIVER_FILES', 'VK_ADD_DRIVER_FILES', 'LD_LIBRARY_PATH']
-    .filter((name) => process.env[name] !== undefined).map((name) => `${name}=${process.env[name]}`);
+    .filter((name) => process.env[name] !== undefined)
+    .map((name) => `${name}=${process.env[name]}`);
   throw new NodeWebGpuError(
     `No WebGPU adapter on the ${driver} Vulkan driver. Looked at: ${tried.join('; ')}. Each file present was given to ` +
       'Dawn as VK_ICD_FILENAMES and VK_DRIVER_FILES' +

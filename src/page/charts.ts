@@ -79,8 +79,13 @@ export class LossChart {
     ctx.font = '12px system-ui, sans-serif';
 
     const { train, test } = this.history;
-    const ys = [...train.filter((_, i) => i % 2 === 1), ...test.filter((_, i) => i % 2 === 1)].filter((y) => y > 0 && Number.isFinite(y));
-    const left = 52, right = 12, top = 10, bottom = 34;
+    const ys = [...train.filter((_, i) => i % 2 === 1), ...test.filter((_, i) => i % 2 === 1)].filter(
+      (y) => y > 0 && Number.isFinite(y),
+    );
+    const left = 52,
+      right = 12,
+      top = 10,
+      bottom = 34;
     const plotW = width - left - right;
     const plotH = height - top - bottom;
     if (ys.length === 0) {
@@ -92,9 +97,13 @@ export class LossChart {
     // Log y: the first steps' loss is ~5× the trained one, and later progress is a few percent.
     let lo = Math.log10(Math.min(...ys));
     let hi = Math.log10(Math.max(...ys));
-    if (hi - lo < 0.02) { lo -= 0.01; hi += 0.01; }
+    if (hi - lo < 0.02) {
+      lo -= 0.01;
+      hi += 0.01;
+    }
     const pad = (hi - lo) * 0.05;
-    lo -= pad; hi += pad;
+    lo -= pad;
+    hi += pad;
     const X = (x: number) => left + (x / xMax) * plotW;
     const Y = (y: number) => top + (1 - (Math.log10(y) - lo) / (hi - lo)) * plotH;
 
@@ -135,7 +144,8 @@ export class LossChart {
     ctx.lineWidth = 1.25;
     ctx.strokeStyle = COLORS.train;
     ctx.beginPath();
-    for (let i = 0; i < train.length; i += 2) (i === 0 ? ctx.moveTo : ctx.lineTo).call(ctx, X(train[i]), Y(train[i + 1]));
+    for (let i = 0; i < train.length; i += 2)
+      (i === 0 ? ctx.moveTo : ctx.lineTo).call(ctx, X(train[i]), Y(train[i + 1]));
     ctx.stroke();
     ctx.strokeStyle = ctx.fillStyle = COLORS.test;
     ctx.lineWidth = 2;
@@ -161,7 +171,14 @@ export class LossChart {
 }
 
 /** Draws `n` images of rows×cols floats in [0, 1] as a grid `nrow` wide, one canvas pixel per image pixel. */
-export function drawGrid(canvas: HTMLCanvasElement, images: Float32Array, n: number, rows: number, cols: number, nrow: number): void {
+export function drawGrid(
+  canvas: HTMLCanvasElement,
+  images: Float32Array,
+  n: number,
+  rows: number,
+  cols: number,
+  nrow: number,
+): void {
   const grid = makeGrid(images, n, rows, cols, nrow);
   canvas.width = grid.width;
   canvas.height = grid.height;

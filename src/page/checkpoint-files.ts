@@ -22,7 +22,9 @@ export function wireCheckpointFiles(app: App): void {
       const a = Object.assign(document.createElement('a'), { href: url, download: name });
       a.click();
       setTimeout(() => URL.revokeObjectURL(url), 60_000);
-      say(`Downloaded ${name} (${(bytes.byteLength / 1e6).toFixed(1)} MB: the weights under PyTorch's names, and the Adam state).`);
+      say(
+        `Downloaded ${name} (${(bytes.byteLength / 1e6).toFixed(1)} MB: the weights under PyTorch's names, and the Adam state).`,
+      );
     } catch (e) {
       say(`Download failed: ${(e as Error).message}`, 'error');
     }
@@ -37,9 +39,13 @@ export function wireCheckpointFiles(app: App): void {
     say(`Reading ${file.name}…`);
     try {
       const bytes = new Uint8Array(await file.arrayBuffer());
-      const { ckpt, dataset } = await readCheckpoint(app.controls, bytes, async () => state.session?.dataset ?? chosenDataset(app));
+      const { ckpt, dataset } = await readCheckpoint(
+        app.controls,
+        bytes,
+        async () => state.session?.dataset ?? chosenDataset(app),
+      );
       const epoch = epochOf(ckpt);
-      const session = state.session = await createSession(app, dataset, settingsFor(app.controls, ckpt), ckpt, epoch);
+      const session = (state.session = await createSession(app, dataset, settingsFor(app.controls, ckpt), ckpt, epoch));
       app.chart.clear();
       await session.trainer.testPass();
       await showModel(app, session);
@@ -52,10 +58,16 @@ export function wireCheckpointFiles(app: App): void {
       } else {
         // Opening a file to look at it must not replace the run kept in storage: the loaded model
         // takes its place only when it completes an epoch, and the page says so.
-        const kept = stored === 'unrestorable' ? 'the record this page could not restore' : `the run saved after epoch ${stored.epoch}`;
-        el.saved.textContent = `${file.name} is not saved in this browser: storage keeps ${kept}` +
+        const kept =
+          stored === 'unrestorable'
+            ? 'the record this page could not restore'
+            : `the run saved after epoch ${stored.epoch}`;
+        el.saved.textContent =
+          `${file.name} is not saved in this browser: storage keeps ${kept}` +
           `${stored === 'unrestorable' ? ' (Reset deletes it)' : ', which a reload restores,'} until this model completes an epoch.`;
-        say(`${loaded} It is not saved in this browser: storage keeps ${kept} until Continue completes an epoch of this model.`);
+        say(
+          `${loaded} It is not saved in this browser: storage keeps ${kept} until Continue completes an epoch of this model.`,
+        );
       }
     } catch (e) {
       say(`Could not load ${file.name}: ${(e as Error).message}. Nothing was changed.`, 'error');

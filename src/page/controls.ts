@@ -15,7 +15,9 @@ const isReason = (v: unknown): v is Reason => typeof v === 'object' && v !== nul
 /** Why `text` is not a whole number from `min` to `max` ('' when it is): every integer field's check and wording. */
 export function integerReason(text: string, min: number, max: number, why = ''): string {
   const v = Number(text);
-  return /^\s*\d+\s*$/.test(text) && Number.isSafeInteger(v) && v >= min && v <= max ? '' : `must be a whole number from ${min} to ${max}${why}`;
+  return /^\s*\d+\s*$/.test(text) && Number.isSafeInteger(v) && v >= min && v <= max
+    ? ''
+    : `must be a whole number from ${min} to ${max}${why}`;
 }
 
 function integer(min: number, max: number, why = ''): Parse<number> {
@@ -85,7 +87,8 @@ export class Controls {
    */
   reasonAgainst(name: keyof Settings, value: unknown): string {
     const wanted = name === 'hidden' ? 'a list of widths' : 'a number';
-    const ok = name === 'hidden' ? Array.isArray(value) && value.every((v) => typeof v === 'number') : typeof value === 'number';
+    const ok =
+      name === 'hidden' ? Array.isArray(value) && value.every((v) => typeof v === 'number') : typeof value === 'number';
     if (!ok) return `must be ${wanted}, not ${value === undefined ? 'missing' : JSON.stringify(value)}`;
     const result = FIELDS[name].parse(format(value as number | number[]));
     return isReason(result) ? result.reason : '';

@@ -7,7 +7,15 @@ import { decodeImageFolder } from '../data/image-decode';
 import { describeImageFolder, type SkippedFile } from '../data/image-folder';
 import { classCountOf } from '../model/labels';
 import type { FitRule } from '../model/settings';
-import { gunzipBounded, IdxError, isGzip, parseIdxImages, parseIdxLabels, type IdxImages, type IdxLabels } from '../data/idx';
+import {
+  gunzipBounded,
+  IdxError,
+  isGzip,
+  parseIdxImages,
+  parseIdxLabels,
+  type IdxImages,
+  type IdxLabels,
+} from '../data/idx';
 
 export type DatasetKind = 'mnist' | 'fashion' | 'files' | 'images';
 
@@ -45,7 +53,18 @@ export interface PickedFile {
 }
 
 const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
-const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+const FASHION = [
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+];
 
 /** Inflates gzip bytes (up to MAX_IDX_FILE_BYTES); other bytes are returned as they are (a host may have inflated them already). */
 export async function gunzipIfNeeded(bytes: Uint8Array, name: string): Promise<Uint8Array> {
@@ -57,10 +76,14 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
   try {
     response = await fetch(url);
   } catch (e) {
-    throw new Error(`fetching ${url} failed (${(e as Error).message}); is the page's server still running?`, { cause: e });
+    throw new Error(`fetching ${url} failed (${(e as Error).message}); is the page's server still running?`, {
+      cause: e,
+    });
   }
   if (!response.ok) {
-    throw new Error(`fetching ${url}: HTTP ${response.status}. The site must ship the mnist/ folder that \`npm run build\` writes beside index.html.`);
+    throw new Error(
+      `fetching ${url}: HTTP ${response.status}. The site must ship the mnist/ folder that \`npm run build\` writes beside index.html.`,
+    );
   }
   return new Uint8Array(await response.arrayBuffer());
 }
@@ -69,11 +92,19 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
 export async function loadMnist(base: string): Promise<Dataset> {
   const get = async (name: string) => gunzipIfNeeded(await fetchBytes(`${base}mnist/${name}.gz`), name);
   const [trainImages, trainLabels, testImages, testLabels] = await Promise.all([
-    get('train-images-idx3-ubyte'), get('train-labels-idx1-ubyte'), get('t10k-images-idx3-ubyte'), get('t10k-labels-idx1-ubyte'),
+    get('train-images-idx3-ubyte'),
+    get('train-labels-idx1-ubyte'),
+    get('t10k-images-idx3-ubyte'),
+    get('t10k-labels-idx1-ubyte'),
   ]);
-  return assemble('mnist', 'MNIST',
-    parseIdxImages(trainImages, 'train-images-idx3-ubyte'), parseIdxLabels(trainLabels, 'train-labels-idx1-ubyte'),
-    parseIdxImages(testImages, 't10k-images-idx3-ubyte'), parseIdxLabels(testLabels, 't10k-labels-idx1-ubyte'));
+  return assemble(
+    'mnist',
+    'MNIST',
+    parseIdxImages(trainImages, 'train-images-idx3-ubyte'),
+    parseIdxLabels(trainLabels, 'train-labels-idx1-ubyte'),
+    parseIdxImages(testImages, 't10k-images-idx3-ubyte'),
+    parseIdxLabels(testLabels, 't10k-labels-idx1-ubyte'),
+  );
 }
 
 /**
@@ -81,13 +112,15 @@ export async function loadMnist(base: string): Promise<Dataset> {
  * one named "train" when both are the same size) and optionally a labels file for each.
  */
 export async function loadPicked(kind: 'fashion' | 'files', files: readonly PickedFile[]): Promise<Dataset> {
-  if (files.length === 0) throw new IdxError('no files chosen: pick the training and test images files (labels optional)');
+  if (files.length === 0)
+    throw new IdxError('no files chosen: pick the training and test images files (labels optional)');
   const images: { file: string; idx: IdxImages }[] = [];
   const labels: { file: string; idx: IdxLabels }[] = [];
   for (const f of files) {
     const bytes = await gunzipIfNeeded(f.bytes, f.name);
     // Byte 3 of an idx header is the number of dimensions: 1 for labels, 3 for images.
-    if (bytes.length >= 4 && bytes[0] === 0 && bytes[1] === 0 && bytes[3] === 1) labels.push({ file: f.name, idx: parseIdxLabels(bytes, f.name) });
+    if (bytes.length >= 4 && bytes[0] === 0 && bytes[1] === 0 && bytes[3] === 1)
+      labels.push({ file: f.name, idx: parseIdxLabels(bytes, f.name) });
     else images.push({ file: f.name, idx: parseIdxImages(bytes, f.name) });
   }
   if (images.length !== 2) {
@@ -100,7 +133,9 @@ export async function loadPicked(kind: 'fashion' | 'files', files: readonly Pick
   images.sort((a, b) => b.idx.count - a.idx.count || Number(isTrain(b.file)) - Number(isTrain(a.file)));
   const [train, test] = images;
   if (train.idx.rows !== test.idx.rows || train.idx.cols !== test.idx.cols) {
-    throw new IdxError(`${train.file} holds ${train.idx.rows}×${train.idx.cols} images but ${test.file} holds ${test.idx.rows}×${test.idx.cols}; pick two files of the same dataset`);
+    throw new IdxError(
+      `${train.file} holds ${train.idx.rows}×${train.idx.cols} images but ${test.file} holds ${test.idx.rows}×${test.idx.cols}; pick two files of the same dataset`,
+    );
   }
   let trainLabels: IdxLabels | undefined;
   let testLabels: IdxLabels | undefined;
@@ -121,11 +156,31 @@ export async function loadPicked(kind: 'fashion' | 'files', files: readonly Pick
   return assemble(kind, name, train.idx, trainLabels, test.idx, testLabels);
 }
 
-function assemble(kind: DatasetKind, name: string, train: IdxImages, trainLabels: IdxLabels | undefined, test: IdxImages, testLabels: IdxLabels | undefined): Dataset {
-  const maxLabel = Math.max(0, ...[trainLabels, testLabels].map((l) => (l ? l.labels.reduce((a, b) => Math.max(a, b), 0) : 0)));
-  const classNames = kind === 'fashion' && maxLabel < 10 ? FASHION : maxLabel < 10 ? DIGITS : Array.from({ length: maxLabel + 1 }, (_, i) => String(i));
+function assemble(
+  kind: DatasetKind,
+  name: string,
+  train: IdxImages,
+  trainLabels: IdxLabels | undefined,
+  test: IdxImages,
+  testLabels: IdxLabels | undefined,
+): Dataset {
+  const maxLabel = Math.max(
+    0,
+    ...[trainLabels, testLabels].map((l) => (l ? l.labels.reduce((a, b) => Math.max(a, b), 0) : 0)),
+  );
+  const classNames =
+    kind === 'fashion' && maxLabel < 10
+      ? FASHION
+      : maxLabel < 10
+        ? DIGITS
+        : Array.from({ length: maxLabel + 1 }, (_, i) => String(i));
   return {
-    kind, name, rows: train.rows, cols: train.cols, classNames, labelClasses: classCountOf(trainLabels?.labels, testLabels?.labels),
+    kind,
+    name,
+    rows: train.rows,
+    cols: train.cols,
+    classNames,
+    labelClasses: classCountOf(trainLabels?.labels, testLabels?.labels),
     train: { count: train.count, pixels: train.pixels, labels: trainLabels?.labels },
     test: { count: test.count, pixels: test.pixels, labels: testLabels?.labels },
   };
@@ -136,12 +191,27 @@ function assemble(kind: DatasetKind, name: string, train: IdxImages, trainLabels
  * decoded by this browser to size×size grayscale (src/data/image-decode.ts, which the CLI's
  * headless page runs too). `skipped` are files refused before reading (too large).
  */
-export async function loadImages(folder: string, files: readonly PickedFile[], options: { size: number; fit: FitRule }, skipped: readonly SkippedFile[] = []): Promise<Dataset> {
-  const d = await decodeImageFolder(files.map((f) => ({ path: f.name, bytes: f.bytes })), options, folder);
+export async function loadImages(
+  folder: string,
+  files: readonly PickedFile[],
+  options: { size: number; fit: FitRule },
+  skipped: readonly SkippedFile[] = [],
+): Promise<Dataset> {
+  const d = await decodeImageFolder(
+    files.map((f) => ({ path: f.name, bytes: f.bytes })),
+    options,
+    folder,
+  );
   const all = { ...d, skipped: [...skipped, ...d.skipped] };
   return {
-    kind: 'images', name: folder, rows: d.rows, cols: d.cols, classNames: d.classNames, labelClasses: classCountOf(d.train.labels, d.test.labels),
-    train: d.train, test: d.test,
+    kind: 'images',
+    name: folder,
+    rows: d.rows,
+    cols: d.cols,
+    classNames: d.classNames,
+    labelClasses: classCountOf(d.train.labels, d.test.labels),
+    train: d.train,
+    test: d.test,
     images: { ...options, skipped: all.skipped, summary: describeImageFolder(all, options.fit) },
   };
 }

@@ -8,18 +8,31 @@ import { HELD_OUT_RULE, LUMA_WEIGHTS as W } from '../data/image-folder';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
 import type { App } from './app';
 import { integerReason } from './controls';
-import { describeDataset, limitDataset, loadImages, loadMnist, loadPicked, type Dataset, type DatasetKind } from './data';
+import {
+  describeDataset,
+  limitDataset,
+  loadImages,
+  loadMnist,
+  loadPicked,
+  type Dataset,
+  type DatasetKind,
+} from './data';
 import { gatherDropped, gatherPicked, type GatheredFolder } from './image-folder';
 
 const HINTS: Record<'fashion' | 'files', string> = {
-  fashion: 'Pick the four Fashion-MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, ' +
-    't10k-labels-idx1-ubyte.gz) from github.com/zalandoresearch/fashion-mnist; Debian\'s dataset-fashion-mnist package puts them in /usr/share/datasets/fashion-mnist.',
-  files: 'Pick two idx images files (training and test; the larger set trains) and, for a coloured scatter, their labels files. Plain or gzipped.',
+  fashion:
+    'Pick the four Fashion-MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, ' +
+    "t10k-labels-idx1-ubyte.gz) from github.com/zalandoresearch/fashion-mnist; Debian's dataset-fashion-mnist package puts them in /usr/share/datasets/fashion-mnist.",
+  files:
+    'Pick two idx images files (training and test; the larger set trains) and, for a coloured scatter, their labels files. Plain or gzipped.',
 };
 
 /** The URL's cut of the dataset, in words. */
 function limitsText({ limits }: App): string {
-  const parts = [limits.train && `the first ${limits.train} training`, limits.test && `the first ${limits.test} test`].filter(Boolean);
+  const parts = [
+    limits.train && `the first ${limits.train} training`,
+    limits.test && `the first ${limits.test} test`,
+  ].filter(Boolean);
   return parts.length ? ` (this address uses only ${parts.join(' and ')} images)` : '';
 }
 
@@ -29,9 +42,13 @@ export function showDatasetChoice(app: App): void {
   el.datasetFilesRow.hidden = kind === 'mnist' || kind === 'images';
   el.imagesRow.hidden = kind !== 'images';
   if (kind !== 'mnist' && kind !== 'images') el.datasetHint.textContent = HINTS[kind];
-  el.datasetStatus.textContent = state.session ? describeDataset(state.session.dataset)
-    : kind === 'mnist' ? `MNIST: 60,000 training and 10,000 test digits, fetched from this site when you press Start${limitsText(app)}.`
-    : state.picked?.kind === kind ? describeDataset(state.picked.dataset) : 'No files chosen yet.';
+  el.datasetStatus.textContent = state.session
+    ? describeDataset(state.session.dataset)
+    : kind === 'mnist'
+      ? `MNIST: 60,000 training and 10,000 test digits, fetched from this site when you press Start${limitsText(app)}.`
+      : state.picked?.kind === kind
+        ? describeDataset(state.picked.dataset)
+        : 'No files chosen yet.';
   el.datasetStatus.classList.remove('error');
   app.updateButtons();
 }
@@ -44,7 +61,11 @@ export function imageOptions({ el }: App): { size: number; fit: FitRule } | null
   return reason ? null : { size: Number(el.imageSize.value), fit: el.imageFit.value as FitRule };
 }
 
-async function decodeFolder({ state }: App, folder: GatheredFolder, options: { size: number; fit: FitRule }): Promise<Dataset> {
+async function decodeFolder(
+  { state }: App,
+  folder: GatheredFolder,
+  options: { size: number; fit: FitRule },
+): Promise<Dataset> {
   const dataset = await loadImages(folder.name, folder.files, options, folder.skipped);
   state.pickedFolder = folder;
   // A new array for each decoding: saveLatest stores the files (and their size and fit) when the array changes.
@@ -78,7 +99,10 @@ async function useFolder(app: App, folder: GatheredFolder | null): Promise<void>
     showDatasetChoice(app);
   } catch (e) {
     state.pickedFolder = before; // a size change must not decode the folder that failed in place of the one in use
-    const kept = state.picked?.kind === 'images' ? ` The folder chosen before is still in use: ${describeDataset(state.picked.dataset)}` : '';
+    const kept =
+      state.picked?.kind === 'images'
+        ? ` The folder chosen before is still in use: ${describeDataset(state.picked.dataset)}`
+        : '';
     el.datasetStatus.textContent = `Not loaded: ${(e as Error).message}${kept}`;
     el.datasetStatus.classList.add('error');
     state.phase = 'ready';
@@ -127,14 +151,22 @@ export function wireDatasetChoice(app: App): void {
     el.datasetStatus.textContent = `Reading ${chosen.length} file${chosen.length === 1 ? '' : 's'}…`;
     try {
       const big = chosen.find((f) => f.size > MAX_IDX_FILE_BYTES);
-      if (big) throw new IdxError(`${big.name}: ${big.size} bytes is more than ${MAX_IDX_FILE_BYTES}; it is not an MNIST-sized idx file`);
-      const files = await Promise.all(chosen.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+      if (big)
+        throw new IdxError(
+          `${big.name}: ${big.size} bytes is more than ${MAX_IDX_FILE_BYTES}; it is not an MNIST-sized idx file`,
+        );
+      const files = await Promise.all(
+        chosen.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })),
+      );
       const dataset = await loadPicked(kind, files);
       state.picked = { kind, files, dataset };
       state.phase = 'ready';
       showDatasetChoice(app);
     } catch (e) {
-      const kept = state.picked?.kind === kind ? ` The files chosen before are still in use: ${describeDataset(state.picked.dataset)}.` : '';
+      const kept =
+        state.picked?.kind === kind
+          ? ` The files chosen before are still in use: ${describeDataset(state.picked.dataset)}.`
+          : '';
       el.datasetStatus.textContent = `Not loaded: ${(e as Error).message}.${kept}`;
       el.datasetStatus.classList.add('error');
       state.phase = 'ready';
@@ -143,7 +175,8 @@ export function wireDatasetChoice(app: App): void {
   });
 
   el.imageSize.value = String(IMAGE_SIZE_DEFAULT);
-  el.imagesHint.textContent = `PNG or JPEG files, one subfolder per class (the classes are the subfolders' names, sorted). ` +
+  el.imagesHint.textContent =
+    `PNG or JPEG files, one subfolder per class (the classes are the subfolders' names, sorted). ` +
     `With train/ and test/ subfolders those are the splits; otherwise the test images are ${HELD_OUT_RULE}. Images become size×size grayscale (luma ${W.r} R + ${W.g} G + ${W.b} B; transparency and padding are black): ` +
     'center-crop scales the short side and keeps the centre, fit scales the long side and pads, stretch scales each side. ' +
     'Files that cannot be used are named and skipped.';
@@ -155,7 +188,10 @@ export function wireDatasetChoice(app: App): void {
     if (chosen.length > 0) await useFolder(app, await gatherPicked(chosen));
   });
   // On change (Enter or leaving the field), not on each keystroke: "64" typed is not a decode at 6, then one at 64.
-  el.imageSize.addEventListener('input', () => { imageOptions(app); app.updateButtons(); });
+  el.imageSize.addEventListener('input', () => {
+    imageOptions(app);
+    app.updateButtons();
+  });
   el.imageSize.addEventListener('change', () => void useFolder(app, state.pickedFolder));
   el.imageFit.addEventListener('change', () => void useFolder(app, state.pickedFolder));
 

@@ -5,7 +5,13 @@
  * the dataset before anything is allocated for it.
  */
 import { autotuneLines, browserMajor, describePlan, type AutotuneResult } from '../model/autotune';
-import { checkpointSizes, decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
+import {
+  checkpointSizes,
+  decodeCheckpoint,
+  encodeRunCheckpoint,
+  readRunMetadata,
+  type CheckpointData,
+} from '../model/checkpoint';
 import { arenaLayout, classesOf, type VaeSizes } from '../model/graph';
 import { Inference } from '../model/inference';
 import { classCountOf, labelsReason } from '../model/labels';
@@ -25,11 +31,14 @@ import type { PageObjective } from './objective';
 function conditionalClasses(dataset: Dataset, wanted: boolean): number {
   if (!wanted) return 0;
   const classes = dataset.labelClasses;
-  const bad = labelsReason('training', dataset.train.labels, dataset.train.count, classes) ??
+  const bad =
+    labelsReason('training', dataset.train.labels, dataset.train.count, classes) ??
     labelsReason('test', dataset.test.labels, dataset.test.count, classes);
   if (bad || classes < 2) {
-    throw new Error(`a conditional VAE needs labels for every image (at least 2 classes): ${bad ?? `${dataset.name} has ${classes} class`}. ` +
-      'Pick the labels files too, or untick "Conditional on the labels"');
+    throw new Error(
+      `a conditional VAE needs labels for every image (at least 2 classes): ${bad ?? `${dataset.name} has ${classes} class`}. ` +
+        'Pick the labels files too, or untick "Conditional on the labels"',
+    );
   }
   return classes;
 }
@@ -38,47 +47,87 @@ function conditionalClasses(dataset: Dataset, wanted: boolean): number {
  * A new session (the model, its trainer and inference, the dataset uploaded) in place of the
  * current one, which is dropped once the settings and the objective are known to be usable.
  */
-export async function createSession(app: App, dataset: Dataset, settings: Settings, checkpoint: CheckpointData | null, epochsDone: number): Promise<Session> {
+export async function createSession(
+  app: App,
+  dataset: Dataset,
+  settings: Settings,
+  checkpoint: CheckpointData | null,
+  epochsDone: number,
+): Promise<Session> {
   const { el, controls, objectiveControls, explorer, say } = app;
   if (settings.batchSize > dataset.train.count) {
-    throw new Error(`the batch size (${settings.batchSize}) is larger than the ${dataset.train.count} training images; lower it`);
+    throw new Error(
+      `the batch size (${settings.batchSize}) is larger than the ${dataset.train.count} training images; lower it`,
+    );
   }
   // A checkpoint says whether its model is conditional (readCheckpoint checked the dataset's labels against its classes); a new model follows the checkbox.
   const classes = checkpoint ? classesOf(checkpoint.sizes) : conditionalClasses(dataset, el.conditional.checked);
   // A checkpoint's objective is its own (the likelihood in its sizes, β and the warm-up in its metadata); a new model takes the fields'.
   const run = checkpoint && readRunMetadata(checkpoint.metadata);
   const objective: PageObjective | null = checkpoint
-    ? { beta: run!.beta ?? DEFAULT_OBJECTIVE.beta, klWarmup: run!.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup, likelihood: checkpoint.sizes.likelihood }
+    ? {
+        beta: run!.beta ?? DEFAULT_OBJECTIVE.beta,
+        klWarmup: run!.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup,
+        likelihood: checkpoint.sizes.likelihood,
+      }
     : objectiveControls.read();
-  if (!objective) throw new Error('an objective field (β, KL warm-up, likelihood or σ) is invalid; its reason is shown beside it');
+  if (!objective)
+    throw new Error('an objective field (β, KL warm-up, likelihood or σ) is invalid; its reason is shown beside it');
   dropSession(app);
   const g = app.state.gpu!;
   try {
     const labelsIf = (labels?: Uint8Array) => (classes > 0 ? labels : undefined);
     const sizes: VaeSizes = {
-      D: dataset.rows * dataset.cols, hidden: settings.hidden, L: settings.latent,
-      ...(classes > 0 ? { classes } : {}), ...(objective.likelihood ? { likelihood: objective.likelihood } : {}),
+      D: dataset.rows * dataset.cols,
+      hidden: settings.hidden,
+      L: settings.latent,
+      ...(classes > 0 ? { classes } : {}),
+      ...(objective.likelihood ? { likelihood: objective.likelihood } : {}),
     };
     // The opener keeps a checkpoint's kernel plan (it sums in that order) and skips the autotune for it.
     const { model, trainer, tune, messages } = await openModel(g, {
-      sizes, job: { batchSize: settings.batchSize, seed: settings.seed, lr: settings.lr, beta: objective.beta, klWarmup: objective.klWarmup },
+      sizes,
+      job: {
+        batchSize: settings.batchSize,
+        seed: settings.seed,
+        lr: settings.lr,
+        beta: objective.beta,
+        klWarmup: objective.klWarmup,
+      },
       train: { pixels: dataset.train.pixels, count: dataset.train.count, labels: labelsIf(dataset.train.labels) },
       test: { pixels: dataset.test.pixels, count: dataset.test.count, labels: labelsIf(dataset.test.labels) },
-      checkpoint: checkpoint ?? undefined, classNames: classNamesOf(dataset), stepsPerSubmit: STEPS_PER_SUBMIT,
-      autotune: el.autotune.checked ? {
-        browserMajor: browserMajor(navigator.userAgent), cache: app.tuneCache,
-        onStart: () => say('Autotuning the kernels at these sizes (timing each matmul variant, then a 16-step check)…'),
-      } : undefined,
+      checkpoint: checkpoint ?? undefined,
+      classNames: classNamesOf(dataset),
+      stepsPerSubmit: STEPS_PER_SUBMIT,
+      autotune: el.autotune.checked
+        ? {
+            browserMajor: browserMajor(navigator.userAgent),
+            cache: app.tuneCache,
+            onStart: () =>
+              say('Autotuning the kernels at these sizes (timing each matmul variant, then a 16-step check)…'),
+          }
+        : undefined,
     });
     if (tune && tune.from !== 'skipped') sayTune(app, tune);
     for (const line of messages) say(`${line[0].toUpperCase()}${line.slice(1)}.`); // a skipped autotune, a resume's differences
     const s: Session = {
-      dataset, settings, model, epochsDone,
+      dataset,
+      settings,
+      model,
+      epochsDone,
       files: dataset.kind === 'mnist' ? null : app.state.picked!.files, // chosenDataset() made it from `picked`
       trainer,
       inference: new Inference(model),
     };
-    explorer.attach({ inference: s.inference, latent: settings.latent, rows: dataset.rows, cols: dataset.cols, test: dataset.test, classNames: dataset.classNames, classes });
+    explorer.attach({
+      inference: s.inference,
+      latent: settings.latent,
+      rows: dataset.rows,
+      cols: dataset.cols,
+      test: dataset.test,
+      classNames: dataset.classNames,
+      classes,
+    });
     controls.set(settings);
     el.conditional.checked = classes > 0;
     showClassControls(app, dataset, classes);
@@ -93,10 +142,14 @@ export async function createSession(app: App, dataset: Dataset, settings: Settin
 /** What the opt-in start-up autotune (src/model/autotune.ts, cached in this browser's storage) did, said. */
 function sayTune({ say, tuneCache }: App, tune: AutotuneResult): void {
   console.info(`webgpu-vae: ${autotuneLines(tune)}`);
-  const unkept = tuneCache.putFailure && ` The plan could not be kept in this browser's storage (${tuneCache.putFailure}): the next start tunes again.`;
-  say(tune.from === 'cache'
-    ? `Kernel plan from this browser's tune cache: ${describePlan(tune.plan)}.`
-    : `Autotuned (${tune.report.timing}): ${tune.report.reason}; running ${describePlan(tune.plan)}. The report is in the console.${unkept}`);
+  const unkept =
+    tuneCache.putFailure &&
+    ` The plan could not be kept in this browser's storage (${tuneCache.putFailure}): the next start tunes again.`;
+  say(
+    tune.from === 'cache'
+      ? `Kernel plan from this browser's tune cache: ${describePlan(tune.plan)}.`
+      : `Autotuned (${tune.report.timing}): ${tune.report.reason}; running ${describePlan(tune.plan)}. The report is in the console.${unkept}`,
+  );
 }
 
 /** An image folder's class names (recorded in its checkpoints, checked on resume); idx datasets name none. */
@@ -114,7 +167,13 @@ export function dropSession({ state, explorer }: App): void {
 /** The session's checkpoint: its weights and Adam state, and the run metadata a resume reads back. */
 export async function checkpointBytes(s: Session): Promise<Uint8Array> {
   return encodeRunCheckpoint(s.model.layout, await s.model.exportState(), {
-    epoch: s.epochsDone, seed: s.settings.seed, lr: s.settings.lr, batchSize: s.settings.batchSize, dataset: s.dataset.name, plan: s.model.plan, ...(classNamesOf(s.dataset) ? { classNames: classNamesOf(s.dataset) } : {}),
+    epoch: s.epochsDone,
+    seed: s.settings.seed,
+    lr: s.settings.lr,
+    batchSize: s.settings.batchSize,
+    dataset: s.dataset.name,
+    plan: s.model.plan,
+    ...(classNamesOf(s.dataset) ? { classNames: classNamesOf(s.dataset) } : {}),
     ...(s.model.generalObjective ? { beta: s.model.config.beta, klWarmup: s.model.config.klWarmup } : {}),
   });
 }
@@ -124,24 +183,39 @@ export async function checkpointBytes(s: Session): Promise<Uint8Array> {
  * the file: the sizes its header declares against the bytes it holds (checkpointSizes) and
  * this page's ranges (the settings fields'), then against the dataset, then its tensors.
  */
-export async function readCheckpoint(controls: Controls, bytes: Uint8Array, dataset: () => Promise<Dataset>): Promise<{ ckpt: CheckpointData; dataset: Dataset }> {
+export async function readCheckpoint(
+  controls: Controls,
+  bytes: Uint8Array,
+  dataset: () => Promise<Dataset>,
+): Promise<{ ckpt: CheckpointData; dataset: Dataset }> {
   const { sizes } = checkpointSizes(bytes);
-  for (const [field, what, value] of [['hidden', 'hidden widths', sizes.hidden], ['latent', 'latent size', sizes.L]] as const) {
+  for (const [field, what, value] of [
+    ['hidden', 'hidden widths', sizes.hidden],
+    ['latent', 'latent size', sizes.L],
+  ] as const) {
     const reason = controls.reasonAgainst(field, value);
-    if (reason) throw new Error(`its ${what} ${Array.isArray(value) ? 'are' : 'is'} ${value}, and this page's ${what} ${reason}`);
+    if (reason)
+      throw new Error(`its ${what} ${Array.isArray(value) ? 'are' : 'is'} ${value}, and this page's ${what} ${reason}`);
   }
   const d = await dataset();
   const D = d.rows * d.cols;
   if (sizes.D !== D) {
-    throw new Error(`it is for images of ${sizes.D} pixels, but ${d.name} has ${d.rows}×${d.cols} = ${D}; choose its dataset first`);
+    throw new Error(
+      `it is for images of ${sizes.D} pixels, but ${d.name} has ${d.rows}×${d.cols} = ${D}; choose its dataset first`,
+    );
   }
   // A label at or past the checkpoint's class count would reach the GPU as an all-zero one-hot.
   const classes = classesOf(sizes);
-  const bad = classes > 0 && (labelsReason('training', d.train.labels, d.train.count, classes) ?? labelsReason('test', d.test.labels, d.test.count, classes));
+  const bad =
+    classes > 0 &&
+    (labelsReason('training', d.train.labels, d.train.count, classes) ??
+      labelsReason('test', d.test.labels, d.test.count, classes));
   if (bad) {
     const top = classCountOf(d.train.labels, d.test.labels) - 1;
     const why = d.train.labels && d.test.labels && top >= classes ? `${d.name}'s labels go up to ${top}` : bad;
-    throw new Error(`this checkpoint is a conditional VAE of ${classes} classes (labels 0 … ${classes - 1}); ${why}: choose the dataset it was trained on`);
+    throw new Error(
+      `this checkpoint is a conditional VAE of ${classes} classes (labels 0 … ${classes - 1}); ${why}: choose the dataset it was trained on`,
+    );
   }
   return { ckpt: decodeCheckpoint(bytes, arenaLayout(sizes)), dataset: d };
 }
@@ -154,7 +228,14 @@ export function settingsFor(controls: Controls, ckpt: CheckpointData): Settings 
     const v = run[field];
     return v !== undefined && controls.reasonAgainst(field, v) === '' ? v : base[field];
   };
-  return { ...base, hidden: [...ckpt.sizes.hidden], latent: ckpt.sizes.L, seed: pick('seed'), lr: pick('lr'), batchSize: pick('batchSize') };
+  return {
+    ...base,
+    hidden: [...ckpt.sizes.hidden],
+    latent: ckpt.sizes.L,
+    seed: pick('seed'),
+    lr: pick('lr'),
+    batchSize: pick('batchSize'),
+  };
 }
 
 export function epochOf(ckpt: CheckpointData): number {

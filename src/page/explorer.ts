@@ -20,7 +20,18 @@ export const SCATTER_COUNT = 2000;
 export const INTERP_STEPS = 10;
 
 // A categorical palette that stays distinguishable for ten classes.
-const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+const PALETTE = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#bcbd22',
+  '#17becf',
+];
 
 export interface ExplorerSource {
   inference: Inference;
@@ -50,18 +61,32 @@ export class Explorer {
   private queue: Promise<unknown> = Promise.resolve();
   private decodeBusy = false;
   private decodeAgain = false;
-  private readonly el: Record<'plane' | 'decoded' | 'strip', HTMLCanvasElement> & Record<'mode' | 'axisX' | 'axisY', HTMLSelectElement> &
-    Record<'interpA' | 'interpB', HTMLInputElement> & Record<'legend' | 'readout' | 'count' | 'panel' | 'placeholder', HTMLElement> &
-    { classPick: HTMLSelectElement; classRow: HTMLElement };
+  private readonly el: Record<'plane' | 'decoded' | 'strip', HTMLCanvasElement> &
+    Record<'mode' | 'axisX' | 'axisY', HTMLSelectElement> &
+    Record<'interpA' | 'interpB', HTMLInputElement> &
+    Record<'legend' | 'readout' | 'count' | 'panel' | 'placeholder', HTMLElement> & {
+      classPick: HTMLSelectElement;
+      classRow: HTMLElement;
+    };
 
   constructor(private readonly onError: (e: Error) => void) {
     const $ = (id: string) => document.getElementById(id)!;
     this.el = {
-      plane: $('plane') as HTMLCanvasElement, decoded: $('decoded') as HTMLCanvasElement, strip: $('interp-strip') as HTMLCanvasElement,
-      mode: $('plane-mode') as HTMLSelectElement, axisX: $('axis-x') as HTMLSelectElement, axisY: $('axis-y') as HTMLSelectElement,
-      interpA: $('interp-a') as HTMLInputElement, interpB: $('interp-b') as HTMLInputElement,
-      legend: $('legend'), readout: $('plane-readout'), count: $('scatter-count'), panel: $('explorer-body'), placeholder: $('explorer-placeholder'),
-      classPick: $('explorer-class') as HTMLSelectElement, classRow: $('explorer-class-row'),
+      plane: $('plane') as HTMLCanvasElement,
+      decoded: $('decoded') as HTMLCanvasElement,
+      strip: $('interp-strip') as HTMLCanvasElement,
+      mode: $('plane-mode') as HTMLSelectElement,
+      axisX: $('axis-x') as HTMLSelectElement,
+      axisY: $('axis-y') as HTMLSelectElement,
+      interpA: $('interp-a') as HTMLInputElement,
+      interpB: $('interp-b') as HTMLInputElement,
+      legend: $('legend'),
+      readout: $('plane-readout'),
+      count: $('scatter-count'),
+      panel: $('explorer-body'),
+      placeholder: $('explorer-placeholder'),
+      classPick: $('explorer-class') as HTMLSelectElement,
+      classRow: $('explorer-class-row'),
     };
     this.el.classPick.addEventListener('change', () => {
       void this.decodePoint();
@@ -70,8 +95,8 @@ export class Explorer {
     const { plane } = this.el;
     const pick = (e: PointerEvent) => {
       const r = plane.getBoundingClientRect();
-      const a = ((e.clientX - r.left) / r.width * 2 - 1) * this.extent;
-      const b = (1 - (e.clientY - r.top) / r.height * 2) * this.extent;
+      const a = (((e.clientX - r.left) / r.width) * 2 - 1) * this.extent;
+      const b = (1 - ((e.clientY - r.top) / r.height) * 2) * this.extent;
       this.point = [clamp(a, this.extent), clamp(b, this.extent)];
       this.drawPlane();
       void this.decodePoint();
@@ -81,7 +106,9 @@ export class Explorer {
       plane.setPointerCapture(e.pointerId);
       pick(e);
     });
-    plane.addEventListener('pointermove', (e) => { if (plane.hasPointerCapture(e.pointerId)) pick(e); });
+    plane.addEventListener('pointermove', (e) => {
+      if (plane.hasPointerCapture(e.pointerId)) pick(e);
+    });
     const replane = () => {
       this.el.axisX.parentElement!.hidden = this.el.mode.value !== 'axes';
       this.point = [0, 0];
@@ -90,7 +117,8 @@ export class Explorer {
     this.el.mode.addEventListener('change', replane);
     this.el.axisX.addEventListener('change', replane);
     this.el.axisY.addEventListener('change', replane);
-    for (const input of [this.el.interpA, this.el.interpB]) input.addEventListener('change', () => void this.interpolate());
+    for (const input of [this.el.interpA, this.el.interpB])
+      input.addEventListener('change', () => void this.interpolate());
   }
 
   /** A new model (or none): the views wait for `refresh()`. */
@@ -108,9 +136,15 @@ export class Explorer {
     this.el.axisX.parentElement!.hidden = this.el.mode.value !== 'axes';
     this.el.interpA.max = this.el.interpB.max = String(source.test.count - 1);
     this.el.classRow.hidden = source.classes === 0;
-    this.el.classPick.innerHTML = Array.from({ length: source.classes },
-      (_, k) => `<option value="${k}">${escapeHtml(source.classNames[k] ?? String(k))}</option>`).join('');
-    const colors = source.test.labels ? source.classNames.map((name, i) => `<span><i style="background:${PALETTE[i % PALETTE.length]}"></i>${escapeHtml(name)}</span>`) : ['(no test labels: one colour)'];
+    this.el.classPick.innerHTML = Array.from(
+      { length: source.classes },
+      (_, k) => `<option value="${k}">${escapeHtml(source.classNames[k] ?? String(k))}</option>`,
+    ).join('');
+    const colors = source.test.labels
+      ? source.classNames.map(
+          (name, i) => `<span><i style="background:${PALETTE[i % PALETTE.length]}"></i>${escapeHtml(name)}</span>`,
+        )
+      : ['(no test labels: one colour)'];
     this.el.legend.innerHTML = colors.join('');
   }
 
@@ -164,7 +198,8 @@ export class Explorer {
 
   private project(r: number): [number, number] {
     const L = this.source!.latent;
-    let a = 0, b = 0;
+    let a = 0,
+      b = 0;
     for (let j = 0; j < L; j++) {
       const d = this.means[r * L + j] - this.center[j];
       a += d * this.u[j];
@@ -186,13 +221,16 @@ export class Explorer {
     const size = 360;
     canvas.width = canvas.height = size;
     const ctx = canvas.getContext('2d')!;
-    const X = (a: number) => (a / this.extent + 1) / 2 * size;
-    const Y = (b: number) => (1 - b / this.extent) / 2 * size;
+    const X = (a: number) => ((a / this.extent + 1) / 2) * size;
+    const Y = (b: number) => ((1 - b / this.extent) / 2) * size;
     ctx.fillStyle = '#fff';
     ctx.fillRect(0, 0, size, size);
     ctx.strokeStyle = '#dde';
     ctx.beginPath();
-    ctx.moveTo(X(0), 0); ctx.lineTo(X(0), size); ctx.moveTo(0, Y(0)); ctx.lineTo(size, Y(0));
+    ctx.moveTo(X(0), 0);
+    ctx.lineTo(X(0), size);
+    ctx.moveTo(0, Y(0));
+    ctx.lineTo(size, Y(0));
     ctx.stroke();
     ctx.globalAlpha = 0.65;
     for (let r = 0; r < this.n; r++) {
@@ -203,7 +241,9 @@ export class Explorer {
     }
     ctx.globalAlpha = 1;
     // The interpolation's end points, when they are among the plotted digits.
-    const ends = [Number(this.el.interpA.value), Number(this.el.interpB.value)].filter((i) => i < this.n).map((i) => this.project(i));
+    const ends = [Number(this.el.interpA.value), Number(this.el.interpB.value)]
+      .filter((i) => i < this.n)
+      .map((i) => this.project(i));
     ctx.strokeStyle = '#222';
     ctx.lineWidth = 1.5;
     if (ends.length === 2) {
@@ -219,11 +259,14 @@ export class Explorer {
     ctx.lineWidth = 2;
     ctx.beginPath();
     ctx.arc(X(a), Y(b), 7, 0, 2 * Math.PI);
-    ctx.moveTo(X(a) - 11, Y(b)); ctx.lineTo(X(a) + 11, Y(b));
-    ctx.moveTo(X(a), Y(b) - 11); ctx.lineTo(X(a), Y(b) + 11);
+    ctx.moveTo(X(a) - 11, Y(b));
+    ctx.lineTo(X(a) + 11, Y(b));
+    ctx.moveTo(X(a), Y(b) - 11);
+    ctx.lineTo(X(a), Y(b) + 11);
     ctx.stroke();
     ctx.lineWidth = 1;
-    const axes = this.el.mode.value === 'axes' ? [`z${this.el.axisX.value}`, `z${this.el.axisY.value}`] : ['pc1', 'pc2'];
+    const axes =
+      this.el.mode.value === 'axes' ? [`z${this.el.axisX.value}`, `z${this.el.axisY.value}`] : ['pc1', 'pc2'];
     this.el.readout.textContent = `${axes[0]} = ${a.toFixed(2)}, ${axes[1]} = ${b.toFixed(2)}`;
   }
 
@@ -266,7 +309,9 @@ export class Explorer {
     const b = index(this.el.interpB);
     if (a === null || b === null) return;
     try {
-      const ends = toFloats(new Uint8Array([...s.test.pixels.subarray(a * D, (a + 1) * D), ...s.test.pixels.subarray(b * D, (b + 1) * D)]));
+      const ends = toFloats(
+        new Uint8Array([...s.test.pixels.subarray(a * D, (a + 1) * D), ...s.test.pixels.subarray(b * D, (b + 1) * D)]),
+      );
       const labels = s.classes > 0 ? [s.test.labels![a]!, s.test.labels![b]!] : undefined;
       const mulv = await this.serial(() => s.inference.encode(ends, 2, labels));
       const z = new Float32Array(INTERP_STEPS * L);

@@ -19,7 +19,8 @@ async function read(entries: { path: string; file: File }[], name: string): Prom
   const skipped: SkippedFile[] = [];
   const files: PickedFile[] = [];
   for (const { path, file } of entries) {
-    if (file.size > MAX_IMAGE_FILE_BYTES) skipped.push({ path, reason: `${file.size} bytes is more than ${MAX_IMAGE_FILE_BYTES}` });
+    if (file.size > MAX_IMAGE_FILE_BYTES)
+      skipped.push({ path, reason: `${file.size} bytes is more than ${MAX_IMAGE_FILE_BYTES}` });
     else files.push({ name: path, bytes: new Uint8Array(await file.arrayBuffer()) });
   }
   return { name, files, skipped };
@@ -34,22 +35,27 @@ export function gatherPicked(list: readonly File[]): Promise<GatheredFolder> {
   const relative = list.map((file) => ({ file, parts: (file.webkitRelativePath || file.name).split('/') }));
   const inFolder = relative.every((r) => r.parts.length > 1);
   const name = inFolder && relative.length > 0 ? relative[0].parts[0] : 'picked files';
-  return read(relative.map((r) => ({ file: r.file, path: (inFolder ? r.parts.slice(1) : r.parts).join('/') })), name);
+  return read(
+    relative.map((r) => ({ file: r.file, path: (inFolder ? r.parts.slice(1) : r.parts).join('/') })),
+    name,
+  );
 }
 
-const entriesOf = (dir: FileSystemDirectoryEntry) => new Promise<FileSystemEntry[]>((resolve, reject) => {
-  const reader = dir.createReader();
-  const all: FileSystemEntry[] = [];
-  // readEntries returns at most 100 entries a call in Chrome: read until it returns none.
-  const next = () => reader.readEntries((batch) => {
-    if (batch.length === 0) resolve(all);
-    else {
-      all.push(...batch);
-      next();
-    }
-  }, reject);
-  next();
-});
+const entriesOf = (dir: FileSystemDirectoryEntry) =>
+  new Promise<FileSystemEntry[]>((resolve, reject) => {
+    const reader = dir.createReader();
+    const all: FileSystemEntry[] = [];
+    // readEntries returns at most 100 entries a call in Chrome: read until it returns none.
+    const next = () =>
+      reader.readEntries((batch) => {
+        if (batch.length === 0) resolve(all);
+        else {
+          all.push(...batch);
+          next();
+        }
+      }, reject);
+    next();
+  });
 
 const fileOf = (entry: FileSystemFileEntry) => new Promise<File>((resolve, reject) => entry.file(resolve, reject));
 
@@ -63,7 +69,8 @@ export async function gatherDropped(transfer: DataTransfer): Promise<GatheredFol
   const found: { path: string; file: File }[] = [];
   const walk = async (entry: FileSystemEntry, path: string): Promise<void> => {
     if (entry.isDirectory) {
-      for (const child of await entriesOf(entry as FileSystemDirectoryEntry)) await walk(child, path ? `${path}/${child.name}` : child.name);
+      for (const child of await entriesOf(entry as FileSystemDirectoryEntry))
+        await walk(child, path ? `${path}/${child.name}` : child.name);
     } else {
       found.push({ path, file: await fileOf(entry as FileSystemFileEntry) });
     }

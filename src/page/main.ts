@@ -54,7 +54,12 @@ function updateButtons(): void {
   const training = phase === 'running';
   const kind = el.dataset.value as DatasetKind;
   const datasetChosen = kind === 'mnist' || picked?.kind === kind || session !== null;
-  el.start.disabled = !ready || !controls.valid || !datasetChosen || (kind === 'images' && !imageOptions(app)) || (!session && !objectiveControls.valid);
+  el.start.disabled =
+    !ready ||
+    !controls.valid ||
+    !datasetChosen ||
+    (kind === 'images' && !imageOptions(app)) ||
+    (!session && !objectiveControls.valid);
   el.start.textContent = session ? 'Continue' : 'Start';
   el.pause.disabled = !training;
   el.pause.textContent = gate?.state === 'paused' ? 'Resume' : 'Pause';
@@ -73,13 +78,17 @@ function updateButtons(): void {
 const controls = new Controls(() => updateButtons());
 const objectiveControls = new ObjectiveControls(() => updateButtons());
 const app: App = {
-  state, el, controls, objectiveControls,
+  state,
+  el,
+  controls,
+  objectiveControls,
   chart: new LossChart(el.lossChart),
   progress: new ProgressView(),
   explorer: new Explorer((e) => say(`Latent explorer: ${e.message}`, 'error')),
   tuneCache: indexedDbCache(),
   limits: { train: positiveInteger(query.get('limit')), test: positiveInteger(query.get('testLimit')) },
-  say, updateButtons,
+  say,
+  updateButtons,
 };
 const { chart, progress } = app;
 
@@ -93,7 +102,8 @@ async function boot(): Promise<void> {
     });
   } catch (e) {
     // WebGPU is there but the adapter falls short of the model's limits: a different headline.
-    if (e instanceof GpuError && e.kind === 'limits') el.noWebgpuTitle.textContent = 'This WebGPU adapter cannot hold the model';
+    if (e instanceof GpuError && e.kind === 'limits')
+      el.noWebgpuTitle.textContent = 'This WebGPU adapter cannot hold the model';
     else el.adapter.textContent = 'No WebGPU adapter.';
     el.noWebgpuDetail.textContent = (e as Error).message;
     el.noWebgpu.hidden = false;
@@ -106,7 +116,9 @@ async function boot(): Promise<void> {
   await ownSavedRun(() => {
     waited = true;
     state.phase = 'waiting';
-    say('This page is open in another tab, which owns the run saved in this browser. This tab waits until that one is closed, then restores the run it left.');
+    say(
+      'This page is open in another tab, which owns the run saved in this browser. This tab waits until that one is closed, then restores the run it left.',
+    );
     updateButtons();
   });
   if (failed(app)) return;
@@ -120,10 +132,12 @@ async function boot(): Promise<void> {
 /** Names the adapter the engine acquired and says plainly when it is a software one. */
 function reportAdapter(g: Gpu): void {
   const a = g.adapter!; // Gpu.create() requested it
-  el.adapter.textContent = `WebGPU adapter: ${adapterName(a)}. ` + (a.software
-    ? (a.forcedFallback ? 'The browser offered no GPU adapter, only its fallback: ' : '') +
-      'This is a software (fallback) adapter: the GPU work runs on the CPU, so training is far slower than on a real GPU and its speeds are not a GPU\'s.'
-    : 'A hardware adapter.');
+  el.adapter.textContent =
+    `WebGPU adapter: ${adapterName(a)}. ` +
+    (a.software
+      ? (a.forcedFallback ? 'The browser offered no GPU adapter, only its fallback: ' : '') +
+        "This is a software (fallback) adapter: the GPU work runs on the CPU, so training is far slower than on a real GPU and its speeds are not a GPU's."
+      : 'A hardware adapter.');
   el.adapter.classList.toggle('software', a.software);
 }
 
@@ -133,7 +147,9 @@ function fail(e: Error): void {
   state.gate?.stop();
   // The engine's advice (load the checkpoint on a new device) is what a reload does here.
   const what = e.message.replace(` ${LOST_DEVICE_ADVICE}`, '');
-  const saved = state.session?.epochsDone ? `epoch ${state.session.epochsDone}, saved in this browser, is restored` : 'nothing had been saved yet';
+  const saved = state.session?.epochsDone
+    ? `epoch ${state.session.epochsDone}, saved in this browser, is restored`
+    : 'nothing had been saved yet';
   say(`${what} Training stopped; reload the page: ${saved}.`, 'error');
   updateButtons();
 }
@@ -203,7 +219,10 @@ el.reset.addEventListener('click', async () => {
     await clearSaved(app);
     say('Reset: no model is loaded and nothing is saved in this browser. Change the settings and press Start.');
   } catch (e) {
-    say(`Reset: the model is gone, but browser storage could not be cleared (${(e as Error).message}); a reload may bring the saved run back.`, 'error');
+    say(
+      `Reset: the model is gone, but browser storage could not be cleared (${(e as Error).message}); a reload may bring the saved run back.`,
+      'error',
+    );
   }
   state.phase = 'ready';
   showDatasetChoice(app);

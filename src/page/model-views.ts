@@ -20,10 +20,17 @@ const CLASS_DRAW_COUNT = 16;
  */
 export async function showModel(app: App, s: Session, report?: EpochReport): Promise<void> {
   const { el } = app;
-  const { recon, samples } = report?.images ?? await s.trainer.images();
+  const { recon, samples } = report?.images ?? (await s.trainer.images());
   const { rows, cols } = s.dataset;
   drawGrid(el.recon, recon, 2 * RECON_COUNT, rows, cols, RECON_COUNT);
-  drawGrid(el.samples, samples, sampleCountOf(s.model.sizes), rows, cols, classesOf(s.model.sizes) > 0 ? SAMPLES_PER_CLASS : 8);
+  drawGrid(
+    el.samples,
+    samples,
+    sampleCountOf(s.model.sizes),
+    rows,
+    cols,
+    classesOf(s.model.sizes) > 0 ? SAMPLES_PER_CLASS : 8,
+  );
   el.imagesEpoch.textContent = `after epoch ${s.epochsDone}`;
   await drawClassSamples(app, s);
   try {
@@ -35,9 +42,10 @@ export async function showModel(app: App, s: Session, report?: EpochReport): Pro
 
 export function showClassControls({ el }: App, dataset: Dataset, classes: number): void {
   el.classDraw.hidden = classes === 0;
-  el.samplesCaption.textContent = classes > 0
-    ? `One row per class (${dataset.classNames.slice(0, classes).join(', ') || classes}), top to bottom: each row decodes ${SAMPLES_PER_CLASS} draws of z ~ N(0, I) with that label, the same draws every epoch`
-    : '64 decodes of one fixed draw z ~ N(0, I)';
+  el.samplesCaption.textContent =
+    classes > 0
+      ? `One row per class (${dataset.classNames.slice(0, classes).join(', ') || classes}), top to bottom: each row decodes ${SAMPLES_PER_CLASS} draws of z ~ N(0, I) with that label, the same draws every epoch`
+      : '64 decodes of one fixed draw z ~ N(0, I)';
   const options = Array.from({ length: classes }, (_, k) => {
     const option = document.createElement('option');
     option.value = String(k);
@@ -55,7 +63,9 @@ async function drawClassSamples({ el, state, explorer }: App, s: Session): Promi
   const { L } = s.model.sizes;
   const z = Float32Array.from(normals(CLASS_DRAW_COUNT * L, s.settings.seed, state.classDraws, PHILOX_STREAM.sample));
   // Through the explorer's queue: the two share the session's Inference buffers.
-  const images = await explorer.serial(() => s.inference.decode(z, CLASS_DRAW_COUNT, new Uint32Array(CLASS_DRAW_COUNT).fill(k)));
+  const images = await explorer.serial(() =>
+    s.inference.decode(z, CLASS_DRAW_COUNT, new Uint32Array(CLASS_DRAW_COUNT).fill(k)),
+  );
   if (s !== state.session) return;
   drawGrid(el.classSamples, images, CLASS_DRAW_COUNT, s.dataset.rows, s.dataset.cols, 8);
 }
@@ -66,7 +76,9 @@ export function wireClassDraws(app: App): void {
   const redrawClass = (next: boolean) => {
     if (!state.session) return;
     if (next) state.classDraws++;
-    void drawClassSamples(app, state.session).catch((e) => app.say(`Drawing class samples: ${(e as Error).message}`, 'error'));
+    void drawClassSamples(app, state.session).catch((e) =>
+      app.say(`Drawing class samples: ${(e as Error).message}`, 'error'),
+    );
   };
   el.drawClass.addEventListener('change', () => redrawClass(false));
   el.drawAgain.addEventListener('click', () => redrawClass(true));

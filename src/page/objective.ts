@@ -6,7 +6,15 @@
  * in its run metadata), so a loaded or restored run sets these fields from the file.
  */
 import type { Likelihood } from '../model/graph';
-import { BETA_RANGE, betaReason, DEFAULT_OBJECTIVE, DEFAULT_SIGMA, KL_WARMUP_RANGE, parseSigma, type ObjectiveSettings } from '../model/settings';
+import {
+  BETA_RANGE,
+  betaReason,
+  DEFAULT_OBJECTIVE,
+  DEFAULT_SIGMA,
+  KL_WARMUP_RANGE,
+  parseSigma,
+  type ObjectiveSettings,
+} from '../model/settings';
 
 export interface PageObjective extends ObjectiveSettings {
   /** Absent: Bernoulli, the reference model's. */
@@ -51,13 +59,19 @@ export class ObjectiveControls {
     this.inputs.sigma.disabled = !gaussian || this.inputs.likelihood.disabled;
     const ok = [
       mark('beta', betaReason(beta) ?? ''),
-      mark('klWarmup', /^\d+$/.test(warmupText) && klWarmup >= min && klWarmup <= max ? '' : `must be a whole number of steps from ${min} to ${max} (0: no warm-up)`),
+      mark(
+        'klWarmup',
+        /^\d+$/.test(warmupText) && klWarmup >= min && klWarmup <= max
+          ? ''
+          : `must be a whole number of steps from ${min} to ${max} (0: no warm-up)`,
+      ),
       mark('likelihood', ''),
       mark('sigma', gaussian && typeof sigma === 'object' ? sigma.reason : ''),
     ].every(Boolean);
     if (!ok) return null;
     return {
-      beta, klWarmup,
+      beta,
+      klWarmup,
       ...(gaussian ? { likelihood: { kind: 'gaussian', sigma: sigma as number | 'learned' } } : {}),
     };
   }
@@ -71,7 +85,8 @@ export class ObjectiveControls {
     if (o.klWarmup !== undefined) this.inputs.klWarmup.value = String(o.klWarmup);
     const l = o.likelihood ?? { kind: 'bernoulli' };
     this.inputs.likelihood.value = l.kind;
-    this.inputs.sigma.value = l.kind === 'gaussian' ? String(l.sigma) : this.inputs.sigma.value || String(DEFAULT_SIGMA);
+    this.inputs.sigma.value =
+      l.kind === 'gaussian' ? String(l.sigma) : this.inputs.sigma.value || String(DEFAULT_SIGMA);
     this.read();
   }
 

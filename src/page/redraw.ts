@@ -10,9 +10,13 @@ export function throttledRedraw(render: () => void): () => void {
   return () => {
     if (scheduled) return;
     scheduled = true;
-    setTimeout(() => requestAnimationFrame(() => {
-      scheduled = false;
-      render();
-    }), REDRAW_MS);
+    setTimeout(
+      () =>
+        requestAnimationFrame(() => {
+          scheduled = false;
+          render();
+        }),
+      REDRAW_MS,
+    );
   };
 }

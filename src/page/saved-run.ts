@@ -54,17 +54,31 @@ export async function saveLatest(app: App, s: Session): Promise<void> {
     };
     const records: Record<string, unknown> = { [LATEST]: record };
     if (s.files !== state.storedFiles) {
-      const images = s.dataset.images && { size: s.dataset.images.size, fit: s.dataset.images.fit, folder: s.dataset.name };
+      const images = s.dataset.images && {
+        size: s.dataset.images.size,
+        fit: s.dataset.images.fit,
+        folder: s.dataset.name,
+      };
       records[PICKED_FILES] = s.files ? { kind: s.dataset.kind, files: s.files, images } : undefined;
     }
     await storage.write(records);
-    const replaced = state.stored === 'unrestorable' ? ' in place of the record this page could not restore'
-      : state.stored && state.stored.owner !== s ? ` in place of the run saved after epoch ${state.stored.epoch}` : '';
+    const replaced =
+      state.stored === 'unrestorable'
+        ? ' in place of the record this page could not restore'
+        : state.stored && state.stored.owner !== s
+          ? ` in place of the run saved after epoch ${state.stored.epoch}`
+          : '';
     state.stored = { epoch: s.epochsDone, owner: s };
     state.storedFiles = s.files;
-    showSaved(app, `Epoch ${s.epochsDone} is saved in this browser${replaced} (${new Date(record.savedAt).toLocaleTimeString()}); it is restored when the page is opened again.`);
+    showSaved(
+      app,
+      `Epoch ${s.epochsDone} is saved in this browser${replaced} (${new Date(record.savedAt).toLocaleTimeString()}); it is restored when the page is opened again.`,
+    );
   } catch (e) {
-    app.say(`Could not save the checkpoint in browser storage: ${(e as Error).message}. Download it to keep it.`, 'error');
+    app.say(
+      `Could not save the checkpoint in browser storage: ${(e as Error).message}. Download it to keep it.`,
+      'error',
+    );
   }
 }
 
@@ -74,9 +88,11 @@ function showSaved({ el, state }: App, text: string): void {
   state.persistence ??= (navigator.storage?.persist?.() ?? Promise.resolve(false)).catch(() => false);
   void state.persistence.then((kept) => {
     if (el.saved.textContent !== text) return; // something newer is shown
-    el.saved.textContent = `${text} ${kept
-      ? 'The browser granted persistent storage: it will not clear this on its own.'
-      : 'The browser did not grant persistent storage, so it may clear this when disk space runs low: download checkpoints you want to keep.'}`;
+    el.saved.textContent = `${text} ${
+      kept
+        ? 'The browser granted persistent storage: it will not clear this on its own.'
+        : 'The browser did not grant persistent storage, so it may clear this when disk space runs low: download checkpoints you want to keep.'
+    }`;
   });
 }
 
@@ -111,23 +127,37 @@ export async function restoreLatest(app: App): Promise<void> {
   try {
     el.dataset.value = saved.datasetKind;
     if (saved.datasetKind !== 'mnist') {
-      const files = await storage.get<{ kind: 'fashion' | 'files' | 'images'; files: PickedFile[]; images?: { size: number; fit: FitRule; folder: string } }>(PICKED_FILES);
-      if (!files) throw new Error('its dataset files are no longer in browser storage; pick them again, then load a downloaded checkpoint');
+      const files = await storage.get<{
+        kind: 'fashion' | 'files' | 'images';
+        files: PickedFile[];
+        images?: { size: number; fit: FitRule; folder: string };
+      }>(PICKED_FILES);
+      if (!files)
+        throw new Error(
+          'its dataset files are no longer in browser storage; pick them again, then load a downloaded checkpoint',
+        );
       if (files.kind === 'images' && files.images) {
         el.imageSize.value = String(files.images.size);
         el.imageFit.value = files.images.fit;
-        state.picked = { kind: 'images', files: files.files, dataset: await loadImages(files.images.folder, files.files, files.images) };
+        state.picked = {
+          kind: 'images',
+          files: files.files,
+          dataset: await loadImages(files.images.folder, files.files, files.images),
+        };
         state.pickedFolder = { name: files.images.folder, files: files.files, skipped: [] };
       } else {
-        if (files.kind === 'images') throw new Error('its image folder\'s size and fit are not in browser storage; pick the folder again');
+        if (files.kind === 'images')
+          throw new Error("its image folder's size and fit are not in browser storage; pick the folder again");
         state.picked = { kind: files.kind, files: files.files, dataset: await loadPicked(files.kind, files.files) };
       }
     }
     const { ckpt, dataset } = await readCheckpoint(app.controls, saved.checkpoint, () => chosenDataset(app));
     if (!sameSizes(ckpt.sizes, { ...ckpt.sizes, hidden: saved.settings.hidden, L: saved.settings.latent })) {
-      throw new Error(`its settings (hidden widths ${saved.settings.hidden}, latent size ${saved.settings.latent}) do not match its checkpoint's ${sizesName(ckpt.sizes)} model`);
+      throw new Error(
+        `its settings (hidden widths ${saved.settings.hidden}, latent size ${saved.settings.latent}) do not match its checkpoint's ${sizesName(ckpt.sizes)} model`,
+      );
     }
-    const session = state.session = await createSession(app, dataset, saved.settings, ckpt, saved.epoch);
+    const session = (state.session = await createSession(app, dataset, saved.settings, ckpt, saved.epoch));
     state.stored = { epoch: saved.epoch, owner: session };
     state.storedFiles = session.files;
     app.controls.set({ epochs: saved.settings.epochs });
@@ -157,8 +187,10 @@ function savedRunProblem({ controls }: App, record: unknown): string {
     return `it was saved by ${which} version of this page (format ${String(version)}; this page reads format ${SAVE_VERSION})`;
   }
   if (!(r.checkpoint instanceof Uint8Array)) return 'its checkpoint is missing';
-  if (!DATASET_KINDS.includes(r.datasetKind as DatasetKind)) return `its dataset kind ${JSON.stringify(r.datasetKind)} is not one this page knows`;
-  if (!Number.isSafeInteger(r.epoch) || (r.epoch as number) < 0) return `its epoch count ${JSON.stringify(r.epoch)} is not a count`;
+  if (!DATASET_KINDS.includes(r.datasetKind as DatasetKind))
+    return `its dataset kind ${JSON.stringify(r.datasetKind)} is not one this page knows`;
+  if (!Number.isSafeInteger(r.epoch) || (r.epoch as number) < 0)
+    return `its epoch count ${JSON.stringify(r.epoch)} is not a count`;
   if (typeof r.savedAt !== 'number') return 'its date is missing';
   const settings = (r.settings ?? {}) as Record<string, unknown>;
   for (const name of SETTING_NAMES) {
@@ -174,6 +206,9 @@ function savedRunProblem({ controls }: App, record: unknown): string {
 /** Says why the stored run cannot be restored, once, at start-up; Reset deletes it, and nothing replaces it unasked. */
 function unrestorable({ el, state, say }: App, why: string): void {
   state.stored = 'unrestorable';
-  say(`The run saved in this browser cannot be restored: ${why}. Reset deletes it; a model you train replaces it after its first epoch.`, 'error');
+  say(
+    `The run saved in this browser cannot be restored: ${why}. Reset deletes it; a model you train replaces it after its first epoch.`,
+    'error',
+  );
   el.saved.textContent = 'Browser storage holds a run this page cannot restore; Reset deletes it.';
 }

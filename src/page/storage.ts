@@ -27,19 +27,24 @@ async function transact<T>(mode: IDBTransactionMode, body: (store: IDBObjectStor
     // Resolve on commit, not on the request's success: only then is the record on disk.
     tx.oncomplete = () => resolve(request?.result as T);
     tx.onerror = () => reject(new Error(`browser storage: ${tx.error?.message ?? 'transaction failed'}`));
-    tx.onabort = () => reject(new Error(`browser storage: ${tx.error?.message ?? 'transaction aborted'} (is the disk or quota full?)`));
+    tx.onabort = () =>
+      reject(new Error(`browser storage: ${tx.error?.message ?? 'transaction aborted'} (is the disk or quota full?)`));
   });
 }
 
 export const storage = {
   get: <T>(key: string) => transact<T | undefined>('readonly', (s) => s.get(key)),
   /** Puts each record, deleting those given as undefined, in one transaction. */
-  write: (records: Record<string, unknown>) => transact<void>('readwrite', (s) => {
-    for (const [key, value] of Object.entries(records)) {
-      if (value === undefined) s.delete(key);
-      else s.put(value, key);
-    }
-  }),
+  write: (records: Record<string, unknown>) =>
+    transact<void>('readwrite', (s) => {
+      for (const [key, value] of Object.entries(records)) {
+        if (value === undefined) s.delete(key);
+        else s.put(value, key);
+      }
+    }),
   /** Deletes every record. */
-  clear: () => transact<void>('readwrite', (s) => { s.clear(); }),
+  clear: () =>
+    transact<void>('readwrite', (s) => {
+      s.clear();
+    }),
 };

@@ -19,16 +19,21 @@ export async function ownSavedRun(onWait: () => void): Promise<void> {
   const locks = navigator.locks;
   if (!locks) {
     // Every browser with WebGPU has Web Locks in a secure context; say so if this one does not.
-    console.warn('webgpu-vae: this browser has no Web Locks (navigator.locks): a second tab of this page could overwrite this tab\'s saved run.');
+    console.warn(
+      "webgpu-vae: this browser has no Web Locks (navigator.locks): a second tab of this page could overwrite this tab's saved run.",
+    );
     return;
   }
   const heldUntilClosed = new Promise<never>(() => {});
-  const take = (ifAvailable: boolean) => new Promise<boolean>((resolve, reject) => {
-    locks.request(LOCK, { ifAvailable }, (lock) => {
-      resolve(lock !== null);
-      return lock ? heldUntilClosed : undefined;
-    }).catch(reject);
-  });
+  const take = (ifAvailable: boolean) =>
+    new Promise<boolean>((resolve, reject) => {
+      locks
+        .request(LOCK, { ifAvailable }, (lock) => {
+          resolve(lock !== null);
+          return lock ? heldUntilClosed : undefined;
+        })
+        .catch(reject);
+    });
   if (await take(true)) return;
   onWait();
   await take(false);

@@ -28,12 +28,26 @@ declare global {
 
 export function installTestHook({ state, progress, chart }: App): void {
   window.vaePage = {
-    get phase() { return state.phase; },
-    get epochsDone() { return state.session?.epochsDone ?? 0; },
-    get imagesPerSecond() { return progress.meter.rate; },
-    get epochRates() { return [...state.epochRates]; },
-    get submits() { return state.gpu?.counters().submits ?? 0; },
-    get epochReports() { return [...state.epochReports]; },
-    get lossHistory() { return chart.data; },
+    get phase() {
+      return state.phase;
+    },
+    get epochsDone() {
+      return state.session?.epochsDone ?? 0;
+    },
+    get imagesPerSecond() {
+      return progress.meter.rate;
+    },
+    get epochRates() {
+      return [...state.epochRates];
+    },
+    get submits() {
+      return state.gpu?.counters().submits ?? 0;
+    },
+    get epochReports() {
+      return [...state.epochReports];
+    },
+    get lossHistory() {
+      return chart.data;
+    },
   };
 }

@@ -16,7 +16,10 @@ import type { Plugin } from 'vite';
 
 /** The files the page fetches (each with `.gz` appended). */
 export const MNIST_FILES = [
-  'train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte',
+  'train-images-idx3-ubyte',
+  'train-labels-idx1-ubyte',
+  't10k-images-idx3-ubyte',
+  't10k-labels-idx1-ubyte',
 ] as const;
 
 function mnistDataDir(): string {
@@ -53,7 +56,11 @@ export function mnistPlugin(): Plugin {
     },
     generateBundle() {
       for (const name of MNIST_FILES) {
-        this.emitFile({ type: 'asset', fileName: `mnist/${name}.gz`, source: gzipSync(readFileSync(join(mnistDataDir(), name))) });
+        this.emitFile({
+          type: 'asset',
+          fileName: `mnist/${name}.gz`,
+          source: gzipSync(readFileSync(join(mnistDataDir(), name))),
+        });
       }
     },
   };

@@ -41,12 +41,34 @@ export interface ElboResult {
 }
 
 /** `out` is (rows, D) logits (Bernoulli) or means (Gaussian); x (rows, D); mulv (rows, 2L). */
-export function elbo(out: ArrayLike<number>, x: ArrayLike<number>, mulv: ArrayLike<number>, rows: number, D: number, L: number, o: ElboOptions): ElboResult {
+export function elbo(
+  out: ArrayLike<number>,
+  x: ArrayLike<number>,
+  mulv: ArrayLike<number>,
+  rows: number,
+  D: number,
+  L: number,
+  o: ElboOptions,
+): ElboResult {
   // The KL term and its gradient are bceKl's (it computes both from mulv alone).
-  const base = bceKl(o.likelihood === 'bernoulli' ? out : new Float64Array(rows * D), o.likelihood === 'bernoulli' ? x : new Float64Array(rows * D), mulv, rows, D, L);
+  const base = bceKl(
+    o.likelihood === 'bernoulli' ? out : new Float64Array(rows * D),
+    o.likelihood === 'bernoulli' ? x : new Float64Array(rows * D),
+    mulv,
+    rows,
+    D,
+    L,
+  );
   const dmulv = base.dmulv.map((g) => o.beta * g);
   if (o.likelihood === 'bernoulli') {
-    return { recon: base.bce, kl: base.kl, loss: base.bce + base.kl, objective: base.bce + o.beta * base.kl, dlogits: base.dlogits, dmulv };
+    return {
+      recon: base.bce,
+      kl: base.kl,
+      loss: base.bce + base.kl,
+      objective: base.bce + o.beta * base.kl,
+      dlogits: base.dlogits,
+      dmulv,
+    };
   }
   const s = (d: number) => (typeof o.logSigma === 'number' ? o.logSigma : o.logSigma![d]!);
   let recon = 0;

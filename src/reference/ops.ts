@@ -123,12 +123,7 @@ export function sigmoidBackward(dy: ArrayLike<number>, y: ArrayLike<number>): Fl
 }
 
 /** z = mu + exp(½·logvar)·ε, where mulv is (rows, 2L) holding [mu ‖ logvar] per row. */
-export function reparamForward(
-  mulv: ArrayLike<number>,
-  rows: number,
-  L: number,
-  eps: ArrayLike<number>,
-): Float64Array {
+export function reparamForward(mulv: ArrayLike<number>, rows: number, L: number, eps: ArrayLike<number>): Float64Array {
   const z = new Float64Array(rows * L);
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < L; j++) {
@@ -259,7 +254,13 @@ export function gather(
 }
 
 /** Rows of `m` (rows, width) with onehot(labels[r]) of C classes appended: (rows, width + C). */
-export function concatOneHot(m: ArrayLike<number>, rows: number, width: number, labels: ArrayLike<number>, C: number): Float64Array {
+export function concatOneHot(
+  m: ArrayLike<number>,
+  rows: number,
+  width: number,
+  labels: ArrayLike<number>,
+  C: number,
+): Float64Array {
   const out = new Float64Array(rows * (width + C));
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < width; k++) out[r * (width + C) + k] = m[r * width + k]!;
@@ -274,7 +275,13 @@ export function concatOneHot(m: ArrayLike<number>, rows: number, width: number, 
  * (rows, C) that fills the last C columns of [z ‖ onehot(y)], with y = labels[perm[start + r]].
  */
 export function gatherConditional(
-  dataU8: ArrayLike<number>, labels: ArrayLike<number>, D: number, C: number, perm: ArrayLike<number>, start: number, rows: number,
+  dataU8: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  D: number,
+  C: number,
+  perm: ArrayLike<number>,
+  start: number,
+  rows: number,
 ): { X: Float64Array; XY: Float64Array; onehot: Float64Array } {
   const X = gather(dataU8, D, perm, start, rows);
   const y = Array.from({ length: rows }, (_, r) => labels[perm[start + r]!]!);

@@ -7,7 +7,15 @@
  * A linear layer with several names (the heads fc21 ‖ fc22) runs as one product with its
  * weights stacked, which yields the [mu ‖ logvar] rows the reparameterization and loss read.
  */
-import { arenaLayout, classesOf, splitGraph, vaeGraph, type LikelihoodLayer, type LinearLayer, type VaeSizes } from '../model/graph';
+import {
+  arenaLayout,
+  classesOf,
+  splitGraph,
+  vaeGraph,
+  type LikelihoodLayer,
+  type LinearLayer,
+  type VaeSizes,
+} from '../model/graph';
 import { LOG_SIGMA_RANGE } from '../model/settings';
 import { elbo } from './loss';
 import { concatOneHot, linearBackward, linearForward, reparamBackward, reparamForward } from './ops';
@@ -46,14 +54,28 @@ function stacked(p: VaeParams, layer: LinearLayer, kind: 'weight' | 'bias'): Flo
  * A conditional VAE's first encoder layer reads [x ‖ onehot(y)] and its first decoder layer
  * [z ‖ onehot(y)], as the GPU's gather builds them; the loss still compares the logits with x.
  */
-function conditioned(s: VaeSizes, m: ArrayLike<number>, rows: number, width: number, labels?: ArrayLike<number>): ArrayLike<number> {
+function conditioned(
+  s: VaeSizes,
+  m: ArrayLike<number>,
+  rows: number,
+  width: number,
+  labels?: ArrayLike<number>,
+): ArrayLike<number> {
   const C = classesOf(s);
   if (C === 0) return m;
   if (!labels) throw new Error(`the reference conditional VAE (${C} classes) needs a label per row`);
   return concatOneHot(m, rows, width, labels, C);
 }
 
-function forward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>, beta = 1) {
+function forward(
+  p: VaeParams,
+  s: VaeSizes,
+  x: ArrayLike<number>,
+  eps: ArrayLike<number>,
+  rows: number,
+  labels?: ArrayLike<number>,
+  beta = 1,
+) {
   const graph = vaeGraph(s);
   const { encoder, decoder } = splitGraph(graph);
   const { likelihood } = graph.at(-1) as LikelihoodLayer;
@@ -62,7 +84,15 @@ function forward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike
     const inputs: ArrayLike<number>[] = [];
     for (const layer of layers) {
       inputs.push(input);
-      input = linearForward(input, stacked(p, layer, 'weight'), stacked(p, layer, 'bias'), rows, layer.in, layer.out, layer.relu);
+      input = linearForward(
+        input,
+        stacked(p, layer, 'weight'),
+        stacked(p, layer, 'bias'),
+        rows,
+        layer.in,
+        layer.out,
+        layer.relu,
+      );
     }
     return { inputs, output: input as Float64Array };
   };
@@ -72,7 +102,12 @@ function forward(p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike
   const dec = chain(decoder, conditioned(s, z, rows, s.L, labels));
   const logits = dec.output;
   // The likelihood layer: Bernoulli is bceKl's BCE + KL; the Gaussian's σ is fixed or the parameter log_sigma.
-  const logSigma = likelihood.kind === 'gaussian' ? (likelihood.sigma === 'learned' ? p['log_sigma']! : Math.log(likelihood.sigma)) : undefined;
+  const logSigma =
+    likelihood.kind === 'gaussian'
+      ? likelihood.sigma === 'learned'
+        ? p['log_sigma']!
+        : Math.log(likelihood.sigma)
+      : undefined;
   const r = elbo(logits, x, mulv, rows, s.D, s.L, { likelihood: likelihood.kind, beta, logSigma });
   const loss = { ...r, bce: r.recon };
   return { encoder, decoder, enc, dec, mulv, z, logits, loss };
@@ -97,7 +132,13 @@ function splitMulv(mulv: Float64Array, rows: number, L: number) {
  * `bce` is the likelihood's term (BCE, or the Gaussian's negative log-density).
  */
 export function vaeForwardBackward(
-  p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>, beta = 1,
+  p: VaeParams,
+  s: VaeSizes,
+  x: ArrayLike<number>,
+  eps: ArrayLike<number>,
+  rows: number,
+  labels?: ArrayLike<number>,
+  beta = 1,
 ): {
   loss: number;
   /** recon + β·KL. */
@@ -119,7 +160,15 @@ export function vaeForwardBackward(
     let d: Float64Array = Float64Array.from(dY);
     for (let i = layers.length - 1; i >= 0; i--) {
       const layer = layers[i];
-      const g = linearBackward(d, inputs[i]!, stacked(p, layer, 'weight'), rows, layer.in, layer.out, i > 0 ? inputs[i] : undefined);
+      const g = linearBackward(
+        d,
+        inputs[i]!,
+        stacked(p, layer, 'weight'),
+        rows,
+        layer.in,
+        layer.out,
+        i > 0 ? inputs[i] : undefined,
+      );
       const part = layer.out / layer.names.length;
       layer.names.forEach((n, j) => {
         grads[`${n}.weight`] = g.dW.slice(j * part * layer.in, (j + 1) * part * layer.in);
@@ -152,7 +201,13 @@ export function vaeForwardBackward(
 
 /** The summed loss alone, for finite differences and evaluation; with `beta`, the objective recon + β·KL. */
 export function vaeLoss(
-  p: VaeParams, s: VaeSizes, x: ArrayLike<number>, eps: ArrayLike<number>, rows: number, labels?: ArrayLike<number>, beta?: number,
+  p: VaeParams,
+  s: VaeSizes,
+  x: ArrayLike<number>,
+  eps: ArrayLike<number>,
+  rows: number,
+  labels?: ArrayLike<number>,
+  beta?: number,
 ): number {
   const loss = forward(p, s, x, eps, rows, labels, beta ?? 1).loss;
   return beta === undefined ? loss.loss : loss.objective;

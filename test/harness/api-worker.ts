@@ -9,7 +9,12 @@ async function main(): Promise<Record<string, unknown>> {
   const { pixels } = await readIdxImages(bytes, 't10k-images-idx3-ubyte.gz');
   const vae = await VAE.create({ inputSize: 784, hiddenSize: 32, latentSize: 4, seed: 3 });
   let loss = NaN;
-  await vae.fit(pixels.subarray(0, 128 * 784), { batchSize: 64, onStep: (s) => { loss = s.loss; } });
+  await vae.fit(pixels.subarray(0, 128 * 784), {
+    batchSize: 64,
+    onStep: (s) => {
+      loss = s.loss;
+    },
+  });
   const samples = await vae.sample(2);
   const step = vae.step;
   vae.destroy();

@@ -66,7 +66,18 @@ const base64f32 = (s: string) => {
   return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
 };
 
-const vaeTest = { lib, mnistTest, mnistTestLabels, failure, stats, sameBits, toBase64, fromBase64, f32base64, base64f32 };
+const vaeTest = {
+  lib,
+  mnistTest,
+  mnistTestLabels,
+  failure,
+  stats,
+  sameBits,
+  toBase64,
+  fromBase64,
+  f32base64,
+  base64f32,
+};
 
 declare global {
   interface Window {

@@ -9,7 +9,14 @@ import { matmulProductOf } from '../../src/gpu/ops';
 import { encodePlan, matmulKey, type KernelPlan, type MatmulChoice } from '../../src/gpu/plan';
 import { describeChoice, type TuneCache } from '../../src/gpu/tuner';
 import {
-  autotunePlan, checkLosses, checkModel, CHECK_STEPS, largestDifference, lossesMatch, TUNE_ALTERNATIVES, type AutotuneJob,
+  autotunePlan,
+  checkLosses,
+  checkModel,
+  CHECK_STEPS,
+  largestDifference,
+  lossesMatch,
+  TUNE_ALTERNATIVES,
+  type AutotuneJob,
 } from '../../src/model/autotune';
 import type { VaeSizes } from '../../src/model/graph';
 import { adamAt } from '../../src/model/settings';
@@ -23,7 +30,14 @@ function images(n: number, D: number): Uint8Array {
 const labels = (n: number, classes: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7) % classes);
 
 const job = (sizes: VaeSizes, batchSize: number, cache?: TuneCache, lr = 1e-3): AutotuneJob => ({
-  sizes, batchSize, seed: 1, lr, images: images(3 * batchSize, sizes.D), count: 3 * batchSize, cache, browserMajor: 156,
+  sizes,
+  batchSize,
+  seed: 1,
+  lr,
+  images: images(3 * batchSize, sizes.D),
+  count: 3 * batchSize,
+  cache,
+  browserMajor: 156,
   ...(sizes.classes ? { labels: labels(3 * batchSize, sizes.classes) } : {}),
 });
 
@@ -35,7 +49,14 @@ async function twice(c: { sizes: VaeSizes; batchSize: number }) {
   const gpu = await Gpu.create();
   try {
     const data = uploadImages(gpu, 'model images', images(2 * c.batchSize, c.sizes.D), 2 * c.batchSize);
-    const model = await VaeModel.create(gpu, { sizes: c.sizes, batchSize: c.batchSize, seed: 7, adam: adamAt(1e-3), train: data, test: data });
+    const model = await VaeModel.create(gpu, {
+      sizes: c.sizes,
+      batchSize: c.batchSize,
+      seed: 7,
+      adam: adamAt(1e-3),
+      train: data,
+      test: data,
+    });
     await gpu.device.queue.onSubmittedWorkDone();
     const bytes = async () => {
       const s = await model.exportState();
@@ -46,8 +67,14 @@ async function twice(c: { sizes: VaeSizes; batchSize: number }) {
     const store = new Map<string, string>();
     const calls: string[] = [];
     const cache: TuneCache = {
-      get: async (key) => { calls.push('get'); return store.get(key); },
-      put: async (key, text) => { calls.push('put'); store.set(key, text); },
+      get: async (key) => {
+        calls.push('get');
+        return store.get(key);
+      },
+      put: async (key, text) => {
+        calls.push('put');
+        store.set(key, text);
+      },
     };
     const first = await autotunePlan(gpu, job(c.sizes, c.batchSize, cache));
     const afterFirst = { liveBuffers: gpu.liveBuffers };
@@ -60,7 +87,12 @@ async function twice(c: { sizes: VaeSizes; batchSize: number }) {
       afterFirst,
       afterSecond,
       stateUnchanged: stateAfter.length === before.state.length && stateAfter.every((b, i) => b === before.state[i]),
-      first: { from: first.from, key: first.key, plan: encodePlan(first.plan), report: first.from === 'tuner' ? first.report : null },
+      first: {
+        from: first.from,
+        key: first.key,
+        plan: encodePlan(first.plan),
+        report: first.from === 'tuner' ? first.report : null,
+      },
       second: { from: second.from, key: second.key, plan: encodePlan(second.plan) },
       cached: [...store.entries()],
       calls,
@@ -82,21 +114,42 @@ async function checkDifferences(c: { sizes: VaeSizes; batchSize: number }) {
   try {
     const j = job(c.sizes, c.batchSize);
     const n = CHECK_STEPS * c.batchSize;
-    const checkImages = { pixels: images(n, c.sizes.D), ...(c.sizes.classes ? { labels: labels(n, c.sizes.classes) } : {}) };
+    const checkImages = {
+      pixels: images(n, c.sizes.D),
+      ...(c.sizes.classes ? { labels: labels(n, c.sizes.classes) } : {}),
+    };
     const base = gpu.defaultPlan;
     const baseModel = await checkModel(gpu, base, j, checkImages);
-    const keys = [...new Set(baseModel.trainStep(c.batchSize).map(matmulProductOf).filter((p) => p !== undefined)
-      .map((p) => matmulKey({ ...p.dims, transA: p.options.transA, transB: p.options.transB })))];
+    const keys = [
+      ...new Set(
+        baseModel
+          .trainStep(c.batchSize)
+          .map(matmulProductOf)
+          .filter((p) => p !== undefined)
+          .map((p) => matmulKey({ ...p.dims, transA: p.options.transA, transB: p.options.transB })),
+      ),
+    ];
     const baseLosses = await checkLosses(baseModel);
     const out: { choice: string; difference: number; match: boolean }[] = [];
-    const forced = (choice: MatmulChoice): KernelPlan => ({ ...base, overrides: Object.fromEntries(keys.map((k) => [k, choice])) });
+    const forced = (choice: MatmulChoice): KernelPlan => ({
+      ...base,
+      overrides: Object.fromEntries(keys.map((k) => [k, choice])),
+    });
     for (const choice of TUNE_ALTERNATIVES) {
       const losses = await checkLosses(await checkModel(gpu, forced(choice), j, checkImages));
-      out.push({ choice: describeChoice(choice), difference: largestDifference(baseLosses, losses), match: lossesMatch(baseLosses, losses) });
+      out.push({
+        choice: describeChoice(choice),
+        difference: largestDifference(baseLosses, losses),
+        match: lossesMatch(baseLosses, losses),
+      });
     }
-    const off = await checkLosses(await checkModel(gpu, base, job(c.sizes, c.batchSize, undefined, 1.01e-3), checkImages));
+    const off = await checkLosses(
+      await checkModel(gpu, base, job(c.sizes, c.batchSize, undefined, 1.01e-3), checkImages),
+    );
     return {
-      products: keys.length, baseLosses: [...baseLosses], candidates: out,
+      products: keys.length,
+      baseLosses: [...baseLosses],
+      candidates: out,
       lrOff: { difference: largestDifference(baseLosses, off), match: lossesMatch(baseLosses, off) },
     };
   } finally {

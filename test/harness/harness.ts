@@ -8,7 +8,13 @@
  */
 import { Gpu } from '../../src/gpu/device';
 import { planFor, type KernelPlan } from '../../src/gpu/plan';
-import { checkpointSizes, decodeCheckpoint, encodeCheckpoint, encodeRunCheckpoint, readRunMetadata } from '../../src/model/checkpoint';
+import {
+  checkpointSizes,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  encodeRunCheckpoint,
+  readRunMetadata,
+} from '../../src/model/checkpoint';
 import type { VaeSizes } from '../../src/model/graph';
 import { Inference } from '../../src/model/inference';
 import { openModel } from '../../src/model/open';
@@ -31,8 +37,10 @@ export interface BufferSpec {
 type Named<T> = { [K in keyof T]: string };
 type Args<F extends (...args: never[]) => unknown> = Parameters<F>;
 /** A matmul kernel's spec, from its op's dims, options and buffers. */
-type MatmulSpec<Op extends string, F extends typeof ops.matmulOp | typeof ops.matmulTiledOp | typeof ops.matmulSplitKOp> =
-  { op: Op; dims: Args<F>[2]; options: Args<F>[3] } & Named<Args<F>[4]>;
+type MatmulSpec<
+  Op extends string,
+  F extends typeof ops.matmulOp | typeof ops.matmulTiledOp | typeof ops.matmulSplitKOp,
+> = { op: Op; dims: Args<F>[2]; options: Args<F>[3] } & Named<Args<F>[4]>;
 
 /** One op of a run: its function's arguments (ops.ts), buffers named. */
 export type OpSpec =
@@ -41,15 +49,29 @@ export type OpSpec =
   | MatmulSpec<'matmulSplitK', typeof ops.matmulSplitKOp>
   | { op: 'activation'; entry: Args<typeof ops.activationOp>[2]; count: number; inputs: string[]; out: string }
   | ({ op: 'gather'; dims: Args<typeof ops.gatherOp>[2] } & Named<Args<typeof ops.gatherOp>[3]>)
-  | ({ op: 'gatherConditional'; dims: Args<typeof ops.gatherConditionalOp>[2] } & Named<Args<typeof ops.gatherConditionalOp>[3]>)
+  | ({ op: 'gatherConditional'; dims: Args<typeof ops.gatherConditionalOp>[2] } & Named<
+      Args<typeof ops.gatherConditionalOp>[3]
+    >)
   | { op: 'reparam'; entry: Args<typeof ops.reparamOp>[2]; params: Args<typeof ops.reparamOp>[3]; buffers: string[] }
   | ({ op: 'bceKl'; dims: Args<typeof ops.bceKlOp>[2]; groups?: number } & Named<Args<typeof ops.bceKlOp>[3]>)
   | ({ op: 'lossFinalize'; groups?: number } & Named<Args<typeof ops.lossFinalizeOp>[2]>)
-  | ({ op: 'elbo'; dims: Args<typeof ops.elboOp>[2]; params: Args<typeof ops.elboOp>[3]; groups?: number } & Named<Args<typeof ops.elboOp>[4]>)
-  | ({ op: 'elboFinalize'; params: Args<typeof ops.elboFinalizeOp>[2]; groups?: number } & Named<Args<typeof ops.elboFinalizeOp>[3]>)
-  | ({ op: 'gaussianDlogSigma'; dims: Args<typeof ops.gaussianDlogSigmaOp>[2] } & Named<Args<typeof ops.gaussianDlogSigmaOp>[3]>)
+  | ({ op: 'elbo'; dims: Args<typeof ops.elboOp>[2]; params: Args<typeof ops.elboOp>[3]; groups?: number } & Named<
+      Args<typeof ops.elboOp>[4]
+    >)
+  | ({ op: 'elboFinalize'; params: Args<typeof ops.elboFinalizeOp>[2]; groups?: number } & Named<
+      Args<typeof ops.elboFinalizeOp>[3]
+    >)
+  | ({ op: 'gaussianDlogSigma'; dims: Args<typeof ops.gaussianDlogSigmaOp>[2] } & Named<
+      Args<typeof ops.gaussianDlogSigmaOp>[3]
+    >)
   | { op: 'meanClamp'; count: number; mean: string; image: string }
-  | ({ op: 'adam'; length: number; hyper: Args<typeof ops.adamOp>[3]; options?: Args<typeof ops.adamOp>[5]; clamp?: Args<typeof ops.adamOp>[6] } & Named<Args<typeof ops.adamOp>[4]>);
+  | ({
+      op: 'adam';
+      length: number;
+      hyper: Args<typeof ops.adamOp>[3];
+      options?: Args<typeof ops.adamOp>[5];
+      clamp?: Args<typeof ops.adamOp>[6];
+    } & Named<Args<typeof ops.adamOp>[4]>);
 
 export interface RunRequest {
   buffers: Record<string, BufferSpec>;
@@ -68,7 +90,7 @@ export interface RunRequest {
 const runtimes = new Map<GPU | undefined, Promise<Gpu>>();
 const gpu = (entry?: GPU) => {
   let g = runtimes.get(entry);
-  if (!g) runtimes.set(entry, g = Gpu.create({ gpu: entry }));
+  if (!g) runtimes.set(entry, (g = Gpu.create({ gpu: entry })));
   return g;
 };
 
@@ -76,8 +98,14 @@ const gpu = (entry?: GPU) => {
 function matmulBuffers(spec: Extract<OpSpec, { A: string }>, b: Record<string, GPUBuffer>): ops.MatmulBuffers {
   const named = (name?: string) => (name ? b[name] : undefined);
   return {
-    A: b[spec.A], B: b[spec.B], C: b[spec.C],
-    bias: named(spec.bias), mask: named(spec.mask), rowSum: named(spec.rowSum), mulv: named(spec.mulv), eps: named(spec.eps),
+    A: b[spec.A],
+    B: b[spec.B],
+    C: b[spec.C],
+    bias: named(spec.bias),
+    mask: named(spec.mask),
+    rowSum: named(spec.rowSum),
+    mulv: named(spec.mulv),
+    eps: named(spec.eps),
   };
 }
 
@@ -91,36 +119,112 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
     case 'matmulTiled':
       return ops.matmulTiledOp(g, label, spec.dims, spec.options, matmulBuffers(spec, b));
     case 'activation':
-      return ops.activationOp(g, label, spec.entry, spec.count, spec.inputs.map((n) => b[n]), b[spec.out]);
+      return ops.activationOp(
+        g,
+        label,
+        spec.entry,
+        spec.count,
+        spec.inputs.map((n) => b[n]),
+        b[spec.out],
+      );
     case 'gather':
-      return ops.gatherOp(g, label, spec.dims, { state: b[spec.state], data: b[spec.data], perm: b[spec.perm], X: b[spec.X] });
+      return ops.gatherOp(g, label, spec.dims, {
+        state: b[spec.state],
+        data: b[spec.data],
+        perm: b[spec.perm],
+        X: b[spec.X],
+      });
     case 'gatherConditional':
       return ops.gatherConditionalOp(g, label, spec.dims, {
-        state: b[spec.state], data: b[spec.data], perm: b[spec.perm], labels: b[spec.labels], X: b[spec.X], XY: b[spec.XY], Z: b[spec.Z],
+        state: b[spec.state],
+        data: b[spec.data],
+        perm: b[spec.perm],
+        labels: b[spec.labels],
+        X: b[spec.X],
+        XY: b[spec.XY],
+        Z: b[spec.Z],
       });
     case 'reparam':
-      return ops.reparamOp(g, label, spec.entry, spec.params, spec.buffers.map((n) => b[n]));
+      return ops.reparamOp(
+        g,
+        label,
+        spec.entry,
+        spec.params,
+        spec.buffers.map((n) => b[n]),
+      );
     case 'bceKl':
-      return ops.bceKlOp(g, label, spec.dims, {
-        logits: b[spec.logits], x: b[spec.x], mulv: b[spec.mulv], dlogits: b[spec.dlogits], dmulv: b[spec.dmulv], partials: b[spec.partials],
-      }, spec.groups);
+      return ops.bceKlOp(
+        g,
+        label,
+        spec.dims,
+        {
+          logits: b[spec.logits],
+          x: b[spec.x],
+          mulv: b[spec.mulv],
+          dlogits: b[spec.dlogits],
+          dmulv: b[spec.dmulv],
+          partials: b[spec.partials],
+        },
+        spec.groups,
+      );
     case 'lossFinalize':
-      return ops.lossFinalizeOp(g, label, { state: b[spec.state], partials: b[spec.partials], out: b[spec.out] }, spec.groups);
+      return ops.lossFinalizeOp(
+        g,
+        label,
+        { state: b[spec.state], partials: b[spec.partials], out: b[spec.out] },
+        spec.groups,
+      );
     case 'elbo':
-      return ops.elboOp(g, label, spec.dims, spec.params, {
-        state: b[spec.state], logits: b[spec.logits], x: b[spec.x], mulv: b[spec.mulv], logSigma: spec.logSigma ? b[spec.logSigma] : undefined,
-        dlogits: b[spec.dlogits], dmulv: b[spec.dmulv], partials: b[spec.partials],
-      }, spec.groups);
+      return ops.elboOp(
+        g,
+        label,
+        spec.dims,
+        spec.params,
+        {
+          state: b[spec.state],
+          logits: b[spec.logits],
+          x: b[spec.x],
+          mulv: b[spec.mulv],
+          logSigma: spec.logSigma ? b[spec.logSigma] : undefined,
+          dlogits: b[spec.dlogits],
+          dmulv: b[spec.dmulv],
+          partials: b[spec.partials],
+        },
+        spec.groups,
+      );
     case 'elboFinalize':
-      return ops.elboFinalizeOp(g, label, spec.params, { state: b[spec.state], partials: b[spec.partials], out: b[spec.out], objective: b[spec.objective] }, spec.groups);
+      return ops.elboFinalizeOp(
+        g,
+        label,
+        spec.params,
+        { state: b[spec.state], partials: b[spec.partials], out: b[spec.out], objective: b[spec.objective] },
+        spec.groups,
+      );
     case 'gaussianDlogSigma':
-      return ops.gaussianDlogSigmaOp(g, label, spec.dims, { mean: b[spec.mean], x: b[spec.x], logSigma: b[spec.logSigma], dlogSigma: b[spec.dlogSigma] });
+      return ops.gaussianDlogSigmaOp(g, label, spec.dims, {
+        mean: b[spec.mean],
+        x: b[spec.x],
+        logSigma: b[spec.logSigma],
+        dlogSigma: b[spec.dlogSigma],
+      });
     case 'meanClamp':
       return ops.meanClampOp(g, label, spec.count, b[spec.mean], b[spec.image]);
     case 'adam':
-      return ops.adamOp(g, label, spec.length, spec.hyper, {
-        state: b[spec.state], params: b[spec.params], grads: b[spec.grads], m: b[spec.m], v: b[spec.v],
-      }, spec.options, spec.clamp);
+      return ops.adamOp(
+        g,
+        label,
+        spec.length,
+        spec.hyper,
+        {
+          state: b[spec.state],
+          params: b[spec.params],
+          grads: b[spec.grads],
+          m: b[spec.m],
+          v: b[spec.v],
+        },
+        spec.options,
+        spec.clamp,
+      );
   }
 }
 
@@ -137,9 +241,10 @@ export async function run(request: RunRequest, entry?: GPU): Promise<Record<stri
   const buffers: Record<string, GPUBuffer> = {};
   try {
     for (const [name, spec] of Object.entries(request.buffers)) {
-      buffers[name] = spec.data !== undefined
-        ? g.bufferWith(`test ${name}`, fromBase64(spec.data))
-        : g.buffer(`test ${name}`, spec.bytes ?? 16);
+      buffers[name] =
+        spec.data !== undefined
+          ? g.bufferWith(`test ${name}`, fromBase64(spec.data))
+          : g.buffer(`test ${name}`, spec.bytes ?? 16);
     }
     const dispatches = [];
     for (const spec of request.ops) dispatches.push(await build(g, spec, buffers));
@@ -193,8 +298,14 @@ export async function trainSteps(r: TrainStepsRequest, entry?: GPU): Promise<Rec
     const images = uploadImages(g, 'images', fromBase64(r.images), r.count, r.labels);
     const model = await VaeModel.create(g, {
       ...(r.plan ? { plan: planFor(r.plan === 'software') } : {}),
-      sizes: r.sizes, batchSize: r.batchSize, seed: r.seed, adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-    train: images, test: images, beta: r.beta, klWarmup: r.klWarmup,
+      sizes: r.sizes,
+      batchSize: r.batchSize,
+      seed: r.seed,
+      adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+      train: images,
+      test: images,
+      beta: r.beta,
+      klWarmup: r.klWarmup,
     });
     const p = fromBase64(r.params);
     model.importState({ params: new Float32Array(p.buffer, p.byteOffset, p.byteLength / 4) });
@@ -204,9 +315,14 @@ export async function trainSteps(r: TrainStepsRequest, entry?: GPU): Promise<Rec
       if (r.sameBatch) g.write(model.trainState, new Uint32Array([0]), 4);
       g.run(model.trainStep(model.rowsOf(r.sameBatch ? 0 : step, r.count)), 'parity step');
       out.push({
-        loss: await bytes(model.trainLoss), grads: await bytes(model.grads), params: await bytes(model.params),
-        m: await bytes(model.m), v: await bytes(model.v), mulv: await bytes(model.act.mulv),
-        logits: await bytes(model.act.logits), eps: await bytes(model.act.eps),
+        loss: await bytes(model.trainLoss),
+        grads: await bytes(model.grads),
+        params: await bytes(model.params),
+        m: await bytes(model.m),
+        v: await bytes(model.v),
+        mulv: await bytes(model.act.mulv),
+        logits: await bytes(model.act.logits),
+        eps: await bytes(model.act.eps),
         state: await bytes(model.trainState),
         ...(model.trainObjective ? { objective: await bytes(model.trainObjective) } : {}),
       });
@@ -241,7 +357,13 @@ export interface DeviceCensus {
 /** Wraps `device` (createBuffer and each buffer's destroy and getMappedRange, the queue, passes, listeners) to count what reaches it. */
 function censusOf(device: GPUDevice): DeviceCensus {
   const census: DeviceCensus = {
-    live: new Set(), buffersCreated: 0, buffersDestroyed: 0, submits: 0, dispatches: 0, bytesWritten: 0, bytesRead: 0,
+    live: new Set(),
+    buffersCreated: 0,
+    buffersDestroyed: 0,
+    submits: 0,
+    dispatches: 0,
+    bytesWritten: 0,
+    bytesRead: 0,
     uncapturedListeners: new Set(),
   };
   const createBuffer = device.createBuffer.bind(device);
@@ -270,9 +392,17 @@ function censusOf(device: GPUDevice): DeviceCensus {
     submit(commands);
   };
   const writeBuffer = queue.writeBuffer.bind(queue) as (...args: unknown[]) => void;
-  queue.writeBuffer = ((buffer: GPUBuffer, offset: number, data: ArrayBufferLike | ArrayBufferView, dataOffset = 0, size?: number) => {
+  queue.writeBuffer = ((
+    buffer: GPUBuffer,
+    offset: number,
+    data: ArrayBufferLike | ArrayBufferView,
+    dataOffset = 0,
+    size?: number,
+  ) => {
     // Sizes are in bytes for an ArrayBuffer source, in elements for a typed array.
-    const unit = ArrayBuffer.isView(data) ? (data as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1 : 1;
+    const unit = ArrayBuffer.isView(data)
+      ? ((data as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1)
+      : 1;
     const elements = ArrayBuffer.isView(data) ? data.byteLength / unit : data.byteLength;
     census.bytesWritten += (size ?? elements - dataOffset) * unit;
     writeBuffer(buffer, offset, data, dataOffset, size);
@@ -307,8 +437,12 @@ function censusOf(device: GPUDevice): DeviceCensus {
 
 /** The census's counts in GpuCounters' terms, to compare with the runtime's own. */
 const countsOf = (c: DeviceCensus) => ({
-  submits: c.submits, dispatches: c.dispatches, bytesWritten: c.bytesWritten, bytesRead: c.bytesRead,
-  buffersCreated: c.buffersCreated, buffersDestroyed: c.buffersDestroyed,
+  submits: c.submits,
+  dispatches: c.dispatches,
+  bytesWritten: c.bytesWritten,
+  bytesRead: c.bytesRead,
+  buffersCreated: c.buffersCreated,
+  buffersDestroyed: c.buffersDestroyed,
 });
 
 /**
@@ -339,7 +473,14 @@ export async function lifecycle() {
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
   const images = uploadImages(g, 'census images', pixels, count);
   g.bufferWith('odd-sized bytes', new Uint8Array(5)); // writeBuffer takes whole words: 8 bytes cross
-  const model = await VaeModel.create(g, { sizes: { D, hidden: [32, 16], L: 4 }, batchSize: 64, seed: 3, adam: adamAt(1e-3), train: images, test: images });
+  const model = await VaeModel.create(g, {
+    sizes: { D, hidden: [32, 16], L: 4 },
+    batchSize: 64,
+    seed: 3,
+    adam: adamAt(1e-3),
+    train: images,
+    test: images,
+  });
   const trainer = new Trainer(model, { stepsPerSubmit: 2 });
   const epoch = await trainer.trainEpoch(1);
   await trainer.testPass(1);
@@ -363,7 +504,9 @@ export async function lifecycle() {
   out.afterGpuDestroy = at();
   // A detached runtime hears nothing more from the device it was lent.
   try {
-    device.dispatchEvent(new GPUUncapturedErrorEvent('uncapturederror', { error: new GPUValidationError('after destroy') }));
+    device.dispatchEvent(
+      new GPUUncapturedErrorEvent('uncapturederror', { error: new GPUValidationError('after destroy') }),
+    );
     out.heardAfterDestroy = { callbacks: uncaptured.length, recorded: g.uncapturedError?.message ?? null };
   } catch (e) {
     out.heardAfterDestroy = { error: (e as Error).message };
@@ -382,12 +525,22 @@ export async function runtime() {
   const g = await Gpu.create();
   const out: Record<string, unknown> = {};
   try {
-    await g.kernel({ label: 'broken', entryPoint: 'main', bindings: [], code: '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = 1u;\n}\n' });
+    await g.kernel({
+      label: 'broken',
+      entryPoint: 'main',
+      bindings: [],
+      code: '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = 1u;\n}\n',
+    });
     out.compileError = null;
   } catch (e) {
     out.compileError = { name: (e as Error).name, kind: (e as { kind?: string }).kind, message: (e as Error).message };
   }
-  const source = { label: 'ok', entryPoint: 'main', bindings: ['storage'] as const, code: '@group(0) @binding(0) var<storage, read_write> b: array<f32>;\n@compute @workgroup_size(1)\nfn main() { b[0] = 1.0; }\n' };
+  const source = {
+    label: 'ok',
+    entryPoint: 'main',
+    bindings: ['storage'] as const,
+    code: '@group(0) @binding(0) var<storage, read_write> b: array<f32>;\n@compute @workgroup_size(1)\nfn main() { b[0] = 1.0; }\n',
+  };
   const before = g.pipelineCount;
   const k1 = await g.kernel(source);
   const k2 = await g.kernel({ ...source, label: 'same code, other label' });
@@ -428,8 +581,13 @@ export async function resumeUnderPlan() {
     const g = await Gpu.create();
     const images = { pixels, count };
     const { model, trainer } = await openModel(g, {
-      sizes: config.sizes, job: { batchSize: config.batchSize, seed: config.seed, lr: config.adam.lr }, train: images, test: images,
-      plan, checkpoint, stepsPerSubmit: 2,
+      sizes: config.sizes,
+      job: { batchSize: config.batchSize, seed: config.seed, lr: config.adam.lr },
+      train: images,
+      test: images,
+      plan,
+      checkpoint,
+      stepsPerSubmit: 2,
     });
     return { g, model, trainer };
   };
@@ -440,7 +598,11 @@ export async function resumeUnderPlan() {
   straight.g.destroy();
   const first = await fresh(hardware);
   await first.trainer.trainEpoch(1);
-  const checkpoint = encodeRunCheckpoint(first.model.layout, await first.model.exportState(), { epoch: 1, seed: config.seed, plan: first.model.plan });
+  const checkpoint = encodeRunCheckpoint(first.model.layout, await first.model.exportState(), {
+    epoch: 1,
+    seed: config.seed,
+    plan: first.model.plan,
+  });
   first.g.destroy();
   const resume = async (opened: Awaited<ReturnType<typeof fresh>>) => {
     const loss = (await opened.trainer.trainEpoch(2)).averageLoss;
@@ -451,14 +613,24 @@ export async function resumeUnderPlan() {
   const ignoring = await fresh();
   ignoring.model.importState(decodeCheckpoint(checkpoint, ignoring.model.layout));
   const recorded = readRunMetadata(checkpointSizes(checkpoint).metadata).plan;
-  return { straightEpoch2, adopted: await resume(await fresh(undefined, checkpoint)), ignored: await resume(ignoring), recordedKind: recorded?.kind };
+  return {
+    straightEpoch2,
+    adopted: await resume(await fresh(undefined, checkpoint)),
+    ignored: await resume(ignoring),
+    recordedKind: recorded?.kind,
+  };
 }
 
 export async function lostDevice() {
   const count = 640;
   const pixels = new Uint8Array(count * 784);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
-  const config = { sizes: { D: 784, hidden: [64], L: 8 }, batchSize: 64, seed: 5, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 } };
+  const config = {
+    sizes: { D: 784, hidden: [64], L: 8 },
+    batchSize: 64,
+    seed: 5,
+    adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+  };
   const fresh = async () => {
     const g = await Gpu.create();
     const images = uploadImages(g, 'images', pixels, count);

@@ -9,10 +9,16 @@ import { nodeWebGpu } from '../../src/node/webgpu';
 try {
   const found = await nodeWebGpu(process.argv[2]);
   const gpu = await Gpu.create({ gpu: found.gpu });
-  console.log(JSON.stringify({
-    driver: found.driver, icd: found.icd, adapter: found.adapter, engineAdapter: gpu.adapter?.description,
-    software: gpu.software, environmentAfter: process.env.VK_ICD_FILENAMES ?? null,
-  }));
+  console.log(
+    JSON.stringify({
+      driver: found.driver,
+      icd: found.icd,
+      adapter: found.adapter,
+      engineAdapter: gpu.adapter?.description,
+      software: gpu.software,
+      environmentAfter: process.env.VK_ICD_FILENAMES ?? null,
+    }),
+  );
   gpu.destroy();
   gpu.device.destroy();
 } catch (e) {

@@ -36,8 +36,10 @@ export default async function setup(project: TestProject) {
     if (outer === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = outer;
     if (left.length > 0) {
-      console.error(`\nThe tests left these in the temporary folder (now removed): ${left.join(', ')}.\n` +
-        'A test must remove what it makes, even when it fails: use tempDir() or fileTempDir() from test/temp.ts.');
+      console.error(
+        `\nThe tests left these in the temporary folder (now removed): ${left.join(', ')}.\n` +
+          'A test must remove what it makes, even when it fails: use tempDir() or fileTempDir() from test/temp.ts.',
+      );
       process.exitCode = 1;
     }
   };
