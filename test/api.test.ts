@@ -7,10 +7,11 @@
  * Test bodies run in the page (test/harness/api.ts) and send back small summaries; the
  * reference computations run here in Node from the checkpoint the page saved.
  *
- * Last, the library build (`npm run build:lib`, into dist/lib) and the embedding example
- * (examples/embed/), which imports the built package by its name as an outside page would.
+ * Last, the library build (`npm run build:lib`, into dist/lib), then what imports the built
+ * package by its name as an outsider would: the embedding example (examples/embed/), and
+ * examples/node-fit.mjs in a plain Node process on Dawn.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -817,4 +818,42 @@ describe('library build and the embedding example', () => {
       await example.close();
     }
   });
+});
+
+const nodeScript = (args: string[], env: Record<string, string> = {}) =>
+  spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 240_000, env: { ...process.env, ...env } });
+
+// After the build above (tests of one file run in order): a second build in another file would
+// empty dist/lib under this one's feet.
+describe('the library in Node: examples/node-fit.mjs, as a user runs the built package', () => {
+  const losses: Record<string, number> = {};
+  for (const driver of ['swiftshader', 'lavapipe']) {
+    it(`examples/node-fit.mjs fits and evaluates a model on ${driver}`, () => {
+      const r = nodeScript(['examples/node-fit.mjs'], { DRIVER: driver });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(driver === 'lavapipe' ? /^adapter: llvmpipe/ : /^adapter: SwiftShader/);
+      const epochs = [...r.stdout.matchAll(/average loss ([\d.]+)/g)].map((m) => Number(m[1]));
+      const test = Number(/^Test set loss: ([\d.]+)$/m.exec(r.stdout)?.[1]);
+      expect(epochs).toHaveLength(2);
+      // Learning: 16 × 16 Bernoulli pixels cost 256·ln 2 ≈ 177 nats at chance; a fitted model far less.
+      expect(epochs[1]).toBeLessThan(epochs[0]);
+      expect(test).toBeGreaterThan(50);
+      expect(test).toBeLessThan(140);
+      losses[driver] = test;
+    }, 300_000);
+  }
+
+  it('gives the same test loss on both drivers, within a thousandth', () => {
+    // Two compilers with their own float paths: close, not necessarily bit for bit.
+    expect(Math.abs(losses.lavapipe - losses.swiftshader)).toBeLessThan(1e-3 * losses.swiftshader);
+  });
+
+  it('without a WebGPU entry point, rejects with a gpu VaeError that shows the Node set-up', () => {
+    const script = `import { VAE } from 'webgpu-vae';
+      try { await VAE.create(); console.log('created'); }
+      catch (e) { console.log(e.name, e.code, e.message); process.exit(3); }`;
+    const r = nodeScript(['--input-type=module', '-e', script]);
+    expect(r.status, r.stderr).toBe(3);
+    expect(r.stdout).toMatch(/^VaeError gpu .*this is Node.*import \{ create, globals \} from 'webgpu'/);
+  }, 120_000);
 });
