@@ -31,7 +31,8 @@ export default async function setup(project: TestProject) {
   const teardown = async () => {
     await browser?.close();
     await server?.close();
-    const left = readdirSync(runTemp);
+    // tsx keeps one folder per user for its IPC pipes and never removes it: a tool's, not a test's.
+    const left = readdirSync(runTemp).filter((name) => !/^tsx-\d+$/.test(name));
     rmSync(runTemp, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     if (outer === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = outer;
