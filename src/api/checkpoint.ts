@@ -1,10 +1,19 @@
 /**
  * Checkpoints as the library reads and writes them, over src/model/checkpoint.ts: a file that
- * is not a checkpoint of this model becomes a `checkpoint` VaeError, and entries a caller adds
- * to the metadata may not take a key the engine reads back as the model's own settings.
+ * is not a checkpoint of this model becomes a `checkpoint` VaeError, entries a caller adds
+ * to the metadata may not take a key the engine reads back as the model's own settings, and
+ * β and the KL warm-up are written only when they are not the reference model's.
  */
-import { checkpointSizes, engineKeyIn, ENGINE_METADATA_KEYS, readRunMetadata } from '../model/checkpoint';
-import type { VaeSizes } from '../model/graph';
+import {
+  checkpointSizes,
+  decodeCheckpoint,
+  engineKeyIn,
+  ENGINE_METADATA_KEYS,
+  readRunMetadata,
+  type CheckpointData,
+} from '../model/checkpoint';
+import type { ArenaLayout, VaeSizes } from '../model/graph';
+import { DEFAULT_OBJECTIVE } from '../model/settings';
 import { fromEngineError, VaeError } from './errors';
 
 /** The bytes of a checkpoint the caller passed (an `invalid-input` VaeError for anything else). */
@@ -48,4 +57,33 @@ export function userMetadata(metadata: Record<string, string> | undefined): Reco
     );
   }
   return extra;
+}
+
+/**
+ * A checkpoint for a model of `layout`, checked whole before anything is loaded: its tensors, its
+ * run metadata, and the objective it trained with (1 and 0 when it records none). A file that
+ * does not fit is a `checkpoint` VaeError that says the model is unchanged.
+ */
+export function readCheckpoint(bytes: Uint8Array, layout: ArenaLayout) {
+  let data: CheckpointData;
+  let run: ReturnType<typeof readRunMetadata>;
+  try {
+    data = decodeCheckpoint(bytes, layout);
+    run = readRunMetadata(data.metadata);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new VaeError('checkpoint', `${message} (nothing was loaded: the model is unchanged)`, { cause: error });
+  }
+  const objective = { beta: run.beta ?? DEFAULT_OBJECTIVE.beta, klWarmup: run.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup };
+  return { data, epoch: run.epoch, objective };
+}
+
+/** β and the warm-up to record in a checkpoint: none when both are the reference model's (1 and 0). */
+export function objectiveToSave(objective: { beta: number; klWarmup: number }): {
+  beta?: number;
+  klWarmup?: number;
+} {
+  return objective.beta !== DEFAULT_OBJECTIVE.beta || objective.klWarmup !== DEFAULT_OBJECTIVE.klWarmup
+    ? objective
+    : {};
 }

@@ -23,6 +23,8 @@
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import { HALF_LOG_2PI } from '../../shaders/loss.wgsl';
+import { likelihoodOf } from '../model/graph';
+import type { Inference } from '../model/inference';
 import { normals } from '../model/philox';
 
 /** Philox stream of the importance-sampling noise ε: apart from every stream the engine uses. */
@@ -164,4 +166,34 @@ export async function importanceWeightedLogLikelihood(input: ImportanceSamplingI
     }
   }
   return total / count;
+}
+
+/**
+ * The estimate for a model: its encoder gives q(z|x) for the `count` images `x` (with their
+ * `labels`, for a conditional model), and its decoder p(x|z) under the model's likelihood — a
+ * Gaussian model's on the decoder's unclamped mean, with its σ (fixed, or the learned log_sigma).
+ */
+export async function modelLogLikelihood(
+  inference: Inference,
+  input: { x: Float32Array; count: number; k: number; seed: number; labels?: Uint32Array },
+): Promise<number> {
+  const { x, count, labels } = input;
+  const model = inference.model;
+  const { D, L } = model.sizes;
+  const mulv = await inference.encode(x, count, labels);
+  const l = likelihoodOf(model.sizes);
+  const logSigma =
+    l.kind !== 'gaussian'
+      ? undefined
+      : l.sigma === 'learned'
+        ? await model.gpu.readFloats(model.params, model.layout.logSigma!.offset, D)
+        : Math.log(l.sigma);
+  return importanceWeightedLogLikelihood({
+    ...input,
+    mulv,
+    D,
+    L,
+    decode: (z, rows, rowLabels) => inference.decode(z, rows, rowLabels, logSigma !== undefined),
+    gaussian: logSigma === undefined ? undefined : { logSigma },
+  });
 }

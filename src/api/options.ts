@@ -16,7 +16,7 @@ import {
   STEPS_PER_SUBMIT,
 } from '../model/settings';
 import { betaReason, DEFAULT_SIGMA, klWarmupReason, parseSigma } from '../model/settings';
-import { REFERENCE_SIZES, type VaeSizes } from '../model/graph';
+import { classesOf, REFERENCE_SIZES, type VaeSizes } from '../model/graph';
 import { VaeError } from './errors';
 import { integerOption, numberOption, ruledOption } from './inputs';
 import type { FitOptions } from './training';
@@ -184,6 +184,30 @@ export function modelOptions(options: VAEOptions): { sizes: VaeSizes; seed: numb
     );
   }
   return { sizes, seed };
+}
+
+/**
+ * The `VAE.create` options that open the model a checkpoint holds: its sizes (`sizes`, from its
+ * tensors), `options.seed` or else the checkpoint's (`storedSeed`) or 1, and the caller's device.
+ */
+export function checkpointModelOptions(
+  sizes: VaeSizes,
+  storedSeed: number | undefined,
+  options: LoadOptions,
+): VAEOptions {
+  return {
+    inputSize: sizes.D,
+    hiddenSize: sizes.hidden,
+    latentSize: sizes.L,
+    classes: classesOf(sizes),
+    seed: options.seed ?? storedSeed ?? DEFAULT_SETTINGS.seed,
+    device: options.device,
+    gpu: options.gpu,
+    onDeviceLost: options.onDeviceLost,
+    ...(sizes.likelihood?.kind === 'gaussian'
+      ? { likelihood: 'gaussian' as const, sigma: sizes.likelihood.sigma }
+      : {}),
+  };
 }
 
 /** Images per step (default 128), at most the `count` images there are. */

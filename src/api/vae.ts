@@ -18,9 +18,8 @@
  */
 import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { GpuError } from '../gpu/device';
-import { decodeCheckpoint, encodeRunCheckpoint, readRunMetadata, type CheckpointData } from '../model/checkpoint';
-import { runTraining } from '../model/driver';
-import { DEFAULT_OBJECTIVE, DEFAULT_SETTINGS, SETTING_RANGES } from '../model/settings';
+import { encodeRunCheckpoint } from '../model/checkpoint';
+import { DEFAULT_OBJECTIVE, DEFAULT_SETTINGS } from '../model/settings';
 import {
   arenaLayout,
   classesOf,
@@ -31,8 +30,9 @@ import {
   type VaeSizes,
 } from '../model/graph';
 import { normals } from '../model/philox';
-import { checkpointBytes, runMetadataOf, sizesOf, userMetadata } from './checkpoint';
+import { checkpointBytes, objectiveToSave, readCheckpoint, runMetadataOf, sizesOf, userMetadata } from './checkpoint';
 import { explainError, fromEngineError, VaeError } from './errors';
+import { fitJob, trainEpochs, type Progress } from './fit';
 import { Runtime, type Images } from './runtime';
 import {
   checkBindable,
@@ -45,12 +45,12 @@ import {
   type ImageArray,
   type LatentArray,
 } from './inputs';
-import { importanceWeightedLogLikelihood } from './likelihood';
+import { modelLogLikelihood } from './likelihood';
 import { Lock } from './lock';
 import {
   ADAM_DEFAULTS,
   batchSizeOption,
-  fitSettings,
+  checkpointModelOptions,
   modelOptions,
   type EvaluateOptions,
   type LabelOptions,
@@ -59,7 +59,7 @@ import {
   type SaveOptions,
   type VAEOptions,
 } from './options';
-import { epochEvent, RunControl, type EpochEvent, type FitOptions, type FitResult, type TrainingRun } from './training';
+import { RunControl, type FitOptions, type FitResult, type TrainingRun } from './training';
 
 /**
  * A variational autoencoder (PyTorch examples' MNIST VAE: fc1 → (fc21, fc22) → fc3 → fc4)
@@ -98,8 +98,7 @@ export class VAE {
   private activeRun: RunControl | null = null;
   private destroyedFlag = false;
   private lostError: VaeError | null = null;
-  private steps = 0;
-  private epochs = 0;
+  private readonly progress: Progress = { step: 0, epoch: 0 };
   /** β and its warm-up of the last fit (or of the checkpoint loaded): later fits, evaluate and save keep them unless told otherwise. */
   private objective = { ...DEFAULT_OBJECTIVE };
   private sampleDraws = 0;
@@ -175,23 +174,10 @@ export class VAE {
     const bytes = checkpointBytes(checkpoint);
     const { sizes, metadata } = sizesOf(bytes);
     const run = runMetadataOf(metadata, 'VAE.load');
-    const seed = options.seed ?? run.seed ?? DEFAULT_SETTINGS.seed;
-    const vae = await VAE.build(
-      {
-        inputSize: sizes.D,
-        hiddenSize: sizes.hidden,
-        latentSize: sizes.L,
-        classes: classesOf(sizes),
-        seed,
-        device: options.device,
-        gpu: options.gpu,
-        onDeviceLost: options.onDeviceLost,
-        ...(sizes.likelihood?.kind === 'gaussian'
-          ? { likelihood: 'gaussian' as const, sigma: sizes.likelihood.sigma }
-          : {}),
-      },
-      { bytes, classNames: options.classNames },
-    );
+    const vae = await VAE.build(checkpointModelOptions(sizes, run.seed, options), {
+      bytes,
+      classNames: options.classNames,
+    });
     try {
       await vae.load(bytes);
     } catch (error) {
@@ -203,12 +189,12 @@ export class VAE {
 
   /** Adam steps taken so far (PyTorch's optimizer `step`); during a fit, those whose losses have come back. */
   get step(): number {
-    return this.steps;
+    return this.progress.step;
   }
 
   /** Epochs begun so far, over the model's life; the next `fit` starts at `epoch + 1`. */
   get epoch(): number {
-    return this.epochs;
+    return this.progress.epoch;
   }
 
   /** Trainable parameters: PyTorch's `sum(p.numel() for p in model.parameters())`. */
@@ -259,78 +245,16 @@ export class VAE {
       );
     }
     try {
-      const epochs = integerOption('epochs', options.epochs, 1, ...SETTING_RANGES.epochs);
-      const train: Images = imagesAsBytes(images, this.inputSize, 'images');
-      const test: Images | undefined =
-        options.testImages === undefined ? undefined : imagesAsBytes(options.testImages, this.inputSize, 'testImages');
-      train.labels = labelsOption(context, 'labels', options.labels, train.count, this.classes);
-      if (test) test.labels = labelsOption(context, 'testLabels', options.testLabels, test.count, this.classes);
-      else if (options.testLabels !== undefined)
-        throw new VaeError('invalid-option', `${context}: testLabels given without testImages`);
-      const { batchSize, adam, stepsPerSubmit, beta, klWarmup } = fitSettings(options, train.count, this.objective);
-      checkBindable(train.bytes, this.device.limits, this.inputSize, 'images');
-      if (test) checkBindable(test.bytes, this.device.limits, this.inputSize, 'testImages');
+      const { epochs, train, test, settings } = fitJob(context, this, images, options, this.objective);
       if (options.signal?.aborted) throw options.signal.reason;
-
-      await this.lock.run(() =>
-        this.runtime.configure({ batchSize, adam, train, test, stepsPerSubmit, beta, klWarmup }),
-      );
-      this.objective = { beta, klWarmup };
-      return await this.trainEpochs(epochs, !!test, options, control);
+      await this.lock.run(() => this.runtime.configure({ ...settings, train, test }));
+      this.objective = { beta: settings.beta, klWarmup: settings.klWarmup };
+      return await trainEpochs(this.runtime, this.progress, epochs, !!test, options, control, () => this.destroyedFlag);
     } catch (error) {
       throw explainError(error, context, { destroyed: this.destroyedFlag, lost: this.lostError });
     } finally {
       this.activeRun = null;
     }
-  }
-
-  /** The epochs of a fit, through the engine's one training driver. */
-  private async trainEpochs(
-    epochs: number,
-    hasTest: boolean,
-    options: FitOptions,
-    control: RunControl,
-  ): Promise<FitResult> {
-    const { model, trainer } = this.runtime;
-    const batches = model.trainBatches;
-    const count = model.train.count;
-    control.extraStop = () => this.destroyedFlag;
-    let firstStep = this.steps;
-    const result = await runTraining(
-      trainer,
-      { firstEpoch: this.epochs + 1, lastEpoch: this.epochs + epochs, test: hasTest, images: false },
-      control.gate,
-      {
-        onEpochStart: () => {
-          firstStep = this.steps;
-        },
-        onLosses: (l) => {
-          for (let i = 0; i < l.losses.length; i++) {
-            const batch = l.firstBatch + i;
-            this.steps = firstStep + batch + 1;
-            const rows = model.rowsOf(batch, count);
-            options.onStep?.({
-              epoch: l.epoch,
-              batch,
-              batches,
-              step: this.steps,
-              loss: l.losses[i] / rows,
-              ...(l.objectives ? { objective: l.objectives[i] / rows } : {}),
-            });
-          }
-        },
-        onEpoch: async (r) => {
-          this.epochs = r.epoch;
-          this.steps = firstStep + r.batches;
-          await options.onEpoch?.(epochEvent(r));
-        },
-      },
-    );
-    if (this.destroyedFlag) throw new VaeError('destroyed', 'the model was destroyed during fit()');
-    if (options.signal?.aborted) throw options.signal.reason;
-    const done: EpochEvent[] = result.epochs.map(epochEvent);
-    const completedAll = done.length === epochs && done.every((d) => d.completed);
-    return { epochs: done, stopped: !completedAll, step: this.steps };
   }
 
   /**
@@ -373,31 +297,7 @@ export class VAE {
       const { floats: x, count } = imagesAsFloats(images, this.inputSize, 'images');
       const k = integerOption('k', options.k, 64, 1, 1_000_000);
       const labels = labelsOption('VAE.logLikelihood', 'label', options.label, count, this.classes);
-      return this.lock.run(async () => {
-        const { inference } = this.runtime;
-        const mulv = await inference.encode(x, count, labels);
-        // A Gaussian model's p(x|z) is on the decoder's unclamped mean, with its σ (fixed, or log_sigma).
-        const model = inference.model;
-        const l = likelihoodOf(model.sizes);
-        const logSigma =
-          l.kind !== 'gaussian'
-            ? undefined
-            : l.sigma === 'learned'
-              ? await model.gpu.readFloats(model.params, model.layout.logSigma!.offset, model.sizes.D)
-              : Math.log(l.sigma);
-        return importanceWeightedLogLikelihood({
-          x,
-          mulv,
-          count,
-          k,
-          D: this.inputSize,
-          L: this.latentSize,
-          seed: this.seed,
-          labels,
-          decode: (z, rows, rowLabels) => inference.decode(z, rows, rowLabels, logSigma !== undefined),
-          gaussian: logSigma === undefined ? undefined : { logSigma },
-        });
-      });
+      return this.lock.run(() => modelLogLikelihood(this.runtime.inference, { x, count, k, seed: this.seed, labels }));
     });
   }
 
@@ -470,16 +370,12 @@ export class VAE {
       const extra = userMetadata(options.metadata);
       return this.lock.run(async () => {
         const state = await this.runtime.model.exportState();
-        const objective =
-          this.objective.beta !== DEFAULT_OBJECTIVE.beta || this.objective.klWarmup !== DEFAULT_OBJECTIVE.klWarmup
-            ? this.objective
-            : {};
         return encodeRunCheckpoint(this.layout, state, {
-          epoch: this.epochs,
+          epoch: this.progress.epoch,
           seed: this.seed,
           extra,
           plan: this.runtime.model.plan,
-          ...objective,
+          ...objectiveToSave(this.objective),
         });
       });
     });
@@ -498,23 +394,12 @@ export class VAE {
       this.assertNotTraining('load');
       const bytes = checkpointBytes(checkpoint);
       await this.lock.run(async () => {
-        let data: CheckpointData;
-        let run: ReturnType<typeof readRunMetadata>;
-        try {
-          data = decodeCheckpoint(bytes, this.layout);
-          run = readRunMetadata(data.metadata);
-        } catch (error) {
-          const message = error instanceof Error ? error.message : String(error);
-          throw new VaeError('checkpoint', `${message} (nothing was loaded: the model is unchanged)`, { cause: error });
-        }
+        const { data, epoch, objective } = readCheckpoint(bytes, this.layout);
         this.runtime.model.importState(data);
-        this.steps = data.step;
-        this.epochs = run.epoch;
+        this.progress.step = data.step;
+        this.progress.epoch = epoch;
         // The objective it was trained with carries on unless a fit says otherwise.
-        this.objective = {
-          beta: run.beta ?? DEFAULT_OBJECTIVE.beta,
-          klWarmup: run.klWarmup ?? DEFAULT_OBJECTIVE.klWarmup,
-        };
+        this.objective = objective;
       });
     });
   }
