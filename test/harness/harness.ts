@@ -233,13 +233,37 @@ async function freshGpu(software: boolean | undefined, entry?: GPU): Promise<Gpu
   return software === undefined ? g : Gpu.create({ device: g.device, software });
 }
 
-export async function run(request: RunRequest, entry?: GPU): Promise<Record<string, string>> {
-  const g = request.freshGpu ? await freshGpu(request.freshGpu.software, entry) : await gpu(entry);
-  const { device } = g;
+/**
+ * `work` inside validation and out-of-memory error scopes on `device`, then `cleanUp`. An error a
+ * scope caught replaces one `work` threw: it says more than the failure it caused.
+ */
+async function inErrorScopes<T>(device: GPUDevice, cleanUp: () => void, work: () => Promise<T>): Promise<T> {
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
-  const buffers: Record<string, GPUBuffer> = {};
   try {
+    return await work();
+  } finally {
+    const validation = await device.popErrorScope();
+    const oom = await device.popErrorScope();
+    cleanUp();
+    const error = validation ?? oom;
+    // eslint-disable-next-line no-unsafe-finally
+    if (error) throw new Error(`WebGPU ${validation ? 'validation' : 'out-of-memory'} error: ${error.message}`);
+  }
+}
+
+export async function run(request: RunRequest, entry?: GPU): Promise<Record<string, string>> {
+  const g = request.freshGpu ? await freshGpu(request.freshGpu.software, entry) : await gpu(entry);
+  const cleanUp = () => {
+    if (request.freshGpu) {
+      g.destroy();
+      g.device.destroy();
+    } else {
+      g.freeBuffers(); // the shared runtime stays for the next request
+    }
+  };
+  return inErrorScopes(g.device, cleanUp, async () => {
+    const buffers: Record<string, GPUBuffer> = {};
     for (const [name, spec] of Object.entries(request.buffers)) {
       buffers[name] =
         spec.data !== undefined
@@ -252,20 +276,7 @@ export async function run(request: RunRequest, entry?: GPU): Promise<Record<stri
     const out: Record<string, string> = {};
     for (const name of request.read) out[name] = toBase64(new Uint8Array(await g.read(buffers[name])));
     return out;
-  } finally {
-    const validation = await device.popErrorScope();
-    const oom = await device.popErrorScope();
-    if (request.freshGpu) {
-      g.destroy();
-      g.device.destroy();
-    } else {
-      g.freeBuffers(); // the shared runtime stays for the next request
-    }
-    const error = validation ?? oom;
-    // A validation error says more than the failure it caused, so it replaces one thrown above.
-    // eslint-disable-next-line no-unsafe-finally
-    if (error) throw new Error(`WebGPU ${validation ? 'validation' : 'out-of-memory'} error: ${error.message}`);
-  }
+  });
 }
 
 export interface TrainStepsRequest {
@@ -293,47 +304,45 @@ export interface TrainStepsRequest {
 /** Runs real training steps of the model and returns what each step produced. */
 export async function trainSteps(r: TrainStepsRequest, entry?: GPU): Promise<Record<string, string>[]> {
   const g = await Gpu.create({ gpu: entry });
-  g.device.pushErrorScope('validation');
-  try {
-    const images = uploadImages(g, 'images', fromBase64(r.images), r.count, r.labels);
-    const model = await VaeModel.create(g, {
-      ...(r.plan ? { plan: planFor(r.plan === 'software') } : {}),
-      sizes: r.sizes,
-      batchSize: r.batchSize,
-      seed: r.seed,
-      adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-      train: images,
-      test: images,
-      beta: r.beta,
-      klWarmup: r.klWarmup,
-    });
-    const p = fromBase64(r.params);
-    model.importState({ params: new Float32Array(p.buffer, p.byteOffset, p.byteLength / 4) });
-    const out: Record<string, string>[] = [];
-    const bytes = async (b: GPUBuffer) => toBase64(new Uint8Array(await g.read(b)));
-    for (let step = 0; step < r.steps; step++) {
-      if (r.sameBatch) g.write(model.trainState, new Uint32Array([0]), 4);
-      g.run(model.trainStep(model.rowsOf(r.sameBatch ? 0 : step, r.count)), 'parity step');
-      out.push({
-        loss: await bytes(model.trainLoss),
-        grads: await bytes(model.grads),
-        params: await bytes(model.params),
-        m: await bytes(model.m),
-        v: await bytes(model.v),
-        mulv: await bytes(model.act.mulv),
-        logits: await bytes(model.act.logits),
-        eps: await bytes(model.act.eps),
-        state: await bytes(model.trainState),
-        ...(model.trainObjective ? { objective: await bytes(model.trainObjective) } : {}),
+  return inErrorScopes(
+    g.device,
+    () => g.destroy(),
+    async () => {
+      const images = uploadImages(g, 'images', fromBase64(r.images), r.count, r.labels);
+      const model = await VaeModel.create(g, {
+        ...(r.plan ? { plan: planFor(r.plan === 'software') } : {}),
+        sizes: r.sizes,
+        batchSize: r.batchSize,
+        seed: r.seed,
+        adam: { lr: r.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+        train: images,
+        test: images,
+        beta: r.beta,
+        klWarmup: r.klWarmup,
       });
-    }
-    return out;
-  } finally {
-    const error = await g.device.popErrorScope();
-    g.destroy();
-    // eslint-disable-next-line no-unsafe-finally -- as in run: the validation error is the cause
-    if (error) throw new Error(`WebGPU validation error: ${error.message}`);
-  }
+      const p = fromBase64(r.params);
+      model.importState({ params: new Float32Array(p.buffer, p.byteOffset, p.byteLength / 4) });
+      const out: Record<string, string>[] = [];
+      const bytes = async (b: GPUBuffer) => toBase64(new Uint8Array(await g.read(b)));
+      for (let step = 0; step < r.steps; step++) {
+        if (r.sameBatch) g.write(model.trainState, new Uint32Array([0]), 4);
+        g.run(model.trainStep(model.rowsOf(r.sameBatch ? 0 : step, r.count)), 'parity step');
+        out.push({
+          loss: await bytes(model.trainLoss),
+          grads: await bytes(model.grads),
+          params: await bytes(model.params),
+          m: await bytes(model.m),
+          v: await bytes(model.v),
+          mulv: await bytes(model.act.mulv),
+          logits: await bytes(model.act.logits),
+          eps: await bytes(model.act.eps),
+          state: await bytes(model.trainState),
+          ...(model.trainObjective ? { objective: await bytes(model.trainObjective) } : {}),
+        });
+      }
+      return out;
+    },
+  );
 }
 
 /**
