@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { HELD_OUT_RULE } from '../src/data/image-folder';
 import { projectRoot } from '../src/node/server';
 import { fileTempDir, tempDir, train } from './cli';
-import { BAD_FILES, writeShapeFolder } from './shapes';
+import { BAD_FILES, FORTY_AT_16, shapeRunArgs, writeShapeFolder } from './shapes';
 import { NAVIGATION_TIMEOUT_MS } from './gpu';
 
 let browser: Browser;
@@ -70,9 +70,7 @@ describe('the page with an image folder', () => {
       { timeout: 60_000 },
     );
     const status = await text('#dataset-status');
-    expect(status).toContain(
-      'shapes: 108 training and 12 test images of 16×16 (fit), 3 classes (train+test: circle 36+4, cross 36+4, square 36+4)',
-    );
+    expect(status).toContain(`shapes: ${FORTY_AT_16}`);
     for (const [path, bad] of Object.entries(BAD_FILES)) {
       const line = status.split('\n').find((l) => l.startsWith(`skipped ${path}: `));
       expect(line, `${path} named in:\n${status}`).toBeDefined();
@@ -112,26 +110,13 @@ describe('the page with an image folder', () => {
     await ready(1);
     expect(await text('#message')).toMatch(/Restored the run saved after epoch 1/);
     expect(await page.$eval('#image-size', (e) => (e as HTMLInputElement).value)).toBe('16');
-    expect(await text('#dataset-status')).toContain('108 training and 12 test images of 16×16 (fit)');
+    expect(await text('#dataset-status')).toContain(FORTY_AT_16);
     expect(await size('recon')).toEqual([146, 38]);
 
     // The CLI decodes the folder with the same module and trains through the same driver: the
     // same settings (the page's defaults, seed 1) give bit-identical losses.
     const out = tempDir();
-    const cli = train([
-      '--images',
-      dir,
-      '--image-size',
-      '16',
-      '--fit',
-      'fit',
-      '--epochs',
-      '1',
-      '--batch-size',
-      '32',
-      '--out',
-      out,
-    ]);
+    const cli = train(shapeRunArgs(dir, out));
     expect(cli.status, cli.stderr).toBe(0);
     const metrics = JSON.parse(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim()) as {
       trainLoss: number;

@@ -90,3 +90,15 @@ export function writeShapeFolder(dir: string, perClass: number, bad = true): { p
   }
   return files;
 }
+
+/** What a host says it used of `writeShapeFolder(dir, 40)` at 16×16 (fit): 40 per class, every 10th held out. */
+export const FORTY_AT_16 =
+  '108 training and 12 test images of 16×16 (fit), 3 classes (train+test: circle 36+4, cross 36+4, square 36+4)';
+
+/**
+ * The CLI flags of one epoch on the image folder `dir` at 16×16 (fit) in batches of 32, written
+ * to `out`: the run the CLI test makes, and the one the page test matches bit for bit.
+ */
+export function shapeRunArgs(dir: string, out: string): string[] {
+  return ['--images', dir, '--image-size', '16', '--fit', 'fit', '--epochs', '1', '--batch-size', '32', '--out', out];
+}

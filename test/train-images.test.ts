@@ -12,7 +12,7 @@ import { HELD_OUT_RULE } from '../src/data/image-folder';
 import { readSafetensors } from '../src/io/safetensors';
 import { tempDir, train } from './cli';
 import { decodePngGray } from './png';
-import { BAD_FILES, writeShapeFolder } from './shapes';
+import { BAD_FILES, FORTY_AT_16, shapeRunArgs, writeShapeFolder } from './shapes';
 
 describe('npm run train -- --images DIR', () => {
   it('trains an epoch on a folder of shapes, naming each bad file and counting what it used', () => {
@@ -24,27 +24,9 @@ describe('npm run train -- --images DIR', () => {
     writeFileSync(join(dir, 'square', 'video.mp4'), '');
     truncateSync(join(dir, 'square', 'video.mp4'), 64 * 1024 * 1024);
     const out = tempDir();
-    const r = train([
-      '--images',
-      dir,
-      '--image-size',
-      '16',
-      '--fit',
-      'fit',
-      '--epochs',
-      '1',
-      '--batch-size',
-      '32',
-      '--log-interval',
-      '1',
-      '--out',
-      out,
-    ]);
+    const r = train([...shapeRunArgs(dir, out), '--log-interval', '1']);
     expect(r.status, r.stderr).toBe(0);
-    // 40 per class, every 10th held out: 36 + 4 each.
-    expect(r.stdout).toContain(
-      `webgpu-vae: ${dir}: 108 training and 12 test images of 16×16 (fit), 3 classes (train+test: circle 36+4, cross 36+4, square 36+4)`,
-    );
+    expect(r.stdout).toContain(`webgpu-vae: ${dir}: ${FORTY_AT_16}`);
     expect(r.stdout).toMatch(
       /split: test images are every 10th usable image of each class by sorted file name, plus the last image of a class of 2 to 9; 7 files skipped/,
     );
