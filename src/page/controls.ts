@@ -53,6 +53,18 @@ export const SETTING_NAMES = Object.keys(FIELDS) as (keyof Settings)[];
 
 export { DEFAULT_SETTINGS } from '../model/settings';
 
+/**
+ * The element after a field's input (or select) where its check says what is wrong: `#<id>-reason`,
+ * made here for every checked field so the page's markup holds only the fields themselves.
+ */
+export function reasonAfter(input: HTMLElement): HTMLElement {
+  const reason = document.createElement('span');
+  reason.className = 'reason';
+  reason.id = `${input.id}-reason`;
+  input.after(reason);
+  return reason;
+}
+
 export class Controls {
   private readonly inputs = {} as Record<keyof Settings, HTMLInputElement>;
   private readonly reasons = {} as Record<keyof Settings, HTMLElement>;
@@ -61,7 +73,7 @@ export class Controls {
   constructor(onChange: () => void) {
     for (const name of SETTING_NAMES) {
       this.inputs[name] = document.getElementById(name) as HTMLInputElement;
-      this.reasons[name] = document.getElementById(`${name}-reason`)!;
+      this.reasons[name] = reasonAfter(this.inputs[name]);
       this.inputs[name].value = format(FIELDS[name].initial);
       this.inputs[name].addEventListener('input', () => {
         this.check(name);

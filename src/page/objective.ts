@@ -6,6 +6,7 @@
  * in its run metadata), so a loaded or restored run sets these fields from the file.
  */
 import type { Likelihood } from '../model/graph';
+import { reasonAfter } from './controls';
 import {
   BETA_RANGE,
   betaReason,
@@ -31,7 +32,7 @@ export class ObjectiveControls {
   constructor(onChange: () => void) {
     for (const name of FIELDS) {
       this.inputs[name] = document.getElementById(name) as HTMLInputElement | HTMLSelectElement;
-      this.reasons[name] = document.getElementById(`${name}-reason`)!;
+      this.reasons[name] = reasonAfter(this.inputs[name]);
       this.inputs[name].addEventListener('input', () => {
         this.read();
         onChange();
