@@ -30,6 +30,13 @@ export function train(args: string[], timeoutMs = 900_000): SpawnSyncReturns<str
   return spawnSync(tsx, ['src/cli/train.ts', ...args], { encoding: 'utf8', timeout: timeoutMs, env: toolEnv() });
 }
 
+/** The log lines that must match between two runs from epoch `from` on: its step lines, and every summary. */
+export const logFrom = (from: number, text: string) =>
+  text.split('\n').filter((l) => {
+    const m = /^Train Epoch: (\d+) /.exec(l);
+    return m ? Number(m[1]) >= from : l.startsWith('====>');
+  });
+
 /** `/usr/bin/python3 ...args` (PyTorch is Debian's python3-torch there), as the README runs the scripts. */
 export function python(args: string[]): SpawnSyncReturns<string> {
   const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', timeout: 120_000 });

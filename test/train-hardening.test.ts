@@ -14,14 +14,7 @@ import { parseOptions, RUN_FILES, train as trainInProcess, type TrainOptions } f
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors';
 import { checkpointSizes, decodeCheckpoint } from '../src/model/checkpoint';
 import { arenaLayout } from '../src/model/graph';
-import { fileTempDir, python, tempDir, toolEnv, train, tsx } from './cli';
-
-/** The lines that must match between two runs from epoch `from` on. */
-const logFrom = (from: number, text: string) =>
-  text.split('\n').filter((l) => {
-    const m = /^Train Epoch: (\d+) /.exec(l);
-    return m ? Number(m[1]) >= from : l.startsWith('====>');
-  });
+import { fileTempDir, logFrom, python, tempDir, toolEnv, train, tsx } from './cli';
 
 describe('npm run train, hardening', () => {
   it('stops on a diverging loss, names the step and the likely cause, and keeps the last good checkpoint', () => {

@@ -8,13 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../src/io/safetensors';
-import { tempDir, train } from './cli';
-
-const logFrom = (from: number, text: string) =>
-  text.split('\n').filter((l) => {
-    const m = /^Train Epoch: (\d+) /.exec(l);
-    return m ? Number(m[1]) >= from : l.startsWith('====>');
-  });
+import { logFrom, tempDir, train } from './cli';
 
 describe('npm run train: β, warm-up and the Gaussian likelihood', () => {
   it("--beta 4 --kl-warmup 3: the reference's lines, each with the objective beside it, labelled; metrics.jsonl has both", () => {
