@@ -115,9 +115,12 @@ export function batchnormEvalForward(
   o: { eps: number; activation?: BatchnormActivation },
 ): Float64Array {
   const HW = d.H * d.W;
-  return Float64Array.from(x, (v, i) => {
+  return Float64Array.from({ length: d.N * d.C * HW }, (_, i) => {
     const c = Math.floor(i / HW) % d.C;
-    return activate((gamma[c]! * (v - running.mean[c]!)) / Math.sqrt(running.var[c]! + o.eps) + beta[c]!, o.activation);
+    return activate(
+      (gamma[c]! * (x[i]! - running.mean[c]!)) / Math.sqrt(running.var[c]! + o.eps) + beta[c]!,
+      o.activation,
+    );
   });
 }
 
@@ -138,7 +141,7 @@ export function batchnormBackward(
   if (o.activation && !o.y) throw new Error('batchnormBackward: an activation needs the forward output y');
   const M = d.N * d.H * d.W;
   const stats = batchStats(x, d);
-  const dx = new Float64Array(x.length);
+  const dx = new Float64Array(d.N * d.C * d.H * d.W);
   const dgamma = new Float64Array(d.C);
   const dbeta = new Float64Array(d.C);
   for (let c = 0; c < d.C; c++) {
