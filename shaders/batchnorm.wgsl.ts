@@ -25,7 +25,8 @@ import { ELEMENTWISE_WG, linearIndexWGSL, linearWorkgroups, type BindingKind } f
  * as (x − μ₀) − μ꜀: x − μ₀ is exact for x within a factor 2 of μ₀, and μ꜀ is small, so x̂ is
  * accurate to float32 even where μ itself is not representable to the spread's digits. The
  * power-of-two scale s (exact to apply) keeps Σu² finite for |x| up to 1e36; eps is scaled with
- * it. Each sum is a per-invocation run over the channel's values in steps of WG, then a tree
+ * it (so a channel of one repeated value beyond about 1e17, where eps/s² underflows, gives no
+ * finite output: PyTorch's float32 statistics have no digits for it either). Each sum is a per-invocation run over the channel's values in steps of WG, then a tree
  * over the WG invocations in workgroup memory: error ≤ (⌈M/WG⌉ + log₂ WG)·ε relative to the sum
  * of magnitudes, with the order fixed by the shape alone (no subgroups, whose size differs per
  * adapter, and no atomics), so a shape gives the same bits every run.

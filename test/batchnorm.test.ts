@@ -733,7 +733,7 @@ describe.each(implementations)('$name', (implementation) => {
     checkTrainStep(record, 'momentum 0.5', d, x, dy, p, undefined, run, 7, 0.5);
   });
 
-  it('refuses a training step on one value per channel, and a negative LeakyReLU slope', async () => {
+  it('refuses a training step on one value per channel, a negative LeakyReLU slope and 65,536 channels', async () => {
     const d = dimsOf([1, 3, 1, 1]);
     const x = inputs(d, ORDINARY, 1);
     await expect(trainStep(gpu, d, x, x, params(3, 1), undefined)).rejects.toThrow(
@@ -754,6 +754,22 @@ describe.each(implementations)('$name', (implementation) => {
     await expect(
       trainStep(gpu, e, inputs(e, ORDINARY, 1), new Float32Array(12), p, { kind: 'leakyRelu', negativeSlope: -0.1 }),
     ).rejects.toThrow(/negative_slope -0.1/);
+    // More channels than one dispatch dimension has workgroups, refused before anything runs.
+    const wide = { N: 2, C: 65_536, H: 1, W: 1 };
+    await expect(
+      gpu.run({
+        buffers: { x: 16, gamma: 16, beta: 16, running: 16, tracked: 16, y: 16, saved: 16 },
+        ops: [
+          {
+            op: 'batchnormTrain',
+            dims: wide,
+            options: {},
+            ...{ x: 'x', gamma: 'gamma', beta: 'beta', running: 'running', tracked: 'tracked', y: 'y', saved: 'saved' },
+          },
+        ],
+        read: [],
+      }),
+    ).rejects.toThrow(/65536 channels exceed the 65535 workgroups/);
   });
 
   it.each(FIXTURE.cases.map((c) => [c.name, c] as const))(

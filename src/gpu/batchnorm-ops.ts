@@ -18,6 +18,7 @@ import {
   type BatchnormActivationKind,
   type BatchnormEntry,
 } from '../../shaders/batchnorm.wgsl';
+import { MAX_WORKGROUPS_PER_DIM } from '../../shaders/common';
 import type { Dispatch, Gpu } from './device';
 import { instance, type Binding } from './ops';
 
@@ -90,6 +91,12 @@ async function batchnormInstance(
 
 /** Training needs two values per channel at least, as PyTorch says; its message, and what to change. */
 function checkTrainable(label: string, d: BatchnormDims) {
+  // The training kernels run one workgroup per channel, in x alone.
+  if (d.C > MAX_WORKGROUPS_PER_DIM) {
+    throw new Error(
+      `${label}: ${d.C} channels exceed the ${MAX_WORKGROUPS_PER_DIM} workgroups of one dispatch dimension`,
+    );
+  }
   if (d.N * d.H * d.W < 2) {
     throw new Error(
       `${label}: BatchNorm2d expected more than 1 value per channel when training, got input size ` +
