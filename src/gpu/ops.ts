@@ -55,7 +55,8 @@ export type Binding = GPUBuffer | GPUBufferBinding;
 
 const u32s = (...values: number[]) => new Uint32Array(values);
 
-async function instance(
+/** A Dispatch of `entryPoint` in `code` over `resources` (in `bindings`' order): the kernel instances here and in batchnorm-ops.ts. */
+export async function instance(
   gpu: Gpu,
   label: string,
   code: string,

@@ -22,6 +22,7 @@ import { adamAt } from '../../src/model/settings';
 import { Trainer } from '../../src/model/trainer';
 import { uploadImages, VaeModel } from '../../src/model/vae';
 import * as ops from '../../src/gpu/ops';
+import * as bn from '../../src/gpu/batchnorm-ops';
 import { quadSharingWorks } from '../../src/gpu/quads';
 import type { QuadLayout } from '../../shaders/matmul.wgsl';
 import type { Dispatch } from '../../src/gpu/device';
@@ -71,7 +72,16 @@ export type OpSpec =
       hyper: Args<typeof ops.adamOp>[3];
       options?: Args<typeof ops.adamOp>[5];
       clamp?: Args<typeof ops.adamOp>[6];
-    } & Named<Args<typeof ops.adamOp>[4]>);
+    } & Named<Args<typeof ops.adamOp>[4]>)
+  | BatchnormSpec<'batchnormTrain', typeof bn.batchnormTrainForwardOp>
+  | BatchnormSpec<'batchnormEval', typeof bn.batchnormEvalForwardOp>
+  | BatchnormSpec<'batchnormBackward', typeof bn.batchnormBackwardOp>;
+
+/** A BatchNorm2d kernel's spec, from its op's dims, options and buffers. */
+type BatchnormSpec<
+  Op extends string,
+  F extends typeof bn.batchnormTrainForwardOp | typeof bn.batchnormEvalForwardOp | typeof bn.batchnormBackwardOp,
+> = { op: Op; dims: Args<F>[2]; options: Args<F>[3] } & Named<Args<F>[4]>;
 
 export interface RunRequest {
   buffers: Record<string, BufferSpec>;
@@ -107,6 +117,11 @@ function matmulBuffers(spec: Extract<OpSpec, { A: string }>, b: Record<string, G
     mulv: named(spec.mulv),
     eps: named(spec.eps),
   };
+}
+
+/** A spec's buffer names as the buffers they name (an absent optional name stays absent). */
+function bound<T>(names: Record<string, string | undefined>, b: Record<string, GPUBuffer>): T {
+  return Object.fromEntries(Object.entries(names).map(([k, name]) => [k, name && b[name]])) as T;
 }
 
 async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promise<Dispatch> {
@@ -225,6 +240,18 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
         spec.options,
         spec.clamp,
       );
+    case 'batchnormTrain': {
+      const { op: _op, dims, options, ...names } = spec;
+      return bn.batchnormTrainForwardOp(g, label, dims, options, bound(names, b));
+    }
+    case 'batchnormEval': {
+      const { op: _op, dims, options, ...names } = spec;
+      return bn.batchnormEvalForwardOp(g, label, dims, options, bound(names, b));
+    }
+    case 'batchnormBackward': {
+      const { op: _op, dims, options, ...names } = spec;
+      return bn.batchnormBackwardOp(g, label, dims, options, bound(names, b));
+    }
   }
 }
 
