@@ -428,17 +428,22 @@ class SpecVAE(nn.Module):
 
     def name(self):
         """How the engine names the model: "784-400-20", "784-400-20 (10 classes)", "784-400-20 gaussian
-        learned sigma"; a spec model by its input and latent shapes, "spec 1x28x28-20 (12+8 layers)"."""
+        learned sigma"; a spec model by its input shape and latent size, "spec 1x28x28-20"."""
         if self.fc_names:
             hidden = [m.out_features for m in self.encoder_layers if isinstance(m, nn.Linear)]
-            text = "-".join(str(s) for s in [self.input_dim] + hidden + [self.latent_dim])
-        else:
-            text = "spec %s-%d (%d+%d layers)" % ("x".join(map(str, self.input_shape)), self.latent_dim,
-                                                  len(self.encoder_layers), len(self.decoder_layers))
-        text += " (%d classes)" % self.classes if self.classes else ""
-        if self.likelihood == "gaussian":
-            text += " gaussian " + ("learned sigma" if self.sigma == "learned" else "sigma %s" % self.sigma)
-        return text
+            return sizes_name(self.input_dim, hidden, self.latent_dim, self.classes, self.likelihood, self.sigma)
+        return sizes_name("spec " + "x".join(map(str, self.input_shape)), [], self.latent_dim, self.classes,
+                          self.likelihood, self.sigma)
+
+
+def sizes_name(input_dim, hidden, latent, classes=0, likelihood="bernoulli", sigma=None):
+    """The sizes as the engine names them: "784-400-20", "784-512-256-20", "784-400-20 (10 classes)",
+    "784-400-20 gaussian learned sigma"."""
+    name = "-".join(str(s) for s in [input_dim] + list(hidden) + [latent])
+    name += " (%d classes)" % classes if classes else ""
+    if likelihood == "gaussian":
+        name += " gaussian " + ("learned sigma" if sigma == "learned" else "sigma %s" % sigma)
+    return name
 
 
 def build(spec):
