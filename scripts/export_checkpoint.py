@@ -69,7 +69,8 @@ def write_safetensors(path, tensors, metadata):
     offset = 0
     for name in sorted(tensors):
         tag, little_endian = SAFETENSORS_DTYPES[np.asarray(tensors[name]).dtype]
-        array = np.ascontiguousarray(tensors[name], dtype=little_endian)
+        array = np.asarray(tensors[name], dtype=little_endian)
+        array = np.ascontiguousarray(array) if array.ndim else array  # ascontiguousarray makes a 0-d array 1-d
         raw = array.tobytes()
         header[name] = {"dtype": tag, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
