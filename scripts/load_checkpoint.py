@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Load a webgpu-vae checkpoint into the reference PyTorch VAE and print its test loss.
+"""Load a webgpu-vae checkpoint into its PyTorch VAE and print its test loss.
 
 The engine writes safetensors with PyTorch's parameter names and shapes (fc1.weight
 [400, 784], fc1.bias, fc21.*, fc22.*, fc3.*, fc4.*), so the model tensors go straight into
@@ -24,6 +24,11 @@ log_sigma (one per pixel); its loss is the negative log-density in nats,
 sum of 0.5*log(2*pi) + log sigma + (x - mean)^2 / (2 sigma^2), plus KL. A checkpoint trained with
 beta != 1 (metadata beta, kl_warmup) also gets its objective, recon + beta*KL, printed
 (z sampled, and z = mu).
+
+A spec model's checkpoint holds its spec (compact JSON) under the metadata key "model"; its module is
+scripts/vae_spec.py's (encoder, fc_mu, fc_logvar, decoder; BatchNorm2d's running statistics in the
+file too, evaluated with them), and metadata likelihood, sigma and classes, if present, must agree
+with the spec. A file without "model" is the mlp preset, its sizes read from its fcN names as above.
 
 Usage (the interpreter with torch 1.13 is /usr/bin/python3 on this machine):
     /usr/bin/python3 scripts/load_checkpoint.py results/checkpoint.safetensors
