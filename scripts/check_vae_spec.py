@@ -11,6 +11,7 @@ test/vae-spec.test.ts runs it and wants every check's "ok".
   mlp               today's names (fc1, fc21, fc22, fc3, fc4; deeper fc1, fc2, fc31, fc32, fc4..fc6),
                     the PyTorch example's initial weights under torch.manual_seed, and its outputs
   leaky             issue 19's LeakyReLU spec loads strictly into hand-built nn.Sequentials
+  shapes            each layer kind's output shape, on awkward sizes and arguments, is PyTorch's
   errors            bad specs raise SpecError naming the part, the layer's index and kind, and shapes
   control           the comparison itself fails on a hand-built module with two layers swapped
   export            a conv-bn model exported by export_checkpoint.py and loaded by load_checkpoint.py
@@ -264,6 +265,27 @@ def check_errors():
         raise AssertionError("the conv preset took a 30x30 input")
 
 
+SHAPES = [
+    (["Linear", 7, 3], (7,)), (["ReLU"], (2, 3, 5)), (["LeakyReLU", 0.3], (5,)), (["Flatten"], (3, 5, 7)),
+    (["Flatten", 2], (3, 5, 7)), (["Flatten", 1, 2], (3, 5, 7)), (["Flatten", -2, -1], (3, 5, 7)),
+    (["Unflatten", 1, [3, 5]], (15,)), (["Unflatten", -1, [1, 7]], (3, 5, 7)), (["Unflatten", 2, [5, 1]], (3, 5, 7)),
+    (["Conv2d", 3, 4, 1], (3, 5, 7)), (["Conv2d", 3, 4, 3, 2], (3, 9, 8)), (["Conv2d", 1, 2, 5, 2, 2], (1, 11, 13)),
+    (["Conv2d", 3, 1, 4, 2, 1], (3, 7, 6)), (["Conv2d", 2, 2, 3, 1, 2], (2, 1, 1)),
+    (["ConvTranspose2d", 4, 3, 4, 2, 1], (4, 7, 5)), (["ConvTranspose2d", 1, 2, 3, 2, 1, 1], (1, 5, 6)),
+    (["ConvTranspose2d", 2, 1, 5, 1, 2], (2, 3, 3)), (["ConvTranspose2d", 3, 3, 1], (3, 2, 9)),
+    (["BatchNorm2d", 3], (3, 4, 5)),
+]
+
+
+def check_shapes():
+    """vae_spec's output shapes are those of PyTorch's own layers, run on a batch of 2."""
+    for layer, shape in SHAPES:
+        module = getattr(nn, layer[0])(*[tuple(a) if isinstance(a, list) else a for a in layer[1:]])
+        want = tuple(module(torch.zeros((2,) + shape)).shape[1:])
+        got = vae_spec.output_shape(layer, shape)
+        expect(tuple(got) == want, "%s on %s: vae_spec %s, PyTorch %s" % (json.dumps(layer), list(shape), list(got), list(want)))
+
+
 def check_control():
     """compare() must notice a module with two layers swapped (ReLU before the conv it follows)."""
     model = vae_spec.preset("conv", (1, 8, 8), 3)
@@ -322,6 +344,7 @@ def main(argv):
     check("conv-bn", check_conv("conv-bn", True))
     check("mlp", check_mlp)
     check("leaky", check_leaky)
+    check("shapes", check_shapes)
     check("errors", check_errors)
     check("control", check_control)
     check("export", check_export)

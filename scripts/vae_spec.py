@@ -181,6 +181,18 @@ def _layer_out(kind, args, shape, extra):
     raise AssertionError(kind)
 
 
+def output_shape(layer, shape, classes=0):
+    """The output shape (batch left out) of `layer` ([Kind, ...args]) on an input of `shape`, with
+    `classes` one-hot columns joining a Linear's input; raises SpecError saying why not."""
+    kind, args = layer[0], layer[1:]
+    if kind not in LAYERS:
+        raise SpecError("unknown layer %r (the kinds are %s)" % (kind, ", ".join(LAYERS)))
+    out = _layer_out(kind, _full_args(kind, args), tuple(shape), classes)
+    if isinstance(out, str):
+        raise SpecError("%s: %s" % (kind, out))
+    return out
+
+
 def check_spec(spec):
     """Checks `spec` (a dict, or its JSON text) and returns what the module needs: a dict with the
     spec's fields, the layers with all their arguments, and each layer's output shape. Raises

@@ -12,7 +12,7 @@ import { readSafetensors } from '../src/io/safetensors';
 import { CLASSES_MAX, CLASSES_MIN, DEFAULT_SIGMA, SETTING_RANGES, SIGMA_RANGE } from '../src/model/settings';
 import { python, tempDir } from './cli';
 
-const CHECKS = ['conv', 'conv-bn', 'mlp', 'leaky', 'errors', 'control', 'export'];
+const CHECKS = ['conv', 'conv-bn', 'mlp', 'leaky', 'shapes', 'errors', 'control', 'export'];
 
 describe('scripts/vae_spec.py', () => {
   it('builds the presets, the mlp and a LeakyReLU spec as the hand-written modules, and refuses bad specs naming the layer', () => {
