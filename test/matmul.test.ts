@@ -332,7 +332,7 @@ describe.each(implementations)('$name', (implementation) => {
         }));
       });
       const out = await gpu.run(runOf(cases));
-      for (const [i, c] of cases.entries()) {
+      for (const c of cases) {
         const { M, N, K } = c.dims;
         const bound = K * 2 ** -23;
         const absA = c.x.A.map(Math.abs);
@@ -354,7 +354,7 @@ describe.each(implementations)('$name', (implementation) => {
           bound,
         );
         expectSentinels(label, out[c.read[0]!]!, M * N);
-        record(`${kernel.name} extreme C/Σ|a·b| (case ${i})`, e.maxAbs / bound, 1);
+        record(`${kernel.name} extreme C/Σ|a·b|`, e.maxAbs / bound, 1);
       }
     });
 
@@ -424,7 +424,7 @@ describe.each(implementations)('$name', (implementation) => {
       const reparam = product(kernel, x, dims, false, false, 'reparam', 'p');
       const biasOnly = product(kernel, zero, dims, false, true, 'bias', 'z');
       const out = await gpu.run(runOf([relu, reparam, biasOnly]));
-      record(`${kernel.name} extreme bias`, relu.check(out, `${kernel.name} relu(C + bias ±1e±30)`), 1);
+      relu.check(out, `${kernel.name} relu(C + bias ±1e±30)`);
       // dz's error reaches dmulv's logvar half scaled by |ε·½·exp(½·logvar)| (up to 3.3e4):
       // compare each element divided by 1 + that.
       const scale = Float64Array.from({ length: M * 2 * N }, (_, i) => {
