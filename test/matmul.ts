@@ -1,4 +1,4 @@
-/** What the three matmul kernels' tests share: the tolerance of a product and row sums in float64. */
+/** The matmul suite's tolerance of a product and its row sums in float64 (test/matmul.test.ts). */
 
 /** f32 dot products of length K: error grows like √K·ε·|partial sums|. */
 export const tolerance = (K: number) => ({ rtol: 1e-5, atol: 1e-5 * Math.sqrt(K) });
