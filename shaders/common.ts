@@ -4,7 +4,7 @@
  * (a larger count is a validation error that otherwise does nothing).
  */
 export const ELEMENTWISE_WG = 256;
-const MAX_WORKGROUPS_PER_DIM = 65535;
+export const MAX_WORKGROUPS_PER_DIM = 65535;
 
 export type BindingKind = 'uniform' | 'read' | 'storage';
 
