@@ -19,8 +19,9 @@ import {
   convTranspose2dForward,
   type ConvShape,
 } from '../src/reference/conv';
-import type { ConvActivation } from '../shaders/conv.wgsl';
-import type { ConvLayer } from '../src/gpu/conv-ops';
+import { CONV_LANES, convInvocations, convWorkgroups, type ConvActivation } from '../shaders/conv.wgsl';
+import { convGeometry, type ConvLayer } from '../src/gpu/conv-ops';
+import { chooseConv } from '../src/gpu/conv-plan';
 import { expectClose, f32, implementations, rng, useHarness, type KernelHarness } from './gpu';
 import { tolerance } from './matmul';
 
@@ -318,5 +319,44 @@ describe.each(implementations)('$name: PyTorch parity', (implementation) => {
     const expected = { Y: fx.Y, dX: fx.dX0, dW: fx.dW, db: fx.db };
     for (const k of ['Y', 'dX', 'dW', 'db'] as const)
       expectClose(k, got[k], expected[k], 2 * tol[k].rtol, 2 * tol[k].atol);
+  });
+});
+
+describe('the conv plan', () => {
+  const preset: [ConvLayer, number][] = [
+    [layerOf({ transpose: false, batch: 128, inC: 1, H: 28, W: 28, outC: 32, kernel: 4, stride: 2, padding: 1 }), 28],
+    [layerOf({ transpose: false, batch: 128, inC: 32, H: 14, W: 14, outC: 64, kernel: 4, stride: 2, padding: 1 }), 14],
+    [layerOf({ transpose: true, batch: 128, inC: 64, H: 7, W: 7, outC: 32, kernel: 4, stride: 2, padding: 1 }), 7],
+    [layerOf({ transpose: true, batch: 128, inC: 32, H: 14, W: 14, outC: 1, kernel: 4, stride: 2, padding: 1 }), 14],
+  ];
+
+  it('launches at least 8,192 invocations for every product of the conv preset at batch 128 on hardware', () => {
+    for (const [layer, H] of preset) {
+      const g = convGeometry(layer, { batch: 128, H, W: H });
+      for (const product of ['down', 'up', 'weight'] as const) {
+        const tile = chooseConv('hardware', product, g);
+        expect(convInvocations({ ...tile, product }, g), `${JSON.stringify(layer)} ${product}`).toBeGreaterThanOrEqual(
+          8192,
+        );
+      }
+    }
+  });
+
+  it('folds column blocks past 65,535 workgroups into z, covering every column', () => {
+    // 4096 images of 64×64: 16.8 M columns, 65,536 blocks of 256 at 1×4 in 64 lanes.
+    const g = convGeometry(
+      layerOf({ transpose: false, batch: 4096, inC: 1, H: 64, W: 64, outC: 1, kernel: 1, stride: 1, padding: 0 }),
+      {
+        batch: 4096,
+        H: 64,
+        W: 64,
+      },
+    );
+    const tile = chooseConv('software', 'down', g);
+    const [x, y, z] = convWorkgroups({ ...tile, product: 'down' }, g);
+    expect(x).toBeLessThanOrEqual(65535);
+    expect(z).toBeGreaterThan(1);
+    expect(x * z * (CONV_LANES / tile.wgY) * tile.tileN).toBeGreaterThanOrEqual(4096 * 64 * 64);
+    expect(y).toBe(1);
   });
 });
