@@ -23,6 +23,7 @@ import { Trainer } from '../../src/model/trainer';
 import { uploadImages, VaeModel } from '../../src/model/vae';
 import * as ops from '../../src/gpu/ops';
 import * as bn from '../../src/gpu/batchnorm-ops';
+import * as convOps from '../../src/gpu/conv-ops';
 import { quadSharingWorks } from '../../src/gpu/quads';
 import type { QuadLayout } from '../../shaders/matmul.wgsl';
 import type { Dispatch } from '../../src/gpu/device';
@@ -66,6 +67,17 @@ export type OpSpec =
       Args<typeof ops.gaussianDlogSigmaOp>[3]
     >)
   | { op: 'meanClamp'; count: number; mean: string; image: string }
+  | {
+      op: 'conv';
+      layer: convOps.ConvLayer;
+      input: convOps.ConvInput;
+      pass: convOps.ConvPass;
+      /** The pass's buffers (ConvBuffers), named. */
+      buffers: Record<string, string>;
+      epilogue?: convOps.ConvEpilogue;
+      /** Build under this adapter kind's plan (default: the adapter's own). */
+      plan?: 'software' | 'hardware';
+    }
   | ({
       op: 'adam';
       length: number;
@@ -124,7 +136,7 @@ function bound<T>(names: Record<string, string | undefined>, b: Record<string, G
   return Object.fromEntries(Object.entries(names).map(([k, name]) => [k, name && b[name]])) as T;
 }
 
-async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promise<Dispatch> {
+async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promise<Dispatch | Dispatch[]> {
   const label = `test ${spec.op}`;
   switch (spec.op) {
     case 'matmul':
@@ -224,6 +236,20 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
       });
     case 'meanClamp':
       return ops.meanClampOp(g, label, spec.count, b[spec.mean], b[spec.image]);
+    case 'conv': {
+      const named = Object.fromEntries(Object.entries(spec.buffers).map(([k, name]) => [k, b[name]]));
+      const plan = spec.plan ? planFor(spec.plan === 'software') : g.defaultPlan;
+      return convOps.convOp(
+        g,
+        label,
+        spec.layer,
+        spec.input,
+        spec.pass,
+        named as unknown as convOps.ConvBuffers[typeof spec.pass],
+        spec.epilogue,
+        plan,
+      );
+    }
     case 'adam':
       return ops.adamOp(
         g,
@@ -297,8 +323,8 @@ export async function run(request: RunRequest, entry?: GPU): Promise<Record<stri
           ? g.bufferWith(`test ${name}`, fromBase64(spec.data))
           : g.buffer(`test ${name}`, spec.bytes ?? 16);
     }
-    const dispatches = [];
-    for (const spec of request.ops) dispatches.push(await build(g, spec, buffers));
+    const dispatches: Dispatch[] = [];
+    for (const spec of request.ops) dispatches.push(...[await build(g, spec, buffers)].flat());
     for (let i = 0; i < (request.repeat ?? 1); i++) g.run(dispatches, 'test');
     const out: Record<string, string> = {};
     for (const name of request.read) out[name] = toBase64(new Uint8Array(await g.read(buffers[name])));
