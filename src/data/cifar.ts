@@ -44,9 +44,12 @@ export interface CifarBatch {
 export function parseCifarBatch(bytes: Uint8Array, name: string): CifarBatch {
   const { recordBytes, classes } = CIFAR10;
   const imageBytes = recordBytes - 1;
-  if (bytes.length === 0) throw new CifarError(`${name}: empty file (0 bytes); copy it again from the CIFAR-10 archive`);
+  if (bytes.length === 0)
+    throw new CifarError(`${name}: empty file (0 bytes); copy it again from the CIFAR-10 archive`);
   if (bytes.length > MAX_CIFAR_FILE_BYTES)
-    throw new CifarError(`${name}: ${bytes.length} bytes is more than ${MAX_CIFAR_FILE_BYTES}; this is not a CIFAR-10 batch`);
+    throw new CifarError(
+      `${name}: ${bytes.length} bytes is more than ${MAX_CIFAR_FILE_BYTES}; this is not a CIFAR-10 batch`,
+    );
   if (bytes.length % recordBytes !== 0) {
     throw new CifarError(
       `${name}: ${bytes.length} bytes is not a whole number of CIFAR-10 records (${recordBytes} bytes each: ` +

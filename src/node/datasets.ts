@@ -296,7 +296,9 @@ export async function loadCifar10(dataDir: string): Promise<CifarDataset> {
     try {
       const size = statSync(path).size;
       if (size > MAX_CIFAR_FILE_BYTES)
-        throw new DatasetError(`${path}: ${size} bytes is more than ${MAX_CIFAR_FILE_BYTES}; this is not a CIFAR-10 batch`);
+        throw new DatasetError(
+          `${path}: ${size} bytes is more than ${MAX_CIFAR_FILE_BYTES}; this is not a CIFAR-10 batch`,
+        );
       bytes = await readFile(path);
     } catch (e) {
       if (e instanceof DatasetError) throw e;
