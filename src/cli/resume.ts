@@ -161,13 +161,13 @@ export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null
  * match are the useful part.
  */
 function imageSizeHint(bytes: Uint8Array, o: TrainOptions, pixels: number): string {
-  let size: number | undefined;
-  let channels = 1;
+  let run: ReturnType<typeof readRunMetadata>;
   try {
-    ({ imageSize: size, channels = 1 } = readRunMetadata(checkpointSizes(bytes).metadata));
+    run = readRunMetadata(checkpointSizes(bytes).metadata);
   } catch {
     return ''; // the error being reported says what is wrong with the file
   }
+  const { imageSize: size, channels = 1 } = run;
   if (size === undefined || channels * size * size === pixels) return '';
   const colour = channels === 1 ? '' : ` --channels ${channels}`;
   const what = `${channels === 1 ? '' : 'colour '}${size}×${size} images`;
