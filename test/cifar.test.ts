@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCifarBatch, parseCifarMeta } from '../src/data/cifar';
 import { loadCifar10 } from '../src/node/datasets';
+import { describeDataset, limitDataset, loadPicked, valuesPerImage } from '../src/page/data';
 import { cifarRecords, CLASS_NAMES, writeCifarFolder } from './cifar';
 import { tempDir } from './temp';
 
@@ -103,3 +104,41 @@ describe('loadCifar10', () => {
     await expect(loadCifar10(join(dir, 'empty'))).rejects.toThrow(/missing files/);
   });
 });
+
+describe("the page's CIFAR-10 choice (picked files)", () => {
+  const picked = (perBatch: number, meta = true) => [
+    ...[1, 2, 3, 4, 5].map((b) => ({
+      name: `data_batch_${b}.bin`,
+      bytes: cifarRecords(perBatch, (b - 1) * perBatch),
+    })),
+    { name: 'test_batch.bin', bytes: cifarRecords(4, 100) },
+    ...(meta ? [{ name: 'batches.meta.txt', bytes: new TextEncoder().encode(CLASS_NAMES.join('\n')) }] : []),
+  ];
+
+  it('is a colour dataset of 3×32×32 whose cut keeps whole images', async () => {
+    const d = await loadPicked('cifar10', picked(2));
+    expect([d.kind, d.name, d.channels, d.rows, d.cols, valuesPerImage(d)]).toEqual([
+      'cifar10',
+      'CIFAR-10',
+      3,
+      32,
+      32,
+      3072,
+    ]);
+    expect([d.train.count, d.test.count, d.labelClasses]).toEqual([10, 4, 10]);
+    expect(d.classNames).toEqual(CLASS_NAMES);
+    expect(d.train.pixels.subarray(3 * 3072, 4 * 3072)).toEqual(cifarRecords(1, 3).subarray(1));
+    const cut = limitDataset(d, 3, 1);
+    expect([cut.train.pixels.length, cut.test.pixels.length]).toEqual([3 * 3072, 3072]);
+    expect(describeDataset(d)).toBe('CIFAR-10: 10 training and 4 test colour images of 32×32, with labels');
+    expect((await loadPicked('cifar10', picked(1, false))).classNames).toEqual(DIGITS_AS_NAMES);
+  });
+
+  it('names the batch files not picked', async () => {
+    await expect(loadPicked('cifar10', picked(1).slice(1, 4))).rejects.toThrow(
+      /^missing data_batch_1\.bin, data_batch_5\.bin, test_batch\.bin: pick all six batch files/,
+    );
+  });
+});
+
+const DIGITS_AS_NAMES = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
