@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { makeGrid } from '../src/io/grid';
-import { encodePngGray } from '../src/node/png';
-import { decodePngGray } from './png';
+import { encodePng, encodePngGray, encodePngRgb } from '../src/node/png';
+import { decodePng, decodePngGray } from './png';
 
 /** n images of h×w, image k filled with the constant value (k+1)/n. */
 function constantImages(n: number, h: number, w: number): Float32Array {
@@ -106,5 +106,45 @@ describe('encodePngGray', () => {
   it('rejects a pixel count that does not match the size', () => {
     expect(() => encodePngGray(2, 2, new Uint8Array(3))).toThrow(/needs 4 pixels, got 3/);
     expect(() => encodePngGray(0, 2, new Uint8Array(0))).toThrow(RangeError);
+  });
+});
+
+describe('colour grids (3 channels)', () => {
+  it('reads each image as planes R, G, B (NCHW) and writes interleaved RGB, padding black', () => {
+    // Two 2×3 images: image k's channel c at (r, x) holds (100k + 10c + 3r + x) / 255.
+    const [n, h, w] = [2, 2, 3];
+    const images = new Float32Array(n * 3 * h * w);
+    for (let k = 0; k < n; k++)
+      for (let c = 0; c < 3; c++)
+        for (let r = 0; r < h; r++)
+          for (let x = 0; x < w; x++) images[((k * 3 + c) * h + r) * w + x] = (100 * k + 10 * c + 3 * r + x) / 255;
+    const g = makeGrid(images, n, h, w, 8, 1, 3);
+    expect([g.width, g.height, g.channels]).toEqual([1 + 2 * 4, 1 + 3, 3]);
+    expect(g.pixels.length).toBe(g.width * g.height * 3);
+    const at = (x: number, y: number) =>
+      Array.from(g.pixels.subarray((y * g.width + x) * 3, (y * g.width + x) * 3 + 3));
+    expect(at(0, 0)).toEqual([0, 0, 0]);
+    expect(at(1, 1)).toEqual([0, 10, 20]); // image 0, row 0, column 0
+    expect(at(3, 2)).toEqual([5, 15, 25]); // image 0, row 1, column 2
+    expect(at(5, 1)).toEqual([100, 110, 120]); // image 1, row 0, column 0
+    expect(at(4, 1)).toEqual([0, 0, 0]); // the padding between them
+    expect(() => makeGrid(images.subarray(1), n, h, w, 8, 1, 3)).toThrow(/2 images of 3×2×3 need 36 floats, got 35/);
+  });
+
+  it('one channel is the grayscale grid, byte for byte', () => {
+    const images = constantImages(10, 5, 7);
+    const a = makeGrid(images, 10, 5, 7, 4);
+    const b = makeGrid(images, 10, 5, 7, 4, 2, 1);
+    expect(b.pixels).toEqual(a.pixels);
+    expect(b.channels).toBe(1);
+  });
+
+  it('encodePngRgb round-trips every byte value in an odd shape', () => {
+    const pixels = Uint8Array.from({ length: 5 * 3 * 3 }, (_, i) => (i * 97 + 13) & 0xff);
+    const png = decodePng(encodePngRgb(5, 3, pixels));
+    expect([png.width, png.height, png.channels]).toEqual([5, 3, 3]);
+    expect(png.pixels).toEqual(pixels);
+    expect(() => encodePngRgb(2, 2, new Uint8Array(4))).toThrow(/2×2×3 needs 12 bytes, got 4/);
+    expect(() => encodePng(2, 2, new Uint8Array(8), 2)).toThrow(/channels must be 1 or 3/);
   });
 });

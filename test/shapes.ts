@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
-import { encodePngGray } from '../src/node/png';
+import { encodePngGray, encodePngRgb } from '../src/node/png';
 
 export const SHAPES = ['circle', 'cross', 'square'] as const;
 
@@ -101,4 +101,29 @@ export const FORTY_AT_16 =
  */
 export function shapeRunArgs(dir: string, out: string): string[] {
   return ['--images', dir, '--image-size', '16', '--fit', 'fit', '--epochs', '1', '--batch-size', '32', '--out', out];
+}
+
+/**
+ * Writes `perClass` colour shapes of each of `classes` into `dir/<class>/NNN.png` (w×h RGB PNGs):
+ * a shape in one colour on a background of another, both drawn at random per image, so no two
+ * channels of the folder are alike.
+ */
+export function writeColourShapeFolder(
+  dir: string,
+  perClass: number,
+  classes: readonly (typeof SHAPES)[number][] = ['circle', 'square'],
+  side = 16,
+): void {
+  const random = lcg(7);
+  const colour = () => [0, 1, 2].map(() => Math.floor(random() * 256));
+  for (const shape of classes) {
+    mkdirSync(join(dir, shape), { recursive: true });
+    for (let i = 0; i < perClass; i++) {
+      const mask = drawShape(shape, side, side, 0.4 + 0.2 * random(), 0.4 + 0.2 * random(), 0.25 + 0.1 * random());
+      const [fg, bg] = [colour(), colour()];
+      const rgb = new Uint8Array(3 * side * side);
+      for (let p = 0; p < side * side; p++) for (let c = 0; c < 3; c++) rgb[3 * p + c] = (mask[p] ? fg : bg)[c];
+      writeFileSync(join(dir, shape, `${String(i).padStart(3, '0')}.png`), encodePngRgb(side, side, rgb));
+    }
+  }
 }

@@ -1,14 +1,16 @@
 /**
  * The run's data, read and checked in Node before any GPU browser starts: MNIST, Fashion-MNIST,
- * a --data folder of idx files or an --images folder, cut to --train-limit and --test-limit,
+ * a --data folder of idx files, CIFAR-10's binary files (--dataset cifar10 --data DIR) or an
+ * --images folder, cut to --train-limit and --test-limit,
  * with the labels a conditional VAE needs.
  */
 import { join, resolve } from 'node:path';
 import { describeImageFolder } from '../data/image-folder';
 import type { IdxImages } from '../data/idx';
 import { classCountOf, labelsReason } from '../model/labels';
-import { FIT_DEFAULT, IMAGE_SIZE_DEFAULT, type FitRule } from '../model/settings';
-import { findDataset, loadDataset, verifyMnist } from '../node/datasets';
+import { CHANNELS_DEFAULT, FIT_DEFAULT, IMAGE_SIZE_DEFAULT, type FitRule } from '../model/settings';
+import { CIFAR10 } from '../data/cifar';
+import { findDataset, loadCifar10, loadDataset, verifyMnist } from '../node/datasets';
 import { loadImageFolder } from '../node/image-folder';
 import { UsageError } from '../node/options';
 import type { TrainOptions } from './options';
@@ -23,6 +25,9 @@ export interface RunData {
   testLabels: Uint8Array;
   rows: number;
   cols: number;
+  /** 1 (grayscale) or 3 (planar R, G, B: each image's planes of rows×cols in turn). */
+  channels: number;
+  /** Values per image, channels × rows × cols: the model's D. */
   pixels: number;
   /** --conditional: the number of classes the labels use (0 without it). */
   classes: number;
@@ -32,14 +37,18 @@ export interface RunData {
   title: string;
   /** How an --images folder is decoded: what checkpoints record and a resume compares. */
   images?: { size: number; fit: FitRule };
-  /** An --images folder's sorted class names (label k is classNames[k]): checkpoints record them, a resume checks them. */
+  /**
+   * An --images folder's sorted class names, or CIFAR-10's from batches.meta.txt (label k is
+   * classNames[k]): checkpoints record them, a resume checks them.
+   */
   classNames?: string[];
 }
 
 export async function loadRunData(o: TrainOptions): Promise<RunData> {
   const images =
     o.images === undefined ? undefined : { size: o.imageSize ?? IMAGE_SIZE_DEFAULT, fit: o.fit ?? FIT_DEFAULT };
-  const folder = images ? await loadImageFolder(o.images!, images) : null;
+  const channels = o.dataset === 'cifar10' && !o.images ? CIFAR10.channels : (o.channels ?? CHANNELS_DEFAULT);
+  const folder = images ? await loadImageFolder(o.images!, { ...images, channels }) : null;
   if (folder) {
     for (const s of folder.skipped) console.error(`webgpu-vae: skipped ${join(o.images!, s.path)}: ${s.reason}`);
     const { train: tr, test: te, trainLabels, testLabels } = folder;
@@ -50,6 +59,7 @@ export async function loadRunData(o: TrainOptions): Promise<RunData> {
             ...folder,
             rows: tr.rows,
             cols: tr.cols,
+            channels,
             train: { count: tr.count, labels: trainLabels.labels },
             test: { count: te.count, labels: testLabels.labels },
           },
@@ -57,9 +67,16 @@ export async function loadRunData(o: TrainOptions): Promise<RunData> {
         ),
     );
   }
-  const files = folder ? null : findDataset({ dataset: o.dataset, dataDir: o.data });
+  const cifar = !folder && o.dataset === 'cifar10' ? await loadCifar10(o.data!) : null;
+  if (cifar) {
+    const names = cifar.classNames ? ` (${cifar.classNames.join(', ')})` : '';
+    console.log(
+      `webgpu-vae: ${cifar.dir}: CIFAR-10, ${cifar.train.count} training and ${cifar.test.count} test colour images of 32×32${names}`,
+    );
+  }
+  const files = folder || cifar ? null : findDataset({ dataset: o.dataset, dataDir: o.data });
   if (files && o.dataset === 'mnist' && !o.data) verifyMnist(files);
-  const data = folder ?? (await loadDataset(files!));
+  const data = folder ?? cifar ?? (await loadDataset(files!));
   const { rows, cols } = data.train;
   const trainCount = Math.min(data.train.count, o.trainLimit ?? Infinity);
   const testCount = Math.min(data.test.count, o.testLimit ?? Infinity);
@@ -86,11 +103,12 @@ export async function loadRunData(o: TrainOptions): Promise<RunData> {
     testLabels,
     rows,
     cols,
-    pixels: rows * cols,
+    channels,
+    pixels: channels * rows * cols,
     classes,
     dataset,
-    title: !files ? dataset : o.dataset === 'mnist' && !o.data ? 'MNIST' : files.dir,
+    title: cifar ? `CIFAR-10 ${cifar.dir}` : !files ? dataset : o.dataset === 'mnist' && !o.data ? 'MNIST' : files.dir,
     ...(images ? { images } : {}),
-    ...(folder ? { classNames: folder.classNames } : {}),
+    ...(folder ? { classNames: folder.classNames } : cifar?.classNames ? { classNames: cifar.classNames } : {}),
   };
 }

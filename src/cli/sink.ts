@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { makeGrid } from '../io/grid';
 import { DEFAULT_OBJECTIVE, weightedKl } from '../model/settings';
 import { writeAtomic } from '../node/files';
-import { encodePngGray } from '../node/png';
+import { encodePng } from '../node/png';
 import { tuneCacheDir, tuneCacheFile, type FileTuneCache } from '../node/tune-cache';
 import type { RunEvent } from './protocol';
 
@@ -20,6 +20,8 @@ export interface SinkRun {
   /** The side of the images, for the PNG grids. */
   rows: number;
   cols: number;
+  /** 1 (grayscale PNGs) or 3 (planar R, G, B images: colour PNGs); absent: 1. */
+  channels?: number;
   /** Images in each sample_N.png. */
   samples: number;
   beta?: number;
@@ -124,8 +126,8 @@ export class RunSink {
       case 'images': {
         const save = (name: string, b64: string, n: number) => {
           const floats = new Float32Array(new Uint8Array(Buffer.from(b64, 'base64')).buffer);
-          const grid = makeGrid(floats, n, run.rows, run.cols, 8);
-          writeAtomic(join(run.out, name), encodePngGray(grid.width, grid.height, grid.pixels));
+          const grid = makeGrid(floats, n, run.rows, run.cols, 8, 2, run.channels ?? 1);
+          writeAtomic(join(run.out, name), encodePng(grid.width, grid.height, grid.pixels, grid.channels));
         };
         save(`reconstruction_${e.epoch}.png`, e.recon, 16);
         save(`sample_${e.epoch}.png`, e.samples, run.samples);

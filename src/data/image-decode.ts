@@ -25,16 +25,18 @@ export interface FolderFile {
 export interface DecodeOptions {
   size: number;
   fit: FitRule;
+  /** 1: grayscale by luma (the default); 3: the R, G and B planes, one after another. */
+  channels?: number;
 }
 
 /**
- * One image to size² grayscale bytes. The canvas is filled black first, so padding (`fit`) and
+ * One image to size² grayscale bytes, or with 3 channels to its R, G and B planes of size² each. The canvas is filled black first, so padding (`fit`) and
  * transparent pixels are black. Colour profiles are not applied (colorSpaceConversion 'none'),
  * so a pixel's stored value is the value read, as PIL reads it.
  */
 async function decodeOne(
   bytes: Uint8Array,
-  { size, fit }: DecodeOptions,
+  { size, fit, channels = 1 }: DecodeOptions,
   ctx: OffscreenCanvasRenderingContext2D,
 ): Promise<Uint8Array> {
   const bitmap = await createImageBitmap(new Blob([bytes as BlobPart]), { colorSpaceConversion: 'none' });
@@ -47,6 +49,16 @@ async function decodeOne(
     bitmap.close();
   }
   const rgba = ctx.getImageData(0, 0, size, size).data;
+  if (channels === 3) {
+    const n = size * size;
+    const planes = new Uint8Array(3 * n);
+    for (let i = 0; i < n; i++) {
+      planes[i] = rgba[4 * i];
+      planes[n + i] = rgba[4 * i + 1];
+      planes[2 * n + i] = rgba[4 * i + 2];
+    }
+    return planes;
+  }
   const gray = new Uint8Array(size * size);
   for (let i = 0; i < gray.length; i++) gray[i] = luma(rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2]);
   return gray;
@@ -87,5 +99,5 @@ export async function decodeImageFolder(
       );
     }
   }
-  return assembleImageFolder(plan, decoded, options.size, where, earlier);
+  return assembleImageFolder(plan, decoded, options.size, where, earlier, options.channels ?? 1);
 }

@@ -267,7 +267,7 @@ export function luma(r: number, g: number, b: number): number {
 
 export interface ImageSplit {
   count: number;
-  /** count × size × size bytes. */
+  /** count × channels × size × size bytes: each image's planes (R, G, B for colour) in turn. */
   pixels: Uint8Array;
   /** One class index per image. */
   labels: Uint8Array;
@@ -277,6 +277,8 @@ export interface ImageFolderData {
   layout: FolderPlan['layout'];
   rows: number;
   cols: number;
+  /** 1 (grayscale) or 3 (planar R, G, B). */
+  channels: number;
   classNames: string[];
   train: ImageSplit;
   test: ImageSplit;
@@ -287,7 +289,7 @@ export interface ImageFolderData {
 export const MAX_CLASSES = 256;
 
 /**
- * The dataset from a plan and each planned file's decoded pixels (size² bytes) or the reason it
+ * The dataset from a plan and each planned file's decoded pixels (channels·size² bytes) or the reason it
  * could not be used. The split is drawn again over the usable files only (in the plan's layout),
  * so a corrupt file does not take a test image's place. `earlier` are files the host skipped
  * before planning (unreadable, too large): they come first in `skipped`, and in a refusal.
@@ -300,6 +302,7 @@ export function assembleImageFolder(
   size: number,
   where: string,
   earlier: readonly SkippedFile[] = [],
+  channels = 1,
 ): ImageFolderData {
   const skipped = [...earlier, ...candidates.skipped];
   const usable: string[] = [];
@@ -341,14 +344,16 @@ export function assembleImageFolder(
     );
   }
   const pack = (list: PlannedImage[]): ImageSplit => {
-    const pixels = new Uint8Array(list.length * size * size);
-    list.forEach((p, i) => pixels.set(decoded.get(p.path) as Uint8Array, i * size * size));
+    const bytes = channels * size * size;
+    const pixels = new Uint8Array(list.length * bytes);
+    list.forEach((p, i) => pixels.set(decoded.get(p.path) as Uint8Array, i * bytes));
     return { count: list.length, pixels, labels: Uint8Array.from(list, (p) => p.label) };
   };
   return {
     layout: plan.layout,
     rows: size,
     cols: size,
+    channels,
     classNames: plan.classNames,
     train: pack(train),
     test: pack(test),
@@ -359,6 +364,7 @@ export function assembleImageFolder(
 /** What the folder became, for a log line or the page's status: counts per split and the classes. */
 export function describeImageFolder(
   d: Pick<ImageFolderData, 'layout' | 'rows' | 'cols' | 'classNames' | 'skipped'> &
+    Partial<Pick<ImageFolderData, 'channels'>> &
     Record<'train' | 'test', Pick<ImageSplit, 'count' | 'labels'>>,
   fit: FitRule,
 ): string {
@@ -368,7 +374,7 @@ export function describeImageFolder(
     return `${name} ${n(d.train)}+${n(d.test)}`;
   });
   return (
-    `${d.train.count} training and ${d.test.count} test images of ${d.rows}×${d.cols} (${fit}), ` +
+    `${d.train.count} training and ${d.test.count} test ${d.channels === 3 ? 'colour ' : ''}images of ${d.rows}×${d.cols} (${fit}), ` +
     `${d.classNames.length} classes (train+test: ${perClass.join(', ')}); split: ${split}; ` +
     `${d.skipped.length} file${d.skipped.length === 1 ? '' : 's'} skipped`
   );

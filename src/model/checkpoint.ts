@@ -9,6 +9,7 @@ import { decodePlan, encodePlan, type KernelPlan } from '../gpu/plan';
 import {
   betaReason,
   CLASSES_MAX,
+  CHANNEL_COUNTS,
   FIT_RULES,
   IMAGE_SIZE_RANGE,
   klWarmupReason,
@@ -285,6 +286,8 @@ export interface RunMetadata {
   /** An image folder's run (`--images`): the side its images were decoded to and the fit rule (absent otherwise). */
   imageSize?: number;
   fit?: FitRule;
+  /** Image channels when not 1: 3 for planar R, G, B (--channels 3, CIFAR-10). Absent reads as 1, as older checkpoints are. */
+  channels?: number;
   /**
    * An image folder's class names, label 0 first (the sorted folder names): a resume checks
    * them, as labels are indices into them (src/model/resume.ts classNamesReason).
@@ -306,6 +309,7 @@ const RUN_KEYS = {
   klWarmup: 'kl_warmup',
   imageSize: 'image_size',
   fit: 'fit',
+  channels: 'channels',
   classNames: 'class_names',
 } as const;
 
@@ -357,6 +361,7 @@ export function encodeRunCheckpoint(
   if (run.klWarmup !== undefined) metadata[RUN_KEYS.klWarmup] = String(run.klWarmup);
   if (run.imageSize !== undefined) metadata[RUN_KEYS.imageSize] = String(run.imageSize);
   if (run.fit !== undefined) metadata[RUN_KEYS.fit] = run.fit;
+  if (run.channels !== undefined) metadata[RUN_KEYS.channels] = String(run.channels);
   if (run.classNames !== undefined) metadata[RUN_KEYS.classNames] = JSON.stringify(run.classNames);
   return encodeCheckpoint(layout, { ...state, metadata });
 }
@@ -408,6 +413,12 @@ export function readRunMetadata(
       `checkpoint metadata ${RUN_KEYS.imageSize} "${imageSize}" is not an image side (${IMAGE_SIZE_RANGE[0]} to ${IMAGE_SIZE_RANGE[1]})`,
     );
   }
+  const channels = integer(RUN_KEYS.channels, 'a channel count', 3);
+  if (channels !== undefined && !(CHANNEL_COUNTS as readonly number[]).includes(channels)) {
+    throw new SafetensorsError(
+      `checkpoint metadata ${RUN_KEYS.channels} "${channels}" is not a channel count (${CHANNEL_COUNTS.join(' or ')})`,
+    );
+  }
   const namesText = metadata[RUN_KEYS.classNames];
   const classNames = namesText === undefined ? undefined : classNamesOf(namesText);
   const planText = metadata[RUN_KEYS.plan];
@@ -425,6 +436,7 @@ export function readRunMetadata(
     klWarmup,
     ...(imageSize !== undefined ? { imageSize } : {}),
     ...(fit !== undefined ? { fit: fit as FitRule } : {}),
+    channels: channels ?? 1,
     ...(classNames !== undefined ? { classNames } : {}),
   };
 }

@@ -46,7 +46,7 @@ export const SETTING_RANGES = {
   seed: [0, 0xffffffff],
 } as const satisfies Record<Exclude<keyof RunSettings, 'lr' | 'beta' | 'klWarmup'>, readonly [number, number]>;
 
-/** Pixels per image at most (a 256×256 grayscale image). */
+/** Values per image at most, C·H·W (a 256×256 grayscale image, a 147×147 colour one). */
 export const INPUT_SIZE_MAX = 65536;
 
 /** Hidden layers at most (the encoder's; the decoder has as many). */
@@ -97,6 +97,23 @@ export const IMAGE_SIZE_RANGE = [4, 256] as const;
 export const FIT_RULES = ['center-crop', 'fit', 'stretch'] as const;
 export type FitRule = (typeof FIT_RULES)[number];
 export const FIT_DEFAULT: FitRule = 'center-crop';
+
+/**
+ * Image channels: 1 (grayscale, the default) or 3 (R, G, B). A colour image is kept planar,
+ * NCHW as PyTorch's ToTensor gives it: its C planes of H·W pixels one after another, so the
+ * model sees D = C·H·W values and a convolution reads them as (C, H, W).
+ */
+export const CHANNEL_COUNTS = [1, 3] as const;
+export type Channels = (typeof CHANNEL_COUNTS)[number];
+export const CHANNELS_DEFAULT: Channels = 1;
+
+/** The reason C·side² values do not fit a model (INPUT_SIZE_MAX), or null. */
+export function imageValuesReason(channels: number, side: number): string | null {
+  const values = channels * side * side;
+  if (values <= INPUT_SIZE_MAX) return null;
+  const most = Math.floor(Math.sqrt(INPUT_SIZE_MAX / channels));
+  return `${channels}×${side}×${side} = ${values} values per image is more than the ${INPUT_SIZE_MAX} a model takes; a side of at most ${most} fits ${channels} channel${channels === 1 ? '' : 's'}`;
+}
 /** Classes a conditional VAE may have at most (its one-hot columns widen two layers). */
 export const CLASSES_MAX = 1024;
 /** And at least: one class would condition on a constant (0 classes is the unconditional VAE). */

@@ -14,8 +14,12 @@ import {
   type IdxImages,
   type IdxLabels,
 } from '../data/idx';
+import { CIFAR10, MAX_CIFAR_FILE_BYTES, parseCifarBatch, parseCifarMeta, type CifarBatch } from '../data/cifar';
 
-export type DatasetName = 'mnist' | 'fashion-mnist';
+export type DatasetName = 'mnist' | 'fashion-mnist' | 'cifar10';
+
+/** The datasets --dataset names, the idx ones first; cifar10 needs --data (no copy is installed). */
+export const DATASET_NAMES: readonly DatasetName[] = ['mnist', 'fashion-mnist', 'cifar10'];
 
 export interface DatasetFiles {
   name: string;
@@ -253,4 +257,91 @@ export function verifyMnist(files: DatasetFiles): void {
     changed = true;
   }
   if (changed) writeStamp(path, stamp);
+}
+
+// ---- CIFAR-10 (binary version) --------------------------------------------
+
+export interface CifarDataset {
+  /** The folder the batch files were read from (DIR, or DIR/cifar-10-batches-bin). */
+  dir: string;
+  train: IdxImages;
+  trainLabels: IdxLabels;
+  test: IdxImages;
+  testLabels: IdxLabels;
+  /** batches.meta.txt's names, label 0 first (absent without the file). */
+  classNames?: string[];
+}
+
+/**
+ * `--dataset cifar10 --data DIR`: the five training batches and the test batch from DIR (or from
+ * the cifar-10-batches-bin folder its archive unpacks to, inside DIR). Every file must be there:
+ * a training set missing a batch is another dataset. Images are 3×32×32, planar (src/data/cifar.ts).
+ */
+export async function loadCifar10(dataDir: string): Promise<CifarDataset> {
+  const given = resolve(dataDir);
+  if (!isDir(given)) throw new DatasetError(`cifar10: folder ${given} does not exist; check the --data path`);
+  const inner = join(given, CIFAR10.archiveFolder);
+  const dir = !isFile(join(given, CIFAR10.testFile)) && isDir(inner) ? inner : given;
+  const names = [...CIFAR10.trainFiles, CIFAR10.testFile];
+  const missing = names.filter((n) => !isFile(join(dir, n)));
+  if (missing.length > 0) {
+    throw new DatasetError(
+      `cifar10: missing files in ${dir}:\n  ${missing.join('\n  ')}\n` +
+        `put CIFAR-10's binary version there (${names.join(', ')}: the ${CIFAR10.archiveFolder} folder of cifar-10-binary.tar.gz)`,
+    );
+  }
+  const read = async (name: string): Promise<CifarBatch> => {
+    const path = join(dir, name);
+    let bytes: Uint8Array;
+    try {
+      const size = statSync(path).size;
+      if (size > MAX_CIFAR_FILE_BYTES)
+        throw new DatasetError(
+          `${path}: ${size} bytes is more than ${MAX_CIFAR_FILE_BYTES}; this is not a CIFAR-10 batch`,
+        );
+      bytes = await readFile(path);
+    } catch (e) {
+      if (e instanceof DatasetError) throw e;
+      throw new DatasetError(`${path}: cannot read (${(e as Error).message})`);
+    }
+    try {
+      return parseCifarBatch(bytes, path);
+    } catch (e) {
+      throw new DatasetError((e as Error).message);
+    }
+  };
+  const batches = await Promise.all(CIFAR10.trainFiles.map(read));
+  const testBatch = await read(CIFAR10.testFile);
+  const train = {
+    count: batches.reduce((n, b) => n + b.count, 0),
+    pixels: Buffer.concat(batches.map((b) => b.pixels)),
+    labels: Buffer.concat(batches.map((b) => b.labels)),
+  };
+  const metaPath = join(dir, CIFAR10.metaFile);
+  let classNames: string[] | undefined;
+  if (isFile(metaPath)) {
+    try {
+      classNames = parseCifarMeta(readFileSync(metaPath, 'utf8'), metaPath);
+    } catch (e) {
+      throw new DatasetError((e as Error).message);
+    }
+  }
+  const images = (b: { count: number; pixels: Uint8Array }): IdxImages => ({
+    count: b.count,
+    rows: CIFAR10.side,
+    cols: CIFAR10.side,
+    pixels: new Uint8Array(b.pixels.buffer, b.pixels.byteOffset, b.pixels.byteLength),
+  });
+  const labels = (b: { count: number; labels: Uint8Array }): IdxLabels => ({
+    count: b.count,
+    labels: new Uint8Array(b.labels.buffer, b.labels.byteOffset, b.labels.byteLength),
+  });
+  return {
+    dir,
+    train: images(train),
+    trainLabels: labels(train),
+    test: images(testBatch),
+    testLabels: labels(testBatch),
+    ...(classNames ? { classNames } : {}),
+  };
 }

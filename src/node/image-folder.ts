@@ -112,7 +112,7 @@ export function listImageFiles(dir: string, skipped: SkippedFile[]): { path: str
 
 export async function loadImageFolder(
   dir: string,
-  options: { size: number; fit: FitRule },
+  options: { size: number; fit: FitRule; channels: number },
 ): Promise<ImageFolderDataset> {
   const where = resolve(dir);
   try {
@@ -162,6 +162,7 @@ export async function loadImageFolder(
       files,
       size: options.size,
       fit: options.fit,
+      channels: options.channels,
       where,
       skipped,
     };

@@ -1,4 +1,4 @@
-// Minimal 8-bit grayscale PNG writer; enough for sample grids without
+// Minimal 8-bit grayscale and RGB PNG writer; enough for sample grids without
 // pulling in an image library.
 import { deflateSync } from 'node:zlib';
 
@@ -32,11 +32,29 @@ function chunk(type: string, data: Uint8Array): Uint8Array {
 }
 
 export function encodePngGray(width: number, height: number, pixels: Uint8Array): Uint8Array {
+  return encode('encodePngGray', width, height, pixels, 1);
+}
+
+/** An 8-bit RGB PNG of `pixels`, 3 bytes a pixel (R, G, B interleaved, as a canvas holds them without alpha). */
+export function encodePngRgb(width: number, height: number, pixels: Uint8Array): Uint8Array {
+  return encode('encodePngRgb', width, height, pixels, 3);
+}
+
+/** Grayscale (1 channel) or RGB (3, interleaved). */
+export function encodePng(width: number, height: number, pixels: Uint8Array, channels: number): Uint8Array {
+  if (channels !== 1 && channels !== 3) throw new RangeError(`encodePng: channels must be 1 or 3, got ${channels}`);
+  return encode('encodePng', width, height, pixels, channels);
+}
+
+function encode(name: string, width: number, height: number, pixels: Uint8Array, channels: 1 | 3): Uint8Array {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-    throw new RangeError(`encodePngGray: bad size ${width}×${height}`);
+    throw new RangeError(`${name}: bad size ${width}×${height}`);
   }
-  if (pixels.length !== width * height) {
-    throw new RangeError(`encodePngGray: ${width}×${height} needs ${width * height} pixels, got ${pixels.length}`);
+  const bytes = width * height * channels;
+  if (pixels.length !== bytes) {
+    throw new RangeError(
+      `${name}: ${width}×${height}${channels === 1 ? '' : `×${channels}`} needs ${bytes} ${channels === 1 ? 'pixels' : 'bytes'}, got ${pixels.length}`,
+    );
   }
 
   const ihdr = new Uint8Array(13);
@@ -44,12 +62,13 @@ export function encodePngGray(width: number, height: number, pixels: Uint8Array)
   hv.setUint32(0, width);
   hv.setUint32(4, height);
   ihdr[8] = 8; // bit depth
-  ihdr[9] = 0; // colour type: grayscale
+  ihdr[9] = channels === 1 ? 0 : 2; // colour type: grayscale, or truecolour (RGB)
   // compression, filter method and interlace all stay 0
 
   // Each scanline is prefixed by its filter type; 0 (none) keeps it simple.
-  const raw = new Uint8Array(height * (width + 1));
-  for (let y = 0; y < height; y++) raw.set(pixels.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
+  const line = width * channels;
+  const raw = new Uint8Array(height * (line + 1));
+  for (let y = 0; y < height; y++) raw.set(pixels.subarray(y * line, (y + 1) * line), y * (line + 1) + 1);
 
   const parts = [
     Uint8Array.from(SIGNATURE),

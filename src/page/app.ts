@@ -37,7 +37,7 @@ export interface State {
   gpu: Gpu | null;
   session: Session | null;
   phase: Phase;
-  picked: { kind: 'fashion' | 'files' | 'images'; files: PickedFile[]; dataset: Dataset } | null;
+  picked: { kind: 'fashion' | 'files' | 'cifar10' | 'images'; files: PickedFile[]; dataset: Dataset } | null;
   /** The image folder last picked or dropped, kept so another size or fit rule decodes it again. */
   pickedFolder: GatheredFolder | null;
   mnist: Promise<Dataset> | null;

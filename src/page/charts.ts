@@ -170,7 +170,10 @@ export class LossChart {
   }
 }
 
-/** Draws `n` images of rows×cols floats in [0, 1] as a grid `nrow` wide, one canvas pixel per image pixel. */
+/**
+ * Draws `n` images of rows×cols floats in [0, 1] as a grid `nrow` wide, one canvas pixel per
+ * image pixel; with 3 channels each image is its R, G and B planes (NCHW) and is drawn in colour.
+ */
 export function drawGrid(
   canvas: HTMLCanvasElement,
   images: Float32Array,
@@ -178,15 +181,17 @@ export function drawGrid(
   rows: number,
   cols: number,
   nrow: number,
+  channels = 1,
 ): void {
-  const grid = makeGrid(images, n, rows, cols, nrow);
+  const grid = makeGrid(images, n, rows, cols, nrow, 2, channels);
   canvas.width = grid.width;
   canvas.height = grid.height;
   const ctx = canvas.getContext('2d')!;
   const rgba = ctx.createImageData(grid.width, grid.height);
-  for (let i = 0; i < grid.pixels.length; i++) {
-    const v = grid.pixels[i];
-    rgba.data[4 * i] = rgba.data[4 * i + 1] = rgba.data[4 * i + 2] = v;
+  const C = grid.channels;
+  for (let i = 0; i < grid.width * grid.height; i++) {
+    // Grayscale repeats its one value into R, G and B; colour takes each from its own channel.
+    for (let c = 0; c < 3; c++) rgba.data[4 * i + c] = grid.pixels[C * i + (C === 3 ? c : 0)];
     rgba.data[4 * i + 3] = 255;
   }
   ctx.putImageData(rgba, 0, 0);

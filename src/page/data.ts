@@ -1,12 +1,14 @@
 /**
  * Datasets for the page: MNIST fetched from the site (`mnist/*.gz`, see vite-plugin-mnist.ts),
- * or idx files the user picks from disk (Fashion-MNIST or their own), plain or gzipped.
+ * idx files the user picks from disk (Fashion-MNIST or their own), plain or gzipped, CIFAR-10's
+ * binary batch files, or an image folder.
  * Everything is checked before it is returned, so a bad file changes nothing.
  */
 import { decodeImageFolder } from '../data/image-decode';
 import { describeImageFolder, type SkippedFile } from '../data/image-folder';
 import { classCountOf } from '../model/labels';
 import type { FitRule } from '../model/settings';
+import { CIFAR10, CifarError, parseCifarBatch, parseCifarMeta, type CifarBatch } from '../data/cifar';
 import {
   gunzipBounded,
   IdxError,
@@ -17,11 +19,11 @@ import {
   type IdxLabels,
 } from '../data/idx';
 
-export type DatasetKind = 'mnist' | 'fashion' | 'files' | 'images';
+export type DatasetKind = 'mnist' | 'fashion' | 'files' | 'cifar10' | 'images';
 
 export interface Split {
   count: number;
-  /** count × rows × cols bytes. */
+  /** count × channels × rows × cols bytes (a colour image's R, G and B planes in turn). */
   pixels: Uint8Array;
   /** One class index per image, when a labels file was given. */
   labels?: Uint8Array;
@@ -33,6 +35,8 @@ export interface Dataset {
   name: string;
   rows: number;
   cols: number;
+  /** 1 (grayscale), or 3 for planar R, G, B (CIFAR-10); absent: 1. */
+  channels?: number;
   train: Split;
   test: Split;
   /** Names of the label values, for the scatter's legend. */
@@ -44,6 +48,11 @@ export interface Dataset {
   labelClasses: number;
   /** An image folder ('images'): how it was decoded, the files it skipped and the line that says what it became. */
   images?: { size: number; fit: FitRule; skipped: SkippedFile[]; summary: string };
+}
+
+/** Values per image, channels × rows × cols: the model's D. */
+export function valuesPerImage(d: { rows: number; cols: number; channels?: number }): number {
+  return (d.channels ?? 1) * d.rows * d.cols;
 }
 
 /** A file as picked (kept in browser storage so a reload can rebuild the dataset). */
@@ -111,7 +120,11 @@ export async function loadMnist(base: string): Promise<Dataset> {
  * A dataset from picked idx files: two images files (the one with more images trains, or the
  * one named "train" when both are the same size) and optionally a labels file for each.
  */
-export async function loadPicked(kind: 'fashion' | 'files', files: readonly PickedFile[]): Promise<Dataset> {
+export async function loadPicked(
+  kind: 'fashion' | 'files' | 'cifar10',
+  files: readonly PickedFile[],
+): Promise<Dataset> {
+  if (kind === 'cifar10') return loadCifar(files);
   if (files.length === 0)
     throw new IdxError('no files chosen: pick the training and test images files (labels optional)');
   const images: { file: string; idx: IdxImages }[] = [];
@@ -187,6 +200,44 @@ function assemble(
 }
 
 /**
+ * CIFAR-10 from its picked binary files: data_batch_1.bin … data_batch_5.bin train, test_batch.bin
+ * tests, batches.meta.txt (optional) names the classes; the images are 3×32×32, planar. Every
+ * batch file must be among the picked ones: a training set missing one is another dataset.
+ */
+async function loadCifar(files: readonly PickedFile[]): Promise<Dataset> {
+  const byName = new Map(files.map((f) => [f.name, f.bytes]));
+  const missing = [...CIFAR10.trainFiles, CIFAR10.testFile].filter((n) => !byName.has(n));
+  if (missing.length > 0) {
+    throw new CifarError(
+      `missing ${missing.join(', ')}: pick all six batch files of CIFAR-10's binary version ` +
+        `(the ${CIFAR10.archiveFolder} folder), and ${CIFAR10.metaFile} for the class names`,
+    );
+  }
+  const batches = CIFAR10.trainFiles.map((n) => parseCifarBatch(byName.get(n)!, n));
+  const test: CifarBatch = parseCifarBatch(byName.get(CIFAR10.testFile)!, CIFAR10.testFile);
+  const join = (parts: Uint8Array[]) => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+    return out;
+  };
+  const trainLabels = join(batches.map((b) => b.labels));
+  const meta = byName.get(CIFAR10.metaFile);
+  return {
+    kind: 'cifar10',
+    name: 'CIFAR-10',
+    rows: CIFAR10.side,
+    cols: CIFAR10.side,
+    channels: CIFAR10.channels,
+    classNames: meta
+      ? parseCifarMeta(new TextDecoder().decode(meta), CIFAR10.metaFile)
+      : Array.from({ length: CIFAR10.classes }, (_, i) => String(i)),
+    labelClasses: classCountOf(trainLabels, test.labels),
+    train: { count: trainLabels.length, pixels: join(batches.map((b) => b.pixels)), labels: trainLabels },
+    test: { count: test.count, pixels: test.pixels, labels: test.labels },
+  };
+}
+
+/**
  * An ImageFolder-style dataset from a folder's files (`name`: paths relative to the folder),
  * decoded by this browser to size×size grayscale (src/data/image-decode.ts, which the CLI's
  * headless page runs too). `skipped` are files refused before reading (too large).
@@ -221,7 +272,7 @@ export function limitDataset(d: Dataset, trainLimit?: number, testLimit?: number
   const cut = (s: Split, limit?: number): Split => {
     const count = Math.min(s.count, limit ?? Infinity);
     if (count === s.count) return s;
-    const D = d.rows * d.cols;
+    const D = valuesPerImage(d);
     return { count, pixels: s.pixels.subarray(0, count * D), labels: s.labels?.subarray(0, count) };
   };
   return { ...d, train: cut(d.train, trainLimit), test: cut(d.test, testLimit) };
@@ -234,5 +285,6 @@ export function describeDataset(d: Dataset): string {
     return [`${d.name}: ${d.images.summary}.`, ...skipped].join('\n');
   }
   const labels = d.train.labels && d.test.labels ? 'with labels' : d.test.labels ? 'test labels only' : 'no labels';
-  return `${d.name}: ${d.train.count.toLocaleString('en')} training and ${d.test.count.toLocaleString('en')} test images of ${d.rows}×${d.cols}, ${labels}`;
+  const colour = (d.channels ?? 1) === 3 ? 'colour ' : '';
+  return `${d.name}: ${d.train.count.toLocaleString('en')} training and ${d.test.count.toLocaleString('en')} test ${colour}images of ${d.rows}×${d.cols}, ${labels}`;
 }

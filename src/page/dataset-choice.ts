@@ -4,6 +4,7 @@
  * into the page's state (state.picked) only once it has loaded; a failure keeps the earlier choice.
  */
 import { IdxError, MAX_IDX_FILE_BYTES } from '../data/idx';
+import { CIFAR10, MAX_CIFAR_FILE_BYTES } from '../data/cifar';
 import { HELD_OUT_RULE, LUMA_WEIGHTS as W } from '../data/image-folder';
 import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
 import type { App } from './app';
@@ -19,12 +20,15 @@ import {
 } from './data';
 import { gatherDropped, gatherPicked, type GatheredFolder } from './image-folder';
 
-const HINTS: Record<'fashion' | 'files', string> = {
+const HINTS: Record<'fashion' | 'files' | 'cifar10', string> = {
   fashion:
     'Pick the four Fashion-MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, ' +
     "t10k-labels-idx1-ubyte.gz) from github.com/zalandoresearch/fashion-mnist; Debian's dataset-fashion-mnist package puts them in /usr/share/datasets/fashion-mnist.",
   files:
     'Pick two idx images files (training and test; the larger set trains) and, for a coloured scatter, their labels files. Plain or gzipped.',
+  cifar10:
+    `Pick the files of CIFAR-10's binary version (the ${CIFAR10.archiveFolder} folder of cifar-10-binary.tar.gz from cs.toronto.edu/~kriz/cifar.html): ` +
+    `${CIFAR10.trainFiles.join(', ')}, ${CIFAR10.testFile} and, for the class names, ${CIFAR10.metaFile}. Colour images of 32×32.`,
 };
 
 /** The URL's cut of the dataset, in words. */
@@ -142,7 +146,7 @@ export function wireDatasetChoice(app: App): void {
   el.dataset.addEventListener('change', () => showDatasetChoice(app));
 
   el.datasetFiles.addEventListener('change', async () => {
-    const kind = el.dataset.value as 'fashion' | 'files';
+    const kind = el.dataset.value as 'fashion' | 'files' | 'cifar10';
     const chosen = [...(el.datasetFiles.files ?? [])];
     el.datasetFiles.value = '';
     if (chosen.length === 0) return;
@@ -150,10 +154,11 @@ export function wireDatasetChoice(app: App): void {
     app.updateButtons();
     el.datasetStatus.textContent = `Reading ${chosen.length} file${chosen.length === 1 ? '' : 's'}…`;
     try {
-      const big = chosen.find((f) => f.size > MAX_IDX_FILE_BYTES);
+      const limit = kind === 'cifar10' ? MAX_CIFAR_FILE_BYTES : MAX_IDX_FILE_BYTES;
+      const big = chosen.find((f) => f.size > limit);
       if (big)
         throw new IdxError(
-          `${big.name}: ${big.size} bytes is more than ${MAX_IDX_FILE_BYTES}; it is not an MNIST-sized idx file`,
+          `${big.name}: ${big.size} bytes is more than ${limit}; it is not ${kind === 'cifar10' ? 'a CIFAR-10 batch' : 'an MNIST-sized idx file'}`,
         );
       const files = await Promise.all(
         chosen.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })),

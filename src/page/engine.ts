@@ -19,7 +19,7 @@ import { openModel } from '../model/open';
 import { DEFAULT_OBJECTIVE, STEPS_PER_SUBMIT } from '../model/settings';
 import type { App, Session } from './app';
 import { DEFAULT_SETTINGS, type Controls, type Settings } from './controls';
-import type { Dataset } from './data';
+import { valuesPerImage, type Dataset } from './data';
 import { showClassControls } from './model-views';
 import type { PageObjective } from './objective';
 
@@ -78,7 +78,7 @@ export async function createSession(
   try {
     const labelsIf = (labels?: Uint8Array) => (classes > 0 ? labels : undefined);
     const sizes: VaeSizes = {
-      D: dataset.rows * dataset.cols,
+      D: valuesPerImage(dataset),
       hidden: settings.hidden,
       L: settings.latent,
       ...(classes > 0 ? { classes } : {}),
@@ -124,6 +124,7 @@ export async function createSession(
       latent: settings.latent,
       rows: dataset.rows,
       cols: dataset.cols,
+      channels: dataset.channels,
       test: dataset.test,
       classNames: dataset.classNames,
       classes,
@@ -198,10 +199,11 @@ export async function readCheckpoint(
       throw new Error(`its ${what} ${Array.isArray(value) ? 'are' : 'is'} ${value}, and this page's ${what} ${reason}`);
   }
   const d = await dataset();
-  const D = d.rows * d.cols;
+  const D = valuesPerImage(d);
   if (sizes.D !== D) {
+    const shape = (d.channels ?? 1) === 1 ? `${d.rows}×${d.cols}` : `${d.channels}×${d.rows}×${d.cols}`;
     throw new Error(
-      `it is for images of ${sizes.D} pixels, but ${d.name} has ${d.rows}×${d.cols} = ${D}; choose its dataset first`,
+      `it is for images of ${sizes.D} pixels, but ${d.name} has ${shape} = ${D}; choose its dataset first`,
     );
   }
   // A label at or past the checkpoint's class count would reach the GPU as an all-zero one-hot.

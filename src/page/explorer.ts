@@ -12,7 +12,7 @@
  */
 import type { Inference } from '../model/inference';
 import { drawGrid } from './charts';
-import type { Split } from './data';
+import { valuesPerImage, type Split } from './data';
 
 /** Test images encoded for the scatter and the principal directions. */
 export const SCATTER_COUNT = 2000;
@@ -38,6 +38,8 @@ export interface ExplorerSource {
   latent: number;
   rows: number;
   cols: number;
+  /** 1, or 3 for planar R, G, B (absent: 1). */
+  channels?: number;
   test: Split;
   classNames: string[];
   /** A conditional model's classes (0: unconditional); its test split then has labels. */
@@ -152,7 +154,7 @@ export class Explorer {
   async refresh(): Promise<void> {
     const s = this.source;
     if (!s) return;
-    const D = s.rows * s.cols;
+    const D = valuesPerImage(s);
     const n = Math.min(SCATTER_COUNT, s.test.count);
     const images = toFloats(s.test.pixels.subarray(0, n * D));
     const mulv = await this.serial(() => s.inference.encode(images, n, this.ownLabels(s, 0, n)));
@@ -284,7 +286,7 @@ export class Explorer {
         this.decodeAgain = false;
         const z = this.latentAt(...this.point);
         const image = await this.serial(() => s.inference.decode(z, 1, this.picked(s, 1)));
-        if (s === this.source) drawGrid(this.el.decoded, image, 1, s.rows, s.cols, 1);
+        if (s === this.source) drawGrid(this.el.decoded, image, 1, s.rows, s.cols, 1, s.channels);
       } while (this.decodeAgain);
     } catch (e) {
       this.onError(e as Error);
@@ -297,7 +299,7 @@ export class Explorer {
   private async interpolate(): Promise<void> {
     const s = this.source;
     if (!s || this.n === 0) return;
-    const D = s.rows * s.cols;
+    const D = valuesPerImage(s);
     const L = s.latent;
     const index = (input: HTMLInputElement) => {
       const i = Number(input.value);
@@ -325,7 +327,7 @@ export class Explorer {
       strip.set(ends.subarray(0, D));
       strip.set(decoded, D);
       strip.set(ends.subarray(D), (INTERP_STEPS + 1) * D);
-      drawGrid(this.el.strip, strip, INTERP_STEPS + 2, s.rows, s.cols, INTERP_STEPS + 2);
+      drawGrid(this.el.strip, strip, INTERP_STEPS + 2, s.rows, s.cols, INTERP_STEPS + 2, s.channels);
       this.drawPlane();
     } catch (e) {
       this.onError(e as Error);

@@ -21,8 +21,8 @@ const CLASS_DRAW_COUNT = 16;
 export async function showModel(app: App, s: Session, report?: EpochReport): Promise<void> {
   const { el } = app;
   const { recon, samples } = report?.images ?? (await s.trainer.images());
-  const { rows, cols } = s.dataset;
-  drawGrid(el.recon, recon, 2 * RECON_COUNT, rows, cols, RECON_COUNT);
+  const { rows, cols, channels } = s.dataset;
+  drawGrid(el.recon, recon, 2 * RECON_COUNT, rows, cols, RECON_COUNT, channels);
   drawGrid(
     el.samples,
     samples,
@@ -30,6 +30,7 @@ export async function showModel(app: App, s: Session, report?: EpochReport): Pro
     rows,
     cols,
     classesOf(s.model.sizes) > 0 ? SAMPLES_PER_CLASS : 8,
+    channels,
   );
   el.imagesEpoch.textContent = `after epoch ${s.epochsDone}`;
   await drawClassSamples(app, s);
@@ -67,7 +68,7 @@ async function drawClassSamples({ el, state, explorer }: App, s: Session): Promi
     s.inference.decode(z, CLASS_DRAW_COUNT, new Uint32Array(CLASS_DRAW_COUNT).fill(k)),
   );
   if (s !== state.session) return;
-  drawGrid(el.classSamples, images, CLASS_DRAW_COUNT, s.dataset.rows, s.dataset.cols, 8);
+  drawGrid(el.classSamples, images, CLASS_DRAW_COUNT, s.dataset.rows, s.dataset.cols, 8, s.dataset.channels);
 }
 
 /** The class picker and Draw again. */

@@ -33,7 +33,7 @@ interface SavedRun {
 const LATEST = 'latest';
 /** Files picked from disk for the saved run, so a reload can rebuild its dataset. */
 const PICKED_FILES = 'dataset-files';
-const DATASET_KINDS: readonly DatasetKind[] = ['mnist', 'fashion', 'files', 'images'];
+const DATASET_KINDS: readonly DatasetKind[] = ['mnist', 'fashion', 'files', 'cifar10', 'images'];
 
 /**
  * Saves the session's latest epoch in browser storage, in place of whatever is there, with the
@@ -128,7 +128,7 @@ export async function restoreLatest(app: App): Promise<void> {
     el.dataset.value = saved.datasetKind;
     if (saved.datasetKind !== 'mnist') {
       const files = await storage.get<{
-        kind: 'fashion' | 'files' | 'images';
+        kind: 'fashion' | 'files' | 'cifar10' | 'images';
         files: PickedFile[];
         images?: { size: number; fit: FitRule; folder: string };
       }>(PICKED_FILES);

@@ -1,0 +1,123 @@
+/**
+ * Colour through `npm run train`: an image folder of coloured shapes with --channels 3, and
+ * CIFAR-10's binary files with --dataset cifar10 (in Chromium and on Dawn), each trained for an
+ * epoch with the default MLP, its grids read back from outside as RGB PNGs; and the refusals of
+ * the colour options.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseOptions } from '../src/cli/options';
+import { readSafetensors } from '../src/io/safetensors';
+import { UsageError } from '../src/node/options';
+import { tempDir, train } from './cli';
+import { writeCifarFolder } from './cifar';
+import { decodePng } from './png';
+import { writeColourShapeFolder } from './shapes';
+
+/** Whether some pixel of an RGB PNG has three different channel values (a grayscale image has none). */
+function hasColour(png: ReturnType<typeof decodePng>): boolean {
+  for (let p = 0; p < png.width * png.height; p++) {
+    const [r, g, b] = png.pixels.subarray(3 * p, 3 * p + 3);
+    if (r !== g && g !== b && r !== b) return true;
+  }
+  return false;
+}
+
+describe('colour images', () => {
+  it('trains a folder of coloured shapes with --channels 3 and writes colour grids whose test images are the files', () => {
+    const dir = join(tempDir(), 'colour');
+    writeColourShapeFolder(dir, 32);
+    const out = tempDir();
+    const r = train([
+      ...['--images', dir, '--channels', '3', '--image-size', '16'],
+      ...['--epochs', '1', '--batch-size', '16', '--out', out],
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    // 32 per class, every 10th held out: 29 + 3 each.
+    expect(r.stdout).toContain(`${dir}: 58 training and 6 test colour images of 16×16 (center-crop), 2 classes`);
+    const first = Number(/Loss: ([\d.]+)/.exec(r.stdout)![1]);
+    const average = Number(/Average loss: ([\d.]+)/.exec(r.stdout)![1]);
+    // 768 values: an untrained decoder's BCE is about 768·ln 2 ≈ 532 plus the targets' own entropy.
+    expect(first).toBeGreaterThan(400);
+    expect(average).toBeLessThan(first);
+
+    const ckpt = readSafetensors(readFileSync(join(out, 'checkpoint.safetensors')));
+    expect(ckpt.tensors.get('fc1.weight')?.shape).toEqual([400, 3 * 16 * 16]);
+    expect(ckpt.metadata.channels).toBe('3');
+
+    const recon = decodePng(readFileSync(join(out, 'reconstruction_1.png')));
+    expect([recon.width, recon.height, recon.channels]).toEqual([2 + 8 * 18, 2 + 2 * 18, 3]);
+    expect(hasColour(recon)).toBe(true);
+    const samples = decodePng(readFileSync(join(out, 'sample_1.png')));
+    expect([samples.width, samples.height, samples.channels]).toEqual([2 + 8 * 18, 2 + 8 * 18, 3]);
+    expect(hasColour(samples)).toBe(true);
+    // The top row holds the test images as decoded (round-robin: circle/009.png first, then
+    // square/009.png): a 16×16 file at --image-size 16 comes back pixel for pixel, each channel
+    // in its place, so the planes went R, G, B all the way through.
+    for (const [k, file] of ['circle/009.png', 'square/009.png'].entries()) {
+      const src = decodePng(readFileSync(join(dir, file)));
+      let worst = 0;
+      for (let y = 0; y < 16; y++)
+        for (let x = 0; x < 16; x++)
+          for (let c = 0; c < 3; c++) {
+            const cell = recon.pixels[((2 + y) * recon.width + 2 + k * 18 + x) * 3 + c];
+            worst = Math.max(worst, Math.abs(cell - src.pixels[(y * 16 + x) * 3 + c]));
+          }
+      expect(worst, file).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it('trains on CIFAR-10 binary files in Chromium and on Dawn, with colour grids', () => {
+    const dir = tempDir();
+    writeCifarFolder(dir, 20, 20);
+    for (const runtime of ['chromium', 'node']) {
+      const out = tempDir();
+      const r = train([
+        ...['--dataset', 'cifar10', '--data', dir, '--runtime', runtime],
+        ...['--epochs', '1', '--batch-size', '25', '--out', out],
+      ]);
+      expect(r.status, `${runtime}: ${r.stderr}`).toBe(0);
+      expect(r.stdout).toContain(
+        `webgpu-vae: ${dir}: CIFAR-10, 100 training and 20 test colour images of 32×32 (airplane, automobile, bird,`,
+      );
+      expect(r.stdout).toMatch(/====> Test set loss: \d+\.\d{4}/);
+      const ckpt = readSafetensors(readFileSync(join(out, 'checkpoint.safetensors')));
+      expect(ckpt.tensors.get('fc1.weight')?.shape).toEqual([400, 3072]);
+      expect(ckpt.metadata.channels).toBe('3');
+      const recon = decodePng(readFileSync(join(out, 'reconstruction_1.png')));
+      expect([recon.width, recon.channels]).toEqual([2 + 8 * 34, 3]);
+      expect(hasColour(recon), runtime).toBe(true);
+    }
+  });
+
+  it('refuses colour options that do not fit, before reading anything', () => {
+    const refused = (args: string[]) => {
+      try {
+        parseOptions([...args, '--out', 'x']);
+      } catch (e) {
+        expect(e).toBeInstanceOf(UsageError);
+        return (e as Error).message;
+      }
+      return expect.fail(`${args.join(' ')} was accepted`);
+    };
+    expect(refused(['--images', 'd', '--channels', '2'])).toBe('--channels must be 1 or 3, got "2"');
+    expect(refused(['--channels', '3'])).toMatch(/^--channels applies to --images DIR/);
+    expect(refused(['--dataset', 'cifar10', '--data', 'd', '--channels', '1'])).toBe(
+      '--dataset cifar10 is colour (3 channels): drop --channels',
+    );
+    expect(refused(['--dataset', 'cifar10'])).toMatch(
+      /^--dataset cifar10 reads CIFAR-10's binary files from a folder: pass --data DIR/,
+    );
+    expect(refused(['--images', 'd', '--channels', '3', '--image-size', '148'])).toBe(
+      '--image-size 148 --channels 3: 3×148×148 = 65712 values per image is more than the 65536 a model takes; a side of at most 147 fits 3 channels',
+    );
+    expect(parseOptions(['--images', 'd', '--channels', '3', '--image-size', '147', '--out', 'x'])).toMatchObject({
+      channels: 3,
+    });
+    expect(parseOptions(['--images', 'd', '--out', 'x'])).not.toHaveProperty('channels');
+    expect(parseOptions(['--dataset', 'cifar10', '--data', 'd', '--runtime', 'node', '--out', 'x'])).toMatchObject({
+      dataset: 'cifar10',
+    });
+  });
+});
