@@ -224,7 +224,10 @@ describe.each(implementations)('$name', (implementation) => {
   const gpu = useHarness(implementation);
 
   describe.each(['software', 'hardware'] as const)('%s plan', (plan) => {
-    it.each(CASES.map((c) => [name(c), c] as const))('%s', async (_, c) => {
+    // Each case compiles its own pipelines, most of the file's time on a software adapter: the
+    // hardware plan, whose kernels differ only in their tiles, runs every other awkward case and both presets.
+    const cases = plan === 'software' ? CASES : CASES.filter((c, i) => i % 2 === 1 || c.batch === 4);
+    it.each(cases.map((c) => [name(c), c] as const))('%s', async (_, c) => {
       const data = inputs(c);
       const got = await runCase(gpu, c, plan, data);
       const ref = reference(c, data.X, data.W, data.bias, data.dY);
