@@ -1,18 +1,24 @@
 /**
- * `npm run bench`: the engine's kernels and training measured in headless Chromium, printed as a
- * table and written as JSON with the adapter, the browser and the date. With `--compare`, peers
- * (TensorFlow.js, PyTorch) run in the same sitting and are reported as ratios to this engine.
+ * `npm run bench`: the engine's kernels and training measured (bench/measure.ts) in headless
+ * Chromium's page or, with `--runtime node`, on Dawn's WebGPU in this process (no browser),
+ * printed as a table and written as JSON with the adapter, the runtime and the date. With
+ * `--compare`, peers (TensorFlow.js, PyTorch) run in the same sitting and are reported as ratios
+ * to this engine.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { Page } from 'puppeteer';
+import { Gpu } from '../src/gpu/device';
 import { HARDWARE_MIN_INVOCATIONS } from '../src/gpu/plan';
+import type { TuneCache } from '../src/gpu/tuner';
 import { describeAdapter, launchBrowser, reportAdapter, type AdapterReport } from '../src/node/browser';
 import { findDataset, loadDataset, verifyMnist } from '../src/node/datasets';
 import { integerOption } from '../src/node/options';
-import { startServer } from '../src/node/server';
+import { startServer, type PageServer } from '../src/node/server';
 import { fileCache, tuneCacheDir, tuneCacheFile } from '../src/node/tune-cache';
-import type { Timing } from './page';
+import { ADAPTER_ENV, DEFAULT_DRIVER, nodeWebGpu, VULKAN_DRIVERS } from '../src/node/webgpu';
+import { EngineBench, type MatmulCase, type Timing } from './measure';
 
 const HELP = `Usage: npm run bench -- [options]
 
@@ -23,6 +29,10 @@ const HELP = `Usage: npm run bench -- [options]
   --compare         also run the peers (TensorFlow.js WebGPU/WASM, PyTorch) and report ratios
   --autotune        tune the kernel plan at start-up first (as npm run train -- --autotune does,
                     with the same cache) and print the tuner's report; everything after runs under it
+  --runtime NAME    chromium (default: headless Chromium's WebGPU) or node (Dawn's WebGPU, the npm
+                    package webgpu, in this process: no browser; not with --compare, whose tfjs
+                    peers live in a page)
+  --adapter NAME    --runtime node's Vulkan driver: ${VULKAN_DRIVERS.join(' or ')}; default $${ADAPTER_ENV}, else ${DEFAULT_DRIVER}
   --out FILE        where the JSON goes (default bench/results/<date>.json)
   -h, --help        this text`;
 
@@ -56,6 +66,8 @@ function parse(argv: string[]) {
       repeat: { type: 'string' },
       compare: { type: 'boolean' },
       autotune: { type: 'boolean' },
+      runtime: { type: 'string' },
+      adapter: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -66,8 +78,20 @@ function parse(argv: string[]) {
     if (!m) throw new Error(`--shape must look like 128x784x400 (M x K x N), got "${values.shape}"`);
     shape = { M: Number(m[1]), K: Number(m[2]), N: Number(m[3]) };
   }
+  const runtime = values.runtime ?? 'chromium';
+  if (runtime !== 'chromium' && runtime !== 'node') throw new Error(`--runtime must be chromium or node, got "${runtime}"`);
+  if (values.adapter !== undefined && runtime !== 'node')
+    throw new Error('--adapter picks the Vulkan driver of --runtime node: pass --runtime node with it');
+  if (values.adapter !== undefined && !(VULKAN_DRIVERS as readonly string[]).includes(values.adapter))
+    throw new Error(`--adapter must be ${VULKAN_DRIVERS.join(' or ')}, got "${values.adapter}"`);
+  if (values.compare && runtime === 'node')
+    throw new Error(
+      "--compare runs the tfjs peers in a browser page beside the engine's: use --runtime chromium (the default) for it",
+    );
   return {
     help: !!values.help,
+    runtime: runtime as 'chromium' | 'node',
+    adapter: values.adapter,
     kernel: values.kernel,
     shape,
     compare: !!values.compare,
@@ -97,14 +121,9 @@ async function main() {
   verifyMnist(files);
   const data = await loadDataset(files);
 
-  const browser = await launchBrowser();
-  const server = await startServer();
+  const runtime = o.runtime === 'node' ? await nodeRuntime(o.adapter) : await chromiumRuntime();
   try {
-    const page = await browser.browser.newPage();
-    page.on('pageerror', (e) => console.error(`[browser] ${e}`));
-    await page.goto(`${server.url}/bench/page.html`);
-    await page.waitForFunction(() => 'bench' in window, { timeout: 60_000 });
-    const adapter: AdapterReport = await reportAdapter(page);
+    const { adapter } = runtime;
     console.log(`webgpu-vae bench on ${describeAdapter(adapter)}`);
     const result: Record<string, unknown> = {
       date: new Date().toISOString(),
@@ -115,22 +134,17 @@ async function main() {
         description: adapter.description,
         isFallbackAdapter: adapter.isFallbackAdapter,
       },
-      browser: adapter.browserVersion,
+      runtime: { name: o.runtime, version: runtime.version },
+      ...(o.runtime === 'chromium' ? { browser: adapter.browserVersion } : {}),
       node: process.version,
     };
 
     // 0. The start-up autotune, when asked for: the hosts' one autotune, through the file cache.
     if (o.autotune) {
       const cache = fileCache(tuneCacheDir());
-      await page.exposeFunction('benchTuneCacheGet', async (key: string) => (await cache.get(key)) ?? null);
-      await page.exposeFunction('benchTuneCachePut', (key: string, text: string) => cache.put(key, text));
       const count = Math.min(data.train.count, 16 * batchSize);
       console.log('\nautotune at the real shapes (batch 128)…');
-      const t = await page.evaluate((c) => window.bench.autotune(c), {
-        trainUrl: server.serveFile('autotune', data.train.pixels.subarray(0, count * 784)),
-        count,
-        batchSize,
-      });
+      const t = await runtime.autotune({ images: data.train.pixels.subarray(0, count * 784), count, batchSize }, cache);
       console.log(t.text);
       const file = tuneCacheFile(tuneCacheDir(), t.key);
       console.log(t.from === 'cache' ? `(cached in ${file}; delete it to tune again)` : `tuned plan cached in ${file}`);
@@ -139,7 +153,7 @@ async function main() {
 
     // 1. Every kernel of one training step at the VAE's real shapes.
     console.log(`\nkernels of one training step (batch ${batchSize}), ${o.repeat} samples each…`);
-    const step = await page.evaluate((c) => window.bench.step(c), { batchSize, reps: 5, samples: o.repeat });
+    const step = await runtime.step({ batchSize, reps: 5, samples: o.repeat });
     const rows: KernelRow[] = step.perDispatch.filter((d) => !o.kernel || d.label.includes(o.kernel));
     const total = step.perDispatch.reduce((s, d) => s + d.median, 0);
     console.log(
@@ -198,7 +212,7 @@ async function main() {
       ];
       result.shape = [];
       for (const v of variants) {
-        const t = await page.evaluate((c) => window.bench.matmul(c.v, 10, c.repeat), { v, repeat: o.repeat });
+        const t = await runtime.matmul(v, 10, o.repeat);
         console.log(`${M}x${K}x${N} ${v.name.padEnd(22)} ${fmt(t.median, 3)} ms  ${fmt(t.gflops)} GFLOP/s`);
         (result.shape as unknown[]).push({ ...v, ...t });
       }
@@ -208,10 +222,10 @@ async function main() {
     if (o.steps > 0) {
       const trainCount = Math.min(data.train.count, o.steps * batchSize);
       console.log(`\nend to end: ${o.steps} training steps on MNIST, then the test pass…`);
-      const e = await page.evaluate((c) => window.bench.endToEnd(c), {
-        trainUrl: server.serveFile('train', data.train.pixels.subarray(0, trainCount * 784)),
+      const e = await runtime.endToEnd({
+        train: data.train.pixels.subarray(0, trainCount * 784),
         trainCount,
-        testUrl: server.serveFile('test', data.test.pixels),
+        test: data.test.pixels,
         testCount: data.test.count,
         batchSize,
         stepsPerSubmit: 16,
@@ -263,9 +277,9 @@ async function main() {
     }
 
     // 4. Peers, in the same sitting.
-    if (o.compare) {
+    if (o.compare && runtime.page) {
       const { runPeers } = await import('./peers/index');
-      result.peers = await runPeers({ page, server, data, batchSize, engine: result });
+      result.peers = await runPeers({ ...runtime.page, data, batchSize, engine: result });
     }
 
     const out = o.out ?? join('bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
@@ -273,9 +287,86 @@ async function main() {
     writeFileSync(out, JSON.stringify(result, null, 2));
     console.log(`\nwrote ${out}`);
   } finally {
+    await runtime.close();
+  }
+}
+
+type Measured<K extends keyof EngineBench> = EngineBench[K] extends (...args: never[]) => infer R ? R : never;
+
+/** Where the engine is measured: headless Chromium's page, or Dawn's WebGPU in this process. */
+interface BenchRuntime {
+  /** The adapter, as the first line names it (its browserVersion: the browser, or Node with Dawn and the driver). */
+  adapter: AdapterReport;
+  /** The WebGPU implementation's full version. */
+  version: string;
+  autotune(c: { images: Uint8Array; count: number; batchSize: number }, cache: TuneCache): Measured<'autotune'>;
+  step(c: { batchSize: number; reps: number; samples: number }): Measured<'step'>;
+  matmul(c: MatmulCase, reps: number, samples: number): Measured<'matmul'>;
+  endToEnd(c: Parameters<EngineBench['endToEnd']>[0]): Measured<'endToEnd'>;
+  /** The page and its server (--runtime chromium), where the peers run. */
+  page?: { page: Page; server: PageServer };
+  close(): Promise<void>;
+}
+
+async function chromiumRuntime(): Promise<BenchRuntime> {
+  const browser = await launchBrowser();
+  const server = await startServer({ crossOriginIsolated: true }); // for tfjs-WASM's threads (--compare)
+  const close = async () => {
     await browser.close();
     await server.close();
+  };
+  try {
+    const page = await browser.browser.newPage();
+    page.on('pageerror', (e) => console.error(`[browser] ${e}`));
+    await page.goto(`${server.url}/bench/page.html`);
+    await page.waitForFunction(() => 'bench' in window, { timeout: 60_000 });
+    const adapter = await reportAdapter(page);
+    return {
+      adapter,
+      version: adapter.browserVersion,
+      page: { page, server },
+      close,
+      async autotune(c, cache) {
+        await page.exposeFunction('benchTuneCacheGet', async (key: string) => (await cache.get(key)) ?? null);
+        await page.exposeFunction('benchTuneCachePut', (key: string, text: string) => cache.put(key, text));
+        return page.evaluate((a) => window.bench.autotune(a), {
+          trainUrl: server.serveFile('autotune', c.images),
+          count: c.count,
+          batchSize: c.batchSize,
+        });
+      },
+      step: (c) => page.evaluate((a) => window.bench.step(a), c),
+      matmul: (c, reps, samples) => page.evaluate((a) => window.bench.matmul(a.c, a.reps, a.samples), { c, reps, samples }),
+      endToEnd: ({ train, test, ...c }) =>
+        page.evaluate((a) => window.bench.endToEnd(a), {
+          ...c,
+          trainUrl: server.serveFile('train', train),
+          testUrl: server.serveFile('test', test),
+        }),
+    };
+  } catch (error) {
+    await close();
+    throw error;
   }
+}
+
+/** --runtime node: the same measurements on Dawn's WebGPU over the chosen Vulkan driver, in this process. */
+async function nodeRuntime(driver: string | undefined): Promise<BenchRuntime> {
+  const dawn = await nodeWebGpu(driver);
+  const gpu = await Gpu.create({ gpu: dawn.gpu });
+  const bench = new EngineBench(gpu);
+  return {
+    adapter: { ...gpu.adapter!, browserVersion: `Node ${process.versions.node}, Dawn on ${dawn.driver}` },
+    version: dawn.version,
+    autotune: (c, cache) => bench.autotune(c, { browserMajor: 0, runtimeVersion: dawn.version, cache }),
+    step: (c) => bench.step(c),
+    matmul: (c, reps, samples) => bench.matmul(c, reps, samples),
+    endToEnd: (c) => bench.endToEnd(c),
+    async close() {
+      gpu.destroy();
+      gpu.device.destroy();
+    },
+  };
 }
 
 void main().catch((e) => {

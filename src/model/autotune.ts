@@ -126,8 +126,14 @@ export interface AutotuneJob {
   objective?: { beta?: number; klWarmup?: number };
   /** Where tuned plans are kept between starts (omitted: tune every time). */
   cache?: TuneCache;
-  /** For the cache key: navigator.userAgent's major version (browserMajor). */
+  /** For the cache key: navigator.userAgent's major version (browserMajor); 0 outside a browser. */
   browserMajor: number;
+  /**
+   * For the cache key: the WebGPU implementation's full version where no browser names it — in
+   * Node, Dawn's binding and the Vulkan driver it runs on (src/node/webgpu.ts runtimeVersion).
+   * Omitted: the browser's full version (browserVersion), as a page has it.
+   */
+  runtimeVersion?: string;
 }
 
 export type AutotuneResult =
@@ -187,7 +193,7 @@ export async function autotunePlan(
       const key = tuneCacheKey({
         adapter,
         browserMajor: job.browserMajor,
-        browserVersion: await browserVersion(),
+        browserVersion: job.runtimeVersion ?? (await browserVersion()),
         engineVersion: engineVersion(timed),
         shapes: products.map((p) => p.key),
       });
