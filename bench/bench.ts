@@ -26,6 +26,8 @@ const HELP = `Usage: npm run bench -- [options]
   --shape MxKxN     also time the three matmul variants at this shape (M rows, K inner, N columns)
   --steps N         end-to-end training steps to time (default: one epoch, 469); 0 skips it
   --repeat N        timing samples per kernel (default 7); the median and 10–90% spread are reported
+  --no-kernels      skip the per-kernel timings and the launch table (end to end and peers only:
+                    short blocks for interleaved comparisons)
   --compare         also run the peers (TensorFlow.js WebGPU/WASM, PyTorch) and report ratios
   --autotune        tune the kernel plan at start-up first (as npm run train -- --autotune does,
                     with the same cache) and print the tuner's report; everything after runs under it
@@ -66,6 +68,7 @@ function parse(argv: string[]) {
       repeat: { type: 'string' },
       compare: { type: 'boolean' },
       autotune: { type: 'boolean' },
+      'no-kernels': { type: 'boolean' },
       runtime: { type: 'string' },
       adapter: { type: 'string' },
       out: { type: 'string' },
@@ -79,7 +82,8 @@ function parse(argv: string[]) {
     shape = { M: Number(m[1]), K: Number(m[2]), N: Number(m[3]) };
   }
   const runtime = values.runtime ?? 'chromium';
-  if (runtime !== 'chromium' && runtime !== 'node') throw new Error(`--runtime must be chromium or node, got "${runtime}"`);
+  if (runtime !== 'chromium' && runtime !== 'node')
+    throw new Error(`--runtime must be chromium or node, got "${runtime}"`);
   if (values.adapter !== undefined && runtime !== 'node')
     throw new Error('--adapter picks the Vulkan driver of --runtime node: pass --runtime node with it');
   if (values.adapter !== undefined && !(VULKAN_DRIVERS as readonly string[]).includes(values.adapter))
@@ -96,6 +100,7 @@ function parse(argv: string[]) {
     shape,
     compare: !!values.compare,
     autotune: !!values.autotune,
+    kernels: !values['no-kernels'],
     out: values.out,
     steps: integerOption('steps', values.steps, 469, 0, 1e7),
     repeat: integerOption('repeat', values.repeat, 7, 1, 1e4),
@@ -151,56 +156,60 @@ async function main() {
       result.autotune = { from: t.from, plan: t.plan, file, report: t.text };
     }
 
-    // 1. Every kernel of one training step at the VAE's real shapes.
-    console.log(`\nkernels of one training step (batch ${batchSize}), ${o.repeat} samples each…`);
-    const step = await runtime.step({ batchSize, reps: 5, samples: o.repeat });
-    const rows: KernelRow[] = step.perDispatch.filter((d) => !o.kernel || d.label.includes(o.kernel));
-    const total = step.perDispatch.reduce((s, d) => s + d.median, 0);
-    console.log(
-      `${'kernel'.padEnd(28)} ${'median ms'.padStart(10)} ${'p10–p90'.padStart(16)} ${'share'.padStart(6)}  rate`,
-    );
-    for (const d of rows) {
-      const rate = d.cost.flops
-        ? `${fmt(d.cost.flops / d.median / 1e6)} GFLOP/s`
-        : d.cost.bytes
-          ? `${fmt(d.cost.bytes / d.median / 1e6)} GB/s`
-          : '';
+    // 1. Every kernel of one training step at the VAE's real shapes (its flops and best rate feed the end-to-end figures).
+    let stepFlops: number | undefined;
+    let bestGflops: number | undefined;
+    if (o.kernels) {
+      console.log(`\nkernels of one training step (batch ${batchSize}), ${o.repeat} samples each…`);
+      const step = await runtime.step({ batchSize, reps: 5, samples: o.repeat });
+      const rows: KernelRow[] = step.perDispatch.filter((d) => !o.kernel || d.label.includes(o.kernel));
+      const total = step.perDispatch.reduce((s, d) => s + d.median, 0);
       console.log(
-        `${d.label.padEnd(28)} ${fmt(d.median, 3).padStart(10)} ${`${fmt(d.p10, 3)}–${fmt(d.p90, 3)}`.padStart(16)} ${`${fmt((100 * d.median) / total, 1)}%`.padStart(6)}  ${rate}${d.source === 'wall' ? ' (wall time)' : ''}`,
+        `${'kernel'.padEnd(28)} ${'median ms'.padStart(10)} ${'p10–p90'.padStart(16)} ${'share'.padStart(6)}  rate`,
       );
-    }
-    console.log(
-      `${'one step, recorded whole'.padEnd(28)} ${fmt(step.whole.median, 3).padStart(10)} ${`${fmt(step.whole.p10, 3)}–${fmt(step.whole.p90, 3)}`.padStart(16)}  (${step.dispatchesPerStep} dispatches)`,
-    );
-    const matmuls = step.perDispatch.filter((d) => d.cost.flops);
-    const bestGflops = Math.max(...matmuls.map((d) => d.cost.flops! / d.median / 1e6));
-    const stepFlops = matmuls.reduce((s, d) => s + d.cost.flops!, 0);
-    result.kernels = step.perDispatch.map((d) => ({
-      ...d,
-      share: d.median / total,
-      gflops: d.cost.flops ? d.cost.flops / d.median / 1e6 : undefined,
-      gbps: d.cost.bytes ? d.cost.bytes / d.median / 1e6 : undefined,
-    }));
-    result.step = { ...step.whole, dispatchesPerStep: step.dispatchesPerStep, flops: stepFlops };
-    result.timing = step.whole.source === 'timestamp' ? 'GPU timestamp queries' : 'wall time (no timestamp-query)';
+      for (const d of rows) {
+        const rate = d.cost.flops
+          ? `${fmt(d.cost.flops / d.median / 1e6)} GFLOP/s`
+          : d.cost.bytes
+            ? `${fmt(d.cost.bytes / d.median / 1e6)} GB/s`
+            : '';
+        console.log(
+          `${d.label.padEnd(28)} ${fmt(d.median, 3).padStart(10)} ${`${fmt(d.p10, 3)}–${fmt(d.p90, 3)}`.padStart(16)} ${`${fmt((100 * d.median) / total, 1)}%`.padStart(6)}  ${rate}${d.source === 'wall' ? ' (wall time)' : ''}`,
+        );
+      }
+      console.log(
+        `${'one step, recorded whole'.padEnd(28)} ${fmt(step.whole.median, 3).padStart(10)} ${`${fmt(step.whole.p10, 3)}–${fmt(step.whole.p90, 3)}`.padStart(16)}  (${step.dispatchesPerStep} dispatches)`,
+      );
+      const matmuls = step.perDispatch.filter((d) => d.cost.flops);
+      bestGflops = Math.max(...matmuls.map((d) => d.cost.flops! / d.median / 1e6));
+      stepFlops = matmuls.reduce((s, d) => s + d.cost.flops!, 0);
+      result.kernels = step.perDispatch.map((d) => ({
+        ...d,
+        share: d.median / total,
+        gflops: d.cost.flops ? d.cost.flops / d.median / 1e6 : undefined,
+        gbps: d.cost.bytes ? d.cost.bytes / d.median / 1e6 : undefined,
+      }));
+      result.step = { ...step.whole, dispatchesPerStep: step.dispatchesPerStep, flops: stepFlops };
+      result.timing = step.whole.source === 'timestamp' ? 'GPU timestamp queries' : 'wall time (no timestamp-query)';
 
-    // Occupancy: what each dispatch launches under the plan in use and under the hardware default.
-    // A GPU wants ≥ HARDWARE_MIN_INVOCATIONS per matmul to hide memory latency; a software adapter
-    // cannot measure that, so the launch sizes are the evidence it can give.
-    console.log(`\nlaunch sizes: the ${step.plan} plan in use, and the hardware plan (workgroups → invocations)`);
-    console.log(`${'dispatch'.padEnd(28)} ${`${step.plan} plan`.padStart(24)} ${'hardware plan'.padStart(24)}`);
-    const launch = (l: { workgroups: readonly number[]; invocations: number }) =>
-      `${l.workgroups.join('×')} → ${l.invocations}`;
-    step.perDispatch.forEach((d, i) => {
-      const h = step.hardwarePlan[i];
-      const short = d.cost.flops && h.invocations < HARDWARE_MIN_INVOCATIONS ? '  (all its outputs allow)' : '';
-      console.log(`${d.label.padEnd(28)} ${launch(d).padStart(24)} ${launch(h).padStart(24)}${short}`);
-    });
-    result.occupancy = {
-      plan: step.plan,
-      inUse: step.perDispatch.map((d) => ({ label: d.label, workgroups: d.workgroups, invocations: d.invocations })),
-      hardware: step.hardwarePlan,
-    };
+      // Occupancy: what each dispatch launches under the plan in use and under the hardware default.
+      // A GPU wants ≥ HARDWARE_MIN_INVOCATIONS per matmul to hide memory latency; a software adapter
+      // cannot measure that, so the launch sizes are the evidence it can give.
+      console.log(`\nlaunch sizes: the ${step.plan} plan in use, and the hardware plan (workgroups → invocations)`);
+      console.log(`${'dispatch'.padEnd(28)} ${`${step.plan} plan`.padStart(24)} ${'hardware plan'.padStart(24)}`);
+      const launch = (l: { workgroups: readonly number[]; invocations: number }) =>
+        `${l.workgroups.join('×')} → ${l.invocations}`;
+      step.perDispatch.forEach((d, i) => {
+        const h = step.hardwarePlan[i];
+        const short = d.cost.flops && h.invocations < HARDWARE_MIN_INVOCATIONS ? '  (all its outputs allow)' : '';
+        console.log(`${d.label.padEnd(28)} ${launch(d).padStart(24)} ${launch(h).padStart(24)}${short}`);
+      });
+      result.occupancy = {
+        plan: step.plan,
+        inUse: step.perDispatch.map((d) => ({ label: d.label, workgroups: d.workgroups, invocations: d.invocations })),
+        hardware: step.hardwarePlan,
+      };
+    }
 
     // 2. A matmul shape of the caller's choosing, in all three variants.
     if (o.shape) {
@@ -232,17 +241,19 @@ async function main() {
       });
       const msPerStep = (1000 * e.trainSeconds) / e.steps;
       const epochSeconds = (msPerStep * Math.ceil(data.train.count / batchSize)) / 1000;
-      const epochFlops = (stepFlops * data.train.count) / batchSize;
-      const efficiency = epochFlops / epochSeconds / 1e9 / bestGflops;
+      const epochFlops = stepFlops === undefined ? undefined : (stepFlops * data.train.count) / batchSize;
+      const efficiency =
+        epochFlops === undefined || bestGflops === undefined ? undefined : epochFlops / epochSeconds / 1e9 / bestGflops;
       console.log(
         `training: ${fmt(msPerStep, 1)} ms/step, ${fmt(1000 / msPerStep, 2)} steps/s, ${fmt((batchSize * 1000) / msPerStep, 0)} images/s`,
       );
       console.log(
         `epoch (60,000 images): ${fmt(epochSeconds, 1)} s${e.steps < 469 ? ' (extrapolated)' : ''}; test pass (10,000): ${fmt(e.testSeconds, 2)} s`,
       );
-      console.log(
-        `adapter efficiency: ${fmt(epochFlops / epochSeconds / 1e9)} GFLOP/s achieved ÷ ${fmt(bestGflops)} best matmul = ${fmt(efficiency)}`,
-      );
+      if (epochFlops !== undefined && efficiency !== undefined)
+        console.log(
+          `adapter efficiency: ${fmt(epochFlops / epochSeconds / 1e9)} GFLOP/s achieved ÷ ${fmt(bestGflops!)} best matmul = ${fmt(efficiency)}`,
+        );
       // Measured by the runtime over the epoch: every dispatch recorded, submit made and byte
       // written or read back, counted where it calls WebGPU.
       const counts = {
@@ -336,7 +347,8 @@ async function chromiumRuntime(): Promise<BenchRuntime> {
         });
       },
       step: (c) => page.evaluate((a) => window.bench.step(a), c),
-      matmul: (c, reps, samples) => page.evaluate((a) => window.bench.matmul(a.c, a.reps, a.samples), { c, reps, samples }),
+      matmul: (c, reps, samples) =>
+        page.evaluate((a) => window.bench.matmul(a.c, a.reps, a.samples), { c, reps, samples }),
       endToEnd: ({ train, test, ...c }) =>
         page.evaluate((a) => window.bench.endToEnd(a), {
           ...c,

@@ -434,7 +434,9 @@ export async function runPeers(ctx: PeerContext): Promise<PeerResult[]> {
       results.push(r.result);
       page = r.page;
     } catch (e) {
-      results.push(skip(`tfjs WASM ${threads}-thread VAE`, `tfjs WASM (${threads} threads) failed: ${(e as Error).message}`));
+      results.push(
+        skip(`tfjs WASM ${threads}-thread VAE`, `tfjs WASM (${threads} threads) failed: ${(e as Error).message}`),
+      );
     } finally {
       await page?.close();
     }
