@@ -26,8 +26,8 @@ const HELP = `Usage: npm run bench -- [options]
   --shape MxKxN     also time the three matmul variants at this shape (M rows, K inner, N columns)
   --steps N         end-to-end training steps to time (default: one epoch, 469); 0 skips it
   --repeat N        timing samples per kernel (default 7); the median and 10–90% spread are reported
-  --no-kernels      skip the per-kernel timings and the launch table (end to end and peers only:
-                    short blocks for interleaved comparisons)
+  --no-kernels      skip the per-kernel timings, the launch table and the test pass (training
+                    steps and peers only: short blocks for interleaved comparisons)
   --compare         also run the peers (TensorFlow.js WebGPU/WASM, PyTorch) and report ratios
   --autotune        tune the kernel plan at start-up first (as npm run train -- --autotune does,
                     with the same cache) and print the tuner's report; everything after runs under it
@@ -238,6 +238,7 @@ async function main() {
         testCount: data.test.count,
         batchSize,
         stepsPerSubmit: 16,
+        testPass: o.kernels,
       });
       const msPerStep = (1000 * e.trainSeconds) / e.steps;
       const epochSeconds = (msPerStep * Math.ceil(data.train.count / batchSize)) / 1000;
@@ -248,7 +249,7 @@ async function main() {
         `training: ${fmt(msPerStep, 1)} ms/step, ${fmt(1000 / msPerStep, 2)} steps/s, ${fmt((batchSize * 1000) / msPerStep, 0)} images/s`,
       );
       console.log(
-        `epoch (60,000 images): ${fmt(epochSeconds, 1)} s${e.steps < 469 ? ' (extrapolated)' : ''}; test pass (10,000): ${fmt(e.testSeconds, 2)} s`,
+        `epoch (60,000 images): ${fmt(epochSeconds, 1)} s${e.steps < 469 ? ' (extrapolated)' : ''}; test pass (10,000): ${e.testSeconds === undefined ? 'not run (--no-kernels)' : `${fmt(e.testSeconds, 2)} s`}`,
       );
       if (epochFlops !== undefined && efficiency !== undefined)
         console.log(
