@@ -15,9 +15,9 @@
  *   name it (the start-up autotune's candidates, src/model/autotune.ts).
  *
  * Lavapipe (Mesa's llvmpipe Vulkan driver, Dawn in Node) is a software adapter and runs the
- * software plan: measured there, 8×4 with quad-shared loads was the fastest register tile or
- * within the machine's noise of it at every big product, ahead of 4×4, 4×8, 8×8, 16×8, 8×16
- * and split-K (bench/README.md); its start-up tuner also tries 16×4 and 8×8.
+ * software plan: measured there, 8×4 with quad-shared loads was the fastest of the register tiles
+ * 4×4 to 16×8 and split-K at four of the five big products (16×4 won the fifth in one round,
+ * bench/README.md); its start-up tuner also tries 16×4 and 8×8.
  *
  * A plan is data (serializable), so it can be recorded in a checkpoint and reused on resume:
  * different plans may sum in different orders, and an exact resume needs the same one.
