@@ -1,147 +1,16 @@
 /**
- * Benchmarks inside the browser: GPU time from timestamp queries (pass begin/end around
- * back-to-back copies of a dispatch, as many as make a span of MIN_SPAN_MS), falling back to
- * wall time over the same repetitions when the adapter lacks timestamp-query. Results go back
- * to Node as JSON.
+ * The bench's page in headless Chromium: the engine's measurements (bench/measure.ts) on the
+ * browser's WebGPU, reached by bench.ts through `window.bench`. Data arrives by URL from the
+ * bench's server; results go back to Node as JSON.
  */
-import { Gpu, type Dispatch } from '../src/gpu/device';
-import { matmulOp } from '../src/gpu/ops';
-import { planFor, type KernelPlan } from '../src/gpu/plan';
-import { spanTimer } from '../src/gpu/timing';
-import { MIN_SPAN_MS } from '../src/gpu/tuner';
-import { autotuneLines, autotunePlan, browserMajor } from '../src/model/autotune';
-import { RunGate, runTraining } from '../src/model/driver';
-import { openModel } from '../src/model/open';
-import type { MatmulOptions } from '../shaders/matmul.wgsl';
+import { Gpu } from '../src/gpu/device';
+import { browserMajor } from '../src/model/autotune';
+import { EngineBench } from './measure';
 
-export interface Timing {
-  /** Milliseconds per repetition: median, and the 10th/90th percentiles over the samples. */
-  median: number;
-  p10: number;
-  p90: number;
-  source: 'timestamp' | 'wall';
-  /** Repetitions per timed span (grown until a span lasts MIN_SPAN_MS). */
-  reps: number;
-}
+export type { MatmulCase, Timing } from './measure';
 
-let gpuPromise: Promise<Gpu> | null = null;
-const gpu = () => (gpuPromise ??= Gpu.create());
-/** The plan `--autotune` chose, which every later section passes to what it builds (none: the adapter's default). */
-let tunedPlan: KernelPlan | undefined;
-const planInUse = (g: Gpu) => tunedPlan ?? g.defaultPlan;
-
-function summarize(samples: number[], source: Timing['source']): Omit<Timing, 'reps'> {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
-  return { median: at(0.5), p10: at(0.1), p90: at(0.9), source };
-}
-
-/**
- * A timed span lasts at least this long (the tuner's figure, one source): Chrome's timestamps are
- * exact only with WebGPU developer features on (100 µs steps otherwise), and wall clocks jitter,
- * so a span is never near either.
- */
-export { MIN_SPAN_MS };
-
-/**
- * Times `dispatches` (one repetition) `samples` times after a warm-up, each sample a span of
- * back-to-back repetitions: `reps` at least, doubled until a span lasts MIN_SPAN_MS.
- */
-export async function time(g: Gpu, dispatches: readonly Dispatch[], minReps: number, samples: number): Promise<Timing> {
-  // The tuner's span timer (src/gpu/timing.ts): one pass of back-to-back repetitions, timed by
-  // timestamp queries at its beginning and end, or by the wall clock to onSubmittedWorkDone.
-  const timer = spanTimer(g);
-  try {
-    let reps = minReps;
-    await timer.time(dispatches, reps); // warm-up: first use of the pipelines and buffers
-    // Grow the span, on the clock that times it, until it is long enough; then sample at that count,
-    // and start over at twice the count if the samples' median span still falls short.
-    while ((await timer.time(dispatches, reps)) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
-    let times: number[] = [];
-    for (;;) {
-      times = [];
-      for (let i = 0; i < samples; i++) times.push((await timer.time(dispatches, reps)) / reps);
-      if (summarize(times, 'wall').median * reps >= MIN_SPAN_MS || reps >= 1 << 14) break;
-      reps *= 2;
-    }
-    return { ...summarize(times, timer.clock), reps };
-  } finally {
-    timer.destroy();
-  }
-}
-
-export interface MatmulCase {
-  M: number;
-  N: number;
-  K: number;
-  options: Partial<MatmulOptions> & Pick<MatmulOptions, 'transA' | 'transB'>;
-}
-
-async function matmul(c: MatmulCase, reps = 20, samples = 7): Promise<Timing & { gflops: number }> {
-  const g = await gpu();
-  const { M, N, K } = c;
-  const A = g.buffer('A', M * K * 4);
-  const B = g.buffer('B', K * N * 4);
-  const C = g.buffer('C', M * N * 4);
-  const d = await matmulOp(g, 'bench matmul', { M, N, K }, c.options, { A, B, C }, planInUse(g));
-  const t = await time(g, [d], reps, samples);
-  g.freeBuffers();
-  return { ...t, gflops: (2 * M * N * K) / (t.median * 1e6) };
-}
-
-/** Per-dispatch GPU time of one training step, and the whole step, on synthetic images. */
-async function step(c: { batchSize: number; reps: number; samples: number }) {
-  const g = await gpu();
-  const D = 784;
-  const count = c.batchSize * 4;
-  const pixels = new Uint8Array(count * D);
-  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
-  const images = { pixels, count };
-  const open = (plan: KernelPlan) =>
-    openModel(g, {
-      sizes: { D, hidden: [400], L: 20 },
-      job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 },
-      train: images,
-      test: images,
-      plan,
-    });
-  const { model, plan } = await open(planInUse(g));
-  const dispatches = model.trainStep(c.batchSize);
-  const perDispatch = [];
-  for (const d of dispatches) {
-    g.write(model.trainState, new Uint32Array([0, 0]));
-    perDispatch.push({
-      label: d.bindGroup.label,
-      cost: d.cost,
-      ...occupancy(d),
-      ...(await time(g, [d], c.reps, c.samples)),
-    });
-  }
-  // The same step under the hardware plan, built but not timed: its launch sizes are the
-  // occupancy evidence a software adapter can give for a GPU.
-  const { model: hardware } = await open(planFor(false));
-  const hardwarePlan = hardware.trainStep(c.batchSize).map((d) => ({ label: d.bindGroup.label, ...occupancy(d) }));
-  // The whole step as training records it. (Each repetition advances the batch index past the
-  // four synthetic batches; the reads stay in bounds through robust buffer access.)
-  g.write(model.trainState, new Uint32Array([0, 0]));
-  const whole = await time(g, dispatches, 1, c.samples);
-  model.destroy();
-  return {
-    plan: Object.keys(plan.overrides).length ? `${plan.kind} (tuned)` : plan.kind,
-    perDispatch,
-    hardwarePlan,
-    whole,
-    dispatchesPerStep: dispatches.length,
-  };
-}
-
-/** A dispatch's launch: its workgroups and the invocations they hold. */
-function occupancy(d: Dispatch): { workgroups: readonly number[]; invocations: number } {
-  return {
-    workgroups: d.workgroups,
-    invocations: d.workgroups[0] * d.workgroups[1] * d.workgroups[2] * d.kernel.workgroupSize,
-  };
-}
+let engine: Promise<EngineBench> | null = null;
+const bench = () => (engine ??= Gpu.create().then((g) => new EngineBench(g)));
 
 async function fetchBytes(url: string): Promise<Uint8Array> {
   const response = await fetch(url);
@@ -149,157 +18,44 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-/**
- * Training as `npm run train` does it, on real MNIST: `steps` training steps (one epoch when
- * they cover the set, trained by the engine's one driver) and one full test pass, timed on the
- * wall clock around awaited work. The epoch's traffic is what the runtime measured at its
- * WebGPU calls (Gpu.counters()), not a tally the trainer keeps.
- */
-async function endToEnd(c: {
-  trainUrl: string;
-  trainCount: number;
-  testUrl: string;
-  testCount: number;
-  batchSize: number;
-  stepsPerSubmit: number;
-}) {
-  const g = await gpu();
-  const [train, test] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
-  const { model, trainer } = await openModel(g, {
-    sizes: { D: 784, hidden: [400], L: 20 },
-    job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 },
-    train: { pixels: train, count: c.trainCount },
-    test: { pixels: test, count: c.testCount },
-    plan: planInUse(g),
-    stepsPerSubmit: c.stepsPerSubmit,
-  });
-  // Warm-up: exactly one submit's worth of steps, so first-use costs (pipeline creation in the
-  // driver, page faults on the dataset) are not billed to the epoch. A direct call, because its
-  // stop is "after the first submit": a RunGate stopped from onLosses would let up to
-  // maxInFlight more submits through, since losses come back asynchronously.
-  await trainer.trainEpoch(
-    0,
-    undefined,
-    (() => {
-      let n = 0;
-      return () => n++ > 0;
-    })(),
-  );
-  const before = g.counters();
-  const {
-    epochs: [epoch],
-  } = await runTraining(trainer, { firstEpoch: 1, lastEpoch: 1, test: false, images: false }, new RunGate(), {});
-  const run = g.countersSince(before);
-  const counters = {
-    /** The training step's dispatch list: a fact of the program, beside the measured count. */
-    dispatchesPerStep: model.trainStep(model.config.batchSize).length,
-    dispatches: run.dispatches,
-    submits: run.submits,
-    bytesUploaded: run.bytesWritten,
-    bytesReadBack: run.bytesRead,
-    buffersCreated: run.buffersCreated,
-  };
-  const testPass = await trainer.testPass(1);
-  model.destroy();
-  return {
-    steps: epoch.batches,
-    trainSeconds: epoch.seconds,
-    averageLoss: epoch.trainLoss,
-    testSeconds: testPass.seconds,
-    counters,
-  };
-}
-
-/**
- * `--autotune`: tunes the plan at the VAE's real shapes (src/model/autotune.ts, the hosts' one
- * autotune), through the Node side's file cache; every later section builds under it (tunedPlan).
- */
-async function autotune(c: { trainUrl: string; count: number; batchSize: number }) {
-  const g = await gpu();
-  const images = await fetchBytes(c.trainUrl);
-  const result = await autotunePlan(g, {
-    sizes: { D: 784, hidden: [400], L: 20 },
-    batchSize: c.batchSize,
-    seed: 1,
-    lr: 1e-3,
-    images,
-    count: c.count,
-    browserMajor: browserMajor(navigator.userAgent),
-    cache: {
-      get: async (key) => (await window.benchTuneCacheGet(key)) ?? undefined,
-      put: (key, text) => window.benchTuneCachePut(key, text),
-    },
-  });
-  tunedPlan = result.plan;
-  return { from: result.from, key: result.key, text: autotuneLines(result), plan: result.plan };
-}
-
-/**
- * The engine's matmul timed the way the tfjs peer times `tf.matMul` (bench/peers/page.ts), for a
- * comparison under one clock: the wall clock (performance.now) around `reps` back-to-back
- * products — one submit of `reps` dispatches — ending in one readback of the whole C (mapAsync),
- * as tfjs's span ends in one data() of the last result. The plain product, no epilogue, as
- * tf.matMul computes it; the kernel the plan in use picks. `reps` doubles until a span lasts
- * MIN_SPAN_MS; the median of `samples` spans is reported per product.
- */
-async function matmulWallClock(c: { cases: MatmulCase[]; samples: number }) {
-  const g = await gpu();
-  const out = [];
-  for (const m of c.cases) {
-    const { M, N, K } = m;
-    const values = (n: number) => Float32Array.from({ length: n }, (_, i) => ((i * 2654435761) >>> 24) / 128 - 1);
-    const A = g.bufferWith('A', values(M * K));
-    const B = g.bufferWith('B', values(K * N));
-    const C = g.buffer('C', M * N * 4);
-    const d = await matmulOp(g, 'bench matmul (wall clock)', { M, N, K }, m.options, { A, B, C }, planInUse(g));
-    const span = async (reps: number) => {
-      const t0 = performance.now();
-      g.run(
-        Array.from({ length: reps }, () => d),
-        'bench matmul (wall clock)',
-      );
-      await g.read(C);
-      return performance.now() - t0;
-    };
-    await span(1); // warm-up: the pipeline's first use
-    let reps = 1;
-    while ((await span(reps)) < MIN_SPAN_MS && reps < 1 << 14) reps *= 2;
-    let times: number[];
-    for (;;) {
-      // as time() does: start over at twice the count if the median span fell short
-      times = [];
-      for (let i = 0; i < c.samples; i++) times.push((await span(reps)) / reps);
-      if (summarize(times, 'wall').median * reps >= MIN_SPAN_MS || reps >= 1 << 14) break;
-      reps *= 2;
-    }
-    g.release(A);
-    g.release(B);
-    g.release(C);
-    const t = summarize(times, 'wall');
-    out.push({
-      ms: t.median,
-      p10: t.p10,
-      p90: t.p90,
-      reps,
-      samples: c.samples,
-      gflops: (2 * M * N * K) / (t.median * 1e6),
-    });
-  }
-  return out;
-}
+const pageBench = {
+  matmul: async (...args: Parameters<EngineBench['matmul']>) => (await bench()).matmul(...args),
+  step: async (c: Parameters<EngineBench['step']>[0]) => (await bench()).step(c),
+  async endToEnd(c: {
+    trainUrl: string;
+    trainCount: number;
+    testUrl: string;
+    testCount: number;
+    batchSize: number;
+    stepsPerSubmit: number;
+  }) {
+    const [train, test] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
+    const { trainUrl: _t, testUrl: _u, ...rest } = c;
+    return (await bench()).endToEnd({ ...rest, train, test });
+  },
+  /** `--autotune`, through the Node side's file cache (exposed by bench.ts). */
+  async autotune(c: { trainUrl: string; count: number; batchSize: number }) {
+    const images = await fetchBytes(c.trainUrl);
+    return (await bench()).autotune(
+      { images, count: c.count, batchSize: c.batchSize },
+      {
+        browserMajor: browserMajor(navigator.userAgent),
+        cache: {
+          get: async (key) => (await window.benchTuneCacheGet(key)) ?? undefined,
+          put: (key, text) => window.benchTuneCachePut(key, text),
+        },
+      },
+    );
+  },
+  matmulWallClock: async (c: Parameters<EngineBench['matmulWallClock']>[0]) => (await bench()).matmulWallClock(c),
+};
 
 declare global {
   interface Window {
-    bench: {
-      matmul: typeof matmul;
-      step: typeof step;
-      endToEnd: typeof endToEnd;
-      autotune: typeof autotune;
-      matmulWallClock: typeof matmulWallClock;
-    };
+    bench: typeof pageBench;
     /** The Node side's tune cache (src/node/tune-cache.ts), exposed by bench.ts for --autotune. */
     benchTuneCacheGet(key: string): Promise<string | null>;
     benchTuneCachePut(key: string, text: string): Promise<void>;
   }
 }
-window.bench = { matmul, step, endToEnd, autotune, matmulWallClock };
+window.bench = pageBench;

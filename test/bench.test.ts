@@ -1,8 +1,8 @@
 /**
- * `npm run bench` exercised with tiny runs, so the benchmark's own code cannot rot: the JSON
- * records the adapter, every kernel's timing, the scheduler counts (measured by the runtime)
- * within their limits and,
- * with --compare, an entry per peer (or an explicit skip notice).
+ * `npm run bench` exercised with tiny runs, so the benchmark's own code cannot rot, on both
+ * runtimes (headless Chromium, and Dawn in Node): the JSON records the adapter, every kernel's
+ * timing, the scheduler counts (measured by the runtime) within their limits and, with
+ * --compare, an entry per peer (or an explicit skip notice).
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -43,7 +43,8 @@ function expectEngineResults(json: Record<string, any>, steps: number) {
   expect(typeof json.adapter.vendor).toBe('string');
   expect(typeof json.adapter.architecture).toBe('string');
   expect(typeof json.adapter.isFallbackAdapter).toBe('boolean');
-  expect(json.browser).toMatch(/Chrom/);
+  if (json.runtime.name === 'chromium') expect(json.browser).toMatch(/Chrom/);
+  else expect(json.browser).toBeUndefined();
   expect(Number.isNaN(Date.parse(json.date))).toBe(false);
 
   const kernels = json.kernels as {
@@ -108,6 +109,18 @@ describe('npm run bench', () => {
     expect(r.stdout).toMatch(/within limits/);
     expectEngineResults(r.json, 5);
     expect(r.json.peers).toBeUndefined();
+  }, 300_000);
+
+  it('--runtime node: the same measurements on Dawn in Node, with no browser anywhere', async () => {
+    // A browser the bench tried to launch would not be found: only Dawn can have run this.
+    const r = await bench(['--runtime', 'node', '--steps', '2', '--repeat', '1'], {
+      WEBGPU_VAE_CHROME: '/nonexistent',
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split('\n')[0]).toMatch(/^webgpu-vae bench on .+\S.* Dawn on (swiftshader|lavapipe)\]$/);
+    expect(r.json.runtime.name).toBe('node');
+    expect(r.json.runtime.version).toMatch(/Dawn \(npm webgpu \d/);
+    expectEngineResults(r.json, 2);
   }, 300_000);
 
   it("--autotune: prints the tuner's report and caches the plan in a file; a second run takes it from the file", async () => {

@@ -13,7 +13,8 @@ import {
   type MatmulShape,
 } from '../src/gpu/plan';
 import { productToTune, tunePlan } from '../src/gpu/tuner';
-import { TUNE_ALTERNATIVES } from '../src/model/autotune';
+import { isSoftwareInfo } from '../src/gpu/adapter';
+import { LAVAPIPE_TUNE_ALTERNATIVES, TUNE_ALTERNATIVES, tuneAlternatives } from '../src/model/autotune';
 
 /** Every product of a training step of the PyTorch example at batch 128 (as src/model/programs.ts emits them). */
 const B = 128;
@@ -40,6 +41,33 @@ describe('kernel plan', () => {
       for (const quad of [true, false])
         expect(chooseMatmul(plan, s, quad).variant, `${s.name}${quad ? '' : ' without quads'}`).toBe('register');
     }
+  });
+
+  it("lavapipe: a software adapter, so the software plan's register tiles; its tuner tries register tiles and split-K, never the workgroup-memory kernel", () => {
+    // What Dawn in Node reports for lavapipe (src/node/webgpu.ts).
+    const lavapipe = {
+      vendor: 'mesa',
+      architecture: 'llvmpipe',
+      device: '',
+      description: 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6)',
+    } as GPUAdapterInfo;
+    expect(isSoftwareInfo(lavapipe)).toBe(true);
+    const alternatives = tuneAlternatives(lavapipe);
+    expect(alternatives.map((c) => c.variant)).not.toContain('tiled');
+    // More than SwiftShader's register tiles: lavapipe's own candidates are tried too, each one a plan can hold.
+    const registers = (list: readonly { variant: string }[]) => list.filter((c) => c.variant === 'register').length;
+    expect(registers(alternatives)).toBeGreaterThan(registers(TUNE_ALTERNATIVES));
+    for (const c of alternatives) expect(PLAN_CHOICES, JSON.stringify(c)).toContainEqual(c);
+    // Other adapters keep theirs.
+    expect(
+      tuneAlternatives({
+        ...lavapipe,
+        vendor: 'google',
+        architecture: 'swiftshader',
+        description: 'SwiftShader driver 5.0.0',
+      }),
+    ).toBe(TUNE_ALTERNATIVES);
+    expect(tuneAlternatives(undefined)).toBe(TUNE_ALTERNATIVES);
   });
 
   it(`hardware: every matmul of the step launches ≥ ${HARDWARE_MIN_INVOCATIONS} invocations, with no less work each than that needs`, () => {
@@ -102,7 +130,7 @@ describe('kernel plan', () => {
     // What the rules make over shapes from 1 to 4096 wide (both plans, with and without quads),
     // and the tuner's candidates: exactly the plan's choices, and each survives the text form.
     const sides = [1, 8, 40, 128, 400, 784, 4096];
-    const made = new Set(TUNE_ALTERNATIVES.map((c) => JSON.stringify(c)));
+    const made = new Set([...TUNE_ALTERNATIVES, ...LAVAPIPE_TUNE_ALTERNATIVES].map((c) => JSON.stringify(c)));
     for (const M of sides)
       for (const N of sides)
         for (const K of [1, 20, 128, 784, 65536])

@@ -12,6 +12,7 @@
  *                             sample per matMul shape, and PyTorch stopped after N batches of the
  *                             epoch and of the test pass (times extrapolated)
  *   WEBGPU_VAE_PEERS=LIST     which peers: tfjs-webgpu,tfjs-wasm,tfjs-matmul,pytorch (default all)
+ *   WEBGPU_VAE_WASM_THREADS=LIST  tfjs-WASM's thread counts, one VAE measurement each (default 1,2)
  *   WEBGPU_VAE_PYTHON=PATH    the Python with torch (default /usr/bin/python3)
  */
 import { spawn } from 'node:child_process';
@@ -98,9 +99,14 @@ function settings() {
   for (const p of listed)
     if (!(PEERS as readonly string[]).includes(p))
       throw new Error(`WEBGPU_VAE_PEERS: unknown peer "${p}" (known: ${PEERS.join(', ')})`);
+  const threadsText = process.env.WEBGPU_VAE_WASM_THREADS ?? '1,2';
+  const wasmThreads = threadsText.split(',').map((t) => t.trim());
+  if (!wasmThreads.every((t) => /^[1-9]\d*$/.test(t)))
+    throw new Error(`WEBGPU_VAE_WASM_THREADS must list positive integers (e.g. 1,2), got "${threadsText}"`);
   return {
     tiny,
     peers: new Set(listed as PeerName[]),
+    wasmThreads: wasmThreads.map(Number),
     python: process.env.WEBGPU_VAE_PYTHON ?? '/usr/bin/python3',
     // tfjs-WebGPU runs ≈1 s/step on SwiftShader: few steps. WASM ≈0.1 s/step: more. Each sample
     // queues its steps back to back and reads back only the last one's loss, as a careful tfjs
@@ -133,10 +139,11 @@ async function tfjsVae(
   trainUrl: string,
   plan: { warmup: number; samples: number; stepsPerSample: number },
   engine: EngineEndToEnd | undefined,
+  threads = 1,
 ): Promise<{ result: PeerResult; page: Page }> {
   const page = await openPeerPage(ctx);
   try {
-    return { page, result: await measureVae(ctx, page, backend, trainUrl, plan, engine) };
+    return { page, result: await measureVae(ctx, page, backend, trainUrl, plan, engine, threads) };
   } catch (e) {
     await page.close();
     throw e;
@@ -150,8 +157,9 @@ async function measureVae(
   trainUrl: string,
   plan: { warmup: number; samples: number; stepsPerSample: number },
   engine: EngineEndToEnd | undefined,
+  threads: number,
 ): Promise<PeerResult> {
-  const info: BackendInfo = await page.evaluate((b) => window.peers.setup(b), backend);
+  const info: BackendInfo = await page.evaluate((a) => window.peers.setup(a.backend, a.threads), { backend, threads });
   const label = backend === 'webgpu' ? 'WebGPU' : `WASM ${info.wasm?.variant ?? ''}`.trim();
   console.log(
     `  tfjs ${info.version} ${label}: VAE, ${plan.warmup} warm-up + ${plan.samples * plan.stepsPerSample} timed steps…`,
@@ -419,14 +427,16 @@ export async function runPeers(ctx: PeerContext): Promise<PeerResult[]> {
       await page?.close();
     }
   }
-  if (s.peers.has('tfjs-wasm')) {
+  for (const threads of s.peers.has('tfjs-wasm') ? s.wasmThreads : []) {
     let page: Page | undefined;
     try {
-      const r = await tfjsVae(ctx, 'wasm', trainUrl, s.wasm, engine);
+      const r = await tfjsVae(ctx, 'wasm', trainUrl, s.wasm, engine, threads);
       results.push(r.result);
       page = r.page;
     } catch (e) {
-      results.push(skip('tfjs WASM VAE', `tfjs WASM failed: ${(e as Error).message}`));
+      results.push(
+        skip(`tfjs WASM ${threads}-thread VAE`, `tfjs WASM (${threads} threads) failed: ${(e as Error).message}`),
+      );
     } finally {
       await page?.close();
     }

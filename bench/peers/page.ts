@@ -16,25 +16,41 @@ export type Backend = 'webgpu' | 'wasm';
 export interface BackendInfo {
   backend: string;
   version: string;
-  /** WASM: which binary ran (SIMD, threads) and whether the page could have had threads. */
-  wasm?: { simd: boolean; threads: boolean; crossOriginIsolated: boolean; variant: string };
+  /** WASM: which binary ran (SIMD, threads), the threads asked for and whether the page could have had threads. */
+  wasm?: { simd: boolean; threads: boolean; threadsCount: number; crossOriginIsolated: boolean; variant: string };
   flags: Record<string, unknown>;
 }
 
-/** Selects and initialises a backend; WASM binaries are served from node_modules. */
-async function setup(backend: Backend): Promise<BackendInfo> {
-  if (backend === 'wasm') tf.wasm.setWasmPaths('/node_modules/@tensorflow/tfjs-backend-wasm/dist/');
+/**
+ * Selects and initialises a backend; WASM binaries are served from node_modules. WASM runs on
+ * `threads` threads (its threaded binary needs a cross-origin isolated page, which the bench's
+ * server makes); tfjs fixes the count when the backend starts, so a page measures one count.
+ */
+async function setup(backend: Backend, threads = 1): Promise<BackendInfo> {
+  if (backend === 'wasm') {
+    tf.wasm.setWasmPaths('/node_modules/@tensorflow/tfjs-backend-wasm/dist/');
+    tf.wasm.setThreadsCount(threads);
+  }
   if (!(await tf.setBackend(backend))) throw new Error(`tfjs could not initialise its ${backend} backend`);
   await tf.ready();
   const info: BackendInfo = { backend: tf.getBackend(), version: tf.version_core, flags: {} };
   if (backend === 'wasm') {
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
-    const threads = Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
+    const multithread = Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
+    if (threads > 1 && !multithread)
+      throw new Error(
+        `tfjs WASM on ${threads} threads needs its threaded binary, which this page cannot run (crossOriginIsolated: ${globalThis.crossOriginIsolated === true})`,
+      );
     info.wasm = {
       simd,
-      threads,
+      threads: multithread,
+      threadsCount: multithread ? threads : 1,
       crossOriginIsolated: globalThis.crossOriginIsolated === true,
-      variant: threads && simd ? 'threaded SIMD' : simd ? 'SIMD (single thread)' : 'plain (no SIMD, single thread)',
+      variant: !simd
+        ? 'plain (no SIMD, single thread)'
+        : multithread
+          ? `SIMD, ${threads} thread${threads > 1 ? 's' : ''} (threaded binary)`
+          : 'SIMD (single thread)',
     };
   } else {
     for (const flag of [

@@ -24,8 +24,11 @@ export interface EngineData {
 export interface EngineHost {
   /** Where the events go; awaited except for the losses, which must not hold up the GPU. */
   emit(event: RunEvent): Promise<void>;
-  /** --autotune: the host's cache of tuned plans and its browser's major version (0 outside a browser). */
-  autotune?: { browserMajor: number; cache: TuneCache };
+  /**
+   * --autotune: the host's cache of tuned plans, its browser's major version (0 outside a browser)
+   * and, outside a browser, the WebGPU implementation's full version for the cache key.
+   */
+  autotune?: { browserMajor: number; runtimeVersion?: string; cache: TuneCache };
 }
 
 export async function runEngine(

@@ -136,7 +136,7 @@ async function nodeRuntime(driver: string | undefined): Promise<EngineRuntime> {
           testPixels: d.test.pixels.subarray(0, d.testCount * d.pixels),
           ...(run.classes ? { trainLabels: d.trainLabels, testLabels: d.testLabels } : {}),
         },
-        { emit, autotune: tuneCache ? { browserMajor: 0, cache: tuneCache } : undefined },
+        { emit, autotune: tuneCache ? { browserMajor: 0, runtimeVersion: dawn.version, cache: tuneCache } : undefined },
         gate,
       ),
     async close() {

@@ -60,6 +60,14 @@ export function isSoftwareInfo(i: GPUAdapterInfo): boolean {
   );
 }
 
+/**
+ * Whether adapter info names Mesa's lavapipe (llvmpipe) Vulkan driver, which needs its own tuner
+ * candidates (src/model/autotune.ts tuneAlternatives).
+ */
+export function isLavapipeInfo(i: Pick<GPUAdapterInfo, 'vendor' | 'architecture' | 'description'>): boolean {
+  return /llvmpipe|lavapipe/i.test([i.vendor, i.architecture, i.description].join(' '));
+}
+
 /** "google swiftshader (software adapter: …)": one line for logs, pages and benchmark headers. */
 export function adapterName(a: Pick<AdapterSummary, 'vendor' | 'architecture' | 'device' | 'description'>): string {
   return [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ') || 'an unnamed adapter';

@@ -14,6 +14,11 @@
  * - the workgroup-memory tiled kernel (TILE_64, TILE_32) is no default's choice; an override may
  *   name it (the start-up autotune's candidates, src/model/autotune.ts).
  *
+ * Lavapipe (Mesa's llvmpipe Vulkan driver, Dawn in Node) is a software adapter and runs the
+ * software plan: measured there, 8×4 with quad-shared loads was the fastest of the register tiles
+ * 4×4 to 16×8 and split-K at four of the five big products (16×4 won the fifth in one round,
+ * bench/README.md); its start-up tuner also tries 16×4 and 8×8.
+ *
  * A plan is data (serializable), so it can be recorded in a checkpoint and reused on resume:
  * different plans may sum in different orders, and an exact resume needs the same one.
  */
@@ -101,6 +106,16 @@ const SPLITK_TILES: readonly [number, number][] = [
 ];
 
 /**
+ * Register tiles only the start-up tuner tries, where an adapter's measurements made them worth
+ * a try (src/model/autotune.ts tuneAlternatives): taller and wider tiles for lavapipe, whose
+ * LLVM code keeps more accumulators in registers than SwiftShader's.
+ */
+export const TUNER_REGISTER_TILES: readonly [number, number][] = [
+  [16, 4],
+  [8, 8],
+];
+
+/**
  * Every choice a plan may hold: what the rules below can produce, and the workgroup-memory
  * tiled kernel at its two tiles (which the tuner may try). A plan also arrives from files —
  * a checkpoint's `kernel_plan`, a tune-cache entry — and a register tile is unrolled into the
@@ -109,11 +124,13 @@ const SPLITK_TILES: readonly [number, number][] = [
  * plan back). A new tile or variant is added here, where both sides see it.
  */
 export const PLAN_CHOICES: readonly MatmulChoice[] = [
-  ...[SOFTWARE_TILE, SOFTWARE_WEIGHT_GRADIENT_TILE, ...HARDWARE_TILES].map(([tileM, tileN]) => ({
-    variant: 'register' as const,
-    tileM,
-    tileN,
-  })),
+  ...[SOFTWARE_TILE, SOFTWARE_WEIGHT_GRADIENT_TILE, ...HARDWARE_TILES, ...TUNER_REGISTER_TILES].map(
+    ([tileM, tileN]) => ({
+      variant: 'register' as const,
+      tileM,
+      tileN,
+    }),
+  ),
   ...SPLITK_TILES.map(([tileM, tileN]) => ({ variant: 'splitK' as const, tileM, tileN })),
   ...[TILE_64, TILE_32].map((t) => ({ variant: 'tiled' as const, tileM: t.BM as 64 | 32, tileN: t.BN as 64 | 32 })),
 ].filter((c, i, all) => all.findIndex((d) => sameChoice(c, d)) === i);

@@ -17,10 +17,10 @@
  * candidate is built by passing its plan (to the opener, to matmulOp): nothing is set on the
  * runtime, so nothing has to be restored.
  */
-import { browserVersion } from '../gpu/adapter';
+import { browserVersion, isLavapipeInfo } from '../gpu/adapter';
 import type { Dispatch, Gpu } from '../gpu/device';
 import { matmulOp, matmulProductOf, matmulUsesQuads, plannedMatmulKernel, type MatmulProduct } from '../gpu/ops';
-import { matmulKey, type KernelPlan, type MatmulChoice } from '../gpu/plan';
+import { matmulKey, TUNER_REGISTER_TILES, type KernelPlan, type MatmulChoice } from '../gpu/plan';
 import { spanTimer } from '../gpu/timing';
 import {
   describeChoice,
@@ -80,6 +80,24 @@ export const TUNE_ALTERNATIVES: readonly MatmulChoice[] = [
   { variant: 'tiled', tileM: 32, tileN: 32 },
 ];
 
+/**
+ * Lavapipe's candidates: the register tiles, the taller and wider ones its measurements made
+ * worth a try (TUNER_REGISTER_TILES), and split-K. Not the workgroup-memory tiled kernel: its
+ * barriers hang lavapipe (Mesa 25.0.7) today.
+ */
+export const LAVAPIPE_TUNE_ALTERNATIVES: readonly MatmulChoice[] = [
+  ...TUNE_ALTERNATIVES.filter((c) => c.variant === 'register'),
+  ...TUNER_REGISTER_TILES.map(([tileM, tileN]) => ({ variant: 'register' as const, tileM, tileN })),
+  ...TUNE_ALTERNATIVES.filter((c) => c.variant === 'splitK'),
+];
+
+/** The candidates the tuner tries on an adapter (described by its info; undefined: a device the caller brought). */
+export function tuneAlternatives(
+  adapter: Pick<GPUAdapterInfo, 'vendor' | 'architecture' | 'description'> | undefined,
+): readonly MatmulChoice[] {
+  return adapter && isLavapipeInfo(adapter) ? LAVAPIPE_TUNE_ALTERNATIVES : TUNE_ALTERNATIVES;
+}
+
 /** FNV-1a, 32 bits, as hex: a short, stable digest for a cache key. */
 function digest(text: string): string {
   let h = 0x811c9dc5;
@@ -104,7 +122,8 @@ export function engineVersion(
     for (const choice of candidates)
       kernels.add(plannedMatmulKernel(p.dims, p.options, p.epilogues, choice, quad).code);
   }
-  return digest([...[...kernels].sort(), JSON.stringify(TUNE_ALTERNATIVES)].join('\n'));
+  const lists = new Set(products.map((p) => JSON.stringify(p.candidates)));
+  return digest([...[...kernels].sort(), JSON.stringify(TUNE_ALTERNATIVES), ...[...lists].sort()].join('\n'));
 }
 
 /** The browser's major version from its user agent ("Chrome/156.…"), 0 when it names none. */
@@ -126,8 +145,14 @@ export interface AutotuneJob {
   objective?: { beta?: number; klWarmup?: number };
   /** Where tuned plans are kept between starts (omitted: tune every time). */
   cache?: TuneCache;
-  /** For the cache key: navigator.userAgent's major version (browserMajor). */
+  /** For the cache key: navigator.userAgent's major version (browserMajor); 0 outside a browser. */
   browserMajor: number;
+  /**
+   * For the cache key: the WebGPU implementation's full version where no browser names it — in
+   * Node, Dawn's binding and the Vulkan driver it runs on (src/node/webgpu.ts runtimeVersion).
+   * Omitted: the browser's full version (browserVersion), as a page has it.
+   */
+  runtimeVersion?: string;
 }
 
 export type AutotuneResult =
@@ -174,7 +199,7 @@ export async function autotunePlan(
       for (const [, { product }] of scratch) {
         const shape = { ...product.dims, transA: product.options.transA, transB: product.options.transB };
         const quad = await matmulUsesQuads(gpu, product.dims, product.options);
-        const p = productToTune(base, shape, quad, TUNE_ALTERNATIVES);
+        const p = productToTune(base, shape, quad, tuneAlternatives(gpu.adapter ?? gpu.device.adapterInfo));
         products.push(p);
         timed.push({ product, quad, candidates: p.candidates });
       }
@@ -187,7 +212,7 @@ export async function autotunePlan(
       const key = tuneCacheKey({
         adapter,
         browserMajor: job.browserMajor,
-        browserVersion: await browserVersion(),
+        browserVersion: job.runtimeVersion ?? (await browserVersion()),
         engineVersion: engineVersion(timed),
         shapes: products.map((p) => p.key),
       });

@@ -58,8 +58,10 @@ export interface ModelJob {
 
 /** Tune the plan at start-up (src/model/autotune.ts); skipped when a checkpoint records its plan. */
 export interface AutotuneRequest {
-  /** navigator.userAgent's major version (browserMajor), for the cache key. */
+  /** navigator.userAgent's major version (browserMajor), for the cache key; 0 outside a browser. */
   browserMajor: number;
+  /** For the cache key outside a browser: the WebGPU implementation's full version (AutotuneJob.runtimeVersion). */
+  runtimeVersion?: string;
   /** Where tuned plans are kept between starts (omitted: tune every time). */
   cache?: TuneCache;
   /** Called just before tuning starts (a host may say it takes a while). */
@@ -147,6 +149,7 @@ export async function openModel(gpu: Gpu, request: OpenRequest): Promise<OpenedM
             labels: request.train.labels,
             count: request.train.count,
             browserMajor: asked.browserMajor,
+            runtimeVersion: asked.runtimeVersion,
             cache: asked.cache,
           },
           given ?? gpu.defaultPlan,

@@ -33,6 +33,11 @@ export interface ServerOptions {
    * test run and the bench, whose pages live all over it and which serve no user data.
    */
   allow?: string[];
+  /**
+   * Serve every page cross-origin isolated (COOP same-origin, COEP require-corp), which a page
+   * needs for SharedArrayBuffer: the bench's tfjs-WASM peer on more than one thread.
+   */
+  crossOriginIsolated?: boolean;
 }
 
 export async function startServer(options: ServerOptions = {}): Promise<PageServer> {
@@ -50,6 +55,9 @@ export async function startServer(options: ServerOptions = {}): Promise<PageServ
       port: 0,
       hmr: false,
       watch: null,
+      ...(options.crossOriginIsolated
+        ? { headers: { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } }
+        : {}),
       ...(options.allow ? { fs: { strict: true, allow: options.allow } } : {}),
     },
     ...(options.allow ? { publicDir: false } : {}),

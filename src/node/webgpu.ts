@@ -15,8 +15,9 @@
  * VK_DRIVER_FILES or VK_ICD_FILENAMES the caller set is the caller's choice of file, and is the
  * only one tried.
  */
-import { existsSync, realpathSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 
 export const VULKAN_DRIVERS = ['swiftshader', 'lavapipe'] as const;
 export type VulkanDriver = (typeof VULKAN_DRIVERS)[number];
@@ -41,6 +42,13 @@ export interface NodeWebGpu {
   icd: string;
   /** The adapter Dawn found through it, as one line ("llvmpipe: Mesa 25.0.7 …"). */
   adapter: string;
+  /**
+   * The implementation's full version, for what must change when it does (the tune cache's key,
+   * as a browser's full version is in a page): Node's, Dawn's binding's, and the driver library
+   * the ICD file names, by path, size and date — SwiftShader's adapter says "5.0.0" whichever
+   * Chromium it came with, so its own description cannot tell two builds apart.
+   */
+  version: string;
 }
 
 /** What each driver's adapter calls itself, to check the loader really used the file given. */
@@ -136,7 +144,7 @@ async function discover(driver: VulkanDriver): Promise<NodeWebGpu> {
     });
     const description = found.adapter ? describe(found.adapter.info) : null;
     if (found.adapter && description && ADAPTER_NAMES[driver].test(description)) {
-      return { gpu: found.gpu, driver, icd, adapter: description };
+      return { gpu: found.gpu, driver, icd, adapter: description, version: runtimeVersion(icd) };
     }
     tried.push(`${icd} (${description ? `gave another driver's adapter, ${description}` : 'no adapter'})`);
   }
@@ -170,4 +178,48 @@ async function withIcd<T>(icd: string, work: () => Promise<T>): Promise<T> {
 
 function describe(i: GPUAdapterInfo): string {
   return [i.vendor, i.architecture, i.description].filter(Boolean).join(' ');
+}
+
+/** Dawn's binding's version (its package.json), or "unknown". */
+function dawnVersion(): string {
+  try {
+    const require = createRequire(import.meta.url);
+    return (JSON.parse(readFileSync(require.resolve('webgpu/package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * The driver library an ICD file names, as the loader finds it: a path relative to the file, an
+ * absolute one, or a bare name in the system's library folders (lavapipe's "libvulkan_lvp.so").
+ */
+function driverLibrary(icd: string): string | undefined {
+  let library: string;
+  try {
+    library = (JSON.parse(readFileSync(icd, 'utf8')) as { ICD: { library_path: string } }).ICD.library_path;
+  } catch {
+    return undefined;
+  }
+  if (isAbsolute(library)) return library;
+  if (library.includes('/')) return resolve(dirname(icd), library);
+  const arch = process.arch === 'x64' ? 'x86_64' : process.arch === 'arm64' ? 'aarch64' : process.arch;
+  return [`/usr/lib/${arch}-linux-gnu`, '/usr/lib64', '/usr/lib', '/usr/local/lib']
+    .map((dir) => join(dir, library))
+    .find((path) => existsSync(path));
+}
+
+/** NodeWebGpu.version for the driver behind `icd`. */
+function runtimeVersion(icd: string): string {
+  const library = icd.includes(delimiter) ? undefined : driverLibrary(icd);
+  let driver = `ICD ${icd}`;
+  if (library) {
+    try {
+      const s = statSync(library);
+      driver += `, ${library} (${s.size} bytes, ${s.mtime.toISOString()})`;
+    } catch {
+      driver += `, ${library} (unreadable)`;
+    }
+  }
+  return `Node ${process.versions.node}, Dawn (npm webgpu ${dawnVersion()}), ${driver}`;
 }
