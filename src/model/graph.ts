@@ -270,9 +270,20 @@ export function fusedProducts(chain: readonly UnitLayer[]): { layer: UnitLayer; 
  * few kilobytes of checkpoint could otherwise ask for gigabytes.
  */
 export function checkSizes(sizes: VaeSizes): VaeSizes {
+  if (!sizes.spec) return checkCommonSizes(sizes);
+  try {
+    checkCommonSizes(sizes);
+  } catch (e) {
+    throw new SpecError(`model spec: ${(e as Error).message}`, { cause: e });
+  }
+  checkSpecSizes(sizes.spec);
+  return sizes;
+}
+
+/** The limits every model shares (the mlp preset's widths too). */
+function checkCommonSizes(sizes: VaeSizes): VaeSizes {
   const depth = sizes.hidden.length;
-  if (sizes.spec) checkSpecSizes(sizes.spec);
-  else if (depth < 1 || depth > MAX_DEPTH) {
+  if (!sizes.spec && (depth < 1 || depth > MAX_DEPTH)) {
     throw new RangeError(`a VAE has 1 to ${MAX_DEPTH} hidden layers, got ${depth}`);
   }
   const bounded = [
