@@ -1,19 +1,20 @@
 /**
- * The layer graph: a VAE is a list of layers, and everything else is derived from that list —
- * the parameter arena and its PyTorch names (here), every dispatch list (./programs.ts), the
- * float64 reference (src/reference/vae.ts) and the checkpoint's names and shapes
+ * The layer graph: a VAE is a list of layers built from its spec (./spec.ts), each a unit of
+ * ./layers with its arguments, names and shapes, and everything else is derived from that
+ * list — the parameter arena and its PyTorch names (here), every dispatch list (./programs.ts),
+ * the float64 reference (src/reference/vae.ts) and the checkpoint's names and shapes
  * (./checkpoint.ts).
  *
- * An MLP VAE with encoder widths h1…hn (input side first) and latent size L is
- *
- *   encoder  fc1: D→h1, ReLU  …  fcn: h(n−1)→hn, ReLU
- *   heads    fc(n+1)1 ‖ fc(n+1)2: hn→2L         (mu and logvar, one product)
+ *   encoder     the spec's encoder layers
+ *   heads       fc_mu ‖ fc_logvar: Linear(encoder's output, 2L)    (mu and logvar, one product)
  *   reparameterize  z = mu + exp(½·logvar)·ε
- *   decoder  fc(n+2): L→hn, ReLU  …  fc(2n+1): h2→h1, ReLU,  fc(2n+2): h1→D
+ *   decoder     the spec's decoder layers
  *   likelihood  Bernoulli on the logits: BCE summed + KL (the default); or Gaussian on the
  *               last layer's output as the mean, σ fixed or learned per pixel (log_sigma)
  *
- * so the PyTorch example (n = 1, h1 = 400) keeps its names fc1, fc21, fc22, fc3, fc4.
+ * The mlp preset (the default: VaeSizes without a spec) is Linear and ReLU per hidden width
+ * h1…hn, mirrored in the decoder, with the reference model's names: fc1 … fcn, the heads
+ * fc(n+1)1 and fc(n+1)2, then fc(n+2) …, so the PyTorch example keeps fc1, fc21, fc22, fc3, fc4.
  */
 
 import { LAYERS, layerUnit, type LayerKind } from './layers';
