@@ -21,17 +21,14 @@ const FLT_MIN = 2 ** -126;
 
 /** [label, the activation layer, or none] */
 const ACTIVATIONS: [string, LayerSpec | undefined][] = [
-  ['no activation', undefined],
   ['ReLU', ['ReLU']],
   ['LeakyReLU (default 0.01)', ['LeakyReLU']],
-  ['LeakyReLU 0.2', ['LeakyReLU', 0.2]],
   ['LeakyReLU 0', ['LeakyReLU', 0]],
   ['LeakyReLU 7.5', ['LeakyReLU', 7.5]],
 ];
 
-/** [rows, in, out, magnitude of X and W]: 1×1, primes, vec4 shapes, and products near 1e34. */
+/** [rows, in, out, magnitude of X and W]: primes, vec4 shapes, and products near 1e34 (1×1 and the rest: the models below). */
 const SHAPES: [number, number, number, number][] = [
-  [1, 1, 1, 1],
   [5, 13, 7, 1],
   [8, 8, 4, 1],
   [45, 65, 33, 1e17],
