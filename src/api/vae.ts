@@ -179,8 +179,8 @@ export class VAE {
     const vae = await VAE.build(
       {
         inputSize: sizes.D,
-        hiddenSize: sizes.hidden,
-        latentSize: sizes.L,
+        // A spec's model is its spec (metadata `model`); the mlp preset's, its sizes.
+        ...(sizes.spec ? { model: sizes.spec } : { hiddenSize: sizes.hidden, latentSize: sizes.L }),
         classes: classesOf(sizes),
         seed,
         device: options.device,
