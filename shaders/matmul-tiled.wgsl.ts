@@ -74,7 +74,7 @@ export const TILE_32: MatmulTile = { BM: 32, BN: 32, BK: 32, TM: 4, TN: 4 };
 /** Every epilogue of the register kernel, reparamConditioned included (the shared store() reads them all). */
 export type TiledMatmulOptions = Pick<
   MatmulOptions,
-  'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'
+  'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'slope' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'
 > & {
   tile: MatmulTile;
 };

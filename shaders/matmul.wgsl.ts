@@ -44,6 +44,11 @@ export interface MatmulOptions {
   relu: boolean;
   /** C *= (mask[m,n] > 0): the gradient through a ReLU whose output was `mask` (backward). */
   reluMask: boolean;
+  /**
+   * With relu or reluMask: a LeakyReLU of this float32 slope instead, C = C > 0 ? C : slope·C
+   * (forward) or C *= mask > 0 ? 1 : slope (backward). Absent: the ReLU, text for text.
+   */
+  slope?: number;
   /** Also write rowSum[m] = Σ_k A(m,k): the bias gradient when A = dYᵀ. */
   rowSum: boolean;
   /**
@@ -233,7 +238,7 @@ ${rows.map((i) => `    if (row0 + ${i}u < dims.M) { rowSum[row0 + ${i}u] = sum${
 /** The epilogue flags and layouts every matmul kernel shares (the register, split-K and tiled ones). */
 type Epilogues = Pick<
   MatmulOptions,
-  'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'
+  'transA' | 'transB' | 'bias' | 'relu' | 'reluMask' | 'slope' | 'rowSum' | 'reparamBackward' | 'reparamConditioned'
 >;
 
 /** Throws for epilogues that exclude each other, naming the kernel. */
@@ -241,6 +246,10 @@ export function checkEpilogues(o: Epilogues, kernel: string): void {
   if (o.relu && o.reluMask) throw new Error(`${kernel}: relu (forward) and reluMask (backward) exclude each other`);
   if (o.reparamBackward && (o.bias || o.relu || o.reluMask))
     throw new Error(`${kernel}: reparamBackward takes no other epilogue`);
+  if (o.slope !== undefined && !(o.relu || o.reluMask))
+    throw new Error(`${kernel}: slope is a form of relu or reluMask`);
+  if (o.slope !== undefined && !(Math.fround(o.slope) >= 0 && Math.fround(o.slope) < Infinity))
+    throw new Error(`${kernel}: slope must be a finite float32 ≥ 0, got ${o.slope}`);
   if (o.reparamConditioned && !o.reparamBackward)
     throw new Error(`${kernel}: reparamConditioned is a form of reparamBackward`);
 }
@@ -300,6 +309,7 @@ fn atB(k: u32, n: u32) -> f32 {
 
 /** store(): the epilogue for one element, then the store. */
 export function matmulEpilogueWGSL(o: Epilogues): string {
+  const slope = o.slope === undefined ? '' : f32Literal(o.slope);
   return wgsl`// The epilogue for one element: bias, then ReLU or the ReLU mask, then the store.
 fn store(m: u32, n: u32, acc: f32) {
   if (m >= dims.M || n >= dims.N) { return; }
@@ -320,15 +330,25 @@ fn store(m: u32, n: u32, acc: f32) {
 #if ${o.bias}
   v += bias[n];
 #endif
-#if ${o.relu}
+#if ${o.relu && o.slope === undefined}
   v = max(v, 0.0);
+#elif ${o.relu}
+  v = select(v * ${slope}, v, v > 0.0);
 #endif
-#if ${o.reluMask}
+#if ${o.reluMask && o.slope === undefined}
   v = select(0.0, v, mask[at] > 0.0);
+#elif ${o.reluMask}
+  v = select(v * ${slope}, v, mask[at] > 0.0);
 #endif
   C[at] = v;
 #endif
 }
 
 `;
+}
+
+/** `v` rounded to float32, as a WGSL expression of its exact bits. */
+function f32Literal(v: number): string {
+  const bits = new Uint32Array(Float32Array.of(v).buffer)[0]!;
+  return `bitcast<f32>(0x${bits.toString(16)}u)`;
 }

@@ -17,12 +17,23 @@ import {
 } from '../model/settings';
 import { betaReason, DEFAULT_SIGMA, klWarmupReason, parseSigma } from '../model/settings';
 import { classesOf, REFERENCE_SIZES, type VaeSizes } from '../model/graph';
+import { modelSizes, parseSpec, type ModelSpec } from '../model/spec';
 import { VaeError } from './errors';
 import { integerOption, numberOption, ruledOption } from './inputs';
 import type { FitOptions } from './training';
 
 /** Options of `VAE.create`. Sizes default to the PyTorch example's 784-400-20. */
 export interface VAEOptions {
+  /**
+   * The model: a preset's name (`'mlp'`, the default: the PyTorch example, its widths from
+   * hiddenSize; `'leaky'`) or a spec in PyTorch's vocabulary, such as
+   * `{ input: [1, 28, 28], latent: 20, encoder: [['Flatten'], ['Linear', 784, 400], ['ReLU']],
+   * decoder: [['Linear', 20, 400], ['ReLU'], ['Linear', 400, 784]], likelihood: 'bernoulli' }`,
+   * whose parameters are named as nn.Sequential names them (encoder.1.weight, fc_mu.bias).
+   * A spec names its own widths and latent size; a bad one is an `invalid-option` VaeError
+   * naming the layer and the shapes that disagree.
+   */
+  model?: string | ModelSpec;
   /** Pixels per image, fc1's in_features (default 784). */
   inputSize?: number;
   /**
@@ -173,6 +184,25 @@ export function modelOptions(options: VAEOptions): { sizes: VaeSizes; seed: numb
   if (classes > 0) sizes.classes = classes;
   const likelihood = likelihoodOption(options);
   if (likelihood) sizes.likelihood = likelihood;
+  const model = options.model;
+  if (model !== undefined && model !== 'mlp') {
+    if (options.hiddenSize !== undefined)
+      throw new VaeError('invalid-option', "hiddenSize gives the mlp preset's widths; a model names its own");
+    try {
+      const spec = typeof model === 'object' ? parseSpec(model) : undefined;
+      Object.assign(
+        sizes,
+        modelSizes(spec ?? model, {
+          input: spec && options.inputSize === undefined ? spec.input : [sizes.D],
+          ...(options.latentSize !== undefined ? { latent: sizes.L } : {}),
+          classes,
+          likelihood,
+        }),
+      );
+    } catch (e) {
+      throw new VaeError('invalid-option', `model: ${(e as Error).message}`, { cause: e });
+    }
+  }
   const seed = integerOption('seed', options.seed, DEFAULT_SETTINGS.seed, ...SETTING_RANGES.seed);
   if (options.device !== undefined && typeof (options.device as Partial<GPUDevice>)?.createBuffer !== 'function') {
     throw new VaeError('invalid-option', 'device must be a GPUDevice (from adapter.requestDevice())');
@@ -197,8 +227,8 @@ export function checkpointModelOptions(
 ): VAEOptions {
   return {
     inputSize: sizes.D,
-    hiddenSize: sizes.hidden,
-    latentSize: sizes.L,
+    // A spec's model is its spec (metadata `model`); the mlp preset's, its sizes.
+    ...(sizes.spec ? { model: sizes.spec } : { hiddenSize: sizes.hidden, latentSize: sizes.L }),
     classes: classesOf(sizes),
     seed: options.seed ?? storedSeed ?? DEFAULT_SETTINGS.seed,
     device: options.device,

@@ -11,6 +11,7 @@ import { toBase64, fromBase64 } from '../io/base64';
 import { runTraining, type RunGate } from '../model/driver';
 import type { VaeSizes } from '../model/graph';
 import { openModel } from '../model/open';
+import { specSizes } from '../model/spec';
 import type { EngineRun, RunEvent } from './protocol';
 
 /** The run's images (and a conditional VAE's labels), as bytes. */
@@ -38,13 +39,15 @@ export async function runEngine(
   host: EngineHost,
   gate: RunGate,
 ): Promise<void> {
-  const sizes: VaeSizes = {
-    D: c.pixels,
-    hidden: c.hidden,
-    L: c.latent,
-    ...(c.classes ? { classes: c.classes } : {}),
-    ...(c.likelihood ? { likelihood: c.likelihood } : {}),
-  };
+  const sizes: VaeSizes = c.model
+    ? specSizes(c.model)
+    : {
+        D: c.pixels,
+        hidden: c.hidden,
+        L: c.latent,
+        ...(c.classes ? { classes: c.classes } : {}),
+        ...(c.likelihood ? { likelihood: c.likelihood } : {}),
+      };
   // The Node side decided the resume (and printed its warnings) by the same rules; the opener keeps the checkpoint's plan.
   const { model, trainer, tune } = await openModel(gpu, {
     sizes,

@@ -2,7 +2,9 @@
  * The options of `npm run train`: its help text, and the parsing that checks every option
  * before anything starts.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { parseSpec, PRESETS, type ModelSpec } from '../model/spec';
 import type { Likelihood } from '../model/graph';
 import {
   DEFAULT_SETTINGS as D,
@@ -43,9 +45,16 @@ Options:
                         and --epochs 10 or less trains nothing (it says so, and exits 0)
   --batch-size N        images per step (default 128; the last partial batch is kept)
   --lr X                Adam learning rate (default 1e-3; betas 0.9, 0.999, eps 1e-8)
-  --hidden N[,N…]       hidden widths, input side first (default 400); 512,256 is a
+  --model NAME|FILE     the model: a preset, ${PRESETS.join(' or ')} (default mlp: the reference model,
+                        Linear and ReLU, its widths from --hidden; leaky: 512-256 with LeakyReLU
+                        0.2), or a JSON spec file in PyTorch's vocabulary (README: "Models as
+                        data"), e.g. {"input": [1, 28, 28], "latent": 20, "encoder": [["Flatten"],
+                        ["Linear", 784, 400], ["ReLU"]], "decoder": [["Linear", 20, 400], ["ReLU"],
+                        ["Linear", 400, 784]], "likelihood": "bernoulli"}. With --resume: the
+                        checkpoint's model unless given
+  --hidden N[,N…]       mlp: hidden widths, input side first (default 400); 512,256 is a
                         784-512-256-20 VAE whose decoder mirrors the encoder
-  --latent N            latent dimensions (default 20)
+  --latent N            latent dimensions (default 20; a spec names its own)
   --conditional         a conditional VAE (Sohn et al., 2015): encoder and decoder also see the
                         label as a one-hot, [x ‖ onehot(y)] and [z ‖ onehot(y)], with one class
                         per label of the dataset (10 for MNIST); sample_N.png then has one row
@@ -130,6 +139,10 @@ export interface TrainOptions extends RunSettings {
   conditional?: boolean;
   /** Given on the command line (absent: the checkpoint's on --resume, else the seed's). */
   likelihood?: Likelihood;
+  /** `--model`: a preset's name or a spec, checked (absent: the checkpoint's on --resume, else mlp). */
+  model?: string | ModelSpec;
+  /** Whether --hidden and --latent were given (a spec names its own widths and latent size). */
+  given?: { hidden: boolean; latent: boolean };
   /** Tune the kernel plan at start-up (cached). */
   autotune?: boolean;
   /** Where the engine runs: headless Chromium (the default) or Dawn in this Node process. */
@@ -150,6 +163,7 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
         epochs: { type: 'string' },
         'batch-size': { type: 'string' },
         lr: { type: 'string' },
+        model: { type: 'string' },
         hidden: { type: 'string' },
         latent: { type: 'string' },
         seed: { type: 'string' },
@@ -199,6 +213,9 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
   const lr = lrText === undefined ? D.lr : Number(lrText);
   const badLr = lrReason(lr);
   if (badLr) throw new UsageError(`--lr ${badLr}, got "${lrText}"`);
+  const model = values.model === undefined ? undefined : modelOption(values.model);
+  if (model !== undefined && model !== 'mlp' && values.hidden !== undefined)
+    throw new UsageError(`--hidden gives the mlp preset's widths; --model ${values.model} has its own: drop --hidden`);
   const hidden = values.hidden === undefined ? [...D.hidden] : parseHidden(values.hidden);
   if (!Array.isArray(hidden)) throw new UsageError(`--hidden ${hidden.reason}, got "${values.hidden}"`);
   const dataset = (values.dataset ?? 'mnist') as DatasetName;
@@ -279,8 +296,34 @@ export function parseOptions(argv: string[]): TrainOptions | 'help' {
     logInterval: integerOption('log-interval', values['log-interval'], 100, 1, 1e9),
     stepsPerSubmit: integerOption('steps-per-submit', values['steps-per-submit'], STEPS_PER_SUBMIT, 1, 4096),
     ...(values.conditional ? { conditional: true } : {}),
+    ...(model !== undefined ? { model } : {}),
+    given: { hidden: values.hidden !== undefined, latent: values.latent !== undefined },
     autotune: values.autotune,
     runtime,
     ...(values.adapter !== undefined ? { adapter: values.adapter as VulkanDriver } : {}),
   };
+}
+
+/** `--model`'s value: a preset's name, or a JSON spec file, read and checked (its errors name the layer). */
+function modelOption(value: string): string | ModelSpec {
+  if ((PRESETS as readonly string[]).includes(value)) return value;
+  if (!/\.json$/i.test(value))
+    throw new UsageError(`--model must be a preset (${PRESETS.join(', ')}) or a .json spec file, got "${value}"`);
+  let text: string;
+  try {
+    text = readFileSync(value, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--model ${value}: cannot read it (${(e as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--model ${value} is not JSON: ${(e as Error).message}`);
+  }
+  try {
+    return parseSpec(json);
+  } catch (e) {
+    throw new UsageError(`--model ${value}: ${(e as Error).message}`);
+  }
 }

@@ -1,5 +1,6 @@
 /** What the headless page and the Node CLI say to each other (JSON over puppeteer). */
 import type { Likelihood } from '../model/graph';
+import type { ModelSpec } from '../model/spec';
 import type { FitRule } from '../model/settings';
 
 /** What the headless page is sent: the run, and where its data is served. */
@@ -18,6 +19,8 @@ export interface EngineRun {
   pixels: number;
   /** Encoder widths, input side first. */
   hidden: number[];
+  /** A spec's model (absent: the mlp preset of the sizes here); its likelihood and classes are the run's. */
+  model?: ModelSpec;
   latent: number;
   batchSize: number;
   lr: number;

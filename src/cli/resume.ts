@@ -7,6 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { checkpointSizes, decodeCheckpoint, readRunMetadata } from '../model/checkpoint';
 import { arenaLayout, type Likelihood, type VaeSizes } from '../model/graph';
+import { checkResumedModel } from '../model/resume';
+import { modelSizes } from '../model/spec';
 import { labelsReason } from '../model/labels';
 import {
   decideResume as decideByRules,
@@ -73,6 +75,8 @@ export function checkResume(
 
 /** How a run starts: fresh, or from --resume's checkpoint with the settings it carries. */
 export interface ResumeDecision {
+  /** The model: --model's (with --hidden, --latent, the classes and likelihood), or on --resume the checkpoint's. */
+  sizes: VaeSizes;
   /** The model's classes: --conditional's, or on --resume the checkpoint's. */
   modelClasses: number;
   /** The checkpoint's bytes, base64, for the page. */
@@ -97,6 +101,16 @@ export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null
   let likelihood = o.likelihood;
   let beta = o.beta;
   let klWarmup = o.klWarmup;
+  // The one path from the options to a model (src/model/spec.ts).
+  const asked = (classes: number, l: Likelihood | undefined, model = o.model): VaeSizes =>
+    modelSizes(model, {
+      input: [pixels],
+      ...(model === undefined || model === 'mlp' || o.given?.hidden ? { hidden: o.hidden } : {}),
+      ...(model === undefined || model === 'mlp' || o.given?.latent ? { latent: o.latent } : {}),
+      classes,
+      likelihood: l,
+    });
+  let sizes: VaeSizes | undefined;
   if (o.resume) {
     const bytes = readFileSync(o.resume);
     // Check it here, before launching anything, for a clear error, by the rules the headless page's opener applies (src/model/resume.ts).
@@ -106,13 +120,10 @@ export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null
       const stored = checkpointSizes(bytes).sizes;
       likelihood = resumedLikelihood(stored, likelihood);
       modelClasses = resumedClasses(stored, !!o.conditional);
-      const sizes: VaeSizes = {
-        D: pixels,
-        hidden: o.hidden,
-        L: o.latent,
-        ...(modelClasses > 0 ? { classes: modelClasses } : {}),
-      };
-      ckpt = decodeCheckpoint(bytes, arenaLayout({ ...sizes, ...(likelihood ? { likelihood } : {}) }));
+      // The checkpoint's model unless --model is given, which must then be the checkpoint's.
+      if (o.model !== undefined) checkResumedModel(stored, asked(modelClasses, likelihood));
+      sizes = asked(modelClasses, likelihood, o.model ?? stored.spec);
+      ckpt = decodeCheckpoint(bytes, arenaLayout(sizes));
     } catch (e) {
       throw new Error(`${o.resume}: ${(e as Error).message}${imageSizeHint(bytes, o, pixels)}`, { cause: e });
     }
@@ -152,7 +163,14 @@ export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null
     firstEpoch = epoch + 1;
     resume = Buffer.from(bytes).toString('base64');
   }
-  return { modelClasses, resume, firstEpoch, likelihood, beta, klWarmup };
+  if (!sizes) {
+    try {
+      sizes = asked(modelClasses, likelihood);
+    } catch (e) {
+      throw new Error(`--model: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return { sizes, modelClasses, resume, firstEpoch, likelihood, beta, klWarmup };
 }
 
 /**

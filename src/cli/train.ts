@@ -148,11 +148,11 @@ async function nodeRuntime(driver: string | undefined): Promise<EngineRuntime> {
 
 /** The loop: the engine trains on the chosen runtime, and its events go to the sink. */
 async function trainOn(o: TrainOptions, d: RunData, start: ResumeDecision, hooks: TrainHooks): Promise<void> {
-  const { modelClasses, firstEpoch, likelihood, beta, klWarmup } = start;
+  const { sizes, modelClasses, firstEpoch, likelihood, beta, klWarmup } = start;
   const runtime = o.runtime === 'node' ? await nodeRuntime(o.adapter) : await chromiumRuntime();
   if (likelihood?.kind === 'gaussian')
     console.log(
-      `webgpu-vae: ${sizesName({ D: d.pixels, hidden: o.hidden, L: o.latent, likelihood })}: losses are negative log-densities in nats`,
+      `webgpu-vae: ${sizesName(sizes.spec ? sizes : { D: d.pixels, hidden: o.hidden, L: o.latent, likelihood })}: losses are negative log-densities in nats`,
     );
   let interrupted = 0;
   let onSigint = () => {};
@@ -194,8 +194,9 @@ async function trainOn(o: TrainOptions, d: RunData, start: ResumeDecision, hooks
       trainCount: d.trainCount,
       testCount: d.testCount,
       pixels: d.pixels,
-      hidden: o.hidden,
-      latent: o.latent,
+      hidden: [...sizes.hidden],
+      latent: sizes.L,
+      ...(sizes.spec ? { model: sizes.spec } : {}),
       batchSize: o.batchSize,
       lr: o.lr,
       epochs: o.epochs,

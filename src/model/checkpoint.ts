@@ -29,6 +29,7 @@ import {
   type ArenaLayout,
   type VaeSizes,
 } from './graph';
+import { parseSpec, specSizes, type ModelSpec } from './spec';
 
 export const CHECKPOINT_FORMAT = 'webgpu-vae/1';
 
@@ -75,8 +76,13 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
     // Only a Gaussian model says so: a Bernoulli checkpoint stays the reference model's, byte for byte.
     ...(likelihood.kind === 'gaussian' ? { likelihood: 'gaussian', sigma: String(likelihood.sigma) } : {}),
     step: String(data.step),
+    // A spec's model says which (absent: the mlp preset, its sizes read from its fcN names).
+    ...(layout.sizes.spec ? { [MODEL_KEY]: JSON.stringify(layout.sizes.spec) } : {}),
   });
 }
+
+/** Metadata key of a spec model's spec, compact JSON (absent: the mlp preset). */
+export const MODEL_KEY = 'model';
 
 /** Metadata key of a conditional VAE's class count (absent: unconditional). */
 export const CLASSES_KEY = 'classes';
@@ -122,6 +128,18 @@ function withLikelihood(sizes: VaeSizes, metadata: Record<string, string>): VaeS
  * what a person reads.
  */
 function sizesOf(tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): VaeSizes {
+  const text = metadata[MODEL_KEY];
+  if (text !== undefined) {
+    let spec: ModelSpec;
+    try {
+      spec = parseSpec(JSON.parse(text));
+    } catch (e) {
+      throw new SafetensorsError(
+        `checkpoint metadata "${MODEL_KEY}" is not a model this engine builds: ${(e as Error).message}. The file was edited or is corrupt`,
+      );
+    }
+    return specSizes(spec);
+  }
   const sizes = impliedSizes(new Map([...tensors].map(([name, t]) => [name, t.shape])));
   if (!sizes) {
     throw new SafetensorsError(
@@ -160,7 +178,7 @@ export function checkpointSizes(bytes: Uint8Array): { sizes: VaeSizes; metadata:
   const wrong = layout.params.find((p) => tensors.has(p.name) && tensors.get(p.name)!.shape.join() !== p.shape.join());
   if (wrong) {
     throw new SafetensorsError(
-      `checkpoint tensor "${wrong.name}" is [${tensors.get(wrong.name)!.shape}], but its fc1 and heads imply a ${sizesName(sizes)} ` +
+      `checkpoint tensor "${wrong.name}" is [${tensors.get(wrong.name)!.shape}], but ${sizes.spec ? 'its model spec makes' : 'its fc1 and heads imply'} a ${sizesName(sizes)} ` +
         `model, whose ${wrong.name} is [${wrong.shape}]: the file is corrupt or not a VAE checkpoint`,
     );
   }
@@ -327,6 +345,7 @@ export const ENGINE_METADATA_KEYS: readonly string[] = [
   'latent_dim',
   'step',
   CLASSES_KEY,
+  MODEL_KEY,
   'likelihood',
   'sigma',
   ...Object.values(RUN_KEYS),

@@ -1,21 +1,24 @@
 /**
- * The layer graph: a VAE is a list of layers, and everything else is derived from that list —
- * the parameter arena and its PyTorch names (here), every dispatch list (./programs.ts), the
- * float64 reference (src/reference/vae.ts) and the checkpoint's names and shapes
+ * The layer graph: a VAE is a list of layers built from its spec (./spec.ts), each a unit of
+ * ./layers with its arguments, names and shapes, and everything else is derived from that
+ * list — the parameter arena and its PyTorch names (here), every dispatch list (./programs.ts),
+ * the float64 reference (src/reference/vae.ts) and the checkpoint's names and shapes
  * (./checkpoint.ts).
  *
- * An MLP VAE with encoder widths h1…hn (input side first) and latent size L is
- *
- *   encoder  fc1: D→h1, ReLU  …  fcn: h(n−1)→hn, ReLU
- *   heads    fc(n+1)1 ‖ fc(n+1)2: hn→2L         (mu and logvar, one product)
+ *   encoder     the spec's encoder layers
+ *   heads       fc_mu ‖ fc_logvar: Linear(encoder's output, 2L)    (mu and logvar, one product)
  *   reparameterize  z = mu + exp(½·logvar)·ε
- *   decoder  fc(n+2): L→hn, ReLU  …  fc(2n+1): h2→h1, ReLU,  fc(2n+2): h1→D
+ *   decoder     the spec's decoder layers
  *   likelihood  Bernoulli on the logits: BCE summed + KL (the default); or Gaussian on the
  *               last layer's output as the mean, σ fixed or learned per pixel (log_sigma)
  *
- * so the PyTorch example (n = 1, h1 = 400) keeps its names fc1, fc21, fc22, fc3, fc4.
+ * The mlp preset (the default: VaeSizes without a spec) is Linear and ReLU per hidden width
+ * h1…hn, mirrored in the decoder, with the reference model's names: fc1 … fcn, the heads
+ * fc(n+1)1 and fc(n+1)2, then fc(n+2) …, so the PyTorch example keeps fc1, fc21, fc22, fc3, fc4.
  */
 
+import { LAYERS, layerUnit, type LayerKind } from './layers';
+import { numel, type LayerUnit, type Shape } from './layers/unit';
 import {
   CLASSES_MAX,
   CLASSES_MIN,
@@ -25,6 +28,7 @@ import {
   SETTING_RANGES,
   SIGMA_RANGE,
 } from './settings';
+import type { LayerSpec, ModelSpec } from './spec';
 
 /**
  * The decoder's p(x|z). Bernoulli (the reference model's) reads the last layer's output as logits;
@@ -49,6 +53,12 @@ export interface VaeSizes {
   classes?: number;
   /** Absent: Bernoulli, the reference model's. */
   likelihood?: Likelihood;
+  /**
+   * A model from a spec (src/model/spec.ts), with nn.Sequential names; the fields above are then
+   * its summary (D its input's features, `hidden` its encoder's Linear widths). Absent: the mlp
+   * preset of the fields above, with the reference model's names.
+   */
+  spec?: ModelSpec;
 }
 
 /** C of `sizes`: 0 for an unconditional model. */
@@ -59,18 +69,23 @@ export function classesOf(sizes: VaeSizes): number {
 /** The PyTorch example's sizes: MNIST's 784 pixels and the default settings' widths. */
 export const REFERENCE_SIZES: VaeSizes = { D: 784, hidden: DEFAULT_SETTINGS.hidden, L: DEFAULT_SETTINGS.latent };
 
-/**
- * Y = X·Wᵀ + b, W stored (out, in) as PyTorch does. A layer with several `names` is that many
- * PyTorch Linears of out/names.length outputs each, stacked along `out` so they run as one
- * product (the mu and logvar heads).
- */
-export interface LinearLayer {
-  kind: 'linear';
+/** A layer of a model: a unit of src/model/layers with its arguments, names and shapes. */
+export interface UnitLayer {
+  kind: LayerKind;
+  unit: LayerUnit;
+  /** PyTorch's positional arguments, defaults filled in. */
+  args: readonly unknown[];
+  /**
+   * The PyTorch module names of its parameters (`fc1`, `encoder.1`). A layer with several names
+   * is that many PyTorch layers stacked along their first dim so they run as one product (the
+   * heads: fc_mu ‖ fc_logvar, or fc21 ‖ fc22).
+   */
   names: readonly string[];
-  in: number;
-  out: number;
-  /** A ReLU follows (fused into the product's epilogue; its backward masks the next dX). */
-  relu: boolean;
+  /** Per-sample shapes, without the batch dim. */
+  in: Shape;
+  out: Shape;
+  /** Where the spec has it: "encoder[3]", "decoder[0]", or "heads". */
+  where: string;
 }
 
 export interface ReparamLayer {
@@ -86,7 +101,7 @@ export interface LikelihoodLayer {
   D: number;
 }
 
-export type Layer = LinearLayer | ReparamLayer | LikelihoodLayer;
+export type Layer = UnitLayer | ReparamLayer | LikelihoodLayer;
 
 export function likelihoodOf(sizes: VaeSizes): Likelihood {
   return sizes.likelihood ?? { kind: 'bernoulli' };
@@ -98,33 +113,155 @@ export function learnedSigma(sizes: VaeSizes): boolean {
   return l.kind === 'gaussian' && l.sigma === 'learned';
 }
 
-/** The graph of `sizes`, checked. */
-export function vaeGraph(sizes: VaeSizes): Layer[] {
-  const { D, hidden, L } = checkSizes(sizes);
+/**
+ * The `mlp` preset's spec for `sizes`: Linear and ReLU for each hidden width, mirrored in the
+ * decoder. A conditional model's first Linear of each part reads the one-hot columns too.
+ */
+export function mlpSpec(sizes: Omit<VaeSizes, 'spec'>): ModelSpec {
+  const { D, hidden, L } = sizes;
   const C = classesOf(sizes);
-  const n = hidden.length;
-  // The one-hot columns widen the first layer of the encoder and of the decoder: PyTorch's
-  // Linear(D + C, h1) and Linear(L + C, hn), whose weights' last C columns are the classes'.
+  const l = likelihoodOf(sizes);
   const widths = [D + C, ...hidden];
-  const layers: Layer[] = [];
-  for (let i = 0; i < n; i++) {
-    layers.push({ kind: 'linear', names: [`fc${i + 1}`], in: widths[i], out: widths[i + 1], relu: true });
-  }
-  layers.push({ kind: 'linear', names: [`fc${n + 1}1`, `fc${n + 1}2`], in: hidden[n - 1], out: 2 * L, relu: false });
-  layers.push({ kind: 'reparameterize', latent: L });
   const back = [L + C, ...[...hidden].reverse(), D];
-  for (let i = 0; i <= n; i++) {
-    layers.push({ kind: 'linear', names: [`fc${n + 2 + i}`], in: back[i], out: back[i + 1], relu: i < n });
-  }
-  layers.push({ kind: 'likelihood', likelihood: likelihoodOf(sizes), D });
-  return layers;
+  return {
+    input: [D],
+    latent: L,
+    encoder: hidden.flatMap((h, i) => [['Linear', widths[i]!, h], ['ReLU']] as LayerSpec[]),
+    decoder: back
+      .slice(1)
+      .flatMap((w, i) => [['Linear', back[i]!, w], ...(i < hidden.length ? [['ReLU']] : [])] as LayerSpec[]),
+    likelihood: l.kind,
+    ...(l.kind === 'gaussian' ? { sigma: l.sigma } : {}),
+    ...(C > 0 ? { classes: C } : {}),
+  };
+}
+
+/** The graph of `sizes`, checked: its spec, or the mlp preset's with today's names. */
+export function vaeGraph(sizes: VaeSizes): Layer[] {
+  checkSizes(sizes);
+  return specGraph(sizes.spec ?? mlpSpec(sizes), sizes.spec ? 'sequential' : 'mlp');
+}
+
+/** A spec that cannot be built: names the layer, its kind and the shapes that disagree. */
+export class SpecError extends RangeError {
+  override name = 'SpecError';
+}
+
+/**
+ * The layers of `spec`, every argument and shape checked. Names: `sequential` are PyTorch's for
+ * nn.Sequential encoder and decoder lists (encoder.1, fc_mu, fc_logvar, decoder.0); `mlp` are
+ * the reference model's (fc1 … fcn, the heads fc(n+1)1 and fc(n+1)2, then fc(n+2) …).
+ *
+ * The program builder runs an activation in the epilogue of the product before it and its
+ * gradient in the dX of the product after it, so an activation must follow a Linear directly,
+ * and one after the decoder's last Linear (which has no product after it) is refused.
+ */
+export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[] {
+  const C = spec.classes ?? 0;
+  const D = numel(spec.input);
+  let linears = 0;
+  const part = (list: readonly LayerSpec[], partName: 'encoder' | 'decoder', input: Shape): UnitLayer[] => {
+    const out: UnitLayer[] = [];
+    let shape = input;
+    let products = 0;
+    list.forEach((layer, i) => {
+      const where = `${partName}[${i}]`;
+      if (!Array.isArray(layer) || typeof layer[0] !== 'string')
+        throw new SpecError(`model spec: ${where} must be a list ["Kind", …arguments], got ${JSON.stringify(layer)}`);
+      const [kind, ...raw] = layer;
+      const unit = layerUnit(kind);
+      if (!unit)
+        throw new SpecError(
+          `model spec: ${where} is "${kind}", not a layer kind; known: ${Object.keys(LAYERS).join(', ')}`,
+        );
+      const fail = (why: string): never => {
+        throw new SpecError(`model spec: ${where} (${kind}) ${why}`);
+      };
+      const [min, max] = unit.arity;
+      if (raw.length < min || raw.length > max)
+        fail(`takes ${min === max ? min : `${min} to ${max}`} argument${max === 1 ? '' : 's'}, got ${raw.length}`);
+      const args = unit.args(raw as never);
+      if (typeof args === 'string') return fail(args);
+      // The one-hot columns join the first Linear's input of a conditional model.
+      const inShape =
+        C > 0 && unit.role === 'product' && products === 0 && shape.length === 1 ? [shape[0]! + C] : shape;
+      const outShape = (unit.outShape as (a: unknown, s: Shape) => Shape | string)(args, inShape);
+      if (typeof outShape === 'string')
+        return fail(C > 0 && inShape !== shape ? `${outShape} ([${shape}] and ${C} one-hot class columns)` : outShape);
+      if (unit.role === 'activation' && out.at(-1)?.unit.role !== 'product')
+        fail(
+          `must follow a Linear (the engine runs it in the Linear's epilogue); it follows ${out.at(-1)?.kind ?? 'the input'}`,
+        );
+      if (unit.role === 'product') products++;
+      let names: string[] = [];
+      if (unit.role === 'product') names = [naming === 'mlp' ? `fc${++linears}` : `${partName}.${i}`];
+      out.push({ kind: kind as LayerKind, unit, args, names, in: inShape, out: outShape, where });
+      shape = outShape;
+    });
+    return out;
+  };
+  const encoder = part(spec.encoder, 'encoder', spec.input);
+  const encoded = encoder.at(-1)?.out ?? spec.input;
+  // The heads read the encoder's output: with no Linear in the encoder, the conditional input.
+  const headsIn = encoder.some((l) => l.unit.role === 'product') || C === 0 ? numel(encoded) : numel(encoded) + C;
+  if (encoded.length !== 1)
+    throw new SpecError(
+      `model spec: the encoder's output feeds fc_mu and fc_logvar, Linear(features, ${spec.latent}): it must be flat, got shape [${encoded.join(', ')}] (end the encoder with ["Flatten"])`,
+    );
+  const n = linears;
+  const heads: UnitLayer = {
+    kind: 'Linear',
+    unit: LAYERS.Linear as LayerUnit,
+    args: [headsIn, 2 * spec.latent],
+    names: naming === 'mlp' ? [`fc${n + 1}1`, `fc${n + 1}2`] : ['fc_mu', 'fc_logvar'],
+    in: [headsIn],
+    out: [2 * spec.latent],
+    where: 'heads',
+  };
+  linears = n + 1;
+  const decoder = part(spec.decoder, 'decoder', [spec.latent]);
+  const lastProduct = decoder.map((l) => l.unit.role).lastIndexOf('product');
+  if (lastProduct < 0)
+    throw new SpecError(
+      `model spec: the decoder needs a Linear (its last one's output is the likelihood's ${spec.likelihood === 'gaussian' ? 'mean' : 'logits'})`,
+    );
+  const after = decoder.slice(lastProduct + 1).find((l) => l.unit.role === 'activation');
+  if (after)
+    throw new SpecError(
+      `model spec: ${after.where} (${after.kind}) follows the decoder's last Linear, whose output the likelihood reads as ${spec.likelihood === 'gaussian' ? 'the mean' : 'logits'}: drop it`,
+    );
+  const decoded = decoder.at(-1)!.out;
+  const flat = decoded.length === 1 && decoded[0] === D;
+  if (!flat && decoded.join() !== spec.input.join())
+    throw new SpecError(
+      `model spec: the decoder's output, shape [${decoded.join(', ')}] from ${decoder.at(-1)!.where} (${decoder.at(-1)!.kind}), must be the input shape [${spec.input.join(', ')}] or its ${D} features flat`,
+    );
+  const likelihood: Likelihood =
+    spec.likelihood === 'gaussian' ? { kind: 'gaussian', sigma: spec.sigma ?? 1 } : { kind: 'bernoulli' };
+  return [
+    ...encoder,
+    heads,
+    { kind: 'reparameterize', latent: spec.latent },
+    ...decoder,
+    { kind: 'likelihood', likelihood, D },
+  ];
 }
 
 /** The encoder's layers (through the heads) and the decoder's, as `vaeGraph` orders them. */
-export function splitGraph(layers: readonly Layer[]): { encoder: LinearLayer[]; decoder: LinearLayer[] } {
+export function splitGraph(layers: readonly Layer[]): { encoder: UnitLayer[]; decoder: UnitLayer[] } {
   const at = layers.findIndex((l) => l.kind === 'reparameterize');
-  const linears = (ls: readonly Layer[]) => ls.filter((l): l is LinearLayer => l.kind === 'linear');
-  return { encoder: linears(layers.slice(0, at)), decoder: linears(layers.slice(at + 1)) };
+  const units = (ls: readonly Layer[]) => ls.filter((l): l is UnitLayer => 'unit' in l);
+  return { encoder: units(layers.slice(0, at)), decoder: units(layers.slice(at + 1)) };
+}
+
+/** The products of a chain, each with the activation the builder folds into its epilogue. */
+export function fusedProducts(chain: readonly UnitLayer[]): { layer: UnitLayer; activation?: UnitLayer }[] {
+  const out: { layer: UnitLayer; activation?: UnitLayer }[] = [];
+  for (const layer of chain) {
+    if (layer.unit.role === 'product') out.push({ layer });
+    else if (layer.unit.role === 'activation') out.at(-1)!.activation = layer;
+  }
+  return out;
 }
 
 /**
@@ -134,14 +271,28 @@ export function splitGraph(layers: readonly Layer[]): { encoder: LinearLayer[]; 
  * few kilobytes of checkpoint could otherwise ask for gigabytes.
  */
 export function checkSizes(sizes: VaeSizes): VaeSizes {
+  if (!sizes.spec) return checkCommonSizes(sizes);
+  try {
+    checkCommonSizes(sizes);
+  } catch (e) {
+    throw new SpecError(`model spec: ${(e as Error).message}`, { cause: e });
+  }
+  checkSpecSizes(sizes.spec);
+  return sizes;
+}
+
+/** The limits every model shares (the mlp preset's widths too). */
+function checkCommonSizes(sizes: VaeSizes): VaeSizes {
   const depth = sizes.hidden.length;
-  if (depth < 1 || depth > MAX_DEPTH) {
+  if (!sizes.spec && (depth < 1 || depth > MAX_DEPTH)) {
     throw new RangeError(`a VAE has 1 to ${MAX_DEPTH} hidden layers, got ${depth}`);
   }
   const bounded = [
     ['D (pixels per image)', sizes.D, 1, INPUT_SIZE_MAX],
     ['L (latent dimensions)', sizes.L, ...SETTING_RANGES.latent],
-    ...sizes.hidden.map((h, i) => [`hidden[${i}] (a hidden width)`, h, ...SETTING_RANGES.hidden] as const),
+    ...(sizes.spec ? [] : sizes.hidden).map(
+      (h, i) => [`hidden[${i}] (a hidden width)`, h, ...SETTING_RANGES.hidden] as const,
+    ),
   ] as const;
   for (const [name, v, min, max] of bounded) {
     if (!Number.isInteger(v) || v < min || v > max)
@@ -165,10 +316,33 @@ export function checkSizes(sizes: VaeSizes): VaeSizes {
 }
 
 /**
+ * A spec's limits past the sizes above: layers per list, and the floats of each parameter piece
+ * and each activation (a storage binding's size), checked on its graph before anything is allocated.
+ */
+function checkSpecSizes(spec: ModelSpec): void {
+  for (const part of ['encoder', 'decoder'] as const) {
+    if (spec[part].length > SPEC_LAYERS_MAX)
+      throw new SpecError(`model spec: the ${part} has ${spec[part].length} layers, more than ${SPEC_LAYERS_MAX}`);
+  }
+  for (const layer of splitGraphUnits(specGraph(spec, 'sequential'))) {
+    const pieces = layer.unit.role === 'product' ? layer.unit.params(layer.args) : [];
+    for (const shape of [layer.out, ...pieces.map((p) => p.shape)]) {
+      if (numel(shape) > PIECE_FLOATS_MAX)
+        throw new SpecError(
+          `model spec: ${layer.where} (${layer.kind}) needs [${shape.join(', ')}] = ${numel(shape)} floats in one piece, more than ${PIECE_FLOATS_MAX}`,
+        );
+    }
+  }
+}
+
+const splitGraphUnits = (layers: Layer[]) => layers.filter((l): l is UnitLayer => 'unit' in l);
+
+/**
  * "784-400-20", or "784-512-256-20"; a conditional model adds its classes and a Gaussian one its
  * σ: "784-400-20 (10 classes)", "784-400-20 gaussian σ 0.1".
  */
 export function sizesName(s: VaeSizes): string {
+  if (s.spec) return JSON.stringify(s.spec);
   const C = classesOf(s);
   const l = likelihoodOf(s);
   const tail = l.kind === 'gaussian' ? ` gaussian ${l.sigma === 'learned' ? 'learned σ' : `σ ${l.sigma}`}` : '';
@@ -208,20 +382,26 @@ export interface ArenaLayout {
   layers: Layer[];
   /** Floats in the arena (a multiple of 64). */
   length: number;
-  /** The weight and bias pieces of each linear layer, keyed by the layer. */
-  pieces: Map<LinearLayer, { W: Span; b: Span }>;
+  /** The parameter pieces of each layer that has any, by suffix (`weight`, `bias`), keyed by the layer. */
+  pieces: Map<UnitLayer, Record<string, Span>>;
   /** In PyTorch's `named_parameters()` order. */
   params: ParamView[];
   /** The learned σ's log_sigma piece (D), after every linear layer's in the arena (first in `params`). */
   logSigma?: Span;
 }
 
+/** Layers in a spec's encoder or decoder at most. */
+export const SPEC_LAYERS_MAX = 64;
+
+/** Floats in one parameter piece or one activation at most: WebGPU's default maxStorageBufferBindingSize, 128 MiB. */
+export const PIECE_FLOATS_MAX = 2 ** 25;
+
 /** 256 bytes: minStorageBufferOffsetAlignment's default and largest allowed value. */
 export const ARENA_ALIGN_FLOATS = 64;
 
 export function arenaLayout(sizes: VaeSizes): ArenaLayout {
   const layers = vaeGraph(sizes);
-  const pieces = new Map<LinearLayer, { W: Span; b: Span }>();
+  const pieces = new Map<UnitLayer, Record<string, Span>>();
   const params: ParamView[] = [];
   let at = 0;
   const take = (length: number): Span => {
@@ -230,21 +410,26 @@ export function arenaLayout(sizes: VaeSizes): ArenaLayout {
     return span;
   };
   for (const layer of layers) {
-    if (layer.kind !== 'linear') continue;
-    const W = take(layer.out * layer.in);
-    const b = take(layer.out);
-    pieces.set(layer, { W, b });
-    const part = layer.out / layer.names.length;
+    if (!('unit' in layer) || layer.unit.role !== 'product') continue;
+    const spans: Record<string, Span> = {};
+    const fanIn = layer.unit.fanIn(layer.args);
+    const shapes = layer.unit.params(layer.args);
+    for (const { suffix, shape } of shapes) spans[suffix] = take(numel(shape));
+    // Stacked names split each piece along its first dim; PyTorch lists each name's pieces together.
     layer.names.forEach((name, j) => {
-      params.push({
-        name: `${name}.weight`,
-        shape: [part, layer.in],
-        fanIn: layer.in,
-        offset: W.offset + j * part * layer.in,
-        length: part * layer.in,
-      });
-      params.push({ name: `${name}.bias`, shape: [part], fanIn: layer.in, offset: b.offset + j * part, length: part });
+      for (const { suffix, shape } of shapes) {
+        const part = shape[0]! / layer.names.length;
+        const rest = numel(shape.slice(1));
+        params.push({
+          name: `${name}.${suffix}`,
+          shape: [part, ...shape.slice(1)],
+          fanIn,
+          offset: spans[suffix]!.offset + j * part * rest,
+          length: part * rest,
+        });
+      }
     });
+    pieces.set(layer, spans);
   }
   let logSigma: Span | undefined;
   if (learnedSigma(sizes)) {

@@ -21,7 +21,6 @@ import {
   gatherOp,
   gaussianDlogSigmaOp,
   lossFinalizeOp,
-  matmulOp,
   meanClampOp,
   reparamOp,
   activationOp,
@@ -30,13 +29,15 @@ import {
 } from '../gpu/ops';
 import {
   classesOf,
+  fusedProducts,
   likelihoodOf,
   splitGraph,
   type ArenaLayout,
-  type LinearLayer,
   type Span,
+  type UnitLayer,
   type VaeSizes,
 } from './graph';
+import type { ActivationEpilogue, ProductContext, ProductUnit } from './layers/unit';
 import { DEFAULT_OBJECTIVE, weightedKl, type ObjectiveSettings } from './settings';
 
 /** The arena buffers a program binds. */
@@ -54,10 +55,17 @@ const view = (buffer: GPUBuffer, span: Span): GPUBufferBinding => ({
   size: span.length * 4,
 });
 
+/** A product of a chain and the activation folded into its epilogue (./graph.ts fusedProducts). */
+interface Product {
+  layer: UnitLayer;
+  activation?: UnitLayer;
+}
+
 /**
- * The buffers of one pass over up to `rows` rows: the input x, each linear layer's output (the
- * heads' is [mu ‖ logvar], the last layer's the logits), z and ε, and for training each
- * output's gradient (the heads' is dmulv, the last layer's dlogits).
+ * The buffers of one pass over up to `rows` rows: the input x, each product's output (the
+ * heads' is [mu ‖ logvar], the decoder's last the logits), z and ε, and for training each
+ * output's gradient (the heads' is dmulv, the last layer's dlogits). Views and activations
+ * have none: a view is its input's floats, an activation writes its product's.
  */
 export class Activations {
   readonly x: GPUBuffer;
@@ -66,10 +74,10 @@ export class Activations {
   /** (rows, L), or for a conditional VAE (rows, L+C) [z ‖ onehot(y)]. */
   readonly z: GPUBuffer;
   readonly eps: GPUBuffer;
-  readonly out = new Map<LinearLayer, GPUBuffer>();
-  readonly grad = new Map<LinearLayer, GPUBuffer>();
-  readonly encoder: LinearLayer[];
-  readonly decoder: LinearLayer[];
+  readonly out = new Map<UnitLayer, GPUBuffer>();
+  readonly grad = new Map<UnitLayer, GPUBuffer>();
+  readonly encoder: Product[];
+  readonly decoder: Product[];
 
   constructor(
     gpu: Gpu,
@@ -78,108 +86,58 @@ export class Activations {
     readonly rows: number,
     options: { gradients: boolean },
   ) {
-    ({ encoder: this.encoder, decoder: this.decoder } = splitGraph(layout.layers));
+    const { encoder, decoder } = splitGraph(layout.layers);
+    this.encoder = fusedProducts(encoder);
+    this.decoder = fusedProducts(decoder);
     const { D, L } = layout.sizes;
     const C = classesOf(layout.sizes);
     this.x = gpu.buffer(`${tag} x`, rows * D * 4);
     this.xy = C > 0 ? gpu.buffer(`${tag} [x ‖ onehot(y)]`, rows * (D + C) * 4) : this.x;
     this.z = gpu.buffer(`${tag} z`, rows * (L + C) * 4);
     this.eps = gpu.buffer(`${tag} eps`, rows * L * 4);
-    for (const layer of layout.pieces.keys()) {
+    for (const { layer } of [...this.encoder, ...this.decoder]) {
       const name = layer.names.join('‖');
-      this.out.set(layer, gpu.buffer(`${tag} ${name}`, rows * layer.out * 4));
-      if (options.gradients) this.grad.set(layer, gpu.buffer(`${tag} d${name}`, rows * layer.out * 4));
+      const width = layer.out.reduce((a, b) => a * b, 1);
+      this.out.set(layer, gpu.buffer(`${tag} ${name}`, rows * width * 4));
+      if (options.gradients) this.grad.set(layer, gpu.buffer(`${tag} d${name}`, rows * width * 4));
     }
   }
 
   /** (rows, 2L) [mu ‖ logvar]. */
   get mulv(): GPUBuffer {
-    return this.out.get(this.encoder.at(-1)!)!;
+    return this.out.get(this.encoder.at(-1)!.layer)!;
   }
   /** (rows, D) logits of the decoder. */
   get logits(): GPUBuffer {
-    return this.out.get(this.decoder.at(-1)!)!;
+    return this.out.get(this.decoder.at(-1)!.layer)!;
   }
   get dmulv(): GPUBuffer {
-    return this.grad.get(this.encoder.at(-1)!)!;
+    return this.grad.get(this.encoder.at(-1)!.layer)!;
   }
   get dlogits(): GPUBuffer {
-    return this.grad.get(this.decoder.at(-1)!)!;
+    return this.grad.get(this.decoder.at(-1)!.layer)!;
   }
 }
 
 // ---- Layer emitters -----------------------------------------------------------------------------
 
-/** Y (rows, out) = X·Wᵀ + b, with the layer's ReLU in the epilogue. */
-export function linearForward(
-  gpu: Gpu,
-  plan: KernelPlan,
-  tag: string,
-  arena: Arena,
-  layer: LinearLayer,
-  rows: number,
-  X: Binding,
-  Y: Binding,
-) {
-  const p = arena.layout.pieces.get(layer)!;
-  return matmulOp(
+/** What a product's emitters get: the arena's pieces of `layer`, and the dispatch labels' prefix. */
+function productContext(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, layer: UnitLayer, rows: number) {
+  const c: ProductContext = {
     gpu,
-    `${tag} ${layer.names.join('‖')}`,
-    { M: rows, N: layer.out, K: layer.in },
-    { transA: false, transB: true, relu: layer.relu },
-    { A: X, B: view(arena.params, p.W), C: Y, bias: view(arena.params, p.b) },
     plan,
-  );
+    label: `${tag} ${layer.names.join('‖')}`,
+    arena,
+    pieces: arena.layout.pieces.get(layer)!,
+    rows,
+  };
+  return { c, unit: layer.unit as ProductUnit };
 }
 
-/**
- * dW = dYᵀ·X with db = the row sums of dYᵀ (one product), then dX = dY·W: masked by the ReLU
- * that produced X (`mask`, X itself), or — when X is z — continued through the
- * reparameterization into dmulv (`reparam`). No dX for the first layer (`dX` absent).
- */
-export async function linearBackward(
-  gpu: Gpu,
-  plan: KernelPlan,
-  tag: string,
-  arena: Arena,
-  layer: LinearLayer,
-  rows: number,
-  b: {
-    X: Binding;
-    dY: Binding;
-    dX?: Binding;
-    mask?: Binding;
-    reparam?: { mulv: Binding; eps: Binding; latent: number };
-  },
-): Promise<Dispatch[]> {
-  const p = arena.layout.pieces.get(layer)!;
-  const name = layer.names.join('‖');
-  const out = [
-    await matmulOp(
-      gpu,
-      `${tag} ${name} dW`,
-      { M: layer.out, N: layer.in, K: rows },
-      { transA: true, transB: false },
-      { A: b.dY, B: b.X, C: view(arena.grads, p.W), rowSum: view(arena.grads, p.b) },
-      plan,
-    ),
-  ];
-  if (b.dX) {
-    // A conditional decoder's input is [z ‖ onehot(y)]: its product is wider than z, and the
-    // epilogue keeps the first `latent` columns (reparamConditioned).
-    const conditioned = !!b.reparam && b.reparam.latent < layer.in;
-    out.push(
-      await matmulOp(
-        gpu,
-        `${tag} ${name} dX${b.reparam ? '→dmulv' : ''}`,
-        { M: rows, N: layer.in, K: layer.out, ...(conditioned ? { L: b.reparam!.latent } : {}) },
-        { transA: false, transB: false, ...(conditioned ? { reparamConditioned: true } : {}) },
-        { A: b.dY, B: view(arena.params, p.W), C: b.dX, mask: b.mask, mulv: b.reparam?.mulv, eps: b.reparam?.eps },
-        plan,
-      ),
-    );
-  }
-  return out;
+/** The epilogue an activation folds into a product (none without one). */
+function epilogueOf(activation: UnitLayer | undefined): ActivationEpilogue | undefined {
+  if (!activation || activation.unit.role !== 'activation') return undefined;
+  return activation.unit.epilogue(activation.args);
 }
 
 /**
@@ -352,14 +310,16 @@ async function chainForward(
   tag: string,
   arena: Arena,
   act: Activations,
-  layers: LinearLayer[],
+  products: Product[],
   rows: number,
   input: GPUBuffer,
 ): Promise<Dispatch[]> {
   const out: Dispatch[] = [];
-  for (const layer of layers) {
-    out.push(await linearForward(gpu, plan, tag, arena, layer, rows, input, act.out.get(layer)!));
-    input = act.out.get(layer)!;
+  for (const { layer, activation } of products) {
+    const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
+    const Y = act.out.get(layer)!;
+    out.push(await unit.forward(c, layer.args, input, Y, epilogueOf(activation)));
+    input = Y;
   }
   return out;
 }
@@ -437,24 +397,21 @@ export async function lossBackward(
   rows: number,
 ): Promise<Dispatch[]> {
   const out: Dispatch[] = [...(await likelihoodBackward(gpu, tag, arena, act, rows))];
-  // Walks one chain backwards: `first` is what the chain's first layer read (z or x).
-  const chain = async (layers: LinearLayer[], firstInput: GPUBuffer, firstDX: 'reparam' | 'none') => {
-    for (let i = layers.length - 1; i >= 0; i--) {
-      const layer = layers[i];
+  // Walks one chain backwards: `firstInput` is what the chain's first product read (z or x);
+  // the decoder's first dX is dz, continued through the reparameterization into dmulv.
+  const chain = async (products: Product[], firstInput: GPUBuffer, reparam: boolean) => {
+    for (let i = products.length - 1; i >= 0; i--) {
+      const { layer } = products[i]!;
+      const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
       const dY = act.grad.get(layer)!;
       if (i > 0) {
-        const X = act.out.get(layers[i - 1])!;
+        const before = products[i - 1]!;
+        const X = act.out.get(before.layer)!;
+        const dX = act.grad.get(before.layer)!;
+        out.push(...(await unit.backward(c, layer.args, { X, dY, dX, mask: epilogueOf(before.activation) })));
+      } else if (reparam) {
         out.push(
-          ...(await linearBackward(gpu, plan, tag, arena, layer, rows, {
-            X,
-            dY,
-            dX: act.grad.get(layers[i - 1])!,
-            mask: X,
-          })),
-        );
-      } else if (firstDX === 'reparam') {
-        out.push(
-          ...(await linearBackward(gpu, plan, tag, arena, layer, rows, {
+          ...(await unit.backward(c, layer.args, {
             X: firstInput,
             dY,
             dX: act.dmulv,
@@ -462,11 +419,11 @@ export async function lossBackward(
           })),
         );
       } else {
-        out.push(...(await linearBackward(gpu, plan, tag, arena, layer, rows, { X: firstInput, dY })));
+        out.push(...(await unit.backward(c, layer.args, { X: firstInput, dY })));
       }
     }
   };
-  await chain(act.decoder, act.z, 'reparam');
-  await chain(act.encoder, act.xy, 'none');
+  await chain(act.decoder, act.z, true);
+  await chain(act.encoder, act.xy, false);
   return out;
 }

@@ -16,7 +16,7 @@
  */
 import type { KernelPlan } from '../gpu/plan';
 import { readRunMetadata } from './checkpoint';
-import type { Likelihood, VaeSizes } from './graph';
+import { sizesName, type Likelihood, type VaeSizes } from './graph';
 import { DEFAULT_OBJECTIVE, type FitRule } from './settings';
 
 /** The GPU keeps Adam's step count as a u32 (the trainer's state buffer): past this it would wrap. */
@@ -82,6 +82,24 @@ export function resumedClasses(stored: VaeSizes, askedConditional: boolean): num
     );
   }
   return classes;
+}
+
+/**
+ * A model asked for on a resume against the checkpoint's: the same preset or spec (the
+ * likelihood aside, which continues unless given), else a ResumeError naming both. The mlp
+ * preset's widths are compared where its tensors are read (decodeCheckpoint).
+ */
+export function checkResumedModel(stored: VaeSizes, asked: VaeSizes): void {
+  const shape = (s: VaeSizes) => {
+    if (!s.spec) return 'mlp';
+    const { likelihood: _l, sigma: _s, ...rest } = s.spec;
+    return JSON.stringify(rest);
+  };
+  if (shape(stored) === shape(asked)) return;
+  const name = (s: VaeSizes) => (s.spec ? `the model ${sizesName(s)}` : `the mlp preset (${sizesName(s)})`);
+  throw new ResumeError(
+    `it is ${name(stored)}, and this run asks for ${name(asked)}: drop --model to continue the checkpoint's model`,
+  );
 }
 
 /** The likelihood a resumed model has: the one given, else the checkpoint's. */

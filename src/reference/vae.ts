@@ -4,8 +4,9 @@
  * composes its kernels, so a mismatch on the GPU can be narrowed to one kernel by comparing
  * intermediates.
  *
- * A linear layer with several names (the heads fc21 ‖ fc22) runs as one product with its
- * weights stacked, which yields the [mu ‖ logvar] rows the reparameterization and loss read.
+ * Each layer runs its own float64 twin (./layers.ts), unfused: an activation is its own step.
+ * A Linear with several names (the heads fc21 ‖ fc22) runs as one product with its weights
+ * stacked, which yields the [mu ‖ logvar] rows the reparameterization and loss read.
  */
 import {
   arenaLayout,
@@ -13,12 +14,13 @@ import {
   splitGraph,
   vaeGraph,
   type LikelihoodLayer,
-  type LinearLayer,
+  type UnitLayer,
   type VaeSizes,
 } from '../model/graph';
 import { LOG_SIGMA_RANGE } from '../model/settings';
+import { REFERENCE_LAYERS } from './layers';
 import { elbo } from './loss';
-import { concatOneHot, linearBackward, linearForward, reparamBackward, reparamForward } from './ops';
+import { concatOneHot, reparamBackward, reparamForward } from './ops';
 
 export type { VaeSizes };
 
@@ -39,13 +41,19 @@ export function paramShapes(sizes: VaeSizes): Record<string, number[]> {
   return Object.fromEntries(arenaLayout(sizes).params.map((p) => [p.name, p.shape]));
 }
 
-function stacked(p: VaeParams, layer: LinearLayer, kind: 'weight' | 'bias'): Float64Array {
-  const parts = layer.names.map((n) => p[`${n}.${kind}`]!);
-  const out = new Float64Array(parts.reduce((a, b) => a + b.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
+/** The layer's parameters by suffix, its names' pieces stacked along the first dim. */
+function pieces(p: VaeParams, layer: UnitLayer): Record<string, Float64Array> {
+  if (layer.unit.role !== 'product') return {};
+  const out: Record<string, Float64Array> = {};
+  for (const { suffix } of layer.unit.params(layer.args)) {
+    const parts = layer.names.map((n) => p[`${n}.${suffix}`]!);
+    const all = new Float64Array(parts.reduce((a, b) => a + b.length, 0));
+    let at = 0;
+    for (const part of parts) {
+      all.set(part, at);
+      at += part.length;
+    }
+    out[suffix] = all;
   }
   return out;
 }
@@ -79,27 +87,24 @@ function forward(
   const graph = vaeGraph(s);
   const { encoder, decoder } = splitGraph(graph);
   const { likelihood } = graph.at(-1) as LikelihoodLayer;
-  // inputs[i] is what layer i read; outputs[i] what it wrote.
-  const chain = (layers: LinearLayer[], input: ArrayLike<number>) => {
+  // inputs[i] is what layer i read. A conditional model's first product reads the one-hot too.
+  const chain = (layers: UnitLayer[], input: ArrayLike<number>, width: number) => {
     const inputs: ArrayLike<number>[] = [];
+    let first = true;
     for (const layer of layers) {
+      if (first && layer.unit.role === 'product') {
+        input = conditioned(s, input, rows, width, labels);
+        first = false;
+      }
       inputs.push(input);
-      input = linearForward(
-        input,
-        stacked(p, layer, 'weight'),
-        stacked(p, layer, 'bias'),
-        rows,
-        layer.in,
-        layer.out,
-        layer.relu,
-      );
+      input = REFERENCE_LAYERS[layer.kind].forward(layer.args, input, rows, pieces(p, layer));
     }
     return { inputs, output: input as Float64Array };
   };
-  const enc = chain(encoder, conditioned(s, x, rows, s.D, labels));
+  const enc = chain(encoder, x, s.D);
   const mulv = enc.output;
   const z = reparamForward(mulv, rows, s.L, eps);
-  const dec = chain(decoder, conditioned(s, z, rows, s.L, labels));
+  const dec = chain(decoder, z, s.L);
   const logits = dec.output;
   // The likelihood layer: Bernoulli is bceKl's BCE + KL; the Gaussian's σ is fixed or the parameter log_sigma.
   const logSigma =
@@ -154,26 +159,16 @@ export function vaeForwardBackward(
   const f = forward(p, s, x, eps, rows, labels, beta);
   const grads: VaeParams = {};
   if (f.loss.dlogSigma && p['log_sigma']) grads['log_sigma'] = f.loss.dlogSigma;
-  // Walks a chain back from dY of its last layer; each layer's input ReLU is folded into its
-  // dX through `reluOutput`, as the GPU's masked matmul does. Returns dX of the first layer.
-  const back = (layers: LinearLayer[], inputs: ArrayLike<number>[], dY: ArrayLike<number>): Float64Array => {
+  // Walks a chain back from dY of its last layer, each layer's twin in turn. Returns dX of the first.
+  const back = (layers: UnitLayer[], inputs: ArrayLike<number>[], dY: ArrayLike<number>): Float64Array => {
     let d: Float64Array = Float64Array.from(dY);
     for (let i = layers.length - 1; i >= 0; i--) {
-      const layer = layers[i];
-      const g = linearBackward(
-        d,
-        inputs[i]!,
-        stacked(p, layer, 'weight'),
-        rows,
-        layer.in,
-        layer.out,
-        i > 0 ? inputs[i] : undefined,
-      );
-      const part = layer.out / layer.names.length;
-      layer.names.forEach((n, j) => {
-        grads[`${n}.weight`] = g.dW.slice(j * part * layer.in, (j + 1) * part * layer.in);
-        grads[`${n}.bias`] = g.db.slice(j * part, (j + 1) * part);
-      });
+      const layer = layers[i]!;
+      const g = REFERENCE_LAYERS[layer.kind].backward(layer.args, d, inputs[i]!, rows, pieces(p, layer));
+      for (const [suffix, all] of Object.entries(g.grads)) {
+        const part = all.length / layer.names.length;
+        layer.names.forEach((n, j) => (grads[`${n}.${suffix}`] = all.slice(j * part, (j + 1) * part)));
+      }
       d = g.dX;
     }
     return d;
@@ -194,7 +189,7 @@ export function vaeForwardBackward(
     kl: f.loss.kl,
     ...splitMulv(f.mulv, rows, s.L),
     logits: f.logits,
-    z: f.dec.inputs[0] as Float64Array,
+    z: f.dec.inputs[f.decoder.findIndex((l) => l.unit.role === 'product')] as Float64Array,
     grads: ordered,
   };
 }

@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""Regenerate the PyTorch parity fixtures of the layer kinds, test/fixtures/layers/KIND.json.
+
+For each layer kind a spec may name (src/model/layers), a few cases: PyTorch's module built from
+the spec's positional arguments, run forward and backward in float32 (as the engine runs) on a
+batch whose values include the edges (0, -0, the smallest normal float32, large values). Each
+case holds the arguments, one sample's input shape, the batch, the parameters, the output and
+its shape, an upstream gradient and PyTorch's gradients of the input and of each parameter.
+test/layer-parity.test.ts checks each layer's shape rule and float64 twin against them.
+
+Usage: /usr/bin/python3 scripts/layer_fixtures.py
+"""
+
+import json
+import os
+
+import torch
+import torch.nn as nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "test", "fixtures", "layers")
+
+EDGES = [0.0, -0.0, 2.0 ** -126, -(2.0 ** -126), 1e30, -1e30, 3.0, -3.0]
+
+
+def module(kind, args):
+    if kind == "Unflatten":
+        return nn.Unflatten(args[0], tuple(args[1]))
+    return getattr(nn, kind)(*args)
+
+
+def case(kind, args, shape, rows, seed, edges=False):
+    torch.manual_seed(seed)
+    m = module(kind, args).float()
+    x = torch.randn(rows, *shape, dtype=torch.float32)
+    if edges:
+        flat = x.view(-1)
+        flat[: len(EDGES)] = torch.tensor(EDGES[: flat.numel()], dtype=torch.float32)
+    x.requires_grad_(True)
+    y = m(x)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    values = lambda t: [float(v) for v in t.detach().reshape(-1).tolist()]
+    return {
+        "args": args,
+        "input": list(shape),
+        "rows": rows,
+        "x": values(x),
+        "params": {name: values(p) for name, p in m.named_parameters()},
+        "y": values(y),
+        "output": list(y.shape[1:]),
+        "dy": values(dy),
+        "dx": values(x.grad),
+        "grads": {name: values(p.grad) for name, p in m.named_parameters()},
+    }
+
+
+CASES = {
+    "Linear": [case("Linear", [5, 4], [5], 3, 1), case("Linear", [1, 1], [1], 1, 2), case("Linear", [13, 7], [13], 6, 3)],
+    "ReLU": [case("ReLU", [], [9], 2, 4, edges=True)],
+    "LeakyReLU": [
+        case("LeakyReLU", [], [9], 2, 5, edges=True),
+        case("LeakyReLU", [0.2], [9], 2, 6, edges=True),
+        case("LeakyReLU", [0.0], [9], 2, 7, edges=True),
+        case("LeakyReLU", [7.5], [9], 2, 8, edges=True),
+    ],
+    "Flatten": [
+        case("Flatten", [], [2, 3, 4], 2, 9),
+        case("Flatten", [2, 3], [2, 3, 4], 2, 10),
+        case("Flatten", [1, 2], [2, 3, 4], 2, 11),
+        case("Flatten", [-2, -1], [2, 3, 4], 2, 12),
+    ],
+    "Unflatten": [
+        case("Unflatten", [1, [3, 4]], [12], 2, 13),
+        case("Unflatten", [2, [2, 3]], [2, 6], 2, 14),
+        case("Unflatten", [-1, [3, 2]], [2, 6], 2, 15),
+        case("Unflatten", [1, [1, 28, 28]], [784], 1, 16),
+    ],
+}
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    for kind, cases in CASES.items():
+        path = os.path.join(OUT, kind + ".json")
+        with open(path, "w") as f:
+            json.dump({"torch": torch.__version__, "kind": kind, "cases": cases}, f, separators=(",", ":"))
+            f.write("\n")
+        print("wrote", os.path.relpath(path, ROOT))

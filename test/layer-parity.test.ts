@@ -1,0 +1,56 @@
+/**
+ * Each layer kind against PyTorch (test/fixtures/layers/KIND.json, made by
+ * scripts/layer_fixtures.py): its shape rule gives PyTorch's output shape for the same
+ * arguments, and its float64 twin (src/reference/layers.ts) PyTorch's output and gradients on
+ * the same float32 batch, edges included. Every kind in the registry has a fixture.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { LAYERS, type LayerKind } from '../src/model/layers';
+import { REFERENCE_LAYERS } from '../src/reference/layers';
+import { expectClose } from './gpu';
+
+interface Case {
+  args: unknown[];
+  input: number[];
+  rows: number;
+  x: number[];
+  params: Record<string, number[]>;
+  y: number[];
+  output: number[];
+  dy: number[];
+  dx: number[];
+  grads: Record<string, number[]>;
+}
+
+const DIR = 'test/fixtures/layers';
+
+it('every layer kind has a PyTorch fixture', () => {
+  expect(readdirSync(DIR).sort()).toEqual(
+    Object.keys(LAYERS)
+      .map((k) => `${k}.json`)
+      .sort(),
+  );
+});
+
+describe.each(Object.keys(LAYERS) as LayerKind[])('%s', (kind) => {
+  const { cases } = JSON.parse(readFileSync(`${DIR}/${kind}.json`, 'utf8')) as { cases: Case[] };
+  const unit = LAYERS[kind];
+  it.each(cases.map((c) => [JSON.stringify(c.args), c] as const))('(%s): shape, forward and backward', (_, c) => {
+    const args = unit.args(c.args as never);
+    if (typeof args === 'string') throw new Error(args);
+    expect((unit.outShape as (a: unknown, s: readonly number[]) => unknown)(args, c.input)).toEqual(c.output);
+    const p = Object.fromEntries(Object.entries(c.params).map(([k, v]) => [k, Float64Array.from(v)]));
+    const twin = REFERENCE_LAYERS[kind];
+    // PyTorch ran in float32: each product one rounding from the float64 twin's, and a sum of K a few
+    // (atol for sums that cancel, and for the denormals a slope makes of FLT_MIN).
+    const rtol = 2e-6;
+    expectClose('y', twin.forward(args, c.x, c.rows, p), c.y, rtol, 1e-6);
+    const g = twin.backward(args, c.dy, c.x, c.rows, p);
+    expectClose('dx', g.dX, c.dx, rtol, 1e-6);
+    expect(Object.keys(g.grads).sort()).toEqual(Object.keys(c.grads).sort());
+    for (const [name, grad] of Object.entries(c.grads)) expectClose(`d${name}`, g.grads[name]!, grad, rtol, 1e-6);
+    // The parameters are the unit's pieces, in PyTorch's names and shapes.
+    if (unit.role === 'product') expect(unit.params(args as never).map((q) => q.suffix)).toEqual(Object.keys(c.params));
+  });
+});
