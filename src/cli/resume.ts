@@ -93,7 +93,7 @@ export interface ResumeDecision {
  * checkpoint already reached --epochs (it says "Nothing to do").
  */
 export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null {
-  const { pixels, classes, trainLabels, testLabels, trainCount, testCount, dataset, images } = d;
+  const { channels, rows, cols, pixels, classes, trainLabels, testLabels, trainCount, testCount, dataset, images } = d;
   // The model's classes: --conditional's, or on --resume the checkpoint's (as its likelihood, below).
   let modelClasses = classes;
   let resume: string | undefined;
@@ -104,7 +104,7 @@ export function decideResume(o: TrainOptions, d: RunData): ResumeDecision | null
   // The one path from the options to a model (src/model/spec.ts).
   const asked = (classes: number, l: Likelihood | undefined, model = o.model): VaeSizes =>
     modelSizes(model, {
-      input: [pixels],
+      input: [channels, rows, cols],
       ...(model === undefined || model === 'mlp' || o.given?.hidden ? { hidden: o.hidden } : {}),
       ...(model === undefined || model === 'mlp' || o.given?.latent ? { latent: o.latent } : {}),
       classes,
