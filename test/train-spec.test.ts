@@ -2,14 +2,15 @@
  * `npm run train -- --model FILE.json`: a spec whose shapes do not chain is refused before
  * anything starts, naming the layer; the issue's LeakyReLU spec trains, and its checkpoint
  * holds the spec (metadata `model`) and nn.Sequential's names; a resume asking for another model
- * is refused, naming both.
+ * is refused, naming both; PyTorch's module built from the checkpoint's spec (scripts/vae_spec.py)
+ * loads it strictly and gives the engine's test loss.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../src/io/safetensors';
 import { parseSpec } from '../src/model/spec';
-import { tempDir, train } from './cli';
+import { python, tempDir, train } from './cli';
 
 const LEAKY = {
   input: [1, 28, 28],
@@ -42,7 +43,7 @@ describe('train --model', () => {
   it("trains the LeakyReLU spec; its checkpoint holds the spec and nn.Sequential's names; another model's resume is refused", () => {
     const out = tempDir();
     const r = train(
-      ['--model', specFile(LEAKY), '--epochs', '1', '--train-limit', '256', '--test-limit', '256', '--out', out],
+      ['--model', specFile(LEAKY), '--epochs', '1', '--train-limit', '256', '--test-limit', '2000', '--out', out],
       600_000,
     );
     expect(r.status, r.stderr).toBe(0);
@@ -62,6 +63,15 @@ describe('train --model', () => {
     );
     expect(tensors.get('encoder.1.weight')!.shape).toEqual([512, 784]);
     expect(names.some((n) => n.startsWith('fc1'))).toBe(false);
+
+    // The same test images in PyTorch: its sampled z differs from the engine's, so the figures agree
+    // to within the spread of the noise over 2,000 images, not bit for bit.
+    const engineLoss = Number(/====> Test set loss: (\d+\.\d+)/.exec(r.stdout)![1]);
+    const torch = python(['scripts/load_checkpoint.py', file, '--limit', '2000']);
+    expect(torch.status, torch.stderr).toBe(0);
+    expect(torch.stdout).toMatch(/load_state_dict\(strict=True\)/);
+    const mean = Number(/mean (\d+\.\d+)/.exec(torch.stdout)![1]);
+    expect(Math.abs(mean - engineLoss), torch.stdout).toBeLessThan(0.5);
 
     const refused = train(['--resume', file, '--model', 'mlp', '--epochs', '2', '--out', tempDir()], 120_000);
     expect(refused.status).not.toBe(0);
