@@ -82,8 +82,9 @@ export const TUNE_ALTERNATIVES: readonly MatmulChoice[] = [
 
 /**
  * Lavapipe's candidates: the register tiles, the taller and wider ones its measurements made
- * worth a try (TUNER_REGISTER_TILES), and split-K. Not the workgroup-memory tiled kernel: its
- * barriers hang lavapipe (Mesa 25.0.7) today.
+ * worth a try (TUNER_REGISTER_TILES), and split-K. Not the workgroup-memory tiled kernel: lavapipe
+ * (Mesa 25.0.7) spends about 10 s of CPU compiling each of its 64×64 pipelines, so a start-up tune
+ * would spend minutes compiling candidates that SwiftShader's measurements already rank last.
  */
 export const LAVAPIPE_TUNE_ALTERNATIVES: readonly MatmulChoice[] = [
   ...TUNE_ALTERNATIVES.filter((c) => c.variant === 'register'),
