@@ -123,7 +123,8 @@ export function engineVersion(
     for (const choice of candidates)
       kernels.add(plannedMatmulKernel(p.dims, p.options, p.epilogues, choice, quad).code);
   }
-  const lists = new Set(products.map((p) => JSON.stringify(p.candidates)));
+  // Each list as a set: the order a host lists its candidates in changes no kernel and no choice.
+  const lists = new Set(products.map((p) => JSON.stringify(p.candidates.map((c) => JSON.stringify(c)).sort())));
   return digest([...[...kernels].sort(), JSON.stringify(TUNE_ALTERNATIVES), ...[...lists].sort()].join('\n'));
 }
 
