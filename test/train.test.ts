@@ -164,7 +164,7 @@ describe('npm run train', () => {
     [['--lr=-1'], /--lr must be a number above 0 and at most 10/],
     [['--lr', 'NaN'], /--lr must be a number/],
     [['--batch-size', '1.5'], /--batch-size must be an integer/],
-    [['--dataset', 'cifar'], /--dataset must be mnist or fashion-mnist/],
+    [['--dataset', 'cifar'], /--dataset must be mnist, fashion-mnist, cifar10, got "cifar"/],
     [['--bogus'], /Unknown option '--bogus'/],
     [['--seed', '4294967296'], /--seed must be an integer from 0 to 4294967295/],
   ])('refuses %j before starting', (args, message) => {
