@@ -67,6 +67,7 @@ export class ModelPicker {
   private readonly text: HTMLTextAreaElement;
   private readonly row: HTMLElement;
   private readonly reason: HTMLElement;
+  private readonly presetReason: HTMLElement;
 
   /**
    * `onChange` runs after every edit; `context` gives the chosen dataset's image shape (null
@@ -85,6 +86,7 @@ export class ModelPicker {
     this.select.value = DEFAULT_PRESET;
     document.getElementById('model-kinds')!.textContent = Object.keys(LAYERS).join(', ');
     this.reason = reasonAfter(this.text);
+    this.presetReason = reasonAfter(this.select);
     let last: string = DEFAULT_PRESET;
     this.select.addEventListener('change', () => {
       if (this.select.value === CUSTOM && this.text.value.trim() === '') this.text.value = this.startingText(last);
@@ -118,15 +120,36 @@ export class ModelPicker {
     return this.select.value === CUSTOM;
   }
 
-  /** The chosen model, or null (with the reason shown beside the text area) when the spec is not one this page trains. */
+  /**
+   * The chosen model, or null when it is not one this page can train: a spec's reason is shown
+   * beside the text area, a preset's (one that does not fit the dataset's images) beside the select.
+   */
   read(): ModelChoice | null {
     this.row.hidden = !this.custom;
     const result = this.custom ? this.parse(this.text.value) : this.select.value;
     const reason = typeof result === 'object' && 'reason' in result ? result.reason : '';
-    this.text.setCustomValidity(reason);
-    this.text.setAttribute('aria-invalid', String(reason !== ''));
-    this.reason.textContent = reason;
-    return reason ? null : (result as ModelChoice);
+    const presetReason = this.custom ? '' : this.presetMisfit(this.select.value);
+    for (const [field, span, why] of [
+      [this.text, this.reason, reason],
+      [this.select, this.presetReason, presetReason],
+    ] as const) {
+      field.setCustomValidity(why);
+      field.setAttribute('aria-invalid', String(why !== ''));
+      span.textContent = why;
+    }
+    return reason || presetReason ? null : (result as ModelChoice);
+  }
+
+  /** Why `preset` cannot be made for the dataset's images ('' when it can, or when they are not known yet); the mlp's fields check its own. */
+  private presetMisfit(preset: string): string {
+    const { input, latent } = this.context();
+    if (preset === 'mlp' || !input) return '';
+    try {
+      modelSizes(preset, { input, latent });
+      return '';
+    } catch (e) {
+      return (e as Error).message;
+    }
   }
 
   get valid(): boolean {
