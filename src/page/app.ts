@@ -13,6 +13,7 @@ import type { Controls, Settings } from './controls';
 import type { Dataset, PickedFile } from './data';
 import type { Explorer } from './explorer';
 import type { GatheredFolder } from './image-folder';
+import type { ModelChoice, ModelPicker } from './model-picker';
 import type { ObjectiveControls } from './objective';
 import type { ProgressView } from './progress';
 import type { PageTuneCache } from './tune-cache';
@@ -22,6 +23,8 @@ export interface Session {
   dataset: Dataset;
   settings: Settings;
   model: VaeModel;
+  /** How the model picker names it: a preset, or its spec (the model's own, in model.sizes.spec). */
+  choice: ModelChoice;
   trainer: Trainer;
   inference: Inference;
   /** Completed epochs (a stopped epoch does not count; Start repeats it). */
@@ -104,6 +107,7 @@ export function findElements() {
     imageSize: $<HTMLInputElement>('image-size'),
     imageSizeReason: $('image-size-reason'),
     imageFit: $<HTMLSelectElement>('image-fit'),
+    imageChannels: $<HTMLSelectElement>('image-channels'),
     autotune: $<HTMLInputElement>('autotune'),
     download: $<HTMLButtonElement>('download'),
     checkpointFile: $<HTMLInputElement>('checkpoint-file'),
@@ -124,6 +128,7 @@ export interface App {
   readonly el: Elements;
   readonly controls: Controls;
   readonly objectiveControls: ObjectiveControls;
+  readonly modelPicker: ModelPicker;
   readonly chart: LossChart;
   readonly progress: ProgressView;
   readonly explorer: Explorer;

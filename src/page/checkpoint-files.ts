@@ -2,12 +2,18 @@
  * Checkpoint files: Download saves the session as `.safetensors` (the weights under PyTorch's
  * names, and the Adam state); a picked file becomes the session once it has been checked.
  */
-import { sizesName } from '../model/graph';
+import { sizesName, type VaeSizes } from '../model/graph';
 import { failed, type App } from './app';
 import { chosenDataset, showDatasetChoice } from './dataset-choice';
 import { checkpointBytes, createSession, epochOf, readCheckpoint, settingsFor } from './engine';
+import { choiceName, type ModelChoice } from './model-picker';
 import { showModel } from './model-views';
 import { saveLatest } from './saved-run';
+
+/** A model as file names and messages say it: an mlp by its sizes (784-400-20), a spec model by its preset, or "custom" (the picker shows its spec). */
+function modelName(sizes: VaeSizes, choice: ModelChoice): string {
+  return sizes.spec ? choiceName(choice) : sizesName(sizes);
+}
 
 export function wireCheckpointFiles(app: App): void {
   const { el, state, say } = app;
@@ -17,7 +23,7 @@ export function wireCheckpointFiles(app: App): void {
     if (!s) return;
     try {
       const bytes = await checkpointBytes(s);
-      const name = `vae-${s.dataset.name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${sizesName(s.model.config.sizes)}-epoch${s.epochsDone}.safetensors`;
+      const name = `vae-${s.dataset.name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${modelName(s.model.config.sizes, s.choice)}-epoch${s.epochsDone}.safetensors`;
       const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
       const a = Object.assign(document.createElement('a'), { href: url, download: name });
       a.click();
@@ -50,7 +56,7 @@ export function wireCheckpointFiles(app: App): void {
       await session.trainer.testPass();
       await showModel(app, session);
       showDatasetChoice(app);
-      const loaded = `Loaded ${file.name}: a ${sizesName(ckpt.sizes)} model after ${epoch} epoch${epoch === 1 ? '' : 's'} (${ckpt.step} steps).`;
+      const loaded = `Loaded ${file.name}: a ${modelName(ckpt.sizes, session.choice)} model after ${epoch} epoch${epoch === 1 ? '' : 's'} (${ckpt.step} steps)${typeof session.choice === 'string' ? '' : '; its spec is shown under Model'}.`;
       const stored = state.stored;
       if (stored === null) {
         say(`${loaded} Continue trains it further.`);

@@ -68,6 +68,9 @@ export function reasonAfter(input: HTMLElement): HTMLElement {
 export class Controls {
   private readonly inputs = {} as Record<keyof Settings, HTMLInputElement>;
   private readonly reasons = {} as Record<keyof Settings, HTMLElement>;
+  /** Why a field does not apply to the chosen model ('' or absent: it does); see setApplies. */
+  private readonly notApplied: Partial<Record<keyof Settings, string>> = {};
+  private locked = false;
 
   /** `onChange` runs after every edit, so the caller can enable or disable Start. */
   constructor(onChange: () => void) {
@@ -86,6 +89,16 @@ export class Controls {
   private check<K extends keyof Settings>(name: K): Settings[K] | null {
     const input = this.inputs[name];
     const result = FIELDS[name].parse(input.value);
+    const why = this.notApplied[name];
+    if (why) {
+      // A field the model does not use blocks nothing: its value (or the default) rides along unused.
+      input.setCustomValidity('');
+      input.setAttribute('aria-invalid', 'false');
+      this.reasons[name].textContent = `not used: ${why}`;
+      this.reasons[name].classList.add('why');
+      return isReason(result) ? FIELDS[name].initial : result;
+    }
+    this.reasons[name].classList.remove('why');
     const reason = isReason(result) ? result.reason : '';
     input.setCustomValidity(reason);
     input.setAttribute('aria-invalid', String(reason !== ''));
@@ -134,6 +147,19 @@ export class Controls {
 
   /** While a model exists its shape and optimiser are fixed; only the epoch target stays editable. */
   setLocked(locked: boolean): void {
-    for (const name of SETTING_NAMES) if (name !== 'epochs') this.inputs[name].disabled = locked;
+    this.locked = locked;
+    for (const name of SETTING_NAMES)
+      if (name !== 'epochs') this.inputs[name].disabled = locked || !!this.notApplied[name];
+  }
+
+  /**
+   * Marks a field that the chosen model does not use (`why`, shown beside it), or uses again
+   * (''): it is disabled, and its value is not checked.
+   */
+  setApplies(name: 'hidden' | 'latent', why: string): void {
+    this.notApplied[name] = why;
+    this.inputs[name].disabled = this.locked || why !== '';
+    this.inputs[name].title = why ? `Not used: ${why}` : '';
+    this.check(name);
   }
 }

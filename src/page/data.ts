@@ -7,7 +7,7 @@
 import { decodeImageFolder } from '../data/image-decode';
 import { describeImageFolder, type SkippedFile } from '../data/image-folder';
 import { classCountOf } from '../model/labels';
-import type { FitRule } from '../model/settings';
+import type { Channels, FitRule } from '../model/settings';
 import { CIFAR10, CifarError, parseCifarBatch, parseCifarMeta, type CifarBatch } from '../data/cifar';
 import {
   gunzipBounded,
@@ -20,6 +20,13 @@ import {
 } from '../data/idx';
 
 export type DatasetKind = 'mnist' | 'fashion' | 'files' | 'cifar10' | 'images';
+
+/** How an image folder is decoded: the side, the fit rule, and 1 (grayscale) or 3 (R, G, B) channels, as the CLI's --channels. */
+export interface ImageOptions {
+  size: number;
+  fit: FitRule;
+  channels: Channels;
+}
 
 export interface Split {
   count: number;
@@ -35,7 +42,7 @@ export interface Dataset {
   name: string;
   rows: number;
   cols: number;
-  /** 1 (grayscale), or 3 for planar R, G, B (CIFAR-10); absent: 1. */
+  /** 1 (grayscale), or 3 for planar R, G, B (CIFAR-10, a colour image folder); absent: 1. */
   channels?: number;
   train: Split;
   test: Split;
@@ -47,7 +54,7 @@ export interface Dataset {
    */
   labelClasses: number;
   /** An image folder ('images'): how it was decoded, the files it skipped and the line that says what it became. */
-  images?: { size: number; fit: FitRule; skipped: SkippedFile[]; summary: string };
+  images?: ImageOptions & { skipped: SkippedFile[]; summary: string };
 }
 
 /** Values per image, channels × rows × cols: the model's D. */
@@ -239,13 +246,13 @@ async function loadCifar(files: readonly PickedFile[]): Promise<Dataset> {
 
 /**
  * An ImageFolder-style dataset from a folder's files (`name`: paths relative to the folder),
- * decoded by this browser to size×size grayscale (src/data/image-decode.ts, which the CLI's
+ * decoded by this browser to size×size grayscale or colour (src/data/image-decode.ts, which the CLI's
  * headless page runs too). `skipped` are files refused before reading (too large).
  */
 export async function loadImages(
   folder: string,
   files: readonly PickedFile[],
-  options: { size: number; fit: FitRule },
+  options: ImageOptions,
   skipped: readonly SkippedFile[] = [],
 ): Promise<Dataset> {
   const d = await decodeImageFolder(
@@ -259,6 +266,7 @@ export async function loadImages(
     name: folder,
     rows: d.rows,
     cols: d.cols,
+    ...(d.channels !== 1 ? { channels: d.channels } : {}),
     classNames: d.classNames,
     labelClasses: classCountOf(d.train.labels, d.test.labels),
     train: d.train,

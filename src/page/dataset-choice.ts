@@ -6,7 +6,15 @@
 import { IdxError, MAX_IDX_FILE_BYTES } from '../data/idx';
 import { CIFAR10, MAX_CIFAR_FILE_BYTES } from '../data/cifar';
 import { HELD_OUT_RULE, LUMA_WEIGHTS as W } from '../data/image-folder';
-import { FIT_DEFAULT, FIT_RULES, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_RANGE, type FitRule } from '../model/settings';
+import {
+  FIT_DEFAULT,
+  FIT_RULES,
+  IMAGE_SIZE_DEFAULT,
+  IMAGE_SIZE_RANGE,
+  imageValuesReason,
+  type Channels,
+  type FitRule,
+} from '../model/settings';
 import type { App } from './app';
 import { integerReason } from './controls';
 import {
@@ -17,6 +25,7 @@ import {
   loadPicked,
   type Dataset,
   type DatasetKind,
+  type ImageOptions,
 } from './data';
 import { gatherDropped, gatherPicked, type GatheredFolder } from './image-folder';
 
@@ -57,19 +66,22 @@ export function showDatasetChoice(app: App): void {
   app.updateButtons();
 }
 
-/** The size and fit fields, or null (with the reason shown) when the size is not one the engine takes. */
-export function imageOptions({ el }: App): { size: number; fit: FitRule } | null {
-  const reason = integerReason(el.imageSize.value, ...IMAGE_SIZE_RANGE);
+/** The size, fit and colour fields, or null (with the reason shown) when the size is not one the engine takes. */
+export function imageOptions({ el }: App): ImageOptions | null {
+  const channels = Number(el.imageChannels.value) as Channels;
+  const reason =
+    integerReason(el.imageSize.value, ...IMAGE_SIZE_RANGE) ||
+    (imageValuesReason(channels, Number(el.imageSize.value)) ?? '');
   el.imageSize.setCustomValidity(reason);
   el.imageSizeReason.textContent = reason;
-  return reason ? null : { size: Number(el.imageSize.value), fit: el.imageFit.value as FitRule };
+  return reason ? null : { size: Number(el.imageSize.value), fit: el.imageFit.value as FitRule, channels };
 }
 
-async function decodeFolder(
-  { state }: App,
-  folder: GatheredFolder,
-  options: { size: number; fit: FitRule },
-): Promise<Dataset> {
+/** Whether `d` was decoded with `options` (else the folder is decoded again). */
+const decodedWith = (d: Dataset, o: ImageOptions) =>
+  o.size === d.images?.size && o.fit === d.images.fit && o.channels === d.images.channels;
+
+async function decodeFolder({ state }: App, folder: GatheredFolder, options: ImageOptions): Promise<Dataset> {
   const dataset = await loadImages(folder.name, folder.files, options, folder.skipped);
   state.pickedFolder = folder;
   // A new array for each decoding: saveLatest stores the files (and their size and fit) when the array changes.
@@ -96,7 +108,7 @@ async function useFolder(app: App, folder: GatheredFolder | null): Promise<void>
   state.phase = 'busy';
   app.updateButtons();
   el.datasetStatus.classList.remove('error');
-  el.datasetStatus.textContent = `Decoding ${folder.files.length} files of ${folder.name} to ${options.size}×${options.size}…`;
+  el.datasetStatus.textContent = `Decoding ${folder.files.length} files of ${folder.name} to ${options.channels === 3 ? 'colour ' : ''}${options.size}×${options.size}…`;
   try {
     await decodeFolder(app, folder, options);
     state.phase = 'ready';
@@ -130,10 +142,10 @@ export async function chosenDataset(app: App): Promise<Dataset> {
   } else {
     if (state.picked?.kind !== kind) throw new Error('choose the dataset files first');
     full = state.picked.dataset;
-    // A size or fit changed since the folder was decoded (the field not yet left): decode it again now.
+    // A size, fit or colour changed since the folder was decoded (the field not yet left): decode it again now.
     const options = kind === 'images' ? imageOptions(app) : null;
     if (kind === 'images' && !options) throw new Error(`the image size ${el.imageSizeReason.textContent}`);
-    if (options && state.pickedFolder && (options.size !== full.images?.size || options.fit !== full.images?.fit)) {
+    if (options && state.pickedFolder && !decodedWith(full, options)) {
       full = await decodeFolder(app, state.pickedFolder, options);
     }
   }
@@ -182,7 +194,7 @@ export function wireDatasetChoice(app: App): void {
   el.imageSize.value = String(IMAGE_SIZE_DEFAULT);
   el.imagesHint.textContent =
     `PNG or JPEG files, one subfolder per class (the classes are the subfolders' names, sorted). ` +
-    `With train/ and test/ subfolders those are the splits; otherwise the test images are ${HELD_OUT_RULE}. Images become size×size grayscale (luma ${W.r} R + ${W.g} G + ${W.b} B; transparency and padding are black): ` +
+    `With train/ and test/ subfolders those are the splits; otherwise the test images are ${HELD_OUT_RULE}. Images become size×size grayscale (luma ${W.r} R + ${W.g} G + ${W.b} B), or colour (their R, G and B planes, as the CLI's --channels 3); transparency and padding are black: ` +
     'center-crop scales the short side and keeps the centre, fit scales the long side and pads, stretch scales each side. ' +
     'Files that cannot be used are named and skipped.';
   for (const rule of FIT_RULES) el.imageFit.add(new Option(rule, rule, rule === FIT_DEFAULT, rule === FIT_DEFAULT));
@@ -199,6 +211,11 @@ export function wireDatasetChoice(app: App): void {
   });
   el.imageSize.addEventListener('change', () => void useFolder(app, state.pickedFolder));
   el.imageFit.addEventListener('change', () => void useFolder(app, state.pickedFolder));
+  el.imageChannels.addEventListener('change', () => {
+    imageOptions(app); // 3 channels may make the size too large
+    app.updateButtons();
+    void useFolder(app, state.pickedFolder);
+  });
 
   // A file dropped anywhere must not navigate away from a training page; a folder dropped while no
   // model exists becomes the image dataset.

@@ -16,10 +16,12 @@ import { arenaLayout, classesOf, type VaeSizes } from '../model/graph';
 import { Inference } from '../model/inference';
 import { classCountOf, labelsReason } from '../model/labels';
 import { openModel } from '../model/open';
+import { modelSizes } from '../model/spec';
 import { DEFAULT_OBJECTIVE, STEPS_PER_SUBMIT } from '../model/settings';
 import type { App, Session } from './app';
 import { DEFAULT_SETTINGS, type Controls, type Settings } from './controls';
 import { valuesPerImage, type Dataset } from './data';
+import { choiceOf, type ModelChoice } from './model-picker';
 import { showClassControls } from './model-views';
 import type { PageObjective } from './objective';
 
@@ -43,9 +45,16 @@ function conditionalClasses(dataset: Dataset, wanted: boolean): number {
   return classes;
 }
 
+/** One image's shape, [C, H, W]: a spec's input. */
+export function inputOf(d: { rows: number; cols: number; channels?: number }): number[] {
+  return [d.channels ?? 1, d.rows, d.cols];
+}
+
 /**
  * A new session (the model, its trainer and inference, the dataset uploaded) in place of the
- * current one, which is dropped once the settings and the objective are known to be usable.
+ * current one, which is dropped once the settings, the model and the objective are known to be
+ * usable. A new model is the picker's, made by the one path from options to a model
+ * (spec.ts modelSizes); a checkpoint's is its own, and the picker then shows it.
  */
 export async function createSession(
   app: App,
@@ -54,7 +63,7 @@ export async function createSession(
   checkpoint: CheckpointData | null,
   epochsDone: number,
 ): Promise<Session> {
-  const { el, controls, objectiveControls, explorer, say } = app;
+  const { el, controls, objectiveControls, modelPicker, explorer, say } = app;
   if (settings.batchSize > dataset.train.count) {
     throw new Error(
       `the batch size (${settings.batchSize}) is larger than the ${dataset.train.count} training images; lower it`,
@@ -73,17 +82,32 @@ export async function createSession(
     : objectiveControls.read();
   if (!objective)
     throw new Error('an objective field (β, KL warm-up, likelihood or σ) is invalid; its reason is shown beside it');
+  const input = inputOf(dataset);
+  let sizes: VaeSizes;
+  let choice: ModelChoice;
+  if (checkpoint) {
+    sizes = checkpoint.sizes;
+    choice = choiceOf(sizes, input);
+  } else {
+    const picked = modelPicker.read();
+    if (picked === null)
+      throw new Error('the model spec is not one this page can train; its reason is shown beside it');
+    choice = picked;
+    sizes = modelSizes(choice, {
+      input,
+      ...(choice === 'mlp' ? { hidden: settings.hidden } : {}),
+      ...(typeof choice === 'string' ? { latent: settings.latent } : {}),
+      classes,
+      // What the Likelihood field shows trains: it replaces a spec's (the mlp keeps Bernoulli as absent, the reference model's sizes).
+      likelihood: objective.likelihood ?? (choice === 'mlp' ? undefined : { kind: 'bernoulli' }),
+    });
+  }
+  // A spec names its latent size (the explorer's axes); the hidden widths field keeps the mlp's.
+  settings = { ...settings, latent: sizes.L, ...(sizes.spec ? {} : { hidden: [...sizes.hidden] }) };
   dropSession(app);
   const g = app.state.gpu!;
   try {
     const labelsIf = (labels?: Uint8Array) => (classes > 0 ? labels : undefined);
-    const sizes: VaeSizes = {
-      D: valuesPerImage(dataset),
-      hidden: settings.hidden,
-      L: settings.latent,
-      ...(classes > 0 ? { classes } : {}),
-      ...(objective.likelihood ? { likelihood: objective.likelihood } : {}),
-    };
     // The opener keeps a checkpoint's kernel plan (it sums in that order) and skips the autotune for it.
     const { model, trainer, tune, messages } = await openModel(g, {
       sizes,
@@ -114,6 +138,7 @@ export async function createSession(
       dataset,
       settings,
       model,
+      choice,
       epochsDone,
       files: dataset.kind === 'mnist' ? null : app.state.picked!.files, // chosenDataset() made it from `picked`
       trainer,
@@ -129,6 +154,7 @@ export async function createSession(
       classNames: dataset.classNames,
       classes,
     });
+    modelPicker.set(choice);
     controls.set(settings);
     el.conditional.checked = classes > 0;
     showClassControls(app, dataset, classes);
@@ -174,6 +200,9 @@ export async function checkpointBytes(s: Session): Promise<Uint8Array> {
     batchSize: s.settings.batchSize,
     dataset: s.dataset.name,
     plan: s.model.plan,
+    // As the CLI records an image folder's decoding and colour, so a resume can say what to pick.
+    ...(s.dataset.images ? { imageSize: s.dataset.images.size, fit: s.dataset.images.fit } : {}),
+    ...((s.dataset.channels ?? 1) !== 1 ? { channels: s.dataset.channels } : {}),
     ...(classNamesOf(s.dataset) ? { classNames: classNamesOf(s.dataset) } : {}),
     ...(s.model.generalObjective ? { beta: s.model.config.beta, klWarmup: s.model.config.klWarmup } : {}),
   });
@@ -189,9 +218,10 @@ export async function readCheckpoint(
   bytes: Uint8Array,
   dataset: () => Promise<Dataset>,
 ): Promise<{ ckpt: CheckpointData; dataset: Dataset }> {
-  const { sizes } = checkpointSizes(bytes);
+  const { sizes, metadata } = checkpointSizes(bytes);
+  // A spec's widths are its own (parseSpec checked them against the engine's limits); its latent size still needs the explorer's two axes.
   for (const [field, what, value] of [
-    ['hidden', 'hidden widths', sizes.hidden],
+    ...(sizes.spec ? [] : ([['hidden', 'hidden widths', sizes.hidden]] as const)),
     ['latent', 'latent size', sizes.L],
   ] as const) {
     const reason = controls.reasonAgainst(field, value);
@@ -202,8 +232,13 @@ export async function readCheckpoint(
   const D = valuesPerImage(d);
   if (sizes.D !== D) {
     const shape = (d.channels ?? 1) === 1 ? `${d.rows}×${d.cols}` : `${d.channels}×${d.rows}×${d.cols}`;
+    const channels = readRunMetadata(metadata).channels ?? 1;
+    const colour =
+      d.kind === 'images' && channels !== (d.channels ?? 1)
+        ? ` (it was trained on ${channels === 3 ? 'colour' : 'grayscale'} images: set Colour to ${channels === 3 ? 'colour (RGB)' : 'grayscale'})`
+        : '';
     throw new Error(
-      `it is for images of ${sizes.D} pixels, but ${d.name} has ${shape} = ${D}; choose its dataset first`,
+      `it is for images of ${sizes.D} pixels, but ${d.name} has ${shape} = ${D}${colour}; choose its dataset first`,
     );
   }
   // A label at or past the checkpoint's class count would reach the GPU as an all-zero one-hot.
@@ -232,7 +267,8 @@ export function settingsFor(controls: Controls, ckpt: CheckpointData): Settings 
   };
   return {
     ...base,
-    hidden: [...ckpt.sizes.hidden],
+    // A spec's widths are its own: the hidden widths field keeps the mlp's.
+    hidden: ckpt.sizes.spec ? base.hidden : [...ckpt.sizes.hidden],
     latent: ckpt.sizes.L,
     seed: pick('seed'),
     lr: pick('lr'),

@@ -18,11 +18,12 @@ import { Gpu, GpuError, LOST_DEVICE_ADVICE } from '../gpu/device';
 import { failed, findElements, initialState, type App } from './app';
 import { clearCanvas, LossChart } from './charts';
 import { wireCheckpointFiles } from './checkpoint-files';
-import { Controls } from './controls';
+import { Controls, DEFAULT_SETTINGS } from './controls';
 import type { DatasetKind } from './data';
 import { chosenDataset, imageOptions, showDatasetChoice, wireDatasetChoice } from './dataset-choice';
-import { createSession, dropSession } from './engine';
+import { createSession, dropSession, inputOf } from './engine';
 import { Explorer } from './explorer';
+import { ModelPicker } from './model-picker';
 import { wireClassDraws } from './model-views';
 import { ObjectiveControls } from './objective';
 import { ProgressView } from './progress';
@@ -54,11 +55,17 @@ function updateButtons(): void {
   const training = phase === 'running';
   const kind = el.dataset.value as DatasetKind;
   const datasetChosen = kind === 'mnist' || picked?.kind === kind || session !== null;
+  // First, so that a field the chosen model does not use blocks nothing below.
+  const why = modelPicker.fieldsWhy();
+  controls.setApplies('hidden', why.hidden);
+  controls.setApplies('latent', why.latent);
+  const modelOk = session !== null || modelPicker.valid; // read every time: the dataset's shape may have changed
   el.start.disabled =
     !ready ||
     !controls.valid ||
     !datasetChosen ||
     (kind === 'images' && !imageOptions(app)) ||
+    !modelOk ||
     (!session && !objectiveControls.valid);
   el.start.textContent = session ? 'Continue' : 'Start';
   el.pause.disabled = !training;
@@ -68,20 +75,38 @@ function updateButtons(): void {
   el.download.disabled = !session || phase === 'busy' || phase === 'failed';
   el.checkpointFile.disabled = !ready;
   el.dataset.disabled = el.datasetFiles.disabled = !ready || session !== null;
-  el.folder.disabled = el.imageSize.disabled = el.imageFit.disabled = !ready || session !== null;
+  el.folder.disabled =
+    el.imageSize.disabled =
+    el.imageFit.disabled =
+    el.imageChannels.disabled =
+      !ready || session !== null;
   el.conditional.disabled = !ready || session !== null;
   el.autotune.disabled = !ready || session !== null; // the plan is chosen when a model is made
   controls.setLocked(session !== null || !(ready || training));
   objectiveControls.setLocked(session !== null || !(ready || training));
+  modelPicker.setLocked(session !== null || !(ready || training));
 }
 
 const controls = new Controls(() => updateButtons());
 const objectiveControls = new ObjectiveControls(() => updateButtons());
+const modelPicker = new ModelPicker(
+  () => updateButtons(),
+  () => ({ input: chosenInput(), latent: controls.read()?.latent ?? DEFAULT_SETTINGS.latent }),
+);
+
+/** The shape of the images the next model trains on, when known without loading anything: a spec is checked against it as it is typed. */
+function chosenInput(): number[] | null {
+  const kind = el.dataset.value as DatasetKind;
+  if (state.session) return inputOf(state.session.dataset);
+  if (kind === 'mnist') return [1, 28, 28];
+  return state.picked?.kind === kind ? inputOf(state.picked.dataset) : null;
+}
 const app: App = {
   state,
   el,
   controls,
   objectiveControls,
+  modelPicker,
   chart: new LossChart(el.lossChart),
   progress: new ProgressView(),
   explorer: new Explorer((e) => say(`Latent explorer: ${e.message}`, 'error')),

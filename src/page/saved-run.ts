@@ -2,9 +2,11 @@
  * The run kept in browser storage (./storage.ts): saved after every completed epoch, with the
  * picked files its dataset came from, restored when the page opens, deleted by Reset. One tab at
  * a time owns it (./tab-lock.ts), so no other tab of this page overwrites or deletes it meanwhile.
+ * The model is the checkpoint's (a spec model's spec is in its metadata), which the picker then
+ * shows; an image folder's size, fit and colour are kept with its files.
  */
 import { sameSizes, sizesName } from '../model/graph';
-import type { FitRule } from '../model/settings';
+import { CHANNELS_DEFAULT, type Channels, type FitRule } from '../model/settings';
 import { failed, type App, type Session } from './app';
 import type { LossHistory } from './charts';
 import { SETTING_NAMES, type Settings } from './controls';
@@ -57,6 +59,7 @@ export async function saveLatest(app: App, s: Session): Promise<void> {
       const images = s.dataset.images && {
         size: s.dataset.images.size,
         fit: s.dataset.images.fit,
+        channels: s.dataset.images.channels,
         folder: s.dataset.name,
       };
       records[PICKED_FILES] = s.files ? { kind: s.dataset.kind, files: s.files, images } : undefined;
@@ -130,7 +133,8 @@ export async function restoreLatest(app: App): Promise<void> {
       const files = await storage.get<{
         kind: 'fashion' | 'files' | 'cifar10' | 'images';
         files: PickedFile[];
-        images?: { size: number; fit: FitRule; folder: string };
+        // channels absent: stored before the page had colour folders, grayscale.
+        images?: { size: number; fit: FitRule; channels?: Channels; folder: string };
       }>(PICKED_FILES);
       if (!files)
         throw new Error(
@@ -139,10 +143,12 @@ export async function restoreLatest(app: App): Promise<void> {
       if (files.kind === 'images' && files.images) {
         el.imageSize.value = String(files.images.size);
         el.imageFit.value = files.images.fit;
+        const channels = files.images.channels ?? CHANNELS_DEFAULT;
+        el.imageChannels.value = String(channels);
         state.picked = {
           kind: 'images',
           files: files.files,
-          dataset: await loadImages(files.images.folder, files.files, files.images),
+          dataset: await loadImages(files.images.folder, files.files, { ...files.images, channels }),
         };
         state.pickedFolder = { name: files.images.folder, files: files.files, skipped: [] };
       } else {
@@ -152,6 +158,7 @@ export async function restoreLatest(app: App): Promise<void> {
       }
     }
     const { ckpt, dataset } = await readCheckpoint(app.controls, saved.checkpoint, () => chosenDataset(app));
+    // An mlp's widths are in its settings too, which must agree; a spec model's are its checkpoint's alone (the spec in its metadata).
     if (!sameSizes(ckpt.sizes, { ...ckpt.sizes, hidden: saved.settings.hidden, L: saved.settings.latent })) {
       throw new Error(
         `its settings (hidden widths ${saved.settings.hidden}, latent size ${saved.settings.latent}) do not match its checkpoint's ${sizesName(ckpt.sizes)} model`,
