@@ -195,7 +195,7 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
       const inShape = joins ? [shape[0]! + C] : shape;
       if (joins && out.some((l) => l.unit.role === 'product'))
         fail(
-          `reads the one-hot class columns of a conditional model after a ${out.find((l) => l.unit.role === 'product')!.kind}: the engine joins them to the encoder's input (put no product before the first Linear, or drop "classes")`,
+          `reads the one-hot class columns of a conditional model after a ${out.find((l) => l.unit.role === 'product')!.kind}, but the engine joins them as it gathers the batch: no layer with weights may come before a conditional encoder's first Linear (or drop "classes")`,
         );
       if (kind === 'Linear') conditioned = true;
       const outShape = (unit.outShape as (a: unknown, s: Shape) => Shape | string)(args, inShape);
@@ -216,10 +216,10 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
   const encoded = encoder.at(-1)?.out ?? spec.input;
   // The heads read the encoder's output: with no Linear in the encoder, the conditional input.
   const headsIn = encoder.some((l) => l.kind === 'Linear') || C === 0 ? numel(encoded) : numel(encoded) + C;
-  const conv = encoder.find((l) => l.unit.role === 'product');
-  if (C > 0 && conv && headsIn !== numel(encoded))
+  const product = encoder.find((l) => l.unit.role === 'product');
+  if (C > 0 && product && headsIn !== numel(encoded))
     throw new SpecError(
-      `model spec: a conditional encoder with ${conv.where} (${conv.kind}) needs a Linear after it to read the one-hot class columns`,
+      `model spec: a conditional encoder with ${product.where} (${product.kind}) needs a Linear after it to read the one-hot class columns`,
     );
   if (encoded.length !== 1)
     throw new SpecError(
@@ -240,7 +240,7 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
   const lastProduct = decoder.map((l) => l.unit.role).lastIndexOf('product');
   if (lastProduct < 0)
     throw new SpecError(
-      `model spec: the decoder needs a Linear or a ConvTranspose2d (its last one's output is the likelihood's ${spec.likelihood === 'gaussian' ? 'mean' : 'logits'})`,
+      `model spec: the decoder needs a layer with weights, a Linear or a convolution (its last one's output is the likelihood's ${spec.likelihood === 'gaussian' ? 'mean' : 'logits'})`,
     );
   const after = decoder.slice(lastProduct + 1).find((l) => l.unit.role === 'activation');
   if (after)
