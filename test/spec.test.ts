@@ -133,7 +133,11 @@ describe('a spec', () => {
       edit((s) => s.decoder.push(['ReLU'])),
       /decoder\[3\] \(ReLU\) follows the decoder's last product, decoder\[2\] \(Linear\)/,
     ],
-    ['a decoder without a Linear', edit((s) => (s.decoder = [['Flatten']])), /the decoder needs a Linear/],
+    [
+      'a decoder without a Linear',
+      edit((s) => (s.decoder = [['Flatten']])),
+      /the decoder needs a layer with weights, a Linear or a convolution/,
+    ],
     [
       'an encoder output that is not flat',
       edit((s) => s.encoder.push(['Unflatten', 1, [16, 16]])),
