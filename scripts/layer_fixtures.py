@@ -76,6 +76,19 @@ CASES = {
         case("Unflatten", [-1, [3, 2]], [2, 6], 2, 15),
         case("Unflatten", [1, [1, 28, 28]], [784], 1, 16),
     ],
+    # Odd sizes, 1 and odd channel counts, kernels 1/3/4/5, strides 1 and 2, padding 0-2, a batch of 1.
+    "Conv2d": [
+        case("Conv2d", [3, 5, 3], [3, 7, 5], 2, 17),
+        case("Conv2d", [1, 4, 4, 2, 1], [1, 9, 8], 3, 18),
+        case("Conv2d", [2, 3, 5, 2, 2], [2, 11, 9], 1, 19),
+        case("Conv2d", [5, 1, 1], [5, 3, 2], 2, 20),
+    ],
+    "ConvTranspose2d": [
+        case("ConvTranspose2d", [3, 2, 3], [3, 4, 5], 2, 21),
+        case("ConvTranspose2d", [4, 3, 4, 2, 1], [4, 3, 3], 2, 22),
+        case("ConvTranspose2d", [2, 1, 3, 2, 1, 1], [2, 4, 3], 3, 23),
+        case("ConvTranspose2d", [1, 3, 5, 1, 2], [1, 3, 3], 1, 24),
+    ],
 }
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ describe.each(Object.keys(LAYERS) as LayerKind[])('%s', (kind) => {
     // PyTorch ran in float32: each product one rounding from the float64 twin's, and a sum of K a few
     // (atol for sums that cancel, and for the denormals a slope makes of FLT_MIN).
     const rtol = 2e-6;
-    expectClose('y', twin.forward(args, c.x, c.rows, p), c.y, rtol, 1e-6);
-    const g = twin.backward(args, c.dy, c.x, c.rows, p);
+    expectClose('y', twin.forward(args, c.x, c.rows, p, c.input), c.y, rtol, 1e-6);
+    const g = twin.backward(args, c.dy, c.x, c.rows, p, c.input);
     expectClose('dx', g.dX, c.dx, rtol, 1e-6);
     expect(Object.keys(g.grads).sort()).toEqual(Object.keys(c.grads).sort());
     for (const [name, grad] of Object.entries(c.grads)) expectClose(`d${name}`, g.grads[name]!, grad, rtol, 1e-6);

@@ -62,7 +62,7 @@ describe.each(implementations)('$name', (implementation) => {
         // ±0, ±FLT_MIN, and values near float32's largest.
         const edges = [0, -0, FLT_MIN, -FLT_MIN, 1e38, -1e38, 3, -3];
         const pre = Float32Array.from(r.uniform(rows * i), (v, k) => (k < edges.length ? edges[k]! : v));
-        const P = Float32Array.from(twin ? twin.forward(args, pre, rows, {}) : pre);
+        const P = Float32Array.from(twin ? twin.forward(args, pre, rows, {}, [i]) : pre);
         const dY = r.uniform(rows * o);
         const forward = {
           transA: false,
@@ -88,12 +88,12 @@ describe.each(implementations)('$name', (implementation) => {
         });
         const linear = REFERENCE_LAYERS.Linear;
         const p = { weight: Float64Array.from(W), bias: Float64Array.from(bias) };
-        const yPre = linear.forward([i, o], X, rows, p);
-        const y = twin ? twin.forward(args, yPre, rows, {}) : yPre;
+        const yPre = linear.forward([i, o], X, rows, p, [i]);
+        const y = twin ? twin.forward(args, yPre, rows, {}, [o]) : yPre;
         const { rtol, atol } = tolerance(i);
         expectClose('Y', f32(out.Y!, rows * o), y, rtol, atol * s * s * 10 * Math.max(1, (args[0] as number) ?? 1));
-        const dPre = linear.backward([i, o], dY, X, rows, p).dX;
-        const dX = twin ? twin.backward(args, dPre, pre, rows, {}).dX : dPre;
+        const dPre = linear.backward([i, o], dY, X, rows, p, [i]).dX;
+        const dX = twin ? twin.backward(args, dPre, pre, rows, {}, [i]).dX : dPre;
         const b = tolerance(o);
         expectClose('dX', f32(out.dX!, rows * i), dX, b.rtol, b.atol * s);
         if (activation && (args[0] ?? 0) === 0 && rows * i >= edges.length) {

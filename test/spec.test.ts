@@ -126,14 +126,18 @@ describe('a spec', () => {
     [
       'an activation after a view',
       edit((s) => (s.encoder = [['Flatten'], ['ReLU'], ...s.encoder.slice(1)])),
-      /encoder\[1\] \(ReLU\) must follow a Linear .*; it follows Flatten/,
+      /encoder\[1\] \(ReLU\) must follow a layer with weights, a Linear or a convolution .*; it follows Flatten/,
     ],
     [
       'an activation on the logits',
       edit((s) => s.decoder.push(['ReLU'])),
-      /decoder\[3\] \(ReLU\) follows the decoder's last Linear/,
+      /decoder\[3\] \(ReLU\) follows the decoder's last product, decoder\[2\] \(Linear\)/,
     ],
-    ['a decoder without a Linear', edit((s) => (s.decoder = [['Flatten']])), /the decoder needs a Linear/],
+    [
+      'a decoder without a Linear',
+      edit((s) => (s.decoder = [['Flatten']])),
+      /the decoder needs a layer with weights, a Linear or a convolution/,
+    ],
     [
       'an encoder output that is not flat',
       edit((s) => s.encoder.push(['Unflatten', 1, [16, 16]])),
@@ -186,7 +190,9 @@ describe('a spec', () => {
     expect(() => modelSizes(LEAKY, { input: [1, 14, 14] })).toThrow(
       /its input \[1, 28, 28\] has 784 features, the images 196/,
     );
-    expect(() => modelSizes('conv', { input: [784] })).toThrow(/"conv" is not a preset; the presets are mlp, leaky/);
+    expect(() => modelSizes('resnet', { input: [784] })).toThrow(
+      /"resnet" is not a preset; the presets are mlp, leaky, conv/,
+    );
     const g = modelSizes(LEAKY, { input: [784], likelihood: { kind: 'gaussian', sigma: 'learned' } });
     expect(g.spec).toMatchObject({ likelihood: 'gaussian', sigma: 'learned' });
     expect(arenaLayout(g).params[0]!.name).toBe('log_sigma');

@@ -47,7 +47,8 @@ Options:
   --lr X                Adam learning rate (default 1e-3; betas 0.9, 0.999, eps 1e-8)
   --model NAME|FILE     the model: a preset, ${PRESETS.join(' or ')} (default mlp: the reference model,
                         Linear and ReLU, its widths from --hidden; leaky: 512-256 with LeakyReLU
-                        0.2), or a JSON spec file in PyTorch's vocabulary (README: "Models as
+                        0.2; conv: two stride-2 Conv2d, Linear 256, mirrored by ConvTranspose2d,
+                        for images with sides divisible by 4), or a JSON spec file in PyTorch's vocabulary (README: "Models as
                         data"), e.g. {"input": [1, 28, 28], "latent": 20, "encoder": [["Flatten"],
                         ["Linear", 784, 400], ["ReLU"]], "decoder": [["Linear", 20, 400], ["ReLU"],
                         ["Linear", 400, 784]], "likelihood": "bernoulli"}. With --resume: the

@@ -152,9 +152,17 @@ export class SpecError extends RangeError {
  * nn.Sequential encoder and decoder lists (encoder.1, fc_mu, fc_logvar, decoder.0); `mlp` are
  * the reference model's (fc1 … fcn, the heads fc(n+1)1 and fc(n+1)2, then fc(n+2) …).
  *
- * The program builder runs an activation in the epilogue of the product before it and its
- * gradient in the dX of the product after it, so an activation must follow a Linear directly,
- * and one after the decoder's last Linear (which has no product after it) is refused.
+ * The program builder runs an activation in the epilogue of the product before it (a Linear or
+ * a convolution) and its gradient in the dX of the product after it, so an activation must
+ * follow a product directly, and one after the decoder's last product (which has no product
+ * after it) is refused. Views between products are free: an NCHW image and its flat rows are
+ * the same floats.
+ *
+ * A conditional model's one-hot columns join the first Linear of each part, as the PyTorch
+ * module of scripts/vae_spec.py appends them: [x ‖ onehot(y)] before the encoder's first Linear
+ * (after Flatten, rather than as constant image planes, which would cost each class H·W inputs
+ * of the first conv) and [z ‖ onehot(y)] for the decoder. The engine builds [x ‖ onehot(y)]
+ * once, in the gather, so it refuses a conditional encoder with a convolution before that Linear.
  */
 export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[] {
   const C = spec.classes ?? 0;
@@ -163,7 +171,7 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
   const part = (list: readonly LayerSpec[], partName: 'encoder' | 'decoder', input: Shape): UnitLayer[] => {
     const out: UnitLayer[] = [];
     let shape = input;
-    let products = 0;
+    let conditioned = false;
     list.forEach((layer, i) => {
       const where = `${partName}[${i}]`;
       if (!Array.isArray(layer) || typeof layer[0] !== 'string')
@@ -183,16 +191,20 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
       const args = unit.args(raw as never);
       if (typeof args === 'string') return fail(args);
       // The one-hot columns join the first Linear's input of a conditional model.
-      const inShape =
-        C > 0 && unit.role === 'product' && products === 0 && shape.length === 1 ? [shape[0]! + C] : shape;
+      const joins = C > 0 && kind === 'Linear' && !conditioned && shape.length === 1;
+      const inShape = joins ? [shape[0]! + C] : shape;
+      if (joins && out.some((l) => l.unit.role === 'product'))
+        fail(
+          `reads the one-hot class columns of a conditional model after a ${out.find((l) => l.unit.role === 'product')!.kind}, but the engine joins them as it gathers the batch: no layer with weights may come before a conditional encoder's first Linear (or drop "classes")`,
+        );
+      if (kind === 'Linear') conditioned = true;
       const outShape = (unit.outShape as (a: unknown, s: Shape) => Shape | string)(args, inShape);
       if (typeof outShape === 'string')
         return fail(C > 0 && inShape !== shape ? `${outShape} ([${shape}] and ${C} one-hot class columns)` : outShape);
       if (unit.role === 'activation' && out.at(-1)?.unit.role !== 'product')
         fail(
-          `must follow a Linear (the engine runs it in the Linear's epilogue); it follows ${out.at(-1)?.kind ?? 'the input'}`,
+          `must follow a layer with weights, a Linear or a convolution (the engine runs it in that layer's epilogue); it follows ${out.at(-1)?.kind ?? 'the input'}`,
         );
-      if (unit.role === 'product') products++;
       let names: string[] = [];
       if (unit.role === 'product') names = [naming === 'mlp' ? `fc${++linears}` : `${partName}.${i}`];
       out.push({ kind: kind as LayerKind, unit, args, names, in: inShape, out: outShape, where });
@@ -203,7 +215,12 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
   const encoder = part(spec.encoder, 'encoder', spec.input);
   const encoded = encoder.at(-1)?.out ?? spec.input;
   // The heads read the encoder's output: with no Linear in the encoder, the conditional input.
-  const headsIn = encoder.some((l) => l.unit.role === 'product') || C === 0 ? numel(encoded) : numel(encoded) + C;
+  const headsIn = encoder.some((l) => l.kind === 'Linear') || C === 0 ? numel(encoded) : numel(encoded) + C;
+  const product = encoder.find((l) => l.unit.role === 'product');
+  if (C > 0 && product && headsIn !== numel(encoded))
+    throw new SpecError(
+      `model spec: a conditional encoder with ${product.where} (${product.kind}) needs a Linear after it to read the one-hot class columns`,
+    );
   if (encoded.length !== 1)
     throw new SpecError(
       `model spec: the encoder's output feeds fc_mu and fc_logvar, Linear(features, ${spec.latent}): it must be flat, got shape [${encoded.join(', ')}] (end the encoder with ["Flatten"])`,
@@ -223,12 +240,12 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
   const lastProduct = decoder.map((l) => l.unit.role).lastIndexOf('product');
   if (lastProduct < 0)
     throw new SpecError(
-      `model spec: the decoder needs a Linear (its last one's output is the likelihood's ${spec.likelihood === 'gaussian' ? 'mean' : 'logits'})`,
+      `model spec: the decoder needs a layer with weights, a Linear or a convolution (its last one's output is the likelihood's ${spec.likelihood === 'gaussian' ? 'mean' : 'logits'})`,
     );
   const after = decoder.slice(lastProduct + 1).find((l) => l.unit.role === 'activation');
   if (after)
     throw new SpecError(
-      `model spec: ${after.where} (${after.kind}) follows the decoder's last Linear, whose output the likelihood reads as ${spec.likelihood === 'gaussian' ? 'the mean' : 'logits'}: drop it`,
+      `model spec: ${after.where} (${after.kind}) follows the decoder's last product, ${decoder[lastProduct]!.where} (${decoder[lastProduct]!.kind}), whose output the likelihood reads as ${spec.likelihood === 'gaussian' ? 'the mean' : 'logits'}: drop it`,
     );
   const decoded = decoder.at(-1)!.out;
   const flat = decoded.length === 1 && decoded[0] === D;

@@ -130,6 +130,7 @@ function productContext(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, l
     arena,
     pieces: arena.layout.pieces.get(layer)!,
     rows,
+    in: layer.in,
   };
   return { c, unit: layer.unit as ProductUnit };
 }
@@ -318,7 +319,7 @@ async function chainForward(
   for (const { layer, activation } of products) {
     const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
     const Y = act.out.get(layer)!;
-    out.push(await unit.forward(c, layer.args, input, Y, epilogueOf(activation)));
+    out.push(...(await unit.forward(c, layer.args, input, Y, epilogueOf(activation))));
     input = Y;
   }
   return out;

@@ -11,7 +11,8 @@
  * "learned") is the Gaussian likelihood's, `classes` makes the VAE conditional: the first Linear
  * of the encoder and of the decoder then read the one-hot class columns too, as in PyTorch
  * (Linear(784 + 10, 512)). The presets: `mlp`, the reference model and the default, which keeps
- * its names fc1, fc21, fc22, fc3, fc4; and `leaky`, the LeakyReLU MLP above.
+ * its names fc1, fc21, fc22, fc3, fc4; `leaky`, the LeakyReLU MLP above; and `conv`, the
+ * convolutional VAE (convSpec).
  */
 import { checkSizes, classesOf, SpecError, type Likelihood, type VaeSizes } from './graph';
 import { layerUnit } from './layers';
@@ -111,7 +112,7 @@ export function specSizes(spec: ModelSpec): VaeSizes {
 }
 
 /** The presets a model may be named by, besides a spec. */
-export const PRESETS = ['mlp', 'leaky'] as const;
+export const PRESETS = ['mlp', 'leaky', 'conv'] as const;
 export type Preset = (typeof PRESETS)[number];
 
 /** The default model. */
@@ -134,6 +135,45 @@ function leakySpec(input: number[], latent: number): ModelSpec {
       ['Linear', latent, 256],
       ['LeakyReLU', 0.2],
       ['Linear', 256, D],
+    ],
+    likelihood: 'bernoulli',
+  };
+}
+
+/**
+ * The `conv` preset for images (C, H, W), H and W divisible by 4: two stride-2 Conv2d halve the
+ * image twice, a Linear of 256 reads the 64 channels flat, and the decoder mirrors it with
+ * ConvTranspose2d (the module of scripts/vae_spec.py's spec_of("conv"), PyTorch's defaults
+ * written out as parseSpec fills them).
+ */
+function convSpec(input: readonly number[], latent: number): ModelSpec {
+  if (input.length !== 3 || input[1]! % 4 || input[2]! % 4)
+    fail(
+      `the conv preset reads images (C, H, W) with H and W divisible by 4 (two stride-2 convs), got [${input.join(', ')}]`,
+    );
+  const [C, H, W] = input as [number, number, number];
+  const flat = 64 * (H / 4) * (W / 4);
+  return {
+    input: [...input],
+    latent,
+    encoder: [
+      ['Conv2d', C, 32, 4, 2, 1],
+      ['ReLU'],
+      ['Conv2d', 32, 64, 4, 2, 1],
+      ['ReLU'],
+      ['Flatten', 1, -1],
+      ['Linear', flat, 256],
+      ['ReLU'],
+    ],
+    decoder: [
+      ['Linear', latent, 256],
+      ['ReLU'],
+      ['Linear', 256, flat],
+      ['ReLU'],
+      ['Unflatten', 1, [64, H / 4, W / 4]],
+      ['ConvTranspose2d', 64, 32, 4, 2, 1, 0],
+      ['ReLU'],
+      ['ConvTranspose2d', 32, C, 4, 2, 1, 0],
     ],
     likelihood: 'bernoulli',
   };
@@ -172,8 +212,10 @@ export function modelSizes(model: string | ModelSpec | undefined, o: ModelOption
   }
   let spec: ModelSpec;
   if (typeof name === 'string') {
-    if (name !== 'leaky') fail(`"${name}" is not a preset; the presets are ${PRESETS.join(', ')} (or give a spec)`);
-    spec = leakySpec([...o.input], o.latent ?? DEFAULT_SETTINGS.latent);
+    const latent = o.latent ?? DEFAULT_SETTINGS.latent;
+    if (name === 'leaky') spec = leakySpec([...o.input], latent);
+    else if (name === 'conv') spec = convSpec(o.input, latent);
+    else spec = fail(`"${name}" is not a preset; the presets are ${PRESETS.join(', ')} (or give a spec)`);
     if (o.classes) spec = withClasses(spec, o.classes);
   } else {
     spec = parseSpec(name);

@@ -1,15 +1,24 @@
 /**
  * The float64 twin of each layer kind of src/model/layers, keyed by the same kind (the type
  * makes a kind without its twin a compile error). Rows are the batch; `x` and `y` are a layer's
- * input and output, (rows, features) row-major; a product's parameters come in PyTorch's shapes.
+ * input and output, (rows, features) row-major (NCHW for an image: the same floats); `input` is
+ * one row's shape, (C, H, W) for a convolution; a product's parameters come in PyTorch's shapes.
  * Activations differentiate on their input, as PyTorch does; the engine masks on the output, and
  * the layer tests check the two agree.
  */
 import type { LayerKind } from '../model/layers';
+import type { Shape } from '../model/layers/unit';
+import { conv2dBackward, conv2dForward, convTranspose2dBackward, convTranspose2dForward, type ConvShape } from './conv';
 import { linearBackward, linearForward, reluBackward, reluForward } from './ops';
 
 export interface ReferenceLayer {
-  forward(args: readonly unknown[], x: ArrayLike<number>, rows: number, p: Record<string, Float64Array>): Float64Array;
+  forward(
+    args: readonly unknown[],
+    x: ArrayLike<number>,
+    rows: number,
+    p: Record<string, Float64Array>,
+    input: Shape,
+  ): Float64Array;
   /** dX, and each parameter's gradient under its suffix. */
   backward(
     args: readonly unknown[],
@@ -17,6 +26,7 @@ export interface ReferenceLayer {
     x: ArrayLike<number>,
     rows: number,
     p: Record<string, Float64Array>,
+    input: Shape,
   ): { dX: Float64Array; grads: Record<string, Float64Array> };
 }
 
@@ -34,6 +44,32 @@ const leaky = (slope: number): ReferenceLayer => {
   };
 };
 
+/** Conv2d or ConvTranspose2d from ./conv.ts, its arguments as the spec's (PyTorch's, defaults filled in). */
+const conv = (transpose: boolean): ReferenceLayer => {
+  const shapeOf = (args: readonly unknown[], rows: number, [inC, H, W]: Shape): ConvShape => {
+    const [, outC, kernel, stride, padding, outputPadding] = args as number[];
+    return {
+      batch: rows,
+      inC: inC!,
+      H: H!,
+      W: W!,
+      outC: outC!,
+      kernel: kernel!,
+      stride: stride!,
+      padding: padding!,
+      outputPadding,
+    };
+  };
+  return {
+    forward: (args, x, rows, p, input) =>
+      (transpose ? convTranspose2dForward : conv2dForward)(x, p.weight!, p.bias!, shapeOf(args, rows, input)),
+    backward(args, dY, x, rows, p, input) {
+      const g = (transpose ? convTranspose2dBackward : conv2dBackward)(dY, x, p.weight!, shapeOf(args, rows, input));
+      return { dX: g.dX, grads: { weight: g.dW, bias: g.db } };
+    },
+  };
+};
+
 export const REFERENCE_LAYERS: Record<LayerKind, ReferenceLayer> = {
   Linear: {
     forward: ([i, o], x, rows, p) => linearForward(x, p.weight!, p.bias!, rows, i as number, o as number, false),
@@ -47,9 +83,11 @@ export const REFERENCE_LAYERS: Record<LayerKind, ReferenceLayer> = {
     backward: (_, dY, x) => ({ dX: reluBackward(dY, x), grads: {} }),
   },
   LeakyReLU: {
-    forward: (args, x, rows, p) => leaky(args[0] as number).forward(args, x, rows, p),
-    backward: (args, dY, x, rows, p) => leaky(args[0] as number).backward(args, dY, x, rows, p),
+    forward: (args, x, rows, p, input) => leaky(args[0] as number).forward(args, x, rows, p, input),
+    backward: (args, dY, x, rows, p, input) => leaky(args[0] as number).backward(args, dY, x, rows, p, input),
   },
   Flatten: view,
   Unflatten: view,
+  Conv2d: conv(false),
+  ConvTranspose2d: conv(true),
 };

@@ -87,17 +87,17 @@ function forward(
   const graph = vaeGraph(s);
   const { encoder, decoder } = splitGraph(graph);
   const { likelihood } = graph.at(-1) as LikelihoodLayer;
-  // inputs[i] is what layer i read. A conditional model's first product reads the one-hot too.
+  // inputs[i] is what layer i read. A conditional model's first Linear reads the one-hot too.
   const chain = (layers: UnitLayer[], input: ArrayLike<number>, width: number) => {
     const inputs: ArrayLike<number>[] = [];
     let first = true;
     for (const layer of layers) {
-      if (first && layer.unit.role === 'product') {
+      if (first && layer.kind === 'Linear') {
         input = conditioned(s, input, rows, width, labels);
         first = false;
       }
       inputs.push(input);
-      input = REFERENCE_LAYERS[layer.kind].forward(layer.args, input, rows, pieces(p, layer));
+      input = REFERENCE_LAYERS[layer.kind].forward(layer.args, input, rows, pieces(p, layer), layer.in);
     }
     return { inputs, output: input as Float64Array };
   };
@@ -164,7 +164,7 @@ export function vaeForwardBackward(
     let d: Float64Array = Float64Array.from(dY);
     for (let i = layers.length - 1; i >= 0; i--) {
       const layer = layers[i]!;
-      const g = REFERENCE_LAYERS[layer.kind].backward(layer.args, d, inputs[i]!, rows, pieces(p, layer));
+      const g = REFERENCE_LAYERS[layer.kind].backward(layer.args, d, inputs[i]!, rows, pieces(p, layer), layer.in);
       for (const [suffix, all] of Object.entries(g.grads)) {
         const part = all.length / layer.names.length;
         layer.names.forEach((n, j) => (grads[`${n}.${suffix}`] = all.slice(j * part, (j + 1) * part)));

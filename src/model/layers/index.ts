@@ -1,4 +1,6 @@
 /** Every layer kind a model spec may name, one line each, under PyTorch's class name. */
+import { conv2d } from './conv2d';
+import { convTranspose2d } from './conv-transpose2d';
 import { flatten } from './flatten';
 import { leakyRelu } from './leaky-relu';
 import { linear } from './linear';
@@ -12,6 +14,8 @@ export const LAYERS = {
   LeakyReLU: leakyRelu,
   Flatten: flatten,
   Unflatten: unflatten,
+  Conv2d: conv2d,
+  ConvTranspose2d: convTranspose2d,
 } as const satisfies Record<string, LayerUnit>;
 
 export type LayerKind = keyof typeof LAYERS;

@@ -33,8 +33,8 @@ export const linear: ProductUnit<Args> = {
   fanIn: ([i]) => i,
 
   /** Y (rows, out) = X·Wᵀ + b, with the activation after it in the epilogue. */
-  forward: ({ gpu, plan, label, arena, pieces, rows }, [i, o], X, Y, activation) =>
-    matmulOp(
+  forward: async ({ gpu, plan, label, arena, pieces, rows }, [i, o], X, Y, activation) => [
+    await matmulOp(
       gpu,
       label,
       { M: rows, N: o, K: i },
@@ -42,6 +42,7 @@ export const linear: ProductUnit<Args> = {
       { A: X, B: at(arena.params, pieces.weight!), C: Y, bias: at(arena.params, pieces.bias!) },
       plan,
     ),
+  ],
 
   /**
    * dW = dYᵀ·X with db = the row sums of dYᵀ (one product), then dX = dY·W: masked by the

@@ -5,7 +5,8 @@
  * in src/reference/layers.ts (the engine never imports src/reference/), keyed by the same kind.
  *
  * What a kind is to the program builder (./programs.ts), its `role`:
- *   product     a matrix product with its own dispatches (Linear: `forward`, `backward`);
+ *   product     a matrix product with its own dispatches (Linear, and the convolutions as
+ *               implicit matrix products: `forward`, `backward`);
  *   activation  elementwise, folded into the epilogue of the product before it (forward) and of
  *               the dX product after it (backward, masked on its output): no dispatch of its own;
  *   view        a reshape of the same floats (Flatten, Unflatten): no dispatch, no buffer.
@@ -38,6 +39,8 @@ export interface ProductContext {
   arena: Arena;
   pieces: Readonly<Record<string, Span>>;
   rows: number;
+  /** The layer's per-sample input shape (a convolution's (C, H, W)). */
+  in: Shape;
 }
 
 export interface ProductBackward {
@@ -66,7 +69,7 @@ export interface ProductUnit<A extends readonly unknown[] = readonly unknown[]> 
   params(args: A): ParamPiece[];
   /** Inputs of one output: PyTorch's default init draws from U(±1/√fanIn). */
   fanIn(args: A): number;
-  forward(c: ProductContext, args: A, X: Binding, Y: Binding, activation?: ActivationEpilogue): Promise<Dispatch>;
+  forward(c: ProductContext, args: A, X: Binding, Y: Binding, activation?: ActivationEpilogue): Promise<Dispatch[]>;
   backward(c: ProductContext, args: A, b: ProductBackward): Promise<Dispatch[]>;
 }
 
