@@ -138,4 +138,42 @@ describe('scripts/vae_spec.py', () => {
     expect([loaded.status, loaded.stderr]).toEqual([2, expect.stringMatching(message)]);
     expect(loaded.stderr).toMatch(/^load_checkpoint\.py: [^\n]*\n$/);
   });
+
+  it('train_torch.py trains the conv preset as the reference model trains, and its model exports and loads', () => {
+    const dir = tempDir('spec');
+    const run = (out: string) =>
+      python(['scripts/train_torch.py', '--model', 'conv', '--epochs', '2', '--limit', '256', '--out', out]);
+    const r = run(dir);
+    expect(r.status, r.stderr).toBe(0);
+    const tests = [...r.stdout.matchAll(/====> Test set loss: (\d+\.\d{4})\n/g)].map((m) => Number(m[1]));
+    expect(r.stdout).toMatch(/^spec 1x28x28-20, 1691369 parameters/);
+    expect(r.stdout).toMatch(/====> Epoch: 2 Average loss: \d+\.\d{4}/);
+    expect(tests).toHaveLength(2);
+    expect(tests[1]).toBeLessThan(tests[0]!);
+    const png = readFileSync(join(dir, 'samples.png'));
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+
+    // A second run into the same folder is refused and leaves the first one's files as they were.
+    const again = run(dir);
+    expect([again.status, again.stderr]).toEqual([2, expect.stringMatching(/already holds a run: pass another --out/)]);
+    expect(readFileSync(join(dir, 'samples.png')).equals(png)).toBe(true);
+
+    const out = join(dir, 'm.safetensors');
+    const exported = python([
+      'scripts/export_checkpoint.py',
+      join(dir, 'model.pt'),
+      out,
+      '--model',
+      'conv',
+      '--input-shape',
+      '1,28,28',
+    ]);
+    expect(exported.status, exported.stderr).toBe(0);
+    const loaded = python(['scripts/load_checkpoint.py', out, '--limit', '256']);
+    expect(loaded.status, loaded.stderr).toBe(0);
+    expect(loaded.stdout).toMatch(/load_state_dict\(strict=True\): 1691369 parameters matched/);
+    // The same weights on the same images: the sampled losses differ only by their noise.
+    const mean = Number(/spread over seeds: [\d.]+ \(mean (\d+\.\d+)\)/.exec(loaded.stdout)![1]);
+    expect(Math.abs(mean - tests[1]!)).toBeLessThan(3);
+  });
 });
