@@ -8,7 +8,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseOptions } from '../src/cli/options';
+import type { RunData } from '../src/cli/data';
+import { parseOptions, type TrainOptions } from '../src/cli/options';
+import { decideResume } from '../src/cli/resume';
 import { readSafetensors } from '../src/io/safetensors';
 import { UsageError } from '../src/node/options';
 import { python, tempDir, train } from './cli';
@@ -150,6 +152,42 @@ describe('colour images', () => {
       channels: 3,
     });
     expect(parseOptions(['--images', 'd', '--out', 'x'])).not.toHaveProperty('channels');
+    // A conv spec that does not chain is refused as the options are read (28 → 14 → 6: 288 features, not 392).
+    const spec = join(tempDir(), 'conv.json');
+    writeFileSync(
+      spec,
+      JSON.stringify({
+        input: [3, 28, 28],
+        latent: 2,
+        encoder: [
+          ['Conv2d', 3, 4, 4, 2, 1],
+          ['ReLU'],
+          ['Conv2d', 4, 8, 5, 2, 1],
+          ['ReLU'],
+          ['Flatten'],
+          ['Linear', 392, 16],
+        ],
+        decoder: [['Linear', 2, 2352]],
+      }),
+    );
+    expect(refused(['--images', 'd', '--channels', '3', '--model', spec])).toMatch(
+      /encoder\[5\] \(Linear\) reads 392 features, got shape \[288\]/,
+    );
+    // The conv preset on a folder's 3×18×18 images is refused once their shape is known, before a model is made.
+    const images = { count: 0, rows: 18, cols: 18, pixels: new Uint8Array(0) };
+    const data: RunData = {
+      ...{ train: images, test: images, trainCount: 0, testCount: 0 },
+      ...{ trainLabels: new Uint8Array(0), testLabels: new Uint8Array(0), rows: 18, cols: 18, channels: 3 },
+      ...{ pixels: 972, classes: 0, dataset: 'd', title: 'd' },
+    };
+    expect(() =>
+      decideResume(
+        parseOptions(['--images', 'd', '--channels', '3', '--model', 'conv', '--out', 'x']) as TrainOptions,
+        data,
+      ),
+    ).toThrow(
+      /^--model: model spec: the conv preset reads images \(C, H, W\) with H and W divisible by 4 \(two stride-2 convs\), got \[3, 18, 18\]$/,
+    );
     expect(parseOptions(['--dataset', 'cifar10', '--data', 'd', '--runtime', 'node', '--out', 'x'])).toMatchObject({
       dataset: 'cifar10',
     });
