@@ -83,6 +83,9 @@ it("VAE.create({ model: 'conv' }) takes the images' shape from inputShape (MNIST
     const mnist = await lib.VAE.create({ model: 'conv', classes: 10, latentSize: 4, seed: 2 });
     const mnistLoss = (await mnist.fit(images, { labels, epochs: 1, batchSize: 16 })).epochs.at(-1)!.trainLoss;
     const digits = await mnist.sample(2, { label: 7 });
+    // Encoding reads each image itself: two images under one label give two different posteriors.
+    const { mu } = await mnist.encode(images.subarray(0, 2 * 784), { label: 7 });
+    const encodesImages = [...mu.subarray(0, 4)].some((v, i) => v !== mu[4 + i]) && mu.every(Number.isFinite);
     mnist.destroy();
     // Colour 3×8×12: C·H·W values per image, the R plane first.
     const colour = await lib.VAE.create({ model: 'conv', inputShape: [3, 8, 12], latentSize: 2, seed: 2 });
@@ -122,11 +125,12 @@ it("VAE.create({ model: 'conv' }) takes the images' shape from inputShape (MNIST
       ),
     };
     device.destroy();
-    return { mnistLoss, digits: digits.length, colourLoss, shapes, refusals, made };
+    return { mnistLoss, digits: digits.length, encodesImages, colourLoss, shapes, refusals, made };
   });
   expect(r.mnistLoss).toBeGreaterThan(0);
   expect(r.mnistLoss).toBeLessThan(600);
   expect(r.digits).toBe(2 * 784);
+  expect(r.encodesImages).toBe(true);
   expect(r.colourLoss).toBeGreaterThan(0);
   expect(r.shapes).toEqual([288, 3 * 288]);
   for (const f of Object.values(r.refusals)) expect(f).toMatchObject({ name: 'VaeError', code: 'invalid-option' });
