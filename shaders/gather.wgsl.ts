@@ -108,3 +108,38 @@ fn gather_conditional(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 }
 `;
 }
+
+/**
+ * Column join: Out (rows, wA + wB) = [A's wA columns from offset oA ‖ B's wB columns from offset
+ * oB], each read with its own row stride. A conditional conv encoder's first Linear reads
+ * [h ‖ onehot(y)]: the forward joins the conv output h (rows, F) with the one-hot columns the
+ * conditional gather wrote into [x ‖ onehot(y)]; the backward takes the first F columns of
+ * d[h ‖ onehot(y)] back out (wB = 0) as the conv's dY. A copy, so the values are exact. One
+ * invocation per output element.
+ */
+export const joinColumnsBindings = ['uniform', 'read', 'read', 'storage'] as const; // dims, A, B, Out
+
+export function joinColumnsWGSL(): string {
+  return /* wgsl */ `
+struct Dims { rows: u32, widthA: u32, strideA: u32, offsetA: u32, widthB: u32, strideB: u32, offsetB: u32 }
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Out: array<f32>; // (rows, widthA + widthB)
+${linearIndexWGSL()}
+
+@compute @workgroup_size(${ELEMENTWISE_WG})
+fn join_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = linearIndex(gid, groups);
+  let width = dims.widthA + dims.widthB;
+  if (i >= dims.rows * width) { return; }
+  let row = i / width;
+  let col = i % width;
+  if (col < dims.widthA) {
+    Out[i] = A[row * dims.strideA + dims.offsetA + col];
+  } else {
+    Out[i] = B[row * dims.strideB + dims.offsetB + col - dims.widthA];
+  }
+}
+`;
+}

@@ -73,3 +73,74 @@ it("VAE.create({ model }) trains a spec, saves it with nn.Sequential's names, an
     message: expect.stringMatching(/hiddenSize gives the mlp preset's widths/),
   });
 });
+
+it("VAE.create({ model: 'conv' }) takes the images' shape from inputShape (MNIST's by default), conditional and colour too; a shape the preset or a spec cannot chain is refused before a buffer is made", async () => {
+  const r = await harness.page.evaluate(async () => {
+    const { lib, mnistTest, mnistTestLabels, failure } = window.vaeTest;
+    const images = await mnistTest(32);
+    const labels = await mnistTestLabels(32);
+    // MNIST's shape by default, conditional on its labels: the one-hot joins the Linears after the convs.
+    const mnist = await lib.VAE.create({ model: 'conv', classes: 10, latentSize: 4, seed: 2 });
+    const mnistLoss = (await mnist.fit(images, { labels, epochs: 1, batchSize: 16 })).epochs.at(-1)!.trainLoss;
+    const digits = await mnist.sample(2, { label: 7 });
+    // Encoding reads each image itself: two images under one label give two different posteriors.
+    const { mu } = await mnist.encode(images.subarray(0, 2 * 784), { label: 7 });
+    const encodesImages = [...mu.subarray(0, 4)].some((v, i) => v !== mu[4 + i]) && mu.every(Number.isFinite);
+    mnist.destroy();
+    // Colour 3×8×12: C·H·W values per image, the R plane first.
+    const colour = await lib.VAE.create({ model: 'conv', inputShape: [3, 8, 12], latentSize: 2, seed: 2 });
+    const pixels = Float32Array.from({ length: 4 * 288 }, (_, i) => (i % 7) / 7);
+    const colourLoss = (await colour.fit(pixels, { epochs: 1, batchSize: 4 })).epochs.at(-1)!.trainLoss;
+    const shapes = [colour.inputSize, (await colour.sample(3)).length];
+    colour.destroy();
+    // The refusals, on a device of the caller's whose createBuffer counts the calls.
+    const adapter = await navigator.gpu.requestAdapter();
+    const device = await adapter!.requestDevice();
+    let made = 0;
+    const create = device.createBuffer.bind(device);
+    device.createBuffer = (d: GPUBufferDescriptor) => (made++, create(d));
+    const refusals = {
+      sides: await failure(() => lib.VAE.create({ model: 'conv', inputShape: [3, 30, 30], device })),
+      flat: await failure(() => lib.VAE.create({ model: 'conv', inputSize: 784, device })),
+      both: await failure(() => lib.VAE.create({ model: 'conv', inputShape: [1, 8, 8], inputSize: 784, device })),
+      shape: await failure(() => lib.VAE.create({ model: 'conv', inputShape: [0, 8] as never, device })),
+      chain: await failure(() =>
+        lib.VAE.create({
+          model: {
+            input: [1, 26, 26],
+            latent: 2,
+            encoder: [
+              ['Conv2d', 1, 4, 4, 2, 1],
+              ['ReLU'],
+              ['Conv2d', 4, 8, 4, 2, 1],
+              ['ReLU'],
+              ['Flatten'],
+              ['Linear', 8 * 7 * 7, 16],
+            ],
+            decoder: [['Linear', 2, 676]],
+            likelihood: 'bernoulli',
+          },
+          device,
+        }),
+      ),
+    };
+    device.destroy();
+    return { mnistLoss, digits: digits.length, encodesImages, colourLoss, shapes, refusals, made };
+  });
+  expect(r.mnistLoss).toBeGreaterThan(0);
+  expect(r.mnistLoss).toBeLessThan(600);
+  expect(r.digits).toBe(2 * 784);
+  expect(r.encodesImages).toBe(true);
+  expect(r.colourLoss).toBeGreaterThan(0);
+  expect(r.shapes).toEqual([288, 3 * 288]);
+  for (const f of Object.values(r.refusals)) expect(f).toMatchObject({ name: 'VaeError', code: 'invalid-option' });
+  expect(r.refusals.sides!.message).toMatch(
+    /the conv preset reads images \(C, H, W\) with H and W divisible by 4 \(two stride-2 convs\), got \[3, 30, 30\]/,
+  );
+  expect(r.refusals.flat!.message).toMatch(/got \[784\]; give the images' shape as inputShape \[C, H, W\]/);
+  expect(r.refusals.both!.message).toBe("inputSize 784 is not inputShape [1, 8, 8]'s 64 values: give one of them");
+  expect(r.refusals.shape!.message).toMatch(/^inputShape must be one image's shape \[C, H, W\]/);
+  // 26 → 13 → 6 after two stride-2 convs: the Linear names the shapes.
+  expect(r.refusals.chain!.message).toMatch(/encoder\[5\] \(Linear\) reads 392 features, got shape \[288\]/);
+  expect(r.made).toBe(0);
+});

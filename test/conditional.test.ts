@@ -3,6 +3,7 @@
  * - the conditional gather: X, [x ‖ onehot(y)] and the one-hot columns of [z ‖ onehot(y)], the
  *   labels read through the same permutation as the pixels (odd D, one class, a short last batch,
  *   MNIST's sizes), writing nothing else;
+ * - the column join of a conditional conv encoder ([h ‖ onehot(y)], and its gradient's h columns);
  * - the strided reparameterization, which leaves the one-hot columns alone;
  * - the dz→dmulv epilogue of a conditioned decoder (the product has L + C columns, only L go on)
  *   in each of the three matmul kernels, on odd and real shapes;
@@ -111,6 +112,46 @@ describe.each(implementations)('$name', (implementation) => {
         expectTail('X', X, rows * D);
         expectTail('XY', XY, rows * (D + C));
         expectTail('Z', Z, rows * (L + C));
+      },
+    );
+  });
+
+  describe("column join (a conditional conv encoder's [h ‖ onehot(y)] and its gradient's h columns)", () => {
+    // [rows, A's width, stride, offset, B's width, stride, offset]
+    const CASES: [number, number, number, number, number, number, number][] = [
+      [5, 7, 7, 0, 3, 16, 13], // h (5, 7) and the one-hot columns of [x ‖ onehot(y)], D = 13, C = 3
+      [3, 9, 12, 0, 0, 1, 0], // the backward: the first 9 of d[h ‖ onehot(y)]'s 12 columns, no B
+      [1, 1, 5, 4, 1, 1, 0], // one row, one column each, from an offset
+      [7, 3136, 3136, 0, 10, 794, 784], // the conv preset's widths on MNIST
+    ];
+    it.each(CASES)(
+      '%i rows: %i columns (stride %i, from %i) ‖ %i columns (stride %i, from %i)',
+      async (rows, wa, sa, oa, wb, sb, ob) => {
+        const r = rng(rows + wa + wb);
+        const A = r.uniform(rows * sa, -2, 2);
+        const B = r.uniform(Math.max(1, rows * sb), -2, 2);
+        const width = wa + wb;
+        const out = await gpu.run({
+          buffers: { A, B, out: padded(rows * width) },
+          ops: [
+            {
+              op: 'joinColumns',
+              rows,
+              a: { buffer: 'A', width: wa, stride: sa, offset: oa },
+              b: { buffer: 'B', width: wb, stride: sb, offset: ob },
+              out: 'out',
+            },
+          ],
+          read: ['out'],
+        });
+        const got = f32(out.out!);
+        const want = new Float32Array(rows * width);
+        for (let row = 0; row < rows; row++)
+          for (let col = 0; col < width; col++)
+            want[row * width + col] = col < wa ? A[row * sa + oa + col]! : B[row * sb + ob + col - wa]!;
+        // A copy: bit for bit.
+        expect([...got.subarray(0, rows * width)]).toEqual([...want]);
+        expectTail('out', got, rows * width);
       },
     );
   });

@@ -122,9 +122,21 @@ describe('the conv layer units', () => {
     );
   });
 
-  it('refuse a conditional model whose encoder has a conv before its first Linear (the gather joins the one-hot)', () => {
-    expect(() => modelSizes('conv', { input: [1, 8, 8], classes: 10 })).toThrow(
-      /encoder\[5\] \(Linear\) reads the one-hot class columns of a conditional model after a Conv2d/,
+  it("join a conditional conv model's one-hot columns at the first Linear of each part, after Flatten; refuse one with no Linear to read them", () => {
+    const { spec } = modelSizes('conv', { input: [3, 8, 8], latent: 3, classes: 10 });
+    expect(spec!.encoder[0]).toEqual(['Conv2d', 3, 32, 4, 2, 1]);
+    expect(spec!.encoder[5]).toEqual(['Linear', 64 * 2 * 2 + 10, 256]);
+    expect(spec!.decoder[0]).toEqual(['Linear', 3 + 10, 256]);
+    const decoderConv: ModelSpec = {
+      input: [1, 4, 4],
+      latent: 4,
+      encoder: [['Flatten'], ['Linear', 18, 4]],
+      decoder: [['Unflatten', 1, [1, 2, 2]], ['ConvTranspose2d', 1, 1, 2, 2], ['Flatten'], ['Linear', 18, 16]],
+      likelihood: 'bernoulli',
+      classes: 2,
+    };
+    expect(refuse(decoderConv)).toMatch(
+      /decoder\[3\] \(Linear\) reads the one-hot class columns of a conditional model after a ConvTranspose2d/,
     );
     const noLinear: ModelSpec = {
       input: [1, 4, 4],
@@ -172,20 +184,21 @@ describe('the conv preset', () => {
   });
 
   it("is scripts/vae_spec.py's spec_of('conv'), defaults filled in, for grayscale, colour and classes' widths", () => {
-    const cases: [number[], number][] = [
-      [[1, 28, 28], 20],
-      [[3, 32, 32], 16],
-      [[1, 8, 12], 3],
+    const cases: [number[], number, number][] = [
+      [[1, 28, 28], 20, 0],
+      [[3, 32, 32], 16, 0],
+      [[1, 8, 12], 3, 0],
+      [[3, 8, 8], 4, 10],
     ];
     const r = python([
       '-c',
       'import json, sys; sys.path.insert(0, "scripts"); import vae_spec; ' +
-        `print(json.dumps([vae_spec.spec_of("conv", tuple(s), l) for s, l in ${JSON.stringify(cases)}]))`,
+        `print(json.dumps([vae_spec.spec_of("conv", tuple(s), l, k) for s, l, k in ${JSON.stringify(cases)}]))`,
     ]);
     expect(r.status, r.stderr).toBe(0);
     const specs = JSON.parse(r.stdout) as ModelSpec[];
-    cases.forEach(([input, latent], i) =>
-      expect(modelSizes('conv', { input, latent }).spec).toEqual(parseSpec(specs[i])),
+    cases.forEach(([input, latent, classes], i) =>
+      expect(modelSizes('conv', { input, latent, classes }).spec).toEqual(parseSpec(specs[i])),
     );
   });
 
@@ -230,10 +243,24 @@ const SMALL_DECODER: ModelSpec['decoder'] = [
 ];
 
 describe('the float64 reference of a conv model', () => {
-  it('its gradient matches central differences of its loss', () => {
+  // Conditional: the one-hot joins the encoder's Linear after two convs, and the decoder's first Linear.
+  it.each([0, 3])('its gradient matches central differences of its loss (%i classes)', (classes) => {
+    const widen = (list: ModelSpec['encoder']) =>
+      list.map((l) =>
+        l[0] === 'Linear' && list.indexOf(l) === list.findIndex((m) => m[0] === 'Linear')
+          ? (['Linear', (l[1] as number) + classes, l[2]] as const)
+          : l,
+      );
     const sizes = specSizes(
-      parseSpec({ ...AWKWARD, input: [2, 4, 4], encoder: SMALL_ENCODER, decoder: SMALL_DECODER }),
+      parseSpec({
+        ...AWKWARD,
+        input: [2, 4, 4],
+        encoder: widen(SMALL_ENCODER),
+        decoder: widen(SMALL_DECODER),
+        ...(classes ? { classes } : {}),
+      }),
     );
+    const labels = classes ? [2, 0] : undefined;
     const rows = 2;
     const r = rng(17);
     const named: VaeParams = {};
@@ -241,16 +268,16 @@ describe('the float64 reference of a conv model', () => {
       named[p.name] = Float64Array.from({ length: p.length }, () => r.next() - 0.5);
     const x = Float64Array.from({ length: rows * sizes.D }, () => r.next());
     const eps = Float64Array.from({ length: rows * sizes.L }, () => 2 * r.next() - 1);
-    const ref = vaeForwardBackward(named, sizes, x, eps, rows);
+    const ref = vaeForwardBackward(named, sizes, x, eps, rows, labels);
     expect(Object.keys(ref.grads)).toEqual(arenaLayout(sizes).params.map((p) => p.name));
     for (const [name, g] of Object.entries(ref.grads)) {
       const at = named[name]!;
       for (let i = 0; i < at.length; i++) {
         const orig = at[i]!;
         at[i] = orig + 1e-6;
-        const up = vaeLoss(named, sizes, x, eps, rows);
+        const up = vaeLoss(named, sizes, x, eps, rows, labels);
         at[i] = orig - 1e-6;
-        const down = vaeLoss(named, sizes, x, eps, rows);
+        const down = vaeLoss(named, sizes, x, eps, rows, labels);
         at[i] = orig;
         const fd = (up - down) / 2e-6;
         expect(Math.abs(fd - g[i]!), `${name}[${i}]: fd ${fd} vs ${g[i]}`).toBeLessThan(
@@ -268,9 +295,17 @@ describe.each(implementations)('$name', (implementation) => {
     ['the conv preset on 1×8×8, batch 3 (software plan)', CONV8.spec!, 3, 'software'],
     ['the conv preset on 1×8×8, batch 3 (hardware plan)', CONV8.spec!, 3, 'hardware'],
     ['an awkward conv model on 3×7×5, batch 2', AWKWARD, 2],
+    [
+      'the conv preset on 3×8×4, 3 classes, batch 5 (the one-hot joined after the convs)',
+      modelSizes('conv', { input: [3, 8, 4], latent: 2, classes: 3 }).spec!,
+      5,
+    ],
   ];
   it.each(MODELS)('%s: loss, logits and every gradient of a training step', async (_, raw, rows, plan) => {
     const sizes = specSizes(parseSpec(raw));
+    const C = sizes.classes ?? 0;
+    // Every class but the last appears, so its columns of the joined Linears' dW must stay zero.
+    const labels = C ? Array.from({ length: rows }, (_, i) => (i * 2) % (C - 1)) : undefined;
     const layout = arenaLayout(sizes);
     const r = rng(rows + sizes.D);
     const arena = new Float32Array(layout.length);
@@ -283,6 +318,7 @@ describe.each(implementations)('$name', (implementation) => {
     const data = Uint8Array.from({ length: rows * sizes.D }, () => Math.floor(r.next() * 256));
     const out = await gpu.trainSteps({
       sizes,
+      ...(labels ? { labels } : {}),
       ...(plan ? { plan } : {}),
       batchSize: rows,
       seed: 5,
@@ -296,7 +332,7 @@ describe.each(implementations)('$name', (implementation) => {
     const got = (key: string) => f32(new Uint8Array(Buffer.from(out[0]![key]!, 'base64')));
     const x = Float64Array.from(data, (b) => b / 255);
     const eps = got('eps').subarray(0, rows * sizes.L);
-    const ref = vaeForwardBackward(named, sizes, x, eps, rows);
+    const ref = vaeForwardBackward(named, sizes, x, eps, rows, labels);
     expectClose('loss', got('loss').subarray(0, 1), [ref.loss], 1e-5, 0);
     expectClose('logits', got('logits').subarray(0, rows * sizes.D), ref.logits, 1e-4, 1e-5);
     const grads = got('grads');
@@ -304,6 +340,12 @@ describe.each(implementations)('$name', (implementation) => {
       const g = ref.grads[p.name]!;
       const scale = g.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
       expectClose(`grad ${p.name}`, grads.subarray(p.offset, p.offset + p.length), g, 1e-4, 1e-5 * scale);
+    }
+    if (C) {
+      // The unused class's column of the encoder's joined Linear (encoder.5) gets no gradient.
+      const w = layout.params.find((q) => q.name === 'encoder.5.weight')!;
+      const [, width] = w.shape as [number, number];
+      for (let o = 0; o < w.shape[0]!; o++) expect(grads[w.offset + o * width + width - 1], `row ${o}`).toBe(0);
     }
   });
 });

@@ -137,6 +137,28 @@ describe('page: the model picker', () => {
       expect(await text(p, '#model-json-reason')).toMatch(/256 features, the images 784/);
       expect(await disabled(p, 'start')).toBe(true);
 
+      // A conv spec whose output does not chain: 28 → 14 → 6 (kernel 5, stride 2), so 8·6·6 = 288
+      // features reach a Linear written for 8·7·7 = 392; the Linear is named.
+      await type(
+        p,
+        'model-json',
+        JSON.stringify({
+          ...LEAKY,
+          encoder: [
+            ['Conv2d', 1, 4, 4, 2, 1],
+            ['ReLU'],
+            ['Conv2d', 4, 8, 5, 2, 1],
+            ['ReLU'],
+            ['Flatten'],
+            ['Linear', 392, 16],
+          ],
+        }),
+      );
+      expect(await text(p, '#model-json-reason')).toMatch(
+        /encoder\[5\] \(Linear\) reads 392 features, got shape \[288\]/,
+      );
+      expect(await disabled(p, 'start')).toBe(true);
+
       // Back to the mlp: its fields apply again and Start is enabled.
       await p.select('#model', 'mlp');
       expect(await disabled(p, 'hidden')).toBe(false);
@@ -226,7 +248,7 @@ describe('page: the model picker', () => {
 });
 
 describe('page: a colour image folder', () => {
-  it('decodes the folder as RGB, trains an epoch, draws colour grids and records the channels', async () => {
+  it('decodes the folder as RGB, trains an epoch of the conv preset, draws colour grids and records the channels', async () => {
     const dir = join(work, 'colour-shapes');
     writeColourShapeFolder(dir, 40);
     const downloads = fileTempDir('page-colour-downloads');
@@ -243,6 +265,10 @@ describe('page: a colour image folder', () => {
         },
       );
       expect(await text(p, '#dataset-status')).toMatch(/training and \d+ test colour images of 16×16/);
+      // The picker offers the conv preset, made for the folder's 3×16×16.
+      expect(await p.$$eval('#model option', (os) => os.map((o) => (o as HTMLOptionElement).value))).toContain('conv');
+      await p.select('#model', 'conv');
+      expect(await text(p, '#model-reason')).toBe('');
       await type(p, 'epochs', '1');
       await type(p, 'batchSize', '8');
       await p.click('#start');
@@ -258,8 +284,29 @@ describe('page: a colour image folder', () => {
         return n / (d.length / 4);
       });
       expect(colourful).toBeGreaterThan(0.3);
+      // The model's own images, the samples and the reconstructions, are RGB too: a grayscale
+      // drawing would have every pixel's three channels equal.
+      for (const [id, rows] of [
+        ['#samples', [0, 1]],
+        ['#recon', [0.5, 1]],
+      ] as const) {
+        const tinted = await p.$eval(
+          id,
+          (c, [from, to]) => {
+            const el = c as HTMLCanvasElement;
+            const y = Math.floor(el.height * from!);
+            const d = el.getContext('2d')!.getImageData(0, y, el.width, Math.floor(el.height * to!) - y).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i] !== d[i + 1] || d[i + 1] !== d[i + 2]) n++;
+            return n / (d.length / 4);
+          },
+          rows,
+        );
+        expect(tinted, id).toBeGreaterThan(0.5);
+      }
       const { metadata } = readSafetensors((await downloaded(p, downloads)).bytes);
       expect(metadata).toMatchObject({ channels: '3', image_size: '16' });
+      expect(JSON.parse(metadata.model!).encoder[0]).toEqual(['Conv2d', 3, 32, 4, 2, 1]);
     });
   }, 900_000);
 });

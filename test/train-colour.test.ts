@@ -1,16 +1,19 @@
 /**
- * Colour through `npm run train`: an image folder of coloured shapes with --channels 3, and
- * CIFAR-10's binary files with --dataset cifar10 (in Chromium and on Dawn), each trained for an
- * epoch with the default MLP, its grids read back from outside as RGB PNGs; and the refusals of
- * the colour options.
+ * Colour through `npm run train`: an image folder of coloured shapes with --channels 3 trained
+ * by the conditional conv preset (its one-hot joined after Flatten), its checkpoint loaded into
+ * PyTorch's module by load_checkpoint.py, which gives the engine's test loss on the same images;
+ * CIFAR-10's binary files with --dataset cifar10 (in Chromium and on Dawn) with the default MLP;
+ * every grid read back from outside as an RGB PNG; and the refusals of the colour options.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseOptions } from '../src/cli/options';
+import type { RunData } from '../src/cli/data';
+import { parseOptions, type TrainOptions } from '../src/cli/options';
+import { decideResume } from '../src/cli/resume';
 import { readSafetensors } from '../src/io/safetensors';
 import { UsageError } from '../src/node/options';
-import { tempDir, train } from './cli';
+import { python, tempDir, train } from './cli';
 import { writeCifarFolder } from './cifar';
 import { decodePng } from './png';
 import { writeColourShapeFolder } from './shapes';
@@ -25,12 +28,12 @@ function hasColour(png: ReturnType<typeof decodePng>): boolean {
 }
 
 describe('colour images', () => {
-  it('trains a folder of coloured shapes with --channels 3 and writes colour grids whose test images are the files', () => {
+  it('trains a folder of coloured shapes with --model conv --channels 3 --conditional, writes colour grids whose test images are the files, and PyTorch loads it', () => {
     const dir = join(tempDir(), 'colour');
     writeColourShapeFolder(dir, 32);
     const out = tempDir();
     const r = train([
-      ...['--images', dir, '--channels', '3', '--image-size', '16'],
+      ...['--images', dir, '--channels', '3', '--image-size', '16', '--model', 'conv', '--conditional'],
       ...['--epochs', '1', '--batch-size', '16', '--out', out],
     ]);
     expect(r.status, r.stderr).toBe(0);
@@ -42,15 +45,21 @@ describe('colour images', () => {
     expect(first).toBeGreaterThan(400);
     expect(average).toBeLessThan(first);
 
-    const ckpt = readSafetensors(readFileSync(join(out, 'checkpoint.safetensors')));
-    expect(ckpt.tensors.get('fc1.weight')?.shape).toEqual([400, 3 * 16 * 16]);
+    const file = join(out, 'checkpoint.safetensors');
+    const ckpt = readSafetensors(readFileSync(file));
+    // The conv preset's convs read the 3 colour planes; the 2 classes join its Linears, not the convs.
+    expect(ckpt.tensors.get('encoder.0.weight')?.shape).toEqual([32, 3, 4, 4]);
+    expect(ckpt.tensors.get('encoder.5.weight')?.shape).toEqual([256, 64 * 4 * 4 + 2]);
+    expect(ckpt.tensors.get('decoder.0.weight')?.shape).toEqual([256, 20 + 2]);
+    expect(ckpt.tensors.get('decoder.7.weight')?.shape).toEqual([32, 3, 4, 4]);
     expect(ckpt.metadata.channels).toBe('3');
 
     const recon = decodePng(readFileSync(join(out, 'reconstruction_1.png')));
     expect([recon.width, recon.height, recon.channels]).toEqual([2 + 8 * 18, 2 + 2 * 18, 3]);
     expect(hasColour(recon)).toBe(true);
+    // One row of 8 per class.
     const samples = decodePng(readFileSync(join(out, 'sample_1.png')));
-    expect([samples.width, samples.height, samples.channels]).toEqual([2 + 8 * 18, 2 + 8 * 18, 3]);
+    expect([samples.width, samples.height, samples.channels]).toEqual([2 + 8 * 18, 2 + 2 * 18, 3]);
     expect(hasColour(samples)).toBe(true);
     // The top row holds the test images as decoded (round-robin: circle/009.png first, then
     // square/009.png): a 16×16 file at --image-size 16 comes back pixel for pixel, each channel
@@ -66,6 +75,33 @@ describe('colour images', () => {
           }
       expect(worst, file).toBeLessThanOrEqual(1);
     }
+
+    // PyTorch's module of the checkpoint's spec, on the 6 test images (files 009, 019, 029 of each
+    // class) as idx files of their R, G and B planes with their labels: load_state_dict(strict)
+    // takes the file, and its test loss (z sampled by torch) is the engine's within the noise.
+    const tests = ['circle', 'square'].flatMap((shape, label) =>
+      ['009', '019', '029'].map((n) => ({ png: decodePng(readFileSync(join(dir, shape, `${n}.png`))), label })),
+    );
+    const planes = Buffer.alloc(tests.length * 768);
+    tests.forEach(({ png }, i) => {
+      for (let p = 0; p < 256; p++) for (let c = 0; c < 3; c++) planes[i * 768 + c * 256 + p] = png.pixels[3 * p + c]!;
+    });
+    const header = (magic: number, dims: number[]) =>
+      Buffer.from(
+        new Uint32Array(
+          [magic, ...dims].map((v) => ((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >> 8) & 0xff00) | (v >>> 24)),
+        ).buffer,
+      );
+    const images = join(out, 'test-images-idx3-ubyte');
+    writeFileSync(images, Buffer.concat([header(0x803, [tests.length, 48, 16]), planes]));
+    const labels = join(out, 'test-labels-idx1-ubyte');
+    writeFileSync(labels, Buffer.concat([header(0x801, [tests.length]), Buffer.from(tests.map((t) => t.label))]));
+    const torch = python(['scripts/load_checkpoint.py', file, '--images', images, '--labels', labels]);
+    expect(torch.status, torch.stderr).toBe(0);
+    expect(torch.stdout).toMatch(/load_state_dict\(strict=True\)/);
+    const engineLoss = Number(/====> Test set loss: (\d+\.\d+)/.exec(r.stdout)![1]);
+    const mean = Number(/mean (\d+\.\d+)/.exec(torch.stdout)![1]);
+    expect(Math.abs(mean - engineLoss), torch.stdout).toBeLessThan(0.01 * engineLoss);
   });
 
   it('trains on CIFAR-10 binary files in Chromium and on Dawn, with colour grids', () => {
@@ -116,6 +152,42 @@ describe('colour images', () => {
       channels: 3,
     });
     expect(parseOptions(['--images', 'd', '--out', 'x'])).not.toHaveProperty('channels');
+    // A conv spec that does not chain is refused as the options are read (28 → 14 → 6: 288 features, not 392).
+    const spec = join(tempDir(), 'conv.json');
+    writeFileSync(
+      spec,
+      JSON.stringify({
+        input: [3, 28, 28],
+        latent: 2,
+        encoder: [
+          ['Conv2d', 3, 4, 4, 2, 1],
+          ['ReLU'],
+          ['Conv2d', 4, 8, 5, 2, 1],
+          ['ReLU'],
+          ['Flatten'],
+          ['Linear', 392, 16],
+        ],
+        decoder: [['Linear', 2, 2352]],
+      }),
+    );
+    expect(refused(['--images', 'd', '--channels', '3', '--model', spec])).toMatch(
+      /encoder\[5\] \(Linear\) reads 392 features, got shape \[288\]/,
+    );
+    // The conv preset on a folder's 3×18×18 images is refused once their shape is known, before a model is made.
+    const images = { count: 0, rows: 18, cols: 18, pixels: new Uint8Array(0) };
+    const data: RunData = {
+      ...{ train: images, test: images, trainCount: 0, testCount: 0 },
+      ...{ trainLabels: new Uint8Array(0), testLabels: new Uint8Array(0), rows: 18, cols: 18, channels: 3 },
+      ...{ pixels: 972, classes: 0, dataset: 'd', title: 'd' },
+    };
+    expect(() =>
+      decideResume(
+        parseOptions(['--images', 'd', '--channels', '3', '--model', 'conv', '--out', 'x']) as TrainOptions,
+        data,
+      ),
+    ).toThrow(
+      /^--model: model spec: the conv preset reads images \(C, H, W\) with H and W divisible by 4 \(two stride-2 convs\), got \[3, 18, 18\]$/,
+    );
     expect(parseOptions(['--dataset', 'cifar10', '--data', 'd', '--runtime', 'node', '--out', 'x'])).toMatchObject({
       dataset: 'cifar10',
     });

@@ -15,7 +15,8 @@ import {
   SETTING_RANGES,
   STEPS_PER_SUBMIT,
 } from '../model/settings';
-import { betaReason, DEFAULT_SIGMA, klWarmupReason, parseSigma } from '../model/settings';
+import { betaReason, DEFAULT_INPUT_SHAPE, DEFAULT_SIGMA, klWarmupReason, parseSigma } from '../model/settings';
+import { numel } from '../model/layers/unit';
 import { classesOf, REFERENCE_SIZES, type VaeSizes } from '../model/graph';
 import { modelSizes, parseSpec, type ModelSpec } from '../model/spec';
 import { VaeError } from './errors';
@@ -34,8 +35,16 @@ export interface VAEOptions {
    * naming the layer and the shapes that disagree.
    */
   model?: string | ModelSpec;
-  /** Pixels per image, fc1's in_features (default 784). */
+  /** Pixels per image, fc1's in_features (default 784; with `inputShape`, its product). */
   inputSize?: number;
+  /**
+   * One image's shape [C, H, W] (default [1, 28, 28], MNIST's), which the convolutional presets
+   * need: `VAE.create({ model: 'conv', inputShape: [3, 32, 32] })`. Images are still passed flat,
+   * C·H·W values each, row-major as a (C, H, W) tensor is (the R plane, then G, then B). The
+   * conv preset needs H and W divisible by 4; a shape it cannot take is an `invalid-option`
+   * VaeError saying why.
+   */
+  inputShape?: readonly number[];
   /**
    * Hidden units (default 400): one width, or the encoder's widths input side first for a
    * deeper MLP ([512, 256] is 784-512-256-20 with the mirror-image decoder).
@@ -166,10 +175,34 @@ function hiddenOption(value: unknown): number[] {
   );
 }
 
+/** `inputShape`: [C, H, W] (or [H, W], [features]) of whole numbers, agreeing with `inputSize` when both are given. */
+function inputShapeOption(options: VAEOptions): number[] | undefined {
+  const shape = options.inputShape as unknown;
+  if (shape === undefined) return undefined;
+  if (
+    !Array.isArray(shape) ||
+    shape.length < 1 ||
+    shape.length > 3 ||
+    !shape.every((d) => Number.isInteger(d) && d >= 1) ||
+    numel(shape) > INPUT_SIZE_MAX
+  )
+    throw new VaeError(
+      'invalid-option',
+      `inputShape must be one image's shape [C, H, W] of whole numbers, at most ${INPUT_SIZE_MAX} values in all, got ${JSON.stringify(shape)}`,
+    );
+  if (options.inputSize !== undefined && options.inputSize !== numel(shape))
+    throw new VaeError(
+      'invalid-option',
+      `inputSize ${String(options.inputSize)} is not inputShape [${shape.join(', ')}]'s ${numel(shape)} values: give one of them`,
+    );
+  return shape as number[];
+}
+
 /** The sizes and the seed of the model `VAE.create` builds, from its options. */
 export function modelOptions(options: VAEOptions): { sizes: VaeSizes; seed: number } {
+  const shape = inputShapeOption(options);
   const sizes: VaeSizes = {
-    D: integerOption('inputSize', options.inputSize, REFERENCE_SIZES.D, 1, INPUT_SIZE_MAX),
+    D: shape ? numel(shape) : integerOption('inputSize', options.inputSize, REFERENCE_SIZES.D, 1, INPUT_SIZE_MAX),
     hidden: hiddenOption(options.hiddenSize),
     L: integerOption('latentSize', options.latentSize, REFERENCE_SIZES.L, ...SETTING_RANGES.latent),
   };
@@ -190,17 +223,24 @@ export function modelOptions(options: VAEOptions): { sizes: VaeSizes; seed: numb
       throw new VaeError('invalid-option', "hiddenSize gives the mlp preset's widths; a model names its own");
     try {
       const spec = typeof model === 'object' ? parseSpec(model) : undefined;
+      // A spec says its own shape; a preset takes the images' (MNIST's unless inputShape or inputSize says otherwise).
+      const defaultShape = options.inputSize === undefined ? (spec?.input ?? DEFAULT_INPUT_SHAPE) : undefined;
       Object.assign(
         sizes,
         modelSizes(spec ?? model, {
-          input: spec && options.inputSize === undefined ? spec.input : [sizes.D],
+          input: shape ?? defaultShape ?? [sizes.D],
           ...(options.latentSize !== undefined ? { latent: sizes.L } : {}),
           classes,
           likelihood,
         }),
       );
     } catch (e) {
-      throw new VaeError('invalid-option', `model: ${(e as Error).message}`, { cause: e });
+      // A preset made for the default or a flat shape may only need the images' own.
+      const hint =
+        typeof model === 'string' && !shape
+          ? "; give the images' shape as inputShape [C, H, W] (default [1, 28, 28])"
+          : '';
+      throw new VaeError('invalid-option', `model: ${(e as Error).message}${hint}`, { cause: e });
     }
   }
   const seed = integerOption('seed', options.seed, DEFAULT_SETTINGS.seed, ...SETTING_RANGES.seed);

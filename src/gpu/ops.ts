@@ -34,6 +34,8 @@ import {
   gatherConditionalBindings,
   gatherConditionalWGSL,
   gatherWGSL,
+  joinColumnsBindings,
+  joinColumnsWGSL,
 } from '../../shaders/gather.wgsl';
 import {
   ELBO_UNIFORM_FLOATS,
@@ -323,6 +325,34 @@ export async function gatherConditionalOp(
     ],
     linearWorkgroups(dims.rows * width),
     { bytes: dims.rows * (5 * dims.D + 8 * dims.C + 4) },
+  );
+}
+
+/** Columns of a (rows, ·) matrix: `width` of them from column `offset`, rows `stride` floats apart. */
+export interface Columns {
+  buffer: Binding;
+  width: number;
+  stride: number;
+  offset: number;
+}
+
+/** Out (rows, a.width + b.width) = [a's columns ‖ b's columns] (shaders/gather.wgsl.ts join_columns). */
+export async function joinColumnsOp(gpu: Gpu, label: string, rows: number, a: Columns, b: Columns, out: Binding) {
+  const width = a.width + b.width;
+  return instance(
+    gpu,
+    label,
+    joinColumnsWGSL(),
+    'join_columns',
+    joinColumnsBindings,
+    [
+      gpu.uniform(`${label} dims`, u32s(rows, a.width, a.stride, a.offset, b.width, b.stride, b.offset)),
+      a.buffer,
+      b.buffer,
+      out,
+    ],
+    linearWorkgroups(rows * width),
+    { bytes: 8 * rows * width },
   );
 }
 

@@ -159,10 +159,14 @@ export class SpecError extends RangeError {
  * the same floats.
  *
  * A conditional model's one-hot columns join the first Linear of each part, as the PyTorch
- * module of scripts/vae_spec.py appends them: [x ‖ onehot(y)] before the encoder's first Linear
- * (after Flatten, rather than as constant image planes, which would cost each class H·W inputs
- * of the first conv) and [z ‖ onehot(y)] for the decoder. The engine builds [x ‖ onehot(y)]
- * once, in the gather, so it refuses a conditional encoder with a convolution before that Linear.
+ * module of scripts/vae_spec.py appends them: [h ‖ onehot(y)] before the encoder's first Linear
+ * and [z ‖ onehot(y)] for the decoder. In a conv encoder they join after Flatten rather than as
+ * C constant image planes: planes would add C·k² weights per output channel to the first conv
+ * and C·H·W floats per image to its input, all but one plane zero, while after Flatten each class
+ * costs one column of that Linear — the MLP's rule, so one rule serves every model, and the conv
+ * kernels never see the labels. When a product comes before that Linear the engine joins the
+ * columns in a dispatch of its own (./programs.ts); the decoder's [z ‖ onehot(y)] is built with
+ * z, so a conditional decoder's first product must be its Linear.
  */
 export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[] {
   const C = spec.classes ?? 0;
@@ -193,9 +197,9 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
       // The one-hot columns join the first Linear's input of a conditional model.
       const joins = C > 0 && kind === 'Linear' && !conditioned && shape.length === 1;
       const inShape = joins ? [shape[0]! + C] : shape;
-      if (joins && out.some((l) => l.unit.role === 'product'))
+      if (joins && partName === 'decoder' && out.some((l) => l.unit.role === 'product'))
         fail(
-          `reads the one-hot class columns of a conditional model after a ${out.find((l) => l.unit.role === 'product')!.kind}, but the engine joins them as it gathers the batch: no layer with weights may come before a conditional encoder's first Linear (or drop "classes")`,
+          `reads the one-hot class columns of a conditional model after a ${out.find((l) => l.unit.role === 'product')!.kind}, but the engine joins them to z: a conditional decoder's first layer with weights must be its Linear (or drop "classes")`,
         );
       if (kind === 'Linear') conditioned = true;
       const outShape = (unit.outShape as (a: unknown, s: Shape) => Shape | string)(args, inShape);

@@ -60,6 +60,8 @@ export class Inference {
     for (let first = 0; first < n; first += CHUNK) {
       const rows = Math.min(CHUNK, n - first);
       this.model.gpu.write(this.act.xy, this.withLabels(images, D, first, rows, labels));
+      // A conv encoder reads x itself and joins the one-hot columns of [x ‖ onehot(y)] further in.
+      if (this.act.join) this.model.gpu.write(this.act.x, images.subarray(first * D, (first + rows) * D));
       this.model.gpu.run(await this.program('encode', rows), 'encode');
       out.set(await this.model.gpu.readFloats(this.act.mulv, 0, rows * 2 * L), first * 2 * L);
     }

@@ -20,6 +20,7 @@ import {
   gatherConditionalOp,
   gatherOp,
   gaussianDlogSigmaOp,
+  joinColumnsOp,
   lossFinalizeOp,
   meanClampOp,
   reparamOp,
@@ -62,6 +63,22 @@ interface Product {
 }
 
 /**
+ * A conditional encoder whose first Linear follows a convolution (or any product): that Linear
+ * reads [h ‖ onehot(y)], which a dispatch joins from h and the one-hot columns of
+ * [x ‖ onehot(y)]; its dX is d[h ‖ onehot(y)], whose first `features` columns a dispatch copies
+ * back out as the product before's dY.
+ */
+export interface LabelJoin {
+  /** The Linear's index among the encoder's products. */
+  at: number;
+  /** Features of h per row: the Linear reads features + C. */
+  features: number;
+  /** (rows, features + C). */
+  joined: GPUBuffer;
+  dJoined?: GPUBuffer;
+}
+
+/**
  * The buffers of one pass over up to `rows` rows: the input x, each product's output (the
  * heads' is [mu ‖ logvar], the decoder's last the logits), z and ε, and for training each
  * output's gradient (the heads' is dmulv, the last layer's dlogits). Views and activations
@@ -69,8 +86,14 @@ interface Product {
  */
 export class Activations {
   readonly x: GPUBuffer;
-  /** What the encoder reads: x itself, or for a conditional VAE (rows, D+C) [x ‖ onehot(y)]. */
+  /**
+   * For a conditional VAE (rows, D+C) [x ‖ onehot(y)], written by the gather (or by inference);
+   * else x itself.
+   */
   readonly xy: GPUBuffer;
+  /** What the encoder's first product reads: xy, or x when the one-hot joins further in (`join`). */
+  readonly encoderInput: GPUBuffer;
+  readonly join?: LabelJoin;
   /** (rows, L), or for a conditional VAE (rows, L+C) [z ‖ onehot(y)]. */
   readonly z: GPUBuffer;
   readonly eps: GPUBuffer;
@@ -95,6 +118,17 @@ export class Activations {
     this.xy = C > 0 ? gpu.buffer(`${tag} [x ‖ onehot(y)]`, rows * (D + C) * 4) : this.x;
     this.z = gpu.buffer(`${tag} z`, rows * (L + C) * 4);
     this.eps = gpu.buffer(`${tag} eps`, rows * L * 4);
+    const at = this.encoder.findIndex((p) => p.layer.kind === 'Linear');
+    this.encoderInput = at > 0 ? this.x : this.xy;
+    if (C > 0 && at > 0) {
+      const width = this.encoder[at]!.layer.in[0]!;
+      this.join = {
+        at,
+        features: width - C,
+        joined: gpu.buffer(`${tag} [h ‖ onehot(y)]`, rows * width * 4),
+        ...(options.gradients ? { dJoined: gpu.buffer(`${tag} d[h ‖ onehot(y)]`, rows * width * 4) } : {}),
+      };
+    }
     for (const { layer } of [...this.encoder, ...this.decoder]) {
       const name = layer.names.join('‖');
       const width = layer.out.reduce((a, b) => a * b, 1);
@@ -290,7 +324,7 @@ export async function encoderForward(
   act: Activations,
   rows: number,
 ): Promise<Dispatch[]> {
-  return chainForward(gpu, plan, tag, arena, act, act.encoder, rows, act.xy);
+  return chainForward(gpu, plan, tag, arena, act, act.encoder, rows, act.encoderInput, act.join);
 }
 
 /** The decoder: z → … → logits. */
@@ -314,9 +348,18 @@ async function chainForward(
   products: Product[],
   rows: number,
   input: GPUBuffer,
+  join?: LabelJoin,
 ): Promise<Dispatch[]> {
   const out: Dispatch[] = [];
-  for (const { layer, activation } of products) {
+  for (const [i, { layer, activation }] of products.entries()) {
+    if (i === join?.at) {
+      const { D } = arena.layout.sizes;
+      const C = classesOf(arena.layout.sizes);
+      const h = { buffer: input, width: join.features, stride: join.features, offset: 0 };
+      const onehot = { buffer: act.xy, width: C, stride: D + C, offset: D };
+      out.push(await joinColumnsOp(gpu, `${tag} [h ‖ onehot(y)]`, rows, h, onehot, join.joined));
+      input = join.joined;
+    }
     const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
     const Y = act.out.get(layer)!;
     out.push(...(await unit.forward(c, layer.args, input, Y, epilogueOf(activation))));
@@ -405,7 +448,18 @@ export async function lossBackward(
       const { layer } = products[i]!;
       const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
       const dY = act.grad.get(layer)!;
-      if (i > 0) {
+      const join = reparam ? undefined : act.join;
+      if (i > 0 && i === join?.at) {
+        // dX is d[h ‖ onehot(y)], masked on the joined h; its first columns are the product before's dY.
+        const { joined: X, dJoined: dX, features } = join;
+        const before = products[i - 1]!;
+        out.push(...(await unit.backward(c, layer.args, { X, dY, dX, mask: epilogueOf(before.activation) })));
+        const dH = { buffer: dX!, width: features, stride: features + classesOf(arena.layout.sizes), offset: 0 };
+        const none = { buffer: dX!, width: 0, stride: 0, offset: 0 };
+        out.push(
+          await joinColumnsOp(gpu, `${tag} dh of d[h ‖ onehot(y)]`, rows, dH, none, act.grad.get(before.layer)!),
+        );
+      } else if (i > 0) {
         const before = products[i - 1]!;
         const X = act.out.get(before.layer)!;
         const dX = act.grad.get(before.layer)!;
@@ -425,6 +479,6 @@ export async function lossBackward(
     }
   };
   await chain(act.decoder, act.z, true);
-  await chain(act.encoder, act.xy, false);
+  await chain(act.encoder, act.encoderInput, false);
   return out;
 }

@@ -87,6 +87,9 @@ export function lrReason(lr: number): string | null {
  * INPUT_SIZE_MAX).
  */
 export const IMAGE_SIZE_DEFAULT = 28;
+
+/** One image's shape (C, H, W) where no dataset says otherwise: MNIST's, the reference model's 784 pixels. */
+export const DEFAULT_INPUT_SHAPE: readonly number[] = [1, IMAGE_SIZE_DEFAULT, IMAGE_SIZE_DEFAULT];
 export const IMAGE_SIZE_RANGE = [4, 256] as const;
 
 /**

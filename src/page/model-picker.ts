@@ -11,6 +11,7 @@
 import { classesOf, type VaeSizes } from '../model/graph';
 import { LAYERS } from '../model/layers';
 import { DEFAULT_PRESET, modelSizes, parseSpec, PRESETS, type ModelSpec } from '../model/spec';
+import { DEFAULT_INPUT_SHAPE } from '../model/settings';
 import { reasonAfter } from './controls';
 
 /** What the picker holds: a preset's name, or a spec. */
@@ -18,9 +19,6 @@ export type ModelChoice = string | ModelSpec;
 
 /** The select's value for a spec in the text area. */
 const CUSTOM = 'custom';
-
-/** The shape the text area's first spec is written for when no dataset is known yet: MNIST's, the page's default. */
-const MNIST_INPUT = [1, 28, 28];
 
 /** A spec as the text area shows it: one field a line, one layer a line. */
 export function specText(spec: ModelSpec): string {
@@ -106,7 +104,7 @@ export class ModelPicker {
     const { input, latent } = this.context();
     for (const name of [preset, ...PRESETS]) {
       try {
-        const { spec } = modelSizes(name, { input: input ?? MNIST_INPUT, latent });
+        const { spec } = modelSizes(name, { input: input ?? DEFAULT_INPUT_SHAPE, latent });
         if (spec) return specText(spec);
       } catch {
         // that preset does not fit these images: try the next

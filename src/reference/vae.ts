@@ -59,8 +59,9 @@ function pieces(p: VaeParams, layer: UnitLayer): Record<string, Float64Array> {
 }
 
 /**
- * A conditional VAE's first encoder layer reads [x ‖ onehot(y)] and its first decoder layer
- * [z ‖ onehot(y)], as the GPU's gather builds them; the loss still compares the logits with x.
+ * A conditional VAE's first Linear of each part reads [h ‖ onehot(y)]: [x ‖ onehot(y)] for an
+ * MLP, [flattened conv output ‖ onehot(y)] for a conv encoder, [z ‖ onehot(y)] for the decoder;
+ * the loss still compares the logits with x.
  */
 function conditioned(
   s: VaeSizes,
@@ -88,12 +89,12 @@ function forward(
   const { encoder, decoder } = splitGraph(graph);
   const { likelihood } = graph.at(-1) as LikelihoodLayer;
   // inputs[i] is what layer i read. A conditional model's first Linear reads the one-hot too.
-  const chain = (layers: UnitLayer[], input: ArrayLike<number>, width: number) => {
+  const chain = (layers: UnitLayer[], input: ArrayLike<number>) => {
     const inputs: ArrayLike<number>[] = [];
     let first = true;
     for (const layer of layers) {
       if (first && layer.kind === 'Linear') {
-        input = conditioned(s, input, rows, width, labels);
+        input = conditioned(s, input, rows, layer.in[0]! - classesOf(s), labels);
         first = false;
       }
       inputs.push(input);
@@ -101,10 +102,10 @@ function forward(
     }
     return { inputs, output: input as Float64Array };
   };
-  const enc = chain(encoder, x, s.D);
+  const enc = chain(encoder, x);
   const mulv = enc.output;
   const z = reparamForward(mulv, rows, s.L, eps);
-  const dec = chain(decoder, z, s.L);
+  const dec = chain(decoder, z);
   const logits = dec.output;
   // The likelihood layer: Bernoulli is bceKl's BCE + KL; the Gaussian's σ is fixed or the parameter log_sigma.
   const logSigma =
@@ -159,9 +160,13 @@ export function vaeForwardBackward(
   const f = forward(p, s, x, eps, rows, labels, beta);
   const grads: VaeParams = {};
   if (f.loss.dlogSigma && p['log_sigma']) grads['log_sigma'] = f.loss.dlogSigma;
+  const C = classesOf(s);
   // Walks a chain back from dY of its last layer, each layer's twin in turn. Returns dX of the first.
+  // Of the gradient of [h ‖ onehot(y)], only h's columns go on to the layer before: the one-hot is an input.
   const back = (layers: UnitLayer[], inputs: ArrayLike<number>[], dY: ArrayLike<number>): Float64Array => {
     let d: Float64Array = Float64Array.from(dY);
+    const first = C > 0 ? layers.findIndex((l) => l.kind === 'Linear') : -1;
+    const joined = layers.slice(0, first).some((l) => l.unit.role === 'product') ? first : -1;
     for (let i = layers.length - 1; i >= 0; i--) {
       const layer = layers[i]!;
       const g = REFERENCE_LAYERS[layer.kind].backward(layer.args, d, inputs[i]!, rows, pieces(p, layer), layer.in);
@@ -169,13 +174,12 @@ export function vaeForwardBackward(
         const part = all.length / layer.names.length;
         layer.names.forEach((n, j) => (grads[`${n}.${suffix}`] = all.slice(j * part, (j + 1) * part)));
       }
-      d = g.dX;
+      d = i === joined ? g.dX.filter((_, k) => k % layer.in[0]! < layer.in[0]! - C) : g.dX;
     }
     return d;
   };
   const dzy = back(f.decoder, f.dec.inputs, f.loss.dlogits);
   // Of the gradient of [z ‖ onehot(y)], only dz's L columns continue: the one-hot is an input.
-  const C = classesOf(s);
   const dz = C === 0 ? dzy : dzy.filter((_, i) => i % (s.L + C) < s.L);
   const dmulv = reparamBackward(f.mulv, eps, dz, f.loss.dmulv, rows, s.L);
   back(f.encoder, f.enc.inputs, dmulv);

@@ -54,6 +54,13 @@ export type OpSpec =
   | ({ op: 'gatherConditional'; dims: Args<typeof ops.gatherConditionalOp>[2] } & Named<
       Args<typeof ops.gatherConditionalOp>[3]
     >)
+  | {
+      op: 'joinColumns';
+      rows: number;
+      a: Omit<ops.Columns, 'buffer'> & { buffer: string };
+      b: Omit<ops.Columns, 'buffer'> & { buffer: string };
+      out: string;
+    }
   | { op: 'reparam'; entry: Args<typeof ops.reparamOp>[2]; params: Args<typeof ops.reparamOp>[3]; buffers: string[] }
   | ({ op: 'bceKl'; dims: Args<typeof ops.bceKlOp>[2]; groups?: number } & Named<Args<typeof ops.bceKlOp>[3]>)
   | ({ op: 'lossFinalize'; groups?: number } & Named<Args<typeof ops.lossFinalizeOp>[2]>)
@@ -171,6 +178,15 @@ async function build(g: Gpu, spec: OpSpec, b: Record<string, GPUBuffer>): Promis
         XY: b[spec.XY],
         Z: b[spec.Z],
       });
+    case 'joinColumns':
+      return ops.joinColumnsOp(
+        g,
+        label,
+        spec.rows,
+        { ...spec.a, buffer: b[spec.a.buffer]! },
+        { ...spec.b, buffer: b[spec.b.buffer]! },
+        b[spec.out]!,
+      );
     case 'reparam':
       return ops.reparamOp(
         g,
