@@ -37,7 +37,7 @@ import {
   type UnitLayer,
   type VaeSizes,
 } from './graph';
-import type { ActivationEpilogue, ProductContext, ProductUnit } from './layers/unit';
+import type { ActivationEpilogue, NormContext, NormUnit, ProductContext, ProductUnit } from './layers/unit';
 import { DEFAULT_OBJECTIVE, weightedKl, type ObjectiveSettings } from './settings';
 
 /** The arena buffers a program binds. */
@@ -47,6 +47,8 @@ export interface Arena {
   grads: GPUBuffer;
   m: GPUBuffer;
   v: GPUBuffer;
+  /** The statistics arena (layout.statsLength words): BatchNorm2d's running statistics and counts. */
+  stats: GPUBuffer;
 }
 
 const view = (buffer: GPUBuffer, span: Span): GPUBufferBinding => ({
@@ -55,7 +57,7 @@ const view = (buffer: GPUBuffer, span: Span): GPUBufferBinding => ({
   size: span.length * 4,
 });
 
-/** A product of a chain and the activation folded into its epilogue (./graph.ts fusedProducts). */
+/** A product or norm of a chain and the activation folded into it (./graph.ts fusedProducts). */
 interface Product {
   layer: UnitLayer;
   activation?: UnitLayer;
@@ -76,6 +78,8 @@ export class Activations {
   readonly eps: GPUBuffer;
   readonly out = new Map<UnitLayer, GPUBuffer>();
   readonly grad = new Map<UnitLayer, GPUBuffer>();
+  /** A norm's batch statistics, saved by a training pass's forward for its backward. */
+  readonly saved = new Map<UnitLayer, GPUBuffer>();
   readonly encoder: Product[];
   readonly decoder: Product[];
 
@@ -100,6 +104,8 @@ export class Activations {
       const width = layer.out.reduce((a, b) => a * b, 1);
       this.out.set(layer, gpu.buffer(`${tag} ${name}`, rows * width * 4));
       if (options.gradients) this.grad.set(layer, gpu.buffer(`${tag} d${name}`, rows * width * 4));
+      if (options.gradients && layer.unit.role === 'norm')
+        this.saved.set(layer, gpu.buffer(`${tag} ${name} saved`, layer.unit.savedFloats(layer.args) * 4));
     }
   }
 
@@ -133,6 +139,12 @@ function productContext(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, l
     in: layer.in,
   };
   return { c, unit: layer.unit as ProductUnit };
+}
+
+/** What a norm's emitters get: its context as a product's, and its buffers' spans. */
+function normContext(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, layer: UnitLayer, rows: number) {
+  const { c } = productContext(gpu, plan, tag, arena, layer, rows);
+  return { c: { ...c, buffers: arena.layout.bufferPieces.get(layer)! } as NormContext, unit: layer.unit as NormUnit };
 }
 
 /** The epilogue an activation folds into a product (none without one). */
@@ -281,7 +293,10 @@ export interface PassConfig {
   training?: boolean;
 }
 
-/** The encoder: x → … → [mu ‖ logvar]. */
+/**
+ * The encoder: x → … → [mu ‖ logvar]. `training`: a training pass (norms use the batch's
+ * statistics and update the running ones); otherwise, as for inference, the running statistics.
+ */
 export async function encoderForward(
   gpu: Gpu,
   plan: KernelPlan,
@@ -289,11 +304,12 @@ export async function encoderForward(
   arena: Arena,
   act: Activations,
   rows: number,
+  training = false,
 ): Promise<Dispatch[]> {
-  return chainForward(gpu, plan, tag, arena, act, act.encoder, rows, act.xy);
+  return chainForward(gpu, plan, tag, arena, act, act.encoder, rows, act.xy, training);
 }
 
-/** The decoder: z → … → logits. */
+/** The decoder: z → … → logits; `training` as for encoderForward. */
 export async function decoderForward(
   gpu: Gpu,
   plan: KernelPlan,
@@ -301,8 +317,9 @@ export async function decoderForward(
   arena: Arena,
   act: Activations,
   rows: number,
+  training = false,
 ): Promise<Dispatch[]> {
-  return chainForward(gpu, plan, tag, arena, act, act.decoder, rows, act.z);
+  return chainForward(gpu, plan, tag, arena, act, act.decoder, rows, act.z, training);
 }
 
 async function chainForward(
@@ -314,12 +331,20 @@ async function chainForward(
   products: Product[],
   rows: number,
   input: GPUBuffer,
+  training: boolean,
 ): Promise<Dispatch[]> {
   const out: Dispatch[] = [];
   for (const { layer, activation } of products) {
-    const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
     const Y = act.out.get(layer)!;
-    out.push(...(await unit.forward(c, layer.args, input, Y, epilogueOf(activation))));
+    if (layer.unit.role === 'norm') {
+      const { c, unit } = normContext(gpu, plan, tag, arena, layer, rows);
+      const saved = training ? act.saved.get(layer) : undefined;
+      if (training && !saved) throw new Error(`${c.label}: a training pass needs buffers made with gradients`);
+      out.push(...(await unit.forward(c, layer.args, { X: input, Y, saved }, epilogueOf(activation))));
+    } else {
+      const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
+      out.push(...(await unit.forward(c, layer.args, input, Y, epilogueOf(activation))));
+    }
     input = Y;
   }
   return out;
@@ -364,7 +389,7 @@ export async function lossForward(
         );
   return [
     await gather,
-    ...(await encoderForward(gpu, plan, tag, arena, act, rows)),
+    ...(await encoderForward(gpu, plan, tag, arena, act, rows, !!config.training)),
     await reparamForward(
       gpu,
       tag,
@@ -375,7 +400,7 @@ export async function lossForward(
       { state: b.state, mulv: act.mulv, z: act.z, eps: act.eps },
       L + C,
     ),
-    ...(await decoderForward(gpu, plan, tag, arena, act, rows)),
+    ...(await decoderForward(gpu, plan, tag, arena, act, rows, !!config.training)),
     await likelihoodForward(gpu, plan, tag, arena, rows, config.objective ?? {}, !!config.training, {
       state: b.state,
       logits: act.logits,
@@ -402,14 +427,30 @@ export async function lossBackward(
   // the decoder's first dX is dz, continued through the reparameterization into dmulv.
   const chain = async (products: Product[], firstInput: GPUBuffer, reparam: boolean) => {
     for (let i = products.length - 1; i >= 0; i--) {
-      const { layer } = products[i]!;
-      const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
+      const { layer, activation } = products[i]!;
       const dY = act.grad.get(layer)!;
+      if (layer.unit.role === 'norm') {
+        // The spec puts a product or a norm before it, with no activation between (graph.ts).
+        const before = products[i - 1]!.layer;
+        const { c, unit } = normContext(gpu, plan, tag, arena, layer, rows);
+        const b = {
+          X: act.out.get(before)!,
+          Y: act.out.get(layer)!,
+          saved: act.saved.get(layer)!,
+          dY,
+          dX: act.grad.get(before)!,
+        };
+        out.push(...(await unit.backward(c, layer.args, b, epilogueOf(activation))));
+        continue;
+      }
+      const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
       if (i > 0) {
         const before = products[i - 1]!;
         const X = act.out.get(before.layer)!;
         const dX = act.grad.get(before.layer)!;
-        out.push(...(await unit.backward(c, layer.args, { X, dY, dX, mask: epilogueOf(before.activation) })));
+        // A norm's activation is masked in the norm's own backward.
+        const mask = before.layer.unit.role === 'norm' ? undefined : epilogueOf(before.activation);
+        out.push(...(await unit.backward(c, layer.args, { X, dY, dX, mask })));
       } else if (reparam) {
         out.push(
           ...(await unit.backward(c, layer.args, {
