@@ -9,12 +9,16 @@
  * awkward shapes and extreme values, are test/batchnorm.test.ts's; the twin against PyTorch,
  * layer-parity's.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readSafetensors, writeSafetensors, type Tensor } from '../src/io/safetensors';
+import { checkpointSizes, decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
 import { arenaLayout, initArena, initStats, SpecError } from '../src/model/graph';
 import { LAYERS } from '../src/model/layers';
 import { modelSizes, parseSpec, specSizes, type ModelSpec } from '../src/model/spec';
 import { initialBuffers, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
-import { python } from './cli';
+import { python, tempDir } from './cli';
 import { expectClose, f32, implementations, rng, useHarness } from './gpu';
 
 const refuse = (spec: unknown): string => {
@@ -354,3 +358,68 @@ function checkStats(tag: string, layout: ReturnType<typeof arenaLayout>, words: 
     else expectClose(`${tag} ${b.name}`, floats.subarray(b.offset, b.offset + b.length), want, 1e-5, 1e-6);
   }
 }
+
+describe('a conv-bn checkpoint from PyTorch', () => {
+  it("export_checkpoint.py's file decodes with its running statistics, and encodes back to the same tensors", () => {
+    const dir = tempDir('bn');
+    const made = python([
+      '-c',
+      [
+        'import sys, torch',
+        'sys.path.insert(0, "scripts")',
+        'import vae_spec',
+        'torch.manual_seed(0)',
+        'model = vae_spec.preset("conv-bn", (1, 8, 8), 3)',
+        'opt = torch.optim.Adam(model.parameters(), lr=1e-3)',
+        'for _ in range(3):',
+        '    x = torch.rand(5, 1, 8, 8)',
+        '    out, mu, logvar = model(x)',
+        '    opt.zero_grad()',
+        '    sum(model.loss_terms(out, x, mu, logvar)).backward()',
+        '    opt.step()',
+        'torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 1}, sys.argv[1] + "/m.pt")',
+      ].join('\n'),
+      dir,
+    ]);
+    expect(made.status, made.stderr).toBe(0);
+    const out = join(dir, 'm.safetensors');
+    const args = [
+      'scripts/export_checkpoint.py',
+      join(dir, 'm.pt'),
+      out,
+      '--model',
+      'conv-bn',
+      '--input-shape',
+      '1,8,8',
+    ];
+    const r = python(args);
+    expect(r.status, r.stderr).toBe(0);
+    const bytes = new Uint8Array(readFileSync(out));
+    const { sizes } = checkpointSizes(bytes);
+    expect(sizes.spec).toEqual(CONV_BN8.spec);
+    const layout = arenaLayout(sizes);
+    const data = decodeCheckpoint(bytes, layout);
+    const { tensors } = readSafetensors(bytes);
+    const floats = new Float32Array(data.stats!.buffer);
+    for (const b of layout.buffers) {
+      const t = tensors.get(b.name)!;
+      if (b.dtype === 'I64') {
+        expect([...(t.data as BigInt64Array)], b.name).toEqual([3n]);
+        expect([...data.stats!.subarray(b.offset, b.offset + 2)], b.name).toEqual([3, 0]);
+      } else expect([...floats.subarray(b.offset, b.offset + b.length)], b.name).toEqual([...(t.data as Float32Array)]);
+    }
+    const again = readSafetensors(encodeCheckpoint(layout, data)).tensors;
+    for (const b of layout.buffers)
+      expect([...again.get(b.name)!.data], b.name).toEqual([...tensors.get(b.name)!.data]);
+
+    // A file without a model's statistics is refused, naming what is missing.
+    const rest = Object.fromEntries([...tensors].filter(([n]) => n !== 'decoder.6.running_var')) as Record<
+      string,
+      Tensor
+    >;
+    const edited = writeSafetensors(rest, readSafetensors(bytes).metadata);
+    expect(() => decodeCheckpoint(edited, layout)).toThrow(
+      /checkpoint is missing buffer "decoder\.6\.running_var": a BatchNorm2d model evaluates with its running statistics/,
+    );
+  });
+});
