@@ -55,11 +55,11 @@ def case(kind, args, shape, rows, seed, edges=False):
     }
 
 
-def batchnorm_case(channels, shape, rows, seed, train=True, edges=False, offset=0.0):
+def batchnorm_case(channels, shape, rows, seed, train=True, edges=False, offset=0.0, scale=1.0):
     """BatchNorm2d with random γ, β and running statistics (not the starting 1, 0, 0, 1, so each
     shows), in training (batch statistics; the buffers after the step) or evaluation (the running
     statistics, forward only: the engine runs no evaluation backward). `offset` shifts the batch
-    far from zero against its spread."""
+    far from zero against its spread; `scale` makes the spread huge, or tiny against eps."""
     torch.manual_seed(seed)
     m = nn.BatchNorm2d(channels).float()
     with torch.no_grad():
@@ -71,7 +71,7 @@ def batchnorm_case(channels, shape, rows, seed, train=True, edges=False, offset=
     values = lambda t: [float(v) for v in t.detach().reshape(-1).tolist()]
     buffers = lambda: {name: values(b) for name, b in m.named_buffers()}
     before = buffers()
-    x = torch.randn(rows, channels, *shape, dtype=torch.float32) + offset
+    x = torch.randn(rows, channels, *shape, dtype=torch.float32) * scale + offset
     if edges:
         flat = x.view(-1)
         flat[: len(EDGES)] = torch.tensor(EDGES[: flat.numel()], dtype=torch.float32)
@@ -133,7 +133,7 @@ CASES = {
         case("ConvTranspose2d", [1, 3, 5, 1, 2], [1, 3, 3], 1, 24),
     ],
     # Training and evaluation; 1, 3 and odd channel counts; a batch of 1; a 1x1 image; a batch
-    # far from zero against its spread.
+    # far from zero against its spread; a huge spread, and one so small that eps dominates.
     "BatchNorm2d": [
         batchnorm_case(3, [5, 7], 2, 25),
         batchnorm_case(3, [5, 7], 2, 26, train=False),
@@ -141,6 +141,8 @@ CASES = {
         batchnorm_case(5, [1, 1], 3, 28),
         batchnorm_case(5, [3, 3], 2, 29, train=False),
         batchnorm_case(2, [3, 2], 4, 30, offset=1e3),
+        batchnorm_case(3, [2, 3], 2, 31, scale=1e6),
+        batchnorm_case(3, [2, 3], 2, 32, scale=1e-4),
     ],
 }
 
