@@ -10,6 +10,11 @@
  *     its input; the first decoder layer's dX is dz, which its epilogue continues through the
  *     reparameterization into dmulv
  *   → Adam over the arena → loss finalize (loss[batch], advances the step state)
+ *
+ * A norm (BatchNorm2d) runs its own kernels in place of a product's, with the activation after
+ * it in them: in a training pass on the batch's statistics (saved for its backward, folded into
+ * the running ones), in every other pass on the running statistics. Its backward masks on its
+ * own output, so the product after it leaves its dX unmasked.
  */
 import type { Dispatch, Gpu } from '../gpu/device';
 import type { KernelPlan } from '../gpu/plan';
