@@ -55,6 +55,49 @@ def case(kind, args, shape, rows, seed, edges=False):
     }
 
 
+def batchnorm_case(channels, shape, rows, seed, train=True, edges=False, offset=0.0, scale=1.0):
+    """BatchNorm2d with random γ, β and running statistics (not the starting 1, 0, 0, 1, so each
+    shows), in training (batch statistics; the buffers after the step) or evaluation (the running
+    statistics, forward only: the engine runs no evaluation backward). `offset` shifts the batch
+    far from zero against its spread; `scale` makes the spread huge, or tiny against eps."""
+    torch.manual_seed(seed)
+    m = nn.BatchNorm2d(channels).float()
+    with torch.no_grad():
+        m.weight.uniform_(-1.5, 2.0)
+        m.bias.uniform_(-1.0, 1.0)
+        m.running_mean.uniform_(-1.0, 1.0)
+        m.running_var.uniform_(0.5, 2.0)
+        m.num_batches_tracked.fill_(seed)
+    values = lambda t: [float(v) for v in t.detach().reshape(-1).tolist()]
+    buffers = lambda: {name: values(b) for name, b in m.named_buffers()}
+    before = buffers()
+    x = torch.randn(rows, channels, *shape, dtype=torch.float32) * scale + offset
+    if edges:
+        flat = x.view(-1)
+        flat[: len(EDGES)] = torch.tensor(EDGES[: flat.numel()], dtype=torch.float32)
+    x.requires_grad_(True)
+    m.train(train)
+    y = m(x)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    out = {
+        "args": [channels],
+        "input": [channels, *shape],
+        "rows": rows,
+        "training": train,
+        "buffers": before,
+        "buffers_after": buffers(),
+        "x": values(x),
+        "params": {name: values(p) for name, p in m.named_parameters()},
+        "y": values(y),
+        "output": [channels, *shape],
+    }
+    if train:
+        out.update({"dy": values(dy), "dx": values(x.grad),
+                    "grads": {name: values(p.grad) for name, p in m.named_parameters()}})
+    return out
+
+
 CASES = {
     "Linear": [case("Linear", [5, 4], [5], 3, 1), case("Linear", [1, 1], [1], 1, 2), case("Linear", [13, 7], [13], 6, 3)],
     "ReLU": [case("ReLU", [], [9], 2, 4, edges=True)],
@@ -88,6 +131,18 @@ CASES = {
         case("ConvTranspose2d", [4, 3, 4, 2, 1], [4, 3, 3], 2, 22),
         case("ConvTranspose2d", [2, 1, 3, 2, 1, 1], [2, 4, 3], 3, 23),
         case("ConvTranspose2d", [1, 3, 5, 1, 2], [1, 3, 3], 1, 24),
+    ],
+    # Training and evaluation; 1, 3 and odd channel counts; a batch of 1; a 1x1 image; a batch
+    # far from zero against its spread; a huge spread, and one so small that eps dominates.
+    "BatchNorm2d": [
+        batchnorm_case(3, [5, 7], 2, 25),
+        batchnorm_case(3, [5, 7], 2, 26, train=False),
+        batchnorm_case(1, [4, 3], 1, 27),
+        batchnorm_case(5, [1, 1], 3, 28),
+        batchnorm_case(5, [3, 3], 2, 29, train=False),
+        batchnorm_case(2, [3, 2], 4, 30, offset=1e3),
+        batchnorm_case(3, [2, 3], 2, 31, scale=1e6),
+        batchnorm_case(3, [2, 3], 2, 32, scale=1e-4),
     ],
 }
 

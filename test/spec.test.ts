@@ -126,7 +126,7 @@ describe('a spec', () => {
     [
       'an activation after a view',
       edit((s) => (s.encoder = [['Flatten'], ['ReLU'], ...s.encoder.slice(1)])),
-      /encoder\[1\] \(ReLU\) must follow a layer with weights, a Linear or a convolution .*; it follows Flatten/,
+      /encoder\[1\] \(ReLU\) must follow a layer with weights, a Linear, a convolution or a BatchNorm2d .*; it follows Flatten/,
     ],
     [
       'an activation on the logits',

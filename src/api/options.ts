@@ -27,7 +27,7 @@ import type { FitOptions } from './training';
 export interface VAEOptions {
   /**
    * The model: a preset's name (`'mlp'`, the default: the PyTorch example, its widths from
-   * hiddenSize; `'leaky'`; `'conv'`) or a spec in PyTorch's vocabulary, such as
+   * hiddenSize; `'leaky'`; `'conv'`; `'conv-bn'`) or a spec in PyTorch's vocabulary, such as
    * `{ input: [1, 28, 28], latent: 20, encoder: [['Flatten'], ['Linear', 784, 400], ['ReLU']],
    * decoder: [['Linear', 20, 400], ['ReLU'], ['Linear', 400, 784]], likelihood: 'bernoulli' }`,
    * whose parameters are named as nn.Sequential names them (encoder.1.weight, fc_mu.bias).

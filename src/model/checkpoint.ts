@@ -27,6 +27,7 @@ import {
   sameSizes,
   sizesName,
   type ArenaLayout,
+  type BufferView,
   type VaeSizes,
 } from './graph';
 import { parseSpec, specSizes, type ModelSpec } from './spec';
@@ -47,6 +48,8 @@ export interface CheckpointData {
   v?: Float32Array;
   /** Adam steps taken. */
   step: number;
+  /** The statistics arena (layout.statsLength words: BatchNorm2d's buffers); absent for a model without buffers. */
+  stats?: Uint32Array;
   metadata: Record<string, string>;
 }
 
@@ -58,6 +61,11 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
     }
   };
   put('', data.params);
+  if (layout.buffers.length > 0) {
+    if (!data.stats || data.stats.length < layout.statsLength)
+      throw new Error(`checkpoint: a model with buffers (${layout.buffers[0]!.name} …) needs its statistics to save`);
+    for (const b of layout.buffers) tensors[b.name] = bufferTensor(b, data.stats);
+  }
   if (data.m && data.v) {
     put(ADAM_M, data.m);
     put(ADAM_V, data.v);
@@ -79,6 +87,13 @@ export function encodeCheckpoint(layout: ArenaLayout, data: Omit<CheckpointData,
     // A spec's model says which (absent: the mlp preset, its sizes read from its fcN names).
     ...(layout.sizes.spec ? { [MODEL_KEY]: JSON.stringify(layout.sizes.spec) } : {}),
   });
+}
+
+/** Buffer `b`'s tensor from the statistics arena's words: F32 floats, or I64 from its (low, high) words. */
+function bufferTensor(b: BufferView, stats: Uint32Array): Tensor {
+  const words = stats.slice(b.offset, b.offset + b.length);
+  if (b.dtype === 'F32') return { dtype: 'F32', shape: b.shape, data: new Float32Array(words.buffer) };
+  return { dtype: 'I64', shape: b.shape, data: new BigInt64Array(words.buffer) };
 }
 
 /** Metadata key of a spec model's spec, compact JSON (absent: the mlp preset). */
@@ -277,7 +292,44 @@ export function decodeCheckpoint(bytes: Uint8Array, layout: ArenaLayout): Checkp
   const params = arena(weights);
   const m = hasMoments ? arena(mTensors) : undefined;
   const v = hasMoments ? arena(vTensors) : undefined;
-  return { sizes: layout.sizes, params, m, v, step, metadata };
+  const stats = layout.buffers.length > 0 ? readStats(tensors, layout) : undefined;
+  return { sizes: layout.sizes, params, m, v, step, metadata, ...(stats ? { stats } : {}) };
+}
+
+/**
+ * The statistics arena from a checkpoint's buffers (BatchNorm2d's running_mean, running_var and
+ * num_batches_tracked): every one is needed, as PyTorch's strict load needs them, since the
+ * model evaluates with them.
+ */
+function readStats(tensors: Map<string, Tensor>, layout: ArenaLayout): Uint32Array {
+  const stats = new Uint32Array(layout.statsLength);
+  const missing = layout.buffers.filter((b) => !tensors.has(b.name)).map((b) => `"${b.name}"`);
+  if (missing.length > 0)
+    throw new SafetensorsError(
+      `checkpoint is missing buffer ${list(missing)}: a BatchNorm2d model evaluates with its running statistics, which the file must hold`,
+    );
+  for (const b of layout.buffers) {
+    const t = tensors.get(b.name)!;
+    if (t.dtype !== b.dtype)
+      throw new SafetensorsError(`checkpoint tensor "${b.name}" is ${t.dtype}, expected ${b.dtype}`);
+    if (t.shape.join() !== b.shape.join())
+      throw new SafetensorsError(`checkpoint tensor "${b.name}" has shape [${t.shape}], expected [${b.shape}]`);
+    if (t.data instanceof BigInt64Array) {
+      const n = t.data[0]!;
+      if (n < 0n || n >= 2n ** 63n)
+        throw new SafetensorsError(`checkpoint tensor "${b.name}" holds ${n}: a count of batches cannot be negative`);
+      stats.set([Number(n & 0xffffffffn), Number(n >> 32n)], b.offset);
+      continue;
+    }
+    const values = t.data as Float32Array;
+    const bad = values.findIndex((x) => !Number.isFinite(x) || (b.name.endsWith('running_var') && x < 0));
+    if (bad >= 0)
+      throw new SafetensorsError(
+        `checkpoint tensor "${b.name}" holds ${values[bad]} at index ${bad}: running statistics are finite, and a variance is not negative`,
+      );
+    new Float32Array(stats.buffer).set(values, b.offset);
+  }
+  return stats;
 }
 
 /** The first few quoted names of a list, and how many more. */
@@ -359,7 +411,7 @@ export function engineKeyIn(extra: Record<string, string>): string | undefined {
 /** A checkpoint of `state` with the run's metadata. Throws when an extra entry uses an engine key. */
 export function encodeRunCheckpoint(
   layout: ArenaLayout,
-  state: { params: Float32Array; m?: Float32Array; v?: Float32Array; step: number },
+  state: { params: Float32Array; m?: Float32Array; v?: Float32Array; step: number; stats?: Uint32Array },
   run: RunMetadata,
 ): Uint8Array {
   const taken = run.extra && engineKeyIn(run.extra);

@@ -205,12 +205,21 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
       const outShape = (unit.outShape as (a: unknown, s: Shape) => Shape | string)(args, inShape);
       if (typeof outShape === 'string')
         return fail(C > 0 && inShape !== shape ? `${outShape} ([${shape}] and ${C} one-hot class columns)` : outShape);
-      if (unit.role === 'activation' && out.at(-1)?.unit.role !== 'product')
+      const before = out.at(-1);
+      if (unit.role === 'activation' && before?.unit.role !== 'product' && before?.unit.role !== 'norm')
         fail(
-          `must follow a layer with weights, a Linear or a convolution (the engine runs it in that layer's epilogue); it follows ${out.at(-1)?.kind ?? 'the input'}`,
+          `must follow a layer with weights, a Linear, a convolution or a BatchNorm2d (the engine runs it in that layer's kernels); it follows ${before?.kind ?? 'the input'}`,
+        );
+      // A norm's backward writes dX unmasked, so what it reads must be a layer's own output with
+      // no activation folded into it: a product's or another norm's (through views).
+      const fed = [...out].reverse().find((l) => l.unit.role !== 'view');
+      if (unit.role === 'norm' && (!fed || fed.unit.role === 'activation'))
+        fail(
+          `must follow a layer with weights, a Linear or a convolution, with no activation between (its backward does not pass through one); it follows ${fed?.kind ?? `the ${partName}'s input`}`,
         );
       let names: string[] = [];
-      if (unit.role === 'product') names = [naming === 'mlp' ? `fc${++linears}` : `${partName}.${i}`];
+      if (unit.role === 'product' || unit.role === 'norm')
+        names = [naming === 'mlp' ? `fc${++linears}` : `${partName}.${i}`];
       out.push({ kind: kind as LayerKind, unit, args, names, in: inShape, out: outShape, where });
       shape = outShape;
     });
@@ -246,7 +255,7 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
     throw new SpecError(
       `model spec: the decoder needs a layer with weights, a Linear or a convolution (its last one's output is the likelihood's ${spec.likelihood === 'gaussian' ? 'mean' : 'logits'})`,
     );
-  const after = decoder.slice(lastProduct + 1).find((l) => l.unit.role === 'activation');
+  const after = decoder.slice(lastProduct + 1).find((l) => l.unit.role === 'activation' || l.unit.role === 'norm');
   if (after)
     throw new SpecError(
       `model spec: ${after.where} (${after.kind}) follows the decoder's last product, ${decoder[lastProduct]!.where} (${decoder[lastProduct]!.kind}), whose output the likelihood reads as ${spec.likelihood === 'gaussian' ? 'the mean' : 'logits'}: drop it`,
@@ -275,11 +284,11 @@ export function splitGraph(layers: readonly Layer[]): { encoder: UnitLayer[]; de
   return { encoder: units(layers.slice(0, at)), decoder: units(layers.slice(at + 1)) };
 }
 
-/** The products of a chain, each with the activation the builder folds into its epilogue. */
+/** The steps of a chain (products and norms), each with the activation the builder folds into its kernels. */
 export function fusedProducts(chain: readonly UnitLayer[]): { layer: UnitLayer; activation?: UnitLayer }[] {
   const out: { layer: UnitLayer; activation?: UnitLayer }[] = [];
   for (const layer of chain) {
-    if (layer.unit.role === 'product') out.push({ layer });
+    if (layer.unit.role === 'product' || layer.unit.role === 'norm') out.push({ layer });
     else if (layer.unit.role === 'activation') out.at(-1)!.activation = layer;
   }
   return out;
@@ -346,7 +355,7 @@ function checkSpecSizes(spec: ModelSpec): void {
       throw new SpecError(`model spec: the ${part} has ${spec[part].length} layers, more than ${SPEC_LAYERS_MAX}`);
   }
   for (const layer of splitGraphUnits(specGraph(spec, 'sequential'))) {
-    const pieces = layer.unit.role === 'product' ? layer.unit.params(layer.args) : [];
+    const pieces = layer.unit.role === 'product' || layer.unit.role === 'norm' ? layer.unit.params(layer.args) : [];
     for (const shape of [layer.out, ...pieces.map((p) => p.shape)]) {
       if (numel(shape) > PIECE_FLOATS_MAX)
         throw new SpecError(
@@ -396,6 +405,19 @@ export interface ParamView extends Span {
   fanIn: number;
   /** Starts at zero and takes no draws (log_sigma: σ = 1). */
   zeroInit?: boolean;
+  /** Starts at this value and takes no draws (BatchNorm2d's weight 1 and bias 0). */
+  fill?: number;
+}
+
+/**
+ * A buffer (BatchNorm2d's running statistics and its count), in the statistics arena: offset
+ * and length in 32-bit words, an I64 two words (low, high) as PyTorch's int64 little-endian.
+ */
+export interface BufferView extends Span {
+  name: string;
+  shape: number[];
+  dtype: 'F32' | 'I64';
+  fill: number;
 }
 
 export interface ArenaLayout {
@@ -409,6 +431,12 @@ export interface ArenaLayout {
   params: ParamView[];
   /** The learned σ's log_sigma piece (D), after every linear layer's in the arena (first in `params`). */
   logSigma?: Span;
+  /** The buffers of each layer that has any (BatchNorm2d's), by suffix, in the statistics arena. */
+  bufferPieces: Map<UnitLayer, Record<string, Span>>;
+  /** Every buffer, in the order of the layers (state_dict's). */
+  buffers: BufferView[];
+  /** Words in the statistics arena (a multiple of 64; 0 without buffers). */
+  statsLength: number;
 }
 
 /** Layers in a spec's encoder or decoder at most. */
@@ -430,15 +458,18 @@ export function arenaLayout(sizes: VaeSizes): ArenaLayout {
     at += Math.ceil(length / ARENA_ALIGN_FLOATS) * ARENA_ALIGN_FLOATS;
     return span;
   };
+  const bufferPieces = new Map<UnitLayer, Record<string, Span>>();
+  const buffers: BufferView[] = [];
+  let words = 0;
   for (const layer of layers) {
-    if (!('unit' in layer) || layer.unit.role !== 'product') continue;
+    if (!('unit' in layer) || (layer.unit.role !== 'product' && layer.unit.role !== 'norm')) continue;
     const spans: Record<string, Span> = {};
-    const fanIn = layer.unit.fanIn(layer.args);
+    const fanIn = layer.unit.role === 'product' ? layer.unit.fanIn(layer.args) : 0;
     const shapes = layer.unit.params(layer.args);
     for (const { suffix, shape } of shapes) spans[suffix] = take(numel(shape));
     // Stacked names split each piece along its first dim; PyTorch lists each name's pieces together.
     layer.names.forEach((name, j) => {
-      for (const { suffix, shape } of shapes) {
+      for (const { suffix, shape, fill } of shapes) {
         const part = shape[0]! / layer.names.length;
         const rest = numel(shape.slice(1));
         params.push({
@@ -447,18 +478,52 @@ export function arenaLayout(sizes: VaeSizes): ArenaLayout {
           fanIn,
           offset: spans[suffix]!.offset + j * part * rest,
           length: part * rest,
+          ...(fill === undefined ? {} : { fill }),
         });
       }
     });
     pieces.set(layer, spans);
+    if (layer.unit.role !== 'norm') continue;
+    // A layer's F32 buffers are consecutive (the kernels bind BatchNorm2d's running_mean and
+    // running_var as one block); each run of one dtype starts on a 256-byte boundary.
+    const bufferSpans: Record<string, Span> = {};
+    let dtype = '';
+    for (const b of layer.unit.buffers(layer.args)) {
+      if (b.dtype !== dtype) words = Math.ceil(words / ARENA_ALIGN_FLOATS) * ARENA_ALIGN_FLOATS;
+      dtype = b.dtype;
+      const length = numel(b.shape) * (b.dtype === 'I64' ? 2 : 1);
+      bufferSpans[b.suffix] = { offset: words, length };
+      buffers.push({
+        name: `${layer.names[0]}.${b.suffix}`,
+        shape: b.shape,
+        dtype: b.dtype,
+        fill: b.fill,
+        offset: words,
+        length,
+      });
+      words += length;
+    }
+    bufferPieces.set(layer, bufferSpans);
   }
+  const statsLength = Math.ceil(words / ARENA_ALIGN_FLOATS) * ARENA_ALIGN_FLOATS;
   let logSigma: Span | undefined;
   if (learnedSigma(sizes)) {
     logSigma = take(sizes.D);
     // First in named_parameters(): a Module lists its own parameters before its submodules'.
     params.unshift({ name: 'log_sigma', shape: [sizes.D], fanIn: 0, zeroInit: true, ...logSigma });
   }
-  return { sizes, layers, length: at, pieces, params, logSigma };
+  return { sizes, layers, length: at, pieces, params, logSigma, bufferPieces, buffers, statsLength };
+}
+
+/** The statistics arena's starting words: each buffer's fill (running_var 1, the rest 0). */
+export function initStats(layout: ArenaLayout): Uint32Array {
+  const words = new Uint32Array(layout.statsLength);
+  const floats = new Float32Array(words.buffer);
+  for (const b of layout.buffers) {
+    if (b.dtype === 'F32') floats.fill(b.fill, b.offset, b.offset + b.length);
+    else for (let i = 0; i < b.length; i += 2) words.set([b.fill, 0], b.offset + i);
+  }
+  return words;
 }
 
 /** Floats in the model (what PyTorch's `sum(p.numel())` reports). */
@@ -473,7 +538,8 @@ export function parameterCount(layout: ArenaLayout): number {
 export function initArena(layout: ArenaLayout, uniform01: () => number): Float32Array {
   const arena = new Float32Array(layout.length);
   for (const p of layout.params) {
-    if (p.zeroInit) continue;
+    if (p.fill !== undefined) arena.fill(p.fill, p.offset, p.offset + p.length);
+    if (p.zeroInit || p.fill !== undefined) continue;
     const bound = 1 / Math.sqrt(p.fanIn);
     for (let i = 0; i < p.length; i++) arena[p.offset + i] = (2 * uniform01() - 1) * bound;
   }

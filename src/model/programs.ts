@@ -10,6 +10,11 @@
  *     its input; the first decoder layer's dX is dz, which its epilogue continues through the
  *     reparameterization into dmulv
  *   → Adam over the arena → loss finalize (loss[batch], advances the step state)
+ *
+ * A norm (BatchNorm2d) runs its own kernels in place of a product's, with the activation after
+ * it in them: in a training pass on the batch's statistics (saved for its backward, folded into
+ * the running ones), in every other pass on the running statistics. Its backward masks on its
+ * own output, so the product after it leaves its dX unmasked.
  */
 import type { Dispatch, Gpu } from '../gpu/device';
 import type { KernelPlan } from '../gpu/plan';
@@ -38,7 +43,7 @@ import {
   type UnitLayer,
   type VaeSizes,
 } from './graph';
-import type { ActivationEpilogue, ProductContext, ProductUnit } from './layers/unit';
+import type { ActivationEpilogue, NormContext, NormUnit, ProductContext, ProductUnit } from './layers/unit';
 import { DEFAULT_OBJECTIVE, weightedKl, type ObjectiveSettings } from './settings';
 
 /** The arena buffers a program binds. */
@@ -48,6 +53,8 @@ export interface Arena {
   grads: GPUBuffer;
   m: GPUBuffer;
   v: GPUBuffer;
+  /** The statistics arena (layout.statsLength words): BatchNorm2d's running statistics and counts. */
+  stats: GPUBuffer;
 }
 
 const view = (buffer: GPUBuffer, span: Span): GPUBufferBinding => ({
@@ -56,7 +63,7 @@ const view = (buffer: GPUBuffer, span: Span): GPUBufferBinding => ({
   size: span.length * 4,
 });
 
-/** A product of a chain and the activation folded into its epilogue (./graph.ts fusedProducts). */
+/** A product or norm of a chain and the activation folded into it (./graph.ts fusedProducts). */
 interface Product {
   layer: UnitLayer;
   activation?: UnitLayer;
@@ -99,6 +106,8 @@ export class Activations {
   readonly eps: GPUBuffer;
   readonly out = new Map<UnitLayer, GPUBuffer>();
   readonly grad = new Map<UnitLayer, GPUBuffer>();
+  /** A norm's batch statistics, saved by a training pass's forward for its backward. */
+  readonly saved = new Map<UnitLayer, GPUBuffer>();
   readonly encoder: Product[];
   readonly decoder: Product[];
 
@@ -134,6 +143,8 @@ export class Activations {
       const width = layer.out.reduce((a, b) => a * b, 1);
       this.out.set(layer, gpu.buffer(`${tag} ${name}`, rows * width * 4));
       if (options.gradients) this.grad.set(layer, gpu.buffer(`${tag} d${name}`, rows * width * 4));
+      if (options.gradients && layer.unit.role === 'norm')
+        this.saved.set(layer, gpu.buffer(`${tag} ${name} saved`, layer.unit.savedFloats(layer.args) * 4));
     }
   }
 
@@ -167,6 +178,12 @@ function productContext(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, l
     in: layer.in,
   };
   return { c, unit: layer.unit as ProductUnit };
+}
+
+/** What a norm's emitters get: its context as a product's, and its buffers' spans. */
+function normContext(gpu: Gpu, plan: KernelPlan, tag: string, arena: Arena, layer: UnitLayer, rows: number) {
+  const { c } = productContext(gpu, plan, tag, arena, layer, rows);
+  return { c: { ...c, buffers: arena.layout.bufferPieces.get(layer)! } as NormContext, unit: layer.unit as NormUnit };
 }
 
 /** The epilogue an activation folds into a product (none without one). */
@@ -315,7 +332,10 @@ export interface PassConfig {
   training?: boolean;
 }
 
-/** The encoder: x → … → [mu ‖ logvar]. */
+/**
+ * The encoder: x → … → [mu ‖ logvar]. `training`: a training pass (norms use the batch's
+ * statistics and update the running ones); otherwise, as for inference, the running statistics.
+ */
 export async function encoderForward(
   gpu: Gpu,
   plan: KernelPlan,
@@ -323,11 +343,12 @@ export async function encoderForward(
   arena: Arena,
   act: Activations,
   rows: number,
+  training = false,
 ): Promise<Dispatch[]> {
-  return chainForward(gpu, plan, tag, arena, act, act.encoder, rows, act.encoderInput, act.join);
+  return chainForward(gpu, plan, tag, arena, act, act.encoder, rows, act.encoderInput, training, act.join);
 }
 
-/** The decoder: z → … → logits. */
+/** The decoder: z → … → logits; `training` as for encoderForward. */
 export async function decoderForward(
   gpu: Gpu,
   plan: KernelPlan,
@@ -335,8 +356,9 @@ export async function decoderForward(
   arena: Arena,
   act: Activations,
   rows: number,
+  training = false,
 ): Promise<Dispatch[]> {
-  return chainForward(gpu, plan, tag, arena, act, act.decoder, rows, act.z);
+  return chainForward(gpu, plan, tag, arena, act, act.decoder, rows, act.z, training);
 }
 
 async function chainForward(
@@ -348,6 +370,7 @@ async function chainForward(
   products: Product[],
   rows: number,
   input: GPUBuffer,
+  training: boolean,
   join?: LabelJoin,
 ): Promise<Dispatch[]> {
   const out: Dispatch[] = [];
@@ -360,9 +383,16 @@ async function chainForward(
       out.push(await joinColumnsOp(gpu, `${tag} [h ‖ onehot(y)]`, rows, h, onehot, join.joined));
       input = join.joined;
     }
-    const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
     const Y = act.out.get(layer)!;
-    out.push(...(await unit.forward(c, layer.args, input, Y, epilogueOf(activation))));
+    if (layer.unit.role === 'norm') {
+      const { c, unit } = normContext(gpu, plan, tag, arena, layer, rows);
+      const saved = training ? act.saved.get(layer) : undefined;
+      if (training && !saved) throw new Error(`${c.label}: a training pass needs buffers made with gradients`);
+      out.push(...(await unit.forward(c, layer.args, { X: input, Y, saved }, epilogueOf(activation))));
+    } else {
+      const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
+      out.push(...(await unit.forward(c, layer.args, input, Y, epilogueOf(activation))));
+    }
     input = Y;
   }
   return out;
@@ -407,7 +437,7 @@ export async function lossForward(
         );
   return [
     await gather,
-    ...(await encoderForward(gpu, plan, tag, arena, act, rows)),
+    ...(await encoderForward(gpu, plan, tag, arena, act, rows, !!config.training)),
     await reparamForward(
       gpu,
       tag,
@@ -418,7 +448,7 @@ export async function lossForward(
       { state: b.state, mulv: act.mulv, z: act.z, eps: act.eps },
       L + C,
     ),
-    ...(await decoderForward(gpu, plan, tag, arena, act, rows)),
+    ...(await decoderForward(gpu, plan, tag, arena, act, rows, !!config.training)),
     await likelihoodForward(gpu, plan, tag, arena, rows, config.objective ?? {}, !!config.training, {
       state: b.state,
       logits: act.logits,
@@ -445,15 +475,32 @@ export async function lossBackward(
   // the decoder's first dX is dz, continued through the reparameterization into dmulv.
   const chain = async (products: Product[], firstInput: GPUBuffer, reparam: boolean) => {
     for (let i = products.length - 1; i >= 0; i--) {
-      const { layer } = products[i]!;
-      const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
+      const { layer, activation } = products[i]!;
       const dY = act.grad.get(layer)!;
+      if (layer.unit.role === 'norm') {
+        // The spec puts a product or a norm before it, with no activation between (graph.ts).
+        const before = products[i - 1]!.layer;
+        const { c, unit } = normContext(gpu, plan, tag, arena, layer, rows);
+        const b = {
+          X: act.out.get(before)!,
+          Y: act.out.get(layer)!,
+          saved: act.saved.get(layer)!,
+          dY,
+          dX: act.grad.get(before)!,
+        };
+        out.push(...(await unit.backward(c, layer.args, b, epilogueOf(activation))));
+        continue;
+      }
+      const { c, unit } = productContext(gpu, plan, tag, arena, layer, rows);
+      // A norm's activation is masked in the norm's own backward.
+      const maskOf = (before: Product) =>
+        before.layer.unit.role === 'norm' ? undefined : epilogueOf(before.activation);
       const join = reparam ? undefined : act.join;
       if (i > 0 && i === join?.at) {
         // dX is d[h ‖ onehot(y)], masked on the joined h; its first columns are the product before's dY.
         const { joined: X, dJoined: dX, features } = join;
         const before = products[i - 1]!;
-        out.push(...(await unit.backward(c, layer.args, { X, dY, dX, mask: epilogueOf(before.activation) })));
+        out.push(...(await unit.backward(c, layer.args, { X, dY, dX, mask: maskOf(before) })));
         const dH = { buffer: dX!, width: features, stride: features + classesOf(arena.layout.sizes), offset: 0 };
         const none = { buffer: dX!, width: 0, stride: 0, offset: 0 };
         out.push(
@@ -463,7 +510,7 @@ export async function lossBackward(
         const before = products[i - 1]!;
         const X = act.out.get(before.layer)!;
         const dX = act.grad.get(before.layer)!;
-        out.push(...(await unit.backward(c, layer.args, { X, dY, dX, mask: epilogueOf(before.activation) })));
+        out.push(...(await unit.backward(c, layer.args, { X, dY, dX, mask: maskOf(before) })));
       } else if (reparam) {
         out.push(
           ...(await unit.backward(c, layer.args, {

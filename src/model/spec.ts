@@ -11,8 +11,8 @@
  * "learned") is the Gaussian likelihood's, `classes` makes the VAE conditional: the first Linear
  * of the encoder and of the decoder then read the one-hot class columns too, as in PyTorch
  * (Linear(784 + 10, 512)). The presets: `mlp`, the reference model and the default, which keeps
- * its names fc1, fc21, fc22, fc3, fc4; `leaky`, the LeakyReLU MLP above; and `conv`, the
- * convolutional VAE (convSpec).
+ * its names fc1, fc21, fc22, fc3, fc4; `leaky`, the LeakyReLU MLP above; `conv`, the
+ * convolutional VAE (convSpec); and `conv-bn`, the same with BatchNorm2d and LeakyReLU (convBnSpec).
  */
 import { checkSizes, classesOf, SpecError, type Likelihood, type VaeSizes } from './graph';
 import { layerUnit } from './layers';
@@ -112,7 +112,7 @@ export function specSizes(spec: ModelSpec): VaeSizes {
 }
 
 /** The presets a model may be named by, besides a spec. */
-export const PRESETS = ['mlp', 'leaky', 'conv'] as const;
+export const PRESETS = ['mlp', 'leaky', 'conv', 'conv-bn'] as const;
 export type Preset = (typeof PRESETS)[number];
 
 /** The default model. */
@@ -147,9 +147,29 @@ function leakySpec(input: number[], latent: number): ModelSpec {
  * written out as parseSpec fills them).
  */
 function convSpec(input: readonly number[], latent: number): ModelSpec {
+  return convFamily('conv', input, latent, ['ReLU'], () => []);
+}
+
+/**
+ * The `conv-bn` preset: the conv preset with a BatchNorm2d after each conv but the decoder's
+ * last and LeakyReLU(0.2) for every ReLU, in the style of the popular PyTorch VAE collections
+ * (scripts/vae_spec.py's spec_of("conv-bn")).
+ */
+function convBnSpec(input: readonly number[], latent: number): ModelSpec {
+  return convFamily('conv-bn', input, latent, ['LeakyReLU', 0.2], (n) => [['BatchNorm2d', n]]);
+}
+
+/** The conv presets' module, with its activation and what follows each conv but the last. */
+function convFamily(
+  name: Preset,
+  input: readonly number[],
+  latent: number,
+  act: LayerSpec,
+  norm: (channels: number) => LayerSpec[],
+): ModelSpec {
   if (input.length !== 3 || input[1]! % 4 || input[2]! % 4)
     fail(
-      `the conv preset reads images (C, H, W) with H and W divisible by 4 (two stride-2 convs), got [${input.join(', ')}]`,
+      `the ${name} preset reads images (C, H, W) with H and W divisible by 4 (two stride-2 convs), got [${input.join(', ')}]`,
     );
   const [C, H, W] = input as [number, number, number];
   const flat = 64 * (H / 4) * (W / 4);
@@ -158,21 +178,24 @@ function convSpec(input: readonly number[], latent: number): ModelSpec {
     latent,
     encoder: [
       ['Conv2d', C, 32, 4, 2, 1],
-      ['ReLU'],
+      ...norm(32),
+      act,
       ['Conv2d', 32, 64, 4, 2, 1],
-      ['ReLU'],
+      ...norm(64),
+      act,
       ['Flatten', 1, -1],
       ['Linear', flat, 256],
-      ['ReLU'],
+      act,
     ],
     decoder: [
       ['Linear', latent, 256],
-      ['ReLU'],
+      act,
       ['Linear', 256, flat],
-      ['ReLU'],
+      act,
       ['Unflatten', 1, [64, H / 4, W / 4]],
       ['ConvTranspose2d', 64, 32, 4, 2, 1, 0],
-      ['ReLU'],
+      ...norm(32),
+      act,
       ['ConvTranspose2d', 32, C, 4, 2, 1, 0],
     ],
     likelihood: 'bernoulli',
@@ -215,6 +238,7 @@ export function modelSizes(model: string | ModelSpec | undefined, o: ModelOption
     const latent = o.latent ?? DEFAULT_SETTINGS.latent;
     if (name === 'leaky') spec = leakySpec([...o.input], latent);
     else if (name === 'conv') spec = convSpec(o.input, latent);
+    else if (name === 'conv-bn') spec = convBnSpec(o.input, latent);
     else spec = fail(`"${name}" is not a preset; the presets are ${PRESETS.join(', ')} (or give a spec)`);
     if (o.classes) spec = withClasses(spec, o.classes);
   } else {

@@ -9,7 +9,7 @@ import { PHILOX_STREAM } from '../../shaders/philox.wgsl';
 import type { Dispatch, Gpu } from '../gpu/device';
 import { adamOp, reparamOp, type AdamHyper } from '../gpu/ops';
 import { frozenPlan, type KernelPlan } from '../gpu/plan';
-import { arenaLayout, classesOf, initArena, type ArenaLayout, type VaeSizes } from './graph';
+import { arenaLayout, classesOf, initArena, initStats, type ArenaLayout, type VaeSizes } from './graph';
 import {
   Activations,
   decoderForward,
@@ -86,6 +86,8 @@ export class VaeModel {
   readonly grads: GPUBuffer;
   readonly m: GPUBuffer;
   readonly v: GPUBuffer;
+  /** BatchNorm2d's running statistics and counts (layout.buffers): state, but not Adam's. */
+  readonly stats: GPUBuffer;
   /** (t, batch): Adam steps taken and the batch index within the epoch. */
   readonly trainState: GPUBuffer;
   /** (evaluation batches drawn so far — the RNG step, batch index within the pass). */
@@ -120,6 +122,8 @@ export class VaeModel {
     this.grads = gpu.buffer('grads', arenaBytes);
     this.m = gpu.buffer('adam m', arenaBytes);
     this.v = gpu.buffer('adam v', arenaBytes);
+    // A model without buffers binds none of it; WebGPU buffers are not empty.
+    this.stats = gpu.buffer('batchnorm statistics', Math.max(this.layout.statsLength, 1) * 4);
     this.trainState = gpu.buffer('train state', 16);
     this.evalState = gpu.buffer('eval state', 16);
     this.reconInputs = gpu.buffer('reconstruction inputs', RECON_COUNT * D * 4);
@@ -181,7 +185,7 @@ export class VaeModel {
   }
 
   get arena(): Arena {
-    return { layout: this.layout, params: this.params, grads: this.grads, m: this.m, v: this.v };
+    return { layout: this.layout, params: this.params, grads: this.grads, m: this.m, v: this.v, stats: this.stats };
   }
 
   /**
@@ -248,6 +252,7 @@ export class VaeModel {
     this.gpu.write(this.params, arena);
     const zeros = new Float32Array(this.layout.length);
     for (const b of [this.grads, this.m, this.v]) this.gpu.write(b, zeros);
+    if (this.layout.statsLength > 0) this.gpu.write(this.stats, initStats(this.layout));
     this.gpu.write(this.trainState, new Uint32Array(4));
     this.gpu.write(this.evalState, new Uint32Array(4));
   }
@@ -379,22 +384,43 @@ export class VaeModel {
     return span && { ...span, min: LOG_SIGMA_RANGE[0], max: LOG_SIGMA_RANGE[1] };
   }
 
-  /** Weights, Adam moments and the step count, read back (a checkpoint's contents). */
-  async exportState(): Promise<{ params: Float32Array; m: Float32Array; v: Float32Array; step: number }> {
+  /**
+   * Weights, Adam moments, the step count and (for a model with buffers) the statistics arena,
+   * read back (a checkpoint's contents).
+   */
+  async exportState(): Promise<{
+    params: Float32Array;
+    m: Float32Array;
+    v: Float32Array;
+    step: number;
+    stats?: Uint32Array;
+  }> {
     const { gpu } = this;
-    const [params, m, v, state] = await Promise.all([
+    const words = this.layout.statsLength;
+    const [params, m, v, state, stats] = await Promise.all([
       gpu.readFloats(this.params),
       gpu.readFloats(this.m),
       gpu.readFloats(this.v),
       gpu.read(this.trainState, 0, 4),
+      words > 0 ? gpu.read(this.stats, 0, words * 4) : undefined,
     ]);
-    return { params, m, v, step: new Uint32Array(state)[0] };
+    return { params, m, v, step: new Uint32Array(state)[0], ...(stats ? { stats: new Uint32Array(stats) } : {}) };
   }
 
-  /** Replaces weights (and, when given, Adam moments and the step count). */
-  importState(state: { params: Float32Array; m?: Float32Array; v?: Float32Array; step?: number }): void {
+  /**
+   * Replaces weights (and, when given, Adam moments, the step count and the statistics arena;
+   * absent, the statistics start afresh, as PyTorch's buffers do).
+   */
+  importState(state: {
+    params: Float32Array;
+    m?: Float32Array;
+    v?: Float32Array;
+    step?: number;
+    stats?: Uint32Array;
+  }): void {
     const { gpu } = this;
     gpu.write(this.params, state.params);
+    if (this.layout.statsLength > 0) gpu.write(this.stats, state.stats ?? initStats(this.layout));
     const zeros = new Float32Array(this.layout.length);
     gpu.write(this.m, state.m ?? zeros);
     gpu.write(this.v, state.v ?? zeros);

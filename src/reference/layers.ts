@@ -4,12 +4,21 @@
  * input and output, (rows, features) row-major (NCHW for an image: the same floats); `input` is
  * one row's shape, (C, H, W) for a convolution; a product's parameters come in PyTorch's shapes.
  * Activations differentiate on their input, as PyTorch does; the engine masks on the output, and
- * the layer tests check the two agree.
+ * the layer tests check the two agree. A layer with buffers (BatchNorm2d) takes `state`: its
+ * buffers by suffix, which a training forward updates in place, and whether the pass trains.
  */
+import { BATCHNORM_EPS, BATCHNORM_MOMENTUM } from '../../shaders/batchnorm.wgsl';
 import type { LayerKind } from '../model/layers';
 import type { Shape } from '../model/layers/unit';
 import { conv2dBackward, conv2dForward, convTranspose2dBackward, convTranspose2dForward, type ConvShape } from './conv';
+import { batchnormBackward, batchnormEvalForward, batchnormTrainForward } from './batchnorm';
 import { linearBackward, linearForward, reluBackward, reluForward } from './ops';
+
+/** A layer's buffers by suffix (num_batches_tracked a one-element array), and the pass's mode. */
+export interface LayerState {
+  training: boolean;
+  buffers: Record<string, Float64Array>;
+}
 
 export interface ReferenceLayer {
   forward(
@@ -18,6 +27,7 @@ export interface ReferenceLayer {
     rows: number,
     p: Record<string, Float64Array>,
     input: Shape,
+    state?: LayerState,
   ): Float64Array;
   /** dX, and each parameter's gradient under its suffix. */
   backward(
@@ -70,6 +80,41 @@ const conv = (transpose: boolean): ReferenceLayer => {
   };
 };
 
+/**
+ * BatchNorm2d alone (its activation is the next layer's twin): the batch's statistics in
+ * training, updating `state.buffers`; the running ones otherwise. Without `state`, a training
+ * pass on fresh buffers, as a new PyTorch module's first call.
+ */
+const batchNorm: ReferenceLayer = {
+  forward(_, x, rows, p, [C, H, W], state) {
+    const d = { N: rows, C: C!, H: H!, W: W! };
+    const buffers = state?.buffers ?? {
+      running_mean: new Float64Array(C!),
+      running_var: new Float64Array(C!).fill(1),
+      num_batches_tracked: new Float64Array(1),
+    };
+    const running = {
+      mean: buffers.running_mean!,
+      var: buffers.running_var!,
+      tracked: buffers.num_batches_tracked![0]!,
+    };
+    if (state && !state.training)
+      return batchnormEvalForward(x, p.weight!, p.bias!, running, d, { eps: BATCHNORM_EPS });
+    const f = batchnormTrainForward(x, p.weight!, p.bias!, running, d, {
+      eps: BATCHNORM_EPS,
+      momentum: BATCHNORM_MOMENTUM,
+    });
+    buffers.running_mean!.set(f.running.mean);
+    buffers.running_var!.set(f.running.var);
+    buffers.num_batches_tracked![0] = f.running.tracked;
+    return f.y;
+  },
+  backward(_, dY, x, rows, p, [C, H, W]) {
+    const g = batchnormBackward(x, dY, p.weight!, { N: rows, C: C!, H: H!, W: W! }, { eps: BATCHNORM_EPS });
+    return { dX: g.dx, grads: { weight: g.dgamma, bias: g.dbeta } };
+  },
+};
+
 export const REFERENCE_LAYERS: Record<LayerKind, ReferenceLayer> = {
   Linear: {
     forward: ([i, o], x, rows, p) => linearForward(x, p.weight!, p.bias!, rows, i as number, o as number, false),
@@ -90,4 +135,5 @@ export const REFERENCE_LAYERS: Record<LayerKind, ReferenceLayer> = {
   Unflatten: view,
   Conv2d: conv(false),
   ConvTranspose2d: conv(true),
+  BatchNorm2d: batchNorm,
 };

@@ -18,7 +18,7 @@ import {
   type VaeSizes,
 } from '../model/graph';
 import { LOG_SIGMA_RANGE } from '../model/settings';
-import { REFERENCE_LAYERS } from './layers';
+import { REFERENCE_LAYERS, type LayerState } from './layers';
 import { elbo } from './loss';
 import { concatOneHot, reparamBackward, reparamForward } from './ops';
 
@@ -43,7 +43,7 @@ export function paramShapes(sizes: VaeSizes): Record<string, number[]> {
 
 /** The layer's parameters by suffix, its names' pieces stacked along the first dim. */
 function pieces(p: VaeParams, layer: UnitLayer): Record<string, Float64Array> {
-  if (layer.unit.role !== 'product') return {};
+  if (layer.unit.role !== 'product' && layer.unit.role !== 'norm') return {};
   const out: Record<string, Float64Array> = {};
   for (const { suffix } of layer.unit.params(layer.args)) {
     const parts = layer.names.map((n) => p[`${n}.${suffix}`]!);
@@ -76,6 +76,31 @@ function conditioned(
   return concatOneHot(m, rows, width, labels, C);
 }
 
+/**
+ * A model's buffers under their state_dict names (BatchNorm2d's running_mean, running_var, and
+ * num_batches_tracked as a one-element array), at PyTorch's starting values.
+ */
+export function initialBuffers(sizes: VaeSizes): VaeParams {
+  return Object.fromEntries(
+    arenaLayout(sizes).buffers.map((b) => [b.name, new Float64Array(Math.max(1, b.shape[0] ?? 1)).fill(b.fill)]),
+  );
+}
+
+/** A pass's mode and the buffers it reads (and, training, updates in place). */
+export interface PassState {
+  training: boolean;
+  buffers: VaeParams;
+}
+
+/** The state of `layer` in `state`: its buffers by suffix. */
+function layerState(layer: UnitLayer, state: PassState): LayerState {
+  const prefix = `${layer.names[0]}.`;
+  const buffers: Record<string, Float64Array> = {};
+  for (const [name, b] of Object.entries(state.buffers))
+    if (name.startsWith(prefix)) buffers[name.slice(prefix.length)] = b;
+  return { training: state.training, buffers };
+}
+
 function forward(
   p: VaeParams,
   s: VaeSizes,
@@ -84,6 +109,7 @@ function forward(
   rows: number,
   labels?: ArrayLike<number>,
   beta = 1,
+  state: PassState = { training: true, buffers: initialBuffers(s) },
 ) {
   const graph = vaeGraph(s);
   const { encoder, decoder } = splitGraph(graph);
@@ -98,7 +124,14 @@ function forward(
         first = false;
       }
       inputs.push(input);
-      input = REFERENCE_LAYERS[layer.kind].forward(layer.args, input, rows, pieces(p, layer), layer.in);
+      input = REFERENCE_LAYERS[layer.kind].forward(
+        layer.args,
+        input,
+        rows,
+        pieces(p, layer),
+        layer.in,
+        layerState(layer, state),
+      );
     }
     return { inputs, output: input as Float64Array };
   };
@@ -135,7 +168,9 @@ function splitMulv(mulv: Float64Array, rows: number, L: number) {
  * Forward and backward for one batch x (rows, D) with noise eps (rows, L); loss is summed. A
  * conditional VAE takes one class per row in `labels`; `z` is then [z ‖ onehot(y)] (rows, L+C).
  * The gradients are those of the objective recon + β·KL (`beta`, default 1: the loss itself);
- * `bce` is the likelihood's term (BCE, or the Gaussian's negative log-density).
+ * `bce` is the likelihood's term (BCE, or the Gaussian's negative log-density). A model with
+ * buffers (BatchNorm2d) trains on the batch's statistics and updates `buffers` in place (default:
+ * fresh ones, as a new module's).
  */
 export function vaeForwardBackward(
   p: VaeParams,
@@ -145,6 +180,7 @@ export function vaeForwardBackward(
   rows: number,
   labels?: ArrayLike<number>,
   beta = 1,
+  buffers: VaeParams = initialBuffers(s),
 ): {
   loss: number;
   /** recon + β·KL. */
@@ -157,7 +193,7 @@ export function vaeForwardBackward(
   z: Float64Array;
   grads: VaeParams;
 } {
-  const f = forward(p, s, x, eps, rows, labels, beta);
+  const f = forward(p, s, x, eps, rows, labels, beta, { training: true, buffers });
   const grads: VaeParams = {};
   if (f.loss.dlogSigma && p['log_sigma']) grads['log_sigma'] = f.loss.dlogSigma;
   const C = classesOf(s);
@@ -198,7 +234,11 @@ export function vaeForwardBackward(
   };
 }
 
-/** The summed loss alone, for finite differences and evaluation; with `beta`, the objective recon + β·KL. */
+/**
+ * The summed loss alone, for finite differences and evaluation; with `beta`, the objective
+ * recon + β·KL. `state`: evaluation with running statistics, or training on given buffers
+ * (default: training on fresh buffers, so calls do not affect each other).
+ */
 export function vaeLoss(
   p: VaeParams,
   s: VaeSizes,
@@ -207,7 +247,8 @@ export function vaeLoss(
   rows: number,
   labels?: ArrayLike<number>,
   beta?: number,
+  state?: PassState,
 ): number {
-  const loss = forward(p, s, x, eps, rows, labels, beta ?? 1).loss;
+  const loss = forward(p, s, x, eps, rows, labels, beta ?? 1, state).loss;
   return beta === undefined ? loss.loss : loss.objective;
 }

@@ -368,6 +368,8 @@ export interface TrainStepsRequest {
   /** β on the KL term and its warm-up (absent: the reference model's objective). */
   beta?: number;
   klWarmup?: number;
+  /** After the steps, one evaluation step over the first batch of the images (its record last). */
+  evaluate?: boolean;
 }
 
 /** Runs real training steps of the model and returns what each step produced. */
@@ -406,7 +408,17 @@ export async function trainSteps(r: TrainStepsRequest, entry?: GPU): Promise<Rec
           logits: await bytes(model.act.logits),
           eps: await bytes(model.act.eps),
           state: await bytes(model.trainState),
+          stats: await bytes(model.stats),
           ...(model.trainObjective ? { objective: await bytes(model.trainObjective) } : {}),
+        });
+      }
+      if (r.evaluate) {
+        g.run(model.evalStep(model.rowsOf(0, r.count)), 'parity evaluation');
+        out.push({
+          loss: await bytes(model.testLoss),
+          logits: await bytes(model.act.logits),
+          eps: await bytes(model.act.eps),
+          stats: await bytes(model.stats),
         });
       }
       return out;

@@ -1,4 +1,5 @@
 /** Every layer kind a model spec may name, one line each, under PyTorch's class name. */
+import { batchNorm2d } from './batchnorm2d';
 import { conv2d } from './conv2d';
 import { convTranspose2d } from './conv-transpose2d';
 import { flatten } from './flatten';
@@ -16,6 +17,7 @@ export const LAYERS = {
   Unflatten: unflatten,
   Conv2d: conv2d,
   ConvTranspose2d: convTranspose2d,
+  BatchNorm2d: batchNorm2d,
 } as const satisfies Record<string, LayerUnit>;
 
 export type LayerKind = keyof typeof LAYERS;

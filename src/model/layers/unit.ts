@@ -9,6 +9,10 @@
  *               implicit matrix products: `forward`, `backward`);
  *   activation  elementwise, folded into the epilogue of the product before it (forward) and of
  *               the dX product after it (backward, masked on its output): no dispatch of its own;
+ *   norm        a normalisation with dispatches of its own and buffers besides its parameters
+ *               (BatchNorm2d): batch statistics in training, running statistics in every other
+ *               pass; the activation after it folds into its own kernels (forward, and the
+ *               backward's mask), not into a product's;
  *   view        a reshape of the same floats (Flatten, Unflatten): no dispatch, no buffer.
  */
 import type { Dispatch, Gpu } from '../../gpu/device';
@@ -23,6 +27,20 @@ export type Shape = readonly number[];
 export interface ParamPiece {
   suffix: string;
   shape: number[];
+  /** Every element starts at this value (BatchNorm2d's weight 1, bias 0); absent: PyTorch's U(±1/√fanIn). */
+  fill?: number;
+}
+
+/**
+ * A buffer of one layer (PyTorch's `register_buffer`): in the checkpoint under its name, never
+ * seen by Adam. F32 buffers are floats; I64 is a counter kept as two u32 words (low, high).
+ */
+export interface BufferPiece {
+  suffix: string;
+  shape: number[];
+  dtype: 'F32' | 'I64';
+  /** The value every element starts at. */
+  fill: number;
 }
 
 /** The epilogue an activation contributes: ReLU (no slope) or y = x > 0 ? x : slope·x. */
@@ -78,11 +96,42 @@ export interface ActivationUnit<A extends readonly unknown[] = readonly unknown[
   epilogue(args: A): ActivationEpilogue;
 }
 
+/** The buffers and spans a norm's emitters get: its parameter pieces and its buffers'. */
+export interface NormContext extends ProductContext {
+  /** The arena's statistics buffer (./programs.ts Arena.stats) and this layer's spans in it, by suffix. */
+  buffers: Readonly<Record<string, Span>>;
+}
+
+export interface NormUnit<A extends readonly unknown[] = readonly unknown[]> extends UnitBase<A> {
+  role: 'norm';
+  params(args: A): ParamPiece[];
+  buffers(args: A): BufferPiece[];
+  /**
+   * Y = act(norm(X)): with `saved` (a training pass) the batch's statistics, saved there for the
+   * backward and folded into the running ones; without, the running statistics.
+   */
+  forward(
+    c: NormContext,
+    args: A,
+    b: { X: Binding; Y: Binding; saved?: Binding },
+    activation?: ActivationEpilogue,
+  ): Promise<Dispatch[]>;
+  /** dX, dweight and dbias from the training forward's X, saved statistics and (with an activation) output Y. */
+  backward(
+    c: NormContext,
+    args: A,
+    b: { X: Binding; Y: Binding; saved: Binding; dY: Binding; dX: Binding },
+    activation?: ActivationEpilogue,
+  ): Promise<Dispatch[]>;
+  /** Floats of the training forward's saved statistics (per pass, not state). */
+  savedFloats(args: A): number;
+}
+
 export interface ViewUnit<A extends readonly unknown[] = readonly unknown[]> extends UnitBase<A> {
   role: 'view';
 }
 
-export type LayerUnit = ProductUnit | ActivationUnit | ViewUnit;
+export type LayerUnit = ProductUnit | ActivationUnit | NormUnit | ViewUnit;
 
 export const numel = (shape: Shape): number => shape.reduce((a, b) => a * b, 1);
 
