@@ -114,8 +114,11 @@ export function convRowsOfInvocations(tileM: number, slices: number, rows: numbe
 export function convWorkgroups(o: ConvTile & { product: ConvProduct }, g: ConvGeometry): [number, number, number] {
   const { rows, cols } = convProductShape(o.product, g);
   const wgX = convLanes(o.slices) / o.wgY;
-  const blocks = Math.ceil(cols / (wgX * o.tileN));
-  const y = Math.ceil(rows / (o.wgY * o.tileM));
+  // up: each of the stride² phases has its own row of workgroups, as wide as the largest phase.
+  const phases = o.product === 'up' ? g.stride * g.stride : 1;
+  const phaseCols = o.product === 'up' ? g.batch * Math.ceil(g.Hi / g.stride) * Math.ceil(g.Wi / g.stride) : cols;
+  const blocks = Math.ceil(phaseCols / (wgX * o.tileN));
+  const y = Math.ceil(rows / (o.wgY * o.tileM)) * phases;
   const z = Math.ceil(blocks / MAX_WORKGROUPS_PER_DIM);
   if (y > MAX_WORKGROUPS_PER_DIM || z > MAX_WORKGROUPS_PER_DIM)
     throw new Error(`conv: ${rows}×${cols} outputs exceed one dispatch`);
@@ -169,6 +172,7 @@ export function convWGSL(o: ConvOptions): string {
     throw new Error(`conv: stride must be an integer ≥ 1, got ${o.stride}`);
   const wgX = lanes / o.wgY;
   const split = o.slices > 1;
+  const up = o.product === 'up';
   // Per invocation: the outputs, then the row sums (split K hands both through workgroup memory).
   const slots = o.tileM * o.tileN + (o.rowSum ? o.tileM : 0);
   if (split && CONV_SPLIT_INVOCATIONS * slots * 4 > WORKGROUP_BYTES)
@@ -195,7 +199,8 @@ export function convWGSL(o: ConvOptions): string {
   let p${j} = c${j} % (dims.Ho * dims.Wo);
   let y0_${j} = i32((p${j} / dims.Wo) * STRIDE) - i32(dims.pad);
   let x0_${j} = i32((p${j} % dims.Wo) * STRIDE) - i32(dims.pad);
-  let base${j} = b${j} * dims.Ci * dims.Hi * dims.Wi;`,
+  let base${j} = b${j} * dims.Ci * dims.Hi * dims.Wi;
+  let at${j} = b${j} * dims.Co * dims.Ho * dims.Wo + p${j};`,
       '  ',
     );
     loops = `  let K = dims.Ci * dims.kh * dims.kw;
@@ -222,35 +227,39 @@ ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
     }
   }`;
   } else if (o.product === 'up') {
+    // Column c of the workgroup's phase (py, px) is pixel (b, iy0 + jy·s, ix0 + jx·s); its taps
+    // ky = py, py + s, … read O's row qy − t (t = (ky − py)/s), where qy = (iy + pad − py)/s.
     decode = lines(
       cols,
-      (j) => `let b${j} = c${j} / (dims.Hi * dims.Wi);
-  let p${j} = c${j} % (dims.Hi * dims.Wi);
-  let ty0_${j} = i32(p${j} / dims.Wi + dims.pad);
-  let tx0_${j} = i32(p${j} % dims.Wi + dims.pad);
-  let base${j} = b${j} * dims.Co * dims.Ho * dims.Wo;`,
+      (j) => `let b${j} = c${j} / phasePlane;
+  let p${j} = c${j} % phasePlane;
+  let jy${j} = p${j} / rowW;
+  let jx${j} = p${j} % rowW;
+  let qy${j} = i32(qyStart + jy${j});
+  let qx${j} = i32(qxStart + jx${j});
+  let base${j} = b${j} * dims.Co * dims.Ho * dims.Wo;
+  let at${j} = b${j} * dims.Ci * dims.Hi * dims.Wi + (iy0 + jy${j} * STRIDE) * dims.Wi + ix0 + jx${j} * STRIDE;`,
       '  ',
     );
-    // O's tap for I's pixel: oy = (iy + pad − ky) / stride when that divides and lands in O.
     loops = `  let taps = dims.kh * dims.kw;
   for (var co = slice; co < dims.Co; co += ${o.slices}u) {
-    for (var ky = 0u; ky < dims.kh; ky++) {
+    for (var ky = py; ky < dims.kh; ky += STRIDE) {
+      let ty = i32((ky - py) / STRIDE);
 ${lines(rows, (i) => `let w${i} = (co * dims.Ci + r${i}) * taps + ky * dims.kw;`, '      ')}
 ${lines(
   cols,
-  (j) => `let ty${j} = ty0_${j} - i32(ky);
-      let oy${j} = u32(max(ty${j}, 0)) / STRIDE;
-      let rowOk${j} = ty${j} >= 0 && u32(ty${j}) % STRIDE == 0u && oy${j} < dims.Ho;
-      let rowAt${j} = base${j} + (co * dims.Ho + oy${j}) * dims.Wo;`,
+  (j) => `let oy${j} = qy${j} - ty;
+      let rowOk${j} = oy${j} >= 0 && oy${j} < i32(dims.Ho);
+      let rowAt${j} = base${j} + (co * dims.Ho + u32(max(oy${j}, 0))) * dims.Wo;`,
   '      ',
 )}
-      for (var kx = 0u; kx < dims.kw; kx++) {
+      for (var kx = px; kx < dims.kw; kx += STRIDE) {
+        let tx = i32((kx - px) / STRIDE);
 ${lines(rows, (i) => `let a${i} = lhs[w${i} + kx];`, '        ')}
 ${lines(
   cols,
-  (j) => `let tx${j} = tx0_${j} - i32(kx);
-        let ox${j} = u32(max(tx${j}, 0)) / STRIDE;
-        ${gather(j, `rowOk${j} && tx${j} >= 0 && u32(tx${j}) % STRIDE == 0u && ox${j} < dims.Wo`, `rowAt${j} + ox${j}`)}`,
+  (j) => `let ox${j} = qx${j} - tx;
+        ${gather(j, `rowOk${j} && ox${j} >= 0 && ox${j} < i32(dims.Wo)`, `rowAt${j} + u32(max(ox${j}, 0))`)}`,
   '        ',
 )}
 ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
@@ -262,7 +271,8 @@ ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
       cols,
       (j) => `let ci${j} = c${j} / (dims.kh * dims.kw);
   let ky${j} = (c${j} / dims.kw) % dims.kh;
-  let kx${j} = c${j} % dims.kw;`,
+  let kx${j} = c${j} % dims.kw;
+  let at${j} = c${j};`,
       '  ',
     );
     loops = `  for (var b = slice; b < dims.batch; b += ${o.slices}u) {
@@ -295,12 +305,9 @@ ${o.rowSum ? lines(rows, (i) => `sum${i} += a${i};`, '        ') : ''}
     up: ['dims.Ci', 'dims.batch * dims.Hi * dims.Wi'],
     weight: ['dims.Co', 'dims.Ci * dims.kh * dims.kw'],
   }[o.product];
-  // Where output (row, column) lives in dst: NCHW images for down and up, (Co, Ci·kh·kw) for weight.
-  const dstAt = {
-    down: 'let plane = dims.Ho * dims.Wo;\n  let at = (c / plane * dims.Co + r) * plane + c % plane;',
-    up: 'let plane = dims.Hi * dims.Wi;\n  let at = (c / plane * dims.Ci + r) * plane + c % plane;',
-    weight: 'let at = r * colCount() + c;',
-  }[o.product];
+  // Where output (row, column) lives in dst: the decode's at{j} (row 0's) plus r rows of this
+  // step; NCHW images for down and up, (Co, Ci·kh·kw) for weight.
+  const rowStep = { down: 'dims.Ho * dims.Wo', up: 'dims.Hi * dims.Wi', weight: 'colCount()' }[o.product];
   const slot = (i: number, j: number) => i * o.tileN + j;
   const sumSlot = (i: number) => o.tileM * o.tileN + i;
 
@@ -328,14 +335,17 @@ var<workgroup> partial: array<f32, ${CONV_SPLIT_INVOCATIONS * slots}>;
 #endif
 
 const STRIDE = ${o.stride}u;
+#if ${up}
+const PHASES = ${o.stride * o.stride}u;
+#endif
 
 fn rowCount() -> u32 { return ${shapeOf[0]}; }
 fn colCount() -> u32 { return ${shapeOf[1]}; }
 
 // The epilogue for one output: bias, then the activation or its backward mask, then the store.
-fn store(r: u32, c: u32, acc: f32) {
-  if (r >= rowCount() || c >= colCount()) { return; }
-  ${dstAt}
+fn store(r: u32, inside: bool, at0: u32, acc: f32) {
+  if (r >= rowCount() || !inside) { return; }
+  let at = at0 + r * (${rowStep});
   var v = acc;
 #if ${o.bias}
   v += bias[r];
@@ -360,14 +370,39 @@ fn conv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
   let slice = index / ${lanes}u;
   let x = lane % ${wgX}u;
   let y = lane / ${wgX}u;
-  let row0 = (wg.y * ${o.wgY}u + y) * ${o.tileM}u;
+#if ${up}
+  // The up product's columns come a stride phase (py, px) at a time, the phase folded into y:
+  // pixels with (iy + pad) % s = py and (ix + pad) % s = px, which take the same taps
+  // ky ≡ py, kx ≡ px (mod s) and no others. Phases of unequal size end at their own count.
+  let phase = wg.y % PHASES;
+  let rowBlock = wg.y / PHASES;
+  let py = phase / STRIDE;
+  let px = phase % STRIDE;
+  // The phase's first pixel (iy0, ix0), its pixels per image (phaseH × phaseW), and qyStart, qxStart:
+  // (iy0 + pad − py)/s, its O row for the tap ky = py, and column for kx = px.
+  let iy0 = (py + STRIDE - dims.pad % STRIDE) % STRIDE;
+  let ix0 = (px + STRIDE - dims.pad % STRIDE) % STRIDE;
+  let phaseH = select(0u, (dims.Hi - iy0 + STRIDE - 1u) / STRIDE, iy0 < dims.Hi);
+  let phaseW = select(0u, (dims.Wi - ix0 + STRIDE - 1u) / STRIDE, ix0 < dims.Wi);
+  let qyStart = (iy0 + dims.pad - py) / STRIDE;
+  let qxStart = (ix0 + dims.pad - px) / STRIDE;
+  let columns = dims.batch * phaseH * phaseW;
+  // Divisors for the decode, never 0 (an empty phase computes on column 0 and stores nothing).
+  let phasePlane = max(phaseH * phaseW, 1u);
+  let rowW = max(phaseW, 1u);
+#else
+  let rowBlock = wg.y;
+  let columns = colCount();
+#endif
+  let row0 = (rowBlock * ${o.wgY}u + y) * ${o.tileM}u;
   let col0 = (wg.x + wg.z * groups.x) * ${wgX * o.tileN}u + x;
 #if ${!split}
-  if (row0 >= rowCount() || col0 >= colCount()) { return; }
+  if (row0 >= rowCount() || col0 >= columns) { return; }
 #endif
-  // Out-of-range rows and columns compute on the last valid one; store() drops them.
+  // Out-of-range rows and columns compute on the last valid one (or column 0 of an empty
+  // phase); store() drops them.
 ${lines(rows, (i) => `let r${i} = min(row0 + ${i}u, rowCount() - 1u);`, '  ')}
-${lines(cols, (j) => `let c${j} = min(col0 + ${j * wgX}u, colCount() - 1u);`, '  ')}
+${lines(cols, (j) => `let c${j} = min(col0 + ${j * wgX}u, max(columns, 1u) - 1u);`, '  ')}
 ${decode}
   let srcLast = arrayLength(&src) - 1u;
 ${each((i, j) => `var c${i}_${j} = 0.0;`, '  ')}
@@ -392,7 +427,7 @@ ${lines(rows, (i) => `sum${i} += partial[theirs + ${sumSlot(i)}u];`, '    ')}
 #endif
   }
 #endif
-${each((i, j) => `store(row0 + ${i}u, col0 + ${j * wgX}u, c${i}_${j});`, '  ')}
+${each((i, j) => `store(row0 + ${i}u, col0 + ${j * wgX}u < columns, at${j}, c${i}_${j});`, '  ')}
 #if ${o.rowSum}
   // Every column block summed the same rows; the first column's invocation writes them.
   if (col0 == 0u) {
