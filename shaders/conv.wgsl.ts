@@ -23,11 +23,18 @@ import { MAX_WORKGROUPS_PER_DIM } from './common';
  * columns strided by the workgroup's width so neighbouring invocations gather neighbouring
  * pixels (contiguous along W in NCHW) and store neighbouring outputs, while every invocation of
  * a row reads the same weights (a broadcast). No workgroup memory on the main path: on
- * SwiftShader it is many times slower than registers. The K loop is nested (channel, ky, kx
- * or b, oy, ox) so no division runs per tap; each gather is bounds-checked branch-free.
+ * SwiftShader it is many times slower than registers. The K loop is nested with the taps (ky, kx)
+ * or pixels (oy, ox) outside and the channels or images inside: each column's bounds check and
+ * address are worked out once per tap, and the innermost loop only loads (a fixed stride apart)
+ * and multiplies, a tap outside the image reading an in-range 0-weighted element (select).
+ *
+ * The up product runs by stride phase: its column blocks are drawn from the pixels with one
+ * (iy + pad) mod s and (ix + pad) mod s, the phase folded into the workgroup's y, so a whole
+ * workgroup takes the same taps (ky ≡ that phase) and skips the other (s² − 1)/s² of them
+ * without testing each one.
  *
  * `slices` > 1 (products with too few outputs to fill a GPU, the small weight gradients) splits
- * the outer K loop among that many invocations of a workgroup, whose partial sums meet in
+ * the innermost K loop among that many invocations of a workgroup, whose partial sums meet in
  * workgroup memory and are added in a fixed order by slice 0.
  *
  * Column blocks beyond 65,535 workgroups continue along z (convWorkgroups), so any batch fits.
@@ -62,9 +69,9 @@ export interface ConvOptions extends ConvTile {
   /** Also write rowSum[row] = Σ_K lhs(row, k): the bias gradient when lhs is dY (weight product). */
   rowSum: boolean;
   /**
-   * The stride, compiled in rather than read from the uniform: the up product divides by it per
-   * tap, and SwiftShader's compiler took minutes over a tile with a division by a uniform there
-   * (with a constant, the division is a shift, or nothing at stride 1).
+   * The stride, compiled in rather than read from the uniform: the up product divides by it in
+   * its tap loops, and SwiftShader's compiler took minutes over a tile with a division by a
+   * uniform there (with a constant, the division is a shift, or nothing at stride 1).
    */
   stride: number;
 }
@@ -186,12 +193,11 @@ export function convWGSL(o: ConvOptions): string {
   const each = (f: (i: number, j: number) => string, indent: string) =>
     rows.map((i) => lines(cols, (j) => f(i, j), indent)).join('\n');
 
-  // Each product: how a column decodes, then the K loop's three levels (outer, middle, inner),
-  // with the gather of the operand `v{j}` and the weight `a{i}` in the innermost.
+  // Each product: how a column decodes (and at{j}, where its row 0 lands in dst), then the K
+  // loop's three levels (outer, middle, inner), loading the operand `v{j}` and the weight `a{i}`
+  // in the innermost.
   let decode: string;
   let loops: string;
-  // A tap's value, or 0 outside the image; the index is clamped too, so no load is out of range.
-  const gather = (j: number, ok: string, at: string) => `let v${j} = select(0.0, src[min(${at}, srcLast)], ${ok});`;
   if (o.product === 'down') {
     decode = lines(
       cols,
@@ -203,26 +209,35 @@ export function convWGSL(o: ConvOptions): string {
   let at${j} = b${j} * dims.Co * dims.Ho * dims.Wo + p${j};`,
       '  ',
     );
+    // Taps outside, channels inside (as up's, below).
     loops = `  let K = dims.Ci * dims.kh * dims.kw;
-  for (var ci = slice; ci < dims.Ci; ci += ${o.slices}u) {
-    for (var ky = 0u; ky < dims.kh; ky++) {
-      let tap = (ci * dims.kh + ky) * dims.kw;
+  let taps = dims.kh * dims.kw;
+  let plane = dims.Hi * dims.Wi;
+  for (var ky = 0u; ky < dims.kh; ky++) {
 ${lines(
   cols,
   (j) => `let iy${j} = y0_${j} + i32(ky);
-      let rowOk${j} = iy${j} >= 0 && iy${j} < i32(dims.Hi);
-      let rowAt${j} = base${j} + (ci * dims.Hi + u32(max(iy${j}, 0))) * dims.Wi;`,
-  '      ',
+    let rowOk${j} = iy${j} >= 0 && iy${j} < i32(dims.Hi);
+    let rowAt${j} = base${j} + u32(max(iy${j}, 0)) * dims.Wi;`,
+  '    ',
 )}
-      for (var kx = 0u; kx < dims.kw; kx++) {
-${lines(rows, (i) => `let a${i} = lhs[r${i} * K + tap + kx];`, '        ')}
+    for (var kx = 0u; kx < dims.kw; kx++) {
+${lines(rows, (i) => `let w${i} = r${i} * K + ky * dims.kw + kx;`, '      ')}
 ${lines(
   cols,
   (j) => `let ix${j} = x0_${j} + i32(kx);
-        ${gather(j, `rowOk${j} && ix${j} >= 0 && ix${j} < i32(dims.Wi)`, `rowAt${j} + u32(max(ix${j}, 0))`)}`,
-  '        ',
+      let ok${j} = rowOk${j} && ix${j} >= 0 && ix${j} < i32(dims.Wi);
+      let tapAt${j} = select(0u, rowAt${j} + u32(max(ix${j}, 0)), ok${j});`,
+  '      ',
 )}
+      var wAt = slice * taps;
+      var iAt = slice * plane;
+      for (var ci = slice; ci < dims.Ci; ci += ${o.slices}u) {
+${lines(rows, (i) => `let a${i} = lhs[w${i} + wAt];`, '        ')}
+${lines(cols, (j) => `let v${j} = select(0.0, src[tapAt${j} + iAt], ok${j});`, '        ')}
 ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
+        wAt += ${o.slices}u * taps;
+        iAt += ${o.slices}u * plane;
       }
     }
   }`;
@@ -241,28 +256,39 @@ ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
   let at${j} = b${j} * dims.Ci * dims.Hi * dims.Wi + (iy0 + jy${j} * STRIDE) * dims.Wi + ix0 + jx${j} * STRIDE;`,
       '  ',
     );
+    // The channel loop is innermost: a tap's bounds check and address are worked out once for
+    // every channel, whose loads are then a fixed stride apart (a plane of O, a slab of weights).
     loops = `  let taps = dims.kh * dims.kw;
-  for (var co = slice; co < dims.Co; co += ${o.slices}u) {
-    for (var ky = py; ky < dims.kh; ky += STRIDE) {
-      let ty = i32((ky - py) / STRIDE);
-${lines(rows, (i) => `let w${i} = (co * dims.Ci + r${i}) * taps + ky * dims.kw;`, '      ')}
+  let plane = dims.Ho * dims.Wo;
+  let slab = dims.Ci * taps;
+  for (var ky = py; ky < dims.kh; ky += STRIDE) {
+    let ty = i32((ky - py) / STRIDE);
 ${lines(
   cols,
   (j) => `let oy${j} = qy${j} - ty;
-      let rowOk${j} = oy${j} >= 0 && oy${j} < i32(dims.Ho);
-      let rowAt${j} = base${j} + (co * dims.Ho + u32(max(oy${j}, 0))) * dims.Wo;`,
-  '      ',
+    let rowOk${j} = oy${j} >= 0 && oy${j} < i32(dims.Ho);
+    let rowAt${j} = base${j} + u32(max(oy${j}, 0)) * dims.Wo;`,
+  '    ',
 )}
-      for (var kx = px; kx < dims.kw; kx += STRIDE) {
-        let tx = i32((kx - px) / STRIDE);
-${lines(rows, (i) => `let a${i} = lhs[w${i} + kx];`, '        ')}
+    for (var kx = px; kx < dims.kw; kx += STRIDE) {
+      let tx = i32((kx - px) / STRIDE);
+${lines(rows, (i) => `let w${i} = r${i} * taps + ky * dims.kw + kx;`, '      ')}
 ${lines(
   cols,
   (j) => `let ox${j} = qx${j} - tx;
-        ${gather(j, `rowOk${j} && ox${j} >= 0 && ox${j} < i32(dims.Wo)`, `rowAt${j} + u32(max(ox${j}, 0))`)}`,
-  '        ',
+      let ok${j} = rowOk${j} && ox${j} >= 0 && ox${j} < i32(dims.Wo);
+      // A tap outside O reads channel co's first pixel of image 0 (in range) and drops it.
+      let tapAt${j} = select(0u, rowAt${j} + u32(max(ox${j}, 0)), ok${j});`,
+  '      ',
 )}
+      var wAt = slice * slab;
+      var oAt = slice * plane;
+      for (var co = slice; co < dims.Co; co += ${o.slices}u) {
+${lines(rows, (i) => `let a${i} = lhs[w${i} + wAt];`, '        ')}
+${lines(cols, (j) => `let v${j} = select(0.0, src[tapAt${j} + oAt], ok${j});`, '        ')}
 ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
+        wAt += ${o.slices}u * slab;
+        oAt += ${o.slices}u * plane;
       }
     }
   }`;
@@ -275,26 +301,35 @@ ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
   let at${j} = c${j};`,
       '  ',
     );
-    loops = `  for (var b = slice; b < dims.batch; b += ${o.slices}u) {
-    for (var oy = 0u; oy < dims.Ho; oy++) {
-${lines(rows, (i) => `let aRow${i} = ((b * dims.Co + r${i}) * dims.Ho + oy) * dims.Wo;`, '      ')}
+    // Pixels outside, the batch inside (as up's, above).
+    loops = `  let oImage = dims.Co * dims.Ho * dims.Wo;
+  let iImage = dims.Ci * dims.Hi * dims.Wi;
+  for (var oy = 0u; oy < dims.Ho; oy++) {
 ${lines(
   cols,
   (j) => `let iy${j} = i32(oy * STRIDE + ky${j}) - i32(dims.pad);
-      let rowOk${j} = iy${j} >= 0 && iy${j} < i32(dims.Hi);
-      let rowAt${j} = ((b * dims.Ci + ci${j}) * dims.Hi + u32(max(iy${j}, 0))) * dims.Wi;`,
-  '      ',
+    let rowOk${j} = iy${j} >= 0 && iy${j} < i32(dims.Hi);
+    let rowAt${j} = (ci${j} * dims.Hi + u32(max(iy${j}, 0))) * dims.Wi;`,
+  '    ',
 )}
-      for (var ox = 0u; ox < dims.Wo; ox++) {
-${lines(rows, (i) => `let a${i} = lhs[aRow${i} + ox];`, '        ')}
+    for (var ox = 0u; ox < dims.Wo; ox++) {
+${lines(rows, (i) => `let aAt${i} = (r${i} * dims.Ho + oy) * dims.Wo + ox;`, '      ')}
 ${lines(
   cols,
   (j) => `let ix${j} = i32(ox * STRIDE + kx${j}) - i32(dims.pad);
-        ${gather(j, `rowOk${j} && ix${j} >= 0 && ix${j} < i32(dims.Wi)`, `rowAt${j} + u32(max(ix${j}, 0))`)}`,
-  '        ',
+      let ok${j} = rowOk${j} && ix${j} >= 0 && ix${j} < i32(dims.Wi);
+      let tapAt${j} = select(0u, rowAt${j} + u32(max(ix${j}, 0)), ok${j});`,
+  '      ',
 )}
+      var oAt = slice * oImage;
+      var iAt = slice * iImage;
+      for (var b = slice; b < dims.batch; b += ${o.slices}u) {
+${lines(rows, (i) => `let a${i} = lhs[aAt${i} + oAt];`, '        ')}
+${lines(cols, (j) => `let v${j} = select(0.0, src[tapAt${j} + iAt], ok${j});`, '        ')}
 ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
 ${o.rowSum ? lines(rows, (i) => `sum${i} += a${i};`, '        ') : ''}
+        oAt += ${o.slices}u * oImage;
+        iAt += ${o.slices}u * iImage;
       }
     }
   }`;
@@ -404,7 +439,6 @@ fn conv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 ${lines(rows, (i) => `let r${i} = min(row0 + ${i}u, rowCount() - 1u);`, '  ')}
 ${lines(cols, (j) => `let c${j} = min(col0 + ${j * wgX}u, max(columns, 1u) - 1u);`, '  ')}
 ${decode}
-  let srcLast = arrayLength(&src) - 1u;
 ${each((i, j) => `var c${i}_${j} = 0.0;`, '  ')}
 #if ${o.rowSum}
 ${lines(rows, (i) => `var sum${i} = 0.0;`, '  ')}
