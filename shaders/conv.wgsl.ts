@@ -156,9 +156,9 @@ export function convUniform(g: ConvGeometry, slope: number): Uint8Array {
 }
 
 /**
- * Columns per invocation at most: each column carries its own bounds-checked gather in the
- * innermost loop, and SwiftShader's shader compiler took seconds at 4 columns and did not finish
- * in minutes at 8 (rows, which only add weight loads, are cheap).
+ * Columns per invocation at most: each column carries its own bounds check, address and load,
+ * and SwiftShader's shader compiler took seconds at 4 columns and did not finish in minutes at 8
+ * when those were all in the innermost loop (rows, which only add weight loads, are cheap).
  */
 export const CONV_MAX_TILE_N = 4;
 
