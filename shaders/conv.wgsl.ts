@@ -23,11 +23,18 @@ import { MAX_WORKGROUPS_PER_DIM } from './common';
  * columns strided by the workgroup's width so neighbouring invocations gather neighbouring
  * pixels (contiguous along W in NCHW) and store neighbouring outputs, while every invocation of
  * a row reads the same weights (a broadcast). No workgroup memory on the main path: on
- * SwiftShader it is many times slower than registers. The K loop is nested (channel, ky, kx
- * or b, oy, ox) so no division runs per tap; each gather is bounds-checked branch-free.
+ * SwiftShader it is many times slower than registers. The K loop is nested with the taps (ky, kx)
+ * or pixels (oy, ox) outside and the channels or images inside: each column's bounds check and
+ * address are worked out once per tap, and the innermost loop only loads (a fixed stride apart)
+ * and multiplies, a tap outside the image reading an in-range 0-weighted element (select).
+ *
+ * The up product runs by stride phase: its column blocks are drawn from the pixels with one
+ * (iy + pad) mod s and (ix + pad) mod s, the phase folded into the workgroup's y, so a whole
+ * workgroup takes the same taps (ky ≡ that phase) and skips the other (s² − 1)/s² of them
+ * without testing each one.
  *
  * `slices` > 1 (products with too few outputs to fill a GPU, the small weight gradients) splits
- * the outer K loop among that many invocations of a workgroup, whose partial sums meet in
+ * the innermost K loop among that many invocations of a workgroup, whose partial sums meet in
  * workgroup memory and are added in a fixed order by slice 0.
  *
  * Column blocks beyond 65,535 workgroups continue along z (convWorkgroups), so any batch fits.
@@ -62,9 +69,9 @@ export interface ConvOptions extends ConvTile {
   /** Also write rowSum[row] = Σ_K lhs(row, k): the bias gradient when lhs is dY (weight product). */
   rowSum: boolean;
   /**
-   * The stride, compiled in rather than read from the uniform: the up product divides by it per
-   * tap, and SwiftShader's compiler took minutes over a tile with a division by a uniform there
-   * (with a constant, the division is a shift, or nothing at stride 1).
+   * The stride, compiled in rather than read from the uniform: the up product divides by it in
+   * its tap loops, and SwiftShader's compiler took minutes over a tile with a division by a
+   * uniform there (with a constant, the division is a shift, or nothing at stride 1).
    */
   stride: number;
 }
@@ -114,8 +121,11 @@ export function convRowsOfInvocations(tileM: number, slices: number, rows: numbe
 export function convWorkgroups(o: ConvTile & { product: ConvProduct }, g: ConvGeometry): [number, number, number] {
   const { rows, cols } = convProductShape(o.product, g);
   const wgX = convLanes(o.slices) / o.wgY;
-  const blocks = Math.ceil(cols / (wgX * o.tileN));
-  const y = Math.ceil(rows / (o.wgY * o.tileM));
+  // up: each of the stride² phases has its own row of workgroups, as wide as the largest phase.
+  const phases = o.product === 'up' ? g.stride * g.stride : 1;
+  const phaseCols = o.product === 'up' ? g.batch * Math.ceil(g.Hi / g.stride) * Math.ceil(g.Wi / g.stride) : cols;
+  const blocks = Math.ceil(phaseCols / (wgX * o.tileN));
+  const y = Math.ceil(rows / (o.wgY * o.tileM)) * phases;
   const z = Math.ceil(blocks / MAX_WORKGROUPS_PER_DIM);
   if (y > MAX_WORKGROUPS_PER_DIM || z > MAX_WORKGROUPS_PER_DIM)
     throw new Error(`conv: ${rows}×${cols} outputs exceed one dispatch`);
@@ -146,9 +156,9 @@ export function convUniform(g: ConvGeometry, slope: number): Uint8Array {
 }
 
 /**
- * Columns per invocation at most: each column carries its own bounds-checked gather in the
- * innermost loop, and SwiftShader's shader compiler took seconds at 4 columns and did not finish
- * in minutes at 8 (rows, which only add weight loads, are cheap).
+ * Columns per invocation at most: each column carries its own bounds check, address and load,
+ * and SwiftShader's shader compiler took seconds at 4 columns and did not finish in minutes at 8
+ * when those were all in the innermost loop (rows, which only add weight loads, are cheap).
  */
 export const CONV_MAX_TILE_N = 4;
 
@@ -169,6 +179,7 @@ export function convWGSL(o: ConvOptions): string {
     throw new Error(`conv: stride must be an integer ≥ 1, got ${o.stride}`);
   const wgX = lanes / o.wgY;
   const split = o.slices > 1;
+  const up = o.product === 'up';
   // Per invocation: the outputs, then the row sums (split K hands both through workgroup memory).
   const slots = o.tileM * o.tileN + (o.rowSum ? o.tileM : 0);
   if (split && CONV_SPLIT_INVOCATIONS * slots * 4 > WORKGROUP_BYTES)
@@ -182,12 +193,11 @@ export function convWGSL(o: ConvOptions): string {
   const each = (f: (i: number, j: number) => string, indent: string) =>
     rows.map((i) => lines(cols, (j) => f(i, j), indent)).join('\n');
 
-  // Each product: how a column decodes, then the K loop's three levels (outer, middle, inner),
-  // with the gather of the operand `v{j}` and the weight `a{i}` in the innermost.
+  // Each product: how a column decodes (and at{j}, where its row 0 lands in dst), then the K
+  // loop's three levels (outer, middle, inner), loading the operand `v{j}` and the weight `a{i}`
+  // in the innermost.
   let decode: string;
   let loops: string;
-  // A tap's value, or 0 outside the image; the index is clamped too, so no load is out of range.
-  const gather = (j: number, ok: string, at: string) => `let v${j} = select(0.0, src[min(${at}, srcLast)], ${ok});`;
   if (o.product === 'down') {
     decode = lines(
       cols,
@@ -195,65 +205,90 @@ export function convWGSL(o: ConvOptions): string {
   let p${j} = c${j} % (dims.Ho * dims.Wo);
   let y0_${j} = i32((p${j} / dims.Wo) * STRIDE) - i32(dims.pad);
   let x0_${j} = i32((p${j} % dims.Wo) * STRIDE) - i32(dims.pad);
-  let base${j} = b${j} * dims.Ci * dims.Hi * dims.Wi;`,
+  let base${j} = b${j} * dims.Ci * dims.Hi * dims.Wi;
+  let at${j} = b${j} * dims.Co * dims.Ho * dims.Wo + p${j};`,
       '  ',
     );
+    // Taps outside, channels inside (as up's, below).
     loops = `  let K = dims.Ci * dims.kh * dims.kw;
-  for (var ci = slice; ci < dims.Ci; ci += ${o.slices}u) {
-    for (var ky = 0u; ky < dims.kh; ky++) {
-      let tap = (ci * dims.kh + ky) * dims.kw;
+  let taps = dims.kh * dims.kw;
+  let plane = dims.Hi * dims.Wi;
+  for (var ky = 0u; ky < dims.kh; ky++) {
 ${lines(
   cols,
   (j) => `let iy${j} = y0_${j} + i32(ky);
-      let rowOk${j} = iy${j} >= 0 && iy${j} < i32(dims.Hi);
-      let rowAt${j} = base${j} + (ci * dims.Hi + u32(max(iy${j}, 0))) * dims.Wi;`,
-  '      ',
+    let rowOk${j} = iy${j} >= 0 && iy${j} < i32(dims.Hi);
+    let rowAt${j} = base${j} + u32(max(iy${j}, 0)) * dims.Wi;`,
+  '    ',
 )}
-      for (var kx = 0u; kx < dims.kw; kx++) {
-${lines(rows, (i) => `let a${i} = lhs[r${i} * K + tap + kx];`, '        ')}
+    for (var kx = 0u; kx < dims.kw; kx++) {
+${lines(rows, (i) => `let w${i} = r${i} * K + ky * dims.kw + kx;`, '      ')}
 ${lines(
   cols,
   (j) => `let ix${j} = x0_${j} + i32(kx);
-        ${gather(j, `rowOk${j} && ix${j} >= 0 && ix${j} < i32(dims.Wi)`, `rowAt${j} + u32(max(ix${j}, 0))`)}`,
-  '        ',
+      let ok${j} = rowOk${j} && ix${j} >= 0 && ix${j} < i32(dims.Wi);
+      let tapAt${j} = select(0u, rowAt${j} + u32(max(ix${j}, 0)), ok${j});`,
+  '      ',
 )}
+      var wAt = slice * taps;
+      var iAt = slice * plane;
+      for (var ci = slice; ci < dims.Ci; ci += ${o.slices}u) {
+${lines(rows, (i) => `let a${i} = lhs[w${i} + wAt];`, '        ')}
+${lines(cols, (j) => `let v${j} = select(0.0, src[tapAt${j} + iAt], ok${j});`, '        ')}
 ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
+        wAt += ${o.slices}u * taps;
+        iAt += ${o.slices}u * plane;
       }
     }
   }`;
   } else if (o.product === 'up') {
+    // Column c of the workgroup's phase (py, px) is pixel (b, iy0 + jy·s, ix0 + jx·s); its taps
+    // ky = py, py + s, … read O's row qy − t (t = (ky − py)/s), where qy = (iy + pad − py)/s.
     decode = lines(
       cols,
-      (j) => `let b${j} = c${j} / (dims.Hi * dims.Wi);
-  let p${j} = c${j} % (dims.Hi * dims.Wi);
-  let ty0_${j} = i32(p${j} / dims.Wi + dims.pad);
-  let tx0_${j} = i32(p${j} % dims.Wi + dims.pad);
-  let base${j} = b${j} * dims.Co * dims.Ho * dims.Wo;`,
+      (j) => `let b${j} = c${j} / phasePlane;
+  let p${j} = c${j} % phasePlane;
+  let jy${j} = p${j} / rowW;
+  let jx${j} = p${j} % rowW;
+  let qy${j} = i32(qyStart + jy${j});
+  let qx${j} = i32(qxStart + jx${j});
+  let base${j} = b${j} * dims.Co * dims.Ho * dims.Wo;
+  let at${j} = b${j} * dims.Ci * dims.Hi * dims.Wi + (iy0 + jy${j} * STRIDE) * dims.Wi + ix0 + jx${j} * STRIDE;`,
       '  ',
     );
-    // O's tap for I's pixel: oy = (iy + pad − ky) / stride when that divides and lands in O.
+    // The channel loop is innermost: a tap's bounds check and address are worked out once for
+    // every channel, whose loads are then a fixed stride apart (a plane of O, a slab of weights).
     loops = `  let taps = dims.kh * dims.kw;
-  for (var co = slice; co < dims.Co; co += ${o.slices}u) {
-    for (var ky = 0u; ky < dims.kh; ky++) {
-${lines(rows, (i) => `let w${i} = (co * dims.Ci + r${i}) * taps + ky * dims.kw;`, '      ')}
+  let plane = dims.Ho * dims.Wo;
+  let slab = dims.Ci * taps;
+  for (var ky = py; ky < dims.kh; ky += STRIDE) {
+    let ty = i32((ky - py) / STRIDE);
 ${lines(
   cols,
-  (j) => `let ty${j} = ty0_${j} - i32(ky);
-      let oy${j} = u32(max(ty${j}, 0)) / STRIDE;
-      let rowOk${j} = ty${j} >= 0 && u32(ty${j}) % STRIDE == 0u && oy${j} < dims.Ho;
-      let rowAt${j} = base${j} + (co * dims.Ho + oy${j}) * dims.Wo;`,
+  (j) => `let oy${j} = qy${j} - ty;
+    let rowOk${j} = oy${j} >= 0 && oy${j} < i32(dims.Ho);
+    let rowAt${j} = base${j} + u32(max(oy${j}, 0)) * dims.Wo;`,
+  '    ',
+)}
+    for (var kx = px; kx < dims.kw; kx += STRIDE) {
+      let tx = i32((kx - px) / STRIDE);
+${lines(rows, (i) => `let w${i} = r${i} * taps + ky * dims.kw + kx;`, '      ')}
+${lines(
+  cols,
+  (j) => `let ox${j} = qx${j} - tx;
+      let ok${j} = rowOk${j} && ox${j} >= 0 && ox${j} < i32(dims.Wo);
+      // A tap outside O reads channel co's first pixel of image 0 (in range) and drops it.
+      let tapAt${j} = select(0u, rowAt${j} + u32(max(ox${j}, 0)), ok${j});`,
   '      ',
 )}
-      for (var kx = 0u; kx < dims.kw; kx++) {
-${lines(rows, (i) => `let a${i} = lhs[w${i} + kx];`, '        ')}
-${lines(
-  cols,
-  (j) => `let tx${j} = tx0_${j} - i32(kx);
-        let ox${j} = u32(max(tx${j}, 0)) / STRIDE;
-        ${gather(j, `rowOk${j} && tx${j} >= 0 && u32(tx${j}) % STRIDE == 0u && ox${j} < dims.Wo`, `rowAt${j} + ox${j}`)}`,
-  '        ',
-)}
+      var wAt = slice * slab;
+      var oAt = slice * plane;
+      for (var co = slice; co < dims.Co; co += ${o.slices}u) {
+${lines(rows, (i) => `let a${i} = lhs[w${i} + wAt];`, '        ')}
+${lines(cols, (j) => `let v${j} = select(0.0, src[tapAt${j} + oAt], ok${j});`, '        ')}
 ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
+        wAt += ${o.slices}u * slab;
+        oAt += ${o.slices}u * plane;
       }
     }
   }`;
@@ -262,29 +297,39 @@ ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
       cols,
       (j) => `let ci${j} = c${j} / (dims.kh * dims.kw);
   let ky${j} = (c${j} / dims.kw) % dims.kh;
-  let kx${j} = c${j} % dims.kw;`,
+  let kx${j} = c${j} % dims.kw;
+  let at${j} = c${j};`,
       '  ',
     );
-    loops = `  for (var b = slice; b < dims.batch; b += ${o.slices}u) {
-    for (var oy = 0u; oy < dims.Ho; oy++) {
-${lines(rows, (i) => `let aRow${i} = ((b * dims.Co + r${i}) * dims.Ho + oy) * dims.Wo;`, '      ')}
+    // Pixels outside, the batch inside (as up's, above).
+    loops = `  let oImage = dims.Co * dims.Ho * dims.Wo;
+  let iImage = dims.Ci * dims.Hi * dims.Wi;
+  for (var oy = 0u; oy < dims.Ho; oy++) {
 ${lines(
   cols,
   (j) => `let iy${j} = i32(oy * STRIDE + ky${j}) - i32(dims.pad);
-      let rowOk${j} = iy${j} >= 0 && iy${j} < i32(dims.Hi);
-      let rowAt${j} = ((b * dims.Ci + ci${j}) * dims.Hi + u32(max(iy${j}, 0))) * dims.Wi;`,
-  '      ',
+    let rowOk${j} = iy${j} >= 0 && iy${j} < i32(dims.Hi);
+    let rowAt${j} = (ci${j} * dims.Hi + u32(max(iy${j}, 0))) * dims.Wi;`,
+  '    ',
 )}
-      for (var ox = 0u; ox < dims.Wo; ox++) {
-${lines(rows, (i) => `let a${i} = lhs[aRow${i} + ox];`, '        ')}
+    for (var ox = 0u; ox < dims.Wo; ox++) {
+${lines(rows, (i) => `let aAt${i} = (r${i} * dims.Ho + oy) * dims.Wo + ox;`, '      ')}
 ${lines(
   cols,
   (j) => `let ix${j} = i32(ox * STRIDE + kx${j}) - i32(dims.pad);
-        ${gather(j, `rowOk${j} && ix${j} >= 0 && ix${j} < i32(dims.Wi)`, `rowAt${j} + u32(max(ix${j}, 0))`)}`,
-  '        ',
+      let ok${j} = rowOk${j} && ix${j} >= 0 && ix${j} < i32(dims.Wi);
+      let tapAt${j} = select(0u, rowAt${j} + u32(max(ix${j}, 0)), ok${j});`,
+  '      ',
 )}
+      var oAt = slice * oImage;
+      var iAt = slice * iImage;
+      for (var b = slice; b < dims.batch; b += ${o.slices}u) {
+${lines(rows, (i) => `let a${i} = lhs[aAt${i} + oAt];`, '        ')}
+${lines(cols, (j) => `let v${j} = select(0.0, src[tapAt${j} + iAt], ok${j});`, '        ')}
 ${each((i, j) => `c${i}_${j} += a${i} * v${j};`, '        ')}
 ${o.rowSum ? lines(rows, (i) => `sum${i} += a${i};`, '        ') : ''}
+        oAt += ${o.slices}u * oImage;
+        iAt += ${o.slices}u * iImage;
       }
     }
   }`;
@@ -295,12 +340,9 @@ ${o.rowSum ? lines(rows, (i) => `sum${i} += a${i};`, '        ') : ''}
     up: ['dims.Ci', 'dims.batch * dims.Hi * dims.Wi'],
     weight: ['dims.Co', 'dims.Ci * dims.kh * dims.kw'],
   }[o.product];
-  // Where output (row, column) lives in dst: NCHW images for down and up, (Co, Ci·kh·kw) for weight.
-  const dstAt = {
-    down: 'let plane = dims.Ho * dims.Wo;\n  let at = (c / plane * dims.Co + r) * plane + c % plane;',
-    up: 'let plane = dims.Hi * dims.Wi;\n  let at = (c / plane * dims.Ci + r) * plane + c % plane;',
-    weight: 'let at = r * colCount() + c;',
-  }[o.product];
+  // Where output (row, column) lives in dst: the decode's at{j} (row 0's) plus r rows of this
+  // step; NCHW images for down and up, (Co, Ci·kh·kw) for weight.
+  const rowStep = { down: 'dims.Ho * dims.Wo', up: 'dims.Hi * dims.Wi', weight: 'colCount()' }[o.product];
   const slot = (i: number, j: number) => i * o.tileN + j;
   const sumSlot = (i: number) => o.tileM * o.tileN + i;
 
@@ -328,14 +370,17 @@ var<workgroup> partial: array<f32, ${CONV_SPLIT_INVOCATIONS * slots}>;
 #endif
 
 const STRIDE = ${o.stride}u;
+#if ${up}
+const PHASES = ${o.stride * o.stride}u;
+#endif
 
 fn rowCount() -> u32 { return ${shapeOf[0]}; }
 fn colCount() -> u32 { return ${shapeOf[1]}; }
 
 // The epilogue for one output: bias, then the activation or its backward mask, then the store.
-fn store(r: u32, c: u32, acc: f32) {
-  if (r >= rowCount() || c >= colCount()) { return; }
-  ${dstAt}
+fn store(r: u32, inside: bool, at0: u32, acc: f32) {
+  if (r >= rowCount() || !inside) { return; }
+  let at = at0 + r * (${rowStep});
   var v = acc;
 #if ${o.bias}
   v += bias[r];
@@ -360,16 +405,40 @@ fn conv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
   let slice = index / ${lanes}u;
   let x = lane % ${wgX}u;
   let y = lane / ${wgX}u;
-  let row0 = (wg.y * ${o.wgY}u + y) * ${o.tileM}u;
+#if ${up}
+  // The up product's columns come a stride phase (py, px) at a time, the phase folded into y:
+  // pixels with (iy + pad) % s = py and (ix + pad) % s = px, which take the same taps
+  // ky ≡ py, kx ≡ px (mod s) and no others. Phases of unequal size end at their own count.
+  let phase = wg.y % PHASES;
+  let rowBlock = wg.y / PHASES;
+  let py = phase / STRIDE;
+  let px = phase % STRIDE;
+  // The phase's first pixel (iy0, ix0), its pixels per image (phaseH × phaseW), and qyStart, qxStart:
+  // (iy0 + pad − py)/s, its O row for the tap ky = py, and column for kx = px.
+  let iy0 = (py + STRIDE - dims.pad % STRIDE) % STRIDE;
+  let ix0 = (px + STRIDE - dims.pad % STRIDE) % STRIDE;
+  let phaseH = select(0u, (dims.Hi - iy0 + STRIDE - 1u) / STRIDE, iy0 < dims.Hi);
+  let phaseW = select(0u, (dims.Wi - ix0 + STRIDE - 1u) / STRIDE, ix0 < dims.Wi);
+  let qyStart = (iy0 + dims.pad - py) / STRIDE;
+  let qxStart = (ix0 + dims.pad - px) / STRIDE;
+  let columns = dims.batch * phaseH * phaseW;
+  // Divisors for the decode, never 0 (an empty phase computes on column 0 and stores nothing).
+  let phasePlane = max(phaseH * phaseW, 1u);
+  let rowW = max(phaseW, 1u);
+#else
+  let rowBlock = wg.y;
+  let columns = colCount();
+#endif
+  let row0 = (rowBlock * ${o.wgY}u + y) * ${o.tileM}u;
   let col0 = (wg.x + wg.z * groups.x) * ${wgX * o.tileN}u + x;
 #if ${!split}
-  if (row0 >= rowCount() || col0 >= colCount()) { return; }
+  if (row0 >= rowCount() || col0 >= columns) { return; }
 #endif
-  // Out-of-range rows and columns compute on the last valid one; store() drops them.
+  // Out-of-range rows and columns compute on the last valid one (or column 0 of an empty
+  // phase); store() drops them.
 ${lines(rows, (i) => `let r${i} = min(row0 + ${i}u, rowCount() - 1u);`, '  ')}
-${lines(cols, (j) => `let c${j} = min(col0 + ${j * wgX}u, colCount() - 1u);`, '  ')}
+${lines(cols, (j) => `let c${j} = min(col0 + ${j * wgX}u, max(columns, 1u) - 1u);`, '  ')}
 ${decode}
-  let srcLast = arrayLength(&src) - 1u;
 ${each((i, j) => `var c${i}_${j} = 0.0;`, '  ')}
 #if ${o.rowSum}
 ${lines(rows, (i) => `var sum${i} = 0.0;`, '  ')}
@@ -392,7 +461,7 @@ ${lines(rows, (i) => `sum${i} += partial[theirs + ${sumSlot(i)}u];`, '    ')}
 #endif
   }
 #endif
-${each((i, j) => `store(row0 + ${i}u, col0 + ${j * wgX}u, c${i}_${j});`, '  ')}
+${each((i, j) => `store(row0 + ${i}u, col0 + ${j * wgX}u < columns, at${j}, c${i}_${j});`, '  ')}
 #if ${o.rowSum}
   // Every column block summed the same rows; the first column's invocation writes them.
   if (col0 == 0u) {

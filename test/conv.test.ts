@@ -4,7 +4,8 @@
  * ConvTranspose2d, under both plans (the software tiles and the hardware tiles with split K)
  * on every WebGPU implementation. Shapes are awkward on purpose: a batch of 1, 1, 3 and odd
  * channel counts, odd sizes, kernels 1/3/4/5, strides 1 and 2, padding 0–2, output_padding,
- * and a stride-2 conv without padding whose last input rows no output reads (their dX is 0).
+ * a stride-2 conv without padding whose last input rows no output reads (their dX is 0), and
+ * images so small that some stride phases of the up product (see the shader) hold no pixel.
  * One case per layer kind has the conv preset's real channels and image sizes. Every output
  * buffer is one vec4 longer, filled with a sentinel, so a store past the end shows up.
  */
@@ -84,6 +85,22 @@ const CASES: Case[] = [
   // The conv preset's second conv and last transpose on MNIST, at a small batch.
   { transpose: false, batch: 4, inC: 32, H: 14, W: 14, outC: 64, kernel: 4, stride: 2, padding: 1, act: 'relu' },
   { transpose: true, batch: 4, inC: 32, H: 14, W: 14, outC: 1, kernel: 4, stride: 2, padding: 1, act: 'none' },
+  // Stride phases with no pixel: the transpose's 3×1 output has none with (ix + 2) odd, the
+  // conv's 1×1 input none with (iy + 1) even.
+  {
+    transpose: true,
+    batch: 1,
+    inC: 3,
+    H: 2,
+    W: 1,
+    outC: 2,
+    kernel: 4,
+    stride: 2,
+    padding: 2,
+    outputPadding: 1,
+    act: 'relu',
+  },
+  { transpose: false, batch: 3, inC: 3, H: 1, W: 1, outC: 2, kernel: 3, stride: 2, padding: 1, act: 'leakyRelu' },
 ];
 
 const SLOPE = 0.2;
