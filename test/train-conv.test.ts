@@ -48,8 +48,7 @@ describe('train --model conv', () => {
 
   it("--model conv-bn trains; PyTorch's module loads its parameters and running statistics strictly and gives its test loss", () => {
     const out = tempDir();
-    // On Node's runtime: the conv run above covers the browser, and a software Vulkan driver there
-    // runs these convolutions several times faster than the browser's.
+    // On Node's runtime: the conv run above covers the browser, and this one starts without one.
     const r = train(
       [
         '--runtime',
