@@ -559,12 +559,19 @@ export async function runInterleaved(
             bytesReadBack: e.counters.bytesReadBack,
           });
         } else {
-          const v: VaeTiming = await side.page!.evaluate((c) => window.peers.block(c), {
-            warmup: round === 1 ? 1 : 0,
-            samples: 1,
-            stepsPerSample: steps,
-          });
-          t = { msPerStep: v.msPerStep, steps: v.timedSteps };
+          try {
+            const v: VaeTiming = await side.page!.evaluate((c) => window.peers.block(c), {
+              warmup: round === 1 ? 1 : 0,
+              samples: 1,
+              stepsPerSample: steps,
+            });
+            t = { msPerStep: v.msPerStep, steps: v.timedSteps };
+          } catch (e) {
+            // a peer that cannot train this model drops out; the others go on
+            side.skipped = `${side.name} failed in round ${round}: ${(e as Error).message}`;
+            console.log(`  ${side.skipped}`);
+            continue;
+          }
         }
         side.msPerStep.push(t.msPerStep);
         line.push(`${side === engine ? 'engine' : side.name} ${fmt(t.msPerStep, 1)}`);
@@ -576,7 +583,7 @@ export async function runInterleaved(
     for (const side of sides) await side.page?.close();
   }
   const out: InterleavedSide[] = sides.map(({ page: _page, ...side }) => {
-    if (side.skipped || !side.msPerStep.length) return side;
+    if (side.skipped || !side.msPerStep.length) return { ...side, msPerStep: [] };
     const own = spread(side.msPerStep);
     if (side === engine) return { ...side, ...own };
     const perRound = side.msPerStep.map((ms, i) => ms / engine.msPerStep[i]!);

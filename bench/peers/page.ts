@@ -119,6 +119,67 @@ function convWeights(shape: [number, number, number, number], fanIn: number, out
 }
 
 /**
+ * The filter gradient of tf.conv2d(x, w, stride, pad) (NHWC, square, the output exactly covering
+ * the padded input as in the conv preset), for backends without a Conv2DBackpropFilter kernel
+ * (tfjs-WASM 4.22 has none, so its conv layers cannot train as they are): it is itself a
+ * convolution, of x with dy read as a filter, batch as the channels summed over and dilated by the
+ * stride — dw[ky, kx, ci, co] = Σ_b,oy,ox x[b, oy·s − p + ky, ox·s − p + kx, ci] · dy[b, oy, ox, co].
+ */
+function conv2dFilterGradient(x: TF.Tensor4D, dy: TF.Tensor4D, stride: number, pad: number): TF.Tensor4D {
+  const xT = tf.transpose(x, [3, 1, 2, 0]) as TF.Tensor4D; // [ci, H, W, b]
+  const dyT = tf.transpose(dy, [1, 2, 0, 3]) as TF.Tensor4D; // [Ho, Wo, b, co]
+  const r = tf.conv2d(xT, dyT, 1, pad, 'NHWC', stride); // [ci, k, k, co]
+  return tf.transpose(r, [1, 2, 0, 3]) as TF.Tensor4D;
+}
+
+/**
+ * tf.conv2d and tf.conv2dTranspose (stride, pad) whose gradients run where the backend lacks
+ * Conv2DBackpropFilter: the input gradients are the usual ops (each the other's), the filter
+ * gradients conv2dFilterGradient. Where the backend has the kernel, the plain ops.
+ */
+function convOps(stride: number, pad: number) {
+  const plain = {
+    conv: (x: TF.Tensor4D, w: TF.Tensor4D) => tf.conv2d(x, w, stride, pad),
+    convT: (x: TF.Tensor4D, w: TF.Tensor4D, out: [number, number, number, number]) =>
+      tf.conv2dTranspose(x, w, out, stride, pad),
+  };
+  if (tf.getKernel('Conv2DBackpropFilter', tf.getBackend())) return plain;
+  const conv = tf.customGrad((x, w, save) => {
+    (save as (t: TF.Tensor[]) => void)([x as TF.Tensor4D, w as TF.Tensor4D]);
+    const y = plain.conv(x as TF.Tensor4D, w as TF.Tensor4D);
+    return {
+      value: y,
+      gradFunc: (dy, [xs, ws]) => [
+        tf.conv2dTranspose(
+          dy as TF.Tensor4D,
+          ws as TF.Tensor4D,
+          xs!.shape as [number, number, number, number],
+          stride,
+          pad,
+        ),
+        conv2dFilterGradient(xs as TF.Tensor4D, dy as TF.Tensor4D, stride, pad),
+      ],
+    };
+  }) as (x: TF.Tensor4D, w: TF.Tensor4D) => TF.Tensor4D;
+  // conv2dTranspose is conv2d's input gradient: its x is that conv's dy, its output that conv's x.
+  const convT = (x: TF.Tensor4D, w: TF.Tensor4D, out: [number, number, number, number]) =>
+    (
+      tf.customGrad((xi, wi, save) => {
+        (save as (t: TF.Tensor[]) => void)([xi as TF.Tensor4D, wi as TF.Tensor4D]);
+        const y = plain.convT(xi as TF.Tensor4D, wi as TF.Tensor4D, out);
+        return {
+          value: y,
+          gradFunc: (dy, [xs, ws]) => [
+            plain.conv(dy as TF.Tensor4D, ws as TF.Tensor4D),
+            conv2dFilterGradient(dy as TF.Tensor4D, xs as TF.Tensor4D, stride, pad),
+          ],
+        };
+      }) as (x: TF.Tensor4D, w: TF.Tensor4D) => TF.Tensor4D
+    )(x, w);
+  return { conv, convT };
+}
+
+/**
  * The conv preset (src/model/spec.ts) as a tfjs user writes it, in tfjs's own NHWC layout (what
  * its conv2d computes by default; with one input channel the batch's floats are the same as
  * NCHW's): Conv2d(1,32,4,2,1), Conv2d(32,64,4,2,1), Linear(3136,256), the heads, Linear(20,256),
@@ -137,9 +198,10 @@ function createConvVae(seed: number, B: number) {
   // ConvTranspose2d(in, out): tfjs's conv2dTranspose filter is [k, k, out, in]; PyTorch's fan-in is out·k².
   const t5 = convWeights([4, 4, 32, 64], 32 * 16, 32, seed + 14);
   const t7 = convWeights([4, 4, 1, 32], 1 * 16, 1, seed + 16);
-  const conv = (x: TF.Tensor4D, l: Linear) => tf.add(tf.conv2d(x, l.W as TF.Tensor4D, 2, 1), l.b) as TF.Tensor4D;
+  const ops = convOps(2, 1);
+  const conv = (x: TF.Tensor4D, l: Linear) => tf.add(ops.conv(x, l.W as TF.Tensor4D), l.b) as TF.Tensor4D;
   const convT = (x: TF.Tensor4D, l: Linear, out: [number, number, number, number]) =>
-    tf.add(tf.conv2dTranspose(x, l.W as TF.Tensor4D, out, 2, 1), l.b) as TF.Tensor4D;
+    tf.add(ops.convT(x, l.W as TF.Tensor4D, out), l.b) as TF.Tensor4D;
   const loss = (x: TF.Tensor2D): TF.Scalar => {
     const image = tf.reshape(x, [B, 28, 28, 1]) as TF.Tensor4D;
     const h = tf.relu(conv(tf.relu(conv(image, c1)), c2));
