@@ -603,5 +603,11 @@ export async function runInterleaved(
         (r ? `   ${times(r.median).padStart(7)} (${times(r.min)}–${times(r.max)})` : ''),
     );
   }
+  const counted = engineCounts as { dispatchesPerStep: number; bytesUploadedPerStep: number }[];
+  if (counted.length)
+    console.log(
+      `engine's blocks, measured by the runtime: ${[...new Set(counted.map((c) => c.dispatchesPerStep))].join(', ')} dispatches/step, ` +
+        `${[...new Set(counted.map((c) => c.bytesUploadedPerStep))].join(', ')} B uploaded/step`,
+    );
   return { rounds: ctx.rounds, blockSteps: steps, model: ctx.model, sides: out, engineCounts };
 }
