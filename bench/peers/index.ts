@@ -582,10 +582,10 @@ export async function runInterleaved(
     await ctx.page.evaluate(() => window.bench.closeBlocks()).catch(() => {});
     for (const side of sides) await side.page?.close();
   }
-  const out: InterleavedSide[] = sides.map(({ page: _page, ...side }) => {
+  const out: InterleavedSide[] = sides.map(({ page: _page, ...side }, i) => {
     if (side.skipped || !side.msPerStep.length) return { ...side, msPerStep: [] };
     const own = spread(side.msPerStep);
-    if (side === engine) return { ...side, ...own };
+    if (i === 0) return { ...side, ...own }; // the engine
     const perRound = side.msPerStep.map((ms, i) => ms / engine.msPerStep[i]!);
     return { ...side, ...own, engineTimesFaster: { perRound, ...spread(perRound) } };
   });
