@@ -184,6 +184,7 @@ describe('npm run bench', () => {
     expect(wasm.skipped).toBeUndefined();
     expect(wasm.msPerStep).toHaveLength(1);
     expect(engine.msPerStep[0]).toBeGreaterThan(0);
+    expect(engine.engineTimesFaster).toBeUndefined();
     expect(wasm.engineTimesFaster.median).toBeCloseTo(wasm.msPerStep[0] / engine.msPerStep[0], 6);
     expect(r.stdout).toMatch(/engine ×faster within each round/);
   }, 900_000);
