@@ -18,10 +18,18 @@ import { integerOption } from '../src/node/options';
 import { startServer, type PageServer } from '../src/node/server';
 import { fileCache, tuneCacheDir, tuneCacheFile } from '../src/node/tune-cache';
 import { ADAPTER_ENV, DEFAULT_DRIVER, nodeWebGpu, VULKAN_DRIVERS } from '../src/node/webgpu';
-import { EngineBench, type MatmulCase, type Timing } from './measure';
+import { BENCH_MODELS, EngineBench, type BenchModel, type ConvLaunch, type MatmulCase, type Timing } from './measure';
+
+/** --model conv's defaults: a step takes seconds on a software adapter, so short runs. */
+const CONV_DEFAULTS = { steps: 4, repeat: 3, rounds: 3, blockSteps: 2 } as const;
+/** Steps per interleaved block of the mlp. */
+const MLP_BLOCK_STEPS = 16;
 
 const HELP = `Usage: npm run bench -- [options]
 
+  --model NAME      the model trained: ${BENCH_MODELS.join(' or ')} (default mlp, the reference model; conv is the
+                    conv preset on 1×28×28, whose steps take seconds on a software adapter: its
+                    defaults are --steps ${CONV_DEFAULTS.steps} --repeat ${CONV_DEFAULTS.repeat})
   --kernel NAME     only kernels whose label contains NAME (e.g. fc1, fc1 dW, adam, bce)
   --shape MxKxN     also time the three matmul variants at this shape (M rows, K inner, N columns)
   --steps N         end-to-end training steps to time (default: one epoch, 469); 0 skips it
@@ -29,6 +37,11 @@ const HELP = `Usage: npm run bench -- [options]
   --no-kernels      skip the per-kernel timings, the launch table and the test pass (training
                     steps and peers only: short blocks for interleaved comparisons)
   --compare         also run the peers (TensorFlow.js WebGPU/WASM, PyTorch) and report ratios
+  --rounds N        with --compare: time the engine and the tfjs VAE peers interleaved, N rounds of
+                    one short block each, and report each ratio's median and range over the rounds
+                    (default 0, one pass each, for mlp; ${CONV_DEFAULTS.rounds} for conv, which has no other)
+  --block-steps N   training steps per block of --rounds, the same on every side (default
+                    ${MLP_BLOCK_STEPS} for mlp, ${CONV_DEFAULTS.blockSteps} for conv)
   --autotune        tune the kernel plan at start-up first (as npm run train -- --autotune does,
                     with the same cache) and print the tuner's report; everything after runs under it
   --runtime NAME    chromium (default: headless Chromium's WebGPU) or node (Dawn's WebGPU, the npm
@@ -48,6 +61,12 @@ export const LIMITS = {
   cpuWaitsPerEpoch: 'loss readbacks only',
 } as const;
 
+/**
+ * The conv preset's limits: its step's 30 dispatches (4 conv layers' forward, dX and dW, the two
+ * transposes' bias sums, 5 Linears', the gather, reparameterize, loss, Adam) and no upload.
+ */
+export const CONV_LIMITS = { ...LIMITS, dispatchesPerStep: 30 } as const;
+
 interface KernelRow {
   label: string;
   cost: { flops?: number; bytes?: number };
@@ -62,6 +81,9 @@ function parse(argv: string[]) {
     args: argv,
     strict: true,
     options: {
+      model: { type: 'string' },
+      rounds: { type: 'string' },
+      'block-steps': { type: 'string' },
       kernel: { type: 'string' },
       shape: { type: 'string' },
       steps: { type: 'string' },
@@ -88,12 +110,21 @@ function parse(argv: string[]) {
     throw new Error('--adapter picks the Vulkan driver of --runtime node: pass --runtime node with it');
   if (values.adapter !== undefined && !(VULKAN_DRIVERS as readonly string[]).includes(values.adapter))
     throw new Error(`--adapter must be ${VULKAN_DRIVERS.join(' or ')}, got "${values.adapter}"`);
+  const model = (values.model ?? 'mlp') as BenchModel;
+  if (!(BENCH_MODELS as readonly string[]).includes(model))
+    throw new Error(
+      `--model must be ${BENCH_MODELS.join(' or ')} (the models the tfjs peer has), got "${values.model}"`,
+    );
+  const conv = model === 'conv';
+  if ((values.rounds !== undefined || values['block-steps'] !== undefined) && !values.compare)
+    throw new Error('--rounds and --block-steps interleave the engine with the peers: pass --compare with them');
   if (values.compare && runtime === 'node')
     throw new Error(
       "--compare runs the tfjs peers in a browser page beside the engine's: use --runtime chromium (the default) for it",
     );
   return {
     help: !!values.help,
+    model,
     runtime: runtime as 'chromium' | 'node',
     adapter: values.adapter,
     kernel: values.kernel,
@@ -102,8 +133,16 @@ function parse(argv: string[]) {
     autotune: !!values.autotune,
     kernels: !values['no-kernels'],
     out: values.out,
-    steps: integerOption('steps', values.steps, 469, 0, 1e7),
-    repeat: integerOption('repeat', values.repeat, 7, 1, 1e4),
+    steps: integerOption('steps', values.steps, conv ? CONV_DEFAULTS.steps : 469, 0, 1e7),
+    repeat: integerOption('repeat', values.repeat, conv ? CONV_DEFAULTS.repeat : 7, 1, 1e4),
+    rounds: integerOption('rounds', values.rounds, conv ? CONV_DEFAULTS.rounds : 0, conv ? 1 : 0, 1e4),
+    blockSteps: integerOption(
+      'block-steps',
+      values['block-steps'],
+      conv ? CONV_DEFAULTS.blockSteps : MLP_BLOCK_STEPS,
+      1,
+      469,
+    ),
   };
 }
 
@@ -139,6 +178,7 @@ async function main() {
         description: adapter.description,
         isFallbackAdapter: adapter.isFallbackAdapter,
       },
+      model: o.model,
       runtime: { name: o.runtime, version: runtime.version },
       ...(o.runtime === 'chromium' ? { browser: adapter.browserVersion } : {}),
       node: process.version,
@@ -149,7 +189,10 @@ async function main() {
       const cache = fileCache(tuneCacheDir());
       const count = Math.min(data.train.count, 16 * batchSize);
       console.log('\nautotune at the real shapes (batch 128)…');
-      const t = await runtime.autotune({ images: data.train.pixels.subarray(0, count * 784), count, batchSize }, cache);
+      const t = await runtime.autotune(
+        { images: data.train.pixels.subarray(0, count * 784), count, batchSize, model: o.model },
+        cache,
+      );
       console.log(t.text);
       const file = tuneCacheFile(tuneCacheDir(), t.key);
       console.log(t.from === 'cache' ? `(cached in ${file}; delete it to tune again)` : `tuned plan cached in ${file}`);
@@ -160,8 +203,15 @@ async function main() {
     let stepFlops: number | undefined;
     let bestGflops: number | undefined;
     if (o.kernels) {
-      console.log(`\nkernels of one training step (batch ${batchSize}), ${o.repeat} samples each…`);
-      const step = await runtime.step({ batchSize, reps: 5, samples: o.repeat });
+      console.log(`\nkernels of one ${o.model} training step (batch ${batchSize}), ${o.repeat} samples each…`);
+      // A conv dispatch lasts tens of milliseconds or more on a software adapter: one per span is
+      // already far above the timer's resolution (time() still grows it to MIN_SPAN_MS).
+      const step = await runtime.step({
+        batchSize,
+        reps: o.model === 'conv' ? 1 : 5,
+        samples: o.repeat,
+        model: o.model,
+      });
       const rows: KernelRow[] = step.perDispatch.filter((d) => !o.kernel || d.label.includes(o.kernel));
       const total = step.perDispatch.reduce((s, d) => s + d.median, 0);
       console.log(
@@ -195,18 +245,30 @@ async function main() {
       // Occupancy: what each dispatch launches under the plan in use and under the hardware default.
       // A GPU wants ≥ HARDWARE_MIN_INVOCATIONS per matmul to hide memory latency; a software adapter
       // cannot measure that, so the launch sizes are the evidence it can give.
+      // A conv product's rows also name its implicit product (rows×cols×K) and each plan's tile
+      // (tileM×tileN outputs per invocation, K/n when n invocations split K).
       console.log(`\nlaunch sizes: the ${step.plan} plan in use, and the hardware plan (workgroups → invocations)`);
       console.log(`${'dispatch'.padEnd(28)} ${`${step.plan} plan`.padStart(24)} ${'hardware plan'.padStart(24)}`);
       const launch = (l: { workgroups: readonly number[]; invocations: number }) =>
         `${l.workgroups.join('×')} → ${l.invocations}`;
+      const tile = (t: ConvLaunch['tile']) => `${t.tileM}×${t.tileN}${t.slices > 1 ? ` K/${t.slices}` : ''}`;
       step.perDispatch.forEach((d, i) => {
         const h = step.hardwarePlan[i];
         const short = d.cost.flops && h.invocations < HARDWARE_MIN_INVOCATIONS ? '  (all its outputs allow)' : '';
-        console.log(`${d.label.padEnd(28)} ${launch(d).padStart(24)} ${launch(h).padStart(24)}${short}`);
+        const conv = 'conv' in d ? (d.conv as ConvLaunch) : undefined;
+        const product = conv
+          ? `  ${conv.product} ${conv.rows}×${conv.cols}×${conv.K}, tile ${tile(conv.tile)} → hardware ${tile(conv.hardwareTile)}`
+          : '';
+        console.log(`${d.label.padEnd(28)} ${launch(d).padStart(24)} ${launch(h).padStart(24)}${short}${product}`);
       });
       result.occupancy = {
         plan: step.plan,
-        inUse: step.perDispatch.map((d) => ({ label: d.label, workgroups: d.workgroups, invocations: d.invocations })),
+        inUse: step.perDispatch.map((d) => ({
+          label: d.label,
+          workgroups: d.workgroups,
+          invocations: d.invocations,
+          ...('conv' in d ? { conv: d.conv } : {}),
+        })),
         hardware: step.hardwarePlan,
       };
     }
@@ -229,8 +291,12 @@ async function main() {
 
     // 3. End to end on real MNIST.
     if (o.steps > 0) {
+      // The conv preset's test pass over 10,000 images takes minutes on a software adapter: not run.
+      const testPass = o.kernels && o.model !== 'conv';
       const trainCount = Math.min(data.train.count, o.steps * batchSize);
-      console.log(`\nend to end: ${o.steps} training steps on MNIST, then the test pass…`);
+      console.log(
+        `\nend to end: ${o.steps} ${o.model} training steps on MNIST${testPass ? ', then the test pass' : ''}…`,
+      );
       const e = await runtime.endToEnd({
         train: data.train.pixels.subarray(0, trainCount * 784),
         trainCount,
@@ -238,7 +304,8 @@ async function main() {
         testCount: data.test.count,
         batchSize,
         stepsPerSubmit: 16,
-        testPass: o.kernels,
+        testPass,
+        model: o.model,
       });
       const msPerStep = (1000 * e.trainSeconds) / e.steps;
       const epochSeconds = (msPerStep * Math.ceil(data.train.count / batchSize)) / 1000;
@@ -249,7 +316,7 @@ async function main() {
         `training: ${fmt(msPerStep, 1)} ms/step, ${fmt(1000 / msPerStep, 2)} steps/s, ${fmt((batchSize * 1000) / msPerStep, 0)} images/s`,
       );
       console.log(
-        `epoch (60,000 images): ${fmt(epochSeconds, 1)} s${e.steps < 469 ? ' (extrapolated)' : ''}; test pass (10,000): ${e.testSeconds === undefined ? 'not run (--no-kernels)' : `${fmt(e.testSeconds, 2)} s`}`,
+        `epoch (60,000 images): ${fmt(epochSeconds, 1)} s${e.steps < 469 ? ' (extrapolated)' : ''}; test pass (10,000): ${e.testSeconds === undefined ? `not run (${o.kernels ? '--model conv' : '--no-kernels'})` : `${fmt(e.testSeconds, 2)} s`}`,
       );
       if (epochFlops !== undefined && efficiency !== undefined)
         console.log(
@@ -267,12 +334,13 @@ async function main() {
         bytesReadBackPerEpoch: e.counters.bytesReadBack,
         buffersCreatedPerEpoch: e.counters.buffersCreated,
       };
+      const limits = o.model === 'conv' ? CONV_LIMITS : LIMITS;
       const within =
-        counts.dispatchesPerStep <= LIMITS.dispatchesPerStep &&
+        counts.dispatchesPerStep <= limits.dispatchesPerStep &&
         counts.dispatchesPerStep === counts.programDispatchesPerStep &&
-        counts.bytesUploadedPerStep === LIMITS.bytesUploadedPerStep;
+        counts.bytesUploadedPerStep === limits.bytesUploadedPerStep;
       console.log(
-        `scheduler, measured by the runtime: ${counts.dispatchesPerStep} dispatches/step (limit ${LIMITS.dispatchesPerStep}; ` +
+        `scheduler, measured by the runtime: ${counts.dispatchesPerStep} dispatches/step (limit ${limits.dispatchesPerStep}; ` +
           `the step's list has ${counts.programDispatchesPerStep}), ${counts.submitsPerEpoch} submits/epoch, ` +
           `${counts.bytesUploadedPerStep} B uploaded/step, ${counts.bytesReadBackPerEpoch} B read back/epoch — ${within ? 'within limits' : 'OVER LIMITS'}`,
       );
@@ -285,13 +353,21 @@ async function main() {
         bestMatmulGflops: bestGflops,
         efficiency,
       };
-      result.counts = { ...counts, limits: LIMITS, withinLimits: within };
+      result.counts = { ...counts, limits, withinLimits: within };
     }
 
     // 4. Peers, in the same sitting.
     if (o.compare && runtime.page) {
-      const { runPeers } = await import('./peers/index');
-      result.peers = await runPeers({ ...runtime.page, data, batchSize, engine: result });
+      const { runInterleaved, runPeers } = await import('./peers/index');
+      const ctx = { ...runtime.page, data, batchSize, engine: result };
+      if (o.rounds > 0)
+        result.interleaved = await runInterleaved({
+          ...ctx,
+          model: o.model,
+          rounds: o.rounds,
+          blockSteps: o.blockSteps,
+        });
+      else result.peers = await runPeers(ctx);
     }
 
     const out = o.out ?? join('bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
@@ -311,8 +387,11 @@ interface BenchRuntime {
   adapter: AdapterReport;
   /** The WebGPU implementation's full version. */
   version: string;
-  autotune(c: { images: Uint8Array; count: number; batchSize: number }, cache: TuneCache): Measured<'autotune'>;
-  step(c: { batchSize: number; reps: number; samples: number }): Measured<'step'>;
+  autotune(
+    c: { images: Uint8Array; count: number; batchSize: number; model: BenchModel },
+    cache: TuneCache,
+  ): Measured<'autotune'>;
+  step(c: Parameters<EngineBench['step']>[0]): Measured<'step'>;
   matmul(c: MatmulCase, reps: number, samples: number): Measured<'matmul'>;
   endToEnd(c: Parameters<EngineBench['endToEnd']>[0]): Measured<'endToEnd'>;
   /** The page and its server (--runtime chromium), where the peers run. */
@@ -345,6 +424,7 @@ async function chromiumRuntime(): Promise<BenchRuntime> {
           trainUrl: server.serveFile('autotune', c.images),
           count: c.count,
           batchSize: c.batchSize,
+          model: c.model,
         });
       },
       step: (c) => page.evaluate((a) => window.bench.step(a), c),

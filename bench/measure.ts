@@ -5,15 +5,23 @@
  * MIN_SPAN_MS), falling back to wall time over the same repetitions when the adapter lacks
  * timestamp-query. Results are plain data, so they cross from a page to Node as JSON.
  */
+import { convInvocations, convProductShape, type ConvProduct, type ConvTile } from '../shaders/conv.wgsl';
+import type { MatmulOptions } from '../shaders/matmul.wgsl';
+import { CONV_PRODUCTS, convGeometry, type ConvPass } from '../src/gpu/conv-ops';
+import { chooseConv } from '../src/gpu/conv-plan';
 import type { Dispatch, Gpu } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
-import { planFor, type KernelPlan } from '../src/gpu/plan';
+import { planFor, type KernelPlan, type PlanKind } from '../src/gpu/plan';
 import { spanTimer } from '../src/gpu/timing';
 import { MIN_SPAN_MS, type TuneCache } from '../src/gpu/tuner';
 import { autotuneLines, autotunePlan } from '../src/model/autotune';
 import { RunGate, runTraining } from '../src/model/driver';
+import { vaeGraph, type VaeSizes } from '../src/model/graph';
+import { convLayer } from '../src/model/layers/conv2d';
 import { openModel } from '../src/model/open';
-import type { MatmulOptions } from '../shaders/matmul.wgsl';
+import { modelSizes } from '../src/model/spec';
+import type { Trainer } from '../src/model/trainer';
+import type { VaeModel } from '../src/model/vae';
 
 export interface Timing {
   /** Milliseconds per repetition: median, and the 10th/90th percentiles over the samples. */
@@ -72,11 +80,106 @@ export async function time(g: Gpu, dispatches: readonly Dispatch[], minReps: num
   }
 }
 
+/**
+ * The models the bench trains, on MNIST's 1×28×28 images: `mlp`, the reference model (784-400-20,
+ * the default), and `conv`, the conv preset (src/model/spec.ts). The tfjs peer has both.
+ */
+export const BENCH_MODELS = ['mlp', 'conv'] as const;
+export type BenchModel = (typeof BENCH_MODELS)[number];
+
+export function benchSizes(model: BenchModel = 'mlp'): VaeSizes {
+  return model === 'mlp' ? { D: 784, hidden: [400], L: 20 } : modelSizes(model, { input: [1, 28, 28] });
+}
+
+/** A conv product of the step as the plans launch it (the launch table's conv columns). */
+export interface ConvLaunch {
+  product: ConvProduct;
+  /** rows × cols × K of the implicit matrix product (shaders/conv.wgsl.ts convProductShape). */
+  rows: number;
+  cols: number;
+  K: number;
+  /** The tile of the plan in use, and of the hardware plan with the invocations it launches. */
+  tile: ConvTile;
+  hardwareTile: ConvTile;
+  hardwareInvocations: number;
+}
+
+/**
+ * The conv products of a model's training step at `batch`, keyed by the label their dispatches
+ * carry (`train[128] encoder.2 dW`): the layer's product, its shape, and the tile each plan
+ * chooses for it (src/gpu/conv-plan.ts).
+ */
+export function convLaunches(sizes: VaeSizes, batch: number, kind: PlanKind): Map<string, ConvLaunch> {
+  const out = new Map<string, ConvLaunch>();
+  for (const layer of vaeGraph(sizes)) {
+    if (!('unit' in layer) || (layer.kind !== 'Conv2d' && layer.kind !== 'ConvTranspose2d')) continue;
+    const transpose = layer.kind === 'ConvTranspose2d';
+    const g = convGeometry(convLayer(transpose, layer.args as number[]), { batch, H: layer.in[1]!, W: layer.in[2]! });
+    for (const pass of ['forward', 'dX', 'dW'] as ConvPass[]) {
+      const product = CONV_PRODUCTS[transpose ? 'convTranspose2d' : 'conv2d'][pass];
+      const hardwareTile = chooseConv('hardware', product, g);
+      out.set(`train[${batch}] ${layer.names[0]}${pass === 'forward' ? '' : ` ${pass}`}`, {
+        product,
+        ...convProductShape(product, g),
+        tile: chooseConv(kind, product, g),
+        hardwareTile,
+        hardwareInvocations: convInvocations({ ...hardwareTile, product }, g),
+      });
+    }
+  }
+  return out;
+}
+
 /** A dispatch's launch: its workgroups and the invocations they hold. */
 function occupancy(d: Dispatch): { workgroups: readonly number[]; invocations: number } {
   return {
     workgroups: d.workgroups,
     invocations: d.workgroups[0] * d.workgroups[1] * d.workgroups[2] * d.kernel.workgroupSize,
+  };
+}
+
+/**
+ * Warm-up: exactly one submit's worth of steps, so first-use costs (pipeline creation in the
+ * driver, page faults on the dataset) are not billed to the epoch. A direct call, because its
+ * stop is "after the first submit": a RunGate stopped from onLosses would let up to maxInFlight
+ * more submits through, since losses come back asynchronously.
+ */
+async function warmUp(trainer: Trainer): Promise<void> {
+  let n = 0;
+  await trainer.trainEpoch(0, undefined, () => n++ > 0);
+}
+
+/**
+ * One epoch trained by the engine's one driver, timed on the wall clock around awaited work; its
+ * traffic is what the runtime measured at its WebGPU calls (Gpu.counters()), not a tally the
+ * trainer keeps.
+ */
+async function timedEpoch(trainer: Trainer, number: number) {
+  const { model } = trainer;
+  const g = model.gpu;
+  const before = g.counters();
+  const {
+    epochs: [epoch],
+  } = await runTraining(
+    trainer,
+    { firstEpoch: number, lastEpoch: number, test: false, images: false },
+    new RunGate(),
+    {},
+  );
+  const run = g.countersSince(before);
+  return {
+    steps: epoch.batches,
+    trainSeconds: epoch.seconds,
+    averageLoss: epoch.trainLoss,
+    counters: {
+      /** The training step's dispatch list: a fact of the program, beside the measured count. */
+      dispatchesPerStep: model.trainStep(model.config.batchSize).length,
+      dispatches: run.dispatches,
+      submits: run.submits,
+      bytesUploaded: run.bytesWritten,
+      bytesReadBack: run.bytesRead,
+      buffersCreated: run.buffersCreated,
+    },
   };
 }
 
@@ -115,16 +218,17 @@ export class EngineBench {
   }
 
   /** Per-dispatch GPU time of one training step, and the whole step, on synthetic images. */
-  async step(c: { batchSize: number; reps: number; samples: number }) {
+  async step(c: { batchSize: number; reps: number; samples: number; model?: BenchModel }) {
     const g = this.gpu;
-    const D = 784;
+    const sizes = benchSizes(c.model);
+    const D = sizes.D;
     const count = c.batchSize * 4;
     const pixels = new Uint8Array(count * D);
     for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
     const images = { pixels, count };
     const open = (plan: KernelPlan) =>
       openModel(g, {
-        sizes: { D, hidden: [400], L: 20 },
+        sizes,
         job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 },
         train: images,
         test: images,
@@ -132,13 +236,17 @@ export class EngineBench {
       });
     const { model, plan } = await open(this.plan);
     const dispatches = model.trainStep(c.batchSize);
+    // Each conv product's shape and the tiles the plans give it, matched to its dispatch by label.
+    const convs = convLaunches(sizes, c.batchSize, plan.kind);
     const perDispatch = [];
     for (const d of dispatches) {
       g.write(model.trainState, new Uint32Array([0, 0]));
+      const conv = d.kernel.label === 'conv' ? convs.get(d.bindGroup.label) : undefined;
       perDispatch.push({
         label: d.bindGroup.label,
         cost: d.cost,
         ...occupancy(d),
+        ...(conv ? { conv } : {}),
         ...(await time(g, [d], c.reps, c.samples)),
       });
     }
@@ -175,60 +283,68 @@ export class EngineBench {
     stepsPerSubmit: number;
     /** Also time one full test pass (false: the training steps only, for short blocks). */
     testPass?: boolean;
+    model?: BenchModel;
   }) {
     const g = this.gpu;
     const { model, trainer } = await openModel(g, {
-      sizes: { D: 784, hidden: [400], L: 20 },
+      sizes: benchSizes(c.model),
       job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 },
       train: { pixels: c.train, count: c.trainCount },
       test: { pixels: c.test, count: c.testCount },
       plan: this.plan,
       stepsPerSubmit: c.stepsPerSubmit,
     });
-    // Warm-up: exactly one submit's worth of steps, so first-use costs (pipeline creation in the
-    // driver, page faults on the dataset) are not billed to the epoch. A direct call, because its
-    // stop is "after the first submit": a RunGate stopped from onLosses would let up to
-    // maxInFlight more submits through, since losses come back asynchronously.
-    await trainer.trainEpoch(
-      0,
-      undefined,
-      (() => {
-        let n = 0;
-        return () => n++ > 0;
-      })(),
-    );
-    const before = g.counters();
-    const {
-      epochs: [epoch],
-    } = await runTraining(trainer, { firstEpoch: 1, lastEpoch: 1, test: false, images: false }, new RunGate(), {});
-    const run = g.countersSince(before);
-    const counters = {
-      /** The training step's dispatch list: a fact of the program, beside the measured count. */
-      dispatchesPerStep: model.trainStep(model.config.batchSize).length,
-      dispatches: run.dispatches,
-      submits: run.submits,
-      bytesUploaded: run.bytesWritten,
-      bytesReadBack: run.bytesRead,
-      buffersCreated: run.buffersCreated,
-    };
+    await warmUp(trainer);
+    const epoch = await timedEpoch(trainer, 1);
     const testPass = c.testPass === false ? undefined : await trainer.testPass(1);
     model.destroy();
-    return {
-      steps: epoch.batches,
-      trainSeconds: epoch.seconds,
-      averageLoss: epoch.trainLoss,
-      testSeconds: testPass?.seconds,
-      counters,
-    };
+    return { ...epoch, testSeconds: testPass?.seconds };
+  }
+
+  /** The model the interleaved blocks train (openBlocks … closeBlocks). */
+  private blocks: { model: VaeModel; trainer: Trainer; epoch: number } | undefined;
+
+  /**
+   * Interleaved comparisons: opens the model once, on `train` (one block's images: a block is
+   * one epoch of them, in one submit), and warms it up; each `block()` then times one such epoch
+   * on the wall clock, with the runtime's counters, until closeBlocks.
+   */
+  async openBlocks(c: { train: Uint8Array; trainCount: number; batchSize: number; model?: BenchModel }) {
+    this.closeBlocks();
+    const steps = Math.ceil(c.trainCount / c.batchSize);
+    const images = { pixels: c.train, count: c.trainCount };
+    const { model, trainer } = await openModel(this.gpu, {
+      sizes: benchSizes(c.model),
+      job: { batchSize: c.batchSize, seed: 1, lr: 1e-3 },
+      train: images,
+      test: images,
+      plan: this.plan,
+      stepsPerSubmit: steps,
+    });
+    this.blocks = { model, trainer, epoch: 1 };
+    await warmUp(trainer);
+  }
+
+  async block() {
+    if (!this.blocks) throw new Error('bench: block() before openBlocks()');
+    return timedEpoch(this.blocks.trainer, this.blocks.epoch++);
+  }
+
+  closeBlocks() {
+    this.blocks?.model.destroy();
+    this.blocks = undefined;
   }
 
   /**
    * `--autotune`: tunes the plan at the VAE's real shapes (src/model/autotune.ts, the hosts' one
    * autotune), through the host's cache; every later section builds under it (tunedPlan).
    */
-  async autotune(c: { images: Uint8Array; count: number; batchSize: number }, host: BenchAutotuneHost) {
+  async autotune(
+    c: { images: Uint8Array; count: number; batchSize: number; model?: BenchModel },
+    host: BenchAutotuneHost,
+  ) {
     const result = await autotunePlan(this.gpu, {
-      sizes: { D: 784, hidden: [400], L: 20 },
+      sizes: benchSizes(c.model),
       batchSize: c.batchSize,
       seed: 1,
       lr: 1e-3,

@@ -5,9 +5,9 @@
  */
 import { Gpu } from '../src/gpu/device';
 import { browserMajor } from '../src/model/autotune';
-import { EngineBench } from './measure';
+import { EngineBench, type BenchModel } from './measure';
 
-export type { MatmulCase, Timing } from './measure';
+export type { BenchModel, MatmulCase, Timing } from './measure';
 
 let engine: Promise<EngineBench> | null = null;
 const bench = () => (engine ??= Gpu.create().then((g) => new EngineBench(g)));
@@ -28,16 +28,26 @@ const pageBench = {
     testCount: number;
     batchSize: number;
     stepsPerSubmit: number;
+    testPass?: boolean;
+    model?: BenchModel;
   }) {
     const [train, test] = await Promise.all([fetchBytes(c.trainUrl), fetchBytes(c.testUrl)]);
     const { trainUrl: _t, testUrl: _u, ...rest } = c;
     return (await bench()).endToEnd({ ...rest, train, test });
   },
+  /** Interleaved blocks (bench/peers/index.ts): the model opened once, then one timed block per call. */
+  async openBlocks(c: { trainUrl: string; trainCount: number; batchSize: number; model?: BenchModel }) {
+    const train = await fetchBytes(c.trainUrl);
+    const { trainUrl: _t, ...rest } = c;
+    return (await bench()).openBlocks({ ...rest, train });
+  },
+  block: async () => (await bench()).block(),
+  closeBlocks: async () => (await bench()).closeBlocks(),
   /** `--autotune`, through the Node side's file cache (exposed by bench.ts). */
-  async autotune(c: { trainUrl: string; count: number; batchSize: number }) {
+  async autotune(c: { trainUrl: string; count: number; batchSize: number; model?: BenchModel }) {
     const images = await fetchBytes(c.trainUrl);
     return (await bench()).autotune(
-      { images, count: c.count, batchSize: c.batchSize },
+      { images, count: c.count, batchSize: c.batchSize, model: c.model },
       {
         browserMajor: browserMajor(navigator.userAgent),
         cache: {

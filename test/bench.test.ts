@@ -142,6 +142,53 @@ describe('npm run bench', () => {
     });
   }, 600_000);
 
+  it('--model conv --compare --rounds 1: the conv launch table, its counts, and one interleaved block per side', async () => {
+    // One step everywhere (a conv step takes seconds on a software adapter), tfjs-WASM on one thread.
+    const r = await bench(
+      ['--model', 'conv', '--steps', '1', '--repeat', '1', '--compare', '--rounds', '1', '--block-steps', '1'],
+      { WEBGPU_VAE_PEERS: 'tfjs-wasm', WEBGPU_VAE_WASM_THREADS: '1' },
+      900_000,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.model).toBe('conv');
+    // Every conv product the step runs (4 layers × forward, dX, dW, less the first layer's dX), with
+    // its tile; the hardware plan's invocations as the tile gives them and as its built dispatch launches.
+    const convs = (r.json.occupancy.inUse as { label: string; conv?: Record<string, any> }[]).filter((d) => d.conv);
+    expect(convs.map((d) => d.label.replace(/^train\[128\] /, '')).sort()).toEqual(
+      ['decoder.5', 'decoder.7', 'encoder.0', 'encoder.2']
+        .flatMap((l) => [l, `${l} dW`, `${l} dX`])
+        .filter((l) => l !== 'encoder.0 dX')
+        .sort(),
+    );
+    for (const d of convs) {
+      const built = (r.json.occupancy.hardware as { label: string; invocations: number }[]).find(
+        (h) => h.label === d.label,
+      )!;
+      expect(d.conv!.hardwareInvocations, d.label).toBe(built.invocations);
+      expect(built.invocations, d.label).toBeGreaterThanOrEqual(8192);
+      expect(d.conv!.tile.tileM * d.conv!.tile.tileN, d.label).toBeGreaterThanOrEqual(1);
+    }
+    expect(r.stdout).toMatch(/encoder\.2 dX .* up 32×25088×1024, tile \d+×\d+/);
+    // The scheduler's counts, measured by the runtime over the epoch and over the interleaved block.
+    const c = r.json.counts;
+    expect(c.dispatchesPerStep).toBe(c.programDispatchesPerStep);
+    expect(c.dispatchesPerStep).toBeLessThanOrEqual(c.limits.dispatchesPerStep);
+    expect(c.bytesUploadedPerStep).toBe(0);
+    expect(c.withinLimits).toBe(true);
+    const { sides, engineCounts } = r.json.interleaved;
+    expect(engineCounts).toEqual([
+      expect.objectContaining({ dispatchesPerStep: c.dispatchesPerStep, bytesUploadedPerStep: 0 }),
+    ]);
+    expect(sides.map((s: { name: string }) => s.name)).toEqual(['engine', expect.stringMatching(/^tfjs .* WASM/)]);
+    const [engine, wasm] = sides;
+    expect(wasm.skipped).toBeUndefined();
+    expect(wasm.msPerStep).toHaveLength(1);
+    expect(engine.msPerStep[0]).toBeGreaterThan(0);
+    expect(engine.engineTimesFaster).toBeUndefined();
+    expect(wasm.engineTimesFaster.median).toBeCloseTo(wasm.msPerStep[0] / engine.msPerStep[0], 6);
+    expect(r.stdout).toMatch(/engine ×faster within each round/);
+  }, 900_000);
+
   it('--compare with tiny peers: an entry for every peer, with ratios to the engine, or a skip notice', async () => {
     // One timed tfjs step per backend, one sample per matMul shape, two PyTorch batches.
     const r = await bench(['--steps', '5', '--repeat', '1', '--kernel', 'fc1', '--compare'], {

@@ -446,3 +446,168 @@ export async function runPeers(ctx: PeerContext): Promise<PeerResult[]> {
   printTable(results, engine);
   return results;
 }
+
+/** What each side's block measured, per round. */
+interface BlockTiming {
+  msPerStep: number;
+  steps: number;
+}
+
+export interface InterleavedSide {
+  name: string;
+  /** ms per step of its block in each round. */
+  msPerStep: number[];
+  /** Its ms per step over the rounds: median and range. */
+  median: number;
+  min: number;
+  max: number;
+  /** A peer's time ÷ the engine's in each round, and their median and range (> 1: the engine is faster). */
+  engineTimesFaster?: { perRound: number[]; median: number; min: number; max: number };
+  backend?: BackendInfo;
+  skipped?: string;
+}
+
+const median = (values: number[]) => {
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const spread = (values: number[]) => ({
+  median: median(values),
+  min: Math.min(...values),
+  max: Math.max(...values),
+});
+
+/**
+ * The engine against the tfjs VAE peers (WebGPU, and WASM at each thread count) in the same
+ * browser, on the same adapter, interleaved: each round runs one short block of `blockSteps`
+ * training steps on every side, engine first, and each peer's ratio is taken within its round,
+ * so a machine whose speed drifts from minute to minute shifts both sides of a ratio alike. Every
+ * model is opened and warmed up once (the engine: one block's submit; tfjs: one awaited step in
+ * the first round), then timed block by block. The engine's block is one submit of its steps
+ * ending in the loss readback; a tfjs block queues its steps and reads back only the last loss.
+ * The engine's scheduler counts (measured by the runtime) are kept from each block.
+ */
+export async function runInterleaved(
+  ctx: PeerContext & { model: 'mlp' | 'conv'; rounds: number; blockSteps: number },
+): Promise<{ rounds: number; blockSteps: number; model: string; sides: InterleavedSide[]; engineCounts: unknown[] }> {
+  const s = settings();
+  const B = ctx.batchSize;
+  const steps = s.tiny ?? ctx.blockSteps;
+  for (const p of ['tfjs-matmul', 'pytorch'] as const)
+    if (s.peers.has(p)) console.log(`  ${p}: not interleaved (one pass of it runs without --rounds, for the mlp)`);
+  console.log(
+    `\ninterleaved: ${ctx.rounds} round(s), each one block of ${steps} ${ctx.model} training steps per side (batch ${B}), the engine first…`,
+  );
+  const trainCount = steps * B;
+  const engineUrl = ctx.server.serveFile('blocks-train', ctx.data.train.pixels.subarray(0, trainCount * 784));
+  const trainUrl = ctx.server.serveFile('peers-train', ctx.data.train.pixels);
+  const engine: InterleavedSide = { name: 'engine', msPerStep: [], median: NaN, min: NaN, max: NaN };
+  const sides: (InterleavedSide & { page?: Page })[] = [engine];
+  const engineCounts: unknown[] = [];
+  try {
+    await ctx.page.evaluate((c) => window.bench.openBlocks(c), {
+      trainUrl: engineUrl,
+      trainCount,
+      batchSize: B,
+      model: ctx.model,
+    });
+    const peers: { backend: 'webgpu' | 'wasm'; threads: number }[] = [
+      ...(s.peers.has('tfjs-webgpu') ? [{ backend: 'webgpu' as const, threads: 1 }] : []),
+      ...(s.peers.has('tfjs-wasm') ? s.wasmThreads.map((threads) => ({ backend: 'wasm' as const, threads })) : []),
+    ];
+    for (const p of peers) {
+      const fallback = p.backend === 'webgpu' ? 'tfjs WebGPU' : `tfjs WASM ${p.threads}-thread`;
+      let page: Page | undefined;
+      try {
+        page = await openPeerPage(ctx);
+        const info: BackendInfo = await page.evaluate((a) => window.peers.setup(a.backend, a.threads), p);
+        await page.evaluate((c) => window.peers.open(c), {
+          trainUrl,
+          count: ctx.data.train.count,
+          batchSize: B,
+          seed: 1,
+          model: ctx.model,
+        });
+        const name = `tfjs ${info.version} ${p.backend === 'webgpu' ? 'WebGPU' : `WASM ${info.wasm?.variant ?? ''}`.trim()}`;
+        sides.push({ name, msPerStep: [], median: NaN, min: NaN, max: NaN, backend: info, page });
+      } catch (e) {
+        await page?.close();
+        sides.push({
+          ...skip(fallback, `${fallback} failed: ${(e as Error).message}`),
+          msPerStep: [],
+          median: NaN,
+          min: NaN,
+          max: NaN,
+        } as InterleavedSide);
+      }
+    }
+    for (let round = 1; round <= ctx.rounds; round++) {
+      const line: string[] = [];
+      for (const side of sides) {
+        if (side.skipped) continue;
+        let t: BlockTiming;
+        if (side === engine) {
+          const e = await ctx.page.evaluate(() => window.bench.block());
+          t = { msPerStep: (1000 * e.trainSeconds) / e.steps, steps: e.steps };
+          engineCounts.push({
+            dispatchesPerStep: e.counters.dispatches / e.steps,
+            programDispatchesPerStep: e.counters.dispatchesPerStep,
+            // the block is one epoch of its images: its shuffle and batch reset are not a step's
+            bytesUploadedPerStep: (e.counters.bytesUploaded - 4 * trainCount - 4) / e.steps,
+            submits: e.counters.submits,
+            bytesReadBack: e.counters.bytesReadBack,
+          });
+        } else {
+          try {
+            const v: VaeTiming = await side.page!.evaluate((c) => window.peers.block(c), {
+              warmup: round === 1 ? 1 : 0,
+              samples: 1,
+              stepsPerSample: steps,
+            });
+            t = { msPerStep: v.msPerStep, steps: v.timedSteps };
+          } catch (e) {
+            // a peer that cannot train this model drops out; the others go on
+            side.skipped = `${side.name} failed in round ${round}: ${(e as Error).message}`;
+            console.log(`  ${side.skipped}`);
+            continue;
+          }
+        }
+        side.msPerStep.push(t.msPerStep);
+        line.push(`${side === engine ? 'engine' : side.name} ${fmt(t.msPerStep, 1)}`);
+      }
+      console.log(`  round ${round}: ms/step ${line.join(', ')}`);
+    }
+  } finally {
+    await ctx.page.evaluate(() => window.bench.closeBlocks()).catch(() => {});
+    for (const side of sides) await side.page?.close();
+  }
+  const out: InterleavedSide[] = sides.map(({ page: _page, ...side }, i) => {
+    if (side.skipped || !side.msPerStep.length) return { ...side, msPerStep: [] };
+    const own = spread(side.msPerStep);
+    if (i === 0) return { ...side, ...own }; // the engine
+    const perRound = side.msPerStep.map((ms, i) => ms / engine.msPerStep[i]!);
+    return { ...side, ...own, engineTimesFaster: { perRound, ...spread(perRound) } };
+  });
+  console.log(
+    `\ninterleaved, ${ctx.model}: ms per step over ${ctx.rounds} round(s), median (range); engine ×faster within each round, median (range)`,
+  );
+  for (const side of out) {
+    if (side.skipped) {
+      console.log(`${side.name.padEnd(44)} skipped: ${side.skipped}`);
+      continue;
+    }
+    const r = side.engineTimesFaster;
+    console.log(
+      `${side.name.padEnd(44)} ${fmt(side.median, 1).padStart(9)} (${fmt(side.min, 1)}–${fmt(side.max, 1)})` +
+        (r ? `   ${times(r.median).padStart(7)} (${times(r.min)}–${times(r.max)})` : ''),
+    );
+  }
+  const counted = engineCounts as { dispatchesPerStep: number; bytesUploadedPerStep: number }[];
+  if (counted.length)
+    console.log(
+      `engine's blocks, measured by the runtime: ${[...new Set(counted.map((c) => c.dispatchesPerStep))].join(', ')} dispatches/step, ` +
+        `${[...new Set(counted.map((c) => c.bytesUploadedPerStep))].join(', ')} B uploaded/step`,
+    );
+  return { rounds: ctx.rounds, blockSteps: steps, model: ctx.model, sides: out, engineCounts };
+}

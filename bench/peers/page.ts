@@ -109,6 +109,116 @@ function createVae(seed: number) {
   return { loss, variables: [fc1, fc21, fc22, fc3, fc4].flatMap((l) => [l.W, l.b]) };
 }
 
+/** A conv2d layer: filter [k, k, in, out] (tfjs's layout) and bias, initialised as nn.Conv2d's (fan-in in·k²). */
+function convWeights(shape: [number, number, number, number], fanIn: number, outC: number, seed: number): Linear {
+  const k = 1 / Math.sqrt(fanIn);
+  return {
+    W: tf.variable(tf.randomUniform(shape, -k, k, 'float32', seed)),
+    b: tf.variable(tf.randomUniform([outC], -k, k, 'float32', seed + 1)),
+  };
+}
+
+/**
+ * The filter gradient of tf.conv2d(x, w, stride, pad) (NHWC, square, the output exactly covering
+ * the padded input as in the conv preset), for backends without a Conv2DBackpropFilter kernel
+ * (tfjs-WASM 4.22 has none, so its conv layers cannot train as they are): it is itself a
+ * convolution, of x with dy read as a filter, batch as the channels summed over and dilated by the
+ * stride — dw[ky, kx, ci, co] = Σ_b,oy,ox x[b, oy·s − p + ky, ox·s − p + kx, ci] · dy[b, oy, ox, co].
+ */
+function conv2dFilterGradient(x: TF.Tensor4D, dy: TF.Tensor4D, stride: number, pad: number): TF.Tensor4D {
+  const xT = tf.transpose(x, [3, 1, 2, 0]) as TF.Tensor4D; // [ci, H, W, b]
+  const dyT = tf.transpose(dy, [1, 2, 0, 3]) as TF.Tensor4D; // [Ho, Wo, b, co]
+  const r = tf.conv2d(xT, dyT, 1, pad, 'NHWC', stride); // [ci, k, k, co]
+  return tf.transpose(r, [1, 2, 0, 3]) as TF.Tensor4D;
+}
+
+/**
+ * tf.conv2d and tf.conv2dTranspose (stride, pad) whose gradients run where the backend lacks
+ * Conv2DBackpropFilter: the input gradients are the usual ops (each the other's), the filter
+ * gradients conv2dFilterGradient. Where the backend has the kernel, the plain ops.
+ */
+function convOps(stride: number, pad: number) {
+  const plain = {
+    conv: (x: TF.Tensor4D, w: TF.Tensor4D) => tf.conv2d(x, w, stride, pad),
+    convT: (x: TF.Tensor4D, w: TF.Tensor4D, out: [number, number, number, number]) =>
+      tf.conv2dTranspose(x, w, out, stride, pad),
+  };
+  if (tf.getKernel('Conv2DBackpropFilter', tf.getBackend())) return plain;
+  const conv = tf.customGrad((x, w, save) => {
+    (save as (t: TF.Tensor[]) => void)([x as TF.Tensor4D, w as TF.Tensor4D]);
+    const y = plain.conv(x as TF.Tensor4D, w as TF.Tensor4D);
+    return {
+      value: y,
+      gradFunc: (dy, [xs, ws]) => [
+        tf.conv2dTranspose(
+          dy as TF.Tensor4D,
+          ws as TF.Tensor4D,
+          xs!.shape as [number, number, number, number],
+          stride,
+          pad,
+        ),
+        conv2dFilterGradient(xs as TF.Tensor4D, dy as TF.Tensor4D, stride, pad),
+      ],
+    };
+  }) as (x: TF.Tensor4D, w: TF.Tensor4D) => TF.Tensor4D;
+  // conv2dTranspose is conv2d's input gradient: its x is that conv's dy, its output that conv's x.
+  const convT = (x: TF.Tensor4D, w: TF.Tensor4D, out: [number, number, number, number]) =>
+    (
+      tf.customGrad((xi, wi, save) => {
+        (save as (t: TF.Tensor[]) => void)([xi as TF.Tensor4D, wi as TF.Tensor4D]);
+        const y = plain.convT(xi as TF.Tensor4D, wi as TF.Tensor4D, out);
+        return {
+          value: y,
+          gradFunc: (dy, [xs, ws]) => [
+            plain.conv(dy as TF.Tensor4D, ws as TF.Tensor4D),
+            conv2dFilterGradient(dy as TF.Tensor4D, xs as TF.Tensor4D, stride, pad),
+          ],
+        };
+      }) as (x: TF.Tensor4D, w: TF.Tensor4D) => TF.Tensor4D
+    )(x, w);
+  return { conv, convT };
+}
+
+/**
+ * The conv preset (src/model/spec.ts) as a tfjs user writes it, in tfjs's own NHWC layout (what
+ * its conv2d computes by default; with one input channel the batch's floats are the same as
+ * NCHW's): Conv2d(1,32,4,2,1), Conv2d(32,64,4,2,1), Linear(3136,256), the heads, Linear(20,256),
+ * Linear(256,3136), ConvTranspose2d(64,32,4,2,1), ConvTranspose2d(32,1,4,2,1), ReLUs between.
+ * Flatten and Unflatten walk 7×7×64 in NHWC order rather than NCHW's: a fixed relabelling of the
+ * Linears' rows and columns, so the same model up to a permutation of its weights and the same work.
+ */
+function createConvVae(seed: number, B: number) {
+  const c1 = convWeights([4, 4, 1, 32], 1 * 16, 32, seed);
+  const c2 = convWeights([4, 4, 32, 64], 32 * 16, 64, seed + 2);
+  const fc = linear(3136, 256, seed + 4);
+  const fcMu = linear(256, 20, seed + 6);
+  const fcLogvar = linear(256, 20, seed + 8);
+  const d0 = linear(20, 256, seed + 10);
+  const d2 = linear(256, 3136, seed + 12);
+  // ConvTranspose2d(in, out): tfjs's conv2dTranspose filter is [k, k, out, in]; PyTorch's fan-in is out·k².
+  const t5 = convWeights([4, 4, 32, 64], 32 * 16, 32, seed + 14);
+  const t7 = convWeights([4, 4, 1, 32], 1 * 16, 1, seed + 16);
+  const ops = convOps(2, 1);
+  const conv = (x: TF.Tensor4D, l: Linear) => tf.add(ops.conv(x, l.W as TF.Tensor4D), l.b) as TF.Tensor4D;
+  const convT = (x: TF.Tensor4D, l: Linear, out: [number, number, number, number]) =>
+    tf.add(ops.convT(x, l.W as TF.Tensor4D, out), l.b) as TF.Tensor4D;
+  const loss = (x: TF.Tensor2D): TF.Scalar => {
+    const image = tf.reshape(x, [B, 28, 28, 1]) as TF.Tensor4D;
+    const h = tf.relu(conv(tf.relu(conv(image, c1)), c2));
+    const h1 = tf.relu(dense(tf.reshape(h, [B, 3136]) as TF.Tensor2D, fc));
+    const mu = dense(h1, fcMu);
+    const logvar = dense(h1, fcLogvar);
+    const z = tf.add(mu, tf.mul(tf.randomNormal(mu.shape), tf.exp(tf.mul(0.5, logvar)))) as TF.Tensor2D;
+    const d = tf.relu(dense(tf.relu(dense(z, d0)), d2));
+    const u = tf.relu(convT(tf.reshape(d, [B, 7, 7, 64]) as TF.Tensor4D, t5, [B, 14, 14, 32]));
+    const logits = tf.reshape(convT(u, t7, [B, 28, 28, 1]), [B, 784]);
+    const bce = tf.losses.sigmoidCrossEntropy(x, logits, undefined, 0, tf.Reduction.SUM);
+    const kld = tf.mul(-0.5, tf.sum(tf.sub(tf.sub(tf.add(1, logvar), tf.square(mu)), tf.exp(logvar))));
+    return tf.add(bce, kld);
+  };
+  return { loss, variables: [c1, c2, fc, fcMu, fcLogvar, d0, d2, t5, t7].flatMap((l) => [l.W, l.b]) };
+}
+
 /** A small seeded PRNG for the shuffle (tfjs has none for plain JS arrays). */
 function mulberry32(seed: number) {
   return () => {
@@ -119,17 +229,27 @@ function mulberry32(seed: number) {
   };
 }
 
-export interface VaeCase {
-  trainUrl: string;
-  count: number;
-  batchSize: number;
+/** The models the peer has: the reference MLP, and the conv preset. */
+export type PeerModel = 'mlp' | 'conv';
+
+/** How a run (or one interleaved block) times its steps. */
+export interface VaeBlock {
   /** Steps run (each awaited) before timing: shader compilation, allocation. */
   warmup: number;
   /** Timing samples; each times `stepsPerSample` steps, awaiting only the last one's loss. */
   samples: number;
   stepsPerSample: number;
-  seed: number;
 }
+
+export interface VaeOpen {
+  trainUrl: string;
+  count: number;
+  batchSize: number;
+  seed: number;
+  model?: PeerModel;
+}
+
+export type VaeCase = VaeOpen & VaeBlock;
 
 export interface VaeTiming {
   msPerStep: number;
@@ -151,7 +271,12 @@ function quantiles(values: number[]) {
   return { median: at(0.5), p10: at(0.1), p90: at(0.9) };
 }
 
-async function vae(c: VaeCase): Promise<VaeTiming> {
+/** The model trained by open/block/close: one per page (a page holds one backend). */
+let session: { step: () => TF.Scalar; B: number; dispose: () => void } | undefined;
+
+/** Opens the model on the page's backend, with its data and optimizer, for blocks of steps. */
+async function open(c: VaeOpen): Promise<void> {
+  close();
   const response = await fetch(c.trainUrl);
   if (!response.ok) throw new Error(`fetching ${c.trainUrl}: HTTP ${response.status}`);
   const pixels = new Uint8Array(await response.arrayBuffer());
@@ -177,14 +302,33 @@ async function vae(c: VaeCase): Promise<VaeTiming> {
     return batch;
   };
 
-  const model = createVae(c.seed);
+  const model = c.model === 'conv' ? createConvVae(c.seed, B) : createVae(c.seed);
   const optimizer = tf.train.adam(1e-3, 0.9, 0.999, 1e-8);
   const step = (): TF.Scalar =>
     tf.tidy(() => {
       const x = tf.tensor2d(nextBatch(), [B, D]);
       return optimizer.minimize(() => model.loss(x), true, model.variables) as TF.Scalar;
     });
+  session = {
+    step,
+    B,
+    dispose: () => {
+      optimizer.dispose();
+      model.variables.forEach((v) => v.dispose());
+    },
+  };
+}
 
+/** Releases the open model. */
+function close(): void {
+  session?.dispose();
+  session = undefined;
+}
+
+/** Times the open model: `warmup` awaited steps, then `samples` samples of `stepsPerSample` queued steps. */
+async function block(c: VaeBlock): Promise<VaeTiming> {
+  if (!session) throw new Error('peers: block() before open()');
+  const { step, B } = session;
   const tensorsBefore = tf.memory().numTensors;
   let lossFirst = NaN;
   let firstMs = NaN;
@@ -213,8 +357,6 @@ async function vae(c: VaeCase): Promise<VaeTiming> {
     last!.dispose();
   }
   const tensorsAfter = tf.memory().numTensors;
-  optimizer.dispose();
-  model.variables.forEach((v) => v.dispose());
   const q = quantiles(perSample);
   return {
     msPerStep: q.median,
@@ -228,6 +370,16 @@ async function vae(c: VaeCase): Promise<VaeTiming> {
     tensorsBefore,
     tensorsAfter,
   };
+}
+
+/** One measured run: open, one block, close. */
+async function vae(c: VaeCase): Promise<VaeTiming> {
+  await open(c);
+  try {
+    return await block(c);
+  } finally {
+    close();
+  }
 }
 
 // ---------------------------------------------------------------- tf.matMul
@@ -306,7 +458,14 @@ async function matmul(c: {
 
 declare global {
   interface Window {
-    peers: { setup: typeof setup; vae: typeof vae; matmul: typeof matmul };
+    peers: {
+      setup: typeof setup;
+      vae: typeof vae;
+      open: typeof open;
+      block: typeof block;
+      close: typeof close;
+      matmul: typeof matmul;
+    };
   }
 }
-window.peers = { setup, vae, matmul };
+window.peers = { setup, vae, open, block, close, matmul };
