@@ -14,22 +14,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSafetensors, writeSafetensors, type Tensor } from '../src/io/safetensors';
 import { checkpointSizes, decodeCheckpoint, encodeCheckpoint } from '../src/model/checkpoint';
-import { arenaLayout, initArena, initStats, SpecError } from '../src/model/graph';
+import { arenaLayout, initArena, initStats } from '../src/model/graph';
 import { LAYERS } from '../src/model/layers';
 import { modelSizes, parseSpec, specSizes, type ModelSpec } from '../src/model/spec';
 import { initialBuffers, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
 import { python, tempDir } from './cli';
 import { expectClose, f32, implementations, rng, useHarness } from './gpu';
-
-const refuse = (spec: unknown): string => {
-  try {
-    parseSpec(spec);
-  } catch (e) {
-    expect(e).toBeInstanceOf(SpecError);
-    return (e as Error).message;
-  }
-  throw new Error(`accepted ${JSON.stringify(spec)}`);
-};
+import { randomParams, refuseSpec } from './specs';
 
 /** The conv-bn preset for 1×8×8 images, latent 3. */
 const CONV_BN8 = modelSizes('conv-bn', { input: [1, 8, 8], latent: 3 });
@@ -94,19 +85,19 @@ describe('the BatchNorm2d unit', () => {
       return s;
     };
     // Conv2d, LeakyReLU, BatchNorm2d: its dX would need the LeakyReLU's mask.
-    expect(refuse(edit((s) => s.encoder.splice(1, 2, ['LeakyReLU', 0.2], ['BatchNorm2d', 32])))).toMatch(
+    expect(refuseSpec(edit((s) => s.encoder.splice(1, 2, ['LeakyReLU', 0.2], ['BatchNorm2d', 32])))).toMatch(
       /encoder\[2\] \(BatchNorm2d\) must follow a layer with weights, a Linear or a convolution, with no activation between.*it follows LeakyReLU/,
     );
-    expect(refuse(edit((s) => s.encoder.unshift(['BatchNorm2d', 1])))).toMatch(
+    expect(refuseSpec(edit((s) => s.encoder.unshift(['BatchNorm2d', 1])))).toMatch(
       /encoder\[0\] \(BatchNorm2d\) must follow a layer with weights.*it follows the encoder's input/,
     );
-    expect(refuse(edit((s) => s.decoder.push(['BatchNorm2d', 1])))).toMatch(
+    expect(refuseSpec(edit((s) => s.decoder.push(['BatchNorm2d', 1])))).toMatch(
       /decoder\[9\] \(BatchNorm2d\) follows the decoder's last product, decoder\[8\] \(ConvTranspose2d\)/,
     );
-    expect(refuse(edit((s) => (s.encoder[1] = ['BatchNorm2d', 31])))).toMatch(
+    expect(refuseSpec(edit((s) => (s.encoder[1] = ['BatchNorm2d', 31])))).toMatch(
       /encoder\[1\] \(BatchNorm2d\) num_features is 31, but its input \[32, 4, 4\] has 32 channels/,
     );
-    expect(refuse(edit((s) => s.encoder.splice(8, 0, ['BatchNorm2d', 256])))).toMatch(
+    expect(refuseSpec(edit((s) => s.encoder.splice(8, 0, ['BatchNorm2d', 256])))).toMatch(
       /encoder\[8\] \(BatchNorm2d\) normalises \(channels, height, width\), got shape \[256\]/,
     );
     // Activations may follow a norm; norms may follow norms, and Linear through Unflatten.
@@ -203,24 +194,6 @@ describe('the conv-bn preset', () => {
     );
   });
 });
-
-/** Random parameters in the arena's layout, and the same as float64 under their names. */
-function randomParams(sizes: ReturnType<typeof specSizes>, seed: number) {
-  const layout = arenaLayout(sizes);
-  const r = rng(seed);
-  const arena = new Float32Array(layout.length);
-  const named: VaeParams = {};
-  for (const p of layout.params) {
-    // γ around 1 (some negative), β around 0: what training makes of their starting values.
-    const draw =
-      p.fill === 1
-        ? () => 1.5 * r.next() - 0.25
-        : () => (2 * r.next() - 1) * (p.zeroInit ? 0.3 : 1 / Math.sqrt(p.fanIn || 4));
-    for (let k = 0; k < p.length; k++) arena[p.offset + k] = draw();
-    named[p.name] = Float64Array.from(arena.subarray(p.offset, p.offset + p.length));
-  }
-  return { layout, arena, named };
-}
 
 describe('the float64 reference of a BatchNorm2d model', () => {
   it('its gradient, through the batch statistics, matches central differences of its training loss', () => {

@@ -8,12 +8,13 @@
  * awkward shapes, are test/conv.test.ts's; each kind's twin against PyTorch, layer-parity's.
  */
 import { describe, expect, it } from 'vitest';
-import { arenaLayout, initArena, SpecError } from '../src/model/graph';
+import { arenaLayout, initArena } from '../src/model/graph';
 import { LAYERS } from '../src/model/layers';
 import { modelSizes, parseSpec, specSizes, type ModelSpec } from '../src/model/spec';
 import { vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
 import { python } from './cli';
 import { expectClose, f32, implementations, rng, useHarness } from './gpu';
+import { randomParams, refuseSpec } from './specs';
 
 /** The conv preset for 1×8×8 images, latent 3. */
 const CONV8 = modelSizes('conv', { input: [1, 8, 8], latent: 3 });
@@ -47,16 +48,6 @@ const AWKWARD: ModelSpec = {
   ],
   likelihood: 'gaussian',
   sigma: 'learned',
-};
-
-const refuse = (spec: unknown): string => {
-  try {
-    parseSpec(spec);
-  } catch (e) {
-    expect(e).toBeInstanceOf(SpecError);
-    return (e as Error).message;
-  }
-  throw new Error(`accepted ${JSON.stringify(spec)}`);
 };
 
 describe('the conv layer units', () => {
@@ -99,25 +90,25 @@ describe('the conv layer units', () => {
       f(s);
       return s;
     };
-    expect(refuse(edit((s) => (s.encoder[2] = ['Conv2d', 16, 64, 4, 2, 1])))).toMatch(
+    expect(refuseSpec(edit((s) => (s.encoder[2] = ['Conv2d', 16, 64, 4, 2, 1])))).toMatch(
       /encoder\[2\] \(Conv2d\) in_channels is 16, but its input \[32, 4, 4\] has 32 channels/,
     );
-    expect(refuse(edit((s) => s.decoder.splice(4, 1)))).toMatch(
+    expect(refuseSpec(edit((s) => s.decoder.splice(4, 1)))).toMatch(
       /decoder\[4\] \(ConvTranspose2d\) reads \(channels, height, width\), got shape \[256\] \(put \["Unflatten", 1, \[C, H, W\]\] before it\)/,
     );
-    expect(refuse(edit((s) => (s.encoder[2] = ['Conv2d', 32, 64, 9])))).toMatch(
+    expect(refuseSpec(edit((s) => (s.encoder[2] = ['Conv2d', 32, 64, 9])))).toMatch(
       /encoder\[2\] \(Conv2d\) with kernel 9, stride 1, padding 0 leaves no output of its input \[32, 4, 4\]/,
     );
-    expect(refuse(edit((s) => (s.decoder[7] = ['ConvTranspose2d', 32, 1, 4, 2, 1, 1])))).toMatch(
+    expect(refuseSpec(edit((s) => (s.decoder[7] = ['ConvTranspose2d', 32, 1, 4, 2, 1, 1])))).toMatch(
       /the decoder's output, shape \[1, 9, 9\] from decoder\[7\] \(ConvTranspose2d\), must be the input shape \[1, 8, 8\]/,
     );
-    expect(refuse(edit((s) => (s.encoder = s.encoder.slice(0, 4))))).toMatch(
+    expect(refuseSpec(edit((s) => (s.encoder = s.encoder.slice(0, 4))))).toMatch(
       /the encoder's output feeds fc_mu and fc_logvar.*got shape \[64, 2, 2\]/,
     );
-    expect(refuse(edit((s) => s.encoder.splice(4, 0, ['ReLU'])))).toMatch(
+    expect(refuseSpec(edit((s) => s.encoder.splice(4, 0, ['ReLU'])))).toMatch(
       /encoder\[4\] \(ReLU\) must follow a layer with weights.*; it follows ReLU/,
     );
-    expect(refuse(edit((s) => s.decoder.push(['ReLU'])))).toMatch(
+    expect(refuseSpec(edit((s) => s.decoder.push(['ReLU'])))).toMatch(
       /decoder\[8\] \(ReLU\) follows the decoder's last product, decoder\[7\] \(ConvTranspose2d\)/,
     );
   });
@@ -135,7 +126,7 @@ describe('the conv layer units', () => {
       likelihood: 'bernoulli',
       classes: 2,
     };
-    expect(refuse(decoderConv)).toMatch(
+    expect(refuseSpec(decoderConv)).toMatch(
       /decoder\[3\] \(Linear\) reads the one-hot class columns of a conditional model after a ConvTranspose2d/,
     );
     const noLinear: ModelSpec = {
@@ -146,7 +137,7 @@ describe('the conv layer units', () => {
       likelihood: 'bernoulli',
       classes: 2,
     };
-    expect(refuse(noLinear)).toMatch(/a conditional encoder with encoder\[0\] \(Conv2d\) needs a Linear after it/);
+    expect(refuseSpec(noLinear)).toMatch(/a conditional encoder with encoder\[0\] \(Conv2d\) needs a Linear after it/);
   });
 });
 
@@ -306,15 +297,7 @@ describe.each(implementations)('$name', (implementation) => {
     const C = sizes.classes ?? 0;
     // Every class but the last appears, so its columns of the joined Linears' dW must stay zero.
     const labels = C ? Array.from({ length: rows }, (_, i) => (i * 2) % (C - 1)) : undefined;
-    const layout = arenaLayout(sizes);
-    const r = rng(rows + sizes.D);
-    const arena = new Float32Array(layout.length);
-    const named: VaeParams = {};
-    for (const p of layout.params) {
-      const bound = p.zeroInit ? 0.3 : 1 / Math.sqrt(p.fanIn);
-      for (let k = 0; k < p.length; k++) arena[p.offset + k] = (2 * r.next() - 1) * bound;
-      named[p.name] = Float64Array.from(arena.subarray(p.offset, p.offset + p.length));
-    }
+    const { layout, arena, named, r } = randomParams(sizes, rows + sizes.D);
     const data = Uint8Array.from({ length: rows * sizes.D }, () => Math.floor(r.next() * 256));
     const out = await gpu.trainSteps({
       sizes,
