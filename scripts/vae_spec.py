@@ -93,6 +93,8 @@ LAYERS = {
                         (1, 0, 0), nn.ConvTranspose2d),
     "BatchNorm2d": (("num_features",), 1, (), nn.BatchNorm2d),
 }
+# The layers the engine runs as matrix products (a BatchNorm2d has weights too, but follows one).
+PRODUCTS = ("Linear", "Conv2d", "ConvTranspose2d")
 
 
 def _full_args(kind, args):
@@ -261,6 +263,11 @@ def check_spec(spec):
             if isinstance(shape_or_reason, str):
                 raise SpecError("%s: %s" % (where, shape_or_reason))
             conditioned = conditioned and kind != "Linear"
+            if part == "decoder" and classes and kind in PRODUCTS and not any(k in PRODUCTS for k, _, _ in out):
+                if kind != "Linear":
+                    raise SpecError("%s is a conditional decoder's first layer with weights, but [z ‖ onehot(y)] is "
+                                    "read by a Linear in the engine: start the decoder with a Linear (or drop "
+                                    "\"classes\")" % where)
             current = shape_or_reason
             out.append((kind, full, current))
         if conditioned:

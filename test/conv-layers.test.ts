@@ -113,7 +113,7 @@ describe('the conv layer units', () => {
     );
   });
 
-  it("join a conditional conv model's one-hot columns at the first Linear of each part, after Flatten; refuse one with no Linear to read them", () => {
+  it("join a conditional conv model's one-hot columns at the first Linear of each part, after Flatten; refuse one whose part has no Linear to read them first", () => {
     const { spec } = modelSizes('conv', { input: [3, 8, 8], latent: 3, classes: 10 });
     expect(spec!.encoder[0]).toEqual(['Conv2d', 3, 32, 4, 2, 1]);
     expect(spec!.encoder[5]).toEqual(['Linear', 64 * 2 * 2 + 10, 256]);
@@ -126,9 +126,11 @@ describe('the conv layer units', () => {
       likelihood: 'bernoulli',
       classes: 2,
     };
-    expect(refuseSpec(decoderConv)).toMatch(
-      /decoder\[3\] \(Linear\) reads the one-hot class columns of a conditional model after a ConvTranspose2d/,
-    );
+    const firstNotLinear = /decoder\[1\] \(ConvTranspose2d\) is a conditional decoder's first layer with weights/;
+    expect(refuseSpec(decoderConv)).toMatch(firstNotLinear);
+    // With no Linear at all the labels would reach no layer of the decoder.
+    const noDecoderLinear = { ...decoderConv, decoder: decoderConv.decoder.slice(0, 2) };
+    expect(refuseSpec(noDecoderLinear)).toMatch(firstNotLinear);
     const noLinear: ModelSpec = {
       input: [1, 4, 4],
       latent: 2,

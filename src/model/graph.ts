@@ -166,7 +166,7 @@ export class SpecError extends RangeError {
  * costs one column of that Linear — the MLP's rule, so one rule serves every model, and the conv
  * kernels never see the labels. When a product comes before that Linear the engine joins the
  * columns in a dispatch of its own (./programs.ts); the decoder's [z ‖ onehot(y)] is built with
- * z, so a conditional decoder's first product must be its Linear.
+ * z, so a conditional decoder's first product must be a Linear (one with none is refused).
  */
 export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[] {
   const C = spec.classes ?? 0;
@@ -197,10 +197,6 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
       // The one-hot columns join the first Linear's input of a conditional model.
       const joins = C > 0 && kind === 'Linear' && !conditioned && shape.length === 1;
       const inShape = joins ? [shape[0]! + C] : shape;
-      if (joins && partName === 'decoder' && out.some((l) => l.unit.role === 'product'))
-        fail(
-          `reads the one-hot class columns of a conditional model after a ${out.find((l) => l.unit.role === 'product')!.kind}, but the engine joins them to z: a conditional decoder's first layer with weights must be its Linear (or drop "classes")`,
-        );
       if (kind === 'Linear') conditioned = true;
       const outShape = (unit.outShape as (a: unknown, s: Shape) => Shape | string)(args, inShape);
       if (typeof outShape === 'string')
@@ -250,6 +246,13 @@ export function specGraph(spec: ModelSpec, naming: 'sequential' | 'mlp'): Layer[
   };
   linears = n + 1;
   const decoder = part(spec.decoder, 'decoder', [spec.latent]);
+  // The engine builds [z ‖ onehot(y)] with z, for a Linear to read: a product before that Linear
+  // would read z alone, and a decoder with no Linear would ignore the labels.
+  const firstProduct = decoder.find((l) => l.unit.role === 'product');
+  if (C > 0 && firstProduct && firstProduct.kind !== 'Linear')
+    throw new SpecError(
+      `model spec: ${firstProduct.where} (${firstProduct.kind}) is a conditional decoder's first layer with weights, but the one-hot class columns join [z ‖ onehot(y)] at a Linear: start the decoder with a Linear (or drop "classes")`,
+    );
   const lastProduct = decoder.map((l) => l.unit.role).lastIndexOf('product');
   if (lastProduct < 0)
     throw new SpecError(
