@@ -175,6 +175,12 @@ def check_mlp():
     expect(list(shapes)[0] == "log_sigma" and shapes["log_sigma"] == [784], "log_sigma [784] first: %s" % shapes)
     expect(shapes["fc1.weight"] == [400, 794] and shapes["fc3.weight"] == [400, 30],
            "conditional fc1 reads [x ‖ onehot(y)], fc3 [z ‖ onehot(y)]: %s" % shapes)
+    # With no Linear in the encoder, the heads read [x ‖ onehot(y)] (as the engine's heads do).
+    bare = vae_spec.build({"input": [1, 2, 2], "latent": 3, "encoder": [["Flatten"]],
+                           "decoder": [["Linear", 5, 4]], "likelihood": "bernoulli", "classes": 2})
+    x, y = torch.rand(4, 4), torch.tensor([1, 0, 0, 1])
+    joined = torch.cat([x, torch.nn.functional.one_hot(y, 2).float()], 1)
+    expect(torch.equal(bare.encode(x, y)[0], bare.fc_mu(joined)), "a Linear-less conditional encoder's heads read [x ‖ onehot(y)]")
 
 
 def check_leaky():

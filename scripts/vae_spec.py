@@ -18,7 +18,8 @@ encoder.i.weight, fc_mu.bias, decoder.i.running_mean, ... with i the index in it
 decoder's last output is the logits (Bernoulli) or the mean (Gaussian), flat (C·H·W) or (C, H, W).
 
 A conditional VAE (classes N) appends onehot(y) along dim 1, as the engine does for its MLP: the
-encoder's first Linear reads [its input ‖ onehot(y)] and the decoder reads [z ‖ onehot(y)]. The
+encoder's first Linear (the heads, when it has none) reads [its input ‖ onehot(y)] and the
+decoder's first layer with weights, which must be a Linear, reads [z ‖ onehot(y)]. The
 spec's arguments are the layers' own, so those two Linears say the N extra inputs themselves
 (["Linear", 784 + N, 400], ["Linear", L + N, 400]). For the MLP this is exactly today's fc1 and
 first decoder layer; for a conv model the labels join after Flatten rather than as N constant
@@ -270,9 +271,13 @@ def check_spec(spec):
                                     "\"classes\")" % where)
             current = shape_or_reason
             out.append((kind, full, current))
-        if conditioned:
-            raise SpecError("model spec: a conditional model's encoder needs a Linear layer to read onehot(y) "
-                            "(the encoder's first Linear reads [its input ‖ onehot(y)])")
+        # With no Linear in the encoder the heads read [h ‖ onehot(y)], as the engine's do; after a
+        # convolution that would leave the conv's output unconditioned, so it needs a Linear.
+        if conditioned and any(kind in PRODUCTS for kind, _, _ in out):
+            raise SpecError("model spec: a conditional model's encoder needs a Linear layer after its convolutions "
+                            "to read onehot(y) (the encoder's first Linear reads [its input ‖ onehot(y)])")
+        if part == "encoder":
+            heads_join = conditioned
         if part == "encoder" and len(current) != 1:
             raise SpecError("model spec: encoder layer %d (%s) gives %s, but the heads fc_mu and fc_logvar read flat "
                             "features: end the encoder with Flatten or a Linear" % (len(layers) - 1, out[-1][0], _shape(current)))
@@ -283,7 +288,7 @@ def check_spec(spec):
                                 "the input's shape or its %d values flat" % (
                                     len(layers) - 1, out[-1][0], _shape(current), _shape(shape), pixels))
         checked[part] = out
-    checked["width"] = checked["encoder"][-1][2][0]
+    checked["width"] = checked["encoder"][-1][2][0] + (classes if heads_join else 0)
     return checked
 
 
@@ -373,7 +378,8 @@ class SpecVAE(nn.Module):
         # Plain tuples (not registered twice): forward walks these, the names below hold the state.
         self.encoder_layers, self.heads, self.decoder_layers = tuple(encoder), heads, tuple(decoder)
         kinds = [kind for kind, _, _ in checked["encoder"]]
-        self.condition_at = kinds.index("Linear") if self.classes else None
+        # Where [h ‖ onehot(y)] is made: before the encoder's first Linear, else before the heads.
+        self.condition_at = (kinds.index("Linear") if "Linear" in kinds else len(kinds)) if self.classes else None
         if not fc_names:
             self.encoder = nn.Sequential(*encoder)
             self.fc_mu, self.fc_logvar = heads
@@ -401,6 +407,8 @@ class SpecVAE(nn.Module):
             if i == self.condition_at:
                 h = torch.cat([h, self.onehot(y, h)], 1)
             h = layer(h)
+        if self.condition_at == len(self.encoder_layers):
+            h = torch.cat([h, self.onehot(y, h)], 1)
         return self.heads[0](h), self.heads[1](h)
 
     def decode(self, z, y=None):
