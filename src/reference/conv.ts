@@ -65,6 +65,74 @@ function forEachTap(
         }
 }
 
+/**
+ * The layer's (input, weight, output) triples: Conv2d's as forEachTap gives them, ConvTranspose2d's
+ * as Conv2d's with its input and output swapped (its output is the gather's input).
+ */
+function layerTaps(s: ConvShape, transpose: boolean, visit: (xi: number, wi: number, yi: number) => void): void {
+  const k = s.kernel;
+  const out = convOutput(s, transpose);
+  if (!transpose)
+    forEachTap(
+      s.batch,
+      s.inC,
+      [s.H, s.W],
+      s.outC,
+      out,
+      k,
+      s.stride,
+      s.padding,
+      (o, i, ky, kx) => ((o * s.inC + i) * k + ky) * k + kx,
+      visit,
+    );
+  else
+    forEachTap(
+      s.batch,
+      s.outC,
+      out,
+      s.inC,
+      [s.H, s.W],
+      k,
+      s.stride,
+      s.padding,
+      (i, o, ky, kx) => ((i * s.outC + o) * k + ky) * k + kx,
+      (yi, wi, xi) => visit(xi, wi, yi),
+    );
+}
+
+function forward(
+  X: ArrayLike<number>,
+  Wt: ArrayLike<number>,
+  bias: ArrayLike<number> | null,
+  s: ConvShape,
+  transpose: boolean,
+): Float64Array {
+  const [Ho, Wo] = convOutput(s, transpose);
+  const Y = new Float64Array(s.batch * s.outC * Ho * Wo);
+  layerTaps(s, transpose, (xi, wi, yi) => (Y[yi] += X[xi]! * Wt[wi]!));
+  if (bias) for (let yi = 0; yi < Y.length; yi++) Y[yi] += bias[Math.floor(yi / (Ho * Wo)) % s.outC]!;
+  return Y;
+}
+
+function backward(
+  dY: ArrayLike<number>,
+  X: ArrayLike<number>,
+  Wt: ArrayLike<number>,
+  s: ConvShape,
+  transpose: boolean,
+): { dX: Float64Array; dW: Float64Array; db: Float64Array } {
+  const [Ho, Wo] = convOutput(s, transpose);
+  const dX = new Float64Array(s.batch * s.inC * s.H * s.W);
+  const dW = new Float64Array(Wt.length);
+  const db = new Float64Array(s.outC);
+  layerTaps(s, transpose, (xi, wi, yi) => {
+    dX[xi] += dY[yi]! * Wt[wi]!;
+    dW[wi] += dY[yi]! * X[xi]!;
+  });
+  for (let yi = 0; yi < dY.length; yi++) db[Math.floor(yi / (Ho * Wo)) % s.outC] += dY[yi]!;
+  return { dX, dW, db };
+}
+
 /** Y = conv2d(X, W) + b: X (batch, inC, H, W), W (outC, inC, k, k), Y (batch, outC, Ho, Wo). */
 export function conv2dForward(
   X: ArrayLike<number>,
@@ -72,54 +140,12 @@ export function conv2dForward(
   bias: ArrayLike<number> | null,
   s: ConvShape,
 ): Float64Array {
-  const [Ho, Wo] = convOutput(s, false);
-  const Y = new Float64Array(s.batch * s.outC * Ho * Wo);
-  const k = s.kernel;
-  forEachTap(
-    s.batch,
-    s.inC,
-    [s.H, s.W],
-    s.outC,
-    [Ho, Wo],
-    k,
-    s.stride,
-    s.padding,
-    (o, i, ky, kx) => ((o * s.inC + i) * k + ky) * k + kx,
-    (xi, wi, yi) => (Y[yi] += X[xi]! * Wt[wi]!),
-  );
-  if (bias) for (let yi = 0; yi < Y.length; yi++) Y[yi] += bias[Math.floor(yi / (Ho * Wo)) % s.outC]!;
-  return Y;
+  return forward(X, Wt, bias, s, false);
 }
 
 /** dX, dW and db of Conv2d from dY (batch, outC, Ho, Wo). */
-export function conv2dBackward(
-  dY: ArrayLike<number>,
-  X: ArrayLike<number>,
-  Wt: ArrayLike<number>,
-  s: ConvShape,
-): { dX: Float64Array; dW: Float64Array; db: Float64Array } {
-  const [Ho, Wo] = convOutput(s, false);
-  const k = s.kernel;
-  const dX = new Float64Array(s.batch * s.inC * s.H * s.W);
-  const dW = new Float64Array(s.outC * s.inC * k * k);
-  const db = new Float64Array(s.outC);
-  forEachTap(
-    s.batch,
-    s.inC,
-    [s.H, s.W],
-    s.outC,
-    [Ho, Wo],
-    k,
-    s.stride,
-    s.padding,
-    (o, i, ky, kx) => ((o * s.inC + i) * k + ky) * k + kx,
-    (xi, wi, yi) => {
-      dX[xi] += dY[yi]! * Wt[wi]!;
-      dW[wi] += dY[yi]! * X[xi]!;
-    },
-  );
-  for (let yi = 0; yi < dY.length; yi++) db[Math.floor(yi / (Ho * Wo)) % s.outC] += dY[yi]!;
-  return { dX, dW, db };
+export function conv2dBackward(dY: ArrayLike<number>, X: ArrayLike<number>, Wt: ArrayLike<number>, s: ConvShape) {
+  return backward(dY, X, Wt, s, false);
 }
 
 /**
@@ -133,24 +159,7 @@ export function convTranspose2dForward(
   bias: ArrayLike<number> | null,
   s: ConvShape,
 ): Float64Array {
-  const [Ho, Wo] = convOutput(s, true);
-  const k = s.kernel;
-  const Y = new Float64Array(s.batch * s.outC * Ho * Wo);
-  // The scatter is Conv2d's join with Y as its input and X as its output.
-  forEachTap(
-    s.batch,
-    s.outC,
-    [Ho, Wo],
-    s.inC,
-    [s.H, s.W],
-    k,
-    s.stride,
-    s.padding,
-    (i, o, ky, kx) => ((i * s.outC + o) * k + ky) * k + kx,
-    (yi, wi, xi) => (Y[yi] += X[xi]! * Wt[wi]!),
-  );
-  if (bias) for (let yi = 0; yi < Y.length; yi++) Y[yi] += bias[Math.floor(yi / (Ho * Wo)) % s.outC]!;
-  return Y;
+  return forward(X, Wt, bias, s, true);
 }
 
 /** dX, dW and db of ConvTranspose2d from dY (batch, outC, Ho, Wo). */
@@ -159,27 +168,6 @@ export function convTranspose2dBackward(
   X: ArrayLike<number>,
   Wt: ArrayLike<number>,
   s: ConvShape,
-): { dX: Float64Array; dW: Float64Array; db: Float64Array } {
-  const [Ho, Wo] = convOutput(s, true);
-  const k = s.kernel;
-  const dX = new Float64Array(s.batch * s.inC * s.H * s.W);
-  const dW = new Float64Array(s.inC * s.outC * k * k);
-  const db = new Float64Array(s.outC);
-  forEachTap(
-    s.batch,
-    s.outC,
-    [Ho, Wo],
-    s.inC,
-    [s.H, s.W],
-    k,
-    s.stride,
-    s.padding,
-    (i, o, ky, kx) => ((i * s.outC + o) * k + ky) * k + kx,
-    (yi, wi, xi) => {
-      dX[xi] += dY[yi]! * Wt[wi]!;
-      dW[wi] += dY[yi]! * X[xi]!;
-    },
-  );
-  for (let yi = 0; yi < dY.length; yi++) db[Math.floor(yi / (Ho * Wo)) % s.outC] += dY[yi]!;
-  return { dX, dW, db };
+) {
+  return backward(dY, X, Wt, s, true);
 }
