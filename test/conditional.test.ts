@@ -20,6 +20,7 @@ import { concatOneHot, gatherConditional, matmul, reparamBackward, reparamForwar
 import { vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
 import { expectClose, f32, implementations, permutation, rng, useHarness } from './gpu';
 import type { OpSpec } from './harness/harness';
+import { expectStepAsReference } from './specs';
 
 /** PyTorch-default-like weights in the arena layout, and the same as named float64 views. */
 function initialModel(sizes: VaeSizes, seed: number) {
@@ -278,30 +279,7 @@ describe.each(implementations)('$name', (implementation) => {
       const data = randomBytes(rows * sizes.D, rows + sizes.D);
       const labels = Array.from({ length: rows }, (_, i) => (i * 5 + 1) % C);
       const { layout, arena, named } = initialModel(sizes, sizes.D);
-      const out = await gpu.trainSteps({
-        sizes,
-        labels,
-        batchSize: rows,
-        seed: 5,
-        lr: 1e-3,
-        count: rows,
-        steps: 1,
-        sameBatch: true,
-        images: Buffer.from(data).toString('base64'),
-        params: Buffer.from(arena.buffer).toString('base64'),
-      });
-      const got = (key: string) => f32(new Uint8Array(Buffer.from(out[0]![key]!, 'base64')));
-      const x = Float64Array.from(data, (b) => b / 255);
-      const eps = got('eps').subarray(0, rows * sizes.L);
-      const ref = vaeForwardBackward(named, sizes, x, eps, rows, labels);
-      expectClose('loss', got('loss').subarray(0, 1), [ref.loss], 1e-5, 0);
-      expectClose('logits', got('logits').subarray(0, rows * sizes.D), ref.logits, 1e-4, 1e-5);
-      const grads = got('grads');
-      for (const p of layout.params) {
-        const g = ref.grads[p.name]!;
-        const scale = g.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
-        expectClose(`grad ${p.name}`, grads.subarray(p.offset, p.offset + p.length), g, 1e-4, 1e-5 * scale);
-      }
+      const grads = await expectStepAsReference(gpu, { sizes, layout, arena, named, data, rows, labels });
       // The class columns of fc1's gradient are per-class row sums of dH1: a class no row has gets zero.
       const unused = [...Array(C).keys()].filter((k) => !labels.includes(k));
       const fc1 = layout.params.find((p) => p.name === 'fc1.weight')!;

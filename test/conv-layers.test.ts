@@ -13,8 +13,8 @@ import { LAYERS } from '../src/model/layers';
 import { modelSizes, parseSpec, specSizes, type ModelSpec } from '../src/model/spec';
 import { vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
 import { python } from './cli';
-import { expectClose, f32, implementations, rng, useHarness } from './gpu';
-import { randomParams, refuseSpec } from './specs';
+import { implementations, rng, useHarness } from './gpu';
+import { expectStepAsReference, randomParams, refuseSpec } from './specs';
 
 /** The conv preset for 1×8×8 images, latent 3. */
 const CONV8 = modelSizes('conv', { input: [1, 8, 8], latent: 3 });
@@ -301,31 +301,7 @@ describe.each(implementations)('$name', (implementation) => {
     const labels = C ? Array.from({ length: rows }, (_, i) => (i * 2) % (C - 1)) : undefined;
     const { layout, arena, named, r } = randomParams(sizes, rows + sizes.D);
     const data = Uint8Array.from({ length: rows * sizes.D }, () => Math.floor(r.next() * 256));
-    const out = await gpu.trainSteps({
-      sizes,
-      ...(labels ? { labels } : {}),
-      ...(plan ? { plan } : {}),
-      batchSize: rows,
-      seed: 5,
-      lr: 1e-3,
-      count: rows,
-      steps: 1,
-      sameBatch: true,
-      images: Buffer.from(data).toString('base64'),
-      params: Buffer.from(arena.buffer).toString('base64'),
-    });
-    const got = (key: string) => f32(new Uint8Array(Buffer.from(out[0]![key]!, 'base64')));
-    const x = Float64Array.from(data, (b) => b / 255);
-    const eps = got('eps').subarray(0, rows * sizes.L);
-    const ref = vaeForwardBackward(named, sizes, x, eps, rows, labels);
-    expectClose('loss', got('loss').subarray(0, 1), [ref.loss], 1e-5, 0);
-    expectClose('logits', got('logits').subarray(0, rows * sizes.D), ref.logits, 1e-4, 1e-5);
-    const grads = got('grads');
-    for (const p of layout.params) {
-      const g = ref.grads[p.name]!;
-      const scale = g.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
-      expectClose(`grad ${p.name}`, grads.subarray(p.offset, p.offset + p.length), g, 1e-4, 1e-5 * scale);
-    }
+    const grads = await expectStepAsReference(gpu, { sizes, layout, arena, named, data, rows, labels, plan });
     if (C) {
       // The unused class's column of the encoder's joined Linear (encoder.5) gets no gradient.
       const w = layout.params.find((q) => q.name === 'encoder.5.weight')!;

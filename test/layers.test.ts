@@ -8,14 +8,13 @@
  * gradient against the float64 reference model walked from the same graph.
  */
 import { describe, expect, it } from 'vitest';
-import { arenaLayout } from '../src/model/graph';
 import { LAYERS } from '../src/model/layers';
 import { parseSpec, specSizes, type LayerSpec, type ModelSpec } from '../src/model/spec';
 import { REFERENCE_LAYERS } from '../src/reference/layers';
-import { vaeForwardBackward, type VaeParams } from '../src/reference/vae';
 import { expectClose, f32, implementations, rng, useHarness } from './gpu';
 import type { OpSpec } from './harness/harness';
 import { tolerance } from './matmul';
+import { expectStepAsReference, randomParams } from './specs';
 
 const FLT_MIN = 2 ** -126;
 
@@ -170,40 +169,10 @@ describe.each(implementations)('$name', (implementation) => {
     ];
     it.each(MODELS)('%s: loss, logits and every gradient of a training step', async (_, raw, rows, labels) => {
       const sizes = specSizes(parseSpec(raw));
-      const layout = arenaLayout(sizes);
-      const r = rng(rows + sizes.D);
-      const arena = new Float32Array(layout.length);
-      const named: VaeParams = {};
-      for (const p of layout.params) {
-        const bound = p.zeroInit ? 0.3 : 1 / Math.sqrt(p.fanIn);
-        for (let k = 0; k < p.length; k++) arena[p.offset + k] = (2 * r.next() - 1) * bound;
-        named[p.name] = Float64Array.from(arena.subarray(p.offset, p.offset + p.length));
-      }
+      // The same draws as randomParams gives (these models have no BatchNorm2d).
+      const { layout, arena, named, r } = randomParams(sizes, rows + sizes.D);
       const data = Uint8Array.from({ length: rows * sizes.D }, () => Math.floor(r.next() * 256));
-      const out = await gpu.trainSteps({
-        sizes,
-        ...(labels ? { labels } : {}),
-        batchSize: rows,
-        seed: 5,
-        lr: 1e-3,
-        count: rows,
-        steps: 1,
-        sameBatch: true,
-        images: Buffer.from(data).toString('base64'),
-        params: Buffer.from(arena.buffer).toString('base64'),
-      });
-      const got = (key: string) => f32(new Uint8Array(Buffer.from(out[0]![key]!, 'base64')));
-      const x = Float64Array.from(data, (b) => b / 255);
-      const eps = got('eps').subarray(0, rows * sizes.L);
-      const ref = vaeForwardBackward(named, sizes, x, eps, rows, labels);
-      expectClose('loss', got('loss').subarray(0, 1), [ref.loss], 1e-5, 0);
-      expectClose('logits', got('logits').subarray(0, rows * sizes.D), ref.logits, 1e-4, 1e-5);
-      const grads = got('grads');
-      for (const p of layout.params) {
-        const g = ref.grads[p.name]!;
-        const scale = g.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
-        expectClose(`grad ${p.name}`, grads.subarray(p.offset, p.offset + p.length), g, 1e-4, 1e-5 * scale);
-      }
+      await expectStepAsReference(gpu, { sizes, layout, arena, named, data, rows, labels });
     });
   });
 });

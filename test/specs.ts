@@ -1,9 +1,9 @@
-/** Helpers of the tests that build models from specs (conv-layers, batchnorm-layer). */
+/** Helpers of the tests that build whole models and check them against the float64 reference. */
 import { expect } from 'vitest';
-import { arenaLayout, SpecError } from '../src/model/graph';
+import { arenaLayout, SpecError, type VaeSizes } from '../src/model/graph';
 import { parseSpec, type specSizes } from '../src/model/spec';
-import type { VaeParams } from '../src/reference/vae';
-import { rng } from './gpu';
+import { vaeForwardBackward, type VaeParams } from '../src/reference/vae';
+import { expectClose, f32, rng, type KernelHarness } from './gpu';
 
 /** The SpecError message `spec` is refused with; fails the test if it is accepted. */
 export function refuseSpec(spec: unknown): string {
@@ -35,4 +35,51 @@ export function randomParams(sizes: ReturnType<typeof specSizes>, seed: number) 
     named[p.name] = Float64Array.from(arena.subarray(p.offset, p.offset + p.length));
   }
   return { layout, arena, named, r };
+}
+
+/**
+ * One training step of the model `sizes` on the GPU, from the parameters `arena` (`named` as
+ * float64) on `rows` images `data` (bytes), checked against the float64 reference model: the loss,
+ * the logits and every parameter's gradient. Returns the GPU's gradients, for checks of a test's own.
+ */
+export async function expectStepAsReference(
+  gpu: KernelHarness,
+  step: {
+    sizes: VaeSizes;
+    layout: ReturnType<typeof arenaLayout>;
+    arena: Float32Array;
+    named: VaeParams;
+    data: Uint8Array;
+    rows: number;
+    labels?: number[];
+    plan?: 'software' | 'hardware';
+  },
+): Promise<Float32Array> {
+  const { sizes, layout, arena, named, data, rows, labels, plan } = step;
+  const out = await gpu.trainSteps({
+    sizes,
+    ...(labels ? { labels } : {}),
+    ...(plan ? { plan } : {}),
+    batchSize: rows,
+    seed: 5,
+    lr: 1e-3,
+    count: rows,
+    steps: 1,
+    sameBatch: true,
+    images: Buffer.from(data).toString('base64'),
+    params: Buffer.from(arena.buffer).toString('base64'),
+  });
+  const got = (key: string) => f32(new Uint8Array(Buffer.from(out[0]![key]!, 'base64')));
+  const x = Float64Array.from(data, (b) => b / 255);
+  const eps = got('eps').subarray(0, rows * sizes.L);
+  const ref = vaeForwardBackward(named, sizes, x, eps, rows, labels);
+  expectClose('loss', got('loss').subarray(0, 1), [ref.loss], 1e-5, 0);
+  expectClose('logits', got('logits').subarray(0, rows * sizes.D), ref.logits, 1e-4, 1e-5);
+  const grads = got('grads');
+  for (const p of layout.params) {
+    const g = ref.grads[p.name]!;
+    const scale = g.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
+    expectClose(`grad ${p.name}`, grads.subarray(p.offset, p.offset + p.length), g, 1e-4, 1e-5 * scale);
+  }
+  return grads;
 }
