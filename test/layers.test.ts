@@ -152,6 +152,20 @@ describe.each(implementations)('$name', (implementation) => {
         [2, 0, 1, 1, 0, 2],
       ],
       [
+        // No Linear in the encoder: the heads read [x ‖ onehot(y)] (as scripts/vae_spec.py's do).
+        'conditional on 2 classes, the heads reading the one-hot',
+        {
+          input: [1, 2, 3],
+          latent: 2,
+          encoder: [['Flatten']],
+          decoder: [['Linear', 4, 6]],
+          likelihood: 'bernoulli',
+          classes: 2,
+        },
+        5,
+        [1, 0, 1, 1, 0],
+      ],
+      [
         "the issue's LeakyReLU MLP on MNIST's shapes",
         {
           input: [1, 28, 28],
