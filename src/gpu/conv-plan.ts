@@ -22,13 +22,15 @@ import {
 } from '../../shaders/conv.wgsl';
 import { HARDWARE_MIN_INVOCATIONS, type PlanKind } from './plan';
 
-/** Software tiles by the product's rows: as many rows as are not wasted, 4 columns (see CONV_MAX_TILE_N). */
-const SOFTWARE_TILES: readonly [minRows: number, tileM: number, tileN: number][] = [
-  [8, 8, 4],
-  [4, 4, 4],
-  [2, 2, 4],
-  [1, 1, 4],
-];
+/**
+ * Software tiles: every shape of up to 8 rows × 4 columns (see CONV_MAX_TILE_N). The rule takes
+ * the one that computes the fewest outputs it then drops (a layer with one output channel takes
+ * 1×4 rather than compute 7 rows, a weight gradient with 16 columns 4×2 rather than 3 columns in
+ * 4), then the one with the fewest loads per output (1/tileM + 1/tileN, 8×4 where nothing is dropped).
+ */
+const SOFTWARE_TILES: readonly [tileM: number, tileN: number][] = [8, 4, 2, 1].flatMap((m) =>
+  [4, 2, 1].map((n): [number, number] => [m, n]),
+);
 /** Hardware tiles, most work per invocation first. */
 const HARDWARE_TILES: readonly [number, number][] = [
   [8, 4],
@@ -51,8 +53,14 @@ function tile(product: ConvProduct, g: ConvGeometry, tileM: number, tileN: numbe
 export function chooseConv(kind: PlanKind, product: ConvProduct, g: ConvGeometry): ConvTile {
   const { rows } = convProductShape(product, g);
   if (kind === 'software') {
-    const [, tileM, tileN] = SOFTWARE_TILES.find(([minRows]) => rows >= minRows)!;
-    return tile(product, g, tileM, tileN, 1);
+    const outputs = rows * convProductShape(product, g).cols;
+    const computed = (t: ConvTile) => convInvocations({ ...t, product }, g) * t.tileM * t.tileN;
+    const loads = (t: ConvTile) => 1 / t.tileM + 1 / t.tileN;
+    const tiles = SOFTWARE_TILES.map(([tileM, tileN]) => tile(product, g, tileM, tileN, 1));
+    return tiles.reduce((best, t) => {
+      const [a, b] = [computed(t) - outputs, computed(best) - outputs];
+      return a < b || (a === b && loads(t) < loads(best)) ? t : best;
+    });
   }
   for (const [tileM, tileN] of HARDWARE_TILES) {
     if (tileM > rows && tileM > 1) continue;
