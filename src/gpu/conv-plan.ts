@@ -2,9 +2,12 @@
  * The convolutions' part of the kernel plan (the matmuls' is plan.ts, whose rules these follow):
  * for each conv product, which register tile, workgroup shape and K split it runs.
  *
- * - `software` (SwiftShader): big register tiles, as the matmuls' 8×4, shaped to the product's
- *   rows (a layer with one output channel takes 1×4 rather than compute 7 rows it drops), no
- *   split of K: on a CPU a dispatch of a few fat invocations wins.
+ * - `software` (SwiftShader): big register tiles, as the matmuls' 8×4, shaped to the product
+ *   (SOFTWARE_TILES), no split of K: on a CPU a dispatch of a few fat invocations wins. Measured
+ *   side by side on Chromium's SwiftShader, the thin weight gradients (32×16 outputs) ran about
+ *   twice as fast at 4×2 as at 8×4. Tiles stay at 4 columns: 8 (4×8, 8×8) looked faster on
+ *   the up products, but in too few rounds to tell, and took SwiftShader's compiler over 30 s
+ *   a kernel (at start-up, once per model).
  * - `hardware`: the most work per invocation that still launches HARDWARE_MIN_INVOCATIONS; the
  *   products with too few outputs for that (the weight gradients of thin layers) split K among
  *   up to 16 invocations of a workgroup.
