@@ -20,7 +20,13 @@ import {
   convTranspose2dForward,
   type ConvShape,
 } from '../src/reference/conv';
-import { CONV_LANES, convInvocations, convWorkgroups, type ConvActivation } from '../shaders/conv.wgsl';
+import {
+  CONV_LANES,
+  convInvocations,
+  convProductShape,
+  convWorkgroups,
+  type ConvActivation,
+} from '../shaders/conv.wgsl';
 import { convGeometry, type ConvLayer } from '../src/gpu/conv-ops';
 import { chooseConv } from '../src/gpu/conv-plan';
 import { expectClose, f32, implementations, rng, useHarness, type KernelHarness } from './gpu';
@@ -358,6 +364,19 @@ describe('the conv plan', () => {
         expect(convInvocations({ ...tile, product }, g), `${JSON.stringify(layer)} ${product}`).toBeGreaterThanOrEqual(
           8192,
         );
+      }
+    }
+  });
+
+  it('computes no output it drops on software, for every product of the conv preset at batch 128', () => {
+    // The thin weight gradients (32×16) are where a fixed 8×4 tile computed 4 columns for each one kept.
+    for (const [layer, H] of preset) {
+      const g = convGeometry(layer, { batch: 128, H, W: H });
+      for (const product of ['down', 'up', 'weight'] as const) {
+        const tile = chooseConv('software', product, g);
+        const { rows, cols } = convProductShape(product, g);
+        const computed = convInvocations({ ...tile, product }, g) * tile.tileM * tile.tileN;
+        expect(computed, `${JSON.stringify(layer)} ${product} ${tile.tileM}×${tile.tileN}`).toBe(rows * cols);
       }
     }
   });

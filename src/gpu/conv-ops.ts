@@ -150,6 +150,7 @@ export async function convOp<P extends ConvPass>(
     mask,
     rowSum: !!rowSum,
     stride: g.stride,
+    tapRows: product === 'down' && g.kw === 4,
   };
   const kernel = await gpu.kernel({ label: 'conv', code: convWGSL(o), entryPoint: 'conv', bindings: convBindings(o) });
   const resources: Binding[] = [gpu.uniform(`${label} dims`, convUniform(g, epilogue.slope ?? 0)), lhs, src, dst];
