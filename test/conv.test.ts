@@ -23,6 +23,7 @@ import {
 import { CONV_LANES, convInvocations, convWorkgroups, type ConvActivation } from '../shaders/conv.wgsl';
 import { convGeometry, type ConvLayer } from '../src/gpu/conv-ops';
 import { chooseConv } from '../src/gpu/conv-plan';
+import { planFor } from '../src/gpu/plan';
 import { expectClose, f32, implementations, rng, useHarness, type KernelHarness } from './gpu';
 import { tolerance } from './matmul';
 
@@ -354,7 +355,7 @@ describe('the conv plan', () => {
     for (const [layer, H] of preset) {
       const g = convGeometry(layer, { batch: 128, H, W: H });
       for (const product of ['down', 'up', 'weight'] as const) {
-        const tile = chooseConv('hardware', product, g);
+        const tile = chooseConv(planFor(false), product, g);
         expect(convInvocations({ ...tile, product }, g), `${JSON.stringify(layer)} ${product}`).toBeGreaterThanOrEqual(
           8192,
         );
@@ -372,7 +373,7 @@ describe('the conv plan', () => {
         W: 64,
       },
     );
-    const tile = chooseConv('software', 'down', g);
+    const tile = chooseConv(planFor(true), 'down', g);
     const [x, y, z] = convWorkgroups({ ...tile, product: 'down' }, g);
     expect(x).toBeLessThanOrEqual(65535);
     expect(z).toBeGreaterThan(1);
