@@ -104,11 +104,23 @@ export function convChoiceOf(t: ConvTile): ConvChoice {
 const conv = (tileM: number, tileN: number, slices = 1): ConvChoice => ({ variant: 'conv', tileM, tileN, slices });
 
 /**
- * The start-up tuner's candidates for every conv product besides the rule's own: the software
- * rule's two largest tiles, and K split four ways at 2×4 (which fits the weight product's row
- * sums in workgroup memory) and sixteen ways at 1×1 (the hardware rule's widest split).
+ * The start-up tuner's candidates for every conv product besides the rule's own: register tiles —
+ * the software rule's largest, and two with less work per invocation (fewer rows, fewer columns).
  */
-export const CONV_TUNE_ALTERNATIVES: readonly ConvChoice[] = [conv(8, 4), conv(4, 4), conv(2, 4, 4), conv(1, 1, 16)];
+export const CONV_TUNE_ALTERNATIVES: readonly ConvChoice[] = [conv(8, 4), conv(4, 4), conv(8, 2)];
+
+/**
+ * A hardware adapter's candidates besides those: K split four and sixteen ways, as the hardware
+ * rule splits it. Not on a software adapter, where a split kernel's workgroup barriers cost many
+ * times a register tile's: on SwiftShader a 16-step check under 1×1 K/16 took some fifty times as
+ * long as under a register tile, and each split kernel about ten times as long to compile.
+ */
+export const CONV_SPLIT_ALTERNATIVES: readonly ConvChoice[] = [conv(1, 1, 4), conv(1, 1, 16)];
+
+/** The conv candidates the tuner tries on a software or a hardware adapter. */
+export function convTuneAlternatives(software: boolean): readonly ConvChoice[] {
+  return software ? CONV_TUNE_ALTERNATIVES : [...CONV_TUNE_ALTERNATIVES, ...CONV_SPLIT_ALTERNATIVES];
+}
 
 /** Every conv choice a plan may hold: what the rules above can produce, and the tuner's candidates. */
 export const CONV_PLAN_CHOICES: readonly ConvChoice[] = [
@@ -116,6 +128,7 @@ export const CONV_PLAN_CHOICES: readonly ConvChoice[] = [
   ...HARDWARE_TILES.map(([tileM, tileN]) => conv(tileM, tileN)),
   ...HARDWARE_SLICES.map((slices) => conv(1, 1, slices)),
   ...CONV_TUNE_ALTERNATIVES,
+  ...CONV_SPLIT_ALTERNATIVES,
 ].filter((c, i, all) => all.findIndex((d) => sameConvChoice(c, d)) === i);
 
 function sameConvChoice(a: ConvChoice, b: ConvChoice): boolean {

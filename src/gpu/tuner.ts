@@ -199,8 +199,10 @@ function checkProducts(base: KernelPlan, products: readonly ProductToTune[]): vo
       // A plan that held it could not be read back from the cache or a checkpoint.
       if (!isPlanOverride(key, c))
         throw new Error(
-          `tuner: product ${key}: ${describeChoice(c)} is not one of the plan's choices for it ` +
-            `(PLAN_CHOICES in src/gpu/plan.ts, CONV_PLAN_CHOICES in src/gpu/conv-plan.ts)`,
+          `tuner: product ${key}: ${describeChoice(c)} is not one of the plan's choices ` +
+            (key.startsWith('conv ')
+              ? '(CONV_PLAN_CHOICES in src/gpu/conv-plan.ts)'
+              : '(PLAN_CHOICES in src/gpu/plan.ts)'),
         );
     });
     // The one part of "candidates[0] is the base choice" the tuner can verify without the shape.

@@ -30,7 +30,7 @@ import {
   type ConvBuffers,
   type ConvProductOf,
 } from '../gpu/conv-ops';
-import { CONV_TUNE_ALTERNATIVES } from '../gpu/conv-plan';
+import { CONV_SPLIT_ALTERNATIVES, CONV_TUNE_ALTERNATIVES, convTuneAlternatives } from '../gpu/conv-plan';
 import type { Dispatch, Gpu } from '../gpu/device';
 import { matmulOp, matmulProductOf, matmulUsesQuads, plannedMatmulKernel, type MatmulProduct } from '../gpu/ops';
 import {
@@ -157,6 +157,7 @@ export function engineVersion(
       ...[...kernels].sort(),
       JSON.stringify(TUNE_ALTERNATIVES),
       JSON.stringify(CONV_TUNE_ALTERNATIVES),
+      JSON.stringify(CONV_SPLIT_ALTERNATIVES),
       ...[...lists].sort(),
     ].join('\n'),
   );
@@ -244,7 +245,7 @@ export async function autotunePlan(
         if (s.kind === 'conv') {
           const { layer, input, pass } = s.product;
           const product = CONV_PRODUCTS[layer.transpose ? 'convTranspose2d' : 'conv2d'][pass];
-          const p = convProductToTune(base, product, convGeometry(layer, input), CONV_TUNE_ALTERNATIVES);
+          const p = convProductToTune(base, product, convGeometry(layer, input), convTuneAlternatives(gpu.software));
           products.push(p);
           timedConvs.push({ product: s.product, candidates: p.candidates });
           continue;
