@@ -1,5 +1,5 @@
 /**
- * The opt-in start-up autotuner: for each matmul product it times a few candidate choices and
+ * The opt-in start-up autotuner: for each product (matmul or conv) it times a few candidate choices and
  * returns a plan that takes a candidate only where it clearly beats the base plan's choice, and
  * only when a short end-to-end run with the new plan reproduces the base plan's losses.
  *
