@@ -16,6 +16,7 @@ import { convProductToTune, productToTune, tunePlan } from '../src/gpu/tuner';
 import { isSoftwareInfo } from '../src/gpu/adapter';
 import { LAVAPIPE_TUNE_ALTERNATIVES, TUNE_ALTERNATIVES, tuneAlternatives } from '../src/model/autotune';
 import { convWGSL, type ConvGeometry } from '../shaders/conv.wgsl';
+import { benchSizes, convLaunches } from '../bench/measure';
 import { chooseConv, convChoiceOf, convKey, CONV_PLAN_CHOICES, convTuneAlternatives } from '../src/gpu/conv-plan';
 
 /** Every product of a training step of the PyTorch example at batch 128 (as src/model/programs.ts emits them). */
@@ -266,6 +267,23 @@ describe('the conv products in a plan', () => {
               made.add(JSON.stringify(convChoiceOf(chooseConv(planFor(software), product, geometry))));
             }
     expect([...made].sort()).toEqual(CONV_PLAN_CHOICES.map((c) => JSON.stringify(c)).sort());
+  });
+
+  it("the bench's launch table gives a conv product the tile of the plan in use, marked when an override chose it", () => {
+    const sizes = benchSizes('conv');
+    const plain = convLaunches(sizes, 128, planFor(true));
+    const row = plain.get('train[128] encoder.2 dX')!;
+    expect(row.product).toBe('up');
+    expect(row.tuned).toBe(false);
+    expect([...plain.values()].some((r) => r.tuned)).toBe(false);
+    const choice = { variant: 'conv' as const, tileM: 4, tileN: 4, slices: 1 };
+    expect(convChoiceOf(row.tile)).not.toEqual(choice);
+    const tuned = convLaunches(sizes, 128, { ...planFor(true), overrides: { [key]: choice } });
+    // encoder.2's dX and decoder.5's forward are that one product.
+    const marked = [...tuned].filter(([, r]) => r.tuned).map(([label]) => label);
+    expect(marked.sort()).toEqual(['train[128] decoder.5', 'train[128] encoder.2 dX']);
+    expect(convChoiceOf(tuned.get('train[128] encoder.2 dX')!.tile)).toEqual(choice);
+    expect(tuned.get('train[128] encoder.2 dX')!.hardwareTile).toEqual(row.hardwareTile);
   });
 
   it('a plan from a file with a conv override the engine could not make is refused', () => {
