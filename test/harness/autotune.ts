@@ -4,7 +4,13 @@
  * live buffers, a model's weights read back before and after, the cache's contents — and the
  * end-to-end check's loss differences under every candidate.
  */
-import { convInvocations, convProductShape, convRowsOfInvocations } from '../../shaders/conv.wgsl';
+import {
+  convBindings,
+  convProductShape,
+  convRowsOfInvocations,
+  convWGSL,
+  type ConvOptions,
+} from '../../shaders/conv.wgsl';
 import { CONV_PRODUCTS, convGeometry, convProductKey, convProductOf } from '../../src/gpu/conv-ops';
 import { convTuneAlternatives } from '../../src/gpu/conv-plan';
 import { Gpu } from '../../src/gpu/device';
@@ -164,10 +170,10 @@ async function checkDifferences(c: { sizes: VaeSizes; batchSize: number }) {
 
 /**
  * checkDifferences for the conv products: each of the adapter's conv candidates forced on every
- * conv product of the step, the matmuls left to the base plan. Besides the losses, what each
- * forced model launches for its conv products — workgroups × the kernel's @workgroup_size, as
- * built — against what the forced tile gives (shaders/conv.wgsl.ts convInvocations), so a plan
- * whose conv override did not reach the kernels cannot pass for one that did.
+ * conv product of the step, the matmuls left to the base plan. Besides the losses, whether each
+ * forced model's conv dispatch runs the pipeline of the forced tile's WGSL (written here from
+ * shaders/conv.wgsl.ts, not through the plan; the runtime caches pipelines by their WGSL), so a
+ * plan whose conv override did not reach the kernels cannot pass for one that did.
  */
 async function checkConvDifferences(c: { sizes: VaeSizes; batchSize: number }) {
   const gpu = await Gpu.create();
@@ -186,28 +192,43 @@ async function checkConvDifferences(c: { sizes: VaeSizes; batchSize: number }) {
       ),
     ];
     const baseLosses = await checkLosses(baseModel);
-    const out: { choice: string; difference: number; match: boolean; launches: [string, number, number][] }[] = [];
+    const out: { choice: string; difference: number; match: boolean; kernels: [string, boolean][] }[] = [];
     const alternatives = convTuneAlternatives(gpu.software);
     for (const choice of alternatives) {
       const plan: KernelPlan = { ...base, overrides: Object.fromEntries(keys.map((k) => [k, choice])) };
       const model = await checkModel(gpu, plan, j, checkImages);
-      const launches: [string, number, number][] = [];
+      const kernels: [string, boolean][] = [];
       for (const d of model.trainStep(c.batchSize)) {
         const p = convProductOf(d);
         if (!p) continue;
         const product = CONV_PRODUCTS[p.layer.transpose ? 'convTranspose2d' : 'conv2d'][p.pass];
-        const g = convGeometry(p.layer, p.input);
         const { tileM, tileN, slices } = choice;
-        const wgY = convRowsOfInvocations(tileM, slices, convProductShape(product, g).rows);
-        const launched = d.workgroups[0] * d.workgroups[1] * d.workgroups[2] * d.kernel.workgroupSize;
-        launches.push([d.bindGroup.label ?? '', launched, convInvocations({ tileM, tileN, slices, wgY, product }, g)]);
+        const o: ConvOptions = {
+          product,
+          tileM,
+          tileN,
+          slices,
+          wgY: convRowsOfInvocations(tileM, slices, convProductShape(product, convGeometry(p.layer, p.input)).rows),
+          bias: p.bias,
+          activation: p.epilogue.activation,
+          mask: p.epilogue.mask,
+          rowSum: p.db && !p.layer.transpose,
+          stride: p.layer.stride,
+        };
+        const forced = await gpu.kernel({
+          label: 'conv',
+          code: convWGSL(o),
+          entryPoint: 'conv',
+          bindings: convBindings(o),
+        });
+        kernels.push([d.bindGroup.label ?? '', forced === d.kernel]);
       }
       const losses = await checkLosses(model);
       out.push({
         choice: describeChoice(choice),
         difference: largestDifference(baseLosses, losses),
         match: lossesMatch(baseLosses, losses),
-        launches,
+        kernels,
       });
     }
     return { keys, alternatives: alternatives.length, baseLosses: [...baseLosses], candidates: out };
