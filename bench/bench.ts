@@ -246,7 +246,8 @@ async function main() {
       // A GPU wants ≥ HARDWARE_MIN_INVOCATIONS per matmul to hide memory latency; a software adapter
       // cannot measure that, so the launch sizes are the evidence it can give.
       // A conv product's rows also name its implicit product (rows×cols×K) and each plan's tile
-      // (tileM×tileN outputs per invocation, K/n when n invocations split K).
+      // (tileM×tileN outputs per invocation, K/n when n invocations split K; "(tuned)" when the
+      // plan in use overrides the rule's tile for it).
       console.log(`\nlaunch sizes: the ${step.plan} plan in use, and the hardware plan (workgroups → invocations)`);
       console.log(`${'dispatch'.padEnd(28)} ${`${step.plan} plan`.padStart(24)} ${'hardware plan'.padStart(24)}`);
       const launch = (l: { workgroups: readonly number[]; invocations: number }) =>
@@ -257,7 +258,7 @@ async function main() {
         const short = d.cost.flops && h.invocations < HARDWARE_MIN_INVOCATIONS ? '  (all its outputs allow)' : '';
         const conv = 'conv' in d ? (d.conv as ConvLaunch) : undefined;
         const product = conv
-          ? `  ${conv.product} ${conv.rows}×${conv.cols}×${conv.K}, tile ${tile(conv.tile)} → hardware ${tile(conv.hardwareTile)}`
+          ? `  ${conv.product} ${conv.rows}×${conv.cols}×${conv.K}, tile ${tile(conv.tile)}${conv.tuned ? ' (tuned)' : ''} → hardware ${tile(conv.hardwareTile)}`
           : '';
         console.log(`${d.label.padEnd(28)} ${launch(d).padStart(24)} ${launch(h).padStart(24)}${short}${product}`);
       });

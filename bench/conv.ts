@@ -45,7 +45,7 @@ async function main() {
     const g: ConvGeometry = convGeometry(layer, input);
     for (const pass of ['forward', 'dX', 'dW'] as ConvPass[]) {
       const product = CONV_PRODUCTS[layer.transpose ? 'convTranspose2d' : 'conv2d'][pass];
-      const tile = chooseConv(plan.kind, product, g);
+      const tile = chooseConv(plan, product, g);
       const buffers =
         pass === 'forward'
           ? { X: a, W: b, Y: out, bias: small }

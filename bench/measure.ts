@@ -8,10 +8,10 @@
 import { convInvocations, convProductShape, type ConvProduct, type ConvTile } from '../shaders/conv.wgsl';
 import type { MatmulOptions } from '../shaders/matmul.wgsl';
 import { CONV_PRODUCTS, convGeometry, type ConvPass } from '../src/gpu/conv-ops';
-import { chooseConv } from '../src/gpu/conv-plan';
+import { chooseConv, convKey } from '../src/gpu/conv-plan';
 import type { Dispatch, Gpu } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
-import { planFor, type KernelPlan, type PlanKind } from '../src/gpu/plan';
+import { planFor, type KernelPlan } from '../src/gpu/plan';
 import { spanTimer } from '../src/gpu/timing';
 import { MIN_SPAN_MS, type TuneCache } from '../src/gpu/tuner';
 import { autotuneLines, autotunePlan } from '../src/model/autotune';
@@ -98,8 +98,9 @@ export interface ConvLaunch {
   rows: number;
   cols: number;
   K: number;
-  /** The tile of the plan in use, and of the hardware plan with the invocations it launches. */
+  /** The tile of the plan in use (`tuned`: an override of that plan's, a tuner's or a checkpoint's, chose it), and of the hardware plan with the invocations it launches. */
   tile: ConvTile;
+  tuned: boolean;
   hardwareTile: ConvTile;
   hardwareInvocations: number;
 }
@@ -109,7 +110,7 @@ export interface ConvLaunch {
  * carry (`train[128] encoder.2 dW`): the layer's product, its shape, and the tile each plan
  * chooses for it (src/gpu/conv-plan.ts).
  */
-export function convLaunches(sizes: VaeSizes, batch: number, kind: PlanKind): Map<string, ConvLaunch> {
+export function convLaunches(sizes: VaeSizes, batch: number, plan: KernelPlan): Map<string, ConvLaunch> {
   const out = new Map<string, ConvLaunch>();
   for (const layer of vaeGraph(sizes)) {
     if (!('unit' in layer) || (layer.kind !== 'Conv2d' && layer.kind !== 'ConvTranspose2d')) continue;
@@ -117,11 +118,12 @@ export function convLaunches(sizes: VaeSizes, batch: number, kind: PlanKind): Ma
     const g = convGeometry(convLayer(transpose, layer.args as number[]), { batch, H: layer.in[1]!, W: layer.in[2]! });
     for (const pass of ['forward', 'dX', 'dW'] as ConvPass[]) {
       const product = CONV_PRODUCTS[transpose ? 'convTranspose2d' : 'conv2d'][pass];
-      const hardwareTile = chooseConv('hardware', product, g);
+      const hardwareTile = chooseConv(planFor(false), product, g);
       out.set(`train[${batch}] ${layer.names[0]}${pass === 'forward' ? '' : ` ${pass}`}`, {
         product,
         ...convProductShape(product, g),
-        tile: chooseConv(kind, product, g),
+        tile: chooseConv(plan, product, g),
+        tuned: convKey(product, g) in plan.overrides,
         hardwareTile,
         hardwareInvocations: convInvocations({ ...hardwareTile, product }, g),
       });
@@ -237,7 +239,7 @@ export class EngineBench {
     const { model, plan } = await open(this.plan);
     const dispatches = model.trainStep(c.batchSize);
     // Each conv product's shape and the tiles the plans give it, matched to its dispatch by label.
-    const convs = convLaunches(sizes, c.batchSize, plan.kind);
+    const convs = convLaunches(sizes, c.batchSize, plan);
     const perDispatch = [];
     for (const d of dispatches) {
       g.write(model.trainState, new Uint32Array([0, 0]));

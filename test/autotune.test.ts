@@ -11,15 +11,44 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodePlan } from '../src/gpu/plan';
+import type { ConvProductOf } from '../src/gpu/conv-ops';
+import { CONV_SPLIT_ALTERNATIVES, CONV_TUNE_ALTERNATIVES } from '../src/gpu/conv-plan';
+import { decodePlan, encodePlan } from '../src/gpu/plan';
 import type { MatmulProduct } from '../src/gpu/ops';
 import { CHECK_RTOL, engineVersion, largestDifference, lossesMatch, TUNE_ALTERNATIVES } from '../src/model/autotune';
+import { parseSpec, specSizes } from '../src/model/spec';
 import { tempDir, toolEnv, tsx } from './cli';
 import { openHarness, type GpuPage } from './gpu';
 
 /** A small model, so that tuning it takes seconds on a software adapter. */
 const SMALL = { sizes: { D: 64, hidden: [48], L: 6 }, batchSize: 24 };
 const CONDITIONAL = { sizes: { ...SMALL.sizes, classes: 5 }, batchSize: 24 };
+/**
+ * The smallest conv VAE with all three conv products (down, up, weight): one Conv2d, one
+ * ConvTranspose2d and no hidden Linear, so the tuner has few matmuls to time beside them.
+ */
+const TINY_CONV = {
+  sizes: specSizes(
+    parseSpec({
+      input: [1, 8, 8],
+      latent: 4,
+      encoder: [['Conv2d', 1, 4, 4, 2, 1], ['ReLU'], ['Flatten']],
+      decoder: [['Linear', 4, 64], ['ReLU'], ['Unflatten', 1, [4, 4, 4]], ['ConvTranspose2d', 4, 1, 4, 2, 1]],
+      likelihood: 'bernoulli',
+    }),
+  ),
+  batchSize: 8,
+};
+
+/**
+ * Its conv products' keys, one per product and geometry: the ConvTranspose2d(4, 1) is the
+ * Conv2d(1, 4)'s join read the other way, so its dX is the Conv2d's forward, and their dW share a key.
+ */
+const TINY_CONV_KEYS = [
+  'conv down I 8×1×8×8 O 4×4×4 k4×4 s2 p1',
+  'conv up I 8×1×8×8 O 4×4×4 k4×4 s2 p1',
+  'conv weight I 8×1×8×8 O 4×4×4 k4×4 s2 p1',
+];
 
 describe('the engine version in the tune cache key (no GPU)', () => {
   // A conditional model's dz→dmulv product (N = L + C columns, L of them going on) and the
@@ -38,6 +67,25 @@ describe('the engine version in the tune cache key (no GPU)', () => {
       expect(version(dz(true), [choice]), JSON.stringify(choice)).not.toBe(version(dz(false), [choice]));
     // Order does not matter; the same products give the same version.
     expect(version(dz(true), [...TUNE_ALTERNATIVES].reverse())).toBe(version(dz(true)));
+    // The conv kernels too: the same conv product with another epilogue compiles other WGSL.
+    const dX = (mask: 'relu' | 'leakyRelu'): ConvProductOf => ({
+      layer: { transpose: false, inC: 32, outC: 64, kernel: 4, stride: 2, padding: 1, outputPadding: 0 },
+      input: { batch: 8, H: 4, W: 4 },
+      pass: 'dX',
+      epilogue: { activation: 'none', mask, slope: 0.2 },
+      bias: false,
+      db: false,
+    });
+    const all = [...CONV_TUNE_ALTERNATIVES, ...CONV_SPLIT_ALTERNATIVES];
+    const withConv = (mask: 'relu' | 'leakyRelu', candidates = all) =>
+      engineVersion(
+        [{ product: dz(false), quad: false, candidates: TUNE_ALTERNATIVES }],
+        [{ product: dX(mask), candidates }],
+      );
+    expect(withConv('relu')).not.toBe(withConv('leakyRelu'));
+    for (const choice of all)
+      expect(withConv('relu', [choice]), JSON.stringify(choice)).not.toBe(withConv('leakyRelu', [choice]));
+    expect(withConv('relu', [...all].reverse())).toBe(withConv('relu'));
     expect(
       engineVersion([
         { product: dz(true), quad: false, candidates: TUNE_ALTERNATIVES },
@@ -111,6 +159,55 @@ describe('autotune on the real adapter', () => {
     const version = /\/([\d.]+)$/.exec(await gpu.browser.version())![1];
     expect(version).toMatch(/^\d+\.\d+\.[1-9]\d*\.\d+$/);
     expect(r.first.key).toContain(version);
+  });
+
+  it('a conv model: its conv products are timed under their conv keys, and the plan it chose is cached and decodes back', async () => {
+    const r = await gpu.page.evaluate((c) => window.autotune.twice(c), TINY_CONV);
+    const report = r.first.report!;
+    console.log(`autotune of a small conv model on 8×8 images: ${report.reason}`);
+    expect(r.stateUnchanged).toBe(true);
+    const convs = report.products.filter((p) => p.key.startsWith('conv '));
+    expect(convs.map((p) => p.key).sort()).toEqual(TINY_CONV_KEYS);
+    for (const p of convs) {
+      // The base choice first, then every candidate besides it.
+      expect(p.candidates[0].choice.variant, p.key).toBe('conv');
+      const alternatives = r.software
+        ? CONV_TUNE_ALTERNATIVES
+        : [...CONV_TUNE_ALTERNATIVES, ...CONV_SPLIT_ALTERNATIVES];
+      for (const c of alternatives)
+        expect(
+          p.candidates.map((d) => d.choice),
+          p.key,
+        ).toContainEqual(c);
+      for (const c of p.candidates)
+        if (!c.dropped) for (const ms of c.samplesMs) expect(ms, p.key).toBeGreaterThanOrEqual(2);
+    }
+    const plan = decodePlan(r.first.plan);
+    expect(plan).not.toBeNull();
+    expect(encodePlan(plan!)).toBe(r.first.plan);
+    // Whatever the timings chose: each changed product's override is in the plan, conv ones included.
+    for (const p of report.products.filter((q) => q.changed)) expect(plan!.overrides[p.key], p.key).toEqual(p.chosen);
+    expect(r.cached).toEqual([[r.first.key, r.first.plan]]);
+    expect(r.second).toEqual({ from: 'cache', key: r.first.key, plan: r.first.plan });
+  });
+
+  it(`a conv model: the check's tolerance (${CHECK_RTOL}) passes every conv candidate forced on every conv product, which runs that candidate's kernel`, async () => {
+    const r = await gpu.page.evaluate((c) => window.autotune.checkConvDifferences(c), TINY_CONV);
+    console.log(
+      `16-step loss differences from the base plan (${r.keys.length} conv products): ` +
+        r.candidates.map((c) => `${c.choice} ${c.difference.toExponential(1)}`).join(', '),
+    );
+    expect(r.keys.sort()).toEqual(TINY_CONV_KEYS);
+    expect(r.candidates).toHaveLength(r.alternatives);
+    expect(r.baseLosses.every(Number.isFinite)).toBe(true);
+    for (const c of r.candidates) {
+      // The Conv2d's forward and dW, the ConvTranspose2d's forward, dX and dW.
+      expect(c.kernels, c.choice).toHaveLength(5);
+      for (const [label, forced] of c.kernels)
+        expect(forced, `${c.choice}: ${label} runs the forced tile's kernel`).toBe(true);
+      expect(c.difference, c.choice).toBeLessThanOrEqual(CHECK_RTOL);
+      expect(c.match, c.choice).toBe(true);
+    }
   });
 
   it.each([

@@ -29,6 +29,7 @@ import {
 } from '../shaders/conv.wgsl';
 import { convGeometry, type ConvLayer } from '../src/gpu/conv-ops';
 import { chooseConv } from '../src/gpu/conv-plan';
+import { planFor } from '../src/gpu/plan';
 import { expectClose, f32, implementations, rng, useHarness, type KernelHarness } from './gpu';
 import { tolerance } from './matmul';
 
@@ -360,7 +361,7 @@ describe('the conv plan', () => {
     for (const [layer, H] of preset) {
       const g = convGeometry(layer, { batch: 128, H, W: H });
       for (const product of ['down', 'up', 'weight'] as const) {
-        const tile = chooseConv('hardware', product, g);
+        const tile = chooseConv(planFor(false), product, g);
         expect(convInvocations({ ...tile, product }, g), `${JSON.stringify(layer)} ${product}`).toBeGreaterThanOrEqual(
           8192,
         );
@@ -373,7 +374,7 @@ describe('the conv plan', () => {
     for (const [layer, H] of preset) {
       const g = convGeometry(layer, { batch: 128, H, W: H });
       for (const product of ['down', 'up', 'weight'] as const) {
-        const tile = chooseConv('software', product, g);
+        const tile = chooseConv(planFor(true), product, g);
         const { rows, cols } = convProductShape(product, g);
         const computed = convInvocations({ ...tile, product }, g) * tile.tileM * tile.tileN;
         expect(computed, `${JSON.stringify(layer)} ${product} ${tile.tileM}×${tile.tileN}`).toBe(rows * cols);
@@ -391,7 +392,7 @@ describe('the conv plan', () => {
         W: 64,
       },
     );
-    const tile = chooseConv('software', 'down', g);
+    const tile = chooseConv(planFor(true), 'down', g);
     const [x, y, z] = convWorkgroups({ ...tile, product: 'down' }, g);
     expect(x).toBeLessThanOrEqual(65535);
     expect(z).toBeGreaterThan(1);

@@ -12,9 +12,12 @@ import {
   registerInvocations,
   type MatmulShape,
 } from '../src/gpu/plan';
-import { productToTune, tunePlan } from '../src/gpu/tuner';
+import { convProductToTune, productToTune, tunePlan } from '../src/gpu/tuner';
 import { isSoftwareInfo } from '../src/gpu/adapter';
 import { LAVAPIPE_TUNE_ALTERNATIVES, TUNE_ALTERNATIVES, tuneAlternatives } from '../src/model/autotune';
+import { convWGSL, type ConvGeometry } from '../shaders/conv.wgsl';
+import { benchSizes, convLaunches } from '../bench/measure';
+import { chooseConv, convChoiceOf, convKey, CONV_PLAN_CHOICES, convTuneAlternatives } from '../src/gpu/conv-plan';
 
 /** Every product of a training step of the PyTorch example at batch 128 (as src/model/programs.ts emits them). */
 const B = 128;
@@ -31,6 +34,8 @@ const STEP: (MatmulShape & { name: string })[] = [
   { name: 'fc21‖fc22 dX', M: B, N: 400, K: 40, transA: false, transB: false },
   { name: 'fc1 dW', M: 400, N: 784, K: B, transA: true, transB: false },
 ];
+
+const STEP_CHOICE = { variant: 'register' as const, tileM: 8, tileN: 4 };
 
 describe('kernel plan', () => {
   it("software: register tiles only, so the default model's sums, and its numbers, do not depend on the tile", () => {
@@ -195,5 +200,124 @@ describe('kernel plan', () => {
     await expect(run).rejects.toThrow(
       /register 16×8 is not one of the plan's choices \(PLAN_CHOICES in src\/gpu\/plan\.ts\)/,
     );
+    // A conv product's candidates are the conv choices: a matmul's or an unknown tile is refused.
+    const g: ConvGeometry = { batch: 8, Ci: 1, Hi: 8, Wi: 8, Co: 4, Ho: 4, Wo: 4, kh: 4, kw: 4, stride: 2, pad: 1 };
+    for (const [bad, text] of [
+      [{ variant: 'conv', tileM: 16, tileN: 4, slices: 1 }, 'conv 16×4'],
+      [{ variant: 'register', tileM: 8, tileN: 4 }, 'register 8×4'],
+    ] as const) {
+      const conv = convProductToTune(planFor(true), 'down', g, [...convTuneAlternatives(true), bad as never]);
+      await expect(
+        tunePlan({
+          base: planFor(true),
+          products: [conv],
+          clock: 'timestamp',
+          time: async (_k, _c, repeats) => 2 * repeats,
+          check: async () => true,
+        }),
+      ).rejects.toThrow(
+        new RegExp(`${text} is not one of the plan's choices \\(CONV_PLAN_CHOICES in src/gpu/conv-plan\\.ts\\)`),
+      );
+    }
+  });
+});
+
+describe('the conv products in a plan', () => {
+  // encoder.2 of the conv preset at batch 128: Conv2d(32, 64, 4, 2, 1) on 14×14.
+  const g: ConvGeometry = { batch: 128, Ci: 32, Hi: 14, Wi: 14, Co: 64, Ho: 7, Wo: 7, kh: 4, kw: 4, stride: 2, pad: 1 };
+  const key = convKey('up', g);
+
+  it('a conv override wins over the rule, and every conv choice a plan may hold survives its text form and builds a kernel', () => {
+    expect(key).toBe('conv up I 128×32×14×14 O 64×7×7 k4×4 s2 p1');
+    for (const choice of CONV_PLAN_CHOICES) {
+      const plan = { ...planFor(true), overrides: { [key]: choice } };
+      expect(decodePlan(encodePlan(plan)), JSON.stringify(choice)).toEqual(plan);
+      const tile = chooseConv(plan, 'up', g);
+      expect({ tileM: tile.tileM, tileN: tile.tileN, slices: tile.slices }).toEqual({
+        tileM: choice.tileM,
+        tileN: choice.tileN,
+        slices: choice.slices,
+      });
+      // The other products keep the rule's tile.
+      expect(chooseConv(plan, 'down', g)).toEqual(chooseConv(planFor(true), 'down', g));
+      // Every product, the weight product's row sums included, compiles under it.
+      for (const product of ['down', 'up', 'weight'] as const)
+        for (const rowSum of product === 'weight' ? [false, true] : [false]) {
+          const t = chooseConv({ ...plan, overrides: { [convKey(product, g)]: choice } }, product, g);
+          expect(() =>
+            convWGSL({ ...t, product, bias: false, activation: 'none', mask: 'none', rowSum, stride: g.stride }),
+          ).not.toThrow();
+        }
+    }
+  });
+
+  it('the conv choices a plan may hold are what the rules and the tuner make, and no other', () => {
+    const made = new Set([...convTuneAlternatives(true), ...convTuneAlternatives(false)].map((c) => JSON.stringify(c)));
+    for (const batch of [1, 8, 128])
+      for (const [Ci, Co] of [
+        [1, 32],
+        [32, 64],
+        [64, 1],
+        [3, 3],
+      ])
+        for (const H of [2, 7, 14, 28])
+          for (const software of [true, false])
+            for (const product of ['down', 'up', 'weight'] as const) {
+              const geometry = { ...g, batch, Ci, Co, Hi: 2 * H, Wi: 2 * H, Ho: H, Wo: H };
+              made.add(JSON.stringify(convChoiceOf(chooseConv(planFor(software), product, geometry))));
+            }
+    expect([...made].sort()).toEqual(CONV_PLAN_CHOICES.map((c) => JSON.stringify(c)).sort());
+  });
+
+  it("the bench's launch table gives a conv product the tile of the plan in use, marked when an override chose it", () => {
+    const sizes = benchSizes('conv');
+    const plain = convLaunches(sizes, 128, planFor(true));
+    const row = plain.get('train[128] encoder.2 dX')!;
+    expect(row.product).toBe('up');
+    expect(row.tuned).toBe(false);
+    expect([...plain.values()].some((r) => r.tuned)).toBe(false);
+    const choice = { variant: 'conv' as const, tileM: 4, tileN: 4, slices: 1 };
+    expect(convChoiceOf(row.tile)).not.toEqual(choice);
+    const tuned = convLaunches(sizes, 128, { ...planFor(true), overrides: { [key]: choice } });
+    // encoder.2's dX and decoder.5's forward are that one product.
+    const marked = [...tuned].filter(([, r]) => r.tuned).map(([label]) => label);
+    expect(marked.sort()).toEqual(['train[128] decoder.5', 'train[128] encoder.2 dX']);
+    expect(convChoiceOf(tuned.get('train[128] encoder.2 dX')!.tile)).toEqual(choice);
+    expect(tuned.get('train[128] encoder.2 dX')!.hardwareTile).toEqual(row.hardwareTile);
+  });
+
+  it('a plan from a file with a conv override the engine could not make is refused', () => {
+    const ok = { variant: 'conv', tileM: 8, tileN: 4, slices: 1 };
+    expect(decodePlan(JSON.stringify({ ...planFor(false), overrides: { [key]: ok } }))).not.toBeNull();
+    const crafted = [
+      { variant: 'conv', tileM: 16, tileN: 4, slices: 1 },
+      { variant: 'conv', tileM: 8, tileN: 100000, slices: 1 },
+      { variant: 'conv', tileM: 8, tileN: 4, slices: 16 },
+      { variant: 'conv', tileM: 1, tileN: 1, slices: 3 },
+      { variant: 'conv', tileM: 8, tileN: 4, slices: 1, wgY: 1024 },
+      { variant: 'conv', tileM: 8, tileN: 4 },
+      { variant: 'register', tileM: 8, tileN: 4 },
+      null,
+    ];
+    for (const choice of crafted)
+      expect(
+        decodePlan(JSON.stringify({ ...planFor(false), overrides: { [key]: choice } })),
+        JSON.stringify(choice),
+      ).toBeNull();
+    // Keys are convKey's text; a conv choice under a matmul key is refused too.
+    for (const bad of [
+      'conv up I 128×32×14 O 64×7×7 k4×4 s2 p1',
+      'conv sideways I 128×32×14×14 O 64×7×7 k4×4 s2 p1',
+      'conv up 128×32×14×14 64×7×7 k4 s2 p1',
+      `${key} `,
+      'encoder.2',
+      matmulKey(STEP[0]),
+    ])
+      expect(decodePlan(JSON.stringify({ ...planFor(false), overrides: { [bad]: ok } })), bad).toBeNull();
+    // And the rules refuse a plan built by hand with the kinds crossed.
+    expect(() => chooseConv({ ...planFor(true), overrides: { [key]: STEP_CHOICE } }, 'up', g)).toThrow(/conv product/);
+    expect(() =>
+      chooseMatmul({ ...planFor(true), overrides: { [matmulKey(STEP[0])]: ok as never } }, STEP[0], false),
+    ).toThrow(/is a matmul/);
   });
 });

@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { encodePlan, planFor, type KernelPlan, type MatmulChoice } from '../src/gpu/plan';
+import { encodePlan, planFor, type KernelPlan, type MatmulChoice, type PlanChoice } from '../src/gpu/plan';
 import {
   DROP_FACTOR,
   formatTuneReport,
@@ -28,7 +28,7 @@ const tile = (tileM: number, tileN: number): MatmulChoice => ({ variant: 'regist
 const T84 = tile(8, 4),
   T44 = tile(4, 4),
   T42 = tile(4, 2);
-const label = (c: MatmulChoice) => `${c.tileM}×${c.tileN}`;
+const label = (c: PlanChoice) => `${c.tileM}×${c.tileN}`;
 
 const FC1 = 'NT 128×400×784';
 const FC4 = 'NT 128×784×400';
@@ -53,7 +53,7 @@ function fakeClock(
   } = {},
 ) {
   const calls: Call[] = [];
-  const time = vi.fn(async (key: string, choice: MatmulChoice, repeats: number) => {
+  const time = vi.fn(async (key: string, choice: PlanChoice, repeats: number) => {
     const name = label(choice);
     const n = calls.filter((c) => c.key === key && c.choice === name).length;
     let ms = perDispatchMs[key][name] * repeats * (options.factor?.(key, name, n) ?? 1);

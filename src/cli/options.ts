@@ -103,7 +103,7 @@ Options:
   --sigma X|learned     the Gaussian's σ: a number from ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]} (default ${DEFAULT_SIGMA}), or learned,
                         one per pixel (the parameter log_sigma, trained by Adam from σ = 1 and
                         kept within the same ${SIGMA_RANGE[0]} to ${SIGMA_RANGE[1]})
-  --autotune            time the matmul kernels' variants at this run's shapes before training
+  --autotune            time the matmul and conv kernels' variants at this run's shapes before training
                         and take one only when it is ≥ ${MIN_GAIN * 100} % faster and ${CHECK_STEPS} training steps under it
                         match the default plan's losses; the plan is cached (a file in
                         $WEBGPU_VAE_TUNE_CACHE, else webgpu-vae/tuned-plans in $XDG_CACHE_HOME

@@ -17,10 +17,10 @@ import {
   type ConvProduct,
   type ConvTile,
 } from '../../shaders/conv.wgsl';
-import { chooseConv } from './conv-plan';
+import { chooseConv, convKey } from './conv-plan';
 import type { Dispatch, Gpu } from './device';
 import type { Binding } from './ops';
-import type { KernelPlan } from './plan';
+import type { ConvChoice, KernelPlan } from './plan';
 
 /** A Conv2d (transpose false) or ConvTranspose2d layer, PyTorch's arguments (square kernels). */
 export interface ConvLayer {
@@ -142,16 +142,12 @@ export async function convOp<P extends ConvPass>(
     if (layer.transpose) channelSum = b.db;
     else rowSum = b.db;
   }
-  const o: ConvOptions = {
-    ...(tile ?? chooseConv(plan.kind, product, g)),
-    product,
+  const o = convOptions(product, g, tile ?? chooseConv(plan, product, g), {
     bias: !!bias,
     activation,
     mask,
     rowSum: !!rowSum,
-    stride: g.stride,
-    tapRows: product === 'down' && g.kw === 4,
-  };
+  });
   const kernel = await gpu.kernel({ label: 'conv', code: convWGSL(o), entryPoint: 'conv', bindings: convBindings(o) });
   const resources: Binding[] = [gpu.uniform(`${label} dims`, convUniform(g, epilogue.slope ?? 0)), lhs, src, dst];
   if (bias) resources.push(bias);
@@ -161,6 +157,14 @@ export async function convOp<P extends ConvPass>(
   const dispatches: Dispatch[] = [
     { kernel, bindGroup: kernel.bind(label, resources), workgroups: convWorkgroups(o, g), cost: { flops } },
   ];
+  products.set(dispatches[0]!, {
+    layer: { ...layer },
+    input: { ...input },
+    pass,
+    epilogue: { activation, mask, slope: epilogue.slope ?? 0 },
+    bias: !!bias,
+    db: !!(rowSum ?? channelSum),
+  });
   if (channelSum) {
     const dY = (buffers as ConvBuffers['dW']).dY;
     dispatches.push(
@@ -168,6 +172,67 @@ export async function convOp<P extends ConvPass>(
     );
   }
   return dispatches;
+}
+
+type ConvFlags = Pick<ConvOptions, 'bias' | 'activation' | 'mask' | 'rowSum'>;
+
+function convOptions(product: ConvProduct, g: ConvGeometry, tile: ConvTile, flags: ConvFlags): ConvOptions {
+  // A kernel 4 taps wide reads each row of taps of the weight as one vec4 (the down product only:
+  // measured slower for up).
+  return { ...tile, product, ...flags, stride: g.stride, tapRows: product === 'down' && g.kw === 4 };
+}
+
+/**
+ * What a convOp product dispatch computes — the layer, its input, the pass and which epilogues
+ * and bias gradient it has — so a tuner can build the same product on scratch buffers of its own
+ * (src/model/autotune.ts), under another plan.
+ */
+export interface ConvProductOf {
+  layer: ConvLayer;
+  input: ConvInput;
+  pass: ConvPass;
+  epilogue: Required<ConvEpilogue>;
+  /** A forward's bias. */
+  bias: boolean;
+  /** A dW pass's bias gradient (Conv2d's row sums; ConvTranspose2d's channel sum, a dispatch of its own). */
+  db: boolean;
+}
+
+/** Kept beside the dispatch, not on it, as ops.ts keeps its matmul products. */
+const products = new WeakMap<Dispatch, ConvProductOf>();
+
+/** The conv product a dispatch made by convOp computes (undefined for any other dispatch, the channel sum too). */
+export function convProductOf(d: Dispatch): ConvProductOf | undefined {
+  return products.get(d);
+}
+
+/** The product's key in a plan (src/gpu/conv-plan.ts convKey). */
+export function convProductKey(p: Pick<ConvProductOf, 'layer' | 'input' | 'pass'>): string {
+  return convKey(productOf(p.layer, p.pass), convGeometry(p.layer, p.input));
+}
+
+/** The options convOp compiles a product with under `choice`: what the tuner times and digests. */
+export function plannedConvOptions(p: ConvProductOf, choice: ConvChoice): ConvOptions {
+  const g = convGeometry(p.layer, p.input);
+  const product = productOf(p.layer, p.pass);
+  const plan: Pick<KernelPlan, 'kind' | 'overrides'> = {
+    kind: 'software',
+    overrides: { [convKey(product, g)]: choice },
+  };
+  return convOptions(product, g, chooseConv(plan, product, g), {
+    bias: p.bias,
+    activation: p.epilogue.activation,
+    mask: p.epilogue.mask,
+    rowSum: p.db && !p.layer.transpose,
+  });
+}
+
+/**
+ * The WGSL convOp compiles for a product under `choice` — pure, so the autotune's cache key can
+ * digest exactly the kernels the tuner times (src/model/autotune.ts engineVersion).
+ */
+export function plannedConvKernel(p: ConvProductOf, choice: ConvChoice): string {
+  return convWGSL(plannedConvOptions(p, choice));
 }
 
 /** out[c] = Σ image[b, c, ·] over an NCHW image (batch, C, plane): ConvTranspose2d's db. */

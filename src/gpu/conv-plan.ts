@@ -12,8 +12,10 @@
  *   products with too few outputs for that (the weight gradients of thin layers) split K among
  *   up to 16 invocations of a workgroup.
  *
- * Kept beside plan.ts rather than in it: a conv product has no matmulKey, so the plan's
- * overrides (a tuner's or a checkpoint's) do not name it yet; conv choices come from the rule.
+ * A plan's overrides (a tuner's or a checkpoint's) name a conv product by its convKey, beside the
+ * matmuls' keys, and chooseConv takes the override before the rule. Which choices an override may
+ * hold (CONV_PLAN_CHOICES) is derived from the tables here, so a tile added to a rule is one a
+ * plan can hold, and nothing else is: a register tile is unrolled into the kernel's WGSL.
  */
 import {
   convInvocations,
@@ -23,7 +25,8 @@ import {
   type ConvProduct,
   type ConvTile,
 } from '../../shaders/conv.wgsl';
-import { HARDWARE_MIN_INVOCATIONS, type PlanKind } from './plan';
+// plan.ts imports this module's choices for decodePlan; neither reads the other's values while it loads.
+import { HARDWARE_MIN_INVOCATIONS, type ConvChoice, type KernelPlan } from './plan';
 
 /**
  * Software tiles: every shape of up to 8 rows × 4 columns (see CONV_MAX_TILE_N). The rule takes
@@ -53,9 +56,20 @@ function tile(product: ConvProduct, g: ConvGeometry, tileM: number, tileN: numbe
   return { tileM, tileN, slices, wgY: convRowsOfInvocations(tileM, slices, rows) };
 }
 
-export function chooseConv(kind: PlanKind, product: ConvProduct, g: ConvGeometry): ConvTile {
+/** The plan's tile for one conv product: its override (convKey) when it has one, else the rule's. */
+export function chooseConv(
+  plan: Pick<KernelPlan, 'kind' | 'overrides'>,
+  product: ConvProduct,
+  g: ConvGeometry,
+): ConvTile {
+  const key = convKey(product, g);
+  const override = plan.overrides[key];
+  if (override) {
+    if (override.variant !== 'conv') throw new Error(`kernel plan: ${key} is a conv product, not a matmul's`);
+    return tile(product, g, override.tileM, override.tileN, override.slices);
+  }
   const { rows } = convProductShape(product, g);
-  if (kind === 'software') {
+  if (plan.kind === 'software') {
     const outputs = rows * convProductShape(product, g).cols;
     const computed = (t: ConvTile) => convInvocations({ ...t, product }, g) * t.tileM * t.tileN;
     const loads = (t: ConvTile) => 1 / t.tileM + 1 / t.tileN;
@@ -76,4 +90,69 @@ export function chooseConv(kind: PlanKind, product: ConvProduct, g: ConvGeometry
   }
   // Still short: as many as the outputs and the widest split allow.
   return tile(product, g, 1, 1, HARDWARE_SLICES.at(-1)!);
+}
+
+/**
+ * "conv down I 128×1×28×28 O 32×14×14 k4×4 s2 p1": the key of a conv product in a plan — the
+ * product and its join (shaders/conv.wgsl.ts): I as batch×Ci×Hi×Wi, O as Co×Ho×Wo, kernel,
+ * stride and padding. Two layers' products with one key share the override, as matmuls do.
+ */
+export function convKey(product: ConvProduct, g: ConvGeometry): string {
+  return (
+    `conv ${product} I ${g.batch}×${g.Ci}×${g.Hi}×${g.Wi} O ${g.Co}×${g.Ho}×${g.Wo} ` +
+    `k${g.kh}×${g.kw} s${g.stride} p${g.pad}`
+  );
+}
+
+/** The text convKey writes. */
+export const CONV_KEY = /^conv (down|up|weight) I \d+×\d+×\d+×\d+ O \d+×\d+×\d+ k\d+×\d+ s\d+ p\d+$/;
+
+/** A tile as a plan holds it: wgY is left out, since the tile and the product's rows give it. */
+export function convChoiceOf(t: ConvTile): ConvChoice {
+  return { variant: 'conv', tileM: t.tileM, tileN: t.tileN, slices: t.slices };
+}
+
+const conv = (tileM: number, tileN: number, slices = 1): ConvChoice => ({ variant: 'conv', tileM, tileN, slices });
+
+/**
+ * The start-up tuner's candidates for every conv product besides the rule's own: register tiles —
+ * the software rule's largest, and two with less work per invocation (fewer rows, fewer columns).
+ */
+export const CONV_TUNE_ALTERNATIVES: readonly ConvChoice[] = [conv(8, 4), conv(4, 4), conv(8, 2)];
+
+/**
+ * A hardware adapter's candidates besides those: K split four and sixteen ways, as the hardware
+ * rule splits it. Not on a software adapter, where a split kernel's workgroup barriers cost many
+ * times a register tile's: on SwiftShader a 16-step check under 1×1 K/16 took some fifty times as
+ * long as under a register tile, and each split kernel about ten times as long to compile.
+ */
+export const CONV_SPLIT_ALTERNATIVES: readonly ConvChoice[] = [conv(1, 1, 4), conv(1, 1, 16)];
+
+/** The conv candidates the tuner tries on a software or a hardware adapter. */
+export function convTuneAlternatives(software: boolean): readonly ConvChoice[] {
+  return software ? CONV_TUNE_ALTERNATIVES : [...CONV_TUNE_ALTERNATIVES, ...CONV_SPLIT_ALTERNATIVES];
+}
+
+/** Every conv choice a plan may hold: what the rules above can produce, and the tuner's candidates. */
+export const CONV_PLAN_CHOICES: readonly ConvChoice[] = [
+  ...SOFTWARE_TILES.map(([tileM, tileN]) => conv(tileM, tileN)),
+  ...HARDWARE_TILES.map(([tileM, tileN]) => conv(tileM, tileN)),
+  ...HARDWARE_SLICES.map((slices) => conv(1, 1, slices)),
+  ...CONV_TUNE_ALTERNATIVES,
+  ...CONV_SPLIT_ALTERNATIVES,
+].filter((c, i, all) => all.findIndex((d) => sameConvChoice(c, d)) === i);
+
+function sameConvChoice(a: ConvChoice, b: ConvChoice): boolean {
+  return a.variant === b.variant && a.tileM === b.tileM && a.tileN === b.tileN && a.slices === b.slices;
+}
+
+/** Whether `c` is one of CONV_PLAN_CHOICES: its variant, tile and slices, and no other field. */
+export function isConvPlanChoice(c: unknown): c is ConvChoice {
+  return (
+    typeof c === 'object' &&
+    c !== null &&
+    !Array.isArray(c) &&
+    Object.keys(c).length === 4 &&
+    CONV_PLAN_CHOICES.some((d) => sameConvChoice(d, c as ConvChoice))
+  );
 }

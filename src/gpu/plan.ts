@@ -14,6 +14,9 @@
  * - the workgroup-memory tiled kernel (TILE_64, TILE_32) is no default's choice; an override may
  *   name it (the start-up autotune's candidates, src/model/autotune.ts).
  *
+ * The convolutions' rules are src/gpu/conv-plan.ts; the plan's overrides name conv products too,
+ * by convKey, with a ConvChoice.
+ *
  * Lavapipe (Mesa's llvmpipe Vulkan driver, Dawn in Node) is a software adapter and runs the
  * software plan: measured there, 8×4 with quad-shared loads was the fastest of the register tiles
  * 4×4 to 16×8 and split-K at four of the five big products (16×4 won the fifth in one round,
@@ -27,6 +30,7 @@ import { LOSS_GROUPS } from '../../shaders/loss.wgsl';
 import { MATMUL_WG_X, MATMUL_WG_Y, type MatmulOptions } from '../../shaders/matmul.wgsl';
 import { SPLITK_SIZES, splitKWorkgroups } from '../../shaders/matmul-splitk.wgsl';
 import { TILE_32, TILE_64, tiledInvocations, tiledWorkgroups, type MatmulTile } from '../../shaders/matmul-tiled.wgsl';
+import { CONV_KEY, isConvPlanChoice } from './conv-plan';
 
 export type PlanKind = 'software' | 'hardware';
 
@@ -61,6 +65,20 @@ export interface TiledTile {
 
 export type MatmulChoice = RegisterTile | SplitKTile | TiledTile;
 
+/**
+ * A conv product's launch (shaders/conv.wgsl.ts, src/gpu/conv-plan.ts): tileM×tileN outputs per
+ * invocation and K split `slices` ways; its rows of invocations follow from those and the product.
+ */
+export interface ConvChoice {
+  variant: 'conv';
+  tileM: number;
+  tileN: number;
+  slices: number;
+}
+
+/** What an override holds: a matmul's choice under a matmulKey, a conv product's under a convKey. */
+export type PlanChoice = MatmulChoice | ConvChoice;
+
 /** The tiled kernel's tile a choice names (tileM = tileN = its block size). */
 export function tiledTileOf(c: Pick<TiledTile, 'tileM' | 'tileN'>): MatmulTile {
   const tile = c.tileM === 64 && c.tileN === 64 ? TILE_64 : c.tileM === 32 && c.tileN === 32 ? TILE_32 : null;
@@ -78,8 +96,11 @@ export interface KernelPlan {
   readonly adam: Readonly<AdamOptions>;
   /** Workgroups of the loss reduction (8 today; more lanes for a GPU). */
   readonly lossGroups: number;
-  /** Choices that replace the rule's, keyed by `matmulKey` (a tuner's or a checkpoint's). */
-  readonly overrides: Readonly<Record<string, MatmulChoice>>;
+  /**
+   * Choices that replace the rules' (a tuner's or a checkpoint's): a MatmulChoice keyed by
+   * `matmulKey`, a ConvChoice keyed by `convKey` (src/gpu/conv-plan.ts).
+   */
+  readonly overrides: Readonly<Record<string, PlanChoice>>;
 }
 
 /** What the hardware rule aims for per matmul at the VAE's real shapes (batch 128). */
@@ -150,6 +171,14 @@ function sameChoice(a: MatmulChoice, b: MatmulChoice): boolean {
   return a.variant === b.variant && a.tileM === b.tileM && a.tileN === b.tileN;
 }
 
+/**
+ * Whether a plan may hold `c` under `key`: a PLAN_CHOICES member under a matmulKey, or a
+ * CONV_PLAN_CHOICES member (src/gpu/conv-plan.ts) under a convKey.
+ */
+export function isPlanOverride(key: string, c: unknown): c is PlanChoice {
+  return (MATMUL_KEY.test(key) && isPlanChoice(c)) || (CONV_KEY.test(key) && isConvPlanChoice(c));
+}
+
 export interface MatmulShape {
   M: number;
   N: number;
@@ -174,7 +203,7 @@ export const HARDWARE_LOSS_GROUPS = 64;
  * cannot change behind it (nor one a caller changes later reach it).
  */
 export function frozenPlan(plan: KernelPlan): KernelPlan {
-  const overrides: Record<string, MatmulChoice> = {};
+  const overrides: Record<string, PlanChoice> = {};
   for (const [key, choice] of Object.entries(plan.overrides)) overrides[key] = Object.freeze({ ...choice });
   return Object.freeze({ ...plan, adam: Object.freeze({ ...plan.adam }), overrides: Object.freeze(overrides) });
 }
@@ -223,8 +252,12 @@ export function registerInvocations(
  * adapters only), which changes the software plan's best tile.
  */
 export function chooseMatmul(plan: KernelPlan, s: MatmulShape, quad: boolean): MatmulChoice {
-  const override = plan.overrides[matmulKey(s)];
-  if (override) return override;
+  const key = matmulKey(s);
+  const override = plan.overrides[key];
+  if (override) {
+    if (override.variant === 'conv') throw new Error(`kernel plan: ${key} is a matmul, not a conv product`);
+    return override;
+  }
   if (plan.kind === 'software') {
     // Measured on SwiftShader (bench/README.md): with quad-shared loads of A 8×4 wins for every
     // product; without them the weight gradients (transA: K is the batch, the output large) do
@@ -253,8 +286,9 @@ export function encodePlan(plan: KernelPlan): string {
 /**
  * The plan `text` encodes, or null when it is not one the engine could have made: the base
  * (kind, Adam's layout, loss groups) must be planFor's for its kind, each override a
- * PLAN_CHOICES member under a matmulKey. The result is rebuilt from those parts, so nothing
- * else in the text reaches a kernel.
+ * PLAN_CHOICES member under a matmulKey or a CONV_PLAN_CHOICES member under a convKey
+ * (isPlanOverride). The result is rebuilt from those parts, so nothing else in the text reaches
+ * a kernel.
  */
 export function decodePlan(text: string): KernelPlan | null {
   let p: KernelPlan;
@@ -267,10 +301,13 @@ export function decodePlan(text: string): KernelPlan | null {
   const base = planFor(p.kind === 'software');
   if (JSON.stringify(p.adam) !== JSON.stringify(base.adam) || p.lossGroups !== base.lossGroups) return null;
   if (typeof p.overrides !== 'object' || p.overrides === null || Array.isArray(p.overrides)) return null;
-  const overrides: Record<string, MatmulChoice> = {};
-  for (const [key, choice] of Object.entries(p.overrides)) {
-    if (!MATMUL_KEY.test(key) || !isPlanChoice(choice)) return null;
-    overrides[key] = { variant: choice.variant, tileM: choice.tileM, tileN: choice.tileN } as MatmulChoice;
+  const overrides: Record<string, PlanChoice> = {};
+  for (const [key, choice] of Object.entries(p.overrides as Record<string, unknown>)) {
+    if (!isPlanOverride(key, choice)) return null;
+    overrides[key] =
+      choice.variant === 'conv'
+        ? { variant: 'conv', tileM: choice.tileM, tileN: choice.tileN, slices: choice.slices }
+        : ({ variant: choice.variant, tileM: choice.tileM, tileN: choice.tileN } as MatmulChoice);
   }
   return { ...base, overrides };
 }

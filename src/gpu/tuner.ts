@@ -1,9 +1,10 @@
 /**
- * The opt-in start-up autotuner: for each matmul product it times a few candidate choices and
+ * The opt-in start-up autotuner: for each product (matmul or conv) it times a few candidate choices and
  * returns a plan that takes a candidate only where it clearly beats the base plan's choice, and
  * only when a short end-to-end run with the new plan reproduces the base plan's losses.
  *
- * The tuner is scheduling and arithmetic only. The GPU work reaches it as two callbacks the
+ * The products are the step's matmuls and convolutions alike, each under its plan key (matmulKey,
+ * convKey) with its own kind of candidates. The tuner is scheduling and arithmetic only. The GPU work reaches it as two callbacks the
  * caller runs on scratch buffers of its own — `time` (dispatch one product `repeats` times back
  * to back and say how long that took) and `check` (a 16-step run under a plan) — so it cannot
  * touch a model's weights, Adam state or step, and its tests need no GPU.
@@ -31,17 +32,21 @@
  *   match the base plan's; otherwise the base plan is kept and the report says why.
  *
  * The base choice of a product is `candidates[0]`: the tuner is given keys, not shapes, so it
- * cannot call chooseMatmul itself. `productToTune` builds a product that way from a shape.
+ * cannot call chooseMatmul or chooseConv itself. `productToTune` and `convProductToTune` build a
+ * product that way from a shape.
  */
+import type { ConvGeometry, ConvProduct } from '../../shaders/conv.wgsl';
+import { chooseConv, convChoiceOf, convKey } from './conv-plan';
 import {
   chooseMatmul,
   decodePlan,
   encodePlan,
-  isPlanChoice,
+  isPlanOverride,
   matmulKey,
+  type ConvChoice,
   type KernelPlan,
-  type MatmulChoice,
   type MatmulShape,
+  type PlanChoice,
 } from './plan';
 
 /** The shortest span a sample may be: comfortably above a 100 µs timer resolution. */
@@ -60,11 +65,11 @@ export const MAX_REPEATS = 1 << 16;
 
 export type TuneClock = 'timestamp' | 'wall';
 
-/** One product to tune. `candidates[0]` is the base plan's choice, chooseMatmul(base, shape, quad). */
+/** One product to tune. `candidates[0]` is the base plan's choice, chooseMatmul(base, shape, quad) or chooseConv(base, …). */
 export interface ProductToTune {
-  /** matmulKey of the product's shape: the key of the tuned plan's override. */
+  /** matmulKey or convKey of the product: the key of the tuned plan's override. */
   key: string;
-  candidates: MatmulChoice[];
+  candidates: PlanChoice[];
 }
 
 export interface TuneInput {
@@ -74,7 +79,7 @@ export interface TuneInput {
    * Milliseconds for `repeats` back-to-back dispatches of the product `key` under `choice`,
    * on scratch buffers (never a model's), measured with `clock`.
    */
-  time: (key: string, choice: MatmulChoice, repeats: number) => Promise<number>;
+  time: (key: string, choice: PlanChoice, repeats: number) => Promise<number>;
   /** What `time` measures with: GPU timestamp queries, or the wall clock when the adapter has no timestamp-query. */
   clock: TuneClock;
   /** True when a 16-step end-to-end run under `plan` (on scratch state) matches the base plan's losses. */
@@ -82,7 +87,7 @@ export interface TuneInput {
 }
 
 export interface CandidateReport {
-  choice: MatmulChoice;
+  choice: PlanChoice;
   /** Not sampled: its last calibration span took ≥ DROP_FACTOR × the base choice's (samplesMs is then that one span). */
   dropped?: boolean;
   /** The SAMPLES spans, in the order taken, each of the product's `repeats` dispatches (ms). */
@@ -99,10 +104,10 @@ export interface ProductReport {
   /** candidates[0] is the base choice. */
   candidates: CandidateReport[];
   /** The fastest candidate (by median) and how much faster than the base choice it is (a fraction; 0 when it is the base). */
-  fastest: MatmulChoice;
+  fastest: PlanChoice;
   gain: number;
   /** What the tuned plan runs: the fastest when gain ≥ MIN_GAIN, else the base choice. */
-  chosen: MatmulChoice;
+  chosen: PlanChoice;
   changed: boolean;
 }
 
@@ -126,15 +131,17 @@ export interface TuneResult {
 }
 
 /** Choices compare by content, whatever order their fields were written in. */
-function sameChoice(a: MatmulChoice, b: MatmulChoice): boolean {
-  const canonical = (c: MatmulChoice) =>
+function sameChoice(a: PlanChoice, b: PlanChoice): boolean {
+  const canonical = (c: PlanChoice) =>
     JSON.stringify(Object.entries(c).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
   return canonical(a) === canonical(b);
 }
 
-/** "register 8×4". */
-export function describeChoice(c: MatmulChoice): string {
-  const { variant, tileM, tileN, ...rest } = c as MatmulChoice & Record<string, unknown>;
+/** "register 8×4"; a conv choice "conv 8×4", or "conv 2×4 K/4" when K is split four ways. */
+export function describeChoice(c: PlanChoice): string {
+  if (c.variant === 'conv' && Object.keys(c).length === 4)
+    return `conv ${c.tileM}×${c.tileN}${c.slices > 1 ? ` K/${c.slices}` : ''}`;
+  const { variant, tileM, tileN, ...rest } = c as PlanChoice & Record<string, unknown>;
   const extra = Object.entries(rest)
     .map(([k, v]) => ` ${k}=${String(v)}`)
     .join('');
@@ -155,12 +162,28 @@ export function productToTune(
   base: KernelPlan,
   shape: MatmulShape,
   quad: boolean,
-  alternatives: readonly MatmulChoice[],
+  alternatives: readonly PlanChoice[],
 ): ProductToTune {
-  const baseChoice = chooseMatmul(base, shape, quad);
+  return { key: matmulKey(shape), candidates: withAlternatives(chooseMatmul(base, shape, quad), alternatives) };
+}
+
+/** A conv product to tune: the base plan's choice first (chooseConv), then the alternatives that differ from it. */
+export function convProductToTune(
+  base: KernelPlan,
+  product: ConvProduct,
+  g: ConvGeometry,
+  alternatives: readonly ConvChoice[],
+): ProductToTune {
+  return {
+    key: convKey(product, g),
+    candidates: withAlternatives(convChoiceOf(chooseConv(base, product, g)), alternatives),
+  };
+}
+
+function withAlternatives(baseChoice: PlanChoice, alternatives: readonly PlanChoice[]): PlanChoice[] {
   const candidates = [baseChoice];
   for (const c of alternatives) if (!candidates.some((d) => sameChoice(c, d))) candidates.push(c);
-  return { key: matmulKey(shape), candidates };
+  return candidates;
 }
 
 function checkProducts(base: KernelPlan, products: readonly ProductToTune[]): void {
@@ -174,9 +197,12 @@ function checkProducts(base: KernelPlan, products: readonly ProductToTune[]): vo
       if (candidates.findIndex((d) => sameChoice(c, d)) !== i)
         throw new Error(`tuner: product ${key} lists ${describeChoice(c)} twice`);
       // A plan that held it could not be read back from the cache or a checkpoint.
-      if (!isPlanChoice(c))
+      if (!isPlanOverride(key, c))
         throw new Error(
-          `tuner: product ${key}: ${describeChoice(c)} is not one of the plan's choices (PLAN_CHOICES in src/gpu/plan.ts)`,
+          `tuner: product ${key}: ${describeChoice(c)} is not one of the plan's choices ` +
+            (key.startsWith('conv ')
+              ? '(CONV_PLAN_CHOICES in src/gpu/conv-plan.ts)'
+              : '(PLAN_CHOICES in src/gpu/plan.ts)'),
         );
     });
     // The one part of "candidates[0] is the base choice" the tuner can verify without the shape.
@@ -184,14 +210,14 @@ function checkProducts(base: KernelPlan, products: readonly ProductToTune[]): vo
     if (override && !sameChoice(override, candidates[0])) {
       throw new Error(
         `tuner: product ${key}: the base plan runs ${describeChoice(override)}, but candidates[0] is ` +
-          `${describeChoice(candidates[0])}; candidates[0] must be chooseMatmul(base, …) (see productToTune)`,
+          `${describeChoice(candidates[0])}; candidates[0] must be chooseMatmul or chooseConv (base, …) (see productToTune)`,
       );
     }
   }
 }
 
 /** One span, checked: a negative, NaN or infinite time is a broken timer, not a fast kernel. */
-async function span(time: TuneInput['time'], key: string, choice: MatmulChoice, repeats: number): Promise<number> {
+async function span(time: TuneInput['time'], key: string, choice: PlanChoice, repeats: number): Promise<number> {
   const ms = await time(key, choice, repeats);
   if (!Number.isFinite(ms) || ms < 0) {
     throw new Error(`tuner: timing ${key} under ${describeChoice(choice)} (${repeats} dispatches) returned ${ms} ms`);
@@ -373,7 +399,7 @@ export interface TuneCacheKeyParts {
   /** The browser's full version (browserVersion in ./adapter): a minor update is another WGSL compiler and driver path. */
   browserVersion: string;
   engineVersion: string;
-  /** matmulKey of each product tuned; order and repeats do not matter. */
+  /** matmulKey or convKey of each product tuned; order and repeats do not matter. */
   shapes: string[];
 }
 

@@ -4,9 +4,10 @@
  * shapes, behind a cache keyed by the adapter, the browser's major version, the engine's kernels
  * and the shapes.
  *
- * - The products are the matmuls of the model's own training step, read from the dispatches a
- *   scratch model builds (matmulProductOf), so the tuner times exactly what the step runs —
- *   shape, transposes and fused epilogues — keyed as the plan keys it.
+ * - The products are the matmuls and convolutions of the model's own training step, read from the
+ *   dispatches a scratch model builds (matmulProductOf, convProductOf), so the tuner times exactly
+ *   what the step runs — shape, transposes or conv geometry, and fused epilogues — keyed as the
+ *   plan keys it (matmulKey, convKey).
  * - `time` dispatches one product back to back on scratch buffers of its own, on the span timer
  *   (GPU timestamps, else the wall clock).
  * - `check` trains CHECK_STEPS steps on scratch models — fresh from the same seed, at the real
@@ -18,11 +19,31 @@
  * runtime, so nothing has to be restored.
  */
 import { browserVersion, isLavapipeInfo } from '../gpu/adapter';
+import {
+  CONV_PRODUCTS,
+  convGeometry,
+  convOp,
+  convOutputSize,
+  convProductKey,
+  convProductOf,
+  plannedConvKernel,
+  type ConvBuffers,
+  type ConvProductOf,
+} from '../gpu/conv-ops';
+import { CONV_SPLIT_ALTERNATIVES, CONV_TUNE_ALTERNATIVES, convTuneAlternatives } from '../gpu/conv-plan';
 import type { Dispatch, Gpu } from '../gpu/device';
 import { matmulOp, matmulProductOf, matmulUsesQuads, plannedMatmulKernel, type MatmulProduct } from '../gpu/ops';
-import { matmulKey, TUNER_REGISTER_TILES, type KernelPlan, type MatmulChoice } from '../gpu/plan';
+import {
+  matmulKey,
+  TUNER_REGISTER_TILES,
+  type ConvChoice,
+  type KernelPlan,
+  type MatmulChoice,
+  type PlanChoice,
+} from '../gpu/plan';
 import { spanTimer } from '../gpu/timing';
 import {
+  convProductToTune,
   describeChoice,
   formatTuneReport,
   productToTune,
@@ -108,24 +129,38 @@ function digest(text: string): string {
 
 /**
  * The engine version in the cache key: a digest of the WGSL of every kernel the tuner would time
- * — each product's every candidate, compiled as plannedMatmulKernel compiles it, with the
- * product's own transposes, epilogues (a conditional model's reparamConditioned dz→dmulv among
- * them) and vec4/quad path — and of the candidate list. A kernel or candidate change gives a new
- * key, so a plan tuned for other kernels is never reused; no version number has to be remembered
- * by hand. (It once covered one option set per kernel, which missed the conditioned epilogue;
- * plans cached under that digest are tuned again.)
+ * — each product's every candidate, compiled as plannedMatmulKernel or plannedConvKernel compiles
+ * it, with the product's own transposes or conv geometry, epilogues (a conditional model's
+ * reparamConditioned dz→dmulv among them) and vec4/quad path — and of the candidate lists. A
+ * kernel or candidate change gives a new key, so a plan tuned for other kernels is never reused;
+ * no version number has to be remembered by hand. (It once covered one option set per kernel,
+ * which missed the conditioned epilogue, and then the matmuls only; plans cached under those
+ * digests are tuned again.)
  */
 export function engineVersion(
-  products: readonly { product: MatmulProduct; quad: boolean; candidates: readonly MatmulChoice[] }[],
+  products: readonly { product: MatmulProduct; quad: boolean; candidates: readonly PlanChoice[] }[],
+  convs: readonly { product: ConvProductOf; candidates: readonly PlanChoice[] }[] = [],
 ): string {
   const kernels = new Set<string>();
   for (const { product: p, quad, candidates } of products) {
     for (const choice of candidates)
-      kernels.add(plannedMatmulKernel(p.dims, p.options, p.epilogues, choice, quad).code);
+      kernels.add(plannedMatmulKernel(p.dims, p.options, p.epilogues, choice as MatmulChoice, quad).code);
   }
+  for (const { product, candidates } of convs)
+    for (const choice of candidates) kernels.add(plannedConvKernel(product, choice as ConvChoice));
   // Each list as a set: the order a host lists its candidates in changes no kernel and no choice.
-  const lists = new Set(products.map((p) => JSON.stringify(p.candidates.map((c) => JSON.stringify(c)).sort())));
-  return digest([...[...kernels].sort(), JSON.stringify(TUNE_ALTERNATIVES), ...[...lists].sort()].join('\n'));
+  const lists = new Set(
+    [...products, ...convs].map((p) => JSON.stringify(p.candidates.map((c) => JSON.stringify(c)).sort())),
+  );
+  return digest(
+    [
+      ...[...kernels].sort(),
+      JSON.stringify(TUNE_ALTERNATIVES),
+      JSON.stringify(CONV_TUNE_ALTERNATIVES),
+      JSON.stringify(CONV_SPLIT_ALTERNATIVES),
+      ...[...lists].sort(),
+    ].join('\n'),
+  );
 }
 
 /** The browser's major version from its user agent ("Chrome/156.…"), 0 when it names none. */
@@ -169,7 +204,9 @@ export type AutotuneResult =
     };
 
 /** One product's scratch dispatches, per choice, built on first use. */
-type Scratch = { product: MatmulProduct; built: Map<string, Promise<Dispatch>> };
+type Scratch = ({ kind: 'matmul'; product: MatmulProduct } | { kind: 'conv'; product: ConvProductOf }) & {
+  built: Map<string, Promise<Dispatch>>;
+};
 
 /**
  * Tunes `base` (default: the adapter's plan) for `job`, or takes the plan cached for the same
@@ -191,14 +228,29 @@ export async function autotunePlan(
       const scratch = new Map<string, Scratch>();
       for (const d of baseModel.trainStep(job.batchSize)) {
         const product = matmulProductOf(d);
-        if (!product) continue;
-        const key = matmulKey({ ...product.dims, transA: product.options.transA, transB: product.options.transB });
+        const conv = convProductOf(d);
         // Two products of one key share the plan's override; the first one's epilogues are timed.
-        if (!scratch.has(key)) scratch.set(key, { product, built: new Map() });
+        if (product) {
+          const key = matmulKey({ ...product.dims, transA: product.options.transA, transB: product.options.transB });
+          if (!scratch.has(key)) scratch.set(key, { kind: 'matmul', product, built: new Map() });
+        } else if (conv) {
+          const key = convProductKey(conv);
+          if (!scratch.has(key)) scratch.set(key, { kind: 'conv', product: conv, built: new Map() });
+        }
       }
       const products: ProductToTune[] = [];
       const timed: Parameters<typeof engineVersion>[0][number][] = [];
-      for (const [, { product }] of scratch) {
+      const timedConvs: { product: ConvProductOf; candidates: readonly PlanChoice[] }[] = [];
+      for (const [, s] of scratch) {
+        if (s.kind === 'conv') {
+          const { layer, input, pass } = s.product;
+          const product = CONV_PRODUCTS[layer.transpose ? 'convTranspose2d' : 'conv2d'][pass];
+          const p = convProductToTune(base, product, convGeometry(layer, input), convTuneAlternatives(gpu.software));
+          products.push(p);
+          timedConvs.push({ product: s.product, candidates: p.candidates });
+          continue;
+        }
+        const { product } = s;
         const shape = { ...product.dims, transA: product.options.transA, transB: product.options.transB };
         const quad = await matmulUsesQuads(gpu, product.dims, product.options);
         const p = productToTune(base, shape, quad, tuneAlternatives(gpu.adapter ?? gpu.device.adapterInfo));
@@ -215,7 +267,7 @@ export async function autotunePlan(
         adapter,
         browserMajor: job.browserMajor,
         browserVersion: job.runtimeVersion ?? (await browserVersion()),
-        engineVersion: engineVersion(timed),
+        engineVersion: engineVersion(timed, timedConvs),
         shapes: products.map((p) => p.key),
       });
       const cache: TuneCache = job.cache ?? { get: async () => undefined, put: async () => {} };
@@ -231,7 +283,13 @@ export async function autotunePlan(
               const s = scratch.get(productKey)!;
               const name = describeChoice(choice);
               let d = s.built.get(name);
-              if (!d) s.built.set(name, (d = scratchDispatch(gpu, base, productKey, s.product, choice)));
+              if (!d) {
+                d =
+                  s.kind === 'matmul'
+                    ? scratchDispatch(gpu, base, productKey, s.product, choice)
+                    : scratchConvDispatch(gpu, base, productKey, s.product, choice);
+                s.built.set(name, d);
+              }
               return timer.time([await d], repeats);
             },
             check: async (plan) => {
@@ -321,7 +379,7 @@ async function scratchDispatch(
   base: KernelPlan,
   key: string,
   p: MatmulProduct,
-  choice: MatmulChoice,
+  choice: PlanChoice,
 ): Promise<Dispatch> {
   const { M, N, K } = p.dims;
   const e = p.epilogues;
@@ -346,6 +404,62 @@ async function scratchDispatch(
     },
     candidate,
   );
+}
+
+/**
+ * Scratch buffers of a conv product's sizes (its inputs hold values in ±1) and its product
+ * dispatch under `choice` (not ConvTranspose2d's channel sum, which no choice changes).
+ */
+async function scratchConvDispatch(
+  gpu: Gpu,
+  base: KernelPlan,
+  key: string,
+  p: ConvProductOf,
+  choice: PlanChoice,
+): Promise<Dispatch> {
+  const { layer, input } = p;
+  const k2 = layer.kernel * layer.kernel;
+  const x = input.batch * layer.inC * input.H * input.W;
+  const y = input.batch * layer.outC * convOutputSize(layer, input.H) * convOutputSize(layer, input.W);
+  const filled = (label: string, n: number, salt: number) =>
+    gpu.bufferWith(
+      `autotune ${label}`,
+      Float32Array.from({ length: n }, (_, i) => (Math.imul(i + salt, 2654435761) >>> 8) / 2 ** 23 - 1),
+    );
+  const W = filled('W', layer.inC * layer.outC * k2, 1);
+  const buffers: ConvBuffers[typeof p.pass] =
+    p.pass === 'forward'
+      ? {
+          X: filled('X', x, 2),
+          W,
+          Y: gpu.buffer('autotune Y', 4 * y),
+          ...(p.bias ? { bias: filled('bias', layer.outC, 3) } : {}),
+        }
+      : p.pass === 'dX'
+        ? {
+            dY: filled('dY', y, 2),
+            W,
+            dX: gpu.buffer('autotune dX', 4 * x),
+            ...(p.epilogue.mask !== 'none' ? { mask: filled('mask', x, 4) } : {}),
+          }
+        : {
+            dY: filled('dY', y, 2),
+            X: filled('X', x, 3),
+            dW: gpu.buffer('autotune dW', 4 * layer.inC * layer.outC * k2),
+            ...(p.db ? { db: gpu.buffer('autotune db', 4 * layer.outC) } : {}),
+          };
+  const candidate: KernelPlan = { ...base, overrides: { ...base.overrides, [key]: choice } };
+  const [d] = await convOp(
+    gpu,
+    `autotune ${key} ${describeChoice(choice)}`,
+    layer,
+    input,
+    p.pass,
+    buffers,
+    p.epilogue,
+    candidate,
+  );
+  return d!;
 }
 
 /** A plan in a few words: its kind and the products the tuner changed. */

@@ -4,6 +4,9 @@
  * live buffers, a model's weights read back before and after, the cache's contents — and the
  * end-to-end check's loss differences under every candidate.
  */
+import { convBindings, convWGSL } from '../../shaders/conv.wgsl';
+import { convProductKey, convProductOf, plannedConvOptions } from '../../src/gpu/conv-ops';
+import { convTuneAlternatives } from '../../src/gpu/conv-plan';
 import { Gpu } from '../../src/gpu/device';
 import { matmulProductOf } from '../../src/gpu/ops';
 import { encodePlan, matmulKey, type KernelPlan, type MatmulChoice } from '../../src/gpu/plan';
@@ -83,6 +86,7 @@ async function twice(c: { sizes: VaeSizes; batchSize: number }) {
     const stateAfter = await bytes();
     return {
       hasTimestamps: gpu.hasTimestamps,
+      software: gpu.software,
       before: { liveBuffers: before.liveBuffers },
       afterFirst,
       afterSecond,
@@ -158,9 +162,71 @@ async function checkDifferences(c: { sizes: VaeSizes; batchSize: number }) {
   }
 }
 
-declare global {
-  interface Window {
-    autotune: { twice: typeof twice; checkDifferences: typeof checkDifferences };
+/**
+ * checkDifferences for the conv products: each of the adapter's conv candidates forced on every
+ * conv product of the step, the matmuls left to the base plan. Besides the losses, whether each
+ * forced model's conv dispatch runs the pipeline of the forced tile's WGSL (written here from
+ * shaders/conv.wgsl.ts, not through the plan; the runtime caches pipelines by their WGSL), so a
+ * plan whose conv override did not reach the kernels cannot pass for one that did.
+ */
+async function checkConvDifferences(c: { sizes: VaeSizes; batchSize: number }) {
+  const gpu = await Gpu.create();
+  try {
+    const j = job(c.sizes, c.batchSize);
+    const checkImages = { pixels: images(CHECK_STEPS * c.batchSize, c.sizes.D) };
+    const base = gpu.defaultPlan;
+    const baseModel = await checkModel(gpu, base, j, checkImages);
+    const keys = [
+      ...new Set(
+        baseModel
+          .trainStep(c.batchSize)
+          .map(convProductOf)
+          .filter((p) => p !== undefined)
+          .map(convProductKey),
+      ),
+    ];
+    const baseLosses = await checkLosses(baseModel);
+    const out: { choice: string; difference: number; match: boolean; kernels: [string, boolean][] }[] = [];
+    const alternatives = convTuneAlternatives(gpu.software);
+    for (const choice of alternatives) {
+      const plan: KernelPlan = { ...base, overrides: Object.fromEntries(keys.map((k) => [k, choice])) };
+      const model = await checkModel(gpu, plan, j, checkImages);
+      const kernels: [string, boolean][] = [];
+      for (const d of model.trainStep(c.batchSize)) {
+        const p = convProductOf(d);
+        if (!p) continue;
+        // The forced tile's kernel, as convOp compiles it: the pipeline cache must hand back the same one.
+        const o = plannedConvOptions(p, choice);
+        const forced = await gpu.kernel({
+          label: 'conv',
+          code: convWGSL(o),
+          entryPoint: 'conv',
+          bindings: convBindings(o),
+        });
+        kernels.push([d.bindGroup.label ?? '', forced === d.kernel]);
+      }
+      const losses = await checkLosses(model);
+      out.push({
+        choice: describeChoice(choice),
+        difference: largestDifference(baseLosses, losses),
+        match: lossesMatch(baseLosses, losses),
+        kernels,
+      });
+    }
+    return { keys, alternatives: alternatives.length, baseLosses: [...baseLosses], candidates: out };
+  } finally {
+    gpu.destroy();
+    gpu.device.destroy();
   }
 }
-window.autotune = { twice, checkDifferences };
+
+declare global {
+  interface Window {
+    autotune: {
+      twice: typeof twice;
+      checkDifferences: typeof checkDifferences;
+      checkConvDifferences: typeof checkConvDifferences;
+    };
+  }
+}
+window.autotune = { twice, checkDifferences, checkConvDifferences };
