@@ -17,7 +17,7 @@ import {
   type ConvProduct,
   type ConvTile,
 } from '../../shaders/conv.wgsl';
-import { chooseConv, convKey } from './conv-plan';
+import { chooseConv, convKey, convTileOf } from './conv-plan';
 import type { Dispatch, Gpu } from './device';
 import type { Binding } from './ops';
 import type { ConvChoice, KernelPlan } from './plan';
@@ -215,11 +215,7 @@ export function convProductKey(p: Pick<ConvProductOf, 'layer' | 'input' | 'pass'
 export function plannedConvOptions(p: ConvProductOf, choice: ConvChoice): ConvOptions {
   const g = convGeometry(p.layer, p.input);
   const product = productOf(p.layer, p.pass);
-  const plan: Pick<KernelPlan, 'kind' | 'overrides'> = {
-    kind: 'software',
-    overrides: { [convKey(product, g)]: choice },
-  };
-  return convOptions(product, g, chooseConv(plan, product, g), {
+  return convOptions(product, g, convTileOf(choice, product, g), {
     bias: p.bias,
     activation: p.epilogue.activation,
     mask: p.epilogue.mask,

@@ -56,6 +56,11 @@ function tile(product: ConvProduct, g: ConvGeometry, tileM: number, tileN: numbe
   return { tileM, tileN, slices, wgY: convRowsOfInvocations(tileM, slices, rows) };
 }
 
+/** The tile `choice` gives one product (its rows of invocations follow from the product's). */
+export function convTileOf(choice: ConvChoice, product: ConvProduct, g: ConvGeometry): ConvTile {
+  return tile(product, g, choice.tileM, choice.tileN, choice.slices);
+}
+
 /** The plan's tile for one conv product: its override (convKey) when it has one, else the rule's. */
 export function chooseConv(
   plan: Pick<KernelPlan, 'kind' | 'overrides'>,
@@ -66,7 +71,7 @@ export function chooseConv(
   const override = plan.overrides[key];
   if (override) {
     if (override.variant !== 'conv') throw new Error(`kernel plan: ${key} is a conv product, not a matmul's`);
-    return tile(product, g, override.tileM, override.tileN, override.slices);
+    return convTileOf(override, product, g);
   }
   const { rows } = convProductShape(product, g);
   if (plan.kind === 'software') {

@@ -165,9 +165,9 @@ async function checkDifferences(c: { sizes: VaeSizes; batchSize: number }) {
 /**
  * checkDifferences for the conv products: each of the adapter's conv candidates forced on every
  * conv product of the step, the matmuls left to the base plan. Besides the losses, whether each
- * forced model's conv dispatch runs the pipeline of the forced tile's WGSL (written here from
- * shaders/conv.wgsl.ts, not through the plan; the runtime caches pipelines by their WGSL), so a
- * plan whose conv override did not reach the kernels cannot pass for one that did.
+ * forced model's conv dispatch runs the pipeline of the forced tile's WGSL (from the choice
+ * itself, plannedConvOptions, not through the plan's overrides; the runtime caches pipelines by
+ * their WGSL), so a plan whose conv override did not reach the kernels cannot pass for one that did.
  */
 async function checkConvDifferences(c: { sizes: VaeSizes; batchSize: number }) {
   const gpu = await Gpu.create();
