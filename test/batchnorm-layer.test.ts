@@ -20,7 +20,7 @@ import { modelSizes, parseSpec, specSizes, type ModelSpec } from '../src/model/s
 import { initialBuffers, vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
 import { python, tempDir } from './cli';
 import { expectClose, f32, implementations, rng, useHarness } from './gpu';
-import { randomParams, refuseSpec } from './specs';
+import { expectCentralDifferences, randomParams, refuseSpec } from './specs';
 
 /** The conv-bn preset for 1×8×8 images, latent 3. */
 const CONV_BN8 = modelSizes('conv-bn', { input: [1, 8, 8], latent: 3 });
@@ -224,21 +224,7 @@ describe('the float64 reference of a BatchNorm2d model', () => {
     const eps = Float64Array.from({ length: rows * sizes.L }, () => 2 * r.next() - 1);
     const ref = vaeForwardBackward(named, sizes, x, eps, rows);
     expect(Object.keys(ref.grads)).toEqual(arenaLayout(sizes).params.map((p) => p.name));
-    for (const [name, g] of Object.entries(ref.grads)) {
-      const at = named[name]!;
-      for (let i = 0; i < at.length; i++) {
-        const orig = at[i]!;
-        at[i] = orig + 1e-6;
-        const up = vaeLoss(named, sizes, x, eps, rows);
-        at[i] = orig - 1e-6;
-        const down = vaeLoss(named, sizes, x, eps, rows);
-        at[i] = orig;
-        const fd = (up - down) / 2e-6;
-        expect(Math.abs(fd - g[i]!), `${name}[${i}]: fd ${fd} vs ${g[i]}`).toBeLessThan(
-          1e-5 * Math.max(1, Math.abs(fd)),
-        );
-      }
-    }
+    expectCentralDifferences(ref.grads, named, () => vaeLoss(named, sizes, x, eps, rows), 1e-6, 1e-5);
   });
 });
 

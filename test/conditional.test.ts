@@ -20,7 +20,7 @@ import { concatOneHot, gatherConditional, matmul, reparamBackward, reparamForwar
 import { vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
 import { expectClose, f32, implementations, permutation, rng, useHarness } from './gpu';
 import type { OpSpec } from './harness/harness';
-import { expectStepAsReference } from './specs';
+import { expectCentralDifferences, expectStepAsReference } from './specs';
 
 /** PyTorch-default-like weights in the arena layout, and the same as named float64 views. */
 function initialModel(sizes: VaeSizes, seed: number) {
@@ -301,21 +301,7 @@ describe('the conditional reference itself', () => {
     const eps = Float64Array.from({ length: rows * sizes.L }, () => 2 * r.next() - 1);
     const labels = [2, 0, 2, 1];
     const ref = vaeForwardBackward(named, sizes, x, eps, rows, labels);
-    for (const [name, g] of Object.entries(ref.grads)) {
-      const at = named[name]!;
-      for (let i = 0; i < at.length; i++) {
-        const orig = at[i]!;
-        at[i] = orig + 1e-5;
-        const up = vaeLoss(named, sizes, x, eps, rows, labels);
-        at[i] = orig - 1e-5;
-        const down = vaeLoss(named, sizes, x, eps, rows, labels);
-        at[i] = orig;
-        const fd = (up - down) / 2e-5;
-        expect(Math.abs(fd - g[i]!), `${name}[${i}]: fd ${fd} vs ${g[i]}`).toBeLessThan(
-          1e-6 * Math.max(1, Math.abs(fd)),
-        );
-      }
-    }
+    expectCentralDifferences(ref.grads, named, () => vaeLoss(named, sizes, x, eps, rows, labels), 1e-5, 1e-6);
     // The labels matter: another labelling is another loss.
     expect(vaeLoss(named, sizes, x, eps, rows, [0, 1, 0, 2])).not.toBeCloseTo(ref.loss, 6);
     expect(() => vaeLoss(named, sizes, x, eps, rows)).toThrow(/needs a label per row/);

@@ -8,6 +8,7 @@ import { arenaLayout, PIECE_FLOATS_MAX, REFERENCE_SIZES, SpecError, vaeGraph } f
 import { modelSizes, parseSpec, specSizes, type ModelSpec } from '../src/model/spec';
 import { vaeForwardBackward, vaeLoss, type VaeParams } from '../src/reference/vae';
 import { rng } from './gpu';
+import { expectCentralDifferences } from './specs';
 
 /** The issue's LeakyReLU model. */
 const LEAKY: ModelSpec = {
@@ -246,20 +247,6 @@ describe('the float64 reference of a spec model', () => {
     const labels = [2, 0, 1, 1];
     const ref = vaeForwardBackward(named, sizes, x, eps, rows, labels);
     expect(Object.keys(ref.grads)).toEqual(arenaLayout(sizes).params.map((p) => p.name));
-    for (const [name, g] of Object.entries(ref.grads)) {
-      const at = named[name]!;
-      for (let i = 0; i < at.length; i++) {
-        const orig = at[i]!;
-        at[i] = orig + 1e-6;
-        const up = vaeLoss(named, sizes, x, eps, rows, labels);
-        at[i] = orig - 1e-6;
-        const down = vaeLoss(named, sizes, x, eps, rows, labels);
-        at[i] = orig;
-        const fd = (up - down) / 2e-6;
-        expect(Math.abs(fd - g[i]!), `${name}[${i}]: fd ${fd} vs ${g[i]}`).toBeLessThan(
-          1e-6 * Math.max(1, Math.abs(fd)),
-        );
-      }
-    }
+    expectCentralDifferences(ref.grads, named, () => vaeLoss(named, sizes, x, eps, rows, labels), 1e-6, 1e-6);
   });
 });

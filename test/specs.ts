@@ -83,3 +83,30 @@ export async function expectStepAsReference(
   }
   return grads;
 }
+
+/**
+ * Each gradient of the float64 reference (`grads`, of `loss()` at `named`) against the central
+ * difference of `loss` with step h, parameter by parameter: |fd − g| < rtol·max(1, |fd|).
+ * `loss` reads `named`, which this changes in place and restores.
+ */
+export function expectCentralDifferences(
+  grads: Record<string, Float64Array>,
+  named: VaeParams,
+  loss: () => number,
+  h: number,
+  rtol: number,
+): void {
+  for (const [name, g] of Object.entries(grads)) {
+    const at = named[name]!;
+    for (let i = 0; i < at.length; i++) {
+      const orig = at[i]!;
+      at[i] = orig + h;
+      const up = loss();
+      at[i] = orig - h;
+      const down = loss();
+      at[i] = orig;
+      const fd = (up - down) / (2 * h);
+      expect(Math.abs(fd - g[i]!), `${name}[${i}]: fd ${fd} vs ${g[i]}`).toBeLessThan(rtol * Math.max(1, Math.abs(fd)));
+    }
+  }
+}
