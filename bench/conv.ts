@@ -8,7 +8,7 @@
  */
 import { convInvocations, convProductShape, type ConvGeometry } from '../shaders/conv.wgsl';
 import { chooseConv } from '../src/gpu/conv-plan';
-import { CONV_PRODUCTS, convGeometry, convOp, type ConvLayer, type ConvPass } from '../src/gpu/conv-ops';
+import { convGeometry, convOp, productOf, type ConvLayer, type ConvPass } from '../src/gpu/conv-ops';
 import { Gpu } from '../src/gpu/device';
 import { spanTimer } from '../src/gpu/timing';
 import { nodeWebGpu, type VulkanDriver } from '../src/node/webgpu';
@@ -44,7 +44,7 @@ async function main() {
     const input = { batch: BATCH, H, W: H };
     const g: ConvGeometry = convGeometry(layer, input);
     for (const pass of ['forward', 'dX', 'dW'] as ConvPass[]) {
-      const product = CONV_PRODUCTS[layer.transpose ? 'convTranspose2d' : 'conv2d'][pass];
+      const product = productOf(layer, pass);
       const tile = chooseConv(plan, product, g);
       const buffers =
         pass === 'forward'

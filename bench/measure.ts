@@ -7,7 +7,7 @@
  */
 import { convInvocations, convProductShape, type ConvProduct, type ConvTile } from '../shaders/conv.wgsl';
 import type { MatmulOptions } from '../shaders/matmul.wgsl';
-import { CONV_PRODUCTS, convGeometry, type ConvPass } from '../src/gpu/conv-ops';
+import { convGeometry, productOf, type ConvPass } from '../src/gpu/conv-ops';
 import { chooseConv, convKey } from '../src/gpu/conv-plan';
 import type { Dispatch, Gpu } from '../src/gpu/device';
 import { matmulOp } from '../src/gpu/ops';
@@ -117,7 +117,7 @@ export function convLaunches(sizes: VaeSizes, batch: number, plan: KernelPlan): 
     const transpose = layer.kind === 'ConvTranspose2d';
     const g = convGeometry(convLayer(transpose, layer.args as number[]), { batch, H: layer.in[1]!, W: layer.in[2]! });
     for (const pass of ['forward', 'dX', 'dW'] as ConvPass[]) {
-      const product = CONV_PRODUCTS[transpose ? 'convTranspose2d' : 'conv2d'][pass];
+      const product = productOf({ transpose }, pass);
       const hardwareTile = chooseConv(planFor(false), product, g);
       out.set(`train[${batch}] ${layer.names[0]}${pass === 'forward' ? '' : ` ${pass}`}`, {
         product,

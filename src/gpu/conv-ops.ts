@@ -49,7 +49,8 @@ export const CONV_PRODUCTS: Record<'conv2d' | 'convTranspose2d', Record<ConvPass
   convTranspose2d: { forward: 'up', dX: 'down', dW: 'weight' },
 };
 
-const productOf = (layer: ConvLayer, pass: ConvPass) =>
+/** The implicit product a pass of a layer runs (CONV_PRODUCTS). */
+export const productOf = (layer: Pick<ConvLayer, 'transpose'>, pass: ConvPass) =>
   CONV_PRODUCTS[layer.transpose ? 'convTranspose2d' : 'conv2d'][pass];
 
 /** PyTorch's output size along one axis, or an error naming the argument at fault. */

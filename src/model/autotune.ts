@@ -20,13 +20,13 @@
  */
 import { browserVersion, isLavapipeInfo } from '../gpu/adapter';
 import {
-  CONV_PRODUCTS,
   convGeometry,
   convOp,
   convOutputSize,
   convProductKey,
   convProductOf,
   plannedConvKernel,
+  productOf,
   type ConvBuffers,
   type ConvProductOf,
 } from '../gpu/conv-ops';
@@ -244,7 +244,7 @@ export async function autotunePlan(
       for (const [, s] of scratch) {
         if (s.kind === 'conv') {
           const { layer, input, pass } = s.product;
-          const product = CONV_PRODUCTS[layer.transpose ? 'convTranspose2d' : 'conv2d'][pass];
+          const product = productOf(layer, pass);
           const p = convProductToTune(base, product, convGeometry(layer, input), convTuneAlternatives(gpu.software));
           products.push(p);
           timedConvs.push({ product: s.product, candidates: p.candidates });
@@ -373,6 +373,14 @@ export async function checkLosses(model: VaeModel): Promise<Float32Array> {
   return losses;
 }
 
+/** A scratch buffer of n values in ±1, a hash of the index and `salt` (the values do not change a product's time). */
+function scratchValues(gpu: Gpu, label: string, n: number, salt: number) {
+  return gpu.bufferWith(
+    `autotune ${label}`,
+    Float32Array.from({ length: n }, (_, i) => (Math.imul(i + salt, 2654435761) >>> 8) / 2 ** 23 - 1),
+  );
+}
+
 /** Scratch buffers of the product's sizes (A, B and the epilogues' inputs hold values in ±1) and its dispatch under `choice`. */
 async function scratchDispatch(
   gpu: Gpu,
@@ -383,9 +391,7 @@ async function scratchDispatch(
 ): Promise<Dispatch> {
   const { M, N, K } = p.dims;
   const e = p.epilogues;
-  const values = (n: number, salt: number) =>
-    Float32Array.from({ length: n }, (_, i) => (Math.imul(i + salt, 2654435761) >>> 8) / 2 ** 23 - 1);
-  const filled = (label: string, n: number, salt: number) => gpu.bufferWith(`autotune ${label}`, values(n, salt));
+  const filled = (label: string, n: number, salt: number) => scratchValues(gpu, label, n, salt);
   const candidate: KernelPlan = { ...base, overrides: { ...base.overrides, [key]: choice } };
   return matmulOp(
     gpu,
@@ -421,11 +427,7 @@ async function scratchConvDispatch(
   const k2 = layer.kernel * layer.kernel;
   const x = input.batch * layer.inC * input.H * input.W;
   const y = input.batch * layer.outC * convOutputSize(layer, input.H) * convOutputSize(layer, input.W);
-  const filled = (label: string, n: number, salt: number) =>
-    gpu.bufferWith(
-      `autotune ${label}`,
-      Float32Array.from({ length: n }, (_, i) => (Math.imul(i + salt, 2654435761) >>> 8) / 2 ** 23 - 1),
-    );
+  const filled = (label: string, n: number, salt: number) => scratchValues(gpu, label, n, salt);
   const W = filled('W', layer.inC * layer.outC * k2, 1);
   const buffers: ConvBuffers[typeof p.pass] =
     p.pass === 'forward'
